@@ -1,0 +1,2 @@
+//! WAL append + sync benchmark (placeholder: not written yet).
+fn main() {}

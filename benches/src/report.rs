@@ -1,0 +1,57 @@
+//! Printing benchmark figures: one table row per write path (p50, p99, ratio to the floor), and
+//! the filesystem the figures were taken on.
+
+use std::{io, path::Path};
+
+use hdrhistogram::Histogram;
+
+/// Prints the column headings matching [`row`].
+pub fn header() {
+    println!(
+        "{:<44} {:>10} {:>10} {:>12}",
+        "path", "p50 µs", "p99 µs", "p50 / floor"
+    );
+}
+
+/// Prints `name`, the p50 and p99 of `hist` (nanoseconds) in µs, and p50 / `floor_p50_ns`.
+pub fn row(name: &str, hist: &Histogram<u64>, floor_p50_ns: u64) {
+    let p50 = hist.value_at_quantile(0.50);
+    let p99 = hist.value_at_quantile(0.99);
+    println!(
+        "{name:<44} {:>10.1} {:>10.1} {:>11.2}x",
+        p50 as f64 / 1e3,
+        p99 as f64 / 1e3,
+        p50 as f64 / floor_p50_ns.max(1) as f64,
+    );
+}
+
+/// The filesystem holding `dir`, as `(type, description)`: from the `/proc/mounts` entry whose
+/// mount point is the longest prefix of the canonicalized `dir` (the last one if mounted over).
+///
+/// # Errors
+/// If `dir` cannot be canonicalized or `/proc/mounts` cannot be read.
+pub fn filesystem_of(dir: &Path) -> io::Result<(String, String)> {
+    let dir = dir.canonicalize()?;
+    let mounts = std::fs::read_to_string("/proc/mounts")?;
+    let best = mounts
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [device, mount_point, fs_type, options, ..] = fields[..] else {
+                return None;
+            };
+            // Mount points escape blanks as octal; undo the common one (`\040`, a space).
+            let mount_point = mount_point.replace("\\040", " ");
+            let text = format!("{fs_type} ({device} on {mount_point}, {options})");
+            dir.starts_with(&mount_point)
+                .then(|| (mount_point.len(), fs_type.to_owned(), text))
+        })
+        .max_by_key(|(len, ..)| *len); // the last of equals: the mount on top
+    Ok(match best {
+        Some((_, fs_type, text)) => (fs_type, format!("{}: {text}", dir.display())),
+        None => (
+            "?".to_owned(),
+            format!("{}: no /proc/mounts entry", dir.display()),
+        ),
+    })
+}

@@ -1,0 +1,14 @@
+//! Balsa: Raft consensus without an async runtime.
+//!
+//! This crate is what users embed. It will hold:
+//!
+//! - `raft/`: the sans-IO Raft core. `step(Input)` in, `poll_action() -> Option<Action>` out; no
+//!   threads, clocks, sockets or files, so the simulator and the runtime drive the very same code.
+//! - `runtime/`: the thread runtime (timer, net, WAL and consensus threads over crossbeam channels).
+//! - the `StateMachine` trait, the replicated key-value state machine and its client.
+//! - `sim/` (feature `sim`): the deterministic simulator that judges the core's safety.
+//!
+//! Status: not built yet. Storage lives in [`balsa_wal`], the transport in [`balsa_net`].
+
+pub use balsa_net as net;
+pub use balsa_wal as wal;
