@@ -245,10 +245,11 @@ impl SegmentWriter {
             .len();
         let map = match write_path {
             WritePath::Pwrite => None,
-            // SAFETY: the data directory is locked by this process, no other process writes or
-            // truncates this file, and this process never truncates it while the map lives.
             WritePath::Mmap => {
-                Some(unsafe { MmapMut::map_mut(&file) }.map_err(|e| Error::io("mmap", &path, e))?)
+                // SAFETY: the data directory is locked by this process, no other process writes
+                // or truncates this file, and this process never truncates it while mapped.
+                let map = unsafe { MmapMut::map_mut(&file) };
+                Some(map.map_err(|e| Error::io("mmap", &path, e))?)
             }
         };
         Ok(SegmentWriter {
