@@ -10,5 +10,7 @@
 //!
 //! Status: not built yet. Storage lives in [`balsa_wal`], the transport in [`balsa_net`].
 
+pub mod raft;
+
 pub use balsa_net as net;
 pub use balsa_wal as wal;

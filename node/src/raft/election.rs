@@ -1,0 +1,357 @@
+//! Leader election (§5.2) with the election restriction (§5.4.1), PreVote (thesis §9.6) and
+//! CheckQuorum with the leader lease (thesis §6.2 and §9.6), and the term rules every message
+//! goes through first (Figure 2, "Rules for Servers: All Servers").
+//!
+//! Invariants: the term never decreases; a vote is cast at most once per term and is persisted
+//! before the grant leaves (the durability barrier in `mod.rs`); a pre-vote changes nobody's term
+//! or vote.
+
+use super::message::EntryKind;
+use super::{Body, HardState, Message, NodeId, Progress, Raft, Role};
+
+/// How a campaign starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Campaign {
+    /// The election timeout fired: a pre-election first if PreVote is on.
+    Timeout,
+    /// A real election straight away (after winning a pre-election).
+    Election,
+    /// The leader asked us to take over (TimeoutNow): a real election, past the leader lease.
+    Transfer,
+}
+
+impl Raft {
+    pub(super) fn tick(&mut self) {
+        if self.role == Role::Leader {
+            self.tick_leader();
+            return;
+        }
+        self.election_elapsed += 1;
+        if self.election_elapsed >= self.election_timeout && self.voters.contains(&self.config.id) {
+            self.campaign(Campaign::Timeout);
+        }
+    }
+
+    fn tick_leader(&mut self) {
+        self.heartbeat_elapsed += 1;
+        self.election_elapsed += 1;
+        self.tick_transfer();
+        if self.election_elapsed >= self.config.election_ticks.0 {
+            self.election_elapsed = 0;
+            if self.config.check_quorum && !self.quorum_recently_active() {
+                // CheckQuorum: a leader cut off from a quorum stops acting as one.
+                self.become_follower(self.term, None);
+                return;
+            }
+        }
+        if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
+            self.heartbeat_elapsed = 0;
+            self.broadcast_heartbeat();
+        }
+    }
+
+    /// Whether a quorum (this node included) was heard from since the last call; starts a new
+    /// round.
+    fn quorum_recently_active(&mut self) -> bool {
+        let mut active = 1;
+        for progress in self.progress.values_mut() {
+            if progress.recent_active {
+                active += 1;
+            }
+            progress.recent_active = false;
+        }
+        active >= self.quorum()
+    }
+
+    pub(super) fn reset_election_timeout(&mut self) {
+        let (min, max) = self.config.election_ticks;
+        self.election_timeout = self.rng.range(min, max);
+        self.election_elapsed = 0;
+    }
+
+    pub(super) fn campaign(&mut self, how: Campaign) {
+        let pre_vote = how == Campaign::Timeout && self.config.pre_vote;
+        if pre_vote {
+            self.role = Role::PreCandidate;
+            self.leader = None;
+            self.reset_election_timeout();
+            self.notify_role();
+        } else {
+            self.become_candidate();
+        }
+        self.votes.clear();
+        self.votes.insert(self.config.id, true);
+        if self.tally() {
+            return; // a single voter wins at once
+        }
+        let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
+        let term = if pre_vote { self.term + 1 } else { self.term };
+        let peers: Vec<NodeId> = self.peers().collect();
+        for peer in peers {
+            let body = Body::RequestVote {
+                pre_vote,
+                last_index,
+                last_term,
+                transfer: how == Campaign::Transfer,
+            };
+            self.send_with_term(peer, term, body);
+        }
+    }
+
+    fn become_candidate(&mut self) {
+        self.term += 1;
+        self.vote = self.config.id;
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.persist_hard_state();
+        self.reset_election_timeout();
+        self.notify_role();
+    }
+
+    /// Counts the votes; moves on when a quorum decided. Returns whether the campaign ended.
+    fn tally(&mut self) -> bool {
+        let granted = self.votes.values().filter(|&&granted| granted).count();
+        let rejected = self.votes.len() - granted;
+        if granted >= self.quorum() {
+            match self.role {
+                Role::PreCandidate => self.campaign(Campaign::Election),
+                Role::Candidate => self.become_leader(),
+                Role::Follower | Role::Leader => unreachable!("only candidates count votes"),
+            }
+            true
+        } else if rejected >= self.quorum() {
+            self.become_follower(self.term, None);
+            true
+        } else {
+            false
+        }
+    }
+
+    pub(super) fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
+        assert!(
+            term >= self.term,
+            "the term never goes down ({} to {term})",
+            self.term
+        );
+        let changed = term != self.term || self.role != Role::Follower || leader != self.leader;
+        if term > self.term {
+            self.term = term;
+            self.vote = 0;
+            self.persist_hard_state();
+        }
+        let was_leader = self.role == Role::Leader;
+        self.role = Role::Follower;
+        self.leader = leader;
+        if leader.is_some() {
+            self.last_leader = leader;
+        }
+        self.progress.clear();
+        self.votes.clear();
+        self.broadcast_due = false;
+        self.reset_election_timeout();
+        if was_leader {
+            match self.transfer {
+                // The target was told to take over: stepping down is the transfer succeeding.
+                Some(transfer) if transfer.timeout_now_sent => self.transfer = None,
+                _ => self.abort_transfer("leadership lost"),
+            }
+        }
+        self.fail_reads();
+        if changed {
+            self.notify_role();
+        }
+    }
+
+    fn become_leader(&mut self) {
+        debug_assert_eq!(self.role, Role::Candidate);
+        debug_assert_eq!(self.vote, self.config.id);
+        self.role = Role::Leader;
+        self.leader = Some(self.config.id);
+        self.last_leader = self.leader;
+        self.votes.clear();
+        let next_index = self.log.last_index() + 1;
+        self.progress = self
+            .peers()
+            .map(|peer| (peer, Progress::new(next_index)))
+            .collect();
+        self.heartbeat_elapsed = 0;
+        self.election_elapsed = 0;
+        self.notify_role();
+        // §5.4.2 / Figure 8: entries of earlier terms commit only under one of our own.
+        self.append_new(EntryKind::Noop, Vec::new());
+    }
+
+    /// Figure 2 "All Servers" and the PreVote/CheckQuorum refinements, then the handler.
+    pub(super) fn on_message(&mut self, from: NodeId, msg: Message) {
+        if from == self.config.id || !self.voters.contains(&from) {
+            log::debug!(
+                "node {}: dropped a message from non-member {from}",
+                self.config.id
+            );
+            return;
+        }
+        if msg.term > self.term {
+            match msg.body {
+                Body::RequestVote {
+                    pre_vote, transfer, ..
+                } => {
+                    let in_lease = self.config.check_quorum
+                        && self.leader.is_some()
+                        && self.election_elapsed < self.config.election_ticks.0;
+                    if in_lease && !transfer {
+                        // A healthy leader was heard from recently: this candidate is the one
+                        // that was cut off. Ignoring it keeps it from deposing the leader.
+                        return;
+                    }
+                    if !pre_vote {
+                        self.become_follower(msg.term, None);
+                    }
+                }
+                // A granted pre-vote carries the term it was asked for; nothing changes.
+                Body::RequestVoteResponse {
+                    pre_vote: true,
+                    granted: true,
+                } => {}
+                Body::AppendEntries { .. } => self.become_follower(msg.term, Some(from)),
+                _ => self.become_follower(msg.term, None),
+            }
+        } else if msg.term < self.term {
+            self.on_stale_message(from, &msg);
+            return;
+        }
+        match msg.body {
+            Body::RequestVote {
+                pre_vote,
+                last_index,
+                last_term,
+                ..
+            } => {
+                self.on_request_vote(from, msg.term, pre_vote, last_index, last_term);
+            }
+            Body::RequestVoteResponse { pre_vote, granted } => {
+                self.on_vote_response(from, msg.term, pre_vote, granted);
+            }
+            Body::AppendEntries {
+                prev_index,
+                prev_term,
+                entries,
+                leader_commit,
+                read_round,
+            } => {
+                self.on_append_entries(
+                    from,
+                    prev_index,
+                    prev_term,
+                    entries,
+                    leader_commit,
+                    read_round,
+                );
+            }
+            Body::AppendEntriesResponse {
+                index,
+                conflict,
+                read_round,
+            } => {
+                self.on_append_response(from, index, conflict, read_round);
+            }
+            Body::TimeoutNow => self.on_timeout_now(),
+            Body::ReadIndex { ctx } => self.read_index(ctx, Some(from)),
+            Body::ReadIndexResponse { ctx, index } => self.on_read_index_response(ctx, index),
+            Body::Forward { data } => self.on_forward(data),
+        }
+    }
+
+    /// A message from an older term. Most are dropped; two get an answer so the sender learns
+    /// it is behind (as etcd does): a stale leader's AppendEntries, and a pre-vote.
+    fn on_stale_message(&mut self, from: NodeId, msg: &Message) {
+        match msg.body {
+            Body::AppendEntries { read_round, .. }
+                if self.config.check_quorum || self.config.pre_vote =>
+            {
+                let body = Body::AppendEntriesResponse {
+                    index: 0,
+                    conflict: None,
+                    read_round,
+                };
+                self.send(from, body);
+            }
+            Body::RequestVote { pre_vote: true, .. } => {
+                self.send(
+                    from,
+                    Body::RequestVoteResponse {
+                        pre_vote: true,
+                        granted: false,
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn on_request_vote(
+        &mut self,
+        from: NodeId,
+        msg_term: u64,
+        pre_vote: bool,
+        last_index: u64,
+        last_term: u64,
+    ) {
+        let can_vote = self.vote == from
+            || (self.vote == 0 && self.leader.is_none())
+            || (pre_vote && msg_term > self.term);
+        let up_to_date =
+            self.faults().vote_without_log_check || self.log.is_up_to_date(last_index, last_term);
+        let granted = can_vote && up_to_date;
+        if granted && !pre_vote {
+            self.vote = from;
+            self.election_elapsed = 0;
+            self.persist_hard_state();
+        }
+        let term = if pre_vote && granted {
+            msg_term
+        } else {
+            self.term
+        };
+        self.send_with_term(from, term, Body::RequestVoteResponse { pre_vote, granted });
+    }
+
+    fn on_vote_response(&mut self, from: NodeId, msg_term: u64, pre_vote: bool, granted: bool) {
+        let counts = match self.role {
+            Role::PreCandidate => {
+                pre_vote && (msg_term == self.term + 1 || (!granted && msg_term == self.term))
+            }
+            Role::Candidate => !pre_vote && msg_term == self.term,
+            Role::Follower | Role::Leader => false,
+        };
+        if counts {
+            self.votes.insert(from, granted);
+            self.tally();
+        }
+    }
+
+    fn on_timeout_now(&mut self) {
+        if self.role != Role::Leader && self.voters.contains(&self.config.id) {
+            self.campaign(Campaign::Transfer);
+        }
+    }
+
+    /// Queues a message with an explicit term (a pre-vote asks in a term not yet entered).
+    pub(super) fn send_with_term(&mut self, to: NodeId, term: u64, body: Body) {
+        let saved = self.term;
+        debug_assert!(term >= saved);
+        // `send` stamps the current term; a pre-vote's term is one ahead and never persisted.
+        self.term = term;
+        self.send(to, body);
+        self.term = saved;
+    }
+
+    /// The hard state as it stands in memory.
+    #[allow(dead_code, reason = "used by tests and status pages")]
+    pub(super) fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.commit_index(),
+        }
+    }
+}

@@ -1,0 +1,702 @@
+//! The sans-IO Raft core: Raft as a deterministic state machine.
+//!
+//! No threads, clocks, sockets, files or global RNG live here (enforced by `clippy.toml`). The
+//! world talks to the core through one path, in the style of quinn-proto:
+//!
+//! - [`Raft::step`] takes an [`Input`]: a tick, a message, a proposal, a read, a finished persist.
+//! - [`Raft::poll_action`] hands out [`Action`]s, in order, until it returns `None`: persist this,
+//!   send that, apply these, this read is ready, the role changed.
+//!
+//! The same `Vec<Input>` always yields the same actions, so a run replays exactly; the simulator,
+//! the runtime and the scripted tests all drive this same code.
+//!
+//! **The durability barrier lives here** (Figure 2 "Persistent state … updated on stable storage
+//! before responding to RPCs"): every `Persist` action has an id, the runtime reports
+//! `Persisted { upto }` when all persists up to that id are durable, and the core holds back every
+//! message that promises durability — a vote request, a vote, an append acknowledgement — until
+//! the persists issued before it are covered. A leader counts itself toward a commit quorum only
+//! for entries its own storage has acknowledged; it sends AppendEntries to followers in parallel
+//! with its own write (thesis §10.2.1).
+//!
+//! Files: `election.rs` (§5.2, PreVote, CheckQuorum), `replication.rs` (§5.3, §5.4.2, pipelining),
+//! `read.rs` (ReadIndex, thesis §6.4), `transfer.rs` (leadership transfer, thesis §3.10),
+//! `log.rs` (the log and its snapshot base), `progress.rs` (per-follower replication state),
+//! `message.rs` (the messages), `rng.rs` (the seeded jitter).
+
+mod election;
+mod log;
+mod message;
+mod progress;
+mod read;
+mod replication;
+mod rng;
+#[cfg(any(test, feature = "sim"))]
+pub mod testkit;
+#[cfg(test)]
+mod tests;
+mod transfer;
+
+use std::collections::{BTreeMap, VecDeque};
+
+pub use self::log::RaftLog;
+pub use self::message::{
+    Body, Conflict, ENTRY_OVERHEAD, Entry, EntryKind, MESSAGE_OVERHEAD, Message, NodeId,
+};
+pub use self::progress::{Progress, ProgressState};
+use self::read::ReadState;
+use self::rng::Rng;
+use self::transfer::Transfer;
+
+/// Identifies a [`Persist`] action. Ids increase by one per action, from 1.
+pub type PersistId = u64;
+
+/// How a node is set up. Times are in ticks (the runtime's tick is 10 ms by default).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This node.
+    pub id: NodeId,
+    /// Every voting member, this node included.
+    pub voters: Vec<NodeId>,
+    /// A leader sends heartbeats this often. Default 5 (50 ms).
+    pub heartbeat_ticks: u32,
+    /// Election timeouts are drawn uniformly from `[min, max)`. Default [15, 30) (150–300 ms).
+    pub election_ticks: (u32, u32),
+    /// PreVote (thesis §9.6): a node must win a pre-election before it bumps its term.
+    pub pre_vote: bool,
+    /// CheckQuorum (thesis §6.2): a leader that has not heard from a quorum within an election
+    /// timeout steps down, and voters that heard from a leader within the minimum election
+    /// timeout ignore vote requests (the leader lease).
+    pub check_quorum: bool,
+    /// The largest message on the wire (the datagram limit). AppendEntries carry as many entries
+    /// as fit; a larger single proposal is refused. Default 65,000.
+    pub max_message_bytes: usize,
+    /// At most this many AppendEntries in flight to one follower. Default 64.
+    pub max_inflight_messages: usize,
+    /// At most this many bytes of AppendEntries in flight to one follower. Default 4 MiB.
+    pub max_inflight_bytes: usize,
+    /// Seed of the election jitter.
+    pub seed: u64,
+    /// Classic bugs, for the simulator's tests of its own teeth. Only read with feature `sim`.
+    pub faults: Faults,
+}
+
+impl Config {
+    /// The defaults for node `id` of a cluster of `voters`.
+    pub fn new(id: NodeId, voters: Vec<NodeId>) -> Config {
+        Config {
+            id,
+            voters,
+            heartbeat_ticks: 5,
+            election_ticks: (15, 30),
+            pre_vote: true,
+            check_quorum: true,
+            max_message_bytes: 65_000,
+            max_inflight_messages: 64,
+            max_inflight_bytes: 4 << 20,
+            seed: id,
+            faults: Faults::default(),
+        }
+    }
+
+    /// What is wrong with this configuration, if anything.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.id == 0 {
+            return Err("node id 0 is reserved".into());
+        }
+        if !self.voters.contains(&self.id) {
+            return Err(format!(
+                "node {} is not among the voters {:?}",
+                self.id, self.voters
+            ));
+        }
+        let mut sorted = self.voters.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != self.voters.len() || sorted.first() == Some(&0) {
+            return Err(format!("voters {:?} repeat an id or use 0", self.voters));
+        }
+        let (min, max) = self.election_ticks;
+        if self.heartbeat_ticks == 0 || min <= self.heartbeat_ticks || max <= min {
+            return Err(format!(
+                "need 0 < heartbeat ticks ({}) < election ticks min ({min}) < max ({max})",
+                self.heartbeat_ticks
+            ));
+        }
+        if self.max_message_bytes < MESSAGE_OVERHEAD + ENTRY_OVERHEAD + 1 {
+            return Err(format!(
+                "max_message_bytes {} is too small",
+                self.max_message_bytes
+            ));
+        }
+        if self.max_inflight_messages == 0 || self.max_inflight_bytes == 0 {
+            return Err("the in-flight window must allow at least one message".into());
+        }
+        Ok(())
+    }
+
+    /// The largest proposal that fits in one message.
+    pub fn max_proposal_bytes(&self) -> usize {
+        self.max_message_bytes
+            .saturating_sub(MESSAGE_OVERHEAD + ENTRY_OVERHEAD)
+    }
+}
+
+/// Switches for classic Raft bugs. The simulator turns one on and must catch it; nothing else
+/// ever does. Without feature `sim` the core ignores them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Send vote grants and append acknowledgements before they are durable.
+    pub ack_before_persist: bool,
+    /// Commit entries of earlier terms by counting replicas (the Figure 8 bug).
+    pub commit_old_terms_by_counting: bool,
+    /// Grant votes without the §5.4.1 up-to-date check.
+    pub vote_without_log_check: bool,
+    /// Forget the vote on restart.
+    pub forget_vote_on_restart: bool,
+}
+
+/// What survives a restart: the hard state, the snapshot base and the log after it.
+#[derive(Clone, Debug, Default)]
+pub struct Restored {
+    /// Term, vote and commit index.
+    pub hard_state: HardState,
+    /// Index and term of the last entry the snapshot covers ((0, 0) without one).
+    pub snapshot: (u64, u64),
+    /// The entries after the snapshot.
+    pub entries: Vec<Entry>,
+}
+
+/// The state Raft keeps on stable storage besides the log (Figure 2), with the commit index.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HardState {
+    /// Latest term seen.
+    pub term: u64,
+    /// Voted for in `term` (0: nobody).
+    pub vote: NodeId,
+    /// Highest index known committed (kept for a faster restart; not needed for safety).
+    pub commit: u64,
+}
+
+/// A node's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Follows a leader, or waits for one.
+    Follower,
+    /// Runs a pre-election: asks whether it could win, without bumping its term.
+    PreCandidate,
+    /// Runs an election in its own new term.
+    Candidate,
+    /// Leads its term.
+    Leader,
+}
+
+/// Everything the world can tell the core.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// One tick of logical time passed.
+    Tick,
+    /// A message from another node.
+    Message {
+        /// Its sender.
+        from: NodeId,
+        /// The message.
+        msg: Message,
+    },
+    /// A client command to replicate. Answered by an [`Action::Proposal`] with the same `id`.
+    Propose {
+        /// The caller's tag.
+        id: u64,
+        /// The command.
+        data: Vec<u8>,
+    },
+    /// A linearizable read (ReadIndex). Answered by [`Action::ReadReady`] or
+    /// [`Action::ReadRefused`] with the same `ctx`.
+    ReadIndex {
+        /// The caller's tag.
+        ctx: u64,
+    },
+    /// Every [`Persist`] action with an id up to `upto` is durable.
+    Persisted {
+        /// The newest durable persist id.
+        upto: PersistId,
+    },
+    /// Hand leadership to `to` (thesis §3.10).
+    TransferLeadership {
+        /// The node to hand it to.
+        to: NodeId,
+    },
+}
+
+/// A write the runtime must make durable, in id order, then report with [`Input::Persisted`].
+/// Apply the parts in this order: truncate, append, hard state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Persist {
+    /// Its id.
+    pub id: PersistId,
+    /// Remove every stored entry at or after this index first.
+    pub truncate_from: Option<u64>,
+    /// Entries to append.
+    pub entries: Vec<Entry>,
+    /// The hard state to store, when it changed.
+    pub hard_state: Option<HardState>,
+}
+
+/// Why a proposal was not accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProposeError {
+    /// No leader is known; `hint` is the last one known, if any.
+    NoLeader {
+        /// A node that led recently.
+        hint: Option<NodeId>,
+    },
+    /// The command does not fit in one message.
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The largest that fits.
+        max: usize,
+    },
+    /// The leader is handing over leadership and accepts nothing meanwhile.
+    TransferInProgress {
+        /// The node taking over.
+        to: NodeId,
+    },
+}
+
+/// What became of a proposal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProposalOutcome {
+    /// Appended to the leader's log at `index` in `term`. It commits if that entry does.
+    Accepted {
+        /// Its index.
+        index: u64,
+        /// Its term.
+        term: u64,
+    },
+    /// Passed on to the leader, who answers through the state machine.
+    Forwarded {
+        /// The leader it went to.
+        to: NodeId,
+    },
+    /// Refused.
+    Refused(ProposeError),
+}
+
+/// Everything the core asks of the world.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Make this durable, then report it with [`Input::Persisted`].
+    Persist(Persist),
+    /// Send a message.
+    Send {
+        /// Receiver.
+        to: NodeId,
+        /// The message.
+        msg: Message,
+    },
+    /// Apply these committed entries to the state machine, in order.
+    Apply {
+        /// The entries, contiguous and ascending.
+        entries: Vec<Entry>,
+    },
+    /// The answer to a proposal.
+    Proposal {
+        /// The caller's tag.
+        id: u64,
+        /// What became of it.
+        outcome: ProposalOutcome,
+    },
+    /// The read tagged `ctx` may be served once the state machine has applied `index`.
+    ReadReady {
+        /// The caller's tag.
+        ctx: u64,
+        /// The read index.
+        index: u64,
+    },
+    /// The read tagged `ctx` cannot be served here; `leader` is a hint.
+    ReadRefused {
+        /// The caller's tag.
+        ctx: u64,
+        /// The leader, if known.
+        leader: Option<NodeId>,
+    },
+    /// A leadership transfer to `to` was given up.
+    TransferAborted {
+        /// The target.
+        to: NodeId,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The role, term or known leader changed.
+    RoleChanged {
+        /// The new role.
+        role: Role,
+        /// The current term.
+        term: u64,
+        /// The known leader.
+        leader: Option<NodeId>,
+    },
+}
+
+/// A summary for status pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// This node.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Current term.
+    pub term: u64,
+    /// Vote in the current term.
+    pub vote: NodeId,
+    /// Known leader.
+    pub leader: Option<NodeId>,
+    /// Commit index.
+    pub commit_index: u64,
+    /// Highest index handed out for applying.
+    pub applied_index: u64,
+    /// Last log index.
+    pub last_index: u64,
+    /// Highest index durable in the local log.
+    pub stable_index: u64,
+}
+
+/// Bookkeeping of the durability barrier.
+///
+/// Invariants: `durable_id <= issued_id`; `held` is ordered by the id each message waits for;
+/// `stable_index` never exceeds the log's last index, and every entry up to it is durable.
+#[derive(Debug, Default)]
+struct Durability {
+    /// The batch collecting this step's writes, emitted at the next `poll_action`.
+    open: Option<Persist>,
+    /// The newest id handed out (to `open` or an emitted batch).
+    issued_id: PersistId,
+    /// The newest id reported durable.
+    durable_id: PersistId,
+    /// `(id, last index after that batch)` for batches not yet durable, ascending.
+    pending_ranges: VecDeque<(PersistId, u64)>,
+    /// Every entry up to here is durable in the current log.
+    stable_index: u64,
+    /// Messages waiting for a persist id to become durable.
+    held: VecDeque<(PersistId, NodeId, Message)>,
+    /// The hard state in the newest batch (what storage will hold).
+    written_hard_state: HardState,
+}
+
+/// One Raft node. See the module documentation.
+#[derive(Debug)]
+pub struct Raft {
+    config: Config,
+    /// Voters, sorted, this node included.
+    voters: Vec<NodeId>,
+    /// Latest term seen (persistent). Never decreases.
+    term: u64,
+    /// Voted for in `term` (persistent; 0: nobody). Set at most once per term.
+    vote: NodeId,
+    log: RaftLog,
+    role: Role,
+    /// The leader of `term`, once known.
+    leader: Option<NodeId>,
+    /// The last leader known in any term, for hints.
+    last_leader: Option<NodeId>,
+    /// Ticks since the last heartbeat from a leader (follower) or since the election started;
+    /// on a leader, ticks since the last CheckQuorum round.
+    election_elapsed: u32,
+    /// Leader: ticks since the last heartbeat.
+    heartbeat_elapsed: u32,
+    /// This round's election timeout, drawn from `config.election_ticks`.
+    election_timeout: u32,
+    /// Votes received this election (PreCandidate, Candidate): voter → granted.
+    votes: BTreeMap<NodeId, bool>,
+    /// Leader: what it knows of every other voter.
+    progress: BTreeMap<NodeId, Progress>,
+    rng: Rng,
+    durability: Durability,
+    actions: VecDeque<Action>,
+    /// Leader: new entries wait to be sent, batched, at the next `poll_action`.
+    broadcast_due: bool,
+    reads: ReadState,
+    transfer: Option<Transfer>,
+}
+
+impl Raft {
+    /// A node starting from `restored` (all of it durable), as a follower.
+    pub fn new(config: Config, restored: Restored) -> Result<Raft, String> {
+        config.validate()?;
+        let mut voters = config.voters.clone();
+        voters.sort_unstable();
+        let (snapshot_index, snapshot_term) = restored.snapshot;
+        let log = RaftLog::restore(
+            snapshot_index,
+            snapshot_term,
+            restored.entries,
+            restored.hard_state.commit,
+        );
+        let mut hard_state = restored.hard_state;
+        if config.faults.forget_vote_on_restart && cfg!(feature = "sim") {
+            hard_state.vote = 0;
+        }
+        let stable_index = log.last_index();
+        let mut raft = Raft {
+            rng: Rng::new(config.seed ^ config.id.rotate_left(32)),
+            config,
+            voters,
+            term: hard_state.term,
+            vote: hard_state.vote,
+            log,
+            role: Role::Follower,
+            leader: None,
+            last_leader: None,
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            election_timeout: 0,
+            votes: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            durability: Durability {
+                stable_index,
+                written_hard_state: hard_state,
+                ..Durability::default()
+            },
+            actions: VecDeque::new(),
+            broadcast_due: false,
+            reads: ReadState::default(),
+            transfer: None,
+        };
+        raft.reset_election_timeout();
+        Ok(raft)
+    }
+
+    /// Takes one input. Actions it causes come out of [`poll_action`](Raft::poll_action).
+    pub fn step(&mut self, input: Input) {
+        match input {
+            Input::Tick => self.tick(),
+            Input::Message { from, msg } => self.on_message(from, msg),
+            Input::Propose { id, data } => self.propose(id, data),
+            Input::ReadIndex { ctx } => self.read_index(ctx, None),
+            Input::Persisted { upto } => self.on_persisted(upto),
+            Input::TransferLeadership { to } => self.transfer_leadership(to),
+        }
+        self.check_invariants();
+    }
+
+    /// The next thing the core asks of the world, in order; `None` once there is nothing more.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        loop {
+            // The write first, so the runtime starts the disk while the messages go out.
+            if let Some(persist) = self.durability.open.take() {
+                return Some(Action::Persist(persist));
+            }
+            if let Some(action) = self.actions.pop_front() {
+                return Some(action);
+            }
+            if !self.broadcast_due {
+                return None;
+            }
+            self.broadcast_due = false;
+            self.broadcast_append();
+        }
+    }
+
+    /// A summary of the node's state.
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.config.id,
+            role: self.role,
+            term: self.term,
+            vote: self.vote,
+            leader: self.leader,
+            commit_index: self.log.commit_index(),
+            applied_index: self.log.applied_index(),
+            last_index: self.log.last_index(),
+            stable_index: self.durability.stable_index,
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// The log (read-only), for tests and the simulator's checks.
+    pub fn log(&self) -> &RaftLog {
+        &self.log
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Messages held back until a persist is durable (for the simulator's checks).
+    pub fn held_messages(&self) -> usize {
+        self.durability.held.len()
+    }
+
+    fn faults(&self) -> Faults {
+        if cfg!(feature = "sim") {
+            self.config.faults
+        } else {
+            Faults::default()
+        }
+    }
+
+    fn quorum(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+
+    fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        let me = self.config.id;
+        self.voters.iter().copied().filter(move |&id| id != me)
+    }
+
+    /// Queues a message. One that promises durability waits for every persist issued so far.
+    fn send(&mut self, to: NodeId, body: Body) {
+        debug_assert_ne!(to, self.config.id, "a node never messages itself");
+        let msg = Message {
+            term: self.term,
+            body,
+        };
+        let promises_durability = matches!(
+            msg.body,
+            Body::RequestVote {
+                pre_vote: false,
+                ..
+            } | Body::RequestVoteResponse {
+                pre_vote: false,
+                ..
+            } | Body::AppendEntriesResponse { .. }
+        );
+        let needed = self.durability.issued_id;
+        if promises_durability
+            && needed > self.durability.durable_id
+            && !self.faults().ack_before_persist
+        {
+            self.durability.held.push_back((needed, to, msg));
+        } else {
+            self.actions.push_back(Action::Send { to, msg });
+        }
+    }
+
+    /// The batch this step's writes go into, opened with a fresh id if none is open.
+    fn open_batch(&mut self) -> &mut Persist {
+        let durability = &mut self.durability;
+        durability.open.get_or_insert_with(|| {
+            durability.issued_id += 1;
+            Persist {
+                id: durability.issued_id,
+                ..Persist::default()
+            }
+        })
+    }
+
+    /// Writes term and vote (and the current commit index) in this step's batch.
+    fn persist_hard_state(&mut self) {
+        let hard_state = HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.commit_index(),
+        };
+        self.open_batch().hard_state = Some(hard_state);
+        self.durability.written_hard_state = hard_state;
+    }
+
+    /// Writes appended entries (after an optional truncation) in this step's batch.
+    fn persist_entries(&mut self, truncate_from: Option<u64>, entries: &[Entry]) {
+        let commit = self.log.commit_index();
+        let last_index = self.log.last_index();
+        let durability = &mut self.durability;
+        if let Some(from) = truncate_from {
+            durability.stable_index = durability.stable_index.min(from - 1);
+            for (_, last) in &mut durability.pending_ranges {
+                *last = (*last).min(from - 1);
+            }
+        }
+        let batch = self.open_batch();
+        if let Some(from) = truncate_from {
+            let batch_first = batch.entries.first().map(|entry| entry.index);
+            batch.entries.retain(|entry| entry.index < from);
+            if batch_first.is_none_or(|first| from <= first) {
+                batch.truncate_from = Some(batch.truncate_from.map_or(from, |t| t.min(from)));
+            }
+        }
+        batch.entries.extend_from_slice(entries);
+        let id = batch.id;
+        // Piggyback the commit index on every write: it costs nothing and speeds a restart.
+        let hard_state = HardState {
+            term: self.term,
+            vote: self.vote,
+            commit,
+        };
+        if hard_state != self.durability.written_hard_state {
+            self.open_batch().hard_state = Some(hard_state);
+            self.durability.written_hard_state = hard_state;
+        }
+        let ranges = &mut self.durability.pending_ranges;
+        match ranges.back_mut() {
+            Some((last_id, last)) if *last_id == id => *last = last_index,
+            _ => ranges.push_back((id, last_index)),
+        }
+    }
+
+    fn on_persisted(&mut self, upto: PersistId) {
+        assert!(
+            upto <= self.durability.issued_id,
+            "persist {upto} was never issued"
+        );
+        let durability = &mut self.durability;
+        if upto <= durability.durable_id {
+            return;
+        }
+        durability.durable_id = upto;
+        while let Some(&(id, last)) = durability.pending_ranges.front() {
+            if id > upto {
+                break;
+            }
+            durability.stable_index = durability.stable_index.max(last);
+            durability.pending_ranges.pop_front();
+        }
+        while let Some((needed, _, _)) = durability.held.front() {
+            if *needed > upto {
+                break;
+            }
+            let (_, to, msg) = durability.held.pop_front().expect("front exists");
+            self.actions.push_back(Action::Send { to, msg });
+        }
+        if self.role == Role::Leader {
+            self.maybe_commit();
+        }
+    }
+
+    /// Raises the commit index and hands the newly committed entries out for applying.
+    fn commit_to(&mut self, index: u64) {
+        if self.log.commit_to(index) {
+            let entries = self.log.take_committed();
+            if !entries.is_empty() {
+                self.actions.push_back(Action::Apply { entries });
+            }
+            if self.role == Role::Leader {
+                self.on_leader_commit();
+            }
+        }
+    }
+
+    fn notify_role(&mut self) {
+        self.actions.push_back(Action::RoleChanged {
+            role: self.role,
+            term: self.term,
+            leader: self.leader,
+        });
+    }
+
+    /// Checks the invariants that span modules, after every step. They are O(1), so they stay
+    /// on in release builds (the README's test command runs in release).
+    fn check_invariants(&self) {
+        assert!(self.durability.durable_id <= self.durability.issued_id);
+        assert!(self.durability.stable_index <= self.log.last_index());
+        assert!(self.log.applied_index() <= self.log.commit_index());
+        assert!(self.log.commit_index() <= self.log.last_index());
+        assert!(self.role != Role::Leader || self.leader == Some(self.config.id));
+        assert!(self.role == Role::Leader || self.progress.is_empty());
+        assert!(self.role != Role::Candidate || self.vote == self.config.id);
+    }
+}

@@ -1,0 +1,147 @@
+//! What a leader knows of each follower's log, and how fast it may send to it (the pipelined
+//! replication of the thesis §10.2.1, in etcd's probe / replicate shape).
+//!
+//! - **Probe**: the leader does not know where the follower's log matches its own. It sends one
+//!   AppendEntries at a time and waits for the answer (or the next heartbeat) before another.
+//! - **Replicate**: the follower's log is known to match up to `match_index`. The leader streams
+//!   AppendEntries ahead of the acknowledgements, bounded by a window in messages and bytes.
+//!
+//! Invariants: `match_index < next_index`; in Replicate, the in-flight messages cover
+//! `match_index + 1 .. next_index` in ascending order.
+
+use std::collections::VecDeque;
+
+/// How the leader sends to a follower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressState {
+    /// One message at a time until a match is found.
+    Probe,
+    /// Pipelined under the in-flight window.
+    Replicate,
+}
+
+/// The leader's view of one follower.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    /// Highest index known to match the leader's log.
+    pub match_index: u64,
+    /// Next index to send.
+    pub next_index: u64,
+    /// How to send.
+    pub state: ProgressState,
+    /// In Probe: a probe is outstanding; wait for its answer or the next heartbeat.
+    pub probe_sent: bool,
+    /// In Replicate: the last index and wire size of each message in flight, ascending.
+    inflight: VecDeque<(u64, usize)>,
+    inflight_bytes: usize,
+    /// Heard from since the last CheckQuorum round.
+    pub recent_active: bool,
+    /// Acknowledged something since the last heartbeat (else in-flight messages are presumed lost).
+    pub acked_since_heartbeat: bool,
+    /// The newest ReadIndex round this follower confirmed.
+    pub read_round: u64,
+}
+
+impl Progress {
+    /// A follower the leader knows nothing of yet: probe from the end of the leader's log.
+    pub fn new(next_index: u64) -> Progress {
+        Progress {
+            match_index: 0,
+            next_index,
+            state: ProgressState::Probe,
+            probe_sent: false,
+            inflight: VecDeque::new(),
+            inflight_bytes: 0,
+            recent_active: false,
+            acked_since_heartbeat: false,
+            read_round: 0,
+        }
+    }
+
+    /// Whether nothing more may be sent now.
+    pub fn is_paused(&self, max_messages: usize, max_bytes: usize) -> bool {
+        match self.state {
+            ProgressState::Probe => self.probe_sent,
+            ProgressState::Replicate => {
+                self.inflight.len() >= max_messages || self.inflight_bytes >= max_bytes
+            }
+        }
+    }
+
+    /// Messages in flight (Replicate).
+    pub fn inflight_messages(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Records an AppendEntries sent with entries up to `last_index` taking `bytes`.
+    pub fn on_sent(&mut self, last_index: u64, bytes: usize) {
+        match self.state {
+            ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Replicate => {
+                if last_index >= self.next_index {
+                    debug_assert!(
+                        self.inflight
+                            .back()
+                            .is_none_or(|&(last, _)| last < last_index)
+                    );
+                    self.inflight.push_back((last_index, bytes));
+                    self.inflight_bytes += bytes;
+                    self.next_index = last_index + 1;
+                }
+            }
+        }
+    }
+
+    /// The follower matches up to `index`. Returns whether that is news.
+    pub fn on_success(&mut self, index: u64) -> bool {
+        self.acked_since_heartbeat = true;
+        let news = index > self.match_index;
+        if news {
+            self.match_index = index;
+        }
+        self.next_index = self.next_index.max(index + 1);
+        while let Some(&(last, bytes)) = self.inflight.front() {
+            if last > self.match_index {
+                break;
+            }
+            self.inflight.pop_front();
+            self.inflight_bytes -= bytes;
+        }
+        if self.state == ProgressState::Probe {
+            // The probe found where the logs match: stream from there.
+            self.probe_sent = false;
+            self.state = ProgressState::Replicate;
+            self.next_index = self.match_index + 1;
+            self.clear_inflight();
+        }
+        news
+    }
+
+    /// The follower rejected the message whose `prev_index` was `rejected`; probe from `next`.
+    /// Returns false for a stale rejection, which changes nothing.
+    pub fn on_reject(&mut self, rejected: u64, next: u64) -> bool {
+        self.acked_since_heartbeat = true;
+        if rejected <= self.match_index {
+            return false; // answers a message older than what is already known to match
+        }
+        if self.state == ProgressState::Probe && rejected + 1 != self.next_index {
+            return false; // answers an older probe
+        }
+        self.become_probe();
+        self.next_index = next.clamp(self.match_index + 1, rejected.max(self.match_index + 1));
+        true
+    }
+
+    /// Falls back to probing right after what is known to match.
+    pub fn become_probe(&mut self) {
+        self.state = ProgressState::Probe;
+        self.probe_sent = false;
+        self.next_index = self.match_index + 1;
+        self.clear_inflight();
+    }
+
+    fn clear_inflight(&mut self) {
+        self.inflight.clear();
+        self.inflight_bytes = 0;
+    }
+}

@@ -1,0 +1,150 @@
+//! Linearizable reads with ReadIndex (thesis §6.4): the leader notes its commit index, confirms
+//! it still leads with a round of heartbeats acknowledged by a quorum, and then the read may be
+//! served once the state machine has applied that index. A follower asks the leader for the index.
+//!
+//! Invariants: a read index is handed out only by a leader that has committed an entry of its
+//! own term (so its commit index is at least every index committed before it led), and only after
+//! a quorum answered a heartbeat sent after the read arrived (so no newer leader existed then).
+
+use std::collections::VecDeque;
+
+use super::{Action, Body, NodeId, Raft, Role};
+
+/// A read waiting for its heartbeat round.
+#[derive(Clone, Copy, Debug)]
+struct PendingRead {
+    ctx: u64,
+    /// The follower that asked, or `None` for a local read.
+    from: Option<NodeId>,
+    index: u64,
+    round: u64,
+}
+
+/// The leader's reads in progress.
+#[derive(Debug, Default)]
+pub(super) struct ReadState {
+    /// The newest heartbeat round; every AppendEntries carries it.
+    pub round: u64,
+    /// Reads waiting for a quorum to confirm their round, oldest first.
+    pending: VecDeque<PendingRead>,
+    /// Reads waiting for the leader's first commit in its term.
+    waiting_commit: Vec<(u64, Option<NodeId>)>,
+}
+
+impl Raft {
+    pub(super) fn read_index(&mut self, ctx: u64, from: Option<NodeId>) {
+        if self.role == Role::Leader {
+            if self.log.term_at(self.log.commit_index()) == Some(self.term) {
+                self.start_read(ctx, from);
+            } else {
+                self.reads.waiting_commit.push((ctx, from));
+            }
+            return;
+        }
+        match (from, self.leader) {
+            // Asked by a follower that thinks we lead: we do not.
+            (Some(follower), _) => {
+                self.send(follower, Body::ReadIndexResponse { ctx, index: None });
+            }
+            (None, Some(leader)) => self.send(leader, Body::ReadIndex { ctx }),
+            (None, None) => {
+                self.actions.push_back(Action::ReadRefused {
+                    ctx,
+                    leader: self.last_leader,
+                });
+            }
+        }
+    }
+
+    fn start_read(&mut self, ctx: u64, from: Option<NodeId>) {
+        let index = self.log.commit_index();
+        if self.quorum() == 1 {
+            self.read_ready(ctx, from, index);
+            return;
+        }
+        self.reads.round += 1;
+        let round = self.reads.round;
+        self.reads.pending.push_back(PendingRead {
+            ctx,
+            from,
+            index,
+            round,
+        });
+        self.broadcast_heartbeat();
+    }
+
+    fn read_ready(&mut self, ctx: u64, from: Option<NodeId>, index: u64) {
+        match from {
+            None => self.actions.push_back(Action::ReadReady { ctx, index }),
+            Some(follower) => {
+                self.send(
+                    follower,
+                    Body::ReadIndexResponse {
+                        ctx,
+                        index: Some(index),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Serves every pending read whose round a quorum confirmed.
+    pub(super) fn check_reads(&mut self) {
+        while let Some(read) = self.reads.pending.front().copied() {
+            let confirmed = 1 + self
+                .progress
+                .values()
+                .filter(|p| p.read_round >= read.round)
+                .count();
+            if confirmed < self.quorum() {
+                break;
+            }
+            self.reads.pending.pop_front();
+            self.read_ready(read.ctx, read.from, read.index);
+        }
+    }
+
+    /// The leader committed: reads that waited for its first commit in the term can start.
+    pub(super) fn on_leader_commit(&mut self) {
+        if self.reads.waiting_commit.is_empty()
+            || self.log.term_at(self.log.commit_index()) != Some(self.term)
+        {
+            return;
+        }
+        for (ctx, from) in std::mem::take(&mut self.reads.waiting_commit) {
+            self.start_read(ctx, from);
+        }
+    }
+
+    /// No longer leader: every read in progress is refused.
+    pub(super) fn fail_reads(&mut self) {
+        let pending: Vec<(u64, Option<NodeId>)> = self
+            .reads
+            .pending
+            .drain(..)
+            .map(|read| (read.ctx, read.from))
+            .chain(self.reads.waiting_commit.drain(..))
+            .collect();
+        for (ctx, from) in pending {
+            match from {
+                None => self.actions.push_back(Action::ReadRefused {
+                    ctx,
+                    leader: self.leader,
+                }),
+                Some(follower) => {
+                    self.send(follower, Body::ReadIndexResponse { ctx, index: None });
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_read_index_response(&mut self, ctx: u64, index: Option<u64>) {
+        match index {
+            Some(index) => self.actions.push_back(Action::ReadReady { ctx, index }),
+            None => self.actions.push_back(Action::ReadRefused {
+                ctx,
+                leader: self.leader,
+            }),
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! A scripted cluster for the core's tests, in the style of etcd's interaction tests: nodes,
+//! in-memory storage that persists when told to, a queue of messages in flight that a test
+//! delivers, drops or cuts, and the actions each node produced.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use super::{
+    Action, Config, Entry, HardState, Input, Message, NodeId, Persist, PersistId, Raft, Restored,
+    Role,
+};
+
+/// What one node has on "disk" and what it asked for.
+#[derive(Debug, Default)]
+pub struct Disk {
+    /// Durable hard state.
+    pub hard_state: HardState,
+    /// Durable log.
+    pub entries: Vec<Entry>,
+    /// Persists issued but not yet made durable, in order.
+    pub pending: VecDeque<Persist>,
+}
+
+impl Disk {
+    fn apply(&mut self, persist: Persist) -> PersistId {
+        if let Some(from) = persist.truncate_from {
+            self.entries.retain(|entry| entry.index < from);
+        }
+        if let Some(first) = persist.entries.first() {
+            self.entries.retain(|entry| entry.index < first.index);
+        }
+        self.entries.extend(persist.entries);
+        if let Some(hard_state) = persist.hard_state {
+            self.hard_state = hard_state;
+        }
+        persist.id
+    }
+}
+
+/// A cluster under a test's control.
+pub struct Cluster {
+    /// The nodes.
+    pub nodes: BTreeMap<NodeId, Raft>,
+    /// Their storage.
+    pub disks: BTreeMap<NodeId, Disk>,
+    /// Messages sent and not yet delivered, in order.
+    pub in_flight: VecDeque<(NodeId, NodeId, Message)>,
+    /// Entries each node was told to apply, in order.
+    pub applied: BTreeMap<NodeId, Vec<Entry>>,
+    /// Every other action (proposal outcomes, reads, role changes), per node, in order.
+    pub events: BTreeMap<NodeId, Vec<Action>>,
+    /// Links that drop everything: (from, to).
+    pub cut: BTreeSet<(NodeId, NodeId)>,
+    /// Persist at once after every step (default); when false, a test calls `persist`.
+    pub auto_persist: bool,
+}
+
+impl Cluster {
+    /// `n` fresh nodes 1..=n with the default config, tweaked by `adjust`.
+    pub fn new(n: u64, adjust: impl Fn(&mut Config)) -> Cluster {
+        let voters: Vec<NodeId> = (1..=n).collect();
+        let mut cluster = Cluster {
+            nodes: BTreeMap::new(),
+            disks: BTreeMap::new(),
+            in_flight: VecDeque::new(),
+            applied: BTreeMap::new(),
+            events: BTreeMap::new(),
+            cut: BTreeSet::new(),
+            auto_persist: true,
+        };
+        for &id in &voters {
+            let mut config = Config::new(id, voters.clone());
+            adjust(&mut config);
+            let raft = Raft::new(config, Restored::default()).expect("valid config");
+            cluster.nodes.insert(id, raft);
+            cluster.disks.insert(id, Disk::default());
+        }
+        cluster
+    }
+
+    /// The node `id`.
+    pub fn node(&self, id: NodeId) -> &Raft {
+        &self.nodes[&id]
+    }
+
+    /// Feeds `input` to node `id` and collects what it asks for.
+    pub fn step(&mut self, id: NodeId, input: Input) {
+        self.nodes
+            .get_mut(&id)
+            .expect("a node of the cluster")
+            .step(input);
+        self.drain(id);
+    }
+
+    fn drain(&mut self, id: NodeId) {
+        loop {
+            let Some(action) = self.nodes.get_mut(&id).expect("node").poll_action() else {
+                break;
+            };
+            match action {
+                Action::Persist(persist) => {
+                    self.disks
+                        .get_mut(&id)
+                        .expect("disk")
+                        .pending
+                        .push_back(persist);
+                }
+                Action::Send { to, msg } => {
+                    if !self.cut.contains(&(id, to)) {
+                        self.in_flight.push_back((id, to, msg));
+                    }
+                }
+                Action::Apply { entries } => self.applied.entry(id).or_default().extend(entries),
+                other => self.events.entry(id).or_default().push(other),
+            }
+        }
+        if self.auto_persist && !self.disks[&id].pending.is_empty() {
+            self.persist(id);
+        }
+    }
+
+    /// Makes every pending persist of node `id` durable and tells it so.
+    pub fn persist(&mut self, id: NodeId) {
+        let disk = self.disks.get_mut(&id).expect("disk");
+        let mut upto = None;
+        while let Some(persist) = disk.pending.pop_front() {
+            upto = Some(disk.apply(persist));
+        }
+        if let Some(upto) = upto {
+            self.step(id, Input::Persisted { upto });
+        }
+    }
+
+    /// Ticks node `id` `n` times.
+    pub fn tick(&mut self, id: NodeId, n: u32) {
+        for _ in 0..n {
+            self.step(id, Input::Tick);
+        }
+    }
+
+    /// Delivers the message at the front of the queue; returns it.
+    pub fn deliver_one(&mut self) -> Option<(NodeId, NodeId, Message)> {
+        let (from, to, msg) = self.in_flight.pop_front()?;
+        if self.nodes.contains_key(&to) && !self.cut.contains(&(from, to)) {
+            self.step(
+                to,
+                Input::Message {
+                    from,
+                    msg: msg.clone(),
+                },
+            );
+        }
+        Some((from, to, msg))
+    }
+
+    /// Delivers messages until none is in flight. Panics past a bound (a livelock in a test).
+    pub fn deliver_all(&mut self) {
+        for _ in 0..100_000 {
+            if self.deliver_one().is_none() {
+                return;
+            }
+        }
+        panic!("messages kept flowing: livelock");
+    }
+
+    /// Drops every message in flight.
+    pub fn drop_in_flight(&mut self) {
+        self.in_flight.clear();
+    }
+
+    /// Cuts node `id` off from every other node, both ways.
+    pub fn isolate(&mut self, id: NodeId) {
+        let others: Vec<NodeId> = self.nodes.keys().copied().filter(|&o| o != id).collect();
+        for other in others {
+            self.cut.insert((id, other));
+            self.cut.insert((other, id));
+        }
+    }
+
+    /// Restores every link.
+    pub fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    /// Makes node `id` campaign now (its election timeout elapses) and runs the election out.
+    pub fn elect(&mut self, id: NodeId) {
+        let timeout = self.nodes[&id].config().election_ticks.1;
+        for _ in 0..timeout {
+            if self.nodes[&id].status().role != Role::Follower {
+                break;
+            }
+            self.step(id, Input::Tick);
+        }
+        self.deliver_all();
+        assert_eq!(
+            self.nodes[&id].status().role,
+            Role::Leader,
+            "node {id} should lead"
+        );
+    }
+
+    /// Proposes `data` at node `id` and delivers everything.
+    pub fn propose(&mut self, id: NodeId, data: &[u8]) {
+        self.step(
+            id,
+            Input::Propose {
+                id: 0,
+                data: data.to_vec(),
+            },
+        );
+        self.deliver_all();
+    }
+
+    /// The role of node `id`.
+    pub fn role(&self, id: NodeId) -> Role {
+        self.nodes[&id].status().role
+    }
+
+    /// The term of node `id`.
+    pub fn term(&self, id: NodeId) -> u64 {
+        self.nodes[&id].status().term
+    }
+
+    /// The commit index of node `id`.
+    pub fn commit(&self, id: NodeId) -> u64 {
+        self.nodes[&id].status().commit_index
+    }
+
+    /// The (index, term) of every entry in node `id`'s log.
+    pub fn log_terms(&self, id: NodeId) -> Vec<(u64, u64)> {
+        let log = self.nodes[&id].log();
+        (log.first_index()..=log.last_index())
+            .map(|index| (index, log.term_at(index).expect("held")))
+            .collect()
+    }
+
+    /// Crashes node `id` (everything not durable is lost) and restarts it from its disk.
+    pub fn restart(&mut self, id: NodeId) {
+        let config = self.nodes[&id].config().clone();
+        let disk = self.disks.get_mut(&id).expect("disk");
+        disk.pending.clear();
+        let restored = Restored {
+            hard_state: disk.hard_state,
+            snapshot: (0, 0),
+            entries: disk.entries.clone(),
+        };
+        self.nodes
+            .insert(id, Raft::new(config, restored).expect("valid config"));
+        self.in_flight.retain(|(_, to, _)| *to != id);
+    }
+}
