@@ -1,5 +1,6 @@
-//! Shared helpers for Balsa's benchmarks: latency histograms and the physical floor (pwrite +
-//! fdatasync on a preallocated file) measured in the same run as the thing being measured.
+//! Shared helpers for Balsa's benchmarks: latency histograms, the physical floor (pwrite +
+//! fdatasync on a preallocated file) measured in the same run as the thing being measured, and
+//! drivers for the WAL itself.
 #![allow(
     clippy::print_stdout,
     clippy::disallowed_methods,
@@ -12,6 +13,7 @@ use hdrhistogram::Histogram;
 
 pub mod floor;
 pub mod report;
+pub mod wal;
 
 /// Untimed iterations run before the measured ones.
 pub const WARMUP: usize = 200;
@@ -37,9 +39,17 @@ pub fn sample(
     }
     let mut hist = new_histogram();
     for _ in 0..iterations {
-        let start = Instant::now();
-        step()?;
-        hist.saturating_record(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        hist.saturating_record(timed(&mut step)?);
     }
     Ok(hist)
+}
+
+/// Runs `step` once; returns its wall time in nanoseconds.
+///
+/// # Errors
+/// Returns the error `step` returns.
+pub fn timed(step: impl FnOnce() -> io::Result<()>) -> io::Result<u64> {
+    let start = Instant::now();
+    step()?;
+    Ok(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX))
 }

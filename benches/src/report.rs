@@ -15,10 +15,16 @@ pub fn header() {
 
 /// Prints `name`, the p50 and p99 of `hist` (nanoseconds) in µs, and p50 / `floor_p50_ns`.
 pub fn row(name: &str, hist: &Histogram<u64>, floor_p50_ns: u64) {
+    row_with(name, hist, floor_p50_ns, "");
+}
+
+/// As [`row`], followed by `note` (if not empty) in a last column.
+pub fn row_with(name: &str, hist: &Histogram<u64>, floor_p50_ns: u64, note: &str) {
     let p50 = hist.value_at_quantile(0.50);
     let p99 = hist.value_at_quantile(0.99);
+    let gap = if note.is_empty() { "" } else { "  " };
     println!(
-        "{name:<44} {:>10.1} {:>10.1} {:>11.2}x",
+        "{name:<44} {:>10.1} {:>10.1} {:>11.2}x{gap}{note}",
         p50 as f64 / 1e3,
         p99 as f64 / 1e3,
         p50 as f64 / floor_p50_ns.max(1) as f64,

@@ -92,10 +92,7 @@ impl Cluster {
     }
 
     fn drain(&mut self, id: NodeId) {
-        loop {
-            let Some(action) = self.nodes.get_mut(&id).expect("node").poll_action() else {
-                break;
-            };
+        while let Some(action) = self.nodes.get_mut(&id).expect("node").poll_action() {
             match action {
                 Action::Persist(persist) => {
                     self.disks
