@@ -11,6 +11,8 @@
 //! Status: not built yet. Storage lives in [`balsa_wal`], the transport in [`balsa_net`].
 
 pub mod raft;
+#[cfg(feature = "sim")]
+pub mod sim;
 
 pub use balsa_net as net;
 pub use balsa_wal as wal;

@@ -1,0 +1,3 @@
+//! The deterministic simulator (feature `sim`): being written.
+
+pub mod linearizability;
