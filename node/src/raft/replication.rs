@@ -136,9 +136,10 @@ impl Raft {
         streaming
     }
 
-    /// A heartbeat to every follower: an empty AppendEntries at the index known to match, which
-    /// carries the commit index and the read round. Followers in probe get their probe again,
-    /// and a stream that got no answer since the last heartbeat is presumed lost and re-probed.
+    /// The periodic heartbeat: to every follower, an empty AppendEntries at the index known to
+    /// match (it carries the commit index and the read round). Followers in probe get their probe
+    /// again, and a stream that got no answer since the last heartbeat is presumed lost and
+    /// re-probed.
     pub(super) fn broadcast_heartbeat(&mut self) {
         let peers: Vec<NodeId> = self.peers().collect();
         for peer in peers {
@@ -156,21 +157,30 @@ impl Raft {
             if progress.state == ProgressState::Probe {
                 progress.probe_sent = false;
             }
-            let match_index = progress.match_index;
-            match self.log.term_at(match_index) {
-                Some(match_term) => {
-                    let body = Body::AppendEntries {
-                        prev_index: match_index,
-                        prev_term: match_term,
-                        entries: Vec::new(),
-                        leader_commit: self.log.commit_index(),
-                        read_round: self.reads.round,
-                    };
-                    self.send(peer, body);
-                }
-                None => log::warn!("node {}: no heartbeat base for {peer}", self.config.id),
-            }
+            self.send_heartbeat(peer);
             while self.send_append(peer) {}
+        }
+    }
+
+    /// An empty AppendEntries at the index known to match: it cannot be rejected for a gap, and
+    /// every answer confirms this node still leads (used by ReadIndex rounds too).
+    pub(super) fn send_heartbeat(&mut self, peer: NodeId) {
+        let match_index = self
+            .progress
+            .get(&peer)
+            .map_or(0, |progress| progress.match_index);
+        match self.log.term_at(match_index) {
+            Some(match_term) => {
+                let body = Body::AppendEntries {
+                    prev_index: match_index,
+                    prev_term: match_term,
+                    entries: Vec::new(),
+                    leader_commit: self.log.commit_index(),
+                    read_round: self.reads.round,
+                };
+                self.send(peer, body);
+            }
+            None => log::warn!("node {}: no heartbeat base for {peer}", self.config.id),
         }
     }
 
