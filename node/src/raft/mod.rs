@@ -489,11 +489,14 @@ impl Raft {
             if let Some(action) = self.actions.pop_front() {
                 return Some(action);
             }
-            if !self.broadcast_due {
+            if self.broadcast_due {
+                self.broadcast_due = false;
+                self.broadcast_append();
+            } else if self.reads.round_due {
+                self.send_read_round();
+            } else {
                 return None;
             }
-            self.broadcast_due = false;
-            self.broadcast_append();
         }
     }
 

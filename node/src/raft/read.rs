@@ -29,6 +29,8 @@ pub(super) struct ReadState {
     pending: VecDeque<PendingRead>,
     /// Reads waiting for the leader's first commit in its term.
     waiting_commit: Vec<(u64, Option<NodeId>)>,
+    /// Reads started this step wait for a round not yet sent.
+    pub round_due: bool,
 }
 
 impl Raft {
@@ -62,15 +64,28 @@ impl Raft {
             self.read_ready(ctx, from, index);
             return;
         }
-        self.reads.round += 1;
-        let round = self.reads.round;
+        // Every read of this step shares one heartbeat round, sent at the next `poll_action`.
+        let round = self.reads.round + 1;
         self.reads.pending.push_back(PendingRead {
             ctx,
             from,
             index,
             round,
         });
-        self.broadcast_heartbeat();
+        self.reads.round_due = true;
+    }
+
+    /// Starts the heartbeat round the reads of this step wait for.
+    pub(super) fn send_read_round(&mut self) {
+        self.reads.round_due = false;
+        if self.role != Role::Leader {
+            return;
+        }
+        self.reads.round += 1;
+        let peers: Vec<NodeId> = self.peers().collect();
+        for peer in peers {
+            self.send_heartbeat(peer);
+        }
     }
 
     fn read_ready(&mut self, ctx: u64, from: Option<NodeId>, index: u64) {
@@ -125,6 +140,7 @@ impl Raft {
             .map(|read| (read.ctx, read.from))
             .chain(self.reads.waiting_commit.drain(..))
             .collect();
+        self.reads.round_due = false;
         for (ctx, from) in pending {
             match from {
                 None => self.actions.push_back(Action::ReadRefused {
