@@ -26,8 +26,9 @@
 //! | 4 | a length running past the segment, or an unknown kind byte, no mark vouching beyond it | cut the torn tail |
 //! | 5 | stale records behind the end (chained from another predecessor) | cut: they do not validate |
 //! | 6 | any break of rows 3–5 or 7–9 with a valid mark past it vouching for a position past the break | fail: `Corrupt` at the break |
-//! | 7 | a segment whose header is unwritten, short or wrong (zero-length, garbage, another seq), no mark vouching beyond | cut: the segment is deleted and made anew |
-//! | 8 | a sealed segment whose successor is missing | cut if nothing later vouches beyond (the roll was never synced); fail if a later segment does |
+//! | 7 | a segment whose header is unwritten, short or garbage (zero-length, bad magic or crc), or whose head hard state is missing, no mark vouching beyond | cut: the segment is deleted and made anew |
+//! | 7b | a segment header whose crc holds but that names another sequence number or version (a renamed or foreign file) | fail: `Corrupt` (a torn write cannot produce a valid header) |
+//! | 8 | a sealed segment whose successor is missing | keep, a clean end, if nothing later vouches beyond (the roll was never synced); fail if a later segment does |
 //! | 9 | a segment file shorter than its records need (truncated) | like row 4 at the end of the file |
 //! | 10 | valid records that break the log's rules: entry index not the next one, a term going down, a hard-state term going down, a mark vouching beyond itself, a seal naming the wrong successor | fail: `Corrupt` at that record (valid crcs mean the writer wrote them: a bug or foreign data, never a torn write) |
 //! | 11 | the log's first entry after the newest snapshot leaves a gap (entries missing) | fail: `Corrupt` |
@@ -128,6 +129,10 @@ impl LogState {
     }
 
     fn truncate_from(&mut self, index: u64) {
+        if self.next_index.is_some_and(|next| index > next) {
+            // A reset past the end (after installing a snapshot): nothing before it stays live.
+            self.entries.clear();
+        }
         let keep = match self.entries.first() {
             Some(first) if index > first.index => {
                 usize::try_from(index - first.index).unwrap_or(usize::MAX)
@@ -260,11 +265,15 @@ pub fn recover(dir: &Path, listed: &[(u64, PathBuf)]) -> Result<Scan> {
     // Row 3-5, 7-9: a torn tail. Make the cut durable before anything new is written.
     let mut torn = false;
     let in_listing = listed.iter().any(|(seq, _)| *seq == stop.seq);
-    if in_listing && stop.offset >= SEGMENT_HEADER as u64 {
+    // Writing resumes inside the broken segment only past its head hard-state record: a segment
+    // cut right after its header would otherwise lack it, and compaction relies on it.
+    let resumable = in_listing && stop.offset > SEGMENT_HEADER as u64;
+    if resumable {
         torn |= zero_from(&break_path, stop.offset)?;
         restore_size(&break_path)?;
     } else if in_listing {
-        // The header itself is bad: the segment holds nothing of the log. Make it anew.
+        // The header is bad or nothing valid follows it: the segment holds nothing of the log
+        // (its hard state included). Make it anew.
         torn = true;
         remove(&break_path)?;
         segments.retain(|info| info.seq != stop.seq);
@@ -293,7 +302,7 @@ pub fn recover(dir: &Path, listed: &[(u64, PathBuf)]) -> Result<Scan> {
     } else {
         Tail::Clean
     };
-    let resume = if stop.offset >= SEGMENT_HEADER as u64 && in_listing {
+    let resume = if resumable {
         Resume {
             seq: stop.seq,
             offset: stop.offset,
@@ -329,7 +338,14 @@ fn scan_segment(
     };
     let mut last_crc = match segment::check_header(seq, bytes) {
         Ok(seed) => seed,
-        Err(reason) => return Ok(broken(0, reason, 0)),
+        Err(segment::HeaderError::Torn(reason)) => return Ok(broken(0, reason, 0)),
+        Err(segment::HeaderError::Foreign(reason)) => {
+            return Err(Error::Corrupt {
+                path: path.to_path_buf(),
+                offset: 0,
+                reason,
+            });
+        }
     };
     let mut offset = SEGMENT_HEADER;
     loop {

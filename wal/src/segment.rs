@@ -76,36 +76,48 @@ fn header_crc(header: &[u8]) -> u32 {
     hasher.finalize()
 }
 
+/// What is wrong with a segment header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    /// Unwritten, short or garbage: what an interrupted roll can leave.
+    Torn(String),
+    /// Well-formed (its crc holds) but not this segment's: a renamed or foreign file, never the
+    /// result of a torn write.
+    Foreign(String),
+}
+
 /// Checks the header of segment `seq` at the start of `bytes`. Returns the chain seed (the header
 /// crc), or what is wrong with it.
-pub fn check_header(seq: u64, bytes: &[u8]) -> std::result::Result<u32, String> {
+pub fn check_header(seq: u64, bytes: &[u8]) -> std::result::Result<u32, HeaderError> {
     let Some(header) = bytes.get(..SEGMENT_HEADER) else {
-        return Err(format!(
+        let reason = format!(
             "file of {} bytes is shorter than a segment header",
             bytes.len()
-        ));
+        );
+        return Err(HeaderError::Torn(reason));
     };
     if header.iter().all(|&b| b == 0) {
-        return Err("segment header never written".into());
+        return Err(HeaderError::Torn("segment header never written".into()));
     }
     if &header[0..8] != MAGIC {
-        return Err("bad magic".into());
+        return Err(HeaderError::Torn("bad magic".into()));
     }
     let stored = u32::from_le_bytes([header[12], header[13], header[14], header[15]]);
     if stored != header_crc(header) {
-        return Err("segment header crc mismatch".into());
+        return Err(HeaderError::Torn("segment header crc mismatch".into()));
     }
     let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
     if version != VERSION {
-        return Err(format!("unsupported segment version {version}"));
+        return Err(HeaderError::Foreign(format!(
+            "unsupported segment version {version}"
+        )));
     }
     let mut seq_bytes = [0u8; 8];
     seq_bytes.copy_from_slice(&header[16..24]);
     let stored_seq = u64::from_le_bytes(seq_bytes);
     if stored_seq != seq {
-        return Err(format!(
-            "header says segment {stored_seq}, file name says {seq}"
-        ));
+        let reason = format!("header says segment {stored_seq}, file name says {seq}");
+        return Err(HeaderError::Foreign(reason));
     }
     Ok(stored)
 }

@@ -552,7 +552,7 @@ impl Wal {
     /// due sync mark and the closing seal) would not fit.
     fn write_record(&mut self, kind: Kind, index: u64, term: u64, payload: &[u8]) -> Result<()> {
         let needed = RECORD_HEADER + payload.len() + if self.mark_due { MARK_RECORD } else { 0 };
-        if self.active.free() < (needed + EMPTY_RECORD) as u64 {
+        if self.active.free() < (needed + RESERVE) as u64 {
             let result = self.roll();
             self.poison_on_error(result)?;
         }
@@ -569,8 +569,8 @@ impl Wal {
         );
         self.stats.bytes_written += (self.active.pending.len() - before) as u64;
         debug_assert!(
-            self.active.free() >= EMPTY_RECORD as u64,
-            "room for the seal stays"
+            self.active.free() >= RESERVE as u64,
+            "room for a mark and a seal stays"
         );
         Ok(())
     }
@@ -648,10 +648,14 @@ fn start_segment(writer: &mut SegmentWriter, hard_state: HardState) -> u32 {
     )
 }
 
-/// The largest entry a segment of `segment_bytes` holds beside its header, hard state, a sync
-/// mark and the seal.
+/// Room every segment keeps free after its last record: for the final sync mark `close` writes
+/// and for the seal a roll writes.
+const RESERVE: usize = MARK_RECORD + EMPTY_RECORD;
+
+/// The largest entry a segment of `segment_bytes` holds beside its header, hard state, a due
+/// sync mark and the reserve.
 pub fn max_entry_bytes(segment_bytes: u64) -> usize {
-    let overhead = SEGMENT_HEADER + HARD_STATE_RECORD + MARK_RECORD + EMPTY_RECORD + RECORD_HEADER;
+    let overhead = SEGMENT_HEADER + HARD_STATE_RECORD + MARK_RECORD + RESERVE + RECORD_HEADER;
     usize::try_from(segment_bytes)
         .unwrap_or(usize::MAX)
         .saturating_sub(overhead)
