@@ -1,0 +1,825 @@
+//! Tests of the linearizability checker (`balsa::sim::linearizability`).
+//!
+//! 1. Hand-written histories with known verdicts.
+//! 2. A randomized cross-check on thousands of tiny histories against two independent checkers:
+//!    a brute-force search over orderings of the whole history (no partitioning by key, no
+//!    preprocessing, no memoization) written here, and Stateright's `LinearizabilityTester` with
+//!    a `Register` spec (one tester per key).
+//! 3. Large, mostly sequential histories (thousands of operations per key) for speed, and the
+//!    inconclusive outcome when the search budget runs out.
+#![cfg(feature = "sim")]
+
+use balsa::sim::linearizability::{
+    DEFAULT_STEP_BUDGET_PER_KEY, Event, INCONCLUSIVE_PREFIX, Op, Ret, check, check_by_search_alone,
+    check_with_budget,
+};
+use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
+use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
+use std::collections::{BTreeMap, BTreeSet};
+
+// ----------------------------------------------------------------------------------------------
+// Building histories by hand.
+
+fn write(client: u64, key: u64, value: u64, call: u64, ret: u64) -> Event {
+    Event {
+        client,
+        op: Op::Write { key, value },
+        call,
+        ret: Some((ret, Ret::WriteOk)),
+    }
+}
+
+fn pending_write(client: u64, key: u64, value: u64, call: u64) -> Event {
+    Event {
+        client,
+        op: Op::Write { key, value },
+        call,
+        ret: None,
+    }
+}
+
+fn read(client: u64, key: u64, seen: Option<u64>, call: u64, ret: u64) -> Event {
+    Event {
+        client,
+        op: Op::Read { key },
+        call,
+        ret: Some((ret, Ret::ReadOk(seen))),
+    }
+}
+
+fn pending_read(client: u64, key: u64, call: u64) -> Event {
+    Event {
+        client,
+        op: Op::Read { key },
+        call,
+        ret: None,
+    }
+}
+
+fn assert_linearizable(history: &[Event]) {
+    if let Err(message) = check(history) {
+        panic!("expected linearizable, got: {message}\nhistory: {history:#?}");
+    }
+}
+
+/// Asserts a definite violation and returns its message.
+fn assert_not_linearizable(history: &[Event]) -> String {
+    match check(history) {
+        Ok(()) => panic!("expected not linearizable, got Ok\nhistory: {history:#?}"),
+        Err(message) => {
+            assert!(
+                message.starts_with("not linearizable"),
+                "expected a definite violation, got: {message}"
+            );
+            message
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// 1. Hand-written histories.
+
+#[test]
+fn empty_and_trivial_histories_are_linearizable() {
+    assert_linearizable(&[]);
+    assert_linearizable(&[read(1, 7, None, 0, 1)]);
+    assert_linearizable(&[write(1, 7, 10, 0, 1), read(1, 7, Some(10), 2, 3)]);
+    assert_linearizable(&[pending_read(1, 7, 0)]);
+    assert_linearizable(&[pending_write(1, 7, 10, 0)]);
+}
+
+#[test]
+fn stale_read_after_completed_write_is_not_linearizable() {
+    let message = assert_not_linearizable(&[write(1, 7, 10, 0, 10), read(2, 7, None, 20, 30)]);
+    assert!(message.contains("key 7"), "{message}");
+    // Overwritten value seen after the overwrite completed.
+    assert_not_linearizable(&[
+        write(1, 7, 10, 0, 10),
+        write(1, 7, 11, 20, 30),
+        read(2, 7, Some(10), 40, 50),
+    ]);
+}
+
+#[test]
+fn read_seeing_a_value_before_its_write_was_invoked_is_not_linearizable() {
+    let message = assert_not_linearizable(&[read(2, 7, Some(10), 0, 10), write(1, 7, 10, 20, 30)]);
+    assert!(
+        message.contains("key 7") && message.contains("before the write"),
+        "{message}"
+    );
+    // The same when the write never returned.
+    assert_not_linearizable(&[read(2, 7, Some(10), 0, 10), pending_write(1, 7, 10, 20)]);
+    // A value nobody wrote.
+    let message = assert_not_linearizable(&[write(1, 7, 10, 0, 10), read(2, 7, Some(99), 20, 30)]);
+    assert!(message.contains("never written"), "{message}");
+    // A value written to another key.
+    assert_not_linearizable(&[write(1, 8, 10, 0, 10), read(2, 7, Some(10), 20, 30)]);
+}
+
+#[test]
+fn concurrent_write_and_read_may_go_either_way() {
+    assert_linearizable(&[write(1, 7, 10, 0, 20), read(2, 7, None, 5, 15)]);
+    assert_linearizable(&[write(1, 7, 10, 0, 20), read(2, 7, Some(10), 5, 15)]);
+    // The read straddles the write.
+    assert_linearizable(&[write(1, 7, 10, 5, 15), read(2, 7, None, 0, 20)]);
+    assert_linearizable(&[write(1, 7, 10, 5, 15), read(2, 7, Some(10), 0, 20)]);
+    // Two concurrent writes, then a read of either.
+    for seen in [10, 11] {
+        assert_linearizable(&[
+            write(1, 7, 10, 0, 20),
+            write(2, 7, 11, 5, 25),
+            read(3, 7, Some(seen), 30, 40),
+        ]);
+    }
+}
+
+#[test]
+fn equal_times_are_concurrent() {
+    // The write returns at 10 and the read is invoked at 10: not ordered, so the read may miss it.
+    assert_linearizable(&[write(1, 7, 10, 0, 10), read(2, 7, None, 10, 20)]);
+    assert_not_linearizable(&[write(1, 7, 10, 0, 10), read(2, 7, None, 11, 20)]);
+}
+
+#[test]
+fn pending_write_may_or_may_not_take_effect() {
+    // Not (yet) visible, then visible.
+    assert_linearizable(&[
+        pending_write(1, 7, 10, 0),
+        read(2, 7, None, 10, 20),
+        read(2, 7, Some(10), 30, 40),
+        read(3, 7, Some(10), 50, 60),
+    ]);
+    // Never visible.
+    assert_linearizable(&[pending_write(1, 7, 10, 0), read(2, 7, None, 1000, 1001)]);
+    // Visible, then gone again: impossible once it took effect (nothing else writes).
+    assert_not_linearizable(&[
+        pending_write(1, 7, 10, 0),
+        read(2, 7, Some(10), 10, 20),
+        read(2, 7, None, 30, 40),
+    ]);
+    // Visible, overwritten, and it cannot take effect a second time.
+    assert_not_linearizable(&[
+        pending_write(1, 7, 10, 0),
+        read(2, 7, Some(10), 10, 20),
+        write(2, 7, 11, 30, 40),
+        read(2, 7, Some(10), 50, 60),
+    ]);
+    // It may take effect long after its call, after later writes.
+    assert_linearizable(&[
+        pending_write(1, 7, 10, 0),
+        write(2, 7, 11, 10, 20),
+        read(2, 7, Some(11), 30, 40),
+        read(3, 7, Some(10), 50, 60),
+    ]);
+    // A pending read constrains nothing.
+    assert_linearizable(&[
+        write(1, 7, 10, 0, 10),
+        pending_read(2, 7, 20),
+        read(3, 7, Some(10), 30, 40),
+    ]);
+}
+
+#[test]
+fn reads_in_an_order_no_single_register_allows_are_not_linearizable() {
+    // Two concurrent writes; one client sees 10 then 11, another (afterwards) 11 then 10.
+    assert_not_linearizable(&[
+        write(1, 7, 10, 0, 100),
+        write(2, 7, 11, 0, 100),
+        read(3, 7, Some(10), 10, 20),
+        read(3, 7, Some(11), 30, 40),
+        read(4, 7, Some(10), 50, 60),
+    ]);
+    // Two clients reading concurrently with each other, in opposite orders.
+    assert_not_linearizable(&[
+        write(1, 7, 10, 0, 100),
+        write(2, 7, 11, 0, 100),
+        read(3, 7, Some(10), 10, 20),
+        read(3, 7, Some(11), 30, 40),
+        read(4, 7, Some(11), 10, 20),
+        read(4, 7, Some(10), 30, 40),
+    ]);
+    // Both clients seeing the writes in the same order is fine.
+    assert_linearizable(&[
+        write(1, 7, 10, 0, 100),
+        write(2, 7, 11, 0, 100),
+        read(3, 7, Some(10), 10, 20),
+        read(3, 7, Some(11), 30, 40),
+        read(4, 7, Some(10), 10, 20),
+        read(4, 7, Some(11), 30, 40),
+    ]);
+}
+
+#[test]
+fn keys_are_independent_and_the_failing_key_is_named() {
+    let message = assert_not_linearizable(&[
+        write(1, 1, 10, 0, 10),
+        read(2, 1, Some(10), 20, 30),
+        write(1, 2, 20, 0, 100),
+        write(2, 2, 21, 0, 100),
+        read(3, 2, Some(20), 10, 20),
+        read(3, 2, Some(21), 30, 40),
+        read(4, 2, Some(21), 10, 20),
+        read(4, 2, Some(20), 30, 40),
+        read(5, 3, None, 0, 100),
+    ]);
+    assert!(message.starts_with("not linearizable: key 2"), "{message}");
+    assert!(
+        !message.contains("key 1") && !message.contains("key 3"),
+        "{message}"
+    );
+    // The excerpt: the deepest partial linearization, the register value there, and the
+    // operation that could not be postponed, marked `!`.
+    assert!(
+        message.contains("longest linearizable prefix found has 5 operations"),
+        "{message}"
+    );
+    assert!(message.contains("register holds 21"), "{message}");
+    assert!(
+        message.contains("#5 client 3: read -> 21 [call 30, ret 40]"),
+        "{message}"
+    );
+    assert!(
+        message.contains("! #7 client 4: read -> 20 [call 30, ret 40]"),
+        "{message}"
+    );
+}
+
+#[test]
+fn stale_read_is_reported_with_the_writes_that_make_it_stale() {
+    let message = assert_not_linearizable(&[
+        write(1, 7, 10, 0, 10),
+        write(1, 7, 11, 15, 25),
+        read(2, 7, Some(10), 40, 50),
+    ]);
+    assert!(message.contains("stale"), "{message}");
+    assert!(
+        message.contains("#2 client 2: read -> 10 [call 40, ret 50]"),
+        "{message}"
+    );
+    assert!(
+        message.contains("#1 client 1: write 11 [call 15, ret 25]"),
+        "{message}"
+    );
+    assert!(
+        message.contains("#0 client 1: write 10 [call 0, ret 10]"),
+        "{message}"
+    );
+}
+
+#[test]
+fn malformed_histories_are_reported_as_such() {
+    let message = check(&[read(1, 7, None, 10, 5)]).expect_err("return before call");
+    assert!(message.starts_with("malformed history"), "{message}");
+    let message = check(&[write(1, 7, 10, 0, 5), write(2, 7, 10, 6, 8)]).expect_err("dup value");
+    assert!(message.starts_with("malformed history"), "{message}");
+    let wrong_kind = Event {
+        client: 1,
+        op: Op::Read { key: 7 },
+        call: 0,
+        ret: Some((1, Ret::WriteOk)),
+    };
+    let message = check(&[wrong_kind]).expect_err("write result for a read");
+    assert!(message.starts_with("malformed history"), "{message}");
+}
+
+#[test]
+fn exhausted_budget_is_inconclusive_not_a_violation() {
+    // 40 mutually concurrent writes followed by reads that pin an impossible final order: the
+    // search has to consider exponentially many subsets of the writes.
+    let mut history: Vec<Event> = (0..40)
+        .map(|value| write(value, 7, value, 0, 1000))
+        .collect();
+    history.push(read(100, 7, Some(0), 1001, 1002));
+    history.push(read(100, 7, Some(1), 1003, 1004));
+    let message = check_with_budget(&history, 100_000).expect_err("budget too small");
+    assert!(message.starts_with(INCONCLUSIVE_PREFIX), "{message}");
+    assert!(message.contains("key 7"), "{message}");
+
+    // A definite violation on another key is reported in preference.
+    history.push(write(1, 8, 1, 0, 10));
+    history.push(read(2, 8, None, 20, 30));
+    let message = check_with_budget(&history, 100_000).expect_err("key 8 is violated");
+    assert!(message.starts_with("not linearizable: key 8"), "{message}");
+}
+
+// ----------------------------------------------------------------------------------------------
+// Random histories.
+
+/// SplitMix64: small, deterministic, good enough for generating test cases.
+struct TestRng(u64);
+
+impl TestRng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `low..=high`.
+    fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next_u64() % (high - low + 1)
+    }
+
+    /// Uniform in `0..bound` (`bound > 0`).
+    fn index(&mut self, bound: usize) -> usize {
+        usize::try_from(self.next_u64() % bound as u64).expect("less than a usize bound")
+    }
+
+    fn one_in(&mut self, odds: u64) -> bool {
+        self.next_u64().is_multiple_of(odds)
+    }
+}
+
+/// The shape of a generated linearizable history.
+struct Shape {
+    ops: usize,
+    keys: u64,
+    /// Clients operating at once; a client whose operation never returns is replaced by a new one.
+    client_slots: usize,
+    /// One operation in this many never returns.
+    pending_one_in: u64,
+    /// How far an operation's call and return may lie from its linearization point.
+    max_spread: u64,
+}
+
+/// A linearizable history: operations get linearization points 10 time units apart and are
+/// executed sequentially in that order against a register per key; each one's interval is then
+/// drawn around its point, respecting one outstanding operation per client. An operation that
+/// never returns may or may not have taken effect at its point.
+fn generate_linearizable(rng: &mut TestRng, shape: &Shape) -> Vec<Event> {
+    let mut history = Vec::with_capacity(shape.ops);
+    let mut registers: BTreeMap<u64, u64> = BTreeMap::new();
+    // Per slot: the client id and the earliest time it may invoke again.
+    let mut slots: Vec<(u64, u64)> = (0..shape.client_slots as u64).map(|id| (id, 0)).collect();
+    let mut next_client = shape.client_slots as u64;
+    let mut next_value = 1;
+    let mut point = 0;
+    while history.len() < shape.ops {
+        point += 10;
+        let free: Vec<usize> = (0..slots.len())
+            .filter(|&slot| slots[slot].1 <= point)
+            .collect();
+        if free.is_empty() {
+            continue;
+        }
+        let slot = free[rng.index(free.len())];
+        let (client, free_at) = slots[slot];
+        let call = rng.between(free_at.max(point.saturating_sub(shape.max_spread)), point);
+        let ret_time = point + rng.between(1, shape.max_spread);
+        let key = rng.between(0, shape.keys - 1);
+        let pending = rng.one_in(shape.pending_one_in);
+        let (op, ret) = if rng.one_in(2) {
+            let value = next_value;
+            next_value += 1;
+            if !pending || rng.one_in(2) {
+                registers.insert(key, value);
+            }
+            (Op::Write { key, value }, Ret::WriteOk)
+        } else {
+            (Op::Read { key }, Ret::ReadOk(registers.get(&key).copied()))
+        };
+        if pending {
+            history.push(Event {
+                client,
+                op,
+                call,
+                ret: None,
+            });
+            slots[slot] = (next_client, call);
+            next_client += 1;
+        } else {
+            history.push(Event {
+                client,
+                op,
+                call,
+                ret: Some((ret_time, ret)),
+            });
+            slots[slot].1 = ret_time + 1;
+        }
+    }
+    history
+}
+
+fn written_values(history: &[Event]) -> Vec<u64> {
+    history
+        .iter()
+        .filter_map(|event| match event.op {
+            Op::Write { value, .. } => Some(value),
+            Op::Read { .. } => None,
+        })
+        .collect()
+}
+
+/// Applies one or two random mutations to a history, which often makes it non-linearizable;
+/// the result is still well formed (returns after calls, unique written values).
+fn mutate(rng: &mut TestRng, history: &mut [Event]) {
+    let max_time = history
+        .iter()
+        .map(|event| event.ret.map_or(event.call, |(ret_time, _)| ret_time))
+        .max()
+        .unwrap_or(0);
+    let values = written_values(history);
+    let completed_reads: Vec<usize> = (0..history.len())
+        .filter(|&index| matches!(history[index].ret, Some((_, Ret::ReadOk(_)))))
+        .collect();
+    let mutations = rng.between(1, 2);
+    for _ in 0..mutations {
+        let target = rng.index(history.len());
+        match rng.between(0, 7) {
+            // A read returns something else (usually a value that was written).
+            0..=3 if !completed_reads.is_empty() => {
+                let target = completed_reads[rng.index(completed_reads.len())];
+                let seen = match rng.between(0, 9) {
+                    0 => Some(1_000_000),
+                    1 | 2 => None,
+                    _ if !values.is_empty() => Some(values[rng.index(values.len())]),
+                    _ => None,
+                };
+                if let Some((ret_time, _)) = history[target].ret {
+                    history[target].ret = Some((ret_time, Ret::ReadOk(seen)));
+                }
+            }
+            0..=3 => {}
+            // An operation moves in time.
+            4 => {
+                let call = rng.between(0, max_time);
+                history[target].call = call;
+                if let Some((_, ret)) = history[target].ret {
+                    history[target].ret = Some((call + rng.between(1, 30), ret));
+                }
+            }
+            // An operation never returns.
+            5 => history[target].ret = None,
+            // An operation that never returned does return.
+            6 if history[target].ret.is_none() => {
+                let ret_time = history[target].call + rng.between(1, 30);
+                let ret = match history[target].op {
+                    Op::Write { .. } => Ret::WriteOk,
+                    Op::Read { .. } if values.is_empty() => Ret::ReadOk(None),
+                    Op::Read { .. } => Ret::ReadOk(Some(values[rng.index(values.len())])),
+                };
+                history[target].ret = Some((ret_time, ret));
+            }
+            6 => {}
+            // Two reads swap results.
+            _ if completed_reads.len() >= 2 => {
+                let target = completed_reads[rng.index(completed_reads.len())];
+                let other = completed_reads[rng.index(completed_reads.len())];
+                if let (Some((t1, r1 @ Ret::ReadOk(_))), Some((t2, r2 @ Ret::ReadOk(_)))) =
+                    (history[target].ret, history[other].ret)
+                {
+                    history[target].ret = Some((t1, r2));
+                    history[other].ret = Some((t2, r1));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A history with no structure: random intervals and random results.
+fn generate_arbitrary(rng: &mut TestRng, ops: usize) -> Vec<Event> {
+    let mut history = Vec::with_capacity(ops);
+    for index in 0..ops as u64 {
+        let key = rng.between(0, 1);
+        let call = rng.between(0, 40);
+        let ret_time = call + rng.between(1, 30);
+        let (op, ret) = if rng.one_in(2) {
+            (
+                Op::Write {
+                    key,
+                    value: index + 1,
+                },
+                Ret::WriteOk,
+            )
+        } else {
+            let seen = rng.between(0, ops as u64);
+            (Op::Read { key }, Ret::ReadOk((seen > 0).then_some(seen)))
+        };
+        let ret = (!rng.one_in(6)).then_some((ret_time, ret));
+        history.push(Event {
+            client: index % 3,
+            op,
+            call,
+            ret,
+        });
+    }
+    history
+}
+
+// ----------------------------------------------------------------------------------------------
+// Independent checkers.
+
+/// Brute force over the whole history (all keys together, no preprocessing, no memoization):
+/// extends a sequential order one operation at a time, in every way that respects real time
+/// (an operation returning strictly before another's call goes first) and the registers, and
+/// succeeds once every operation that returned is placed. Operations that never returned may
+/// be placed (anywhere after their call; a read then checks nothing) or left out.
+fn brute_force_linearizable(history: &[Event]) -> bool {
+    fn extend(history: &[Event], placed: &mut [bool], registers: &mut BTreeMap<u64, u64>) -> bool {
+        if history
+            .iter()
+            .zip(placed.iter())
+            .all(|(event, &done)| done || event.ret.is_none())
+        {
+            return true;
+        }
+        for next in 0..history.len() {
+            if placed[next] {
+                continue;
+            }
+            let must_wait = history.iter().zip(placed.iter()).any(|(earlier, &done)| {
+                !done
+                    && earlier
+                        .ret
+                        .is_some_and(|(ret_time, _)| ret_time < history[next].call)
+            });
+            if must_wait {
+                continue;
+            }
+            let event = history[next];
+            let undo = match (event.op, event.ret) {
+                (Op::Write { key, value }, _) => Some((key, registers.insert(key, value))),
+                (Op::Read { key }, Some((_, Ret::ReadOk(seen)))) => {
+                    if registers.get(&key).copied() != seen {
+                        continue;
+                    }
+                    None
+                }
+                (Op::Read { .. }, _) => None,
+            };
+            placed[next] = true;
+            let found = extend(history, placed, registers);
+            placed[next] = false;
+            if let Some((key, previous)) = undo {
+                match previous {
+                    Some(value) => registers.insert(key, value),
+                    None => registers.remove(&key),
+                };
+            }
+            if found {
+                return true;
+            }
+        }
+        false
+    }
+    extend(
+        history,
+        &mut vec![false; history.len()],
+        &mut BTreeMap::new(),
+    )
+}
+
+/// Stateright's tester, one per key, with each operation on its own thread (so its
+/// one-operation-per-thread rule holds for any history) and events fed in time order, calls
+/// before returns at equal times (ties are concurrent, as in the checker).
+fn stateright_linearizable(history: &[Event]) -> bool {
+    let keys: BTreeSet<u64> = history
+        .iter()
+        .map(|event| match event.op {
+            Op::Write { key, .. } | Op::Read { key } => key,
+        })
+        .collect();
+    keys.into_iter().all(|key| {
+        let mut timeline: Vec<(u64, bool, usize)> = Vec::new();
+        for (index, event) in history.iter().enumerate() {
+            let on_key =
+                matches!(event.op, Op::Write { key: k, .. } | Op::Read { key: k } if k == key);
+            if on_key {
+                timeline.push((event.call, false, index));
+                if let Some((ret_time, _)) = event.ret {
+                    timeline.push((ret_time, true, index));
+                }
+            }
+        }
+        timeline.sort_unstable();
+        let mut tester = LinearizabilityTester::new(Register(None::<u64>));
+        for (_, is_return, index) in timeline {
+            let event = history[index];
+            let recorded = if is_return {
+                let ret = match event.ret {
+                    Some((_, Ret::ReadOk(seen))) => RegisterRet::ReadOk(seen),
+                    _ => RegisterRet::WriteOk,
+                };
+                tester.on_return(index, ret).map(|_| ())
+            } else {
+                let op = match event.op {
+                    Op::Write { value, .. } => RegisterOp::Write(Some(value)),
+                    Op::Read { .. } => RegisterOp::Read,
+                };
+                tester.on_invoke(index, op).map(|_| ())
+            };
+            if let Err(message) = recorded {
+                panic!("stateright rejected the history: {message}");
+            }
+        }
+        tester.is_consistent()
+    })
+}
+
+// ----------------------------------------------------------------------------------------------
+// 2. Randomized cross-check.
+
+#[derive(Default, Debug)]
+struct Tally {
+    histories: usize,
+    linearizable: usize,
+    not_linearizable: usize,
+    /// Of `not_linearizable`: how many `check` refuted by search rather than found directly.
+    refuted_by_search: usize,
+}
+
+/// `Ok(true)` linearizable, `Ok(false)` definitely not, `Err` anything else.
+fn verdict_of(result: Result<(), String>) -> Result<bool, String> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(message) if message.starts_with("not linearizable") => Ok(false),
+        Err(message) => Err(message),
+    }
+}
+
+/// Asserts that `check`, `check_by_search_alone` (the search refuting every violation itself),
+/// the brute force and Stateright agree on `history`.
+fn cross_check(history: &[Event], tally: &mut Tally, origin: &str, seed: u64) {
+    let result = check(history);
+    if result
+        .as_ref()
+        .is_err_and(|message| message.contains("longest linearizable prefix"))
+    {
+        tally.refuted_by_search += 1;
+    }
+    let verdict = verdict_of(result);
+    let by_search_alone = verdict_of(check_by_search_alone(history, DEFAULT_STEP_BUDGET_PER_KEY));
+    let brute_force = brute_force_linearizable(history);
+    let stateright = stateright_linearizable(history);
+    assert!(
+        verdict == Ok(brute_force)
+            && by_search_alone == Ok(brute_force)
+            && stateright == brute_force,
+        "{origin} (seed {seed}): check says {verdict:?}, the search alone {by_search_alone:?}, \
+         brute force {brute_force}, stateright {stateright}\n{:?}\n{history:#?}",
+        check(history)
+    );
+    tally.histories += 1;
+    if brute_force {
+        tally.linearizable += 1;
+    } else {
+        tally.not_linearizable += 1;
+    }
+}
+
+const RANDOM_HISTORIES_PER_KIND: u64 = 4000;
+
+#[test]
+#[allow(
+    clippy::print_stdout,
+    reason = "reports how many histories were cross-checked"
+)]
+fn random_tiny_histories_agree_with_brute_force_and_stateright() {
+    let tiny = |ops, max_spread| Shape {
+        ops,
+        keys: 2,
+        client_slots: 3,
+        pending_one_in: 6,
+        max_spread,
+    };
+    let mut generated = Tally::default();
+    let mut mutated = Tally::default();
+    let mut mutated_wide = Tally::default();
+    let mut arbitrary = Tally::default();
+    for seed in 0..RANDOM_HISTORIES_PER_KIND {
+        let mut rng = TestRng(seed);
+        let ops = usize::try_from(rng.between(1, 7)).expect("at most 7");
+        let history = generate_linearizable(&mut rng, &tiny(ops, 25));
+        cross_check(&history, &mut generated, "generated linearizable", seed);
+
+        let mut mutant = history.clone();
+        mutate(&mut rng, &mut mutant);
+        cross_check(&mutant, &mut mutated, "mutated", seed);
+
+        // Operations spread over up to 60 time units on either side of points 10 apart: most
+        // of them concurrent with most others.
+        let mut mutant = generate_linearizable(&mut rng, &tiny(ops, 60));
+        mutate(&mut rng, &mut mutant);
+        cross_check(&mutant, &mut mutated_wide, "mutated, wide", seed);
+
+        let history = generate_arbitrary(&mut rng, ops);
+        cross_check(&history, &mut arbitrary, "arbitrary", seed);
+    }
+    println!(
+        "generated: {generated:?}\nmutated: {mutated:?}\nmutated, wide: {mutated_wide:?}\n\
+         arbitrary: {arbitrary:?}"
+    );
+    assert_eq!(
+        generated.not_linearizable, 0,
+        "the generator only makes linearizable histories"
+    );
+    // The mutations and arbitrary histories exercise both verdicts substantially.
+    for tally in [&mutated, &mutated_wide, &arbitrary] {
+        assert!(tally.linearizable * 10 > tally.histories, "{tally:?}");
+        assert!(tally.not_linearizable * 10 > tally.histories, "{tally:?}");
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// 3. Large histories.
+
+/// `history` followed, after everything in it, by two concurrent writes to `key` and one
+/// client's reads seeing the first, the second, then the first again: a violation only the
+/// search finds (neither write was invoked after the other returned), and only after refuting
+/// every alternative for the whole of `key`'s sub-history before it.
+fn with_read_inversion_at_the_end(history: &[Event], key: u64) -> Vec<Event> {
+    let end = history
+        .iter()
+        .map(|event| event.ret.map_or(event.call, |(ret_time, _)| ret_time))
+        .max()
+        .unwrap_or(0)
+        + 10;
+    let (first, second) = (u64::MAX - 1, u64::MAX);
+    let mut broken = history.to_vec();
+    broken.extend([
+        write(10_001, key, first, end, end + 100),
+        write(10_002, key, second, end, end + 100),
+        read(10_003, key, Some(first), end + 10, end + 20),
+        read(10_003, key, Some(second), end + 30, end + 40),
+        read(10_003, key, Some(first), end + 50, end + 60),
+    ]);
+    broken
+}
+
+#[test]
+fn large_mostly_sequential_histories_are_checked_quickly() {
+    for seed in 0..3 {
+        let mut rng = TestRng(1000 + seed);
+        let shape = Shape {
+            ops: 20_000,
+            keys: 4,
+            client_slots: 5,
+            pending_one_in: 50,
+            max_spread: 30,
+        };
+        let history = generate_linearizable(&mut rng, &shape);
+        assert_linearizable(&history);
+
+        // A stale read at the end: it sees a completed write that returned before the latest
+        // completed write was invoked, and is invoked after that latest write returned.
+        let completed_writes_to_key_0: Vec<(u64, u64, u64)> = history
+            .iter()
+            .filter_map(|event| match (event.op, event.ret) {
+                (Op::Write { key: 0, value }, Some((ret_time, _))) => {
+                    Some((value, event.call, ret_time))
+                }
+                _ => None,
+            })
+            .collect();
+        let &(_, latest_call, latest_ret) = completed_writes_to_key_0
+            .last()
+            .expect("20 000 operations include writes to key 0");
+        let &(stale_value, _, _) = completed_writes_to_key_0
+            .iter()
+            .rev()
+            .find(|&&(_, _, ret_time)| ret_time < latest_call)
+            .expect("the writes to key 0 are not all concurrent");
+        let mut broken = history.clone();
+        broken.push(read(
+            999,
+            0,
+            Some(stale_value),
+            latest_ret + 1,
+            latest_ret + 2,
+        ));
+        let message = assert_not_linearizable(&broken);
+        assert!(
+            message.starts_with("not linearizable: key 0: a read returned a stale value"),
+            "{message}"
+        );
+
+        // A violation the search has to refute.
+        let message = assert_not_linearizable(&with_read_inversion_at_the_end(&history, 1));
+        assert!(
+            message.starts_with("not linearizable: key 1 ("),
+            "{message}"
+        );
+        assert!(message.contains("longest linearizable prefix"), "{message}");
+    }
+}
+
+#[test]
+fn large_histories_with_wide_concurrency_are_checked() {
+    // 10 clients, each operation spread over up to 100 time units around its point (10 apart):
+    // about 10 operations in flight at any time.
+    let mut rng = TestRng(77);
+    let shape = Shape {
+        ops: 5_000,
+        keys: 1,
+        client_slots: 10,
+        pending_one_in: 20,
+        max_spread: 100,
+    };
+    let history = generate_linearizable(&mut rng, &shape);
+    assert_linearizable(&history);
+    let message = assert_not_linearizable(&with_read_inversion_at_the_end(&history, 0));
+    assert!(message.contains("longest linearizable prefix"), "{message}");
+}
