@@ -5,12 +5,12 @@ use std::{
     fs::{File, OpenOptions},
     io::{self, Write},
     os::unix::fs::FileExt,
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 use hdrhistogram::Histogram;
 
-use crate::{WARMUP, sample};
+use crate::{Step, WARMUP, sample};
 
 /// Size of the files the write-path benchmarks append to.
 pub const FILE_BYTES: u64 = 64 << 20;
@@ -59,19 +59,53 @@ pub fn measure_pwrite_fdatasync(
     batch: usize,
     iterations: usize,
 ) -> io::Result<Histogram<u64>> {
-    let path = dir.join(name);
-    let file = preallocate(&path, FILE_BYTES)?;
-    let buf = vec![FILL; record_len * batch];
-    let mut offset = 0u64;
-    let hist = sample(WARMUP, iterations, || {
-        file.write_all_at(&buf, offset)?;
-        file.sync_data()?;
-        offset += buf.len() as u64;
-        Ok(())
-    })?;
-    verify(&file, offset)?;
-    std::fs::remove_file(path)?;
+    let mut floor = FloorFile::create(&dir.join(name), record_len * batch)?;
+    let hist = sample(WARMUP, iterations, || floor.step())?;
+    floor.finish()?;
     Ok(hist)
+}
+
+/// A fresh preallocated file of [`FILE_BYTES`] taking appends of a fixed size, each made durable
+/// with `pwrite` + `fdatasync`: the floor as a [`Step`], to measure alongside other cases.
+pub struct FloorFile {
+    file: File,
+    path: PathBuf,
+    buf: Vec<u8>,
+    offset: u64,
+}
+
+impl FloorFile {
+    /// Creates and preallocates `path` for appends of `append_len` bytes.
+    ///
+    /// # Errors
+    /// Any error from [`preallocate`].
+    pub fn create(path: &Path, append_len: usize) -> io::Result<FloorFile> {
+        Ok(FloorFile {
+            file: preallocate(path, FILE_BYTES)?,
+            path: path.to_path_buf(),
+            buf: vec![FILL; append_len],
+            offset: 0,
+        })
+    }
+
+    /// Checks that the appends landed where intended ([`verify`]) and removes the file.
+    ///
+    /// # Errors
+    /// Any I/O error, or `InvalidData` if the read-back does not match what was written.
+    pub fn finish(self) -> io::Result<()> {
+        verify(&self.file, self.offset)?;
+        std::fs::remove_file(&self.path)
+    }
+}
+
+impl Step for FloorFile {
+    /// One append at the next offset, then `fdatasync`.
+    fn step(&mut self) -> io::Result<()> {
+        self.file.write_all_at(&self.buf, self.offset)?;
+        self.file.sync_data()?;
+        self.offset += self.buf.len() as u64;
+        Ok(())
+    }
 }
 
 /// The floor: `pwrite` of 64 bytes at sequential offsets + `fdatasync`, on a preallocated file in

@@ -1,6 +1,7 @@
-//! Shared helpers for Balsa's benchmarks: latency histograms, the physical floor (pwrite +
-//! fdatasync on a preallocated file) measured in the same run as the thing being measured, and
-//! drivers for the WAL itself.
+//! Shared helpers for Balsa's benchmarks: latency histograms of one case at a time ([`sample`]) or
+//! of several measured together ([`interleave`]), the physical floor (pwrite + fdatasync on a
+//! preallocated file) measured in the same run as the thing being measured, and drivers for the
+//! WAL itself.
 #![allow(
     clippy::print_stdout,
     clippy::disallowed_methods,
@@ -42,6 +43,54 @@ pub fn sample(
         hist.saturating_record(timed(&mut step)?);
     }
     Ok(hist)
+}
+
+/// One operation of a benchmark case, timed over and over by [`interleave`].
+pub trait Step {
+    /// Runs the operation once.
+    ///
+    /// # Errors
+    /// Whatever the operation fails with.
+    fn step(&mut self) -> io::Result<()>;
+}
+
+/// Runs `steps` in rounds of one call each, `warmup` rounds untimed then `iterations` timed, and
+/// returns each step's histogram (nanoseconds per call). Each round starts one step further along
+/// than the last, so no step always follows the same one.
+///
+/// Steps measured together see the same moments of the machine: a shared disk's slow phases (this
+/// VM's goes from ~0.15 ms to ~4 ms per sync and back within seconds) hit them all alike, so the
+/// ratios between them hold even when the absolute figures do not. Measured one after the other,
+/// identical cases differed by up to 40%.
+///
+/// # Errors
+/// The first error a step returns.
+pub fn interleave(
+    warmup: usize,
+    iterations: usize,
+    steps: &mut [&mut dyn Step],
+) -> io::Result<Vec<Histogram<u64>>> {
+    let n = steps.len();
+    let mut hists = vec![new_histogram(); n];
+    for round in 0..warmup + iterations {
+        for k in 0..n {
+            let i = (round + k) % n;
+            let ns = timed(|| steps[i].step())?;
+            if round >= warmup {
+                hists[i].saturating_record(ns);
+            }
+        }
+    }
+    Ok(hists)
+}
+
+/// Time the calling thread has spent on a CPU (`/proc/thread-self/schedstat`), if the kernel
+/// says. Next to wall time it shows waiting: for the disk, or for a CPU other processes hold.
+#[must_use]
+pub fn thread_cpu_time() -> Option<std::time::Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = text.split_whitespace().next()?.parse().ok()?;
+    Some(std::time::Duration::from_nanos(ns))
 }
 
 /// Runs `step` once; returns its wall time in nanoseconds.

@@ -1,5 +1,5 @@
-//! Printing benchmark figures: one table row per write path (p50, p99, ratio to the floor), and
-//! the filesystem the figures were taken on.
+//! Printing benchmark figures: one table row per write path (p50, p99, ratio to the floor), the
+//! filesystem the figures were taken on and how busy the machine was.
 
 use std::{io, path::Path};
 
@@ -60,4 +60,25 @@ pub fn filesystem_of(dir: &Path) -> io::Result<(String, String)> {
             format!("{}: no /proc/mounts entry", dir.display()),
         ),
     })
+}
+
+/// The machine's state before measuring, for the reader to judge the figures by: the 1-minute
+/// load average and the share of the last 10 s in which some task waited for I/O
+/// (`/proc/pressure/io`, `some avg10`). Other I/O on the machine moves every figure.
+pub fn machine_load() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned());
+    let io = std::fs::read_to_string("/proc/pressure/io")
+        .ok()
+        .and_then(|text| {
+            let some = text.lines().find(|line| line.starts_with("some"))?;
+            let avg10 = some
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix("avg10="))?;
+            Some(format!("{avg10}%"))
+        })
+        .unwrap_or_else(|| "?".to_owned());
+    format!("load average {load}, io pressure (some, avg10) {io}")
 }
