@@ -36,7 +36,8 @@ pub struct Progress {
     inflight_bytes: usize,
     /// Heard from since the last CheckQuorum round.
     pub recent_active: bool,
-    /// Acknowledged something since the last heartbeat (else in-flight messages are presumed lost).
+    /// Acknowledged new entries since the last heartbeat (else in-flight messages are presumed
+    /// lost).
     pub acked_since_heartbeat: bool,
     /// The newest ReadIndex round this follower confirmed.
     pub read_round: u64,
@@ -94,9 +95,12 @@ impl Progress {
 
     /// The follower matches up to `index`. Returns whether that is news.
     pub fn on_success(&mut self, index: u64) -> bool {
-        self.acked_since_heartbeat = true;
         let news = index > self.match_index;
         if news {
+            // Only an answer that moves the match index acknowledges the stream: a heartbeat's
+            // answer (at the match index) says nothing of the messages in flight, and counting it
+            // would keep a lost message from ever being sent again.
+            self.acked_since_heartbeat = true;
             self.match_index = index;
         }
         self.next_index = self.next_index.max(index + 1);

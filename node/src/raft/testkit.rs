@@ -1,13 +1,32 @@
 //! A scripted cluster for the core's tests, in the style of etcd's interaction tests: nodes,
 //! in-memory storage that persists when told to, a queue of messages in flight that a test
 //! delivers, drops or cuts, and the actions each node produced.
+//!
+//! Time passes only when a test says so: [`Cluster::tick`] ticks one node, [`Cluster::run`] ticks
+//! several in lockstep and delivers everything between ticks. Nothing is random but the nodes'
+//! seeded election jitter, so every script replays exactly.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::{
-    Action, Config, Entry, HardState, Input, Message, NodeId, Persist, PersistId, Raft, Restored,
-    Role,
+    Action, Config, Entry, EntryKind, HardState, Input, Message, NodeId, Persist, PersistId,
+    Progress, Raft, Restored, Role,
 };
+
+/// Entries at indexes 1, 2, … with the given terms, each holding a short command naming its
+/// place (`"3@2"` is index 3, term 2). For logs drawn from the paper's figures.
+pub fn log_with_terms(terms: &[u64]) -> Vec<Entry> {
+    terms
+        .iter()
+        .zip(1u64..)
+        .map(|(&term, index)| Entry {
+            index,
+            term,
+            kind: EntryKind::Normal,
+            data: format!("{index}@{term}").into_bytes(),
+        })
+        .collect()
+}
 
 /// What one node has on "disk" and what it asked for.
 #[derive(Debug, Default)]
@@ -44,6 +63,8 @@ pub struct Cluster {
     pub disks: BTreeMap<NodeId, Disk>,
     /// Messages sent and not yet delivered, in order.
     pub in_flight: VecDeque<(NodeId, NodeId, Message)>,
+    /// Every message any node handed out, cut links included, in order: (from, to, message).
+    pub sent: Vec<(NodeId, NodeId, Message)>,
     /// Entries each node was told to apply, in order.
     pub applied: BTreeMap<NodeId, Vec<Entry>>,
     /// Every other action (proposal outcomes, reads, role changes), per node, in order.
@@ -62,6 +83,7 @@ impl Cluster {
             nodes: BTreeMap::new(),
             disks: BTreeMap::new(),
             in_flight: VecDeque::new(),
+            sent: Vec::new(),
             applied: BTreeMap::new(),
             events: BTreeMap::new(),
             cut: BTreeSet::new(),
@@ -84,10 +106,16 @@ impl Cluster {
 
     /// Feeds `input` to node `id` and collects what it asks for.
     pub fn step(&mut self, id: NodeId, input: Input) {
-        self.nodes
-            .get_mut(&id)
-            .expect("a node of the cluster")
-            .step(input);
+        self.step_all(id, [input]);
+    }
+
+    /// Feeds several inputs to node `id` before collecting what it asks for, as a runtime does
+    /// with everything queued in its inbox (so the node can batch).
+    pub fn step_all(&mut self, id: NodeId, inputs: impl IntoIterator<Item = Input>) {
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        for input in inputs {
+            node.step(input);
+        }
         self.drain(id);
     }
 
@@ -102,6 +130,7 @@ impl Cluster {
                         .push_back(persist);
                 }
                 Action::Send { to, msg } => {
+                    self.sent.push((id, to, msg.clone()));
                     if !self.cut.contains(&(id, to)) {
                         self.in_flight.push_back((id, to, msg));
                     }
@@ -159,6 +188,71 @@ impl Cluster {
         panic!("messages kept flowing: livelock");
     }
 
+    /// Delivers messages until none is in flight, dropping (instead of delivering) every one for
+    /// which `lose(cluster, from, to, message)` holds when its turn comes, including those sent
+    /// meanwhile.
+    pub fn deliver_all_but(
+        &mut self,
+        mut lose: impl FnMut(&Cluster, NodeId, NodeId, &Message) -> bool,
+    ) {
+        for _ in 0..100_000 {
+            let Some((from, to, msg)) = self.in_flight.front() else {
+                return;
+            };
+            if lose(self, *from, *to, msg) {
+                self.in_flight.pop_front();
+            } else {
+                self.deliver_one();
+            }
+        }
+        panic!("messages kept flowing: livelock");
+    }
+
+    /// Delivers messages one at a time until `done` holds (checked before each); returns whether
+    /// it did before the queue ran dry.
+    pub fn deliver_until(&mut self, done: impl Fn(&Cluster) -> bool) -> bool {
+        for _ in 0..100_000 {
+            if done(self) {
+                return true;
+            }
+            if self.deliver_one().is_none() {
+                return false;
+            }
+        }
+        panic!("messages kept flowing: livelock");
+    }
+
+    /// Lets `ticks` ticks pass on the nodes `ids` in lockstep, delivering every message after
+    /// each tick.
+    pub fn run(&mut self, ids: &[NodeId], ticks: u32) {
+        self.run_until(ids, ticks, |_| false);
+    }
+
+    /// Like [`run`](Cluster::run), but stops as soon as `done` holds, checked after every input
+    /// any node takes; returns whether it did within `max_ticks`.
+    pub fn run_until(
+        &mut self,
+        ids: &[NodeId],
+        max_ticks: u32,
+        done: impl Fn(&Cluster) -> bool,
+    ) -> bool {
+        if done(self) {
+            return true;
+        }
+        for _ in 0..max_ticks {
+            for &id in ids {
+                self.step(id, Input::Tick);
+                if done(self) {
+                    return true;
+                }
+            }
+            if self.deliver_until(&done) {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Drops every message in flight.
     pub fn drop_in_flight(&mut self) {
         self.in_flight.clear();
@@ -178,15 +272,22 @@ impl Cluster {
         self.cut.clear();
     }
 
-    /// Makes node `id` campaign now (its election timeout elapses) and runs the election out.
-    pub fn elect(&mut self, id: NodeId) {
+    /// Ticks node `id` until its election timeout elapses and it campaigns (it stops being a
+    /// follower); delivers nothing.
+    pub fn campaign(&mut self, id: NodeId) {
         let timeout = self.nodes[&id].config().election_ticks.1;
         for _ in 0..timeout {
             if self.nodes[&id].status().role != Role::Follower {
-                break;
+                return;
             }
             self.step(id, Input::Tick);
         }
+        assert_ne!(self.role(id), Role::Follower, "node {id} should campaign");
+    }
+
+    /// Makes node `id` campaign now (its election timeout elapses) and runs the election out.
+    pub fn elect(&mut self, id: NodeId) {
+        self.campaign(id);
         self.deliver_all();
         assert_eq!(
             self.nodes[&id].status().role,
@@ -222,12 +323,52 @@ impl Cluster {
         self.nodes[&id].status().commit_index
     }
 
+    /// The leader among `ids` in the highest term, if any.
+    pub fn leader_among(&self, ids: &[NodeId]) -> Option<NodeId> {
+        ids.iter()
+            .copied()
+            .filter(|&id| self.role(id) == Role::Leader)
+            .max_by_key(|&id| self.term(id))
+    }
+
+    /// What leader `leader` knows of `follower`.
+    pub fn progress(&self, leader: NodeId, follower: NodeId) -> &Progress {
+        &self.nodes[&leader].progress[&follower]
+    }
+
+    /// The actions other than persists, sends and applies that node `id` produced, in order.
+    pub fn events(&self, id: NodeId) -> &[Action] {
+        self.events.get(&id).map_or(&[], Vec::as_slice)
+    }
+
+    /// The entries node `id` was told to apply, in order.
+    pub fn applied(&self, id: NodeId) -> &[Entry] {
+        self.applied.get(&id).map_or(&[], Vec::as_slice)
+    }
+
+    /// The term of every entry in node `id`'s log, from its first index.
+    pub fn terms(&self, id: NodeId) -> Vec<u64> {
+        self.log_terms(id)
+            .into_iter()
+            .map(|(_, term)| term)
+            .collect()
+    }
+
     /// The (index, term) of every entry in node `id`'s log.
     pub fn log_terms(&self, id: NodeId) -> Vec<(u64, u64)> {
         let log = self.nodes[&id].log();
         (log.first_index()..=log.last_index())
             .map(|index| (index, log.term_at(index).expect("held")))
             .collect()
+    }
+
+    /// Crashes node `id` and restarts it from a disk holding `hard_state` and `entries`: a state
+    /// the test sets up, such as a follower's log from Figure 7.
+    pub fn restart_with(&mut self, id: NodeId, hard_state: HardState, entries: Vec<Entry>) {
+        let disk = self.disks.get_mut(&id).expect("disk");
+        disk.hard_state = hard_state;
+        disk.entries = entries;
+        self.restart(id);
     }
 
     /// Crashes node `id` (everything not durable is lost) and restarts it from its disk.

@@ -1,0 +1,36 @@
+//! The two scenarios everything else builds on: an election and a committed proposal.
+
+use super::super::Role;
+use super::super::testkit::Cluster;
+
+/// §5.2: a node whose election timeout elapses becomes candidate, wins a majority, leads.
+#[test]
+fn a_timed_out_follower_wins_the_election_and_the_others_follow() {
+    let mut cluster = Cluster::new(3, |_| {});
+    cluster.elect(1);
+    assert_eq!(cluster.role(1), Role::Leader);
+    assert_eq!(cluster.role(2), Role::Follower);
+    assert_eq!(cluster.role(3), Role::Follower);
+    assert_eq!(cluster.term(1), 1);
+    // §5.4.2: the new leader's no-op commits at once.
+    assert_eq!(cluster.commit(1), 1);
+}
+
+/// §5.3: a proposal on the leader replicates, commits on a quorum, and is applied everywhere.
+#[test]
+fn a_proposal_commits_and_applies_on_every_node() {
+    let mut cluster = Cluster::new(3, |_| {});
+    cluster.elect(1);
+    cluster.propose(1, b"x=1");
+    assert_eq!(cluster.commit(1), 2);
+    cluster.tick(1, 5); // a heartbeat carries the commit index
+    cluster.deliver_all();
+    for id in 1..=3 {
+        let applied: Vec<&[u8]> = cluster
+            .applied(id)
+            .iter()
+            .map(|entry| entry.data.as_slice())
+            .collect();
+        assert_eq!(applied, [b"".as_slice(), b"x=1"], "node {id}");
+    }
+}

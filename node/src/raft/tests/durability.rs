@@ -1,0 +1,222 @@
+//! The durability barrier (Figure 2: "Persistent state on all servers: (Updated on stable storage
+//! before responding to RPCs)"; DESIGN durability rules 1–3). Every script here turns
+//! `auto_persist` off: a node's writes become durable only when the script calls `persist`, and
+//! a `restart` loses whatever was not.
+
+use super::super::testkit::Cluster;
+use super::super::{Body, HardState, ProposalOutcome, Role};
+use super::{append_answer, grants_vote, in_flight, inject, outcome, propose, request_vote, sent};
+
+/// Three nodes without PreVote (so a timeout persists a new term at once), disks persisting only
+/// when told.
+fn slow_disks() -> Cluster {
+    let mut cluster = Cluster::new(3, |config| config.pre_vote = false);
+    cluster.auto_persist = false;
+    cluster
+}
+
+fn durable(term: u64, vote: u64) -> HardState {
+    HardState {
+        term,
+        vote,
+        commit: 0,
+    }
+}
+
+/// DESIGN rule 1 (Figure 2, "Persistent state"): a candidate's RequestVote relies on its new term
+/// and its vote for itself, so it leaves only once both are durable.
+#[test]
+fn a_candidates_request_vote_waits_until_its_term_and_vote_are_durable() {
+    let mut cluster = slow_disks();
+
+    cluster.campaign(1);
+    assert_eq!(cluster.role(1), Role::Candidate);
+    assert!(cluster.in_flight.is_empty(), "held back");
+    assert_eq!(cluster.node(1).held_messages(), 2);
+    assert_eq!(cluster.disks[&1].hard_state, durable(0, 0));
+
+    cluster.persist(1);
+    assert_eq!(cluster.disks[&1].hard_state, durable(1, 1));
+    for peer in [2, 3] {
+        let requests = in_flight(&cluster, 1, peer);
+        assert_eq!(requests.len(), 1);
+        assert_eq!(
+            (requests[0].term, &requests[0].body),
+            (1, &request_vote(0, 0))
+        );
+    }
+}
+
+/// DESIGN rule 1 (Figure 2, "Persistent state", votedFor): a vote is a promise not to vote again
+/// in that term, so the grant leaves only once the vote is durable.
+#[test]
+fn a_vote_grant_waits_until_the_vote_is_durable() {
+    let mut cluster = slow_disks();
+
+    inject(&mut cluster, 1, 2, 1, request_vote(0, 0));
+    assert_eq!(cluster.node(2).status().vote, 1, "granted in memory");
+    assert!(sent(&cluster, 2, 1).is_empty(), "held back");
+    assert_eq!(cluster.node(2).held_messages(), 1);
+
+    cluster.persist(2);
+    assert_eq!(cluster.disks[&2].hard_state, durable(1, 1));
+    let answers = sent(&cluster, 2, 1);
+    assert_eq!(answers.len(), 1);
+    assert!(grants_vote(answers[0]));
+}
+
+/// DESIGN rule 2 (Figure 2, "Persistent state", log[]): a follower's acknowledgement waits for
+/// its disk, and the leader does not commit on an acknowledgement that was never sent.
+#[test]
+fn a_follower_acknowledges_only_what_it_has_persisted() {
+    let mut cluster = Cluster::new(3, |_| {});
+    cluster.elect(1);
+    cluster.auto_persist = false;
+
+    propose(&mut cluster, 1, 7, b"v");
+    cluster.persist(1);
+    cluster.deliver_all();
+    assert_eq!(cluster.terms(2), [1, 1], "stored in memory");
+    assert_eq!(cluster.disks[&2].entries.len(), 1, "not on disk");
+    let acknowledged = sent(&cluster, 2, 1)
+        .into_iter()
+        .any(|msg| append_answer(msg) == Some((2, true)));
+    assert!(!acknowledged);
+    assert_eq!(cluster.commit(1), 1, "no follower has persisted entry 2");
+
+    cluster.persist(2);
+    cluster.deliver_all();
+    assert_eq!(cluster.commit(1), 2, "node 2's durable ack makes a quorum");
+}
+
+/// DESIGN rule 3 (thesis §10.2.1): the leader writes its own entries in parallel with sending
+/// them, and counts itself toward a quorum only for what its own disk acknowledged.
+#[test]
+fn a_leader_does_not_count_its_own_unpersisted_entries() {
+    let mut cluster = Cluster::new(3, |_| {});
+    cluster.elect(1);
+    cluster.auto_persist = false;
+
+    propose(&mut cluster, 1, 7, b"v");
+    assert_eq!(
+        in_flight(&cluster, 1, 2).len(),
+        1,
+        "sent before its own write is done"
+    );
+    cluster.deliver_all();
+    cluster.persist(2);
+    cluster.deliver_all();
+    // One follower acked entry 2: with the leader's own durable copy that is a quorum, but the
+    // leader's copy is not durable yet.
+    assert_eq!(cluster.commit(1), 1);
+
+    cluster.persist(1);
+    assert_eq!(cluster.commit(1), 2);
+    assert!(matches!(
+        outcome(&cluster, 1, 7),
+        Some(ProposalOutcome::Accepted { index: 2, .. })
+    ));
+}
+
+/// Figure 2 ("Persistent state") and §5.2 "vote for at most one candidate in a given term": node
+/// 2 grants node 1 its vote in term 1 but crashes before the vote is durable. The vote is lost
+/// with the crash — and that is safe only because the grant was held back and never left. Node 2
+/// can then vote for node 3 in that same term, and term 1 still has a single leader.
+#[test]
+fn a_vote_lost_in_a_crash_had_never_left_so_the_node_may_vote_again() {
+    let mut cluster = slow_disks();
+    cluster.campaign(1);
+    cluster.persist(1);
+    cluster.deliver_all_but(|_, _, to, _| to == 3); // only node 2 hears node 1
+    assert_eq!(cluster.node(2).status().vote, 1);
+    assert_eq!(cluster.node(2).held_messages(), 1);
+
+    cluster.restart(2);
+    assert!(sent(&cluster, 2, 1).is_empty(), "the grant never left");
+    let status = cluster.node(2).status();
+    assert_eq!((status.term, status.vote), (0, 0), "term and vote lost");
+
+    cluster.auto_persist = true;
+    cluster.campaign(3);
+    cluster.deliver_all();
+    assert!(sent(&cluster, 2, 3).into_iter().any(grants_vote));
+    assert_eq!((cluster.role(3), cluster.term(3)), (Role::Leader, 1));
+    assert_eq!((cluster.role(1), cluster.term(1)), (Role::Follower, 1));
+}
+
+/// Figure 2 ("Persistent state"): once the grant left, the vote is durable and survives a crash;
+/// the restarted node refuses another candidate of the same term.
+#[test]
+fn a_vote_that_left_survives_a_crash() {
+    let mut cluster = slow_disks();
+    inject(&mut cluster, 1, 2, 1, request_vote(0, 0));
+    cluster.persist(2);
+    assert!(sent(&cluster, 2, 1).into_iter().any(grants_vote));
+
+    cluster.restart(2);
+    cluster.auto_persist = true;
+    inject(&mut cluster, 3, 2, 1, request_vote(0, 0));
+
+    assert_eq!(cluster.node(2).status().vote, 1);
+    let answers = sent(&cluster, 2, 3);
+    assert_eq!(answers.len(), 1);
+    assert_eq!(
+        answers[0].body,
+        Body::RequestVoteResponse {
+            pre_vote: false,
+            granted: false
+        }
+    );
+}
+
+// ---- The simulator's fault switches (feature `sim`) do what they say ----
+
+/// Fault `ack_before_persist`: the vote grant leaves before the vote is durable (the bug the
+/// barrier above prevents).
+#[cfg(feature = "sim")]
+#[test]
+fn with_the_fault_switch_a_vote_grant_leaves_before_it_is_durable() {
+    let mut cluster = Cluster::new(3, |config| config.faults.ack_before_persist = true);
+    cluster.auto_persist = false;
+
+    inject(&mut cluster, 1, 2, 1, request_vote(0, 0));
+
+    assert!(sent(&cluster, 2, 1).into_iter().any(grants_vote));
+    assert_eq!(cluster.disks[&2].hard_state, durable(0, 0), "not durable");
+}
+
+/// Fault `forget_vote_on_restart`: a durable vote is forgotten on restart, and the node votes a
+/// second time in the same term.
+#[cfg(feature = "sim")]
+#[test]
+fn with_the_fault_switch_a_restarted_node_votes_twice_in_a_term() {
+    let mut cluster = Cluster::new(3, |config| config.faults.forget_vote_on_restart = true);
+    inject(&mut cluster, 1, 2, 1, request_vote(0, 0));
+    assert_eq!(cluster.disks[&2].hard_state, durable(1, 1));
+
+    cluster.restart(2);
+    inject(&mut cluster, 3, 2, 1, request_vote(0, 0));
+
+    assert!(sent(&cluster, 2, 1).into_iter().any(grants_vote));
+    assert!(
+        sent(&cluster, 2, 3).into_iter().any(grants_vote),
+        "a second vote"
+    );
+}
+
+/// Without feature `sim`, the durability fault switches are inert.
+#[cfg(not(feature = "sim"))]
+#[test]
+fn without_feature_sim_the_durability_fault_switches_are_ignored() {
+    let mut cluster = Cluster::new(3, |config| {
+        config.faults.ack_before_persist = true;
+        config.faults.forget_vote_on_restart = true;
+    });
+    cluster.auto_persist = false;
+    inject(&mut cluster, 1, 2, 1, request_vote(0, 0));
+    assert!(sent(&cluster, 2, 1).is_empty(), "held back all the same");
+
+    cluster.persist(2);
+    cluster.restart(2);
+    assert_eq!(cluster.node(2).status().vote, 1, "remembered all the same");
+}
