@@ -1015,6 +1015,19 @@ fn row_9_a_cut_at_the_head_of_a_segment_keeps_the_hard_state_through_compaction(
     );
 }
 
+/// Hand-crafts segment 1: the hard state, entries 1..=5 of term 1, a sync mark, and a seal
+/// naming segment 2 with entry 6 due.
+fn write_sealed_segment_of_five(dir: &Path, size: u64) {
+    let mut one = SegmentBuilder::new(1, size);
+    one.hard_state(HS);
+    for index in 1..=5 {
+        one.entry(index, 1);
+    }
+    one.mark_here();
+    one.seal(6);
+    one.write(dir);
+}
+
 /// Row 10: an index gap between segments, hand-crafted with valid chains, seals and marks: the
 /// first entry of segment 2 is not the one segment 1's entries call for. Also an index that goes
 /// back. Open fails with `Corrupt` at that entry; it never silently succeeds.
@@ -1030,14 +1043,7 @@ fn row_10_an_index_gap_between_segments_is_corrupt() {
         let dir = tempfile::tempdir().unwrap();
         let dir = dir.path();
         let size = 64 * KIB;
-        let mut one = SegmentBuilder::new(1, size);
-        one.hard_state(HS);
-        for index in 1..=5 {
-            one.entry(index, 1);
-        }
-        one.mark_here();
-        one.seal(6);
-        one.write(dir);
+        write_sealed_segment_of_five(dir, size);
         let mut two = SegmentBuilder::new(2, size);
         two.hard_state(HS);
         let offsets: Vec<u64> = second.iter().map(|&index| two.entry(index, 1)).collect();
@@ -1054,14 +1060,7 @@ fn row_2_hand_crafted_control_log_opens_clean() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let size = 64 * KIB;
-    let mut one = SegmentBuilder::new(1, size);
-    one.hard_state(HS);
-    for index in 1..=5 {
-        one.entry(index, 1);
-    }
-    one.mark_here();
-    one.seal(6);
-    one.write(dir);
+    write_sealed_segment_of_five(dir, size);
     let mut two = SegmentBuilder::new(2, size);
     two.hard_state(HardState {
         term: 2,
