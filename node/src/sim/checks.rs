@@ -1,0 +1,532 @@
+//! The safety properties the simulator checks after every step of every core (Raft paper
+//! Figure 3, plus the durability rules of DESIGN.md), and how each is kept cheap.
+//!
+//! The checker keeps, per node, a *view* of its log as (term, chain digest) per index, where the
+//! chain digest covers the entry and everything before it (see `digest.rs`). After a step it
+//! recomputes the view only from the first index that may have changed: the lowest index any
+//! `Persist` of that step truncates or writes at (every change to a core's log goes through a
+//! persist), or the old or new end of the log. Every `FULL_CHECK_EVERY`-th step of a node it
+//! recomputes the whole view instead, which catches a change that no persist announced (itself
+//! a violation: [`ViolationKind::UnpersistedLogChange`]), so the incremental path cannot hide
+//! one for longer than that. Nothing else is lost by going incrementally: every entry is checked
+//! when it enters a log, since its chain digest is new there, and an entry that stays put keeps
+//! the digest it was checked with. Each property then costs O(1) or O(entries that changed):
+//!
+//! - **Election safety**: at most one leader per term (a global term → leader map).
+//! - **Leader append-only**: while a node leads a term, no entry of its log changes or goes.
+//! - **Log matching**: every (index, term) ever seen in any log maps to one chain digest, so
+//!   two logs holding the same (index, term) hold the same entries up to it. This is stronger
+//!   than comparing logs present at one instant: it compares every log with every log ever.
+//!   Checked for every entry whose chain digest changed.
+//! - **Leader completeness**: the committed prefix is kept as chain digests, each index with
+//!   the lowest term in which a node was seen knowing it committed; a node becoming leader of
+//!   term `t` must hold the committed prefix known in terms below `t` (one digest compare).
+//!   Entries first seen committed in term `t` or later are not demanded: a leader of `t` may
+//!   learn of its victory after a later term committed something, and that is no violation.
+//! - **State machine safety**: every node commits, and applies, the same entry at each index
+//!   (global per-index digests), applies contiguously and only what it committed.
+//! - **Commit index monotone**: within one incarnation of a node.
+//! - **Term and vote never go back across restarts**: the in-memory term never goes down; a
+//!   restarted node resumes exactly the durable term, vote and log (`disk.rs` checks that the
+//!   durable hard state itself never goes back).
+//! - **A leader's commit point is durable on a quorum, and of its own term** (DESIGN.md rules
+//!   2–4, Figure 2's last rule for leaders): when a leader's commit index advances to `c`, the
+//!   entry at `c` has the leader's term, and at least a quorum of disks hold the leader's log up
+//!   to `c` (one digest compare per disk). Durable entries a quorum acknowledged in the entry's
+//!   term cannot have been removed since: a leader that lacks them cannot have been elected.
+//! - **No durability-implying message before its persist**: when a core emits a RequestVote, a
+//!   granted vote or a successful append acknowledgement, the durable state must already back
+//!   it: durable term at least the message's, the durable vote for the candidate (for
+//!   RequestVote: itself) when the terms are equal, and for an acknowledgement of index `i`
+//!   sent in the node's current term, a durable log identical to the in-memory one up to `i`.
+//!   (An acknowledgement released after its node moved to a later term may vouch for entries
+//!   a newer leader since replaced; its own entries were durable when it was made, but that
+//!   moment is gone, so only its term is checked then.)
+//!
+//! The *rule checks* are the restart check (term, vote and log as on disk), the last two
+//! families, and `disk.rs`'s check of the durable hard state: they catch a broken durability
+//! rule at the step it breaks, before it has any consequence. `SimConfig::rule_checks` turns
+//! them off, to measure how soon the consequences alone are caught.
+
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry as MapEntry;
+
+use super::digest::{chain_digest, entry_digest};
+use super::disk::{Disk, Finding};
+use super::report::ViolationKind;
+use crate::raft::{Body, Entry, Message, NodeId, Raft, Role, Status};
+
+/// Every this many steps of a node, its whole log view is recomputed (see the module docs).
+const FULL_CHECK_EVERY: u64 = 16;
+
+/// One index of a node's log as the checker last saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slot {
+    term: u64,
+    /// Digest of the log up to and including this index.
+    chain: u64,
+}
+
+/// What the checker remembers of one node (of its current incarnation).
+#[derive(Clone, Debug)]
+struct View {
+    /// `log[k]` is index `k + 1`.
+    log: Vec<Slot>,
+    role: Role,
+    term: u64,
+    commit: u64,
+    applied: u64,
+    steps: u64,
+}
+
+/// A committed index: the chain digest up to it, and the lowest term in which a node was seen
+/// knowing it committed.
+#[derive(Clone, Copy, Debug)]
+struct Committed {
+    chain: u64,
+    term: u64,
+}
+
+/// The checker's memory across the whole run.
+#[derive(Debug, Default)]
+pub struct Checker {
+    /// Term → its leader.
+    leaders: BTreeMap<u64, NodeId>,
+    /// (index, term) → chain digest, for every entry seen in any log.
+    seen: BTreeMap<(u64, u64), u64>,
+    /// `committed[k]`: index `k + 1`. Commitment is prefix-closed, so this is dense, and the
+    /// terms in it never decrease.
+    committed: Vec<Committed>,
+    /// `applied[k]`: the digest of the entry applied at index `k + 1`.
+    applied: Vec<u64>,
+    views: BTreeMap<NodeId, View>,
+    /// Whether the rule checks run (see the module docs).
+    rule_checks: bool,
+}
+
+fn finding(kind: ViolationKind, detail: String) -> Result<(), Finding> {
+    Err((kind, detail))
+}
+
+impl Checker {
+    /// A checker; `rule_checks` turns on the rule checks (see the module docs).
+    pub fn new(rule_checks: bool) -> Checker {
+        Checker {
+            rule_checks,
+            ..Checker::default()
+        }
+    }
+
+    /// Node `id` (re)started as `raft` from `disk`.
+    pub fn on_start(&mut self, id: NodeId, raft: &Raft, disk: &Disk) -> Result<(), Finding> {
+        let status = raft.status();
+        let durable = disk.hard_state();
+        if self.rule_checks && (status.term, status.vote) != (durable.term, durable.vote) {
+            return finding(
+                ViolationKind::TermOrVoteWentBack,
+                format!(
+                    "node {id} restarted in term {} with vote {}, but its disk holds term {} \
+                     and vote {}",
+                    status.term, status.vote, durable.term, durable.vote
+                ),
+            );
+        }
+        self.views.insert(
+            id,
+            View {
+                log: Vec::new(),
+                role: status.role,
+                term: status.term,
+                commit: 0,
+                applied: status.applied_index,
+                steps: 0,
+            },
+        );
+        self.refresh_log(id, raft, Some(1), true)?;
+        let view = &self.views[&id];
+        let memory_chain = view.log.last().map_or(0, |slot| slot.chain);
+        if self.rule_checks
+            && (status.last_index, Some(memory_chain)) != (disk.last_index(), durable_chain(disk))
+        {
+            return finding(
+                ViolationKind::UnpersistedLogChange,
+                format!(
+                    "node {id} restarted with a log ending at {}, not the durable one ending \
+                     at {}",
+                    status.last_index,
+                    disk.last_index()
+                ),
+            );
+        }
+        self.record_commit(id, status.commit_index, status.term)
+    }
+
+    /// Node `id` took a step; `persisted_from` is the lowest index the step's persists
+    /// truncate or write at, if any.
+    pub fn after_step(
+        &mut self,
+        id: NodeId,
+        raft: &Raft,
+        persisted_from: Option<u64>,
+        disks: &[&Disk],
+    ) -> Result<(), Finding> {
+        let status = raft.status();
+        let view = self.views.get_mut(&id).expect("every live node has a view");
+        view.steps += 1;
+        let full = view.steps.is_multiple_of(FULL_CHECK_EVERY);
+        let (was_role, was_term) = (view.role, view.term);
+        if status.term < was_term {
+            return finding(
+                ViolationKind::TermOrVoteWentBack,
+                format!(
+                    "node {id} went from term {was_term} back to {}",
+                    status.term
+                ),
+            );
+        }
+        let old_last = view.log.len() as u64;
+        let first_changed = self.refresh_log(id, raft, persisted_from, full)?;
+        if let Some(changed) = first_changed {
+            if persisted_from.is_none_or(|from| from > changed) {
+                return finding(
+                    ViolationKind::UnpersistedLogChange,
+                    format!(
+                        "node {id}'s log changed from index {changed} on, but no persist of \
+                         this step covers it (lowest persisted index: {persisted_from:?})"
+                    ),
+                );
+            }
+            let still_leading =
+                was_role == Role::Leader && status.role == Role::Leader && was_term == status.term;
+            if still_leading && changed <= old_last {
+                return finding(
+                    ViolationKind::LeaderAppendOnly,
+                    format!(
+                        "node {id}, leader of term {}, changed its entry {changed} (its log \
+                         ended at {old_last})",
+                        status.term
+                    ),
+                );
+            }
+        }
+        if status.role == Role::Leader && (was_role != Role::Leader || was_term != status.term) {
+            self.on_new_leader(id, &status)?;
+        }
+        let view = &self.views[&id];
+        if self.rule_checks && status.role == Role::Leader && status.commit_index > view.commit {
+            self.check_leader_commit(id, raft, &status, disks)?;
+        }
+        let view = self.views.get_mut(&id).expect("checked above");
+        if status.commit_index < view.commit {
+            return finding(
+                ViolationKind::CommitMonotone,
+                format!(
+                    "node {id}'s commit index went from {} down to {}",
+                    view.commit, status.commit_index
+                ),
+            );
+        }
+        view.role = status.role;
+        view.term = status.term;
+        self.record_commit(id, status.commit_index, status.term)
+    }
+
+    /// Recomputes node `id`'s log view from the lowest index that may have changed (index 1 if
+    /// `full`). Returns the first index whose entry changed (or went), if any; checks log
+    /// matching for every changed entry.
+    fn refresh_log(
+        &mut self,
+        id: NodeId,
+        raft: &Raft,
+        persisted_from: Option<u64>,
+        full: bool,
+    ) -> Result<Option<u64>, Finding> {
+        let log = raft.log();
+        let last = log.last_index();
+        let view = self.views.get_mut(&id).expect("every live node has a view");
+        let old_last = view.log.len() as u64;
+        let start = if full {
+            1
+        } else {
+            persisted_from
+                .unwrap_or(u64::MAX)
+                .min(old_last + 1)
+                .min(last + 1)
+                .max(1)
+        };
+        let mut first_changed = (last < old_last).then_some(last + 1);
+        let mut chain = start
+            .checked_sub(2)
+            .and_then(|position| view.log.get(usize::try_from(position).ok()?))
+            .map_or(0, |slot| slot.chain);
+        for index in start..=last {
+            // The simulator never compacts, so every index from 1 to the last is held.
+            let entry = log.entry(index).expect("the log holds 1..=last");
+            chain = chain_digest(chain, entry);
+            let slot = Slot {
+                term: entry.term,
+                chain,
+            };
+            let position = usize::try_from(index - 1).expect("a log index fits a usize");
+            if view.log.get(position) == Some(&slot) {
+                continue;
+            }
+            first_changed = Some(first_changed.map_or(index, |first| first.min(index)));
+            match self.seen.entry((index, entry.term)) {
+                MapEntry::Vacant(vacant) => {
+                    vacant.insert(chain);
+                }
+                MapEntry::Occupied(occupied) if *occupied.get() != chain => {
+                    return Err((
+                        ViolationKind::LogMatching,
+                        format!(
+                            "node {id} holds entry ({index}, term {}) with a content or prefix \
+                             that differs from another log's entry ({index}, term {})",
+                            entry.term, entry.term
+                        ),
+                    ));
+                }
+                MapEntry::Occupied(_) => {}
+            }
+            if position < view.log.len() {
+                view.log[position] = slot;
+            } else {
+                view.log.push(slot);
+            }
+        }
+        view.log
+            .truncate(usize::try_from(last).expect("a log index fits a usize"));
+        Ok(first_changed)
+    }
+
+    /// Node `id` just became leader: election safety and leader completeness.
+    fn on_new_leader(&mut self, id: NodeId, status: &Status) -> Result<(), Finding> {
+        let term = status.term;
+        if let Some(&other) = self.leaders.get(&term)
+            && other != id
+        {
+            return finding(
+                ViolationKind::ElectionSafety,
+                format!("nodes {other} and {id} both lead term {term}"),
+            );
+        }
+        self.leaders.insert(term, id);
+        // The committed prefix known in terms below `term` (the terms never decrease).
+        let required = self.committed.partition_point(|entry| entry.term < term);
+        if required == 0 {
+            return Ok(());
+        }
+        let expected = self.committed[required - 1].chain;
+        let held = self.views[&id].log.get(required - 1).map(|slot| slot.chain);
+        if held != Some(expected) {
+            return finding(
+                ViolationKind::LeaderCompleteness,
+                format!(
+                    "node {id} leads term {term} but its log (ending at {}) does not hold the \
+                     committed prefix up to index {required}",
+                    status.last_index
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// Node `id`, leader of `status.term`, just advanced its commit index: the new commit point
+    /// must be an entry of its term, held durably by a quorum.
+    fn check_leader_commit(
+        &self,
+        id: NodeId,
+        raft: &Raft,
+        status: &Status,
+        disks: &[&Disk],
+    ) -> Result<(), Finding> {
+        let commit = status.commit_index;
+        let term = raft.log().term_at(commit);
+        if term != Some(status.term) {
+            return finding(
+                ViolationKind::CommitOfEarlierTerm,
+                format!(
+                    "node {id}, leader of term {}, committed up to index {commit}, an entry of \
+                     term {term:?}",
+                    status.term
+                ),
+            );
+        }
+        let position = usize::try_from(commit - 1).expect("a log index fits a usize");
+        let chain = self.views[&id].log.get(position).map(|slot| slot.chain);
+        let holding = disks
+            .iter()
+            .filter(|disk| chain.is_some() && disk.chain_at(commit) == chain)
+            .count();
+        let quorum = disks.len() / 2 + 1;
+        if holding < quorum {
+            return finding(
+                ViolationKind::CommitNotDurable,
+                format!(
+                    "node {id}, leader of term {}, committed up to index {commit}, which only \
+                     {holding} disks hold (a quorum is {quorum})",
+                    status.term
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// Node `id`, in `term`, knows everything up to `commit` committed.
+    fn record_commit(&mut self, id: NodeId, commit: u64, term: u64) -> Result<(), Finding> {
+        let view = self.views.get_mut(&id).expect("every live node has a view");
+        view.commit = view.commit.max(commit);
+        let commit = usize::try_from(commit).expect("a log index fits a usize");
+        if commit == 0 {
+            return Ok(());
+        }
+        // Chain digests make one comparison, at the highest index both know, cover the prefix.
+        let shared = commit.min(self.committed.len());
+        if shared > 0 && view.log[shared - 1].chain != self.committed[shared - 1].chain {
+            return finding(
+                ViolationKind::StateMachineSafety,
+                format!(
+                    "node {id} committed up to index {commit}, but its log up to {shared} \
+                     differs from what other nodes committed"
+                ),
+            );
+        }
+        for index in self.committed.len()..commit {
+            self.committed.push(Committed {
+                chain: view.log[index].chain,
+                term,
+            });
+        }
+        // Known committed in `term`: lower the recorded term where it is higher (a suffix,
+        // since the terms never decrease along the prefix).
+        for entry in self.committed[..commit].iter_mut().rev() {
+            if entry.term <= term {
+                break;
+            }
+            entry.term = term;
+        }
+        Ok(())
+    }
+
+    /// Node `id` applied `entries` (in an `Apply` action).
+    pub fn on_apply(&mut self, id: NodeId, entries: &[Entry]) -> Result<(), Finding> {
+        let view = self.views.get_mut(&id).expect("every live node has a view");
+        for entry in entries {
+            if entry.index != view.applied + 1 || entry.index > view.commit {
+                return finding(
+                    ViolationKind::StateMachineSafety,
+                    format!(
+                        "node {id} applies index {} after {} with its commit index at {}",
+                        entry.index, view.applied, view.commit
+                    ),
+                );
+            }
+            view.applied = entry.index;
+            let digest = entry_digest(entry);
+            let position = usize::try_from(entry.index - 1).expect("a log index fits a usize");
+            match self.applied.get(position) {
+                Some(&other) if other != digest => {
+                    return finding(
+                        ViolationKind::StateMachineSafety,
+                        format!(
+                            "node {id} applies an entry at index {} (term {}) that differs from \
+                             the one another node applied there",
+                            entry.index, entry.term
+                        ),
+                    );
+                }
+                Some(_) => {}
+                None => self.applied.push(digest),
+            }
+        }
+        Ok(())
+    }
+
+    /// Node `id` (now in `term`) emits `msg` to `to`: a message that promises durability must
+    /// be backed by `disk` already.
+    pub fn check_send(
+        &self,
+        id: NodeId,
+        term: u64,
+        disk: &Disk,
+        to: NodeId,
+        msg: &Message,
+    ) -> Result<(), Finding> {
+        if !self.rule_checks {
+            return Ok(());
+        }
+        let durable = disk.hard_state();
+        let vouch = |voted_for: NodeId, what: &str| {
+            let backed =
+                durable.term > msg.term || (durable.term == msg.term && durable.vote == voted_for);
+            if backed {
+                Ok(())
+            } else {
+                finding(
+                    ViolationKind::MessageBeforePersist,
+                    format!(
+                        "node {id} sent {what} to {to} in term {} while its disk holds term {} \
+                         and vote {}",
+                        msg.term, durable.term, durable.vote
+                    ),
+                )
+            }
+        };
+        match msg.body {
+            Body::RequestVote {
+                pre_vote: false, ..
+            } => vouch(id, "a vote request"),
+            Body::RequestVoteResponse {
+                pre_vote: false,
+                granted: true,
+            } => vouch(to, "a vote"),
+            Body::AppendEntriesResponse {
+                index,
+                conflict: None,
+                ..
+            } if index > 0 => {
+                if durable.term < msg.term {
+                    return finding(
+                        ViolationKind::MessageBeforePersist,
+                        format!(
+                            "node {id} acknowledged index {index} to {to} in term {} while its \
+                             disk holds term {}",
+                            msg.term, durable.term
+                        ),
+                    );
+                }
+                if msg.term != term {
+                    return Ok(()); // released late, after a term change (see the module docs)
+                }
+                let position = usize::try_from(index - 1).expect("a log index fits a usize");
+                let memory = self.views[&id].log.get(position).map(|slot| slot.chain);
+                if memory.is_none() || memory != disk.chain_at(index) {
+                    return finding(
+                        ViolationKind::MessageBeforePersist,
+                        format!(
+                            "node {id} acknowledged index {index} to {to} in term {} but its \
+                             durable log (ending at {}) does not hold its log up to {index}",
+                            msg.term,
+                            disk.last_index()
+                        ),
+                    );
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Node `id` crashed: its view goes (a restart builds a new one).
+    pub fn on_crash(&mut self, id: NodeId) {
+        self.views.remove(&id);
+    }
+}
+
+/// The chain digest of the whole durable log (0 when empty).
+fn durable_chain(disk: &Disk) -> Option<u64> {
+    match disk.last_index() {
+        0 => Some(0),
+        last => disk.chain_at(last),
+    }
+}

@@ -1,0 +1,602 @@
+//! The simulation loop: one queue of timed events (ticks, deliveries, finished persists, client
+//! timers, the nemesis, restarts, the phase changes), handled in time order, ties broken by the
+//! order they were scheduled in. Handling an event steps at most one core; every action the
+//! core emits is routed at once (persists to its disk, messages to the network, applied entries
+//! to its state machine and the clients), and the checks run after every step.
+//!
+//! Per-run parameters (`setup.rs`) are drawn from the seed before anything else, so the seed
+//! alone decides the run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use super::SimConfig;
+use super::checks::Checker;
+use super::clients::Clients;
+use super::digest::RunDigest;
+use super::disk::{Disk, Finding};
+use super::kv::Kv;
+use super::linearizability;
+use super::nemesis::Act;
+use super::network::{Network, SUBTICKS_PER_TICK};
+use super::queue::{Event, EventQueue};
+use super::report::{FaultCounts, Linearizability, Report, Violation, ViolationKind};
+use super::rng::SimRng;
+use super::setup::Setup;
+use super::trace;
+use crate::raft::{Action, Config, Input, NodeId, PersistId, Raft, Restored, Role};
+
+/// A persist usually completes within this many subticks.
+const PERSIST_DELAY: (u64, u64) = (1, 15);
+/// A late persist completes within this many subticks (3–40 ticks).
+const LATE_PERSIST_DELAY: (u64, u64) = (30, 400);
+/// Share of persist completions that also complete every persist queued behind (group commit).
+const GROUP_COMMIT_PER_MILLE: u64 = 200;
+/// Share of a crashed node's pending persists (each in turn) that reach the disk anyway.
+const UNACKED_SURVIVES_PER_MILLE: u64 = 300;
+/// Share of partitions and crashes aimed at the current leader, where there is one.
+const AIM_AT_LEADER_PER_MILLE: u64 = 500;
+/// The liveness window, in maximum election timeouts.
+const LIVENESS_ELECTION_TIMEOUTS: u64 = 10;
+
+/// One simulated node: its core (while up), its disk and its state machine.
+struct Node {
+    /// The core; `None` while crashed.
+    raft: Option<Raft>,
+    /// Bumped at every restart; persists of an older incarnation are void.
+    incarnation: u64,
+    disk: Disk,
+    kv: Kv,
+    /// The settings it restarts with (a fresh jitter seed each time).
+    config: Config,
+}
+
+/// Where the run is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Chaos,
+    /// Healed at `since` (subticks).
+    Liveness {
+        since: u64,
+    },
+    Done,
+}
+
+struct Sim {
+    seed: u64,
+    config: SimConfig,
+    setup: Setup,
+    rng: SimRng,
+    queue: EventQueue,
+    nodes: BTreeMap<NodeId, Node>,
+    ids: Vec<NodeId>,
+    /// Nodes kept down through the liveness phase.
+    kept_down: BTreeSet<NodeId>,
+    network: Network,
+    clients: Clients,
+    checker: Checker,
+    faults: FaultCounts,
+    steps: u64,
+    phase: Phase,
+    liveness_ticks: Option<u64>,
+    violation: Option<Violation>,
+    digest: RunDigest,
+    /// With `SimConfig::trace`: the lines so far.
+    trace: Vec<String>,
+}
+
+/// Runs `seed` under `config` (see [`super::run`]).
+pub fn run(seed: u64, config: &SimConfig) -> Report {
+    let mut sim = Sim::new(seed, config);
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| sim.run())) {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        sim.fail((ViolationKind::Panic, message));
+    }
+    sim.finish()
+}
+
+impl Sim {
+    fn new(seed: u64, config: &SimConfig) -> Sim {
+        let mut rng = SimRng::new(seed);
+        let setup = Setup::draw(config, &mut rng);
+        let nodes = setup
+            .cores
+            .iter()
+            .map(|core| {
+                let node = Node {
+                    raft: None,
+                    incarnation: 0,
+                    disk: Disk::new(config.rule_checks),
+                    kv: Kv::default(),
+                    config: core.clone(),
+                };
+                (core.id, node)
+            })
+            .collect();
+        let ids: Vec<NodeId> = (1..=config.nodes).collect();
+        let clients = Clients::new(setup.workload, &mut rng);
+        let kept_down = ids
+            .iter()
+            .copied()
+            .take(usize::try_from(config.liveness_down).unwrap_or(usize::MAX))
+            .collect();
+        Sim {
+            seed,
+            config: config.clone(),
+            network: Network::new(setup.rates),
+            setup,
+            rng,
+            queue: EventQueue::default(),
+            nodes,
+            ids,
+            kept_down,
+            clients,
+            checker: Checker::new(config.rule_checks),
+            faults: FaultCounts::default(),
+            steps: 0,
+            phase: Phase::Chaos,
+            liveness_ticks: None,
+            violation: None,
+            digest: RunDigest::default(),
+            trace: Vec::new(),
+        }
+    }
+
+    fn schedule(&mut self, delay: u64, event: Event) {
+        self.queue.schedule(delay, event);
+    }
+
+    fn now(&self) -> u64 {
+        self.queue.now()
+    }
+
+    fn ticks(ticks: u64) -> u64 {
+        ticks * SUBTICKS_PER_TICK
+    }
+
+    /// Records the first violation; the loop stops at it.
+    fn fail(&mut self, (kind, detail): Finding) {
+        if self.violation.is_none() {
+            self.violation = Some(Violation {
+                step: self.steps,
+                kind,
+                detail: format!("{detail} (tick {})", self.now() / SUBTICKS_PER_TICK),
+            });
+        }
+    }
+
+    /// Adds a line to the trace, if tracing (the line is only built then).
+    fn note(&mut self, line: impl FnOnce() -> String) {
+        if self.config.trace {
+            let now = self.now();
+            self.trace.push(format!(
+                "{:>5}.{} {}",
+                now / SUBTICKS_PER_TICK,
+                now % SUBTICKS_PER_TICK,
+                line()
+            ));
+        }
+    }
+
+    fn check(&mut self, result: Result<(), Finding>) {
+        if let Err(found) = result {
+            self.fail(found);
+        }
+    }
+
+    fn run(&mut self) {
+        let setup = format!("{:?}", self.setup);
+        self.note(|| format!("setup {setup}"));
+        for id in self.ids.clone() {
+            self.start_node(id);
+            let phase = self.rng.range(0, SUBTICKS_PER_TICK);
+            self.schedule(phase, Event::Tick(id));
+        }
+        self.schedule_client_wakeups();
+        let first = self.setup.nemesis.next_delay(&mut self.rng);
+        self.schedule(first, Event::Nemesis);
+        self.schedule(Self::ticks(self.config.chaos_ticks), Event::Liveness);
+        while self.violation.is_none() && self.phase != Phase::Done {
+            let Some(event) = self.queue.pop() else {
+                break;
+            };
+            self.handle(event);
+            self.schedule_client_wakeups();
+            if let (Phase::Liveness { since }, Some(_)) = (self.phase, self.clients.probe_done()) {
+                self.liveness_ticks = Some((self.now() - since) / SUBTICKS_PER_TICK);
+                self.phase = Phase::Done;
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Tick(id) => {
+                self.schedule(SUBTICKS_PER_TICK, Event::Tick(id));
+                if self.is_up(id) {
+                    self.step(id, Input::Tick);
+                }
+            }
+            Event::Deliver { from, to, msg } => {
+                if self.network.allows(from, to) && self.is_up(to) {
+                    self.step(to, Input::Message { from, msg });
+                } else {
+                    self.faults.cut += 1;
+                    self.note(|| format!("n{from} -> n{to} cut: {}", trace::message(&msg)));
+                }
+            }
+            Event::PersistDone {
+                node,
+                incarnation,
+                id,
+            } => self.persist_done(node, incarnation, id),
+            Event::Client { client, token } => {
+                let up = self.up_nodes();
+                match self.clients.on_timer(client, token, &up, &mut self.rng) {
+                    Some((node, Input::ReadIndex { ctx })) if self.config.stale_reads => {
+                        // The planted bug: read index 0, so the node answers from whatever it
+                        // has applied.
+                        self.clients.on_read_ready(node, ctx, 0);
+                        let kv = &self.nodes[&node].kv;
+                        self.clients.serve_reads(node, kv, &mut self.rng);
+                    }
+                    Some((node, input)) => self.step(node, input),
+                    None => {}
+                }
+            }
+            Event::Nemesis => self.nemesis(),
+            Event::Restart(id) => {
+                // Nodes kept down for the liveness phase stay down once it has begun.
+                let kept_down = self.phase != Phase::Chaos && self.kept_down.contains(&id);
+                if !self.is_up(id) && !kept_down {
+                    self.start_node(id);
+                }
+            }
+            Event::Liveness => self.start_liveness(),
+            Event::Deadline => {
+                if self.clients.probe_done().is_none() {
+                    let window = LIVENESS_ELECTION_TIMEOUTS * self.max_election_ticks();
+                    self.fail((
+                        ViolationKind::Liveness,
+                        format!(
+                            "no client write committed within {window} ticks of healing every \
+                             link and restarting every node"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn is_up(&self, id: NodeId) -> bool {
+        self.nodes.get(&id).is_some_and(|node| node.raft.is_some())
+    }
+
+    fn up_nodes(&self) -> Vec<NodeId> {
+        self.ids
+            .iter()
+            .copied()
+            .filter(|&id| self.is_up(id))
+            .collect()
+    }
+
+    fn max_election_ticks(&self) -> u64 {
+        let node = self.nodes.values().next().expect("a cluster has nodes");
+        u64::from(node.config.election_ticks.1)
+    }
+
+    fn schedule_client_wakeups(&mut self) {
+        for (delay, client, token) in self.clients.take_wakeups() {
+            self.schedule(delay, Event::Client { client, token });
+        }
+    }
+
+    /// Feeds `input` to node `id`'s core, routes every action it emits, and runs the checks.
+    fn step(&mut self, id: NodeId, input: Input) {
+        self.steps += 1;
+        let described = self.config.trace.then(|| trace::input(&input));
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        let raft = node.raft.as_mut().expect("only live nodes are stepped");
+        raft.step(input);
+        let actions: Vec<Action> = std::iter::from_fn(|| raft.poll_action()).collect();
+        if let Some(described) = described {
+            let status = raft.status();
+            let mut line = format!(
+                "n{id} {described} => {:?} t{} v{} commit {} last {} stable {}",
+                status.role,
+                status.term,
+                status.vote,
+                status.commit_index,
+                status.last_index,
+                status.stable_index
+            );
+            for action in &actions {
+                line.push_str("\n          ");
+                line.push_str(&trace::action(action));
+            }
+            self.note(|| line);
+        }
+        let mut persisted_from: Option<u64> = None;
+        for action in &actions {
+            self.digest.action(id, action);
+            if let Action::Persist(persist) = action {
+                let from = persist
+                    .truncate_from
+                    .into_iter()
+                    .chain(persist.entries.first().map(|entry| entry.index))
+                    .min();
+                persisted_from = match (persisted_from, from) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
+        let node = &self.nodes[&id];
+        let raft = node.raft.as_ref().expect("still up");
+        let disks: Vec<&Disk> = self.nodes.values().map(|node| &node.disk).collect();
+        let result = self.checker.after_step(id, raft, persisted_from, &disks);
+        self.check(result);
+        for action in actions {
+            if self.violation.is_some() {
+                return;
+            }
+            self.route(id, action);
+        }
+    }
+
+    /// Carries out one action of node `id`.
+    fn route(&mut self, id: NodeId, action: Action) {
+        match action {
+            Action::Persist(persist) => {
+                let late = self.phase == Phase::Chaos
+                    && self.rng.chance(self.setup.late_persist_per_mille);
+                let delay = if late {
+                    self.faults.late_persists += 1;
+                    self.rng
+                        .range(LATE_PERSIST_DELAY.0, LATE_PERSIST_DELAY.1 + 1)
+                } else {
+                    self.rng.range(PERSIST_DELAY.0, PERSIST_DELAY.1 + 1)
+                };
+                let persist_id = persist.id;
+                let now = self.now();
+                let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+                let done = node.disk.submit(persist, now + delay);
+                let incarnation = node.incarnation;
+                self.schedule(
+                    done - now,
+                    Event::PersistDone {
+                        node: id,
+                        incarnation,
+                        id: persist_id,
+                    },
+                );
+            }
+            Action::Send { to, msg } => {
+                let node = &self.nodes[&id];
+                let term = node.raft.as_ref().map_or(0, |raft| raft.status().term);
+                let result = self.checker.check_send(id, term, &node.disk, to, &msg);
+                self.check(result);
+                let delays = self.network.fate(&mut self.rng, &mut self.faults);
+                if delays.is_empty() {
+                    self.note(|| format!("n{id} -> n{to} lost: {}", trace::message(&msg)));
+                }
+                for delay in delays {
+                    let msg = msg.clone();
+                    self.schedule(delay, Event::Deliver { from: id, to, msg });
+                }
+            }
+            Action::Apply { entries } => {
+                let result = self.checker.on_apply(id, &entries);
+                self.check(result);
+                let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+                for entry in &entries {
+                    if let Some(command) = node.kv.apply(entry) {
+                        self.clients.on_applied(&command, &mut self.rng);
+                    }
+                }
+                self.clients.serve_reads(id, &node.kv, &mut self.rng);
+            }
+            Action::Proposal { id: tag, outcome } => {
+                self.clients.on_proposal(tag, &outcome, &mut self.rng);
+            }
+            Action::ReadReady { ctx, index } => {
+                self.clients.on_read_ready(id, ctx, index);
+                let node = &self.nodes[&id];
+                self.clients.serve_reads(id, &node.kv, &mut self.rng);
+            }
+            Action::ReadRefused { ctx, .. } => self.clients.on_read_refused(ctx, &mut self.rng),
+            Action::TransferAborted { .. } | Action::RoleChanged { .. } => {}
+        }
+    }
+
+    /// Persist `id` of node `node`'s incarnation `incarnation` finished (maybe with the ones
+    /// queued behind it, as a group commit).
+    fn persist_done(&mut self, id: NodeId, incarnation: u64, persist_id: PersistId) {
+        let group = self.rng.chance(GROUP_COMMIT_PER_MILLE);
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        if node.incarnation != incarnation || node.raft.is_none() {
+            return; // the persist died with its incarnation
+        }
+        let upto = match node.disk.newest_pending() {
+            Some(newest) if group => newest.max(persist_id),
+            _ => persist_id,
+        };
+        match node.disk.complete_upto(upto) {
+            Ok(Some(written)) => self.step(id, Input::Persisted { upto: written }),
+            Ok(None) => {} // already written by a group commit
+            Err(found) => self.fail(found),
+        }
+    }
+
+    /// Starts (or restarts) node `id` from its disk.
+    fn start_node(&mut self, id: NodeId) {
+        let seed = self.rng.next_u64();
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        node.incarnation += 1;
+        node.kv = Kv::default();
+        let mut config = node.config.clone();
+        config.seed = seed;
+        let restored: Restored = node.disk.restored();
+        // The configuration is validated once for all nodes by construction (the defaults with
+        // valid sizes), so this only fails on a broken simulator.
+        let raft = Raft::new(config, restored).expect("the simulator builds valid configs");
+        let result = self.checker.on_start(id, &raft, &node.disk);
+        node.raft = Some(raft);
+        let incarnation = node.incarnation;
+        if incarnation > 1 {
+            self.faults.restarts += 1;
+        }
+        self.note(|| format!("n{id} starts (incarnation {incarnation})"));
+        self.check(result);
+    }
+
+    /// Crashes node `id`: its core and state machine go, its pending persists are lost but for
+    /// a random prefix that made it to the disk unacknowledged.
+    fn crash(&mut self, id: NodeId) {
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        node.raft = None;
+        node.kv = Kv::default();
+        let mut survivors = 0;
+        while survivors < node.disk.pending_len() && self.rng.chance(UNACKED_SURVIVES_PER_MILLE) {
+            survivors += 1;
+        }
+        let result = node.disk.crash(survivors).map(|kept| {
+            self.faults.unacked_persists_kept += kept as u64;
+        });
+        self.faults.crashes += 1;
+        self.note(|| format!("n{id} crashes ({survivors} unacknowledged persists kept)"));
+        self.checker.on_crash(id);
+        self.clients.on_crash(id, &mut self.rng);
+        self.check(result);
+    }
+
+    /// The leader of the highest term among the live nodes, if any.
+    fn leader(&self) -> Option<NodeId> {
+        self.up_nodes()
+            .into_iter()
+            .filter_map(|id| {
+                let status = self.nodes[&id].raft.as_ref()?.status();
+                (status.role == Role::Leader).then_some((status.term, id))
+            })
+            .max()
+            .map(|(_, id)| id)
+    }
+
+    /// The node a partition or crash aims at: the leader half the time (bugs hide where a
+    /// leader is cut off right after it appended), else nobody in particular.
+    fn aim(&mut self) -> Option<NodeId> {
+        let leader = self.leader()?;
+        self.rng.chance(AIM_AT_LEADER_PER_MILLE).then_some(leader)
+    }
+
+    /// The nemesis acts (see `nemesis.rs`), then re-arms.
+    fn nemesis(&mut self) {
+        if self.phase != Phase::Chaos {
+            return;
+        }
+        match self.setup.nemesis.act(&mut self.rng) {
+            Act::Partition(shape) => {
+                let focus = self.aim();
+                self.network
+                    .partition(shape, &self.ids, focus, &mut self.rng);
+                self.faults.partitions += 1;
+                let cut = self.network.describe_cut();
+                self.note(|| format!("partition {shape:?}: cut {cut}"));
+            }
+            Act::Heal => {
+                if self.network.is_partitioned() {
+                    self.network.heal();
+                    self.faults.heals += 1;
+                    self.note(|| "heal".to_owned());
+                }
+            }
+            Act::Crash { downtime } => {
+                let up = self.up_nodes();
+                if !up.is_empty() {
+                    let victim = match self.aim() {
+                        Some(leader) => leader,
+                        None => self.rng.pick(&up),
+                    };
+                    self.crash(victim);
+                    self.schedule(downtime, Event::Restart(victim));
+                }
+            }
+            Act::Transfer => {
+                if let Some(leader) = self.leader() {
+                    let to = self.rng.pick(&self.ids);
+                    self.faults.transfers += 1;
+                    self.step(leader, Input::TransferLeadership { to });
+                }
+            }
+            Act::Idle => {}
+        }
+        let next = self.setup.nemesis.next_delay(&mut self.rng);
+        self.schedule(next, Event::Nemesis);
+    }
+
+    /// The chaos is over: heal every link, stop losing messages, delaying them long and
+    /// completing persists late, restart every crashed node (but those kept down), and send the
+    /// probe write. Raft promises progress only once the network and the disks behave (its
+    /// broadcast time well under the election timeout), so the liveness window starts here.
+    fn start_liveness(&mut self) {
+        self.phase = Phase::Liveness { since: self.now() };
+        self.network.quiet();
+        self.note(|| "liveness phase: heal, restart, probe".to_owned());
+        if self.network.is_partitioned() {
+            self.network.heal();
+            self.faults.heals += 1;
+        }
+        for id in self.ids.clone() {
+            let keep_down = self.kept_down.contains(&id);
+            match (self.is_up(id), keep_down) {
+                (true, true) => self.crash(id),
+                (false, false) => self.start_node(id),
+                _ => {}
+            }
+        }
+        let up = self.up_nodes();
+        if let Some((node, input)) = self.clients.start_probe(&up, &mut self.rng) {
+            self.step(node, input);
+        }
+        let window = LIVENESS_ELECTION_TIMEOUTS * self.max_election_ticks();
+        self.schedule(Self::ticks(window), Event::Deadline);
+    }
+
+    /// The report; checks the history for linearizability if nothing failed before.
+    fn finish(mut self) -> Report {
+        let history = self.clients.history();
+        let mut verdict = Linearizability::NotChecked;
+        if self.violation.is_none() {
+            verdict = match linearizability::check(&history) {
+                Ok(()) => Linearizability::Ok,
+                // The checker's documented prefix for "budget exhausted, nothing known".
+                Err(message) if message.starts_with("inconclusive") => {
+                    Linearizability::Inconclusive(message)
+                }
+                Err(message) => {
+                    self.fail((ViolationKind::Linearizability, message));
+                    Linearizability::Violated
+                }
+            };
+        }
+        Report {
+            seed: self.seed,
+            nodes: self.config.nodes,
+            steps: self.steps,
+            ticks: self.now() / SUBTICKS_PER_TICK,
+            faults: self.faults,
+            committed_writes: self.clients.committed_writes,
+            reads: self.clients.reads,
+            history_len: history.len(),
+            liveness_ticks: self.liveness_ticks,
+            linearizability: verdict,
+            violations: self.violation.into_iter().collect(),
+            digest: self.digest.finish(),
+            trace: self.trace,
+        }
+    }
+}

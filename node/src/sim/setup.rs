@@ -1,0 +1,73 @@
+//! What a seed decides before the run starts: the network's fault rates, how often persists
+//! are late, the nemesis, the workload, and the cores' settings. Drawn first, in a fixed order,
+//! from the run's generator.
+//!
+//! Every setting varies across seeds so that the seeds together cover the space: PreVote and
+//! CheckQuorum each off in one seed of five; messages that carry one entry (200 bytes), two
+//! (300), about fifteen (1,000) or a thousand (65,000); an in-flight window of 1, 4 or 64
+//! messages. Small messages and a window of one make a lagging follower catch up one round trip
+//! at a time, which opens the windows where old-term entries are acknowledged one by one.
+
+use super::SimConfig;
+use super::clients::Workload;
+use super::nemesis::Nemesis;
+use super::network::Rates;
+use super::rng::SimRng;
+use crate::raft::{Config, NodeId};
+
+/// A run's parameters.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    /// Network fault rates.
+    pub rates: Rates,
+    /// Share of persists that complete late, per mille.
+    pub late_persist_per_mille: u64,
+    /// The nemesis.
+    pub nemesis: Nemesis,
+    /// The clients' workload.
+    pub workload: Workload,
+    /// Each node's core settings (its jitter seed is drawn again at every start).
+    pub cores: Vec<Config>,
+}
+
+impl Setup {
+    /// The parameters of a run of `config`, drawn from `rng`.
+    pub fn draw(config: &SimConfig, rng: &mut SimRng) -> Setup {
+        let rates = Rates {
+            loss: rng.range(0, 201),
+            duplicate: rng.range(0, 51),
+            long_delay: rng.range(0, 31),
+        };
+        let late_persist_per_mille = rng.range(0, 101);
+        let nemesis = Nemesis::draw(rng);
+        let workload = Workload {
+            clients: usize::try_from(rng.range(2, 6)).expect("a small count"),
+            keys: rng.range(1, 5),
+            writes_per_mille: rng.range(300, 701),
+        };
+        let pre_vote = rng.chance(800);
+        let check_quorum = rng.chance(800);
+        let max_message_bytes = rng.pick(&[200, 300, 1_000, 65_000]);
+        let max_inflight_messages = rng.pick(&[1, 4, 64]);
+        let ids: Vec<NodeId> = (1..=config.nodes).collect();
+        let cores = ids
+            .iter()
+            .map(|&id| {
+                let mut core = Config::new(id, ids.clone());
+                core.pre_vote = pre_vote;
+                core.check_quorum = check_quorum;
+                core.max_message_bytes = max_message_bytes;
+                core.max_inflight_messages = max_inflight_messages;
+                core.faults = config.faults;
+                core
+            })
+            .collect();
+        Setup {
+            rates,
+            late_persist_per_mille,
+            nemesis,
+            workload,
+            cores,
+        }
+    }
+}
