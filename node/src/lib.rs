@@ -1,6 +1,6 @@
 //! Balsa: Raft consensus without an async runtime.
 //!
-//! This crate is what users embed. It will hold:
+//! This crate is what users embed. It holds (or will hold):
 //!
 //! - `raft/`: the sans-IO Raft core. `step(Input)` in, `poll_action() -> Option<Action>` out; no
 //!   threads, clocks, sockets or files, so the simulator and the runtime drive the very same code.
@@ -8,7 +8,9 @@
 //! - the `StateMachine` trait, the replicated key-value state machine and its client.
 //! - `sim/` (feature `sim`): the deterministic simulator that judges the core's safety.
 //!
-//! Status: not built yet. Storage lives in [`balsa_wal`], the transport in [`balsa_net`].
+//! Status: the Raft core (`raft`) and the simulator (`sim`) are built; the runtime, the state
+//! machine and the client are coming. Storage lives in [`balsa_wal`], the transport in
+//! [`balsa_net`].
 
 pub mod raft;
 #[cfg(feature = "sim")]
