@@ -29,7 +29,7 @@ mod message;
 mod progress;
 mod read;
 mod replication;
-mod rng;
+pub(crate) mod rng;
 #[cfg(any(test, feature = "sim"))]
 pub mod testkit;
 #[cfg(test)]

@@ -5,25 +5,23 @@
 //! order the events happen, so a seed replays bit for bit. Probabilities are integers per mille,
 //! so no floating point enters a run.
 
-/// A small, fast, seedable generator (SplitMix64). Not for cryptography.
+/// The core's SplitMix64 generator with the helpers the simulator needs. Not for cryptography.
 #[derive(Clone, Debug)]
 pub struct SimRng {
-    state: u64,
+    inner: crate::raft::rng::Rng,
 }
 
 impl SimRng {
     /// A generator for `seed`. Nearby seeds give unrelated streams (the output is mixed).
     pub fn new(seed: u64) -> SimRng {
-        SimRng { state: seed }
+        SimRng {
+            inner: crate::raft::rng::Rng::new(seed),
+        }
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.inner.next_u64()
     }
 
     /// A number in `[low, high)`. Precondition: `low < high`. (The modulo bias is below 2^-40
