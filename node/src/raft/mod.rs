@@ -463,6 +463,12 @@ impl Raft {
             transfer: None,
         };
         raft.reset_election_timeout();
+        // What was committed before the restart is applied again at once: the state machine
+        // starts from the snapshot, not from where it was before the crash.
+        let committed = raft.log.take_committed();
+        if !committed.is_empty() {
+            raft.actions.push_back(Action::Apply { entries: committed });
+        }
         Ok(raft)
     }
 

@@ -384,5 +384,8 @@ impl Cluster {
         self.nodes
             .insert(id, Raft::new(config, restored).expect("valid config"));
         self.in_flight.retain(|(_, to, _)| *to != id);
+        // The state machine restarts empty; the node hands out what it knows committed again.
+        self.applied.remove(&id);
+        self.drain(id);
     }
 }

@@ -138,7 +138,9 @@ impl Checker {
                 role: status.role,
                 term: status.term,
                 commit: 0,
-                applied: status.applied_index,
+                // The state machine restarts from the snapshot base; the core hands out again
+                // (in its first Apply) everything committed after it.
+                applied: raft.log().snapshot().0,
                 steps: 0,
             },
         );
