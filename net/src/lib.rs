@@ -1,8 +1,146 @@
-//! Balsa's UDP transport.
+//! `balsa-net`: a Balsa node's UDP transport, the only door into a node from outside.
 //!
-//! This crate will hold the mio event-loop thread that owns a node's UDP socket, the wire envelope
-//! (magic, protocol version, cluster id, sender id, kind, bincode body), a codec bounded by the
-//! datagram limit, the peer table and fault injection for tests. It is generic over the message
-//! type and knows nothing of Raft.
+//! It owns the node's one UDP socket (shared by peers and clients) and the thread that reads it
+//! (the *net thread*: one `mio::Poll` over the socket and a waker), the wire envelope and its
+//! bounded codec, the peer table, the counters and fault injection for tests. It is generic over
+//! the message type `M` (any serde type) and knows nothing of Raft.
 //!
-//! Status: not built yet.
+//! ```no_run
+//! use balsa_net::{Config, Destination, Inbound, Transport};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! enum Msg { Ping(u64), Pong(u64) }
+//!
+//! # fn main() -> Result<(), balsa_net::Error> {
+//! let mut config = Config::new(1, 42, "127.0.0.1:7001".parse().unwrap());
+//! config.peers.push((2, "127.0.0.1:7002".parse().unwrap()));
+//! let (inbox, received) = crossbeam_channel::bounded::<Inbound<Msg>>(1024);
+//! let transport = Transport::<Msg>::start(config, inbox)?;
+//! let mut outbox = transport.outbox(); // one per sending thread
+//! outbox.send(Destination::Peer(2), &Msg::Ping(1))?;
+//! if let Ok(Inbound { from, msg: Msg::Pong(n), .. }) = received.recv() {
+//!     println!("pong {n} from {from}");
+//! }
+//! println!("{}", transport.counters().snapshot());
+//! transport.shutdown()?; // joins the net thread, closes the socket
+//! # Ok(()) }
+//! ```
+//!
+//! The runtime's inbox usually carries more than network messages: `start` takes any
+//! `Sender<E>` with `E: From<Inbound<M>>`.
+//!
+//! # The envelope
+//!
+//! Every datagram is a 22-byte header, then the body. Integers little-endian.
+//!
+//! ```text
+//! offset  size  field
+//!      0     4  magic        b"BLSA"
+//!      4     1  version      1
+//!      5     1  kind         1 peer message, 2 client request, 3 client response
+//!      6     8  cluster id   u64
+//!     14     8  from         u64: the sender's node id (0 for a client)
+//!     22     …  body         the message: bincode 2, serde, standard() config (varint integers)
+//! ```
+//!
+//! The whole datagram, header included, is at most the datagram limit.
+//!
+//! # What is accepted
+//!
+//! In this order, dropping at the first failure ([`DropReason`]): the datagram's size (at most the
+//! limit: the receive buffer is one byte larger, so a larger one is seen, not cut); the header
+//! (at least 22 bytes, magic, version, cluster id, a known kind); for a peer message, the sender
+//! (its id in the peer table, and the datagram from that id's address); a partition injected on
+//! that peer; then the body, which must decode as one `M` using every byte. Client requests and
+//! responses are accepted from any address: [`Inbound::source`] says where to answer.
+//!
+//! # Limits
+//!
+//! - **Datagram limit**: [`DEFAULT_DATAGRAM_LIMIT`] (65,000) bytes, configurable from
+//!   [`MIN_DATAGRAM_LIMIT`] (1,200, a small path MTU) to [`MAX_DATAGRAM_LIMIT`] (65,507).
+//!   Encoding a message over it returns [`Error::TooLarge`] with both sizes, and sends nothing;
+//!   [`datagram_len`] says in advance what a message needs.
+//! - **Nesting**: at most [`MAX_DEPTH`] (128) levels of compound values in a body, so a recursive
+//!   message type cannot be driven to overflow the net thread's stack.
+//! - **Read budget**: the net thread reads at most [`Config::read_budget`] (64) datagrams before it
+//!   sends again, so a flood cannot starve outbound traffic; it comes back for the rest at once.
+//!
+//! # Sending
+//!
+//! An [`Outbox`] (one per sending thread) encodes on the calling thread into its own reused
+//! buffer, so a message over the limit is refused there and then. It sends by the configured
+//! [`SendPath`]:
+//!
+//! - `Direct` (the default): `send_to` from the calling thread on a duplicate of the socket's
+//!   descriptor. Measured faster (`benches/benches/codec.rs`, ARCHITECTURE.md); falls back to the
+//!   net thread when the socket's buffer is full.
+//! - `EventLoop`: the datagram goes into a bounded channel to the net thread, which is woken by a
+//!   `mio::Waker` (one wake per burst, not per datagram). A full channel refuses the datagram
+//!   ([`Error::QueueFull`], counted) rather than block the sender or grow without bound.
+//!
+//! While faults are injected every datagram goes through the net thread, which applies them.
+//!
+//! `Vec<u8>` fields decode ~3.5× faster marked `#[serde(with = "balsa_net::bytes")]`, with the
+//! same bytes on the wire (see [`bytes`]).
+//!
+//! # Counters
+//!
+//! [`Transport::counters`], readable from any thread at any time: datagrams and bytes in and
+//! out, messages delivered, send errors, datagrams refused for a full queue, the faults injected,
+//! and drops by [`DropReason`]: too short, bad magic, bad version, wrong cluster, undecodable,
+//! too large, unknown peer, wrong address, inbox full, inbox closed, fault.
+//!
+//! # Fault injection (tests)
+//!
+//! [`Transport::faults`]: drop, duplicate, delay and reorder outbound datagrams (for all
+//! destinations or per peer), partition a peer inbound, outbound or both; seeded, switchable at
+//! run time, free when off (see [`Faults`]).
+//!
+//! # Invariants
+//!
+//! - **No length prefix is trusted.** Every length prefix in a body is checked against the bytes
+//!   left after it before anything is reserved, so a collection reserves at most (bytes left) ×
+//!   (its element's size): what a datagram can make the decoder hold is bounded by its own size,
+//!   times the element sizes, exactly as for an honest datagram of that size. A 20-byte body
+//!   claiming 2^32 or 2^63 elements fails having allocated only its error message (under 120
+//!   bytes, against the 65,000-byte requirement): `tests/allocation.rs`, with a counting
+//!   allocator.
+//! - **No datagram makes the net thread panic** or recurse past [`MAX_DEPTH`]. Every check
+//!   returns a drop reason; the decoder is fuzzed (`fuzz/`).
+//! - **Every datagram received is counted once, then delivered or dropped for one reason.**
+//! - **The net thread never blocks on anything but `poll`**: not on the inbox (`try_send`; full
+//!   means drop and count), not on the socket (non-blocking); and no caller ever blocks on the
+//!   net thread (bounded channel, `try_send`).
+//! - **Only `transport.rs` starts a thread**, the net thread, and the transport joins it. Its
+//!   socket closes when it exits, whatever outboxes remain (they hold it weakly).
+//! - **Only `codec.rs` names `bincode`** (marked unmaintained, RUSTSEC-2025-0141): a
+//!   wire-compatible replacement is a change to that file alone.
+
+mod bounded;
+pub mod bytes;
+pub mod codec;
+mod config;
+mod counters;
+mod delayed;
+mod envelope;
+mod error;
+mod event_loop;
+mod faults;
+mod outbox;
+mod peers;
+mod shared;
+mod transport;
+
+pub use bounded::MAX_DEPTH;
+pub use codec::{Codec, datagram_len};
+pub use config::{
+    CLIENT_ID, Config, DEFAULT_DATAGRAM_LIMIT, DEFAULT_OUTBOUND_CAPACITY, DEFAULT_READ_BUDGET,
+    MAX_DATAGRAM_LIMIT, MIN_DATAGRAM_LIMIT, SendPath,
+};
+pub use counters::{CounterSnapshot, Counters, DropReason};
+pub use envelope::{HEADER_LEN, Header, Kind, MAGIC, VERSION};
+pub use error::{Error, Result};
+pub use faults::{Direction, Faults, LinkFaults};
+pub use outbox::{Destination, Outbox};
+pub use transport::{Inbound, Transport};

@@ -12,9 +12,14 @@
 //! machine and the client are coming. Storage lives in [`balsa_wal`], the transport in
 //! [`balsa_net`].
 
+pub mod kv;
 pub mod raft;
+pub mod runtime;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod state_machine;
 
 pub use balsa_net as net;
 pub use balsa_wal as wal;
+pub use runtime::{Error, Node, NodeConfig, NodeStatus};
+pub use state_machine::StateMachine;

@@ -4,11 +4,13 @@
 //! Every message carries the sender's term. Requests and responses are separate one-way messages:
 //! the transport is datagrams, so nothing waits for a reply, and a lost reply is a lost message.
 
+use serde::{Deserialize, Serialize};
+
 /// A node's identity in the cluster. Never 0 (0 means "none" where an id is optional on disk).
 pub type NodeId = u64;
 
 /// What an entry holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EntryKind {
     /// A command for the state machine.
     Normal,
@@ -18,7 +20,7 @@ pub enum EntryKind {
 }
 
 /// A log entry.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Entry {
     /// Position in the log, from 1.
     pub index: u64,
@@ -27,6 +29,7 @@ pub struct Entry {
     /// What it holds.
     pub kind: EntryKind,
     /// The command (empty for a no-op).
+    #[serde(with = "balsa_net::bytes")]
     pub data: Vec<u8>,
 }
 
@@ -44,7 +47,7 @@ impl Entry {
 }
 
 /// A message between two nodes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// The sender's term (for a pre-vote request: the term it would campaign in).
     pub term: u64,
@@ -54,7 +57,7 @@ pub struct Message {
 
 /// Why a follower rejected an AppendEntries, so the leader can skip back a whole term at a time
 /// (the fast backtracking of §5.3, as in the thesis and etcd).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conflict {
     /// The term of the follower's entry at the leader's `prev_index`, or `None` if the follower's
     /// log is shorter than that.
@@ -64,7 +67,7 @@ pub struct Conflict {
 }
 
 /// The body of a message.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {
     /// RequestVote (§5.2), or PreVote (thesis §9.6) when `pre_vote`.
     RequestVote {
@@ -124,6 +127,7 @@ pub enum Body {
     /// A proposal a follower passes on to the leader.
     Forward {
         /// The command.
+        #[serde(with = "balsa_net::bytes")]
         data: Vec<u8>,
     },
 }

@@ -1,0 +1,429 @@
+//! The codec: a message to a datagram (envelope header, then body) and back, with every limit
+//! checked. **The only file in the crate that names `bincode`.**
+//!
+//! The body is the message in bincode 2's serde encoding with its `standard()` configuration:
+//! integers as little-endian varints (below 251: one byte; 251, 252, 253 then 2, 4 or 8 bytes),
+//! lengths as varints, enum variants as varint indexes. The `bincode` crate is marked
+//! unmaintained (RUSTSEC-2025-0141). Nothing outside this file depends on it, so replacing it
+//! with a maintained crate that writes the same bytes is a change to this file alone; the
+//! round-trip and bounded-decode tests then say whether the replacement is faithful.
+//!
+//! # Bounded decoding
+//!
+//! A datagram is checked in this order, and dropped at the first failure: its size against the
+//! datagram limit; the header (`envelope`); then the body, decoded through `bounded::Bounded`,
+//! which refuses every length prefix that claims more than the bytes left after it before
+//! bincode sees it; finally, no byte may be left over. Decoding reads from the datagram in
+//! place; the only allocations are the message's own, each collection reserving at most
+//! (bytes left) × (element size).
+//!
+//! Bincode's own limit is also set, as a second fence, but it is not the datagram limit: bincode
+//! counts the *decoded* size of what it reads (8 bytes for a `u64` that took 1 byte on the wire,
+//! 16 for a `u128`), so a limit equal to the datagram limit refuses honest datagrams (a 10 kB
+//! datagram of 10,000 small `u64`s counts 80 kB). Nor does it cover serde sequences, whose
+//! reservation serde caps at 1 MiB whatever bincode's limit. [`DECODE_CLAIM_LIMIT`] is the most
+//! an honest datagram of [`MAX_DATAGRAM_LIMIT`] bytes can count: 16 per wire byte.
+
+use bincode::config::{self, Configuration, Limit};
+use bincode::de::read::Reader;
+use bincode::enc::write::SizeWriter;
+use bincode::error::{DecodeError, EncodeError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::bounded::{Bounded, Input};
+use crate::config::{MAX_DATAGRAM_LIMIT, MIN_DATAGRAM_LIMIT};
+use crate::envelope::{self, HEADER_LEN, Header, Kind};
+use crate::{DropReason, Error, Result};
+
+/// Bincode's decode limit: what an honest datagram of [`MAX_DATAGRAM_LIMIT`] bytes can make it
+/// count (16 decoded bytes per wire byte at most, for a one-byte `u128`), rounded up to 1 MiB.
+pub const DECODE_CLAIM_LIMIT: usize = 1 << 20;
+const _: () = assert!(DECODE_CLAIM_LIMIT >= 16 * MAX_DATAGRAM_LIMIT);
+
+const WIRE: Configuration = config::standard();
+const DECODE: Configuration<config::LittleEndian, config::Varint, Limit<DECODE_CLAIM_LIMIT>> =
+    config::standard().with_limit::<DECODE_CLAIM_LIMIT>();
+
+/// Encodes messages into datagrams for one sender (its cluster and node id) and decodes
+/// datagrams for that cluster. Encoding reuses one buffer of the datagram limit's size.
+#[derive(Clone, Debug)]
+pub struct Codec {
+    cluster_id: u64,
+    from: u64,
+    datagram_limit: usize,
+    /// Where datagrams are encoded: exactly `datagram_limit` bytes long, allocated once.
+    scratch: Vec<u8>,
+}
+
+impl Codec {
+    /// A codec for node `from` (0 for a client) of cluster `cluster_id`, for datagrams of at
+    /// most `datagram_limit` bytes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if `datagram_limit` is outside
+    /// [`MIN_DATAGRAM_LIMIT`]..=[`MAX_DATAGRAM_LIMIT`].
+    pub fn new(cluster_id: u64, from: u64, datagram_limit: usize) -> Result<Codec> {
+        if !(MIN_DATAGRAM_LIMIT..=MAX_DATAGRAM_LIMIT).contains(&datagram_limit) {
+            return Err(Error::InvalidConfig {
+                reason: format!(
+                    "datagram limit {datagram_limit} is outside \
+                     {MIN_DATAGRAM_LIMIT}..={MAX_DATAGRAM_LIMIT} bytes"
+                ),
+            });
+        }
+        Ok(Codec {
+            cluster_id,
+            from,
+            datagram_limit,
+            scratch: vec![0; datagram_limit],
+        })
+    }
+
+    /// The largest datagram this codec writes or accepts, in bytes.
+    #[must_use]
+    pub fn datagram_limit(&self) -> usize {
+        self.datagram_limit
+    }
+
+    /// Encodes `msg` as a datagram of `kind`; returns it, borrowed from the codec's buffer.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] with the size it would have had, if over the datagram limit (the
+    /// buffer never grows past the limit: the size is then counted without writing);
+    /// [`Error::Encode`] if `msg`'s `Serialize` fails.
+    pub fn encode<M: Serialize + ?Sized>(&mut self, kind: Kind, msg: &M) -> Result<&[u8]> {
+        let Some((header, body)) = self.scratch.split_first_chunk_mut::<HEADER_LEN>() else {
+            unreachable!("new() makes the buffer at least MIN_DATAGRAM_LIMIT > HEADER_LEN bytes");
+        };
+        envelope::write_header(header, kind, self.cluster_id, self.from);
+        match bincode::serde::encode_into_slice(msg, body, WIRE) {
+            Ok(body_len) => Ok(&self.scratch[..HEADER_LEN + body_len]),
+            Err(EncodeError::UnexpectedEnd) => Err(Error::TooLarge {
+                size: datagram_len(msg)?,
+                limit: self.datagram_limit,
+            }),
+            Err(other) => Err(encode_error(&other)),
+        }
+    }
+
+    /// Checks and decodes one datagram.
+    ///
+    /// # Errors
+    /// The reason to drop it: [`DropReason::TooLarge`], a header reason (see `envelope`), or
+    /// [`DropReason::Undecodable`] for a body that is malformed, truncated, claims a length
+    /// longer than the bytes left, or has bytes after the message.
+    pub fn decode<M: DeserializeOwned>(&self, datagram: &[u8]) -> Result<(Header, M), DropReason> {
+        let (header, body) = self.check_header(datagram)?;
+        Ok((header, decode_body(body)?))
+    }
+
+    /// The first half of [`Codec::decode`]: checks the datagram's size and header, without
+    /// touching the body. Lets the receiver check the sender before paying for the body.
+    ///
+    /// # Errors
+    /// [`DropReason::TooLarge`] or a header reason (see `envelope`).
+    pub fn check_header<'d>(&self, datagram: &'d [u8]) -> Result<(Header, &'d [u8]), DropReason> {
+        if datagram.len() > self.datagram_limit {
+            return Err(DropReason::TooLarge);
+        }
+        envelope::parse_header(datagram, self.cluster_id)
+    }
+}
+
+/// The second half of [`Codec::decode`]: decodes a body (the bytes after the header) as one `M`.
+///
+/// # Errors
+/// [`DropReason::Undecodable`] for a body that is malformed, truncated, claims a length longer
+/// than the bytes left, or has bytes after the message.
+pub fn decode_body<M: DeserializeOwned>(body: &[u8]) -> Result<M, DropReason> {
+    decode_bounded(body).map_err(|error| {
+        log::trace!("undecodable {}-byte body: {error}", body.len());
+        DropReason::Undecodable
+    })
+}
+
+/// The size of the datagram `msg` would be sent in: header plus encoded body, in bytes. Counts
+/// without writing or allocating; for planning what fits in the datagram limit.
+///
+/// # Errors
+/// [`Error::Encode`] if `msg`'s `Serialize` fails.
+pub fn datagram_len<M: Serialize + ?Sized>(msg: &M) -> Result<usize> {
+    let mut counter = SizeWriter::default();
+    bincode::serde::encode_into_writer(msg, &mut counter, WIRE)
+        .map_err(|error| encode_error(&error))?;
+    Ok(HEADER_LEN + counter.bytes_written)
+}
+
+fn encode_error(error: &EncodeError) -> Error {
+    Error::Encode {
+        reason: error.to_string(),
+    }
+}
+
+/// Decodes a whole body as one `M`, through the [`Bounded`] proxy, refusing leftover bytes.
+fn decode_bounded<M: DeserializeOwned>(body: &[u8]) -> Result<M, DecodeError> {
+    let input = Input::new(body, peek_varint_length);
+    let reader = InputReader { input: &input };
+    let mut decoder = bincode::serde::OwnedSerdeDecoder::from_reader(reader, DECODE);
+    let msg = M::deserialize(Bounded::new(decoder.as_deserializer(), &input))?;
+    let left = input.rest().len();
+    if left > 0 {
+        return Err(DecodeError::OtherString(format!(
+            "{left} bytes left after the message"
+        )));
+    }
+    Ok(msg)
+}
+
+/// Bincode's reader over an [`Input`], so that the [`Bounded`] proxy always sees where decoding
+/// has got to.
+struct InputReader<'i, 'b> {
+    input: &'i Input<'b>,
+}
+
+impl Reader for InputReader<'_, '_> {
+    #[inline]
+    fn read(&mut self, out: &mut [u8]) -> Result<(), DecodeError> {
+        let rest = self.input.rest();
+        let Some((head, tail)) = rest.split_at_checked(out.len()) else {
+            return Err(DecodeError::UnexpectedEnd {
+                additional: out.len() - rest.len(),
+            });
+        };
+        out.copy_from_slice(head);
+        self.input.advance_to(tail);
+        Ok(())
+    }
+
+    #[inline]
+    fn peek_read(&mut self, n: usize) -> Option<&[u8]> {
+        self.input.rest().get(..n)
+    }
+
+    #[inline]
+    fn consume(&mut self, n: usize) {
+        let rest = self.input.rest();
+        self.input.advance_to(rest.get(n..).unwrap_or_default());
+    }
+}
+
+/// Reads a bincode `standard()` varint length at the start of `bytes`: `(value, prefix bytes)`.
+/// `None` for a truncated prefix or a tag no `usize` length uses (254: u128, 255: reserved).
+fn peek_varint_length(bytes: &[u8]) -> Option<(u64, usize)> {
+    fn le<const N: usize>(bytes: &[u8]) -> Option<[u8; N]> {
+        bytes.get(1..=N)?.try_into().ok()
+    }
+    match *bytes.first()? {
+        tag @ 0..=250 => Some((u64::from(tag), 1)),
+        251 => Some((u64::from(u16::from_le_bytes(le(bytes)?)), 3)),
+        252 => Some((u64::from(u32::from_le_bytes(le(bytes)?)), 5)),
+        253 => Some((u64::from_le_bytes(le(bytes)?), 9)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Sample {
+        index: u64,
+        data: Vec<u8>,
+        note: String,
+    }
+
+    fn sample() -> Sample {
+        Sample {
+            index: 300,
+            data: vec![1, 2, 3],
+            note: "hi".into(),
+        }
+    }
+
+    #[test]
+    fn peeks_every_varint_width() {
+        for value in [
+            0_u64,
+            250,
+            251,
+            65_535,
+            65_536,
+            u64::from(u32::MAX) + 1,
+            u64::MAX,
+        ] {
+            let bytes = bincode::serde::encode_to_vec(value, WIRE).expect("encodes");
+            assert_eq!(
+                peek_varint_length(&bytes),
+                Some((value, bytes.len())),
+                "{value}"
+            );
+            assert_eq!(
+                peek_varint_length(&bytes[..bytes.len() - 1]),
+                None,
+                "{value}"
+            );
+        }
+        assert_eq!(peek_varint_length(&[254]), None);
+        assert_eq!(peek_varint_length(&[255]), None);
+    }
+
+    #[test]
+    fn round_trips_with_header() {
+        let mut codec = Codec::new(7, 3, 1_200).expect("valid limit");
+        let datagram = codec
+            .encode(Kind::Request, &sample())
+            .expect("fits")
+            .to_vec();
+        assert_eq!(datagram.len(), datagram_len(&sample()).expect("counts"));
+        let (header, msg) = codec.decode::<Sample>(&datagram).expect("decodes");
+        assert_eq!(
+            header,
+            Header {
+                kind: Kind::Request,
+                from: 3
+            }
+        );
+        assert_eq!(msg, sample());
+    }
+
+    #[test]
+    fn over_the_limit_names_both_sizes_and_keeps_the_buffer() {
+        let mut codec = Codec::new(7, 3, 1_200).expect("valid limit");
+        let big = vec![0xAB_u8; 5_000];
+        let expected = datagram_len(&big).expect("counts");
+        match codec.encode(Kind::Peer, &big) {
+            Err(Error::TooLarge { size, limit }) => assert_eq!((size, limit), (expected, 1_200)),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        assert_eq!(codec.scratch.len(), 1_200);
+        assert_eq!(codec.scratch.capacity(), 1_200);
+        // Exactly at the limit fits (a 3-byte length prefix: 251 then a u16); one more does not.
+        let mut fits = vec![0_u8; 1_200 - HEADER_LEN - 3];
+        assert_eq!(codec.encode(Kind::Peer, &fits).expect("fits").len(), 1_200);
+        fits.push(0);
+        assert!(matches!(
+            codec.encode(Kind::Peer, &fits),
+            Err(Error::TooLarge {
+                size: 1_201,
+                limit: 1_200
+            })
+        ));
+    }
+
+    #[test]
+    fn limits_outside_the_range_are_refused() {
+        assert!(Codec::new(1, 1, MIN_DATAGRAM_LIMIT - 1).is_err());
+        assert!(Codec::new(1, 1, MAX_DATAGRAM_LIMIT + 1).is_err());
+    }
+
+    #[test]
+    fn trailing_bytes_are_undecodable() {
+        let mut codec = Codec::new(7, 3, 1_200).expect("valid limit");
+        let mut datagram = codec.encode(Kind::Peer, &sample()).expect("fits").to_vec();
+        datagram.push(0);
+        assert_eq!(
+            codec.decode::<Sample>(&datagram).err(),
+            Some(DropReason::Undecodable)
+        );
+    }
+
+    #[test]
+    fn a_length_past_the_end_is_refused_before_decoding_it() {
+        // `data` claims 100 bytes but 3 follow.
+        let mut body = vec![1_u8, 100, 1, 2, 3];
+        body.push(0);
+        let error = decode_bounded::<Sample>(&body).expect_err("must fail");
+        assert!(
+            error
+                .to_string()
+                .contains("length 100 with only 4 bytes left"),
+            "{error}"
+        );
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct PlainEntry {
+        index: u64,
+        data: Vec<u8>,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct MarkedEntry {
+        index: u64,
+        #[serde(with = "crate::bytes")]
+        data: Vec<u8>,
+    }
+
+    #[test]
+    fn byte_strings_are_the_same_bytes_as_sequences_of_bytes() {
+        for data in [vec![], vec![7], vec![0xA5; 300]] {
+            let plain = PlainEntry {
+                index: 1_000_000,
+                data: data.clone(),
+            };
+            let marked = MarkedEntry {
+                index: 1_000_000,
+                data,
+            };
+            let plain_bytes = bincode::serde::encode_to_vec(&plain, WIRE).expect("encodes");
+            let marked_bytes = bincode::serde::encode_to_vec(&marked, WIRE).expect("encodes");
+            assert_eq!(plain_bytes, marked_bytes);
+            assert_eq!(decode_body::<MarkedEntry>(&plain_bytes), Ok(marked));
+            assert_eq!(decode_body::<PlainEntry>(&marked_bytes), Ok(plain));
+        }
+        // And the length check covers byte strings too.
+        assert_eq!(
+            decode_body::<MarkedEntry>(&[1, 200, 1, 2]),
+            Err(DropReason::Undecodable)
+        );
+    }
+
+    /// A recursive type: each level costs two bytes on the wire.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Chain(Option<Box<Chain>>);
+
+    fn chain(depth: usize) -> Chain {
+        (0..depth).fold(Chain(None), |inner, _| Chain(Some(Box::new(inner))))
+    }
+
+    #[test]
+    fn nesting_is_limited_so_recursion_cannot_overflow_the_stack() {
+        let mut codec = Codec::new(7, 3, 65_000).expect("valid limit");
+        // Chain nests two levels per link (newtype, option).
+        let shallow = chain(60);
+        let datagram = codec.encode(Kind::Peer, &shallow).expect("fits").to_vec();
+        assert_eq!(
+            codec.decode::<Chain>(&datagram).expect("decodes").1,
+            shallow
+        );
+        // 30,000 links: enough to overflow a 2 MiB stack without the limit.
+        let mut datagram = codec
+            .encode(Kind::Peer, &Chain(None))
+            .expect("fits")
+            .to_vec();
+        datagram.truncate(HEADER_LEN);
+        datagram.extend(std::iter::repeat_n(1_u8, 30_000));
+        datagram.push(0);
+        assert_eq!(
+            codec.decode::<Chain>(&datagram).err(),
+            Some(DropReason::Undecodable)
+        );
+    }
+
+    #[test]
+    fn an_honest_datagram_of_many_small_integers_decodes() {
+        // 10,000 one-byte varints: bincode counts 80 kB for this 10 kB body.
+        let numbers: Vec<u64> = (0..10_000).map(|i| i % 200).collect();
+        let mut codec = Codec::new(7, 3, 65_000).expect("valid limit");
+        let datagram = codec.encode(Kind::Peer, &numbers).expect("fits").to_vec();
+        assert!(datagram.len() < 10_100);
+        assert_eq!(
+            codec.decode::<Vec<u64>>(&datagram).expect("decodes").1,
+            numbers
+        );
+    }
+}

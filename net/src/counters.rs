@@ -1,0 +1,256 @@
+//! What the transport has seen, as atomics any thread can read at any time (`balsa status`).
+//!
+//! The net thread and the threads sending through an [`Outbox`](crate::Outbox) add to them with
+//! relaxed atomic adds: each counter is exact on its own, but a [`CounterSnapshot`] taken while
+//! traffic flows is not one instant (`datagrams_in` may already count a datagram whose drop is not
+//! counted yet).
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why an inbound datagram was dropped (or, for [`DropReason::Fault`], an outbound one too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Shorter than the envelope header.
+    TooShort,
+    /// The first four bytes are not the magic.
+    BadMagic,
+    /// A protocol version this build does not speak.
+    BadVersion,
+    /// Another cluster's datagram.
+    WrongCluster,
+    /// The body did not decode as a message: truncated, malformed, a length prefix longer than
+    /// the bytes left, an unknown kind byte, or bytes left over after the message.
+    Undecodable,
+    /// Longer than the datagram limit.
+    TooLarge,
+    /// A peer message whose sender id is not in the peer table.
+    UnknownPeer,
+    /// A peer message whose source address is not the one the peer table has for its sender id.
+    WrongAddress,
+    /// The inbox was full; the net thread never waits for it.
+    InboxFull,
+    /// The inbox's receiver is gone.
+    InboxClosed,
+    /// Dropped by fault injection (a partition or a random drop).
+    Fault,
+}
+
+impl DropReason {
+    /// Every reason, in the order of [`CounterSnapshot::drops`].
+    pub const ALL: [DropReason; 11] = [
+        DropReason::TooShort,
+        DropReason::BadMagic,
+        DropReason::BadVersion,
+        DropReason::WrongCluster,
+        DropReason::Undecodable,
+        DropReason::TooLarge,
+        DropReason::UnknownPeer,
+        DropReason::WrongAddress,
+        DropReason::InboxFull,
+        DropReason::InboxClosed,
+        DropReason::Fault,
+    ];
+
+    /// A short snake_case name, for status output.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::TooShort => "too_short",
+            DropReason::BadMagic => "bad_magic",
+            DropReason::BadVersion => "bad_version",
+            DropReason::WrongCluster => "wrong_cluster",
+            DropReason::Undecodable => "undecodable",
+            DropReason::TooLarge => "too_large",
+            DropReason::UnknownPeer => "unknown_peer",
+            DropReason::WrongAddress => "wrong_address",
+            DropReason::InboxFull => "inbox_full",
+            DropReason::InboxClosed => "inbox_closed",
+            DropReason::Fault => "fault",
+        }
+    }
+
+    fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The live counters of one transport. Shared (`Arc`) between the net thread, every
+/// [`Outbox`](crate::Outbox) and whoever reads them.
+#[derive(Debug, Default)]
+pub struct Counters {
+    datagrams_in: AtomicU64,
+    bytes_in: AtomicU64,
+    delivered: AtomicU64,
+    datagrams_out: AtomicU64,
+    bytes_out: AtomicU64,
+    send_errors: AtomicU64,
+    queue_full: AtomicU64,
+    fault_duplicated: AtomicU64,
+    fault_delayed: AtomicU64,
+    drops: [AtomicU64; DropReason::ALL.len()],
+}
+
+impl Counters {
+    /// A copy of every counter.
+    #[must_use]
+    pub fn snapshot(&self) -> CounterSnapshot {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        CounterSnapshot {
+            datagrams_in: load(&self.datagrams_in),
+            bytes_in: load(&self.bytes_in),
+            delivered: load(&self.delivered),
+            datagrams_out: load(&self.datagrams_out),
+            bytes_out: load(&self.bytes_out),
+            send_errors: load(&self.send_errors),
+            queue_full: load(&self.queue_full),
+            fault_duplicated: load(&self.fault_duplicated),
+            fault_delayed: load(&self.fault_delayed),
+            drops: self.drops.each_ref().map(load),
+        }
+    }
+
+    /// A datagram of `bytes` bytes arrived (counted before it is checked).
+    pub(crate) fn received(&self, bytes: usize) {
+        self.datagrams_in.fetch_add(1, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// A decoded message went into the inbox.
+    pub(crate) fn delivered(&self) {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A datagram of `bytes` bytes left through the socket.
+    pub(crate) fn sent(&self, bytes: usize) {
+        self.datagrams_out.fetch_add(1, Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// `send_to` failed with something other than "would block".
+    pub(crate) fn send_failed(&self) {
+        self.send_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A datagram for the net thread found its queue full.
+    pub(crate) fn queue_full(&self) {
+        self.queue_full.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A datagram was dropped for `reason`.
+    pub(crate) fn dropped(&self, reason: DropReason) {
+        self.drops[reason.slot()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Fault injection sent a datagram twice.
+    pub(crate) fn fault_duplicated(&self) {
+        self.fault_duplicated.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Fault injection held a datagram back.
+    pub(crate) fn fault_delayed(&self) {
+        self.fault_delayed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The counters at one moment (see the module doc for how exact that moment is).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    /// Datagrams received, good or bad.
+    pub datagrams_in: u64,
+    /// Bytes received, good or bad.
+    pub bytes_in: u64,
+    /// Messages decoded and handed to the inbox.
+    pub delivered: u64,
+    /// Datagrams sent (each copy of a duplicated one counts).
+    pub datagrams_out: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// `send_to` calls that failed (the datagram is lost, as UDP may lose it anyway).
+    pub send_errors: u64,
+    /// Datagrams refused because the queue to the net thread was full ([`Error::QueueFull`]).
+    ///
+    /// [`Error::QueueFull`]: crate::Error::QueueFull
+    pub queue_full: u64,
+    /// Datagrams fault injection sent twice.
+    pub fault_duplicated: u64,
+    /// Datagrams fault injection held back (delay or reorder).
+    pub fault_delayed: u64,
+    /// Drops, indexed like [`DropReason::ALL`]; read one with [`CounterSnapshot::dropped`].
+    pub drops: [u64; DropReason::ALL.len()],
+}
+
+impl CounterSnapshot {
+    /// Datagrams dropped for `reason`.
+    #[must_use]
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason.slot()]
+    }
+
+    /// Datagrams dropped for any reason.
+    #[must_use]
+    pub fn dropped_total(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+}
+
+impl fmt::Display for CounterSnapshot {
+    /// One line: `in 12/3456B delivered 11 out 10/2345B send_errors 0 queue_full 0 drops:
+    /// bad_magic=1`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "in {}/{}B delivered {} out {}/{}B send_errors {} queue_full {} drops:",
+            self.datagrams_in,
+            self.bytes_in,
+            self.delivered,
+            self.datagrams_out,
+            self.bytes_out,
+            self.send_errors,
+            self.queue_full
+        )?;
+        let mut any = false;
+        for reason in DropReason::ALL {
+            let n = self.dropped(reason);
+            if n > 0 {
+                write!(f, " {reason}={n}")?;
+                any = true;
+            }
+        }
+        if !any {
+            f.write_str(" none")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_its_own_slot() {
+        for (i, reason) in DropReason::ALL.into_iter().enumerate() {
+            assert_eq!(reason.slot(), i, "{reason}");
+        }
+    }
+
+    #[test]
+    fn snapshot_reads_what_was_counted() {
+        let counters = Counters::default();
+        counters.received(10);
+        counters.dropped(DropReason::BadMagic);
+        counters.dropped(DropReason::BadMagic);
+        let snap = counters.snapshot();
+        assert_eq!((snap.datagrams_in, snap.bytes_in), (1, 10));
+        assert_eq!(snap.dropped(DropReason::BadMagic), 2);
+        assert_eq!(snap.dropped_total(), 2);
+        assert!(snap.to_string().ends_with("drops: bad_magic=2"), "{snap}");
+    }
+}

@@ -1,0 +1,196 @@
+//! The replicated key-value service's state machine: put, delete and compare-and-swap through the
+//! log, get from one replica, client sessions so that a retried write takes effect once (Raft
+//! thesis §6.3), and snapshots of the whole state (§7).
+//!
+//! Files: `command.rs` (the commands, queries and answers and their encoding), `session.rs` (the
+//! bounded session table), `snapshot.rs` (the snapshot encoding), `codec.rs` (the byte-level
+//! reader and writer and [`DecodeError`]).
+//!
+//! Invariants:
+//! - Deterministic: the state after `apply` depends only on the state and the command; data and
+//!   sessions live in `BTreeMap`s, so iteration, snapshots and eviction follow key order and log
+//!   indexes, never hashing or clocks.
+//! - `applied_index` only grows: each `apply` has a higher index than the last (asserted).
+//! - Every key and value held is within [`MAX_KEY_LEN`] and [`MAX_VALUE_LEN`], so every snapshot
+//!   taken can be restored.
+//! - A command that is refused (malformed, oversized) changes nothing but `applied_index`.
+
+mod codec;
+mod command;
+mod session;
+mod snapshot;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+
+pub use self::codec::{DecodeError, DecodeErrorKind, LimitExceeded};
+pub use self::command::{
+    Answer, Command, FORMAT_VERSION, MAX_KEY_LEN, MAX_REASON_LEN, MAX_VALUE_LEN, Op, Query,
+};
+pub use self::session::{Admission, DEFAULT_SESSION_CAPACITY, Session, SessionTable};
+use crate::state_machine::{RestoreError, StateMachine};
+
+/// The key-value state machine one replica applies committed commands to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvStore {
+    /// Key → value.
+    data: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// The clients' sessions.
+    sessions: SessionTable,
+    /// The index of the last command applied (0: none).
+    applied_index: u64,
+}
+
+impl Default for KvStore {
+    fn default() -> Self {
+        KvStore::new()
+    }
+}
+
+impl KvStore {
+    /// An empty store keeping [`DEFAULT_SESSION_CAPACITY`] client sessions.
+    pub fn new() -> Self {
+        KvStore::with_session_capacity(DEFAULT_SESSION_CAPACITY)
+    }
+
+    /// An empty store keeping at most `capacity` client sessions. Every replica must use the
+    /// same capacity: eviction is part of what `apply` does.
+    pub fn with_session_capacity(capacity: NonZeroUsize) -> Self {
+        KvStore {
+            data: BTreeMap::new(),
+            sessions: SessionTable::new(capacity),
+            applied_index: 0,
+        }
+    }
+
+    /// The value of `key` on this replica, without going through the leader: a stale read (it
+    /// may miss writes committed but not yet applied here).
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.data.get(key).map(Vec::as_slice)
+    }
+
+    /// How many keys are held.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// True when no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The index of the last command applied (0: none).
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// The client sessions.
+    pub fn sessions(&self) -> &SessionTable {
+        &self.sessions
+    }
+
+    /// Applies `command`, committed at log `index`: once per (client, seq), as the session table
+    /// decides. A command over the size limits is refused with [`Answer::Rejected`].
+    ///
+    /// # Panics
+    /// If `index` is not above the last index applied: the node applies each index once, in
+    /// order, and a second application could change the state differently from other replicas.
+    pub fn apply_command(&mut self, index: u64, command: &Command) -> Answer {
+        self.advance_to(index);
+        if let Err(limit) = command.check_limits() {
+            return Answer::rejected(limit);
+        }
+        match self.sessions.admit(command.client_id, command.seq, index) {
+            Admission::Duplicate(answer) => answer,
+            Admission::Stale { last_seq } => Answer::StaleRequest { last_seq },
+            Admission::Apply => {
+                let answer = self.execute(&command.op);
+                self.sessions
+                    .record(command.client_id, command.seq, index, answer.clone());
+                answer
+            }
+        }
+    }
+
+    /// Answers `query` from this replica's state.
+    pub fn answer_query(&self, query: &Query) -> Answer {
+        match query {
+            Query::Get { key } => Answer::Value(self.get(key).map(<[u8]>::to_vec)),
+        }
+    }
+
+    /// Records that `index` is applied, checking it comes after the last.
+    fn advance_to(&mut self, index: u64) {
+        assert!(
+            index > self.applied_index,
+            "apply at index {index} after index {}: each index is applied once, in order",
+            self.applied_index
+        );
+        self.applied_index = index;
+    }
+
+    /// Carries out `op` on the data (its sizes already checked).
+    fn execute(&mut self, op: &Op) -> Answer {
+        match op {
+            Op::Put { key, value } => {
+                self.data.insert(key.clone(), value.clone());
+                Answer::Ok
+            }
+            Op::Delete { key } => {
+                self.data.remove(key);
+                Answer::Ok
+            }
+            Op::Cas { key, expected, new } => {
+                let current = self.data.get(key);
+                if current.map(Vec::as_slice) == expected.as_deref() {
+                    self.data.insert(key.clone(), new.clone());
+                    Answer::Ok
+                } else {
+                    Answer::CasMismatch {
+                        current: current.cloned(),
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl StateMachine for KvStore {
+    /// Decodes a [`Command`] and applies it; bytes that are not one are answered with
+    /// [`Answer::Rejected`] and change nothing else. Returns the encoded [`Answer`].
+    fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8> {
+        let answer = match Command::decode(command) {
+            Ok(command) => self.apply_command(index, &command),
+            Err(error) => {
+                self.advance_to(index);
+                Answer::rejected(error)
+            }
+        };
+        answer.encode()
+    }
+
+    /// Decodes a [`Query`] and answers it (encoded [`Answer`]).
+    fn query(&self, query: &[u8]) -> Vec<u8> {
+        match Query::decode(query) {
+            Ok(query) => self.answer_query(&query),
+            Err(error) => Answer::rejected(error),
+        }
+        .encode()
+    }
+
+    /// The data, the sessions and the applied index (layout in `snapshot.rs`).
+    fn snapshot(&self) -> Vec<u8> {
+        snapshot::encode(self)
+    }
+
+    /// Replaces the state with the snapshot's, keeping this store's session capacity. On error
+    /// the state is unchanged.
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
+        let restored = snapshot::decode(snapshot, self.sessions.capacity())
+            .map_err(|error| RestoreError::new(error.to_string()))?;
+        *self = restored;
+        Ok(())
+    }
+}

@@ -1,0 +1,482 @@
+//! The consensus thread: the only owner of the Raft core and the state machine.
+//!
+//! It takes every event queued in the inbox (ticks, peer messages, client requests, WAL acks, API
+//! calls), steps the core with each, then routes the core's actions: persists to the WAL thread,
+//! messages to the network, committed entries to the state machine, answers to whoever waits.
+//! Taking all queued events before draining the actions is what batches proposals arriving
+//! together into as few AppendEntries and persists as possible.
+//!
+//! Invariants:
+//! - An answer to a command leaves only after its entry is applied here; an answer to a
+//!   linearizable read only once this node has applied the read index.
+//! - Every waiter is answered exactly once: with its result, with an error, or (on shutdown)
+//!   with `ShuttingDown`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use balsa_net::{Counters, Destination, Inbound, Kind, Outbox};
+
+use super::storage::StorageOp;
+use super::wire::{
+    self, ReplyTo, Request, RequestBody, Response, ResponseBody, StatusReport, Wire,
+};
+use super::{ApiCall, Error, Event, NodeStatus};
+use crate::raft::{
+    Action, EntryKind, Input, NodeId, ProposalOutcome, ProposeError, Raft, Role, Status,
+};
+use crate::state_machine::StateMachine;
+
+/// Where an embedding API call's answer goes.
+type ApiReply = Sender<Result<Vec<u8>, Error>>;
+
+/// Who waits for an answer.
+enum Waiter {
+    /// An embedding API call.
+    Api(ApiReply),
+    /// A client over the network.
+    Client(ReplyTo),
+}
+
+/// A read waiting for its read index, then for the state machine to reach it.
+struct PendingRead {
+    query: Vec<u8>,
+    waiter: Waiter,
+}
+
+/// The consensus thread's state.
+pub struct Consensus<S> {
+    raft: Raft,
+    state_machine: S,
+    outbox: Outbox<Wire>,
+    storage: Sender<StorageOp>,
+    counters: Arc<Counters>,
+    /// Addresses of the members, to hint clients at the leader.
+    members: BTreeMap<NodeId, SocketAddr>,
+    /// Tags for proposals and reads.
+    next_tag: u64,
+    /// Proposals stepped in, waiting for their `Proposal` outcome.
+    proposing: HashMap<u64, Waiter>,
+    /// API proposals accepted at (index, term), waiting for that index to be applied.
+    awaiting_apply: BTreeMap<u64, (u64, ApiReply)>,
+    /// Reads waiting for `ReadReady`.
+    reads: HashMap<u64, PendingRead>,
+    /// Reads whose index is known, waiting for the state machine to apply it.
+    ready_reads: BTreeMap<u64, Vec<PendingRead>>,
+    /// Highest index applied to the state machine.
+    applied_index: u64,
+    wal_syncs: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Why the consensus thread stopped.
+#[derive(Debug)]
+pub enum Stop {
+    /// Asked to.
+    Shutdown,
+    /// The WAL failed.
+    Storage(String),
+}
+
+impl<S: StateMachine> Consensus<S> {
+    /// A consensus thread's state around a restored core.
+    #[allow(clippy::too_many_arguments, reason = "assembled once, by Node::start")]
+    pub fn new(
+        raft: Raft,
+        state_machine: S,
+        outbox: Outbox<Wire>,
+        storage: Sender<StorageOp>,
+        counters: Arc<Counters>,
+        members: BTreeMap<NodeId, SocketAddr>,
+        applied_index: u64,
+        wal_syncs: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Self {
+        Consensus {
+            raft,
+            state_machine,
+            outbox,
+            storage,
+            counters,
+            members,
+            next_tag: 1,
+            proposing: HashMap::new(),
+            awaiting_apply: BTreeMap::new(),
+            reads: HashMap::new(),
+            ready_reads: BTreeMap::new(),
+            applied_index,
+            wal_syncs,
+        }
+    }
+
+    /// Runs until shutdown or a storage failure; answers every waiter before returning.
+    pub fn run(mut self, inbox: &Receiver<Event>) -> Stop {
+        self.drain_actions();
+        let stop = loop {
+            let Ok(first) = inbox.recv() else {
+                break Stop::Shutdown;
+            };
+            let mut stop = None;
+            for event in std::iter::once(first).chain(inbox.try_iter()) {
+                if let Some(reason) = self.handle(event) {
+                    stop = Some(reason);
+                    break;
+                }
+            }
+            if let Some(reason) = stop {
+                break reason;
+            }
+            self.drain_actions();
+        };
+        self.fail_all(&stop);
+        let _ = self.storage.send(StorageOp::Shutdown);
+        stop
+    }
+
+    fn handle(&mut self, event: Event) -> Option<Stop> {
+        match event {
+            Event::Tick => self.raft.step(Input::Tick),
+            Event::Persisted(upto) => {
+                self.wal_syncs
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.raft.step(Input::Persisted { upto });
+            }
+            Event::Net(inbound) => self.on_inbound(inbound),
+            Event::Api(call) => self.on_api(call),
+            Event::StorageFailed(reason) => return Some(Stop::Storage(reason)),
+            Event::Shutdown => return Some(Stop::Shutdown),
+        }
+        None
+    }
+
+    fn on_inbound(&mut self, inbound: Inbound<Wire>) {
+        match (inbound.kind, inbound.msg) {
+            (Kind::Peer, Wire::Raft(msg)) => {
+                self.raft.step(Input::Message {
+                    from: inbound.from,
+                    msg,
+                });
+            }
+            (Kind::Request, Wire::Request(request)) => self.on_request(inbound.source, request),
+            (kind, _) => log::debug!("dropped a {kind:?} datagram carrying the wrong message"),
+        }
+    }
+
+    fn on_request(&mut self, source: SocketAddr, request: Request) {
+        let reply = ReplyTo {
+            address: source,
+            request: request.id,
+        };
+        match request.body {
+            RequestBody::Command { data } => {
+                let tag = self.tag();
+                self.proposing.insert(tag, Waiter::Client(reply));
+                let data = wire::frame(Some(reply), &data);
+                self.raft.step(Input::Propose { id: tag, data });
+            }
+            RequestBody::Query { data, stale: true } => {
+                let answer = self.state_machine.query(&data);
+                self.respond(reply, ResponseBody::Query { data: answer });
+            }
+            RequestBody::Query { data, stale: false } => {
+                self.read(data, Waiter::Client(reply));
+            }
+            RequestBody::Status => {
+                let report = self.status_report();
+                self.respond(reply, ResponseBody::Status(report));
+            }
+            RequestBody::Transfer { to } => {
+                let body = if self.raft.status().role == Role::Leader {
+                    self.raft.step(Input::TransferLeadership { to });
+                    ResponseBody::TransferStarted
+                } else {
+                    self.not_leader()
+                };
+                self.respond(reply, body);
+            }
+        }
+    }
+
+    fn on_api(&mut self, call: ApiCall) {
+        match call {
+            ApiCall::Propose { data, reply } => {
+                // The embedding API does not forward: the caller learns who leads instead.
+                let status = self.raft.status();
+                if status.role != Role::Leader {
+                    let _ = reply.send(Err(Error::NotLeader {
+                        leader: status.leader,
+                    }));
+                    return;
+                }
+                let tag = self.tag();
+                self.proposing.insert(tag, Waiter::Api(reply));
+                self.raft.step(Input::Propose {
+                    id: tag,
+                    data: wire::frame(None, &data),
+                });
+            }
+            ApiCall::Read { query, reply } => self.read(query, Waiter::Api(reply)),
+            ApiCall::Status { reply } => {
+                let _ = reply.send(self.node_status());
+            }
+            ApiCall::Transfer { to, reply } => {
+                let result = if self.raft.status().role == Role::Leader {
+                    self.raft.step(Input::TransferLeadership { to });
+                    Ok(())
+                } else {
+                    Err(Error::NotLeader {
+                        leader: self.raft.status().leader,
+                    })
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn read(&mut self, query: Vec<u8>, waiter: Waiter) {
+        let ctx = self.tag();
+        self.reads.insert(ctx, PendingRead { query, waiter });
+        self.raft.step(Input::ReadIndex { ctx });
+    }
+
+    fn tag(&mut self) -> u64 {
+        self.next_tag += 1;
+        self.next_tag
+    }
+
+    /// Routes every action the core has for us.
+    fn drain_actions(&mut self) {
+        while let Some(action) = self.raft.poll_action() {
+            match action {
+                Action::Persist(persist) => {
+                    if self.storage.send(StorageOp::Persist(persist)).is_err() {
+                        log::error!("the WAL thread is gone; the node is stopping");
+                    }
+                }
+                Action::Send { to, msg } => {
+                    if let Err(error) = self.outbox.send(Destination::Peer(to), &Wire::Raft(msg)) {
+                        log::warn!("sending to node {to}: {error}");
+                    }
+                }
+                Action::Apply { entries } => {
+                    for entry in entries {
+                        self.apply(entry);
+                    }
+                    self.serve_ready_reads();
+                }
+                Action::Proposal { id, outcome } => self.on_proposal(id, outcome),
+                Action::ReadReady { ctx, index } => {
+                    if let Some(read) = self.reads.remove(&ctx) {
+                        self.ready_reads.entry(index).or_default().push(read);
+                        self.serve_ready_reads();
+                    }
+                }
+                Action::ReadRefused { ctx, leader } => {
+                    if let Some(read) = self.reads.remove(&ctx) {
+                        self.refuse(read.waiter, leader);
+                    }
+                }
+                Action::TransferAborted { to, reason } => {
+                    log::warn!("leadership transfer to node {to} aborted: {reason}");
+                }
+                Action::RoleChanged { role, term, leader } => {
+                    log::info!("now {role:?} in term {term}, leader {leader:?}");
+                }
+            }
+        }
+    }
+
+    fn on_proposal(&mut self, tag: u64, outcome: ProposalOutcome) {
+        let Some(waiter) = self.proposing.remove(&tag) else {
+            return;
+        };
+        match (outcome, waiter) {
+            (ProposalOutcome::Accepted { index, term }, Waiter::Api(reply)) => {
+                self.awaiting_apply.insert(index, (term, reply));
+            }
+            // A client's command carries its reply address in the entry: whoever leads when it
+            // is applied answers. Forwarded ones likewise, from the leader.
+            (ProposalOutcome::Accepted { .. } | ProposalOutcome::Forwarded { .. }, _) => {}
+            (ProposalOutcome::Refused(error), waiter) => {
+                let leader = self.raft.status().leader;
+                match (error, waiter) {
+                    (ProposeError::TooLarge { size, max }, Waiter::Api(reply)) => {
+                        let _ = reply.send(Err(Error::TooLarge { size, max }));
+                    }
+                    (ProposeError::TooLarge { size, max }, Waiter::Client(reply)) => {
+                        let (size, max) = (size as u64, max as u64);
+                        self.respond(reply, ResponseBody::TooLarge { size, max });
+                    }
+                    (ProposeError::NoLeader { hint }, waiter) => self.refuse(waiter, hint),
+                    (ProposeError::TransferInProgress { to }, waiter) => {
+                        self.refuse(waiter, leader.or(Some(to)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies one committed entry and answers whoever waits for it.
+    fn apply(&mut self, entry: crate::raft::Entry) {
+        debug_assert_eq!(
+            entry.index,
+            self.applied_index + 1,
+            "entries apply in order"
+        );
+        self.applied_index = entry.index;
+        let mut answer = None;
+        let mut reply_to = None;
+        if entry.kind == EntryKind::Normal {
+            match wire::unframe(&entry.data) {
+                Ok((reply, command)) => {
+                    answer = Some(self.state_machine.apply(entry.index, command));
+                    reply_to = reply;
+                }
+                Err(error) => log::error!("entry {} is malformed: {}", entry.index, error.reason),
+            }
+        }
+        // API waiters at or below this index: theirs, or overwritten by another leader's entry.
+        while let Some((&index, _)) = self.awaiting_apply.first_key_value() {
+            if index > entry.index {
+                break;
+            }
+            let (_, (term, reply)) = self.awaiting_apply.pop_first().expect("just seen");
+            let result = match (&answer, index == entry.index && term == entry.term) {
+                (Some(answer), true) => Ok(answer.clone()),
+                _ => Err(Error::Lost),
+            };
+            let _ = reply.send(result);
+        }
+        if let (Some(answer), Some(reply)) = (answer, reply_to)
+            && self.raft.status().role == Role::Leader
+        {
+            self.respond(reply, ResponseBody::Applied { data: answer });
+        }
+    }
+
+    fn serve_ready_reads(&mut self) {
+        while let Some((&index, _)) = self.ready_reads.first_key_value() {
+            if index > self.applied_index {
+                break;
+            }
+            let (_, reads) = self.ready_reads.pop_first().expect("just seen");
+            for read in reads {
+                let answer = self.state_machine.query(&read.query);
+                match read.waiter {
+                    Waiter::Api(reply) => {
+                        let _ = reply.send(Ok(answer));
+                    }
+                    Waiter::Client(reply) => {
+                        self.respond(reply, ResponseBody::Query { data: answer });
+                    }
+                }
+            }
+        }
+    }
+
+    fn refuse(&mut self, waiter: Waiter, leader: Option<NodeId>) {
+        match waiter {
+            Waiter::Api(reply) => {
+                let _ = reply.send(Err(Error::NotLeader { leader }));
+            }
+            Waiter::Client(reply) => {
+                let address = leader.and_then(|id| self.members.get(&id).copied());
+                self.respond(reply, ResponseBody::NotLeader { leader, address });
+            }
+        }
+    }
+
+    fn not_leader(&self) -> ResponseBody {
+        let leader = self.raft.status().leader;
+        let address = leader.and_then(|id| self.members.get(&id).copied());
+        ResponseBody::NotLeader { leader, address }
+    }
+
+    fn respond(&mut self, reply: ReplyTo, body: ResponseBody) {
+        let response = Wire::Response(Response {
+            id: reply.request,
+            body,
+        });
+        if let Err(error) = self
+            .outbox
+            .send(Destination::Client(reply.address), &response)
+        {
+            log::warn!("answering client {}: {error}", reply.address);
+        }
+    }
+
+    fn node_status(&self) -> NodeStatus {
+        let Status {
+            id,
+            role,
+            term,
+            leader,
+            commit_index,
+            last_index,
+            ..
+        } = self.raft.status();
+        NodeStatus {
+            id,
+            role,
+            term,
+            leader,
+            commit_index,
+            applied_index: self.applied_index,
+            last_index,
+        }
+    }
+
+    fn status_report(&self) -> StatusReport {
+        let status = self.node_status();
+        let counters = self.counters.snapshot();
+        StatusReport {
+            id: status.id,
+            role: role_name(status.role).to_string(),
+            term: status.term,
+            leader: status.leader,
+            commit_index: status.commit_index,
+            applied_index: status.applied_index,
+            last_index: status.last_index,
+            datagrams_in: counters.datagrams_in,
+            datagrams_out: counters.datagrams_out,
+            datagrams_dropped: counters.dropped_total(),
+            wal_syncs: self.wal_syncs.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Answers every waiter before the thread ends.
+    fn fail_all(&mut self, stop: &Stop) {
+        let error = || match stop {
+            Stop::Shutdown => Error::ShuttingDown,
+            Stop::Storage(reason) => Error::Storage(reason.clone()),
+        };
+        for (_, waiter) in self.proposing.drain() {
+            if let Waiter::Api(reply) = waiter {
+                let _ = reply.send(Err(error()));
+            }
+        }
+        for (_, (_, reply)) in std::mem::take(&mut self.awaiting_apply) {
+            let _ = reply.send(Err(error()));
+        }
+        let reads = self.reads.drain().map(|(_, read)| read);
+        let ready = std::mem::take(&mut self.ready_reads)
+            .into_values()
+            .flatten();
+        for read in reads.chain(ready).collect::<Vec<_>>() {
+            if let Waiter::Api(reply) = read.waiter {
+                let _ = reply.send(Err(error()));
+            }
+        }
+    }
+}
+
+/// The name `balsa status` shows for a role.
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        Role::Candidate => "candidate",
+        Role::PreCandidate => "pre-candidate",
+    }
+}

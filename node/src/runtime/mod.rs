@@ -1,0 +1,498 @@
+//! The thread runtime: what turns the sans-IO core into a running node.
+//!
+//! Per node, four threads and one inbox:
+//!
+//! ```text
+//!  client ──UDP──▶ [net thread: balsa-net]──inbox──▶ [consensus thread: core + state machine]
+//!                        ▲                                │ persists
+//!                        │ messages (sent from the        ▼
+//!                        │ consensus thread directly) [wal thread: append, fdatasync, ack]
+//!  [timer thread] ──Tick──▶ inbox ◀── Persisted ─────────┘
+//! ```
+//!
+//! The runtime is the only part of Balsa that spawns threads (the transport's one event-loop
+//! thread aside), reads the clock (the timer) and touches files (through `balsa-wal`).
+//!
+//! Invariants: every thread a `Node` starts is joined by `shutdown` (or drop); a storage failure
+//! or a panic in the consensus thread stops the node with the reason, never leaving it
+//! half-alive; a call on a stopped node fails with `ShuttingDown` (or the reason it stopped).
+
+mod consensus;
+mod storage;
+mod timer;
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use balsa_net::{Inbound, Transport};
+use balsa_wal::Wal;
+
+use self::consensus::{Consensus, Stop};
+use self::wire::Wire;
+use crate::raft::{self, NodeId, Raft, Restored, Role};
+use crate::state_machine::StateMachine;
+
+pub use self::consensus::role_name;
+
+/// Events queued for the consensus thread.
+#[derive(Debug)]
+pub enum Event {
+    /// One tick passed.
+    Tick,
+    /// A datagram arrived and decoded.
+    Net(Inbound<Wire>),
+    /// Every persist up to this id is durable.
+    Persisted(raft::PersistId),
+    /// The WAL failed; the node must stop.
+    StorageFailed(String),
+    /// A call from the embedding API.
+    Api(ApiCall),
+    /// Stop.
+    Shutdown,
+}
+
+impl From<Inbound<Wire>> for Event {
+    fn from(inbound: Inbound<Wire>) -> Event {
+        Event::Net(inbound)
+    }
+}
+
+/// A call from the embedding API, with where to answer.
+#[derive(Debug)]
+pub enum ApiCall {
+    /// Replicate and apply a command.
+    Propose {
+        /// The command.
+        data: Vec<u8>,
+        /// Where the state machine's answer goes.
+        reply: Sender<Result<Vec<u8>, Error>>,
+    },
+    /// A linearizable read.
+    Read {
+        /// The query.
+        query: Vec<u8>,
+        /// Where the answer goes.
+        reply: Sender<Result<Vec<u8>, Error>>,
+    },
+    /// The node's status.
+    Status {
+        /// Where it goes.
+        reply: Sender<NodeStatus>,
+    },
+    /// Hand leadership to another node.
+    Transfer {
+        /// The node.
+        to: NodeId,
+        /// Whether the transfer started.
+        reply: Sender<Result<(), Error>>,
+    },
+}
+
+/// What went wrong, as the embedding API reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// This node does not lead; `leader` is the one it knows of, if any.
+    NotLeader {
+        /// The leader this node knows of.
+        leader: Option<NodeId>,
+    },
+    /// No answer in time: the command may or may not be applied (outcome unknown).
+    Timeout,
+    /// The command does not fit in one message.
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The largest that fits.
+        max: usize,
+    },
+    /// The entry was replaced by another leader's before it committed: it was not applied.
+    Lost,
+    /// The node is stopping or stopped.
+    ShuttingDown,
+    /// The node stopped because its storage failed.
+    Storage(String),
+    /// The configuration cannot work.
+    Config(String),
+    /// Starting failed (storage or network).
+    Start(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotLeader { leader: Some(id) } => write!(f, "not the leader; node {id} leads"),
+            Error::NotLeader { leader: None } => write!(f, "no leader known; retry"),
+            Error::Timeout => write!(f, "timed out; the outcome is unknown"),
+            Error::TooLarge { size, max } => {
+                write!(f, "command of {size} bytes is too large (at most {max})")
+            }
+            Error::Lost => write!(f, "the entry lost to a new leader's; it was not applied"),
+            Error::ShuttingDown => write!(f, "the node is shutting down"),
+            Error::Storage(reason) => write!(f, "the node stopped: storage failed: {reason}"),
+            Error::Config(reason) => write!(f, "bad configuration: {reason}"),
+            Error::Start(reason) => write!(f, "cannot start: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A node's state, from [`Node::status`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The node.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Current term.
+    pub term: u64,
+    /// The known leader.
+    pub leader: Option<NodeId>,
+    /// Commit index.
+    pub commit_index: u64,
+    /// Highest index applied to the state machine.
+    pub applied_index: u64,
+    /// Last log index.
+    pub last_index: u64,
+}
+
+/// How a node is set up.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This node.
+    pub id: NodeId,
+    /// Every member and its address, this node included.
+    pub members: Vec<(NodeId, SocketAddr)>,
+    /// Datagrams of other clusters are dropped.
+    pub cluster_id: u64,
+    /// Where the write-ahead log lives (locked while the node runs).
+    pub data_dir: PathBuf,
+    /// The timer's period. Default 10 ms.
+    pub tick: Duration,
+    /// Heartbeat period in ticks. Default 5.
+    pub heartbeat_ticks: u32,
+    /// Election timeout range in ticks, `[min, max)`. Default [15, 30).
+    pub election_ticks: (u32, u32),
+    /// The largest datagram. Default 65,000.
+    pub datagram_limit: usize,
+    /// Sync the WAL before acknowledging (default). `false` is unsafe: a power loss can lose
+    /// acknowledged writes; it exists to measure what the threads and the network cost alone.
+    pub sync: bool,
+    /// The WAL's options.
+    pub wal: balsa_wal::Options,
+}
+
+impl NodeConfig {
+    /// Node `id` of the cluster `members`, storing its log in `data_dir`, with the defaults.
+    pub fn new(id: NodeId, members: Vec<(NodeId, SocketAddr)>, data_dir: PathBuf) -> NodeConfig {
+        NodeConfig {
+            id,
+            members,
+            cluster_id: 1,
+            data_dir,
+            tick: Duration::from_millis(10),
+            heartbeat_ticks: 5,
+            election_ticks: (15, 30),
+            datagram_limit: 65_000,
+            sync: true,
+            wal: balsa_wal::Options::default(),
+        }
+    }
+
+    /// What is wrong with this configuration, if anything.
+    pub fn validate(&self) -> Result<(), Error> {
+        let mut ids: Vec<NodeId> = self.members.iter().map(|(id, _)| *id).collect();
+        let mut addresses: Vec<SocketAddr> = self.members.iter().map(|(_, a)| *a).collect();
+        ids.sort_unstable();
+        addresses.sort_unstable();
+        let config_error = |reason: String| Err(Error::Config(reason));
+        if ids.windows(2).any(|pair| pair[0] == pair[1]) {
+            return config_error(format!("duplicate node ids in {:?}", self.members));
+        }
+        if addresses.windows(2).any(|pair| pair[0] == pair[1]) {
+            return config_error(format!("duplicate addresses in {:?}", self.members));
+        }
+        if !ids.contains(&self.id) {
+            return config_error(format!("node {} is not in the cluster {ids:?}", self.id));
+        }
+        if self.tick.is_zero() {
+            return config_error("the tick must be longer than zero".into());
+        }
+        self.raft_config().validate().map_err(Error::Config)
+    }
+
+    fn raft_config(&self) -> raft::Config {
+        let mut config =
+            raft::Config::new(self.id, self.members.iter().map(|(id, _)| *id).collect());
+        config.heartbeat_ticks = self.heartbeat_ticks;
+        config.election_ticks = self.election_ticks;
+        config.max_message_bytes = self.datagram_limit;
+        config.seed = jitter_seed(self.id);
+        config
+    }
+
+    fn address(&self) -> SocketAddr {
+        let own = self.members.iter().find(|(id, _)| *id == self.id);
+        own.map(|(_, address)| *address)
+            .expect("validate checked the node is a member")
+    }
+}
+
+/// A seed for the election jitter that differs between runs, so nodes restarted together do
+/// not keep timing out together.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the runtime may read the clock; the core may not"
+)]
+fn jitter_seed(id: NodeId) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos());
+    id.rotate_left(17) ^ u64::from(nanos)
+}
+
+/// A running node. See the crate documentation for a tutorial.
+pub struct Node {
+    id: NodeId,
+    address: SocketAddr,
+    inbox: Sender<Event>,
+    consensus: Option<JoinHandle<Stop>>,
+    storage: Option<JoinHandle<()>>,
+    timer: Option<(JoinHandle<()>, Sender<()>)>,
+    transport: Option<Transport<Wire>>,
+}
+
+/// Capacity of the inbox; beyond it the net thread drops datagrams (and counts them) rather
+/// than wait.
+const INBOX_CAPACITY: usize = 1 << 16;
+
+impl Node {
+    /// Recovers the node's log from `config.data_dir`, binds its socket, starts its threads
+    /// and returns once it runs.
+    pub fn start<S: StateMachine>(config: NodeConfig, mut state_machine: S) -> Result<Node, Error> {
+        config.validate()?;
+        let (wal, recovered) = Wal::open(&config.data_dir, config.wal.clone())
+            .map_err(|error| Error::Start(error.to_string()))?;
+        let mut snapshot_base = (0, 0);
+        if let Some(meta) = recovered.snapshot {
+            let (_, data) = wal
+                .load_snapshot()
+                .map_err(|error| Error::Start(error.to_string()))?
+                .ok_or_else(|| Error::Start("the recovered snapshot vanished".into()))?;
+            state_machine
+                .restore(&data)
+                .map_err(|error| Error::Start(format!("restoring the snapshot: {error}")))?;
+            snapshot_base = (meta.index, meta.term);
+        }
+        let entries = recovered
+            .entries
+            .into_iter()
+            .map(storage::entry_from_wal)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Error::Start)?;
+        let hard_state = raft::HardState {
+            term: recovered.hard_state.term,
+            vote: recovered.hard_state.vote,
+            commit: recovered.hard_state.commit,
+        };
+        let restored = Restored {
+            hard_state,
+            snapshot: snapshot_base,
+            entries,
+        };
+        let raft = Raft::new(config.raft_config(), restored).map_err(Error::Config)?;
+
+        let (inbox, events) = bounded(INBOX_CAPACITY);
+        let address = config.address();
+        let mut net_config = balsa_net::Config::new(config.id, config.cluster_id, address);
+        net_config.peers = config
+            .members
+            .iter()
+            .copied()
+            .filter(|(id, _)| *id != config.id)
+            .collect();
+        net_config.datagram_limit = config.datagram_limit;
+        let transport = Transport::start(net_config, inbox.clone())
+            .map_err(|error| Error::Start(error.to_string()))?;
+        let address = transport.local_addr();
+        let (storage_ops, storage_rx) = crossbeam_channel::unbounded();
+        let wal_syncs = Arc::new(AtomicU64::new(0));
+        let members: BTreeMap<NodeId, SocketAddr> = config.members.iter().copied().collect();
+        let consensus = Consensus::new(
+            raft,
+            state_machine,
+            transport.outbox(),
+            storage_ops,
+            Arc::clone(transport.counters()),
+            members,
+            snapshot_base.0,
+            wal_syncs,
+        );
+
+        let storage_inbox = inbox.clone();
+        let sync = config.sync;
+        let storage = spawn(format!("balsa-wal-{}", config.id), move || {
+            storage::run(wal, storage_rx, storage_inbox, sync);
+        })?;
+        let (stop_timer, timer_stop) = bounded(0);
+        let timer_inbox = inbox.clone();
+        let tick = config.tick;
+        let timer = spawn(format!("balsa-timer-{}", config.id), move || {
+            timer::run(tick, timer_inbox, timer_stop);
+        })?;
+        let consensus = spawn(format!("balsa-consensus-{}", config.id), move || {
+            consensus.run(&events)
+        })?;
+        Ok(Node {
+            id: config.id,
+            address,
+            inbox,
+            consensus: Some(consensus),
+            storage: Some(storage),
+            timer: Some((timer, stop_timer)),
+            transport: Some(transport),
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The address its socket is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Proposes a command; the receiver gets the state machine's answer once it is applied, or
+    /// why not. Only the leader takes proposals ([`Error::NotLeader`] names the leader).
+    pub fn propose_async(
+        &self,
+        command: Vec<u8>,
+    ) -> Result<Receiver<Result<Vec<u8>, Error>>, Error> {
+        let (reply, answer) = bounded(1);
+        self.call(ApiCall::Propose {
+            data: command,
+            reply,
+        })?;
+        Ok(answer)
+    }
+
+    /// Proposes a command and waits up to `timeout` for the state machine's answer. A timeout
+    /// leaves the outcome unknown: the command may still be applied.
+    pub fn propose(&self, command: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, Error> {
+        wait(&self.propose_async(command)?, timeout)
+    }
+
+    /// A linearizable read: the answer reflects every command applied before the call.
+    pub fn read(&self, query: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, Error> {
+        let (reply, answer) = bounded(1);
+        self.call(ApiCall::Read { query, reply })?;
+        wait(&answer, timeout)
+    }
+
+    /// The node's role, term, leader and indexes.
+    pub fn status(&self) -> Result<NodeStatus, Error> {
+        let (reply, answer) = bounded(1);
+        self.call(ApiCall::Status { reply })?;
+        answer.recv().map_err(|_| Error::ShuttingDown)
+    }
+
+    /// Asks this node, if it leads, to hand leadership to `to`.
+    pub fn transfer_leader(&self, to: NodeId) -> Result<(), Error> {
+        let (reply, answer) = bounded(1);
+        self.call(ApiCall::Transfer { to, reply })?;
+        answer.recv().map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Stops every thread and waits for them. Returns why the node had stopped if it had
+    /// stopped by itself (a storage failure).
+    pub fn shutdown(mut self) -> Result<(), Error> {
+        self.stop()
+    }
+
+    /// Waits until the node stops by itself (a storage failure or a panic) and says why.
+    pub fn join(mut self) -> Result<(), Error> {
+        let outcome = self.consensus.take().map(JoinHandle::join);
+        let result = match outcome {
+            Some(Ok(Stop::Shutdown)) | None => Ok(()),
+            Some(Ok(Stop::Storage(reason))) => Err(Error::Storage(reason)),
+            Some(Err(_)) => Err(Error::Storage("the consensus thread panicked".into())),
+        };
+        let stopped = self.stop();
+        result.and(stopped)
+    }
+
+    fn call(&self, call: ApiCall) -> Result<(), Error> {
+        self.inbox
+            .send(Event::Api(call))
+            .map_err(|_| Error::ShuttingDown)
+    }
+
+    fn stop(&mut self) -> Result<(), Error> {
+        let _ = self.inbox.send(Event::Shutdown);
+        let mut result = Ok(());
+        if let Some(consensus) = self.consensus.take() {
+            match consensus.join() {
+                Ok(Stop::Shutdown) => {}
+                Ok(Stop::Storage(reason)) => result = Err(Error::Storage(reason)),
+                Err(_) => result = Err(Error::Storage("the consensus thread panicked".into())),
+            }
+        }
+        if let Some(storage) = self.storage.take()
+            && storage.join().is_err()
+        {
+            result = Err(Error::Storage("the WAL thread panicked".into()));
+        }
+        if let Some((timer, stop)) = self.timer.take() {
+            drop(stop);
+            let _ = timer.join();
+        }
+        if let Some(transport) = self.transport.take()
+            && let Err(error) = transport.shutdown()
+        {
+            log::warn!("stopping the transport: {error}");
+        }
+        result
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Err(error) = self.stop() {
+            log::error!("node {} stopped with an error: {error}", self.id);
+        }
+    }
+}
+
+fn wait(answer: &Receiver<Result<Vec<u8>, Error>>, timeout: Duration) -> Result<Vec<u8>, Error> {
+    match answer.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(Error::Timeout),
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(Error::ShuttingDown),
+    }
+}
+
+/// Starts a named thread: the one place the runtime spawns.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the runtime is where Balsa's threads start"
+)]
+fn spawn<T: Send + 'static>(
+    name: String,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>, Error> {
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(body)
+        .map_err(|error| Error::Start(format!("starting thread {name}: {error}")))
+}

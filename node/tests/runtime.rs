@@ -1,0 +1,176 @@
+//! Nodes in one process on loopback: elections, commits, reads, restarts through the real
+//! threads, sockets and write-ahead logs.
+
+#![allow(
+    clippy::disallowed_methods,
+    reason = "waits are bounded by wall-clock deadlines; these tests run the real runtime"
+)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use balsa::state_machine::RestoreError;
+use balsa::{Error, Node, NodeConfig, StateMachine};
+
+/// A state machine that appends every command to a list; queries return the list's length.
+#[derive(Default)]
+struct Journal {
+    commands: Vec<Vec<u8>>,
+}
+
+impl StateMachine for Journal {
+    fn apply(&mut self, _index: u64, command: &[u8]) -> Vec<u8> {
+        self.commands.push(command.to_vec());
+        (self.commands.len() as u64).to_le_bytes().to_vec()
+    }
+
+    fn query(&self, _query: &[u8]) -> Vec<u8> {
+        (self.commands.len() as u64).to_le_bytes().to_vec()
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        Vec::new()
+    }
+
+    fn restore(&mut self, _snapshot: &[u8]) -> Result<(), RestoreError> {
+        Ok(())
+    }
+}
+
+fn free_addresses(n: usize) -> Vec<SocketAddr> {
+    // Bind, read the port, release: the ports are free when the nodes bind them moments later.
+    let sockets: Vec<UdpSocket> = (0..n)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    sockets
+        .iter()
+        .map(|socket| socket.local_addr().expect("address"))
+        .collect()
+}
+
+struct Cluster {
+    dirs: Vec<tempfile::TempDir>,
+    members: Vec<(u64, SocketAddr)>,
+    nodes: Vec<Option<Node>>,
+}
+
+impl Cluster {
+    fn start(n: usize) -> Cluster {
+        let addresses = free_addresses(n);
+        let members: Vec<(u64, SocketAddr)> = addresses
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (i as u64 + 1, *a))
+            .collect();
+        let dirs: Vec<tempfile::TempDir> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+        let mut cluster = Cluster {
+            dirs,
+            members,
+            nodes: Vec::new(),
+        };
+        for i in 0..n {
+            let node = cluster.start_node(i);
+            cluster.nodes.push(Some(node));
+        }
+        cluster
+    }
+
+    fn start_node(&self, i: usize) -> Node {
+        let mut config = NodeConfig::new(
+            i as u64 + 1,
+            self.members.clone(),
+            self.dirs[i].path().to_path_buf(),
+        );
+        config.wal.segment_bytes = 1 << 20;
+        Node::start(config, Journal::default()).expect("node starts")
+    }
+
+    /// Waits (bounded) until some node leads; returns its position.
+    fn leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            for (i, node) in self.nodes.iter().enumerate() {
+                if let Some(node) = node
+                    && node
+                        .status()
+                        .is_ok_and(|s| s.role == balsa::raft::Role::Leader)
+                {
+                    return i;
+                }
+            }
+            std::thread::yield_now();
+        }
+        panic!("no leader within 10 s");
+    }
+
+    /// Proposes until a leader accepts and applies it (bounded).
+    fn write(&self, command: &[u8]) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let leader = self.leader();
+            let node = self.nodes[leader].as_ref().expect("running");
+            match node.propose(command.to_vec(), Duration::from_secs(2)) {
+                Ok(answer) => return u64::from_le_bytes(answer.try_into().expect("8 bytes")),
+                Err(Error::NotLeader { .. } | Error::Lost | Error::Timeout) => continue,
+                Err(other) => panic!("propose failed: {other}"),
+            }
+        }
+        panic!("no write committed within 10 s");
+    }
+}
+
+#[test]
+fn three_nodes_elect_a_leader_commit_writes_and_serve_linearizable_reads() {
+    let cluster = Cluster::start(3);
+    for i in 1..=20u64 {
+        assert_eq!(cluster.write(format!("w{i}").as_bytes()), i);
+    }
+    let leader = cluster.leader();
+    let node = cluster.nodes[leader].as_ref().unwrap();
+    let count = node.read(Vec::new(), Duration::from_secs(5)).expect("read");
+    assert_eq!(u64::from_le_bytes(count.try_into().unwrap()), 20);
+    // A follower's read goes through the leader's read index.
+    let follower = (leader + 1) % 3;
+    let count = cluster.nodes[follower]
+        .as_ref()
+        .unwrap()
+        .read(Vec::new(), Duration::from_secs(5));
+    assert_eq!(
+        count.map(|c| u64::from_le_bytes(c.try_into().unwrap())),
+        Ok(20)
+    );
+}
+
+#[test]
+fn a_follower_refuses_an_api_proposal_naming_the_leader() {
+    let cluster = Cluster::start(3);
+    cluster.write(b"first");
+    let leader = cluster.leader();
+    let follower = (leader + 1) % 3;
+    let result = cluster.nodes[follower]
+        .as_ref()
+        .unwrap()
+        .propose(b"x".to_vec(), Duration::from_secs(2));
+    assert_eq!(
+        result,
+        Err(Error::NotLeader {
+            leader: Some(leader as u64 + 1)
+        })
+    );
+}
+
+#[test]
+fn a_restarted_cluster_keeps_every_acknowledged_write() {
+    let mut cluster = Cluster::start(3);
+    for i in 1..=10u64 {
+        assert_eq!(cluster.write(format!("w{i}").as_bytes()), i);
+    }
+    for node in &mut cluster.nodes {
+        node.take().unwrap().shutdown().expect("clean shutdown");
+    }
+    for i in 0..3 {
+        cluster.nodes[i] = Some(cluster.start_node(i));
+    }
+    // The 11th write's answer counts the commands applied: the 10 before it survived.
+    assert_eq!(cluster.write(b"after restart"), 11);
+}
