@@ -407,6 +407,22 @@ impl Node {
         answer.recv().map_err(|_| Error::ShuttingDown)
     }
 
+    /// Waits up to `timeout` until this node knows a leader (itself included); returns it.
+    #[allow(clippy::disallowed_methods, reason = "the runtime may read the clock")]
+    pub fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, Error> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(leader) = self.status()?.leader {
+                return Ok(leader);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Timeout);
+            }
+            // A tick is the finest grain at which the answer can change.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Asks this node, if it leads, to hand leadership to `to`.
     pub fn transfer_leader(&self, to: NodeId) -> Result<(), Error> {
         let (reply, answer) = bounded(1);
