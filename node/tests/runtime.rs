@@ -174,3 +174,48 @@ fn a_restarted_cluster_keeps_every_acknowledged_write() {
     // The 11th write's answer counts the commands applied: the 10 before it survived.
     assert_eq!(cluster.write(b"after restart"), 11);
 }
+
+/// Thesis §6.4: a leader cut off from the others must never answer a linearizable read, while
+/// the majority elects a new leader and commits new writes. (Fault injection in the transport
+/// isolates it, both ways.)
+#[test]
+fn an_isolated_old_leader_never_answers_a_linearizable_read_with_stale_data() {
+    let cluster = Cluster::start(3);
+    assert_eq!(cluster.write(b"before"), 1);
+    let old = cluster.leader();
+    let old_node = cluster.nodes[old].as_ref().unwrap();
+    let faults = old_node.net_faults().expect("running");
+    for (id, _) in &cluster.members {
+        if *id != old as u64 + 1 {
+            faults.partition(*id, balsa_net::Direction::Both);
+        }
+    }
+    // The others elect a new leader among themselves and commit a second write there.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let new = loop {
+        assert!(Instant::now() < deadline, "no new leader within 10 s");
+        let found = (0..3).filter(|&i| i != old).find(|&i| {
+            let status = cluster.nodes[i].as_ref().unwrap().status().unwrap();
+            status.role == balsa::raft::Role::Leader
+        });
+        if let Some(found) = found {
+            break found;
+        }
+        std::thread::yield_now();
+    };
+    let answer = cluster.nodes[new]
+        .as_ref()
+        .unwrap()
+        .propose(b"after".to_vec(), Duration::from_secs(5));
+    assert_eq!(
+        answer.map(|a| u64::from_le_bytes(a.try_into().unwrap())),
+        Ok(2)
+    );
+    // The old leader must not serve a read: it would say 1 command, which is stale.
+    let read = old_node.read(Vec::new(), Duration::from_secs(2));
+    assert!(
+        matches!(read, Err(Error::Timeout | Error::NotLeader { .. })),
+        "the isolated old leader answered {read:?}"
+    );
+    faults.clear();
+}

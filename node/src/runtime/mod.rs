@@ -407,6 +407,12 @@ impl Node {
         answer.recv().map_err(|_| Error::ShuttingDown)
     }
 
+    /// The transport's fault injection (drop, delay, partition), for tests of the node under a
+    /// hostile network. Nothing is injected unless asked.
+    pub fn net_faults(&self) -> Option<&balsa_net::Faults> {
+        self.transport.as_ref().map(Transport::faults)
+    }
+
     /// Waits up to `timeout` until this node knows a leader (itself included); returns it.
     #[allow(clippy::disallowed_methods, reason = "the runtime may read the clock")]
     pub fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, Error> {
