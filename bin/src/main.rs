@@ -1,26 +1,63 @@
-//! The `balsa` command.
+//! The `balsa` command: runs nodes (`serve`, `cluster`, `demo`), acts as a client of the
+//! key-value service (`put`, `get`, `del`, `cas`, `status`, `transfer`) and runs the
+//! deterministic simulator (`sim`). `balsa --help` lists every form.
 //!
-//! It will run standalone nodes (`serve`, `cluster`, `demo`), act as a client (`put`, `get`, `del`,
-//! `cas`, `status`, `members`, `transfer`), measure (`bench`) and run the simulator (`sim`).
-//! Today only `sim` is built; every other subcommand says so.
+//! Files: `args.rs` (the command line), `serve.rs`, `cluster.rs` (and the child-process handle),
+//! `demo.rs`, `client_cmds.rs`, `json.rs` (the JSON writer for `status --json`), `logger.rs`
+//! (stderr logging for `serve`), `sim.rs`.
+//!
+//! Exit status: 0 success; 1 key absent or compare-and-swap mismatch (a node that cannot start
+//! or stops on a storage failure also exits 1); 2 bad usage or configuration; 3 cluster
+//! unavailable or timeout (outcome unknown).
 
+mod args;
+mod client_cmds;
+mod cluster;
+mod demo;
+mod json;
+mod logger;
+mod serve;
 mod sim;
 
 use std::process::ExitCode;
 
+use args::Invocation;
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("sim") {
-        return sim::main(&args[1..]);
+    let mut args = Vec::new();
+    for (position, arg) in std::env::args_os().skip(1).enumerate() {
+        match arg.into_string() {
+            Ok(arg) => args.push(arg),
+            Err(arg) => {
+                return usage_error(&format!(
+                    "balsa: argument {} ({arg:?}) is not valid UTF-8",
+                    position + 1
+                ));
+            }
+        }
     }
-    let version = env!("CARGO_PKG_VERSION");
-    #[allow(clippy::print_stderr, reason = "the command's one line of output")]
-    {
-        eprintln!(
-            "balsa {version}: the node is coming; today the write-ahead log (balsa-wal) and the \
-             simulator (`balsa sim --seeds N`) are built. Run `cargo test --workspace --release` \
-             to test them."
-        );
+    match args::parse(&args) {
+        Ok(Invocation::Help(usage)) => help(usage),
+        Ok(Invocation::Sim(sim_args)) => sim::main(&sim_args),
+        Ok(Invocation::Serve(serve_args)) => serve::run(serve_args),
+        Ok(Invocation::Cluster(cluster_args)) => cluster::run(cluster_args),
+        Ok(Invocation::Demo) => demo::run(),
+        Ok(Invocation::Client {
+            endpoints,
+            operation,
+        }) => client_cmds::run(endpoints, operation),
+        Err(error) => usage_error(&error.to_string()),
     }
+}
+
+#[allow(clippy::print_stdout, reason = "the usage asked for")]
+fn help(usage: &str) -> ExitCode {
+    println!("{usage}");
+    ExitCode::SUCCESS
+}
+
+#[allow(clippy::print_stderr, reason = "the command's one-line error")]
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("{message}");
     ExitCode::from(2)
 }

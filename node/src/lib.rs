@@ -51,10 +51,12 @@
 //!   threads, clocks, sockets or files, so the simulator and the runtime drive the very same code.
 //! - [`runtime`]: the threads (timer, net, WAL, consensus) around the core, and [`Node`].
 //! - [`kv`]: the replicated key-value state machine with client sessions, served by `balsa serve`.
+//! - [`client`]: the key-value service's client library (leader discovery, retries, sessions).
 //! - `sim/` (feature `sim`): the deterministic simulator that judges the core's safety.
 //!
 //! Storage lives in [`balsa_wal`], the transport in [`balsa_net`]. `ARCHITECTURE.md` has the map.
 
+pub mod client;
 pub mod kv;
 pub mod raft;
 pub mod runtime;

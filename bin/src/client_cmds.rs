@@ -1,0 +1,289 @@
+//! The client subcommands: `put`, `get`, `del`, `cas`, `status` and `transfer`, through
+//! [`balsa::client::Client`].
+//!
+//! Output: `put`, `del`, a swapping `cas` and `transfer` print `OK`; `get` prints the value
+//! (UTF-8, lossy) and a newline; `status` prints a table, or with `--json` one JSON array with
+//! an object per endpoint. Errors are one line on stderr.
+//!
+//! Exit status: 0 success; 1 key absent (`get`) or compare-and-swap mismatch (`cas`); 2 a
+//! request the service refuses as such (too large, rejected) or a client set-up error; 3 cluster
+//! unavailable, timeout (outcome unknown), or a network or protocol failure. `status` exits 3
+//! only when no endpoint answered.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use balsa::client::{CasOutcome, Client, ClientError, ClientOptions};
+use balsa::runtime::wire::StatusReport;
+
+use crate::args::ClientOperation;
+use crate::json::Json;
+
+/// Runs one client subcommand against `endpoints`.
+#[allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a client command's result goes to stdout, its one-line error to stderr"
+)]
+pub fn run(endpoints: Vec<SocketAddr>, operation: ClientOperation) -> ExitCode {
+    let command = operation_name(&operation);
+    let options = match operation {
+        // A status request is answered at once or not at all: a dead node should cost little.
+        ClientOperation::Status { .. } => ClientOptions {
+            timeout: Duration::from_secs(1),
+            ..ClientOptions::default()
+        },
+        _ => ClientOptions::default(),
+    };
+    let mut client = match Client::new(endpoints.clone(), options) {
+        Ok(client) => client,
+        Err(error) => return fail(command, &error),
+    };
+    match operation {
+        ClientOperation::Put { key, value } => match client.put(key.as_bytes(), value.as_bytes()) {
+            Ok(()) => ok(),
+            Err(error) => fail(command, &error),
+        },
+        ClientOperation::Get { key, stale } => match client.get(key.as_bytes(), stale) {
+            Ok(Some(value)) => {
+                println!("{}", String::from_utf8_lossy(&value));
+                ExitCode::SUCCESS
+            }
+            Ok(None) => {
+                eprintln!("balsa get: key {key:?} is absent");
+                ExitCode::from(1)
+            }
+            Err(error) => fail(command, &error),
+        },
+        ClientOperation::Delete { key } => match client.delete(key.as_bytes()) {
+            Ok(()) => ok(),
+            Err(error) => fail(command, &error),
+        },
+        ClientOperation::Cas { key, expected, new } => {
+            let expected = expected.as_deref().map(str::as_bytes);
+            match client.cas(key.as_bytes(), expected, new.as_bytes()) {
+                Ok(CasOutcome::Swapped) => ok(),
+                Ok(CasOutcome::Mismatch { current }) => {
+                    let holds = match current {
+                        Some(value) => format!("holds {:?}", String::from_utf8_lossy(&value)),
+                        None => String::from("is absent"),
+                    };
+                    eprintln!("balsa cas: mismatch: key {key:?} {holds}");
+                    ExitCode::from(1)
+                }
+                Err(error) => fail(command, &error),
+            }
+        }
+        ClientOperation::Status { json } => {
+            let reports = client.status_all(&endpoints);
+            let rendered = if json {
+                status_json(&endpoints, &reports)
+            } else {
+                status_table(&endpoints, &reports)
+            };
+            println!("{rendered}");
+            if reports.iter().any(Result::is_ok) {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("balsa status: no endpoint answered");
+                ExitCode::from(3)
+            }
+        }
+        ClientOperation::Transfer { to } => match client.transfer(to) {
+            Ok(()) => ok(),
+            Err(error) => fail(command, &error),
+        },
+    }
+}
+
+fn operation_name(operation: &ClientOperation) -> &'static str {
+    match operation {
+        ClientOperation::Put { .. } => "put",
+        ClientOperation::Get { .. } => "get",
+        ClientOperation::Delete { .. } => "del",
+        ClientOperation::Cas { .. } => "cas",
+        ClientOperation::Status { .. } => "status",
+        ClientOperation::Transfer { .. } => "transfer",
+    }
+}
+
+#[allow(clippy::print_stdout, reason = "the command's one line of output")]
+fn ok() -> ExitCode {
+    println!("OK");
+    ExitCode::SUCCESS
+}
+
+#[allow(clippy::print_stderr, reason = "the command's one-line error")]
+fn fail(command: &str, error: &ClientError) -> ExitCode {
+    eprintln!("balsa {command}: {error}");
+    ExitCode::from(exit_status(error))
+}
+
+/// The exit status for a failed operation (see the module doc).
+pub fn exit_status(error: &ClientError) -> u8 {
+    match error {
+        ClientError::TooLarge { .. }
+        | ClientError::Rejected { .. }
+        | ClientError::Config { .. } => 2,
+        ClientError::Unavailable { .. }
+        | ClientError::Timeout { .. }
+        | ClientError::Io { .. }
+        | ClientError::Protocol { .. } => 3,
+    }
+}
+
+/// `balsa status --json`: one array, an object per endpoint in order.
+pub fn status_json(
+    endpoints: &[SocketAddr],
+    reports: &[Result<StatusReport, ClientError>],
+) -> String {
+    let items = endpoints
+        .iter()
+        .zip(reports)
+        .map(|(endpoint, report)| match report {
+            Ok(report) => Json::object([
+                ("endpoint", Json::string(endpoint.to_string())),
+                ("id", Json::Number(report.id)),
+                ("role", Json::string(report.role.clone())),
+                ("term", Json::Number(report.term)),
+                ("leader", Json::from(report.leader)),
+                ("commit_index", Json::Number(report.commit_index)),
+                ("applied_index", Json::Number(report.applied_index)),
+                ("last_index", Json::Number(report.last_index)),
+                ("datagrams_in", Json::Number(report.datagrams_in)),
+                ("datagrams_out", Json::Number(report.datagrams_out)),
+                ("datagrams_dropped", Json::Number(report.datagrams_dropped)),
+                ("wal_syncs", Json::Number(report.wal_syncs)),
+            ]),
+            Err(error) => Json::object([
+                ("endpoint", Json::string(endpoint.to_string())),
+                ("error", Json::string(status_error(error))),
+            ]),
+        });
+    Json::Array(items.collect()).render()
+}
+
+/// `balsa status`: a table, a row per endpoint in order (no trailing newline).
+pub fn status_table(
+    endpoints: &[SocketAddr],
+    reports: &[Result<StatusReport, ClientError>],
+) -> String {
+    let mut out = format!(
+        "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>9}",
+        "ENDPOINT", "ID", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAST", "WAL-SYNCS"
+    );
+    for (endpoint, report) in endpoints.iter().zip(reports) {
+        out.push('\n');
+        // Writing to a String cannot fail.
+        let _ = match report {
+            Ok(report) => write!(
+                out,
+                "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>9}",
+                endpoint.to_string(),
+                report.id,
+                report.role,
+                report.term,
+                report
+                    .leader
+                    .map_or_else(|| "-".to_owned(), |id| id.to_string()),
+                report.commit_index,
+                report.applied_index,
+                report.last_index,
+                report.wal_syncs,
+            ),
+            Err(error) => write!(
+                out,
+                "{:<22} unreachable: {}",
+                endpoint.to_string(),
+                status_error(error)
+            ),
+        };
+    }
+    out
+}
+
+/// Why a node gave no status: a status request changes nothing, so a timeout is only silence.
+fn status_error(error: &ClientError) -> String {
+    match error {
+        ClientError::Timeout { waited } => format!("no answer within {} ms", waited.as_millis()),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> StatusReport {
+        StatusReport {
+            id: 2,
+            role: "leader".into(),
+            term: 7,
+            leader: Some(2),
+            commit_index: 10,
+            applied_index: 9,
+            last_index: 11,
+            datagrams_in: 100,
+            datagrams_out: 90,
+            datagrams_dropped: 1,
+            wal_syncs: 12,
+        }
+    }
+
+    fn endpoints() -> Vec<SocketAddr> {
+        vec![
+            "127.0.0.1:7001".parse().expect("literal"),
+            "127.0.0.1:7002".parse().expect("literal"),
+        ]
+    }
+
+    fn reports() -> Vec<Result<StatusReport, ClientError>> {
+        vec![
+            Ok(report()),
+            Err(ClientError::Timeout {
+                waited: Duration::from_millis(5000),
+            }),
+        ]
+    }
+
+    #[test]
+    fn status_json_has_every_field_and_the_errors() {
+        assert_eq!(
+            status_json(&endpoints(), &reports()),
+            "[{\"endpoint\":\"127.0.0.1:7001\",\"id\":2,\"role\":\"leader\",\"term\":7,\
+             \"leader\":2,\"commit_index\":10,\"applied_index\":9,\"last_index\":11,\
+             \"datagrams_in\":100,\"datagrams_out\":90,\"datagrams_dropped\":1,\
+             \"wal_syncs\":12},{\"endpoint\":\"127.0.0.1:7002\",\"error\":\"no answer within \
+             5000 ms\"}]"
+        );
+        let mut follower = report();
+        follower.leader = None;
+        assert!(status_json(&endpoints()[..1], &[Ok(follower)]).contains("\"leader\":null"));
+    }
+
+    #[test]
+    fn status_table_has_a_row_per_endpoint() {
+        let table = status_table(&endpoints(), &reports());
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("ENDPOINT"));
+        assert!(lines[1].contains("leader"), "{table}");
+        assert!(lines[2].contains("unreachable"), "{table}");
+    }
+
+    #[test]
+    fn definite_refusals_and_unknown_outcomes_exit_differently() {
+        let too_large = ClientError::TooLarge { size: 2, max: 1 };
+        let timeout = ClientError::Timeout {
+            waited: Duration::ZERO,
+        };
+        let unavailable = ClientError::Unavailable {
+            reason: "no leader".into(),
+        };
+        assert_eq!(exit_status(&too_large), 2);
+        assert_eq!(exit_status(&timeout), 3);
+        assert_eq!(exit_status(&unavailable), 3);
+    }
+}

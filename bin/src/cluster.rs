@@ -1,0 +1,217 @@
+//! `balsa cluster`: a local cluster of `balsa serve` child processes (this same executable) on
+//! consecutive loopback ports, which stays up until its nodes stop; and [`ServeProcess`], the
+//! child-process handle `balsa demo` uses too.
+//!
+//! Node `i` (from 1) listens on `127.0.0.1:(base-port + i - 1)` and keeps its log in
+//! `DATA-DIR/node-i`, so running the command again restarts the same cluster with its data.
+//! The nodes log to this command's stderr. Ctrl-C stops the whole process group (the nodes
+//! with it); a node killed on its own is reported, and the command returns once every node
+//! has exited.
+//!
+//! Invariant: a [`ServeProcess`] that is dropped has its process killed and reaped, so no
+//! error path leaves a node running behind the command.
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitCode, ExitStatus, Stdio};
+use std::time::Duration;
+
+use crate::args::ClusterArgs;
+
+/// A running `balsa serve` child process. Killed when dropped.
+pub struct ServeProcess {
+    /// Its node id.
+    pub id: u64,
+    /// The address it listens on.
+    pub address: SocketAddr,
+    child: Child,
+    /// Kept open: the node's stdout after its one line.
+    _stdout: BufReader<ChildStdout>,
+}
+
+/// Why a node did not start.
+#[derive(Debug)]
+pub struct SpawnError {
+    /// What happened, for stderr.
+    pub message: String,
+    /// The child's exit code, if it ran and exited.
+    pub exit_code: Option<i32>,
+}
+
+impl ServeProcess {
+    /// Starts `balsa serve` for node `id` of `members` on `data_dir`, its stderr going to
+    /// `stderr`, and returns once it says it listens.
+    pub fn spawn(
+        id: u64,
+        members: &[(u64, SocketAddr)],
+        data_dir: &Path,
+        stderr: Stdio,
+    ) -> Result<ServeProcess, SpawnError> {
+        let spawn_error = |message: String| SpawnError {
+            message,
+            exit_code: None,
+        };
+        let address = members
+            .iter()
+            .find(|(member, _)| *member == id)
+            .map(|(_, address)| *address)
+            .ok_or_else(|| spawn_error(format!("node {id} is not a member")))?;
+        let executable = std::env::current_exe()
+            .map_err(|error| spawn_error(format!("cannot find the balsa executable: {error}")))?;
+        let mut child = Command::new(executable)
+            .arg("serve")
+            .arg("--id")
+            .arg(id.to_string())
+            .arg("--cluster")
+            .arg(cluster_arg(members))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|error| spawn_error(format!("cannot start node {id}: {error}")))?;
+        let Some(stdout) = child.stdout.take() else {
+            unreachable!("stdout was set to piped");
+        };
+        let mut stdout = BufReader::new(stdout);
+        let mut line = String::new();
+        // serve prints its line once listening, or exits (closing the pipe) on failure.
+        let read = stdout.read_line(&mut line);
+        if matches!(read, Ok(n) if n > 0) && line.contains("listening") {
+            return Ok(ServeProcess {
+                id,
+                address,
+                child,
+                _stdout: stdout,
+            });
+        }
+        let _ = child.kill();
+        let status = child.wait();
+        let exit_code = status.as_ref().ok().and_then(ExitStatus::code);
+        let how = match status {
+            Ok(status) => status.to_string(),
+            Err(error) => format!("unknown ({error})"),
+        };
+        Err(SpawnError {
+            message: format!("node {id} did not start ({how})"),
+            exit_code,
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process with SIGKILL (a crash, as far as the node is concerned) and reaps it.
+    pub fn kill(&mut self) {
+        // An error means it has already exited; wait reaps it either way.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Its exit status if it has exited.
+    pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        self.child.try_wait()
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `1=IP:PORT,2=IP:PORT,...`, the form `--cluster` takes.
+pub fn cluster_arg(members: &[(u64, SocketAddr)]) -> String {
+    members
+        .iter()
+        .map(|(id, address)| format!("{id}={address}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `A,B,C`, the form `--endpoints` takes.
+pub fn endpoints_arg(addresses: &[SocketAddr]) -> String {
+    addresses
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Runs `balsa cluster`.
+#[allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the command prints the endpoints on stdout, and node exits on stderr"
+)]
+pub fn run(args: ClusterArgs) -> ExitCode {
+    let members: Vec<(u64, SocketAddr)> = (1..=args.nodes)
+        .map(|i| {
+            let port = args.base_port + (i - 1); // parse checked it fits
+            (u64::from(i), SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+        })
+        .collect();
+    let mut nodes = Vec::new();
+    for &(id, _) in &members {
+        let data_dir: PathBuf = args.data_dir.join(format!("node-{id}"));
+        match ServeProcess::spawn(id, &members, &data_dir, Stdio::inherit()) {
+            Ok(node) => nodes.push(node),
+            Err(error) => {
+                eprintln!("balsa cluster: {}", error.message);
+                // The nodes started so far are killed as `nodes` drops.
+                return ExitCode::from(if error.exit_code == Some(2) { 2 } else { 1 });
+            }
+        }
+    }
+    let addresses: Vec<SocketAddr> = members.iter().map(|(_, address)| *address).collect();
+    println!(
+        "balsa: cluster of {} nodes up, data in {}",
+        args.nodes,
+        args.data_dir.display()
+    );
+    for node in &nodes {
+        println!(
+            "  node {} on {} (pid {})",
+            node.id,
+            node.address,
+            node.pid()
+        );
+    }
+    let endpoints = endpoints_arg(&addresses);
+    println!("endpoints: {endpoints}");
+    let endpoints_flag = if endpoints == crate::args::DEFAULT_ENDPOINTS {
+        String::new()
+    } else {
+        format!(" --endpoints {endpoints}")
+    };
+    println!(
+        "stop with Ctrl-C (or kill the process group); try `balsa status{endpoints_flag}` and \
+         `balsa put KEY VALUE{endpoints_flag}`"
+    );
+    let mut failed = false;
+    while !nodes.is_empty() {
+        std::thread::sleep(Duration::from_millis(200));
+        nodes.retain_mut(|node| match node.try_wait() {
+            Ok(None) => true,
+            Ok(Some(status)) => {
+                eprintln!("balsa cluster: node {} exited ({status})", node.id);
+                failed |= !status.success();
+                false
+            }
+            Err(error) => {
+                eprintln!("balsa cluster: node {}: {error}", node.id);
+                failed = true;
+                false
+            }
+        });
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,335 @@
+//! Helpers for tests that run real `balsa` processes on loopback: a [`Cluster`] of
+//! `balsa serve` children (killed when dropped, panicking or not), a way to run the `balsa`
+//! client commands against it, and bounded waits for a leader or a condition.
+//!
+//! Every wait is a polling loop with a deadline; nothing sleeps to synchronise. When a test
+//! panics, dropping its cluster prints the tail of every node's log (their stderr) to help.
+//!
+//! ```ignore
+//! mod common;
+//! let mut cluster = common::Cluster::start(3);
+//! let (leader, term) = cluster.wait_for_leader(common::ELECTION_TIMEOUT);
+//! cluster.kill(leader);                       // SIGKILL
+//! let (new_leader, _) = cluster.wait_for_leader_after(term, common::ELECTION_TIMEOUT);
+//! cluster.start_node(leader);                 // same data directory, same address
+//! let output = cluster.balsa(&["put", "k", "v"]);
+//! assert_eq!(common::stdout(&output), "OK\n");
+//! ```
+
+#![allow(
+    dead_code,
+    reason = "each test file uses its own subset of the helpers"
+)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests of real processes wait on wall-clock deadlines"
+)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use balsa::client::{Client, ClientOptions};
+use balsa::runtime::wire::StatusReport;
+
+/// The `balsa` executable Cargo built for these tests.
+pub const BALSA: &str = env!("CARGO_BIN_EXE_balsa");
+
+/// A generous bound on an election on a busy test machine.
+pub const ELECTION_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `n` loopback addresses whose ports were free a moment ago (bound to port 0, then released).
+pub fn free_loopback_addresses(n: usize) -> Vec<SocketAddr> {
+    let sockets: Vec<UdpSocket> = (0..n)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("binding a loopback UDP socket"))
+        .collect();
+    sockets
+        .iter()
+        .map(|socket| socket.local_addr().expect("a bound socket has an address"))
+        .collect()
+}
+
+/// `A,B,C`.
+pub fn endpoints_arg(endpoints: &[SocketAddr]) -> String {
+    endpoints
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A command's stdout, as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A command's stderr, as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Runs `balsa ARGS` to completion.
+pub fn run_balsa(args: &[&str]) -> Output {
+    Command::new(BALSA)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running the balsa executable")
+}
+
+/// One `balsa serve` child.
+struct NodeProcess {
+    child: Child,
+    /// Kept open: the node's stdout after its one line.
+    _stdout: BufReader<ChildStdout>,
+}
+
+/// A cluster of `balsa serve` processes, each with its own data directory and log file in one
+/// temporary directory. Every process is killed (SIGKILL) when the cluster is dropped.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    members: Vec<(u64, SocketAddr)>,
+    /// Extra `serve` arguments, for every start and restart.
+    serve_args: Vec<String>,
+    /// Node `id` at position `id - 1`; `None` while it is down.
+    nodes: Vec<Option<NodeProcess>>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes (ids 1..=n) with the default timing.
+    pub fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, &[])
+    }
+
+    /// Starts `n` nodes, passing `serve_args` (say, `["--tick-ms", "5"]`) to each.
+    pub fn start_with(n: usize, serve_args: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let members = (1..).zip(free_loopback_addresses(n)).collect();
+        let mut cluster = Cluster {
+            dir,
+            members,
+            serve_args: serve_args.iter().map(|arg| (*arg).to_owned()).collect(),
+            nodes: (0..n).map(|_| None).collect(),
+        };
+        for id in 1..=n as u64 {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    /// Starts node `id` (again), on its address and data directory; returns once it listens.
+    ///
+    /// # Panics
+    /// If it is running, or does not start.
+    pub fn start_node(&mut self, id: u64) {
+        assert!(!self.is_running(id), "node {id} is already running");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path(id))
+            .expect("opening the node's log file");
+        let cluster_arg = self
+            .members
+            .iter()
+            .map(|(member, address)| format!("{member}={address}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut child = Command::new(BALSA)
+            .arg("serve")
+            .args(["--id", &id.to_string(), "--cluster", &cluster_arg])
+            .arg("--data-dir")
+            .arg(self.data_dir(id))
+            .args(&self.serve_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawning balsa serve");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let mut line = String::new();
+        // serve prints its line once it listens, or exits (EOF) if it cannot start.
+        stdout
+            .read_line(&mut line)
+            .expect("reading balsa serve's stdout");
+        if !line.contains("listening") {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!(
+                "node {id} did not start ({status:?}); its log:\n{}",
+                self.log_tail(id, 40)
+            );
+        }
+        self.nodes[index(id)] = Some(NodeProcess {
+            child,
+            _stdout: stdout,
+        });
+    }
+
+    /// Kills node `id` with SIGKILL and reaps it (no-op if it is down).
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut node) = self.nodes[index(id)].take() {
+            let _ = node.child.kill();
+            let _ = node.child.wait();
+        }
+    }
+
+    /// Whether node `id` runs (as far as this cluster started and did not kill it).
+    pub fn is_running(&self, id: u64) -> bool {
+        self.nodes[index(id)].is_some()
+    }
+
+    /// Node `id`'s process id, while it runs.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.nodes[index(id)].as_ref().map(|node| node.child.id())
+    }
+
+    /// Every member's id and address.
+    pub fn members(&self) -> &[(u64, SocketAddr)] {
+        &self.members
+    }
+
+    /// The ids, 1..=n.
+    pub fn ids(&self) -> Vec<u64> {
+        self.members.iter().map(|(id, _)| *id).collect()
+    }
+
+    /// Node `id`'s address.
+    pub fn address(&self, id: u64) -> SocketAddr {
+        self.members[index(id)].1
+    }
+
+    /// Every node's address, in id order.
+    pub fn endpoints(&self) -> Vec<SocketAddr> {
+        self.members.iter().map(|(_, address)| *address).collect()
+    }
+
+    /// Node `id`'s data directory.
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node-{id}"))
+    }
+
+    /// Node `id`'s log (its stderr, across restarts).
+    pub fn log_path(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node-{id}.log"))
+    }
+
+    /// The last `lines` lines of node `id`'s log.
+    pub fn log_tail(&self, id: u64, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.log_path(id)).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Runs `balsa ARGS --endpoints <every node>`.
+    pub fn balsa(&self, args: &[&str]) -> Output {
+        self.balsa_at(&self.endpoints(), args)
+    }
+
+    /// Runs `balsa ARGS --endpoints <endpoints>`.
+    pub fn balsa_at(&self, endpoints: &[SocketAddr], args: &[&str]) -> Output {
+        let endpoints = endpoints_arg(endpoints);
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--endpoints", &endpoints]);
+        run_balsa(&all)
+    }
+
+    /// A client library handle on every node, with default options.
+    pub fn client(&self) -> Client {
+        Client::new(self.endpoints(), ClientOptions::default()).expect("a client")
+    }
+
+    /// Every running node's status (`None` for a node down or silent), in id order. Quick:
+    /// a silent node costs at most 300 ms.
+    pub fn statuses(&self) -> Vec<Option<StatusReport>> {
+        let options = ClientOptions {
+            timeout: Duration::from_millis(300),
+            attempt_timeout: Duration::from_millis(150),
+            ..ClientOptions::default()
+        };
+        let mut probe = Client::new(self.endpoints(), options).expect("a client");
+        let running: Vec<SocketAddr> = self
+            .ids()
+            .into_iter()
+            .filter(|id| self.is_running(*id))
+            .map(|id| self.address(id))
+            .collect();
+        let mut answers = probe.status_all(&running).into_iter();
+        self.ids()
+            .into_iter()
+            .map(|id| {
+                if self.is_running(id) {
+                    answers.next().and_then(Result::ok)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// Waits (at most `timeout`) for a leader; returns its id and term.
+    pub fn wait_for_leader(&self, timeout: Duration) -> (u64, u64) {
+        self.wait_for_leader_after(0, timeout)
+    }
+
+    /// Waits (at most `timeout`) for a node leading in a term above `term` whom every running
+    /// node that answers in that term agrees on; returns its id and term.
+    ///
+    /// # Panics
+    /// When the time runs out, with the statuses last seen.
+    pub fn wait_for_leader_after(&self, term: u64, timeout: Duration) -> (u64, u64) {
+        let mut last = Vec::new();
+        let found = wait_until(timeout, || {
+            last = self.statuses();
+            let reports: Vec<&StatusReport> = last.iter().flatten().collect();
+            let leader = reports
+                .iter()
+                .filter(|report| report.role == "leader" && report.term > term)
+                .max_by_key(|report| report.term)?;
+            let agreed = reports
+                .iter()
+                .filter(|report| report.term == leader.term)
+                .all(|report| report.leader == Some(leader.id));
+            agreed.then_some((leader.id, leader.term))
+        });
+        found.unwrap_or_else(|| panic!("no leader after term {term} within {timeout:?}: {last:?}"))
+    }
+}
+
+impl Drop for Cluster {
+    #[allow(clippy::print_stderr, reason = "a failed test shows the nodes' logs")]
+    fn drop(&mut self) {
+        let ids = self.ids();
+        for &id in &ids {
+            self.kill(id);
+        }
+        if std::thread::panicking() {
+            for id in ids {
+                eprintln!(
+                    "--- node {id} log (last 40 lines) ---\n{}",
+                    self.log_tail(id, 40)
+                );
+            }
+        }
+    }
+}
+
+/// Polls `condition` every 20 ms until it gives a value or `timeout` passes.
+pub fn wait_until<T>(timeout: Duration, mut condition: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = condition() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn index(id: u64) -> usize {
+    usize::try_from(id - 1).expect("node ids are small")
+}

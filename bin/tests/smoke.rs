@@ -1,0 +1,120 @@
+//! A quick multi-process smoke test of the `balsa` command: three `balsa serve` processes on
+//! loopback elect a leader, and the client commands write and read through them. Plus the
+//! configuration errors `serve` refuses, which need no cluster.
+//!
+//! Heavier multi-process tests (kill -9, restart cycles) use the same helpers, in
+//! `tests/common/mod.rs`.
+
+mod common;
+
+use common::{Cluster, ELECTION_TIMEOUT, run_balsa, stderr, stdout};
+
+#[test]
+fn three_serve_processes_elect_a_leader_and_serve_put_and_get_from_every_node() {
+    let cluster = Cluster::start(3);
+    let (leader, term) = cluster.wait_for_leader(ELECTION_TIMEOUT);
+    assert!((1..=3).contains(&leader) && term >= 1);
+
+    let put = cluster.balsa(&["put", "k", "v"]);
+    assert_eq!(put.status.code(), Some(0), "put: {}", stderr(&put));
+    assert_eq!(stdout(&put), "OK\n");
+
+    for endpoint in cluster.endpoints() {
+        let get = cluster.balsa_at(&[endpoint], &["get", "k"]);
+        assert_eq!(
+            get.status.code(),
+            Some(0),
+            "get at {endpoint}: {}",
+            stderr(&get)
+        );
+        assert_eq!(stdout(&get), "v\n", "get at {endpoint}");
+    }
+
+    let missing = cluster.balsa(&["get", "missing"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", stderr(&missing));
+    assert_eq!(stdout(&missing), "");
+
+    let status = cluster.balsa(&["status", "--json"]);
+    assert_eq!(status.status.code(), Some(0), "{}", stderr(&status));
+    let json = stdout(&status);
+    assert!(
+        json.starts_with('[') && json.trim_end().ends_with(']'),
+        "{json}"
+    );
+    assert_eq!(json.matches("\"role\":\"leader\"").count(), 1, "{json}");
+
+    // A second process on node 1's data directory is refused, and node 1 keeps serving.
+    let data_dir = cluster.data_dir(1);
+    let cluster_arg = format!("1={}", cluster.address(1));
+    let second = run_balsa(&[
+        "serve",
+        "--id",
+        "1",
+        "--cluster",
+        &cluster_arg,
+        "--data-dir",
+        data_dir.to_str().expect("a UTF-8 temporary path"),
+    ]);
+    assert_eq!(second.status.code(), Some(2), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("is in use by another process"),
+        "{}",
+        stderr(&second)
+    );
+}
+
+#[test]
+fn serve_refuses_bad_configuration_with_exit_status_2() {
+    let cases: [&[&str]; 4] = [
+        &[
+            "serve",
+            "--id",
+            "4",
+            "--cluster",
+            "1=127.0.0.1:1",
+            "--data-dir",
+            "unused",
+        ],
+        &[
+            "serve",
+            "--id",
+            "1",
+            "--cluster",
+            "1=127.0.0.1:1,1=127.0.0.1:2",
+            "--data-dir",
+            "x",
+        ],
+        &[
+            "serve",
+            "--id",
+            "1",
+            "--cluster",
+            "1=nowhere",
+            "--data-dir",
+            "unused",
+        ],
+        &[
+            "serve",
+            "--id",
+            "1",
+            "--cluster",
+            "1=127.0.0.1:1",
+            "--data-dir",
+            "unused",
+            "--election-ticks",
+            "4-30",
+        ],
+    ];
+    for args in cases {
+        let output = run_balsa(args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        let message = stderr(&output);
+        assert_eq!(message.lines().count(), 1, "one line: {message}");
+        assert!(message.starts_with("balsa serve: "), "{message}");
+    }
+}
