@@ -12,11 +12,14 @@
 //!
 //! **The durability barrier lives here** (Figure 2 "Persistent state … updated on stable storage
 //! before responding to RPCs"): every `Persist` action has an id, the runtime reports
-//! `Persisted { upto }` when all persists up to that id are durable, and the core holds back every
-//! message that promises durability — a vote request, a vote, an append acknowledgement — until
-//! the persists issued before it are covered. A leader counts itself toward a commit quorum only
-//! for entries its own storage has acknowledged; it sends AppendEntries to followers in parallel
-//! with its own write (thesis §10.2.1).
+//! `Persisted { upto }` when all persists up to that id are durable, and no message that promises
+//! durability — a vote request, a vote, an append acknowledgement — leaves before every persist
+//! issued before it is covered. Such a message waiting for the batch this step opened rides on
+//! that batch, in [`Persist::then_send`]: the writer sends it itself right after the sync, which
+//! saves the hop back through the core. One waiting for a batch emitted in an earlier step (still
+//! in flight) is held in the core and released as [`Action::Send`] at `Persisted`. A leader
+//! counts itself toward a commit quorum only for entries its own storage has acknowledged; it
+//! sends AppendEntries to followers in parallel with its own write (thesis §10.2.1).
 //!
 //! Files: `election.rs` (§5.2, PreVote, CheckQuorum), `replication.rs` (§5.3, §5.4.2, pipelining),
 //! `read.rs` (ReadIndex, thesis §6.4), `transfer.rs` (leadership transfer, thesis §3.10),
@@ -228,7 +231,9 @@ pub enum Input {
 }
 
 /// A write the runtime must make durable, in id order, then report with [`Input::Persisted`].
-/// Apply the parts in this order: truncate, append, hard state.
+/// Carry it out in this order: truncate, append, hard state, sync (this persist and every one
+/// before it must be durable), then send `then_send`, then report `Persisted`. A crash before the
+/// sync loses `then_send` with the write: those messages must never leave.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Persist {
     /// Its id.
@@ -239,6 +244,10 @@ pub struct Persist {
     pub entries: Vec<Entry>,
     /// The hard state to store, when it changed.
     pub hard_state: Option<HardState>,
+    /// Messages to send once this persist (and every one before it) is durable — the writer
+    /// sends them itself, right after the sync, so they skip a hop. In the order the core
+    /// queued them: `(receiver, message)`.
+    pub then_send: Vec<(NodeId, Message)>,
 }
 
 /// Why a proposal was not accepted.
@@ -285,7 +294,7 @@ pub enum ProposalOutcome {
 /// Everything the core asks of the world.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Make this durable, then report it with [`Input::Persisted`].
+    /// Make this durable, send its `then_send`, then report it with [`Input::Persisted`].
     Persist(Persist),
     /// Send a message.
     Send {
@@ -363,7 +372,9 @@ pub struct Status {
 
 /// Bookkeeping of the durability barrier.
 ///
-/// Invariants: `durable_id <= issued_id`; `held` is ordered by the id each message waits for;
+/// Invariants: `durable_id <= issued_id`; `held` is ordered by the id each message waits for,
+/// and no id there exceeds `issued_id`; once `open` is emitted, no held message waits for its id
+/// (they moved into its `then_send`); `attached` holds ids above `durable_id` only, ascending;
 /// `stable_index` never exceeds the log's last index, and every entry up to it is durable.
 #[derive(Debug, Default)]
 struct Durability {
@@ -377,10 +388,35 @@ struct Durability {
     pending_ranges: VecDeque<(PersistId, u64)>,
     /// Every entry up to here is durable in the current log.
     stable_index: u64,
-    /// Messages waiting for a persist id to become durable.
+    /// Messages waiting for an emitted persist id to become durable, released at `Persisted`.
     held: VecDeque<(PersistId, NodeId, Message)>,
+    /// `(id, how many messages)` for emitted batches not yet durable that carry messages in
+    /// their `then_send`, ascending: those messages still wait for durability, in the writer.
+    attached: VecDeque<(PersistId, usize)>,
     /// The hard state in the newest batch (what storage will hold).
     written_hard_state: HardState,
+}
+
+impl Durability {
+    /// Moves every held message waiting for `batch` (about to be emitted) into its `then_send`.
+    /// They are the back of `held`: ids there never decrease and never exceed `batch.id`, the
+    /// newest issued. Messages waiting for an earlier batch stay held until `Persisted`.
+    fn attach_held(&mut self, batch: &mut Persist) {
+        debug_assert_eq!(batch.id, self.issued_id, "the open batch has the newest id");
+        let first_waiting = self
+            .held
+            .partition_point(|(needed, _, _)| *needed < batch.id);
+        if first_waiting == self.held.len() {
+            return;
+        }
+        let count = self.held.len() - first_waiting;
+        batch.then_send.extend(
+            self.held
+                .drain(first_waiting..)
+                .map(|(_, to, msg)| (to, msg)),
+        );
+        self.attached.push_back((batch.id, count));
+    }
 }
 
 /// One Raft node. See the module documentation.
@@ -489,7 +525,8 @@ impl Raft {
     pub fn poll_action(&mut self) -> Option<Action> {
         loop {
             // The write first, so the runtime starts the disk while the messages go out.
-            if let Some(persist) = self.durability.open.take() {
+            if let Some(mut persist) = self.durability.open.take() {
+                self.durability.attach_held(&mut persist);
                 return Some(Action::Persist(persist));
             }
             if let Some(action) = self.actions.pop_front() {
@@ -536,9 +573,12 @@ impl Raft {
         &self.config
     }
 
-    /// Messages held back until a persist is durable (for the simulator's checks).
+    /// Messages waiting for a persist to become durable: those held here, released at
+    /// `Persisted`, and those attached to an emitted persist's `then_send` that has not been
+    /// reported durable yet.
     pub fn held_messages(&self) -> usize {
-        self.durability.held.len()
+        let attached: usize = self.durability.attached.iter().map(|(_, n)| n).sum();
+        self.durability.held.len() + attached
     }
 
     fn faults(&self) -> Faults {
@@ -663,6 +703,13 @@ impl Raft {
             }
             durability.stable_index = durability.stable_index.max(last);
             durability.pending_ranges.pop_front();
+        }
+        while durability
+            .attached
+            .front()
+            .is_some_and(|(id, _)| *id <= upto)
+        {
+            durability.attached.pop_front();
         }
         while let Some((needed, _, _)) = durability.held.front() {
             if *needed > upto {

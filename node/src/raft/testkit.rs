@@ -35,7 +35,7 @@ pub struct Disk {
     pub hard_state: HardState,
     /// Durable log.
     pub entries: Vec<Entry>,
-    /// Persists issued but not yet made durable, in order.
+    /// Persists issued but not yet made durable, in order, each with the messages it releases.
     pub pending: VecDeque<Persist>,
 }
 
@@ -129,12 +129,7 @@ impl Cluster {
                         .pending
                         .push_back(persist);
                 }
-                Action::Send { to, msg } => {
-                    self.sent.push((id, to, msg.clone()));
-                    if !self.cut.contains(&(id, to)) {
-                        self.in_flight.push_back((id, to, msg));
-                    }
-                }
+                Action::Send { to, msg } => self.queue_send(id, to, msg),
                 Action::Apply { entries } => self.applied.entry(id).or_default().extend(entries),
                 other => self.events.entry(id).or_default().push(other),
             }
@@ -144,12 +139,26 @@ impl Cluster {
         }
     }
 
-    /// Makes every pending persist of node `id` durable and tells it so.
+    /// Records a message `from` hands out and puts it in flight, unless its link is cut.
+    fn queue_send(&mut self, from: NodeId, to: NodeId, msg: Message) {
+        self.sent.push((from, to, msg.clone()));
+        if !self.cut.contains(&(from, to)) {
+            self.in_flight.push_back((from, to, msg));
+        }
+    }
+
+    /// Makes every pending persist of node `id` durable, sends what each carries in `then_send`
+    /// (as the writer does, right after its sync), and then tells the node.
     pub fn persist(&mut self, id: NodeId) {
         let disk = self.disks.get_mut(&id).expect("disk");
         let mut upto = None;
-        while let Some(persist) = disk.pending.pop_front() {
+        let mut then_send = Vec::new();
+        while let Some(mut persist) = disk.pending.pop_front() {
+            then_send.append(&mut persist.then_send);
             upto = Some(disk.apply(persist));
+        }
+        for (to, msg) in then_send {
+            self.queue_send(id, to, msg);
         }
         if let Some(upto) = upto {
             self.step(id, Input::Persisted { upto });

@@ -69,6 +69,9 @@ pub struct Consensus<S> {
     /// Highest index applied to the state machine.
     applied_index: u64,
     wal_syncs: Arc<std::sync::atomic::AtomicU64>,
+    /// Set when the WAL thread is gone (it panicked): the node must stop, not run on without
+    /// durability.
+    storage_gone: bool,
 }
 
 /// Why the consensus thread stopped.
@@ -107,6 +110,7 @@ impl<S: StateMachine> Consensus<S> {
             ready_reads: BTreeMap::new(),
             applied_index,
             wal_syncs,
+            storage_gone: false,
         }
     }
 
@@ -128,6 +132,9 @@ impl<S: StateMachine> Consensus<S> {
                 break reason;
             }
             self.drain_actions();
+            if self.storage_gone {
+                break Stop::Storage("the WAL thread stopped unexpectedly (it panicked)".into());
+            }
         };
         self.fail_all(&stop);
         let _ = self.storage.send(StorageOp::Shutdown);
@@ -252,6 +259,7 @@ impl<S: StateMachine> Consensus<S> {
                 Action::Persist(persist) => {
                     if self.storage.send(StorageOp::Persist(persist)).is_err() {
                         log::error!("the WAL thread is gone; the node is stopping");
+                        self.storage_gone = true;
                     }
                 }
                 Action::Send { to, msg } => {

@@ -4,9 +4,10 @@
 //!
 //! ```text
 //!  client ──UDP──▶ [net thread: balsa-net]──inbox──▶ [consensus thread: core + state machine]
-//!                        ▲                                │ persists
+//!                        ▲                                │ persists (with then_send)
 //!                        │ messages (sent from the        ▼
 //!                        │ consensus thread directly) [wal thread: append, fdatasync, ack]
+//!                        └── then_send, after the sync ──┤
 //!  [timer thread] ──Tick──▶ inbox ◀── Persisted ─────────┘
 //! ```
 //!
@@ -339,9 +340,10 @@ impl Node {
         );
 
         let storage_inbox = inbox.clone();
+        let storage_outbox = transport.outbox();
         let sync = config.sync;
         let storage = spawn(format!("balsa-wal-{}", config.id), move || {
-            storage::run(wal, storage_rx, storage_inbox, sync);
+            storage::run(wal, storage_rx, storage_inbox, storage_outbox, sync);
         })?;
         let (stop_timer, timer_stop) = bounded(0);
         let timer_inbox = inbox.clone();

@@ -1,19 +1,24 @@
 //! The WAL thread: makes the core's `Persist` actions durable, in order, with group commit.
 //!
 //! It takes every persist queued since its last turn, writes them all into the log, syncs once,
-//! and reports the newest id as durable (the core then releases the messages that waited on it).
+//! sends the messages the batch carries in `then_send` straight to the network (a follower's
+//! acknowledgement, a vote: no hop back through the consensus thread), and reports the newest id
+//! as durable (the core then releases the messages still held for earlier persists).
 //! When idle it zero-fills the next segment a little at a time, so a roll never waits for it.
 //!
-//! Invariants: persists are applied in id order and reported only after the sync that covers
-//! them returned; after any storage error it reports the failure and stops (the WAL refuses
+//! Invariants: persists are applied in id order; their `then_send` messages leave, and their ids
+//! are reported, only after the sync that covers them returned (a storage error before it drops
+//! them unsent); after any storage error it reports the failure and stops (the WAL refuses
 //! further writes anyway): no retry-and-carry-on.
 
 use crossbeam_channel::{Receiver, Sender};
 
+use balsa_net::{Destination, Outbox};
 use balsa_wal::{HardState as WalHardState, Wal};
 
 use super::Event;
-use crate::raft::{Entry, EntryKind, HardState, Persist};
+use super::wire::Wire;
+use crate::raft::{Entry, EntryKind, HardState, Message, NodeId, Persist};
 
 /// Bytes of the next segment zero-filled per idle turn.
 const PREPARE_STEP: u64 = 1 << 20;
@@ -21,15 +26,21 @@ const PREPARE_STEP: u64 = 1 << 20;
 /// What the consensus thread asks of the WAL thread.
 #[derive(Debug)]
 pub enum StorageOp {
-    /// Make this durable.
+    /// Make this durable, then send its `then_send` messages.
     Persist(Persist),
     /// Sync, close the log and stop.
     Shutdown,
 }
 
 /// Runs the WAL thread until shutdown or a storage error.
-pub fn run(mut wal: Wal, ops: Receiver<StorageOp>, inbox: Sender<Event>, sync: bool) {
-    let result = serve(&mut wal, &ops, &inbox, sync);
+pub fn run(
+    mut wal: Wal,
+    ops: Receiver<StorageOp>,
+    inbox: Sender<Event>,
+    mut outbox: Outbox<Wire>,
+    sync: bool,
+) {
+    let result = serve(&mut wal, &ops, &inbox, &mut outbox, sync);
     match result {
         Ok(()) => {
             if let Err(error) = wal.close() {
@@ -47,9 +58,12 @@ fn serve(
     wal: &mut Wal,
     ops: &Receiver<StorageOp>,
     inbox: &Sender<Event>,
+    outbox: &mut Outbox<Wire>,
     sync: bool,
 ) -> Result<(), balsa_wal::Error> {
     let mut prepared = false;
+    // The messages of the batch being written; they wait for its sync.
+    let mut then_send: Vec<(NodeId, Message)> = Vec::new();
     loop {
         let first = if prepared {
             match ops.recv() {
@@ -70,8 +84,9 @@ fn serve(
         let mut stop = false;
         for op in std::iter::once(first).chain(ops.try_iter()) {
             match op {
-                StorageOp::Persist(persist) => {
+                StorageOp::Persist(mut persist) => {
                     newest = Some(persist.id);
+                    then_send.append(&mut persist.then_send);
                     write(wal, persist)?;
                 }
                 StorageOp::Shutdown => stop = true,
@@ -82,6 +97,11 @@ fn serve(
                 wal.sync()?;
             } else {
                 wal.flush()?;
+            }
+            for (to, msg) in then_send.drain(..) {
+                if let Err(error) = outbox.send(Destination::Peer(to), &Wire::Raft(msg)) {
+                    log::warn!("sending to node {to}: {error}");
+                }
             }
             if inbox.send(Event::Persisted(upto)).is_err() {
                 return Ok(()); // the consensus thread is gone: the node is stopping
@@ -95,7 +115,8 @@ fn serve(
     }
 }
 
-/// Writes one persist: truncate, append, hard state (the order `Persist` documents).
+/// Writes one persist: truncate, append, hard state (the order `Persist` documents). Its
+/// `then_send` is the caller's, sent after the sync.
 fn write(wal: &mut Wal, persist: Persist) -> Result<(), balsa_wal::Error> {
     if let Some(from) = persist.truncate_from {
         wal.truncate_from(from)?;

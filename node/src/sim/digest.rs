@@ -106,6 +106,11 @@ impl RunDigest {
                     }
                     None => hash.u64(u64::MAX),
                 }
+                hash.u64(persist.then_send.len() as u64);
+                for (to, msg) in &persist.then_send {
+                    hash.u64(*to);
+                    message(hash, msg);
+                }
             }
             Action::Send { to, msg } => {
                 hash.u64(2);

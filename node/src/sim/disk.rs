@@ -3,9 +3,12 @@
 //!
 //! - Persists become durable strictly in the order they were issued (a WAL appends in order),
 //!   each at a completion time drawn by the driver and never earlier than the one before.
+//! - A completed persist hands back its `then_send` messages: the driver releases them into the
+//!   network at that moment, before it reports `Persisted` to the core, as the WAL thread does.
 //! - A crash drops every pending persist, except that a prefix of them may survive: written to
 //!   the platter, but the acknowledgement never reached the core. Raft must tolerate that (it is
-//!   as if those persists finished just before the crash).
+//!   as if those persists finished just before the crash). The `then_send` messages of every
+//!   pending persist, survivors included, die with the node: they never leave.
 //! - A restart builds [`Restored`] from the durable state only.
 //!
 //! Checked here, on every durable write: the durable term never goes down and the durable vote
@@ -16,10 +19,19 @@ use std::collections::VecDeque;
 
 use super::digest::chain_digest;
 use super::report::ViolationKind;
-use crate::raft::{Entry, HardState, Persist, PersistId, Restored};
+use crate::raft::{Entry, HardState, Message, NodeId, Persist, PersistId, Restored};
 
 /// A broken property and what exactly broke it.
 pub type Finding = (ViolationKind, String);
+
+/// What a completion made durable.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Completed {
+    /// The id of the last persist written.
+    pub upto: PersistId,
+    /// The `then_send` messages of every persist written, in order: now free to leave.
+    pub then_send: Vec<(NodeId, Message)>,
+}
 
 /// One node's storage.
 #[derive(Debug, Default)]
@@ -61,29 +73,32 @@ impl Disk {
     }
 
     /// Makes every pending persist with an id up to `upto` durable, in order. Returns the id of
-    /// the last one written (`None` if none was pending there).
-    pub fn complete_upto(&mut self, upto: PersistId) -> Result<Option<PersistId>, Finding> {
-        let mut written = None;
+    /// the last one written and the messages they release (`None` if none was pending there).
+    pub fn complete_upto(&mut self, upto: PersistId) -> Result<Option<Completed>, Finding> {
+        let mut completed: Option<Completed> = None;
         while self
             .pending
             .front()
             .is_some_and(|persist| persist.id <= upto)
         {
-            let persist = self.pending.pop_front().expect("checked just above");
-            written = Some(persist.id);
+            let mut persist = self.pending.pop_front().expect("checked just above");
+            let done = completed.get_or_insert_with(Completed::default);
+            done.upto = persist.id;
+            done.then_send.append(&mut persist.then_send);
             self.write(persist)?;
         }
-        Ok(written)
+        Ok(completed)
     }
 
     /// The node crashed: the first `survivors` pending persists reach the disk anyway, the rest
-    /// are lost. Returns how many survived.
+    /// are lost. No `then_send` message of any of them leaves. Returns how many survived.
     pub fn crash(&mut self, survivors: usize) -> Result<usize, Finding> {
         let survivors = survivors.min(self.pending.len());
         let kept: Vec<Persist> = self.pending.drain(..survivors).collect();
         self.pending.clear();
         self.last_completion = 0;
-        for persist in kept {
+        for mut persist in kept {
+            persist.then_send.clear(); // the writer died before it could send them
             self.write(persist)?;
         }
         Ok(survivors)
@@ -212,6 +227,7 @@ mod tests {
             truncate_from,
             entries,
             hard_state: None,
+            then_send: Vec::new(),
         }
     }
 
@@ -225,7 +241,8 @@ mod tests {
             "never before the one ahead of it"
         );
         disk.submit(persist(3, None, entries(5, 5, 2)), 60);
-        assert_eq!(disk.complete_upto(1), Ok(Some(1)));
+        let completed = disk.complete_upto(1).map(|done| done.map(|done| done.upto));
+        assert_eq!(completed, Ok(Some(1)));
         assert_eq!(disk.last_index(), 3);
         assert_eq!(disk.crash(1), Ok(1));
         assert_eq!(disk.pending_len(), 0);

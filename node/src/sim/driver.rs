@@ -14,7 +14,7 @@ use super::SimConfig;
 use super::checks::Checker;
 use super::clients::Clients;
 use super::digest::RunDigest;
-use super::disk::{Disk, Finding};
+use super::disk::{Completed, Disk, Finding};
 use super::kv::Kv;
 use super::linearizability;
 use super::nemesis::Act;
@@ -24,7 +24,7 @@ use super::report::{FaultCounts, Linearizability, Report, Violation, ViolationKi
 use super::rng::SimRng;
 use super::setup::Setup;
 use super::trace;
-use crate::raft::{Action, Config, Input, NodeId, PersistId, Raft, Restored, Role};
+use crate::raft::{Action, Config, Input, Message, NodeId, PersistId, Raft, Restored, Role};
 
 /// A persist usually completes within this many subticks.
 const PERSIST_DELAY: (u64, u64) = (1, 15);
@@ -375,20 +375,7 @@ impl Sim {
                     },
                 );
             }
-            Action::Send { to, msg } => {
-                let node = &self.nodes[&id];
-                let term = node.raft.as_ref().map_or(0, |raft| raft.status().term);
-                let result = self.checker.check_send(id, term, &node.disk, to, &msg);
-                self.check(result);
-                let delays = self.network.fate(&mut self.rng, &mut self.faults);
-                if delays.is_empty() {
-                    self.note(|| format!("n{id} -> n{to} lost: {}", trace::message(&msg)));
-                }
-                for delay in delays {
-                    let msg = msg.clone();
-                    self.schedule(delay, Event::Deliver { from: id, to, msg });
-                }
-            }
+            Action::Send { to, msg } => self.send(id, to, msg),
             Action::Apply { entries } => {
                 let result = self.checker.on_apply(id, &entries);
                 self.check(result);
@@ -413,8 +400,26 @@ impl Sim {
         }
     }
 
+    /// Node `id` hands `msg` to the network for `to` (an `Action::Send`, or a `then_send` of a
+    /// persist that just became durable), after the check that what it promises is durable.
+    fn send(&mut self, id: NodeId, to: NodeId, msg: Message) {
+        let node = &self.nodes[&id];
+        let term = node.raft.as_ref().map_or(0, |raft| raft.status().term);
+        let result = self.checker.check_send(id, term, &node.disk, to, &msg);
+        self.check(result);
+        let delays = self.network.fate(&mut self.rng, &mut self.faults);
+        if delays.is_empty() {
+            self.note(|| format!("n{id} -> n{to} lost: {}", trace::message(&msg)));
+        }
+        for delay in delays {
+            let msg = msg.clone();
+            self.schedule(delay, Event::Deliver { from: id, to, msg });
+        }
+    }
+
     /// Persist `id` of node `node`'s incarnation `incarnation` finished (maybe with the ones
-    /// queued behind it, as a group commit).
+    /// queued behind it, as a group commit): the messages riding on what was written leave
+    /// now, as the WAL thread sends them right after its sync, and then the core hears of it.
     fn persist_done(&mut self, id: NodeId, incarnation: u64, persist_id: PersistId) {
         let group = self.rng.chance(GROUP_COMMIT_PER_MILLE);
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
@@ -426,7 +431,17 @@ impl Sim {
             _ => persist_id,
         };
         match node.disk.complete_upto(upto) {
-            Ok(Some(written)) => self.step(id, Input::Persisted { upto: written }),
+            Ok(Some(Completed { upto, then_send })) => {
+                for (to, msg) in then_send {
+                    if self.violation.is_some() {
+                        return;
+                    }
+                    self.send(id, to, msg);
+                }
+                if self.violation.is_none() {
+                    self.step(id, Input::Persisted { upto });
+                }
+            }
             Ok(None) => {} // already written by a group commit
             Err(found) => self.fail(found),
         }

@@ -90,7 +90,15 @@ pub fn action(action: &Action) -> String {
                 .hard_state
                 .map(|hs| format!(" hs t{} v{} c{}", hs.term, hs.vote, hs.commit))
                 .unwrap_or_default();
-            format!("persist #{}{truncate}{span}{hard_state}", persist.id)
+            let then_send: String = persist
+                .then_send
+                .iter()
+                .map(|(to, msg)| format!(", then send {to} {}", message(msg)))
+                .collect();
+            format!(
+                "persist #{}{truncate}{span}{hard_state}{then_send}",
+                persist.id
+            )
         }
         Action::Send { to, msg } => format!("send {to} {}", message(msg)),
         Action::Apply { entries } => match (entries.first(), entries.last()) {

@@ -3,9 +3,13 @@
 //! `auto_persist` off: a node's writes become durable only when the script calls `persist`, and
 //! a `restart` loses whatever was not.
 
-use super::super::testkit::Cluster;
-use super::super::{Body, HardState, ProposalOutcome, Role};
-use super::{append_answer, grants_vote, in_flight, inject, outcome, propose, request_vote, sent};
+use super::super::testkit::{Cluster, log_with_terms};
+use super::super::{
+    Action, Body, Config, HardState, Input, Message, ProposalOutcome, Raft, Restored, Role,
+};
+use super::{
+    append, append_answer, grants_vote, in_flight, inject, outcome, propose, request_vote, sent,
+};
 
 /// Three nodes without PreVote (so a timeout persists a new term at once), disks persisting only
 /// when told.
@@ -167,6 +171,95 @@ fn a_vote_that_left_survives_a_crash() {
             granted: false
         }
     );
+}
+
+/// The writer sends what rides on a persist: a follower's acknowledgement of entries it appended
+/// in this step comes out attached to that step's `Persist` (`then_send`), never as a `Send`, so
+/// the WAL thread can send it right after its sync without a hop back through the core.
+#[test]
+fn a_followers_acknowledgement_rides_on_the_persist_it_waits_for() {
+    let mut cluster = slow_disks();
+
+    inject(&mut cluster, 1, 2, 1, append(0, 0, log_with_terms(&[1]), 0));
+    assert!(sent(&cluster, 2, 1).is_empty(), "not a Send");
+    let pending = &cluster.disks[&2].pending;
+    assert_eq!(pending.len(), 1);
+    let riders: Vec<_> = pending[0]
+        .then_send
+        .iter()
+        .map(|(to, msg)| (*to, msg.term, append_answer(msg)))
+        .collect();
+    assert_eq!(riders, [(1, 1, Some((1, true)))], "attached to persist 1");
+    assert_eq!(
+        cluster.node(2).held_messages(),
+        1,
+        "still waiting, in the writer"
+    );
+
+    cluster.persist(2);
+    let answers: Vec<_> = sent(&cluster, 2, 1)
+        .into_iter()
+        .filter_map(append_answer)
+        .collect();
+    assert_eq!(answers, [(1, true)], "sent once, by the writer");
+    assert_eq!(cluster.node(2).held_messages(), 0);
+}
+
+/// A message that waits for a persist emitted in an earlier step (still in flight, so nothing
+/// can ride on it any more) stays held in the core and comes out as a `Send` at `Persisted`:
+/// here a heartbeat's acknowledgement of entry 1, which persist 1 is still writing. (A vote
+/// grant always rides: granting rewrites the hard state, so its step opens a batch of its own.)
+#[test]
+fn an_ack_waiting_for_an_earlier_persist_is_released_at_persisted() {
+    let mut node =
+        Raft::new(Config::new(2, vec![1, 2, 3]), Restored::default()).expect("a valid config");
+    let from_leader = |body| Input::Message {
+        from: 1,
+        msg: Message { term: 1, body },
+    };
+    let drain = |node: &mut Raft| std::iter::from_fn(|| node.poll_action()).collect::<Vec<_>>();
+    let acks = |actions: &[Action]| -> Vec<(u64, bool)> {
+        actions
+            .iter()
+            .filter_map(|action| match action {
+                Action::Send { to: 1, msg } => append_answer(msg),
+                _ => None,
+            })
+            .collect()
+    };
+
+    node.step(from_leader(append(0, 0, log_with_terms(&[1]), 0)));
+    let first = drain(&mut node);
+    let Some(Action::Persist(persist)) = first.first() else {
+        panic!("the entry is written first: {first:?}");
+    };
+    assert_eq!(persist.id, 1);
+    let riders: Vec<_> = persist
+        .then_send
+        .iter()
+        .map(|(to, msg)| (*to, append_answer(msg)))
+        .collect();
+    assert_eq!(riders, [(1, Some((1, true)))]);
+    assert!(acks(&first).is_empty(), "not a Send: {first:?}");
+
+    // A heartbeat before persist 1 is durable: its acknowledgement of entry 1 needs persist 1,
+    // which is already out, and this step writes nothing, so the core holds it.
+    node.step(from_leader(append(1, 1, Vec::new(), 0)));
+    let second = drain(&mut node);
+    assert!(
+        second.is_empty(),
+        "nothing written, nothing sent: {second:?}"
+    );
+    assert_eq!(
+        node.held_messages(),
+        2,
+        "one in the writer, one in the core"
+    );
+
+    node.step(Input::Persisted { upto: 1 });
+    let released = drain(&mut node);
+    assert_eq!(acks(&released), [(1, true)], "the held ack, as a Send");
+    assert_eq!(node.held_messages(), 0);
 }
 
 // ---- The simulator's fault switches (feature `sim`) do what they say ----
