@@ -69,9 +69,9 @@ pub struct Consensus<S> {
     /// Highest index applied to the state machine.
     applied_index: u64,
     wal_syncs: Arc<std::sync::atomic::AtomicU64>,
-    /// Set when the WAL thread is gone (it panicked): the node must stop, not run on without
-    /// durability.
-    storage_gone: bool,
+    /// Set when the WAL thread or the net thread is gone (it panicked): the node must stop,
+    /// not run on half-alive.
+    fatal: Option<String>,
 }
 
 /// Why the consensus thread stopped.
@@ -81,6 +81,8 @@ pub enum Stop {
     Shutdown,
     /// The WAL failed.
     Storage(String),
+    /// Another thread of the node died (the WAL or the net thread panicked).
+    Failed(String),
 }
 
 impl<S: StateMachine> Consensus<S> {
@@ -110,7 +112,7 @@ impl<S: StateMachine> Consensus<S> {
             ready_reads: BTreeMap::new(),
             applied_index,
             wal_syncs,
-            storage_gone: false,
+            fatal: None,
         }
     }
 
@@ -132,8 +134,8 @@ impl<S: StateMachine> Consensus<S> {
                 break reason;
             }
             self.drain_actions();
-            if self.storage_gone {
-                break Stop::Storage("the WAL thread stopped unexpectedly (it panicked)".into());
+            if let Some(reason) = self.fatal.take() {
+                break Stop::Failed(reason);
             }
         };
         self.fail_all(&stop);
@@ -259,12 +261,17 @@ impl<S: StateMachine> Consensus<S> {
                 Action::Persist(persist) => {
                     if self.storage.send(StorageOp::Persist(persist)).is_err() {
                         log::error!("the WAL thread is gone; the node is stopping");
-                        self.storage_gone = true;
+                        self.fatal = Some("the WAL thread stopped unexpectedly".into());
                     }
                 }
                 Action::Send { to, msg } => {
-                    if let Err(error) = self.outbox.send(Destination::Peer(to), &Wire::Raft(msg)) {
-                        log::warn!("sending to node {to}: {error}");
+                    match self.outbox.send(Destination::Peer(to), &Wire::Raft(msg)) {
+                        Ok(()) => {}
+                        Err(balsa_net::Error::Closed) => {
+                            log::error!("the net thread is gone; the node is stopping");
+                            self.fatal = Some("the net thread stopped unexpectedly".into());
+                        }
+                        Err(error) => log::warn!("sending to node {to}: {error}"),
                     }
                 }
                 Action::Apply { entries } => {
@@ -458,6 +465,7 @@ impl<S: StateMachine> Consensus<S> {
         let error = || match stop {
             Stop::Shutdown => Error::ShuttingDown,
             Stop::Storage(reason) => Error::Storage(reason.clone()),
+            Stop::Failed(reason) => Error::Failed(reason.clone()),
         };
         for (_, waiter) in self.proposing.drain() {
             if let Waiter::Api(reply) = waiter {

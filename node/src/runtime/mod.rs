@@ -121,6 +121,8 @@ pub enum Error {
     ShuttingDown,
     /// The node stopped because its storage failed.
     Storage(String),
+    /// The node stopped because one of its threads died (a panic); the reason says which.
+    Failed(String),
     /// The configuration cannot work.
     Config(String),
     /// Starting failed (storage or network).
@@ -139,6 +141,7 @@ impl fmt::Display for Error {
             Error::Lost => write!(f, "the entry lost to a new leader's; it was not applied"),
             Error::ShuttingDown => write!(f, "the node is shutting down"),
             Error::Storage(reason) => write!(f, "the node stopped: storage failed: {reason}"),
+            Error::Failed(reason) => write!(f, "the node stopped: {reason}"),
             Error::Config(reason) => write!(f, "bad configuration: {reason}"),
             Error::Start(reason) => write!(f, "cannot start: {reason}"),
         }
@@ -450,7 +453,8 @@ impl Node {
         let result = match outcome {
             Some(Ok(Stop::Shutdown)) | None => Ok(()),
             Some(Ok(Stop::Storage(reason))) => Err(Error::Storage(reason)),
-            Some(Err(_)) => Err(Error::Storage("the consensus thread panicked".into())),
+            Some(Ok(Stop::Failed(reason))) => Err(Error::Failed(reason)),
+            Some(Err(_)) => Err(Error::Failed("the consensus thread panicked".into())),
         };
         let stopped = self.stop();
         result.and(stopped)
@@ -469,13 +473,14 @@ impl Node {
             match consensus.join() {
                 Ok(Stop::Shutdown) => {}
                 Ok(Stop::Storage(reason)) => result = Err(Error::Storage(reason)),
-                Err(_) => result = Err(Error::Storage("the consensus thread panicked".into())),
+                Ok(Stop::Failed(reason)) => result = Err(Error::Failed(reason)),
+                Err(_) => result = Err(Error::Failed("the consensus thread panicked".into())),
             }
         }
         if let Some(storage) = self.storage.take()
             && storage.join().is_err()
         {
-            result = Err(Error::Storage("the WAL thread panicked".into()));
+            result = Err(Error::Failed("the WAL thread panicked".into()));
         }
         if let Some((timer, stop)) = self.timer.take() {
             drop(stop);
