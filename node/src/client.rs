@@ -57,7 +57,7 @@ use std::time::{Duration, Instant};
 
 use balsa_net::{CLIENT_ID, Codec, DEFAULT_DATAGRAM_LIMIT, Kind};
 
-use crate::kv::{Answer, Command, Op, Query};
+use crate::kv::{Answer, Command, LimitExceeded, Op, Query};
 use crate::raft::NodeId;
 use crate::runtime::wire::{Request, RequestBody, ResponseBody, StatusReport, Wire};
 
@@ -136,6 +136,16 @@ pub enum ClientError {
         /// What is wrong.
         reason: String,
     },
+}
+
+impl From<LimitExceeded> for ClientError {
+    /// A key or value over its limit: refused before anything is sent.
+    fn from(limit: LimitExceeded) -> ClientError {
+        ClientError::TooLarge {
+            size: limit.len,
+            max: limit.max as u64,
+        }
+    }
 }
 
 impl ClientError {
@@ -339,12 +349,7 @@ impl Client {
     /// asked answers from its own state at once (it may miss recent writes).
     pub fn get(&mut self, key: &[u8], stale: bool) -> Result<Option<Vec<u8>>, ClientError> {
         let query = Query::Get { key: key.to_vec() };
-        query
-            .check_limits()
-            .map_err(|limit| ClientError::TooLarge {
-                size: limit.len,
-                max: limit.max as u64,
-            })?;
+        query.check_limits().map_err(ClientError::from)?;
         let body = RequestBody::Query {
             data: query.encode(),
             stale,
@@ -452,12 +457,7 @@ impl Client {
             seq,
             op,
         };
-        command
-            .check_limits()
-            .map_err(|limit| ClientError::TooLarge {
-                size: limit.len,
-                max: limit.max as u64,
-            })?;
+        command.check_limits().map_err(ClientError::from)?;
         let body = RequestBody::Command {
             data: command.encode(),
         };
