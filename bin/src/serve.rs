@@ -10,9 +10,7 @@
 //! cannot start (its address taken, a damaged log) or stops on a storage failure, with the
 //! reason on stderr.
 
-use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -39,10 +37,6 @@ pub fn run(args: ServeArgs) -> ExitCode {
         eprintln!("balsa serve: {error}");
         return ExitCode::from(2);
     }
-    if let Err(message) = check_data_dir_free(&args.data_dir) {
-        eprintln!("balsa serve: {message}");
-        return ExitCode::from(2);
-    }
     if args.unsafe_no_fsync {
         log::warn!("--unsafe-no-fsync: a power loss can lose acknowledged writes");
     }
@@ -50,6 +44,10 @@ pub fn run(args: ServeArgs) -> ExitCode {
         Ok(node) => node,
         Err(Error::Config(reason)) => {
             eprintln!("balsa serve: bad configuration: {reason}");
+            return ExitCode::from(2);
+        }
+        Err(error @ Error::DataDirInUse { .. }) => {
+            eprintln!("balsa serve: {error}");
             return ExitCode::from(2);
         }
         Err(error) => {
@@ -72,32 +70,6 @@ pub fn run(args: ServeArgs) -> ExitCode {
         Err(error) => {
             eprintln!("balsa serve: node {} stopped: {error}", args.id);
             ExitCode::from(1)
-        }
-    }
-}
-
-/// Refuses a data directory another process holds: the WAL would refuse it too, but with the
-/// start-up error's words; this says it plainly. The check takes the WAL's own lock (`LOCK`,
-/// `flock`) and releases it at once; `Node::start` takes it for good.
-fn check_data_dir_free(dir: &Path) -> Result<(), String> {
-    fs::create_dir_all(dir)
-        .map_err(|error| format!("cannot create data directory {}: {error}", dir.display()))?;
-    let lock_path = dir.join("LOCK");
-    let lock = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .map_err(|error| format!("cannot open {}: {error}", lock_path.display()))?;
-    match lock.try_lock() {
-        Ok(()) => Ok(()),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
-            "data directory {} is in use by another process",
-            dir.display()
-        )),
-        Err(std::fs::TryLockError::Error(error)) => {
-            Err(format!("cannot lock {}: {error}", lock_path.display()))
         }
     }
 }

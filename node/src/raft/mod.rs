@@ -650,7 +650,7 @@ impl Raft {
     }
 
     /// Writes appended entries (after an optional truncation) in this step's batch.
-    fn persist_entries(&mut self, truncate_from: Option<u64>, entries: &[Entry]) {
+    fn persist_entries(&mut self, truncate_from: Option<u64>, entries: Vec<Entry>) {
         let commit = self.log.commit_index();
         let last_index = self.log.last_index();
         let durability = &mut self.durability;
@@ -668,7 +668,7 @@ impl Raft {
                 batch.truncate_from = Some(batch.truncate_from.map_or(from, |t| t.min(from)));
             }
         }
-        batch.entries.extend_from_slice(entries);
+        batch.entries.extend(entries);
         let id = batch.id;
         // Piggyback the commit index on every write: it costs nothing and speeds a restart.
         let hard_state = HardState {

@@ -68,8 +68,9 @@ impl Raft {
             data,
         };
         let position = (entry.index, entry.term);
+        // One copy for the log; the entry itself goes to storage.
         self.log.push(entry.clone());
-        self.persist_entries(None, std::slice::from_ref(&entry));
+        self.persist_entries(None, vec![entry]);
         self.broadcast_due = true;
         position
     }
@@ -214,7 +215,7 @@ impl Raft {
                     .filter(|entry| entry.index >= first_new)
                     .collect();
                 if !new.is_empty() || truncated.is_some() {
-                    self.persist_entries(truncated, &new);
+                    self.persist_entries(truncated, new);
                 }
                 self.commit_to(leader_commit.min(match_index));
                 Body::AppendEntriesResponse {

@@ -125,6 +125,11 @@ pub enum Error {
     Failed(String),
     /// The configuration cannot work.
     Config(String),
+    /// Another process (or another `Node` here) holds the data directory.
+    DataDirInUse {
+        /// The data directory.
+        dir: PathBuf,
+    },
     /// Starting failed (storage or network).
     Start(String),
 }
@@ -143,6 +148,13 @@ impl fmt::Display for Error {
             Error::Storage(reason) => write!(f, "the node stopped: storage failed: {reason}"),
             Error::Failed(reason) => write!(f, "the node stopped: {reason}"),
             Error::Config(reason) => write!(f, "bad configuration: {reason}"),
+            Error::DataDirInUse { dir } => {
+                write!(
+                    f,
+                    "data directory {} is in use by another process",
+                    dir.display()
+                )
+            }
             Error::Start(reason) => write!(f, "cannot start: {reason}"),
         }
     }
@@ -284,8 +296,11 @@ impl Node {
     /// and returns once it runs.
     pub fn start<S: StateMachine>(config: NodeConfig, mut state_machine: S) -> Result<Node, Error> {
         config.validate()?;
-        let (wal, recovered) = Wal::open(&config.data_dir, config.wal.clone())
-            .map_err(|error| Error::Start(error.to_string()))?;
+        let (wal, recovered) =
+            Wal::open(&config.data_dir, config.wal.clone()).map_err(|error| match error {
+                balsa_wal::Error::Locked { dir } => Error::DataDirInUse { dir },
+                other => Error::Start(other.to_string()),
+            })?;
         let mut snapshot_base = (0, 0);
         if let Some(meta) = recovered.snapshot {
             let (_, data) = wal
