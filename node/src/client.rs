@@ -163,7 +163,8 @@ impl fmt::Display for ClientError {
             }
             ClientError::Timeout { waited } => write!(
                 f,
-                "no answer within {} ms; the outcome is unknown (a write may have been applied)",
+                "no answer within {} ms; the outcome is unknown (a write may or may not have been \
+                 applied)",
                 waited.as_millis()
             ),
             ClientError::TooLarge { size, max } => {
