@@ -149,3 +149,147 @@ pub fn verify(file: &File, written: u64) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The network floor: the round trip of a `payload_len`-byte datagram over loopback between two
+/// blocking `std` sockets on two threads (one sends and waits, the other echoes), after
+/// [`WARMUP`] untimed round trips. Nanoseconds per round trip.
+///
+/// # Errors
+/// Any socket error, a lost datagram (no echo within 1 s) or an echo of the wrong length.
+pub fn measure_udp_rtt(payload_len: usize, iterations: usize) -> io::Result<Histogram<u64>> {
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    let server = UdpSocket::bind("127.0.0.1:0")?;
+    let server_address = server.local_addr()?;
+    let client = UdpSocket::bind("127.0.0.1:0")?;
+    client.set_read_timeout(Some(Duration::from_secs(1)))?;
+    let payload = vec![FILL; payload_len.max(1)];
+    std::thread::scope(|scope| {
+        let echo = scope.spawn(move || -> io::Result<()> {
+            let mut buffer = vec![0_u8; 65_536];
+            loop {
+                let (len, from) = server.recv_from(&mut buffer)?;
+                if len == 0 {
+                    return Ok(()); // the stop signal
+                }
+                server.send_to(&buffer[..len], from)?;
+            }
+        });
+        let mut reply = vec![0_u8; payload.len() + 1];
+        let result = sample(WARMUP, iterations, || {
+            client.send_to(&payload, server_address)?;
+            let len = client.recv(&mut reply)?;
+            if len == payload.len() {
+                Ok(())
+            } else {
+                Err(io::Error::other(format!("echo of {len} bytes")))
+            }
+        });
+        client.send_to(&[], server_address)?;
+        echo.join()
+            .map_err(|_| io::Error::other("the echo thread panicked"))??;
+        result
+    })
+}
+
+/// The disk floor of a cluster whose nodes share one disk: `nodes` threads, each appending
+/// 64 bytes + `fdatasync` to its own preallocated file in `dir`, all starting each round
+/// together; per round, the time until `quorum` of them finished (what a commit waits for when
+/// every node syncs the same write). After [`WARMUP`] untimed rounds. Nanoseconds per round.
+///
+/// # Errors
+/// Any I/O error of a node's file.
+pub fn measure_quorum_fdatasync(
+    dir: &Path,
+    nodes: usize,
+    quorum: usize,
+    iterations: usize,
+) -> io::Result<Histogram<u64>> {
+    use std::sync::{Barrier, mpsc};
+    use std::time::Instant;
+
+    assert!(
+        (1..=nodes).contains(&quorum),
+        "a quorum is 1..=nodes, not {quorum} of {nodes}"
+    );
+    let files = (0..nodes)
+        .map(|k| FloorFile::create(&dir.join(format!("quorum-floor-{k}.wal")), 64))
+        .collect::<io::Result<Vec<_>>>()?;
+    let start_line = Barrier::new(nodes + 1);
+    let (finished, finishes) = mpsc::channel::<io::Result<Instant>>();
+    let rounds = WARMUP + iterations;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = files
+            .into_iter()
+            .map(|mut file| {
+                let (start_line, finished) = (&start_line, finished.clone());
+                scope.spawn(move || -> io::Result<()> {
+                    for _ in 0..rounds {
+                        start_line.wait();
+                        let result = file.step().map(|()| Instant::now());
+                        let failed = result.is_err();
+                        let _ = finished.send(result);
+                        if failed {
+                            return Ok(()); // the error went to the collector
+                        }
+                    }
+                    file.finish()
+                })
+            })
+            .collect();
+        let mut hist = crate::new_histogram();
+        let mut outcome = Ok(());
+        for round in 0..rounds {
+            start_line.wait();
+            let started = Instant::now();
+            let mut done = Vec::with_capacity(nodes);
+            for _ in 0..nodes {
+                match finishes.recv() {
+                    Ok(Ok(at)) => done.push(at),
+                    Ok(Err(error)) => outcome = Err(error),
+                    Err(_) => outcome = Err(io::Error::other("a floor thread stopped")),
+                }
+            }
+            if outcome.is_err() {
+                break;
+            }
+            done.sort_unstable();
+            if round >= WARMUP {
+                let ns = done[quorum - 1].duration_since(started).as_nanos();
+                hist.saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
+            }
+        }
+        for worker in workers {
+            worker
+                .join()
+                .map_err(|_| io::Error::other("a floor thread panicked"))??;
+        }
+        outcome.map(|()| hist)
+    })
+}
+
+/// The cost of handing work to another thread: the round trip of a message between two threads
+/// over a pair of crossbeam channels (two hand-offs, each a wake-up of a waiting thread), after
+/// [`WARMUP`] untimed ones. Nanoseconds per round trip.
+#[must_use]
+pub fn measure_thread_handoff(iterations: usize) -> Histogram<u64> {
+    let (to_echo, echo_in) = crossbeam_channel::bounded::<u64>(1);
+    let (echo_out, back) = crossbeam_channel::bounded::<u64>(1);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for value in echo_in {
+                if echo_out.send(value).is_err() {
+                    return;
+                }
+            }
+        });
+        let hist = sample(WARMUP, iterations, || {
+            to_echo.send(1).map_err(io::Error::other)?;
+            back.recv().map(|_| ()).map_err(io::Error::other)
+        })
+        .expect("both ends live until the scope ends");
+        drop(to_echo);
+        hist
+    })
+}

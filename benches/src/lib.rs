@@ -12,7 +12,9 @@ use std::{io, time::Instant};
 
 use hdrhistogram::Histogram;
 
+pub mod cluster;
 pub mod floor;
+pub mod load;
 pub mod report;
 pub mod wal;
 

@@ -4,7 +4,7 @@
 //! ```text
 //! balsa serve --id 1 --cluster 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data-dir DIR
 //!             [--tick-ms 10] [--election-ticks 15-30] [--heartbeat-ticks 5] [--unsafe-no-fsync]
-//! balsa cluster [--nodes 3] [--base-port 7001] [--data-dir ./balsa-data]
+//! balsa cluster [--nodes 3] [--base-port 7001] [--data-dir ./balsa-data] [--unsafe-no-fsync]
 //! balsa demo
 //! balsa put KEY VALUE [--endpoints A,B,C]
 //! balsa get KEY [--stale] [--endpoints A,B,C]
@@ -12,6 +12,8 @@
 //! balsa cas KEY EXPECTED NEW [--endpoints A,B,C]      EXPECTED "-": the key must be absent
 //! balsa status [--endpoints A,B,C] [--json]
 //! balsa transfer ID [--endpoints A,B,C]
+//! balsa bench [--endpoints A,B,C] [--clients 1] [--ops 10000] [--value-size 100] [--warmup 1000]
+//!             [--json] [--hgrm FILE]
 //! balsa sim ...
 //! ```
 //!
@@ -37,7 +39,7 @@ pub const USAGE: &str = "\
 usage:
   balsa serve --id ID --cluster ID=IP:PORT,... --data-dir DIR [--tick-ms 10]
               [--election-ticks 15-30] [--heartbeat-ticks 5] [--unsafe-no-fsync]
-  balsa cluster [--nodes 3] [--base-port 7001] [--data-dir ./balsa-data]
+  balsa cluster [--nodes 3] [--base-port 7001] [--data-dir ./balsa-data] [--unsafe-no-fsync]
   balsa demo
   balsa put KEY VALUE [--endpoints A,B,C]
   balsa get KEY [--stale] [--endpoints A,B,C]
@@ -45,6 +47,8 @@ usage:
   balsa cas KEY EXPECTED NEW [--endpoints A,B,C]     (EXPECTED \"-\": the key must be absent)
   balsa status [--endpoints A,B,C] [--json]
   balsa transfer ID [--endpoints A,B,C]
+  balsa bench [--endpoints A,B,C] [--clients 1] [--ops 10000] [--value-size 100]
+              [--warmup 1000] [--json] [--hgrm FILE]
   balsa sim --seeds N [--seed S] ...
 endpoints default to 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
 exit status: 0 success, 1 key absent or cas mismatch, 2 bad usage or configuration,
@@ -68,9 +72,35 @@ pub enum Invocation {
         /// What to do.
         operation: ClientOperation,
     },
+    /// Closed-loop write load against a running cluster.
+    Bench(BenchArgs),
     /// The simulator, with the arguments after `sim`.
     Sim(Vec<String>),
 }
+
+/// `balsa bench`'s arguments, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BenchArgs {
+    /// The nodes to talk to.
+    pub endpoints: Vec<SocketAddr>,
+    /// Concurrent closed-loop clients (1..=1024).
+    pub clients: usize,
+    /// Measured writes over all clients (≥ 1).
+    pub ops: u64,
+    /// Bytes per value (1..=MAX_BENCH_VALUE).
+    pub value_size: usize,
+    /// Untimed writes first.
+    pub warmup: u64,
+    /// Print one JSON object instead of the table.
+    pub json: bool,
+    /// Write the latency distribution here, in HdrHistogram's text format.
+    pub hgrm: Option<PathBuf>,
+}
+
+/// The most clients `balsa bench` starts (each is a thread with its own socket).
+pub const MAX_BENCH_CLIENTS: usize = 1024;
+/// The largest value `balsa bench` writes: what fits in one request datagram with room to spare.
+pub const MAX_BENCH_VALUE: usize = 60_000;
 
 /// `balsa serve`'s arguments, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +130,8 @@ pub struct ClusterArgs {
     pub base_port: u16,
     /// Node `i` stores its log in `data_dir/node-i`.
     pub data_dir: PathBuf,
+    /// Start every node with `--unsafe-no-fsync`.
+    pub unsafe_no_fsync: bool,
 }
 
 /// A client subcommand.
@@ -297,10 +329,11 @@ const SERVE: Spec = Spec {
 
 const CLUSTER: Spec = Spec {
     command: "cluster",
-    usage: "balsa cluster [--nodes 3] [--base-port 7001] [--data-dir ./balsa-data]",
+    usage: "balsa cluster [--nodes 3] [--base-port 7001] [--data-dir ./balsa-data] \
+            [--unsafe-no-fsync]",
     positionals: &[],
     options: &["--nodes", "--base-port", "--data-dir"],
-    switches: &[],
+    switches: &["--unsafe-no-fsync"],
 };
 
 const DEMO: Spec = Spec {
@@ -359,12 +392,29 @@ const TRANSFER: Spec = Spec {
     switches: &[],
 };
 
+const BENCH: Spec = Spec {
+    command: "bench",
+    usage: "balsa bench [--endpoints A,B,C] [--clients 1] [--ops 10000] [--value-size 100] \
+            [--warmup 1000] [--json] [--hgrm FILE]",
+    positionals: &[],
+    options: &[
+        "--endpoints",
+        "--clients",
+        "--ops",
+        "--value-size",
+        "--warmup",
+        "--hgrm",
+    ],
+    switches: &["--json"],
+};
+
 /// Parses the arguments after the program name.
 pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
     let top = |message: String| UsageError {
         command: "",
         message,
-        usage: "balsa serve|cluster|demo|put|get|del|cas|status|transfer|sim ... (balsa --help)",
+        usage: "balsa serve|cluster|demo|put|get|del|cas|status|transfer|bench|sim ... \
+                (balsa --help)",
     };
     let Some((command, rest)) = args.split_first() else {
         return Err(top("no subcommand given".into()));
@@ -381,6 +431,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
         "cas" => &CAS,
         "status" => &STATUS,
         "transfer" => &TRANSFER,
+        "bench" => &BENCH,
         other => return Err(top(format!("unknown subcommand {other:?}"))),
     };
     let matches = match_args(spec, rest)?;
@@ -391,6 +442,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
         "serve" => parse_serve(spec, &matches).map(Invocation::Serve),
         "cluster" => parse_cluster(spec, &matches).map(Invocation::Cluster),
         "demo" => Ok(Invocation::Demo),
+        "bench" => parse_bench(spec, &matches).map(Invocation::Bench),
         _ => parse_client(spec, matches),
     }
 }
@@ -514,6 +566,7 @@ fn parse_cluster(spec: &Spec, matches: &Matches) -> Result<ClusterArgs, UsageErr
         nodes,
         base_port,
         data_dir,
+        unsafe_no_fsync: matches.switch("--unsafe-no-fsync"),
     })
 }
 
@@ -577,6 +630,44 @@ fn parse_tick_range(text: &str) -> Result<(u32, u32), String> {
         ));
     }
     Ok((min, max))
+}
+
+fn parse_bench(spec: &Spec, matches: &Matches) -> Result<BenchArgs, UsageError> {
+    let endpoints = parse_endpoints(matches.value("--endpoints").unwrap_or(DEFAULT_ENDPOINTS))
+        .map_err(|message| spec.error(message))?;
+    let number = |flag: &str, default: u64, range: std::ops::RangeInclusive<u64>| {
+        let value = match matches.value(flag) {
+            None => default,
+            Some(text) => parse_number::<u64>(flag, text).map_err(|m| spec.error(m))?,
+        };
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(spec.error(format!(
+                "{flag} must be between {} and {}, not {value}",
+                range.start(),
+                range.end()
+            )))
+        }
+    };
+    let as_usize = |value: u64| usize::try_from(value).unwrap_or(usize::MAX);
+    let clients = as_usize(number("--clients", 1, 1..=MAX_BENCH_CLIENTS as u64)?);
+    let ops = number("--ops", 10_000, 1..=u64::MAX)?;
+    let value_size = as_usize(number("--value-size", 100, 1..=MAX_BENCH_VALUE as u64)?);
+    let warmup = number("--warmup", 1000, 0..=u64::MAX)?;
+    let hgrm = match matches.value("--hgrm") {
+        Some("") => return Err(spec.error("--hgrm is empty")),
+        other => other.map(PathBuf::from),
+    };
+    Ok(BenchArgs {
+        endpoints,
+        clients,
+        ops,
+        value_size,
+        warmup,
+        json: matches.switch("--json"),
+        hgrm,
+    })
 }
 
 fn parse_number<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T, String> {
@@ -754,14 +845,16 @@ mod tests {
                 nodes: 3,
                 base_port: 7001,
                 data_dir: PathBuf::from("./balsa-data"),
+                unsafe_no_fsync: false,
             }))
         );
         assert_eq!(
-            parse_line("cluster --nodes 5 --base-port 9000 --data-dir /tmp/x"),
+            parse_line("cluster --nodes 5 --base-port 9000 --data-dir /tmp/x --unsafe-no-fsync"),
             Ok(Invocation::Cluster(ClusterArgs {
                 nodes: 5,
                 base_port: 9000,
                 data_dir: PathBuf::from("/tmp/x"),
+                unsafe_no_fsync: true,
             }))
         );
     }
@@ -926,5 +1019,71 @@ mod tests {
                 "--bogus".into()
             ]))
         );
+    }
+
+    #[test]
+    fn bench_defaults_and_every_flag() {
+        let Ok(Invocation::Bench(args)) = parse_line("bench") else {
+            panic!("bench did not parse");
+        };
+        assert_eq!(
+            (
+                args.clients,
+                args.ops,
+                args.value_size,
+                args.warmup,
+                args.json
+            ),
+            (1, 10_000, 100, 1000, false)
+        );
+        assert_eq!(args.endpoints.len(), 3);
+        assert_eq!(args.hgrm, None);
+        let Ok(Invocation::Bench(args)) = parse_line(
+            "bench --endpoints 127.0.0.1:9001 --clients 64 --ops 5 --value-size 7 --warmup 0 \
+             --json --hgrm out.hgrm",
+        ) else {
+            panic!("bench with flags did not parse");
+        };
+        assert_eq!(
+            args,
+            BenchArgs {
+                endpoints: vec![addr("127.0.0.1:9001")],
+                clients: 64,
+                ops: 5,
+                value_size: 7,
+                warmup: 0,
+                json: true,
+                hgrm: Some(PathBuf::from("out.hgrm")),
+            }
+        );
+    }
+
+    #[test]
+    fn bench_refuses_out_of_range_values() {
+        for (line, expected) in [
+            (
+                "bench --clients 0",
+                "--clients must be between 1 and 1024, not 0",
+            ),
+            (
+                "bench --clients 1025",
+                "--clients must be between 1 and 1024",
+            ),
+            ("bench --ops 0", "--ops must be between 1"),
+            (
+                "bench --value-size 0",
+                "--value-size must be between 1 and 60000",
+            ),
+            (
+                "bench --value-size 60001",
+                "--value-size must be between 1 and 60000",
+            ),
+            ("bench --ops -1", "is not a number"),
+            ("bench --hgrm=", "--hgrm is empty"),
+            ("bench extra", "unexpected argument"),
+        ] {
+            let message = error(line);
+            assert!(message.contains(expected), "{line}: {message}");
+        }
     }
 }

@@ -40,12 +40,13 @@ pub struct SpawnError {
 }
 
 impl ServeProcess {
-    /// Starts `balsa serve` for node `id` of `members` on `data_dir`, its stderr going to
-    /// `stderr`, and returns once it says it listens.
+    /// Starts `balsa serve` for node `id` of `members` on `data_dir` (with `extra` flags), its
+    /// stderr going to `stderr`, and returns once it says it listens.
     pub fn spawn(
         id: u64,
         members: &[(u64, SocketAddr)],
         data_dir: &Path,
+        extra: &[&str],
         stderr: Stdio,
     ) -> Result<ServeProcess, SpawnError> {
         let spawn_error = |message: String| SpawnError {
@@ -67,6 +68,7 @@ impl ServeProcess {
             .arg(cluster_arg(members))
             .arg("--data-dir")
             .arg(data_dir)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -158,7 +160,12 @@ pub fn run(args: ClusterArgs) -> ExitCode {
     let mut nodes = Vec::new();
     for &(id, _) in &members {
         let data_dir: PathBuf = args.data_dir.join(format!("node-{id}"));
-        match ServeProcess::spawn(id, &members, &data_dir, Stdio::inherit()) {
+        let extra: &[&str] = if args.unsafe_no_fsync {
+            &["--unsafe-no-fsync"]
+        } else {
+            &[]
+        };
+        match ServeProcess::spawn(id, &members, &data_dir, extra, Stdio::inherit()) {
             Ok(node) => nodes.push(node),
             Err(error) => {
                 eprintln!("balsa cluster: {}", error.message);

@@ -126,7 +126,7 @@ impl Demo {
             .open(&log_path)
             .map_err(|error| format!("cannot open {}: {error}", log_path.display()))?;
         let data_dir = self.dir.join(format!("node-{id}"));
-        let node = ServeProcess::spawn(id, &self.members, &data_dir, Stdio::from(log))
+        let node = ServeProcess::spawn(id, &self.members, &data_dir, &[], Stdio::from(log))
             .map_err(|error| error.message)?;
         println!(
             "  node {id} runs as process {} on {} (data in node-{id}/, log in node-{id}.log)",

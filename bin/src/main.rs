@@ -1,16 +1,18 @@
 //! The `balsa` command: runs nodes (`serve`, `cluster`, `demo`), acts as a client of the
-//! key-value service (`put`, `get`, `del`, `cas`, `status`, `transfer`) and runs the
-//! deterministic simulator (`sim`). `balsa --help` lists every form.
+//! key-value service (`put`, `get`, `del`, `cas`, `status`, `transfer`), measures commit
+//! latency (`bench`) and runs the deterministic simulator (`sim`). `balsa --help` lists every
+//! form.
 //!
 //! Files: `args.rs` (the command line), `serve.rs`, `cluster.rs` (and the child-process handle),
-//! `demo.rs`, `client_cmds.rs`, `json.rs` (the JSON writer for `status --json`), `logger.rs`
-//! (stderr logging for `serve`), `sim.rs`.
+//! `demo.rs`, `client_cmds.rs`, `bench.rs` (closed-loop load), `json.rs` (the JSON writer for
+//! `status --json`), `logger.rs` (stderr logging for `serve`), `sim.rs`.
 //!
 //! Exit status: 0 success; 1 key absent or compare-and-swap mismatch (a node that cannot start
 //! or stops on a storage failure also exits 1); 2 bad usage or configuration; 3 cluster
 //! unavailable or timeout (outcome unknown).
 
 mod args;
+mod bench;
 mod client_cmds;
 mod cluster;
 mod demo;
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         Ok(Invocation::Serve(serve_args)) => serve::run(serve_args),
         Ok(Invocation::Cluster(cluster_args)) => cluster::run(cluster_args),
         Ok(Invocation::Demo) => demo::run(),
+        Ok(Invocation::Bench(bench_args)) => bench::run(bench_args),
         Ok(Invocation::Client {
             endpoints,
             operation,

@@ -118,3 +118,46 @@ fn serve_refuses_bad_configuration_with_exit_status_2() {
         assert!(message.starts_with("balsa serve: "), "{message}");
     }
 }
+
+#[test]
+fn bench_drives_a_running_cluster_and_reports_json_and_an_hgrm_file() {
+    let cluster = Cluster::start(3);
+    cluster.wait_for_leader(ELECTION_TIMEOUT);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let hgrm = dir.path().join("latency.hgrm");
+    let hgrm_arg = hgrm.to_str().expect("utf-8 temp path");
+    let bench = cluster.balsa(&[
+        "bench",
+        "--clients",
+        "4",
+        "--ops",
+        "200",
+        "--warmup",
+        "20",
+        "--json",
+        "--hgrm",
+        hgrm_arg,
+    ]);
+    assert_eq!(bench.status.code(), Some(0), "bench: {}", stderr(&bench));
+    let json = stdout(&bench);
+    assert!(json.contains("\"ops\":200,"), "{json}");
+    assert!(json.contains("\"clients\":4,"), "{json}");
+    assert!(json.contains("\"errors\":0}"), "{json}");
+    for key in [
+        "ops_per_sec",
+        "p50_us",
+        "p90_us",
+        "p99_us",
+        "p999_us",
+        "max_us",
+    ] {
+        assert!(json.contains(&format!("\"{key}\":")), "{key} in {json}");
+    }
+    let text = std::fs::read_to_string(&hgrm).expect("the hgrm file was written");
+    assert!(text.contains("Total count    =          200]"), "{text}");
+
+    // Every bench write went through Raft: one of its keys reads back from any node.
+    let get = cluster.balsa(&["get", "bench-0-0"]);
+    assert_eq!(get.status.code(), Some(0), "get: {}", stderr(&get));
+    assert_eq!(stdout(&get).trim_end().len(), 100);
+}

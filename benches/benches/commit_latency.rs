@@ -1,0 +1,266 @@
+//! Commit latency of a 3-node cluster on loopback, every write durable, against the physical floor
+//! measured in the same run:
+//!
+//! 1. the floor: `pwrite` + `fdatasync` p50 on a preallocated file in the cluster's data directory
+//!    and the UDP loopback round trip p50 between two blocking threads; floor = their sum, the cost
+//!    of one durable write plus one network round trip. (A Raft commit as a client sees it needs two
+//!    round trips — client ↔ leader and leader ↔ follower — and the follower's sync, so a ratio of
+//!    1.0 is below what any implementation can reach.) Beside it, the floor of this set-up: three
+//!    nodes share one disk, so every write is synced three times at once; the time until two of
+//!    three concurrent `pwrite` + `fdatasync` finished, plus the round trip (`p50/sh`). And the
+//!    cost of a thread hand-off, as a crossbeam round trip between two threads.
+//! 2. one closed-loop client: latency percentiles and throughput;
+//! 3. 8 and 64 closed-loop clients: throughput (group commit and batching at work);
+//! 4. the same with syncing off (`--unsafe-no-fsync`): what threads and network cost alone;
+//! 5. the floor again, to show how much the machine drifted meanwhile; ratios use the mean of the
+//!    two p50s.
+//!
+//! The nodes run in this process (each with its own threads, socket and WAL, as `balsa serve`
+//! runs them); the clients talk to them over UDP. The run fails if the leader changes during any
+//! load run. Data goes in `BALSA_BENCH_DIR` if set, else in cargo's on-disk `CARGO_TARGET_TMPDIR`.
+//! `BALSA_BENCH_OPS` sets the measured writes of the 1-client run (default 10,000; the larger runs
+//! make three times as many); `BALSA_BENCH_CLIENTS` the client counts of the durable runs (default
+//! `1,8,64`; the first is the latency run); `BALSA_BENCH_DURABLE_ONLY` skips the runs without fsync.
+//! Run with `cargo bench -p balsa-benches --bench commit_latency`.
+#![allow(
+    clippy::print_stdout,
+    clippy::disallowed_methods,
+    reason = "benchmarks print their figures and read the clock"
+)]
+
+use std::{io, path::Path, path::PathBuf, time::Instant};
+
+use balsa::client::ClientOptions;
+use balsa_benches::{
+    cluster::LocalCluster,
+    floor::{
+        measure_fdatasync_floor, measure_quorum_fdatasync, measure_thread_handoff, measure_udp_rtt,
+    },
+    load::{self, Load, Outcome},
+    report,
+};
+
+/// Floor samples per measurement.
+const FLOOR_ITERATIONS: usize = 2000;
+/// Bytes of the floor's datagram: about a client's write of a 100-byte value.
+const FLOOR_DATAGRAM: usize = 160;
+/// Value size of every write.
+const VALUE_SIZE: usize = 100;
+
+struct Floor {
+    fdatasync_p50_us: f64,
+    rtt_p50_us: f64,
+    /// Three files synced at once, time until two finished: the disk share of a commit when the
+    /// three nodes share one disk.
+    quorum_fdatasync_p50_us: f64,
+    /// A crossbeam round trip between two threads: two thread hand-offs.
+    handoff_rtt_p50_us: f64,
+}
+
+impl Floor {
+    fn measure(dir: &Path) -> io::Result<Floor> {
+        let p50_us = |hist: &hdrhistogram::Histogram<u64>| hist.value_at_quantile(0.5) as f64 / 1e3;
+        let sync = measure_fdatasync_floor(dir, FLOOR_ITERATIONS);
+        let rtt = measure_udp_rtt(FLOOR_DATAGRAM, FLOOR_ITERATIONS)?;
+        let quorum = measure_quorum_fdatasync(dir, 3, 2, FLOOR_ITERATIONS)?;
+        let handoff = measure_thread_handoff(FLOOR_ITERATIONS);
+        Ok(Floor {
+            fdatasync_p50_us: p50_us(&sync),
+            rtt_p50_us: p50_us(&rtt),
+            quorum_fdatasync_p50_us: p50_us(&quorum),
+            handoff_rtt_p50_us: p50_us(&handoff),
+        })
+    }
+
+    /// The issue's floor: one fdatasync and one UDP round trip.
+    fn total_us(&self) -> f64 {
+        self.fdatasync_p50_us + self.rtt_p50_us
+    }
+
+    /// The same with the disk shared by three nodes.
+    fn shared_disk_total_us(&self) -> f64 {
+        self.quorum_fdatasync_p50_us + self.rtt_p50_us
+    }
+}
+
+fn main() -> Result<(), String> {
+    let started = Instant::now();
+    let ops: u64 = std::env::var("BALSA_BENCH_OPS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(10_000);
+    let base = std::env::var_os("BALSA_BENCH_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
+    let dir = tempfile::tempdir_in(&base).map_err(|e| e.to_string())?;
+    let dir = dir.path();
+    let (fs_type, mount) = report::filesystem_of(dir).map_err(|e| e.to_string())?;
+    println!("commit_latency: 3 nodes on loopback, {VALUE_SIZE}-byte values, closed-loop clients");
+    println!("dir {mount}");
+    println!("machine before measuring: {}", report::machine_load());
+    if matches!(fs_type.as_str(), "tmpfs" | "ramfs") {
+        println!("WARNING: {fs_type} does not persist; set BALSA_BENCH_DIR to a disk-backed dir");
+    }
+
+    let before = Floor::measure(dir).map_err(|e| format!("measuring the floor: {e}"))?;
+    print_floor("floor before", &before);
+
+    let clients: Vec<usize> = std::env::var("BALSA_BENCH_CLIENTS").map_or_else(
+        |_| vec![1, 8, 64],
+        |text| {
+            text.split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .collect()
+        },
+    );
+    let durable = run_cluster(&dir.join("durable"), true, ops, &clients)?;
+    let unsafe_runs = if std::env::var_os("BALSA_BENCH_DURABLE_ONLY").is_some() {
+        Vec::new()
+    } else {
+        run_cluster(&dir.join("no-fsync"), false, ops, &[1, 64])?
+    };
+
+    let after = Floor::measure(dir).map_err(|e| format!("measuring the floor: {e}"))?;
+    print_floor("floor after", &after);
+    let floor_us = f64::midpoint(before.total_us(), after.total_us());
+    println!(
+        "floor = fdatasync p50 + UDP RTT p50, mean of before and after: {floor_us:.1} µs \
+         (fdatasync {:.1}, RTT {:.1})",
+        f64::midpoint(before.fdatasync_p50_us, after.fdatasync_p50_us),
+        f64::midpoint(before.rtt_p50_us, after.rtt_p50_us),
+    );
+
+    let shared_floor_us =
+        f64::midpoint(before.shared_disk_total_us(), after.shared_disk_total_us());
+    println!(
+        "shared-disk floor = 2-of-3 concurrent fdatasync p50 + UDP RTT p50: {shared_floor_us:.1} µs \
+         (2-of-3 fdatasync {:.1}); thread hand-off round trip p50 {:.1} µs",
+        f64::midpoint(
+            before.quorum_fdatasync_p50_us,
+            after.quorum_fdatasync_p50_us
+        ),
+        f64::midpoint(before.handoff_rtt_p50_us, after.handoff_rtt_p50_us),
+    );
+
+    println!(
+        "\n{:<32} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "run",
+        "ops/s",
+        "p50 µs",
+        "p90 µs",
+        "p99 µs",
+        "p99.9",
+        "max µs",
+        "p50/fl",
+        "p99/fl",
+        "p50/sh"
+    );
+    for (name, outcome) in durable
+        .iter()
+        .map(|o| ("durable", o))
+        .chain(unsafe_runs.iter().map(|o| ("no fsync (unsafe)", o)))
+    {
+        println!(
+            "{:<32} {:>7.0} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7.2} {:>7.2} {:>7.2}",
+            format!("{name}, {} client(s)", outcome.clients),
+            outcome.ops_per_sec(),
+            outcome.us_at(0.5),
+            outcome.us_at(0.9),
+            outcome.us_at(0.99),
+            outcome.us_at(0.999),
+            outcome.latency_us.max(),
+            outcome.us_at(0.5) as f64 / floor_us,
+            outcome.us_at(0.99) as f64 / floor_us,
+            outcome.us_at(0.5) as f64 / shared_floor_us,
+        );
+    }
+
+    let one = &durable[0];
+    let many = durable.last().expect("three durable runs");
+    let scaling = many.ops_per_sec() / one.ops_per_sec();
+    println!("\ntargets (durable):");
+    verdict(
+        "1 client p50 <= 1.5 x floor",
+        one.us_at(0.5) as f64 / floor_us,
+        1.5,
+    );
+    verdict(
+        "1 client p99 <= 3 x floor",
+        one.us_at(0.99) as f64 / floor_us,
+        3.0,
+    );
+    println!(
+        "  64 clients / 1 client throughput >= 20: {scaling:.1} ({})",
+        if scaling >= 20.0 { "met" } else { "MISSED" }
+    );
+    println!("  no leader change during any run: met (checked after each run)");
+    println!("\ndone in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Starts a cluster in `dir`, runs one load per client count in `clients` (the first with `ops`
+/// writes, larger ones with enough writes for a second or more), checks the leader never changed,
+/// and stops it.
+fn run_cluster(
+    dir: &Path,
+    sync: bool,
+    ops: u64,
+    clients: &[usize],
+) -> Result<Vec<Outcome>, String> {
+    let cluster = LocalCluster::start(3, dir, sync)?;
+    let leadership = cluster.leadership()?;
+    let mut outcomes = Vec::new();
+    for &count in clients {
+        let load = Load {
+            endpoints: cluster.endpoints(),
+            clients: count,
+            ops: if count == 1 { ops } else { ops * 3 },
+            value_size: VALUE_SIZE,
+            warmup: 1000.max(count as u64 * 20),
+            options: ClientOptions::default(),
+        };
+        let outcome = load::run(&load, &mut |done, total| {
+            println!("  … {done}/{total}");
+        })?;
+        if outcome.errors > 0 {
+            return Err(format!(
+                "{} writes failed with {count} clients, first: {}",
+                outcome.errors,
+                outcome.first_error.unwrap_or_default()
+            ));
+        }
+        let now = cluster.leadership()?;
+        if now != leadership {
+            return Err(format!(
+                "the leader changed during the run: {leadership:?} -> {now:?}"
+            ));
+        }
+        println!(
+            "{} {count} client(s): {:.0} writes/s, p50 {} µs, p99 {} µs",
+            if sync { "durable" } else { "no fsync" },
+            outcome.ops_per_sec(),
+            outcome.us_at(0.5),
+            outcome.us_at(0.99)
+        );
+        outcomes.push(outcome);
+    }
+    cluster.shutdown()?;
+    Ok(outcomes)
+}
+
+fn print_floor(name: &str, floor: &Floor) {
+    println!(
+        "{name}: pwrite+fdatasync p50 {:.1} µs, UDP loopback RTT p50 {:.1} µs ({FLOOR_DATAGRAM} B), \
+         2-of-3 concurrent fdatasync p50 {:.1} µs, thread hand-off round trip p50 {:.1} µs",
+        floor.fdatasync_p50_us,
+        floor.rtt_p50_us,
+        floor.quorum_fdatasync_p50_us,
+        floor.handoff_rtt_p50_us
+    );
+}
+
+fn verdict(name: &str, ratio: f64, target: f64) {
+    println!(
+        "  {name}: {ratio:.2} ({})",
+        if ratio <= target { "met" } else { "MISSED" }
+    );
+}

@@ -1,0 +1,91 @@
+//! `balsa bench`: closed-loop write load against a running cluster, with the latency
+//! distribution as users measure it (see `balsa_benches::load` for the loop itself).
+//!
+//! Output: a progress line on stderr about once a second; then on stdout either a short table
+//! (throughput and p50 / p90 / p99 / p99.9 / max in µs) or, with `--json`, one JSON object with
+//! the keys `ops`, `clients`, `ops_per_sec`, `p50_us`, `p90_us`, `p99_us`, `p999_us`, `max_us` and
+//! `errors`. `--hgrm FILE` also writes the distribution in HdrHistogram's percentile text format.
+//!
+//! Exit status: 0 every write answered; 2 bad usage, a client set-up error or an unwritable
+//! `--hgrm` file; 3 some writes failed (unavailable, or timed out with outcome unknown) — the
+//! figures of the answered ones are printed anyway.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use balsa::client::ClientOptions;
+use balsa_benches::load::{self, Load};
+
+use crate::args::BenchArgs;
+
+/// Runs `balsa bench`.
+#[allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the figures go to stdout, progress and errors to stderr"
+)]
+pub fn run(args: BenchArgs) -> ExitCode {
+    let load = Load {
+        endpoints: args.endpoints,
+        clients: args.clients,
+        ops: args.ops,
+        value_size: args.value_size,
+        warmup: args.warmup,
+        options: ClientOptions::default(),
+    };
+    let mut progress = |done: u64, total: u64| {
+        eprint!("\rbalsa bench: {done}/{total} writes");
+        let _ = std::io::stderr().flush();
+    };
+    let outcome = match load::run(&load, &mut progress) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            eprintln!("balsa bench: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    eprintln!("\rbalsa bench: {}/{} writes", outcome.ops, args.ops);
+    if args.json {
+        println!("{}", outcome.to_json());
+    } else {
+        println!(
+            "{} clients, {} writes of {} bytes in {:.2} s: {:.0} writes/s",
+            outcome.clients,
+            outcome.ops,
+            args.value_size,
+            outcome.elapsed.as_secs_f64(),
+            outcome.ops_per_sec()
+        );
+        println!(
+            "{:>8} {:>8} {:>8} {:>8} {:>8}",
+            "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs"
+        );
+        println!(
+            "{:>8} {:>8} {:>8} {:>8} {:>8}",
+            outcome.us_at(0.5),
+            outcome.us_at(0.9),
+            outcome.us_at(0.99),
+            outcome.us_at(0.999),
+            outcome.latency_us.max()
+        );
+    }
+    if let Some(path) = &args.hgrm {
+        let written = std::fs::File::create(path).and_then(|mut file| {
+            load::write_hgrm(&outcome.latency_us, &mut file)?;
+            file.sync_all()
+        });
+        if let Err(error) = written {
+            eprintln!("balsa bench: writing {}: {error}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    if outcome.errors > 0 {
+        eprintln!(
+            "balsa bench: {} writes failed; the first: {}",
+            outcome.errors,
+            outcome.first_error.as_deref().unwrap_or("?")
+        );
+        return ExitCode::from(3);
+    }
+    ExitCode::SUCCESS
+}
