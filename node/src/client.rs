@@ -236,7 +236,14 @@ pub struct Client {
     leader: Option<SocketAddr>,
     /// Where round-robin over the endpoints continues.
     cursor: usize,
+    /// The socket's read timeout as last set (`None`: never set).
+    read_timeout: Option<Duration>,
 }
+
+/// A read timeout within this of the one already set is left alone: a receive then ends at most
+/// this much off its deadline, and an operation in the steady state (each attempt allows the same
+/// time) makes one system call fewer per receive.
+const READ_TIMEOUT_SLACK: Duration = Duration::from_millis(1);
 
 impl Client {
     /// A client of the cluster reachable at `endpoints` (any subset of its nodes).
@@ -289,6 +296,7 @@ impl Client {
             next_request_id: 1,
             leader: None,
             cursor: 0,
+            read_timeout: None,
         })
     }
 
@@ -596,12 +604,20 @@ impl Client {
             if left.is_zero() {
                 return Ok(None);
             }
-            self.socket
-                .set_read_timeout(Some(left))
-                .map_err(|source| ClientError::Io {
-                    op: "setting the socket's timeout",
-                    source,
-                })?;
+            // A timeout set too long by up to the slack ends the receive that late at most; one
+            // set too short just ends a wait early and this loop sets it again.
+            if self
+                .read_timeout
+                .is_none_or(|set| set.abs_diff(left) > READ_TIMEOUT_SLACK)
+            {
+                self.socket
+                    .set_read_timeout(Some(left))
+                    .map_err(|source| ClientError::Io {
+                        op: "setting the socket's timeout",
+                        source,
+                    })?;
+                self.read_timeout = Some(left);
+            }
             let (len, from) = match self.socket.recv_from(&mut self.buffer) {
                 Ok(received) => received,
                 Err(error)

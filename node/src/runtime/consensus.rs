@@ -255,15 +255,17 @@ impl<S: StateMachine> Consensus<S> {
     }
 
     /// Routes every action the core has for us.
+    ///
+    /// Persists go to the WAL thread after the messages of the same turn have left: a leader's
+    /// AppendEntries start the followers' writes, which the commit waits for, while its own write
+    /// runs in parallel (thesis §10.2.1) and is usually the first of the quorum to finish. Order
+    /// among persists is kept, and no message that must wait for a persist is among the sends
+    /// (the core holds those, or attaches them to the persist's `then_send`).
     fn drain_actions(&mut self) {
+        let mut persists = Vec::new();
         while let Some(action) = self.raft.poll_action() {
             match action {
-                Action::Persist(persist) => {
-                    if self.storage.send(StorageOp::Persist(persist)).is_err() {
-                        log::error!("the WAL thread is gone; the node is stopping");
-                        self.fatal = Some("the WAL thread stopped unexpectedly".into());
-                    }
-                }
+                Action::Persist(persist) => persists.push(persist),
                 Action::Send { to, msg } => {
                     match self.outbox.send(Destination::Peer(to), &Wire::Raft(msg)) {
                         Ok(()) => {}
@@ -298,6 +300,13 @@ impl<S: StateMachine> Consensus<S> {
                 Action::RoleChanged { role, term, leader } => {
                     log::info!("now {role:?} in term {term}, leader {leader:?}");
                 }
+            }
+        }
+        for persist in persists {
+            if self.storage.send(StorageOp::Persist(persist)).is_err() {
+                log::error!("the WAL thread is gone; the node is stopping");
+                self.fatal = Some("the WAL thread stopped unexpectedly".into());
+                break;
             }
         }
     }
