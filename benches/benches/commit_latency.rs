@@ -31,6 +31,7 @@
 use std::{io, path::Path, path::PathBuf, time::Instant};
 
 use balsa::client::ClientOptions;
+use balsa::runtime::wire::StatusReport;
 use balsa_benches::{
     cluster::LocalCluster,
     floor::{
@@ -218,6 +219,7 @@ fn run_cluster(
             warmup: 1000.max(count as u64 * 20),
             options: ClientOptions::default(),
         };
+        let before = cluster.reports()?;
         let outcome = load::run(&load, &mut |done, total| {
             println!("  … {done}/{total}");
         })?;
@@ -234,17 +236,42 @@ fn run_cluster(
                 "the leader changed during the run: {leadership:?} -> {now:?}"
             ));
         }
+        let after = cluster.reports()?;
         println!(
-            "{} {count} client(s): {:.0} writes/s, p50 {} µs, p99 {} µs",
+            "{} {count} client(s): {:.0} writes/s, p50 {} µs, p99 {} µs; {}",
             if sync { "durable" } else { "no fsync" },
             outcome.ops_per_sec(),
             outcome.us_at(0.5),
-            outcome.us_at(0.99)
+            outcome.us_at(0.99),
+            batching(&before, &after, leadership.leader)
         );
         outcomes.push(outcome);
     }
     cluster.shutdown()?;
     Ok(outcomes)
+}
+
+/// How well writes were batched between two sets of reports: entries per sync on the leader and
+/// on the followers, and datagrams sent per entry, all nodes together.
+fn batching(before: &[StatusReport], after: &[StatusReport], leader: u64) -> String {
+    let delta = |pick: fn(&StatusReport) -> u64, leader_only: Option<bool>| -> u64 {
+        before
+            .iter()
+            .zip(after)
+            .filter(|(report, _)| leader_only.is_none_or(|is| (report.id == leader) == is))
+            .map(|(b, a)| pick(a).saturating_sub(pick(b)))
+            .sum()
+    };
+    let entries = delta(|r| r.commit_index, Some(true)).max(1) as f64;
+    let leader_syncs = delta(|r| r.wal_syncs, Some(true)).max(1) as f64;
+    let follower_syncs = delta(|r| r.wal_syncs, Some(false)).max(1) as f64 / 2.0;
+    let datagrams = delta(|r| r.datagrams_out, None) as f64;
+    format!(
+        "entries per sync: leader {:.1}, followers {:.1}; node datagrams per entry {:.2}",
+        entries / leader_syncs,
+        entries / follower_syncs,
+        datagrams / entries
+    )
 }
 
 fn print_floor(name: &str, floor: &Floor) {

@@ -6,7 +6,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 
+use balsa::client::{Client, ClientOptions};
 use balsa::kv::KvStore;
+use balsa::runtime::wire::StatusReport;
 use balsa::raft::Role;
 use balsa::{Node, NodeConfig};
 
@@ -82,6 +84,20 @@ impl LocalCluster {
             }
         }
         Err(format!("node {leader} was named leader but does not lead"))
+    }
+
+    /// Every node's status report (counters included), as a client asks for it, in id order.
+    ///
+    /// # Errors
+    /// If some node does not answer.
+    pub fn reports(&self) -> Result<Vec<StatusReport>, String> {
+        let mut client = Client::new(self.endpoints(), ClientOptions::default())
+            .map_err(|error| error.to_string())?;
+        client
+            .status_all(&self.endpoints())
+            .into_iter()
+            .map(|report| report.map_err(|error| format!("status: {error}")))
+            .collect()
     }
 
     /// Stops every node.
