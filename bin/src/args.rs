@@ -4,6 +4,8 @@
 //! ```text
 //! balsa serve --id 1 --cluster 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data-dir DIR
 //!             [--tick-ms 10] [--election-ticks 15-30] [--heartbeat-ticks 5] [--unsafe-no-fsync]
+//!             [--snapshot-entries 100000] [--snapshot-bytes 67108864] [--snapshot-trailing 5000]
+//!             [--segment-bytes 67108864]
 //! balsa cluster [--nodes 3] [--base-port 7001] [--data-dir ./balsa-data] [--unsafe-no-fsync]
 //! balsa demo
 //! balsa put KEY VALUE [--endpoints A,B,C]
@@ -12,6 +14,7 @@
 //! balsa cas KEY EXPECTED NEW [--endpoints A,B,C]      EXPECTED "-": the key must be absent
 //! balsa status [--endpoints A,B,C] [--json]
 //! balsa transfer ID [--endpoints A,B,C]
+//! balsa snapshot [--endpoints A,B,C]
 //! balsa bench [--endpoints A,B,C] [--clients 1] [--ops 10000] [--value-size 100] [--warmup 1000]
 //!             [--json] [--hgrm FILE]
 //! balsa sim ...
@@ -39,6 +42,8 @@ pub const USAGE: &str = "\
 usage:
   balsa serve --id ID --cluster ID=IP:PORT,... --data-dir DIR [--tick-ms 10]
               [--election-ticks 15-30] [--heartbeat-ticks 5] [--unsafe-no-fsync]
+              [--snapshot-entries 100000] [--snapshot-bytes 67108864]
+              [--snapshot-trailing 5000] [--segment-bytes 67108864]
   balsa cluster [--nodes 3] [--base-port 7001] [--data-dir ./balsa-data] [--unsafe-no-fsync]
   balsa demo
   balsa put KEY VALUE [--endpoints A,B,C]
@@ -47,6 +52,7 @@ usage:
   balsa cas KEY EXPECTED NEW [--endpoints A,B,C]     (EXPECTED \"-\": the key must be absent)
   balsa status [--endpoints A,B,C] [--json]
   balsa transfer ID [--endpoints A,B,C]
+  balsa snapshot [--endpoints A,B,C]
   balsa bench [--endpoints A,B,C] [--clients 1] [--ops 10000] [--value-size 100]
               [--warmup 1000] [--json] [--hgrm FILE]
   balsa sim --seeds N [--seed S] ...
@@ -119,7 +125,18 @@ pub struct ServeArgs {
     pub heartbeat_ticks: u32,
     /// Skip fdatasync (unsafe: a power loss can lose acknowledged writes).
     pub unsafe_no_fsync: bool,
+    /// Snapshot once the log holds this many entries since the last snapshot.
+    pub snapshot_entries: u64,
+    /// Snapshot once the log holds this many bytes of entries since the last snapshot.
+    pub snapshot_bytes: u64,
+    /// Entries kept behind a snapshot when compacting, for slightly slow followers.
+    pub snapshot_trailing: u64,
+    /// WAL segment size in bytes.
+    pub segment_bytes: u64,
 }
+
+/// Smallest and largest `--segment-bytes`: the WAL's own lower bound, and 4 GiB.
+pub const SEGMENT_BYTES_RANGE: std::ops::RangeInclusive<u64> = (64 << 10)..=(4 << 30);
 
 /// `balsa cluster`'s arguments.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,6 +192,8 @@ pub enum ClientOperation {
         /// The node to hand leadership to.
         to: u64,
     },
+    /// `snapshot`: every endpoint snapshots its state machine and compacts its log now.
+    Snapshot,
 }
 
 /// Bad usage or configuration: one line for stderr, exit status 2.
@@ -314,7 +333,9 @@ fn match_args(spec: &Spec, args: &[String]) -> Result<Matches, UsageError> {
 const SERVE: Spec = Spec {
     command: "serve",
     usage: "balsa serve --id ID --cluster ID=IP:PORT,... --data-dir DIR [--tick-ms 10] \
-            [--election-ticks 15-30] [--heartbeat-ticks 5] [--unsafe-no-fsync]",
+            [--election-ticks 15-30] [--heartbeat-ticks 5] [--unsafe-no-fsync] \
+            [--snapshot-entries 100000] [--snapshot-bytes 67108864] [--snapshot-trailing 5000] \
+            [--segment-bytes 67108864]",
     positionals: &[],
     options: &[
         "--id",
@@ -323,6 +344,10 @@ const SERVE: Spec = Spec {
         "--tick-ms",
         "--election-ticks",
         "--heartbeat-ticks",
+        "--snapshot-entries",
+        "--snapshot-bytes",
+        "--snapshot-trailing",
+        "--segment-bytes",
     ],
     switches: &["--unsafe-no-fsync"],
 };
@@ -392,6 +417,14 @@ const TRANSFER: Spec = Spec {
     switches: &[],
 };
 
+const SNAPSHOT: Spec = Spec {
+    command: "snapshot",
+    usage: "balsa snapshot [--endpoints A,B,C]",
+    positionals: &[],
+    options: &["--endpoints"],
+    switches: &[],
+};
+
 const BENCH: Spec = Spec {
     command: "bench",
     usage: "balsa bench [--endpoints A,B,C] [--clients 1] [--ops 10000] [--value-size 100] \
@@ -413,7 +446,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
     let top = |message: String| UsageError {
         command: "",
         message,
-        usage: "balsa serve|cluster|demo|put|get|del|cas|status|transfer|bench|sim ... \
+        usage: "balsa serve|cluster|demo|put|get|del|cas|status|transfer|snapshot|bench|sim ... \
                 (balsa --help)",
     };
     let Some((command, rest)) = args.split_first() else {
@@ -432,6 +465,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
         "status" => &STATUS,
         "transfer" => &TRANSFER,
         "bench" => &BENCH,
+        "snapshot" => &SNAPSHOT,
         other => return Err(top(format!("unknown subcommand {other:?}"))),
     };
     let matches = match_args(spec, rest)?;
@@ -472,6 +506,7 @@ fn parse_client(spec: &Spec, matches: Matches) -> Result<Invocation, UsageError>
             }
         }
         "status" => ClientOperation::Status { json },
+        "snapshot" => ClientOperation::Snapshot,
         "transfer" => {
             let id = next();
             ClientOperation::Transfer {
@@ -530,6 +565,14 @@ fn parse_serve(spec: &Spec, matches: &Matches) -> Result<ServeArgs, UsageError> 
             ids.join(", ")
         )));
     }
+    let segment_bytes = at_least(spec, matches, "--segment-bytes", 64 << 20, 0)?;
+    if !SEGMENT_BYTES_RANGE.contains(&segment_bytes) {
+        return Err(spec.error(format!(
+            "--segment-bytes must be between {} and {}, not {segment_bytes}",
+            SEGMENT_BYTES_RANGE.start(),
+            SEGMENT_BYTES_RANGE.end()
+        )));
+    }
     Ok(ServeArgs {
         id,
         cluster,
@@ -538,6 +581,10 @@ fn parse_serve(spec: &Spec, matches: &Matches) -> Result<ServeArgs, UsageError> 
         election_ticks,
         heartbeat_ticks,
         unsafe_no_fsync: matches.switch("--unsafe-no-fsync"),
+        snapshot_entries: at_least(spec, matches, "--snapshot-entries", 100_000, 1)?,
+        snapshot_bytes: at_least(spec, matches, "--snapshot-bytes", 64 << 20, 1)?,
+        snapshot_trailing: at_least(spec, matches, "--snapshot-trailing", 5000, 0)?,
+        segment_bytes,
     })
 }
 
@@ -670,6 +717,24 @@ fn parse_bench(spec: &Spec, matches: &Matches) -> Result<BenchArgs, UsageError> 
     })
 }
 
+/// The number `flag` gives (`default` without it), refused below `min`.
+fn at_least(
+    spec: &Spec,
+    matches: &Matches,
+    flag: &str,
+    default: u64,
+    min: u64,
+) -> Result<u64, UsageError> {
+    let value = match matches.value(flag) {
+        None => default,
+        Some(text) => parse_number::<u64>(flag, text).map_err(|m| spec.error(m))?,
+    };
+    if value < min {
+        return Err(spec.error(format!("{flag} must be at least {min}, not {value}")));
+    }
+    Ok(value)
+}
+
 fn parse_number<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T, String> {
     text.parse()
         .map_err(|_| format!("{flag}: {text:?} is not a number in range"))
@@ -740,6 +805,10 @@ mod tests {
                 election_ticks: (15, 30),
                 heartbeat_ticks: 5,
                 unsafe_no_fsync: false,
+                snapshot_entries: 100_000,
+                snapshot_bytes: 64 << 20,
+                snapshot_trailing: 5000,
+                segment_bytes: 64 << 20,
             }
         );
     }
@@ -1085,5 +1154,53 @@ mod tests {
             let message = error(line);
             assert!(message.contains(expected), "{line}: {message}");
         }
+    }
+
+    #[test]
+    fn serve_takes_the_snapshot_and_segment_sizes() {
+        let Ok(Invocation::Serve(args)) = serve(
+            "--snapshot-entries 1000 --snapshot-bytes=4096 --snapshot-trailing 0 \
+             --segment-bytes 1048576",
+        ) else {
+            panic!("serve did not parse");
+        };
+        assert_eq!(
+            (
+                args.snapshot_entries,
+                args.snapshot_bytes,
+                args.snapshot_trailing,
+                args.segment_bytes
+            ),
+            (1000, 4096, 0, 1 << 20)
+        );
+        for (extra, expected) in [
+            (
+                "--snapshot-entries 0",
+                "--snapshot-entries must be at least 1, not 0",
+            ),
+            (
+                "--snapshot-bytes 0",
+                "--snapshot-bytes must be at least 1, not 0",
+            ),
+            (
+                "--segment-bytes 1000",
+                "--segment-bytes must be between 65536 and",
+            ),
+            (
+                "--segment-bytes 99999999999",
+                "--segment-bytes must be between",
+            ),
+            ("--snapshot-trailing x", "is not a number"),
+        ] {
+            let message = serve(extra).expect_err(extra).to_string();
+            assert!(message.contains(expected), "{extra}: {message}");
+        }
+    }
+
+    #[test]
+    fn snapshot_is_a_client_command() {
+        let (endpoints, operation) = client("snapshot --endpoints 127.0.0.1:9001");
+        assert_eq!(endpoints, vec![addr("127.0.0.1:9001")]);
+        assert_eq!(operation, ClientOperation::Snapshot);
     }
 }

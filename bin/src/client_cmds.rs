@@ -3,7 +3,8 @@
 //!
 //! Output: `put`, `del`, a swapping `cas` and `transfer` print `OK`; `get` prints the value
 //! (UTF-8, lossy) and a newline; `status` prints a table, or with `--json` one JSON array with
-//! an object per endpoint. Errors are one line on stderr.
+//! an object per endpoint; `snapshot` prints a line per endpoint with the index its snapshot
+//! covers. Errors are one line on stderr.
 //!
 //! Exit status: 0 success; 1 key absent (`get`) or compare-and-swap mismatch (`cas`); 2 a
 //! request the service refuses as such (too large, rejected) or a client set-up error; 3 cluster
@@ -95,6 +96,20 @@ pub fn run(endpoints: Vec<SocketAddr>, operation: ClientOperation) -> ExitCode {
             Ok(()) => ok(),
             Err(error) => fail(command, &error),
         },
+        ClientOperation::Snapshot => {
+            // Each node snapshots its own state machine; one that fails does not stop the rest.
+            let mut status = ExitCode::SUCCESS;
+            for endpoint in endpoints {
+                match client.snapshot(endpoint) {
+                    Ok(index) => println!("{endpoint}: snapshot at index {index}"),
+                    Err(error) => {
+                        eprintln!("balsa snapshot: {endpoint}: {error}");
+                        status = ExitCode::from(exit_status(&error));
+                    }
+                }
+            }
+            status
+        }
     }
 }
 
@@ -106,6 +121,7 @@ fn operation_name(operation: &ClientOperation) -> &'static str {
         ClientOperation::Cas { .. } => "cas",
         ClientOperation::Status { .. } => "status",
         ClientOperation::Transfer { .. } => "transfer",
+        ClientOperation::Snapshot => "snapshot",
     }
 }
 
@@ -156,6 +172,8 @@ pub fn status_json(
                 ("datagrams_out", Json::Number(report.datagrams_out)),
                 ("datagrams_dropped", Json::Number(report.datagrams_dropped)),
                 ("wal_syncs", Json::Number(report.wal_syncs)),
+                ("snapshot_index", Json::Number(report.snapshot_index)),
+                ("first_index", Json::Number(report.first_index)),
             ]),
             Err(error) => Json::object([
                 ("endpoint", Json::string(endpoint.to_string())),
@@ -171,8 +189,18 @@ pub fn status_table(
     reports: &[Result<StatusReport, ClientError>],
 ) -> String {
     let mut out = format!(
-        "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>9}",
-        "ENDPOINT", "ID", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAST", "WAL-SYNCS"
+        "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "ENDPOINT",
+        "ID",
+        "ROLE",
+        "TERM",
+        "LEADER",
+        "FIRST",
+        "SNAPSHOT",
+        "COMMIT",
+        "APPLIED",
+        "LAST",
+        "WAL-SYNCS"
     );
     for (endpoint, report) in endpoints.iter().zip(reports) {
         out.push('\n');
@@ -180,7 +208,7 @@ pub fn status_table(
         let _ = match report {
             Ok(report) => write!(
                 out,
-                "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>9}",
+                "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
                 endpoint.to_string(),
                 report.id,
                 report.role,
@@ -188,6 +216,8 @@ pub fn status_table(
                 report
                     .leader
                     .map_or_else(|| "-".to_owned(), |id| id.to_string()),
+                report.first_index,
+                report.snapshot_index,
                 report.commit_index,
                 report.applied_index,
                 report.last_index,
@@ -229,6 +259,8 @@ mod tests {
             datagrams_out: 90,
             datagrams_dropped: 1,
             wal_syncs: 12,
+            snapshot_index: 8,
+            first_index: 5,
         }
     }
 
@@ -255,7 +287,7 @@ mod tests {
             "[{\"endpoint\":\"127.0.0.1:7001\",\"id\":2,\"role\":\"leader\",\"term\":7,\
              \"leader\":2,\"commit_index\":10,\"applied_index\":9,\"last_index\":11,\
              \"datagrams_in\":100,\"datagrams_out\":90,\"datagrams_dropped\":1,\
-             \"wal_syncs\":12},{\"endpoint\":\"127.0.0.1:7002\",\"error\":\"no answer within \
+             \"wal_syncs\":12,\"snapshot_index\":8,\"first_index\":5},{\"endpoint\":\"127.0.0.1:7002\",\"error\":\"no answer within \
              5000 ms\"}]"
         );
         let mut follower = report();

@@ -33,6 +33,10 @@ pub fn run(args: ServeArgs) -> ExitCode {
     config.heartbeat_ticks = args.heartbeat_ticks;
     config.election_ticks = args.election_ticks;
     config.sync = !args.unsafe_no_fsync;
+    config.snapshot_entries = args.snapshot_entries;
+    config.snapshot_bytes = args.snapshot_bytes;
+    config.snapshot_trailing_entries = args.snapshot_trailing;
+    config.wal.segment_bytes = args.segment_bytes;
     if let Err(error) = config.validate() {
         eprintln!("balsa serve: {error}");
         return ExitCode::from(2);

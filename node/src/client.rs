@@ -447,6 +447,18 @@ impl Client {
             .collect()
     }
 
+    /// Asks the node at `endpoint` to snapshot its state machine and compact its log now;
+    /// returns the last index the snapshot covers once it is durable.
+    pub fn snapshot(&mut self, endpoint: SocketAddr) -> Result<u64, ClientError> {
+        let (answer, _) = self.call(&RequestBody::Snapshot, Route::Node(endpoint))?;
+        match answer {
+            ResponseBody::SnapshotTaken { index } => Ok(index),
+            other => Err(protocol(format!(
+                "a snapshot request was answered with {other:?}"
+            ))),
+        }
+    }
+
     /// Asks the leader to hand leadership to node `to`. Returns once the transfer has started
     /// (it completes, or is abandoned, on the cluster's own schedule).
     pub fn transfer(&mut self, to: NodeId) -> Result<(), ClientError> {

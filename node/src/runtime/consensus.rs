@@ -195,6 +195,10 @@ impl<S: StateMachine> Consensus<S> {
                 let report = self.status_report();
                 self.respond(reply, ResponseBody::Status(report));
             }
+            RequestBody::Snapshot => {
+                let message = "snapshots are not wired into the runtime yet".to_owned();
+                self.respond(reply, ResponseBody::Error { message });
+            }
             RequestBody::Transfer { to } => {
                 let body = if self.raft.status().role == Role::Leader {
                     self.raft.step(Input::TransferLeadership { to });
@@ -466,6 +470,8 @@ impl<S: StateMachine> Consensus<S> {
             datagrams_out: counters.datagrams_out,
             datagrams_dropped: counters.dropped_total(),
             wal_syncs: self.wal_syncs.load(std::sync::atomic::Ordering::Relaxed),
+            snapshot_index: self.raft.log().snapshot().0,
+            first_index: self.raft.log().first_index(),
         }
     }
 

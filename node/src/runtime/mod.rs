@@ -203,6 +203,14 @@ pub struct NodeConfig {
     /// Sync the WAL before acknowledging (default). `false` is unsafe: a power loss can lose
     /// acknowledged writes; it exists to measure what the threads and the network cost alone.
     pub sync: bool,
+    /// Snapshot the state machine once the log holds this many entries since the last
+    /// snapshot. Default 100,000.
+    pub snapshot_entries: u64,
+    /// … or this many bytes of entries. Default 64 MiB.
+    pub snapshot_bytes: u64,
+    /// Entries kept in the log behind a snapshot, so a follower slightly behind catches up from
+    /// the log rather than by a snapshot. Default 5,000.
+    pub snapshot_trailing_entries: u64,
     /// The WAL's options.
     pub wal: balsa_wal::Options,
 }
@@ -220,6 +228,9 @@ impl NodeConfig {
             election_ticks: (15, 30),
             datagram_limit: 65_000,
             sync: true,
+            snapshot_entries: 100_000,
+            snapshot_bytes: 64 << 20,
+            snapshot_trailing_entries: 5000,
             wal: balsa_wal::Options::default(),
         }
     }

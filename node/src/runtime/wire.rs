@@ -63,6 +63,8 @@ pub enum RequestBody {
         /// The node to take over.
         to: NodeId,
     },
+    /// Snapshot the state machine and compact the log now (this node only).
+    Snapshot,
 }
 
 /// A node's answer to a request.
@@ -108,6 +110,11 @@ pub enum ResponseBody {
     Status(StatusReport),
     /// A leadership transfer was started.
     TransferStarted,
+    /// The snapshot asked for is durable; it covers the log up to `index`.
+    SnapshotTaken {
+        /// The last index the snapshot covers.
+        index: u64,
+    },
     /// Something else went wrong.
     Error {
         /// What.
@@ -140,6 +147,10 @@ pub struct StatusReport {
     pub datagrams_dropped: u64,
     /// WAL syncs since start.
     pub wal_syncs: u64,
+    /// The last index of the newest snapshot (0: none yet).
+    pub snapshot_index: u64,
+    /// The first index still in the log (entries before it are only in the snapshot).
+    pub first_index: u64,
 }
 
 /// Who to answer when a command is applied.
