@@ -133,6 +133,12 @@ impl SnapshotWriter {
         self.meta
     }
 
+    /// Bytes of data written so far, and their CRC-32 (crc32fast, as a sender computes it over
+    /// the whole snapshot), to check a received snapshot before it is published.
+    pub fn written(&self) -> (u64, u32) {
+        (self.data_len, self.hasher.clone().finalize())
+    }
+
     /// Writes the header, syncs the file, and stops before the rename: the state a crash leaves
     /// between the two. Returns the temp and final paths.
     pub(crate) fn write_header_and_sync(self) -> Result<(PathBuf, PathBuf)> {

@@ -144,10 +144,13 @@ impl Wal {
                 log.next_index.unwrap_or_default()
             )));
         }
-        let next_index = match log.entries.last() {
+        // A log that ends below the snapshot (a follower that installed a snapshot and crashed
+        // before resetting its log) continues after the snapshot.
+        let log_next_index = match log.entries.last() {
             Some(last) => last.index + 1,
-            None => log.next_index.unwrap_or(base + 1).max(base + 1),
+            None => log.next_index.unwrap_or(base + 1),
         };
+        let next_index = log_next_index.max(base + 1);
         // Row 12: entries the snapshot covers stay out of what is handed back.
         let covered = log.entries.partition_point(|entry| entry.index <= base);
         log.entries.drain(..covered);
@@ -223,6 +226,10 @@ impl Wal {
             #[cfg(test)]
             fail_next_sync: None,
         };
+        if next_index > log_next_index {
+            // The reset the crash cut off: without it the next entry would not follow the log.
+            wal.write_record(Kind::TruncateFrom, next_index, 0, &[])?;
+        }
         wal.sync()?;
         let recovered = Recovered {
             hard_state,
@@ -241,6 +248,17 @@ impl Wal {
     /// The index the next appended entry must have.
     pub fn next_index(&self) -> u64 {
         self.next_index
+    }
+
+    /// The term of the entry at `index`, if the log holds it (`None` past the end; below the
+    /// first entry still held the answer is the term of the oldest run kept, which compaction
+    /// may have cut: ask only about entries not compacted away).
+    pub fn term_at(&self, index: u64) -> Option<u64> {
+        if index >= self.next_index {
+            return None;
+        }
+        let run = self.term_runs.partition_point(|&(first, _)| first <= index);
+        run.checked_sub(1).map(|run| self.term_runs[run].1)
     }
 
     /// The term of the last entry in the log, or of the newest snapshot when the log is empty.

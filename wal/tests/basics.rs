@@ -141,3 +141,57 @@ fn a_second_open_of_the_same_directory_is_refused() {
         second.err()
     );
 }
+
+#[test]
+fn term_at_answers_for_held_entries_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), small()).unwrap();
+    let entries: Vec<Entry> = (1..=6)
+        .map(|i| entry(i, if i <= 3 { 1 } else { 4 }, 10))
+        .collect();
+    wal.append(&entries).unwrap();
+    assert_eq!(wal.term_at(0), None);
+    assert_eq!(wal.term_at(1), Some(1));
+    assert_eq!(wal.term_at(3), Some(1));
+    assert_eq!(wal.term_at(4), Some(4));
+    assert_eq!(wal.term_at(6), Some(4));
+    assert_eq!(wal.term_at(7), None);
+    wal.truncate_from(5).unwrap();
+    assert_eq!(wal.term_at(5), None);
+    assert_eq!(wal.term_at(4), Some(4));
+}
+
+/// A follower installing a snapshot beyond its log publishes the snapshot before it resets the
+/// log; a crash between the two must reopen as "snapshot, then nothing", continuing after it.
+#[test]
+fn a_snapshot_beyond_the_log_end_reopens_continuing_after_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), small()).unwrap();
+    let entries: Vec<Entry> = (1..=50).map(|i| entry(i, 2, 20)).collect();
+    wal.append(&entries).unwrap();
+    wal.sync().unwrap();
+    let meta = SnapshotMeta {
+        index: 100,
+        term: 3,
+    };
+    let mut writer = wal.begin_snapshot(meta).unwrap();
+    writer.write(b"state of ").unwrap();
+    writer.write(b"the machine").unwrap();
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(b"state of the machine");
+    assert_eq!(writer.written(), (20, hasher.finalize()));
+    wal.finish_snapshot(writer).unwrap();
+    drop(wal); // the crash, before truncate_from(101)
+    let (mut wal, recovered) = Wal::open(dir.path(), small()).unwrap();
+    assert!(
+        recovered.entries.is_empty(),
+        "entries the snapshot covers stay out"
+    );
+    assert_eq!(recovered.snapshot, Some(meta));
+    assert_eq!(wal.next_index(), 101);
+    wal.append(&[entry(101, 3, 10)]).unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    let (_, recovered) = Wal::open(dir.path(), small()).unwrap();
+    assert_eq!(recovered.entries, vec![entry(101, 3, 10)]);
+}
