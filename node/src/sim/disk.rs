@@ -115,6 +115,7 @@ impl Disk {
             hard_state: self.hard_state,
             snapshot: (0, 0),
             entries: self.entries.clone(),
+            snapshot_data: None,
         }
     }
 

@@ -397,6 +397,9 @@ impl Sim {
             }
             Action::ReadRefused { ctx, .. } => self.clients.on_read_refused(ctx, &mut self.rng),
             Action::TransferAborted { .. } | Action::RoleChanged { .. } => {}
+            Action::SnapshotChunk { .. }
+            | Action::InstallSnapshot { .. }
+            | Action::Compact { .. } => {}
         }
     }
 

@@ -13,7 +13,7 @@ use super::clients::Workload;
 use super::nemesis::Nemesis;
 use super::network::Rates;
 use super::rng::SimRng;
-use crate::raft::{Config, NodeId};
+use crate::raft::{Config, MESSAGE_OVERHEAD, NodeId};
 
 /// A run's parameters.
 #[derive(Clone, Debug)]
@@ -57,6 +57,7 @@ impl Setup {
                 core.pre_vote = pre_vote;
                 core.check_quorum = check_quorum;
                 core.max_message_bytes = max_message_bytes;
+                core.snapshot_chunk_bytes = max_message_bytes - MESSAGE_OVERHEAD;
                 core.max_inflight_messages = max_inflight_messages;
                 core.faults = config.faults;
                 core
