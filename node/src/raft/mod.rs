@@ -420,7 +420,8 @@ pub enum Action {
         crc: u32,
     },
     /// A snapshot covers the log up to here and beyond: stored entries at or below `upto` may
-    /// be dropped (the WAL drops the segments wholly at or below it).
+    /// be dropped (the WAL drops the segments wholly at or below it). Carry it out after every
+    /// persist emitted before it: one of those may still rewrite entries it would drop.
     Compact {
         /// The new log base.
         upto: u64,
