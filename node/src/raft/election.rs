@@ -33,10 +33,12 @@ impl Raft {
         }
     }
 
-    /// Whether this node may stand for election: a voter, not in the middle of installing a
-    /// snapshot (its state machine and log are being replaced).
+    /// Whether this node may stand for election: a voter that kept its stable storage, not in
+    /// the middle of installing a snapshot (its state machine and log are being replaced).
     fn may_campaign(&self) -> bool {
-        self.voters.contains(&self.config.id) && !self.installing()
+        self.voters.contains(&self.config.id)
+            && !self.config.rejoined_without_state
+            && !self.installing()
     }
 
     fn tick_leader(&mut self) {
@@ -334,7 +336,8 @@ impl Raft {
             || (pre_vote && msg_term > self.term);
         let up_to_date =
             self.faults().vote_without_log_check || self.log.is_up_to_date(last_index, last_term);
-        let granted = can_vote && up_to_date;
+        // A node that lost its stable storage may have voted in this term already.
+        let granted = can_vote && up_to_date && !self.config.rejoined_without_state;
         if granted && !pre_vote {
             self.vote = from;
             self.election_elapsed = 0;

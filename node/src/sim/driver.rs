@@ -61,6 +61,8 @@ struct Node {
     snapshot_due: bool,
     /// The install asked for and not done yet: (index, term, bytes).
     installing: Option<(u64, u64, Arc<Vec<u8>>)>,
+    /// Wiped: it may restart only once every live node is past this term (see `wipe`).
+    wiped_in_term: Option<u64>,
 }
 
 /// What kind of input a step takes, for the log-change check.
@@ -135,6 +137,7 @@ impl Sim {
                     config: core.clone(),
                     snapshot_due: false,
                     installing: None,
+                    wiped_in_term: None,
                 };
                 (core.id, node)
             })
@@ -277,7 +280,7 @@ impl Sim {
                 // Nodes kept down for the liveness phase stay down once it has begun.
                 let kept_down = self.phase != Phase::Chaos && self.kept_down.contains(&id);
                 if !self.is_up(id) && !kept_down {
-                    self.start_node(id);
+                    self.restart_unless_gated(id);
                 }
             }
             Event::Liveness => self.start_liveness(),
@@ -775,10 +778,102 @@ impl Sim {
                     self.step(leader, Input::TransferLeadership { to });
                 }
             }
+            Act::Wipe { downtime } => self.wipe(downtime),
             Act::Idle => {}
         }
         let next = self.setup.nemesis.next_delay(&mut self.rng);
         self.schedule(next, Event::Nemesis);
+    }
+
+    /// Starts node `id`, unless it was wiped and some live node is not yet past the term of
+    /// the wipe; then tries again a few ticks later.
+    fn restart_unless_gated(&mut self, id: NodeId) {
+        if let Some(term) = self.nodes[&id].wiped_in_term {
+            let all_past = self.up_nodes().into_iter().all(|other| {
+                let raft = self.nodes[&other].raft.as_ref();
+                raft.is_some_and(|raft| raft.status().term > term)
+            });
+            if !all_past {
+                self.schedule(Self::ticks(5), Event::Restart(id));
+                return;
+            }
+            self.nodes
+                .get_mut(&id)
+                .expect("a node of the cluster")
+                .wiped_in_term = None;
+        }
+        self.start_node(id);
+    }
+
+    /// Wipes a follower's disk; it restarts empty. Raft does not tolerate a node losing its
+    /// stable storage in general: it forgets its votes, and leaders' progress, messages in
+    /// flight and past commit quorums count entries it no longer has. It rejoins safely here
+    /// because:
+    ///
+    /// - It comes back only once every live node is in a term above every term of the wipe
+    ///   (`wiped_in_term`, the highest term any node had then; the leader is bounced so a new
+    ///   election happens): every leader that counted its old acknowledgements has stepped
+    ///   down (a leader's progress dies with its term), and its old messages, all of those
+    ///   terms, are dropped by the term rules.
+    /// - It never votes or campaigns again (`rejoined_without_state`): no double vote, and every
+    ///   election quorum lies among nodes that kept their state, so it meets every past commit
+    ///   quorum in a node that kept the entry (a commit quorum less the wiped nodes and an
+    ///   election quorum among the others overlap, as 2 × quorum > n).
+    ///
+    /// It still replicates, acknowledges durably what it stores anew, and applies. At most
+    /// ⌈(n − quorum) / 2⌉ nodes are wiped in a run, so more than a bare quorum of voters remains
+    /// (for 3 nodes exactly a quorum: one wipe).
+    fn wipe(&mut self, downtime: u64) {
+        let nodes = self.ids.len();
+        let quorum = nodes / 2 + 1;
+        let wiped = self
+            .nodes
+            .values()
+            .filter(|node| node.config.rejoined_without_state)
+            .count();
+        // Half the nodes a cluster can lose, rounded up: each wiped node is a voter lost for
+        // good, and with only a bare quorum of voters left every election must be unanimous.
+        let tolerated = nodes - quorum;
+        if wiped >= tolerated.div_ceil(2) {
+            return;
+        }
+        let leader = self.leader();
+        let candidates: Vec<NodeId> = self
+            .ids
+            .iter()
+            .copied()
+            .filter(|&id| Some(id) != leader && !self.nodes[&id].config.rejoined_without_state)
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let victim = self.rng.pick(&candidates);
+        let highest_term = self
+            .nodes
+            .values()
+            .map(|node| {
+                let durable = node.disk.hard_state().term;
+                node.raft
+                    .as_ref()
+                    .map_or(durable, |raft| raft.status().term.max(durable))
+            })
+            .max()
+            .unwrap_or(0);
+        if self.is_up(victim) {
+            self.crash(victim);
+        }
+        if let Some(leader) = leader {
+            self.crash(leader);
+            let bounce = self.rng.range(1, Self::ticks(3) + 1);
+            self.schedule(bounce, Event::Restart(leader));
+        }
+        let node = self.nodes.get_mut(&victim).expect("a node of the cluster");
+        node.disk = Disk::new(self.config.rule_checks);
+        node.config.rejoined_without_state = true;
+        node.wiped_in_term = Some(highest_term);
+        self.faults.wipes += 1;
+        self.note(|| format!("n{victim}'s disk is wiped"));
+        self.schedule(downtime, Event::Restart(victim));
     }
 
     /// The chaos is over: heal every link, stop losing messages, delaying them long and
@@ -797,7 +892,7 @@ impl Sim {
             let keep_down = self.kept_down.contains(&id);
             match (self.is_up(id), keep_down) {
                 (true, true) => self.crash(id),
-                (false, false) => self.start_node(id),
+                (false, false) => self.restart_unless_gated(id),
                 _ => {}
             }
         }
