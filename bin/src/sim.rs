@@ -9,7 +9,8 @@
 //! `--nodes`, seed `s` runs 3, 5 or 7 nodes by `s % 3`. Prints seeds per second, steps, faults
 //! injected and violations; every failing seed is printed with the command that replays it.
 //! `--fault NAME` plants one of the core's classic bugs (`ack-before-persist`,
-//! `commit-old-terms-by-counting`, `vote-without-log-check`, `forget-vote-on-restart`);
+//! `commit-old-terms-by-counting`, `vote-without-log-check`, `forget-vote-on-restart`,
+//! `snapshot-with-current-term`);
 //! `--no-rule-checks` leaves only the checks of consequences; `--stale-reads` plants a stale
 //! read in the clients; `--liveness-down K` keeps K nodes down through the liveness phase;
 //! `--ticks T` sets the length of the chaos phase (default 2000). `--trace` prints every step of

@@ -7,6 +7,7 @@
 //! or vote.
 
 use super::message::EntryKind;
+use super::snapshot::Chunk;
 use super::{Body, HardState, Message, NodeId, Progress, Raft, Role};
 
 /// How a campaign starts.
@@ -27,15 +28,24 @@ impl Raft {
             return;
         }
         self.election_elapsed += 1;
-        if self.election_elapsed >= self.election_timeout && self.voters.contains(&self.config.id) {
+        if self.election_elapsed >= self.election_timeout && self.may_campaign() {
             self.campaign(Campaign::Timeout);
         }
+    }
+
+    /// Whether this node may stand for election: a voter that kept its stable storage, not in
+    /// the middle of installing a snapshot (its state machine and log are being replaced).
+    fn may_campaign(&self) -> bool {
+        self.voters.contains(&self.config.id)
+            && !self.config.rejoined_without_state
+            && !self.installing()
     }
 
     fn tick_leader(&mut self) {
         self.heartbeat_elapsed += 1;
         self.election_elapsed += 1;
         self.tick_transfer();
+        self.tick_snapshots();
         if self.election_elapsed >= self.config.election_ticks.0 {
             self.election_elapsed = 0;
             if self.config.check_quorum && !self.quorum_recently_active() {
@@ -212,7 +222,9 @@ impl Raft {
                     pre_vote: true,
                     granted: true,
                 } => {}
-                Body::AppendEntries { .. } => self.become_follower(msg.term, Some(from)),
+                Body::AppendEntries { .. } | Body::InstallSnapshot { .. } => {
+                    self.become_follower(msg.term, Some(from));
+                }
                 _ => self.become_follower(msg.term, None),
             }
         } else if msg.term < self.term {
@@ -254,6 +266,29 @@ impl Raft {
             } => {
                 self.on_append_response(from, index, conflict, read_round);
             }
+            Body::InstallSnapshot {
+                index,
+                snapshot_term,
+                size,
+                crc,
+                offset,
+                data,
+            } => {
+                let chunk = Chunk {
+                    index,
+                    snapshot_term,
+                    size,
+                    crc,
+                    offset,
+                    data,
+                };
+                self.on_install_snapshot(from, chunk);
+            }
+            Body::InstallSnapshotResponse {
+                index,
+                next_offset,
+                installed,
+            } => self.on_install_snapshot_response(from, index, next_offset, installed),
             Body::TimeoutNow => self.on_timeout_now(),
             Body::ReadIndex { ctx } => self.read_index(ctx, Some(from)),
             Body::ReadIndexResponse { ctx, index } => self.on_read_index_response(ctx, index),
@@ -301,7 +336,8 @@ impl Raft {
             || (pre_vote && msg_term > self.term);
         let up_to_date =
             self.faults().vote_without_log_check || self.log.is_up_to_date(last_index, last_term);
-        let granted = can_vote && up_to_date;
+        // A node that lost its stable storage may have voted in this term already.
+        let granted = can_vote && up_to_date && !self.config.rejoined_without_state;
         if granted && !pre_vote {
             self.vote = from;
             self.election_elapsed = 0;
@@ -330,7 +366,7 @@ impl Raft {
     }
 
     fn on_timeout_now(&mut self) {
-        if self.role != Role::Leader && self.voters.contains(&self.config.id) {
+        if self.role != Role::Leader && self.may_campaign() {
             self.campaign(Campaign::Transfer);
         }
     }

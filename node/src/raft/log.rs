@@ -243,6 +243,49 @@ impl RaftLog {
         self.entries.truncate(keep);
     }
 
+    /// Drops the entries up to `index` (a snapshot covers them): the base becomes (`index`, its
+    /// term). Only applied entries are compacted, and the base never moves back.
+    pub fn compact_to(&mut self, index: u64) {
+        assert!(
+            self.snapshot_index <= index && index <= self.applied_index,
+            "compaction to {index} outside base {} ..= applied {}",
+            self.snapshot_index,
+            self.applied_index
+        );
+        let Some(term) = self.term_at(index) else {
+            unreachable!("the base and every entry after it up to applied are held");
+        };
+        let drop = usize::try_from(index - self.snapshot_index).unwrap_or(usize::MAX);
+        self.entries.drain(..drop);
+        self.snapshot_index = index;
+        self.snapshot_term = term;
+    }
+
+    /// Installs a snapshot covering up to (`index`, `term`) (Figure 13, receiver rules 6 and 7):
+    /// if the log holds that entry, the entries after it stay; otherwise the whole log goes.
+    /// The snapshot is committed, and the state machine now holds it: commit and applied move
+    /// up to `index`. Returns whether the entries after it were kept.
+    pub fn install_snapshot(&mut self, index: u64, term: u64) -> bool {
+        assert!(
+            index > self.applied_index && index > self.snapshot_index,
+            "snapshot {index} is not past applied {} and base {}",
+            self.applied_index,
+            self.snapshot_index
+        );
+        let keep = self.matches(index, term);
+        if keep {
+            let drop = usize::try_from(index - self.snapshot_index).unwrap_or(usize::MAX);
+            self.entries.drain(..drop);
+        } else {
+            self.entries.clear();
+        }
+        self.snapshot_index = index;
+        self.snapshot_term = term;
+        self.commit_index = self.commit_index.max(index);
+        self.applied_index = index;
+        keep
+    }
+
     /// Raises the commit index (never lowers it; never past the last entry).
     pub fn commit_to(&mut self, index: u64) -> bool {
         let index = index.min(self.last_index());

@@ -124,6 +124,32 @@ pub enum Body {
         /// The read index, or `None` if the leader could not serve it (it is no longer leader).
         index: Option<u64>,
     },
+    /// One chunk of the leader's snapshot (§7, Figure 13; chunked as the thesis §5.3 suggests).
+    /// The follower keys a transfer on (the message's term, `index`).
+    InstallSnapshot {
+        /// Index of the last entry the snapshot covers.
+        index: u64,
+        /// Term of that entry.
+        snapshot_term: u64,
+        /// Bytes in the whole snapshot.
+        size: u64,
+        /// CRC-32 (crc32fast) of the whole snapshot.
+        crc: u32,
+        /// Where this chunk starts in the snapshot.
+        offset: u64,
+        /// The chunk.
+        #[serde(with = "balsa_net::bytes")]
+        data: Vec<u8>,
+    },
+    /// The follower's answer to [`Body::InstallSnapshot`]: a cumulative acknowledgement.
+    InstallSnapshotResponse {
+        /// The snapshot's index (echoed).
+        index: u64,
+        /// The follower holds every byte before this offset (0: start again).
+        next_offset: u64,
+        /// The snapshot is installed and durable.
+        installed: bool,
+    },
     /// A proposal a follower passes on to the leader.
     Forward {
         /// The command.
@@ -138,7 +164,7 @@ impl Message {
         MESSAGE_OVERHEAD
             + match &self.body {
                 Body::AppendEntries { entries, .. } => entries.iter().map(Entry::wire_size).sum(),
-                Body::Forward { data } => data.len(),
+                Body::Forward { data } | Body::InstallSnapshot { data, .. } => data.len(),
                 _ => 0,
             }
     }

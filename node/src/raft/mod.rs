@@ -23,7 +23,8 @@
 //!
 //! Files: `election.rs` (§5.2, PreVote, CheckQuorum), `replication.rs` (§5.3, §5.4.2, pipelining),
 //! `read.rs` (ReadIndex, thesis §6.4), `transfer.rs` (leadership transfer, thesis §3.10),
-//! `log.rs` (the log and its snapshot base), `progress.rs` (per-follower replication state),
+//! `log.rs` (the log and its snapshot base), `snapshot.rs` (snapshots, compaction and their
+//! transfer, §7), `progress.rs` (per-follower replication state),
 //! `message.rs` (the messages), `rng.rs` (the seeded jitter).
 
 mod election;
@@ -33,6 +34,7 @@ mod progress;
 mod read;
 mod replication;
 pub(crate) mod rng;
+mod snapshot;
 #[cfg(any(test, feature = "sim"))]
 pub mod testkit;
 #[cfg(test)]
@@ -40,6 +42,7 @@ mod tests;
 mod transfer;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 pub use self::log::RaftLog;
 pub use self::message::{
@@ -48,6 +51,8 @@ pub use self::message::{
 pub use self::progress::{Progress, ProgressState};
 use self::read::ReadState;
 use self::rng::Rng;
+use self::snapshot::Incoming;
+pub use self::snapshot::{OutgoingSnapshot, SnapshotImage};
 use self::transfer::Transfer;
 
 /// Identifies a [`Persist`] action. Ids increase by one per action, from 1.
@@ -77,6 +82,19 @@ pub struct Config {
     pub max_inflight_messages: usize,
     /// At most this many bytes of AppendEntries in flight to one follower. Default 4 MiB.
     pub max_inflight_bytes: usize,
+    /// Snapshot data bytes per InstallSnapshot chunk. Default `max_message_bytes -
+    /// MESSAGE_OVERHEAD`; a chunk must fit one message.
+    pub snapshot_chunk_bytes: usize,
+    /// At most this many snapshot chunks in flight to one follower. Default 4.
+    pub snapshot_inflight_chunks: usize,
+    /// Entries kept behind a snapshot's index when compacting, so that a slightly slow
+    /// follower still catches up from the log. Default 5,000 (etcd's SnapshotCatchUpEntries).
+    pub snapshot_trailing_entries: u64,
+    /// This node lost its stable storage (its disk was wiped) and restarted empty. It then
+    /// neither campaigns nor grants votes, ever: the votes and acknowledgements it gave before
+    /// are forgotten, and Raft's safety rests on them (Figure 2, "Persistent state"). It still
+    /// replicates, acknowledges what it now stores durably, and applies. Default false.
+    pub rejoined_without_state: bool,
     /// Seed of the election jitter.
     pub seed: u64,
     /// Classic bugs, for the simulator's tests of its own teeth. Only read with feature `sim`.
@@ -96,6 +114,10 @@ impl Config {
             max_message_bytes: 65_000,
             max_inflight_messages: 64,
             max_inflight_bytes: 4 << 20,
+            snapshot_chunk_bytes: 65_000 - MESSAGE_OVERHEAD,
+            snapshot_inflight_chunks: 4,
+            snapshot_trailing_entries: 5_000,
+            rejoined_without_state: false,
             seed: id,
             faults: Faults::default(),
         }
@@ -134,6 +156,19 @@ impl Config {
         if self.max_inflight_messages == 0 || self.max_inflight_bytes == 0 {
             return Err("the in-flight window must allow at least one message".into());
         }
+        if self.snapshot_chunk_bytes == 0
+            || self.snapshot_chunk_bytes > self.max_message_bytes - MESSAGE_OVERHEAD
+        {
+            return Err(format!(
+                "snapshot_chunk_bytes {} must be between 1 and max_message_bytes - {MESSAGE_OVERHEAD} \
+                 ({})",
+                self.snapshot_chunk_bytes,
+                self.max_message_bytes - MESSAGE_OVERHEAD
+            ));
+        }
+        if self.snapshot_inflight_chunks == 0 {
+            return Err("snapshot_inflight_chunks must be at least 1".into());
+        }
         Ok(())
     }
 
@@ -156,6 +191,9 @@ pub struct Faults {
     pub vote_without_log_check: bool,
     /// Forget the vote on restart.
     pub forget_vote_on_restart: bool,
+    /// A leader labels the snapshot it sends with its current term instead of the term of the
+    /// snapshot's last entry, so the follower's log base claims a term that entry never had.
+    pub snapshot_with_current_term: bool,
 }
 
 /// What survives a restart: the hard state, the snapshot base and the log after it.
@@ -167,6 +205,9 @@ pub struct Restored {
     pub snapshot: (u64, u64),
     /// The entries after the snapshot.
     pub entries: Vec<Entry>,
+    /// The bytes of the snapshot at `snapshot`, so that a restarted leader can send it to a
+    /// follower behind its log base (`None` without a snapshot, or if the runtime keeps none).
+    pub snapshot_data: Option<Arc<Vec<u8>>>,
 }
 
 /// The state Raft keeps on stable storage besides the log (Figure 2), with the commit index.
@@ -227,6 +268,22 @@ pub enum Input {
     TransferLeadership {
         /// The node to hand it to.
         to: NodeId,
+    },
+    /// The runtime serialised the state machine as of applied index `index` and made that
+    /// snapshot durable. The core sends it to followers behind its log, compacts its log to
+    /// `index - snapshot_trailing_entries` and emits [`Action::Compact`]. Ignored unless `index`
+    /// is above the current snapshot's and at most the applied index.
+    SnapshotSaved {
+        /// The last index the snapshot covers.
+        index: u64,
+        /// The serialised state machine.
+        data: Arc<Vec<u8>>,
+    },
+    /// The runtime finished an [`Action::InstallSnapshot`]: the snapshot is durable, the WAL
+    /// was reset by Figure 13's rules 6/7 and the state machine restored from it.
+    SnapshotInstalled {
+        /// The snapshot's index.
+        index: u64,
     },
 }
 
@@ -336,6 +393,45 @@ pub enum Action {
         /// Why.
         reason: &'static str,
     },
+    /// Append `data` to the snapshot being received at `offset` (0: start a new temporary
+    /// file, dropping any partial one). Not durable yet; nothing waits for it.
+    SnapshotChunk {
+        /// The snapshot's last index.
+        index: u64,
+        /// Its term.
+        term: u64,
+        /// Where `data` goes.
+        offset: u64,
+        /// The bytes.
+        data: Vec<u8>,
+        /// The whole snapshot's size.
+        size: u64,
+        /// Its CRC-32.
+        crc: u32,
+    },
+    /// Every chunk arrived: check the file against `size` and `crc`, make it the node's
+    /// snapshot durably, reset the WAL by Figure 13's rules (if it holds an entry at `index`
+    /// with term `term`, keep the entries after it; else keep none after the base
+    /// (`index`, `term`)), raise the stored commit index to at least `index`, keep term and
+    /// vote, restore the state machine from it, then report [`Input::SnapshotInstalled`]. A
+    /// crash at any point must leave the old state or the new one.
+    InstallSnapshot {
+        /// The snapshot's last index.
+        index: u64,
+        /// Its term.
+        term: u64,
+        /// Its size.
+        size: u64,
+        /// Its CRC-32.
+        crc: u32,
+    },
+    /// A snapshot covers the log up to here and beyond: stored entries at or below `upto` may
+    /// be dropped (the WAL drops the segments wholly at or below it). Carry it out after every
+    /// persist emitted before it: one of those may still rewrite entries it would drop.
+    Compact {
+        /// The new log base.
+        upto: u64,
+    },
     /// The role, term or known leader changed.
     RoleChanged {
         /// The new role.
@@ -368,6 +464,10 @@ pub struct Status {
     pub last_index: u64,
     /// Highest index durable in the local log.
     pub stable_index: u64,
+    /// The newest snapshot's index, saved or installed (0: none).
+    pub snapshot_index: u64,
+    /// The first entry still in the in-memory log.
+    pub first_index: u64,
 }
 
 /// Bookkeeping of the durability barrier.
@@ -453,6 +553,12 @@ pub struct Raft {
     broadcast_due: bool,
     reads: ReadState,
     transfer: Option<Transfer>,
+    /// The newest snapshot's index (saved, installed or restored; 0: none).
+    snapshot_index: u64,
+    /// The newest snapshot's bytes, if held: what a leader sends.
+    snapshot: Option<SnapshotImage>,
+    /// Follower: a snapshot being received or installed.
+    incoming: Incoming,
 }
 
 impl Raft {
@@ -473,6 +579,10 @@ impl Raft {
             hard_state.vote = 0;
         }
         let stable_index = log.last_index();
+        let snapshot = restored
+            .snapshot_data
+            .filter(|_| snapshot_index > 0)
+            .map(|data| SnapshotImage::new(snapshot_index, snapshot_term, data));
         let mut raft = Raft {
             rng: Rng::new(config.seed ^ config.id.rotate_left(32)),
             config,
@@ -497,6 +607,9 @@ impl Raft {
             broadcast_due: false,
             reads: ReadState::default(),
             transfer: None,
+            snapshot_index,
+            snapshot,
+            incoming: Incoming::Idle,
         };
         raft.reset_election_timeout();
         // What was committed before the restart is applied again at once: the state machine
@@ -517,6 +630,8 @@ impl Raft {
             Input::ReadIndex { ctx } => self.read_index(ctx, None),
             Input::Persisted { upto } => self.on_persisted(upto),
             Input::TransferLeadership { to } => self.transfer_leadership(to),
+            Input::SnapshotSaved { index, data } => self.on_snapshot_saved(index, data),
+            Input::SnapshotInstalled { index } => self.on_snapshot_installed(index),
         }
         self.check_invariants();
     }
@@ -555,6 +670,8 @@ impl Raft {
             applied_index: self.log.applied_index(),
             last_index: self.log.last_index(),
             stable_index: self.durability.stable_index,
+            snapshot_index: self.snapshot_index,
+            first_index: self.log.first_index(),
         }
     }
 
@@ -749,6 +866,14 @@ impl Raft {
     fn check_invariants(&self) {
         assert!(self.durability.durable_id <= self.durability.issued_id);
         assert!(self.durability.stable_index <= self.log.last_index());
+        assert!(self.durability.stable_index >= self.log.snapshot().0);
+        assert!(self.snapshot_index >= self.log.snapshot().0);
+        assert!(
+            self.snapshot
+                .as_ref()
+                .is_none_or(|image| image.index == self.snapshot_index)
+        );
+        assert!(!self.installing() || self.role != Role::Leader);
         assert!(self.log.applied_index() <= self.log.commit_index());
         assert!(self.log.commit_index() <= self.log.last_index());
         assert!(self.role != Role::Leader || self.leader == Some(self.config.id));

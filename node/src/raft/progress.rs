@@ -6,10 +6,15 @@
 //! - **Replicate**: the follower's log is known to match up to `match_index`. The leader streams
 //!   AppendEntries ahead of the acknowledgements, bounded by a window in messages and bytes.
 //!
+//! - **Snapshot**: the follower needs entries the leader compacted away; the leader sends it a
+//!   snapshot in chunks (`snapshot.rs`) and no AppendEntries but heartbeats.
+//!
 //! Invariants: `match_index < next_index`; in Replicate, the in-flight messages cover
-//! `match_index + 1 .. next_index` in ascending order.
+//! `match_index + 1 .. next_index` in ascending order; `snapshot` is set exactly in Snapshot.
 
 use std::collections::VecDeque;
+
+use super::snapshot::OutgoingSnapshot;
 
 /// How the leader sends to a follower.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,6 +23,8 @@ pub enum ProgressState {
     Probe,
     /// Pipelined under the in-flight window.
     Replicate,
+    /// Sending a snapshot (`snapshot`); no entries until it is installed.
+    Snapshot,
 }
 
 /// The leader's view of one follower.
@@ -41,6 +48,8 @@ pub struct Progress {
     pub acked_since_heartbeat: bool,
     /// The newest ReadIndex round this follower confirmed.
     pub read_round: u64,
+    /// In Snapshot: the transfer in flight.
+    pub snapshot: Option<OutgoingSnapshot>,
 }
 
 impl Progress {
@@ -56,6 +65,7 @@ impl Progress {
             recent_active: false,
             acked_since_heartbeat: false,
             read_round: 0,
+            snapshot: None,
         }
     }
 
@@ -63,6 +73,7 @@ impl Progress {
     pub fn is_paused(&self, max_messages: usize, max_bytes: usize) -> bool {
         match self.state {
             ProgressState::Probe => self.probe_sent,
+            ProgressState::Snapshot => true,
             ProgressState::Replicate => {
                 self.inflight.len() >= max_messages || self.inflight_bytes >= max_bytes
             }
@@ -78,6 +89,7 @@ impl Progress {
     pub fn on_sent(&mut self, last_index: u64, bytes: usize) {
         match self.state {
             ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Snapshot => {}
             ProgressState::Replicate => {
                 if last_index >= self.next_index {
                     debug_assert!(
@@ -125,8 +137,10 @@ impl Progress {
     /// Returns false for a stale rejection, which changes nothing.
     pub fn on_reject(&mut self, rejected: u64, next: u64) -> bool {
         self.acked_since_heartbeat = true;
-        if rejected <= self.match_index {
-            return false; // answers a message older than what is already known to match
+        if rejected <= self.match_index || self.state == ProgressState::Snapshot {
+            // Answers a message older than what is already known to match, or one sent before
+            // the snapshot transfer began.
+            return false;
         }
         if self.state == ProgressState::Probe && rejected + 1 != self.next_index {
             return false; // answers an older probe
@@ -139,12 +153,13 @@ impl Progress {
     /// Falls back to probing right after what is known to match.
     pub fn become_probe(&mut self) {
         self.state = ProgressState::Probe;
+        self.snapshot = None;
         self.probe_sent = false;
         self.next_index = self.match_index + 1;
         self.clear_inflight();
     }
 
-    fn clear_inflight(&mut self) {
+    pub(super) fn clear_inflight(&mut self) {
         self.inflight.clear();
         self.inflight_bytes = 0;
     }

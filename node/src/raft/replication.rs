@@ -103,12 +103,8 @@ impl Raft {
         }
         let prev_index = progress.next_index - 1;
         let Some(prev_term) = self.log.term_at(prev_index) else {
-            // Behind our snapshot base: only a snapshot can help (the snapshot issue).
-            log::warn!(
-                "node {}: follower {to} needs entry {prev_index}, compacted",
-                self.config.id
-            );
-            return false;
+            // Behind our log base: the entries are compacted, only a snapshot can help (§7).
+            return self.start_snapshot(to);
         };
         let entries = self.log.entries_from(
             progress.next_index,
@@ -170,19 +166,21 @@ impl Raft {
             .progress
             .get(&peer)
             .map_or(0, |progress| progress.match_index);
-        match self.log.term_at(match_index) {
-            Some(match_term) => {
-                let body = Body::AppendEntries {
-                    prev_index: match_index,
-                    prev_term: match_term,
-                    entries: Vec::new(),
-                    leader_commit: self.log.commit_index(),
-                    read_round: self.reads.round,
-                };
-                self.send(peer, body);
-            }
-            None => log::warn!("node {}: no heartbeat base for {peer}", self.config.id),
-        }
+        // Below our log base the term at the match index is compacted away: heartbeat at
+        // (0, 0) instead, which every log holds (a follower answers it at its commit index,
+        // whose entries match ours).
+        let (prev_index, prev_term) = match self.log.term_at(match_index) {
+            Some(match_term) => (match_index, match_term),
+            None => (0, 0),
+        };
+        let body = Body::AppendEntries {
+            prev_index,
+            prev_term,
+            entries: Vec::new(),
+            leader_commit: self.log.commit_index(),
+            read_round: self.reads.round,
+        };
+        self.send(peer, body);
     }
 
     /// The follower's side of AppendEntries (Figure 2, "AppendEntries RPC, Receiver
@@ -206,6 +204,9 @@ impl Raft {
             self.become_follower(self.term, Some(from));
         }
         self.election_elapsed = 0;
+        if self.installing() {
+            return; // the log is about to be replaced; the leader sends again
+        }
         let old_last = self.log.last_index();
         let body = match self.log.maybe_append(prev_index, prev_term, &entries) {
             Ok((match_index, truncated)) => {
@@ -260,7 +261,14 @@ impl Raft {
             }
             None => {
                 let progress = self.progress.get_mut(&from).expect("checked above");
-                if progress.on_success(index) {
+                let news = progress.on_success(index);
+                if progress.state == ProgressState::Snapshot
+                    && progress.match_index >= self.log.snapshot().0
+                {
+                    // The follower caught up some other way: the log serves it again.
+                    progress.leave_snapshot();
+                }
+                if news {
                     self.maybe_commit();
                     self.maybe_send_timeout_now(from);
                 }

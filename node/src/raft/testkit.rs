@@ -7,10 +7,11 @@
 //! seeded election jitter, so every script replays exactly.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use super::{
-    Action, Config, Entry, EntryKind, HardState, Input, Message, NodeId, Persist, PersistId,
-    Progress, Raft, Restored, Role,
+    Action, Config, Entry, EntryKind, HardState, Input, MESSAGE_OVERHEAD, Message, NodeId, Persist,
+    PersistId, Progress, Raft, Restored, Role,
 };
 
 /// Entries at indexes 1, 2, … with the given terms, each holding a short command naming its
@@ -37,6 +38,14 @@ pub struct Disk {
     pub entries: Vec<Entry>,
     /// Persists issued but not yet made durable, in order, each with the messages it releases.
     pub pending: VecDeque<Persist>,
+    /// The durable snapshot's (index, term) ((0, 0): none).
+    pub snapshot: (u64, u64),
+    /// Its bytes.
+    pub snapshot_data: Option<Arc<Vec<u8>>>,
+    /// The snapshot being received (chunks appended in order).
+    pub receiving: Vec<u8>,
+    /// An `InstallSnapshot` asked for and not carried out yet: (index, term).
+    pub install_due: Option<(u64, u64)>,
 }
 
 impl Disk {
@@ -52,6 +61,51 @@ impl Disk {
             self.hard_state = hard_state;
         }
         persist.id
+    }
+
+    /// Carries out the install asked for, as the runtime does: the received bytes become the
+    /// snapshot, the log is reset by Figure 13's rules 6/7, the commit index raised.
+    fn install(&mut self) -> Option<u64> {
+        let (index, term) = self.install_due.take()?;
+        self.snapshot = (index, term);
+        self.snapshot_data = Some(Arc::new(std::mem::take(&mut self.receiving)));
+        let keeps = self
+            .entries
+            .iter()
+            .any(|entry| entry.index == index && entry.term == term);
+        if keeps {
+            self.entries.retain(|entry| entry.index > index);
+        } else {
+            self.entries.clear();
+        }
+        self.hard_state.commit = self.hard_state.commit.max(index);
+        Some(index)
+    }
+
+    /// What a restart gets back: the snapshot and the entries after it (none if the entry at
+    /// its index conflicts with it).
+    fn restored(&self) -> Restored {
+        let (index, term) = self.snapshot;
+        let consistent = self
+            .entries
+            .iter()
+            .find(|entry| entry.index == index)
+            .is_none_or(|entry| entry.term == term);
+        let entries = if consistent {
+            self.entries
+                .iter()
+                .filter(|entry| entry.index > index)
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Restored {
+            hard_state: self.hard_state,
+            snapshot: self.snapshot,
+            entries,
+            snapshot_data: self.snapshot_data.clone(),
+        }
     }
 }
 
@@ -73,6 +127,8 @@ pub struct Cluster {
     pub cut: BTreeSet<(NodeId, NodeId)>,
     /// Persist at once after every step (default); when false, a test calls `persist`.
     pub auto_persist: bool,
+    /// Carry out an `InstallSnapshot` at once (default); when false, a test calls `install`.
+    pub auto_install: bool,
 }
 
 impl Cluster {
@@ -88,10 +144,14 @@ impl Cluster {
             events: BTreeMap::new(),
             cut: BTreeSet::new(),
             auto_persist: true,
+            auto_install: true,
         };
         for &id in &voters {
             let mut config = Config::new(id, voters.clone());
             adjust(&mut config);
+            // A test that shrinks messages shrinks the default chunk with them.
+            let largest_chunk = config.max_message_bytes.saturating_sub(MESSAGE_OVERHEAD);
+            config.snapshot_chunk_bytes = config.snapshot_chunk_bytes.min(largest_chunk);
             let raft = Raft::new(config, Restored::default()).expect("valid config");
             cluster.nodes.insert(id, raft);
             cluster.disks.insert(id, Disk::default());
@@ -131,12 +191,58 @@ impl Cluster {
                 }
                 Action::Send { to, msg } => self.queue_send(id, to, msg),
                 Action::Apply { entries } => self.applied.entry(id).or_default().extend(entries),
-                other => self.events.entry(id).or_default().push(other),
+                other => {
+                    let disk = self.disks.get_mut(&id).expect("disk");
+                    match &other {
+                        Action::SnapshotChunk { offset, data, .. } => {
+                            if *offset == 0 {
+                                disk.receiving.clear();
+                            }
+                            disk.receiving.extend_from_slice(data);
+                        }
+                        Action::InstallSnapshot { index, term, .. } => {
+                            disk.install_due = Some((*index, *term));
+                        }
+                        Action::Compact { upto } => {
+                            disk.entries.retain(|entry| entry.index > *upto);
+                        }
+                        _ => {}
+                    }
+                    self.events.entry(id).or_default().push(other);
+                }
             }
         }
         if self.auto_persist && !self.disks[&id].pending.is_empty() {
             self.persist(id);
         }
+        if self.auto_install && self.disks[&id].install_due.is_some() {
+            self.install(id);
+        }
+    }
+
+    /// Carries out node `id`'s pending snapshot install (persisting what was issued before it
+    /// first, as the runtime's ordered writer does) and tells the node.
+    pub fn install(&mut self, id: NodeId) {
+        self.persist(id);
+        if let Some(index) = self.disks.get_mut(&id).expect("disk").install() {
+            self.step(id, Input::SnapshotInstalled { index });
+        }
+    }
+
+    /// Node `id` saves a snapshot of its state machine as of its applied index (the test's
+    /// state machine is the list of applied entries; the bytes name the index).
+    pub fn save_snapshot(&mut self, id: NodeId) {
+        let status = self.nodes[&id].status();
+        let index = status.applied_index;
+        let term = self.nodes[&id]
+            .log()
+            .term_at(index)
+            .expect("applied is held");
+        let data = Arc::new(format!("state@{index}").into_bytes());
+        let disk = self.disks.get_mut(&id).expect("disk");
+        disk.snapshot = (index, term);
+        disk.snapshot_data = Some(Arc::clone(&data));
+        self.step(id, Input::SnapshotSaved { index, data });
     }
 
     /// Records a message `from` hands out and puts it in flight, unless its link is cut.
@@ -385,11 +491,9 @@ impl Cluster {
         let config = self.nodes[&id].config().clone();
         let disk = self.disks.get_mut(&id).expect("disk");
         disk.pending.clear();
-        let restored = Restored {
-            hard_state: disk.hard_state,
-            snapshot: (0, 0),
-            entries: disk.entries.clone(),
-        };
+        disk.receiving.clear();
+        disk.install_due = None;
+        let restored = disk.restored();
         self.nodes
             .insert(id, Raft::new(config, restored).expect("valid config"));
         self.in_flight.retain(|(_, to, _)| *to != id);

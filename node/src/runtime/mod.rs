@@ -263,6 +263,7 @@ impl NodeConfig {
         config.heartbeat_ticks = self.heartbeat_ticks;
         config.election_ticks = self.election_ticks;
         config.max_message_bytes = self.datagram_limit;
+        config.snapshot_chunk_bytes = self.datagram_limit.saturating_sub(raft::MESSAGE_OVERHEAD);
         config.seed = jitter_seed(self.id);
         config
     }
@@ -338,6 +339,8 @@ impl Node {
             hard_state,
             snapshot: snapshot_base,
             entries,
+            // Snapshot transfer is not wired into the runtime yet.
+            snapshot_data: None,
         };
         let raft = Raft::new(config.raft_config(), restored).map_err(Error::Config)?;
 

@@ -24,7 +24,13 @@
 //!   Entries first seen committed in term `t` or later are not demanded: a leader of `t` may
 //!   learn of its victory after a later term committed something, and that is no violation.
 //! - **State machine safety**: every node commits, and applies, the same entry at each index
-//!   (global per-index digests), applies contiguously and only what it committed.
+//!   (global per-index digests), applies contiguously and only what it committed; and every
+//!   node's state machine after index `i` has the same state digest (global per-index), whether
+//!   it got there by applying entries or by restoring a snapshot.
+//! - **Snapshots** (§7): a compacted log's base is an entry of the committed prefix, with that
+//!   entry's term; the indexes below it are taken to hold the committed prefix (a snapshot holds
+//!   only committed state), so every check above keeps comparing whole logs. A snapshot saved or
+//!   installed at index `i` restores to the state digest recorded at `i`.
 //! - **Commit index monotone**: within one incarnation of a node.
 //! - **Term and vote never go back across restarts**: the in-memory term never goes down; a
 //!   restarted node resumes exactly the durable term, vote and log (`disk.rs` checks that the
@@ -79,11 +85,12 @@ struct View {
     steps: u64,
 }
 
-/// A committed index: the chain digest up to it, and the lowest term in which a node was seen
-/// knowing it committed.
+/// A committed index: the chain digest up to it, the term of its entry, and the lowest term in
+/// which a node was seen knowing it committed.
 #[derive(Clone, Copy, Debug)]
 struct Committed {
     chain: u64,
+    entry_term: u64,
     term: u64,
 }
 
@@ -99,6 +106,8 @@ pub struct Checker {
     committed: Vec<Committed>,
     /// `applied[k]`: the digest of the entry applied at index `k + 1`.
     applied: Vec<u64>,
+    /// `states[k]`: the state machine's digest after index `k + 1`.
+    states: Vec<u64>,
     views: BTreeMap<NodeId, View>,
     /// Whether the rule checks run (see the module docs).
     rule_checks: bool,
@@ -245,6 +254,7 @@ impl Checker {
     ) -> Result<Option<u64>, Finding> {
         let log = raft.log();
         let last = log.last_index();
+        let (base, base_term) = log.snapshot();
         let view = self.views.get_mut(&id).expect("every live node has a view");
         let old_last = view.log.len() as u64;
         let start = if full {
@@ -262,19 +272,46 @@ impl Checker {
             .and_then(|position| view.log.get(usize::try_from(position).ok()?))
             .map_or(0, |slot| slot.chain);
         for index in start..=last {
-            // The simulator never compacts, so every index from 1 to the last is held.
-            let entry = log.entry(index).expect("the log holds 1..=last");
-            chain = chain_digest(chain, entry);
-            let slot = Slot {
-                term: entry.term,
-                chain,
+            let position = usize::try_from(index - 1).expect("a log index fits a usize");
+            let slot = if index <= base {
+                // Compacted: a snapshot covers it, so it is the committed prefix's.
+                let Some(committed) = self.committed.get(position) else {
+                    return Err((
+                        ViolationKind::Snapshot,
+                        format!(
+                            "node {id}'s log base {base} is past the committed prefix (up to {})",
+                            self.committed.len()
+                        ),
+                    ));
+                };
+                if index == base && committed.entry_term != base_term {
+                    return Err((
+                        ViolationKind::Snapshot,
+                        format!(
+                            "node {id}'s log base is ({base}, term {base_term}) but the \
+                             committed entry there has term {}",
+                            committed.entry_term
+                        ),
+                    ));
+                }
+                Slot {
+                    term: committed.entry_term,
+                    chain: committed.chain,
+                }
+            } else {
+                let entry = log.entry(index).expect("the log holds base+1..=last");
+                Slot {
+                    term: entry.term,
+                    chain: chain_digest(chain, entry),
+                }
             };
+            chain = slot.chain;
             let position = usize::try_from(index - 1).expect("a log index fits a usize");
             if view.log.get(position) == Some(&slot) {
                 continue;
             }
             first_changed = Some(first_changed.map_or(index, |first| first.min(index)));
-            match self.seen.entry((index, entry.term)) {
+            match self.seen.entry((index, slot.term)) {
                 MapEntry::Vacant(vacant) => {
                     vacant.insert(chain);
                 }
@@ -284,7 +321,7 @@ impl Checker {
                         format!(
                             "node {id} holds entry ({index}, term {}) with a content or prefix \
                              that differs from another log's entry ({index}, term {})",
-                            entry.term, entry.term
+                            slot.term, slot.term
                         ),
                     ));
                 }
@@ -358,7 +395,7 @@ impl Checker {
         let chain = self.views[&id].log.get(position).map(|slot| slot.chain);
         let holding = disks
             .iter()
-            .filter(|disk| chain.is_some() && disk.chain_at(commit) == chain)
+            .filter(|disk| chain.is_some() && self.durably_holds(disk, commit, chain))
             .count();
         let quorum = disks.len() / 2 + 1;
         if holding < quorum {
@@ -396,6 +433,7 @@ impl Checker {
         for index in self.committed.len()..commit {
             self.committed.push(Committed {
                 chain: view.log[index].chain,
+                entry_term: view.log[index].term,
                 term,
             });
         }
@@ -502,7 +540,7 @@ impl Checker {
                 }
                 let position = usize::try_from(index - 1).expect("a log index fits a usize");
                 let memory = self.views[&id].log.get(position).map(|slot| slot.chain);
-                if memory.is_none() || memory != disk.chain_at(index) {
+                if memory.is_none() || !self.durably_holds(disk, index, memory) {
                     return finding(
                         ViolationKind::MessageBeforePersist,
                         format!(
@@ -517,6 +555,73 @@ impl Checker {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Node `id`'s state machine, after applying index `index` (or restoring a snapshot of it),
+    /// has digest `digest`: it must be every other node's there.
+    pub fn on_state(&mut self, id: NodeId, index: u64, digest: u64) -> Result<(), Finding> {
+        let position = usize::try_from(index.checked_sub(1).ok_or((
+            ViolationKind::Snapshot,
+            format!("node {id} has a state at index 0"),
+        ))?)
+        .expect("a log index fits a usize");
+        match self.states.get(position) {
+            Some(&other) if other != digest => finding(
+                ViolationKind::StateMachineSafety,
+                format!(
+                    "node {id}'s state machine after index {index} differs from another node's \
+                     there"
+                ),
+            ),
+            Some(_) => Ok(()),
+            None if position == self.states.len() => {
+                self.states.push(digest);
+                Ok(())
+            }
+            None => finding(
+                ViolationKind::StateMachineSafety,
+                format!(
+                    "node {id} reached index {index} before any node reached {}",
+                    self.states.len() + 1
+                ),
+            ),
+        }
+    }
+
+    /// Node `id` restored its state machine from a snapshot at `index` with state `digest`
+    /// (an install): applying resumes after it.
+    pub fn on_install(&mut self, id: NodeId, index: u64, digest: u64) -> Result<(), Finding> {
+        let view = self.views.get_mut(&id).expect("every live node has a view");
+        if index <= view.applied {
+            return finding(
+                ViolationKind::Snapshot,
+                format!(
+                    "node {id} installs a snapshot at {index}, not past its applied index {}",
+                    view.applied
+                ),
+            );
+        }
+        view.applied = index;
+        self.on_state(id, index, digest)
+    }
+
+    /// The chain digest and entry term of the committed prefix at `index`, if known committed.
+    pub fn committed_at(&self, index: u64) -> Option<(u64, u64)> {
+        let position = usize::try_from(index.checked_sub(1)?).ok()?;
+        let committed = self.committed.get(position)?;
+        Some((committed.chain, committed.entry_term))
+    }
+
+    /// Whether `disk` durably holds a log whose chain digest at `index` is `chain`: in its log,
+    /// or in a snapshot covering `index` when `chain` is the committed prefix's there (a
+    /// snapshot holds the committed prefix).
+    fn durably_holds(&self, disk: &Disk, index: u64, chain: Option<u64>) -> bool {
+        if chain.is_some() && disk.chain_at(index) == chain {
+            return true;
+        }
+        disk.snapshot_covers(index)
+            && chain.is_some()
+            && self.committed_at(index).map(|(committed, _)| committed) == chain
     }
 
     /// Node `id` crashed: its view goes (a restart builds a new one).

@@ -141,6 +141,35 @@ impl RunDigest {
                 hash.u64(*to);
                 hash.bytes(reason.as_bytes());
             }
+            Action::SnapshotChunk {
+                index,
+                term,
+                offset,
+                data,
+                size,
+                crc,
+            } => {
+                hash.u64(9);
+                for word in [*index, *term, *offset, *size, u64::from(*crc)] {
+                    hash.u64(word);
+                }
+                hash.bytes(data);
+            }
+            Action::InstallSnapshot {
+                index,
+                term,
+                size,
+                crc,
+            } => {
+                hash.u64(10);
+                for word in [*index, *term, *size, u64::from(*crc)] {
+                    hash.u64(word);
+                }
+            }
+            Action::Compact { upto } => {
+                hash.u64(11);
+                hash.u64(*upto);
+            }
             Action::RoleChanged { role, term, leader } => {
                 hash.u64(8);
                 hash.u64(match role {
@@ -231,6 +260,30 @@ fn message(hash: &mut Hash64, msg: &Message) {
         Body::Forward { data } => {
             hash.u64(8);
             hash.bytes(data);
+        }
+        Body::InstallSnapshot {
+            index,
+            snapshot_term,
+            size,
+            crc,
+            offset,
+            data,
+        } => {
+            hash.u64(9);
+            for word in [*index, *snapshot_term, *size, u64::from(*crc), *offset] {
+                hash.u64(word);
+            }
+            hash.bytes(data);
+        }
+        Body::InstallSnapshotResponse {
+            index,
+            next_offset,
+            installed,
+        } => {
+            hash.u64(10);
+            hash.u64(*index);
+            hash.u64(*next_offset);
+            hash.u64(u64::from(*installed));
         }
     }
 }

@@ -9,13 +9,21 @@
 //!   the platter, but the acknowledgement never reached the core. Raft must tolerate that (it is
 //!   as if those persists finished just before the crash). The `then_send` messages of every
 //!   pending persist, survivors included, die with the node: they never leave.
-//! - A restart builds [`Restored`] from the durable state only.
+//! - A restart builds [`Restored`] from the durable state only: the snapshot file, and the log
+//!   entries after it if the log agrees with it at its index (Figure 13's rules 6/7 again).
+//! - **Snapshots.** A saved snapshot is durable at once (the runtime reports it only then). A
+//!   received one is written chunk by chunk to a temporary area that a crash loses; installing
+//!   it is one atomic step (a crash leaves the old state or the new one): the file, the log
+//!   reset by rules 6/7, the commit index. Compaction drops the durable entries up to an index
+//!   (never past the log's end). The log's base (index, term, chain digest) is what precedes its
+//!   first entry.
 //!
 //! Checked here, on every durable write: the durable term never goes down and the durable vote
 //! never changes within a term ([`ViolationKind::TermOrVoteWentBack`]), and a persist never
 //! leaves a gap in the durable log ([`ViolationKind::UnpersistedLogChange`]).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use super::digest::chain_digest;
 use super::report::ViolationKind;
@@ -33,15 +41,37 @@ pub struct Completed {
     pub then_send: Vec<(NodeId, Message)>,
 }
 
+/// A durable snapshot: the last (index, term) it covers, the chain digest of the committed log
+/// up to there, and the state machine's bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotFile {
+    /// Its last index.
+    pub index: u64,
+    /// The term there.
+    pub term: u64,
+    /// The chain digest of the log up to `index`.
+    pub chain: u64,
+    /// The state machine.
+    pub data: Arc<Vec<u8>>,
+}
+
 /// One node's storage.
 #[derive(Debug, Default)]
 pub struct Disk {
     /// The durable hard state.
     hard_state: HardState,
-    /// The durable log, contiguous from index 1 (no snapshots in the simulator).
+    /// (index, term, chain digest) just before the first durable entry ((0, 0, 0) at first).
+    base: (u64, u64, u64),
+    /// The durable log, contiguous after `base`.
     entries: Vec<Entry>,
     /// `chain[k]`: the chain digest of the durable log up to `entries[k]`.
     chain: Vec<u64>,
+    /// The durable snapshot, if any.
+    snapshot: Option<SnapshotFile>,
+    /// The snapshot being received (a temporary file; a crash loses it).
+    receiving: Vec<u8>,
+    /// Compactions waiting for the persists issued before them: (that persist's id, upto).
+    compactions: VecDeque<(PersistId, u64)>,
     /// Persists issued and not yet durable, in issue order.
     pending: VecDeque<Persist>,
     /// When the newest pending persist completes; later ones complete no earlier.
@@ -85,7 +115,15 @@ impl Disk {
             let done = completed.get_or_insert_with(Completed::default);
             done.upto = persist.id;
             done.then_send.append(&mut persist.then_send);
+            let id = persist.id;
             self.write(persist)?;
+            while let Some(&(after, upto)) = self.compactions.front() {
+                if after > id {
+                    break;
+                }
+                self.compactions.pop_front();
+                self.compact(upto);
+            }
         }
         Ok(completed)
     }
@@ -97,6 +135,8 @@ impl Disk {
         let kept: Vec<Persist> = self.pending.drain(..survivors).collect();
         self.pending.clear();
         self.last_completion = 0;
+        self.receiving.clear();
+        self.compactions.clear(); // compaction is optional: losing one loses nothing
         for mut persist in kept {
             persist.then_send.clear(); // the writer died before it could send them
             self.write(persist)?;
@@ -109,13 +149,148 @@ impl Disk {
         self.pending.len()
     }
 
-    /// What a restarted node gets back.
+    /// When the newest pending persist completes (0 with none pending): an install queued now
+    /// completes after it.
+    pub fn last_completion(&self) -> u64 {
+        if self.pending.is_empty() {
+            0
+        } else {
+            self.last_completion
+        }
+    }
+
+    /// What a restarted node gets back: the snapshot, and the log after it unless the log
+    /// holds a different entry at the snapshot's index.
     pub fn restored(&self) -> Restored {
+        let Some(snapshot) = &self.snapshot else {
+            return Restored {
+                hard_state: self.hard_state,
+                snapshot: (self.base.0, self.base.1),
+                entries: self.entries.clone(),
+                snapshot_data: None,
+            };
+        };
+        let agrees = self.chain_in_log(snapshot.index) == Some(snapshot.chain);
+        let entries = if agrees {
+            let skip = usize::try_from(snapshot.index - self.base.0).unwrap_or(usize::MAX);
+            self.entries.iter().skip(skip).cloned().collect()
+        } else {
+            Vec::new()
+        };
         Restored {
             hard_state: self.hard_state,
-            snapshot: (0, 0),
-            entries: self.entries.clone(),
+            snapshot: (snapshot.index, snapshot.term),
+            entries,
+            snapshot_data: Some(Arc::clone(&snapshot.data)),
         }
+    }
+
+    /// Recovery at a restart: a log that does not reach the snapshot's last entry, or holds a
+    /// different one there, is reset to start after the snapshot (what it holds after it cannot
+    /// follow it), so that the restarted node's appends continue it.
+    pub fn recover(&mut self) {
+        let Some(snapshot) = &self.snapshot else {
+            return;
+        };
+        if self.chain_in_log(snapshot.index) != Some(snapshot.chain) {
+            self.entries.clear();
+            self.chain.clear();
+            self.base = (snapshot.index, snapshot.term, snapshot.chain);
+        }
+    }
+
+    /// Whether the durable snapshot covers `index`.
+    pub fn snapshot_covers(&self, index: u64) -> bool {
+        self.snapshot
+            .as_ref()
+            .is_some_and(|file| file.index >= index)
+    }
+
+    /// The durable snapshot.
+    pub fn snapshot(&self) -> Option<&SnapshotFile> {
+        self.snapshot.as_ref()
+    }
+
+    /// A snapshot the node saved (durable before the core hears of it). An older one is kept
+    /// if it is newer.
+    pub fn save_snapshot(&mut self, file: SnapshotFile) {
+        if self
+            .snapshot
+            .as_ref()
+            .is_none_or(|old| old.index < file.index)
+        {
+            self.snapshot = Some(file);
+        }
+    }
+
+    /// Appends a received chunk to the temporary file (offset 0 starts a new one). Returns
+    /// false if it does not continue the file.
+    pub fn write_chunk(&mut self, offset: u64, data: &[u8]) -> bool {
+        if offset == 0 {
+            self.receiving.clear();
+        }
+        if offset != self.receiving.len() as u64 {
+            return false;
+        }
+        self.receiving.extend_from_slice(data);
+        true
+    }
+
+    /// The temporary file, if it holds `size` bytes with CRC `crc`.
+    pub fn received(&self, size: u64, crc: u32) -> Option<Vec<u8>> {
+        let complete = self.receiving.len() as u64 == size;
+        (complete && crc32fast::hash(&self.receiving) == crc).then(|| self.receiving.clone())
+    }
+
+    /// Installs `file` in one atomic step: it becomes the snapshot, the log keeps what follows
+    /// it only if it holds the snapshot's last entry (rules 6/7), the commit index rises to it.
+    pub fn install(&mut self, file: SnapshotFile) {
+        if self.chain_in_log(file.index) == Some(file.chain) {
+            self.compact(file.index);
+        } else {
+            self.entries.clear();
+            self.chain.clear();
+            self.base = (file.index, file.term, file.chain);
+        }
+        self.hard_state.commit = self.hard_state.commit.max(file.index);
+        self.receiving.clear();
+        self.snapshot = Some(file);
+    }
+
+    /// Compaction as the runtime's WAL thread does it: after every persist issued before it
+    /// (one of them may rewrite entries it would drop).
+    pub fn compact_in_order(&mut self, upto: u64) {
+        match self.newest_pending() {
+            Some(id) => self.compactions.push_back((id, upto)),
+            None => self.compact(upto),
+        }
+    }
+
+    /// Drops the durable entries up to `upto` (or up to the log's end, if shorter).
+    pub fn compact(&mut self, upto: u64) {
+        let upto = upto.min(self.log_end());
+        if upto <= self.base.0 {
+            return;
+        }
+        let drop = usize::try_from(upto - self.base.0).unwrap_or(usize::MAX);
+        let last = &self.entries[drop - 1];
+        self.base = (last.index, last.term, self.chain[drop - 1]);
+        self.entries.drain(..drop);
+        self.chain.drain(..drop);
+    }
+
+    /// The last index of the durable log itself (its base when empty).
+    fn log_end(&self) -> u64 {
+        self.base.0 + self.entries.len() as u64
+    }
+
+    /// The chain digest the durable log (base included) holds at `index`.
+    fn chain_in_log(&self, index: u64) -> Option<u64> {
+        if index == self.base.0 {
+            return Some(self.base.2);
+        }
+        let position = usize::try_from(index.checked_sub(self.base.0 + 1)?).ok()?;
+        self.chain.get(position).copied()
     }
 
     /// The durable hard state.
@@ -123,15 +298,21 @@ impl Disk {
         self.hard_state
     }
 
-    /// The last durable index.
+    /// The last durable index, as a restart sees it (the snapshot's, if the log ends before).
     pub fn last_index(&self) -> u64 {
-        self.entries.len() as u64
+        let restored = self.restored();
+        restored.snapshot.0 + restored.entries.len() as u64
     }
 
-    /// The chain digest of the durable log up to `index`, if it holds that index.
+    /// The chain digest of the durable state up to `index`, if it holds that index: in the
+    /// log, or as the snapshot's last index. (Below the snapshot's index and compacted out of
+    /// the log: `None`, though the snapshot covers it; see [`Disk::snapshot_covers`].)
     pub fn chain_at(&self, index: u64) -> Option<u64> {
-        let position = usize::try_from(index.checked_sub(1)?).ok()?;
-        self.chain.get(position).copied()
+        match (self.chain_in_log(index), &self.snapshot) {
+            (Some(chain), _) => Some(chain),
+            (None, Some(snapshot)) if snapshot.index == index => Some(snapshot.chain),
+            _ => None,
+        }
     }
 
     /// Applies one persist: truncate, append, hard state (the order `Persist` prescribes).
@@ -143,20 +324,20 @@ impl Disk {
             // Entries may rewrite the tail without an explicit truncation (a batch that was
             // truncated and refilled in one step): what follows them is gone either way.
             self.truncate_from(first.index);
-            if first.index != self.last_index() + 1 {
+            if first.index != self.log_end() + 1 {
                 return Err((
                     ViolationKind::UnpersistedLogChange,
                     format!(
                         "persist {} appends at index {} but the durable log ends at {}",
                         persist.id,
                         first.index,
-                        self.last_index()
+                        self.log_end()
                     ),
                 ));
             }
         }
         for entry in persist.entries {
-            if entry.index != self.last_index() + 1 {
+            if entry.index != self.log_end() + 1 {
                 return Err((
                     ViolationKind::UnpersistedLogChange,
                     format!(
@@ -165,7 +346,7 @@ impl Disk {
                     ),
                 ));
             }
-            let previous = self.chain.last().copied().unwrap_or(0);
+            let previous = self.chain.last().copied().unwrap_or(self.base.2);
             self.chain.push(chain_digest(previous, &entry));
             self.entries.push(entry);
         }
@@ -198,7 +379,7 @@ impl Disk {
 
     /// Removes every durable entry at or after `from`.
     fn truncate_from(&mut self, from: u64) {
-        let keep = usize::try_from(from.saturating_sub(1)).unwrap_or(usize::MAX);
+        let keep = usize::try_from(from.saturating_sub(self.base.0 + 1)).unwrap_or(usize::MAX);
         self.entries.truncate(keep);
         self.chain.truncate(keep);
     }

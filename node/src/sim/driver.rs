@@ -9,12 +9,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 
 use super::SimConfig;
 use super::checks::Checker;
 use super::clients::Clients;
 use super::digest::RunDigest;
-use super::disk::{Completed, Disk, Finding};
+use super::disk::{Completed, Disk, Finding, SnapshotFile};
 use super::kv::Kv;
 use super::linearizability;
 use super::nemesis::Act;
@@ -38,6 +39,13 @@ const UNACKED_SURVIVES_PER_MILLE: u64 = 300;
 const AIM_AT_LEADER_PER_MILLE: u64 = 500;
 /// The liveness window, in maximum election timeouts.
 const LIVENESS_ELECTION_TIMEOUTS: u64 = 10;
+/// A snapshot is taken this many subticks after it is decided (the state machine moves on).
+const SNAPSHOT_DELAY: (u64, u64) = (1, 20);
+/// An install takes this many subticks after the persists queued before it.
+const INSTALL_DELAY: (u64, u64) = (1, 30);
+/// Share of crashes during an install (with every persist before it written) after which the
+/// install turns out to have reached the disk.
+const INSTALL_SURVIVES_PER_MILLE: u64 = 500;
 
 /// One simulated node: its core (while up), its disk and its state machine.
 struct Node {
@@ -49,6 +57,20 @@ struct Node {
     kv: Kv,
     /// The settings it restarts with (a fresh jitter seed each time).
     config: Config,
+    /// A snapshot is scheduled (`Event::SnapshotDue`).
+    snapshot_due: bool,
+    /// The install asked for and not done yet: (index, term, bytes).
+    installing: Option<(u64, u64, Arc<Vec<u8>>)>,
+    /// Wiped: it may restart only once every live node is past this term (see `wipe`).
+    wiped_in_term: Option<u64>,
+}
+
+/// What kind of input a step takes, for the log-change check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InputKind {
+    /// `Input::SnapshotInstalled`: the log changes by the install's own durable write.
+    Installed,
+    Other,
 }
 
 /// Where the run is.
@@ -113,6 +135,9 @@ impl Sim {
                     disk: Disk::new(config.rule_checks),
                     kv: Kv::default(),
                     config: core.clone(),
+                    snapshot_due: false,
+                    installing: None,
+                    wiped_in_term: None,
                 };
                 (core.id, node)
             })
@@ -248,12 +273,14 @@ impl Sim {
                     None => {}
                 }
             }
+            Event::SnapshotDue { node, incarnation } => self.take_snapshot(node, incarnation),
+            Event::InstallDone { node, incarnation } => self.install_done(node, incarnation),
             Event::Nemesis => self.nemesis(),
             Event::Restart(id) => {
                 // Nodes kept down for the liveness phase stay down once it has begun.
                 let kept_down = self.phase != Phase::Chaos && self.kept_down.contains(&id);
                 if !self.is_up(id) && !kept_down {
-                    self.start_node(id);
+                    self.restart_unless_gated(id);
                 }
             }
             Event::Liveness => self.start_liveness(),
@@ -299,6 +326,11 @@ impl Sim {
     fn step(&mut self, id: NodeId, input: Input) {
         self.steps += 1;
         let described = self.config.trace.then(|| trace::input(&input));
+        let input_kind = if matches!(input, Input::SnapshotInstalled { .. }) {
+            InputKind::Installed
+        } else {
+            InputKind::Other
+        };
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         let raft = node.raft.as_mut().expect("only live nodes are stepped");
         raft.step(input);
@@ -320,7 +352,8 @@ impl Sim {
             }
             self.note(|| line);
         }
-        let mut persisted_from: Option<u64> = None;
+        // An install rewrites the log itself, durably (the runtime's own write).
+        let mut persisted_from: Option<u64> = (input_kind == InputKind::Installed).then_some(1);
         for action in &actions {
             self.digest.action(id, action);
             if let Action::Persist(persist) = action {
@@ -384,8 +417,35 @@ impl Sim {
                     if let Some(command) = node.kv.apply(entry) {
                         self.clients.on_applied(&command, &mut self.rng);
                     }
+                    let result = self
+                        .checker
+                        .on_state(id, entry.index, node.kv.state_digest());
+                    if let Err(found) = result {
+                        self.fail(found);
+                        return;
+                    }
                 }
                 self.clients.serve_reads(id, &node.kv, &mut self.rng);
+                self.maybe_schedule_snapshot(id);
+            }
+            Action::SnapshotChunk { offset, data, .. } => {
+                let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+                if !node.disk.write_chunk(offset, &data) {
+                    self.fail((
+                        ViolationKind::Snapshot,
+                        format!("node {id} was told to write a chunk at {offset} out of order"),
+                    ));
+                }
+            }
+            Action::InstallSnapshot {
+                index,
+                term,
+                size,
+                crc,
+            } => self.start_install(id, index, term, size, crc),
+            Action::Compact { upto } => {
+                let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+                node.disk.compact_in_order(upto);
             }
             Action::Proposal { id: tag, outcome } => {
                 self.clients.on_proposal(tag, &outcome, &mut self.rng);
@@ -447,12 +507,170 @@ impl Sim {
         }
     }
 
+    /// Schedules a snapshot of node `id`'s state machine if it applied enough since its last.
+    fn maybe_schedule_snapshot(&mut self, id: NodeId) {
+        let Some(every) = self.setup.snapshot_every else {
+            return;
+        };
+        let node = &self.nodes[&id];
+        let last = node.disk.snapshot().map_or(0, |file| file.index);
+        if node.snapshot_due || node.kv.applied() < last + every {
+            return;
+        }
+        let incarnation = node.incarnation;
+        let delay = self.rng.range(SNAPSHOT_DELAY.0, SNAPSHOT_DELAY.1 + 1);
+        self.nodes
+            .get_mut(&id)
+            .expect("a node of the cluster")
+            .snapshot_due = true;
+        self.schedule(
+            delay,
+            Event::SnapshotDue {
+                node: id,
+                incarnation,
+            },
+        );
+    }
+
+    /// Node `id` serialises its state machine as of what it applied, makes it durable, and
+    /// tells its core.
+    fn take_snapshot(&mut self, id: NodeId, incarnation: u64) {
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        if node.incarnation != incarnation || node.raft.is_none() {
+            return;
+        }
+        node.snapshot_due = false;
+        let index = node.kv.applied();
+        let held = node
+            .raft
+            .as_ref()
+            .map_or(0, |raft| raft.status().snapshot_index);
+        if index <= held {
+            return;
+        }
+        let Some((chain, term)) = self.checker.committed_at(index) else {
+            self.fail((
+                ViolationKind::Snapshot,
+                format!("node {id} applied {index}, which is not known committed"),
+            ));
+            return;
+        };
+        let data = Arc::new(node.kv.snapshot());
+        node.disk.save_snapshot(SnapshotFile {
+            index,
+            term,
+            chain,
+            data: Arc::clone(&data),
+        });
+        self.faults.snapshots += 1;
+        self.step(id, Input::SnapshotSaved { index, data });
+    }
+
+    /// Node `id`'s core received every chunk of a snapshot: check the temporary file, then
+    /// install it once every persist queued before it is written.
+    fn start_install(&mut self, id: NodeId, index: u64, term: u64, size: u64, crc: u32) {
+        let now = self.now();
+        let delay = self.rng.range(INSTALL_DELAY.0, INSTALL_DELAY.1 + 1);
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        let Some(data) = node.disk.received(size, crc) else {
+            self.fail((
+                ViolationKind::Snapshot,
+                format!("node {id} installs snapshot {index}, but its file is not whole"),
+            ));
+            return;
+        };
+        node.installing = Some((index, term, Arc::new(data)));
+        let incarnation = node.incarnation;
+        let due = node.disk.last_completion().max(now) + delay;
+        self.schedule(
+            due - now,
+            Event::InstallDone {
+                node: id,
+                incarnation,
+            },
+        );
+    }
+
+    /// Carries out node `id`'s install on its disk, if it is still pending; returns the index
+    /// and the restored state machine.
+    fn install_on_disk(&mut self, id: NodeId) -> Option<Result<(u64, Kv), Finding>> {
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        let (index, term, data) = node.installing.take()?;
+        let Some((chain, committed_term)) = self.checker.committed_at(index) else {
+            return Some(Err((
+                ViolationKind::Snapshot,
+                format!("node {id} installs snapshot {index}, which is not known committed"),
+            )));
+        };
+        if committed_term != term {
+            return Some(Err((
+                ViolationKind::Snapshot,
+                format!(
+                    "node {id} installs a snapshot at ({index}, term {term}), but the committed \
+                     entry there has term {committed_term}"
+                ),
+            )));
+        }
+        let Some(kv) = Kv::restore(&data) else {
+            return Some(Err((
+                ViolationKind::Snapshot,
+                format!("node {id}'s snapshot {index} does not restore"),
+            )));
+        };
+        node.disk.install(SnapshotFile {
+            index,
+            term,
+            chain,
+            data,
+        });
+        self.faults.installs += 1;
+        Some(Ok((index, kv)))
+    }
+
+    /// The install of node `id` reached its disk: restore the state machine, tell the core.
+    fn install_done(&mut self, id: NodeId, incarnation: u64) {
+        let node = &self.nodes[&id];
+        if node.incarnation != incarnation || node.raft.is_none() {
+            return;
+        }
+        match self.install_on_disk(id) {
+            None => {}
+            Some(Err(found)) => self.fail(found),
+            Some(Ok((index, kv))) => {
+                let result = self.checker.on_install(id, index, kv.state_digest());
+                self.check(result);
+                let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+                node.kv = kv;
+                if self.violation.is_none() {
+                    self.step(id, Input::SnapshotInstalled { index });
+                }
+                let node = &self.nodes[&id];
+                self.clients.serve_reads(id, &node.kv, &mut self.rng);
+            }
+        }
+    }
+
     /// Starts (or restarts) node `id` from its disk.
     fn start_node(&mut self, id: NodeId) {
         let seed = self.rng.next_u64();
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         node.incarnation += 1;
-        node.kv = Kv::default();
+        node.snapshot_due = false;
+        node.installing = None;
+        node.disk.recover();
+        let restored_kv = node.disk.snapshot().map(|file| Kv::restore(&file.data));
+        node.kv = match restored_kv {
+            Some(Some(kv)) => kv,
+            Some(None) => {
+                self.fail((
+                    ViolationKind::Snapshot,
+                    format!("node {id}'s durable snapshot does not restore"),
+                ));
+                return;
+            }
+            None => Kv::default(),
+        };
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         let mut config = node.config.clone();
         config.seed = seed;
         let restored: Restored = node.disk.restored();
@@ -479,9 +697,22 @@ impl Sim {
         while survivors < node.disk.pending_len() && self.rng.chance(UNACKED_SURVIVES_PER_MILLE) {
             survivors += 1;
         }
+        let all_written = survivors == node.disk.pending_len();
         let result = node.disk.crash(survivors).map(|kept| {
             self.faults.unacked_persists_kept += kept as u64;
         });
+        // An install under way when the node died may have reached the disk, if everything
+        // queued before it did; either way it is whole or absent.
+        let installing = node.installing.is_some();
+        if installing
+            && all_written
+            && self.rng.chance(INSTALL_SURVIVES_PER_MILLE)
+            && let Some(Err(found)) = self.install_on_disk(id)
+        {
+            self.fail(found);
+        }
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        node.installing = None;
         self.faults.crashes += 1;
         self.note(|| format!("n{id} crashes ({survivors} unacknowledged persists kept)"));
         self.checker.on_crash(id);
@@ -547,10 +778,102 @@ impl Sim {
                     self.step(leader, Input::TransferLeadership { to });
                 }
             }
+            Act::Wipe { downtime } => self.wipe(downtime),
             Act::Idle => {}
         }
         let next = self.setup.nemesis.next_delay(&mut self.rng);
         self.schedule(next, Event::Nemesis);
+    }
+
+    /// Starts node `id`, unless it was wiped and some live node is not yet past the term of
+    /// the wipe; then tries again a few ticks later.
+    fn restart_unless_gated(&mut self, id: NodeId) {
+        if let Some(term) = self.nodes[&id].wiped_in_term {
+            let all_past = self.up_nodes().into_iter().all(|other| {
+                let raft = self.nodes[&other].raft.as_ref();
+                raft.is_some_and(|raft| raft.status().term > term)
+            });
+            if !all_past {
+                self.schedule(Self::ticks(5), Event::Restart(id));
+                return;
+            }
+            self.nodes
+                .get_mut(&id)
+                .expect("a node of the cluster")
+                .wiped_in_term = None;
+        }
+        self.start_node(id);
+    }
+
+    /// Wipes a follower's disk; it restarts empty. Raft does not tolerate a node losing its
+    /// stable storage in general: it forgets its votes, and leaders' progress, messages in
+    /// flight and past commit quorums count entries it no longer has. It rejoins safely here
+    /// because:
+    ///
+    /// - It comes back only once every live node is in a term above every term of the wipe
+    ///   (`wiped_in_term`, the highest term any node had then; the leader is bounced so a new
+    ///   election happens): every leader that counted its old acknowledgements has stepped
+    ///   down (a leader's progress dies with its term), and its old messages, all of those
+    ///   terms, are dropped by the term rules.
+    /// - It never votes or campaigns again (`rejoined_without_state`): no double vote, and every
+    ///   election quorum lies among nodes that kept their state, so it meets every past commit
+    ///   quorum in a node that kept the entry (a commit quorum less the wiped nodes and an
+    ///   election quorum among the others overlap, as 2 × quorum > n).
+    ///
+    /// It still replicates, acknowledges durably what it stores anew, and applies. At most
+    /// ⌈(n − quorum) / 2⌉ nodes are wiped in a run, so more than a bare quorum of voters remains
+    /// (for 3 nodes exactly a quorum: one wipe).
+    fn wipe(&mut self, downtime: u64) {
+        let nodes = self.ids.len();
+        let quorum = nodes / 2 + 1;
+        let wiped = self
+            .nodes
+            .values()
+            .filter(|node| node.config.rejoined_without_state)
+            .count();
+        // Half the nodes a cluster can lose, rounded up: each wiped node is a voter lost for
+        // good, and with only a bare quorum of voters left every election must be unanimous.
+        let tolerated = nodes - quorum;
+        if wiped >= tolerated.div_ceil(2) {
+            return;
+        }
+        let leader = self.leader();
+        let candidates: Vec<NodeId> = self
+            .ids
+            .iter()
+            .copied()
+            .filter(|&id| Some(id) != leader && !self.nodes[&id].config.rejoined_without_state)
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let victim = self.rng.pick(&candidates);
+        let highest_term = self
+            .nodes
+            .values()
+            .map(|node| {
+                let durable = node.disk.hard_state().term;
+                node.raft
+                    .as_ref()
+                    .map_or(durable, |raft| raft.status().term.max(durable))
+            })
+            .max()
+            .unwrap_or(0);
+        if self.is_up(victim) {
+            self.crash(victim);
+        }
+        if let Some(leader) = leader {
+            self.crash(leader);
+            let bounce = self.rng.range(1, Self::ticks(3) + 1);
+            self.schedule(bounce, Event::Restart(leader));
+        }
+        let node = self.nodes.get_mut(&victim).expect("a node of the cluster");
+        node.disk = Disk::new(self.config.rule_checks);
+        node.config.rejoined_without_state = true;
+        node.wiped_in_term = Some(highest_term);
+        self.faults.wipes += 1;
+        self.note(|| format!("n{victim}'s disk is wiped"));
+        self.schedule(downtime, Event::Restart(victim));
     }
 
     /// The chaos is over: heal every link, stop losing messages, delaying them long and
@@ -569,7 +892,7 @@ impl Sim {
             let keep_down = self.kept_down.contains(&id);
             match (self.is_up(id), keep_down) {
                 (true, true) => self.crash(id),
-                (false, false) => self.start_node(id),
+                (false, false) => self.restart_unless_gated(id),
                 _ => {}
             }
         }

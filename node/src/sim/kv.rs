@@ -5,10 +5,12 @@
 //! A client has at most one operation outstanding and numbers them 1, 2, 3…, so a write takes
 //! effect exactly when its sequence number is above the last one applied for its client. Every
 //! node applies the same log, so every node decides the same way, and the state machine of a
-//! restarted node (which starts empty and re-applies from index 1) comes back identical.
+//! restarted node (which starts from its snapshot, or empty, and re-applies what follows) comes
+//! back identical. A snapshot is the whole state as bytes (`snapshot`, `restore`).
 
 use std::collections::BTreeMap;
 
+use super::digest::Hash64;
 use crate::raft::{Entry, EntryKind};
 
 /// A client's write, as carried in an entry's data.
@@ -92,6 +94,64 @@ impl Kv {
     pub fn applied(&self) -> u64 {
         self.applied
     }
+
+    /// The state as bytes: the applied index, then the values and the sessions, each as a
+    /// count and (key, value) pairs, every number a little-endian u64.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut data = Vec::with_capacity(24 + 16 * (self.values.len() + self.sessions.len()));
+        data.extend_from_slice(&self.applied.to_le_bytes());
+        for map in [&self.values, &self.sessions] {
+            data.extend_from_slice(&(map.len() as u64).to_le_bytes());
+            for (key, value) in map {
+                data.extend_from_slice(&key.to_le_bytes());
+                data.extend_from_slice(&value.to_le_bytes());
+            }
+        }
+        data
+    }
+
+    /// The state `data` holds (made by [`Kv::snapshot`]), or `None` if it is not one.
+    pub fn restore(data: &[u8]) -> Option<Kv> {
+        let mut words = data.chunks_exact(8).map(|word| {
+            let mut bytes = [0; 8];
+            bytes.copy_from_slice(word);
+            u64::from_le_bytes(bytes)
+        });
+        if !data.len().is_multiple_of(8) {
+            return None;
+        }
+        let applied = words.next()?;
+        let mut maps = [BTreeMap::new(), BTreeMap::new()];
+        for map in &mut maps {
+            let count = words.next()?;
+            for _ in 0..count {
+                map.insert(words.next()?, words.next()?);
+            }
+        }
+        if words.next().is_some() {
+            return None;
+        }
+        let [values, sessions] = maps;
+        Some(Kv {
+            values,
+            sessions,
+            applied,
+        })
+    }
+
+    /// A digest of the whole state (values and sessions; not the applied index): two nodes
+    /// that applied the same log up to an index have equal digests there.
+    pub fn state_digest(&self) -> u64 {
+        let mut hash = Hash64::default();
+        for map in [&self.values, &self.sessions] {
+            hash.u64(map.len() as u64);
+            for (key, value) in map {
+                hash.u64(*key);
+                hash.u64(*value);
+            }
+        }
+        hash.finish()
+    }
 }
 
 #[cfg(test)]
@@ -128,5 +188,13 @@ mod tests {
         assert_eq!(kv.apply(&entry(3, first)), None, "a late retry of seq 1");
         assert_eq!(kv.get(0), Some(20));
         assert_eq!(kv.applied(), 3);
+
+        let restored = Kv::restore(&kv.snapshot()).expect("a snapshot");
+        assert_eq!(restored.state_digest(), kv.state_digest());
+        assert_eq!((restored.applied(), restored.get(0)), (3, Some(20)));
+        assert_eq!(
+            Kv::restore(&kv.snapshot()[1..]).map(|kv| kv.applied()),
+            None
+        );
     }
 }

@@ -3,7 +3,8 @@
 //! Every few ticks it picks one act: put a new partition in place (`partition.rs`), heal every
 //! link, crash a node for a while, *bounce* a node (crash it and restart it within three ticks:
 //! the window between a message and the persist it depends on, or between two vote requests of
-//! one term, is that short), ask the leader to hand over leadership, or do nothing. The driver
+//! one term, is that short), ask the leader to hand over leadership, wipe a follower's disk (see
+//! the driver's `wipe` for when that is allowed), or do nothing. The driver
 //! aims half the partitions and crashes at the current leader.
 //!
 //! The weights of the acts are drawn per seed, and an act may be switched off entirely for a
@@ -28,6 +29,11 @@ pub enum Act {
     },
     /// Ask the leader to hand leadership to another node.
     Transfer,
+    /// Wipe a follower's disk and restart it empty after `downtime` subticks.
+    Wipe {
+        /// Subticks until the restart.
+        downtime: u64,
+    },
     /// Nothing this time.
     Idle,
 }
@@ -39,6 +45,7 @@ const CRASH: usize = 2;
 const BOUNCE: usize = 3;
 const TRANSFER: usize = 4;
 const IDLE: usize = 5;
+const WIPE: usize = 6;
 
 /// A bounced node is down for at most this many subticks.
 const BOUNCE_DOWNTIME: u64 = 3 * SUBTICKS_PER_TICK;
@@ -46,8 +53,8 @@ const BOUNCE_DOWNTIME: u64 = 3 * SUBTICKS_PER_TICK;
 /// One run's nemesis.
 #[derive(Clone, Copy, Debug)]
 pub struct Nemesis {
-    /// Relative weights of partition, heal, crash, bounce, transfer, idle.
-    weights: [u64; 6],
+    /// Relative weights of partition, heal, crash, bounce, transfer, idle, wipe.
+    weights: [u64; 7],
     /// It acts every `[min, max]` ticks.
     every: (u64, u64),
     /// A crashed node stays down `[min, max]` ticks.
@@ -64,13 +71,14 @@ impl Nemesis {
                 rng.range(1, max + 1)
             }
         };
-        let mut weights = [0; 6];
+        let mut weights = [0; 7];
         weights[PARTITION] = weight(150, 10);
         weights[HEAL] = weight(0, 6);
         weights[CRASH] = weight(200, 10);
         weights[BOUNCE] = weight(200, 10);
         weights[TRANSFER] = weight(300, 4);
         weights[IDLE] = weight(300, 4);
+        weights[WIPE] = weight(500, 2);
         let slowest = rng.range(5, 50);
         Nemesis {
             weights,
@@ -107,6 +115,9 @@ impl Nemesis {
                 downtime: rng.range(1, BOUNCE_DOWNTIME + 1),
             },
             TRANSFER => Act::Transfer,
+            WIPE => Act::Wipe {
+                downtime: rng.range(self.downtime.0, self.downtime.1 + 1) * SUBTICKS_PER_TICK,
+            },
             _ => Act::Idle,
         }
     }
@@ -119,7 +130,7 @@ mod tests {
 
     #[test]
     fn every_act_happens_under_some_seed() {
-        let mut seen = [false; 5];
+        let mut seen = [false; 6];
         for seed in 0..50 {
             let mut rng = SimRng::new(seed);
             let nemesis = Nemesis::draw(&mut rng);
@@ -130,10 +141,11 @@ mod tests {
                     Act::Crash { .. } => 2,
                     Act::Transfer => 3,
                     Act::Idle => 4,
+                    Act::Wipe { .. } => 5,
                 };
                 seen[kind] = true;
             }
         }
-        assert_eq!(seen, [true; 5]);
+        assert_eq!(seen, [true; 6]);
     }
 }

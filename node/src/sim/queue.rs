@@ -32,6 +32,20 @@ pub enum Event {
         /// The persist.
         id: PersistId,
     },
+    /// The node takes a snapshot of its state machine now (if it is still this incarnation).
+    SnapshotDue {
+        /// The node.
+        node: NodeId,
+        /// Its incarnation when the snapshot was decided.
+        incarnation: u64,
+    },
+    /// The node's install of a received snapshot is done (if it is still this incarnation).
+    InstallDone {
+        /// The node.
+        node: NodeId,
+        /// Its incarnation when it asked for the install.
+        incarnation: u64,
+    },
     /// A client's timer; only the newest `token` of a client counts.
     Client {
         /// The client.

@@ -30,6 +30,9 @@ pub enum ViolationKind {
     CommitOfEarlierTerm,
     /// The in-memory log changed where no persist said it would, or a persist left a gap.
     UnpersistedLogChange,
+    /// A snapshot or log base that is not the committed log's (index, term), or a snapshot
+    /// installed at or below what was applied, or damaged in transfer.
+    Snapshot,
     /// No client write committed within the liveness window after healing.
     Liveness,
     /// The client history is not linearizable.
@@ -54,6 +57,7 @@ impl ViolationKind {
             ViolationKind::CommitNotDurable => "commit not durable on a quorum",
             ViolationKind::CommitOfEarlierTerm => "commit of an earlier term's entry",
             ViolationKind::UnpersistedLogChange => "unpersisted log change",
+            ViolationKind::Snapshot => "snapshot",
             ViolationKind::Liveness => "liveness",
             ViolationKind::Linearizability => "linearizability",
             ViolationKind::Panic => "panic",
@@ -110,11 +114,17 @@ pub struct FaultCounts {
     pub unacked_persists_kept: u64,
     /// Leadership transfers requested.
     pub transfers: u64,
+    /// Snapshots saved by nodes.
+    pub snapshots: u64,
+    /// Snapshots installed from a leader.
+    pub installs: u64,
+    /// Disks wiped (their node restarts empty and never votes again).
+    pub wipes: u64,
 }
 
 impl FaultCounts {
     /// Every count with its name, in a fixed order.
-    pub fn by_kind(&self) -> [(&'static str, u64); 11] {
+    pub fn by_kind(&self) -> [(&'static str, u64); 14] {
         [
             ("drops", self.drops),
             ("cut", self.cut),
@@ -127,6 +137,9 @@ impl FaultCounts {
             ("late persists", self.late_persists),
             ("unacked persists kept", self.unacked_persists_kept),
             ("transfers", self.transfers),
+            ("snapshots", self.snapshots),
+            ("installs", self.installs),
+            ("wipes", self.wipes),
         ]
     }
 
@@ -143,6 +156,9 @@ impl FaultCounts {
         self.late_persists += other.late_persists;
         self.unacked_persists_kept += other.unacked_persists_kept;
         self.transfers += other.transfers;
+        self.snapshots += other.snapshots;
+        self.installs += other.installs;
+        self.wipes += other.wipes;
     }
 }
 

@@ -7,13 +7,15 @@
 //! (300), about fifteen (1,000) or a thousand (65,000); an in-flight window of 1, 4 or 64
 //! messages. Small messages and a window of one make a lagging follower catch up one round trip
 //! at a time, which opens the windows where old-term entries are acknowledged one by one.
+//! Snapshots: in four seeds of five, every 5–50 applied entries, keeping 0–10 trailing entries,
+//! with 1, 2 or 4 chunks in flight (chunks of one message: 72 bytes at the smallest).
 
 use super::SimConfig;
 use super::clients::Workload;
 use super::nemesis::Nemesis;
 use super::network::Rates;
 use super::rng::SimRng;
-use crate::raft::{Config, NodeId};
+use crate::raft::{Config, MESSAGE_OVERHEAD, NodeId};
 
 /// A run's parameters.
 #[derive(Clone, Debug)]
@@ -26,6 +28,9 @@ pub struct Setup {
     pub nemesis: Nemesis,
     /// The clients' workload.
     pub workload: Workload,
+    /// A node snapshots its state machine once it applied this many entries since its last
+    /// snapshot (`None`: never, in one seed of five).
+    pub snapshot_every: Option<u64>,
     /// Each node's core settings (its jitter seed is drawn again at every start).
     pub cores: Vec<Config>,
 }
@@ -49,6 +54,10 @@ impl Setup {
         let check_quorum = rng.chance(800);
         let max_message_bytes = rng.pick(&[200, 300, 1_000, 65_000]);
         let max_inflight_messages = rng.pick(&[1, 4, 64]);
+        // Snapshots every few entries and few trailing entries, so transfers happen often.
+        let snapshot_every = rng.chance(800).then(|| rng.range(5, 51));
+        let snapshot_trailing_entries = rng.range(0, 11);
+        let snapshot_inflight_chunks = rng.pick(&[1, 2, 4]);
         let ids: Vec<NodeId> = (1..=config.nodes).collect();
         let cores = ids
             .iter()
@@ -57,6 +66,9 @@ impl Setup {
                 core.pre_vote = pre_vote;
                 core.check_quorum = check_quorum;
                 core.max_message_bytes = max_message_bytes;
+                core.snapshot_chunk_bytes = max_message_bytes - MESSAGE_OVERHEAD;
+                core.snapshot_inflight_chunks = snapshot_inflight_chunks;
+                core.snapshot_trailing_entries = snapshot_trailing_entries;
                 core.max_inflight_messages = max_inflight_messages;
                 core.faults = config.faults;
                 core
@@ -67,6 +79,7 @@ impl Setup {
             late_persist_per_mille,
             nemesis,
             workload,
+            snapshot_every,
             cores,
         }
     }

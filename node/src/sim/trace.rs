@@ -57,6 +57,25 @@ pub fn message(msg: &Message) -> String {
             format!("ReadIndexResp(t{term}, ctx {ctx:x}, {index:?})")
         }
         Body::Forward { data } => format!("Forward(t{term}, {} bytes)", data.len()),
+        Body::InstallSnapshot {
+            index,
+            snapshot_term,
+            size,
+            offset,
+            data,
+            ..
+        } => format!(
+            "Snapshot(t{term}, {index}/t{snapshot_term}, {offset}+{} of {size})",
+            data.len()
+        ),
+        Body::InstallSnapshotResponse {
+            index,
+            next_offset,
+            installed,
+        } => format!(
+            "SnapshotAck(t{term}, {index}, next {next_offset}{})",
+            if *installed { ", installed" } else { "" }
+        ),
     }
 }
 
@@ -69,6 +88,10 @@ pub fn input(input: &Input) -> String {
         Input::ReadIndex { ctx } => format!("read index {ctx:x}"),
         Input::Persisted { upto } => format!("persisted up to {upto}"),
         Input::TransferLeadership { to } => format!("transfer leadership to {to}"),
+        Input::SnapshotSaved { index, data } => {
+            format!("snapshot saved at {index} ({} bytes)", data.len())
+        }
+        Input::SnapshotInstalled { index } => format!("snapshot installed at {index}"),
     }
 }
 
@@ -112,5 +135,16 @@ pub fn action(action: &Action) -> String {
         Action::RoleChanged { role, term, leader } => {
             format!("role {role:?} t{term} leader {leader:?}")
         }
+        Action::SnapshotChunk {
+            index,
+            offset,
+            data,
+            size,
+            ..
+        } => format!("snapshot {index} chunk {offset}+{} of {size}", data.len()),
+        Action::InstallSnapshot { index, term, .. } => {
+            format!("install snapshot {index}/t{term}")
+        }
+        Action::Compact { upto } => format!("compact up to {upto}"),
     }
 }

@@ -13,6 +13,7 @@
 //! - `read.rs`: ReadIndex (thesis §6.4).
 //! - `durability.rs`: the durability barrier (Figure 2, "Persistent state").
 //! - `proposals.rs`: forwarding, size limits, batching.
+//! - `snapshot.rs`: compaction and snapshot transfer (§7, Figure 13; thesis §5).
 
 mod basics;
 mod commitment;
@@ -23,6 +24,7 @@ mod log_repair;
 mod proposals;
 mod read;
 mod replication;
+mod snapshot;
 mod transfer;
 
 use super::testkit::Cluster;
