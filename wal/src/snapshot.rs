@@ -133,6 +133,18 @@ impl SnapshotWriter {
         self.meta
     }
 
+    /// Makes the data written so far durable (the final sync at publishing is then short).
+    pub fn sync(&mut self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("fdatasync", &self.tmp_path, e))
+    }
+
+    /// Gives the snapshot up: removes its temporary file.
+    pub fn abandon(self) -> Result<()> {
+        fs::remove_file(&self.tmp_path).map_err(|e| Error::io("remove", &self.tmp_path, e))
+    }
+
     /// Bytes of data written so far, and their CRC-32 (crc32fast, as a sender computes it over
     /// the whole snapshot), to check a received snapshot before it is published.
     pub fn written(&self) -> (u64, u32) {

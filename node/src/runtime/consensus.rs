@@ -29,6 +29,31 @@ use crate::raft::{
     Action, EntryKind, Input, NodeId, ProposalOutcome, ProposeError, Raft, Role, Status,
 };
 use crate::state_machine::StateMachine;
+use balsa_wal::SnapshotMeta;
+
+/// When a node snapshots its state machine on its own.
+#[derive(Clone, Copy, Debug)]
+pub struct SnapshotPolicy {
+    /// Once this many entries were applied since the last snapshot.
+    pub entries: u64,
+    /// Once this many bytes of entries were applied since the last snapshot.
+    pub bytes: u64,
+}
+
+/// Snapshot bookkeeping on the consensus thread.
+#[derive(Debug)]
+struct Snapshots {
+    policy: SnapshotPolicy,
+    /// The newest snapshot saved or installed (0: none).
+    index: u64,
+    /// Entries and bytes applied since it.
+    entries_since: u64,
+    bytes_since: u64,
+    /// A snapshot handed to the WAL thread and not yet saved.
+    saving: Option<u64>,
+    /// Clients that asked for a snapshot (`balsa snapshot`), answered once one is saved.
+    waiters: Vec<ReplyTo>,
+}
 
 /// Where an embedding API call's answer goes.
 type ApiReply = Sender<Result<Vec<u8>, Error>>;
@@ -68,6 +93,9 @@ pub struct Consensus<S> {
     ready_reads: BTreeMap<u64, Vec<PendingRead>>,
     /// Highest index applied to the state machine.
     applied_index: u64,
+    /// The term of the entry at `applied_index` (what a snapshot taken now records).
+    applied_term: u64,
+    snapshots: Snapshots,
     wal_syncs: Arc<std::sync::atomic::AtomicU64>,
     /// Set when the WAL thread or the net thread is gone (it panicked): the node must stop,
     /// not run on half-alive.
@@ -95,7 +123,8 @@ impl<S: StateMachine> Consensus<S> {
         storage: Sender<StorageOp>,
         counters: Arc<Counters>,
         members: BTreeMap<NodeId, SocketAddr>,
-        applied_index: u64,
+        (snapshot_index, snapshot_term): (u64, u64),
+        policy: SnapshotPolicy,
         wal_syncs: Arc<std::sync::atomic::AtomicU64>,
     ) -> Self {
         Consensus {
@@ -110,7 +139,16 @@ impl<S: StateMachine> Consensus<S> {
             awaiting_apply: BTreeMap::new(),
             reads: HashMap::new(),
             ready_reads: BTreeMap::new(),
-            applied_index,
+            applied_index: snapshot_index,
+            applied_term: snapshot_term,
+            snapshots: Snapshots {
+                policy,
+                index: snapshot_index,
+                entries_since: 0,
+                bytes_since: 0,
+                saving: None,
+                waiters: Vec::new(),
+            },
             wal_syncs,
             fatal: None,
         }
@@ -154,6 +192,10 @@ impl<S: StateMachine> Consensus<S> {
             Event::Net(inbound) => self.on_inbound(inbound),
             Event::Api(call) => self.on_api(call),
             Event::StorageFailed(reason) => return Some(Stop::Storage(reason)),
+            Event::SnapshotSaved { index, data } => self.on_snapshot_saved(index, data),
+            Event::SnapshotInstalled { index, term, data } => {
+                return self.on_snapshot_installed(index, term, &data);
+            }
             Event::Shutdown => return Some(Stop::Shutdown),
         }
         None
@@ -196,8 +238,16 @@ impl<S: StateMachine> Consensus<S> {
                 self.respond(reply, ResponseBody::Status(report));
             }
             RequestBody::Snapshot => {
-                let message = "snapshots are not wired into the runtime yet".to_owned();
-                self.respond(reply, ResponseBody::Error { message });
+                if self.snapshots.saving.is_none() && self.snapshots.index == self.applied_index {
+                    // Nothing applied since the last one: it is the snapshot asked for.
+                    let index = self.snapshots.index;
+                    self.respond(reply, ResponseBody::SnapshotTaken { index });
+                } else {
+                    self.snapshots.waiters.push(reply);
+                    if self.snapshots.saving.is_none() {
+                        self.take_snapshot();
+                    }
+                }
             }
             RequestBody::Transfer { to } => {
                 let body = if self.raft.status().role == Role::Leader {
@@ -260,16 +310,17 @@ impl<S: StateMachine> Consensus<S> {
 
     /// Routes every action the core has for us.
     ///
-    /// Persists go to the WAL thread after the messages of the same turn have left: a leader's
+    /// Work for the WAL thread (persists, snapshot chunks, installs, compactions, in the core's
+    /// order) goes there after the messages of the same turn have left: a leader's
     /// AppendEntries start the followers' writes, which the commit waits for, while its own write
     /// runs in parallel (thesis §10.2.1) and is usually the first of the quorum to finish. Order
     /// among persists is kept, and no message that must wait for a persist is among the sends
     /// (the core holds those, or attaches them to the persist's `then_send`).
     fn drain_actions(&mut self) {
-        let mut persists = Vec::new();
+        let mut storage_ops = Vec::new();
         while let Some(action) = self.raft.poll_action() {
             match action {
-                Action::Persist(persist) => persists.push(persist),
+                Action::Persist(persist) => storage_ops.push(StorageOp::Persist(persist)),
                 Action::Send { to, msg } => {
                     match self.outbox.send(Destination::Peer(to), &Wire::Raft(msg)) {
                         Ok(()) => {}
@@ -285,6 +336,13 @@ impl<S: StateMachine> Consensus<S> {
                         self.apply(entry);
                     }
                     self.serve_ready_reads();
+                    let policy = self.snapshots.policy;
+                    if self.snapshots.saving.is_none()
+                        && (self.snapshots.entries_since >= policy.entries
+                            || self.snapshots.bytes_since >= policy.bytes)
+                    {
+                        self.take_snapshot();
+                    }
                 }
                 Action::Proposal { id, outcome } => self.on_proposal(id, outcome),
                 Action::ReadReady { ctx, index } => {
@@ -304,17 +362,32 @@ impl<S: StateMachine> Consensus<S> {
                 Action::RoleChanged { role, term, leader } => {
                     log::info!("now {role:?} in term {term}, leader {leader:?}");
                 }
-                // Snapshot transfer is not wired into the runtime yet: the core only emits
-                // these once a snapshot was saved somewhere, which the runtime never reports.
-                Action::SnapshotChunk { .. } | Action::InstallSnapshot { .. } => {
-                    static WARNED: std::sync::Once = std::sync::Once::new();
-                    WARNED.call_once(|| log::warn!("snapshot transfer is not wired yet"));
-                }
-                Action::Compact { .. } => {}
+                Action::SnapshotChunk {
+                    index,
+                    term,
+                    offset,
+                    data,
+                    ..
+                } => storage_ops.push(StorageOp::SnapshotChunk {
+                    meta: SnapshotMeta { index, term },
+                    offset,
+                    data,
+                }),
+                Action::InstallSnapshot {
+                    index,
+                    term,
+                    size,
+                    crc,
+                } => storage_ops.push(StorageOp::InstallSnapshot {
+                    meta: SnapshotMeta { index, term },
+                    size,
+                    crc,
+                }),
+                Action::Compact { upto } => storage_ops.push(StorageOp::Compact { upto }),
             }
         }
-        for persist in persists {
-            if self.storage.send(StorageOp::Persist(persist)).is_err() {
+        for op in storage_ops {
+            if self.storage.send(op).is_err() {
                 log::error!("the WAL thread is gone; the node is stopping");
                 self.fatal = Some("the WAL thread stopped unexpectedly".into());
                 break;
@@ -360,6 +433,9 @@ impl<S: StateMachine> Consensus<S> {
             "entries apply in order"
         );
         self.applied_index = entry.index;
+        self.applied_term = entry.term;
+        self.snapshots.entries_since += 1;
+        self.snapshots.bytes_since += entry.data.len() as u64;
         let mut answer = None;
         let mut reply_to = None;
         if entry.kind == EntryKind::Normal {
@@ -388,6 +464,75 @@ impl<S: StateMachine> Consensus<S> {
         {
             self.respond(reply, ResponseBody::Applied { data: answer });
         }
+    }
+
+    /// Serialises the state machine as of the applied index (the commit path waits only for
+    /// this) and hands it to the WAL thread to save.
+    fn take_snapshot(&mut self) {
+        let index = self.applied_index;
+        if index <= self.snapshots.index {
+            return;
+        }
+        let data = Arc::new(self.state_machine.snapshot());
+        log::info!(
+            "snapshotting up to index {index} ({} bytes, {} entries since the last)",
+            data.len(),
+            self.snapshots.entries_since
+        );
+        self.snapshots.saving = Some(index);
+        self.snapshots.entries_since = 0;
+        self.snapshots.bytes_since = 0;
+        let term = self.applied_term;
+        if self
+            .storage
+            .send(StorageOp::SaveSnapshot { index, term, data })
+            .is_err()
+        {
+            self.fatal = Some("the WAL thread stopped unexpectedly".into());
+        }
+    }
+
+    /// This node's snapshot is durable: the core sends it to followers behind and compacts.
+    fn on_snapshot_saved(&mut self, index: u64, data: Arc<Vec<u8>>) {
+        if self.snapshots.saving == Some(index) {
+            self.snapshots.saving = None;
+        }
+        self.snapshots.index = self.snapshots.index.max(index);
+        self.raft.step(Input::SnapshotSaved { index, data });
+        for reply in std::mem::take(&mut self.snapshots.waiters) {
+            self.respond(reply, ResponseBody::SnapshotTaken { index });
+        }
+    }
+
+    /// A leader's snapshot is installed in the WAL: the state machine takes it over.
+    fn on_snapshot_installed(&mut self, index: u64, term: u64, data: &[u8]) -> Option<Stop> {
+        if let Err(error) = self.state_machine.restore(data) {
+            // The WAL already holds the snapshot as this node's state: running on with the old
+            // state machine would diverge. Stop; a restart restores from the file or fails loudly.
+            return Some(Stop::Storage(format!(
+                "restoring the installed snapshot at {index}: {error}"
+            )));
+        }
+        log::info!(
+            "installed a snapshot up to index {index} ({} bytes)",
+            data.len()
+        );
+        self.applied_index = index;
+        self.applied_term = term;
+        self.snapshots.index = self.snapshots.index.max(index);
+        self.snapshots.entries_since = 0;
+        self.snapshots.bytes_since = 0;
+        // API proposals at or below the snapshot cannot learn their own answer any more.
+        while let Some((&waiting, _)) = self.awaiting_apply.first_key_value() {
+            if waiting > index {
+                break;
+            }
+            let (_, (_, reply)) = self.awaiting_apply.pop_first().expect("just seen");
+            let _ = reply.send(Err(Error::Timeout));
+        }
+        self.raft.step(Input::SnapshotInstalled { index });
+        self.serve_ready_reads();
+        None
     }
 
     fn serve_ready_reads(&mut self) {
@@ -449,6 +594,8 @@ impl<S: StateMachine> Consensus<S> {
             leader,
             commit_index,
             last_index,
+            snapshot_index,
+            first_index,
             ..
         } = self.raft.status();
         NodeStatus {
@@ -459,6 +606,8 @@ impl<S: StateMachine> Consensus<S> {
             commit_index,
             applied_index: self.applied_index,
             last_index,
+            snapshot_index,
+            first_index,
         }
     }
 
@@ -477,8 +626,8 @@ impl<S: StateMachine> Consensus<S> {
             datagrams_out: counters.datagrams_out,
             datagrams_dropped: counters.dropped_total(),
             wal_syncs: self.wal_syncs.load(std::sync::atomic::Ordering::Relaxed),
-            snapshot_index: self.raft.log().snapshot().0,
-            first_index: self.raft.log().first_index(),
+            snapshot_index: status.snapshot_index,
+            first_index: status.first_index,
         }
     }
 

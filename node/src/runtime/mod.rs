@@ -19,6 +19,7 @@
 //! half-alive; a call on a stopped node fails with `ShuttingDown` (or the reason it stopped).
 
 mod consensus;
+mod snapshots;
 mod storage;
 mod timer;
 pub mod wire;
@@ -55,6 +56,22 @@ pub enum Event {
     Persisted(raft::PersistId),
     /// The WAL failed; the node must stop.
     StorageFailed(String),
+    /// This node's snapshot up to `index` is durable.
+    SnapshotSaved {
+        /// The last index it covers.
+        index: u64,
+        /// Its bytes.
+        data: Arc<Vec<u8>>,
+    },
+    /// A leader's snapshot is installed in the WAL: restore the state machine from `data`.
+    SnapshotInstalled {
+        /// The last index it covers.
+        index: u64,
+        /// That entry's term.
+        term: u64,
+        /// Its bytes.
+        data: Arc<Vec<u8>>,
+    },
     /// A call from the embedding API.
     Api(ApiCall),
     /// Stop.
@@ -179,6 +196,10 @@ pub struct NodeStatus {
     pub applied_index: u64,
     /// Last log index.
     pub last_index: u64,
+    /// The last index of the newest snapshot saved or installed (0: none).
+    pub snapshot_index: u64,
+    /// The first index still in the log.
+    pub first_index: u64,
 }
 
 /// How a node is set up.
@@ -254,6 +275,9 @@ impl NodeConfig {
         if self.tick.is_zero() {
             return config_error("the tick must be longer than zero".into());
         }
+        if self.snapshot_entries == 0 || self.snapshot_bytes == 0 {
+            return config_error("snapshot_entries and snapshot_bytes must be at least 1".into());
+        }
         self.raft_config().validate().map_err(Error::Config)
     }
 
@@ -264,6 +288,7 @@ impl NodeConfig {
         config.election_ticks = self.election_ticks;
         config.max_message_bytes = self.datagram_limit;
         config.snapshot_chunk_bytes = self.datagram_limit.saturating_sub(raft::MESSAGE_OVERHEAD);
+        config.snapshot_trailing_entries = self.snapshot_trailing_entries;
         config.seed = jitter_seed(self.id);
         config
     }
@@ -314,6 +339,7 @@ impl Node {
                 other => Error::Start(other.to_string()),
             })?;
         let mut snapshot_base = (0, 0);
+        let mut snapshot_data = None;
         if let Some(meta) = recovered.snapshot {
             let (_, data) = wal
                 .load_snapshot()
@@ -323,6 +349,7 @@ impl Node {
                 .restore(&data)
                 .map_err(|error| Error::Start(format!("restoring the snapshot: {error}")))?;
             snapshot_base = (meta.index, meta.term);
+            snapshot_data = Some(Arc::new(data));
         }
         let entries = recovered
             .entries
@@ -340,7 +367,7 @@ impl Node {
             snapshot: snapshot_base,
             entries,
             // Snapshot transfer is not wired into the runtime yet.
-            snapshot_data: None,
+            snapshot_data,
         };
         let raft = Raft::new(config.raft_config(), restored).map_err(Error::Config)?;
 
@@ -367,7 +394,11 @@ impl Node {
             storage_ops,
             Arc::clone(transport.counters()),
             members,
-            snapshot_base.0,
+            snapshot_base,
+            consensus::SnapshotPolicy {
+                entries: config.snapshot_entries,
+                bytes: config.snapshot_bytes,
+            },
             wal_syncs,
         );
 

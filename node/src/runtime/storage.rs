@@ -4,21 +4,27 @@
 //! sends the messages the batch carries in `then_send` straight to the network (a follower's
 //! acknowledgement, a vote: no hop back through the consensus thread), and reports the newest id
 //! as durable (the core then releases the messages still held for earlier persists).
-//! When idle it zero-fills the next segment a little at a time, so a roll never waits for it.
+//! When idle it writes a snapshot being saved a step at a time, or zero-fills the next segment a
+//! little at a time, so a roll never waits for it. Snapshot chunks, installs and compactions come
+//! through the same queue (`snapshots.rs`).
 //!
-//! Invariants: persists are applied in id order; their `then_send` messages leave, and their ids
-//! are reported, only after the sync that covers them returned (a storage error before it drops
-//! them unsent); after any storage error it reports the failure and stops (the WAL refuses
-//! further writes anyway): no retry-and-carry-on.
+//! Invariants: operations take effect in the order they were queued, and persists before any
+//! other operation are durable (synced, their messages sent, their ids reported) before it runs;
+//! their `then_send` messages leave, and their ids are reported, only after the sync that covers
+//! them returned (a storage error before it drops them unsent); after any storage error it
+//! reports the failure and stops (the WAL refuses further writes anyway): no retry-and-carry-on.
+
+use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
 use balsa_net::{Destination, Outbox};
-use balsa_wal::{HardState as WalHardState, Wal};
+use balsa_wal::{HardState as WalHardState, SnapshotMeta, Wal};
 
 use super::Event;
+use super::snapshots::{InstallError, Receiving, Saving};
 use super::wire::Wire;
-use crate::raft::{Entry, EntryKind, HardState, Message, NodeId, Persist};
+use crate::raft::{Entry, EntryKind, HardState, Message, NodeId, Persist, PersistId};
 
 /// Bytes of the next segment zero-filled per idle turn.
 const PREPARE_STEP: u64 = 1 << 20;
@@ -28,6 +34,38 @@ const PREPARE_STEP: u64 = 1 << 20;
 pub enum StorageOp {
     /// Make this durable, then send its `then_send` messages.
     Persist(Persist),
+    /// Save this node's snapshot of (`index`, `term`), then report `SnapshotSaved`.
+    SaveSnapshot {
+        /// The last index it covers.
+        index: u64,
+        /// That entry's term.
+        term: u64,
+        /// The serialised state machine.
+        data: Arc<Vec<u8>>,
+    },
+    /// Drop the segments wholly at or below `upto` (a saved snapshot covers them).
+    Compact {
+        /// The new log base.
+        upto: u64,
+    },
+    /// A chunk of a leader's snapshot (offset 0: a new transfer).
+    SnapshotChunk {
+        /// The snapshot.
+        meta: SnapshotMeta,
+        /// Where the bytes go.
+        offset: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// Check and install the received snapshot, then report `SnapshotInstalled`.
+    InstallSnapshot {
+        /// The snapshot.
+        meta: SnapshotMeta,
+        /// Its announced size.
+        size: u64,
+        /// Its announced CRC-32.
+        crc: u32,
+    },
     /// Sync, close the log and stop.
     Shutdown,
 }
@@ -49,8 +87,110 @@ pub fn run(
         }
         Err(error) => {
             log::error!("storage failed: {error}");
-            let _ = inbox.send(Event::StorageFailed(error.to_string()));
+            let _ = inbox.send(Event::StorageFailed(error));
         }
+    }
+}
+
+/// The WAL thread's state between turns.
+struct Writer<'a> {
+    wal: &'a mut Wal,
+    inbox: &'a Sender<Event>,
+    outbox: &'a mut Outbox<Wire>,
+    sync: bool,
+    /// The newest persist written and not yet synced.
+    unsynced: Option<PersistId>,
+    /// The messages of the persists written since the last sync; they wait for it.
+    then_send: Vec<(NodeId, Message)>,
+    /// A roll may have used the prepared segment: prepare the next when idle.
+    prepared: bool,
+    saving: Option<Saving>,
+    receiving: Option<Receiving>,
+}
+
+impl Writer<'_> {
+    /// Syncs what was written, sends the messages waiting for it, reports it durable. False if
+    /// the consensus thread is gone.
+    fn complete(&mut self) -> Result<bool, String> {
+        let Some(upto) = self.unsynced.take() else {
+            return Ok(true);
+        };
+        let synced = if self.sync {
+            self.wal.sync()
+        } else {
+            self.wal.flush()
+        };
+        synced.map_err(|error| error.to_string())?;
+        for (to, msg) in self.then_send.drain(..) {
+            if let Err(error) = self.outbox.send(Destination::Peer(to), &Wire::Raft(msg)) {
+                log::warn!("sending to node {to}: {error}");
+            }
+        }
+        self.prepared = false;
+        Ok(self.inbox.send(Event::Persisted(upto)).is_ok())
+    }
+
+    /// Carries out one operation other than a persist, after the persists before it completed.
+    fn apply(&mut self, op: StorageOp) -> Result<(), String> {
+        let text = |error: balsa_wal::Error| error.to_string();
+        match op {
+            StorageOp::Persist(_) | StorageOp::Shutdown => {
+                unreachable!("serve handles persists and shutdown itself")
+            }
+            StorageOp::SaveSnapshot { index, term, data } => {
+                if let Some(older) = self.saving.take() {
+                    log::warn!("a newer snapshot replaces one still being saved");
+                    older.abandon().map_err(text)?;
+                }
+                self.saving = Some(Saving::start(self.wal, index, term, data).map_err(text)?);
+            }
+            StorageOp::Compact { upto } => self.wal.compact_to(upto).map_err(text)?,
+            StorageOp::SnapshotChunk { meta, offset, data } => {
+                let current = self.receiving.take();
+                self.receiving =
+                    Receiving::chunk(current, self.wal, meta, offset, &data).map_err(text)?;
+            }
+            StorageOp::InstallSnapshot { meta, size, crc } => {
+                let Some(receiving) = self.receiving.take() else {
+                    return Err(InstallError::Mismatch(format!(
+                        "asked to install snapshot {meta:?}, but none was received"
+                    ))
+                    .to_string());
+                };
+                let data = receiving
+                    .install(self.wal, meta, size, crc)
+                    .map_err(|error| error.to_string())?;
+                let installed = Event::SnapshotInstalled {
+                    index: meta.index,
+                    term: meta.term,
+                    data,
+                };
+                let _ = self.inbox.send(installed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Work for an idle moment: the next step of a snapshot being saved, else of preparing the
+    /// next segment. False when there is none left.
+    fn idle_step(&mut self) -> Result<bool, String> {
+        if let Some(saving) = self.saving.take() {
+            match saving.step(self.wal).map_err(|error| error.to_string())? {
+                Ok((index, data)) => {
+                    let _ = self.inbox.send(Event::SnapshotSaved { index, data });
+                }
+                Err(unfinished) => self.saving = Some(unfinished),
+            }
+            return Ok(true);
+        }
+        if !self.prepared {
+            self.prepared = self
+                .wal
+                .prepare_next_segment(PREPARE_STEP)
+                .map_err(|error| error.to_string())?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 }
 
@@ -60,56 +200,55 @@ fn serve(
     inbox: &Sender<Event>,
     outbox: &mut Outbox<Wire>,
     sync: bool,
-) -> Result<(), balsa_wal::Error> {
-    let mut prepared = false;
-    // The messages of the batch being written; they wait for its sync.
-    let mut then_send: Vec<(NodeId, Message)> = Vec::new();
+) -> Result<(), String> {
+    let mut writer = Writer {
+        wal,
+        inbox,
+        outbox,
+        sync,
+        unsynced: None,
+        then_send: Vec::new(),
+        prepared: false,
+        saving: None,
+        receiving: None,
+    };
     loop {
-        let first = if prepared {
-            match ops.recv() {
-                Ok(op) => op,
-                Err(_) => return Ok(()),
-            }
-        } else {
+        let idle_work = writer.saving.is_some() || !writer.prepared;
+        let first = if idle_work {
             match ops.try_recv() {
                 Ok(op) => op,
                 Err(crossbeam_channel::TryRecvError::Empty) => {
-                    prepared = wal.prepare_next_segment(PREPARE_STEP)?;
+                    writer.idle_step()?;
                     continue;
                 }
                 Err(crossbeam_channel::TryRecvError::Disconnected) => return Ok(()),
             }
+        } else {
+            match ops.recv() {
+                Ok(op) => op,
+                Err(_) => return Ok(()),
+            }
         };
-        let mut newest = None;
-        let mut stop = false;
         for op in std::iter::once(first).chain(ops.try_iter()) {
             match op {
                 StorageOp::Persist(mut persist) => {
-                    newest = Some(persist.id);
-                    then_send.append(&mut persist.then_send);
-                    write(wal, persist)?;
+                    writer.unsynced = Some(persist.id);
+                    writer.then_send.append(&mut persist.then_send);
+                    write(writer.wal, persist).map_err(|error| error.to_string())?;
                 }
-                StorageOp::Shutdown => stop = true,
-            }
-        }
-        if let Some(upto) = newest {
-            if sync {
-                wal.sync()?;
-            } else {
-                wal.flush()?;
-            }
-            for (to, msg) in then_send.drain(..) {
-                if let Err(error) = outbox.send(Destination::Peer(to), &Wire::Raft(msg)) {
-                    log::warn!("sending to node {to}: {error}");
+                StorageOp::Shutdown => {
+                    writer.complete()?;
+                    return Ok(());
+                }
+                other => {
+                    if !writer.complete()? {
+                        return Ok(()); // the consensus thread is gone: the node is stopping
+                    }
+                    writer.apply(other)?;
                 }
             }
-            if inbox.send(Event::Persisted(upto)).is_err() {
-                return Ok(()); // the consensus thread is gone: the node is stopping
-            }
-            // A roll may have used the prepared segment; prepare the next when idle.
-            prepared = false;
         }
-        if stop {
+        if !writer.complete()? {
             return Ok(());
         }
     }
