@@ -5,7 +5,7 @@
 //! balsa serve --id 1 --cluster 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data-dir DIR
 //!             [--tick-ms 10] [--election-ticks 15-30] [--heartbeat-ticks 5] [--unsafe-no-fsync]
 //!             [--snapshot-entries 100000] [--snapshot-bytes 67108864] [--snapshot-trailing 5000]
-//!             [--segment-bytes 67108864]
+//!             [--segment-bytes 67108864] [--rejoin]
 //! balsa cluster [--nodes 3] [--base-port 7001] [--data-dir ./balsa-data] [--unsafe-no-fsync]
 //! balsa demo
 //! balsa put KEY VALUE [--endpoints A,B,C]
@@ -43,7 +43,7 @@ usage:
   balsa serve --id ID --cluster ID=IP:PORT,... --data-dir DIR [--tick-ms 10]
               [--election-ticks 15-30] [--heartbeat-ticks 5] [--unsafe-no-fsync]
               [--snapshot-entries 100000] [--snapshot-bytes 67108864]
-              [--snapshot-trailing 5000] [--segment-bytes 67108864]
+              [--snapshot-trailing 5000] [--segment-bytes 67108864] [--rejoin]
   balsa cluster [--nodes 3] [--base-port 7001] [--data-dir ./balsa-data] [--unsafe-no-fsync]
   balsa demo
   balsa put KEY VALUE [--endpoints A,B,C]
@@ -133,6 +133,8 @@ pub struct ServeArgs {
     pub snapshot_trailing: u64,
     /// WAL segment size in bytes.
     pub segment_bytes: u64,
+    /// The data directory was lost: rejoin empty, as a replica that never votes again.
+    pub rejoin: bool,
 }
 
 /// Smallest and largest `--segment-bytes`: the WAL's own lower bound, and 4 GiB.
@@ -335,7 +337,7 @@ const SERVE: Spec = Spec {
     usage: "balsa serve --id ID --cluster ID=IP:PORT,... --data-dir DIR [--tick-ms 10] \
             [--election-ticks 15-30] [--heartbeat-ticks 5] [--unsafe-no-fsync] \
             [--snapshot-entries 100000] [--snapshot-bytes 67108864] [--snapshot-trailing 5000] \
-            [--segment-bytes 67108864]",
+            [--segment-bytes 67108864] [--rejoin]",
     positionals: &[],
     options: &[
         "--id",
@@ -349,7 +351,7 @@ const SERVE: Spec = Spec {
         "--snapshot-trailing",
         "--segment-bytes",
     ],
-    switches: &["--unsafe-no-fsync"],
+    switches: &["--unsafe-no-fsync", "--rejoin"],
 };
 
 const CLUSTER: Spec = Spec {
@@ -585,6 +587,7 @@ fn parse_serve(spec: &Spec, matches: &Matches) -> Result<ServeArgs, UsageError> 
         snapshot_bytes: at_least(spec, matches, "--snapshot-bytes", 64 << 20, 1)?,
         snapshot_trailing: at_least(spec, matches, "--snapshot-trailing", 5000, 0)?,
         segment_bytes,
+        rejoin: matches.switch("--rejoin"),
     })
 }
 
@@ -809,6 +812,7 @@ mod tests {
                 snapshot_bytes: 64 << 20,
                 snapshot_trailing: 5000,
                 segment_bytes: 64 << 20,
+                rejoin: false,
             }
         );
     }

@@ -37,6 +37,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     config.snapshot_bytes = args.snapshot_bytes;
     config.snapshot_trailing_entries = args.snapshot_trailing;
     config.wal.segment_bytes = args.segment_bytes;
+    config.rejoin = args.rejoin;
     if let Err(error) = config.validate() {
         eprintln!("balsa serve: {error}");
         return ExitCode::from(2);

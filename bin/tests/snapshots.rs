@@ -56,9 +56,15 @@ fn compaction_keeps_data_bounded_and_lagging_or_wiped_followers_catch_up_by_snap
         report.first_index
     );
 
+    // A node that lost its disk forgot its votes and acknowledgements: it comes back with
+    // `--rejoin`, as a replica that never votes again (ARCHITECTURE.md, "Snapshots").
     cluster.kill(wiped);
     std::fs::remove_dir_all(cluster.data_dir(wiped)).expect("wiping the data directory");
-    cluster.start_node(wiped);
+    cluster.start_node_with(wiped, &["--rejoin"]);
+    assert!(
+        cluster.data_dir(wiped).join("REJOINED").exists(),
+        "the rejoin is recorded in the data directory"
+    );
     let values = checked_writes(&cluster);
     bench(&cluster, 15_000);
     let report = caught_up(&cluster, wiped);

@@ -125,6 +125,11 @@ impl Cluster {
     /// # Panics
     /// If it is running, or does not start.
     pub fn start_node(&mut self, id: u64) {
+        self.start_node_with(id, &[]);
+    }
+
+    /// As [`start_node`](Self::start_node), with `extra` arguments for this start only.
+    pub fn start_node_with(&mut self, id: u64, extra: &[&str]) {
         assert!(!self.is_running(id), "node {id} is already running");
         let log = File::options()
             .create(true)
@@ -143,6 +148,7 @@ impl Cluster {
             .arg("--data-dir")
             .arg(self.data_dir(id))
             .args(&self.serve_args)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

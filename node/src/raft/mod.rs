@@ -468,6 +468,8 @@ pub struct Status {
     pub snapshot_index: u64,
     /// The first entry still in the in-memory log.
     pub first_index: u64,
+    /// A snapshot being received from the leader: its index and the bytes received so far.
+    pub receiving_snapshot: Option<(u64, u64)>,
 }
 
 /// Bookkeeping of the durability barrier.
@@ -672,6 +674,7 @@ impl Raft {
             stable_index: self.durability.stable_index,
             snapshot_index: self.snapshot_index,
             first_index: self.log.first_index(),
+            receiving_snapshot: self.incoming.progress(),
         }
     }
 

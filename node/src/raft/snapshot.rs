@@ -178,6 +178,17 @@ pub(super) enum Incoming {
     },
 }
 
+impl Incoming {
+    /// The snapshot being received or installed, and the bytes of it held: for status pages.
+    pub(super) fn progress(&self) -> Option<(u64, u64)> {
+        match self {
+            Incoming::Idle => None,
+            Incoming::Receiving { index, data, .. } => Some((*index, data.len() as u64)),
+            Incoming::Installing { image, .. } => Some((image.index, image.size())),
+        }
+    }
+}
+
 /// One InstallSnapshot chunk, as received.
 #[derive(Clone, Debug)]
 pub(super) struct Chunk {

@@ -596,6 +596,7 @@ impl<S: StateMachine> Consensus<S> {
             last_index,
             snapshot_index,
             first_index,
+            receiving_snapshot,
             ..
         } = self.raft.status();
         NodeStatus {
@@ -608,6 +609,7 @@ impl<S: StateMachine> Consensus<S> {
             last_index,
             snapshot_index,
             first_index,
+            receiving_snapshot,
         }
     }
 

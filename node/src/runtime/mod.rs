@@ -200,6 +200,8 @@ pub struct NodeStatus {
     pub snapshot_index: u64,
     /// The first index still in the log.
     pub first_index: u64,
+    /// A snapshot being received from the leader: its index and the bytes received so far.
+    pub receiving_snapshot: Option<(u64, u64)>,
 }
 
 /// How a node is set up.
@@ -232,9 +234,19 @@ pub struct NodeConfig {
     /// Entries kept in the log behind a snapshot, so a follower slightly behind catches up from
     /// the log rather than by a snapshot. Default 5,000.
     pub snapshot_trailing_entries: u64,
+    /// This node lost its data directory and rejoins its cluster empty. If the directory holds
+    /// no state, the node starts as a replica that never votes or campaigns again (it forgot
+    /// the votes and acknowledgements Raft's safety rests on; see ARCHITECTURE.md), and records
+    /// that in the directory, so that later restarts keep it so. Ignored when the directory
+    /// holds state. Default false.
+    pub rejoin: bool,
     /// The WAL's options.
     pub wal: balsa_wal::Options,
 }
+
+/// The file in a data directory that says its node rejoined without state (see
+/// [`NodeConfig::rejoin`]).
+pub const REJOINED_MARKER: &str = "REJOINED";
 
 impl NodeConfig {
     /// Node `id` of the cluster `members`, storing its log in `data_dir`, with the defaults.
@@ -252,6 +264,7 @@ impl NodeConfig {
             snapshot_entries: 100_000,
             snapshot_bytes: 64 << 20,
             snapshot_trailing_entries: 5000,
+            rejoin: false,
             wal: balsa_wal::Options::default(),
         }
     }
@@ -300,6 +313,34 @@ impl NodeConfig {
     }
 }
 
+/// Whether the node runs as a replica that rejoined without state: it did before (the marker is
+/// there), or it is asked to now and its directory (`fresh`) holds nothing. Writes the marker,
+/// durably, the first time.
+fn rejoined_without_state(config: &NodeConfig, fresh: bool) -> Result<bool, Error> {
+    let marker = config.data_dir.join(REJOINED_MARKER);
+    if marker.exists() {
+        return Ok(true);
+    }
+    if !config.rejoin {
+        return Ok(false);
+    }
+    if !fresh {
+        log::info!("rejoin asked for, but the data directory holds state: a normal restart");
+        return Ok(false);
+    }
+    let write = || -> std::io::Result<()> {
+        std::fs::File::create(&marker)?.sync_all()?;
+        std::fs::File::open(&config.data_dir)?.sync_all()
+    };
+    write().map_err(|error| Error::Start(format!("writing {}: {error}", marker.display())))?;
+    log::warn!(
+        "node {} rejoins without state: it replicates and applies, but never votes or \
+         campaigns again",
+        config.id
+    );
+    Ok(true)
+}
+
 /// A seed for the election jitter that differs between runs, so nodes restarted together do
 /// not keep timing out together.
 #[allow(
@@ -338,6 +379,10 @@ impl Node {
                 balsa_wal::Error::Locked { dir } => Error::DataDirInUse { dir },
                 other => Error::Start(other.to_string()),
             })?;
+        let fresh = recovered.snapshot.is_none()
+            && recovered.entries.is_empty()
+            && recovered.hard_state == balsa_wal::HardState::default();
+        let rejoined = rejoined_without_state(&config, fresh)?;
         let mut snapshot_base = (0, 0);
         let mut snapshot_data = None;
         if let Some(meta) = recovered.snapshot {
@@ -369,7 +414,9 @@ impl Node {
             // Snapshot transfer is not wired into the runtime yet.
             snapshot_data,
         };
-        let raft = Raft::new(config.raft_config(), restored).map_err(Error::Config)?;
+        let mut raft_config = config.raft_config();
+        raft_config.rejoined_without_state = rejoined;
+        let raft = Raft::new(raft_config, restored).map_err(Error::Config)?;
 
         let (inbox, events) = bounded(INBOX_CAPACITY);
         let address = config.address();

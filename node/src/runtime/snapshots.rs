@@ -67,10 +67,7 @@ impl Saving {
 
     /// Writes the next step. Once everything is written, publishes the snapshot and returns its
     /// index and data.
-    pub fn step(
-        mut self,
-        wal: &mut Wal,
-    ) -> Result<SaveProgress, balsa_wal::Error> {
+    pub fn step(mut self, wal: &mut Wal) -> Result<SaveProgress, balsa_wal::Error> {
         let end = self.data.len().min(self.written + SAVE_STEP);
         self.writer.write(&self.data[self.written..end])?;
         self.unsynced += (end - self.written) as u64;
