@@ -1,6 +1,10 @@
 //! A snapshot transfer between real nodes (threads, UDP sockets, WALs on disk) under 10%
 //! datagram loss on every link, with a leader change while the transfer is in flight: the
 //! lagging follower still ends up with the whole state.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a test of real threads waits for real time, with bounds"
+)]
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
