@@ -14,7 +14,9 @@ use balsa::{Node, NodeConfig};
 
 /// A running cluster.
 pub struct LocalCluster {
-    nodes: Vec<Node>,
+    /// Node `id` at position `id - 1`; `None` while stopped.
+    nodes: Vec<Option<Node>>,
+    configs: Vec<NodeConfig>,
     members: Vec<(u64, SocketAddr)>,
 }
 
@@ -34,6 +36,18 @@ impl LocalCluster {
     /// # Errors
     /// If a node cannot start or no leader is elected within 10 s.
     pub fn start(n: usize, dir: &Path, sync: bool) -> Result<LocalCluster, String> {
+        LocalCluster::start_configured(n, dir, &mut |config| config.sync = sync)
+    }
+
+    /// As [`start`](Self::start), with every node's configuration passed through `configure`.
+    ///
+    /// # Errors
+    /// If a node cannot start or no leader is elected within 10 s.
+    pub fn start_configured(
+        n: usize,
+        dir: &Path,
+        configure: &mut dyn FnMut(&mut NodeConfig),
+    ) -> Result<LocalCluster, String> {
         // Bind, read the port, release: the ports are free when the nodes bind them moments later.
         let sockets = (0..n)
             .map(|_| UdpSocket::bind("127.0.0.1:0"))
@@ -46,18 +60,68 @@ impl LocalCluster {
             .collect::<Result<Vec<_>, std::io::Error>>()
             .map_err(|error| format!("finding free ports: {error}"))?;
         drop(sockets);
-        let mut nodes = Vec::with_capacity(n);
-        for &(id, _) in &members {
-            let mut config = NodeConfig::new(id, members.clone(), dir.join(format!("node-{id}")));
-            config.sync = sync;
-            nodes.push(
-                Node::start(config, KvStore::new())
-                    .map_err(|error| format!("starting node {id}: {error}"))?,
-            );
+        let configs = members
+            .iter()
+            .map(|&(id, _)| {
+                let mut config =
+                    NodeConfig::new(id, members.clone(), dir.join(format!("node-{id}")));
+                configure(&mut config);
+                config
+            })
+            .collect();
+        let mut cluster = LocalCluster {
+            nodes: (0..n).map(|_| None).collect(),
+            configs,
+            members,
+        };
+        for id in 1..=n as u64 {
+            cluster.start_node(id)?;
         }
-        let cluster = LocalCluster { nodes, members };
         cluster.leadership()?;
         Ok(cluster)
+    }
+
+    /// Starts node `id` (again) from its data directory.
+    ///
+    /// # Errors
+    /// If it does not start.
+    pub fn start_node(&mut self, id: u64) -> Result<(), String> {
+        let at = position(id);
+        let node = Node::start(self.configs[at].clone(), KvStore::new())
+            .map_err(|error| format!("starting node {id}: {error}"))?;
+        self.nodes[at] = Some(node);
+        Ok(())
+    }
+
+    /// Stops node `id` cleanly.
+    ///
+    /// # Errors
+    /// If it failed while running.
+    pub fn stop_node(&mut self, id: u64) -> Result<(), String> {
+        match self.nodes[position(id)].take() {
+            Some(node) => node.shutdown().map_err(|error| error.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops node `id`, deletes its data directory and starts it again empty, rejoining
+    /// (`NodeConfig::rejoin`).
+    ///
+    /// # Errors
+    /// If it cannot be stopped, wiped or started.
+    pub fn wipe_and_rejoin(&mut self, id: u64) -> Result<(), String> {
+        self.stop_node(id)?;
+        let dir = self.configs[position(id)].data_dir.clone();
+        std::fs::remove_dir_all(&dir)
+            .map_err(|error| format!("wiping {}: {error}", dir.display()))?;
+        self.configs[position(id)].rejoin = true;
+        self.start_node(id)
+    }
+
+    /// Node `id`, if running.
+    #[must_use]
+    pub fn node(&self, id: u64) -> Option<&Node> {
+        self.nodes[position(id)].as_ref()
     }
 
     /// The client endpoints.
@@ -71,10 +135,15 @@ impl LocalCluster {
     /// # Errors
     /// If no node leads within 10 s.
     pub fn leadership(&self) -> Result<Leadership, String> {
-        let leader = self.nodes[0]
+        let leader = self
+            .nodes
+            .iter()
+            .flatten()
+            .next()
+            .ok_or("no node runs")?
             .wait_for_leader(Duration::from_secs(10))
             .map_err(|error| format!("waiting for a leader: {error}"))?;
-        for node in &self.nodes {
+        for node in self.nodes.iter().flatten() {
             let status = node.status().map_err(|error| error.to_string())?;
             if status.id == leader && status.role == Role::Leader {
                 return Ok(Leadership {
@@ -106,7 +175,7 @@ impl LocalCluster {
     /// The first node that failed while running.
     pub fn shutdown(self) -> Result<(), String> {
         let mut first = Ok(());
-        for node in self.nodes {
+        for node in self.nodes.into_iter().flatten() {
             if let Err(error) = node.shutdown()
                 && first.is_ok()
             {
@@ -115,4 +184,8 @@ impl LocalCluster {
         }
         first
     }
+}
+
+fn position(id: u64) -> usize {
+    usize::try_from(id - 1).expect("node ids are small")
 }

@@ -1,0 +1,197 @@
+//! Snapshot transfer on loopback: a 3-node cluster (threads, UDP sockets and WALs on disk, as
+//! `balsa serve` runs them) holding a 256 MiB key-value state, one follower wiped and rejoined
+//! empty; measured:
+//!
+//! 1. the leader's snapshot of the state (serialise, then the WAL thread writes and syncs it);
+//! 2. the transfer: from the first chunk the follower holds until the snapshot is installed
+//!    there (checked, durable, state machine restored) — MB/s of snapshot bytes;
+//! 3. the catch-up: from the wiped follower's start until it has applied the leader's commit
+//!    index.
+//!
+//! The follower's progress is read from `Node::status` (`receiving_snapshot`), polled every
+//! 200 µs, so the transfer time is exact to about that. Beside it, the floor of the same run:
+//! writing and fsyncing a file of the snapshot's size in the same directory (what installing
+//! costs at least), and the UDP round trip. `BALSA_BENCH_STATE_MIB` sets the state size
+//! (default 256). Data goes in `BALSA_BENCH_DIR`, else in cargo's `CARGO_TARGET_TMPDIR`.
+//! Run with `cargo bench -p balsa-benches --bench snapshot`.
+#![allow(
+    clippy::print_stdout,
+    clippy::disallowed_methods,
+    reason = "benchmarks print their figures and read the clock"
+)]
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use balsa::client::{Client, ClientOptions};
+use balsa_benches::{
+    cluster::LocalCluster,
+    floor::measure_udp_rtt,
+    load::{self, Load},
+    report,
+};
+
+/// Value size of the writes that build the state.
+const VALUE_BYTES: usize = 16 << 10;
+/// Clients writing the state (each cycles over 1,024 keys).
+const WRITERS: usize = 16;
+
+fn main() -> Result<(), String> {
+    let started = Instant::now();
+    let state_mib: u64 = std::env::var("BALSA_BENCH_STATE_MIB")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(256);
+    let base = std::env::var_os("BALSA_BENCH_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
+    let dir = tempfile::tempdir_in(&base).map_err(|e| e.to_string())?;
+    let dir = dir.path();
+    let (_, mount) = report::filesystem_of(dir).map_err(|e| e.to_string())?;
+    println!("snapshot: 3 nodes on loopback, a {state_mib} MiB state, one follower wiped");
+    println!("dir {mount}");
+    println!("machine before measuring: {}", report::machine_load());
+
+    let mut cluster = LocalCluster::start_configured(3, dir, &mut |config| {
+        // Snapshots only when asked, so the measurement sees exactly one.
+        config.snapshot_entries = u64::MAX;
+        config.snapshot_bytes = u64::MAX;
+        config.snapshot_trailing_entries = 0;
+    })?;
+    let leader = cluster.leadership()?.leader;
+    let follower = if leader == 3 { 2 } else { 3 };
+
+    // Build the state: distinct keys, each written once.
+    let writes = state_mib * (1 << 20) / VALUE_BYTES as u64;
+    let load = Load {
+        endpoints: cluster.endpoints(),
+        clients: WRITERS,
+        ops: writes,
+        value_size: VALUE_BYTES,
+        warmup: 0,
+        options: ClientOptions::default(),
+    };
+    let built = Instant::now();
+    let outcome = load::run(&load, &mut |done, total| {
+        print!("\r  writing {done}/{total}")
+    })?;
+    println!(
+        "\rstate: {} writes of {VALUE_BYTES} B in {:.1} s ({:.1} MB/s)",
+        outcome.ops,
+        built.elapsed().as_secs_f64(),
+        (outcome.ops * VALUE_BYTES as u64) as f64 / 1e6 / built.elapsed().as_secs_f64()
+    );
+    if outcome.errors > 0 {
+        return Err(format!("{} writes failed", outcome.errors));
+    }
+
+    // 1. The leader's snapshot.
+    let leader_address = cluster.endpoints()[usize::try_from(leader - 1).expect("small")];
+    let mut client = Client::new(
+        vec![leader_address],
+        ClientOptions {
+            timeout: Duration::from_secs(120),
+            ..ClientOptions::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let snapshotting = Instant::now();
+    let snapshot_index = client.snapshot(leader_address).map_err(|e| e.to_string())?;
+    let snapshot_time = snapshotting.elapsed();
+    let target = cluster
+        .node(leader)
+        .ok_or("the leader stopped")?
+        .status()
+        .map_err(|e| e.to_string())?
+        .commit_index;
+
+    // 2-3. Wipe a follower; it rejoins empty and catches up by the snapshot.
+    cluster.stop_node(follower)?;
+    let rejoined = Instant::now();
+    cluster.wipe_and_rejoin(follower)?;
+    let node = cluster.node(follower).ok_or("the follower stopped")?;
+    let mut first_chunk = None;
+    let mut size = 0;
+    let installed = loop {
+        let status = node.status().map_err(|e| e.to_string())?;
+        if let Some((index, received)) = status.receiving_snapshot
+            && index >= snapshot_index
+        {
+            first_chunk.get_or_insert_with(Instant::now);
+            size = size.max(received);
+        }
+        if status.snapshot_index >= snapshot_index {
+            break Instant::now();
+        }
+        if rejoined.elapsed() > Duration::from_secs(600) {
+            return Err("the follower did not install the snapshot within 600 s".into());
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    };
+    let caught_up = loop {
+        let status = node.status().map_err(|e| e.to_string())?;
+        if status.applied_index >= target {
+            break rejoined.elapsed();
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    };
+    let first_chunk = first_chunk.ok_or("no chunk was seen before the install")?;
+    let transfer = installed.duration_since(first_chunk);
+
+    // The floor of the same run.
+    let floor_file = dir.join("floor.snap");
+    let floor = write_and_sync(&floor_file, size).map_err(|e| e.to_string())?;
+    let rtt = measure_udp_rtt(160, 2000).map_err(|e| e.to_string())?;
+    cluster.shutdown()?;
+
+    let mb = size as f64 / 1e6;
+    println!("\nsnapshot of {mb:.1} MB at index {snapshot_index}");
+    println!(
+        "  leader's snapshot (serialise, write, sync):  {:>8.2} s",
+        snapshot_time.as_secs_f64()
+    );
+    println!(
+        "  transfer, first chunk to installed:          {:>8.2} s  {:>7.1} MB/s",
+        transfer.as_secs_f64(),
+        mb / transfer.as_secs_f64()
+    );
+    println!(
+        "  wiped follower's catch-up, start to applied: {:>8.2} s",
+        caught_up.as_secs_f64()
+    );
+    println!(
+        "  floor: write + fsync of {mb:.1} MB in the same directory {:.2} s ({:.1} MB/s); \
+         UDP RTT p50 {:.1} µs",
+        floor.as_secs_f64(),
+        mb / floor.as_secs_f64(),
+        rtt.value_at_quantile(0.5) as f64 / 1e3
+    );
+    println!(
+        "target: transfer >= 100 MB/s: {}",
+        if mb / transfer.as_secs_f64() >= 100.0 {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+    println!("done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Writes `bytes` to a new file at `path` in 1 MiB writes and fsyncs it: the least an install
+/// of that size costs. Removes it after.
+fn write_and_sync(path: &std::path::Path, bytes: u64) -> std::io::Result<Duration> {
+    let chunk = vec![0x5a_u8; 1 << 20];
+    let start = Instant::now();
+    let mut file = std::fs::File::create(path)?;
+    let mut left = bytes;
+    while left > 0 {
+        let n = usize::try_from(left.min(chunk.len() as u64)).expect("at most 1 MiB");
+        file.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    file.sync_all()?;
+    let elapsed = start.elapsed();
+    std::fs::remove_file(path)?;
+    Ok(elapsed)
+}
