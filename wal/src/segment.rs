@@ -62,16 +62,17 @@ pub const BLOCK: usize = 4096;
 /// `O_DIRECT | O_DSYNC` for `OpenOptionsExt::custom_flags`, on the targets whose values are
 /// known here (std does not export them and the crate takes no `libc` dependency). `O_DSYNC`
 /// is `0o10000` on both; `O_DIRECT` differs by architecture (`asm-generic/fcntl.h` against
-/// `arch/arm64/include/uapi/asm/fcntl.h`).
+/// `arch/arm64/include/uapi/asm/fcntl.h`). `None` where [`WritePath::Direct`] is not used.
+/// Public so that benchmarks measure the same flags.
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-const DIRECT_FLAGS: Option<i32> = Some(0o40000 | 0o10000);
+pub const DIRECT_FLAGS: Option<i32> = Some(0o40000 | 0o10000);
 #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
-const DIRECT_FLAGS: Option<i32> = Some(0o200000 | 0o10000);
+pub const DIRECT_FLAGS: Option<i32> = Some(0o200000 | 0o10000);
 #[cfg(not(all(
     target_os = "linux",
     any(target_arch = "x86_64", target_arch = "aarch64")
 )))]
-const DIRECT_FLAGS: Option<i32> = None;
+pub const DIRECT_FLAGS: Option<i32> = None;
 
 /// One 4096-aligned block: the unit of the [`WritePath::Direct`] buffer.
 #[derive(Clone, Copy)]
