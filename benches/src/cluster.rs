@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use balsa::client::{Client, ClientOptions};
 use balsa::kv::KvStore;
-use balsa::runtime::wire::StatusReport;
 use balsa::raft::Role;
+use balsa::runtime::wire::StatusReport;
 use balsa::{Node, NodeConfig};
 
 /// A running cluster.

@@ -97,7 +97,7 @@ impl Step for DirectBlockFile {
         }
         // The block holding the new end moves to the front (it already is, unless the append
         // crossed into the next block).
-        if end % BLOCK != 0 && end >= BLOCK {
+        if !end.is_multiple_of(BLOCK) && end >= BLOCK {
             bytes.copy_within(BLOCK..2 * BLOCK, 0);
         }
         self.offset += self.append_len as u64;

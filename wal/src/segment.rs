@@ -500,7 +500,7 @@ fn open_direct(
         let reason = "O_DIRECT is only used on Linux on x86-64 and AArch64".to_owned();
         return Err(DirectOpen::Refused(reason));
     };
-    if capacity % BLOCK as u64 != 0 {
+    if !capacity.is_multiple_of(BLOCK as u64) {
         let reason = format!("segment size {capacity} is not a multiple of {BLOCK}");
         return Err(DirectOpen::Refused(reason));
     }
@@ -570,7 +570,7 @@ fn write_direct(
         "direct writes stay inside the segment: its size is a multiple of the block"
     );
     assert!(
-        bytes.as_ptr().addr() % BLOCK == 0 && bytes.len() % BLOCK == 0,
+        bytes.as_ptr().addr().is_multiple_of(BLOCK) && bytes.len().is_multiple_of(BLOCK),
         "direct writes are whole aligned blocks"
     );
     // One call: a short direct write (possible only on a full disk, not in a preallocated file)
@@ -593,7 +593,7 @@ fn write_direct(
     // The block holding the new end becomes the head of the buffer (unless it is there already);
     // when the end is block-aligned, that block holds none of the log yet and is rewritten whole.
     let last = total / BLOCK;
-    if total % BLOCK != 0 && last > 0 {
+    if !total.is_multiple_of(BLOCK) && last > 0 {
         tail.blocks[0] = tail.blocks[last];
     }
     Ok(())
