@@ -225,7 +225,8 @@ fn a_log_written_with_one_path_is_read_and_continued_with_any_other() {
         assert_eq!(recovered.entries, expected, "round {round}, {write_path:?}");
         for _ in 0..9 {
             // Sizes around the block: records straddle block boundaries in every way.
-            let e = entry(index, 1, 1 + (index as usize * 997) % 5000);
+            let len = 1 + usize::try_from(index * 997 % 5000).unwrap();
+            let e = entry(index, 1, len);
             wal.append(std::slice::from_ref(&e)).unwrap();
             expected.push(e);
             index += 1;
