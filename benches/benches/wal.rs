@@ -2,11 +2,15 @@
 //!
 //! 1. the floor: `pwrite` of 64 B + `fdatasync` on a preallocated file in the same directory;
 //! 2. one entry (64 B or 4 KiB) appended and synced per sync, with each write path;
-//! 3. group commit: 1, 16 or 256 entries of 64 B per sync;
+//! 3. group commit: 1, 16 or 256 entries of 64 B per sync, with `Pwrite` and with `Direct`;
 //! 4. recovery: `Wal::open` on a 1 GiB log of 4 KiB entries and a 256 MiB log of 100 B entries,
 //!    just written (so read from a warm page cache), next to its memory floor: building the same
 //!    `Vec<Entry>` in memory, which `Recovered` costs whatever the scan does;
-//! 5. a summary against the targets.
+//! 5. three logs synced at once, as the nodes of a cluster on one machine sync every write: three
+//!    threads, a barrier per round, timed until 2 of the 3 finished; the `pwrite` + `fdatasync`
+//!    floor, the raw `O_DIRECT | O_DSYNC` block write, and the WAL with `Pwrite` and `Direct`, all
+//!    in the same rounds;
+//! 6. a summary against the targets.
 //!
 //! The floor and the logs of 1-2, and again of 3, are measured together, one sync of each per
 //! round (`balsa_benches::interleave`): on a shared VM disk, cases measured one after the other
@@ -24,7 +28,8 @@
 use std::{io, path::Path, path::PathBuf, time::Instant};
 
 use balsa_benches::{
-    WARMUP,
+    Step, WARMUP,
+    concurrent::{self, DirectBlockFile},
     floor::FloorFile,
     report,
     wal::{self, AppendCase, AppendSync, Recovery},
@@ -59,6 +64,8 @@ fn main() -> io::Result<()> {
     let cases = [
         (WritePath::Pwrite, 64),
         (WritePath::Pwrite, 4096),
+        (WritePath::Direct, 64),
+        (WritePath::Direct, 4096),
         (WritePath::Mmap, 64),
         (WritePath::Mmap, 4096),
     ];
@@ -73,31 +80,42 @@ fn main() -> io::Result<()> {
         let name = format!("wal {write_path:?}: 1 x {payload} B + sync");
         report::row_with(&name, &case.hist, floor_p50, &case.rolls());
     }
-    let one_ratio = one_entry[0].hist.value_at_quantile(0.5) as f64 / floor_p50.max(1) as f64;
+    let ratio =
+        |case: &AppendSync| case.hist.value_at_quantile(0.5) as f64 / floor_p50.max(1) as f64;
+    let one_ratio = ratio(&one_entry[0]);
+    let direct_one_ratio = ratio(&one_entry[2]);
 
     let batches = [1, 16, 256];
-    let (floor, batched) = measure(dir, batches.map(|batch| (WritePath::Pwrite, 64, batch)))?;
+    let paths = [WritePath::Pwrite, WritePath::Direct];
+    let batch_cases: [(WritePath, usize, usize); 6] =
+        std::array::from_fn(|i| (paths[i / 3], 64, batches[i % 3]));
+    let (floor, batched) = measure(dir, batch_cases)?;
     println!(
-        "\n3. group commit: 64 B entries per sync, WritePath::Pwrite, measured together with the \
-         floor (p50 {:.1} µs)",
+        "\n3. group commit: 64 B entries per sync, measured together with the floor (p50 {:.1} µs)",
         floor.value_at_quantile(0.5) as f64 / 1e3
     );
     println!(
-        "{:>13} {:>12} {:>12} {:>12} {:>14}",
-        "entries/sync", "p50 µs/sync", "p99 µs/sync", "entries/s", "p50 / 1-entry"
+        "{:>7} {:>13} {:>12} {:>12} {:>12} {:>14}",
+        "path", "entries/sync", "p50 µs/sync", "p99 µs/sync", "entries/s", "p50 / 1-entry"
     );
-    let single_p50 = batched[0].hist.value_at_quantile(0.5).max(1);
     let mut batch_ratio = 0.0;
-    for (batch, case) in batches.iter().zip(&batched) {
-        let p50 = case.hist.value_at_quantile(0.5);
-        batch_ratio = p50 as f64 / single_p50 as f64;
-        println!(
-            "{batch:>13} {:>12.1} {:>12.1} {:>12.0} {batch_ratio:>13.2}x  {}",
-            p50 as f64 / 1e3,
-            case.hist.value_at_quantile(0.99) as f64 / 1e3,
-            case.entries_per_second(),
-            case.rolls(),
-        );
+    for (cases, results) in batch_cases.chunks(3).zip(batched.chunks(3)) {
+        let single_p50 = results[0].hist.value_at_quantile(0.5).max(1);
+        for (&(write_path, _, batch), case) in cases.iter().zip(results) {
+            let p50 = case.hist.value_at_quantile(0.5);
+            let ratio = p50 as f64 / single_p50 as f64;
+            if write_path == WritePath::Pwrite {
+                batch_ratio = ratio;
+            }
+            println!(
+                "{:>7} {batch:>13} {:>12.1} {:>12.1} {:>12.0} {ratio:>13.2}x  {}",
+                format!("{write_path:?}"),
+                p50 as f64 / 1e3,
+                case.hist.value_at_quantile(0.99) as f64 / 1e3,
+                case.entries_per_second(),
+                case.rolls(),
+            );
+        }
     }
 
     println!("\n4. recovery: Wal::open on a log just written and closed (warm page cache)");
@@ -131,10 +149,18 @@ fn main() -> io::Result<()> {
         recovery.push((payload, r));
     }
 
-    println!("\n5. summary (MB = 10^6 B; recovery from a warm page cache)");
+    let quorum = three_at_once(dir)?;
+
+    println!("\n6. summary (MB = 10^6 B; recovery from a warm page cache)");
     println!(
         "one-entry append+sync p50 / floor p50 = {one_ratio:.2} (target ≤ 1.1) {}",
         verdict(one_ratio <= 1.1)
+    );
+    println!("  with WritePath::Direct: {direct_one_ratio:.2}");
+    println!(
+        "3 logs at once, 2 of 3 synced, p50 Direct / Pwrite = {:.2}, p99 = {:.2}",
+        quorum[3].value_at_quantile(0.5) as f64 / quorum[2].value_at_quantile(0.5).max(1) as f64,
+        quorum[3].value_at_quantile(0.99) as f64 / quorum[2].value_at_quantile(0.99).max(1) as f64,
     );
     println!(
         "256 entries per sync / 1 entry per sync = {batch_ratio:.2} (target ≤ 2) {}",
@@ -173,6 +199,14 @@ fn measure<const N: usize>(
         let log_dir = case_dir.path().join(format!("wal-{i}"));
         logs.push(AppendCase::open(&log_dir, options, payload, batch)?);
     }
+    for (log, (write_path, ..)) in logs.iter().zip(cases) {
+        if log.write_path() != write_path {
+            println!(
+                "WARNING: {write_path:?} asked for, {:?} in effect (O_DIRECT refused here)",
+                log.write_path()
+            );
+        }
+    }
     let measured = wal::measure(&mut floor, &mut logs, ITERATIONS)?;
     floor.finish()?;
     for log in logs {
@@ -180,6 +214,88 @@ fn measure<const N: usize>(
     }
     case_dir.close()?;
     Ok(measured)
+}
+
+/// Nodes in the concurrent case, and how many of them a commit waits for.
+const NODES: usize = 3;
+const QUORUM: usize = 2;
+
+/// Section 5: three threads each append one 64 B record to their own file or log per round, all
+/// starting together; the round lasts until two of them are durable. Returns the histograms of
+/// the floor, the raw direct write, WAL `Pwrite` and WAL `Direct`, in that order.
+fn three_at_once(dir: &Path) -> io::Result<Vec<Histogram<u64>>> {
+    let case_dir = tempfile::tempdir_in(dir)?;
+    let at = |name: String| case_dir.path().join(name);
+    let mut floors = (0..NODES)
+        .map(|k| FloorFile::create(&at(format!("floor-{k}.wal")), 64))
+        .collect::<io::Result<Vec<_>>>()?;
+    let mut directs = (0..NODES)
+        .map(|k| DirectBlockFile::create(&at(format!("direct-{k}.wal")), 64))
+        .collect::<io::Result<Vec<_>>>()?;
+    let mut logs: [Vec<AppendCase>; 2] = [WritePath::Pwrite, WritePath::Direct]
+        .map(|write_path| {
+            (0..NODES)
+                .map(|k| {
+                    let options = Options {
+                        write_path,
+                        ..Options::default()
+                    };
+                    AppendCase::open(&at(format!("wal-{write_path:?}-{k}")), options, 64, 1)
+                })
+                .collect::<io::Result<Vec<_>>>()
+        })
+        .into_iter()
+        .collect::<io::Result<Vec<_>>>()?
+        .try_into()
+        .map_err(|_| io::Error::other("two write paths"))?;
+    let effective: Vec<String> = logs
+        .iter()
+        .map(|group| format!("{:?}", group[0].write_path()))
+        .collect();
+    let [pwrite_logs, direct_logs] = &mut logs;
+    fn refs<S: Step + Send>(steps: &mut [S]) -> Vec<&mut (dyn Step + Send)> {
+        steps
+            .iter_mut()
+            .map(|s| s as &mut (dyn Step + Send))
+            .collect()
+    }
+    let hists = concurrent::measure_quorum_rounds(
+        vec![
+            refs(&mut floors),
+            refs(&mut directs),
+            refs(pwrite_logs),
+            refs(direct_logs),
+        ],
+        QUORUM,
+        ITERATIONS,
+    )?;
+    let floor_p50 = hists[0].value_at_quantile(0.5);
+    println!(
+        "\n5. {NODES} threads at once, each 1 x 64 B + sync on its own file or log, a barrier per \
+         round, time until {QUORUM} of {NODES} are durable (ratio: p50 / floor p50); the WAL's \
+         write paths in effect: {effective:?}"
+    );
+    report::header();
+    let names = [
+        "floor: pwrite 64 B + fdatasync",
+        "raw: O_DIRECT|O_DSYNC 4 KiB block",
+        "wal Pwrite: 1 x 64 B + sync",
+        "wal Direct: 1 x 64 B + sync",
+    ];
+    for (name, hist) in names.iter().zip(&hists) {
+        report::row(name, hist, floor_p50);
+    }
+    for file in floors {
+        file.finish()?;
+    }
+    for file in directs {
+        file.finish()?;
+    }
+    for log in logs.into_iter().flatten() {
+        log.close()?;
+    }
+    case_dir.close()?;
+    Ok(hists)
 }
 
 /// Prints one row of the recovery table.

@@ -7,6 +7,9 @@
 //! - c: memcpy into the `MmapMut` + `fdatasync` on the file
 //! - d: as b, with the map pre-faulted (`MAP_POPULATE`)
 //! - e: 16 or 256 payloads of 64 B in one `pwrite` per `fdatasync` (latency per sync)
+//! - f: `O_DIRECT | O_DSYNC` write of the whole 4 KiB block(s) holding the append, from an aligned
+//!   buffer, no `fdatasync` (`WritePath::Direct`), measured in alternating turns with a second
+//!   floor file (a'), one append each per round
 //!
 //! Files go in `BALSA_BENCH_DIR` if set, else in cargo's on-disk `CARGO_TARGET_TMPDIR`
 //! (`/tmp` may be tmpfs, where syncing costs nothing). Run with
@@ -20,9 +23,10 @@
 use std::{fs::File, io, path::Path, path::PathBuf};
 
 use balsa_benches::{
-    WARMUP,
-    floor::{self, FILE_BYTES, FILL},
-    report, sample,
+    Step, WARMUP,
+    concurrent::DirectBlockFile,
+    floor::{self, FILE_BYTES, FILL, FloorFile},
+    interleave, report, sample,
 };
 use hdrhistogram::Histogram;
 use memmap2::{MmapMut, MmapOptions};
@@ -87,6 +91,16 @@ fn section(dir: &Path, payload: usize, floor: Histogram<u64>, batches: &[usize])
             floor_p50,
         );
     }
+    let mut floor_again = FloorFile::create(&dir.join(format!("a2-{payload}.wal")), payload)?;
+    let mut direct = DirectBlockFile::create(&dir.join(format!("f-{payload}.wal")), payload)?;
+    let steps: &mut [&mut dyn Step] = &mut [&mut floor_again, &mut direct];
+    let hists = interleave(WARMUP, ITERATIONS, steps)?;
+    floor_again.finish()?;
+    direct.finish()?;
+    let again_p50 = hists[0].value_at_quantile(0.5);
+    println!("measured together (ratio: p50 / p50 of a'):");
+    report::row("a' pwrite + fdatasync (floor, again)", &hists[0], again_p50);
+    report::row("f O_DIRECT|O_DSYNC 4 KiB block write", &hists[1], again_p50);
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use std::{io, time::Instant};
 use hdrhistogram::Histogram;
 
 pub mod cluster;
+pub mod concurrent;
 pub mod floor;
 pub mod load;
 pub mod report;

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use balsa_wal::{Entry, Options, Stats, Wal};
+use balsa_wal::{Entry, Options, Stats, Wal, WritePath};
 use hdrhistogram::Histogram;
 
 use crate::{
@@ -54,6 +54,11 @@ impl AppendCase {
             data: vec![FILL; payload],
             batch,
         })
+    }
+
+    /// The write path in effect ([`Wal::write_path`]).
+    pub fn write_path(&self) -> WritePath {
+        self.wal.write_path()
     }
 
     /// Closes the log.

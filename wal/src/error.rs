@@ -13,6 +13,8 @@ pub enum Error {
         op: &'static str,
         /// The file or directory it was doing it to.
         path: PathBuf,
+        /// The byte offset in the file, for reads and writes at one.
+        offset: Option<u64>,
         /// The OS error.
         source: io::Error,
     },
@@ -68,6 +70,21 @@ impl Error {
         Error::Io {
             op,
             path: path.into(),
+            offset: None,
+            source,
+        }
+    }
+
+    pub(crate) fn io_at(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+        offset: u64,
+        source: io::Error,
+    ) -> Error {
+        Error::Io {
+            op,
+            path: path.into(),
+            offset: Some(offset),
             source,
         }
     }
@@ -76,7 +93,18 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
+            Error::Io {
+                op,
+                path,
+                offset: None,
+                source,
+            } => write!(f, "{op} {}: {source}", path.display()),
+            Error::Io {
+                op,
+                path,
+                offset: Some(offset),
+                source,
+            } => write!(f, "{op} {} at offset {offset}: {source}", path.display()),
             Error::Locked { dir } => write!(
                 f,
                 "data directory {} is in use by another process (its LOCK file is held)",

@@ -90,6 +90,15 @@
 //! buffer to the kernel with one `pwrite` and makes it durable with one `fdatasync`. Segments
 //! are read back through `mmap` at recovery. Writing through a shared map and `msync` is
 //! available as [`WritePath::Mmap`]; it measured 1.9–3.4× slower here (ARCHITECTURE.md).
+//!
+//! [`WritePath::Direct`] opens the active segment `O_DIRECT | O_DSYNC` and writes whole 4 KiB
+//! blocks from an aligned buffer: one write per sync that returns durable, no `fdatasync`. The
+//! partial block at the end of the log is kept in memory and written again, its durable bytes
+//! unchanged, with the next batch; the rest of the last block is zeros, which recovery reads as
+//! the end of the log. The bytes on disk are the same as with `Pwrite`, so a log written with one
+//! path is opened with any other. Where `O_DIRECT` is refused (a file system without it, a
+//! platform other than Linux on x86-64 or AArch64, a segment size that is not a multiple of
+//! 4 KiB), the log writes with `Pwrite`, logs a warning, and [`Wal::write_path`] says so.
 
 mod dir;
 mod error;

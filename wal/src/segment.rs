@@ -17,9 +17,16 @@
 //! Write paths (see ARCHITECTURE.md for the measurements that chose the default):
 //! - [`WritePath::Pwrite`]: `pwrite` of the batch, then `fdatasync`. The map is used only to read.
 //! - [`WritePath::Mmap`]: copy the batch into a shared writable map, then `msync` the dirty range.
+//! - [`WritePath::Direct`]: the segment is opened `O_DIRECT | O_DSYNC`; each flush writes whole
+//!   4 KiB blocks, from the start of the block holding the end of the log through the end of the
+//!   batch, from a 4096-aligned buffer, and returns durable. The writer keeps the partial last
+//!   block in memory and writes it again, old bytes unchanged, with the next batch: the same
+//!   block the kernel's writeback writes for `Pwrite` (ARCHITECTURE.md says why that is safe).
+//!   Where the file system or the platform refuses `O_DIRECT`, the writer falls back to `Pwrite`
+//!   and says why ([`SegmentWriter::direct_refused`]).
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -34,7 +41,7 @@ const VERSION: u32 = 1;
 /// Name of the segment being prepared ahead of the roll.
 pub const PREPARED_NAME: &str = "prepared.wal.tmp";
 
-/// How records reach the file. Both are durable after [`SegmentWriter::sync`] returns.
+/// How records reach the file. All are durable after [`SegmentWriter::sync`] returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum WritePath {
     /// `pwrite` + `fdatasync`; the mapping is only read (at recovery).
@@ -42,6 +49,65 @@ pub enum WritePath {
     Pwrite,
     /// `memcpy` into a shared writable mapping + `msync` of the dirty range.
     Mmap,
+    /// Whole 4 KiB blocks written with `O_DIRECT | O_DSYNC` from an aligned buffer: every write
+    /// returns durable, with no `fdatasync`. Falls back to [`WritePath::Pwrite`] where `O_DIRECT`
+    /// is refused (a file system without it, such as an older tmpfs, or a platform other than
+    /// Linux on x86-64 or AArch64) or the segment size is not a multiple of [`BLOCK`].
+    Direct,
+}
+
+/// Bytes of the unit [`WritePath::Direct`] writes in, aligns its buffer to and its offsets on.
+pub const BLOCK: usize = 4096;
+
+/// `O_DIRECT | O_DSYNC` for `OpenOptionsExt::custom_flags`, on the targets whose values are
+/// known here (std does not export them and the crate takes no `libc` dependency). `O_DSYNC`
+/// is `0o10000` on both; `O_DIRECT` differs by architecture (`asm-generic/fcntl.h` against
+/// `arch/arm64/include/uapi/asm/fcntl.h`). `None` where [`WritePath::Direct`] is not used.
+/// Public so that benchmarks measure the same flags.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub const DIRECT_FLAGS: Option<i32> = Some(0o40000 | 0o10000);
+#[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+pub const DIRECT_FLAGS: Option<i32> = Some(0o200000 | 0o10000);
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+pub const DIRECT_FLAGS: Option<i32> = None;
+
+/// One 4096-aligned block: the unit of the [`WritePath::Direct`] buffer.
+#[derive(Clone, Copy)]
+#[repr(C, align(4096))]
+struct Block([u8; BLOCK]);
+
+const _: () = assert!(size_of::<Block>() == BLOCK && align_of::<Block>() == BLOCK);
+
+const ZERO_BLOCK: Block = Block([0; BLOCK]);
+
+/// The bytes of `blocks`, back to back, writable.
+#[allow(
+    unsafe_code,
+    reason = "O_DIRECT needs one aligned buffer of many blocks, seen as bytes"
+)]
+fn block_bytes_mut(blocks: &mut [Block]) -> &mut [u8] {
+    // SAFETY: `Block` is `repr(C)` around `[u8; BLOCK]` and exactly `BLOCK` bytes (asserted
+    // above), so a slice of blocks is `len * BLOCK` initialised bytes without padding, and any
+    // byte written through the result leaves a valid `Block`; `u8` needs no alignment; the
+    // result holds the only (mutable) borrow of `blocks` while it lives.
+    unsafe { std::slice::from_raw_parts_mut(blocks.as_mut_ptr().cast::<u8>(), size_of_val(blocks)) }
+}
+
+/// The state of a [`WritePath::Direct`] writer: its aligned buffer.
+struct DirectTail {
+    /// From the block holding the end of the log on: its first `written % BLOCK` bytes are the
+    /// log's bytes there (the partial tail block, already on the disk); everything after them is
+    /// zero when a write is made. Never empty.
+    blocks: Vec<Block>,
+}
+
+/// Why a [`WritePath::Direct`] writer was refused, or the error that is not a refusal.
+enum DirectOpen {
+    Refused(String),
+    Failed(Error),
 }
 
 /// The file name of segment `seq`.
@@ -219,14 +285,19 @@ impl Preparer {
 /// file positions that say what is where.
 ///
 /// Invariants: `synced <= written <= written + pending.len() <= capacity`; bytes before `synced`
-/// are durable; bytes in `synced..written` are in the OS but not known durable.
+/// are durable; bytes in `synced..written` are in the OS but not known durable. With
+/// [`WritePath::Direct`] every write returns durable, so `synced == written` between calls.
 pub struct SegmentWriter {
     /// Sequence number.
     pub seq: u64,
     /// Path of the file.
     pub path: PathBuf,
+    /// Opened `O_DIRECT | O_DSYNC` when `direct` is set.
     file: File,
     map: Option<MmapMut>,
+    direct: Option<DirectTail>,
+    /// Why [`WritePath::Direct`] was asked for and [`WritePath::Pwrite`] is used instead.
+    direct_refused: Option<String>,
     /// File size.
     pub capacity: u64,
     /// Bytes handed to the OS.
@@ -239,11 +310,9 @@ pub struct SegmentWriter {
 
 impl SegmentWriter {
     /// Opens the writer on an existing, fully zeroed or recovered file whose first `end` bytes
-    /// are the log (durable: recovery synced them) and the rest zeros.
-    #[allow(
-        unsafe_code,
-        reason = "the mmap write path writes through a shared map"
-    )]
+    /// are the log (durable: recovery synced them) and the rest zeros. With
+    /// [`WritePath::Direct`] it reopens the file `O_DIRECT | O_DSYNC` and reads the block
+    /// holding `end` back (which also proves the file system takes aligned direct I/O).
     pub fn open(
         seq: u64,
         path: PathBuf,
@@ -251,29 +320,83 @@ impl SegmentWriter {
         end: u64,
         write_path: WritePath,
     ) -> Result<SegmentWriter> {
+        SegmentWriter::open_with(seq, path, file, end, write_path, true)
+    }
+
+    /// Opens the writer on a segment just rolled onto: prepared (zero-filled and synced) and
+    /// empty. Unlike [`open`](Self::open) it reads nothing back, since the first block is known
+    /// to be zeros: a roll happens on the commit path.
+    pub fn open_rolled(
+        seq: u64,
+        path: PathBuf,
+        file: File,
+        write_path: WritePath,
+    ) -> Result<SegmentWriter> {
+        SegmentWriter::open_with(seq, path, file, 0, write_path, false)
+    }
+
+    #[allow(
+        unsafe_code,
+        reason = "the mmap write path writes through a shared map"
+    )]
+    fn open_with(
+        seq: u64,
+        path: PathBuf,
+        file: File,
+        end: u64,
+        write_path: WritePath,
+        read_tail: bool,
+    ) -> Result<SegmentWriter> {
         let capacity = file
             .metadata()
             .map_err(|e| Error::io("stat", &path, e))?
             .len();
-        let map = match write_path {
-            WritePath::Pwrite => None,
-            WritePath::Mmap => {
-                // SAFETY: the data directory is locked by this process, no other process writes
-                // or truncates this file, and this process never truncates it while mapped.
-                let map = unsafe { MmapMut::map_mut(&file) };
-                Some(map.map_err(|e| Error::io("mmap", &path, e))?)
-            }
-        };
-        Ok(SegmentWriter {
+        assert!(end <= capacity, "the log ends inside its segment");
+        let mut writer = SegmentWriter {
             seq,
             path,
             file,
-            map,
+            map: None,
+            direct: None,
+            direct_refused: None,
             capacity,
             written: end,
             synced: end,
             pending: Vec::with_capacity(64 * 1024),
-        })
+        };
+        match write_path {
+            WritePath::Pwrite => {}
+            WritePath::Mmap => {
+                // SAFETY: the data directory is locked by this process, no other process writes
+                // or truncates this file, and this process never truncates it while mapped.
+                let map = unsafe { MmapMut::map_mut(&writer.file) };
+                writer.map = Some(map.map_err(|e| Error::io("mmap", &writer.path, e))?);
+            }
+            WritePath::Direct => match open_direct(&writer.path, capacity, end, read_tail) {
+                Ok((file, tail)) => {
+                    writer.file = file;
+                    writer.direct = Some(tail);
+                }
+                Err(DirectOpen::Refused(reason)) => writer.direct_refused = Some(reason),
+                Err(DirectOpen::Failed(error)) => return Err(error),
+            },
+        }
+        Ok(writer)
+    }
+
+    /// The write path in effect: the one asked for, or [`WritePath::Pwrite`] when
+    /// [`WritePath::Direct`] was refused.
+    pub fn write_path(&self) -> WritePath {
+        match (&self.map, &self.direct) {
+            (Some(_), _) => WritePath::Mmap,
+            (None, Some(_)) => WritePath::Direct,
+            (None, None) => WritePath::Pwrite,
+        }
+    }
+
+    /// Why [`WritePath::Direct`] was asked for but [`WritePath::Pwrite`] is in effect.
+    pub fn direct_refused(&self) -> Option<&str> {
+        self.direct_refused.as_deref()
     }
 
     /// The file offset the next encoded record will start at.
@@ -291,7 +414,8 @@ impl SegmentWriter {
         self.synced
     }
 
-    /// Hands pending records to the OS (no durability).
+    /// Hands pending records to the OS (no durability), or with [`WritePath::Direct`] writes
+    /// them to the disk (durable when it returns).
     pub fn flush(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
@@ -300,11 +424,25 @@ impl SegmentWriter {
             self.end() <= self.capacity,
             "records never run past the segment"
         );
+        if let Some(tail) = &mut self.direct {
+            write_direct(
+                &self.file,
+                &self.path,
+                tail,
+                self.written,
+                &self.pending,
+                self.capacity,
+            )?;
+            self.written += self.pending.len() as u64;
+            self.synced = self.written;
+            self.pending.clear();
+            return Ok(());
+        }
         match &mut self.map {
             None => self
                 .file
                 .write_all_at(&self.pending, self.written)
-                .map_err(|e| Error::io("pwrite", &self.path, e))?,
+                .map_err(|e| Error::io_at("pwrite", &self.path, self.written, e))?,
             Some(map) => {
                 let start = usize::try_from(self.written).expect("segments are mapped whole");
                 map[start..start + self.pending.len()].copy_from_slice(&self.pending);
@@ -315,12 +453,14 @@ impl SegmentWriter {
         Ok(())
     }
 
-    /// Makes everything written so far durable: one `fdatasync` or one `msync` over the dirty range.
+    /// Makes everything written so far durable: one `fdatasync` or one `msync` over the dirty
+    /// range; with [`WritePath::Direct`], the flush's own write.
     pub fn sync(&mut self) -> Result<()> {
         self.flush()?;
         if self.synced == self.written {
             return Ok(());
         }
+        debug_assert!(self.direct.is_none(), "direct writes return durable");
         match &self.map {
             None => self
                 .file
@@ -336,4 +476,125 @@ impl SegmentWriter {
         self.synced = self.written;
         Ok(())
     }
+}
+
+/// True for the errors by which a file system says it does not do (aligned) direct I/O.
+fn refuses_direct_io(error: &io::Error) -> bool {
+    // EINVAL, the same number on every Linux architecture.
+    const EINVAL: i32 = 22;
+    error.raw_os_error() == Some(EINVAL)
+}
+
+/// Opens `path` `O_DIRECT | O_DSYNC` for a segment of `capacity` bytes whose log ends at `end`,
+/// and, if `read_tail`, reads the block holding `end` into the buffer (keeping only the log's
+/// bytes of it); otherwise that block must be zeros.
+fn open_direct(
+    path: &Path,
+    capacity: u64,
+    end: u64,
+    read_tail: bool,
+) -> std::result::Result<(File, DirectTail), DirectOpen> {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let Some(flags) = DIRECT_FLAGS else {
+        let reason = "O_DIRECT is only used on Linux on x86-64 and AArch64".to_owned();
+        return Err(DirectOpen::Refused(reason));
+    };
+    if !capacity.is_multiple_of(BLOCK as u64) {
+        let reason = format!("segment size {capacity} is not a multiple of {BLOCK}");
+        return Err(DirectOpen::Refused(reason));
+    }
+    let file = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(flags)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if refuses_direct_io(&e) => {
+            let reason = format!("the file system refuses O_DIRECT ({e})");
+            return Err(DirectOpen::Refused(reason));
+        }
+        Err(e) => return Err(DirectOpen::Failed(Error::io("open O_DIRECT", path, e))),
+    };
+    let mut tail = DirectTail {
+        blocks: vec![ZERO_BLOCK],
+    };
+    let tail_start = end - end % BLOCK as u64;
+    if read_tail && tail_start < capacity {
+        let block = block_bytes_mut(&mut tail.blocks[..1]);
+        match file.read_exact_at(block, tail_start) {
+            Ok(()) => {}
+            Err(e) if refuses_direct_io(&e) => {
+                let reason = format!("the file system refuses aligned O_DIRECT reads ({e})");
+                return Err(DirectOpen::Refused(reason));
+            }
+            Err(e) => {
+                let error = Error::io_at("read tail block", path, tail_start, e);
+                return Err(DirectOpen::Failed(error));
+            }
+        }
+        // Past the end of the log the segment is zeros (prepared so, or zeroed by recovery);
+        // the buffer says so whatever the disk held.
+        let kept = usize::try_from(end - tail_start).expect("less than a block");
+        block[kept..].fill(0);
+    }
+    Ok((file, tail))
+}
+
+/// Writes `pending`, the records that follow `written`, with one `O_DIRECT | O_DSYNC` write of
+/// whole blocks starting at the block holding `written` (whose first bytes, the log's, come from
+/// `tail`). Leaves in `tail` the block holding the new end.
+fn write_direct(
+    file: &File,
+    path: &Path,
+    tail: &mut DirectTail,
+    written: u64,
+    pending: &[u8],
+    capacity: u64,
+) -> Result<()> {
+    let block_len = BLOCK as u64;
+    let tail_start = written - written % block_len;
+    let kept = usize::try_from(written - tail_start).expect("less than a block");
+    let total = kept + pending.len();
+    let count = total.div_ceil(BLOCK);
+    if tail.blocks.len() < count {
+        tail.blocks.resize(count, ZERO_BLOCK);
+    }
+    let bytes = block_bytes_mut(&mut tail.blocks[..count]);
+    bytes[kept..total].copy_from_slice(pending);
+    bytes[total..].fill(0);
+    let bytes = &bytes[..];
+    assert!(
+        tail_start + bytes.len() as u64 <= capacity,
+        "direct writes stay inside the segment: its size is a multiple of the block"
+    );
+    assert!(
+        bytes.as_ptr().addr().is_multiple_of(BLOCK) && bytes.len().is_multiple_of(BLOCK),
+        "direct writes are whole aligned blocks"
+    );
+    // One call: a short direct write (possible only on a full disk, not in a preallocated file)
+    // is an error, never continued from an unaligned offset.
+    let done = file
+        .write_at(bytes, tail_start)
+        .map_err(|e| Error::io_at("O_DIRECT|O_DSYNC write", path, tail_start, e))?;
+    if done != bytes.len() {
+        let short = io::Error::new(
+            io::ErrorKind::WriteZero,
+            format!("wrote {done} of {} bytes", bytes.len()),
+        );
+        return Err(Error::io_at(
+            "O_DIRECT|O_DSYNC write",
+            path,
+            tail_start,
+            short,
+        ));
+    }
+    // The block holding the new end becomes the head of the buffer (unless it is there already);
+    // when the end is block-aligned, that block holds none of the log yet and is rewritten whole.
+    let last = total / BLOCK;
+    if !total.is_multiple_of(BLOCK) && last > 0 {
+        tail.blocks[0] = tail.blocks[last];
+    }
+    Ok(())
 }

@@ -26,7 +26,8 @@ use crate::{Entry, HardState};
 pub struct Options {
     /// Size of each segment file, preallocated with zeros. Default 64 MiB; at least 64 KiB.
     pub segment_bytes: u64,
-    /// How records reach the disk. Default [`WritePath::Pwrite`], the fastest measured.
+    /// How records reach the disk. Default [`WritePath::Pwrite`]. [`WritePath::Direct`] falls
+    /// back to `Pwrite` where `O_DIRECT` is refused; [`Wal::write_path`] says which is in effect.
     pub write_path: WritePath,
     /// How many snapshot files to keep. Default 2; at least 1.
     pub snapshots_kept: usize,
@@ -77,6 +78,8 @@ pub struct Wal {
     _lock: Lock,
     /// The segment being written.
     active: SegmentWriter,
+    /// The write path in effect: `options.write_path`, unless `Direct` was refused.
+    write_path: WritePath,
     /// Segments rolled away from since the last sync: written, not yet synced.
     sealed: Vec<SegmentWriter>,
     /// Every segment of the log, oldest first; the last one is `active`.
@@ -203,11 +206,14 @@ impl Wal {
             (writer, resume.last_crc)
         };
         let synced_end = (active.seq, active.synced());
+        let write_path = active.write_path();
+        warn_if_direct_refused(&active);
         let mut wal = Wal {
             dir,
             options,
             _lock: lock,
             active,
+            write_path,
             sealed: Vec::new(),
             segments,
             last_crc,
@@ -278,6 +284,12 @@ impl Wal {
     /// The newest durable snapshot.
     pub fn snapshot(&self) -> Option<SnapshotMeta> {
         self.snapshots.last().map(|(meta, _)| *meta)
+    }
+
+    /// The write path in effect: [`Options::write_path`], or [`WritePath::Pwrite`] when
+    /// [`WritePath::Direct`] was asked for and refused (a warning was logged saying why).
+    pub fn write_path(&self) -> WritePath {
+        self.write_path
     }
 
     /// Counters since open.
@@ -395,7 +407,8 @@ impl Wal {
     }
 
     /// Makes everything appended so far durable: one write and one `fdatasync` per touched
-    /// segment (group commit), and a directory fsync if a segment was created since.
+    /// segment (group commit; with [`WritePath::Direct`], one `O_DSYNC` write and no
+    /// `fdatasync`), and a directory fsync if a segment was created since.
     ///
     /// On failure the WAL is poisoned: what was written since the last good sync may or may not
     /// be on the disk, and only recovery (reopening) can say.
@@ -439,7 +452,9 @@ impl Wal {
     }
 
     /// Hands everything appended to the OS without waiting for the disk. After a process crash
-    /// it is still there; after a power loss any subset of its pages may be.
+    /// it is still there; after a power loss any subset of its pages may be. With
+    /// [`WritePath::Direct`] there is no such hand-off: the write goes to the disk and returns
+    /// durable.
     pub fn flush(&mut self) -> Result<()> {
         self.check_writable()?;
         let mut result = Ok(());
@@ -634,8 +649,11 @@ impl Wal {
         let path = self.dir.join(segment::file_name(next_seq));
         fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &path, e))?;
         self.dir_dirty = true;
-        let mut writer =
-            SegmentWriter::open(next_seq, path.clone(), file, 0, self.options.write_path)?;
+        let mut writer = SegmentWriter::open_rolled(next_seq, path.clone(), file, self.write_path)?;
+        if writer.write_path() != self.write_path {
+            warn_if_direct_refused(&writer);
+            self.write_path = writer.write_path();
+        }
         self.last_crc = start_segment(&mut writer, self.hard_state);
         let old = std::mem::replace(&mut self.active, writer);
         self.sealed.push(old);
@@ -646,6 +664,16 @@ impl Wal {
         });
         self.stats.rolls += 1;
         Ok(())
+    }
+}
+
+/// Logs why `writer` writes with `Pwrite` although `Direct` was asked for, if it does.
+fn warn_if_direct_refused(writer: &SegmentWriter) {
+    if let Some(reason) = writer.direct_refused() {
+        log::warn!(
+            "{}: WritePath::Direct refused, writing with WritePath::Pwrite instead: {reason}",
+            writer.path.display()
+        );
     }
 }
 

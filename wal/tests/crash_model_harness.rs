@@ -7,7 +7,9 @@
 //!   open, a snapshot or a compaction) it keeps the *durable image*: the bytes every file would
 //!   have if power failed then. A crash takes the files as they are, drops the `Wal`, and rebuilds
 //!   the directory as a power loss could have left it: every 4096-byte page written since the last
-//!   sync is, independently, the durable one or the new one (any subset, not just a prefix); a file
+//!   sync is, independently, the durable one or the new one (any subset, not just a prefix; a
+//!   third of the power losses tear at 512-byte sectors instead, as a device without atomic
+//!   4 KiB writes may); a file
 //!   created since then vanishes or survives with some of its pages over zeros (segments are
 //!   renamed in from a zero-filled, synced file); a file deleted without a directory fsync may come
 //!   back.
@@ -31,6 +33,8 @@ use balsa_wal::{Entry, HardState, Options, Recovered, SnapshotMeta, Tail, Wal, W
 
 /// The page size of the power-loss model.
 pub const PAGE: usize = 4096;
+/// The sector size of the power losses that tear inside a page.
+pub const SECTOR: usize = 512;
 /// Small segments, so that a workload rolls over several.
 pub const SEGMENT_BYTES: u64 = 64 * 1024;
 
@@ -139,6 +143,9 @@ pub struct PowerLoss {
     rng: Rng,
     /// Chance (percent) that a page written since the last sync keeps its new bytes.
     pub keep_page: u64,
+    /// The unit that survives or not as a whole: [`PAGE`], or [`SECTOR`] for a device whose
+    /// 4 KiB writes can tear.
+    pub tear: usize,
     /// Chance (percent) that a file created since the last sync vanishes.
     pub vanish_file: u64,
     /// Chance (percent) that a file deleted without a directory fsync comes back.
@@ -157,9 +164,16 @@ impl PowerLoss {
         };
         let vanish_file = rng.pick(&[0, 50, 100]);
         let revive_file = rng.pick(&[0, 50, 100]);
+        // Drawn apart, so that the draws above stay what they were for every seed.
+        let tear = if Rng::new(seed ^ 0x7365_6374_6F72).percent(33) {
+            SECTOR
+        } else {
+            PAGE
+        };
         PowerLoss {
             rng,
             keep_page,
+            tear,
             vanish_file,
             revive_file,
         }
@@ -313,8 +327,9 @@ impl Disk {
             });
         };
         let mut report = format!(
-            "power loss (flushed: {flush}, keep page {}%, vanish file {}%, revive file {}%):",
-            loss.keep_page, loss.vanish_file, loss.revive_file
+            "power loss (flushed: {flush}, {}-byte units, keep one {}%, vanish file {}%, \
+             revive file {}%):",
+            loss.tear, loss.keep_page, loss.vanish_file, loss.revive_file
         );
         let mut crashed = Crashed {
             lossless: true,
@@ -387,7 +402,8 @@ impl Disk {
     }
 }
 
-/// Each page that differs between `old` and `new` independently keeps its new bytes or not.
+/// Each page (or sector, as `loss` tears) that differs between `old` and `new` independently keeps
+/// its new bytes or not.
 fn mix_pages(
     name: &str,
     old: &[u8],
@@ -399,7 +415,11 @@ fn mix_pages(
     let mut out = old.to_vec();
     let mut kept = Vec::new();
     let mut lost = Vec::new();
-    for (page, (from, to)) in new.chunks(PAGE).zip(out.chunks_mut(PAGE)).enumerate() {
+    for (page, (from, to)) in new
+        .chunks(loss.tear)
+        .zip(out.chunks_mut(loss.tear))
+        .enumerate()
+    {
         if from == &*to {
             continue;
         }
@@ -949,6 +969,13 @@ impl Rig {
             .then(|| read_files(self.disk.dir()));
         let (wal, recovered) = Wal::open(self.disk.dir(), self.options.clone())
             .map_err(|e| format!("{what}\nopen failed: {e}"))?;
+        if wal.write_path() != self.options.write_path {
+            return Err(format!(
+                "{what}\n{:?} was asked for, {:?} is in effect (O_DIRECT refused here?)",
+                self.options.write_path,
+                wal.write_path()
+            ));
+        }
         let pending = self.model.pending.len();
         let kept = self
             .model

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use balsa_wal::record::{self, Header, Kind, MARK_RECORD, RECORD_HEADER};
 use balsa_wal::segment::{self, SEGMENT_HEADER};
 use balsa_wal::snapshot::SNAPSHOT_HEADER;
-use balsa_wal::{Entry, Error, HardState, Options, Recovered, SnapshotMeta, Tail, Wal};
+use balsa_wal::{Entry, Error, HardState, Options, Recovered, SnapshotMeta, Tail, Wal, WritePath};
 
 const KIB: u64 = 1024;
 
@@ -402,15 +402,26 @@ fn cut_points(batch: usize, entry_at: usize, end: usize, payload_len: usize) -> 
 /// its end with zeros, garbage or stale older records. Recovery must keep exactly the complete
 /// prefix, report `Tail::Cut` at the first damaged record (or `Clean` when everything from there
 /// on is zeros), zero the cut bytes, and let writing resume there.
-fn torn_final_record_sweep(final_len: usize) {
-    let dir = sweep_tempdir();
+///
+/// With [`WritePath::Direct`] the log is written, and written again after the cut, in whole
+/// O_DIRECT blocks, in a directory on the disk (tmpfs takes O_DIRECT without its alignment
+/// rules, so it would not check them): the writer must pick up the partial block the cut left.
+fn torn_final_record_sweep(final_len: usize, write_path: WritePath) {
+    let dir = match write_path {
+        WritePath::Direct => tempfile::tempdir().unwrap(),
+        _ => sweep_tempdir(),
+    };
     let dir = dir.path();
     // The smallest segment allowed; 60,000 bytes fit (`max_entry_bytes` is 65,392). Recovery
     // scans from the break to the end of the segment byte by byte (looking for marks, then for
     // pages to zero), so every reopen costs time in proportion to the segment size: 256 KiB
     // would make the sweep about three times slower and test nothing more.
-    let opts = options(64 * KIB);
+    let opts = Options {
+        write_path,
+        ..options(64 * KIB)
+    };
     let (mut wal, _) = open_ok(dir, &opts, "fresh");
+    assert_eq!(wal.write_path(), write_path, "O_DIRECT refused here?");
     let earlier = vec![entry(1, 1, 7), entry(2, 1, 300), entry(3, 2, 1000)];
     wal.append(&earlier).unwrap();
     wal.sync().unwrap();
@@ -528,32 +539,47 @@ fn torn_final_record_sweep(final_len: usize) {
 
 #[test]
 fn rows_2_to_5_torn_final_record_payload_1_every_offset() {
-    torn_final_record_sweep(1);
+    torn_final_record_sweep(1, WritePath::Pwrite);
 }
 
 #[test]
 fn rows_2_to_5_torn_final_record_payload_100_every_offset() {
-    torn_final_record_sweep(100);
+    torn_final_record_sweep(100, WritePath::Pwrite);
 }
 
 #[test]
 fn rows_2_to_5_torn_final_record_payload_4095_every_offset() {
-    torn_final_record_sweep(4095);
+    torn_final_record_sweep(4095, WritePath::Pwrite);
 }
 
 #[test]
 fn rows_2_to_5_torn_final_record_payload_4096_every_offset() {
-    torn_final_record_sweep(4096);
+    torn_final_record_sweep(4096, WritePath::Pwrite);
 }
 
 #[test]
 fn rows_2_to_5_torn_final_record_payload_4097_every_offset() {
-    torn_final_record_sweep(4097);
+    torn_final_record_sweep(4097, WritePath::Pwrite);
 }
 
 #[test]
 fn rows_2_to_5_torn_final_record_payload_60000_bounded_offsets() {
-    torn_final_record_sweep(60_000);
+    torn_final_record_sweep(60_000, WritePath::Pwrite);
+}
+
+#[test]
+fn rows_2_to_5_torn_final_record_written_direct_payload_1_every_offset() {
+    torn_final_record_sweep(1, WritePath::Direct);
+}
+
+#[test]
+fn rows_2_to_5_torn_final_record_written_direct_payload_100_every_offset() {
+    torn_final_record_sweep(100, WritePath::Direct);
+}
+
+#[test]
+fn rows_2_to_5_torn_final_record_written_direct_payload_4097_every_offset() {
+    torn_final_record_sweep(4097, WritePath::Direct);
 }
 
 #[test]
