@@ -150,6 +150,21 @@ impl Progress {
         true
     }
 
+    /// The follower says its log ends at `last`, below what it acknowledged (`match_index`): it
+    /// lost its stable storage and rejoined empty (`Config::rejoined_without_state`), or the
+    /// answer is an old one overtaken by later successes. Either way, start again from what it
+    /// says it holds: a stale answer costs one more probe, a lost log would otherwise never be
+    /// noticed (every message to it carries a `prev_index` at or below the stale match, and
+    /// rejections at or below the match are ignored). Returns true if the match was lowered.
+    pub fn on_shorter_log(&mut self, last: u64) -> bool {
+        if last >= self.match_index || self.state == ProgressState::Snapshot {
+            return false;
+        }
+        self.match_index = last;
+        self.become_probe();
+        true
+    }
+
     /// Falls back to probing right after what is known to match.
     pub fn become_probe(&mut self) {
         self.state = ProgressState::Probe;

@@ -255,7 +255,17 @@ impl Raft {
             Some(conflict) => {
                 let next = self.log.next_after_conflict(index, conflict);
                 let progress = self.progress.get_mut(&from).expect("checked above");
-                if progress.on_reject(index, next) {
+                let shorter = conflict.term.is_none()
+                    && progress.on_shorter_log(conflict.index.saturating_sub(1));
+                if shorter {
+                    log::warn!(
+                        "node {}: node {from} holds entries only up to {}, below what it \
+                         acknowledged: probing it again",
+                        self.config.id,
+                        conflict.index.saturating_sub(1)
+                    );
+                }
+                if shorter || progress.on_reject(index, next) {
                     self.send_append(from);
                 }
             }

@@ -452,3 +452,32 @@ fn appends_are_dropped_while_a_snapshot_installs() {
             .any(|answer| answer == (5, true))
     );
 }
+
+/// A follower that lost its disk and rejoined empty (`rejoined_without_state`) answers the
+/// leader's heartbeat with a rejection saying its log ends at 0, below what it acknowledged.
+/// The leader notices, forgets the stale match and probes it — here straight into a snapshot,
+/// since its log was compacted — without waiting for new entries to reveal the gap.
+#[test]
+fn a_follower_that_lost_its_log_is_probed_again_and_gets_the_snapshot() {
+    let mut cluster = Cluster::new(3, |config| config.snapshot_trailing_entries = 0);
+    cluster.elect(1);
+    for _ in 0..6 {
+        cluster.propose(1, b"x");
+    }
+    cluster.save_snapshot(1);
+    assert_eq!(cluster.progress(1, 3).match_index, 7);
+
+    // Node 3's disk is wiped: it restarts with nothing, never to vote again.
+    cluster.restart_with(3, HardState::default(), Vec::new());
+    let heartbeat = cluster.node(1).config().heartbeat_ticks;
+    cluster.tick(1, heartbeat);
+    cluster.deliver_all();
+
+    assert_eq!(
+        installs(&cluster, 3),
+        [7],
+        "caught up by the snapshot, with no new entry"
+    );
+    assert_eq!(cluster.progress(1, 3).match_index, 7);
+    assert_eq!(cluster.log_terms(3), cluster.log_terms(1));
+}
