@@ -13,7 +13,10 @@
 //! [`OutgoingSnapshot`] (an `Arc` of the bytes, so a newer local snapshot leaves a transfer in
 //! flight alone). Chunks go out in order, at most `snapshot_inflight_chunks` beyond the acked
 //! offset; acks are cumulative; after [`Config::snapshot_resend_ticks`] ticks without progress
-//! the leader resends from the acked offset (go-back-N). An ack of offset 0 after progress means
+//! the leader resends from the acked offset (go-back-N). A repeated ack of the acked offset while
+//! later chunks are out means the follower got a later chunk but not the next one: the leader
+//! goes back at once, once per acked offset (a fast retransmit, as TCP's on duplicate acks), so
+//! a lost chunk costs a round trip rather than the timeout. An ack of offset 0 after progress means
 //! the follower lost the partial transfer (it restarted): start again from 0. Heartbeats go on
 //! as usual meanwhile.
 //!
@@ -83,6 +86,9 @@ pub struct OutgoingSnapshot {
     sent_last: bool,
     /// Ticks since the acked offset last moved (or since the last go-back).
     idle_ticks: u32,
+    /// The acked offset this transfer last went back to on a repeated ack, so that the repeats
+    /// the other chunks of the same window bring cause one go-back, not one each.
+    fast_resent_at: Option<u64>,
 }
 
 impl OutgoingSnapshot {
@@ -94,6 +100,7 @@ impl OutgoingSnapshot {
             next_offset: 0,
             sent_last: false,
             idle_ticks: 0,
+            fast_resent_at: None,
         }
     }
 
@@ -117,6 +124,15 @@ impl OutgoingSnapshot {
         if next_offset == 0 && self.acked > 0 {
             // The follower lost the partial transfer (it restarted): start again.
             self.go_back_to(0);
+            return true;
+        }
+        if next_offset == self.acked
+            && self.next_offset > self.acked
+            && self.fast_resent_at != Some(self.acked)
+        {
+            // A later chunk arrived, the next one did not: it was lost.
+            self.fast_resent_at = Some(self.acked);
+            self.go_back_to(self.acked);
             return true;
         }
         if next_offset <= self.acked || next_offset > self.next_offset {

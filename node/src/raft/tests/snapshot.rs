@@ -182,10 +182,11 @@ fn chunks_go_out_in_order_under_the_window() {
     assert_eq!(cluster.log_terms(3), cluster.log_terms(1));
 }
 
-/// A lost chunk stalls the transfer until the leader, after its resend timeout (the minimum
-/// election timeout) without progress, goes back to the acked offset (go-back-N).
+/// A lost chunk with a later one delivered: the follower acknowledges the offset it still
+/// expects again, and the leader goes back to it at once (fast retransmit), without waiting for
+/// its resend timeout.
 #[test]
-fn a_lost_chunk_is_sent_again_after_the_timeout() {
+fn a_lost_chunk_is_sent_again_at_the_repeated_ack() {
     let mut cluster = lagging(small_chunks);
     heal_and_heartbeat(&mut cluster);
     let mut lost = false;
@@ -196,13 +197,34 @@ fn a_lost_chunk_is_sent_again_after_the_timeout() {
         first_of_offset_2
     });
     assert!(lost);
+    assert_eq!(chunk_offsets(&cluster, 1, 3), [0, 2, 4, 2, 4, 6]);
+    assert_eq!(written_offsets(&cluster, 3), [0, 2, 4, 6]);
+    assert_eq!(installs(&cluster, 3), [7], "no tick was needed");
+    assert_eq!(cluster.progress(1, 3).match_index, 7);
+}
+
+/// A lost chunk with no later one to reveal it (the last) stalls the transfer until the leader,
+/// after its resend timeout (the minimum election timeout) without progress, goes back to the
+/// acked offset (go-back-N).
+#[test]
+fn a_lost_last_chunk_is_sent_again_after_the_timeout() {
+    let mut cluster = lagging(small_chunks);
+    heal_and_heartbeat(&mut cluster);
+    let mut lost = false;
+    cluster.deliver_all_but(|_, _, _, msg| {
+        let first_of_offset_6 =
+            !lost && matches!(msg.body, Body::InstallSnapshot { offset: 6, .. });
+        lost |= first_of_offset_6;
+        first_of_offset_6
+    });
+    assert!(lost);
     assert!(installs(&cluster, 3).is_empty(), "stalled");
-    assert_eq!(chunk_offsets(&cluster, 1, 3), [0, 2, 4]);
+    assert_eq!(chunk_offsets(&cluster, 1, 3), [0, 2, 4, 6]);
 
     let resend = cluster.node(1).config().snapshot_resend_ticks();
     cluster.run(&[1], resend);
 
-    assert_eq!(chunk_offsets(&cluster, 1, 3), [0, 2, 4, 2, 4, 6]);
+    assert_eq!(chunk_offsets(&cluster, 1, 3), [0, 2, 4, 6, 6]);
     assert_eq!(written_offsets(&cluster, 3), [0, 2, 4, 6]);
     assert_eq!(installs(&cluster, 3), [7]);
     assert_eq!(cluster.progress(1, 3).match_index, 7);
