@@ -5,12 +5,15 @@
 //!    and the UDP loopback round trip p50 between two blocking threads; floor = their sum, the cost
 //!    of one durable write plus one network round trip. (A Raft commit as a client sees it needs two
 //!    round trips — client ↔ leader and leader ↔ follower — and the follower's sync, so a ratio of
-//!    1.0 is below what any implementation can reach.) Beside it, the floor of this set-up: three
-//!    nodes share one disk, so every write is synced three times at once; the time until two of
-//!    three concurrent `pwrite` + `fdatasync` finished, plus the round trip (`p50/sh`). And the
-//!    cost of a thread hand-off, as a crossbeam round trip between two threads.
+//!    1.0 is below what any implementation can reach.) Beside it, the commit floor of this set-up
+//!    (`p50/cf`): the three nodes share one disk, so every write is synced three times at once
+//!    and a commit waits for two of them — the time until two of three concurrent `pwrite` +
+//!    `fdatasync` finished — plus the two round trips. And the cost of a thread hand-off, as a
+//!    crossbeam round trip between two threads.
 //! 2. one closed-loop client: latency percentiles and throughput;
 //! 3. 8 and 64 closed-loop clients: throughput (group commit and batching at work);
+//!    The nodes' default WAL write path first, then the other of `pwrite` + `fdatasync` and
+//!    `O_DIRECT | O_DSYNC` for comparison;
 //! 4. the same with syncing off (`--unsafe-no-fsync`): what threads and network cost alone;
 //! 5. the floor again, to show how much the machine drifted meanwhile; ratios use the mean of the
 //!    two p50s.
@@ -28,10 +31,12 @@
     reason = "benchmarks print their figures and read the clock"
 )]
 
-use std::{io, path::Path, path::PathBuf, time::Instant};
+use std::{io, path::Path, path::PathBuf, time::Duration, time::Instant};
 
+use balsa::NodeConfig;
 use balsa::client::ClientOptions;
 use balsa::runtime::wire::StatusReport;
+use balsa::wal::WritePath;
 use balsa_benches::{
     cluster::LocalCluster,
     floor::{
@@ -56,6 +61,8 @@ struct Floor {
     quorum_fdatasync_p50_us: f64,
     /// A crossbeam round trip between two threads: two thread hand-offs.
     handoff_rtt_p50_us: f64,
+    /// The tails, for the reader: fdatasync, 2-of-3 fdatasync and round trip p99.
+    p99_us: (f64, f64, f64),
 }
 
 impl Floor {
@@ -70,6 +77,11 @@ impl Floor {
             rtt_p50_us: p50_us(&rtt),
             quorum_fdatasync_p50_us: p50_us(&quorum),
             handoff_rtt_p50_us: p50_us(&handoff),
+            p99_us: (
+                sync.value_at_quantile(0.99) as f64 / 1e3,
+                quorum.value_at_quantile(0.99) as f64 / 1e3,
+                rtt.value_at_quantile(0.99) as f64 / 1e3,
+            ),
         })
     }
 
@@ -78,9 +90,10 @@ impl Floor {
         self.fdatasync_p50_us + self.rtt_p50_us
     }
 
-    /// The same with the disk shared by three nodes.
-    fn shared_disk_total_us(&self) -> f64 {
-        self.quorum_fdatasync_p50_us + self.rtt_p50_us
+    /// What a commit needs at least here: two of three concurrent syncs on the shared disk, and
+    /// two round trips (client ↔ leader, leader ↔ follower).
+    fn commit_floor_us(&self) -> f64 {
+        self.quorum_fdatasync_p50_us + 2.0 * self.rtt_p50_us
     }
 }
 
@@ -113,11 +126,28 @@ fn main() -> Result<(), String> {
                 .collect()
         },
     );
-    let durable = run_cluster(&dir.join("durable"), true, ops, &clients)?;
+    // The nodes' default write path first (its runs are the ones checked against the targets),
+    // then the other, for comparison.
+    let default_path = NodeConfig::new(1, Vec::new(), PathBuf::new())
+        .wal
+        .write_path;
+    let other_path = if default_path == WritePath::Direct {
+        WritePath::Pwrite
+    } else {
+        WritePath::Direct
+    };
+    let durable = run_cluster(&dir.join("durable"), true, default_path, ops, &clients)?;
+    let durable_other = run_cluster(&dir.join("other"), true, other_path, ops, &clients)?;
     let unsafe_runs = if std::env::var_os("BALSA_BENCH_DURABLE_ONLY").is_some() {
         Vec::new()
     } else {
-        run_cluster(&dir.join("no-fsync"), false, ops, &[1, 64])?
+        run_cluster(
+            &dir.join("no-fsync"),
+            false,
+            WritePath::Pwrite,
+            ops,
+            &[1, 64],
+        )?
     };
 
     let after = Floor::measure(dir).map_err(|e| format!("measuring the floor: {e}"))?;
@@ -130,10 +160,9 @@ fn main() -> Result<(), String> {
         f64::midpoint(before.rtt_p50_us, after.rtt_p50_us),
     );
 
-    let shared_floor_us =
-        f64::midpoint(before.shared_disk_total_us(), after.shared_disk_total_us());
+    let commit_floor_us = f64::midpoint(before.commit_floor_us(), after.commit_floor_us());
     println!(
-        "shared-disk floor = 2-of-3 concurrent fdatasync p50 + UDP RTT p50: {shared_floor_us:.1} µs \
+        "commit floor = 2-of-3 concurrent fdatasync p50 + 2 × UDP RTT p50: {commit_floor_us:.1} µs \
          (2-of-3 fdatasync {:.1}); thread hand-off round trip p50 {:.1} µs",
         f64::midpoint(
             before.quorum_fdatasync_p50_us,
@@ -153,11 +182,14 @@ fn main() -> Result<(), String> {
         "max µs",
         "p50/fl",
         "p99/fl",
-        "p50/sh"
+        "p50/cf"
     );
+    let default_name = format!("{default_path:?}").to_lowercase();
+    let other_name = format!("{other_path:?}").to_lowercase();
     for (name, outcome) in durable
         .iter()
-        .map(|o| ("durable", o))
+        .map(|o| (default_name.as_str(), o))
+        .chain(durable_other.iter().map(|o| (other_name.as_str(), o)))
         .chain(unsafe_runs.iter().map(|o| ("no fsync (unsafe)", o)))
     {
         println!(
@@ -171,14 +203,14 @@ fn main() -> Result<(), String> {
             outcome.latency_us.max(),
             outcome.us_at(0.5) as f64 / floor_us,
             outcome.us_at(0.99) as f64 / floor_us,
-            outcome.us_at(0.5) as f64 / shared_floor_us,
+            outcome.us_at(0.5) as f64 / commit_floor_us,
         );
     }
 
     let one = &durable[0];
     let many = durable.last().expect("three durable runs");
     let scaling = many.ops_per_sec() / one.ops_per_sec();
-    println!("\ntargets (durable):");
+    println!("\ntargets (durable, the default write path: {default_name}):");
     verdict(
         "1 client p50 <= 1.5 x floor",
         one.us_at(0.5) as f64 / floor_us,
@@ -204,13 +236,24 @@ fn main() -> Result<(), String> {
 fn run_cluster(
     dir: &Path,
     sync: bool,
+    write_path: WritePath,
     ops: u64,
     clients: &[usize],
 ) -> Result<Vec<Outcome>, String> {
-    let cluster = LocalCluster::start(3, dir, sync)?;
+    let cluster = LocalCluster::start_configured(3, dir, &mut |config| {
+        config.sync = sync;
+        config.wal.write_path = write_path;
+    })?;
     let leadership = cluster.leadership()?;
     let mut outcomes = Vec::new();
     for &count in clients {
+        let waited = report::wait_for_disk_quiet(Duration::from_secs(10));
+        if waited > Duration::from_millis(100) {
+            println!(
+                "  (waited {} ms for the disk's writeback to settle)",
+                waited.as_millis()
+            );
+        }
         let load = Load {
             endpoints: cluster.endpoints(),
             clients: count,
@@ -239,7 +282,11 @@ fn run_cluster(
         let after = cluster.reports()?;
         println!(
             "{} {count} client(s): {:.0} writes/s, p50 {} µs, p99 {} µs; {}",
-            if sync { "durable" } else { "no fsync" },
+            if sync {
+                format!("durable, {write_path:?}")
+            } else {
+                "no fsync".to_owned()
+            },
             outcome.ops_per_sec(),
             outcome.us_at(0.5),
             outcome.us_at(0.99),
@@ -282,6 +329,10 @@ fn print_floor(name: &str, floor: &Floor) {
         floor.rtt_p50_us,
         floor.quorum_fdatasync_p50_us,
         floor.handoff_rtt_p50_us
+    );
+    println!(
+        "  p99: fdatasync {:.1} µs, 2-of-3 fdatasync {:.1} µs, UDP RTT {:.1} µs",
+        floor.p99_us.0, floor.p99_us.1, floor.p99_us.2
     );
 }
 

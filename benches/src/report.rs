@@ -82,3 +82,28 @@ pub fn machine_load() -> String {
         .unwrap_or_else(|| "?".to_owned());
     format!("load average {load}, io pressure (some, avg10) {io}")
 }
+
+/// Waits, at most `max`, until no data has been under writeback (`/proc/meminfo`
+/// `Writeback:`, under 1 MiB) for three checks 10 ms apart, and returns how long that took. A
+/// node that just started zero-fills and syncs its next 64 MiB segment in the background;
+/// measured during that writeback, every sync waits behind it. Without `/proc/meminfo`,
+/// returns at once.
+#[must_use]
+pub fn wait_for_disk_quiet(max: std::time::Duration) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let writeback_kib = || -> Option<u64> {
+        let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = text.lines().find(|line| line.starts_with("Writeback:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    let mut quiet_checks = 0;
+    while started.elapsed() < max && quiet_checks < 3 {
+        match writeback_kib() {
+            None => break,
+            Some(kib) if kib < 1024 => quiet_checks += 1,
+            Some(_) => quiet_checks = 0,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    started.elapsed()
+}
