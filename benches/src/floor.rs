@@ -196,7 +196,8 @@ pub fn measure_udp_rtt(payload_len: usize, iterations: usize) -> io::Result<Hist
 /// The disk floor of a cluster whose nodes share one disk: `nodes` threads, each appending
 /// 64 bytes + `fdatasync` to its own preallocated file in `dir`, all starting each round
 /// together; per round, the time until `quorum` of them finished (what a commit waits for when
-/// every node syncs the same write). After [`WARMUP`] untimed rounds. Nanoseconds per round.
+/// every node syncs the same write), through [`crate::concurrent::measure_quorum_rounds`].
+/// Nanoseconds per round.
 ///
 /// # Errors
 /// Any I/O error of a node's file.
@@ -206,67 +207,18 @@ pub fn measure_quorum_fdatasync(
     quorum: usize,
     iterations: usize,
 ) -> io::Result<Histogram<u64>> {
-    use std::sync::{Barrier, mpsc};
-    use std::time::Instant;
-
-    assert!(
-        (1..=nodes).contains(&quorum),
-        "a quorum is 1..=nodes, not {quorum} of {nodes}"
-    );
-    let files = (0..nodes)
+    let mut files = (0..nodes)
         .map(|k| FloorFile::create(&dir.join(format!("quorum-floor-{k}.wal")), 64))
         .collect::<io::Result<Vec<_>>>()?;
-    let start_line = Barrier::new(nodes + 1);
-    let (finished, finishes) = mpsc::channel::<io::Result<Instant>>();
-    let rounds = WARMUP + iterations;
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = files
-            .into_iter()
-            .map(|mut file| {
-                let (start_line, finished) = (&start_line, finished.clone());
-                scope.spawn(move || -> io::Result<()> {
-                    for _ in 0..rounds {
-                        start_line.wait();
-                        let result = file.step().map(|()| Instant::now());
-                        let failed = result.is_err();
-                        let _ = finished.send(result);
-                        if failed {
-                            return Ok(()); // the error went to the collector
-                        }
-                    }
-                    file.finish()
-                })
-            })
-            .collect();
-        let mut hist = crate::new_histogram();
-        let mut outcome = Ok(());
-        for round in 0..rounds {
-            start_line.wait();
-            let started = Instant::now();
-            let mut done = Vec::with_capacity(nodes);
-            for _ in 0..nodes {
-                match finishes.recv() {
-                    Ok(Ok(at)) => done.push(at),
-                    Ok(Err(error)) => outcome = Err(error),
-                    Err(_) => outcome = Err(io::Error::other("a floor thread stopped")),
-                }
-            }
-            if outcome.is_err() {
-                break;
-            }
-            done.sort_unstable();
-            if round >= WARMUP {
-                let ns = done[quorum - 1].duration_since(started).as_nanos();
-                hist.saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
-            }
-        }
-        for worker in workers {
-            worker
-                .join()
-                .map_err(|_| io::Error::other("a floor thread panicked"))??;
-        }
-        outcome.map(|()| hist)
-    })
+    let steps: Vec<&mut (dyn Step + Send)> = files
+        .iter_mut()
+        .map(|file| file as &mut (dyn Step + Send))
+        .collect();
+    let mut hists = crate::concurrent::measure_quorum_rounds(vec![steps], quorum, iterations)?;
+    for file in files {
+        file.finish()?;
+    }
+    Ok(hists.remove(0))
 }
 
 /// The cost of handing work to another thread: the round trip of a message between two threads

@@ -6,7 +6,11 @@
     reason = "waits are bounded by wall-clock deadlines; these tests run the real runtime"
 )]
 
-use std::net::{SocketAddr, UdpSocket};
+mod common;
+
+use common::free_addresses;
+
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use balsa::state_machine::RestoreError;
@@ -35,17 +39,6 @@ impl StateMachine for Journal {
     fn restore(&mut self, _snapshot: &[u8]) -> Result<(), RestoreError> {
         Ok(())
     }
-}
-
-fn free_addresses(n: usize) -> Vec<SocketAddr> {
-    // Bind, read the port, release: the ports are free when the nodes bind them moments later.
-    let sockets: Vec<UdpSocket> = (0..n)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    sockets
-        .iter()
-        .map(|socket| socket.local_addr().expect("address"))
-        .collect()
 }
 
 struct Cluster {

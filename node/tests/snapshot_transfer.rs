@@ -6,7 +6,11 @@
     reason = "a test of real threads waits for real time, with bounds"
 )]
 
-use std::net::{SocketAddr, UdpSocket};
+mod common;
+
+use common::free_addresses;
+
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use balsa::kv::{Answer, Command, KvStore, Op, Query};
@@ -19,17 +23,6 @@ const WRITES: u64 = 1500;
 const VALUE_BYTES: usize = 4096;
 /// Bounds for the waits (generous: 10% loss stalls go-back-N windows until resent).
 const WAIT: Duration = Duration::from_secs(60);
-
-fn free_addresses(n: usize) -> Vec<SocketAddr> {
-    // Bind, read the port, release: the ports are free when the nodes bind them moments later.
-    let sockets: Vec<UdpSocket> = (0..n)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    sockets
-        .iter()
-        .map(|socket| socket.local_addr().expect("address"))
-        .collect()
-}
 
 fn start(id: u64, members: &[(u64, SocketAddr)], dir: &std::path::Path) -> Node {
     let mut config = NodeConfig::new(id, members.to_vec(), dir.join(format!("node-{id}")));
