@@ -1,16 +1,23 @@
 //! Closed-loop load against a running cluster: what `balsa bench` and the `commit_latency` bench
 //! both drive.
 //!
-//! Each client is a thread with its own [`Client`] (its own session and socket) that sends one
-//! write, waits for its answer, records the time and sends the next: the classic closed loop, so
-//! the load adapts to the cluster and the latency of one write is what a user would see. Every
-//! client first runs its share of the warm-up writes; all of them then start the measured phase
-//! together, and throughput is the measured writes over the time from that start until the last
-//! client finished.
+//! Each client has its own session (client id, sequence numbers) and its own UDP socket, sends
+//! one write, waits for its answer, records the time and sends the next: the classic closed
+//! loop, so the load adapts to the cluster and the latency of one write is what a user would see.
+//! Clients are multiplexed, [`CLIENTS_PER_THREAD`] to a thread on one `mio` poll (as wrk or
+//! memtier do with connections): with a thread per client, 64 clients spent more of a 2-core
+//! machine on their own context switches than the cluster they measured. Every client first runs
+//! its share of the warm-up writes; all of them then start the measured phase together, and
+//! throughput is the measured writes over the time from that start until the last client
+//! finished.
 //!
-//! Latencies are recorded in microseconds into an HDR histogram (1 µs to 60 s, 3 significant
-//! figures). A write that fails (no leader within the client's timeout, outcome unknown) is
-//! counted, not recorded; a client stops after [`GIVE_UP_AFTER`] failures in a row.
+//! A client follows the leader as a [`balsa::client::Client`] does: it starts at the first
+//! endpoint, goes where a `NotLeader` answer points (or to the next endpoint, after a short
+//! pause, when none is known), and tries the next endpoint when an attempt goes unanswered for
+//! the attempt timeout; every attempt of a write carries the same `(client, seq)`, so a write is
+//! applied once. Latencies are recorded in microseconds into an HDR histogram (1 µs to 60 s, 3
+//! significant figures). A write still unanswered at the operation timeout is counted as failed,
+//! not recorded; a client stops after [`GIVE_UP_AFTER`] failures in a row.
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -18,14 +25,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use balsa::client::{Client, ClientOptions};
+use balsa::client::ClientOptions;
+use balsa::kv::{Answer, Command, Op};
+use balsa::runtime::wire::{Request, RequestBody, ResponseBody, Wire};
+use balsa_net::{CLIENT_ID, Codec, Kind};
 use hdrhistogram::Histogram;
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
 
 /// Consecutive failed writes after which a client stops (the cluster is down, not slow).
 pub const GIVE_UP_AFTER: u32 = 20;
 
+/// Clients driven by one thread.
+pub const CLIENTS_PER_THREAD: usize = 32;
+
 /// Distinct keys per client: writes cycle over them, so the state stays small.
 const KEYS_PER_CLIENT: u64 = 1024;
+
+/// The pause before trying another node when no leader is known.
+const NO_LEADER_PAUSE: Duration = Duration::from_millis(20);
 
 /// What load to run.
 #[derive(Clone, Debug)]
@@ -104,42 +122,54 @@ pub fn new_us_histogram() -> Histogram<u64> {
 /// measured phase runs.
 ///
 /// # Errors
-/// If no client can be set up (bad endpoints), or `load` asks for no clients.
+/// If `load` asks for no clients or has no endpoints, or a client's socket cannot be set up.
 pub fn run(load: &Load, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, String> {
-    if load.clients == 0 {
-        return Err("at least one client is needed".into());
+    if load.clients == 0 || load.endpoints.is_empty() {
+        return Err("at least one client and one endpoint are needed".into());
     }
-    let clients = (0..load.clients)
-        .map(|_| Client::new(load.endpoints.clone(), load.options.clone()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| error.to_string())?;
-    let value = vec![b'v'; load.value_size];
-    let done = AtomicU64::new(0);
-    let running = AtomicU64::new(load.clients as u64);
-    let start_line = Barrier::new(load.clients + 1);
-    let merged = Mutex::new((new_us_histogram(), 0_u64, None::<String>));
     let share = |total: u64, k: usize| {
         let clients = load.clients as u64;
         total / clients + u64::from((k as u64) < total % clients)
     };
-    let elapsed = std::thread::scope(|scope| {
-        for (k, mut client) in clients.into_iter().enumerate() {
-            let (warmup, ops) = (share(load.warmup, k), share(load.ops, k));
+    let mut groups: Vec<Vec<Conn>> = Vec::new();
+    for k in 0..load.clients {
+        if k % CLIENTS_PER_THREAD == 0 {
+            groups.push(Vec::new());
+        }
+        let conn = Conn::new(
+            k,
+            &load.endpoints,
+            share(load.warmup, k),
+            share(load.ops, k),
+        )?;
+        groups.last_mut().expect("pushed above").push(conn);
+    }
+    let value = vec![b'v'; load.value_size];
+    let done = AtomicU64::new(0);
+    let running = AtomicU64::new(groups.len() as u64);
+    let start_line = Barrier::new(groups.len() + 1);
+    let merged = Mutex::new((new_us_histogram(), 0_u64, None::<String>));
+    let elapsed = std::thread::scope(|scope| -> Result<Duration, String> {
+        let mut workers = Vec::new();
+        for conns in groups {
             let (value, done, running) = (&value, &done, &running);
             let (start_line, merged) = (&start_line, &merged);
-            scope.spawn(move || {
-                let mut session = Session::new(&mut client, k, value);
-                session.run(warmup, None);
+            workers.push(scope.spawn(move || -> Result<(), String> {
+                let mut driver = Driver::new(conns, load, value)?;
+                let warmed = driver.run_phase(None);
                 start_line.wait();
-                session.run(ops, Some(done));
-                let mut merged = merged.lock().expect("no client panics holding the lock");
-                merged.0.add(&session.latency_us).expect("same bounds");
-                merged.1 += session.errors;
-                if merged.2.is_none() {
-                    merged.2 = session.first_error.take();
-                }
+                warmed?;
+                let measured = driver.run_phase(Some(done));
                 running.fetch_sub(1, Ordering::Release);
-            });
+                measured?;
+                let mut merged = merged.lock().expect("no worker panics holding the lock");
+                merged.0.add(&driver.latency_us).expect("same bounds");
+                merged.1 += driver.errors;
+                if merged.2.is_none() {
+                    merged.2 = driver.first_error.take();
+                }
+                Ok(())
+            }));
         }
         start_line.wait();
         let start = Instant::now();
@@ -151,8 +181,14 @@ pub fn run(load: &Load, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, S
                 progress(done.load(Ordering::Relaxed), load.ops);
             }
         }
-        start.elapsed()
-    });
+        let elapsed = start.elapsed();
+        for worker in workers {
+            worker
+                .join()
+                .map_err(|_| "a load thread panicked".to_owned())??;
+        }
+        Ok(elapsed)
+    })?;
     let (latency_us, errors, first_error) = merged.into_inner().expect("every client finished");
     Ok(Outcome {
         ops: latency_us.len(),
@@ -164,57 +200,308 @@ pub fn run(load: &Load, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, S
     })
 }
 
-/// One client's closed loop.
-struct Session<'a> {
-    client: &'a mut Client,
+/// One closed-loop client: its session, its socket, the write in flight.
+struct Conn {
+    socket: UdpSocket,
+    /// Its position among all clients (its keys are `bench-<index>-<n>`).
     index: usize,
-    value: &'a [u8],
+    client_id: u64,
+    /// The sequence number of the write in flight (or the last one).
+    seq: u64,
+    /// Writes left in the warm-up and in the measured phase.
+    warmup_left: u64,
+    measured_left: u64,
+    /// Writes sent so far (cycles the key).
     sent: u64,
-    latency_us: Histogram<u64>,
-    errors: u64,
-    first_error: Option<String>,
+    /// The endpoint the next attempt goes to.
+    target: SocketAddr,
+    /// Request ids of the write in flight run from `first_request` to `last_request`; an answer
+    /// to any of them is the write's (they all carry the same `(client, seq)`).
+    first_request: u64,
+    last_request: u64,
+    /// When the write in flight started, and when its current attempt gives up.
+    started: Option<Instant>,
+    attempt_deadline: Instant,
     failures_in_a_row: u32,
 }
 
-impl<'a> Session<'a> {
-    fn new(client: &'a mut Client, index: usize, value: &'a [u8]) -> Self {
-        Session {
-            client,
+impl Conn {
+    fn new(
+        index: usize,
+        endpoints: &[SocketAddr],
+        warmup: u64,
+        measured: u64,
+    ) -> Result<Conn, String> {
+        let bind: SocketAddr = if endpoints[0].is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let socket = UdpSocket::bind(bind).map_err(|e| format!("binding a client socket: {e}"))?;
+        Ok(Conn {
+            socket,
             index,
-            value,
+            client_id: client_id(index),
+            seq: 0,
+            warmup_left: warmup,
+            measured_left: measured,
             sent: 0,
+            target: endpoints[0],
+            first_request: 0,
+            last_request: 0,
+            started: None,
+            attempt_deadline: Instant::now(),
+            failures_in_a_row: 0,
+        })
+    }
+
+    fn left(&self, measuring: bool) -> u64 {
+        if measuring {
+            self.measured_left
+        } else {
+            self.warmup_left
+        }
+    }
+}
+
+/// A client id unlikely to collide with any other client's: the clock, the process and the
+/// client's position, mixed (SplitMix64's finaliser).
+fn client_id(index: usize) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            // The low 64 bits are all the mixing needs.
+            u64::try_from(elapsed.as_nanos() % (1 << 64)).unwrap_or(0)
+        });
+    let mut x =
+        nanos ^ u64::from(std::process::id()).rotate_left(32) ^ (index as u64).rotate_left(48);
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (x ^ (x >> 31)).max(1)
+}
+
+/// One thread's clients on one poll.
+struct Driver<'a> {
+    conns: Vec<Conn>,
+    poll: Poll,
+    codec: Codec,
+    load: &'a Load,
+    value: &'a [u8],
+    buffer: Vec<u8>,
+    next_request: u64,
+    latency_us: Histogram<u64>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl<'a> Driver<'a> {
+    fn new(mut conns: Vec<Conn>, load: &'a Load, value: &'a [u8]) -> Result<Driver<'a>, String> {
+        let poll = Poll::new().map_err(|e| format!("creating a poll: {e}"))?;
+        for (slot, conn) in conns.iter_mut().enumerate() {
+            poll.registry()
+                .register(&mut conn.socket, Token(slot), Interest::READABLE)
+                .map_err(|e| format!("registering a client socket: {e}"))?;
+        }
+        let codec = Codec::new(
+            load.options.cluster_id,
+            CLIENT_ID,
+            load.options.datagram_limit,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(Driver {
+            conns,
+            poll,
+            codec,
+            load,
+            value,
+            buffer: vec![0; load.options.datagram_limit + 1],
+            next_request: 1,
             latency_us: new_us_histogram(),
             errors: 0,
             first_error: None,
-            failures_in_a_row: 0,
+        })
+    }
+
+    /// Runs every client's writes of one phase (measured when `done` is given) to the end.
+    fn run_phase(&mut self, done: Option<&AtomicU64>) -> Result<(), String> {
+        let measuring = done.is_some();
+        for slot in 0..self.conns.len() {
+            self.next_write(slot, measuring)?;
+        }
+        let mut events = Events::with_capacity(CLIENTS_PER_THREAD);
+        while self.conns.iter().any(|conn| conn.started.is_some()) {
+            let now = Instant::now();
+            let wake = self
+                .conns
+                .iter()
+                .filter(|conn| conn.started.is_some())
+                .map(|conn| conn.attempt_deadline)
+                .min()
+                .map_or(Duration::from_millis(10), |at| {
+                    at.saturating_duration_since(now)
+                });
+            self.poll
+                .poll(&mut events, Some(wake.min(Duration::from_millis(10))))
+                .map_err(|e| format!("polling: {e}"))?;
+            for event in &events {
+                self.receive(event.token().0, done)?;
+            }
+            let now = Instant::now();
+            for slot in 0..self.conns.len() {
+                let conn = &self.conns[slot];
+                let Some(started) = conn.started else {
+                    continue;
+                };
+                if now.duration_since(started) >= self.load.options.timeout {
+                    self.fail(
+                        slot,
+                        "no answer within the operation timeout".into(),
+                        measuring,
+                    )?;
+                } else if now >= conn.attempt_deadline {
+                    self.retarget(slot, None);
+                    self.send(slot)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the client's next write of this phase, if it has one left.
+    fn next_write(&mut self, slot: usize, measuring: bool) -> Result<(), String> {
+        let conn = &mut self.conns[slot];
+        conn.started = None;
+        if conn.left(measuring) == 0 || conn.failures_in_a_row >= GIVE_UP_AFTER {
+            return Ok(());
+        }
+        if measuring {
+            conn.measured_left -= 1;
+        } else {
+            conn.warmup_left -= 1;
+        }
+        conn.seq += 1;
+        conn.started = Some(Instant::now());
+        conn.first_request = self.next_request;
+        self.send(slot)
+    }
+
+    /// Sends the write in flight (again), as a new attempt with a new request id.
+    fn send(&mut self, slot: usize) -> Result<(), String> {
+        let conn = &mut self.conns[slot];
+        let id = self.next_request;
+        self.next_request += 1;
+        conn.last_request = id;
+        conn.attempt_deadline = Instant::now() + self.load.options.attempt_timeout;
+        let key = format!("bench-{}-{}", conn.index, conn.sent % KEYS_PER_CLIENT);
+        let command = Command {
+            client_id: conn.client_id,
+            seq: conn.seq,
+            op: Op::Put {
+                key: key.into_bytes(),
+                value: self.value.to_vec(),
+            },
+        };
+        let request = Wire::Request(Request {
+            id,
+            body: RequestBody::Command {
+                data: command.encode(),
+            },
+        });
+        let datagram = self
+            .codec
+            .encode(Kind::Request, &request)
+            .map_err(|e| format!("encoding a write: {e}"))?;
+        match conn.socket.send_to(datagram, conn.target) {
+            // A send that fails (a full socket buffer) is an attempt lost: the timeout resends.
+            Ok(_) | Err(_) => Ok(()),
         }
     }
 
-    /// Runs `ops` writes; records them when `done` is given (the measured phase).
-    fn run(&mut self, ops: u64, done: Option<&AtomicU64>) {
-        for _ in 0..ops {
-            if self.failures_in_a_row >= GIVE_UP_AFTER {
-                return;
+    /// Takes every datagram waiting on the client's socket.
+    fn receive(&mut self, slot: usize, done: Option<&AtomicU64>) -> Result<(), String> {
+        loop {
+            let (len, from) = match self.conns[slot].socket.recv_from(&mut self.buffer) {
+                Ok(received) => received,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                // An ICMP error from an earlier send (a node down): the timeout handles it.
+                Err(_) => continue,
+            };
+            let Ok((header, Wire::Response(response))) =
+                self.codec.decode::<Wire>(&self.buffer[..len])
+            else {
+                continue;
+            };
+            let conn = &self.conns[slot];
+            let ours = conn.started.is_some()
+                && header.kind == Kind::Response
+                && (conn.first_request..=conn.last_request).contains(&response.id);
+            if !ours {
+                continue; // a late answer to an earlier write, or a duplicate
             }
-            let key = format!("bench-{}-{}", self.index, self.sent % KEYS_PER_CLIENT);
-            self.sent += 1;
-            let start = Instant::now();
-            match self.client.put(key.as_bytes(), self.value) {
-                Ok(()) => {
-                    self.failures_in_a_row = 0;
-                    if let Some(done) = done {
-                        let us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let current = response.id == conn.last_request;
+            self.answer(slot, response.body, from, current, done)?;
+        }
+    }
+
+    fn answer(
+        &mut self,
+        slot: usize,
+        body: ResponseBody,
+        from: SocketAddr,
+        current: bool,
+        done: Option<&AtomicU64>,
+    ) -> Result<(), String> {
+        let measuring = done.is_some();
+        match body {
+            ResponseBody::Applied { data } => match Answer::decode(&data) {
+                Ok(Answer::Ok) => {
+                    let conn = &mut self.conns[slot];
+                    conn.target = from; // the leader answers applied writes itself
+                    conn.sent += 1;
+                    conn.failures_in_a_row = 0;
+                    if let (Some(done), Some(started)) = (done, conn.started) {
+                        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                         self.latency_us.saturating_record(us.max(1));
                         done.fetch_add(1, Ordering::Relaxed);
                     }
+                    self.next_write(slot, measuring)
                 }
-                Err(error) => {
-                    self.errors += 1;
-                    self.failures_in_a_row += 1;
-                    self.first_error.get_or_insert_with(|| error.to_string());
+                other => self.fail(slot, format!("the write was answered {other:?}"), measuring),
+            },
+            ResponseBody::NotLeader { address, .. } => {
+                if current {
+                    self.retarget(slot, address);
+                    if address.is_none() {
+                        // Nobody leads yet: give the election a moment before the next try.
+                        self.conns[slot].attempt_deadline = Instant::now() + NO_LEADER_PAUSE;
+                    } else {
+                        self.send(slot)?;
+                    }
                 }
+                Ok(())
             }
+            other => self.fail(slot, format!("the write was answered {other:?}"), measuring),
         }
+    }
+
+    /// Points the client at `leader`, or at the endpoint after its current target.
+    fn retarget(&mut self, slot: usize, leader: Option<SocketAddr>) {
+        let endpoints = &self.load.endpoints;
+        let conn = &mut self.conns[slot];
+        conn.target = leader.unwrap_or_else(|| {
+            let at = endpoints.iter().position(|e| *e == conn.target);
+            endpoints[at.map_or(0, |at| (at + 1) % endpoints.len())]
+        });
+    }
+
+    fn fail(&mut self, slot: usize, reason: String, measuring: bool) -> Result<(), String> {
+        self.errors += 1;
+        self.first_error.get_or_insert(reason);
+        let conn = &mut self.conns[slot];
+        conn.failures_in_a_row += 1;
+        conn.sent += 1;
+        self.next_write(slot, measuring)
     }
 }
 
