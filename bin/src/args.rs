@@ -5,7 +5,7 @@
 //! balsa serve --id 1 --cluster 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data-dir DIR
 //!             [--tick-ms 10] [--election-ticks 15-30] [--heartbeat-ticks 5] [--unsafe-no-fsync]
 //!             [--snapshot-entries 100000] [--snapshot-bytes 67108864] [--snapshot-trailing 5000]
-//!             [--segment-bytes 67108864] [--rejoin]
+//!             [--segment-bytes 67108864] [--rejoin] [--wal-direct]
 //! balsa cluster [--nodes 3] [--base-port 7001] [--data-dir ./balsa-data] [--unsafe-no-fsync]
 //! balsa demo
 //! balsa put KEY VALUE [--endpoints A,B,C]
@@ -44,6 +44,7 @@ usage:
               [--election-ticks 15-30] [--heartbeat-ticks 5] [--unsafe-no-fsync]
               [--snapshot-entries 100000] [--snapshot-bytes 67108864]
               [--snapshot-trailing 5000] [--segment-bytes 67108864] [--rejoin]
+              [--wal-direct]
   balsa cluster [--nodes 3] [--base-port 7001] [--data-dir ./balsa-data] [--unsafe-no-fsync]
   balsa demo
   balsa put KEY VALUE [--endpoints A,B,C]
@@ -135,6 +136,8 @@ pub struct ServeArgs {
     pub segment_bytes: u64,
     /// The data directory was lost: rejoin empty, as a replica that never votes again.
     pub rejoin: bool,
+    /// Write the WAL with `O_DIRECT | O_DSYNC` instead of `pwrite` + `fdatasync`.
+    pub wal_direct: bool,
 }
 
 /// Smallest and largest `--segment-bytes`: the WAL's own lower bound, and 4 GiB.
@@ -337,7 +340,7 @@ const SERVE: Spec = Spec {
     usage: "balsa serve --id ID --cluster ID=IP:PORT,... --data-dir DIR [--tick-ms 10] \
             [--election-ticks 15-30] [--heartbeat-ticks 5] [--unsafe-no-fsync] \
             [--snapshot-entries 100000] [--snapshot-bytes 67108864] [--snapshot-trailing 5000] \
-            [--segment-bytes 67108864] [--rejoin]",
+            [--segment-bytes 67108864] [--rejoin] [--wal-direct]",
     positionals: &[],
     options: &[
         "--id",
@@ -351,7 +354,7 @@ const SERVE: Spec = Spec {
         "--snapshot-trailing",
         "--segment-bytes",
     ],
-    switches: &["--unsafe-no-fsync", "--rejoin"],
+    switches: &["--unsafe-no-fsync", "--rejoin", "--wal-direct"],
 };
 
 const CLUSTER: Spec = Spec {
@@ -588,6 +591,7 @@ fn parse_serve(spec: &Spec, matches: &Matches) -> Result<ServeArgs, UsageError> 
         snapshot_trailing: at_least(spec, matches, "--snapshot-trailing", 5000, 0)?,
         segment_bytes,
         rejoin: matches.switch("--rejoin"),
+        wal_direct: matches.switch("--wal-direct"),
     })
 }
 
@@ -813,6 +817,7 @@ mod tests {
                 snapshot_trailing: 5000,
                 segment_bytes: 64 << 20,
                 rejoin: false,
+                wal_direct: false,
             }
         );
     }
@@ -1164,7 +1169,7 @@ mod tests {
     fn serve_takes_the_snapshot_and_segment_sizes() {
         let Ok(Invocation::Serve(args)) = serve(
             "--snapshot-entries 1000 --snapshot-bytes=4096 --snapshot-trailing 0 \
-             --segment-bytes 1048576",
+             --segment-bytes 1048576 --wal-direct",
         ) else {
             panic!("serve did not parse");
         };
@@ -1177,6 +1182,7 @@ mod tests {
             ),
             (1000, 4096, 0, 1 << 20)
         );
+        assert!(args.wal_direct);
         for (extra, expected) in [
             (
                 "--snapshot-entries 0",

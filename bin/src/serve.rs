@@ -38,6 +38,10 @@ pub fn run(args: ServeArgs) -> ExitCode {
     config.snapshot_trailing_entries = args.snapshot_trailing;
     config.wal.segment_bytes = args.segment_bytes;
     config.rejoin = args.rejoin;
+    if args.wal_direct && !args.unsafe_no_fsync {
+        // Every direct write is durable: with --unsafe-no-fsync it would save nothing.
+        config.wal.write_path = balsa::wal::WritePath::Direct;
+    }
     if let Err(error) = config.validate() {
         eprintln!("balsa serve: {error}");
         return ExitCode::from(2);
