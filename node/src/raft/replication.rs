@@ -194,17 +194,7 @@ impl Raft {
         leader_commit: u64,
         read_round: u64,
     ) {
-        debug_assert!(
-            self.role != Role::Leader,
-            "two leaders in term {}",
-            self.term
-        );
-        if self.role != Role::Follower || self.leader != Some(from) {
-            // A candidate learns the election is lost; a follower learns who leads.
-            self.become_follower(self.term, Some(from));
-        }
-        self.election_elapsed = 0;
-        if self.installing() {
+        if !self.heard_from_leader(from) {
             return; // the log is about to be replaced; the leader sends again
         }
         let old_last = self.log.last_index();
@@ -233,6 +223,23 @@ impl Raft {
         };
         // Held by `send` until everything stored so far is durable.
         self.send(from, body);
+    }
+
+    /// A message from the current term's leader (AppendEntries, InstallSnapshot), after the term
+    /// rules: a candidate learns the election is lost, a follower learns who leads, the election
+    /// timer restarts. False while a snapshot is being installed: the caller drops the message
+    /// (the leader sends again).
+    pub(super) fn heard_from_leader(&mut self, from: NodeId) -> bool {
+        debug_assert!(
+            self.role != Role::Leader,
+            "two leaders in term {}",
+            self.term
+        );
+        if self.role != Role::Follower || self.leader != Some(from) {
+            self.become_follower(self.term, Some(from));
+        }
+        self.election_elapsed = 0;
+        !self.installing()
     }
 
     /// The leader's side of an AppendEntries answer.

@@ -384,16 +384,7 @@ impl Raft {
 
     /// Follower: one chunk from the current leader, after the term rules.
     pub(super) fn on_install_snapshot(&mut self, from: NodeId, chunk: Chunk) {
-        debug_assert!(
-            self.role != Role::Leader,
-            "two leaders in term {}",
-            self.term
-        );
-        if self.role != Role::Follower || self.leader != Some(from) {
-            self.become_follower(self.term, Some(from));
-        }
-        self.election_elapsed = 0;
-        if self.installing() {
+        if !self.heard_from_leader(from) {
             return; // the leader resends; the answer comes once installed
         }
         if chunk.index <= self.log.commit_index() {
