@@ -137,6 +137,21 @@ impl Receiving {
         size: u64,
         crc: u32,
     ) -> Result<Arc<Vec<u8>>, InstallError> {
+        self.install_stepwise(wal, meta, size, crc, &mut |_| true)
+    }
+
+    /// [`install`](Self::install), asking `go_on(step)` before each step that changes the disk
+    /// (1: the rule 7 cut, 2: publishing, 3: the reset and the commit, 4: compaction); a false
+    /// answer stops there, as a crash would (the tests' door into every crash point).
+    fn install_stepwise(
+        self,
+        wal: &mut Wal,
+        meta: SnapshotMeta,
+        size: u64,
+        crc: u32,
+        go_on: &mut dyn FnMut(u8) -> bool,
+    ) -> Result<Arc<Vec<u8>>, InstallError> {
+        let crashed = || InstallError::Mismatch("stopped (a test's crash)".into());
         let written = self.writer.written();
         if self.writer.meta() != meta || written != (size, crc) {
             return Err(InstallError::Mismatch(format!(
@@ -148,11 +163,20 @@ impl Receiving {
             )));
         }
         let index = meta.index;
+        if !go_on(1) {
+            return Err(crashed());
+        }
         if wal.term_at(index).is_some_and(|term| term != meta.term) {
             wal.truncate_from(index)?;
             wal.sync()?;
         }
+        if !go_on(2) {
+            return Err(crashed());
+        }
         wal.finish_snapshot(self.writer)?;
+        if !go_on(3) {
+            return Err(crashed());
+        }
         if wal.next_index() <= index {
             wal.truncate_from(index + 1)?;
         }
@@ -164,6 +188,9 @@ impl Receiving {
             })?;
         }
         wal.sync()?;
+        if !go_on(4) {
+            return Err(crashed());
+        }
         wal.compact_to(index)?;
         let (_, data) = wal.load_snapshot()?.ok_or_else(|| {
             InstallError::Mismatch("the snapshot just published is not there".into())
@@ -192,6 +219,131 @@ impl std::fmt::Display for InstallError {
         match self {
             InstallError::Storage(error) => write!(f, "installing a snapshot: {error}"),
             InstallError::Mismatch(reason) => write!(f, "refusing to install a snapshot: {reason}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A crash at every step of an install, on a real WAL: reopening finds the old state (at
+    //! most without an uncommitted suffix that conflicts with the snapshot) or the new one, never
+    //! the new snapshot followed by entries that disagree with it.
+
+    use super::*;
+    use balsa_wal::{Entry, Options, Recovered};
+
+    const OLD: SnapshotMeta = SnapshotMeta { index: 40, term: 1 };
+    const NEW: SnapshotMeta = SnapshotMeta {
+        index: 100,
+        term: 2,
+    };
+    const NEW_STATE: &[u8] = b"the state as of entry 100";
+
+    /// A log of entries 1..=`last` whose terms `term_of` gives, commit 50, an old snapshot at 40.
+    fn follower(dir: &std::path::Path, last: u64, term_of: fn(u64) -> u64) -> Wal {
+        let (mut wal, _) = Wal::open(dir, Options::default()).expect("open");
+        let entries: Vec<Entry> = (1..=last)
+            .map(|index| Entry {
+                index,
+                term: term_of(index),
+                data: vec![0, (index % 251) as u8],
+            })
+            .collect();
+        wal.append(&entries).expect("append");
+        wal.set_hard_state(HardState {
+            term: 2,
+            vote: 1,
+            commit: 50,
+        })
+        .expect("hard state");
+        wal.sync().expect("sync");
+        wal.save_snapshot(OLD, b"the state as of entry 40")
+            .expect("old snapshot");
+        wal
+    }
+
+    /// Installs `NEW` on `wal`, crashing before step `crash_at` (5: no crash), and reopens.
+    fn install_and_reopen(dir: &std::path::Path, mut wal: Wal, crash_at: u8) -> (Wal, Recovered) {
+        let mut receiving = None;
+        for (offset, chunk) in [(0_u64, &NEW_STATE[..10]), (10, &NEW_STATE[10..])] {
+            receiving = Receiving::chunk(receiving, &mut wal, NEW, offset, chunk).expect("chunk");
+        }
+        let receiving = receiving.expect("a transfer in progress");
+        let crc = crc32fast::hash(NEW_STATE);
+        let size = NEW_STATE.len() as u64;
+        let result =
+            receiving.install_stepwise(&mut wal, NEW, size, crc, &mut |step| step < crash_at);
+        assert_eq!(result.is_ok(), crash_at > 4, "crash before step {crash_at}");
+        drop(wal); // the crash (or, past step 4, just a restart)
+        Wal::open(dir, Options::default()).expect("reopen after the crash")
+    }
+
+    fn indexes(recovered: &Recovered) -> Vec<u64> {
+        recovered.entries.iter().map(|entry| entry.index).collect()
+    }
+
+    /// Rule 7: the follower holds entry 100 in term 1, the snapshot says term 2.
+    #[test]
+    fn a_conflicting_log_is_never_kept_after_the_new_snapshot() {
+        for crash_at in 1..=5 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let wal = follower(dir.path(), 120, |_| 1);
+            let (wal, recovered) = install_and_reopen(dir.path(), wal, crash_at);
+            if recovered.snapshot == Some(NEW) {
+                assert!(crash_at >= 3, "published only at step 2");
+                assert!(indexes(&recovered).is_empty(), "crash at {crash_at}");
+                assert_eq!(wal.next_index(), 101, "crash at {crash_at}");
+                let (_, data) = wal.load_snapshot().expect("load").expect("a snapshot");
+                assert_eq!(data, NEW_STATE);
+            } else {
+                assert_eq!(recovered.snapshot, Some(OLD), "crash at {crash_at}");
+                let held = indexes(&recovered);
+                let expected_last = if crash_at >= 2 { 99 } else { 120 };
+                assert_eq!(
+                    held,
+                    (41..=expected_last).collect::<Vec<_>>(),
+                    "crash at {crash_at}"
+                );
+            }
+        }
+    }
+
+    /// Rule 6: the follower holds entry 100 in the snapshot's term; what follows it stays.
+    #[test]
+    fn a_matching_suffix_survives_a_crash_at_every_step() {
+        for crash_at in 1..=5 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let wal = follower(dir.path(), 110, |index| if index < 90 { 1 } else { 2 });
+            let (_, recovered) = install_and_reopen(dir.path(), wal, crash_at);
+            let held = indexes(&recovered);
+            if recovered.snapshot == Some(NEW) {
+                assert_eq!(held, (101..=110).collect::<Vec<_>>(), "crash at {crash_at}");
+            } else {
+                assert_eq!(recovered.snapshot, Some(OLD));
+                assert_eq!(held, (41..=110).collect::<Vec<_>>(), "crash at {crash_at}");
+            }
+        }
+    }
+
+    /// A follower far behind (its log ends at 60): after publishing, the log continues at 101.
+    #[test]
+    fn a_short_log_continues_after_the_snapshot_whatever_the_crash() {
+        for crash_at in 1..=5 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let wal = follower(dir.path(), 60, |_| 1);
+            let (mut wal, recovered) = install_and_reopen(dir.path(), wal, crash_at);
+            if recovered.snapshot == Some(NEW) {
+                assert!(indexes(&recovered).is_empty());
+                assert_eq!(wal.next_index(), 101, "crash at {crash_at}");
+                wal.append(&[Entry {
+                    index: 101,
+                    term: 2,
+                    data: vec![0],
+                }])
+                .expect("the next entry follows the snapshot");
+            } else {
+                assert_eq!(indexes(&recovered), (41..=60).collect::<Vec<_>>());
+            }
         }
     }
 }
