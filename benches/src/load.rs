@@ -12,8 +12,8 @@
 //! finished.
 //!
 //! A client follows the leader as a [`balsa::client::Client`] does: it starts at the first
-//! endpoint, goes where a `NotLeader` answer points (or to the next endpoint, after a short
-//! pause, when none is known), and tries the next endpoint when an attempt goes unanswered for
+//! endpoint, goes where a `NotLeader` answer points (or to the next endpoint, after the
+//! client's first backoff, when no other node is named), and tries the next endpoint when an attempt goes unanswered for
 //! the attempt timeout; every attempt of a write carries the same `(client, seq)`, so a write is
 //! applied once. Latencies are recorded in microseconds into an HDR histogram (1 µs to 60 s, 3
 //! significant figures). A write still unanswered at the operation timeout is counted as failed,
@@ -41,9 +41,6 @@ pub const CLIENTS_PER_THREAD: usize = 32;
 
 /// Distinct keys per client: writes cycle over them, so the state stays small.
 const KEYS_PER_CLIENT: u64 = 1024;
-
-/// The pause before trying another node when no leader is known.
-const NO_LEADER_PAUSE: Duration = Duration::from_millis(20);
 
 /// What load to run.
 #[derive(Clone, Debug)]
@@ -114,7 +111,7 @@ impl Outcome {
 
 /// An empty histogram of microseconds, 1 µs to 60 s, three significant figures.
 #[must_use]
-pub fn new_us_histogram() -> Histogram<u64> {
+fn new_us_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid")
 }
 
@@ -146,22 +143,22 @@ pub fn run(load: &Load, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, S
     }
     let value = vec![b'v'; load.value_size];
     let done = AtomicU64::new(0);
-    let running = AtomicU64::new(groups.len() as u64);
+    // Each worker says when its measured phase ended (or that it failed: dropped unsent).
+    let (finished, finishes) = crossbeam_channel::unbounded::<Instant>();
     let start_line = Barrier::new(groups.len() + 1);
     let merged = Mutex::new((new_us_histogram(), 0_u64, None::<String>));
     let elapsed = std::thread::scope(|scope| -> Result<Duration, String> {
         let mut workers = Vec::new();
         for conns in groups {
-            let (value, done, running) = (&value, &done, &running);
+            let (value, done, finished) = (&value, &done, finished.clone());
             let (start_line, merged) = (&start_line, &merged);
             workers.push(scope.spawn(move || -> Result<(), String> {
                 let mut driver = Driver::new(conns, load, value)?;
                 let warmed = driver.run_phase(None);
                 start_line.wait();
                 warmed?;
-                let measured = driver.run_phase(Some(done));
-                running.fetch_sub(1, Ordering::Release);
-                measured?;
+                driver.run_phase(Some(done))?;
+                let _ = finished.send(Instant::now());
                 let mut merged = merged.lock().expect("no worker panics holding the lock");
                 merged.0.add(&driver.latency_us).expect("same bounds");
                 merged.1 += driver.errors;
@@ -171,17 +168,21 @@ pub fn run(load: &Load, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, S
                 Ok(())
             }));
         }
+        drop(finished);
         start_line.wait();
         let start = Instant::now();
-        let mut last_report = start;
-        while running.load(Ordering::Acquire) > 0 {
-            std::thread::sleep(Duration::from_millis(20));
-            if last_report.elapsed() >= Duration::from_secs(1) {
-                last_report = Instant::now();
-                progress(done.load(Ordering::Relaxed), load.ops);
+        let mut last_end = start;
+        // Until every worker ended (its end time arrived, or it dropped its sender failing).
+        loop {
+            match finishes.recv_timeout(Duration::from_secs(1)) {
+                Ok(end) => last_end = last_end.max(end),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    progress(done.load(Ordering::Relaxed), load.ops);
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
             }
         }
-        let elapsed = start.elapsed();
+        let elapsed = last_end.duration_since(start);
         for worker in workers {
             worker
                 .join()
@@ -215,6 +216,8 @@ struct Conn {
     sent: u64,
     /// The endpoint the next attempt goes to.
     target: SocketAddr,
+    /// The write in flight, encoded once: every attempt sends the same `(client, seq)`.
+    command: Vec<u8>,
     /// Request ids of the write in flight run from `first_request` to `last_request`; an answer
     /// to any of them is the write's (they all carry the same `(client, seq)`).
     first_request: u64,
@@ -241,12 +244,13 @@ impl Conn {
         Ok(Conn {
             socket,
             index,
-            client_id: client_id(index),
+            client_id: balsa::client::random_client_id(),
             seq: 0,
             warmup_left: warmup,
             measured_left: measured,
             sent: 0,
             target: endpoints[0],
+            command: Vec::new(),
             first_request: 0,
             last_request: 0,
             started: None,
@@ -262,23 +266,6 @@ impl Conn {
             self.warmup_left
         }
     }
-}
-
-/// A client id unlikely to collide with any other client's: the clock, the process and the
-/// client's position, mixed (SplitMix64's finaliser).
-fn client_id(index: usize) -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            // The low 64 bits are all the mixing needs.
-            u64::try_from(elapsed.as_nanos() % (1 << 64)).unwrap_or(0)
-        });
-    let mut x =
-        nanos ^ u64::from(std::process::id()).rotate_left(32) ^ (index as u64).rotate_left(48);
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    (x ^ (x >> 31)).max(1)
 }
 
 /// One thread's clients on one poll.
@@ -381,6 +368,16 @@ impl<'a> Driver<'a> {
             conn.warmup_left -= 1;
         }
         conn.seq += 1;
+        let key = format!("bench-{}-{}", conn.index, conn.sent % KEYS_PER_CLIENT);
+        conn.command = Command {
+            client_id: conn.client_id,
+            seq: conn.seq,
+            op: Op::Put {
+                key: key.into_bytes(),
+                value: self.value.to_vec(),
+            },
+        }
+        .encode();
         conn.started = Some(Instant::now());
         conn.first_request = self.next_request;
         self.send(slot)
@@ -393,19 +390,10 @@ impl<'a> Driver<'a> {
         self.next_request += 1;
         conn.last_request = id;
         conn.attempt_deadline = Instant::now() + self.load.options.attempt_timeout;
-        let key = format!("bench-{}-{}", conn.index, conn.sent % KEYS_PER_CLIENT);
-        let command = Command {
-            client_id: conn.client_id,
-            seq: conn.seq,
-            op: Op::Put {
-                key: key.into_bytes(),
-                value: self.value.to_vec(),
-            },
-        };
         let request = Wire::Request(Request {
             id,
             body: RequestBody::Command {
-                data: command.encode(),
+                data: conn.command.clone(),
             },
         });
         let datagram = self
@@ -470,14 +458,20 @@ impl<'a> Driver<'a> {
                 other => self.fail(slot, format!("the write was answered {other:?}"), measuring),
             },
             ResponseBody::NotLeader { address, .. } => {
-                if current {
-                    self.retarget(slot, address);
-                    if address.is_none() {
-                        // Nobody leads yet: give the election a moment before the next try.
-                        self.conns[slot].attempt_deadline = Instant::now() + NO_LEADER_PAUSE;
-                    } else {
+                let conn = &self.conns[slot];
+                match address.filter(|leader| *leader != conn.target) {
+                    Some(leader) if current => {
+                        self.retarget(slot, Some(leader));
                         self.send(slot)?;
                     }
+                    // Nobody else is known to lead (an election, or a transfer away from the
+                    // node that answered): pause, then the attempt's expiry moves on to the
+                    // next endpoint, as `Client` does.
+                    _ if current => {
+                        self.conns[slot].attempt_deadline =
+                            Instant::now() + self.load.options.backoff_start;
+                    }
+                    _ => {}
                 }
                 Ok(())
             }

@@ -140,9 +140,6 @@ pub struct ServeArgs {
     pub wal_direct: bool,
 }
 
-/// Smallest and largest `--segment-bytes`: the WAL's own lower bound, and 4 GiB.
-pub const SEGMENT_BYTES_RANGE: std::ops::RangeInclusive<u64> = (64 << 10)..=(4 << 30);
-
 /// `balsa cluster`'s arguments.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterArgs {
@@ -571,11 +568,11 @@ fn parse_serve(spec: &Spec, matches: &Matches) -> Result<ServeArgs, UsageError> 
         )));
     }
     let segment_bytes = at_least(spec, matches, "--segment-bytes", 64 << 20, 0)?;
-    if !SEGMENT_BYTES_RANGE.contains(&segment_bytes) {
+    if !balsa_wal::SEGMENT_BYTES.contains(&segment_bytes) {
         return Err(spec.error(format!(
             "--segment-bytes must be between {} and {}, not {segment_bytes}",
-            SEGMENT_BYTES_RANGE.start(),
-            SEGMENT_BYTES_RANGE.end()
+            balsa_wal::SEGMENT_BYTES.start(),
+            balsa_wal::SEGMENT_BYTES.end()
         )));
     }
     Ok(ServeArgs {
@@ -1199,6 +1196,10 @@ mod tests {
             (
                 "--segment-bytes 99999999999",
                 "--segment-bytes must be between",
+            ),
+            (
+                "--segment-bytes 4294967296",
+                "and 4294967295, not 4294967296",
             ),
             ("--snapshot-trailing x", "is not a number"),
         ] {

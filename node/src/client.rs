@@ -740,7 +740,7 @@ fn now() -> Instant {
     clippy::disallowed_methods,
     reason = "the client id is seeded from the wall clock; it is not part of the Raft core"
 )]
-fn random_client_id() -> u64 {
+pub fn random_client_id() -> u64 {
     static CLIENTS_MADE: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

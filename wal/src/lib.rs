@@ -112,7 +112,7 @@ pub use error::{Error, Result};
 pub use recovery::Tail;
 pub use segment::WritePath;
 pub use snapshot::{SnapshotMeta, SnapshotWriter};
-pub use wal::{Options, Recovered, Stats, Wal, max_entry_bytes};
+pub use wal::{Options, Recovered, SEGMENT_BYTES, Stats, Wal, max_entry_bytes};
 
 /// A log entry: its position, the term it was created in, and the caller's bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

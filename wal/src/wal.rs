@@ -707,15 +707,18 @@ pub fn max_entry_bytes(segment_bytes: u64) -> usize {
         .saturating_sub(overhead)
 }
 
+/// The segment sizes a log accepts: at least 64 KiB, at most what a 32-bit offset reaches.
+pub const SEGMENT_BYTES: std::ops::RangeInclusive<u64> = (64 * 1024)..=(u32::MAX as u64);
+
 fn validate(options: &Options) -> Result<()> {
-    if options.segment_bytes < 64 * 1024 {
+    if !SEGMENT_BYTES.contains(&options.segment_bytes) {
         return Err(Error::InvalidOptions {
-            reason: format!("segment_bytes {} is below 64 KiB", options.segment_bytes),
-        });
-    }
-    if options.segment_bytes > u64::from(u32::MAX) {
-        return Err(Error::InvalidOptions {
-            reason: format!("segment_bytes {} is above 4 GiB", options.segment_bytes),
+            reason: format!(
+                "segment_bytes {} is not between {} and {}",
+                options.segment_bytes,
+                SEGMENT_BYTES.start(),
+                SEGMENT_BYTES.end()
+            ),
         });
     }
     if options.snapshots_kept == 0 {

@@ -427,6 +427,9 @@ pub enum Action {
         size: u64,
         /// Its CRC-32.
         crc: u32,
+        /// Its bytes, as the core assembled and checked them: what the state machine restores
+        /// from (the file holds the same bytes; reading them back would only copy them again).
+        data: Arc<Vec<u8>>,
     },
     /// A snapshot covers the log up to here and beyond: stored entries at or below `upto` may
     /// be dropped (the WAL drops the segments wholly at or below it). Carry it out after every

@@ -469,6 +469,7 @@ impl Raft {
             term: image.term,
             size: image.size(),
             crc: image.crc,
+            data: Arc::clone(&image.data),
         });
         self.incoming = Incoming::Installing {
             leader: from,

@@ -378,10 +378,12 @@ impl<S: StateMachine> Consensus<S> {
                     term,
                     size,
                     crc,
+                    data,
                 } => storage_ops.push(StorageOp::InstallSnapshot {
                     meta: SnapshotMeta { index, term },
                     size,
                     crc,
+                    data,
                 }),
                 Action::Compact { upto } => storage_ops.push(StorageOp::Compact { upto }),
             }

@@ -18,8 +18,8 @@
 //!    starts from it (the WAL reopens a log that ends below it as continuing after it);
 //! 4. reset the log to continue after `index` if it ended below, raise the stored commit index to
 //!    `index` (term and vote unchanged), sync, drop the segments it covers;
-//! 5. read the published file back and hand it to the consensus thread, which restores the state
-//!    machine and reports `SnapshotInstalled` to the core.
+//! 5. tell the consensus thread, which restores the state machine from the bytes the core
+//!    assembled (the file's, checked in step 1) and reports `SnapshotInstalled` to the core.
 //!
 //! Rule 6 (the log holds `index` with the snapshot's term) keeps the entries after `index`.
 
@@ -128,21 +128,21 @@ impl Receiving {
         Ok(Some(receiving))
     }
 
-    /// Installs the received snapshot (the steps of the module doc); returns its data for the
-    /// state machine.
+    /// Installs the received snapshot (steps 1–4 of the module doc).
     pub fn install(
         self,
         wal: &mut Wal,
         meta: SnapshotMeta,
         size: u64,
         crc: u32,
-    ) -> Result<Arc<Vec<u8>>, InstallError> {
+    ) -> Result<(), InstallError> {
         self.install_stepwise(wal, meta, size, crc, &mut |_| true)
     }
 
-    /// [`install`](Self::install), asking `go_on(step)` before each step that changes the disk
-    /// (1: the rule 7 cut, 2: publishing, 3: the reset and the commit, 4: compaction); a false
-    /// answer stops there, as a crash would (the tests' door into every crash point).
+    /// [`install`](Self::install), asking `go_on(step)` before each step of the module doc that
+    /// changes the disk (2: the rule 7 cut, 3: publishing, 4: the reset and the commit, 5: after
+    /// them, compaction); a false answer stops there, as a crash would (the tests' door into
+    /// every crash point).
     fn install_stepwise(
         self,
         wal: &mut Wal,
@@ -150,7 +150,7 @@ impl Receiving {
         size: u64,
         crc: u32,
         go_on: &mut dyn FnMut(u8) -> bool,
-    ) -> Result<Arc<Vec<u8>>, InstallError> {
+    ) -> Result<(), InstallError> {
         let crashed = || InstallError::Mismatch("stopped (a test's crash)".into());
         let written = self.writer.written();
         if self.writer.meta() != meta || written != (size, crc) {
@@ -163,18 +163,18 @@ impl Receiving {
             )));
         }
         let index = meta.index;
-        if !go_on(1) {
+        if !go_on(2) {
             return Err(crashed());
         }
         if wal.term_at(index).is_some_and(|term| term != meta.term) {
             wal.truncate_from(index)?;
             wal.sync()?;
         }
-        if !go_on(2) {
+        if !go_on(3) {
             return Err(crashed());
         }
         wal.finish_snapshot(self.writer)?;
-        if !go_on(3) {
+        if !go_on(4) {
             return Err(crashed());
         }
         if wal.next_index() <= index {
@@ -188,14 +188,11 @@ impl Receiving {
             })?;
         }
         wal.sync()?;
-        if !go_on(4) {
+        if !go_on(5) {
             return Err(crashed());
         }
         wal.compact_to(index)?;
-        let (_, data) = wal.load_snapshot()?.ok_or_else(|| {
-            InstallError::Mismatch("the snapshot just published is not there".into())
-        })?;
-        Ok(Arc::new(data))
+        Ok(())
     }
 }
 
@@ -262,7 +259,8 @@ mod tests {
         wal
     }
 
-    /// Installs `NEW` on `wal`, crashing before step `crash_at` (5: no crash), and reopens.
+    /// Installs `NEW` on `wal`, crashing before step `crash_at` of the module doc (2–5; 6: no
+    /// crash), and reopens.
     fn install_and_reopen(dir: &std::path::Path, mut wal: Wal, crash_at: u8) -> (Wal, Recovered) {
         let mut receiving = None;
         for (offset, chunk) in [(0_u64, &NEW_STATE[..10]), (10, &NEW_STATE[10..])] {
@@ -273,7 +271,7 @@ mod tests {
         let size = NEW_STATE.len() as u64;
         let result =
             receiving.install_stepwise(&mut wal, NEW, size, crc, &mut |step| step < crash_at);
-        assert_eq!(result.is_ok(), crash_at > 4, "crash before step {crash_at}");
+        assert_eq!(result.is_ok(), crash_at > 5, "crash before step {crash_at}");
         drop(wal); // the crash (or, past step 4, just a restart)
         Wal::open(dir, Options::default()).expect("reopen after the crash")
     }
@@ -285,12 +283,12 @@ mod tests {
     /// Rule 7: the follower holds entry 100 in term 1, the snapshot says term 2.
     #[test]
     fn a_conflicting_log_is_never_kept_after_the_new_snapshot() {
-        for crash_at in 1..=5 {
+        for crash_at in 2..=6 {
             let dir = tempfile::tempdir().expect("temp dir");
             let wal = follower(dir.path(), 120, |_| 1);
             let (wal, recovered) = install_and_reopen(dir.path(), wal, crash_at);
             if recovered.snapshot == Some(NEW) {
-                assert!(crash_at >= 3, "published only at step 2");
+                assert!(crash_at >= 4, "published at step 3");
                 assert!(indexes(&recovered).is_empty(), "crash at {crash_at}");
                 assert_eq!(wal.next_index(), 101, "crash at {crash_at}");
                 let (_, data) = wal.load_snapshot().expect("load").expect("a snapshot");
@@ -298,7 +296,7 @@ mod tests {
             } else {
                 assert_eq!(recovered.snapshot, Some(OLD), "crash at {crash_at}");
                 let held = indexes(&recovered);
-                let expected_last = if crash_at >= 2 { 99 } else { 120 };
+                let expected_last = if crash_at >= 3 { 99 } else { 120 };
                 assert_eq!(
                     held,
                     (41..=expected_last).collect::<Vec<_>>(),
@@ -311,7 +309,7 @@ mod tests {
     /// Rule 6: the follower holds entry 100 in the snapshot's term; what follows it stays.
     #[test]
     fn a_matching_suffix_survives_a_crash_at_every_step() {
-        for crash_at in 1..=5 {
+        for crash_at in 2..=6 {
             let dir = tempfile::tempdir().expect("temp dir");
             let wal = follower(dir.path(), 110, |index| if index < 90 { 1 } else { 2 });
             let (_, recovered) = install_and_reopen(dir.path(), wal, crash_at);
@@ -328,7 +326,7 @@ mod tests {
     /// A follower far behind (its log ends at 60): after publishing, the log continues at 101.
     #[test]
     fn a_short_log_continues_after_the_snapshot_whatever_the_crash() {
-        for crash_at in 1..=5 {
+        for crash_at in 2..=6 {
             let dir = tempfile::tempdir().expect("temp dir");
             let wal = follower(dir.path(), 60, |_| 1);
             let (mut wal, recovered) = install_and_reopen(dir.path(), wal, crash_at);

@@ -22,7 +22,7 @@ use balsa_net::{Destination, Outbox};
 use balsa_wal::{HardState as WalHardState, SnapshotMeta, Wal};
 
 use super::Event;
-use super::snapshots::{InstallError, Receiving, Saving};
+use super::snapshots::{Receiving, Saving};
 use super::wire::Wire;
 use crate::raft::{Entry, EntryKind, HardState, Message, NodeId, Persist, PersistId};
 
@@ -65,6 +65,8 @@ pub enum StorageOp {
         size: u64,
         /// Its announced CRC-32.
         crc: u32,
+        /// Its bytes, for the state machine once installed.
+        data: Arc<Vec<u8>>,
     },
     /// Sync, close the log and stop.
     Shutdown,
@@ -150,14 +152,19 @@ impl Writer<'_> {
                 self.receiving =
                     Receiving::chunk(current, self.wal, meta, offset, &data).map_err(text)?;
             }
-            StorageOp::InstallSnapshot { meta, size, crc } => {
+            StorageOp::InstallSnapshot {
+                meta,
+                size,
+                crc,
+                data,
+            } => {
                 let Some(receiving) = self.receiving.take() else {
-                    return Err(InstallError::Mismatch(format!(
-                        "asked to install snapshot {meta:?}, but none was received"
-                    ))
-                    .to_string());
+                    return Err(format!(
+                        "refusing to install a snapshot: asked to install {meta:?}, but none \
+                         was received"
+                    ));
                 };
-                let data = receiving
+                receiving
                     .install(self.wal, meta, size, crc)
                     .map_err(|error| error.to_string())?;
                 let installed = Event::SnapshotInstalled {

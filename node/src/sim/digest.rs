@@ -160,6 +160,7 @@ impl RunDigest {
                 term,
                 size,
                 crc,
+                ..
             } => {
                 hash.u64(10);
                 for word in [*index, *term, *size, u64::from(*crc)] {

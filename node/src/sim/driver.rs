@@ -442,6 +442,7 @@ impl Sim {
                 term,
                 size,
                 crc,
+                ..
             } => self.start_install(id, index, term, size, crc),
             Action::Compact { upto } => {
                 let node = self.nodes.get_mut(&id).expect("a node of the cluster");
