@@ -382,7 +382,6 @@ impl Raft {
     }
 
     /// The hard state as it stands in memory.
-    #[allow(dead_code, reason = "used by tests and status pages")]
     pub(super) fn hard_state(&self) -> HardState {
         HardState {
             term: self.term,

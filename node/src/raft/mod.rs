@@ -561,9 +561,8 @@ pub struct Raft {
     broadcast_due: bool,
     reads: ReadState,
     transfer: Option<Transfer>,
-    /// The newest snapshot's index (saved, installed or restored; 0: none).
-    snapshot_index: u64,
-    /// The newest snapshot's bytes, if held: what a leader sends.
+    /// The newest snapshot's bytes, if held (saved, installed or restored): what a leader sends.
+    /// Without it, the newest snapshot is the log's base (see `snapshot_index`).
     snapshot: Option<SnapshotImage>,
     /// Follower: a snapshot being received or installed.
     incoming: Incoming,
@@ -615,7 +614,6 @@ impl Raft {
             broadcast_due: false,
             reads: ReadState::default(),
             transfer: None,
-            snapshot_index,
             snapshot,
             incoming: Incoming::Idle,
         };
@@ -678,7 +676,7 @@ impl Raft {
             applied_index: self.log.applied_index(),
             last_index: self.log.last_index(),
             stable_index: self.durability.stable_index,
-            snapshot_index: self.snapshot_index,
+            snapshot_index: self.snapshot_index(),
             first_index: self.log.first_index(),
             receiving_snapshot: self.incoming.progress(),
         }
@@ -766,18 +764,14 @@ impl Raft {
 
     /// Writes term and vote (and the current commit index) in this step's batch.
     fn persist_hard_state(&mut self) {
-        let hard_state = HardState {
-            term: self.term,
-            vote: self.vote,
-            commit: self.log.commit_index(),
-        };
+        let hard_state = self.hard_state();
         self.open_batch().hard_state = Some(hard_state);
         self.durability.written_hard_state = hard_state;
     }
 
     /// Writes appended entries (after an optional truncation) in this step's batch.
     fn persist_entries(&mut self, truncate_from: Option<u64>, entries: Vec<Entry>) {
-        let commit = self.log.commit_index();
+        let hard_state = self.hard_state();
         let last_index = self.log.last_index();
         let durability = &mut self.durability;
         if let Some(from) = truncate_from {
@@ -797,11 +791,6 @@ impl Raft {
         batch.entries.extend(entries);
         let id = batch.id;
         // Piggyback the commit index on every write: it costs nothing and speeds a restart.
-        let hard_state = HardState {
-            term: self.term,
-            vote: self.vote,
-            commit,
-        };
         if hard_state != self.durability.written_hard_state {
             self.open_batch().hard_state = Some(hard_state);
             self.durability.written_hard_state = hard_state;
@@ -870,18 +859,21 @@ impl Raft {
         });
     }
 
+    /// The newest snapshot's index: the one held, else the log's base (a restart without the
+    /// snapshot's bytes, or none yet: 0).
+    fn snapshot_index(&self) -> u64 {
+        self.snapshot
+            .as_ref()
+            .map_or(self.log.snapshot().0, |image| image.index)
+    }
+
     /// Checks the invariants that span modules, after every step. They are O(1), so they stay
     /// on in release builds (the README's test command runs in release).
     fn check_invariants(&self) {
         assert!(self.durability.durable_id <= self.durability.issued_id);
         assert!(self.durability.stable_index <= self.log.last_index());
         assert!(self.durability.stable_index >= self.log.snapshot().0);
-        assert!(self.snapshot_index >= self.log.snapshot().0);
-        assert!(
-            self.snapshot
-                .as_ref()
-                .is_none_or(|image| image.index == self.snapshot_index)
-        );
+        assert!(self.snapshot_index() >= self.log.snapshot().0);
         assert!(!self.installing() || self.role != Role::Leader);
         assert!(self.log.applied_index() <= self.log.commit_index());
         assert!(self.log.commit_index() <= self.log.last_index());

@@ -134,8 +134,24 @@ impl Progress {
     }
 
     /// The follower rejected the message whose `prev_index` was `rejected`; probe from `next`.
-    /// Returns false for a stale rejection, which changes nothing.
-    pub fn on_reject(&mut self, rejected: u64, next: u64) -> bool {
+    /// `follower_last` is the follower's last index when it said so (a rejection for a log too
+    /// short). Returns false for a stale rejection, which changes nothing.
+    ///
+    /// A follower whose log ends below what it acknowledged (`match_index`) lost its stable
+    /// storage and rejoined empty (`Config::rejoined_without_state`), or the answer is an old one
+    /// overtaken by later successes. Either way the match drops to what it says it holds: a stale
+    /// answer costs one more probe, a lost log would otherwise never be noticed (every message
+    /// to it carries a `prev_index` at or below the stale match, and such rejections are
+    /// otherwise ignored).
+    pub fn on_reject(&mut self, rejected: u64, next: u64, follower_last: Option<u64>) -> bool {
+        if let Some(last) = follower_last
+            && last < self.match_index
+            && self.state != ProgressState::Snapshot
+        {
+            self.match_index = last;
+            self.become_probe();
+            return true;
+        }
         self.acked_since_heartbeat = true;
         if rejected <= self.match_index || self.state == ProgressState::Snapshot {
             // Answers a message older than what is already known to match, or one sent before
@@ -147,21 +163,6 @@ impl Progress {
         }
         self.become_probe();
         self.next_index = next.clamp(self.match_index + 1, rejected.max(self.match_index + 1));
-        true
-    }
-
-    /// The follower says its log ends at `last`, below what it acknowledged (`match_index`): it
-    /// lost its stable storage and rejoined empty (`Config::rejoined_without_state`), or the
-    /// answer is an old one overtaken by later successes. Either way, start again from what it
-    /// says it holds: a stale answer costs one more probe, a lost log would otherwise never be
-    /// noticed (every message to it carries a `prev_index` at or below the stale match, and
-    /// rejections at or below the match are ignored). Returns true if the match was lowered.
-    pub fn on_shorter_log(&mut self, last: u64) -> bool {
-        if last >= self.match_index || self.state == ProgressState::Snapshot {
-            return false;
-        }
-        self.match_index = last;
-        self.become_probe();
         true
     }
 

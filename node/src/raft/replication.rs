@@ -261,29 +261,31 @@ impl Raft {
         match conflict {
             Some(conflict) => {
                 let next = self.log.next_after_conflict(index, conflict);
-                let progress = self.progress.get_mut(&from).expect("checked above");
-                let shorter = conflict.term.is_none()
-                    && progress.on_shorter_log(conflict.index.saturating_sub(1));
-                if shorter {
+                let follower_last = conflict
+                    .term
+                    .is_none()
+                    .then(|| conflict.index.saturating_sub(1));
+                let acknowledged = progress.match_index;
+                let probe = progress.on_reject(index, next, follower_last);
+                if progress.match_index < acknowledged {
                     log::warn!(
-                        "node {}: node {from} holds entries only up to {}, below what it \
-                         acknowledged: probing it again",
+                        "node {}: node {from} holds entries only up to {}, below the {acknowledged} \
+                         it acknowledged: probing it again",
                         self.config.id,
-                        conflict.index.saturating_sub(1)
+                        progress.match_index
                     );
                 }
-                if shorter || progress.on_reject(index, next) {
+                if probe {
                     self.send_append(from);
                 }
             }
             None => {
-                let progress = self.progress.get_mut(&from).expect("checked above");
                 let news = progress.on_success(index);
                 if progress.state == ProgressState::Snapshot
                     && progress.match_index >= self.log.snapshot().0
                 {
                     // The follower caught up some other way: the log serves it again.
-                    progress.leave_snapshot();
+                    progress.become_probe();
                 }
                 if news {
                     self.maybe_commit();

@@ -233,7 +233,7 @@ impl Raft {
 
     /// `Input::SnapshotSaved`: keep the snapshot to send, compact the log, tell the WAL.
     pub(super) fn on_snapshot_saved(&mut self, index: u64, data: Arc<Vec<u8>>) {
-        if index <= self.snapshot_index {
+        if index <= self.snapshot_index() {
             return; // not newer than what we hold
         }
         if index > self.log.applied_index() {
@@ -250,7 +250,6 @@ impl Raft {
             return;
         };
         self.snapshot = Some(SnapshotImage::new(index, term, data));
-        self.snapshot_index = index;
         // The snapshot is durable: every entry it covers is too.
         self.durability.stable_index = self
             .durability
@@ -363,7 +362,7 @@ impl Raft {
                 .as_ref()
                 .is_some_and(|transfer| index >= transfer.image.index)
             {
-                progress.leave_snapshot();
+                progress.become_probe();
             }
             if progress.on_success(index) {
                 self.maybe_commit();
@@ -416,7 +415,10 @@ impl Raft {
             _ => None,
         };
         let starts = chunk.offset == 0 && expected.is_none_or(|offset| offset == 0);
-        let fits = chunk.offset + chunk.data.len() as u64 <= chunk.size
+        let fits = chunk
+            .offset
+            .checked_add(chunk.data.len() as u64)
+            .is_some_and(|end| end <= chunk.size)
             && (!chunk.data.is_empty() || chunk.size == 0);
         if !fits || !(starts || expected == Some(chunk.offset)) {
             self.send_snapshot_ack(from, chunk.index, expected.unwrap_or(0));
@@ -518,7 +520,6 @@ impl Raft {
             }
         }
         let size = image.size();
-        self.snapshot_index = index;
         self.snapshot = Some(image);
         // The runtime restored the state machine: applying resumes after the snapshot.
         let committed = self.log.take_committed();
@@ -544,11 +545,5 @@ impl super::Progress {
         self.probe_sent = false;
         self.snapshot = Some(transfer);
         self.clear_inflight();
-    }
-
-    /// Leaves the `Snapshot` state: probe right after what is known to match.
-    pub fn leave_snapshot(&mut self) {
-        self.snapshot = None;
-        self.become_probe();
     }
 }
