@@ -28,14 +28,12 @@ use balsa::client::{Client, ClientOptions};
 use balsa_benches::{
     cluster::LocalCluster,
     floor::measure_udp_rtt,
-    load::{self, Load},
+    load::{self, KEYS_PER_CLIENT, Load},
     report,
 };
 
 /// Value size of the writes that build the state.
 const VALUE_BYTES: usize = 16 << 10;
-/// Clients writing the state (each cycles over 1,024 keys).
-const WRITERS: usize = 16;
 
 fn main() -> Result<(), String> {
     let started = Instant::now();
@@ -61,11 +59,14 @@ fn main() -> Result<(), String> {
     let leader = cluster.leadership()?.leader;
     let follower = if leader == 3 { 2 } else { 3 };
 
-    // Build the state: distinct keys, each written once.
+    // Build the state: distinct keys, each written once (a client cycles over its keys, so
+    // enough clients that none wraps around).
     let writes = state_mib * (1 << 20) / VALUE_BYTES as u64;
+    let writers = usize::try_from(writes.div_ceil(KEYS_PER_CLIENT).max(1))
+        .map_err(|_| "the state is too large".to_owned())?;
     let load = Load {
         endpoints: cluster.endpoints(),
-        clients: WRITERS,
+        clients: writers,
         ops: writes,
         value_size: VALUE_BYTES,
         warmup: 0,

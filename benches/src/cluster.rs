@@ -30,16 +30,8 @@ pub struct Leadership {
 }
 
 impl LocalCluster {
-    /// Starts `n` nodes with their logs in `dir/node-<id>`, syncing each write when `sync`
-    /// (else `--unsafe-no-fsync`), and waits (bounded) for a leader.
-    ///
-    /// # Errors
-    /// If a node cannot start or no leader is elected within 10 s.
-    pub fn start(n: usize, dir: &Path, sync: bool) -> Result<LocalCluster, String> {
-        LocalCluster::start_configured(n, dir, &mut |config| config.sync = sync)
-    }
-
-    /// As [`start`](Self::start), with every node's configuration passed through `configure`.
+    /// Starts `n` nodes with their logs in `dir/node-<id>`, every node's configuration passed
+    /// through `configure`, and waits (bounded) for a leader.
     ///
     /// # Errors
     /// If a node cannot start or no leader is elected within 10 s.

@@ -40,7 +40,7 @@ pub const GIVE_UP_AFTER: u32 = 20;
 pub const CLIENTS_PER_THREAD: usize = 32;
 
 /// Distinct keys per client: writes cycle over them, so the state stays small.
-const KEYS_PER_CLIENT: u64 = 1024;
+pub const KEYS_PER_CLIENT: u64 = 1024;
 
 /// What load to run.
 #[derive(Clone, Debug)]

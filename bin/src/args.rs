@@ -104,7 +104,7 @@ pub struct BenchArgs {
     pub hgrm: Option<PathBuf>,
 }
 
-/// The most clients `balsa bench` starts (each is a thread with its own socket).
+/// The most clients `balsa bench` runs (each with its own session and socket).
 pub const MAX_BENCH_CLIENTS: usize = 1024;
 /// The largest value `balsa bench` writes: what fits in one request datagram with room to spare.
 pub const MAX_BENCH_VALUE: usize = 60_000;
@@ -126,9 +126,9 @@ pub struct ServeArgs {
     pub heartbeat_ticks: u32,
     /// Skip fdatasync (unsafe: a power loss can lose acknowledged writes).
     pub unsafe_no_fsync: bool,
-    /// Snapshot once the log holds this many entries since the last snapshot.
+    /// Snapshot once this many entries were applied since the last snapshot.
     pub snapshot_entries: u64,
-    /// Snapshot once the log holds this many bytes of entries since the last snapshot.
+    /// Snapshot once this many bytes of entries were applied since the last snapshot.
     pub snapshot_bytes: u64,
     /// Entries kept behind a snapshot when compacting, for slightly slow followers.
     pub snapshot_trailing: u64,

@@ -1,5 +1,5 @@
-//! The client subcommands: `put`, `get`, `del`, `cas`, `status` and `transfer`, through
-//! [`balsa::client::Client`].
+//! The client subcommands: `put`, `get`, `del`, `cas`, `status`, `transfer` and `snapshot`,
+//! through [`balsa::client::Client`].
 //!
 //! Output: `put`, `del`, a swapping `cas` and `transfer` print `OK`; `get` prints the value
 //! (UTF-8, lossy) and a newline; `status` prints a table, or with `--json` one JSON array with

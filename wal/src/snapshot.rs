@@ -85,7 +85,8 @@ fn encode_header(meta: SnapshotMeta, data_len: u64, data_crc: u32) -> [u8; SNAPS
     header
 }
 
-/// Streams a snapshot into its temporary file; [`finish`](SnapshotWriter::finish) publishes it.
+/// Streams a snapshot into its temporary file;
+/// [`Wal::finish_snapshot`](crate::Wal::finish_snapshot) publishes it.
 pub struct SnapshotWriter {
     meta: SnapshotMeta,
     dir: PathBuf,

@@ -217,7 +217,7 @@ impl Wal {
             sealed: Vec::new(),
             segments,
             last_crc,
-            next_index,
+            next_index: log_next_index,
             term_runs,
             hard_state,
             synced_end,
@@ -233,9 +233,12 @@ impl Wal {
             fail_next_sync: None,
         };
         if next_index > log_next_index {
-            // The reset the crash cut off: without it the next entry would not follow the log.
-            wal.write_record(Kind::TruncateFrom, next_index, 0, &[])?;
+            // The reset the crash cut off (a log ending below its newest snapshot): without it
+            // the next entry would not follow the log. `truncate_from` past the end is allowed
+            // exactly here, where the snapshot covers `next_index - 1`.
+            wal.truncate_from(next_index)?;
         }
+        debug_assert_eq!(wal.next_index, next_index);
         wal.sync()?;
         let recovered = Recovered {
             hard_state,
@@ -256,9 +259,10 @@ impl Wal {
         self.next_index
     }
 
-    /// The term of the entry at `index`, if the log holds it (`None` past the end; below the
-    /// first entry still held the answer is the term of the oldest run kept, which compaction
-    /// may have cut: ask only about entries not compacted away).
+    /// The term of the entry at `index`, if the log holds it: `None` past the end and below the
+    /// oldest run of terms kept. Compaction keeps the run its new first entry belongs to whole,
+    /// so for an index compacted away the answer may be that run's term: ask only about entries
+    /// the snapshot does not cover.
     pub fn term_at(&self, index: u64) -> Option<u64> {
         if index >= self.next_index {
             return None;

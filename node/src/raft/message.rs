@@ -125,7 +125,8 @@ pub enum Body {
         index: Option<u64>,
     },
     /// One chunk of the leader's snapshot (§7, Figure 13; chunked as the thesis §5.3 suggests).
-    /// The follower keys a transfer on (the message's term, `index`).
+    /// The follower keys a transfer on the message's term and the snapshot's index, term, size
+    /// and CRC.
     InstallSnapshot {
         /// Index of the last entry the snapshot covers.
         index: u64,

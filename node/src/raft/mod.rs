@@ -82,8 +82,8 @@ pub struct Config {
     pub max_inflight_messages: usize,
     /// At most this many bytes of AppendEntries in flight to one follower. Default 4 MiB.
     pub max_inflight_bytes: usize,
-    /// Snapshot data bytes per InstallSnapshot chunk. Default `max_message_bytes -
-    /// MESSAGE_OVERHEAD`; a chunk must fit one message.
+    /// Snapshot data bytes per InstallSnapshot chunk; a chunk must fit one message. Default
+    /// `max_message_bytes - MESSAGE_OVERHEAD`, kept so by [`Config::set_max_message_bytes`].
     pub snapshot_chunk_bytes: usize,
     /// At most this many snapshot chunks in flight to one follower. Default 2: two full chunks
     /// (2 × 65,000 bytes) fit Linux's default socket receive buffer (212,992 bytes); four did
@@ -173,6 +173,13 @@ impl Config {
             return Err("snapshot_inflight_chunks must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// Sets the largest message on the wire, and the snapshot chunk that goes with it (the
+    /// largest that fits one message), the two together as the defaults have them.
+    pub fn set_max_message_bytes(&mut self, max_message_bytes: usize) {
+        self.max_message_bytes = max_message_bytes;
+        self.snapshot_chunk_bytes = max_message_bytes.saturating_sub(MESSAGE_OVERHEAD);
     }
 
     /// The largest proposal that fits in one message.
@@ -470,7 +477,7 @@ pub struct Status {
     pub last_index: u64,
     /// Highest index durable in the local log.
     pub stable_index: u64,
-    /// The newest snapshot's index, saved or installed (0: none).
+    /// The newest snapshot's index, saved, installed or restored (0: none).
     pub snapshot_index: u64,
     /// The first entry still in the in-memory log.
     pub first_index: u64,
@@ -680,6 +687,11 @@ impl Raft {
             first_index: self.log.first_index(),
             receiving_snapshot: self.incoming.progress(),
         }
+    }
+
+    /// This node's role.
+    pub fn role(&self) -> Role {
+        self.role
     }
 
     /// This node's id.

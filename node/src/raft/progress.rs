@@ -23,7 +23,8 @@ pub enum ProgressState {
     Probe,
     /// Pipelined under the in-flight window.
     Replicate,
-    /// Sending a snapshot (`snapshot`); no entries until it is installed.
+    /// Sending a snapshot (`snapshot`); no entries until it is installed, or an answer shows
+    /// the follower caught up past the log's base some other way.
     Snapshot,
 }
 

@@ -20,7 +20,8 @@
 //! the follower lost the partial transfer (it restarted): start again from 0. Heartbeats go on
 //! as usual meanwhile.
 //!
-//! **Receiving** (follower). A transfer is keyed on (leader term, snapshot index). A chunk at the
+//! **Receiving** (follower). A transfer is keyed on the leader's term and the
+//! snapshot's index, term, size and CRC. A chunk at the
 //! expected offset is passed to the runtime ([`Action::SnapshotChunk`](super::Action::SnapshotChunk))
 //! and acknowledged; any other offset re-acknowledges the expected one (0 when no transfer
 //! matches). The last chunk is not acknowledged: it starts the install

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use super::{
-    Action, Config, Entry, EntryKind, HardState, Input, MESSAGE_OVERHEAD, Message, NodeId, Persist,
-    PersistId, Progress, Raft, Restored, Role,
+    Action, Config, Entry, EntryKind, HardState, Input, Message, NodeId, Persist, PersistId,
+    Progress, Raft, Restored, Role,
 };
 
 /// Entries at indexes 1, 2, … with the given terms, each holding a short command naming its
@@ -149,9 +149,6 @@ impl Cluster {
         for &id in &voters {
             let mut config = Config::new(id, voters.clone());
             adjust(&mut config);
-            // A test that shrinks messages shrinks the default chunk with them.
-            let largest_chunk = config.max_message_bytes.saturating_sub(MESSAGE_OVERHEAD);
-            config.snapshot_chunk_bytes = config.snapshot_chunk_bytes.min(largest_chunk);
             let raft = Raft::new(config, Restored::default()).expect("valid config");
             cluster.nodes.insert(id, raft);
             cluster.disks.insert(id, Disk::default());

@@ -44,9 +44,7 @@ pub struct SnapshotPolicy {
 #[derive(Debug)]
 struct Snapshots {
     policy: SnapshotPolicy,
-    /// The newest snapshot saved or installed (0: none).
-    index: u64,
-    /// Entries and bytes applied since it.
+    /// Entries and bytes applied since the newest snapshot (the core knows its index).
     entries_since: u64,
     bytes_since: u64,
     /// A snapshot handed to the WAL thread and not yet saved.
@@ -96,7 +94,10 @@ pub struct Consensus<S> {
     /// The term of the entry at `applied_index` (what a snapshot taken now records).
     applied_term: u64,
     snapshots: Snapshots,
-    wal_syncs: Arc<std::sync::atomic::AtomicU64>,
+    /// Syncs reported by the WAL thread since start (for status).
+    wal_syncs: u64,
+    /// Work for the WAL thread gathered in this turn, sent in order at its end.
+    storage_ops: Vec<StorageOp>,
     /// Set when the WAL thread or the net thread is gone (it panicked): the node must stop,
     /// not run on half-alive.
     fatal: Option<String>,
@@ -125,7 +126,6 @@ impl<S: StateMachine> Consensus<S> {
         members: BTreeMap<NodeId, SocketAddr>,
         (snapshot_index, snapshot_term): (u64, u64),
         policy: SnapshotPolicy,
-        wal_syncs: Arc<std::sync::atomic::AtomicU64>,
     ) -> Self {
         Consensus {
             raft,
@@ -143,13 +143,13 @@ impl<S: StateMachine> Consensus<S> {
             applied_term: snapshot_term,
             snapshots: Snapshots {
                 policy,
-                index: snapshot_index,
                 entries_since: 0,
                 bytes_since: 0,
                 saving: None,
                 waiters: Vec::new(),
             },
-            wal_syncs,
+            wal_syncs: 0,
+            storage_ops: Vec::new(),
             fatal: None,
         }
     }
@@ -185,8 +185,7 @@ impl<S: StateMachine> Consensus<S> {
         match event {
             Event::Tick => self.raft.step(Input::Tick),
             Event::Persisted(upto) => {
-                self.wal_syncs
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.wal_syncs += 1;
                 self.raft.step(Input::Persisted { upto });
             }
             Event::Net(inbound) => self.on_inbound(inbound),
@@ -238,9 +237,10 @@ impl<S: StateMachine> Consensus<S> {
                 self.respond(reply, ResponseBody::Status(report));
             }
             RequestBody::Snapshot => {
-                if self.snapshots.saving.is_none() && self.snapshots.index == self.applied_index {
+                let newest = self.raft.status().snapshot_index;
+                if self.snapshots.saving.is_none() && newest == self.applied_index {
                     // Nothing applied since the last one: it is the snapshot asked for.
-                    let index = self.snapshots.index;
+                    let index = newest;
                     self.respond(reply, ResponseBody::SnapshotTaken { index });
                 } else {
                     self.snapshots.waiters.push(reply);
@@ -250,7 +250,7 @@ impl<S: StateMachine> Consensus<S> {
                 }
             }
             RequestBody::Transfer { to } => {
-                let body = if self.raft.status().role == Role::Leader {
+                let body = if self.raft.role() == Role::Leader {
                     self.raft.step(Input::TransferLeadership { to });
                     ResponseBody::TransferStarted
                 } else {
@@ -284,7 +284,7 @@ impl<S: StateMachine> Consensus<S> {
                 let _ = reply.send(self.node_status());
             }
             ApiCall::Transfer { to, reply } => {
-                let result = if self.raft.status().role == Role::Leader {
+                let result = if self.raft.role() == Role::Leader {
                     self.raft.step(Input::TransferLeadership { to });
                     Ok(())
                 } else {
@@ -317,10 +317,9 @@ impl<S: StateMachine> Consensus<S> {
     /// among persists is kept, and no message that must wait for a persist is among the sends
     /// (the core holds those, or attaches them to the persist's `then_send`).
     fn drain_actions(&mut self) {
-        let mut storage_ops = Vec::new();
         while let Some(action) = self.raft.poll_action() {
             match action {
-                Action::Persist(persist) => storage_ops.push(StorageOp::Persist(persist)),
+                Action::Persist(persist) => self.storage_ops.push(StorageOp::Persist(persist)),
                 Action::Send { to, msg } => {
                     match self.outbox.send(Destination::Peer(to), &Wire::Raft(msg)) {
                         Ok(()) => {}
@@ -368,7 +367,7 @@ impl<S: StateMachine> Consensus<S> {
                     offset,
                     data,
                     ..
-                } => storage_ops.push(StorageOp::SnapshotChunk {
+                } => self.storage_ops.push(StorageOp::SnapshotChunk {
                     meta: SnapshotMeta { index, term },
                     offset,
                     data,
@@ -379,16 +378,16 @@ impl<S: StateMachine> Consensus<S> {
                     size,
                     crc,
                     data,
-                } => storage_ops.push(StorageOp::InstallSnapshot {
+                } => self.storage_ops.push(StorageOp::InstallSnapshot {
                     meta: SnapshotMeta { index, term },
                     size,
                     crc,
                     data,
                 }),
-                Action::Compact { upto } => storage_ops.push(StorageOp::Compact { upto }),
+                Action::Compact { upto } => self.storage_ops.push(StorageOp::Compact { upto }),
             }
         }
-        for op in storage_ops {
+        for op in self.storage_ops.drain(..) {
             if self.storage.send(op).is_err() {
                 log::error!("the WAL thread is gone; the node is stopping");
                 self.fatal = Some("the WAL thread stopped unexpectedly".into());
@@ -462,17 +461,17 @@ impl<S: StateMachine> Consensus<S> {
             let _ = reply.send(result);
         }
         if let (Some(answer), Some(reply)) = (answer, reply_to)
-            && self.raft.status().role == Role::Leader
+            && self.raft.role() == Role::Leader
         {
             self.respond(reply, ResponseBody::Applied { data: answer });
         }
     }
 
     /// Serialises the state machine as of the applied index (the commit path waits only for
-    /// this) and hands it to the WAL thread to save.
+    /// this) and queues it for the WAL thread to save, in order with this turn's other work.
     fn take_snapshot(&mut self) {
         let index = self.applied_index;
-        if index <= self.snapshots.index {
+        if index <= self.raft.status().snapshot_index {
             return;
         }
         let data = Arc::new(self.state_machine.snapshot());
@@ -485,21 +484,15 @@ impl<S: StateMachine> Consensus<S> {
         self.snapshots.entries_since = 0;
         self.snapshots.bytes_since = 0;
         let term = self.applied_term;
-        if self
-            .storage
-            .send(StorageOp::SaveSnapshot { index, term, data })
-            .is_err()
-        {
-            self.fatal = Some("the WAL thread stopped unexpectedly".into());
-        }
+        self.storage_ops
+            .push(StorageOp::SaveSnapshot { index, term, data });
     }
 
     /// This node's snapshot is durable: the core sends it to followers behind and compacts.
     fn on_snapshot_saved(&mut self, index: u64, data: Arc<Vec<u8>>) {
-        if self.snapshots.saving == Some(index) {
-            self.snapshots.saving = None;
-        }
-        self.snapshots.index = self.snapshots.index.max(index);
+        // One save at a time: a new one starts only once this one is reported.
+        debug_assert_eq!(self.snapshots.saving, Some(index));
+        self.snapshots.saving = None;
         self.raft.step(Input::SnapshotSaved { index, data });
         for reply in std::mem::take(&mut self.snapshots.waiters) {
             self.respond(reply, ResponseBody::SnapshotTaken { index });
@@ -521,7 +514,6 @@ impl<S: StateMachine> Consensus<S> {
         );
         self.applied_index = index;
         self.applied_term = term;
-        self.snapshots.index = self.snapshots.index.max(index);
         self.snapshots.entries_since = 0;
         self.snapshots.bytes_since = 0;
         // API proposals at or below the snapshot cannot learn their own answer any more.
@@ -629,7 +621,7 @@ impl<S: StateMachine> Consensus<S> {
             datagrams_in: counters.datagrams_in,
             datagrams_out: counters.datagrams_out,
             datagrams_dropped: counters.dropped_total(),
-            wal_syncs: self.wal_syncs.load(std::sync::atomic::Ordering::Relaxed),
+            wal_syncs: self.wal_syncs,
             snapshot_index: status.snapshot_index,
             first_index: status.first_index,
         }

@@ -29,7 +29,6 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -226,7 +225,7 @@ pub struct NodeConfig {
     /// Sync the WAL before acknowledging (default). `false` is unsafe: a power loss can lose
     /// acknowledged writes; it exists to measure what the threads and the network cost alone.
     pub sync: bool,
-    /// Snapshot the state machine once the log holds this many entries since the last
+    /// Snapshot the state machine once this many entries were applied since the last
     /// snapshot. Default 100,000.
     pub snapshot_entries: u64,
     /// … or this many bytes of entries. Default 64 MiB.
@@ -299,8 +298,7 @@ impl NodeConfig {
             raft::Config::new(self.id, self.members.iter().map(|(id, _)| *id).collect());
         config.heartbeat_ticks = self.heartbeat_ticks;
         config.election_ticks = self.election_ticks;
-        config.max_message_bytes = self.datagram_limit;
-        config.snapshot_chunk_bytes = self.datagram_limit.saturating_sub(raft::MESSAGE_OVERHEAD);
+        config.set_max_message_bytes(self.datagram_limit);
         config.snapshot_trailing_entries = self.snapshot_trailing_entries;
         config.seed = jitter_seed(self.id);
         config
@@ -411,7 +409,6 @@ impl Node {
             hard_state,
             snapshot: snapshot_base,
             entries,
-            // Snapshot transfer is not wired into the runtime yet.
             snapshot_data,
         };
         let mut raft_config = config.raft_config();
@@ -432,7 +429,6 @@ impl Node {
             .map_err(|error| Error::Start(error.to_string()))?;
         let address = transport.local_addr();
         let (storage_ops, storage_rx) = crossbeam_channel::unbounded();
-        let wal_syncs = Arc::new(AtomicU64::new(0));
         let members: BTreeMap<NodeId, SocketAddr> = config.members.iter().copied().collect();
         let consensus = Consensus::new(
             raft,
@@ -446,7 +442,6 @@ impl Node {
                 entries: config.snapshot_entries,
                 bytes: config.snapshot_bytes,
             },
-            wal_syncs,
         );
 
         let storage_inbox = inbox.clone();

@@ -60,11 +60,6 @@ impl Saving {
         })
     }
 
-    /// Gives the save up (a newer snapshot replaces it): removes its temporary file.
-    pub fn abandon(self) -> Result<(), balsa_wal::Error> {
-        self.writer.abandon()
-    }
-
     /// Writes the next step. Once everything is written, publishes the snapshot and returns its
     /// index and data.
     pub fn step(mut self, wal: &mut Wal) -> Result<SaveProgress, balsa_wal::Error> {

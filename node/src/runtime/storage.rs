@@ -140,10 +140,8 @@ impl Writer<'_> {
                 unreachable!("serve handles persists and shutdown itself")
             }
             StorageOp::SaveSnapshot { index, term, data } => {
-                if let Some(older) = self.saving.take() {
-                    log::warn!("a newer snapshot replaces one still being saved");
-                    older.abandon().map_err(text)?;
-                }
+                // The consensus thread starts a save only once the last one is reported.
+                debug_assert!(self.saving.is_none(), "one snapshot save at a time");
                 self.saving = Some(Saving::start(self.wal, index, term, data).map_err(text)?);
             }
             StorageOp::Compact { upto } => self.wal.compact_to(upto).map_err(text)?,

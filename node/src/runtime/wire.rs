@@ -139,7 +139,7 @@ pub struct StatusReport {
     pub applied_index: u64,
     /// Last log index.
     pub last_index: u64,
-    /// Datagrams received and sent.
+    /// Datagrams received.
     pub datagrams_in: u64,
     /// Datagrams sent.
     pub datagrams_out: u64,

@@ -15,7 +15,7 @@ use super::clients::Workload;
 use super::nemesis::Nemesis;
 use super::network::Rates;
 use super::rng::SimRng;
-use crate::raft::{Config, MESSAGE_OVERHEAD, NodeId};
+use crate::raft::{Config, NodeId};
 
 /// A run's parameters.
 #[derive(Clone, Debug)]
@@ -65,8 +65,7 @@ impl Setup {
                 let mut core = Config::new(id, ids.clone());
                 core.pre_vote = pre_vote;
                 core.check_quorum = check_quorum;
-                core.max_message_bytes = max_message_bytes;
-                core.snapshot_chunk_bytes = max_message_bytes - MESSAGE_OVERHEAD;
+                core.set_max_message_bytes(max_message_bytes);
                 core.snapshot_inflight_chunks = snapshot_inflight_chunks;
                 core.snapshot_trailing_entries = snapshot_trailing_entries;
                 core.max_inflight_messages = max_inflight_messages;

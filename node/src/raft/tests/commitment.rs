@@ -49,7 +49,7 @@ fn figure_8_step_c(commit_old_terms_by_counting: bool) -> Cluster {
     let mut cluster = Cluster::new(5, |config| {
         config.check_quorum = false;
         // One 100-byte command fits in a message, not with the no-op after it.
-        config.max_message_bytes = MESSAGE_OVERHEAD + COMMAND + 50;
+        config.set_max_message_bytes(MESSAGE_OVERHEAD + COMMAND + 50);
         config.faults.commit_old_terms_by_counting = commit_old_terms_by_counting;
     });
     let state = |vote| HardState {

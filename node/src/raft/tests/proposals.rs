@@ -114,7 +114,7 @@ fn appends_to_2(cluster: &Cluster, from: usize) -> Vec<&[Entry]> {
 /// 100 proposals of 100 bytes taken in one step (as a runtime takes everything queued in its
 /// inbox), then sent with `max_message_bytes`.
 fn hundred_proposals(max_message_bytes: usize) -> (Cluster, usize) {
-    let mut cluster = Cluster::new(3, |config| config.max_message_bytes = max_message_bytes);
+    let mut cluster = Cluster::new(3, |config| config.set_max_message_bytes(max_message_bytes));
     cluster.elect(1);
     let before = cluster.sent.len();
     let proposals = (0..100).map(|id| Input::Propose {
