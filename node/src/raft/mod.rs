@@ -513,6 +513,15 @@ struct Durability {
 }
 
 impl Durability {
+    /// The stored log now ends at `last` at most (a truncation, or a snapshot replacing it):
+    /// nothing after it is durable, now or once the batches in flight land.
+    fn cut_after(&mut self, last: u64) {
+        self.stable_index = self.stable_index.min(last);
+        for (_, batch_last) in &mut self.pending_ranges {
+            *batch_last = (*batch_last).min(last);
+        }
+    }
+
     /// Moves every held message waiting for `batch` (about to be emitted) into its `then_send`.
     /// They are the back of `held`: ids there never decrease and never exceed `batch.id`, the
     /// newest issued. Messages waiting for an earlier batch stay held until `Persisted`.
@@ -787,10 +796,7 @@ impl Raft {
         let last_index = self.log.last_index();
         let durability = &mut self.durability;
         if let Some(from) = truncate_from {
-            durability.stable_index = durability.stable_index.min(from - 1);
-            for (_, last) in &mut durability.pending_ranges {
-                *last = (*last).min(from - 1);
-            }
+            durability.cut_after(from - 1);
         }
         let batch = self.open_batch();
         if let Some(from) = truncate_from {

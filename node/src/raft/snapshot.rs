@@ -515,10 +515,8 @@ impl Raft {
             // Rule 7: the WAL holds nothing after the snapshot any more. Persists issued before
             // the install were written before it (the runtime keeps their order), so what they
             // wrote after `index` is gone too.
+            durability.cut_after(index);
             durability.stable_index = index;
-            for (_, last) in &mut durability.pending_ranges {
-                *last = (*last).min(index);
-            }
         }
         let size = image.size();
         self.snapshot = Some(image);
