@@ -11,7 +11,11 @@
 //!    `fdatasync` finished — plus the two round trips. And the cost of a thread hand-off, as a
 //!    crossbeam round trip between two threads.
 //! 2. one closed-loop client: latency percentiles and throughput;
-//! 3. 8 and 64 closed-loop clients: throughput (group commit and batching at work);
+//! 3. 8 and 64 closed-loop clients: throughput (group commit and batching at work), each count
+//!    twice: with a socket per client (one request per datagram), then with the clients of a
+//!    load thread sharing one socket, their ready requests batched into one datagram and the
+//!    leader's answers to them batched back (`Sockets::Shared`, as a client library multiplexing
+//!    sessions on one connection would);
 //!    The nodes' default WAL write path first, then the other of `pwrite` + `fdatasync` and
 //!    `O_DIRECT | O_DSYNC` for comparison;
 //! 4. the same with syncing off (`--unsafe-no-fsync`): what threads and network cost alone;
@@ -42,7 +46,7 @@ use balsa_benches::{
     floor::{
         measure_fdatasync_floor, measure_quorum_fdatasync, measure_thread_handoff, measure_udp_rtt,
     },
-    load::{self, Load, Outcome},
+    load::{self, Load, Outcome, Sockets},
     report,
 };
 
@@ -140,8 +144,9 @@ fn main() -> Result<(), String> {
     } else {
         WritePath::Direct
     };
-    let durable = run_cluster(&dir.join("durable"), true, default_path, ops, &clients)?;
-    let durable_other = run_cluster(&dir.join("other"), true, other_path, ops, &clients)?;
+    let runs = runs_for(&clients);
+    let durable = run_cluster(&dir.join("durable"), true, default_path, ops, &runs)?;
+    let durable_other = run_cluster(&dir.join("other"), true, other_path, ops, &runs)?;
     let unsafe_runs = if std::env::var_os("BALSA_BENCH_DURABLE_ONLY").is_some() {
         Vec::new()
     } else {
@@ -150,7 +155,7 @@ fn main() -> Result<(), String> {
             false,
             WritePath::Pwrite,
             ops,
-            &[1, 64],
+            &runs_for(&[1, 64]),
         )?
     };
 
@@ -176,7 +181,7 @@ fn main() -> Result<(), String> {
     );
 
     println!(
-        "\n{:<32} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "\n{:<42} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
         "run",
         "ops/s",
         "p50 µs",
@@ -190,15 +195,19 @@ fn main() -> Result<(), String> {
     );
     let default_name = format!("{default_path:?}").to_lowercase();
     let other_name = format!("{other_path:?}").to_lowercase();
-    for (name, outcome) in durable
+    for (name, (sockets, outcome)) in durable
         .iter()
         .map(|o| (default_name.as_str(), o))
         .chain(durable_other.iter().map(|o| (other_name.as_str(), o)))
         .chain(unsafe_runs.iter().map(|o| ("no fsync (unsafe)", o)))
     {
         println!(
-            "{:<32} {:>7.0} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7.2} {:>7.2} {:>7.2}",
-            format!("{name}, {} client(s)", outcome.clients),
+            "{:<42} {:>7.0} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7.2} {:>7.2} {:>7.2}",
+            format!(
+                "{name}, {} client(s){}",
+                outcome.clients,
+                shared_label(*sockets)
+            ),
             outcome.ops_per_sec(),
             outcome.us_at(0.5),
             outcome.us_at(0.9),
@@ -211,11 +220,18 @@ fn main() -> Result<(), String> {
         );
     }
 
-    // The first run is the latency run; the last, the most clients (64 by default).
-    let (Some(one), Some(many)) = (durable.first(), durable.last()) else {
+    // The first run is the latency run; the scaling compares it with the most clients, on
+    // shared sockets and on a socket each.
+    let Some((_, one)) = durable.first() else {
         unreachable!("a run per client count, and there is at least one");
     };
-    let scaling = many.ops_per_sec() / one.ops_per_sec();
+    let most = |wanted: Sockets| {
+        durable
+            .iter()
+            .filter(|(sockets, _)| *sockets == wanted)
+            .max_by_key(|(_, outcome)| outcome.clients)
+            .map(|(_, outcome)| outcome)
+    };
     println!("\ntargets (durable, the default write path: {default_name}):");
     verdict(
         "1 client p50 <= 1.5 x floor",
@@ -227,34 +243,52 @@ fn main() -> Result<(), String> {
         one.us_at(0.99) as f64 / floor_us,
         3.0,
     );
-    println!(
-        "  {} clients / {} client throughput >= 20: {scaling:.1} ({})",
-        many.clients,
-        one.clients,
-        if scaling >= 20.0 { "met" } else { "MISSED" }
-    );
+    for sockets in [Sockets::Shared, Sockets::PerClient] {
+        let Some(many) = most(sockets).filter(|many| many.clients > one.clients) else {
+            continue;
+        };
+        let scaling = many.ops_per_sec() / one.ops_per_sec();
+        println!(
+            "  {} clients{} / {} client throughput >= 20: {scaling:.1} ({})",
+            many.clients,
+            shared_label(sockets),
+            one.clients,
+            if scaling >= 20.0 { "met" } else { "MISSED" }
+        );
+    }
     println!("  no leader change during any run: met (checked after each run)");
     println!("\ndone in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
-/// Starts a cluster in `dir`, runs one load per client count in `clients` (the first with `ops`
-/// writes, larger ones with enough writes for a second or more), checks the leader never changed,
-/// and stops it.
+/// The loads of one cluster: each client count with a socket per client, and counts above one
+/// again with shared sockets.
+fn runs_for(clients: &[usize]) -> Vec<(usize, Sockets)> {
+    let per_client = clients.iter().map(|&count| (count, Sockets::PerClient));
+    let shared = clients
+        .iter()
+        .filter(|&&count| count > 1)
+        .map(|&count| (count, Sockets::Shared));
+    per_client.chain(shared).collect()
+}
+
+/// Starts a cluster in `dir`, runs one load per entry of `runs` (the first with `ops` writes,
+/// larger ones with enough writes for a second or more), checks the leader never changed, and
+/// stops it.
 fn run_cluster(
     dir: &Path,
     sync: bool,
     write_path: WritePath,
     ops: u64,
-    clients: &[usize],
-) -> Result<Vec<Outcome>, String> {
+    runs: &[(usize, Sockets)],
+) -> Result<Vec<(Sockets, Outcome)>, String> {
     let cluster = LocalCluster::start_configured(3, dir, &mut |config| {
         config.sync = sync;
         config.wal.write_path = write_path;
     })?;
     let leadership = cluster.leadership()?;
     let mut outcomes = Vec::new();
-    for &count in clients {
+    for &(count, sockets) in runs {
         let waited = report::wait_for_disk_quiet(Duration::from_secs(10));
         if waited > Duration::from_millis(100) {
             println!(
@@ -269,6 +303,7 @@ fn run_cluster(
             value_size: VALUE_SIZE,
             warmup: 1000.max(count as u64 * 20),
             options: ClientOptions::default(),
+            sockets,
         };
         let before = cluster.reports()?;
         let outcome = load::run(&load, &mut |done, total| {
@@ -289,18 +324,19 @@ fn run_cluster(
         }
         let after = cluster.reports()?;
         println!(
-            "{} {count} client(s): {:.0} writes/s, p50 {} µs, p99 {} µs; {}",
+            "{} {count} client(s){}: {:.0} writes/s, p50 {} µs, p99 {} µs; {}",
             if sync {
                 format!("durable, {write_path:?}")
             } else {
                 "no fsync".to_owned()
             },
+            shared_label(sockets),
             outcome.ops_per_sec(),
             outcome.us_at(0.5),
             outcome.us_at(0.99),
             batching(&before, &after, leadership.leader)
         );
-        outcomes.push(outcome);
+        outcomes.push((sockets, outcome));
     }
     cluster.shutdown()?;
     Ok(outcomes)
@@ -327,6 +363,13 @@ fn batching(before: &[StatusReport], after: &[StatusReport], leader: u64) -> Str
         entries / follower_syncs,
         datagrams / entries
     )
+}
+
+fn shared_label(sockets: Sockets) -> &'static str {
+    match sockets {
+        Sockets::PerClient => "",
+        Sockets::Shared => ", shared sockets",
+    }
 }
 
 fn print_floor(name: &str, floor: &Floor) {

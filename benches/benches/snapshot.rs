@@ -28,7 +28,7 @@ use balsa::client::{Client, ClientOptions};
 use balsa_benches::{
     cluster::LocalCluster,
     floor::measure_udp_rtt,
-    load::{self, KEYS_PER_CLIENT, Load},
+    load::{self, KEYS_PER_CLIENT, Load, Sockets},
     report,
 };
 
@@ -70,6 +70,7 @@ fn main() -> Result<(), String> {
         value_size: VALUE_BYTES,
         warmup: 0,
         options: ClientOptions::default(),
+        sockets: Sockets::PerClient,
     };
     let built = Instant::now();
     let outcome = load::run(&load, &mut |done, total| {

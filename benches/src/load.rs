@@ -19,6 +19,7 @@
 //! significant figures). A write still unanswered at the operation timeout is counted as failed,
 //! not recorded; a client stops after [`GIVE_UP_AFTER`] failures in a row.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use balsa::client::ClientOptions;
 use balsa::kv::{Answer, Command, Op};
-use balsa::runtime::wire::{Request, RequestBody, ResponseBody, Wire};
+use balsa::runtime::wire::{MAX_REQUESTS_PER_DATAGRAM, Request, RequestBody, ResponseBody, Wire};
 use balsa_net::{CLIENT_ID, Codec, Kind};
 use hdrhistogram::Histogram;
 use mio::net::UdpSocket;
@@ -41,6 +42,19 @@ pub const CLIENTS_PER_THREAD: usize = 32;
 
 /// Distinct keys per client: writes cycle over them, so the state stays small.
 pub const KEYS_PER_CLIENT: u64 = 1024;
+
+/// How clients reach the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sockets {
+    /// A socket per client, one request per datagram: what separate client processes (or
+    /// [`balsa::client::Client`]s) do.
+    PerClient,
+    /// The [`CLIENTS_PER_THREAD`] clients of a thread share one socket, and the writes they
+    /// have ready at one moment leave in one datagram (`Wire::Requests`), as a client library
+    /// multiplexing many sessions on one connection does; a node answers them together
+    /// (`Wire::Responses`). Each client is still a closed loop with one write in flight.
+    Shared,
+}
 
 /// What load to run.
 #[derive(Clone, Debug)]
@@ -57,6 +71,8 @@ pub struct Load {
     pub warmup: u64,
     /// How each client waits and retries.
     pub options: ClientOptions,
+    /// A socket per client, or one per thread shared by its clients.
+    pub sockets: Sockets,
 }
 
 /// What a load run measured.
@@ -133,12 +149,7 @@ pub fn run(load: &Load, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, S
         if k % CLIENTS_PER_THREAD == 0 {
             groups.push(Vec::new());
         }
-        let conn = Conn::new(
-            k,
-            &load.endpoints,
-            share(load.warmup, k),
-            share(load.ops, k),
-        )?;
+        let conn = Conn::new(k, load, share(load.warmup, k), share(load.ops, k))?;
         groups.last_mut().expect("pushed above").push(conn);
     }
     let value = vec![b'v'; load.value_size];
@@ -201,9 +212,10 @@ pub fn run(load: &Load, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, S
     })
 }
 
-/// One closed-loop client: its session, its socket, the write in flight.
+/// One closed-loop client: its session, its socket (unless it shares its thread's), the write
+/// in flight.
 struct Conn {
-    socket: UdpSocket,
+    socket: Option<UdpSocket>,
     /// Its position among all clients (its keys are `bench-<index>-<n>`).
     index: usize,
     client_id: u64,
@@ -229,18 +241,11 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(
-        index: usize,
-        endpoints: &[SocketAddr],
-        warmup: u64,
-        measured: u64,
-    ) -> Result<Conn, String> {
-        let bind: SocketAddr = if endpoints[0].is_ipv4() {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    fn new(index: usize, load: &Load, warmup: u64, measured: u64) -> Result<Conn, String> {
+        let socket = match load.sockets {
+            Sockets::PerClient => Some(bind_client_socket(load.endpoints[0])?),
+            Sockets::Shared => None,
         };
-        let socket = UdpSocket::bind(bind).map_err(|e| format!("binding a client socket: {e}"))?;
         Ok(Conn {
             socket,
             index,
@@ -249,7 +254,7 @@ impl Conn {
             warmup_left: warmup,
             measured_left: measured,
             sent: 0,
-            target: endpoints[0],
+            target: load.endpoints[0],
             command: Vec::new(),
             first_request: 0,
             last_request: 0,
@@ -268,9 +273,27 @@ impl Conn {
     }
 }
 
+/// A socket bound to any port, of `endpoint`'s address family.
+fn bind_client_socket(endpoint: SocketAddr) -> Result<UdpSocket, String> {
+    let bind: SocketAddr = if endpoint.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    UdpSocket::bind(bind).map_err(|e| format!("binding a client socket: {e}"))
+}
+
+/// The poll token of a thread's shared socket (a client's own socket has its slot's).
+const SHARED: Token = Token(usize::MAX);
+
 /// One thread's clients on one poll.
 struct Driver<'a> {
     conns: Vec<Conn>,
+    /// With [`Sockets::Shared`]: the socket, the slot each attempt in flight belongs to, and the
+    /// attempts not yet sent (they leave together after each turn, grouped by target).
+    shared: Option<UdpSocket>,
+    in_flight: HashMap<u64, usize>,
+    outgoing: Vec<(SocketAddr, Request)>,
     poll: Poll,
     codec: Codec,
     load: &'a Load,
@@ -285,10 +308,22 @@ struct Driver<'a> {
 impl<'a> Driver<'a> {
     fn new(mut conns: Vec<Conn>, load: &'a Load, value: &'a [u8]) -> Result<Driver<'a>, String> {
         let poll = Poll::new().map_err(|e| format!("creating a poll: {e}"))?;
-        for (slot, conn) in conns.iter_mut().enumerate() {
+        let register = |socket: &mut UdpSocket, token| {
             poll.registry()
-                .register(&mut conn.socket, Token(slot), Interest::READABLE)
-                .map_err(|e| format!("registering a client socket: {e}"))?;
+                .register(socket, token, Interest::READABLE)
+                .map_err(|e| format!("registering a client socket: {e}"))
+        };
+        for (slot, conn) in conns.iter_mut().enumerate() {
+            if let Some(socket) = &mut conn.socket {
+                register(socket, Token(slot))?;
+            }
+        }
+        let mut shared = match load.sockets {
+            Sockets::PerClient => None,
+            Sockets::Shared => Some(bind_client_socket(load.endpoints[0])?),
+        };
+        if let Some(socket) = &mut shared {
+            register(socket, SHARED)?;
         }
         let codec = Codec::new(
             load.options.cluster_id,
@@ -298,6 +333,9 @@ impl<'a> Driver<'a> {
         .map_err(|e| e.to_string())?;
         Ok(Driver {
             conns,
+            shared,
+            in_flight: HashMap::new(),
+            outgoing: Vec::new(),
             poll,
             codec,
             load,
@@ -316,6 +354,7 @@ impl<'a> Driver<'a> {
         for slot in 0..self.conns.len() {
             self.next_write(slot, measuring)?;
         }
+        self.send_outgoing()?;
         let mut events = Events::with_capacity(CLIENTS_PER_THREAD);
         while self.conns.iter().any(|conn| conn.started.is_some()) {
             let now = Instant::now();
@@ -332,7 +371,11 @@ impl<'a> Driver<'a> {
                 .poll(&mut events, Some(wake.min(Duration::from_millis(10))))
                 .map_err(|e| format!("polling: {e}"))?;
             for event in &events {
-                self.receive(event.token().0, done)?;
+                if event.token() == SHARED {
+                    self.receive_shared(done)?;
+                } else {
+                    self.receive(event.token().0, done)?;
+                }
             }
             let now = Instant::now();
             for slot in 0..self.conns.len() {
@@ -351,6 +394,7 @@ impl<'a> Driver<'a> {
                     self.send(slot)?;
                 }
             }
+            self.send_outgoing()?;
         }
         Ok(())
     }
@@ -358,6 +402,11 @@ impl<'a> Driver<'a> {
     /// Starts the client's next write of this phase, if it has one left.
     fn next_write(&mut self, slot: usize, measuring: bool) -> Result<(), String> {
         let conn = &mut self.conns[slot];
+        if conn.started.is_some() && self.shared.is_some() {
+            for id in conn.first_request..=conn.last_request {
+                self.in_flight.remove(&id);
+            }
+        }
         conn.started = None;
         if conn.left(measuring) == 0 || conn.failures_in_a_row >= GIVE_UP_AFTER {
             return Ok(());
@@ -390,26 +439,107 @@ impl<'a> Driver<'a> {
         self.next_request += 1;
         conn.last_request = id;
         conn.attempt_deadline = Instant::now() + self.load.options.attempt_timeout;
-        let request = Wire::Request(Request {
+        let request = Request {
             id,
             body: RequestBody::Command {
                 data: conn.command.clone(),
             },
-        });
+        };
+        let Some(socket) = &conn.socket else {
+            self.in_flight.insert(id, slot);
+            self.outgoing.push((conn.target, request));
+            return Ok(());
+        };
         let datagram = self
             .codec
-            .encode(Kind::Request, &request)
+            .encode(Kind::Request, &Wire::Request(request))
             .map_err(|e| format!("encoding a write: {e}"))?;
-        match conn.socket.send_to(datagram, conn.target) {
+        match socket.send_to(datagram, conn.target) {
             // A send that fails (a full socket buffer) is an attempt lost: the timeout resends.
             Ok(_) | Err(_) => Ok(()),
         }
     }
 
-    /// Takes every datagram waiting on the client's socket.
+    /// Sends the attempts gathered for the shared socket: per target, as few datagrams as fit.
+    fn send_outgoing(&mut self) -> Result<(), String> {
+        if self.outgoing.is_empty() {
+            return Ok(());
+        }
+        self.outgoing.sort_by_key(|(target, _)| *target); // stable
+        let mut outgoing = std::mem::take(&mut self.outgoing).into_iter().peekable();
+        while let Some((target, first)) = outgoing.next() {
+            let mut group = vec![first];
+            while let Some((_, request)) = outgoing.next_if(|(to, _)| *to == target) {
+                group.push(request);
+            }
+            for part in group.chunks(MAX_REQUESTS_PER_DATAGRAM) {
+                self.send_requests(target, part)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `part` to `target` on the shared socket, halved until each half fits a datagram.
+    fn send_requests(&mut self, target: SocketAddr, part: &[Request]) -> Result<(), String> {
+        let wire = match part {
+            [one] => Wire::Request(one.clone()),
+            _ => Wire::Requests(part.to_vec()),
+        };
+        let datagram = match self.codec.encode(Kind::Request, &wire) {
+            Ok(datagram) => datagram,
+            Err(balsa_net::Error::TooLarge { .. }) if part.len() > 1 => {
+                let (first, second) = part.split_at(part.len() / 2);
+                self.send_requests(target, first)?;
+                return self.send_requests(target, second);
+            }
+            Err(e) => return Err(format!("encoding a write: {e}")),
+        };
+        let socket = self
+            .shared
+            .as_ref()
+            .expect("only the shared mode gathers attempts");
+        // A send that fails (a full socket buffer) loses these attempts: their timeouts resend.
+        let _ = socket.send_to(datagram, target);
+        Ok(())
+    }
+
+    /// Takes every datagram waiting on the thread's shared socket; each answer goes to the client
+    /// whose attempt it answers.
+    fn receive_shared(&mut self, done: Option<&AtomicU64>) -> Result<(), String> {
+        loop {
+            let socket = self
+                .shared
+                .as_ref()
+                .expect("the shared token is the shared socket's");
+            let (len, from) = match socket.recv_from(&mut self.buffer) {
+                Ok(received) => received,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                // An ICMP error from an earlier send (a node down): the timeouts handle it.
+                Err(_) => continue,
+            };
+            let responses = match self.codec.decode::<Wire>(&self.buffer[..len]) {
+                Ok((header, Wire::Response(one))) if header.kind == Kind::Response => vec![one],
+                Ok((header, Wire::Responses(all))) if header.kind == Kind::Response => all,
+                _ => continue,
+            };
+            for response in responses {
+                let Some(&slot) = self.in_flight.get(&response.id) else {
+                    continue; // a late answer to an earlier write, or a duplicate
+                };
+                let current = response.id == self.conns[slot].last_request;
+                self.answer(slot, response.body, from, current, done)?;
+            }
+        }
+    }
+
+    /// Takes every datagram waiting on the client's own socket.
     fn receive(&mut self, slot: usize, done: Option<&AtomicU64>) -> Result<(), String> {
         loop {
-            let (len, from) = match self.conns[slot].socket.recv_from(&mut self.buffer) {
+            let socket = self.conns[slot]
+                .socket
+                .as_ref()
+                .expect("a client token has its socket");
+            let (len, from) = match socket.recv_from(&mut self.buffer) {
                 Ok(received) => received,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 // An ICMP error from an earlier send (a node down): the timeout handles it.

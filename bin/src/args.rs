@@ -16,7 +16,7 @@
 //! balsa transfer ID [--endpoints A,B,C]
 //! balsa snapshot [--endpoints A,B,C]
 //! balsa bench [--endpoints A,B,C] [--clients 1] [--ops 10000] [--value-size 100] [--warmup 1000]
-//!             [--json] [--hgrm FILE]
+//!             [--shared-sockets] [--json] [--hgrm FILE]
 //! balsa sim ...
 //! ```
 //!
@@ -55,7 +55,7 @@ usage:
   balsa transfer ID [--endpoints A,B,C]
   balsa snapshot [--endpoints A,B,C]
   balsa bench [--endpoints A,B,C] [--clients 1] [--ops 10000] [--value-size 100]
-              [--warmup 1000] [--json] [--hgrm FILE]
+              [--warmup 1000] [--shared-sockets] [--json] [--hgrm FILE]
   balsa sim --seeds N [--seed S] ...
 endpoints default to 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
 exit status: 0 success, 1 key absent or cas mismatch, 2 bad usage or configuration,
@@ -98,6 +98,8 @@ pub struct BenchArgs {
     pub value_size: usize,
     /// Untimed writes first.
     pub warmup: u64,
+    /// Clients share a socket per load thread and batch their requests (`Sockets::Shared`).
+    pub shared_sockets: bool,
     /// Print one JSON object instead of the table.
     pub json: bool,
     /// Write the latency distribution here, in HdrHistogram's text format.
@@ -430,7 +432,7 @@ const SNAPSHOT: Spec = Spec {
 const BENCH: Spec = Spec {
     command: "bench",
     usage: "balsa bench [--endpoints A,B,C] [--clients 1] [--ops 10000] [--value-size 100] \
-            [--warmup 1000] [--json] [--hgrm FILE]",
+            [--warmup 1000] [--shared-sockets] [--json] [--hgrm FILE]",
     positionals: &[],
     options: &[
         "--endpoints",
@@ -440,7 +442,7 @@ const BENCH: Spec = Spec {
         "--warmup",
         "--hgrm",
     ],
-    switches: &["--json"],
+    switches: &["--shared-sockets", "--json"],
 };
 
 /// Parses the arguments after the program name.
@@ -716,6 +718,7 @@ fn parse_bench(spec: &Spec, matches: &Matches) -> Result<BenchArgs, UsageError> 
         ops,
         value_size,
         warmup,
+        shared_sockets: matches.switch("--shared-sockets"),
         json: matches.switch("--json"),
         hgrm,
     })
@@ -1107,15 +1110,16 @@ mod tests {
                 args.ops,
                 args.value_size,
                 args.warmup,
+                args.shared_sockets,
                 args.json
             ),
-            (1, 10_000, 100, 1000, false)
+            (1, 10_000, 100, 1000, false, false)
         );
         assert_eq!(args.endpoints.len(), 3);
         assert_eq!(args.hgrm, None);
         let Ok(Invocation::Bench(args)) = parse_line(
             "bench --endpoints 127.0.0.1:9001 --clients 64 --ops 5 --value-size 7 --warmup 0 \
-             --json --hgrm out.hgrm",
+             --shared-sockets --json --hgrm out.hgrm",
         ) else {
             panic!("bench with flags did not parse");
         };
@@ -1127,6 +1131,7 @@ mod tests {
                 ops: 5,
                 value_size: 7,
                 warmup: 0,
+                shared_sockets: true,
                 json: true,
                 hgrm: Some(PathBuf::from("out.hgrm")),
             }

@@ -14,7 +14,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use balsa::client::ClientOptions;
-use balsa_benches::load::{self, Load};
+use balsa_benches::load::{self, Load, Sockets};
 
 use crate::args::BenchArgs;
 
@@ -32,6 +32,11 @@ pub fn run(args: BenchArgs) -> ExitCode {
         value_size: args.value_size,
         warmup: args.warmup,
         options: ClientOptions::default(),
+        sockets: if args.shared_sockets {
+            Sockets::Shared
+        } else {
+            Sockets::PerClient
+        },
     };
     let mut progress = |done: u64, total: u64| {
         eprint!("\rbalsa bench: {done}/{total} writes");

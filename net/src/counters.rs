@@ -34,11 +34,14 @@ pub enum DropReason {
     InboxClosed,
     /// Dropped by fault injection (a partition or a random drop).
     Fault,
+    /// Delivered, then refused by the application's own rule (a client's batch of more
+    /// requests than a node takes from one datagram).
+    Refused,
 }
 
 impl DropReason {
     /// Every reason, in the order of [`CounterSnapshot::drops`].
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::TooShort,
         DropReason::BadMagic,
         DropReason::BadVersion,
@@ -50,6 +53,7 @@ impl DropReason {
         DropReason::InboxFull,
         DropReason::InboxClosed,
         DropReason::Fault,
+        DropReason::Refused,
     ];
 
     /// A short snake_case name, for status output.
@@ -67,6 +71,7 @@ impl DropReason {
             DropReason::InboxFull => "inbox_full",
             DropReason::InboxClosed => "inbox_closed",
             DropReason::Fault => "fault",
+            DropReason::Refused => "refused",
         }
     }
 
@@ -143,8 +148,8 @@ impl Counters {
         self.queue_full.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A datagram was dropped for `reason`.
-    pub(crate) fn dropped(&self, reason: DropReason) {
+    /// Counts one datagram dropped for `reason` (the application counts its own refusals).
+    pub fn dropped(&self, reason: DropReason) {
         self.drops[reason.slot()].fetch_add(1, Ordering::Relaxed);
     }
 

@@ -49,6 +49,7 @@
 //! `seq` never changes between its attempts and never repeats across writes; no operation takes
 //! longer than [`ClientOptions::timeout`] plus one backoff step.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -238,6 +239,8 @@ pub struct Client {
     cursor: usize,
     /// The socket's read timeout as last set (`None`: never set).
     read_timeout: Option<Duration>,
+    /// Answers that arrived together in one datagram, not yet taken by `receive`.
+    received: VecDeque<(u64, ResponseBody, SocketAddr)>,
 }
 
 /// A read timeout within this of the one already set is left alone: a receive then ends at most
@@ -297,6 +300,7 @@ impl Client {
             leader: None,
             cursor: 0,
             read_timeout: None,
+            received: VecDeque::new(),
         })
     }
 
@@ -611,6 +615,9 @@ impl Client {
         &mut self,
         deadline: Instant,
     ) -> Result<Option<(u64, ResponseBody, SocketAddr)>, ClientError> {
+        if let Some(first) = self.received.pop_front() {
+            return Ok(Some(first));
+        }
         loop {
             let left = deadline.saturating_duration_since(now());
             if left.is_zero() {
@@ -656,8 +663,20 @@ impl Client {
             let Ok((header, wire)) = self.codec.decode::<Wire>(&self.buffer[..len]) else {
                 continue;
             };
-            if let (Kind::Response, Wire::Response(response)) = (header.kind, wire) {
-                return Ok(Some((response.id, response.body, from)));
+            match (header.kind, wire) {
+                (Kind::Response, Wire::Response(response)) => {
+                    return Ok(Some((response.id, response.body, from)));
+                }
+                // Several answers for this socket in one turn of a node (a retry's answer
+                // beside the original's, say): taken one at a time.
+                (Kind::Response, Wire::Responses(responses)) => {
+                    let answers = responses.into_iter().map(|r| (r.id, r.body, from));
+                    self.received.extend(answers);
+                    if let Some(first) = self.received.pop_front() {
+                        return Ok(Some(first));
+                    }
+                }
+                _ => {}
             }
         }
     }

@@ -4,7 +4,10 @@
 //! calls), steps the core with each, then routes the core's actions: persists to the WAL thread,
 //! messages to the network, committed entries to the state machine, answers to whoever waits.
 //! Taking all queued events before draining the actions is what batches proposals arriving
-//! together into as few AppendEntries and persists as possible.
+//! together into as few AppendEntries and persists as possible. The same holds for clients:
+//! a datagram may carry several requests (`Wire::Requests`), and the answers a turn has for one
+//! address leave together (`Wire::Responses`), so clients multiplexed on one socket cost one
+//! datagram each way per turn, not one per write.
 //!
 //! Invariants:
 //! - An answer to a command leaves only after its entry is applied here; an answer to a
@@ -18,11 +21,12 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use balsa_net::{Counters, Destination, Inbound, Kind, Outbox};
+use balsa_net::{Counters, Destination, DropReason, Inbound, Kind, Outbox};
 
 use super::storage::StorageOp;
 use super::wire::{
-    self, ReplyTo, Request, RequestBody, Response, ResponseBody, StatusReport, Wire,
+    self, MAX_REQUESTS_PER_DATAGRAM, ReplyTo, Request, RequestBody, Response, ResponseBody,
+    StatusReport, Wire,
 };
 use super::{ApiCall, Error, Event, NodeStatus};
 use crate::raft::{
@@ -98,6 +102,9 @@ pub struct Consensus<S> {
     wal_syncs: u64,
     /// Work for the WAL thread gathered in this turn, sent in order at its end.
     storage_ops: Vec<StorageOp>,
+    /// Answers to network clients gathered in this turn: sent at its end, one datagram per
+    /// address where they fit, so clients that share a socket get their answers together.
+    answers: Vec<(SocketAddr, Response)>,
     /// Set when the WAL thread or the net thread is gone (it panicked): the node must stop,
     /// not run on half-alive.
     fatal: Option<String>,
@@ -150,6 +157,7 @@ impl<S: StateMachine> Consensus<S> {
             },
             wal_syncs: 0,
             storage_ops: Vec::new(),
+            answers: Vec::new(),
             fatal: None,
         }
     }
@@ -177,6 +185,7 @@ impl<S: StateMachine> Consensus<S> {
             }
         };
         self.fail_all(&stop);
+        self.send_answers(); // answers of a turn that ended in the stop
         let _ = self.storage.send(StorageOp::Shutdown);
         stop
     }
@@ -209,6 +218,20 @@ impl<S: StateMachine> Consensus<S> {
                 });
             }
             (Kind::Request, Wire::Request(request)) => self.on_request(inbound.source, request),
+            (Kind::Request, Wire::Requests(requests)) => {
+                if requests.len() > MAX_REQUESTS_PER_DATAGRAM {
+                    log::debug!(
+                        "dropped a batch of {} requests from {} (at most {MAX_REQUESTS_PER_DATAGRAM})",
+                        requests.len(),
+                        inbound.source
+                    );
+                    self.counters.dropped(DropReason::Refused);
+                    return;
+                }
+                for request in requests {
+                    self.on_request(inbound.source, request);
+                }
+            }
             (kind, _) => log::debug!("dropped a {kind:?} datagram carrying the wrong message"),
         }
     }
@@ -387,6 +410,7 @@ impl<S: StateMachine> Consensus<S> {
                 Action::Compact { upto } => self.storage_ops.push(StorageOp::Compact { upto }),
             }
         }
+        self.send_answers();
         for op in self.storage_ops.drain(..) {
             if self.storage.send(op).is_err() {
                 log::error!("the WAL thread is gone; the node is stopping");
@@ -568,15 +592,46 @@ impl<S: StateMachine> Consensus<S> {
     }
 
     fn respond(&mut self, reply: ReplyTo, body: ResponseBody) {
-        let response = Wire::Response(Response {
+        let response = Response {
             id: reply.request,
             body,
-        });
-        if let Err(error) = self
-            .outbox
-            .send(Destination::Client(reply.address), &response)
-        {
-            log::warn!("answering client {}: {error}", reply.address);
+        };
+        self.answers.push((reply.address, response));
+    }
+
+    /// Sends the turn's answers: per address, in the order given, as few datagrams as fit.
+    fn send_answers(&mut self) {
+        if self.answers.is_empty() {
+            return;
+        }
+        // Stable: one address's answers keep their order.
+        self.answers.sort_by_key(|(address, _)| *address);
+        let mut answers = std::mem::take(&mut self.answers).into_iter().peekable();
+        while let Some((address, first)) = answers.next() {
+            let mut group = vec![first];
+            while let Some((_, response)) = answers.next_if(|(to, _)| *to == address) {
+                group.push(response);
+            }
+            self.send_to_client(address, group);
+        }
+    }
+
+    /// Sends `group` to `address`: alone as a `Response`, else as one `Responses`, halved until
+    /// each part fits in a datagram.
+    fn send_to_client(&mut self, address: SocketAddr, mut group: Vec<Response>) {
+        let wire = match group.len() {
+            0 => return,
+            1 => Wire::Response(group.pop().expect("one answer")),
+            _ => Wire::Responses(group),
+        };
+        match (self.outbox.send(Destination::Client(address), &wire), wire) {
+            (Ok(()), _) => {}
+            (Err(balsa_net::Error::TooLarge { .. }), Wire::Responses(mut group)) => {
+                let second = group.split_off(group.len() / 2);
+                self.send_to_client(address, group);
+                self.send_to_client(address, second);
+            }
+            (Err(error), _) => log::warn!("answering client {address}: {error}"),
         }
     }
 

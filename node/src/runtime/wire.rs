@@ -28,7 +28,18 @@ pub enum Wire {
     Request(Request),
     /// Node to client.
     Response(Response),
+    /// Client to node: several requests in one datagram, from a client that multiplexes its
+    /// sessions on one socket; each is handled as if it had come alone. A node takes at most
+    /// [`MAX_REQUESTS_PER_DATAGRAM`] from one datagram and drops (and counts) a larger batch.
+    Requests(Vec<Request>),
+    /// Node to client: the answers one turn of the consensus thread has for one address, when
+    /// there are several (one goes alone as [`Wire::Response`]).
+    Responses(Vec<Response>),
 }
+
+/// The most requests a node takes from one datagram. Small requests (a status query is a few
+/// bytes) can ask for large answers; the cap bounds what one datagram can make a node send.
+pub const MAX_REQUESTS_PER_DATAGRAM: usize = 256;
 
 /// A client's request, tagged with an id the response echoes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
