@@ -1,12 +1,18 @@
 //! Closed-loop load against a running cluster: what `balsa bench` and the `commit_latency` bench
 //! both drive.
 //!
-//! Each client has its own session (client id, sequence numbers) and its own UDP socket, sends
-//! one write, waits for its answer, records the time and sends the next: the classic closed
-//! loop, so the load adapts to the cluster and the latency of one write is what a user would see.
+//! Each client has its own session (client id, sequence numbers) and its own UDP socket (unless
+//! it shares its thread's, below), sends one write, waits for its answer, records the time and
+//! sends the next: the classic closed loop, so the load adapts to the cluster and the latency of
+//! one write is what a user would see.
 //! Clients are multiplexed, [`CLIENTS_PER_THREAD`] to a thread on one `mio` poll (as wrk or
 //! memtier do with connections): with a thread per client, 64 clients spent more of a 2-core
-//! machine on their own context switches than the cluster they measured. Every client first runs
+//! machine on their own context switches than the cluster they measured. With
+//! [`Sockets::Shared`] a thread's clients also share one socket: the writes they have ready after
+//! a turn of the poll leave in one datagram per target (`Wire::Requests`) and the leader answers
+//! them together (`Wire::Responses`), so a write no longer costs four system calls and a
+//! wake-up on each side of its own; each client still has one write in flight and its own
+//! session. Every client first runs
 //! its share of the warm-up writes; all of them then start the measured phase together, and
 //! throughput is the measured writes over the time from that start until the last client
 //! finished.
