@@ -34,7 +34,9 @@ use std::time::{Duration, Instant};
 
 use balsa::client::ClientOptions;
 use balsa::kv::{Answer, Command, Op};
-use balsa::runtime::wire::{MAX_REQUESTS_PER_DATAGRAM, Request, RequestBody, ResponseBody, Wire};
+use balsa::runtime::wire::{
+    MAX_REQUESTS_PER_DATAGRAM, Request, RequestBody, Response, ResponseBody, Wire,
+};
 use balsa_net::{CLIENT_ID, Codec, Kind};
 use hdrhistogram::Histogram;
 use mio::net::UdpSocket;
@@ -523,10 +525,8 @@ impl<'a> Driver<'a> {
                 // An ICMP error from an earlier send (a node down): the timeouts handle it.
                 Err(_) => continue,
             };
-            let responses = match self.codec.decode::<Wire>(&self.buffer[..len]) {
-                Ok((header, Wire::Response(one))) if header.kind == Kind::Response => vec![one],
-                Ok((header, Wire::Responses(all))) if header.kind == Kind::Response => all,
-                _ => continue,
+            let Some(responses) = self.decode_responses(len) else {
+                continue;
             };
             for response in responses {
                 let Some(&slot) = self.in_flight.get(&response.id) else {
@@ -551,20 +551,31 @@ impl<'a> Driver<'a> {
                 // An ICMP error from an earlier send (a node down): the timeout handles it.
                 Err(_) => continue,
             };
-            let Ok((header, Wire::Response(response))) =
-                self.codec.decode::<Wire>(&self.buffer[..len])
-            else {
+            // Several answers for this socket in one turn of a node (a retry's beside the
+            // original's) arrive together, as `Responses`.
+            let Some(responses) = self.decode_responses(len) else {
                 continue;
             };
-            let conn = &self.conns[slot];
-            let ours = conn.started.is_some()
-                && header.kind == Kind::Response
-                && (conn.first_request..=conn.last_request).contains(&response.id);
-            if !ours {
-                continue; // a late answer to an earlier write, or a duplicate
+            for response in responses {
+                let conn = &self.conns[slot];
+                let ours = conn.started.is_some()
+                    && (conn.first_request..=conn.last_request).contains(&response.id);
+                if !ours {
+                    continue; // a late answer to an earlier write, or a duplicate
+                }
+                let current = response.id == conn.last_request;
+                self.answer(slot, response.body, from, current, done)?;
             }
-            let current = response.id == conn.last_request;
-            self.answer(slot, response.body, from, current, done)?;
+        }
+    }
+
+    /// The answers in the `len` bytes received into the buffer: one `Response` or a
+    /// `Responses`; `None` for anything else.
+    fn decode_responses(&self, len: usize) -> Option<Vec<Response>> {
+        match self.codec.decode::<Wire>(&self.buffer[..len]) {
+            Ok((header, Wire::Response(one))) if header.kind == Kind::Response => Some(vec![one]),
+            Ok((header, Wire::Responses(all))) if header.kind == Kind::Response => Some(all),
+            _ => None,
         }
     }
 
@@ -707,6 +718,72 @@ mod tests {
         assert!(text.contains("Total count    =         1000]"), "{text}");
         assert!(text.contains("SubBuckets     =         2048]"), "{text}");
         assert!(rows.len() > 20, "{} rows", rows.len());
+    }
+
+    /// A stand-in leader on its own socket until `stop`: answers every write, alone or batched,
+    /// with one `Responses` datagram, an answer to nobody's request first.
+    fn batching_node(socket: &std::net::UdpSocket, stop: &std::sync::atomic::AtomicBool) {
+        let mut codec = Codec::new(1, 1, balsa_net::DEFAULT_DATAGRAM_LIMIT).unwrap();
+        let mut buffer = vec![0; balsa_net::DEFAULT_DATAGRAM_LIMIT + 1];
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((len, from)) = socket.recv_from(&mut buffer) else {
+                continue;
+            };
+            let requests = match codec.decode::<Wire>(&buffer[..len]).unwrap() {
+                (_, Wire::Request(one)) => vec![one],
+                (_, Wire::Requests(all)) => all,
+                (_, other) => panic!("not a request: {other:?}"),
+            };
+            let nobodys = Response {
+                id: u64::MAX,
+                body: ResponseBody::Error {
+                    message: "not an answer to this client".into(),
+                },
+            };
+            let answers = requests.iter().map(|request| Response {
+                id: request.id,
+                body: ResponseBody::Applied {
+                    data: Answer::Ok.encode(),
+                },
+            });
+            let responses = Wire::Responses(std::iter::once(nobodys).chain(answers).collect());
+            let datagram = codec.encode(Kind::Response, &responses).unwrap();
+            socket.send_to(datagram, from).unwrap();
+        }
+    }
+
+    /// Either way of using sockets, a load client takes its answer out of a `Responses`
+    /// datagram (a node sends one whenever a turn has several answers for one address).
+    #[test]
+    fn answers_batched_in_one_datagram_reach_their_clients() {
+        for sockets in [Sockets::PerClient, Sockets::Shared] {
+            let node = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            let load = Load {
+                endpoints: vec![node.local_addr().unwrap()],
+                clients: 2,
+                ops: 4,
+                value_size: 8,
+                warmup: 0,
+                options: ClientOptions::default(),
+                sockets,
+            };
+            let outcome = std::thread::scope(|scope| {
+                scope.spawn(|| batching_node(&node, &stop));
+                let outcome = run(&load, &mut |_, _| {});
+                stop.store(true, Ordering::Relaxed);
+                outcome
+            })
+            .unwrap();
+            assert_eq!(
+                (outcome.ops, outcome.errors, outcome.first_error),
+                (4, 0, None),
+                "{sockets:?}"
+            );
+        }
     }
 
     #[test]

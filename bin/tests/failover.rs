@@ -206,9 +206,13 @@ fn send_command(socket: &UdpSocket, to: SocketAddr, id: u64, command: &Command) 
     for _attempt in 0..50 {
         socket.send_to(&datagram, to).expect("send");
         while let Ok((len, _)) = socket.recv_from(&mut buffer) {
-            if let Ok((_, Wire::Response(response))) = codec.decode::<Wire>(&buffer[..len])
-                && response.id == id
-            {
+            // Attempts answered in one turn of the leader come together, as `Responses`.
+            let responses = match codec.decode::<Wire>(&buffer[..len]) {
+                Ok((_, Wire::Response(one))) => vec![one],
+                Ok((_, Wire::Responses(all))) => all,
+                _ => continue,
+            };
+            if let Some(response) = responses.into_iter().find(|r| r.id == id) {
                 match response.body {
                     ResponseBody::Applied { data } => {
                         return Answer::decode(&data).expect("an answer");

@@ -161,3 +161,34 @@ fn bench_drives_a_running_cluster_and_reports_json_and_an_hgrm_file() {
     assert_eq!(get.status.code(), Some(0), "get: {}", stderr(&get));
     assert_eq!(stdout(&get).trim_end().len(), 100);
 }
+
+/// `balsa bench --shared-sockets`: clients multiplexed on one socket per load thread, their
+/// writes batched into shared datagrams, all complete, and each client's writes land.
+#[test]
+fn bench_with_shared_sockets_completes_every_write() {
+    let cluster = Cluster::start(3);
+    cluster.wait_for_leader(ELECTION_TIMEOUT);
+    let bench = cluster.balsa(&[
+        "bench",
+        "--clients",
+        "8",
+        "--ops",
+        "400",
+        "--warmup",
+        "40",
+        "--shared-sockets",
+        "--json",
+    ]);
+    assert_eq!(bench.status.code(), Some(0), "bench: {}", stderr(&bench));
+    let json = stdout(&bench);
+    assert!(json.contains("\"ops\":400,"), "{json}");
+    assert!(json.contains("\"clients\":8,"), "{json}");
+    assert!(json.contains("\"errors\":0}"), "{json}");
+
+    // The first and the last client's first keys read back: both went through Raft.
+    for key in ["bench-0-0", "bench-7-0"] {
+        let get = cluster.balsa(&["get", key]);
+        assert_eq!(get.status.code(), Some(0), "get {key}: {}", stderr(&get));
+        assert_eq!(stdout(&get).trim_end().len(), 100, "{key}");
+    }
+}

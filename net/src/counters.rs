@@ -246,6 +246,22 @@ mod tests {
         }
     }
 
+    /// Every reason has its own name in status output, the application's refusals included.
+    #[test]
+    fn every_reason_has_its_own_name_and_refused_is_one() {
+        let names: std::collections::BTreeSet<&str> =
+            DropReason::ALL.into_iter().map(DropReason::name).collect();
+        assert_eq!(names.len(), DropReason::ALL.len(), "{names:?}");
+        assert!(DropReason::ALL.contains(&DropReason::Refused));
+        assert_eq!(DropReason::Refused.to_string(), "refused");
+        let counters = Counters::default();
+        counters.dropped(DropReason::Refused);
+        let snap = counters.snapshot();
+        assert_eq!(snap.dropped(DropReason::Refused), 1);
+        assert_eq!(snap.dropped_total(), 1);
+        assert!(snap.to_string().ends_with("drops: refused=1"), "{snap}");
+    }
+
     #[test]
     fn snapshot_reads_what_was_counted() {
         let counters = Counters::default();

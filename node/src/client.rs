@@ -780,6 +780,7 @@ pub fn random_client_id() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::wire::Response;
 
     #[test]
     fn client_ids_differ_between_clients_of_one_process() {
@@ -829,6 +830,21 @@ mod tests {
         socket: &UdpSocket,
         mut answer: impl FnMut(&Request) -> Option<ResponseBody>,
     ) -> Vec<Request> {
+        fake_node_sending(socket, |request| {
+            answer(request).map(|body| {
+                Wire::Response(Response {
+                    id: request.id,
+                    body,
+                })
+            })
+        })
+    }
+
+    /// [`fake_node`], answering with whole datagrams of its choice.
+    fn fake_node_sending(
+        socket: &UdpSocket,
+        mut answer: impl FnMut(&Request) -> Option<Wire>,
+    ) -> Vec<Request> {
         let mut codec = Codec::new(1, 9, DEFAULT_DATAGRAM_LIMIT).unwrap();
         let mut buffer = vec![0; DEFAULT_DATAGRAM_LIMIT + 1];
         socket
@@ -839,11 +855,7 @@ mod tests {
             let (_, Wire::Request(request)) = codec.decode::<Wire>(&buffer[..len]).unwrap() else {
                 panic!("not a request");
             };
-            if let Some(body) = answer(&request) {
-                let response = Wire::Response(crate::runtime::wire::Response {
-                    id: request.id,
-                    body,
-                });
+            if let Some(response) = answer(&request) {
                 let datagram = codec.encode(Kind::Response, &response).unwrap();
                 socket.send_to(datagram, from).unwrap();
             }
@@ -944,6 +956,59 @@ mod tests {
                 "{seqs:?}"
             );
             assert!(seqs.len() > put_attempts, "{seqs:?}");
+        });
+    }
+
+    /// Answers that arrive together in one `Responses` datagram are taken one at a time: an
+    /// unrelated answer ahead of the operation's is skipped, and one left over after it does not
+    /// answer the next operation.
+    #[test]
+    fn answers_batched_in_one_datagram_are_matched_by_request_id() {
+        let node = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut client = Client::new(vec![node.local_addr().unwrap()], quick_options()).unwrap();
+        let value = |bytes: &[u8]| ResponseBody::Query {
+            data: Answer::Value(Some(bytes.to_vec())).encode(),
+        };
+        let unrelated = |id: u64, body| Response {
+            id: u64::MAX - id,
+            body,
+        };
+        std::thread::scope(|scope| {
+            let fake = scope.spawn(|| {
+                fake_node_sending(&node, |request| {
+                    let RequestBody::Query { data, .. } = &request.body else {
+                        panic!("not a query: {request:?}");
+                    };
+                    let Ok(Query::Get { key }) = Query::decode(data) else {
+                        panic!("not a get: {request:?}");
+                    };
+                    let right = Response {
+                        id: request.id,
+                        body: value(&[b"right-".as_slice(), &key].concat()),
+                    };
+                    let wrong = unrelated(request.id, value(b"wrong"));
+                    // The first get's answer comes after an unrelated one, the second's before.
+                    Some(Wire::Responses(if key == b"first" {
+                        vec![wrong, right]
+                    } else {
+                        vec![right, wrong]
+                    }))
+                })
+            });
+            assert_eq!(
+                client.get(b"first", false).unwrap(),
+                Some(b"right-first".to_vec())
+            );
+            assert_eq!(
+                client.get(b"second", false).unwrap(),
+                Some(b"right-second".to_vec())
+            );
+            // The second datagram's leftover is waiting; it does not answer the third get.
+            assert_eq!(
+                client.get(b"third", false).unwrap(),
+                Some(b"right-third".to_vec())
+            );
+            assert!(fake.join().unwrap().len() >= 3);
         });
     }
 
