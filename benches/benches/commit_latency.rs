@@ -306,9 +306,11 @@ fn run_cluster(
             sockets,
         };
         let before = cluster.reports()?;
+        let ticks = report::cpu_ticks();
         let outcome = load::run(&load, &mut |done, total| {
             println!("  … {done}/{total}");
         })?;
+        let steal = report::steal_between(ticks, report::cpu_ticks());
         if outcome.errors > 0 {
             return Err(format!(
                 "{} writes failed with {count} clients, first: {}",
@@ -324,7 +326,8 @@ fn run_cluster(
         }
         let after = cluster.reports()?;
         println!(
-            "{} {count} client(s){}: {:.0} writes/s, p50 {} µs, p99 {} µs; {}",
+            "{} {count} client(s){}: {:.0} writes/s, p50 {} µs, p99 {} µs; {}; CPU stolen by \
+             the host {steal}",
             if sync {
                 format!("durable, {write_path:?}")
             } else {

@@ -83,18 +83,52 @@ pub fn machine_load() -> String {
     format!("load average {load}, io pressure (some, avg10) {io}")
 }
 
-/// Waits, at most `max`, until no data has been under writeback (`/proc/meminfo`
-/// `Writeback:`, under 1 MiB) for three checks 10 ms apart, and returns how long that took. A
-/// node that just started zero-fills and syncs its next 64 MiB segment in the background;
-/// measured during that writeback, every sync waits behind it. Without `/proc/meminfo`,
-/// returns at once.
+/// The machine's CPU time so far, from `/proc/stat`'s first line: (stolen, total) in clock
+/// ticks. "Stolen" is time the hypervisor gave this VM's CPUs to someone else: on a shared host
+/// it moves every latency figure, so the benchmarks print its share during each run.
+#[must_use]
+pub fn cpu_ticks() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal (guest time is inside user already).
+    let total = fields.iter().take(8).sum();
+    Some((*fields.get(7)?, total))
+}
+
+/// The share of CPU time stolen between two [`cpu_ticks`] readings, as "x.y%" ("?" without
+/// them).
+#[must_use]
+pub fn steal_between(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> String {
+    match (before, after) {
+        (Some((steal0, total0)), Some((steal1, total1))) if total1 > total0 => {
+            let share = (steal1 - steal0) as f64 / (total1 - total0) as f64;
+            format!("{:.1}%", share * 100.0)
+        }
+        _ => "?".to_owned(),
+    }
+}
+
+/// Waits, at most `max`, until the machine holds almost no data waiting for the disk
+/// (`/proc/meminfo` `Dirty:` + `Writeback:`, under 1 MiB) for three checks 10 ms apart, and
+/// returns how long that took. A node that just started zero-fills its next 64 MiB segment in
+/// the background and syncs it at the end; measured during that writeback, every sync waits
+/// behind it (dirty pages count too: the zero-fill may still be going on when nothing is under
+/// writeback yet). Without `/proc/meminfo`, returns at once.
 #[must_use]
 pub fn wait_for_disk_quiet(max: std::time::Duration) -> std::time::Duration {
     let started = std::time::Instant::now();
     let writeback_kib = || -> Option<u64> {
         let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-        let line = text.lines().find(|line| line.starts_with("Writeback:"))?;
-        line.split_whitespace().nth(1)?.parse().ok()
+        let kib = |name: &str| -> Option<u64> {
+            let line = text.lines().find(|line| line.starts_with(name))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        };
+        Some(kib("Dirty:")? + kib("Writeback:")?)
     };
     let mut quiet_checks = 0;
     while started.elapsed() < max && quiet_checks < 3 {
