@@ -379,11 +379,7 @@ impl<'a> Driver<'a> {
                 .poll(&mut events, Some(wake.min(Duration::from_millis(10))))
                 .map_err(|e| format!("polling: {e}"))?;
             for event in &events {
-                if event.token() == SHARED {
-                    self.receive_shared(done)?;
-                } else {
-                    self.receive(event.token().0, done)?;
-                }
+                self.receive(event.token(), done)?;
             }
             let now = Instant::now();
             for slot in 0..self.conns.len() {
@@ -511,14 +507,18 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    /// Takes every datagram waiting on the thread's shared socket; each answer goes to the client
-    /// whose attempt it answers.
-    fn receive_shared(&mut self, done: Option<&AtomicU64>) -> Result<(), String> {
+    /// Takes every datagram waiting on the socket of `token` (a client's own, or the thread's
+    /// shared one); each answer goes to the client whose attempt it answers. Several answers for
+    /// one socket in one turn of a node (the clients sharing it, or a retry's answer beside the
+    /// original's) arrive together, as `Responses`.
+    fn receive(&mut self, token: Token, done: Option<&AtomicU64>) -> Result<(), String> {
         loop {
-            let socket = self
-                .shared
-                .as_ref()
-                .expect("the shared token is the shared socket's");
+            let socket = if token == SHARED {
+                self.shared.as_ref()
+            } else {
+                self.conns[token.0].socket.as_ref()
+            };
+            let socket = socket.expect("a token names a socket this driver registered");
             let (len, from) = match socket.recv_from(&mut self.buffer) {
                 Ok(received) => received,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -529,7 +529,7 @@ impl<'a> Driver<'a> {
                 continue;
             };
             for response in responses {
-                let Some(&slot) = self.in_flight.get(&response.id) else {
+                let Some(slot) = self.answered_slot(token, response.id) else {
                     continue; // a late answer to an earlier write, or a duplicate
                 };
                 let current = response.id == self.conns[slot].last_request;
@@ -538,35 +538,14 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// Takes every datagram waiting on the client's own socket.
-    fn receive(&mut self, slot: usize, done: Option<&AtomicU64>) -> Result<(), String> {
-        loop {
-            let socket = self.conns[slot]
-                .socket
-                .as_ref()
-                .expect("a client token has its socket");
-            let (len, from) = match socket.recv_from(&mut self.buffer) {
-                Ok(received) => received,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                // An ICMP error from an earlier send (a node down): the timeout handles it.
-                Err(_) => continue,
-            };
-            // Several answers for this socket in one turn of a node (a retry's beside the
-            // original's) arrive together, as `Responses`.
-            let Some(responses) = self.decode_responses(len) else {
-                continue;
-            };
-            for response in responses {
-                let conn = &self.conns[slot];
-                let ours = conn.started.is_some()
-                    && (conn.first_request..=conn.last_request).contains(&response.id);
-                if !ours {
-                    continue; // a late answer to an earlier write, or a duplicate
-                }
-                let current = response.id == conn.last_request;
-                self.answer(slot, response.body, from, current, done)?;
-            }
+    /// The client whose write in flight request `id`, received on `token`'s socket, answers.
+    fn answered_slot(&self, token: Token, id: u64) -> Option<usize> {
+        if token == SHARED {
+            return self.in_flight.get(&id).copied();
         }
+        let conn = &self.conns[token.0];
+        let ours = conn.started.is_some() && (conn.first_request..=conn.last_request).contains(&id);
+        ours.then_some(token.0)
     }
 
     /// The answers in the `len` bytes received into the buffer: one `Response` or a
