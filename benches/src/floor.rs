@@ -6,11 +6,12 @@ use std::{
     io::{self, Write},
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 use hdrhistogram::Histogram;
 
-use crate::{Step, WARMUP, sample};
+use crate::{Step, WARMUP, new_histogram, sample};
 
 /// Size of the files the write-path benchmarks append to.
 pub const FILE_BYTES: u64 = 64 << 20;
@@ -219,6 +220,77 @@ pub fn measure_quorum_fdatasync(
         file.finish()?;
     }
     Ok(hists.remove(0))
+}
+
+/// The disk share of a commit as a 3-node cluster on one disk makes it, closer than
+/// [`measure_quorum_fdatasync`]'s "all three at once": the leader starts its sync first, and the
+/// two followers start theirs together a moment later (here a sleep of the shortest duration,
+/// which on Linux lasts about as long as a datagram takes to reach the follower's WAL thread);
+/// per round, the time from the followers' start until two of the three finished (any two are
+/// a quorum; usually the leader and the faster follower). Each thread appends 64 bytes + `fdatasync` to its own
+/// preallocated file in `dir`. Nanoseconds per round, after [`WARMUP`] untimed rounds.
+///
+/// # Errors
+/// Any I/O error of a node's file.
+pub fn measure_staggered_commit_sync(dir: &Path, iterations: usize) -> io::Result<Histogram<u64>> {
+    const NODES: usize = 3;
+    let mut files = (0..NODES)
+        .map(|k| FloorFile::create(&dir.join(format!("staggered-floor-{k}.wal")), 64))
+        .collect::<io::Result<Vec<_>>>()?;
+    let rounds = WARMUP + iterations;
+    let start_line = std::sync::Barrier::new(NODES + 1);
+    let (finished, finishes) =
+        std::sync::mpsc::channel::<(usize, io::Result<(Instant, Instant)>)>();
+    let hist = std::thread::scope(|scope| -> io::Result<Histogram<u64>> {
+        for (node, file) in files.iter_mut().enumerate() {
+            let (start_line, finished) = (&start_line, finished.clone());
+            scope.spawn(move || {
+                for _ in 0..rounds {
+                    start_line.wait();
+                    if node > 0 {
+                        std::thread::sleep(Duration::from_nanos(1));
+                    }
+                    let started = Instant::now();
+                    let result = file.step().map(|()| (started, Instant::now()));
+                    if finished.send((node, result)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(finished);
+        let mut hist = new_histogram();
+        let mut outcome = Ok(());
+        for round in 0..rounds {
+            start_line.wait();
+            let mut times = [None; NODES];
+            for _ in 0..NODES {
+                match finishes.recv() {
+                    Ok((node, Ok(span))) => times[node] = Some(span),
+                    Ok((_, Err(error))) => outcome = outcome.and(Err(error)),
+                    Err(_) => return Err(io::Error::other("a node thread stopped")),
+                }
+            }
+            let [Some(leader), Some(first), Some(second)] = times else {
+                continue;
+            };
+            if round < WARMUP {
+                continue;
+            }
+            let followers_start = first.0.max(second.0);
+            // Any two of the three are a quorum: the commit waits for the second to finish.
+            let mut ends = [leader.1, first.1, second.1];
+            ends.sort_unstable();
+            let done = ends[1];
+            let ns = done.saturating_duration_since(followers_start).as_nanos();
+            hist.saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
+        }
+        outcome.map(|()| hist)
+    })?;
+    for file in files {
+        file.finish()?;
+    }
+    Ok(hist)
 }
 
 /// The cost of handing work to another thread: the round trip of a message between two threads
