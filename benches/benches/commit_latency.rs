@@ -8,8 +8,10 @@
 //!    1.0 is below what any implementation can reach.) Beside it, the commit floor of this set-up
 //!    (`p50/cf`): the three nodes share one disk, so every write is synced three times at once
 //!    and a commit waits for two of them — the time until two of three concurrent `pwrite` +
-//!    `fdatasync` finished — plus the two round trips. And the cost of a thread hand-off, as a
-//!    crossbeam round trip between two threads.
+//!    `fdatasync` finished — plus the two round trips; and a *staggered* commit floor, with the
+//!    leader's sync started first and the two followers' together a moment later, as a commit
+//!    tries to arrange them (their flushes can then merge behind the leader's). And the cost of a
+//!    thread hand-off, as a crossbeam round trip between two threads.
 //! 2. one closed-loop client: latency percentiles and throughput;
 //! 3. 8 and 64 closed-loop clients: throughput (group commit and batching at work), each count
 //!    twice: with a socket per client (one request per datagram), then with the clients of a
