@@ -239,7 +239,8 @@ pub struct Client {
     cursor: usize,
     /// The socket's read timeout as last set (`None`: never set).
     read_timeout: Option<Duration>,
-    /// Answers that arrived together in one datagram, not yet taken by `receive`.
+    /// Answers that arrived together in one datagram, not yet taken by `receive`. The socket is
+    /// read only once this is empty, so it never holds more than one datagram's answers.
     received: VecDeque<(u64, ResponseBody, SocketAddr)>,
 }
 
