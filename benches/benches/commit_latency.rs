@@ -97,6 +97,25 @@ impl Floor {
         })
     }
 
+    /// Each p50 the mean of this one's and `other`'s (the tails are not averaged: kept as this
+    /// one's, only printed per measurement).
+    fn mean_with(&self, other: &Floor) -> Floor {
+        Floor {
+            fdatasync_p50_us: f64::midpoint(self.fdatasync_p50_us, other.fdatasync_p50_us),
+            rtt_p50_us: f64::midpoint(self.rtt_p50_us, other.rtt_p50_us),
+            quorum_fdatasync_p50_us: f64::midpoint(
+                self.quorum_fdatasync_p50_us,
+                other.quorum_fdatasync_p50_us,
+            ),
+            staggered_fdatasync_p50_us: f64::midpoint(
+                self.staggered_fdatasync_p50_us,
+                other.staggered_fdatasync_p50_us,
+            ),
+            handoff_rtt_p50_us: f64::midpoint(self.handoff_rtt_p50_us, other.handoff_rtt_p50_us),
+            p99_us: self.p99_us,
+        }
+    }
+
     /// The issue's floor: one fdatasync and one UDP round trip.
     fn total_us(&self) -> f64 {
         self.fdatasync_p50_us + self.rtt_p50_us
@@ -174,35 +193,25 @@ fn main() -> Result<(), String> {
 
     let after = Floor::measure(dir).map_err(|e| format!("measuring the floor: {e}"))?;
     print_floor("floor after", &after);
-    let floor_us = f64::midpoint(before.total_us(), after.total_us());
+    // Ratios use the mean of the measurements before and after the load.
+    let mean = before.mean_with(&after);
+    let floor_us = mean.total_us();
     println!(
         "floor = fdatasync p50 + UDP RTT p50, mean of before and after: {floor_us:.1} µs \
          (fdatasync {:.1}, RTT {:.1})",
-        f64::midpoint(before.fdatasync_p50_us, after.fdatasync_p50_us),
-        f64::midpoint(before.rtt_p50_us, after.rtt_p50_us),
+        mean.fdatasync_p50_us, mean.rtt_p50_us,
     );
-
-    let commit_floor_us = f64::midpoint(before.commit_floor_us(), after.commit_floor_us());
+    let commit_floor_us = mean.commit_floor_us();
     println!(
         "commit floor = 2-of-3 concurrent fdatasync p50 + 2 × UDP RTT p50: {commit_floor_us:.1} µs \
          (2-of-3 fdatasync {:.1}); thread hand-off round trip p50 {:.1} µs",
-        f64::midpoint(
-            before.quorum_fdatasync_p50_us,
-            after.quorum_fdatasync_p50_us
-        ),
-        f64::midpoint(before.handoff_rtt_p50_us, after.handoff_rtt_p50_us),
+        mean.quorum_fdatasync_p50_us, mean.handoff_rtt_p50_us,
     );
-    let staggered_floor_us = f64::midpoint(
-        before.staggered_commit_floor_us(),
-        after.staggered_commit_floor_us(),
-    );
+    let staggered_floor_us = mean.staggered_commit_floor_us();
     println!(
         "staggered commit floor = the leader's sync first, the followers' a moment later, until two \
          of three finished ({:.1} µs) + 2 × UDP RTT p50: {staggered_floor_us:.1} µs = {:.2} × floor",
-        f64::midpoint(
-            before.staggered_fdatasync_p50_us,
-            after.staggered_fdatasync_p50_us
-        ),
+        mean.staggered_fdatasync_p50_us,
         staggered_floor_us / floor_us,
     );
 

@@ -476,27 +476,30 @@ impl<'a> Driver<'a> {
             while let Some((_, request)) = outgoing.next_if(|(to, _)| *to == target) {
                 group.push(request);
             }
-            for part in group.chunks(MAX_REQUESTS_PER_DATAGRAM) {
-                self.send_requests(target, part)?;
+            while group.len() > MAX_REQUESTS_PER_DATAGRAM {
+                let rest = group.split_off(MAX_REQUESTS_PER_DATAGRAM);
+                self.send_requests(target, std::mem::replace(&mut group, rest))?;
             }
+            self.send_requests(target, group)?;
         }
         Ok(())
     }
 
     /// Sends `part` to `target` on the shared socket, halved until each half fits a datagram.
-    fn send_requests(&mut self, target: SocketAddr, part: &[Request]) -> Result<(), String> {
-        let wire = match part {
-            [one] => Wire::Request(one.clone()),
-            _ => Wire::Requests(part.to_vec()),
+    fn send_requests(&mut self, target: SocketAddr, mut part: Vec<Request>) -> Result<(), String> {
+        let wire = match part.len() {
+            0 => return Ok(()),
+            1 => Wire::Request(part.pop().expect("one request")),
+            _ => Wire::Requests(part),
         };
-        let datagram = match self.codec.encode(Kind::Request, &wire) {
-            Ok(datagram) => datagram,
-            Err(balsa_net::Error::TooLarge { .. }) if part.len() > 1 => {
-                let (first, second) = part.split_at(part.len() / 2);
-                self.send_requests(target, first)?;
+        let datagram = match (self.codec.encode(Kind::Request, &wire), wire) {
+            (Ok(datagram), _) => datagram,
+            (Err(balsa_net::Error::TooLarge { .. }), Wire::Requests(mut part)) => {
+                let second = part.split_off(part.len() / 2);
+                self.send_requests(target, part)?;
                 return self.send_requests(target, second);
             }
-            Err(e) => return Err(format!("encoding a write: {e}")),
+            (Err(e), _) => return Err(format!("encoding a write: {e}")),
         };
         let socket = self
             .shared

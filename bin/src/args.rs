@@ -569,14 +569,13 @@ fn parse_serve(spec: &Spec, matches: &Matches) -> Result<ServeArgs, UsageError> 
             ids.join(", ")
         )));
     }
-    let segment_bytes = at_least(spec, matches, "--segment-bytes", 64 << 20, 0)?;
-    if !balsa_wal::SEGMENT_BYTES.contains(&segment_bytes) {
-        return Err(spec.error(format!(
-            "--segment-bytes must be between {} and {}, not {segment_bytes}",
-            balsa_wal::SEGMENT_BYTES.start(),
-            balsa_wal::SEGMENT_BYTES.end()
-        )));
-    }
+    let segment_bytes = number_in(
+        spec,
+        matches,
+        "--segment-bytes",
+        64 << 20,
+        balsa_wal::SEGMENT_BYTES,
+    )?;
     Ok(ServeArgs {
         id,
         cluster,
@@ -688,21 +687,7 @@ fn parse_tick_range(text: &str) -> Result<(u32, u32), String> {
 fn parse_bench(spec: &Spec, matches: &Matches) -> Result<BenchArgs, UsageError> {
     let endpoints = parse_endpoints(matches.value("--endpoints").unwrap_or(DEFAULT_ENDPOINTS))
         .map_err(|message| spec.error(message))?;
-    let number = |flag: &str, default: u64, range: std::ops::RangeInclusive<u64>| {
-        let value = match matches.value(flag) {
-            None => default,
-            Some(text) => parse_number::<u64>(flag, text).map_err(|m| spec.error(m))?,
-        };
-        if range.contains(&value) {
-            Ok(value)
-        } else {
-            Err(spec.error(format!(
-                "{flag} must be between {} and {}, not {value}",
-                range.start(),
-                range.end()
-            )))
-        }
-    };
+    let number = |flag: &str, default: u64, range| number_in(spec, matches, flag, default, range);
     let as_usize = |value: u64| usize::try_from(value).unwrap_or(usize::MAX);
     let clients = as_usize(number("--clients", 1, 1..=MAX_BENCH_CLIENTS as u64)?);
     let ops = number("--ops", 10_000, 1..=u64::MAX)?;
@@ -732,14 +717,44 @@ fn at_least(
     default: u64,
     min: u64,
 ) -> Result<u64, UsageError> {
-    let value = match matches.value(flag) {
-        None => default,
-        Some(text) => parse_number::<u64>(flag, text).map_err(|m| spec.error(m))?,
-    };
+    let value = flag_number(spec, matches, flag, default)?;
     if value < min {
         return Err(spec.error(format!("{flag} must be at least {min}, not {value}")));
     }
     Ok(value)
+}
+
+/// The number `flag` gives (`default` without it), refused outside `range`.
+fn number_in(
+    spec: &Spec,
+    matches: &Matches,
+    flag: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, UsageError> {
+    let value = flag_number(spec, matches, flag, default)?;
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(spec.error(format!(
+            "{flag} must be between {} and {}, not {value}",
+            range.start(),
+            range.end()
+        )))
+    }
+}
+
+/// The number `flag` gives, `default` without it.
+fn flag_number(
+    spec: &Spec,
+    matches: &Matches,
+    flag: &str,
+    default: u64,
+) -> Result<u64, UsageError> {
+    match matches.value(flag) {
+        None => Ok(default),
+        Some(text) => parse_number::<u64>(flag, text).map_err(|m| spec.error(m)),
+    }
 }
 
 fn parse_number<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T, String> {
