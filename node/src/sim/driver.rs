@@ -501,17 +501,14 @@ impl Sim {
         let Some(every) = self.setup.snapshot_every else {
             return;
         };
-        let node = &self.nodes[&id];
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         let last = node.disk.snapshot().map_or(0, |file| file.index);
         if node.snapshot_due || node.kv.applied() < last + every {
             return;
         }
+        node.snapshot_due = true;
         let incarnation = node.incarnation;
         let delay = self.rng.range(SNAPSHOT_DELAY.0, SNAPSHOT_DELAY.1 + 1);
-        self.nodes
-            .get_mut(&id)
-            .expect("a node of the cluster")
-            .snapshot_due = true;
         self.schedule(
             delay,
             Event::SnapshotDue {
