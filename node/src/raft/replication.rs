@@ -104,7 +104,8 @@ impl Raft {
         let prev_index = progress.next_index - 1;
         let Some(prev_term) = self.log.term_at(prev_index) else {
             // Behind our log base: the entries are compacted, only a snapshot can help (§7).
-            return self.start_snapshot(to);
+            self.start_snapshot(to);
+            return false;
         };
         let entries = self.log.entries_from(
             progress.next_index,

@@ -267,22 +267,20 @@ impl Raft {
         }
     }
 
-    /// Leader: `to` needs entries below the log base; start sending it the snapshot. Returns
-    /// false (no AppendEntries was sent).
-    pub(super) fn start_snapshot(&mut self, to: NodeId) -> bool {
+    /// Leader: `to` needs entries below the log base; start sending it the snapshot.
+    pub(super) fn start_snapshot(&mut self, to: NodeId) {
         let Some(image) = self.snapshot.clone() else {
             log::warn!(
                 "node {}: follower {to} needs a snapshot and none is held",
                 self.config.id
             );
-            return false;
+            return;
         };
         let Some(progress) = self.progress.get_mut(&to) else {
-            return false;
+            return;
         };
         progress.become_snapshot(OutgoingSnapshot::new(image));
         self.send_snapshot_chunks(to);
-        false
     }
 
     /// Leader: sends `to` the chunks its transfer's window allows.
@@ -492,18 +490,16 @@ impl Raft {
     /// `Input::SnapshotInstalled`: the runtime made the snapshot durable, reset its WAL by
     /// rules 6/7 and restored the state machine. Apply the same rules to the in-memory log.
     pub(super) fn on_snapshot_installed(&mut self, index: u64) {
-        let image = match &self.incoming {
-            Incoming::Installing { image, .. } if image.index == index => image.clone(),
-            _ => {
+        let (leader, image) = match std::mem::take(&mut self.incoming) {
+            Incoming::Installing { leader, image } if image.index == index => (leader, image),
+            other => {
+                self.incoming = other;
                 log::warn!(
                     "node {}: snapshot {index} installed, but no install of it was asked",
                     self.config.id
                 );
                 return;
             }
-        };
-        let Incoming::Installing { leader, .. } = std::mem::take(&mut self.incoming) else {
-            unreachable!("matched just above");
         };
         let kept_suffix = self.log.install_snapshot(image.index, image.term);
         let durability = &mut self.durability;

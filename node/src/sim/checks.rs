@@ -306,7 +306,6 @@ impl Checker {
                 }
             };
             chain = slot.chain;
-            let position = usize::try_from(index - 1).expect("a log index fits a usize");
             if view.log.get(position) == Some(&slot) {
                 continue;
             }
@@ -395,7 +394,7 @@ impl Checker {
         let chain = self.views[&id].log.get(position).map(|slot| slot.chain);
         let holding = disks
             .iter()
-            .filter(|disk| chain.is_some() && self.durably_holds(disk, commit, chain))
+            .filter(|disk| self.durably_holds(disk, commit, chain))
             .count();
         let quorum = disks.len() / 2 + 1;
         if holding < quorum {
@@ -540,7 +539,7 @@ impl Checker {
                 }
                 let position = usize::try_from(index - 1).expect("a log index fits a usize");
                 let memory = self.views[&id].log.get(position).map(|slot| slot.chain);
-                if memory.is_none() || !self.durably_holds(disk, index, memory) {
+                if !self.durably_holds(disk, index, memory) {
                     return finding(
                         ViolationKind::MessageBeforePersist,
                         format!(
@@ -614,14 +613,12 @@ impl Checker {
 
     /// Whether `disk` durably holds a log whose chain digest at `index` is `chain`: in its log,
     /// or in a snapshot covering `index` when `chain` is the committed prefix's there (a
-    /// snapshot holds the committed prefix).
+    /// snapshot holds the committed prefix). False when `chain` is `None` (no log there).
     fn durably_holds(&self, disk: &Disk, index: u64, chain: Option<u64>) -> bool {
-        if chain.is_some() && disk.chain_at(index) == chain {
-            return true;
-        }
-        disk.snapshot_covers(index)
-            && chain.is_some()
-            && self.committed_at(index).map(|(committed, _)| committed) == chain
+        chain.is_some()
+            && (disk.chain_at(index) == chain
+                || (disk.snapshot_covers(index)
+                    && self.committed_at(index).map(|(committed, _)| committed) == chain))
     }
 
     /// Node `id` crashed: its view goes (a restart builds a new one).

@@ -65,14 +65,6 @@ struct Node {
     wiped_in_term: Option<u64>,
 }
 
-/// What kind of input a step takes, for the log-change check.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum InputKind {
-    /// `Input::SnapshotInstalled`: the log changes by the install's own durable write.
-    Installed,
-    Other,
-}
-
 /// Where the run is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -326,11 +318,7 @@ impl Sim {
     fn step(&mut self, id: NodeId, input: Input) {
         self.steps += 1;
         let described = self.config.trace.then(|| trace::input(&input));
-        let input_kind = if matches!(input, Input::SnapshotInstalled { .. }) {
-            InputKind::Installed
-        } else {
-            InputKind::Other
-        };
+        let installed = matches!(input, Input::SnapshotInstalled { .. });
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         let raft = node.raft.as_mut().expect("only live nodes are stepped");
         raft.step(input);
@@ -353,7 +341,7 @@ impl Sim {
             self.note(|| line);
         }
         // An install rewrites the log itself, durably (the runtime's own write).
-        let mut persisted_from: Option<u64> = (input_kind == InputKind::Installed).then_some(1);
+        let mut persisted_from: Option<u64> = installed.then_some(1);
         for action in &actions {
             self.digest.action(id, action);
             if let Action::Persist(persist) = action {
@@ -513,17 +501,14 @@ impl Sim {
         let Some(every) = self.setup.snapshot_every else {
             return;
         };
-        let node = &self.nodes[&id];
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         let last = node.disk.snapshot().map_or(0, |file| file.index);
         if node.snapshot_due || node.kv.applied() < last + every {
             return;
         }
+        node.snapshot_due = true;
         let incarnation = node.incarnation;
         let delay = self.rng.range(SNAPSHOT_DELAY.0, SNAPSHOT_DELAY.1 + 1);
-        self.nodes
-            .get_mut(&id)
-            .expect("a node of the cluster")
-            .snapshot_due = true;
         self.schedule(
             delay,
             Event::SnapshotDue {

@@ -32,15 +32,19 @@ fn small_chunks(config: &mut Config) {
     config.snapshot_inflight_chunks = 2;
 }
 
-/// The offsets of the InstallSnapshot chunks `from` sent `to`, in order.
-fn chunk_offsets(cluster: &Cluster, from: NodeId, to: NodeId) -> Vec<u64> {
-    sent(cluster, from, to)
-        .into_iter()
+/// The offsets of the InstallSnapshot chunks among `msgs`, in order.
+fn offsets(msgs: Vec<&Message>) -> Vec<u64> {
+    msgs.into_iter()
         .filter_map(|msg| match msg.body {
             Body::InstallSnapshot { offset, .. } => Some(offset),
             _ => None,
         })
         .collect()
+}
+
+/// The offsets of the InstallSnapshot chunks `from` sent `to`, in order.
+fn chunk_offsets(cluster: &Cluster, from: NodeId, to: NodeId) -> Vec<u64> {
+    offsets(sent(cluster, from, to))
 }
 
 /// The offsets node `id` was told to write (`Action::SnapshotChunk`), in order.
@@ -165,13 +169,7 @@ fn chunks_go_out_in_order_under_the_window() {
     let mut cluster = lagging(small_chunks);
 
     heal_and_heartbeat(&mut cluster);
-    let first: Vec<u64> = super::in_flight(&cluster, 1, 3)
-        .into_iter()
-        .filter_map(|msg| match msg.body {
-            Body::InstallSnapshot { offset, .. } => Some(offset),
-            _ => None,
-        })
-        .collect();
+    let first = offsets(super::in_flight(&cluster, 1, 3));
     assert_eq!(first, [0, 2], "a window of two chunks");
     assert_eq!(cluster.progress(1, 3).state, ProgressState::Snapshot);
 
@@ -334,7 +332,7 @@ fn a_follower_restart_in_mid_transfer_starts_again_from_zero() {
     assert_eq!(cluster.log_terms(3), cluster.log_terms(1));
 }
 
-/// A one-chunk snapshot at (`index`, `term`) from node 1 in term `leader_term`.
+/// A one-chunk snapshot (3 bytes) at (`index`, `term`).
 fn whole_snapshot(index: u64, term: u64) -> Body {
     let data = b"abc".to_vec();
     Body::InstallSnapshot {
@@ -475,10 +473,11 @@ fn appends_are_dropped_while_a_snapshot_installs() {
     );
 }
 
-/// A follower that lost its disk and rejoined empty (`rejoined_without_state`) answers the
-/// leader's heartbeat with a rejection saying its log ends at 0, below what it acknowledged.
-/// The leader notices, forgets the stale match and probes it — here straight into a snapshot,
-/// since its log was compacted — without waiting for new entries to reveal the gap.
+/// A follower that lost its disk and rejoined empty (a runtime would also set
+/// `rejoined_without_state`, which only keeps it out of elections, and none happens here)
+/// answers the leader's heartbeat with a rejection saying its log ends at 0, below what it
+/// acknowledged. The leader notices, forgets the stale match and probes it — here straight into
+/// a snapshot, since its log was compacted — without waiting for new entries to reveal the gap.
 #[test]
 fn a_follower_that_lost_its_log_is_probed_again_and_gets_the_snapshot() {
     let mut cluster = Cluster::new(3, |config| config.snapshot_trailing_entries = 0);
@@ -489,7 +488,7 @@ fn a_follower_that_lost_its_log_is_probed_again_and_gets_the_snapshot() {
     cluster.save_snapshot(1);
     assert_eq!(cluster.progress(1, 3).match_index, 7);
 
-    // Node 3's disk is wiped: it restarts with nothing, never to vote again.
+    // Node 3's disk is wiped: it restarts with nothing.
     cluster.restart_with(3, HardState::default(), Vec::new());
     let heartbeat = cluster.node(1).config().heartbeat_ticks;
     cluster.tick(1, heartbeat);
