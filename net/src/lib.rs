@@ -89,8 +89,8 @@
 //! [`Transport::counters`], readable from any thread at any time: datagrams and bytes in and
 //! out, messages delivered, send errors, datagrams refused for a full queue, the faults injected,
 //! and drops by [`DropReason`]: too short, bad magic, bad version, wrong cluster, undecodable,
-//! too large, unknown peer, wrong address, inbox full, inbox closed, fault, and refused by the application
-//! ([`Counters::dropped`], e.g. a client batch over a node's limit).
+//! too large, unknown peer, wrong address, inbox full, inbox closed, fault, and refused by the
+//! application ([`Counters::dropped`], e.g. a client batch over a node's limit).
 //!
 //! # Fault injection (tests)
 //!

@@ -363,7 +363,7 @@ impl Client {
     /// asked answers from its own state at once (it may miss recent writes).
     pub fn get(&mut self, key: &[u8], stale: bool) -> Result<Option<Vec<u8>>, ClientError> {
         let query = Query::Get { key: key.to_vec() };
-        query.check_limits().map_err(ClientError::from)?;
+        query.check_limits()?;
         let body = RequestBody::Query {
             data: query.encode(),
             stale,
@@ -483,7 +483,7 @@ impl Client {
             seq,
             op,
         };
-        command.check_limits().map_err(ClientError::from)?;
+        command.check_limits()?;
         let body = RequestBody::Command {
             data: command.encode(),
         };

@@ -11,13 +11,13 @@
 //! must agree with the model after every call.
 //!
 //! Each seed runs a random workload of 200 operations over 64 KiB segments (a quarter of the seeds
-//! with `WritePath::Mmap`, a quarter with `WritePath::Direct`): appends of 1 to 6000 bytes, syncs, truncations, hard-state changes,
-//! snapshots with compaction, clean closes, process crashes and power losses, a third of them
-//! followed by another power loss while the reopen is repairing the log (the second reopen must
-//! come to the same log). One test crashes anywhere (300 seeds), the other right after an append
-//! that rolled onto a new segment (200 seeds). Both also check that they exercised what they
-//! claim (partial recoveries, torn tails, vanished and revived files…). A failure names the seed
-//! and the step; set `BALSA_CRASH_SEED=<n>` to run one seed alone.
+//! with `WritePath::Mmap`, a quarter with `WritePath::Direct`): appends of 1 to 6000 bytes, syncs,
+//! truncations, hard-state changes, snapshots with compaction, clean closes, process crashes and
+//! power losses, a third of them followed by another power loss while the reopen is repairing the
+//! log (the second reopen must come to the same log). One test crashes anywhere (300 seeds), the
+//! other right after an append that rolled onto a new segment (200 seeds). Both also check that
+//! they exercised what they claim (partial recoveries, torn tails, vanished and revived files…). A
+//! failure names the seed and the step; set `BALSA_CRASH_SEED=<n>` to run one seed alone.
 
 #[path = "crash_model_harness.rs"]
 mod harness;

@@ -9,10 +9,9 @@
 //!   the directory as a power loss could have left it: every 4096-byte page written since the last
 //!   sync is, independently, the durable one or the new one (any subset, not just a prefix; a
 //!   third of the power losses tear at 512-byte sectors instead, as a device without atomic
-//!   4 KiB writes may); a file
-//!   created since then vanishes or survives with some of its pages over zeros (segments are
-//!   renamed in from a zero-filled, synced file); a file deleted without a directory fsync may come
-//!   back.
+//!   4 KiB writes may); a file created since then vanishes or survives with some of its pages
+//!   over zeros (segments are renamed in from a zero-filled, synced file); a file deleted without
+//!   a directory fsync may come back.
 //! - [`Tracker`] models the log: the state as of the last sync, the record-writing operations
 //!   since, and the state with all of them applied. After a crash the recovered state must be the
 //!   synced state plus some prefix of those operations (exactly all of them when nothing was lost).

@@ -604,32 +604,43 @@ impl<S: StateMachine> Consensus<S> {
         if self.answers.is_empty() {
             return;
         }
+        // Taken for the loop and put back empty, so one buffer serves every turn.
+        let mut answers = std::mem::take(&mut self.answers);
         // Stable: one address's answers keep their order.
-        self.answers.sort_by_key(|(address, _)| *address);
-        let mut answers = std::mem::take(&mut self.answers).into_iter().peekable();
-        while let Some((address, first)) = answers.next() {
-            let mut group = vec![first];
-            while let Some((_, response)) = answers.next_if(|(to, _)| *to == address) {
-                group.push(response);
-            }
-            self.send_to_client(address, group);
+        answers.sort_by_key(|(address, _)| *address);
+        let mut sorted = answers.drain(..).peekable();
+        while let Some((address, first)) = sorted.next() {
+            // A lone answer (the usual case: one client per socket) goes without a group.
+            let wire = if sorted.peek().is_some_and(|(to, _)| *to == address) {
+                let mut group = vec![first];
+                while let Some((_, response)) = sorted.next_if(|(to, _)| *to == address) {
+                    group.push(response);
+                }
+                Wire::Responses(group)
+            } else {
+                Wire::Response(first)
+            };
+            self.send_to_client(address, wire);
         }
+        drop(sorted);
+        self.answers = answers;
     }
 
-    /// Sends `group` to `address`: alone as a `Response`, else as one `Responses`, halved until
-    /// each part fits in a datagram.
-    fn send_to_client(&mut self, address: SocketAddr, mut group: Vec<Response>) {
-        let wire = match group.len() {
-            0 => return,
-            1 => Wire::Response(group.pop().expect("one answer")),
-            _ => Wire::Responses(group),
-        };
+    /// Sends `wire`, one `Response` or a `Responses` of two or more, to `address`; a `Responses`
+    /// too large for a datagram is halved until each part fits (a part of one answer goes alone
+    /// as a `Response`; halves of two or more are never empty).
+    fn send_to_client(&mut self, address: SocketAddr, wire: Wire) {
         match (self.outbox.send(Destination::Client(address), &wire), wire) {
             (Ok(()), _) => {}
             (Err(balsa_net::Error::TooLarge { .. }), Wire::Responses(mut group)) => {
                 let second = group.split_off(group.len() / 2);
-                self.send_to_client(address, group);
-                self.send_to_client(address, second);
+                for mut part in [group, second] {
+                    let wire = match part.len() {
+                        1 => Wire::Response(part.pop().expect("one answer")),
+                        _ => Wire::Responses(part),
+                    };
+                    self.send_to_client(address, wire);
+                }
             }
             (Err(error), _) => log::warn!("answering client {address}: {error}"),
         }

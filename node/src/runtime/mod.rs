@@ -551,13 +551,7 @@ impl Node {
 
     /// Waits until the node stops by itself (a storage failure or a panic) and says why.
     pub fn join(mut self) -> Result<(), Error> {
-        let outcome = self.consensus.take().map(JoinHandle::join);
-        let result = match outcome {
-            Some(Ok(Stop::Shutdown)) | None => Ok(()),
-            Some(Ok(Stop::Storage(reason))) => Err(Error::Storage(reason)),
-            Some(Ok(Stop::Failed(reason))) => Err(Error::Failed(reason)),
-            Some(Err(_)) => Err(Error::Failed("the consensus thread panicked".into())),
-        };
+        let result = self.join_consensus();
         let stopped = self.stop();
         result.and(stopped)
     }
@@ -568,17 +562,20 @@ impl Node {
             .map_err(|_| Error::ShuttingDown)
     }
 
+    /// Waits for the consensus thread, if it was not waited for yet, and says why it stopped:
+    /// `Ok` for a shutdown that was asked for.
+    fn join_consensus(&mut self) -> Result<(), Error> {
+        match self.consensus.take().map(JoinHandle::join) {
+            Some(Ok(Stop::Shutdown)) | None => Ok(()),
+            Some(Ok(Stop::Storage(reason))) => Err(Error::Storage(reason)),
+            Some(Ok(Stop::Failed(reason))) => Err(Error::Failed(reason)),
+            Some(Err(_)) => Err(Error::Failed("the consensus thread panicked".into())),
+        }
+    }
+
     fn stop(&mut self) -> Result<(), Error> {
         let _ = self.inbox.send(Event::Shutdown);
-        let mut result = Ok(());
-        if let Some(consensus) = self.consensus.take() {
-            match consensus.join() {
-                Ok(Stop::Shutdown) => {}
-                Ok(Stop::Storage(reason)) => result = Err(Error::Storage(reason)),
-                Ok(Stop::Failed(reason)) => result = Err(Error::Failed(reason)),
-                Err(_) => result = Err(Error::Failed("the consensus thread panicked".into())),
-            }
-        }
+        let mut result = self.join_consensus();
         if let Some(storage) = self.storage.take()
             && storage.join().is_err()
         {
