@@ -5,13 +5,17 @@
 //!    and the UDP loopback round trip p50 between two blocking threads; floor = their sum, the cost
 //!    of one durable write plus one network round trip. (A Raft commit as a client sees it needs two
 //!    round trips — client ↔ leader and leader ↔ follower — and the follower's sync, so a ratio of
-//!    1.0 is below what any implementation can reach.) Beside it, the commit floor of this set-up
-//!    (`p50/cf`): the three nodes share one disk, so every write is synced three times at once
+//!    1.0 is below what any implementation can reach.) Beside it, the commit floor of this set-up:
+//!    the three nodes share one disk, so every write is synced three times at once
 //!    and a commit waits for two of them — the time until two of three concurrent `pwrite` +
 //!    `fdatasync` finished — plus the two round trips; and a *staggered* commit floor, with the
 //!    leader's sync started first and the two followers' together a moment later, as a commit
 //!    tries to arrange them (their flushes can then merge behind the leader's). And the cost of a
-//!    thread hand-off, as a crossbeam round trip between two threads.
+//!    thread hand-off, as a crossbeam round trip between two threads. And a *bare commit*: the
+//!    same work with no Raft in it — a blocking thread per node, plain UDP, each node's append
+//!    synced, the leader answering after its own sync and one follower's acknowledgement — with
+//!    each write path (`p50/bc` compares a run with the bare commit of its write path): what the
+//!    software adds, measured rather than argued;
 //! 2. one closed-loop client: latency percentiles and throughput;
 //! 3. 8 and 64 closed-loop clients: throughput (group commit and batching at work), each count
 //!    twice: with a socket per client (one request per datagram), then with the clients of a
@@ -46,8 +50,9 @@ use balsa::wal::WritePath;
 use balsa_benches::{
     cluster::LocalCluster,
     floor::{
-        measure_fdatasync_floor, measure_quorum_fdatasync, measure_staggered_commit_sync,
-        measure_thread_handoff, measure_udp_rtt,
+        measure_bare_commit, measure_bare_commit_direct, measure_fdatasync_floor,
+        measure_quorum_fdatasync, measure_staggered_commit_sync, measure_thread_handoff,
+        measure_udp_rtt,
     },
     load::{self, Load, Outcome, Sockets},
     report,
@@ -71,29 +76,54 @@ struct Floor {
     staggered_fdatasync_p50_us: f64,
     /// A crossbeam round trip between two threads: two thread hand-offs.
     handoff_rtt_p50_us: f64,
-    /// The tails, for the reader: fdatasync, 2-of-3 fdatasync and round trip p99.
-    p99_us: (f64, f64, f64),
+    /// A commit with no Raft in it: one thread per node, plain UDP and syncs
+    /// ([`measure_bare_commit`]).
+    bare_commit_p50_us: f64,
+    /// The same with `O_DIRECT | O_DSYNC` writes, where the WAL uses them.
+    bare_commit_direct_p50_us: Option<f64>,
+    /// The tails (p99), for the reader.
+    p99_us: Tails,
+}
+
+/// The p99s of a floor measurement, in µs.
+#[derive(Clone, Copy)]
+struct Tails {
+    fdatasync: f64,
+    quorum_fdatasync: f64,
+    rtt: f64,
+    bare_commit: f64,
 }
 
 impl Floor {
     fn measure(dir: &Path) -> io::Result<Floor> {
         let p50_us = |hist: &hdrhistogram::Histogram<u64>| hist.value_at_quantile(0.5) as f64 / 1e3;
+        let p99_us =
+            |hist: &hdrhistogram::Histogram<u64>| hist.value_at_quantile(0.99) as f64 / 1e3;
         let sync = measure_fdatasync_floor(dir, FLOOR_ITERATIONS);
         let rtt = measure_udp_rtt(FLOOR_DATAGRAM, FLOOR_ITERATIONS)?;
         let quorum = measure_quorum_fdatasync(dir, 3, 2, FLOOR_ITERATIONS)?;
         let staggered = measure_staggered_commit_sync(dir, FLOOR_ITERATIONS)?;
         let handoff = measure_thread_handoff(FLOOR_ITERATIONS);
+        let bare = measure_bare_commit(dir, FLOOR_DATAGRAM, FLOOR_ITERATIONS)?;
+        let bare_direct = match measure_bare_commit_direct(dir, FLOOR_DATAGRAM, FLOOR_ITERATIONS) {
+            Ok(hist) => Some(hist),
+            Err(error) if error.kind() == io::ErrorKind::Unsupported => None,
+            Err(error) => return Err(error),
+        };
         Ok(Floor {
             fdatasync_p50_us: p50_us(&sync),
             rtt_p50_us: p50_us(&rtt),
             quorum_fdatasync_p50_us: p50_us(&quorum),
             staggered_fdatasync_p50_us: p50_us(&staggered),
             handoff_rtt_p50_us: p50_us(&handoff),
-            p99_us: (
-                sync.value_at_quantile(0.99) as f64 / 1e3,
-                quorum.value_at_quantile(0.99) as f64 / 1e3,
-                rtt.value_at_quantile(0.99) as f64 / 1e3,
-            ),
+            bare_commit_p50_us: p50_us(&bare),
+            bare_commit_direct_p50_us: bare_direct.as_ref().map(p50_us),
+            p99_us: Tails {
+                fdatasync: p99_us(&sync),
+                quorum_fdatasync: p99_us(&quorum),
+                rtt: p99_us(&rtt),
+                bare_commit: p99_us(&bare),
+            },
         })
     }
 
@@ -112,7 +142,20 @@ impl Floor {
                 other.staggered_fdatasync_p50_us,
             ),
             handoff_rtt_p50_us: f64::midpoint(self.handoff_rtt_p50_us, other.handoff_rtt_p50_us),
+            bare_commit_p50_us: f64::midpoint(self.bare_commit_p50_us, other.bare_commit_p50_us),
+            bare_commit_direct_p50_us: self
+                .bare_commit_direct_p50_us
+                .zip(other.bare_commit_direct_p50_us)
+                .map(|(this, that)| f64::midpoint(this, that)),
             p99_us: self.p99_us,
+        }
+    }
+
+    /// The bare commit's p50 with the nodes' syncs made as `path` makes them, if measured.
+    fn bare_commit_us(&self, path: WritePath) -> Option<f64> {
+        match path {
+            WritePath::Direct => self.bare_commit_direct_p50_us,
+            _ => Some(self.bare_commit_p50_us),
         }
     }
 
@@ -214,6 +257,17 @@ fn main() -> Result<(), String> {
         mean.staggered_fdatasync_p50_us,
         staggered_floor_us / floor_us,
     );
+    println!(
+        "bare commit = the same work with no Raft (a thread per node, plain UDP), p50: {:.1} µs = \
+         {:.2} × floor{}",
+        mean.bare_commit_p50_us,
+        mean.bare_commit_p50_us / floor_us,
+        mean.bare_commit_direct_p50_us
+            .map_or_else(String::new, |us| format!(
+                "; with O_DIRECT|O_DSYNC {us:.1} µs = {:.2} × floor",
+                us / floor_us
+            )),
+    );
 
     println!(
         "\n{:<42} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
@@ -226,18 +280,23 @@ fn main() -> Result<(), String> {
         "max µs",
         "p50/fl",
         "p99/fl",
-        "p50/cf"
+        "p50/bc"
     );
     let default_name = format!("{default_path:?}").to_lowercase();
     let other_name = format!("{other_path:?}").to_lowercase();
-    for (name, (sockets, outcome)) in durable
+    // The last column compares a durable run with the bare commit of its write path.
+    for (name, bare_us, (sockets, outcome)) in durable
         .iter()
-        .map(|o| (default_name.as_str(), o))
-        .chain(durable_other.iter().map(|o| (other_name.as_str(), o)))
-        .chain(unsafe_runs.iter().map(|o| ("no fsync (unsafe)", o)))
+        .map(|o| (default_name.as_str(), mean.bare_commit_us(default_path), o))
+        .chain(
+            durable_other
+                .iter()
+                .map(|o| (other_name.as_str(), mean.bare_commit_us(other_path), o)),
+        )
+        .chain(unsafe_runs.iter().map(|o| ("no fsync (unsafe)", None, o)))
     {
         println!(
-            "{:<42} {:>7.0} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7.2} {:>7.2} {:>7.2}",
+            "{:<42} {:>7.0} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7.2} {:>7.2} {:>7}",
             format!(
                 "{name}, {} client(s){}",
                 outcome.clients,
@@ -251,7 +310,10 @@ fn main() -> Result<(), String> {
             outcome.latency_us.max(),
             outcome.us_at(0.5) as f64 / floor_us,
             outcome.us_at(0.99) as f64 / floor_us,
-            outcome.us_at(0.5) as f64 / commit_floor_us,
+            bare_us.map_or_else(
+                || "-".to_owned(),
+                |bare_us| format!("{:.2}", outcome.us_at(0.5) as f64 / bare_us)
+            ),
         );
     }
 
@@ -274,13 +336,23 @@ fn main() -> Result<(), String> {
         1.5,
     );
     println!(
-        "    (the staggered commit floor, no software at all, is {:.2} x floor)",
-        staggered_floor_us / floor_us
+        "    (the staggered commit floor, no software at all, is {:.2} x floor; a bare commit of \
+         this write path, no Raft, {})",
+        staggered_floor_us / floor_us,
+        mean.bare_commit_us(default_path).map_or_else(
+            || "not measured".to_owned(),
+            |bare_us| format!("{:.2} x floor", bare_us / floor_us)
+        ),
     );
     verdict(
         "1 client p99 <= 3 x floor",
         one.us_at(0.99) as f64 / floor_us,
         3.0,
+    );
+    println!(
+        "    (a bare commit's p99, before / after the load: {:.2} / {:.2} x floor)",
+        before.p99_us.bare_commit / floor_us,
+        after.p99_us.bare_commit / floor_us,
     );
     for sockets in [Sockets::Shared, Sockets::PerClient] {
         let Some(many) = most(sockets).filter(|many| many.clients > one.clients) else {
@@ -432,8 +504,17 @@ fn print_floor(name: &str, floor: &Floor) {
         floor.handoff_rtt_p50_us
     );
     println!(
-        "  p99: fdatasync {:.1} µs, 2-of-3 fdatasync {:.1} µs, UDP RTT {:.1} µs",
-        floor.p99_us.0, floor.p99_us.1, floor.p99_us.2
+        "  bare commit (no Raft: a thread per node, plain UDP, each node syncing) p50 {:.1} µs; \
+         with O_DIRECT|O_DSYNC {}",
+        floor.bare_commit_p50_us,
+        floor
+            .bare_commit_direct_p50_us
+            .map_or_else(|| "not measured".to_owned(), |us| format!("{us:.1} µs")),
+    );
+    let tails = floor.p99_us;
+    println!(
+        "  p99: fdatasync {:.1} µs, 2-of-3 fdatasync {:.1} µs, UDP RTT {:.1} µs, bare commit {:.1} µs",
+        tails.fdatasync, tails.quorum_fdatasync, tails.rtt, tails.bare_commit
     );
 }
 

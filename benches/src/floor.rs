@@ -317,3 +317,179 @@ pub fn measure_thread_handoff(iterations: usize) -> Histogram<u64> {
         hist
     })
 }
+
+/// A commit with no Raft in it: the least software that can make one client's write durable on
+/// two of three nodes sharing this machine's disk and CPUs, to compare the real path with. Each
+/// node appends 64 bytes to its own preallocated file in `dir` and makes them durable with
+/// `pwrite` + `fdatasync` (see [`measure_bare_commit_with`]).
+///
+/// # Errors
+/// Any socket or file error, or a datagram not answered within 1 s.
+pub fn measure_bare_commit(
+    dir: &Path,
+    datagram_len: usize,
+    iterations: usize,
+) -> io::Result<Histogram<u64>> {
+    let mut files = (0..3)
+        .map(|k| FloorFile::create(&dir.join(format!("bare-commit-{k}.wal")), 64))
+        .collect::<io::Result<Vec<_>>>()?;
+    let [leader, first, second] = &mut files[..] else {
+        unreachable!("three files were created");
+    };
+    let hist = measure_bare_commit_with([leader, first, second], datagram_len, iterations)?;
+    for file in files {
+        file.finish()?;
+    }
+    Ok(hist)
+}
+
+/// The same with each node's append made durable by one `O_DIRECT | O_DSYNC` write, as the WAL's
+/// `Direct` path does ([`crate::concurrent::DirectBlockFile`]).
+///
+/// # Errors
+/// As [`measure_bare_commit`]; `Unsupported` where the WAL does not use `O_DIRECT`.
+pub fn measure_bare_commit_direct(
+    dir: &Path,
+    datagram_len: usize,
+    iterations: usize,
+) -> io::Result<Histogram<u64>> {
+    use crate::concurrent::DirectBlockFile;
+    let mut files = (0..3)
+        .map(|k| DirectBlockFile::create(&dir.join(format!("bare-commit-direct-{k}.wal")), 64))
+        .collect::<io::Result<Vec<_>>>()?;
+    let [leader, first, second] = &mut files[..] else {
+        unreachable!("three files were created");
+    };
+    let hist = measure_bare_commit_with([leader, first, second], datagram_len, iterations)?;
+    for file in files {
+        file.finish()?;
+    }
+    Ok(hist)
+}
+
+/// A bare commit over three nodes whose durable append is `nodes[k].step()` (the leader is
+/// node 0): four blocking threads on loopback UDP, no hand-offs inside a node. The client sends
+/// a `datagram_len`-byte request and waits for the answer; the leader sends it on to both
+/// followers, makes its own append durable, then waits for the first follower's
+/// acknowledgement and answers (its own sync and one follower's are two of three); each
+/// follower makes the append durable, then acknowledges. Per round, the client's wall time: two
+/// round trips and the disk share as a commit arranges it (the leader's sync first, the
+/// followers' half a round trip later). Nanoseconds per round, after [`WARMUP`] untimed rounds.
+///
+/// # Errors
+/// Any socket error or error of a step, or a datagram not answered within 1 s.
+pub fn measure_bare_commit_with(
+    nodes: [&mut (dyn Step + Send); 3],
+    datagram_len: usize,
+    iterations: usize,
+) -> io::Result<Histogram<u64>> {
+    use std::net::{SocketAddr, UdpSocket};
+
+    fn bind() -> io::Result<(UdpSocket, SocketAddr)> {
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        socket.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let address = socket.local_addr()?;
+        Ok((socket, address))
+    }
+    /// A follower: every datagram is one write to make durable, answered with its first 8
+    /// bytes (the round); an empty one stops it.
+    fn follow(socket: &UdpSocket, node: &mut (dyn Step + Send)) -> io::Result<()> {
+        let mut buffer = vec![0_u8; 65_536];
+        loop {
+            let (len, from) = socket.recv_from(&mut buffer)?;
+            if len == 0 {
+                return Ok(());
+            }
+            node.step()?;
+            socket.send_to(&buffer[..8.min(len)], from)?;
+        }
+    }
+    /// The leader: per request, on to the followers, its own sync, then the first
+    /// acknowledgement of this round (the other follower's arrives later and is skipped then;
+    /// only the client's datagrams are requests).
+    fn lead(
+        socket: &UdpSocket,
+        followers: [SocketAddr; 2],
+        node: &mut (dyn Step + Send),
+    ) -> io::Result<()> {
+        let mut buffer = vec![0_u8; 65_536];
+        loop {
+            let (len, client) = socket.recv_from(&mut buffer)?;
+            if followers.contains(&client) {
+                continue; // the slower follower's acknowledgement of an earlier round
+            }
+            if len == 0 {
+                for follower in followers {
+                    socket.send_to(&[], follower)?;
+                }
+                return Ok(());
+            }
+            let round: [u8; 8] = buffer[..8].try_into().expect("requests carry their round");
+            for follower in followers {
+                socket.send_to(&buffer[..len], follower)?;
+            }
+            node.step()?;
+            let mut ack = [0_u8; 8];
+            while socket.recv(&mut ack)? != 8 || ack != round {
+                // a late acknowledgement of an earlier round
+            }
+            socket.send_to(&round, client)?;
+        }
+    }
+
+    let [leader_node, first_node, second_node] = nodes;
+    let (client, _) = bind()?;
+    let (leader, leader_address) = bind()?;
+    let (first, first_address) = bind()?;
+    let (second, second_address) = bind()?;
+    let mut request = vec![FILL; datagram_len.max(8)];
+    std::thread::scope(|scope| -> io::Result<Histogram<u64>> {
+        let leader_thread =
+            scope.spawn(|| lead(&leader, [first_address, second_address], leader_node));
+        let followers = [
+            scope.spawn(|| follow(&first, first_node)),
+            scope.spawn(|| follow(&second, second_node)),
+        ];
+        let mut round = 0_u64;
+        let result = sample(WARMUP, iterations, || {
+            round += 1;
+            request[..8].copy_from_slice(&round.to_le_bytes());
+            client.send_to(&request, leader_address)?;
+            let mut answer = [0_u8; 8];
+            let len = client.recv(&mut answer)?;
+            if len == 8 && answer == round.to_le_bytes() {
+                Ok(())
+            } else {
+                Err(io::Error::other("an answer to another round"))
+            }
+        });
+        client.send_to(&[], leader_address)?;
+        let panicked = || io::Error::other("a node thread panicked");
+        leader_thread.join().map_err(|_| panicked())??;
+        for follower in followers {
+            follower.join().map_err(|_| panicked())??;
+        }
+        result
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_commit_times_each_round_once_and_cleans_up() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let hist = measure_bare_commit(dir.path(), 160, 50).expect("every round answered");
+        assert_eq!(hist.len(), 50, "one sample per measured round");
+        assert!(hist.min() > 0);
+        match measure_bare_commit_direct(dir.path(), 160, 50) {
+            Ok(hist) => assert_eq!(hist.len(), 50, "one sample per measured round"),
+            Err(error) => assert_eq!(error.kind(), io::ErrorKind::Unsupported, "{error}"),
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("the directory is readable")
+            .collect();
+        assert!(left.is_empty(), "the nodes' files are removed: {left:?}");
+    }
+}
