@@ -15,7 +15,8 @@
 //!    same work with no Raft in it — a blocking thread per node, plain UDP, each node's append
 //!    synced, the leader answering after its own sync and one follower's acknowledgement — with
 //!    each write path (`p50/bc` compares a run with the bare commit of its write path): what the
-//!    software adds, measured rather than argued;
+//!    software adds, measured rather than argued; and the bare commit on Balsa's threads (a
+//!    receiving, a consensus and a disk thread per node): what the thread layout costs alone;
 //! 2. one closed-loop client: latency percentiles and throughput;
 //! 3. 8 and 64 closed-loop clients: throughput (group commit and batching at work), each count
 //!    twice: with a socket per client (one request per datagram), then with the clients of a
@@ -48,11 +49,11 @@ use balsa::client::ClientOptions;
 use balsa::runtime::wire::StatusReport;
 use balsa::wal::WritePath;
 use balsa_benches::{
+    bare_commit::{self, Layout},
     cluster::LocalCluster,
     floor::{
-        measure_bare_commit, measure_bare_commit_direct, measure_fdatasync_floor,
-        measure_quorum_fdatasync, measure_staggered_commit_sync, measure_thread_handoff,
-        measure_udp_rtt,
+        measure_fdatasync_floor, measure_quorum_fdatasync, measure_staggered_commit_sync,
+        measure_thread_handoff, measure_udp_rtt,
     },
     load::{self, Load, Outcome, Sockets},
     report,
@@ -77,10 +78,12 @@ struct Floor {
     /// A crossbeam round trip between two threads: two thread hand-offs.
     handoff_rtt_p50_us: f64,
     /// A commit with no Raft in it: one thread per node, plain UDP and syncs
-    /// ([`measure_bare_commit`]).
+    /// ([`bare_commit`]).
     bare_commit_p50_us: f64,
     /// The same with `O_DIRECT | O_DSYNC` writes, where the WAL uses them.
     bare_commit_direct_p50_us: Option<f64>,
+    /// The bare commit on Balsa's threads: four hand-offs on the path, nothing else of Raft.
+    bare_commit_handoffs_p50_us: f64,
     /// The tails (p99), for the reader.
     p99_us: Tails,
 }
@@ -104,8 +107,12 @@ impl Floor {
         let quorum = measure_quorum_fdatasync(dir, 3, 2, FLOOR_ITERATIONS)?;
         let staggered = measure_staggered_commit_sync(dir, FLOOR_ITERATIONS)?;
         let handoff = measure_thread_handoff(FLOOR_ITERATIONS);
-        let bare = measure_bare_commit(dir, FLOOR_DATAGRAM, FLOOR_ITERATIONS)?;
-        let bare_direct = match measure_bare_commit_direct(dir, FLOOR_DATAGRAM, FLOOR_ITERATIONS) {
+        let bare = bare_commit::measure(dir, Layout::Bare, FLOOR_DATAGRAM, FLOOR_ITERATIONS)?;
+        let handoffs =
+            bare_commit::measure(dir, Layout::Handoffs, FLOOR_DATAGRAM, FLOOR_ITERATIONS)?;
+        let direct =
+            bare_commit::measure_direct(dir, Layout::Bare, FLOOR_DATAGRAM, FLOOR_ITERATIONS);
+        let bare_direct = match direct {
             Ok(hist) => Some(hist),
             Err(error) if error.kind() == io::ErrorKind::Unsupported => None,
             Err(error) => return Err(error),
@@ -118,6 +125,7 @@ impl Floor {
             handoff_rtt_p50_us: p50_us(&handoff),
             bare_commit_p50_us: p50_us(&bare),
             bare_commit_direct_p50_us: bare_direct.as_ref().map(p50_us),
+            bare_commit_handoffs_p50_us: p50_us(&handoffs),
             p99_us: Tails {
                 fdatasync: p99_us(&sync),
                 quorum_fdatasync: p99_us(&quorum),
@@ -147,6 +155,10 @@ impl Floor {
                 .bare_commit_direct_p50_us
                 .zip(other.bare_commit_direct_p50_us)
                 .map(|(this, that)| f64::midpoint(this, that)),
+            bare_commit_handoffs_p50_us: f64::midpoint(
+                self.bare_commit_handoffs_p50_us,
+                other.bare_commit_handoffs_p50_us,
+            ),
             p99_us: self.p99_us,
         }
     }
@@ -267,6 +279,13 @@ fn main() -> Result<(), String> {
                 "; with O_DIRECT|O_DSYNC {us:.1} µs = {:.2} × floor",
                 us / floor_us
             )),
+    );
+    println!(
+        "bare commit on Balsa's threads (receive → consensus → disk, four hand-offs on the path), \
+         p50: {:.1} µs = {:.2} × floor = {:.2} × the bare commit",
+        mean.bare_commit_handoffs_p50_us,
+        mean.bare_commit_handoffs_p50_us / floor_us,
+        mean.bare_commit_handoffs_p50_us / mean.bare_commit_p50_us,
     );
 
     println!(
@@ -505,11 +524,12 @@ fn print_floor(name: &str, floor: &Floor) {
     );
     println!(
         "  bare commit (no Raft: a thread per node, plain UDP, each node syncing) p50 {:.1} µs; \
-         with O_DIRECT|O_DSYNC {}",
+         with O_DIRECT|O_DSYNC {}; on Balsa's threads (four hand-offs) {:.1} µs",
         floor.bare_commit_p50_us,
         floor
             .bare_commit_direct_p50_us
             .map_or_else(|| "not measured".to_owned(), |us| format!("{us:.1} µs")),
+        floor.bare_commit_handoffs_p50_us,
     );
     let tails = floor.p99_us;
     println!(

@@ -12,6 +12,7 @@ use std::{io, time::Instant};
 
 use hdrhistogram::Histogram;
 
+pub mod bare_commit;
 pub mod cluster;
 pub mod concurrent;
 pub mod floor;
