@@ -107,12 +107,12 @@ impl Floor {
         let quorum = measure_quorum_fdatasync(dir, 3, 2, FLOOR_ITERATIONS)?;
         let staggered = measure_staggered_commit_sync(dir, FLOOR_ITERATIONS)?;
         let handoff = measure_thread_handoff(FLOOR_ITERATIONS);
-        let bare = bare_commit::measure(dir, Layout::Bare, FLOOR_DATAGRAM, FLOOR_ITERATIONS)?;
-        let handoffs =
-            bare_commit::measure(dir, Layout::Handoffs, FLOOR_DATAGRAM, FLOOR_ITERATIONS)?;
-        let direct =
-            bare_commit::measure_direct(dir, Layout::Bare, FLOOR_DATAGRAM, FLOOR_ITERATIONS);
-        let bare_direct = match direct {
+        let bare_commit = |path, layout| {
+            bare_commit::measure(dir, path, layout, FLOOR_DATAGRAM, FLOOR_ITERATIONS)
+        };
+        let bare = bare_commit(WritePath::Pwrite, Layout::Bare)?;
+        let handoffs = bare_commit(WritePath::Pwrite, Layout::Handoffs)?;
+        let bare_direct = match bare_commit(WritePath::Direct, Layout::Bare) {
             Ok(hist) => Some(hist),
             Err(error) if error.kind() == io::ErrorKind::Unsupported => None,
             Err(error) => return Err(error),

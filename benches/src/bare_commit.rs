@@ -28,6 +28,7 @@ use std::{
     time::Duration,
 };
 
+use balsa_wal::WritePath;
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use hdrhistogram::Histogram;
 
@@ -51,50 +52,57 @@ pub enum Layout {
 type Round = [u8; 8];
 
 /// A bare commit whose nodes append 64 bytes to their own preallocated file in `dir` and make
-/// them durable with `pwrite` + `fdatasync`. Nanoseconds per round, after [`WARMUP`] untimed
-/// rounds.
+/// them durable as `path` does: `pwrite` + `fdatasync` ([`FloorFile`]; also the nearest to
+/// `Mmap`), or one `O_DIRECT | O_DSYNC` write of the blocks holding the append
+/// ([`DirectBlockFile`]). Nanoseconds per round, after [`WARMUP`] untimed rounds.
 ///
 /// # Errors
-/// Any socket or file error, or a datagram not answered within 1 s.
+/// Any socket or file error, or a datagram not answered within 1 s; `Unsupported` for `Direct`
+/// where the WAL does not use `O_DIRECT`.
 pub fn measure(
     dir: &Path,
+    path: WritePath,
     layout: Layout,
     datagram_len: usize,
     iterations: usize,
 ) -> io::Result<Histogram<u64>> {
-    let mut files = (0..3)
-        .map(|k| FloorFile::create(&dir.join(format!("bare-commit-{k}.wal")), 64))
-        .collect::<io::Result<Vec<_>>>()?;
-    let [leader, first, second] = &mut files[..] else {
-        unreachable!("three files were created");
-    };
-    let hist = measure_with([leader, first, second], layout, datagram_len, iterations)?;
-    for file in files {
-        file.finish()?;
+    let name = |k: usize| dir.join(format!("bare-commit-{path:?}-{k}.wal"));
+    match path {
+        WritePath::Pwrite | WritePath::Mmap => {
+            let files = (0..3)
+                .map(|k| FloorFile::create(&name(k), 64))
+                .collect::<io::Result<Vec<_>>>()?;
+            measure_on_files(files, FloorFile::finish, layout, datagram_len, iterations)
+        }
+        WritePath::Direct => {
+            let files = (0..3)
+                .map(|k| DirectBlockFile::create(&name(k), 64))
+                .collect::<io::Result<Vec<_>>>()?;
+            measure_on_files(
+                files,
+                DirectBlockFile::finish,
+                layout,
+                datagram_len,
+                iterations,
+            )
+        }
     }
-    Ok(hist)
 }
 
-/// The same with each append made durable by one `O_DIRECT | O_DSYNC` write, as the WAL's
-/// `Direct` path does ([`DirectBlockFile`]).
-///
-/// # Errors
-/// As [`measure`]; `Unsupported` where the WAL does not use `O_DIRECT`.
-pub fn measure_direct(
-    dir: &Path,
+/// [`measure_with`] on three nodes' files, each checked and removed with `finish` afterwards.
+fn measure_on_files<F: Step + Send>(
+    mut files: Vec<F>,
+    finish: fn(F) -> io::Result<()>,
     layout: Layout,
     datagram_len: usize,
     iterations: usize,
 ) -> io::Result<Histogram<u64>> {
-    let mut files = (0..3)
-        .map(|k| DirectBlockFile::create(&dir.join(format!("bare-commit-direct-{k}.wal")), 64))
-        .collect::<io::Result<Vec<_>>>()?;
     let [leader, first, second] = &mut files[..] else {
-        unreachable!("three files were created");
+        unreachable!("a file per node: three");
     };
     let hist = measure_with([leader, first, second], layout, datagram_len, iterations)?;
     for file in files {
-        file.finish()?;
+        finish(file)?;
     }
     Ok(hist)
 }
@@ -382,9 +390,10 @@ mod tests {
     fn each_layout_times_each_round_once_and_cleans_up() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         for layout in [Layout::Bare, Layout::Handoffs] {
-            let hist = measure(dir.path(), layout, 160, 50).expect("every round answered");
+            let hist = measure(dir.path(), WritePath::Pwrite, layout, 160, 50)
+                .expect("every round answered");
             assert_eq!(hist.len(), 50, "{layout:?}: one sample per measured round");
-            match measure_direct(dir.path(), layout, 160, 50) {
+            match measure(dir.path(), WritePath::Direct, layout, 160, 50) {
                 Ok(hist) => assert_eq!(hist.len(), 50, "{layout:?}: one sample per round"),
                 Err(error) => assert_eq!(error.kind(), io::ErrorKind::Unsupported, "{error}"),
             }
