@@ -260,10 +260,9 @@ impl<S: StateMachine> Consensus<S> {
                 self.respond(reply, ResponseBody::Status(report));
             }
             RequestBody::Snapshot => {
-                let newest = self.raft.status().snapshot_index;
-                if self.snapshots.saving.is_none() && newest == self.applied_index {
+                let index = self.raft.snapshot_index();
+                if self.snapshots.saving.is_none() && index == self.applied_index {
                     // Nothing applied since the last one: it is the snapshot asked for.
-                    let index = newest;
                     self.respond(reply, ResponseBody::SnapshotTaken { index });
                 } else {
                     self.snapshots.waiters.push(reply);
@@ -495,7 +494,7 @@ impl<S: StateMachine> Consensus<S> {
     /// this) and queues it for the WAL thread to save, in order with this turn's other work.
     fn take_snapshot(&mut self) {
         let index = self.applied_index;
-        if index <= self.raft.status().snapshot_index {
+        if index <= self.raft.snapshot_index() {
             return;
         }
         let data = Arc::new(self.state_machine.snapshot());
