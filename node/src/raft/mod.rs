@@ -423,8 +423,8 @@ pub enum Action {
     /// snapshot durably, reset the WAL by Figure 13's rules (if it holds an entry at `index`
     /// with term `term`, keep the entries after it; else keep none after the base
     /// (`index`, `term`)), raise the stored commit index to at least `index`, keep term and
-    /// vote, restore the state machine from it, then report [`Input::SnapshotInstalled`]. A
-    /// crash at any point must leave the old state or the new one.
+    /// vote, restore the state machine from `data`, then report [`Input::SnapshotInstalled`].
+    /// A crash at any point must leave the old state or the new one.
     InstallSnapshot {
         /// The snapshot's last index.
         index: u64,
