@@ -333,11 +333,12 @@ impl<S: StateMachine> Consensus<S> {
     /// Routes every action the core has for us.
     ///
     /// Work for the WAL thread (persists, snapshot chunks, installs, compactions, in the core's
-    /// order) goes there after the messages of the same turn have left: a leader's
-    /// AppendEntries start the followers' writes, which the commit waits for, while its own write
-    /// runs in parallel (thesis §10.2.1) and is usually the first of the quorum to finish. Order
-    /// among persists is kept, and no message that must wait for a persist is among the sends
-    /// (the core holds those, or attaches them to the persist's `then_send`).
+    /// order, and this thread's snapshot saves, all gathered over the turn) goes there after the
+    /// messages and the client answers of the same turn have left: a leader's AppendEntries
+    /// start the followers' writes, which the commit waits for, while its own write runs in
+    /// parallel (thesis §10.2.1) and is usually the first of the quorum to finish. Order among
+    /// persists is kept, and no message that must wait for a persist is among the sends (the
+    /// core holds those, or attaches them to the persist's `then_send`).
     fn drain_actions(&mut self) {
         while let Some(action) = self.raft.poll_action() {
             match action {
