@@ -221,7 +221,8 @@ impl<S: StateMachine> Consensus<S> {
             (Kind::Request, Wire::Requests(requests)) => {
                 if requests.len() > MAX_REQUESTS_PER_DATAGRAM {
                     log::debug!(
-                        "dropped a batch of {} requests from {} (at most {MAX_REQUESTS_PER_DATAGRAM})",
+                        "dropped a batch of {} requests from {} (at most \
+                         {MAX_REQUESTS_PER_DATAGRAM})",
                         requests.len(),
                         inbound.source
                     );
