@@ -616,10 +616,10 @@ impl Client {
         &mut self,
         deadline: Instant,
     ) -> Result<Option<(u64, ResponseBody, SocketAddr)>, ClientError> {
-        if let Some(first) = self.received.pop_front() {
-            return Ok(Some(first));
-        }
         loop {
+            if let Some(first) = self.received.pop_front() {
+                return Ok(Some(first));
+            }
             let left = deadline.saturating_duration_since(now());
             if left.is_zero() {
                 return Ok(None);
@@ -669,13 +669,10 @@ impl Client {
                     return Ok(Some((response.id, response.body, from)));
                 }
                 // Several answers for this socket in one turn of a node (a retry's answer
-                // beside the original's, say): taken one at a time.
+                // beside the original's, say): taken one at a time, from the loop's top.
                 (Kind::Response, Wire::Responses(responses)) => {
                     let answers = responses.into_iter().map(|r| (r.id, r.body, from));
                     self.received.extend(answers);
-                    if let Some(first) = self.received.pop_front() {
-                        return Ok(Some(first));
-                    }
                 }
                 _ => {}
             }

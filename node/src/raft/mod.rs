@@ -423,8 +423,8 @@ pub enum Action {
     /// snapshot durably, reset the WAL by Figure 13's rules (if it holds an entry at `index`
     /// with term `term`, keep the entries after it; else keep none after the base
     /// (`index`, `term`)), raise the stored commit index to at least `index`, keep term and
-    /// vote, restore the state machine from it, then report [`Input::SnapshotInstalled`]. A
-    /// crash at any point must leave the old state or the new one.
+    /// vote, restore the state machine from `data`, then report [`Input::SnapshotInstalled`].
+    /// A crash at any point must leave the old state or the new one.
     InstallSnapshot {
         /// The snapshot's last index.
         index: u64,
@@ -703,6 +703,14 @@ impl Raft {
         self.role
     }
 
+    /// The newest snapshot's index (saved, installed or restored): the one held, else the log's
+    /// base (a restart without the snapshot's bytes, or none yet: 0).
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot
+            .as_ref()
+            .map_or(self.log.snapshot().0, |image| image.index)
+    }
+
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.config.id
@@ -875,14 +883,6 @@ impl Raft {
             term: self.term,
             leader: self.leader,
         });
-    }
-
-    /// The newest snapshot's index: the one held, else the log's base (a restart without the
-    /// snapshot's bytes, or none yet: 0).
-    fn snapshot_index(&self) -> u64 {
-        self.snapshot
-            .as_ref()
-            .map_or(self.log.snapshot().0, |image| image.index)
     }
 
     /// Checks the invariants that span modules, after every step. They are O(1), so they stay

@@ -270,8 +270,8 @@ impl Raft {
                 let probe = progress.on_reject(index, next, follower_last);
                 if progress.match_index < acknowledged {
                     log::warn!(
-                        "node {}: node {from} holds entries only up to {}, below the {acknowledged} \
-                         it acknowledged: probing it again",
+                        "node {}: node {from} holds entries only up to {}, below the \
+                         {acknowledged} it acknowledged: probing it again",
                         self.config.id,
                         progress.match_index
                     );

@@ -16,21 +16,22 @@
 //! the leader resends from the acked offset (go-back-N). A repeated ack of the acked offset while
 //! later chunks are out means the follower got a later chunk but not the next one: the leader
 //! goes back at once, once per acked offset (a fast retransmit, as TCP's on duplicate acks), so
-//! a lost chunk costs a round trip rather than the timeout. An ack of offset 0 after progress means
-//! the follower lost the partial transfer (it restarted): start again from 0. Heartbeats go on
-//! as usual meanwhile.
+//! a lost chunk costs a round trip rather than the timeout. An ack of offset 0 after progress
+//! means the follower lost the partial transfer (it restarted): start again from 0. Heartbeats
+//! go on as usual meanwhile.
 //!
-//! **Receiving** (follower). A transfer is keyed on the leader's term and the
-//! snapshot's index, term, size and CRC. A chunk at the
-//! expected offset is passed to the runtime ([`Action::SnapshotChunk`](super::Action::SnapshotChunk))
-//! and acknowledged; any other offset re-acknowledges the expected one (0 when no transfer
-//! matches). The last chunk is not acknowledged: it starts the install
+//! **Receiving** (follower). A transfer is keyed on the leader's term and the snapshot's index,
+//! term, size and CRC. A chunk at the expected offset is passed to the runtime
+//! ([`Action::SnapshotChunk`](super::Action::SnapshotChunk)) and acknowledged; any other offset
+//! re-acknowledges the expected one (0 when no transfer matches). The last chunk is not
+//! acknowledged: it starts the install
 //! ([`Action::InstallSnapshot`](super::Action::InstallSnapshot)), during which AppendEntries and
 //! InstallSnapshot are dropped (the leader resends), until
 //! [`Input::SnapshotInstalled`](super::Input::SnapshotInstalled). Then Figure 13 rules 6 and 7:
 //! keep the log after the snapshot if it holds the snapshot's last entry, else discard it all.
-//! The core also assembles the chunks in memory, so that a node that installed a snapshot can
-//! send it on if it becomes leader; it checks their CRC before installing.
+//! The core also assembles the chunks in memory and checks their CRC before installing: the
+//! runtime restores the state machine from those bytes, and a node that installed a snapshot
+//! sends them on if it becomes leader.
 //!
 //! Invariants: a leader's transfer never sends bytes past the snapshot's size, and its acked
 //! offset never exceeds what it sent; a follower's expected offset never exceeds the size, and
@@ -173,7 +174,8 @@ pub(super) enum Incoming {
     Idle,
     /// Receiving chunks in order.
     Receiving {
-        /// The sending leader's term: with `index`, the transfer's key.
+        /// The sending leader's term: with the snapshot's index, term, size and CRC, the
+        /// transfer's key.
         leader_term: u64,
         /// The snapshot's last index.
         index: u64,

@@ -221,7 +221,8 @@ impl<S: StateMachine> Consensus<S> {
             (Kind::Request, Wire::Requests(requests)) => {
                 if requests.len() > MAX_REQUESTS_PER_DATAGRAM {
                     log::debug!(
-                        "dropped a batch of {} requests from {} (at most {MAX_REQUESTS_PER_DATAGRAM})",
+                        "dropped a batch of {} requests from {} (at most \
+                         {MAX_REQUESTS_PER_DATAGRAM})",
                         requests.len(),
                         inbound.source
                     );
@@ -260,10 +261,9 @@ impl<S: StateMachine> Consensus<S> {
                 self.respond(reply, ResponseBody::Status(report));
             }
             RequestBody::Snapshot => {
-                let newest = self.raft.status().snapshot_index;
-                if self.snapshots.saving.is_none() && newest == self.applied_index {
+                let index = self.raft.snapshot_index();
+                if self.snapshots.saving.is_none() && index == self.applied_index {
                     // Nothing applied since the last one: it is the snapshot asked for.
-                    let index = newest;
                     self.respond(reply, ResponseBody::SnapshotTaken { index });
                 } else {
                     self.snapshots.waiters.push(reply);
@@ -334,11 +334,12 @@ impl<S: StateMachine> Consensus<S> {
     /// Routes every action the core has for us.
     ///
     /// Work for the WAL thread (persists, snapshot chunks, installs, compactions, in the core's
-    /// order) goes there after the messages of the same turn have left: a leader's
-    /// AppendEntries start the followers' writes, which the commit waits for, while its own write
-    /// runs in parallel (thesis §10.2.1) and is usually the first of the quorum to finish. Order
-    /// among persists is kept, and no message that must wait for a persist is among the sends
-    /// (the core holds those, or attaches them to the persist's `then_send`).
+    /// order, and this thread's snapshot saves, all gathered over the turn) goes there after the
+    /// messages and the client answers of the same turn have left: a leader's AppendEntries
+    /// start the followers' writes, which the commit waits for, while its own write runs in
+    /// parallel (thesis §10.2.1) and is usually the first of the quorum to finish. Order among
+    /// persists is kept, and no message that must wait for a persist is among the sends (the
+    /// core holds those, or attaches them to the persist's `then_send`).
     fn drain_actions(&mut self) {
         while let Some(action) = self.raft.poll_action() {
             match action {
@@ -495,7 +496,7 @@ impl<S: StateMachine> Consensus<S> {
     /// this) and queues it for the WAL thread to save, in order with this turn's other work.
     fn take_snapshot(&mut self) {
         let index = self.applied_index;
-        if index <= self.raft.status().snapshot_index {
+        if index <= self.raft.snapshot_index() {
             return;
         }
         let data = Arc::new(self.state_machine.snapshot());

@@ -17,8 +17,9 @@
 //! 3. publish the snapshot (temp file synced, renamed, directory synced) — from here a restart
 //!    starts from it (the WAL reopens a log that ends below it as continuing after it);
 //! 4. reset the log to continue after `index` if it ended below, raise the stored commit index to
-//!    `index` (term and vote unchanged), sync, drop the segments it covers;
-//! 5. tell the consensus thread, which restores the state machine from the bytes the core
+//!    `index` (term and vote unchanged), sync;
+//! 5. drop the segments the snapshot covers;
+//! 6. tell the consensus thread, which restores the state machine from the bytes the core
 //!    assembled (the file's, checked in step 1) and reports `SnapshotInstalled` to the core.
 //!
 //! Rule 6 (the log holds `index` with the snapshot's term) keeps the entries after `index`.
@@ -123,7 +124,7 @@ impl Receiving {
         Ok(Some(receiving))
     }
 
-    /// Installs the received snapshot (steps 1–4 of the module doc).
+    /// Installs the received snapshot (steps 1–5 of the module doc).
     pub fn install(
         self,
         wal: &mut Wal,
@@ -135,9 +136,9 @@ impl Receiving {
     }
 
     /// [`install`](Self::install), asking `go_on(step)` before each step of the module doc that
-    /// changes the disk (2: the rule 7 cut, 3: publishing, 4: the reset and the commit, 5: after
-    /// them, compaction); a false answer stops there, as a crash would (the tests' door into
-    /// every crash point).
+    /// changes the disk (2: the rule 7 cut, 3: publishing, 4: the reset and the commit, 5:
+    /// compaction); a false answer stops there, as a crash would (the tests' door into every
+    /// crash point).
     fn install_stepwise(
         self,
         wal: &mut Wal,

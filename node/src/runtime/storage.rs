@@ -22,7 +22,7 @@ use balsa_net::{Destination, Outbox};
 use balsa_wal::{HardState as WalHardState, SnapshotMeta, Wal};
 
 use super::Event;
-use super::snapshots::{Receiving, Saving};
+use super::snapshots::{InstallError, Receiving, Saving};
 use super::wire::Wire;
 use crate::raft::{Entry, EntryKind, HardState, Message, NodeId, Persist, PersistId};
 
@@ -157,10 +157,8 @@ impl Writer<'_> {
                 data,
             } => {
                 let Some(receiving) = self.receiving.take() else {
-                    return Err(format!(
-                        "refusing to install a snapshot: asked to install {meta:?}, but none \
-                         was received"
-                    ));
+                    let reason = format!("asked to install {meta:?}, but none was received");
+                    return Err(InstallError::Mismatch(reason).to_string());
                 };
                 receiving
                     .install(self.wal, meta, size, crc)

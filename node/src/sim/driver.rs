@@ -527,10 +527,7 @@ impl Sim {
         }
         node.snapshot_due = false;
         let index = node.kv.applied();
-        let held = node
-            .raft
-            .as_ref()
-            .map_or(0, |raft| raft.status().snapshot_index);
+        let held = node.raft.as_ref().map_or(0, Raft::snapshot_index);
         if index <= held {
             return;
         }
