@@ -25,7 +25,6 @@
 //! significant figures). A write still unanswered at the operation timeout is counted as failed,
 //! not recorded; a client stops after [`GIVE_UP_AFTER`] failures in a row.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -238,8 +237,13 @@ struct Conn {
     target: SocketAddr,
     /// The write in flight, encoded once: every attempt sends the same `(client, seq)`.
     command: Vec<u8>,
-    /// Request ids of the write in flight run from `first_request` to `last_request`; an answer
-    /// to any of them is the write's (they all carry the same `(client, seq)`).
+    /// The id of this client's next attempt. A thread's clients number their attempts apart:
+    /// the client in slot `s` uses `s`, `s + CLIENTS_PER_THREAD`, `s + 2 × CLIENTS_PER_THREAD`…,
+    /// so on a shared socket an answer's id says whose attempt it answers.
+    next_request: u64,
+    /// This client's attempts of the write in flight are its ids from `first_request` to
+    /// `last_request`; an answer to any of them is the write's (they all carry the same
+    /// `(client, seq)`).
     first_request: u64,
     last_request: u64,
     /// When the write in flight started, and when its current attempt gives up.
@@ -264,6 +268,7 @@ impl Conn {
             sent: 0,
             target: load.endpoints[0],
             command: Vec::new(),
+            next_request: 0, // numbered from its slot by `Driver::new`
             first_request: 0,
             last_request: 0,
             started: None,
@@ -294,20 +299,22 @@ fn bind_client_socket(endpoint: SocketAddr) -> Result<UdpSocket, String> {
 /// The poll token of a thread's shared socket (a client's own socket has its slot's).
 const SHARED: Token = Token(usize::MAX);
 
+/// How far apart one client's request ids are: see [`Conn::next_request`].
+const REQUEST_ID_STRIDE: u64 = CLIENTS_PER_THREAD as u64;
+
 /// One thread's clients on one poll.
 struct Driver<'a> {
+    /// At most [`CLIENTS_PER_THREAD`]; a client's position here is its slot.
     conns: Vec<Conn>,
-    /// With [`Sockets::Shared`]: the socket, the slot each attempt in flight belongs to, and the
-    /// attempts not yet sent (they leave together after each turn, grouped by target).
+    /// With [`Sockets::Shared`]: the socket, and the attempts not yet sent (they leave together
+    /// after each turn, grouped by target).
     shared: Option<UdpSocket>,
-    in_flight: HashMap<u64, usize>,
     outgoing: Vec<(SocketAddr, Request)>,
     poll: Poll,
     codec: Codec,
     load: &'a Load,
     value: &'a [u8],
     buffer: Vec<u8>,
-    next_request: u64,
     latency_us: Histogram<u64>,
     errors: u64,
     first_error: Option<String>,
@@ -322,6 +329,7 @@ impl<'a> Driver<'a> {
                 .map_err(|e| format!("registering a client socket: {e}"))
         };
         for (slot, conn) in conns.iter_mut().enumerate() {
+            conn.next_request = slot as u64;
             if let Some(socket) = &mut conn.socket {
                 register(socket, Token(slot))?;
             }
@@ -342,14 +350,12 @@ impl<'a> Driver<'a> {
         Ok(Driver {
             conns,
             shared,
-            in_flight: HashMap::new(),
             outgoing: Vec::new(),
             poll,
             codec,
             load,
             value,
             buffer: vec![0; load.options.datagram_limit + 1],
-            next_request: 1,
             latency_us: new_us_histogram(),
             errors: 0,
             first_error: None,
@@ -406,11 +412,6 @@ impl<'a> Driver<'a> {
     /// Starts the client's next write of this phase, if it has one left.
     fn next_write(&mut self, slot: usize, measuring: bool) -> Result<(), String> {
         let conn = &mut self.conns[slot];
-        if conn.started.is_some() && self.shared.is_some() {
-            for id in conn.first_request..=conn.last_request {
-                self.in_flight.remove(&id);
-            }
-        }
         conn.started = None;
         if conn.left(measuring) == 0 || conn.failures_in_a_row >= GIVE_UP_AFTER {
             return Ok(());
@@ -432,15 +433,15 @@ impl<'a> Driver<'a> {
         }
         .encode();
         conn.started = Some(Instant::now());
-        conn.first_request = self.next_request;
+        conn.first_request = conn.next_request;
         self.send(slot)
     }
 
     /// Sends the write in flight (again), as a new attempt with a new request id.
     fn send(&mut self, slot: usize) -> Result<(), String> {
         let conn = &mut self.conns[slot];
-        let id = self.next_request;
-        self.next_request += 1;
+        let id = conn.next_request;
+        conn.next_request += REQUEST_ID_STRIDE;
         conn.last_request = id;
         conn.attempt_deadline = Instant::now() + self.load.options.attempt_timeout;
         let request = Request {
@@ -450,7 +451,6 @@ impl<'a> Driver<'a> {
             },
         };
         let Some(socket) = &conn.socket else {
-            self.in_flight.insert(id, slot);
             self.outgoing.push((conn.target, request));
             return Ok(());
         };
@@ -543,12 +543,16 @@ impl<'a> Driver<'a> {
 
     /// The client whose write in flight request `id`, received on `token`'s socket, answers.
     fn answered_slot(&self, token: Token, id: u64) -> Option<usize> {
-        if token == SHARED {
-            return self.in_flight.get(&id).copied();
-        }
-        let conn = &self.conns[token.0];
+        let slot = if token == SHARED {
+            usize::try_from(id % REQUEST_ID_STRIDE).ok()?
+        } else {
+            token.0
+        };
+        // `id` is one of this client's (its own socket, or the slot the id names); from its
+        // first attempt of the write in flight to its last, it is one of them.
+        let conn = self.conns.get(slot)?;
         let ours = conn.started.is_some() && (conn.first_request..=conn.last_request).contains(&id);
-        ours.then_some(token.0)
+        ours.then_some(slot)
     }
 
     /// The answers in the `len` bytes received into the buffer: one `Response` or a
@@ -766,6 +770,47 @@ mod tests {
                 "{sockets:?}"
             );
         }
+    }
+
+    /// On a shared socket, a client that had to retry its write has attempts on both sides of
+    /// another client's: when its write is answered, the other's attempt is still the other's.
+    #[test]
+    fn a_retried_write_leaves_other_clients_attempts_theirs() {
+        let node = std::net::UdpSocket::bind("127.0.0.1:0").unwrap(); // never answers
+        let load = Load {
+            endpoints: vec![node.local_addr().unwrap()],
+            clients: 2,
+            ops: 0,
+            value_size: 8,
+            warmup: 2,
+            options: ClientOptions::default(),
+            sockets: Sockets::Shared,
+        };
+        let conns = (0..2).map(|k| Conn::new(k, &load, 1, 0).unwrap()).collect();
+        let value = vec![b'v'; load.value_size];
+        let mut driver = Driver::new(conns, &load, &value).unwrap();
+        driver.next_write(0, false).unwrap();
+        driver.next_write(1, false).unwrap();
+        driver.send(0).unwrap(); // client 0 retries, after client 1's attempt
+        let (retry, other) = (driver.conns[0].last_request, driver.conns[1].last_request);
+        assert_eq!(driver.answered_slot(SHARED, retry), Some(0));
+        assert_eq!(driver.answered_slot(SHARED, other), Some(1));
+        let applied = ResponseBody::Applied {
+            data: Answer::Ok.encode(),
+        };
+        driver
+            .answer(0, applied, load.endpoints[0], true, None)
+            .unwrap();
+        assert_eq!(
+            driver.conns[0].started, None,
+            "client 0 wrote its one write"
+        );
+        assert_eq!(
+            driver.answered_slot(SHARED, retry),
+            None,
+            "answered already"
+        );
+        assert_eq!(driver.answered_slot(SHARED, other), Some(1));
     }
 
     #[test]
