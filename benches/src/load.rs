@@ -142,11 +142,14 @@ fn new_us_histogram() -> Histogram<u64> {
 /// measured phase runs.
 ///
 /// # Errors
-/// If `load` asks for no clients or has no endpoints, or a client's socket cannot be set up.
+/// If `load` asks for no clients, has no endpoints or endpoints of both address families, or a
+/// client's socket cannot be set up.
 pub fn run(load: &Load, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, String> {
     if load.clients == 0 || load.endpoints.is_empty() {
         return Err("at least one client and one endpoint are needed".into());
     }
+    // Where every socket binds, as a `Client`'s would.
+    let bind = balsa::client::bind_address(&load.endpoints).map_err(|e| e.to_string())?;
     let share = |total: u64, k: usize| {
         let clients = load.clients as u64;
         total / clients + u64::from((k as u64) < total % clients)
@@ -156,7 +159,7 @@ pub fn run(load: &Load, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, S
         if k % CLIENTS_PER_THREAD == 0 {
             groups.push(Vec::new());
         }
-        let conn = Conn::new(k, load, share(load.warmup, k), share(load.ops, k))?;
+        let conn = Conn::new(k, load, bind, share(load.warmup, k), share(load.ops, k))?;
         groups.last_mut().expect("pushed above").push(conn);
     }
     let value = vec![b'v'; load.value_size];
@@ -171,7 +174,7 @@ pub fn run(load: &Load, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, S
             let (value, done, finished) = (&value, &done, finished.clone());
             let (start_line, merged) = (&start_line, &merged);
             workers.push(scope.spawn(move || -> Result<(), String> {
-                let mut driver = Driver::new(conns, load, value)?;
+                let mut driver = Driver::new(conns, load, value, bind)?;
                 let warmed = driver.run_phase(None);
                 start_line.wait();
                 warmed?;
@@ -253,9 +256,15 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(index: usize, load: &Load, warmup: u64, measured: u64) -> Result<Conn, String> {
+    fn new(
+        index: usize,
+        load: &Load,
+        bind: SocketAddr,
+        warmup: u64,
+        measured: u64,
+    ) -> Result<Conn, String> {
         let socket = match load.sockets {
-            Sockets::PerClient => Some(bind_client_socket(load.endpoints[0])?),
+            Sockets::PerClient => Some(bind_client_socket(bind)?),
             Sockets::Shared => None,
         };
         Ok(Conn {
@@ -286,13 +295,8 @@ impl Conn {
     }
 }
 
-/// A socket bound to any port, of `endpoint`'s address family.
-fn bind_client_socket(endpoint: SocketAddr) -> Result<UdpSocket, String> {
-    let bind: SocketAddr = if endpoint.is_ipv4() {
-        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
+/// A client socket bound to `bind` ([`balsa::client::bind_address`]).
+fn bind_client_socket(bind: SocketAddr) -> Result<UdpSocket, String> {
     UdpSocket::bind(bind).map_err(|e| format!("binding a client socket: {e}"))
 }
 
@@ -321,7 +325,12 @@ struct Driver<'a> {
 }
 
 impl<'a> Driver<'a> {
-    fn new(mut conns: Vec<Conn>, load: &'a Load, value: &'a [u8]) -> Result<Driver<'a>, String> {
+    fn new(
+        mut conns: Vec<Conn>,
+        load: &'a Load,
+        value: &'a [u8],
+        bind: SocketAddr,
+    ) -> Result<Driver<'a>, String> {
         let poll = Poll::new().map_err(|e| format!("creating a poll: {e}"))?;
         let register = |socket: &mut UdpSocket, token| {
             poll.registry()
@@ -336,7 +345,7 @@ impl<'a> Driver<'a> {
         }
         let mut shared = match load.sockets {
             Sockets::PerClient => None,
-            Sockets::Shared => Some(bind_client_socket(load.endpoints[0])?),
+            Sockets::Shared => Some(bind_client_socket(bind)?),
         };
         if let Some(socket) = &mut shared {
             register(socket, SHARED)?;
@@ -772,6 +781,26 @@ mod tests {
         }
     }
 
+    /// Endpoints of both address families are refused, as `Client` refuses them: no socket
+    /// could reach them all.
+    #[test]
+    fn endpoints_of_both_families_are_refused() {
+        let load = Load {
+            endpoints: vec![
+                "127.0.0.1:7001".parse().unwrap(),
+                "[::1]:7002".parse().unwrap(),
+            ],
+            clients: 1,
+            ops: 1,
+            value_size: 8,
+            warmup: 0,
+            options: ClientOptions::default(),
+            sockets: Sockets::PerClient,
+        };
+        let error = run(&load, &mut |_, _| {}).unwrap_err();
+        assert!(error.contains("mix IPv4 and IPv6"), "{error}");
+    }
+
     /// On a shared socket, a client that had to retry its write has attempts on both sides of
     /// another client's: when its write is answered, the other's attempt is still the other's.
     #[test]
@@ -786,9 +815,12 @@ mod tests {
             options: ClientOptions::default(),
             sockets: Sockets::Shared,
         };
-        let conns = (0..2).map(|k| Conn::new(k, &load, 1, 0).unwrap()).collect();
+        let bind = balsa::client::bind_address(&load.endpoints).unwrap();
+        let conns = (0..2)
+            .map(|k| Conn::new(k, &load, bind, 1, 0).unwrap())
+            .collect();
         let value = vec![b'v'; load.value_size];
-        let mut driver = Driver::new(conns, &load, &value).unwrap();
+        let mut driver = Driver::new(conns, &load, &value, bind).unwrap();
         driver.next_write(0, false).unwrap();
         driver.next_write(1, false).unwrap();
         driver.send(0).unwrap(); // client 0 retries, after client 1's attempt
