@@ -174,10 +174,12 @@ pub fn run(load: &Load, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, S
             let (value, done, finished) = (&value, &done, finished.clone());
             let (start_line, merged) = (&start_line, &merged);
             workers.push(scope.spawn(move || -> Result<(), String> {
-                let mut driver = Driver::new(conns, load, value, bind)?;
-                let warmed = driver.run_phase(None);
+                // A worker that fails to set up or warm up still reaches the start line: the
+                // others and the timer wait there for every worker.
+                let warmed = Driver::new(conns, load, value, bind)
+                    .and_then(|mut driver| driver.run_phase(None).map(|()| driver));
                 start_line.wait();
-                warmed?;
+                let mut driver = warmed?;
                 driver.run_phase(Some(done))?;
                 let _ = finished.send(Instant::now());
                 let mut merged = merged.lock().expect("no worker panics holding the lock");
@@ -779,6 +781,27 @@ mod tests {
                 "{sockets:?}"
             );
         }
+    }
+
+    /// A load thread that cannot set up (here: a datagram limit the codec refuses) fails the run
+    /// rather than leaving the others waiting for it at the start line.
+    #[test]
+    fn a_thread_failing_to_set_up_fails_the_run() {
+        let node = std::net::UdpSocket::bind("127.0.0.1:0").unwrap(); // never answers
+        let load = Load {
+            endpoints: vec![node.local_addr().unwrap()],
+            clients: CLIENTS_PER_THREAD + 1,
+            ops: 1,
+            value_size: 8,
+            warmup: 0,
+            options: ClientOptions {
+                datagram_limit: 1,
+                ..ClientOptions::default()
+            },
+            sockets: Sockets::Shared,
+        };
+        let error = run(&load, &mut |_, _| {}).unwrap_err();
+        assert!(error.contains("datagram limit"), "{error}");
     }
 
     /// Endpoints of both address families are refused, as `Client` refuses them: no socket
