@@ -536,20 +536,49 @@ impl<'a> Driver<'a> {
             let (len, from) = match socket.recv_from(&mut self.buffer) {
                 Ok(received) => received,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                // An ICMP error from an earlier send (a node down): the timeouts handle it.
-                Err(_) => continue,
+                // An ICMP "port unreachable" from an earlier send (that node is down, which the
+                // attempt timeout handles), or a signal: as `Client` does, read on. Anything else
+                // would come back at every read.
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        io::ErrorKind::ConnectionRefused
+                            | io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue;
+                }
+                Err(error) => return Err(format!("receiving: {error}")),
             };
-            let Some(responses) = self.decode_responses(len) else {
-                continue;
-            };
-            for response in responses {
-                let Some(slot) = self.answered_slot(token, response.id) else {
-                    continue; // a late answer to an earlier write, or a duplicate
-                };
-                let current = response.id == self.conns[slot].last_request;
-                self.answer(slot, response.body, from, current, done)?;
+            match self.codec.decode::<Wire>(&self.buffer[..len]) {
+                Ok((header, Wire::Response(response))) if header.kind == Kind::Response => {
+                    self.deliver(token, response, from, done)?;
+                }
+                Ok((header, Wire::Responses(responses))) if header.kind == Kind::Response => {
+                    for response in responses {
+                        self.deliver(token, response, from, done)?;
+                    }
+                }
+                _ => {} // not an answer of this cluster
             }
         }
+    }
+
+    /// Gives `response`, received from `from` on `token`'s socket, to the client whose write in
+    /// flight it answers, if any.
+    fn deliver(
+        &mut self,
+        token: Token,
+        response: Response,
+        from: SocketAddr,
+        done: Option<&AtomicU64>,
+    ) -> Result<(), String> {
+        let Some(slot) = self.answered_slot(token, response.id) else {
+            return Ok(()); // a late answer to an earlier write, or a duplicate
+        };
+        let current = response.id == self.conns[slot].last_request;
+        self.answer(slot, response.body, from, current, done)
     }
 
     /// The client whose write in flight request `id`, received on `token`'s socket, answers.
@@ -564,16 +593,6 @@ impl<'a> Driver<'a> {
         let conn = self.conns.get(slot)?;
         let ours = conn.started.is_some() && (conn.first_request..=conn.last_request).contains(&id);
         ours.then_some(slot)
-    }
-
-    /// The answers in the `len` bytes received into the buffer: one `Response` or a
-    /// `Responses`; `None` for anything else.
-    fn decode_responses(&self, len: usize) -> Option<Vec<Response>> {
-        match self.codec.decode::<Wire>(&self.buffer[..len]) {
-            Ok((header, Wire::Response(one))) if header.kind == Kind::Response => Some(vec![one]),
-            Ok((header, Wire::Responses(all))) if header.kind == Kind::Response => Some(all),
-            _ => None,
-        }
     }
 
     fn answer(
