@@ -5,25 +5,26 @@
 //! it shares its thread's, below), sends one write, waits for its answer, records the time and
 //! sends the next: the classic closed loop, so the load adapts to the cluster and the latency of
 //! one write is what a user would see.
+//!
 //! Clients are multiplexed, [`CLIENTS_PER_THREAD`] to a thread on one `mio` poll (as wrk or
 //! memtier do with connections): with a thread per client, 64 clients spent more of a 2-core
 //! machine on their own context switches than the cluster they measured. With
 //! [`Sockets::Shared`] a thread's clients also share one socket: the writes they have ready after
 //! a turn of the poll leave in one datagram per target (`Wire::Requests`) and the leader answers
-//! them together (`Wire::Responses`), so a write no longer costs four system calls and a
-//! wake-up on each side of its own; each client still has one write in flight and its own
-//! session. Every client first runs
-//! its share of the warm-up writes; all of them then start the measured phase together, and
-//! throughput is the measured writes over the time from that start until the last client
-//! finished.
+//! them together (`Wire::Responses`), so a write no longer costs four system calls and a wake-up
+//! on each side of its own; each client still has one write in flight and its own session. Every
+//! client first runs its share of the warm-up writes; all of them then start the measured phase
+//! together, and throughput is the measured writes over the time from that start until the last
+//! client finished.
 //!
 //! A client follows the leader as a [`balsa::client::Client`] does: it starts at the first
-//! endpoint, goes where a `NotLeader` answer points (or to the next endpoint, after the
-//! client's first backoff, when no other node is named), and tries the next endpoint when an attempt goes unanswered for
-//! the attempt timeout; every attempt of a write carries the same `(client, seq)`, so a write is
-//! applied once. Latencies are recorded in microseconds into an HDR histogram (1 µs to 60 s, 3
-//! significant figures). A write still unanswered at the operation timeout is counted as failed,
-//! not recorded; a client stops after [`GIVE_UP_AFTER`] failures in a row.
+//! endpoint, goes where a `NotLeader` answer points (or to the next endpoint, after the client's
+//! first backoff, when no other node is named), and tries the next endpoint when an attempt goes
+//! unanswered for the attempt timeout; every attempt of a write carries the same
+//! `(client, seq)`, so a write is applied once. Latencies are recorded in microseconds into an
+//! HDR histogram (1 µs to 60 s, 3 significant figures). A write still unanswered at the operation
+//! timeout, or answered with anything but success, is counted as failed, not recorded; a client
+//! stops after [`GIVE_UP_AFTER`] failures in a row.
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -231,13 +232,12 @@ struct Conn {
     /// Its position among all clients (its keys are `bench-<index>-<n>`).
     index: usize,
     client_id: u64,
-    /// The sequence number of the write in flight (or the last one).
+    /// The sequence number of the write in flight (or the last one): also how many writes it
+    /// started, each of which ended before the next began.
     seq: u64,
     /// Writes left in the warm-up and in the measured phase.
     warmup_left: u64,
     measured_left: u64,
-    /// Writes sent so far (cycles the key).
-    sent: u64,
     /// The endpoint the next attempt goes to.
     target: SocketAddr,
     /// The write in flight, encoded once: every attempt sends the same `(client, seq)`.
@@ -276,7 +276,6 @@ impl Conn {
             seq: 0,
             warmup_left: warmup,
             measured_left: measured,
-            sent: 0,
             target: load.endpoints[0],
             command: Vec::new(),
             next_request: 0, // numbered from its slot by `Driver::new`
@@ -432,8 +431,9 @@ impl<'a> Driver<'a> {
         } else {
             conn.warmup_left -= 1;
         }
+        // Keys cycle with the writes started before this one.
+        let key = format!("bench-{}-{}", conn.index, conn.seq % KEYS_PER_CLIENT);
         conn.seq += 1;
-        let key = format!("bench-{}-{}", conn.index, conn.sent % KEYS_PER_CLIENT);
         conn.command = Command {
             client_id: conn.client_id,
             seq: conn.seq,
@@ -469,10 +469,9 @@ impl<'a> Driver<'a> {
             .codec
             .encode(Kind::Request, &Wire::Request(request))
             .map_err(|e| format!("encoding a write: {e}"))?;
-        match socket.send_to(datagram, conn.target) {
-            // A send that fails (a full socket buffer) is an attempt lost: the timeout resends.
-            Ok(_) | Err(_) => Ok(()),
-        }
+        // A send that fails (a full socket buffer) is an attempt lost: the timeout resends.
+        let _ = socket.send_to(datagram, conn.target);
+        Ok(())
     }
 
     /// Sends the attempts gathered for the shared socket: per target, as few datagrams as fit.
@@ -480,11 +479,13 @@ impl<'a> Driver<'a> {
         if self.outgoing.is_empty() {
             return Ok(());
         }
-        self.outgoing.sort_by_key(|(target, _)| *target); // stable
-        let mut outgoing = std::mem::take(&mut self.outgoing).into_iter().peekable();
-        while let Some((target, first)) = outgoing.next() {
+        // Taken for the loop and put back empty, so one buffer serves every turn.
+        let mut outgoing = std::mem::take(&mut self.outgoing);
+        outgoing.sort_by_key(|(target, _)| *target); // stable
+        let mut sorted = outgoing.drain(..).peekable();
+        while let Some((target, first)) = sorted.next() {
             let mut group = vec![first];
-            while let Some((_, request)) = outgoing.next_if(|(to, _)| *to == target) {
+            while let Some((_, request)) = sorted.next_if(|(to, _)| *to == target) {
                 group.push(request);
             }
             while group.len() > MAX_REQUESTS_PER_DATAGRAM {
@@ -493,6 +494,8 @@ impl<'a> Driver<'a> {
             }
             self.send_requests(target, group)?;
         }
+        drop(sorted);
+        self.outgoing = outgoing;
         Ok(())
     }
 
@@ -609,7 +612,6 @@ impl<'a> Driver<'a> {
                 Ok(Answer::Ok) => {
                     let conn = &mut self.conns[slot];
                     conn.target = from; // the leader answers applied writes itself
-                    conn.sent += 1;
                     conn.failures_in_a_row = 0;
                     if let (Some(done), Some(started)) = (done, conn.started) {
                         let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -657,7 +659,6 @@ impl<'a> Driver<'a> {
         self.first_error.get_or_insert(reason);
         let conn = &mut self.conns[slot];
         conn.failures_in_a_row += 1;
-        conn.sent += 1;
         self.next_write(slot, measuring)
     }
 }
