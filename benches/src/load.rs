@@ -380,19 +380,10 @@ impl<'a> Driver<'a> {
         }
         self.send_outgoing()?;
         let mut events = Events::with_capacity(CLIENTS_PER_THREAD);
-        while self.conns.iter().any(|conn| conn.started.is_some()) {
-            let now = Instant::now();
-            let wake = self
-                .conns
-                .iter()
-                .filter(|conn| conn.started.is_some())
-                .map(|conn| conn.attempt_deadline)
-                .min()
-                .map_or(Duration::from_millis(10), |at| {
-                    at.saturating_duration_since(now)
-                });
+        while let Some(wake_at) = self.next_deadline() {
+            let wait = wake_at.saturating_duration_since(Instant::now());
             self.poll
-                .poll(&mut events, Some(wake.min(Duration::from_millis(10))))
+                .poll(&mut events, Some(wait))
                 .map_err(|e| format!("polling: {e}"))?;
             for event in &events {
                 self.receive(event.token(), done)?;
@@ -417,6 +408,16 @@ impl<'a> Driver<'a> {
             self.send_outgoing()?;
         }
         Ok(())
+    }
+
+    /// The first moment a client must act if no answer comes: its attempt or its whole write
+    /// times out. `None` once no client has a write in flight.
+    fn next_deadline(&self) -> Option<Instant> {
+        let timeout = self.load.options.timeout;
+        self.conns
+            .iter()
+            .filter_map(|conn| Some(conn.attempt_deadline.min(conn.started? + timeout)))
+            .min()
     }
 
     /// Starts the client's next write of this phase, if it has one left.
