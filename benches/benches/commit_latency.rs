@@ -22,9 +22,9 @@
 //!    twice: with a socket per client (one request per datagram), then with the clients of a
 //!    load thread sharing one socket, their ready requests batched into one datagram and the
 //!    leader's answers to them batched back (`Sockets::Shared`, as a client library multiplexing
-//!    sessions on one connection would);
-//!    The nodes' default WAL write path first, then the other of `pwrite` + `fdatasync` and
-//!    `O_DIRECT | O_DSYNC` for comparison;
+//!    sessions on one connection would). Steps 2 and 3 run on a cluster writing its WAL the
+//!    nodes' default way, then again with the other of `pwrite` + `fdatasync` and
+//!    `O_DIRECT | O_DSYNC`, for comparison;
 //! 4. the same with syncing off (`--unsafe-no-fsync`): what threads and network cost alone;
 //! 5. the floor again, to show how much the machine drifted meanwhile; ratios use the mean of the
 //!    two p50s.
@@ -403,9 +403,9 @@ fn runs_for(clients: &[usize]) -> Vec<(usize, Sockets)> {
     per_client.chain(shared).collect()
 }
 
-/// Starts a cluster in `dir`, runs one load per entry of `runs` (the first with `ops` writes,
-/// larger ones with enough writes for a second or more), checks the leader never changed, and
-/// stops it.
+/// Starts a cluster in `dir` writing its WAL with `write_path`, runs one load per entry of
+/// `runs` (`ops` writes with one client, three times as many with more), checks the leader never
+/// changed, and stops it.
 fn run_cluster(
     dir: &Path,
     sync: bool,

@@ -3,17 +3,19 @@
 //! empty; measured:
 //!
 //! 1. the leader's snapshot of the state (serialise, then the WAL thread writes and syncs it);
+//!    every node takes one, so whichever leads afterwards sends a snapshot;
 //! 2. the transfer: from the first chunk the follower holds until the snapshot is installed
 //!    there (checked, durable, state machine restored) — MB/s of snapshot bytes;
 //! 3. the catch-up: from the wiped follower's start until it has applied the leader's commit
 //!    index.
 //!
 //! The follower's progress is read from `Node::status` (`receiving_snapshot`), polled every
-//! 200 µs, so the transfer time is exact to about that. Beside it, the floor of the same run:
-//! writing and fsyncing a file of the snapshot's size in the same directory (what installing
-//! costs at least), and the UDP round trip. `BALSA_BENCH_STATE_MIB` sets the state size
-//! (default 256). Data goes in `BALSA_BENCH_DIR`, else in cargo's `CARGO_TARGET_TMPDIR`.
-//! Run with `cargo bench -p balsa-benches --bench snapshot`.
+//! 200 µs, so the transfer time is exact to about that; the install and the catch-up each fail
+//! the run after 600 s. Beside it, the floor of the same run: writing and fsyncing a file of the
+//! snapshot's size in the same directory (what installing costs at least), and the UDP round
+//! trip. `BALSA_BENCH_STATE_MIB` sets the state size (default 256). Data goes in
+//! `BALSA_BENCH_DIR`, else in cargo's `CARGO_TARGET_TMPDIR`. Run with
+//! `cargo bench -p balsa-benches --bench snapshot`.
 #![allow(
     clippy::print_stdout,
     clippy::disallowed_methods,
@@ -90,19 +92,19 @@ fn main() -> Result<(), String> {
     //    leader's is timed. Serialising a large state holds the consensus thread, which can
     //    cost the leader its lease: the bench says so and goes on with whoever leads after.
     let term_before = cluster.leadership()?.term;
+    let mut client = Client::new(
+        cluster.endpoints(),
+        ClientOptions {
+            timeout: Duration::from_secs(120),
+            ..ClientOptions::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
     let mut snapshot_time = Duration::ZERO;
-    for (position, address) in cluster.endpoints().into_iter().enumerate() {
-        let mut client = Client::new(
-            vec![address],
-            ClientOptions {
-                timeout: Duration::from_secs(120),
-                ..ClientOptions::default()
-            },
-        )
-        .map_err(|e| e.to_string())?;
+    for (id, address) in (1..).zip(cluster.endpoints()) {
         let snapshotting = Instant::now();
         client.snapshot(address).map_err(|e| e.to_string())?;
-        if position + 1 == usize::try_from(leader).expect("small") {
+        if id == leader {
             snapshot_time = snapshotting.elapsed();
         }
     }
@@ -141,6 +143,9 @@ fn main() -> Result<(), String> {
         let status = node.status().map_err(|e| e.to_string())?;
         if status.applied_index >= target {
             break rejoined.elapsed();
+        }
+        if rejoined.elapsed() > Duration::from_secs(600) {
+            return Err("the follower did not catch up within 600 s".into());
         }
         std::thread::sleep(Duration::from_micros(200));
     };

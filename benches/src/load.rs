@@ -5,27 +5,27 @@
 //! it shares its thread's, below), sends one write, waits for its answer, records the time and
 //! sends the next: the classic closed loop, so the load adapts to the cluster and the latency of
 //! one write is what a user would see.
+//!
 //! Clients are multiplexed, [`CLIENTS_PER_THREAD`] to a thread on one `mio` poll (as wrk or
 //! memtier do with connections): with a thread per client, 64 clients spent more of a 2-core
 //! machine on their own context switches than the cluster they measured. With
 //! [`Sockets::Shared`] a thread's clients also share one socket: the writes they have ready after
 //! a turn of the poll leave in one datagram per target (`Wire::Requests`) and the leader answers
-//! them together (`Wire::Responses`), so a write no longer costs four system calls and a
-//! wake-up on each side of its own; each client still has one write in flight and its own
-//! session. Every client first runs
-//! its share of the warm-up writes; all of them then start the measured phase together, and
-//! throughput is the measured writes over the time from that start until the last client
-//! finished.
+//! them together (`Wire::Responses`), so a write no longer costs four system calls and a wake-up
+//! on each side of its own; each client still has one write in flight and its own session. Every
+//! client first runs its share of the warm-up writes; all of them then start the measured phase
+//! together, and throughput is the measured writes over the time from that start until the last
+//! client finished.
 //!
 //! A client follows the leader as a [`balsa::client::Client`] does: it starts at the first
-//! endpoint, goes where a `NotLeader` answer points (or to the next endpoint, after the
-//! client's first backoff, when no other node is named), and tries the next endpoint when an attempt goes unanswered for
-//! the attempt timeout; every attempt of a write carries the same `(client, seq)`, so a write is
-//! applied once. Latencies are recorded in microseconds into an HDR histogram (1 µs to 60 s, 3
-//! significant figures). A write still unanswered at the operation timeout is counted as failed,
-//! not recorded; a client stops after [`GIVE_UP_AFTER`] failures in a row.
+//! endpoint, goes where a `NotLeader` answer points (or to the next endpoint, after the client's
+//! first backoff, when no other node is named), and tries the next endpoint when an attempt goes
+//! unanswered for the attempt timeout; every attempt of a write carries the same
+//! `(client, seq)`, so a write is applied once. Latencies are recorded in microseconds into an
+//! HDR histogram (1 µs to 60 s, 3 significant figures). A write still unanswered at the operation
+//! timeout, or answered with anything but success, is counted as failed, not recorded; a client
+//! stops after [`GIVE_UP_AFTER`] failures in a row.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -143,11 +143,14 @@ fn new_us_histogram() -> Histogram<u64> {
 /// measured phase runs.
 ///
 /// # Errors
-/// If `load` asks for no clients or has no endpoints, or a client's socket cannot be set up.
+/// If `load` asks for no clients, has no endpoints or endpoints of both address families, or a
+/// client's socket cannot be set up.
 pub fn run(load: &Load, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, String> {
     if load.clients == 0 || load.endpoints.is_empty() {
         return Err("at least one client and one endpoint are needed".into());
     }
+    // Where every socket binds, as a `Client`'s would.
+    let bind = balsa::client::bind_address(&load.endpoints).map_err(|e| e.to_string())?;
     let share = |total: u64, k: usize| {
         let clients = load.clients as u64;
         total / clients + u64::from((k as u64) < total % clients)
@@ -157,7 +160,7 @@ pub fn run(load: &Load, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, S
         if k % CLIENTS_PER_THREAD == 0 {
             groups.push(Vec::new());
         }
-        let conn = Conn::new(k, load, share(load.warmup, k), share(load.ops, k))?;
+        let conn = Conn::new(k, load, bind, share(load.warmup, k), share(load.ops, k))?;
         groups.last_mut().expect("pushed above").push(conn);
     }
     let value = vec![b'v'; load.value_size];
@@ -172,10 +175,12 @@ pub fn run(load: &Load, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, S
             let (value, done, finished) = (&value, &done, finished.clone());
             let (start_line, merged) = (&start_line, &merged);
             workers.push(scope.spawn(move || -> Result<(), String> {
-                let mut driver = Driver::new(conns, load, value)?;
-                let warmed = driver.run_phase(None);
+                // A worker that fails to set up or warm up still reaches the start line: the
+                // others and the timer wait there for every worker.
+                let warmed = Driver::new(conns, load, value, bind)
+                    .and_then(|mut driver| driver.run_phase(None).map(|()| driver));
                 start_line.wait();
-                warmed?;
+                let mut driver = warmed?;
                 driver.run_phase(Some(done))?;
                 let _ = finished.send(Instant::now());
                 let mut merged = merged.lock().expect("no worker panics holding the lock");
@@ -227,19 +232,23 @@ struct Conn {
     /// Its position among all clients (its keys are `bench-<index>-<n>`).
     index: usize,
     client_id: u64,
-    /// The sequence number of the write in flight (or the last one).
+    /// The sequence number of the write in flight (or the last one): also how many writes it
+    /// started, each of which ended before the next began.
     seq: u64,
     /// Writes left in the warm-up and in the measured phase.
     warmup_left: u64,
     measured_left: u64,
-    /// Writes sent so far (cycles the key).
-    sent: u64,
     /// The endpoint the next attempt goes to.
     target: SocketAddr,
     /// The write in flight, encoded once: every attempt sends the same `(client, seq)`.
     command: Vec<u8>,
-    /// Request ids of the write in flight run from `first_request` to `last_request`; an answer
-    /// to any of them is the write's (they all carry the same `(client, seq)`).
+    /// The id of this client's next attempt. A thread's clients number their attempts apart:
+    /// the client in slot `s` uses `s`, `s + CLIENTS_PER_THREAD`, `s + 2 × CLIENTS_PER_THREAD`…,
+    /// so on a shared socket an answer's id says whose attempt it answers.
+    next_request: u64,
+    /// This client's attempts of the write in flight are its ids from `first_request` to
+    /// `last_request`; an answer to any of them is the write's (they all carry the same
+    /// `(client, seq)`).
     first_request: u64,
     last_request: u64,
     /// When the write in flight started, and when its current attempt gives up.
@@ -249,9 +258,15 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(index: usize, load: &Load, warmup: u64, measured: u64) -> Result<Conn, String> {
+    fn new(
+        index: usize,
+        load: &Load,
+        bind: SocketAddr,
+        warmup: u64,
+        measured: u64,
+    ) -> Result<Conn, String> {
         let socket = match load.sockets {
-            Sockets::PerClient => Some(bind_client_socket(load.endpoints[0])?),
+            Sockets::PerClient => Some(bind_client_socket(bind)?),
             Sockets::Shared => None,
         };
         Ok(Conn {
@@ -261,9 +276,9 @@ impl Conn {
             seq: 0,
             warmup_left: warmup,
             measured_left: measured,
-            sent: 0,
             target: load.endpoints[0],
             command: Vec::new(),
+            next_request: 0, // numbered from its slot by `Driver::new`
             first_request: 0,
             last_request: 0,
             started: None,
@@ -281,40 +296,42 @@ impl Conn {
     }
 }
 
-/// A socket bound to any port, of `endpoint`'s address family.
-fn bind_client_socket(endpoint: SocketAddr) -> Result<UdpSocket, String> {
-    let bind: SocketAddr = if endpoint.is_ipv4() {
-        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
+/// A client socket bound to `bind` ([`balsa::client::bind_address`]).
+fn bind_client_socket(bind: SocketAddr) -> Result<UdpSocket, String> {
     UdpSocket::bind(bind).map_err(|e| format!("binding a client socket: {e}"))
 }
 
 /// The poll token of a thread's shared socket (a client's own socket has its slot's).
 const SHARED: Token = Token(usize::MAX);
 
+/// How far apart one client's request ids are: see [`Conn::next_request`].
+const REQUEST_ID_STRIDE: u64 = CLIENTS_PER_THREAD as u64;
+
 /// One thread's clients on one poll.
 struct Driver<'a> {
+    /// At most [`CLIENTS_PER_THREAD`]; a client's position here is its slot.
     conns: Vec<Conn>,
-    /// With [`Sockets::Shared`]: the socket, the slot each attempt in flight belongs to, and the
-    /// attempts not yet sent (they leave together after each turn, grouped by target).
+    /// With [`Sockets::Shared`]: the socket, and the attempts not yet sent (they leave together
+    /// after each turn, grouped by target).
     shared: Option<UdpSocket>,
-    in_flight: HashMap<u64, usize>,
     outgoing: Vec<(SocketAddr, Request)>,
     poll: Poll,
     codec: Codec,
     load: &'a Load,
     value: &'a [u8],
     buffer: Vec<u8>,
-    next_request: u64,
     latency_us: Histogram<u64>,
     errors: u64,
     first_error: Option<String>,
 }
 
 impl<'a> Driver<'a> {
-    fn new(mut conns: Vec<Conn>, load: &'a Load, value: &'a [u8]) -> Result<Driver<'a>, String> {
+    fn new(
+        mut conns: Vec<Conn>,
+        load: &'a Load,
+        value: &'a [u8],
+        bind: SocketAddr,
+    ) -> Result<Driver<'a>, String> {
         let poll = Poll::new().map_err(|e| format!("creating a poll: {e}"))?;
         let register = |socket: &mut UdpSocket, token| {
             poll.registry()
@@ -322,13 +339,14 @@ impl<'a> Driver<'a> {
                 .map_err(|e| format!("registering a client socket: {e}"))
         };
         for (slot, conn) in conns.iter_mut().enumerate() {
+            conn.next_request = slot as u64;
             if let Some(socket) = &mut conn.socket {
                 register(socket, Token(slot))?;
             }
         }
         let mut shared = match load.sockets {
             Sockets::PerClient => None,
-            Sockets::Shared => Some(bind_client_socket(load.endpoints[0])?),
+            Sockets::Shared => Some(bind_client_socket(bind)?),
         };
         if let Some(socket) = &mut shared {
             register(socket, SHARED)?;
@@ -342,14 +360,12 @@ impl<'a> Driver<'a> {
         Ok(Driver {
             conns,
             shared,
-            in_flight: HashMap::new(),
             outgoing: Vec::new(),
             poll,
             codec,
             load,
             value,
             buffer: vec![0; load.options.datagram_limit + 1],
-            next_request: 1,
             latency_us: new_us_histogram(),
             errors: 0,
             first_error: None,
@@ -364,19 +380,10 @@ impl<'a> Driver<'a> {
         }
         self.send_outgoing()?;
         let mut events = Events::with_capacity(CLIENTS_PER_THREAD);
-        while self.conns.iter().any(|conn| conn.started.is_some()) {
-            let now = Instant::now();
-            let wake = self
-                .conns
-                .iter()
-                .filter(|conn| conn.started.is_some())
-                .map(|conn| conn.attempt_deadline)
-                .min()
-                .map_or(Duration::from_millis(10), |at| {
-                    at.saturating_duration_since(now)
-                });
+        while let Some(wake_at) = self.next_deadline() {
+            let wait = wake_at.saturating_duration_since(Instant::now());
             self.poll
-                .poll(&mut events, Some(wake.min(Duration::from_millis(10))))
+                .poll(&mut events, Some(wait))
                 .map_err(|e| format!("polling: {e}"))?;
             for event in &events {
                 self.receive(event.token(), done)?;
@@ -403,14 +410,19 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
+    /// The first moment a client must act if no answer comes: its attempt or its whole write
+    /// times out. `None` once no client has a write in flight.
+    fn next_deadline(&self) -> Option<Instant> {
+        let timeout = self.load.options.timeout;
+        self.conns
+            .iter()
+            .filter_map(|conn| Some(conn.attempt_deadline.min(conn.started? + timeout)))
+            .min()
+    }
+
     /// Starts the client's next write of this phase, if it has one left.
     fn next_write(&mut self, slot: usize, measuring: bool) -> Result<(), String> {
         let conn = &mut self.conns[slot];
-        if conn.started.is_some() && self.shared.is_some() {
-            for id in conn.first_request..=conn.last_request {
-                self.in_flight.remove(&id);
-            }
-        }
         conn.started = None;
         if conn.left(measuring) == 0 || conn.failures_in_a_row >= GIVE_UP_AFTER {
             return Ok(());
@@ -420,8 +432,9 @@ impl<'a> Driver<'a> {
         } else {
             conn.warmup_left -= 1;
         }
+        // Keys cycle with the writes started before this one.
+        let key = format!("bench-{}-{}", conn.index, conn.seq % KEYS_PER_CLIENT);
         conn.seq += 1;
-        let key = format!("bench-{}-{}", conn.index, conn.sent % KEYS_PER_CLIENT);
         conn.command = Command {
             client_id: conn.client_id,
             seq: conn.seq,
@@ -432,15 +445,15 @@ impl<'a> Driver<'a> {
         }
         .encode();
         conn.started = Some(Instant::now());
-        conn.first_request = self.next_request;
+        conn.first_request = conn.next_request;
         self.send(slot)
     }
 
     /// Sends the write in flight (again), as a new attempt with a new request id.
     fn send(&mut self, slot: usize) -> Result<(), String> {
         let conn = &mut self.conns[slot];
-        let id = self.next_request;
-        self.next_request += 1;
+        let id = conn.next_request;
+        conn.next_request += REQUEST_ID_STRIDE;
         conn.last_request = id;
         conn.attempt_deadline = Instant::now() + self.load.options.attempt_timeout;
         let request = Request {
@@ -450,7 +463,6 @@ impl<'a> Driver<'a> {
             },
         };
         let Some(socket) = &conn.socket else {
-            self.in_flight.insert(id, slot);
             self.outgoing.push((conn.target, request));
             return Ok(());
         };
@@ -458,10 +470,9 @@ impl<'a> Driver<'a> {
             .codec
             .encode(Kind::Request, &Wire::Request(request))
             .map_err(|e| format!("encoding a write: {e}"))?;
-        match socket.send_to(datagram, conn.target) {
-            // A send that fails (a full socket buffer) is an attempt lost: the timeout resends.
-            Ok(_) | Err(_) => Ok(()),
-        }
+        // A send that fails (a full socket buffer) is an attempt lost: the timeout resends.
+        let _ = socket.send_to(datagram, conn.target);
+        Ok(())
     }
 
     /// Sends the attempts gathered for the shared socket: per target, as few datagrams as fit.
@@ -469,11 +480,13 @@ impl<'a> Driver<'a> {
         if self.outgoing.is_empty() {
             return Ok(());
         }
-        self.outgoing.sort_by_key(|(target, _)| *target); // stable
-        let mut outgoing = std::mem::take(&mut self.outgoing).into_iter().peekable();
-        while let Some((target, first)) = outgoing.next() {
+        // Taken for the loop and put back empty, so one buffer serves every turn.
+        let mut outgoing = std::mem::take(&mut self.outgoing);
+        outgoing.sort_by_key(|(target, _)| *target); // stable
+        let mut sorted = outgoing.drain(..).peekable();
+        while let Some((target, first)) = sorted.next() {
             let mut group = vec![first];
-            while let Some((_, request)) = outgoing.next_if(|(to, _)| *to == target) {
+            while let Some((_, request)) = sorted.next_if(|(to, _)| *to == target) {
                 group.push(request);
             }
             while group.len() > MAX_REQUESTS_PER_DATAGRAM {
@@ -482,6 +495,8 @@ impl<'a> Driver<'a> {
             }
             self.send_requests(target, group)?;
         }
+        drop(sorted);
+        self.outgoing = outgoing;
         Ok(())
     }
 
@@ -525,40 +540,63 @@ impl<'a> Driver<'a> {
             let (len, from) = match socket.recv_from(&mut self.buffer) {
                 Ok(received) => received,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                // An ICMP error from an earlier send (a node down): the timeouts handle it.
-                Err(_) => continue,
+                // An ICMP "port unreachable" from an earlier send (that node is down, which the
+                // attempt timeout handles), or a signal: as `Client` does, read on. Anything else
+                // would come back at every read.
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        io::ErrorKind::ConnectionRefused
+                            | io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue;
+                }
+                Err(error) => return Err(format!("receiving: {error}")),
             };
-            let Some(responses) = self.decode_responses(len) else {
-                continue;
-            };
-            for response in responses {
-                let Some(slot) = self.answered_slot(token, response.id) else {
-                    continue; // a late answer to an earlier write, or a duplicate
-                };
-                let current = response.id == self.conns[slot].last_request;
-                self.answer(slot, response.body, from, current, done)?;
+            match self.codec.decode::<Wire>(&self.buffer[..len]) {
+                Ok((header, Wire::Response(response))) if header.kind == Kind::Response => {
+                    self.deliver(token, response, from, done)?;
+                }
+                Ok((header, Wire::Responses(responses))) if header.kind == Kind::Response => {
+                    for response in responses {
+                        self.deliver(token, response, from, done)?;
+                    }
+                }
+                _ => {} // not an answer of this cluster
             }
         }
     }
 
-    /// The client whose write in flight request `id`, received on `token`'s socket, answers.
-    fn answered_slot(&self, token: Token, id: u64) -> Option<usize> {
-        if token == SHARED {
-            return self.in_flight.get(&id).copied();
-        }
-        let conn = &self.conns[token.0];
-        let ours = conn.started.is_some() && (conn.first_request..=conn.last_request).contains(&id);
-        ours.then_some(token.0)
+    /// Gives `response`, received from `from` on `token`'s socket, to the client whose write in
+    /// flight it answers, if any.
+    fn deliver(
+        &mut self,
+        token: Token,
+        response: Response,
+        from: SocketAddr,
+        done: Option<&AtomicU64>,
+    ) -> Result<(), String> {
+        let Some(slot) = self.answered_slot(token, response.id) else {
+            return Ok(()); // a late answer to an earlier write, or a duplicate
+        };
+        let current = response.id == self.conns[slot].last_request;
+        self.answer(slot, response.body, from, current, done)
     }
 
-    /// The answers in the `len` bytes received into the buffer: one `Response` or a
-    /// `Responses`; `None` for anything else.
-    fn decode_responses(&self, len: usize) -> Option<Vec<Response>> {
-        match self.codec.decode::<Wire>(&self.buffer[..len]) {
-            Ok((header, Wire::Response(one))) if header.kind == Kind::Response => Some(vec![one]),
-            Ok((header, Wire::Responses(all))) if header.kind == Kind::Response => Some(all),
-            _ => None,
-        }
+    /// The client whose write in flight request `id`, received on `token`'s socket, answers.
+    fn answered_slot(&self, token: Token, id: u64) -> Option<usize> {
+        let slot = if token == SHARED {
+            usize::try_from(id % REQUEST_ID_STRIDE).ok()?
+        } else {
+            token.0
+        };
+        // `id` is one of this client's (its own socket, or the slot the id names); from its
+        // first attempt of the write in flight to its last, it is one of them.
+        let conn = self.conns.get(slot)?;
+        let ours = conn.started.is_some() && (conn.first_request..=conn.last_request).contains(&id);
+        ours.then_some(slot)
     }
 
     fn answer(
@@ -575,7 +613,6 @@ impl<'a> Driver<'a> {
                 Ok(Answer::Ok) => {
                     let conn = &mut self.conns[slot];
                     conn.target = from; // the leader answers applied writes itself
-                    conn.sent += 1;
                     conn.failures_in_a_row = 0;
                     if let (Some(done), Some(started)) = (done, conn.started) {
                         let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -623,7 +660,6 @@ impl<'a> Driver<'a> {
         self.first_error.get_or_insert(reason);
         let conn = &mut self.conns[slot];
         conn.failures_in_a_row += 1;
-        conn.sent += 1;
         self.next_write(slot, measuring)
     }
 }
@@ -766,6 +802,91 @@ mod tests {
                 "{sockets:?}"
             );
         }
+    }
+
+    /// A load thread that cannot set up (here: a datagram limit the codec refuses) fails the run
+    /// rather than leaving the others waiting for it at the start line.
+    #[test]
+    fn a_thread_failing_to_set_up_fails_the_run() {
+        let node = std::net::UdpSocket::bind("127.0.0.1:0").unwrap(); // never answers
+        let load = Load {
+            endpoints: vec![node.local_addr().unwrap()],
+            clients: CLIENTS_PER_THREAD + 1,
+            ops: 1,
+            value_size: 8,
+            warmup: 0,
+            options: ClientOptions {
+                datagram_limit: 1,
+                ..ClientOptions::default()
+            },
+            sockets: Sockets::Shared,
+        };
+        let error = run(&load, &mut |_, _| {}).unwrap_err();
+        assert!(error.contains("datagram limit"), "{error}");
+    }
+
+    /// Endpoints of both address families are refused, as `Client` refuses them: no socket
+    /// could reach them all.
+    #[test]
+    fn endpoints_of_both_families_are_refused() {
+        let load = Load {
+            endpoints: vec![
+                "127.0.0.1:7001".parse().unwrap(),
+                "[::1]:7002".parse().unwrap(),
+            ],
+            clients: 1,
+            ops: 1,
+            value_size: 8,
+            warmup: 0,
+            options: ClientOptions::default(),
+            sockets: Sockets::PerClient,
+        };
+        let error = run(&load, &mut |_, _| {}).unwrap_err();
+        assert!(error.contains("mix IPv4 and IPv6"), "{error}");
+    }
+
+    /// On a shared socket, a client that had to retry its write has attempts on both sides of
+    /// another client's: when its write is answered, the other's attempt is still the other's.
+    #[test]
+    fn a_retried_write_leaves_other_clients_attempts_theirs() {
+        let node = std::net::UdpSocket::bind("127.0.0.1:0").unwrap(); // never answers
+        let load = Load {
+            endpoints: vec![node.local_addr().unwrap()],
+            clients: 2,
+            ops: 0,
+            value_size: 8,
+            warmup: 2,
+            options: ClientOptions::default(),
+            sockets: Sockets::Shared,
+        };
+        let bind = balsa::client::bind_address(&load.endpoints).unwrap();
+        let conns = (0..2)
+            .map(|k| Conn::new(k, &load, bind, 1, 0).unwrap())
+            .collect();
+        let value = vec![b'v'; load.value_size];
+        let mut driver = Driver::new(conns, &load, &value, bind).unwrap();
+        driver.next_write(0, false).unwrap();
+        driver.next_write(1, false).unwrap();
+        driver.send(0).unwrap(); // client 0 retries, after client 1's attempt
+        let (retry, other) = (driver.conns[0].last_request, driver.conns[1].last_request);
+        assert_eq!(driver.answered_slot(SHARED, retry), Some(0));
+        assert_eq!(driver.answered_slot(SHARED, other), Some(1));
+        let applied = ResponseBody::Applied {
+            data: Answer::Ok.encode(),
+        };
+        driver
+            .answer(0, applied, load.endpoints[0], true, None)
+            .unwrap();
+        assert_eq!(
+            driver.conns[0].started, None,
+            "client 0 wrote its one write"
+        );
+        assert_eq!(
+            driver.answered_slot(SHARED, retry),
+            None,
+            "answered already"
+        );
+        assert_eq!(driver.answered_slot(SHARED, other), Some(1));
     }
 
     #[test]

@@ -131,11 +131,14 @@ pub fn wait_for_disk_quiet(max: std::time::Duration) -> std::time::Duration {
         Some(kib("Dirty:")? + kib("Writeback:")?)
     };
     let mut quiet_checks = 0;
-    while started.elapsed() < max && quiet_checks < 3 {
+    loop {
         match writeback_kib() {
             None => break,
             Some(kib) if kib < 1024 => quiet_checks += 1,
             Some(_) => quiet_checks = 0,
+        }
+        if quiet_checks == 3 || started.elapsed() >= max {
+            break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }

@@ -138,7 +138,8 @@ pub struct ServeArgs {
     pub segment_bytes: u64,
     /// The data directory was lost: rejoin empty, as a replica that never votes again.
     pub rejoin: bool,
-    /// Write the WAL with `O_DIRECT | O_DSYNC` instead of `pwrite` + `fdatasync`.
+    /// Write the WAL with `O_DIRECT | O_DSYNC` instead of `pwrite` + `fdatasync`; ignored with
+    /// `--unsafe-no-fsync`, which syncs nothing while every direct write is durable.
     pub wal_direct: bool,
 }
 

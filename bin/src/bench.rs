@@ -6,8 +6,8 @@
 //! the keys `ops`, `clients`, `ops_per_sec`, `p50_us`, `p90_us`, `p99_us`, `p999_us`, `max_us` and
 //! `errors`. `--hgrm FILE` also writes the distribution in HdrHistogram's percentile text format.
 //!
-//! Exit status: 0 every write answered; 2 bad usage, a client set-up error or an unwritable
-//! `--hgrm` file; 3 some writes failed (unavailable, or timed out with outcome unknown) — the
+//! Exit status: 0 every write answered; 2 bad usage, a client set-up or socket error or an
+//! unwritable `--hgrm` file; 3 some writes failed (unavailable, or timed out with outcome unknown) — the
 //! figures of the answered ones are printed anyway.
 
 use std::io::Write as _;

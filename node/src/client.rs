@@ -256,28 +256,12 @@ impl Client {
     /// [`ClientError::Config`] for no endpoints, endpoints of both address families, or a
     /// datagram limit the codec refuses; [`ClientError::Io`] if the socket cannot be bound.
     pub fn new(endpoints: Vec<SocketAddr>, options: ClientOptions) -> Result<Client, ClientError> {
-        let Some(first) = endpoints.first() else {
-            return Err(ClientError::Config {
-                reason: "no endpoints".into(),
-            });
-        };
-        if endpoints.iter().any(|e| e.is_ipv4() != first.is_ipv4()) {
-            return Err(ClientError::Config {
-                reason: "endpoints mix IPv4 and IPv6 addresses".into(),
-            });
-        }
+        let bind = bind_address(&endpoints)?;
         if options.attempt_timeout.is_zero() || options.timeout.is_zero() {
             return Err(ClientError::Config {
                 reason: "timeouts must be longer than zero".into(),
             });
         }
-        let all_loopback = endpoints.iter().all(|e| e.ip().is_loopback());
-        let bind: SocketAddr = match (first.is_ipv4(), all_loopback) {
-            (true, true) => (Ipv4Addr::LOCALHOST, 0).into(),
-            (true, false) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            (false, true) => (Ipv6Addr::LOCALHOST, 0).into(),
-            (false, false) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
         let socket = UdpSocket::bind(bind).map_err(|source| ClientError::Io {
             op: "binding the client socket",
             source,
@@ -749,6 +733,32 @@ fn protocol(reason: String) -> ClientError {
 )]
 fn now() -> Instant {
     Instant::now()
+}
+
+/// The address a client socket talking to `endpoints` binds: any port, in the endpoints' address
+/// family, on loopback when every endpoint is on loopback. [`Client::new`] binds its socket here;
+/// so does anything else that speaks the client protocol on sockets of its own.
+///
+/// # Errors
+/// [`ClientError::Config`] for no endpoints, or endpoints of both address families.
+pub fn bind_address(endpoints: &[SocketAddr]) -> Result<SocketAddr, ClientError> {
+    let Some(first) = endpoints.first() else {
+        return Err(ClientError::Config {
+            reason: "no endpoints".into(),
+        });
+    };
+    if endpoints.iter().any(|e| e.is_ipv4() != first.is_ipv4()) {
+        return Err(ClientError::Config {
+            reason: "endpoints mix IPv4 and IPv6 addresses".into(),
+        });
+    }
+    let all_loopback = endpoints.iter().all(|e| e.ip().is_loopback());
+    Ok(match (first.is_ipv4(), all_loopback) {
+        (true, true) => (Ipv4Addr::LOCALHOST, 0).into(),
+        (true, false) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        (false, true) => (Ipv6Addr::LOCALHOST, 0).into(),
+        (false, false) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    })
 }
 
 /// A client id unlikely to be any other client's: the clock's nanoseconds, the process id and a
