@@ -59,6 +59,7 @@
 pub mod client;
 pub mod kv;
 pub mod raft;
+pub mod replica;
 pub mod runtime;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -438,7 +438,7 @@ impl Node {
             Arc::clone(transport.counters()),
             members,
             snapshot_base,
-            consensus::SnapshotPolicy {
+            crate::replica::SnapshotPolicy {
                 entries: config.snapshot_entries,
                 bytes: config.snapshot_bytes,
             },

@@ -8,66 +8,34 @@
 //! little at a time, so a roll never waits for it. Snapshot chunks, installs and compactions come
 //! through the same queue (`snapshots.rs`).
 //!
+//! The order is the replica's rule (`crate::replica::storage`), which the simulator's disk
+//! follows too: the thread cuts what is queued into [`stages`].
+//!
 //! Invariants: operations take effect in the order they were queued, and persists before any
 //! other operation are durable (synced, their messages sent, their ids reported) before it runs;
 //! their `then_send` messages leave, and their ids are reported, only after the sync that covers
 //! them returned (a storage error before it drops them unsent); after any storage error it
 //! reports the failure and stops (the WAL refuses further writes anyway): no retry-and-carry-on.
 
-use std::sync::Arc;
-
 use crossbeam_channel::{Receiver, Sender};
 
 use balsa_net::{Destination, Outbox};
-use balsa_wal::{HardState as WalHardState, SnapshotMeta, Wal};
+use balsa_wal::{HardState as WalHardState, Wal};
 
 use super::Event;
 use super::snapshots::{InstallError, Receiving, Saving};
 use super::wire::Wire;
 use crate::raft::{Entry, EntryKind, HardState, Message, NodeId, Persist, PersistId};
+use crate::replica::storage::{Stage, StorageOp, stages};
 
 /// Bytes of the next segment zero-filled per idle turn.
 const PREPARE_STEP: u64 = 1 << 20;
 
-/// What the consensus thread asks of the WAL thread.
+/// What the consensus thread sends the WAL thread.
 #[derive(Debug)]
-pub enum StorageOp {
-    /// Make this durable, then send its `then_send` messages.
-    Persist(Persist),
-    /// Save this node's snapshot of (`index`, `term`), then report `SnapshotSaved`.
-    SaveSnapshot {
-        /// The last index it covers.
-        index: u64,
-        /// That entry's term.
-        term: u64,
-        /// The serialised state machine.
-        data: Arc<Vec<u8>>,
-    },
-    /// Drop the segments wholly at or below `upto` (a saved snapshot covers them).
-    Compact {
-        /// The new log base.
-        upto: u64,
-    },
-    /// A chunk of a leader's snapshot (offset 0: a new transfer).
-    SnapshotChunk {
-        /// The snapshot.
-        meta: SnapshotMeta,
-        /// Where the bytes go.
-        offset: u64,
-        /// The bytes.
-        data: Vec<u8>,
-    },
-    /// Check and install the received snapshot, then report `SnapshotInstalled`.
-    InstallSnapshot {
-        /// The snapshot.
-        meta: SnapshotMeta,
-        /// Its announced size.
-        size: u64,
-        /// Its announced CRC-32.
-        crc: u32,
-        /// Its bytes, for the state machine once installed.
-        data: Arc<Vec<u8>>,
-    },
+pub enum WalRequest {
+    /// Storage work of the replica, carried out in the order of [`stages`].
+    Work(StorageOp),
     /// Sync, close the log and stop.
     Shutdown,
 }
@@ -75,7 +43,7 @@ pub enum StorageOp {
 /// Runs the WAL thread until shutdown or a storage error.
 pub fn run(
     mut wal: Wal,
-    ops: Receiver<StorageOp>,
+    ops: Receiver<WalRequest>,
     inbox: Sender<Event>,
     mut outbox: Outbox<Wire>,
     sync: bool,
@@ -136,9 +104,7 @@ impl Writer<'_> {
     fn apply(&mut self, op: StorageOp) -> Result<(), String> {
         let text = |error: balsa_wal::Error| error.to_string();
         match op {
-            StorageOp::Persist(_) | StorageOp::Shutdown => {
-                unreachable!("serve handles persists and shutdown itself")
-            }
+            StorageOp::Persist(_) => unreachable!("stages never hand a persist alone"),
             StorageOp::SaveSnapshot { index, term, data } => {
                 // The consensus thread starts a save only once the last one is reported.
                 debug_assert!(self.saving.is_none(), "one snapshot save at a time");
@@ -199,7 +165,7 @@ impl Writer<'_> {
 
 fn serve(
     wal: &mut Wal,
-    ops: &Receiver<StorageOp>,
+    ops: &Receiver<WalRequest>,
     inbox: &Sender<Event>,
     outbox: &mut Outbox<Wire>,
     sync: bool,
@@ -219,7 +185,7 @@ fn serve(
         let idle_work = writer.saving.is_some() || !writer.prepared;
         let first = if idle_work {
             match ops.try_recv() {
-                Ok(op) => op,
+                Ok(request) => request,
                 Err(crossbeam_channel::TryRecvError::Empty) => {
                     writer.idle_step()?;
                     continue;
@@ -228,30 +194,38 @@ fn serve(
             }
         } else {
             match ops.recv() {
-                Ok(op) => op,
+                Ok(request) => request,
                 Err(_) => return Ok(()),
             }
         };
-        for op in std::iter::once(first).chain(ops.try_iter()) {
-            match op {
-                StorageOp::Persist(mut persist) => {
-                    writer.unsynced = Some(persist.id);
-                    writer.then_send.append(&mut persist.then_send);
-                    write(writer.wal, persist).map_err(|error| error.to_string())?;
-                }
-                StorageOp::Shutdown => {
-                    writer.complete()?;
-                    return Ok(());
-                }
-                other => {
-                    if !writer.complete()? {
-                        return Ok(()); // the consensus thread is gone: the node is stopping
-                    }
-                    writer.apply(other)?;
+        // Everything queued now, in order: one group commit per run of persists.
+        let mut work = Vec::new();
+        let mut shutdown = false;
+        for request in std::iter::once(first).chain(ops.try_iter()) {
+            match request {
+                WalRequest::Work(op) => work.push(op),
+                WalRequest::Shutdown => {
+                    shutdown = true;
+                    break;
                 }
             }
         }
-        if !writer.complete()? {
+        for stage in stages(work) {
+            match stage {
+                Stage::Persists(persists) => {
+                    for mut persist in persists {
+                        writer.unsynced = Some(persist.id);
+                        writer.then_send.append(&mut persist.then_send);
+                        write(writer.wal, persist).map_err(|error| error.to_string())?;
+                    }
+                    if !writer.complete()? {
+                        return Ok(()); // the consensus thread is gone: the node is stopping
+                    }
+                }
+                Stage::Other(op) => writer.apply(op)?,
+            }
+        }
+        if shutdown {
             return Ok(());
         }
     }

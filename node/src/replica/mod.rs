@@ -1,0 +1,715 @@
+//! The replica: one node's Raft core, its state machine and everything between them, sans-IO.
+//!
+//! The runtime's consensus thread and the simulator drive this same type, so the code that
+//! ships is the code the simulator judges (TigerBeetle's shape: the simulator runs the real
+//! replica over simulated storage and network). A replica takes inputs — a tick, a peer's
+//! message, a client's datagram, an embedding API call, what storage finished — and hands out
+//! [`Effect`]s from [`Replica::poll_effect`]: send this message, answer this client, reply to
+//! this API caller, and the [`StorageOp`]s its storage must carry out (in the order of
+//! [`storage::stages`]). Between the two it owns:
+//!
+//! - applying committed entries to the state machine, in log order, and answering whoever waits
+//!   for them: an API caller (by index and term), or a network client whose address rides inside
+//!   the entry (`wire::frame`), answered by whichever node leads when the entry is applied
+//!   (a follower forwards a client's command through the core; thesis §6.2);
+//! - linearizable reads (ReadIndex, thesis §6.4): served once the read index is applied here;
+//! - the snapshot policy (§7): a snapshot once `SnapshotPolicy::entries` entries or
+//!   `SnapshotPolicy::bytes` bytes were applied since the last, or when a client asks; one save
+//!   at a time; restoring the state machine from an installed snapshot before the core hears of
+//!   the install.
+//!
+//! **The order of a turn's effects.** Messages leave as the core emits them; the turn's client
+//! answers follow, grouped per address (clients multiplexed on one socket get one datagram);
+//! the turn's storage work comes last, in the core's order. So a leader's AppendEntries start
+//! the followers' writes — which the commit waits for — before its own write is queued (it runs
+//! in parallel, thesis §10.2.1). No message that must wait for a persist is among the sends: the
+//! core holds those, or attaches them to the persist's `then_send`.
+//!
+//! Invariants:
+//! - An answer to a command leaves only after its entry is applied here; an answer to a
+//!   linearizable read only once this replica has applied the read index.
+//! - Every API waiter is answered exactly once: with its result, with an error, or (when the
+//!   runtime stops) through [`Replica::take_waiters`].
+//! - `applied_index` only grows, by one per entry, except when a snapshot is installed.
+//! - At most one snapshot save is in flight.
+
+pub mod storage;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use balsa_net::{Counters, DropReason};
+use balsa_wal::SnapshotMeta;
+
+use self::storage::StorageOp;
+use crate::raft::{
+    Action, Entry, EntryKind, Input, Message, NodeId, ProposalOutcome, ProposeError, Raft, Role,
+    Status,
+};
+use crate::runtime::wire::{
+    self, MAX_REQUESTS_PER_DATAGRAM, ReplyTo, Request, RequestBody, Response, ResponseBody,
+    StatusReport, Wire,
+};
+use crate::runtime::{Error, NodeStatus, role_name};
+use crate::state_machine::StateMachine;
+
+/// When a replica snapshots its state machine on its own.
+#[derive(Clone, Copy, Debug)]
+pub struct SnapshotPolicy {
+    /// Once this many entries were applied since the last snapshot.
+    pub entries: u64,
+    /// Once this many bytes of entries were applied since the last snapshot.
+    pub bytes: u64,
+}
+
+/// Something the world must carry out for a replica.
+#[derive(Debug)]
+pub enum Effect<R> {
+    /// Send a Raft message to a peer.
+    Send {
+        /// The peer.
+        to: NodeId,
+        /// The message.
+        msg: Message,
+    },
+    /// Send a client its answers: a `Wire::Response`, or a `Wire::Responses` of two or more
+    /// (the runtime halves one too large for a datagram).
+    Answer {
+        /// The client's address.
+        to: SocketAddr,
+        /// The answers.
+        wire: Wire,
+    },
+    /// Hand an embedding API caller its result.
+    Reply {
+        /// Where it goes (the runtime's reply channel; the simulator's token).
+        reply: R,
+        /// The result.
+        result: Result<Vec<u8>, Error>,
+    },
+    /// Storage work, to be carried out in the order given (see [`storage`]).
+    Storage(StorageOp),
+    /// These entries were just applied to the state machine, in order (nothing to carry out:
+    /// for observers — the simulator's checks — and dropped by the runtime). Moved out, not
+    /// copied.
+    Applied {
+        /// The entries, contiguous and ascending.
+        entries: Vec<Entry>,
+    },
+}
+
+/// Who waits for an answer.
+#[derive(Debug)]
+enum Waiter<R> {
+    /// An embedding API call.
+    Api(R),
+    /// A client over the network.
+    Client(ReplyTo),
+}
+
+/// A linearizable read waiting for its read index, then for the state machine to reach it.
+#[derive(Debug)]
+struct WaitingRead<R> {
+    query: Vec<u8>,
+    waiter: Waiter<R>,
+}
+
+/// Snapshot bookkeeping.
+#[derive(Debug)]
+struct Snapshots {
+    policy: SnapshotPolicy,
+    /// Entries and bytes applied since the newest snapshot (the core knows its index).
+    entries_since: u64,
+    bytes_since: u64,
+    /// A snapshot handed to storage and not yet reported saved.
+    saving: Option<u64>,
+    /// Clients that asked for a snapshot (`balsa snapshot`), answered once one is saved.
+    waiters: Vec<ReplyTo>,
+}
+
+/// The replica. `S` is the state machine; `R` is how an embedding API caller is answered (the
+/// runtime's reply channel), handed back untouched in [`Effect::Reply`].
+#[derive(Debug)]
+pub struct Replica<S, R> {
+    raft: Raft,
+    state_machine: S,
+    counters: Arc<Counters>,
+    /// Addresses of the members, to hint clients at the leader.
+    members: BTreeMap<NodeId, SocketAddr>,
+    /// Tags for proposals and reads.
+    next_tag: u64,
+    /// Proposals stepped in, waiting for their `Proposal` outcome.
+    proposing: BTreeMap<u64, Waiter<R>>,
+    /// API proposals accepted at (index, term), waiting for that index to be applied.
+    awaiting_apply: BTreeMap<u64, (u64, R)>,
+    /// Reads waiting for `ReadReady`.
+    reads: BTreeMap<u64, WaitingRead<R>>,
+    /// Reads whose index is known, waiting for the state machine to apply it.
+    ready_reads: BTreeMap<u64, Vec<WaitingRead<R>>>,
+    /// Highest index applied to the state machine.
+    applied_index: u64,
+    /// The term of the entry at `applied_index` (what a snapshot taken now records).
+    applied_term: u64,
+    snapshots: Snapshots,
+    /// Syncs reported by storage since start (for status).
+    storage_syncs: u64,
+    /// Effects ready to hand out, in order.
+    effects: std::collections::VecDeque<Effect<R>>,
+    /// Storage work gathered in this turn, handed out at its end.
+    storage_ops: Vec<StorageOp>,
+    /// Answers to network clients gathered in this turn, handed out at its end, grouped per
+    /// address.
+    answers: Vec<(SocketAddr, Response)>,
+}
+
+impl<S: StateMachine, R> Replica<S, R> {
+    /// A replica around a restored core and its state machine, restored to the snapshot at
+    /// `(snapshot_index, snapshot_term)` ((0, 0): none).
+    pub fn new(
+        raft: Raft,
+        state_machine: S,
+        counters: Arc<Counters>,
+        members: BTreeMap<NodeId, SocketAddr>,
+        (snapshot_index, snapshot_term): (u64, u64),
+        policy: SnapshotPolicy,
+    ) -> Self {
+        Replica {
+            raft,
+            state_machine,
+            counters,
+            members,
+            next_tag: 1,
+            proposing: BTreeMap::new(),
+            awaiting_apply: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            ready_reads: BTreeMap::new(),
+            applied_index: snapshot_index,
+            applied_term: snapshot_term,
+            snapshots: Snapshots {
+                policy,
+                entries_since: 0,
+                bytes_since: 0,
+                saving: None,
+                waiters: Vec::new(),
+            },
+            storage_syncs: 0,
+            effects: std::collections::VecDeque::new(),
+            storage_ops: Vec::new(),
+            answers: Vec::new(),
+        }
+    }
+
+    /// The core (read-only), for status pages, tests and the simulator's checks.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The state machine (read-only).
+    pub fn state_machine(&self) -> &S {
+        &self.state_machine
+    }
+
+    /// The highest index applied to the state machine.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// One tick of logical time passed.
+    pub fn tick(&mut self) {
+        self.raft.step(Input::Tick);
+    }
+
+    /// A peer's message arrived.
+    pub fn peer_message(&mut self, from: NodeId, msg: Message) {
+        self.raft.step(Input::Message { from, msg });
+    }
+
+    /// A client's datagram arrived from `source`. Anything but requests is dropped; a batch
+    /// over [`MAX_REQUESTS_PER_DATAGRAM`] is dropped and counted as refused.
+    pub fn client_datagram(&mut self, source: SocketAddr, wire: Wire) {
+        match wire {
+            Wire::Request(request) => self.on_request(source, request),
+            Wire::Requests(requests) => {
+                if requests.len() > MAX_REQUESTS_PER_DATAGRAM {
+                    log::debug!(
+                        "dropped a batch of {} requests from {source} (at most \
+                         {MAX_REQUESTS_PER_DATAGRAM})",
+                        requests.len(),
+                    );
+                    self.counters.dropped(DropReason::Refused);
+                    return;
+                }
+                for request in requests {
+                    self.on_request(source, request);
+                }
+            }
+            _ => log::debug!("dropped a client datagram carrying the wrong message"),
+        }
+    }
+
+    /// Storage made every persist up to `upto` durable (and sent its `then_send`).
+    pub fn persisted(&mut self, upto: crate::raft::PersistId) {
+        self.storage_syncs += 1;
+        self.raft.step(Input::Persisted { upto });
+    }
+
+    /// Proposes `data` from the embedding API; `reply` gets the state machine's answer once it is
+    /// applied. The embedding API does not forward: on a follower the caller learns who leads.
+    pub fn propose(&mut self, data: &[u8], reply: R) {
+        if self.raft.role() != Role::Leader {
+            let leader = self.raft.status().leader;
+            self.reply(reply, Err(Error::NotLeader { leader }));
+            return;
+        }
+        let tag = self.tag();
+        self.proposing.insert(tag, Waiter::Api(reply));
+        self.raft.step(Input::Propose {
+            id: tag,
+            data: wire::frame(None, data),
+        });
+    }
+
+    /// A linearizable read from the embedding API.
+    pub fn read(&mut self, query: Vec<u8>, reply: R) {
+        self.start_read(query, Waiter::Api(reply));
+    }
+
+    /// Asks the core, if it leads, to hand leadership to `to`.
+    pub fn transfer_leader(&mut self, to: NodeId) -> Result<(), Error> {
+        if self.raft.role() == Role::Leader {
+            self.raft.step(Input::TransferLeadership { to });
+            Ok(())
+        } else {
+            Err(Error::NotLeader {
+                leader: self.raft.status().leader,
+            })
+        }
+    }
+
+    /// Storage saved this replica's snapshot at `index`: the core sends it to followers behind
+    /// and compacts; clients that asked for a snapshot are answered.
+    pub fn snapshot_saved(&mut self, index: u64, data: Arc<Vec<u8>>) {
+        assert_eq!(
+            self.snapshots.saving,
+            Some(index),
+            "storage reports the one save in flight"
+        );
+        self.snapshots.saving = None;
+        self.raft.step(Input::SnapshotSaved { index, data });
+        for reply in std::mem::take(&mut self.snapshots.waiters) {
+            self.respond(reply, ResponseBody::SnapshotTaken { index });
+        }
+    }
+
+    /// Storage installed a leader's snapshot: the state machine takes it over, then the core
+    /// hears of it. An error means the state machine cannot restore what storage now holds as
+    /// this node's state: the node must stop (running on would diverge).
+    pub fn snapshot_installed(&mut self, index: u64, term: u64, data: &[u8]) -> Result<(), Error> {
+        if let Err(error) = self.state_machine.restore(data) {
+            return Err(Error::Storage(format!(
+                "restoring the installed snapshot at {index}: {error}"
+            )));
+        }
+        log::info!(
+            "installed a snapshot up to index {index} ({} bytes)",
+            data.len()
+        );
+        self.applied_index = index;
+        self.applied_term = term;
+        self.snapshots.entries_since = 0;
+        self.snapshots.bytes_since = 0;
+        // API proposals at or below the snapshot cannot learn their own answer any more.
+        while let Some(entry) = self.awaiting_apply.first_entry() {
+            if *entry.key() > index {
+                break;
+            }
+            let (_, reply) = entry.remove();
+            self.reply(reply, Err(Error::Timeout));
+        }
+        self.raft.step(Input::SnapshotInstalled { index });
+        self.serve_ready_reads();
+        Ok(())
+    }
+
+    /// The next effect, in order; `None` once the turn has nothing more. Call it until `None`
+    /// after each input (or after a batch of inputs: inputs taken together batch their
+    /// proposals into as few AppendEntries and persists as possible).
+    pub fn poll_effect(&mut self) -> Option<Effect<R>> {
+        loop {
+            if let Some(effect) = self.effects.pop_front() {
+                return Some(effect);
+            }
+            if let Some(action) = self.raft.poll_action() {
+                self.on_action(action);
+                continue;
+            }
+            // The core is done: the turn's answers, then its storage work.
+            if !self.answers.is_empty() {
+                self.group_answers();
+                continue;
+            }
+            if !self.storage_ops.is_empty() {
+                self.effects
+                    .extend(self.storage_ops.drain(..).map(Effect::Storage));
+                continue;
+            }
+            return None;
+        }
+    }
+
+    /// Every API caller still waiting (the runtime answers them when it stops).
+    pub fn take_waiters(&mut self) -> Vec<R> {
+        let mut waiters = Vec::new();
+        for (_, waiter) in std::mem::take(&mut self.proposing) {
+            if let Waiter::Api(reply) = waiter {
+                waiters.push(reply);
+            }
+        }
+        waiters.extend(
+            std::mem::take(&mut self.awaiting_apply)
+                .into_values()
+                .map(|(_, reply)| reply),
+        );
+        let reads = std::mem::take(&mut self.reads).into_values();
+        let ready = std::mem::take(&mut self.ready_reads)
+            .into_values()
+            .flatten();
+        for read in reads.chain(ready) {
+            if let Waiter::Api(reply) = read.waiter {
+                waiters.push(reply);
+            }
+        }
+        waiters
+    }
+
+    /// The replica's status, for the embedding API.
+    pub fn status(&self) -> NodeStatus {
+        let Status {
+            id,
+            role,
+            term,
+            leader,
+            commit_index,
+            last_index,
+            snapshot_index,
+            first_index,
+            receiving_snapshot,
+            ..
+        } = self.raft.status();
+        NodeStatus {
+            id,
+            role,
+            term,
+            leader,
+            commit_index,
+            applied_index: self.applied_index,
+            last_index,
+            snapshot_index,
+            first_index,
+            receiving_snapshot,
+        }
+    }
+
+    fn on_request(&mut self, source: SocketAddr, request: Request) {
+        let reply = ReplyTo {
+            address: source,
+            request: request.id,
+        };
+        match request.body {
+            RequestBody::Command { data } => {
+                let tag = self.tag();
+                self.proposing.insert(tag, Waiter::Client(reply));
+                let data = wire::frame(Some(reply), &data);
+                self.raft.step(Input::Propose { id: tag, data });
+            }
+            RequestBody::Query { data, stale: true } => {
+                let answer = self.state_machine.query(&data);
+                self.respond(reply, ResponseBody::Query { data: answer });
+            }
+            RequestBody::Query { data, stale: false } => {
+                self.start_read(data, Waiter::Client(reply));
+            }
+            RequestBody::Status => {
+                let report = self.status_report();
+                self.respond(reply, ResponseBody::Status(report));
+            }
+            RequestBody::Snapshot => {
+                let index = self.raft.snapshot_index();
+                if self.snapshots.saving.is_none() && index == self.applied_index {
+                    // Nothing applied since the last one: it is the snapshot asked for.
+                    self.respond(reply, ResponseBody::SnapshotTaken { index });
+                } else {
+                    self.snapshots.waiters.push(reply);
+                    if self.snapshots.saving.is_none() {
+                        self.take_snapshot();
+                    }
+                }
+            }
+            RequestBody::Transfer { to } => {
+                let body = match self.transfer_leader(to) {
+                    Ok(()) => ResponseBody::TransferStarted,
+                    Err(_) => self.not_leader(),
+                };
+                self.respond(reply, body);
+            }
+        }
+    }
+
+    fn start_read(&mut self, query: Vec<u8>, waiter: Waiter<R>) {
+        let ctx = self.tag();
+        self.reads.insert(ctx, WaitingRead { query, waiter });
+        self.raft.step(Input::ReadIndex { ctx });
+    }
+
+    fn tag(&mut self) -> u64 {
+        self.next_tag += 1;
+        self.next_tag
+    }
+
+    /// Carries out one action of the core: what the world must do becomes an effect; applying,
+    /// answering and reads are done here.
+    fn on_action(&mut self, action: Action) {
+        match action {
+            Action::Persist(persist) => self.storage_ops.push(StorageOp::Persist(persist)),
+            Action::Send { to, msg } => self.effects.push_back(Effect::Send { to, msg }),
+            Action::Apply { entries } => {
+                for entry in &entries {
+                    self.apply(entry);
+                }
+                self.effects.push_back(Effect::Applied { entries });
+                self.serve_ready_reads();
+                let policy = self.snapshots.policy;
+                if self.snapshots.saving.is_none()
+                    && (self.snapshots.entries_since >= policy.entries
+                        || self.snapshots.bytes_since >= policy.bytes)
+                {
+                    self.take_snapshot();
+                }
+            }
+            Action::Proposal { id, outcome } => self.on_proposal(id, outcome),
+            Action::ReadReady { ctx, index } => {
+                if let Some(read) = self.reads.remove(&ctx) {
+                    self.ready_reads.entry(index).or_default().push(read);
+                    self.serve_ready_reads();
+                }
+            }
+            Action::ReadRefused { ctx, leader } => {
+                if let Some(read) = self.reads.remove(&ctx) {
+                    self.refuse(read.waiter, leader);
+                }
+            }
+            Action::TransferAborted { to, reason } => {
+                log::warn!("leadership transfer to node {to} aborted: {reason}");
+            }
+            Action::RoleChanged { role, term, leader } => {
+                log::info!("now {role:?} in term {term}, leader {leader:?}");
+            }
+            Action::SnapshotChunk {
+                index,
+                term,
+                offset,
+                data,
+                ..
+            } => self.storage_ops.push(StorageOp::SnapshotChunk {
+                meta: SnapshotMeta { index, term },
+                offset,
+                data,
+            }),
+            Action::InstallSnapshot {
+                index,
+                term,
+                size,
+                crc,
+                data,
+            } => self.storage_ops.push(StorageOp::InstallSnapshot {
+                meta: SnapshotMeta { index, term },
+                size,
+                crc,
+                data,
+            }),
+            Action::Compact { upto } => self.storage_ops.push(StorageOp::Compact { upto }),
+        }
+    }
+
+    fn on_proposal(&mut self, tag: u64, outcome: ProposalOutcome) {
+        let Some(waiter) = self.proposing.remove(&tag) else {
+            return;
+        };
+        match (outcome, waiter) {
+            (ProposalOutcome::Accepted { index, term }, Waiter::Api(reply)) => {
+                self.awaiting_apply.insert(index, (term, reply));
+            }
+            // A client's command carries its reply address in the entry: whoever leads when it
+            // is applied answers. Forwarded ones likewise, from the leader.
+            (ProposalOutcome::Accepted { .. } | ProposalOutcome::Forwarded { .. }, _) => {}
+            (ProposalOutcome::Refused(error), waiter) => {
+                let leader = self.raft.status().leader;
+                match (error, waiter) {
+                    (ProposeError::TooLarge { size, max }, Waiter::Api(reply)) => {
+                        self.reply(reply, Err(Error::TooLarge { size, max }));
+                    }
+                    (ProposeError::TooLarge { size, max }, Waiter::Client(reply)) => {
+                        let (size, max) = (size as u64, max as u64);
+                        self.respond(reply, ResponseBody::TooLarge { size, max });
+                    }
+                    (ProposeError::NoLeader { hint }, waiter) => self.refuse(waiter, hint),
+                    (ProposeError::TransferInProgress { to }, waiter) => {
+                        self.refuse(waiter, leader.or(Some(to)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies one committed entry and answers whoever waits for it.
+    fn apply(&mut self, entry: &Entry) {
+        assert_eq!(
+            entry.index,
+            self.applied_index + 1,
+            "entries apply in order, once each"
+        );
+        self.applied_index = entry.index;
+        self.applied_term = entry.term;
+        self.snapshots.entries_since += 1;
+        self.snapshots.bytes_since += entry.data.len() as u64;
+        let mut answer = None;
+        let mut reply_to = None;
+        if entry.kind == EntryKind::Normal {
+            match wire::unframe(&entry.data) {
+                Ok((reply, command)) => {
+                    answer = Some(self.state_machine.apply(entry.index, command));
+                    reply_to = reply;
+                }
+                Err(error) => log::error!("entry {} is malformed: {}", entry.index, error.reason),
+            }
+        }
+        // API waiters at or below this index: theirs, or overwritten by another leader's entry.
+        while let Some(waiting) = self.awaiting_apply.first_entry() {
+            if *waiting.key() > entry.index {
+                break;
+            }
+            let (index, (term, reply)) = waiting.remove_entry();
+            let result = match (&answer, index == entry.index && term == entry.term) {
+                (Some(answer), true) => Ok(answer.clone()),
+                _ => Err(Error::Lost),
+            };
+            self.reply(reply, result);
+        }
+        if let (Some(answer), Some(reply)) = (answer, reply_to)
+            && self.raft.role() == Role::Leader
+        {
+            self.respond(reply, ResponseBody::Applied { data: answer });
+        }
+    }
+
+    /// Serialises the state machine as of the applied index (the commit path waits only for
+    /// this) and queues it for storage to save, in order with this turn's other work.
+    fn take_snapshot(&mut self) {
+        let index = self.applied_index;
+        if index <= self.raft.snapshot_index() {
+            return;
+        }
+        assert!(
+            self.snapshots.saving.is_none(),
+            "one snapshot save at a time"
+        );
+        let data = Arc::new(self.state_machine.snapshot());
+        log::info!(
+            "snapshotting up to index {index} ({} bytes, {} entries since the last)",
+            data.len(),
+            self.snapshots.entries_since
+        );
+        self.snapshots.saving = Some(index);
+        self.snapshots.entries_since = 0;
+        self.snapshots.bytes_since = 0;
+        let term = self.applied_term;
+        self.storage_ops
+            .push(StorageOp::SaveSnapshot { index, term, data });
+    }
+
+    fn serve_ready_reads(&mut self) {
+        while let Some(ready) = self.ready_reads.first_entry() {
+            if *ready.key() > self.applied_index {
+                break;
+            }
+            for read in ready.remove() {
+                let answer = self.state_machine.query(&read.query);
+                match read.waiter {
+                    Waiter::Api(reply) => self.reply(reply, Ok(answer)),
+                    Waiter::Client(reply) => {
+                        self.respond(reply, ResponseBody::Query { data: answer });
+                    }
+                }
+            }
+        }
+    }
+
+    fn refuse(&mut self, waiter: Waiter<R>, leader: Option<NodeId>) {
+        match waiter {
+            Waiter::Api(reply) => self.reply(reply, Err(Error::NotLeader { leader })),
+            Waiter::Client(reply) => {
+                let address = leader.and_then(|id| self.members.get(&id).copied());
+                self.respond(reply, ResponseBody::NotLeader { leader, address });
+            }
+        }
+    }
+
+    fn not_leader(&self) -> ResponseBody {
+        let leader = self.raft.status().leader;
+        let address = leader.and_then(|id| self.members.get(&id).copied());
+        ResponseBody::NotLeader { leader, address }
+    }
+
+    fn reply(&mut self, reply: R, result: Result<Vec<u8>, Error>) {
+        self.effects.push_back(Effect::Reply { reply, result });
+    }
+
+    fn respond(&mut self, reply: ReplyTo, body: ResponseBody) {
+        let response = Response {
+            id: reply.request,
+            body,
+        };
+        self.answers.push((reply.address, response));
+    }
+
+    /// Turns the turn's answers into one effect per address, in the order given.
+    fn group_answers(&mut self) {
+        // Stable: one address's answers keep their order.
+        self.answers.sort_by_key(|(address, _)| *address);
+        let mut sorted = self.answers.drain(..).peekable();
+        while let Some((address, first)) = sorted.next() {
+            // A lone answer (the usual case: one client per socket) goes without a group.
+            let wire = if sorted.peek().is_some_and(|(to, _)| *to == address) {
+                let mut group = vec![first];
+                while let Some((_, response)) = sorted.next_if(|(to, _)| *to == address) {
+                    group.push(response);
+                }
+                Wire::Responses(group)
+            } else {
+                Wire::Response(first)
+            };
+            self.effects.push_back(Effect::Answer { to: address, wire });
+        }
+    }
+
+    fn status_report(&self) -> StatusReport {
+        let status = self.status();
+        let counters = self.counters.snapshot();
+        StatusReport {
+            id: status.id,
+            role: role_name(status.role).to_string(),
+            term: status.term,
+            leader: status.leader,
+            commit_index: status.commit_index,
+            applied_index: status.applied_index,
+            last_index: status.last_index,
+            datagrams_in: counters.datagrams_in,
+            datagrams_out: counters.datagrams_out,
+            datagrams_dropped: counters.dropped_total(),
+            wal_syncs: self.storage_syncs,
+            snapshot_index: status.snapshot_index,
+            first_index: status.first_index,
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The work a replica hands to its storage, and the one rule for the order it is carried out in.
+//!
+//! A [`StorageOp`] is everything the world must make durable or change on disk for a replica:
+//! the core's persists (Raft Figure 2, "updated on stable storage before responding to RPCs"),
+//! the replica's own snapshot saves, and the core's compactions and snapshot installs (§7,
+//! Figure 13). The runtime's WAL thread and the simulator's disk both take them in the order the
+//! replica emitted them and cut them into [`Stage`]s with [`stages`], so both follow one rule:
+//!
+//! - **Persists group-commit.** Consecutive persists form one stage: written in order, made
+//!   durable by one sync, and only then are their `then_send` messages sent and their newest id
+//!   reported (`Input::Persisted`). A crash before the sync loses the messages with the write.
+//! - **Persists first.** Any other operation is a stage of its own, carried out only once every
+//!   persist queued before it is durable, sent and reported: a compaction must not drop entries a
+//!   persist before it may still rewrite, and an install must not be overtaken by a truncation
+//!   or append queued before it (the core asserts at `SnapshotInstalled` that every persist it
+//!   issued before the install is reported durable).
+//! - **One save at a time.** The replica starts a save only once the previous one is reported
+//!   (`Replica::snapshot_saved`); the storage may write it in steps between later stages.
+
+use std::sync::Arc;
+
+use balsa_wal::SnapshotMeta;
+
+use crate::raft::Persist;
+
+/// What a replica asks of its storage.
+#[derive(Debug)]
+pub enum StorageOp {
+    /// Make this durable, then send its `then_send` messages, then report it.
+    Persist(Persist),
+    /// Save this replica's snapshot of (`index`, `term`), then report
+    /// `Replica::snapshot_saved`.
+    SaveSnapshot {
+        /// The last index it covers.
+        index: u64,
+        /// That entry's term.
+        term: u64,
+        /// The serialised state machine.
+        data: Arc<Vec<u8>>,
+    },
+    /// Drop the stored entries wholly at or below `upto` (a saved snapshot covers them).
+    Compact {
+        /// The new log base.
+        upto: u64,
+    },
+    /// A chunk of a leader's snapshot (offset 0: a new transfer).
+    SnapshotChunk {
+        /// The snapshot.
+        meta: SnapshotMeta,
+        /// Where the bytes go.
+        offset: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// Check and install the received snapshot (Figure 13's rules 6 and 7 on the log), then
+    /// report `Replica::snapshot_installed`.
+    InstallSnapshot {
+        /// The snapshot.
+        meta: SnapshotMeta,
+        /// Its announced size.
+        size: u64,
+        /// Its announced CRC-32.
+        crc: u32,
+        /// Its bytes, for the state machine once installed.
+        data: Arc<Vec<u8>>,
+    },
+}
+
+/// One step of storage work, in the order [`stages`] gives them.
+#[derive(Debug)]
+pub enum Stage {
+    /// Write these persists in order, sync once, then send their `then_send` messages in
+    /// order, then report the last one's id.
+    Persists(Vec<Persist>),
+    /// Carry out this operation (never a persist); every persist before it is already done.
+    Other(StorageOp),
+}
+
+/// Cuts `ops`, in the order a replica emitted them, into the stages storage carries out one
+/// after the other: each run of consecutive persists is one group commit, every other operation
+/// a stage of its own after it.
+pub fn stages(ops: impl IntoIterator<Item = StorageOp>) -> impl Iterator<Item = Stage> {
+    let mut ops = ops.into_iter().peekable();
+    std::iter::from_fn(move || match ops.next()? {
+        StorageOp::Persist(first) => {
+            let mut persists = vec![first];
+            while let Some(StorageOp::Persist(next)) =
+                ops.next_if(|op| matches!(op, StorageOp::Persist(_)))
+            {
+                assert!(
+                    next.id > persists.last().map_or(0, |last| last.id),
+                    "persists are queued in id order"
+                );
+                persists.push(next);
+            }
+            Some(Stage::Persists(persists))
+        }
+        other => Some(Stage::Other(other)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Stage, StorageOp, stages};
+    use crate::raft::Persist;
+
+    fn persist(id: u64) -> StorageOp {
+        StorageOp::Persist(Persist {
+            id,
+            ..Persist::default()
+        })
+    }
+
+    fn shape(stage: &Stage) -> String {
+        match stage {
+            Stage::Persists(persists) => {
+                let ids: Vec<String> = persists.iter().map(|p| p.id.to_string()).collect();
+                format!("p{}", ids.join("+"))
+            }
+            Stage::Other(StorageOp::Compact { upto }) => format!("c{upto}"),
+            Stage::Other(other) => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn consecutive_persists_group_and_every_other_op_waits_for_the_persists_before_it() {
+        let ops = vec![
+            persist(1),
+            persist(2),
+            StorageOp::Compact { upto: 5 },
+            StorageOp::Compact { upto: 6 },
+            persist(3),
+        ];
+        let shapes: Vec<String> = stages(ops).map(|stage| shape(&stage)).collect();
+        assert_eq!(shapes, ["p1+2", "c5", "c6", "p3"]);
+    }
+
+    #[test]
+    #[should_panic(expected = "persists are queued in id order")]
+    fn persists_out_of_order_are_refused() {
+        let _ = stages(vec![persist(2), persist(1)]).count();
+    }
+}
