@@ -71,6 +71,13 @@ impl KvStore {
         self.data.get(key).map(Vec::as_slice)
     }
 
+    /// Every key and its value, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.data
+            .iter()
+            .map(|(key, value)| (key.as_slice(), value.as_slice()))
+    }
+
     /// How many keys are held.
     pub fn len(&self) -> usize {
         self.data.len()

@@ -210,6 +210,13 @@ impl<S: StateMachine, R> Replica<S, R> {
         &self.state_machine
     }
 
+    /// The state machine, to change: for the simulator's observed store only (changing the
+    /// replicated state through it would break every replica's agreement).
+    #[cfg(feature = "sim")]
+    pub(crate) fn state_machine_mut(&mut self) -> &mut S {
+        &mut self.state_machine
+    }
+
     /// The highest index applied to the state machine.
     pub fn applied_index(&self) -> u64 {
         self.applied_index

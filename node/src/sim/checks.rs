@@ -31,6 +31,10 @@
 //!   entry's term; the indexes below it are taken to hold the committed prefix (a snapshot holds
 //!   only committed state), so every check above keeps comparing whole logs. A snapshot saved or
 //!   installed at index `i` restores to the state digest recorded at `i`.
+//! - **The session table** (thesis §6.3): a client's `(client, seq)` takes effect once. Every
+//!   command a replica applies is recorded with the digest of the data before and after it
+//!   (`store.rs`); applied again at a higher index than where it first took effect (a retry
+//!   that was committed twice), it must leave the data as it was.
 //! - **Commit index monotone**: within one incarnation of a node.
 //! - **Term and vote never go back across restarts**: the in-memory term never goes down; a
 //!   restarted node resumes exactly the durable term, vote and log (`disk.rs` checks that the
@@ -60,6 +64,7 @@ use std::collections::btree_map::Entry as MapEntry;
 use super::digest::{chain_digest, entry_digest};
 use super::disk::{Disk, Finding};
 use super::report::ViolationKind;
+use super::store::AppliedCommand;
 use crate::raft::{Body, Entry, Message, NodeId, Raft, Role, Status};
 
 /// Every this many steps of a node, its whole log view is recomputed (see the module docs).
@@ -109,6 +114,8 @@ pub struct Checker {
     /// `states[k]`: the state machine's digest after index `k + 1`.
     states: Vec<u64>,
     views: BTreeMap<NodeId, View>,
+    /// `(client, seq)` → the lowest index where that command was applied.
+    first_effect: BTreeMap<(u64, u64), u64>,
     /// Whether the rule checks run (see the module docs).
     rule_checks: bool,
 }
@@ -477,6 +484,33 @@ impl Checker {
                 Some(_) => {}
                 None => self.applied.push(digest),
             }
+        }
+        Ok(())
+    }
+
+    /// Node `id` applied `command`: a `(client, seq)` that took effect at a lower index must
+    /// change nothing when applied again (the session table answers the retry instead).
+    pub fn on_command(&mut self, id: NodeId, command: &AppliedCommand) -> Result<(), Finding> {
+        if command.client_seq == (0, 0) {
+            return Ok(());
+        }
+        let first = self
+            .first_effect
+            .entry(command.client_seq)
+            .or_insert(command.index);
+        if *first > command.index {
+            *first = command.index;
+        }
+        if *first < command.index && command.data_before != command.data_after {
+            let (client, seq) = command.client_seq;
+            return finding(
+                ViolationKind::SessionTable,
+                format!(
+                    "node {id} applied client {client}'s command {seq} again at index {}, \
+                     changing the data, after it took effect at index {first}",
+                    command.index
+                ),
+            );
         }
         Ok(())
     }

@@ -1,29 +1,37 @@
 //! The simulated clients and the history they record for the linearizability checker.
 //!
-//! Each client has at most one operation outstanding:
+//! They speak the key-value service's real protocol: each request is a `Wire::Request` datagram
+//! to a replica (through the simulated network, which loses, duplicates and delays it), each
+//! answer a `Wire::Response` back, so the replica's client handling, forwarding and the key-value
+//! store's session table all run. Each client has at most one operation outstanding:
 //!
-//! - **write** `key = value` (values unique across the run): proposed at a random live node as a
-//!   [`Command`] carrying `(client, seq, key, value)`. Accepted or forwarded, it waits; refused
-//!   (no leader, transfer under way), it retries soon; unanswered, it retries at another node
-//!   after a while, with the same `(client, seq)`, so the session table applies it at most once.
-//!   It returns when the first node applies it with effect, which is after it committed. A write
-//!   still unanswered at the end of the run stays in the history with no return: it may or may
-//!   not have taken effect.
-//! - **read** `key`: a ReadIndex at a random live node. Once the node reports the read index,
-//!   the read is served from that node's state machine as soon as it has applied that index.
-//!   A refused, lost or timed-out read is dropped from the history: a read has no effect, so an
-//!   unanswered one constrains nothing.
+//! - **write** `key = value` (values unique across the run): a `Put` command carrying
+//!   `(client, seq)`, sent to the replica last named as leader, else a random live one. A
+//!   `NotLeader` answer notes the hint and tries again soon; no answer, and it tries again after
+//!   a while, with the same `(client, seq)`, so the session table must apply it at most once. It
+//!   returns at the first `Applied` answer, which a leader sends after applying it. A write still
+//!   unanswered at the end of the run stays in the history with no return: it may or may not
+//!   have taken effect.
+//! - **read** `key`: a linearizable `Get` query (ReadIndex) at a random live replica (the planted
+//!   bug `SimConfig::stale_reads` asks for a stale one instead). A refused or unanswered read is
+//!   dropped from the history: a read has no effect, so an unanswered one constrains nothing.
 //!
 //! History times come from a counter bumped at every invocation and every return, in the order
 //! things happen in the simulation, so real-time order is kept and `call < ret` always holds.
+//! An answer the protocol does not allow (a write answered with anything but `Ok`, a value that
+//! no client wrote) is a violation.
 //!
 //! The liveness phase adds a *probe* client that issues one write and nothing else.
 
-use super::kv::{Command, Kv};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
 use super::linearizability::{Event, Op, Ret};
 use super::network::SUBTICKS_PER_TICK;
 use super::rng::SimRng;
-use crate::raft::{Input, NodeId, ProposalOutcome};
+use super::store::{key_bytes, value_bytes, value_from_bytes};
+use crate::kv::{self, Answer, Command, Query};
+use crate::raft::NodeId;
+use crate::runtime::wire::{Request, RequestBody, Response, ResponseBody, Wire};
 
 /// An unanswered write is proposed again after this long (longer than an election).
 const WRITE_RETRY: u64 = 40 * SUBTICKS_PER_TICK;
@@ -57,15 +65,19 @@ struct Client {
     timer: u64,
     /// The liveness probe: one write, then nothing.
     probe: bool,
+    /// The replica last named as leader.
+    leader_hint: Option<NodeId>,
 }
 
-/// A read whose index is known, waiting for its node to apply that far.
-#[derive(Clone, Copy, Debug)]
-struct ReadyRead {
-    node: NodeId,
-    index: u64,
-    client: usize,
-    seq: u64,
+/// A request on its way: to replica `node`, from `source`.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// The replica.
+    pub node: NodeId,
+    /// The client's address (where the answer goes).
+    pub source: SocketAddr,
+    /// The datagram.
+    pub wire: Wire,
 }
 
 /// Workload parameters of a run.
@@ -89,7 +101,8 @@ pub struct Clients {
     /// The history's logical clock.
     clock: u64,
     next_value: u64,
-    ready: Vec<ReadyRead>,
+    /// Reads ask for a stale answer (the planted bug `SimConfig::stale_reads`).
+    stale_reads: bool,
     /// Timers to schedule: (time, client, token).
     wakeups: Vec<(u64, usize, u64)>,
     /// Writes known committed.
@@ -102,14 +115,14 @@ pub struct Clients {
 
 impl Clients {
     /// `workload.clients` idle clients, each due to start at a random time soon.
-    pub fn new(workload: Workload, rng: &mut SimRng) -> Clients {
+    pub fn new(workload: Workload, stale_reads: bool, rng: &mut SimRng) -> Clients {
         let mut clients = Clients {
             workload,
             clients: Vec::new(),
             history: Vec::new(),
             clock: 0,
             next_value: 1,
-            ready: Vec::new(),
+            stale_reads,
             wakeups: Vec::new(),
             committed_writes: 0,
             reads: 0,
@@ -130,6 +143,7 @@ impl Clients {
             outstanding: None,
             timer: 0,
             probe,
+            leader_hint: None,
         });
         index
     }
@@ -151,8 +165,8 @@ impl Clients {
         self.clock
     }
 
-    /// Starts the liveness probe: a client that writes once. Returns the request to make.
-    pub fn start_probe(&mut self, up: &[NodeId], rng: &mut SimRng) -> Option<(NodeId, Input)> {
+    /// Starts the liveness probe: a client that writes once. Returns the request to send.
+    pub fn start_probe(&mut self, up: &[NodeId], rng: &mut SimRng) -> Option<Outgoing> {
         let index = self.add(true);
         self.start(index, true, up, rng)
     }
@@ -162,15 +176,15 @@ impl Clients {
         self.probe_done
     }
 
-    /// Client `index`'s timer `token` fired at `now`: start an operation, retry a write, or
-    /// give up a read. Returns the request to hand a node, if any.
+    /// Client `index`'s timer `token` fired: start an operation, retry a write, or give up a
+    /// read. Returns the request to send, if any.
     pub fn on_timer(
         &mut self,
         index: usize,
         token: u64,
         up: &[NodeId],
         rng: &mut SimRng,
-    ) -> Option<(NodeId, Input)> {
+    ) -> Option<Outgoing> {
         let client = &self.clients[index];
         if client.timer != token {
             return None; // superseded
@@ -182,7 +196,7 @@ impl Clients {
                 self.start(index, write, up, rng)
             }
             Some(outstanding) => match outstanding.op {
-                Op::Write { .. } => self.propose(index, outstanding, up, rng),
+                Op::Write { .. } => self.send_write(index, outstanding, up, rng),
                 Op::Read { .. } => {
                     self.fail_read(index, rng);
                     None
@@ -198,7 +212,7 @@ impl Clients {
         write: bool,
         up: &[NodeId],
         rng: &mut SimRng,
-    ) -> Option<(NodeId, Input)> {
+    ) -> Option<Outgoing> {
         if up.is_empty() {
             self.rearm(index, NOBODY_UP_RETRY);
             return None;
@@ -227,24 +241,30 @@ impl Clients {
             ret: None,
         }));
         match op {
-            Op::Write { .. } => self.propose(index, outstanding, up, rng),
-            Op::Read { .. } => {
+            Op::Write { .. } => self.send_write(index, outstanding, up, rng),
+            Op::Read { key } => {
                 self.rearm(index, READ_TIMEOUT);
-                let node = rng.pick(up);
-                let ctx = tag(index, outstanding.seq);
-                Some((node, Input::ReadIndex { ctx }))
+                let query = Query::Get {
+                    key: key_bytes(key),
+                };
+                let body = RequestBody::Query {
+                    data: query.encode(),
+                    stale: self.stale_reads,
+                };
+                Some(self.request(index, rng.pick(up), outstanding.seq, body))
             }
         }
     }
 
-    /// Proposes (again) client `index`'s outstanding write at a random live node.
-    fn propose(
+    /// Sends (again) client `index`'s outstanding write, to the replica last named as leader if
+    /// it is up, else to a random live one.
+    fn send_write(
         &mut self,
         index: usize,
         outstanding: Outstanding,
         up: &[NodeId],
         rng: &mut SimRng,
-    ) -> Option<(NodeId, Input)> {
+    ) -> Option<Outgoing> {
         let Op::Write { key, value } = outstanding.op else {
             return None;
         };
@@ -253,128 +273,98 @@ impl Clients {
             return None;
         }
         self.rearm(index, WRITE_RETRY);
+        let client = &self.clients[index];
         let command = Command {
-            client: self.clients[index].id,
+            client_id: client.id,
             seq: outstanding.seq,
-            key,
-            value,
-        };
-        let id = tag(index, outstanding.seq);
-        Some((
-            rng.pick(up),
-            Input::Propose {
-                id,
-                data: command.encode(),
+            op: kv::Op::Put {
+                key: key_bytes(key),
+                value: value_bytes(value),
             },
-        ))
+        };
+        let node = match client.leader_hint {
+            Some(leader) if up.contains(&leader) => leader,
+            _ => rng.pick(up),
+        };
+        let body = RequestBody::Command {
+            data: command.encode(),
+        };
+        Some(self.request(index, node, outstanding.seq, body))
     }
 
-    /// The answer to a proposal tagged `id`.
-    pub fn on_proposal(&mut self, id: u64, outcome: &ProposalOutcome, rng: &mut SimRng) {
-        let Some(index) = self.current(id) else {
-            return;
-        };
-        if let ProposalOutcome::Refused(_) = outcome {
-            let delay = rng.range(REFUSED_RETRY.0, REFUSED_RETRY.1 + 1);
-            self.rearm(index, delay);
+    fn request(&self, index: usize, node: NodeId, seq: u64, body: RequestBody) -> Outgoing {
+        Outgoing {
+            node,
+            source: client_address(index),
+            wire: Wire::Request(Request {
+                id: tag(index, seq),
+                body,
+            }),
         }
     }
 
-    /// Node `node` applied `command` with effect: its write has committed.
-    pub fn on_applied(&mut self, command: &Command, rng: &mut SimRng) {
-        let Some(index) = usize::try_from(command.client)
-            .ok()
-            .and_then(|id| id.checked_sub(1))
-        else {
-            return;
-        };
+    /// Client `index` got `response`. An answer the protocol does not allow is an error.
+    pub fn on_response(
+        &mut self,
+        index: usize,
+        response: Response,
+        rng: &mut SimRng,
+    ) -> Result<(), String> {
         let Some(client) = self.clients.get(index) else {
-            return;
+            return Ok(());
         };
         let Some(outstanding) = client.outstanding else {
-            return;
+            return Ok(()); // a late or duplicated answer
         };
-        if outstanding.seq != command.seq {
-            return;
+        if response.id != tag(index, outstanding.seq) {
+            return Ok(()); // an answer to an earlier operation
         }
-        let probe = client.probe;
-        let now = self.tick_clock();
-        self.finish(index, Some((now, Ret::WriteOk)), rng);
-        self.committed_writes += 1;
-        if probe {
-            self.probe_done = Some(now);
-        }
-    }
-
-    /// Node `node` reports the read index of the read tagged `ctx`.
-    pub fn on_read_ready(&mut self, node: NodeId, ctx: u64, index: u64) {
-        if let Some(client) = self.current(ctx) {
-            let seq = self.clients[client].seq;
-            self.ready.push(ReadyRead {
-                node,
-                index,
-                client,
-                seq,
-            });
-        }
-    }
-
-    /// The read tagged `ctx` was refused.
-    pub fn on_read_refused(&mut self, ctx: u64, rng: &mut SimRng) {
-        if let Some(index) = self.current(ctx) {
-            self.fail_read(index, rng);
-        }
-    }
-
-    /// Serves every ready read at `node` whose index its state machine `kv` has applied.
-    pub fn serve_reads(&mut self, node: NodeId, kv: &Kv, rng: &mut SimRng) {
-        let mut position = 0;
-        while position < self.ready.len() {
-            let read = self.ready[position];
-            if read.node != node || kv.applied() < read.index {
-                position += 1;
-                continue;
+        let client_id = client.id;
+        let unexpected = |what: &str| {
+            Err(format!(
+                "client {client_id} got {what} for its operation {} ({:?})",
+                outstanding.seq, outstanding.op
+            ))
+        };
+        match (outstanding.op, response.body) {
+            (_, ResponseBody::NotLeader { leader, .. }) => {
+                self.clients[index].leader_hint = leader;
+                match outstanding.op {
+                    Op::Write { .. } => {
+                        let delay = rng.range(REFUSED_RETRY.0, REFUSED_RETRY.1 + 1);
+                        self.rearm(index, delay);
+                    }
+                    Op::Read { .. } => self.fail_read(index, rng),
+                }
             }
-            self.ready.swap_remove(position);
-            let Some(outstanding) = self.clients[read.client].outstanding else {
-                continue;
-            };
-            let Op::Read { key } = outstanding.op else {
-                continue;
-            };
-            if outstanding.seq != read.seq {
-                continue; // the read timed out and the client moved on
-            }
-            let now = self.tick_clock();
-            self.finish(read.client, Some((now, Ret::ReadOk(kv.get(key)))), rng);
-            self.reads += 1;
+            (Op::Write { .. }, ResponseBody::Applied { data }) => match Answer::decode(&data) {
+                Ok(Answer::Ok) => {
+                    let probe = self.clients[index].probe;
+                    let now = self.tick_clock();
+                    self.finish(index, Some((now, Ret::WriteOk)), rng);
+                    self.committed_writes += 1;
+                    if probe {
+                        self.probe_done = Some(now);
+                    }
+                }
+                other => return unexpected(&format!("the answer {other:?}")),
+            },
+            (Op::Read { .. }, ResponseBody::Query { data }) => match Answer::decode(&data) {
+                Ok(Answer::Value(value)) => {
+                    let value = match value.as_deref().map(value_from_bytes) {
+                        None => None,
+                        Some(Some(value)) if value < self.next_value => Some(value),
+                        Some(_) => return unexpected("a value no client wrote"),
+                    };
+                    let now = self.tick_clock();
+                    self.finish(index, Some((now, Ret::ReadOk(value))), rng);
+                    self.reads += 1;
+                }
+                other => return unexpected(&format!("the answer {other:?}")),
+            },
+            (_, body) => return unexpected(&format!("{body:?}")),
         }
-    }
-
-    /// Node `node` crashed: the reads waiting on it are lost.
-    pub fn on_crash(&mut self, node: NodeId, rng: &mut SimRng) {
-        let lost: Vec<ReadyRead> = self
-            .ready
-            .iter()
-            .copied()
-            .filter(|read| read.node == node)
-            .collect();
-        self.ready.retain(|read| read.node != node);
-        for read in lost {
-            if self.clients[read.client]
-                .outstanding
-                .is_some_and(|outstanding| outstanding.seq == read.seq)
-            {
-                self.fail_read(read.client, rng);
-            }
-        }
-    }
-
-    /// The client whose outstanding operation carries `tag`, if it is still outstanding.
-    fn current(&self, tag: u64) -> Option<usize> {
-        let (index, seq) = untag(tag);
-        let outstanding = self.clients.get(index)?.outstanding?;
-        (outstanding.seq == seq).then_some(index)
+        Ok(())
     }
 
     /// Client `index`'s read failed: drop it from the history and move on.
@@ -412,14 +402,30 @@ impl Clients {
     }
 }
 
-/// The tag of client `index`'s operation `seq`, used as proposal id and read context.
+/// The request id of client `index`'s operation `seq`, the same for every attempt of it.
 fn tag(index: usize, seq: u64) -> u64 {
     ((index as u64) << 32) | (seq & 0xFFFF_FFFF)
 }
 
-/// The client index and sequence number in a tag.
-fn untag(tag: u64) -> (usize, u64) {
-    // The upper half holds a client index, which came from a usize.
-    let index = usize::try_from(tag >> 32).unwrap_or(usize::MAX);
-    (index, tag & 0xFFFF_FFFF)
+/// Client `index`'s address: 10.1.0.0/16, port 9000.
+pub fn client_address(index: usize) -> SocketAddr {
+    let [.., high, low] = u32::try_from(index).unwrap_or(u32::MAX).to_be_bytes();
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 1, high, low), 9000))
+}
+
+/// The client at `address`, if it is one of [`client_address`].
+pub fn client_index(address: SocketAddr) -> Option<usize> {
+    match address {
+        SocketAddr::V4(v4) if v4.port() == 9000 => {
+            let [ten, one, high, low] = v4.ip().octets();
+            ((ten, one) == (10, 1)).then_some(usize::from(high) << 8 | usize::from(low))
+        }
+        _ => None,
+    }
+}
+
+/// Replica `id`'s address: 10.0.0.`id`, port 7000 (what `NotLeader` hints carry).
+pub fn replica_address(id: NodeId) -> SocketAddr {
+    let low = u8::try_from(id).unwrap_or(u8::MAX);
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, low), 7000))
 }

@@ -4,16 +4,16 @@
 //! - [`chain_digest`] extends the digest of the prefix before an entry with that entry, so two
 //!   logs have equal chain digests at an index exactly when (barring a 2^-64 collision) they hold
 //!   identical entries up to it. The checks compare logs in O(1) this way.
-//! - [`RunDigest`] folds in every field of every action of every core, so two runs of a seed can
+//! - [`RunDigest`] folds in every field of every effect of every replica, so two runs of a seed can
 //!   be compared bit for bit.
 //!
 //! The hash takes eight bytes at a time (a multiply and a shift per word) and ends with the
 //! SplitMix64 finaliser. It is fixed, so digests never depend on the process (unlike the
 //! standard library's randomly keyed hasher). Not for cryptography.
 
-use crate::raft::{
-    Action, Body, Entry, EntryKind, Message, NodeId, ProposalOutcome, ProposeError, Role,
-};
+use crate::raft::{Body, Entry, EntryKind, Message, NodeId};
+use crate::replica::Effect;
+use crate::replica::storage::StorageOp;
 
 /// A fast word-wise hash with a strong finaliser.
 #[derive(Clone, Copy, Debug)]
@@ -81,19 +81,19 @@ pub fn chain_digest(previous: u64, entry: &Entry) -> u64 {
     hash.finish()
 }
 
-/// The digest of a whole run: every action every core produced, with the node.
+/// The digest of a whole run: every effect every replica produced, with the node.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RunDigest {
     hash: Hash64,
 }
 
 impl RunDigest {
-    /// Folds in one action of node `node`, field by field.
-    pub fn action(&mut self, node: NodeId, action: &Action) {
+    /// Folds in one effect of node `node`, field by field.
+    pub fn effect<R>(&mut self, node: NodeId, effect: &Effect<R>) {
         let hash = &mut self.hash;
         hash.u64(node);
-        match action {
-            Action::Persist(persist) => {
+        match effect {
+            Effect::Storage(StorageOp::Persist(persist)) => {
                 hash.u64(1);
                 hash.u64(persist.id);
                 hash.u64(persist.truncate_from.map_or(0, |from| from + 1));
@@ -112,75 +112,49 @@ impl RunDigest {
                     message(hash, msg);
                 }
             }
-            Action::Send { to, msg } => {
+            Effect::Send { to, msg } => {
                 hash.u64(2);
                 hash.u64(*to);
                 message(hash, msg);
             }
-            Action::Apply { entries: applied } => {
+            Effect::Applied { entries: applied } => {
                 hash.u64(3);
                 entries(hash, applied);
             }
-            Action::Proposal { id, outcome } => {
+            Effect::Answer { to, wire } => {
                 hash.u64(4);
-                hash.u64(*id);
-                proposal(hash, outcome);
+                // Debug output is deterministic (no maps, no addresses of memory) and answers
+                // are few, so this is simpler than folding each variant.
+                hash.bytes(format!("{to} {wire:?}").as_bytes());
             }
-            Action::ReadReady { ctx, index } => {
+            Effect::Reply { result, .. } => {
                 hash.u64(5);
-                hash.u64(*ctx);
-                hash.u64(*index);
+                hash.bytes(format!("{result:?}").as_bytes());
             }
-            Action::ReadRefused { ctx, leader } => {
+            Effect::Storage(StorageOp::SaveSnapshot { index, term, data }) => {
                 hash.u64(6);
-                hash.u64(*ctx);
-                hash.u64(leader.unwrap_or(0));
+                hash.u64(*index);
+                hash.u64(*term);
+                hash.bytes(data);
             }
-            Action::TransferAborted { to, reason } => {
-                hash.u64(7);
-                hash.u64(*to);
-                hash.bytes(reason.as_bytes());
-            }
-            Action::SnapshotChunk {
-                index,
-                term,
-                offset,
-                data,
-                size,
-                crc,
-            } => {
+            Effect::Storage(StorageOp::SnapshotChunk { meta, offset, data }) => {
                 hash.u64(9);
-                for word in [*index, *term, *offset, *size, u64::from(*crc)] {
+                for word in [meta.index, meta.term, *offset] {
                     hash.u64(word);
                 }
                 hash.bytes(data);
             }
-            Action::InstallSnapshot {
-                index,
-                term,
-                size,
-                crc,
-                ..
-            } => {
+            Effect::Storage(StorageOp::InstallSnapshot {
+                meta, size, crc, ..
+            }) => {
                 hash.u64(10);
-                for word in [*index, *term, *size, u64::from(*crc)] {
+                for word in [meta.index, meta.term, *size, u64::from(*crc)] {
                     hash.u64(word);
                 }
             }
-            Action::Compact { upto } => {
+            Effect::Storage(StorageOp::Compact { upto }) => {
                 hash.u64(11);
                 hash.u64(*upto);
-            }
-            Action::RoleChanged { role, term, leader } => {
-                hash.u64(8);
-                hash.u64(match role {
-                    Role::Follower => 1,
-                    Role::PreCandidate => 2,
-                    Role::Candidate => 3,
-                    Role::Leader => 4,
-                });
-                hash.u64(*term);
-                hash.u64(leader.unwrap_or(0));
             }
         }
     }
@@ -285,38 +259,6 @@ fn message(hash: &mut Hash64, msg: &Message) {
             hash.u64(*index);
             hash.u64(*next_offset);
             hash.u64(u64::from(*installed));
-        }
-    }
-}
-
-fn proposal(hash: &mut Hash64, outcome: &ProposalOutcome) {
-    match outcome {
-        ProposalOutcome::Accepted { index, term } => {
-            hash.u64(1);
-            hash.u64(*index);
-            hash.u64(*term);
-        }
-        ProposalOutcome::Forwarded { to } => {
-            hash.u64(2);
-            hash.u64(*to);
-        }
-        ProposalOutcome::Refused(error) => {
-            hash.u64(3);
-            match error {
-                ProposeError::NoLeader { hint } => {
-                    hash.u64(1);
-                    hash.u64(hint.unwrap_or(0));
-                }
-                ProposeError::TooLarge { size, max } => {
-                    hash.u64(2);
-                    hash.u64(*size as u64);
-                    hash.u64(*max as u64);
-                }
-                ProposeError::TransferInProgress { to } => {
-                    hash.u64(3);
-                    hash.u64(*to);
-                }
-            }
         }
     }
 }

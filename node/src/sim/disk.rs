@@ -15,7 +15,11 @@
 //!   received one is written chunk by chunk to a temporary area that a crash loses; installing
 //!   it is one atomic step (a crash leaves the old state or the new one): the file, the log
 //!   reset by rules 6/7, the commit index. Compaction drops the durable entries up to an index
-//!   (never past the log's end). The log's base (index, term, chain digest) is what precedes its
+//!   (never past the log's end).
+//! - **Order.** Work other than persists (saves, chunks, installs, compactions) waits for every
+//!   persist queued before it, as `crate::replica::storage::stages` orders it for the WAL
+//!   thread: [`Disk::submit_other`] queues it, and [`Disk::complete_upto`] releases it once
+//!   those persists are written. A crash loses what waits. The log's base (index, term, chain digest) is what precedes its
 //!   first entry.
 //!
 //! Checked here, on every durable write: the durable term never goes down and the durable vote
@@ -28,17 +32,21 @@ use std::sync::Arc;
 use super::digest::chain_digest;
 use super::report::ViolationKind;
 use crate::raft::{Entry, HardState, Message, NodeId, Persist, PersistId, Restored};
+use crate::replica::storage::StorageOp;
 
 /// A broken property and what exactly broke it.
 pub type Finding = (ViolationKind, String);
 
 /// What a completion made durable.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Completed {
     /// The id of the last persist written.
     pub upto: PersistId,
     /// The `then_send` messages of every persist written, in order: now free to leave.
     pub then_send: Vec<(NodeId, Message)>,
+    /// Storage work that waited for these persists, in order: now due (after `then_send` and
+    /// the report, as the WAL thread runs a stage only after the one before it).
+    pub released: Vec<StorageOp>,
 }
 
 /// A durable snapshot: the last (index, term) it covers, the chain digest of the committed log
@@ -70,8 +78,9 @@ pub struct Disk {
     snapshot: Option<SnapshotFile>,
     /// The snapshot being received (a temporary file; a crash loses it).
     receiving: Vec<u8>,
-    /// Compactions waiting for the persists issued before them: (that persist's id, upto).
-    compactions: VecDeque<(PersistId, u64)>,
+    /// Storage work other than persists, waiting for the persists queued before it (the
+    /// runtime's order, `crate::replica::storage`): (the newest of those persists' id, the op).
+    waiting: VecDeque<(PersistId, StorageOp)>,
     /// Persists issued and not yet durable, in issue order.
     pending: VecDeque<Persist>,
     /// When the newest pending persist completes; later ones complete no earlier.
@@ -117,12 +126,9 @@ impl Disk {
             done.then_send.append(&mut persist.then_send);
             let id = persist.id;
             self.write(persist)?;
-            while let Some(&(after, upto)) = self.compactions.front() {
-                if after > id {
-                    break;
-                }
-                self.compactions.pop_front();
-                self.compact(upto);
+            while self.waiting.front().is_some_and(|(after, _)| *after <= id) {
+                let (_, op) = self.waiting.pop_front().expect("checked just above");
+                done.released.push(op);
             }
         }
         Ok(completed)
@@ -136,7 +142,9 @@ impl Disk {
         self.pending.clear();
         self.last_completion = 0;
         self.receiving.clear();
-        self.compactions.clear(); // compaction is optional: losing one loses nothing
+        // Work not started dies with the node: a compaction is optional, a save or an install
+        // not begun is simply not there after the restart.
+        self.waiting.clear();
         for mut persist in kept {
             persist.then_send.clear(); // the writer died before it could send them
             self.write(persist)?;
@@ -147,16 +155,6 @@ impl Disk {
     /// Persists issued and not yet durable.
     pub fn pending_len(&self) -> usize {
         self.pending.len()
-    }
-
-    /// When the newest pending persist completes (0 with none pending): an install queued now
-    /// completes after it.
-    pub fn last_completion(&self) -> u64 {
-        if self.pending.is_empty() {
-            0
-        } else {
-            self.last_completion
-        }
     }
 
     /// What a restarted node gets back: the snapshot, and the log after it unless the log
@@ -257,12 +255,20 @@ impl Disk {
         self.snapshot = Some(file);
     }
 
-    /// Compaction as the runtime's WAL thread does it: after every persist issued before it
-    /// (one of them may rewrite entries it would drop).
-    pub fn compact_in_order(&mut self, upto: u64) {
+    /// Queues storage work other than a persist behind the persists pending now (the order
+    /// of `crate::replica::storage::stages`); returns it if none is pending, to be carried out
+    /// at once.
+    pub fn submit_other(&mut self, op: StorageOp) -> Option<StorageOp> {
+        assert!(
+            !matches!(op, StorageOp::Persist(_)),
+            "persists go to submit"
+        );
         match self.newest_pending() {
-            Some(id) => self.compactions.push_back((id, upto)),
-            None => self.compact(upto),
+            Some(id) => {
+                self.waiting.push_back((id, op));
+                None
+            }
+            None => Some(op),
         }
     }
 
@@ -450,7 +456,7 @@ mod tests {
         };
         disk.submit(vote(1, 2), 0);
         disk.submit(vote(2, 3), 0);
-        let found = disk.complete_upto(2).map_err(|(kind, _)| kind);
+        let found = disk.complete_upto(2).map(|_| ()).map_err(|(kind, _)| kind);
         assert_eq!(found, Err(ViolationKind::TermOrVoteWentBack));
     }
 }

@@ -1,22 +1,30 @@
-//! The simulation loop: one queue of timed events (ticks, deliveries, finished persists, client
-//! timers, the nemesis, restarts, the phase changes), handled in time order, ties broken by the
-//! order they were scheduled in. Handling an event steps at most one core; every action the
-//! core emits is routed at once (persists to its disk, messages to the network, applied entries
-//! to its state machine and the clients), and the checks run after every step.
+//! The simulation loop: one queue of timed events (ticks, deliveries, finished persists and
+//! saves, client timers, the nemesis, restarts, the phase changes), handled in time order, ties
+//! broken by the order they were scheduled in. Handling an event gives at most one replica a
+//! [`Stimulus`]; every effect the replica emits is carried out at once (messages and client
+//! answers into the network, storage work onto its disk in the order of
+//! `crate::replica::storage::stages`), and the checks run after every step.
+//!
+//! Each node runs the real [`Replica`] — the code the runtime's consensus thread runs — with the
+//! real key-value store (observed, `store.rs`), so applying, answering clients, forwarding,
+//! reads, the snapshot policy and the session table are all under test.
 //!
 //! Per-run parameters (`setup.rs`) are drawn from the seed before anything else, so the seed
 //! alone decides the run.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+use balsa_net::Counters;
+
 use super::SimConfig;
 use super::checks::Checker;
-use super::clients::Clients;
+use super::clients::{self, Clients, Outgoing};
 use super::digest::RunDigest;
 use super::disk::{Completed, Disk, Finding, SnapshotFile};
-use super::kv::Kv;
 use super::linearizability;
 use super::nemesis::Act;
 use super::network::{Network, SUBTICKS_PER_TICK};
@@ -24,8 +32,65 @@ use super::queue::{Event, EventQueue};
 use super::report::{FaultCounts, Linearizability, Report, Violation, ViolationKind};
 use super::rng::SimRng;
 use super::setup::Setup;
+use super::store::{AppliedCommand, ObservedStore};
 use super::trace;
-use crate::raft::{Action, Config, Input, Message, NodeId, PersistId, Raft, Restored, Role};
+use crate::raft::{Config, Message, NodeId, PersistId, Raft, Restored, Role};
+use crate::replica::storage::{Stage, StorageOp, stages};
+use crate::replica::{Effect, Replica, SnapshotPolicy};
+use crate::runtime::wire::Wire;
+
+/// A snapshot installed on a disk: its index, term and bytes.
+type Installed = (u64, u64, Arc<Vec<u8>>);
+
+/// The replica as simulated: no embedding API callers.
+type SimReplica = Replica<ObservedStore, Infallible>;
+
+/// What a replica is told: one of its inputs.
+#[derive(Debug)]
+pub enum Stimulus {
+    /// A tick.
+    Tick,
+    /// A peer's message.
+    Peer {
+        /// The peer.
+        from: NodeId,
+        /// The message.
+        msg: Message,
+    },
+    /// A client's datagram.
+    Client {
+        /// The client's address.
+        source: SocketAddr,
+        /// The datagram.
+        wire: Wire,
+    },
+    /// Persists up to `upto` are durable.
+    Persisted {
+        /// The newest durable persist.
+        upto: PersistId,
+    },
+    /// Hand leadership to `to`.
+    Transfer {
+        /// The node.
+        to: NodeId,
+    },
+    /// The replica's snapshot at `index` is saved.
+    SnapshotSaved {
+        /// Its index.
+        index: u64,
+        /// Its bytes.
+        data: Arc<Vec<u8>>,
+    },
+    /// A leader's snapshot is installed on the disk.
+    SnapshotInstalled {
+        /// Its index.
+        index: u64,
+        /// Its term.
+        term: u64,
+        /// Its bytes.
+        data: Arc<Vec<u8>>,
+    },
+}
 
 /// A persist usually completes within this many subticks.
 const PERSIST_DELAY: (u64, u64) = (1, 15);
@@ -39,27 +104,28 @@ const UNACKED_SURVIVES_PER_MILLE: u64 = 300;
 const AIM_AT_LEADER_PER_MILLE: u64 = 500;
 /// The liveness window, in maximum election timeouts.
 const LIVENESS_ELECTION_TIMEOUTS: u64 = 10;
-/// A snapshot is taken this many subticks after it is decided (the state machine moves on).
-const SNAPSHOT_DELAY: (u64, u64) = (1, 20);
-/// An install takes this many subticks after the persists queued before it.
+/// Saving a snapshot takes this many subticks once the persists before it are written.
+const SAVE_DELAY: (u64, u64) = (1, 20);
+/// An install takes this many subticks once the persists queued before it are written.
 const INSTALL_DELAY: (u64, u64) = (1, 30);
 /// Share of crashes during an install (with every persist before it written) after which the
 /// install turns out to have reached the disk.
 const INSTALL_SURVIVES_PER_MILLE: u64 = 500;
 
-/// One simulated node: its core (while up), its disk and its state machine.
+/// One simulated node: its replica (while up) and its disk.
 struct Node {
-    /// The core; `None` while crashed.
-    raft: Option<Raft>,
+    /// The replica (core and state machine); `None` while crashed.
+    replica: Option<SimReplica>,
     /// Bumped at every restart; persists of an older incarnation are void.
     incarnation: u64,
     disk: Disk,
-    kv: Kv,
     /// The settings it restarts with (a fresh jitter seed each time).
     config: Config,
-    /// A snapshot is scheduled (`Event::SnapshotDue`).
-    snapshot_due: bool,
-    /// The install asked for and not done yet: (index, term, bytes).
+    /// The digest of its state machine's state after its applied index.
+    state_digest: u64,
+    /// The save under way, not durable yet.
+    saving: Option<SnapshotFile>,
+    /// The install under way and not done yet: (index, term, bytes).
     installing: Option<(u64, u64, Arc<Vec<u8>>)>,
     /// Wiped: it may restart only once every live node is past this term (see `wipe`).
     wiped_in_term: Option<u64>,
@@ -122,12 +188,12 @@ impl Sim {
             .iter()
             .map(|core| {
                 let node = Node {
-                    raft: None,
+                    replica: None,
                     incarnation: 0,
                     disk: Disk::new(config.rule_checks),
-                    kv: Kv::default(),
                     config: core.clone(),
-                    snapshot_due: false,
+                    state_digest: 0,
+                    saving: None,
                     installing: None,
                     wiped_in_term: None,
                 };
@@ -135,7 +201,7 @@ impl Sim {
             })
             .collect();
         let ids: Vec<NodeId> = (1..=config.nodes).collect();
-        let clients = Clients::new(setup.workload, &mut rng);
+        let clients = Clients::new(setup.workload, config.stale_reads, &mut rng);
         let kept_down = ids
             .iter()
             .copied()
@@ -235,15 +301,31 @@ impl Sim {
             Event::Tick(id) => {
                 self.schedule(SUBTICKS_PER_TICK, Event::Tick(id));
                 if self.is_up(id) {
-                    self.step(id, Input::Tick);
+                    self.step(id, Stimulus::Tick);
                 }
             }
             Event::Deliver { from, to, msg } => {
                 if self.network.allows(from, to) && self.is_up(to) {
-                    self.step(to, Input::Message { from, msg });
+                    self.step(to, Stimulus::Peer { from, msg });
                 } else {
                     self.faults.cut += 1;
                     self.note(|| format!("n{from} -> n{to} cut: {}", trace::message(&msg)));
+                }
+            }
+            Event::ToReplica { node, source, wire } => {
+                if self.is_up(node) {
+                    self.step(
+                        node,
+                        Stimulus::Client {
+                            source,
+                            wire: *wire,
+                        },
+                    );
+                }
+            }
+            Event::ToClient { client, response } => {
+                if let Err(detail) = self.clients.on_response(client, *response, &mut self.rng) {
+                    self.fail((ViolationKind::ClientAnswer, detail));
                 }
             }
             Event::PersistDone {
@@ -253,19 +335,11 @@ impl Sim {
             } => self.persist_done(node, incarnation, id),
             Event::Client { client, token } => {
                 let up = self.up_nodes();
-                match self.clients.on_timer(client, token, &up, &mut self.rng) {
-                    Some((node, Input::ReadIndex { ctx })) if self.config.stale_reads => {
-                        // The planted bug: read index 0, so the node answers from whatever it
-                        // has applied.
-                        self.clients.on_read_ready(node, ctx, 0);
-                        let kv = &self.nodes[&node].kv;
-                        self.clients.serve_reads(node, kv, &mut self.rng);
-                    }
-                    Some((node, input)) => self.step(node, input),
-                    None => {}
+                if let Some(outgoing) = self.clients.on_timer(client, token, &up, &mut self.rng) {
+                    self.send_request(outgoing);
                 }
             }
-            Event::SnapshotDue { node, incarnation } => self.take_snapshot(node, incarnation),
+            Event::SaveDone { node, incarnation } => self.save_done(node, incarnation),
             Event::InstallDone { node, incarnation } => self.install_done(node, incarnation),
             Event::Nemesis => self.nemesis(),
             Event::Restart(id) => {
@@ -291,8 +365,21 @@ impl Sim {
         }
     }
 
+    /// A client's request goes into the network (clients are never partitioned off; their
+    /// datagrams are lost, duplicated and delayed like any other).
+    fn send_request(&mut self, outgoing: Outgoing) {
+        let Outgoing { node, source, wire } = outgoing;
+        let delays = self.network.fate(&mut self.rng, &mut self.faults);
+        for delay in delays {
+            let wire = Box::new(wire.clone());
+            self.schedule(delay, Event::ToReplica { node, source, wire });
+        }
+    }
+
     fn is_up(&self, id: NodeId) -> bool {
-        self.nodes.get(&id).is_some_and(|node| node.raft.is_some())
+        self.nodes
+            .get(&id)
+            .is_some_and(|node| node.replica.is_some())
     }
 
     fn up_nodes(&self) -> Vec<NodeId> {
@@ -314,17 +401,42 @@ impl Sim {
         }
     }
 
-    /// Feeds `input` to node `id`'s core, routes every action it emits, and runs the checks.
-    fn step(&mut self, id: NodeId, input: Input) {
+    /// Gives node `id`'s replica `stimulus`, carries out every effect it emits, and runs the
+    /// checks.
+    fn step(&mut self, id: NodeId, stimulus: Stimulus) {
         self.steps += 1;
-        let described = self.config.trace.then(|| trace::input(&input));
-        let installed = matches!(input, Input::SnapshotInstalled { .. });
+        let described = self.config.trace.then(|| trace::stimulus(&stimulus));
+        let installed = matches!(stimulus, Stimulus::SnapshotInstalled { .. });
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
-        let raft = node.raft.as_mut().expect("only live nodes are stepped");
-        raft.step(input);
-        let actions: Vec<Action> = std::iter::from_fn(|| raft.poll_action()).collect();
+        let replica = node.replica.as_mut().expect("only live nodes are stepped");
+        // The installed snapshot's state, as restored (before anything after it is applied).
+        let mut restored: Option<(u64, u64)> = None;
+        let mut outcome: Result<(), Finding> = Ok(());
+        match stimulus {
+            Stimulus::Tick => replica.tick(),
+            Stimulus::Peer { from, msg } => replica.peer_message(from, msg),
+            Stimulus::Client { source, wire } => replica.client_datagram(source, wire),
+            Stimulus::Persisted { upto } => replica.persisted(upto),
+            Stimulus::Transfer { to } => {
+                // Refused unless it leads; the nemesis asks leaders only, but one may have
+                // stepped down in this very tick.
+                let _ = replica.transfer_leader(to);
+            }
+            Stimulus::SnapshotSaved { index, data } => replica.snapshot_saved(index, data),
+            Stimulus::SnapshotInstalled { index, term, data } => {
+                match replica.snapshot_installed(index, term, &data) {
+                    Ok(()) => restored = Some((index, replica.state_machine().state_digest())),
+                    Err(error) => {
+                        outcome = Err((ViolationKind::Snapshot, format!("node {id}: {error}")))
+                    }
+                }
+            }
+        }
+        let effects: Vec<Effect<Infallible>> =
+            std::iter::from_fn(|| replica.poll_effect()).collect();
+        let applied: VecDeque<AppliedCommand> = replica.state_machine_mut().take_applied().into();
         if let Some(described) = described {
-            let status = raft.status();
+            let status = replica.raft().status();
             let mut line = format!(
                 "n{id} {described} => {:?} t{} v{} commit {} last {} stable {}",
                 status.role,
@@ -334,17 +446,17 @@ impl Sim {
                 status.last_index,
                 status.stable_index
             );
-            for action in &actions {
+            for effect in &effects {
                 line.push_str("\n          ");
-                line.push_str(&trace::action(action));
+                line.push_str(&trace::effect(effect));
             }
             self.note(|| line);
         }
         // An install rewrites the log itself, durably (the runtime's own write).
         let mut persisted_from: Option<u64> = installed.then_some(1);
-        for action in &actions {
-            self.digest.action(id, action);
-            if let Action::Persist(persist) = action {
+        for effect in &effects {
+            self.digest.effect(id, effect);
+            if let Effect::Storage(StorageOp::Persist(persist)) = effect {
                 let from = persist
                     .truncate_from
                     .into_iter()
@@ -357,66 +469,149 @@ impl Sim {
             }
         }
         let node = &self.nodes[&id];
-        let raft = node.raft.as_ref().expect("still up");
+        let raft = node.replica.as_ref().expect("still up").raft();
         let disks: Vec<&Disk> = self.nodes.values().map(|node| &node.disk).collect();
         let result = self.checker.after_step(id, raft, persisted_from, &disks);
         self.check(result);
-        for action in actions {
+        self.check(outcome);
+        if let Some((index, digest)) = restored {
+            let result = self.checker.on_install(id, index, digest);
+            self.check(result);
+            self.nodes
+                .get_mut(&id)
+                .expect("a node of the cluster")
+                .state_digest = digest;
+        }
+        let mut applied = applied;
+        let mut storage = Vec::new();
+        for effect in effects {
             if self.violation.is_some() {
                 return;
             }
-            self.route(id, action);
+            match effect {
+                Effect::Send { to, msg } => self.send(id, to, msg),
+                Effect::Answer { to, wire } => self.answer(to, wire),
+                Effect::Reply { reply, .. } => match reply {},
+                Effect::Applied { entries } => self.on_applied(id, &entries, &mut applied),
+                Effect::Storage(op) => storage.push(op),
+            }
+        }
+        for stage in stages(storage) {
+            if self.violation.is_some() {
+                return;
+            }
+            match stage {
+                Stage::Persists(persists) => {
+                    for persist in persists {
+                        self.submit_persist(id, persist);
+                    }
+                }
+                Stage::Other(op) => {
+                    let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+                    if let Some(op) = node.disk.submit_other(op) {
+                        self.run_storage_op(id, op);
+                    }
+                }
+            }
         }
     }
 
-    /// Carries out one action of node `id`.
-    fn route(&mut self, id: NodeId, action: Action) {
-        match action {
-            Action::Persist(persist) => {
-                let late = self.phase == Phase::Chaos
-                    && self.rng.chance(self.setup.late_persist_per_mille);
-                let delay = if late {
-                    self.faults.late_persists += 1;
-                    self.rng
-                        .range(LATE_PERSIST_DELAY.0, LATE_PERSIST_DELAY.1 + 1)
-                } else {
-                    self.rng.range(PERSIST_DELAY.0, PERSIST_DELAY.1 + 1)
-                };
-                let persist_id = persist.id;
-                let now = self.now();
-                let node = self.nodes.get_mut(&id).expect("a node of the cluster");
-                let done = node.disk.submit(persist, now + delay);
-                let incarnation = node.incarnation;
-                self.schedule(
-                    done - now,
-                    Event::PersistDone {
-                        node: id,
-                        incarnation,
-                        id: persist_id,
-                    },
-                );
+    /// Node `id` applied `entries`; `applied` holds the commands among them (and maybe later
+    /// ones of the same step), as the observed store recorded them.
+    fn on_applied(
+        &mut self,
+        id: NodeId,
+        entries: &[crate::raft::Entry],
+        applied: &mut VecDeque<AppliedCommand>,
+    ) {
+        let result = self.checker.on_apply(id, entries);
+        self.check(result);
+        for entry in entries {
+            if self.violation.is_some() {
+                return;
             }
-            Action::Send { to, msg } => self.send(id, to, msg),
-            Action::Apply { entries } => {
-                let result = self.checker.on_apply(id, &entries);
+            let command = applied
+                .front()
+                .is_some_and(|command| command.index == entry.index)
+                .then(|| applied.pop_front())
+                .flatten();
+            let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+            if let Some(command) = &command {
+                node.state_digest = command.state_after;
+            }
+            let digest = node.state_digest;
+            if let Some(command) = command {
+                let result = self.checker.on_command(id, &command);
                 self.check(result);
-                let node = self.nodes.get_mut(&id).expect("a node of the cluster");
-                for entry in &entries {
-                    if let Some(command) = node.kv.apply(entry) {
-                        self.clients.on_applied(&command, &mut self.rng);
-                    }
-                    let result = self
-                        .checker
-                        .on_state(id, entry.index, node.kv.state_digest());
-                    if let Err(found) = result {
-                        self.fail(found);
-                        return;
-                    }
-                }
-                self.clients.serve_reads(id, &node.kv, &mut self.rng);
-                self.maybe_schedule_snapshot(id);
             }
-            Action::SnapshotChunk { offset, data, .. } => {
+            let result = self.checker.on_state(id, entry.index, digest);
+            self.check(result);
+        }
+    }
+
+    /// A replica's answers go to the client at `to`, as one datagram.
+    fn answer(&mut self, to: SocketAddr, wire: Wire) {
+        let Some(client) = clients::client_index(to) else {
+            self.fail((
+                ViolationKind::ClientAnswer,
+                format!("a replica answered {to}, which is no client"),
+            ));
+            return;
+        };
+        let responses = match wire {
+            Wire::Response(response) => vec![response],
+            Wire::Responses(responses) => responses,
+            other => {
+                self.fail((
+                    ViolationKind::ClientAnswer,
+                    format!("a replica answered a client with {other:?}"),
+                ));
+                return;
+            }
+        };
+        for delay in self.network.fate(&mut self.rng, &mut self.faults) {
+            for response in &responses {
+                let response = Box::new(response.clone());
+                self.schedule(delay, Event::ToClient { client, response });
+            }
+        }
+    }
+
+    /// Queues node `id`'s persist on its disk, to complete after a random delay.
+    fn submit_persist(&mut self, id: NodeId, persist: crate::raft::Persist) {
+        let late = self.phase == Phase::Chaos && self.rng.chance(self.setup.late_persist_per_mille);
+        let delay = if late {
+            self.faults.late_persists += 1;
+            self.rng
+                .range(LATE_PERSIST_DELAY.0, LATE_PERSIST_DELAY.1 + 1)
+        } else {
+            self.rng.range(PERSIST_DELAY.0, PERSIST_DELAY.1 + 1)
+        };
+        let persist_id = persist.id;
+        let now = self.now();
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        let done = node.disk.submit(persist, now + delay);
+        let incarnation = node.incarnation;
+        self.schedule(
+            done - now,
+            Event::PersistDone {
+                node: id,
+                incarnation,
+                id: persist_id,
+            },
+        );
+    }
+
+    /// Carries out storage work of node `id` other than a persist, now that every persist
+    /// queued before it is written.
+    fn run_storage_op(&mut self, id: NodeId, op: StorageOp) {
+        match op {
+            StorageOp::Persist(_) => unreachable!("persists go through submit_persist"),
+            StorageOp::Compact { upto } => {
+                let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+                node.disk.compact(upto);
+            }
+            StorageOp::SnapshotChunk { offset, data, .. } => {
                 let node = self.nodes.get_mut(&id).expect("a node of the cluster");
                 if !node.disk.write_chunk(offset, &data) {
                     self.fail((
@@ -425,35 +620,23 @@ impl Sim {
                     ));
                 }
             }
-            Action::InstallSnapshot {
-                index,
-                term,
-                size,
-                crc,
-                ..
-            } => self.start_install(id, index, term, size, crc),
-            Action::Compact { upto } => {
-                let node = self.nodes.get_mut(&id).expect("a node of the cluster");
-                node.disk.compact_in_order(upto);
+            StorageOp::SaveSnapshot { index, term, data } => {
+                self.start_save(id, index, term, data);
             }
-            Action::Proposal { id: tag, outcome } => {
-                self.clients.on_proposal(tag, &outcome, &mut self.rng);
-            }
-            Action::ReadReady { ctx, index } => {
-                self.clients.on_read_ready(id, ctx, index);
-                let node = &self.nodes[&id];
-                self.clients.serve_reads(id, &node.kv, &mut self.rng);
-            }
-            Action::ReadRefused { ctx, .. } => self.clients.on_read_refused(ctx, &mut self.rng),
-            Action::TransferAborted { .. } | Action::RoleChanged { .. } => {}
+            StorageOp::InstallSnapshot {
+                meta, size, crc, ..
+            } => self.start_install(id, meta.index, meta.term, size, crc),
         }
     }
 
-    /// Node `id` hands `msg` to the network for `to` (an `Action::Send`, or a `then_send` of a
+    /// Node `id` hands `msg` to the network for `to` (an `Effect::Send`, or a `then_send` of a
     /// persist that just became durable), after the check that what it promises is durable.
     fn send(&mut self, id: NodeId, to: NodeId, msg: Message) {
         let node = &self.nodes[&id];
-        let term = node.raft.as_ref().map_or(0, |raft| raft.status().term);
+        let term = node
+            .replica
+            .as_ref()
+            .map_or(0, |replica| replica.raft().status().term);
         let result = self.checker.check_send(id, term, &node.disk, to, &msg);
         self.check(result);
         let delays = self.network.fate(&mut self.rng, &mut self.faults);
@@ -468,11 +651,12 @@ impl Sim {
 
     /// Persist `id` of node `node`'s incarnation `incarnation` finished (maybe with the ones
     /// queued behind it, as a group commit): the messages riding on what was written leave
-    /// now, as the WAL thread sends them right after its sync, and then the core hears of it.
+    /// now, as the WAL thread sends them right after its sync, then the replica hears of it,
+    /// then the storage work that waited for it runs.
     fn persist_done(&mut self, id: NodeId, incarnation: u64, persist_id: PersistId) {
         let group = self.rng.chance(GROUP_COMMIT_PER_MILLE);
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
-        if node.incarnation != incarnation || node.raft.is_none() {
+        if node.incarnation != incarnation || node.replica.is_none() {
             return; // the persist died with its incarnation
         }
         let upto = match node.disk.newest_pending() {
@@ -480,7 +664,11 @@ impl Sim {
             _ => persist_id,
         };
         match node.disk.complete_upto(upto) {
-            Ok(Some(Completed { upto, then_send })) => {
+            Ok(Some(Completed {
+                upto,
+                then_send,
+                released,
+            })) => {
                 for (to, msg) in then_send {
                     if self.violation.is_some() {
                         return;
@@ -488,7 +676,13 @@ impl Sim {
                     self.send(id, to, msg);
                 }
                 if self.violation.is_none() {
-                    self.step(id, Input::Persisted { upto });
+                    self.step(id, Stimulus::Persisted { upto });
+                }
+                for op in released {
+                    if self.violation.is_some() || !self.is_up(id) {
+                        return;
+                    }
+                    self.run_storage_op(id, op);
                 }
             }
             Ok(None) => {} // already written by a group commit
@@ -496,63 +690,81 @@ impl Sim {
         }
     }
 
-    /// Schedules a snapshot of node `id`'s state machine if it applied enough since its last.
-    fn maybe_schedule_snapshot(&mut self, id: NodeId) {
-        let Some(every) = self.setup.snapshot_every else {
+    /// Node `id` starts saving its snapshot at (`index`, `term`); it is durable a moment later.
+    fn start_save(&mut self, id: NodeId, index: u64, term: u64, data: Arc<Vec<u8>>) {
+        let Some((chain, committed_term)) = self.checker.committed_at(index) else {
+            self.fail((
+                ViolationKind::Snapshot,
+                format!("node {id} saves a snapshot at {index}, which is not known committed"),
+            ));
             return;
         };
-        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
-        let last = node.disk.snapshot().map_or(0, |file| file.index);
-        if node.snapshot_due || node.kv.applied() < last + every {
+        if committed_term != term {
+            self.fail((
+                ViolationKind::Snapshot,
+                format!(
+                    "node {id} saves a snapshot at ({index}, term {term}), but the committed \
+                     entry there has term {committed_term}"
+                ),
+            ));
             return;
         }
-        node.snapshot_due = true;
+        let delay = self.rng.range(SAVE_DELAY.0, SAVE_DELAY.1 + 1);
+        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        assert!(
+            node.saving.is_none(),
+            "the replica saves one snapshot at a time"
+        );
+        node.saving = Some(SnapshotFile {
+            index,
+            term,
+            chain,
+            data,
+        });
         let incarnation = node.incarnation;
-        let delay = self.rng.range(SNAPSHOT_DELAY.0, SNAPSHOT_DELAY.1 + 1);
         self.schedule(
             delay,
-            Event::SnapshotDue {
+            Event::SaveDone {
                 node: id,
                 incarnation,
             },
         );
     }
 
-    /// Node `id` serialises its state machine as of what it applied, makes it durable, and
-    /// tells its core.
-    fn take_snapshot(&mut self, id: NodeId, incarnation: u64) {
+    /// Node `id`'s save is durable: its bytes must restore to the state every node had at its
+    /// index; then the replica hears of it.
+    fn save_done(&mut self, id: NodeId, incarnation: u64) {
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
-        if node.incarnation != incarnation || node.raft.is_none() {
+        if node.incarnation != incarnation || node.replica.is_none() {
             return;
         }
-        node.snapshot_due = false;
-        let index = node.kv.applied();
-        let held = node.raft.as_ref().map_or(0, Raft::snapshot_index);
-        if index <= held {
-            return;
-        }
-        let Some((chain, term)) = self.checker.committed_at(index) else {
-            self.fail((
-                ViolationKind::Snapshot,
-                format!("node {id} applied {index}, which is not known committed"),
-            ));
+        let Some(file) = node.saving.take() else {
             return;
         };
-        let data = Arc::new(node.kv.snapshot());
-        node.disk.save_snapshot(SnapshotFile {
-            index,
-            term,
-            chain,
-            data: Arc::clone(&data),
-        });
+        let mut check = ObservedStore::new(false);
+        if let Err(error) = crate::state_machine::StateMachine::restore(&mut check, &file.data) {
+            self.fail((
+                ViolationKind::Snapshot,
+                format!(
+                    "node {id}'s snapshot {} does not restore: {error}",
+                    file.index
+                ),
+            ));
+            return;
+        }
+        let (index, data) = (file.index, Arc::clone(&file.data));
+        node.disk.save_snapshot(file);
+        let result = self.checker.on_state(id, index, check.state_digest());
+        self.check(result);
         self.faults.snapshots += 1;
-        self.step(id, Input::SnapshotSaved { index, data });
+        if self.violation.is_none() {
+            self.step(id, Stimulus::SnapshotSaved { index, data });
+        }
     }
 
     /// Node `id`'s core received every chunk of a snapshot: check the temporary file, then
-    /// install it once every persist queued before it is written.
+    /// install it a moment later (every persist queued before it is written by now).
     fn start_install(&mut self, id: NodeId, index: u64, term: u64, size: u64, crc: u32) {
-        let now = self.now();
         let delay = self.rng.range(INSTALL_DELAY.0, INSTALL_DELAY.1 + 1);
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         let Some(data) = node.disk.received(size, crc) else {
@@ -564,9 +776,8 @@ impl Sim {
         };
         node.installing = Some((index, term, Arc::new(data)));
         let incarnation = node.incarnation;
-        let due = node.disk.last_completion().max(now) + delay;
         self.schedule(
-            due - now,
+            delay,
             Event::InstallDone {
                 node: id,
                 incarnation,
@@ -574,9 +785,9 @@ impl Sim {
         );
     }
 
-    /// Carries out node `id`'s install on its disk, if it is still pending; returns the index
-    /// and the restored state machine.
-    fn install_on_disk(&mut self, id: NodeId) -> Option<Result<(u64, Kv), Finding>> {
+    /// Carries out node `id`'s install on its disk, if it is still pending; returns what was
+    /// installed.
+    fn install_on_disk(&mut self, id: NodeId) -> Option<Result<Installed, Finding>> {
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         let (index, term, data) = node.installing.take()?;
         let Some((chain, committed_term)) = self.checker.committed_at(index) else {
@@ -594,41 +805,28 @@ impl Sim {
                 ),
             )));
         }
-        let Some(kv) = Kv::restore(&data) else {
-            return Some(Err((
-                ViolationKind::Snapshot,
-                format!("node {id}'s snapshot {index} does not restore"),
-            )));
-        };
         node.disk.install(SnapshotFile {
             index,
             term,
             chain,
-            data,
+            data: Arc::clone(&data),
         });
         self.faults.installs += 1;
-        Some(Ok((index, kv)))
+        Some(Ok((index, term, data)))
     }
 
-    /// The install of node `id` reached its disk: restore the state machine, tell the core.
+    /// The install of node `id` reached its disk: the replica restores its state machine and
+    /// tells its core.
     fn install_done(&mut self, id: NodeId, incarnation: u64) {
         let node = &self.nodes[&id];
-        if node.incarnation != incarnation || node.raft.is_none() {
+        if node.incarnation != incarnation || node.replica.is_none() {
             return;
         }
         match self.install_on_disk(id) {
             None => {}
             Some(Err(found)) => self.fail(found),
-            Some(Ok((index, kv))) => {
-                let result = self.checker.on_install(id, index, kv.state_digest());
-                self.check(result);
-                let node = self.nodes.get_mut(&id).expect("a node of the cluster");
-                node.kv = kv;
-                if self.violation.is_none() {
-                    self.step(id, Input::SnapshotInstalled { index });
-                }
-                let node = &self.nodes[&id];
-                self.clients.serve_reads(id, &node.kv, &mut self.rng);
+            Some(Ok((index, term, data))) => {
+                self.step(id, Stimulus::SnapshotInstalled { index, term, data });
             }
         }
     }
@@ -638,30 +836,46 @@ impl Sim {
         let seed = self.rng.next_u64();
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         node.incarnation += 1;
-        node.snapshot_due = false;
+        node.saving = None;
         node.installing = None;
         node.disk.recover();
-        let restored_kv = node.disk.snapshot().map(|file| Kv::restore(&file.data));
-        node.kv = match restored_kv {
-            Some(Some(kv)) => kv,
-            Some(None) => {
-                self.fail((
-                    ViolationKind::Snapshot,
-                    format!("node {id}'s durable snapshot does not restore"),
-                ));
-                return;
-            }
-            None => Kv::default(),
-        };
-        let node = self.nodes.get_mut(&id).expect("a node of the cluster");
+        let mut store = ObservedStore::new(self.config.ignore_sessions);
+        if let Some(file) = node.disk.snapshot()
+            && let Err(error) = crate::state_machine::StateMachine::restore(&mut store, &file.data)
+        {
+            self.fail((
+                ViolationKind::Snapshot,
+                format!("node {id}'s durable snapshot does not restore: {error}"),
+            ));
+            return;
+        }
         let mut config = node.config.clone();
         config.seed = seed;
         let restored: Restored = node.disk.restored();
+        let snapshot_base = restored.snapshot;
         // The configuration is validated once for all nodes by construction (the defaults with
         // valid sizes), so this only fails on a broken simulator.
         let raft = Raft::new(config, restored).expect("the simulator builds valid configs");
         let result = self.checker.on_start(id, &raft, &node.disk);
-        node.raft = Some(raft);
+        node.state_digest = store.state_digest();
+        let policy = SnapshotPolicy {
+            entries: self.setup.snapshot_every.unwrap_or(u64::MAX),
+            bytes: u64::MAX,
+        };
+        let members = self
+            .ids
+            .iter()
+            .map(|&member| (member, clients::replica_address(member)))
+            .collect();
+        let counters = Arc::new(Counters::default());
+        node.replica = Some(Replica::new(
+            raft,
+            store,
+            counters,
+            members,
+            snapshot_base,
+            policy,
+        ));
         let incarnation = node.incarnation;
         if incarnation > 1 {
             self.faults.restarts += 1;
@@ -674,8 +888,8 @@ impl Sim {
     /// a random prefix that made it to the disk unacknowledged.
     fn crash(&mut self, id: NodeId) {
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
-        node.raft = None;
-        node.kv = Kv::default();
+        node.replica = None;
+        node.saving = None;
         let mut survivors = 0;
         while survivors < node.disk.pending_len() && self.rng.chance(UNACKED_SURVIVES_PER_MILLE) {
             survivors += 1;
@@ -699,7 +913,6 @@ impl Sim {
         self.faults.crashes += 1;
         self.note(|| format!("n{id} crashes ({survivors} unacknowledged persists kept)"));
         self.checker.on_crash(id);
-        self.clients.on_crash(id, &mut self.rng);
         self.check(result);
     }
 
@@ -708,7 +921,7 @@ impl Sim {
         self.up_nodes()
             .into_iter()
             .filter_map(|id| {
-                let status = self.nodes[&id].raft.as_ref()?.status();
+                let status = self.nodes[&id].replica.as_ref()?.raft().status();
                 (status.role == Role::Leader).then_some((status.term, id))
             })
             .max()
@@ -758,7 +971,7 @@ impl Sim {
                 if let Some(leader) = self.leader() {
                     let to = self.rng.pick(&self.ids);
                     self.faults.transfers += 1;
-                    self.step(leader, Input::TransferLeadership { to });
+                    self.step(leader, Stimulus::Transfer { to });
                 }
             }
             Act::Wipe { downtime } => self.wipe(downtime),
@@ -773,8 +986,8 @@ impl Sim {
     fn restart_unless_gated(&mut self, id: NodeId) {
         if let Some(term) = self.nodes[&id].wiped_in_term {
             let all_past = self.up_nodes().into_iter().all(|other| {
-                let raft = self.nodes[&other].raft.as_ref();
-                raft.is_some_and(|raft| raft.status().term > term)
+                let replica = self.nodes[&other].replica.as_ref();
+                replica.is_some_and(|replica| replica.raft().status().term > term)
             });
             if !all_past {
                 self.schedule(Self::ticks(5), Event::Restart(id));
@@ -836,9 +1049,9 @@ impl Sim {
             .values()
             .map(|node| {
                 let durable = node.disk.hard_state().term;
-                node.raft
+                node.replica
                     .as_ref()
-                    .map_or(durable, |raft| raft.status().term.max(durable))
+                    .map_or(durable, |replica| replica.raft().status().term.max(durable))
             })
             .max()
             .unwrap_or(0);
@@ -880,8 +1093,8 @@ impl Sim {
             }
         }
         let up = self.up_nodes();
-        if let Some((node, input)) = self.clients.start_probe(&up, &mut self.rng) {
-            self.step(node, input);
+        if let Some(outgoing) = self.clients.start_probe(&up, &mut self.rng) {
+            self.send_request(outgoing);
         }
         let window = LIVENESS_ELECTION_TIMEOUTS * self.max_election_ticks();
         self.schedule(Self::ticks(window), Event::Deadline);

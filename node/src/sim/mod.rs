@@ -49,7 +49,6 @@ mod clients;
 mod digest;
 mod disk;
 mod driver;
-mod kv;
 pub mod linearizability;
 mod nemesis;
 mod network;
@@ -58,6 +57,7 @@ mod queue;
 mod report;
 mod rng;
 mod setup;
+mod store;
 mod trace;
 
 pub use self::report::{FaultCounts, Linearizability, Report, Violation, ViolationKind};
@@ -88,6 +88,11 @@ pub struct SimConfig {
     /// picked, without ReadIndex (the classic stale read). The linearizability check must
     /// catch it; `node/tests/sim.rs` shows it does.
     pub stale_reads: bool,
+    /// Test only: every replica's key-value store applies each command under a client id of
+    /// its own, so its session table never recognises a retry (the planted bug
+    /// `apply-retries-again`). The session check must catch it; `node/tests/sim.rs` shows it
+    /// does.
+    pub ignore_sessions: bool,
     /// Record a line per step and per nemesis action in [`Report::trace`] (slow; for reading
     /// a failing seed).
     pub trace: bool,
@@ -103,6 +108,7 @@ impl SimConfig {
             rule_checks: true,
             liveness_down: 0,
             stale_reads: false,
+            ignore_sessions: false,
             trace: false,
         }
     }

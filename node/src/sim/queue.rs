@@ -6,8 +6,10 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::net::SocketAddr;
 
 use crate::raft::{Message, NodeId, PersistId};
+use crate::runtime::wire::{Response, Wire};
 
 /// Something due at a time.
 #[derive(Debug)]
@@ -32,11 +34,27 @@ pub enum Event {
         /// The persist.
         id: PersistId,
     },
-    /// The node takes a snapshot of its state machine now (if it is still this incarnation).
-    SnapshotDue {
+    /// A client's datagram arrives at a replica.
+    ToReplica {
+        /// The replica.
+        node: NodeId,
+        /// The client's address.
+        source: SocketAddr,
+        /// The datagram (boxed: it is large, and the queue moves its events).
+        wire: Box<Wire>,
+    },
+    /// A replica's answer arrives at a client.
+    ToClient {
+        /// The client.
+        client: usize,
+        /// The answer (boxed: it is large, and the queue moves its events).
+        response: Box<Response>,
+    },
+    /// The node's snapshot save is durable (if it is still this incarnation).
+    SaveDone {
         /// The node.
         node: NodeId,
-        /// Its incarnation when the snapshot was decided.
+        /// Its incarnation when the save started.
         incarnation: u64,
     },
     /// The node's install of a received snapshot is done (if it is still this incarnation).

@@ -33,6 +33,12 @@ pub enum ViolationKind {
     /// A snapshot or log base that is not the committed log's (index, term), or a snapshot
     /// installed at or below what was applied, or damaged in transfer.
     Snapshot,
+    /// A retried `(client, seq)` took effect a second time: applied again at a later index, it
+    /// changed the data (the session table must answer it with its first answer instead).
+    SessionTable,
+    /// A client got an answer the protocol does not allow (a write answered with anything
+    /// but `Ok`, a value no client wrote, an answer to an address that is no client).
+    ClientAnswer,
     /// No client write committed within the liveness window after healing.
     Liveness,
     /// The client history is not linearizable.
@@ -58,6 +64,8 @@ impl ViolationKind {
             ViolationKind::CommitOfEarlierTerm => "commit of an earlier term's entry",
             ViolationKind::UnpersistedLogChange => "unpersisted log change",
             ViolationKind::Snapshot => "snapshot",
+            ViolationKind::SessionTable => "session table",
+            ViolationKind::ClientAnswer => "client answer",
             ViolationKind::Liveness => "liveness",
             ViolationKind::Linearizability => "linearizability",
             ViolationKind::Panic => "panic",

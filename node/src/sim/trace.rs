@@ -1,7 +1,11 @@
-//! One-line descriptions of inputs, messages and actions, for the trace of a run
+//! One-line descriptions of stimuli, messages and effects, for the trace of a run
 //! (`SimConfig::trace`, `balsa sim --trace`): what to read when a seed fails.
 
-use crate::raft::{Action, Body, Input, Message};
+use super::driver::Stimulus;
+use crate::raft::{Body, Message};
+use crate::replica::Effect;
+use crate::replica::storage::StorageOp;
+use crate::runtime::wire::{Request, RequestBody, Response, Wire};
 
 /// A message in a few words: kind, term and the fields that matter.
 pub fn message(msg: &Message) -> String {
@@ -79,26 +83,55 @@ pub fn message(msg: &Message) -> String {
     }
 }
 
-/// An input in a few words.
-pub fn input(input: &Input) -> String {
-    match input {
-        Input::Tick => "tick".to_owned(),
-        Input::Message { from, msg } => format!("from {from}: {}", message(msg)),
-        Input::Propose { id, .. } => format!("propose {id:x}"),
-        Input::ReadIndex { ctx } => format!("read index {ctx:x}"),
-        Input::Persisted { upto } => format!("persisted up to {upto}"),
-        Input::TransferLeadership { to } => format!("transfer leadership to {to}"),
-        Input::SnapshotSaved { index, data } => {
+/// A stimulus in a few words.
+pub fn stimulus(stimulus: &Stimulus) -> String {
+    match stimulus {
+        Stimulus::Tick => "tick".to_owned(),
+        Stimulus::Peer { from, msg } => format!("from {from}: {}", message(msg)),
+        Stimulus::Client { source, wire } => format!("from client {source}: {}", wire_text(wire)),
+        Stimulus::Persisted { upto } => format!("persisted up to {upto}"),
+        Stimulus::Transfer { to } => format!("transfer leadership to {to}"),
+        Stimulus::SnapshotSaved { index, data } => {
             format!("snapshot saved at {index} ({} bytes)", data.len())
         }
-        Input::SnapshotInstalled { index } => format!("snapshot installed at {index}"),
+        Stimulus::SnapshotInstalled { index, .. } => format!("snapshot installed at {index}"),
     }
 }
 
-/// An action in a few words.
-pub fn action(action: &Action) -> String {
-    match action {
-        Action::Persist(persist) => {
+/// A client datagram in a few words.
+fn wire_text(wire: &Wire) -> String {
+    let request = |request: &Request| match &request.body {
+        RequestBody::Command { .. } => format!("command {:x}", request.id),
+        RequestBody::Query { stale, .. } => {
+            format!(
+                "{}query {:x}",
+                if *stale { "stale " } else { "" },
+                request.id
+            )
+        }
+        other => format!("{other:?} {:x}", request.id),
+    };
+    let response = |response: &Response| format!("{:x}: {:?}", response.id, response.body);
+    match wire {
+        Wire::Request(one) => request(one),
+        Wire::Requests(many) => many.iter().map(request).collect::<Vec<_>>().join(", "),
+        Wire::Response(one) => response(one),
+        Wire::Responses(many) => many.iter().map(response).collect::<Vec<_>>().join(", "),
+        Wire::Raft(msg) => message(msg),
+    }
+}
+
+/// An effect in a few words.
+pub fn effect<R>(effect: &Effect<R>) -> String {
+    match effect {
+        Effect::Send { to, msg } => format!("send {to} {}", message(msg)),
+        Effect::Answer { to, wire } => format!("answer {to}: {}", wire_text(wire)),
+        Effect::Reply { .. } => "reply to an API caller".to_owned(),
+        Effect::Applied { entries } => match (entries.first(), entries.last()) {
+            (Some(first), Some(last)) => format!("applied {}..={}", first.index, last.index),
+            _ => "applied nothing".to_owned(),
+        },
+        Effect::Storage(StorageOp::Persist(persist)) => {
             let span = match (persist.entries.first(), persist.entries.last()) {
                 (Some(first), Some(last)) => {
                     format!(" [{}..={}/t{}]", first.index, last.index, last.term)
@@ -123,28 +156,15 @@ pub fn action(action: &Action) -> String {
                 persist.id
             )
         }
-        Action::Send { to, msg } => format!("send {to} {}", message(msg)),
-        Action::Apply { entries } => match (entries.first(), entries.last()) {
-            (Some(first), Some(last)) => format!("apply {}..={}", first.index, last.index),
-            _ => "apply nothing".to_owned(),
-        },
-        Action::Proposal { id, outcome } => format!("proposal {id:x}: {outcome:?}"),
-        Action::ReadReady { ctx, index } => format!("read {ctx:x} ready at {index}"),
-        Action::ReadRefused { ctx, leader } => format!("read {ctx:x} refused, leader {leader:?}"),
-        Action::TransferAborted { to, reason } => format!("transfer to {to} aborted: {reason}"),
-        Action::RoleChanged { role, term, leader } => {
-            format!("role {role:?} t{term} leader {leader:?}")
+        Effect::Storage(StorageOp::SaveSnapshot { index, term, data }) => {
+            format!("save snapshot {index}/t{term} ({} bytes)", data.len())
         }
-        Action::SnapshotChunk {
-            index,
-            offset,
-            data,
-            size,
-            ..
-        } => format!("snapshot {index} chunk {offset}+{} of {size}", data.len()),
-        Action::InstallSnapshot { index, term, .. } => {
-            format!("install snapshot {index}/t{term}")
+        Effect::Storage(StorageOp::SnapshotChunk { meta, offset, data }) => {
+            format!("snapshot {} chunk {offset}+{}", meta.index, data.len())
         }
-        Action::Compact { upto } => format!("compact up to {upto}"),
+        Effect::Storage(StorageOp::InstallSnapshot { meta, .. }) => {
+            format!("install snapshot {}/t{}", meta.index, meta.term)
+        }
+        Effect::Storage(StorageOp::Compact { upto }) => format!("compact up to {upto}"),
     }
 }
