@@ -419,8 +419,9 @@ pub enum Action {
         /// Its CRC-32.
         crc: u32,
     },
-    /// Every chunk arrived: check the file against `size` and `crc`, make it the node's
-    /// snapshot durably, reset the WAL by Figure 13's rules (if it holds an entry at `index`
+    /// Every chunk arrived: once every persist emitted before this action is durable and
+    /// reported (`Persisted`; the core asserts it at `SnapshotInstalled`), check the file
+    /// against `size` and `crc`, make it the node's snapshot durably, reset the WAL by Figure 13's rules (if it holds an entry at `index`
     /// with term `term`, keep the entries after it; else keep none after the base
     /// (`index`, `term`)), raise the stored commit index to at least `index`, keep term and
     /// vote, restore the state machine from `data`, then report [`Input::SnapshotInstalled`].
@@ -667,6 +668,12 @@ impl Raft {
                 return Some(Action::Persist(persist));
             }
             if let Some(action) = self.actions.pop_front() {
+                if let (Action::InstallSnapshot { .. }, Incoming::Installing { after, .. }) =
+                    (&action, &mut self.incoming)
+                {
+                    // Every persist emitted so far precedes the install in the runtime's order.
+                    *after = self.durability.issued_id;
+                }
                 return Some(action);
             }
             if self.broadcast_due {

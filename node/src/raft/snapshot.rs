@@ -39,7 +39,7 @@
 
 use std::sync::Arc;
 
-use super::{Action, Body, Config, NodeId, ProgressState, Raft, Role};
+use super::{Action, Body, Config, NodeId, PersistId, ProgressState, Raft, Role};
 
 /// A snapshot this node holds, durable: what it sends to followers behind its log base.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -194,6 +194,9 @@ pub(super) enum Incoming {
         leader: NodeId,
         /// The snapshot.
         image: SnapshotImage,
+        /// The newest persist emitted before the `InstallSnapshot` action (set when it is
+        /// polled): the runtime reports the install only after this one is durable.
+        after: PersistId,
     },
 }
 
@@ -477,6 +480,7 @@ impl Raft {
         self.incoming = Incoming::Installing {
             leader: from,
             image,
+            after: self.durability.issued_id,
         };
     }
 
@@ -493,7 +497,18 @@ impl Raft {
     /// rules 6/7 and restored the state machine. Apply the same rules to the in-memory log.
     pub(super) fn on_snapshot_installed(&mut self, index: u64) {
         let (leader, image) = match std::mem::take(&mut self.incoming) {
-            Incoming::Installing { leader, image } if image.index == index => (leader, image),
+            Incoming::Installing {
+                leader,
+                image,
+                after,
+            } if image.index == index => {
+                assert!(
+                    self.durability.durable_id >= after,
+                    "snapshot {index} reported installed before persist {after}, emitted before \
+                     the install, was reported durable (Action::InstallSnapshot's contract)"
+                );
+                (leader, image)
+            }
             other => {
                 self.incoming = other;
                 log::warn!(

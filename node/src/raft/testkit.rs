@@ -2,6 +2,11 @@
 //! in-memory storage that persists when told to, a queue of messages in flight that a test
 //! delivers, drops or cuts, and the actions each node produced.
 //!
+//! Storage work is routed as the replica routes it ([`StorageOp::from_action`]) and held in
+//! the order the runtime's WAL thread carries it out ([`StorageQueue`], the order of
+//! `crate::replica::storage::stages`): a compaction or an install waits for the persists
+//! queued before it.
+//!
 //! Time passes only when a test says so: [`Cluster::tick`] ticks one node, [`Cluster::run`] ticks
 //! several in lockstep and delivers everything between ticks. Nothing is random but the nodes'
 //! seeded election jitter, so every script replays exactly.
@@ -13,6 +18,7 @@ use super::{
     Action, Config, Entry, EntryKind, HardState, Input, Message, NodeId, Persist, PersistId,
     Progress, Raft, Restored, Role,
 };
+use crate::replica::storage::{Stage, StorageOp, StorageQueue};
 
 /// Entries at indexes 1, 2, … with the given terms, each holding a short command naming its
 /// place (`"3@2"` is index 3, term 2). For logs drawn from the paper's figures.
@@ -36,8 +42,9 @@ pub struct Disk {
     pub hard_state: HardState,
     /// Durable log.
     pub entries: Vec<Entry>,
-    /// Persists issued but not yet made durable, in order, each with the messages it releases.
-    pub pending: VecDeque<Persist>,
+    /// Persists issued but not yet made durable, in order, each with the messages it releases,
+    /// and the storage work queued behind them.
+    pub queue: StorageQueue,
     /// The durable snapshot's (index, term) ((0, 0): none).
     pub snapshot: (u64, u64),
     /// Its bytes.
@@ -49,6 +56,33 @@ pub struct Disk {
 }
 
 impl Disk {
+    /// Persists issued but not yet made durable, in order.
+    pub fn pending(&self) -> &VecDeque<Persist> {
+        self.queue.pending()
+    }
+
+    /// Carries out storage work other than a persist, once the persists before it are done.
+    fn carry_out(&mut self, op: StorageOp) {
+        match op {
+            StorageOp::Persist(persist) => {
+                self.apply(persist);
+            }
+            StorageOp::SnapshotChunk { offset, data, .. } => {
+                if offset == 0 {
+                    self.receiving.clear();
+                }
+                self.receiving.extend_from_slice(&data);
+            }
+            StorageOp::InstallSnapshot { meta, .. } => {
+                self.install_due = Some((meta.index, meta.term));
+            }
+            StorageOp::Compact { upto } => self.entries.retain(|entry| entry.index > upto),
+            StorageOp::SaveSnapshot { .. } => {
+                unreachable!("the core asks for no save; the test kit saves by itself")
+            }
+        }
+    }
+
     fn apply(&mut self, persist: Persist) -> PersistId {
         if let Some(from) = persist.truncate_from {
             self.entries.retain(|entry| entry.index < from);
@@ -178,38 +212,30 @@ impl Cluster {
 
     fn drain(&mut self, id: NodeId) {
         while let Some(action) = self.nodes.get_mut(&id).expect("node").poll_action() {
-            match action {
-                Action::Persist(persist) => {
-                    self.disks
-                        .get_mut(&id)
-                        .expect("disk")
-                        .pending
-                        .push_back(persist);
-                }
-                Action::Send { to, msg } => self.queue_send(id, to, msg),
-                Action::Apply { entries } => self.applied.entry(id).or_default().extend(entries),
-                other => {
+            // Storage work other than persists is also recorded, for the tests to read.
+            if matches!(
+                action,
+                Action::SnapshotChunk { .. }
+                    | Action::InstallSnapshot { .. }
+                    | Action::Compact { .. }
+            ) {
+                self.events.entry(id).or_default().push(action.clone());
+            }
+            match StorageOp::from_action(action) {
+                Ok(op) => {
                     let disk = self.disks.get_mut(&id).expect("disk");
-                    match &other {
-                        Action::SnapshotChunk { offset, data, .. } => {
-                            if *offset == 0 {
-                                disk.receiving.clear();
-                            }
-                            disk.receiving.extend_from_slice(data);
-                        }
-                        Action::InstallSnapshot { index, term, .. } => {
-                            disk.install_due = Some((*index, *term));
-                        }
-                        Action::Compact { upto } => {
-                            disk.entries.retain(|entry| entry.index > *upto);
-                        }
-                        _ => {}
+                    if let Some(due) = disk.queue.push(op) {
+                        disk.carry_out(due);
                     }
-                    self.events.entry(id).or_default().push(other);
                 }
+                Err(Action::Send { to, msg }) => self.queue_send(id, to, msg),
+                Err(Action::Apply { entries }) => {
+                    self.applied.entry(id).or_default().extend(entries);
+                }
+                Err(other) => self.events.entry(id).or_default().push(other),
             }
         }
-        if self.auto_persist && !self.disks[&id].pending.is_empty() {
+        if self.auto_persist && !self.disks[&id].pending().is_empty() {
             self.persist(id);
         }
         if self.auto_install && self.disks[&id].install_due.is_some() {
@@ -250,15 +276,23 @@ impl Cluster {
         }
     }
 
-    /// Makes every pending persist of node `id` durable, sends what each carries in `then_send`
-    /// (as the writer does, right after its sync), and then tells the node.
+    /// Makes every pending persist of node `id` durable (and carries out the work queued
+    /// behind them), sends what each carries in `then_send` (as the writer does, right after
+    /// its sync), and then tells the node.
     pub fn persist(&mut self, id: NodeId) {
         let disk = self.disks.get_mut(&id).expect("disk");
         let mut upto = None;
         let mut then_send = Vec::new();
-        while let Some(mut persist) = disk.pending.pop_front() {
-            then_send.append(&mut persist.then_send);
-            upto = Some(disk.apply(persist));
+        for stage in disk.queue.complete_upto(PersistId::MAX) {
+            match stage {
+                Stage::Persists(persists) => {
+                    for mut persist in persists {
+                        then_send.append(&mut persist.then_send);
+                        upto = Some(disk.apply(persist));
+                    }
+                }
+                Stage::Other(op) => disk.carry_out(op),
+            }
         }
         for (to, msg) in then_send {
             self.queue_send(id, to, msg);
@@ -487,7 +521,7 @@ impl Cluster {
     pub fn restart(&mut self, id: NodeId) {
         let config = self.nodes[&id].config().clone();
         let disk = self.disks.get_mut(&id).expect("disk");
-        disk.pending.clear();
+        disk.queue.crash();
         disk.receiving.clear();
         disk.install_due = None;
         let restored = disk.restored();

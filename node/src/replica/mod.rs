@@ -40,7 +40,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use balsa_net::{Counters, DropReason};
-use balsa_wal::SnapshotMeta;
 
 use self::storage::StorageOp;
 use crate::raft::{
@@ -477,8 +476,11 @@ impl<S: StateMachine, R> Replica<S, R> {
     /// Carries out one action of the core: what the world must do becomes an effect; applying,
     /// answering and reads are done here.
     fn on_action(&mut self, action: Action) {
+        let action = match StorageOp::from_action(action) {
+            Ok(op) => return self.storage_ops.push(op),
+            Err(action) => action,
+        };
         match action {
-            Action::Persist(persist) => self.storage_ops.push(StorageOp::Persist(persist)),
             Action::Send { to, msg } => self.effects.push_back(Effect::Send { to, msg }),
             Action::Apply { entries } => {
                 for entry in &entries {
@@ -512,30 +514,10 @@ impl<S: StateMachine, R> Replica<S, R> {
             Action::RoleChanged { role, term, leader } => {
                 log::info!("now {role:?} in term {term}, leader {leader:?}");
             }
-            Action::SnapshotChunk {
-                index,
-                term,
-                offset,
-                data,
-                ..
-            } => self.storage_ops.push(StorageOp::SnapshotChunk {
-                meta: SnapshotMeta { index, term },
-                offset,
-                data,
-            }),
-            Action::InstallSnapshot {
-                index,
-                term,
-                size,
-                crc,
-                data,
-            } => self.storage_ops.push(StorageOp::InstallSnapshot {
-                meta: SnapshotMeta { index, term },
-                size,
-                crc,
-                data,
-            }),
-            Action::Compact { upto } => self.storage_ops.push(StorageOp::Compact { upto }),
+            Action::Persist(_)
+            | Action::SnapshotChunk { .. }
+            | Action::InstallSnapshot { .. }
+            | Action::Compact { .. } => unreachable!("storage work, taken above"),
         }
     }
 

@@ -17,11 +17,12 @@
 //! - **One save at a time.** The replica starts a save only once the previous one is reported
 //!   (`Replica::snapshot_saved`); the storage may write it in steps between later stages.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use balsa_wal::SnapshotMeta;
 
-use crate::raft::Persist;
+use crate::raft::{Action, Persist, PersistId};
 
 /// What a replica asks of its storage.
 #[derive(Debug)]
@@ -66,6 +67,42 @@ pub enum StorageOp {
     },
 }
 
+impl StorageOp {
+    /// The storage work `action` asks for, or the action back if it asks for none. The one
+    /// place that decides which of the core's actions are storage's (the replica, the
+    /// simulator and the test kit all route through it).
+    pub fn from_action(action: Action) -> Result<StorageOp, Action> {
+        match action {
+            Action::Persist(persist) => Ok(StorageOp::Persist(persist)),
+            Action::SnapshotChunk {
+                index,
+                term,
+                offset,
+                data,
+                ..
+            } => Ok(StorageOp::SnapshotChunk {
+                meta: SnapshotMeta { index, term },
+                offset,
+                data,
+            }),
+            Action::InstallSnapshot {
+                index,
+                term,
+                size,
+                crc,
+                data,
+            } => Ok(StorageOp::InstallSnapshot {
+                meta: SnapshotMeta { index, term },
+                size,
+                crc,
+                data,
+            }),
+            Action::Compact { upto } => Ok(StorageOp::Compact { upto }),
+            other => Err(other),
+        }
+    }
+}
+
 /// One step of storage work, in the order [`stages`] gives them.
 #[derive(Debug)]
 pub enum Stage {
@@ -99,9 +136,80 @@ pub fn stages(ops: impl IntoIterator<Item = StorageOp>) -> impl Iterator<Item = 
     })
 }
 
+/// Storage work held for a storage model whose persists complete later (the simulator's disk,
+/// the core's test kit): the same order as [`stages`], kept instead of carried out at once.
+/// Persists wait in id order; any other operation waits behind the persists queued before it
+/// and is released, in order, once they complete.
+#[derive(Debug, Default)]
+pub struct StorageQueue {
+    /// Persists not yet durable, in id order.
+    pending: VecDeque<Persist>,
+    /// Other operations, each behind the newest persist pending when it was queued.
+    waiting: VecDeque<(PersistId, StorageOp)>,
+}
+
+impl StorageQueue {
+    /// Queues `op`. An operation other than a persist with no persist pending is due now: it
+    /// comes back.
+    pub fn push(&mut self, op: StorageOp) -> Option<StorageOp> {
+        match op {
+            StorageOp::Persist(persist) => {
+                assert!(
+                    persist.id > self.pending.back().map_or(0, |last| last.id),
+                    "persists are queued in id order"
+                );
+                self.pending.push_back(persist);
+                None
+            }
+            other => match self.pending.back() {
+                Some(newest) => {
+                    self.waiting.push_back((newest.id, other));
+                    None
+                }
+                None => Some(other),
+            },
+        }
+    }
+
+    /// The persists not yet durable, in id order.
+    pub fn pending(&self) -> &VecDeque<Persist> {
+        &self.pending
+    }
+
+    /// The pending persists with ids up to `upto`, and the operations that waited for them,
+    /// in the order storage carries them out.
+    pub fn complete_upto(&mut self, upto: PersistId) -> Vec<Stage> {
+        let mut done = Vec::new();
+        while self
+            .pending
+            .front()
+            .is_some_and(|persist| persist.id <= upto)
+        {
+            let persist = self.pending.pop_front().expect("checked just above");
+            let id = persist.id;
+            match done.last_mut() {
+                Some(Stage::Persists(run)) => run.push(persist),
+                _ => done.push(Stage::Persists(vec![persist])),
+            }
+            while self.waiting.front().is_some_and(|(after, _)| *after <= id) {
+                let (_, op) = self.waiting.pop_front().expect("checked just above");
+                done.push(Stage::Other(op));
+            }
+        }
+        done
+    }
+
+    /// A crash: everything queued is dropped; the persists come back (a storage model may let
+    /// a prefix of them reach the disk).
+    pub fn crash(&mut self) -> VecDeque<Persist> {
+        self.waiting.clear();
+        std::mem::take(&mut self.pending)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Stage, StorageOp, stages};
+    use super::{Stage, StorageOp, StorageQueue, stages};
     use crate::raft::Persist;
 
     fn persist(id: u64) -> StorageOp {
@@ -133,6 +241,25 @@ mod tests {
         ];
         let shapes: Vec<String> = stages(ops).map(|stage| shape(&stage)).collect();
         assert_eq!(shapes, ["p1+2", "c5", "c6", "p3"]);
+    }
+
+    #[test]
+    fn a_queued_op_is_released_after_the_persists_before_it_in_stage_order() {
+        let mut queue = StorageQueue::default();
+        assert!(
+            queue.push(StorageOp::Compact { upto: 1 }).is_some(),
+            "nothing to wait for"
+        );
+        assert!(queue.push(persist(1)).is_none());
+        assert!(queue.push(StorageOp::Compact { upto: 2 }).is_none());
+        assert!(queue.push(persist(2)).is_none());
+        assert!(queue.push(persist(3)).is_none());
+        assert!(queue.push(StorageOp::Compact { upto: 3 }).is_none());
+        let shapes: Vec<String> = queue.complete_upto(2).iter().map(shape).collect();
+        assert_eq!(shapes, ["p1", "c2", "p2"]);
+        let shapes: Vec<String> = queue.complete_upto(3).iter().map(shape).collect();
+        assert_eq!(shapes, ["p3", "c3"]);
+        assert!(queue.pending().is_empty());
     }
 
     #[test]

@@ -26,13 +26,12 @@
 //! never changes within a term ([`ViolationKind::TermOrVoteWentBack`]), and a persist never
 //! leaves a gap in the durable log ([`ViolationKind::UnpersistedLogChange`]).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::digest::chain_digest;
 use super::report::ViolationKind;
 use crate::raft::{Entry, HardState, Message, NodeId, Persist, PersistId, Restored};
-use crate::replica::storage::StorageOp;
+use crate::replica::storage::{Stage, StorageOp, StorageQueue};
 
 /// A broken property and what exactly broke it.
 pub type Finding = (ViolationKind, String);
@@ -78,11 +77,9 @@ pub struct Disk {
     snapshot: Option<SnapshotFile>,
     /// The snapshot being received (a temporary file; a crash loses it).
     receiving: Vec<u8>,
-    /// Storage work other than persists, waiting for the persists queued before it (the
-    /// runtime's order, `crate::replica::storage`): (the newest of those persists' id, the op).
-    waiting: VecDeque<(PersistId, StorageOp)>,
-    /// Persists issued and not yet durable, in issue order.
-    pending: VecDeque<Persist>,
+    /// Persists issued and not yet durable, and the work waiting behind them, in the order
+    /// the runtime's WAL thread carries them out (`crate::replica::storage`).
+    queue: StorageQueue,
     /// When the newest pending persist completes; later ones complete no earlier.
     last_completion: u64,
     /// Whether to check that the durable hard state never goes back.
@@ -102,33 +99,37 @@ impl Disk {
     /// the persist before it).
     pub fn submit(&mut self, persist: Persist, due: u64) -> u64 {
         self.last_completion = self.last_completion.max(due);
-        self.pending.push_back(persist);
+        let due_now = self.queue.push(StorageOp::Persist(persist));
+        assert!(
+            due_now.is_none(),
+            "a persist always waits for its completion"
+        );
         self.last_completion
     }
 
     /// The id of the newest pending persist.
     pub fn newest_pending(&self) -> Option<PersistId> {
-        self.pending.back().map(|persist| persist.id)
+        self.queue.pending().back().map(|persist| persist.id)
     }
 
-    /// Makes every pending persist with an id up to `upto` durable, in order. Returns the id of
-    /// the last one written and the messages they release (`None` if none was pending there).
+    /// Makes every pending persist with an id up to `upto` durable, in order, with the
+    /// compactions that waited for them. Returns the id of the last one written, the messages
+    /// they release and the other work now due (`None` if none was pending there).
     pub fn complete_upto(&mut self, upto: PersistId) -> Result<Option<Completed>, Finding> {
         let mut completed: Option<Completed> = None;
-        while self
-            .pending
-            .front()
-            .is_some_and(|persist| persist.id <= upto)
-        {
-            let mut persist = self.pending.pop_front().expect("checked just above");
+        for stage in self.queue.complete_upto(upto) {
             let done = completed.get_or_insert_with(Completed::default);
-            done.upto = persist.id;
-            done.then_send.append(&mut persist.then_send);
-            let id = persist.id;
-            self.write(persist)?;
-            while self.waiting.front().is_some_and(|(after, _)| *after <= id) {
-                let (_, op) = self.waiting.pop_front().expect("checked just above");
-                done.released.push(op);
+            match stage {
+                Stage::Persists(persists) => {
+                    for mut persist in persists {
+                        done.upto = persist.id;
+                        done.then_send.append(&mut persist.then_send);
+                        self.write(persist)?;
+                    }
+                }
+                // In order between the writes, as the WAL thread runs it.
+                Stage::Other(StorageOp::Compact { upto }) => self.compact(upto),
+                Stage::Other(op) => done.released.push(op),
             }
         }
         Ok(completed)
@@ -136,16 +137,14 @@ impl Disk {
 
     /// The node crashed: the first `survivors` pending persists reach the disk anyway, the rest
     /// are lost. No `then_send` message of any of them leaves. Returns how many survived.
+    /// Work waiting behind them dies with the node: a compaction is optional, a save or an
+    /// install not begun is simply not there after the restart.
     pub fn crash(&mut self, survivors: usize) -> Result<usize, Finding> {
-        let survivors = survivors.min(self.pending.len());
-        let kept: Vec<Persist> = self.pending.drain(..survivors).collect();
-        self.pending.clear();
+        let pending = self.queue.crash();
+        let survivors = survivors.min(pending.len());
         self.last_completion = 0;
         self.receiving.clear();
-        // Work not started dies with the node: a compaction is optional, a save or an install
-        // not begun is simply not there after the restart.
-        self.waiting.clear();
-        for mut persist in kept {
+        for mut persist in pending.into_iter().take(survivors) {
             persist.then_send.clear(); // the writer died before it could send them
             self.write(persist)?;
         }
@@ -154,7 +153,7 @@ impl Disk {
 
     /// Persists issued and not yet durable.
     pub fn pending_len(&self) -> usize {
-        self.pending.len()
+        self.queue.pending().len()
     }
 
     /// What a restarted node gets back: the snapshot, and the log after it unless the log
@@ -263,13 +262,7 @@ impl Disk {
             !matches!(op, StorageOp::Persist(_)),
             "persists go to submit"
         );
-        match self.newest_pending() {
-            Some(id) => {
-                self.waiting.push_back((id, op));
-                None
-            }
-            None => Some(op),
-        }
+        self.queue.push(op)
     }
 
     /// Drops the durable entries up to `upto` (or up to the log's end, if shorter).

@@ -182,7 +182,7 @@ fn a_followers_acknowledgement_rides_on_the_persist_it_waits_for() {
 
     inject(&mut cluster, 1, 2, 1, append(0, 0, log_with_terms(&[1]), 0));
     assert!(sent(&cluster, 2, 1).is_empty(), "not a Send");
-    let pending = &cluster.disks[&2].pending;
+    let pending = cluster.disks[&2].pending();
     assert_eq!(pending.len(), 1);
     let riders: Vec<_> = pending[0]
         .then_send

@@ -4,7 +4,7 @@
 //! restart in mid-transfer, and the follower's rules 6 and 7.
 
 use super::super::testkit::{Cluster, log_with_terms};
-use super::super::{Action, Body, Config, HardState, Message, NodeId, ProgressState};
+use super::super::{Action, Body, Config, HardState, Input, Message, NodeId, ProgressState};
 use super::{append, append_answer, inject, sent};
 
 /// Three nodes; node 1 leads and compacted its log (no trailing entries) while node 3 was cut
@@ -416,7 +416,9 @@ fn a_snapshot_at_or_below_the_commit_index_is_answered_without_installing() {
 }
 
 /// While the runtime installs the snapshot, AppendEntries and chunks are dropped (the leader
-/// sends them again); once installed, the follower answers and appends again. Persists issued
+/// sends them again): nothing is appended, persisted or answered for them (persists are left
+/// pending here, so an answer would be held rather than sent: the log, the persists and the
+/// held messages show the drop); once installed, the follower answers and appends again. Persists issued
 /// before the install and reported after it do not make entries the install removed durable.
 #[test]
 fn appends_are_dropped_while_a_snapshot_installs() {
@@ -434,16 +436,35 @@ fn appends_are_dropped_while_a_snapshot_installs() {
     inject(&mut cluster, 1, 2, 3, whole_snapshot(4, 3));
     assert_eq!(installs(&cluster, 2), [4]);
     let before = sent(&cluster, 2, 1).len();
+    let persists_before = cluster.disks[&2].pending().len();
+    let held_before = cluster.node(2).held_messages();
 
-    inject(&mut cluster, 1, 2, 3, append(6, 1, Vec::new(), 0));
+    // An append that would add entry 7 if it were taken.
+    let seventh = log_with_terms(&[1; 7])[6..].to_vec();
+    inject(&mut cluster, 1, 2, 3, append(6, 1, seventh, 0));
+    assert_eq!(
+        cluster.node(2).status().last_index,
+        6,
+        "entry 7 not appended"
+    );
+    assert_eq!(
+        cluster.disks[&2].pending().len(),
+        persists_before,
+        "nothing persisted for a dropped append"
+    );
+    assert_eq!(
+        cluster.node(2).held_messages(),
+        held_before,
+        "no answer waits for the disk either"
+    );
+    // The snapshot again: not installed twice.
     inject(&mut cluster, 1, 2, 3, whole_snapshot(4, 3));
+    assert_eq!(installs(&cluster, 2), [4]);
     assert_eq!(
         sent(&cluster, 2, 1).len(),
         before,
         "dropped while installing"
     );
-    assert_eq!(installs(&cluster, 2), [4]);
-    assert_eq!(cluster.node(2).status().last_index, 6);
 
     cluster.install(2);
     let status = cluster.node(2).status();
@@ -501,4 +522,29 @@ fn a_follower_that_lost_its_log_is_probed_again_and_gets_the_snapshot() {
     );
     assert_eq!(cluster.progress(1, 3).match_index, 7);
     assert_eq!(cluster.log_terms(3), cluster.log_terms(1));
+}
+
+/// `Action::InstallSnapshot`'s contract: the runtime carries out an install after the persists
+/// emitted before it, and reports it after their `Persisted`. A runtime that reports it first
+/// is caught at once, before the core resets its log on a durability it cannot know.
+#[test]
+#[should_panic(expected = "reported installed before persist")]
+fn an_install_reported_before_the_persists_before_it_is_refused() {
+    let mut cluster = follower_with(&[1, 1, 1, 2, 2], 0);
+    cluster.auto_install = false;
+    cluster.auto_persist = false;
+    inject(
+        &mut cluster,
+        1,
+        2,
+        3,
+        append(5, 2, log_with_terms(&[1; 6])[5..].to_vec(), 0),
+    );
+    inject(&mut cluster, 1, 2, 3, whole_snapshot(4, 3));
+    assert_eq!(installs(&cluster, 2), [4]);
+    assert!(
+        !cluster.disks[&2].pending().is_empty(),
+        "the append is not durable yet"
+    );
+    cluster.step(2, Input::SnapshotInstalled { index: 4 });
 }
