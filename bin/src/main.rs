@@ -5,7 +5,7 @@
 //!
 //! Files: `args.rs` (the command line), `serve.rs`, `cluster.rs` (and the child-process handle),
 //! `demo.rs`, `client_cmds.rs`, `bench.rs` (closed-loop load), `json.rs` (the JSON writer for
-//! `status --json`), `logger.rs` (stderr logging for `serve`), `sim.rs`.
+//! `status --json`), `logger.rs` (stderr logging for `serve`, through `env_logger`), `sim.rs`.
 //!
 //! Exit status: 0 success; 1 key absent or compare-and-swap mismatch (a node that cannot start
 //! or stops on a storage failure also exits 1); 2 bad usage or configuration; 3 cluster
