@@ -3,7 +3,8 @@
 //!
 //! Output: `put`, `del`, a swapping `cas` and `transfer` print `OK`; `get` prints the value
 //! (UTF-8, lossy) and a newline; `status` prints a table, or with `--json` one JSON array with
-//! an object per endpoint; `snapshot` prints a line per endpoint with the index its snapshot
+//! an object per endpoint (through `serde_json`; its keys, in order, are [`StatusJson`]'s
+//! fields); `snapshot` prints a line per endpoint with the index its snapshot
 //! covers. Errors are one line on stderr.
 //!
 //! Exit status: 0 success; 1 key absent (`get`) or compare-and-swap mismatch (`cas`); 2 a
@@ -18,9 +19,9 @@ use std::time::Duration;
 
 use balsa::client::{CasOutcome, Client, ClientError, ClientOptions};
 use balsa::runtime::wire::StatusReport;
+use serde::Serialize;
 
 use crate::args::ClientOperation;
-use crate::json::Json;
 
 /// Runs one client subcommand against `endpoints`.
 #[allow(
@@ -150,37 +151,66 @@ pub fn exit_status(error: &ClientError) -> u8 {
     }
 }
 
+/// One element of `balsa status --json`: an endpoint's report, or why it gave none. Its keys
+/// are these fields, in this order.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum StatusJson<'a> {
+    Answered {
+        endpoint: String,
+        id: u64,
+        role: &'a str,
+        term: u64,
+        leader: Option<u64>,
+        commit_index: u64,
+        applied_index: u64,
+        last_index: u64,
+        datagrams_in: u64,
+        datagrams_out: u64,
+        datagrams_dropped: u64,
+        wal_syncs: u64,
+        snapshot_index: u64,
+        first_index: u64,
+    },
+    Unreachable {
+        endpoint: String,
+        error: String,
+    },
+}
+
 /// `balsa status --json`: one array, an object per endpoint in order.
 pub fn status_json(
     endpoints: &[SocketAddr],
     reports: &[Result<StatusReport, ClientError>],
 ) -> String {
-    let items = endpoints
+    let items: Vec<StatusJson<'_>> = endpoints
         .iter()
         .zip(reports)
         .map(|(endpoint, report)| match report {
-            Ok(report) => Json::object([
-                ("endpoint", Json::string(endpoint.to_string())),
-                ("id", Json::Number(report.id)),
-                ("role", Json::string(report.role.clone())),
-                ("term", Json::Number(report.term)),
-                ("leader", Json::from(report.leader)),
-                ("commit_index", Json::Number(report.commit_index)),
-                ("applied_index", Json::Number(report.applied_index)),
-                ("last_index", Json::Number(report.last_index)),
-                ("datagrams_in", Json::Number(report.datagrams_in)),
-                ("datagrams_out", Json::Number(report.datagrams_out)),
-                ("datagrams_dropped", Json::Number(report.datagrams_dropped)),
-                ("wal_syncs", Json::Number(report.wal_syncs)),
-                ("snapshot_index", Json::Number(report.snapshot_index)),
-                ("first_index", Json::Number(report.first_index)),
-            ]),
-            Err(error) => Json::object([
-                ("endpoint", Json::string(endpoint.to_string())),
-                ("error", Json::string(status_error(error))),
-            ]),
-        });
-    Json::Array(items.collect()).render()
+            Ok(report) => StatusJson::Answered {
+                endpoint: endpoint.to_string(),
+                id: report.id,
+                role: &report.role,
+                term: report.term,
+                leader: report.leader,
+                commit_index: report.commit_index,
+                applied_index: report.applied_index,
+                last_index: report.last_index,
+                datagrams_in: report.datagrams_in,
+                datagrams_out: report.datagrams_out,
+                datagrams_dropped: report.datagrams_dropped,
+                wal_syncs: report.wal_syncs,
+                snapshot_index: report.snapshot_index,
+                first_index: report.first_index,
+            },
+            Err(error) => StatusJson::Unreachable {
+                endpoint: endpoint.to_string(),
+                error: status_error(error),
+            },
+        })
+        .collect();
+    serde_json::to_string(&items)
+        .expect("strings, integers and nulls always serialize (no map keys, no floats)")
 }
 
 /// `balsa status`: a table, a row per endpoint in order (no trailing newline).
@@ -293,6 +323,19 @@ mod tests {
         let mut follower = report();
         follower.leader = None;
         assert!(status_json(&endpoints()[..1], &[Ok(follower)]).contains("\"leader\":null"));
+    }
+
+    #[test]
+    fn status_json_escapes_what_a_string_holds() {
+        let mut odd = report();
+        odd.role = "a\"b\\c\n\u{1}é".into();
+        let rendered = status_json(&endpoints()[..1], &[Ok(odd)]);
+        assert!(
+            rendered.contains(r#""role":"a\"b\\c\n\u0001é""#),
+            "{rendered}"
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&rendered).expect("valid JSON");
+        assert_eq!(parsed[0]["role"], "a\"b\\c\n\u{1}é");
     }
 
     #[test]

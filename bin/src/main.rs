@@ -4,8 +4,8 @@
 //! form.
 //!
 //! Files: `args.rs` (the command line), `serve.rs`, `cluster.rs` (and the child-process handle),
-//! `demo.rs`, `client_cmds.rs`, `bench.rs` (closed-loop load), `json.rs` (the JSON writer for
-//! `status --json`), `logger.rs` (stderr logging for `serve`, through `env_logger`), `sim.rs`.
+//! `demo.rs`, `client_cmds.rs` (with `status --json` through `serde_json`), `bench.rs`
+//! (closed-loop load), `logger.rs` (stderr logging for `serve`, through `env_logger`), `sim.rs`.
 //!
 //! Exit status: 0 success; 1 key absent or compare-and-swap mismatch (a node that cannot start
 //! or stops on a storage failure also exits 1); 2 bad usage or configuration; 3 cluster
@@ -16,7 +16,6 @@ mod bench;
 mod client_cmds;
 mod cluster;
 mod demo;
-mod json;
 mod logger;
 mod serve;
 mod sim;
