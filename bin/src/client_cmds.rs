@@ -21,19 +21,20 @@ use balsa::client::{CasOutcome, Client, ClientError, ClientOptions};
 use balsa::runtime::wire::StatusReport;
 use serde::Serialize;
 
-use crate::args::ClientOperation;
+use crate::args::ClientCommand;
 
-/// Runs one client subcommand against `endpoints`.
+/// Runs one client subcommand against its endpoints.
 #[allow(
     clippy::print_stdout,
     clippy::print_stderr,
     reason = "a client command's result goes to stdout, its one-line error to stderr"
 )]
-pub fn run(endpoints: Vec<SocketAddr>, operation: ClientOperation) -> ExitCode {
+pub fn run(operation: ClientCommand) -> ExitCode {
     let command = operation_name(&operation);
+    let endpoints = operation.endpoints().to_vec();
     let options = match operation {
         // A status request is answered at once or not at all: a dead node should cost little.
-        ClientOperation::Status { .. } => ClientOptions {
+        ClientCommand::Status { .. } => ClientOptions {
             timeout: Duration::from_secs(1),
             ..ClientOptions::default()
         },
@@ -44,11 +45,12 @@ pub fn run(endpoints: Vec<SocketAddr>, operation: ClientOperation) -> ExitCode {
         Err(error) => return fail(command, &error),
     };
     match operation {
-        ClientOperation::Put { key, value } => match client.put(key.as_bytes(), value.as_bytes()) {
+        ClientCommand::Put { key, value, .. } => match client.put(key.as_bytes(), value.as_bytes())
+        {
             Ok(()) => ok(),
             Err(error) => fail(command, &error),
         },
-        ClientOperation::Get { key, stale } => match client.get(key.as_bytes(), stale) {
+        ClientCommand::Get { key, stale, .. } => match client.get(key.as_bytes(), stale) {
             Ok(Some(value)) => {
                 println!("{}", String::from_utf8_lossy(&value));
                 ExitCode::SUCCESS
@@ -59,12 +61,15 @@ pub fn run(endpoints: Vec<SocketAddr>, operation: ClientOperation) -> ExitCode {
             }
             Err(error) => fail(command, &error),
         },
-        ClientOperation::Delete { key } => match client.delete(key.as_bytes()) {
+        ClientCommand::Delete { key, .. } => match client.delete(key.as_bytes()) {
             Ok(()) => ok(),
             Err(error) => fail(command, &error),
         },
-        ClientOperation::Cas { key, expected, new } => {
-            let expected = expected.as_deref().map(str::as_bytes);
+        ClientCommand::Cas {
+            key, expected, new, ..
+        } => {
+            // "-": the key must be absent.
+            let expected = (expected != "-").then_some(expected.as_bytes());
             match client.cas(key.as_bytes(), expected, new.as_bytes()) {
                 Ok(CasOutcome::Swapped) => ok(),
                 Ok(CasOutcome::Mismatch { current }) => {
@@ -78,7 +83,7 @@ pub fn run(endpoints: Vec<SocketAddr>, operation: ClientOperation) -> ExitCode {
                 Err(error) => fail(command, &error),
             }
         }
-        ClientOperation::Status { json } => {
+        ClientCommand::Status { json, .. } => {
             let reports = client.status_all(&endpoints);
             let rendered = if json {
                 status_json(&endpoints, &reports)
@@ -93,11 +98,11 @@ pub fn run(endpoints: Vec<SocketAddr>, operation: ClientOperation) -> ExitCode {
                 ExitCode::from(3)
             }
         }
-        ClientOperation::Transfer { to } => match client.transfer(to) {
+        ClientCommand::Transfer { to, .. } => match client.transfer(to) {
             Ok(()) => ok(),
             Err(error) => fail(command, &error),
         },
-        ClientOperation::Snapshot => {
+        ClientCommand::Snapshot { .. } => {
             // Each node snapshots its own state machine; one that fails does not stop the rest.
             let mut status = ExitCode::SUCCESS;
             for endpoint in endpoints {
@@ -114,15 +119,15 @@ pub fn run(endpoints: Vec<SocketAddr>, operation: ClientOperation) -> ExitCode {
     }
 }
 
-fn operation_name(operation: &ClientOperation) -> &'static str {
+fn operation_name(operation: &ClientCommand) -> &'static str {
     match operation {
-        ClientOperation::Put { .. } => "put",
-        ClientOperation::Get { .. } => "get",
-        ClientOperation::Delete { .. } => "del",
-        ClientOperation::Cas { .. } => "cas",
-        ClientOperation::Status { .. } => "status",
-        ClientOperation::Transfer { .. } => "transfer",
-        ClientOperation::Snapshot => "snapshot",
+        ClientCommand::Put { .. } => "put",
+        ClientCommand::Get { .. } => "get",
+        ClientCommand::Delete { .. } => "del",
+        ClientCommand::Cas { .. } => "cas",
+        ClientCommand::Status { .. } => "status",
+        ClientCommand::Transfer { .. } => "transfer",
+        ClientCommand::Snapshot { .. } => "snapshot",
     }
 }
 
