@@ -984,42 +984,64 @@ mod tests {
         }
     }
 
+    /// `balsa bench`'s settings, in the order of its flags.
+    fn bench(
+        line: &str,
+    ) -> (
+        Vec<SocketAddr>,
+        usize,
+        u64,
+        usize,
+        u64,
+        bool,
+        bool,
+        Option<PathBuf>,
+    ) {
+        let Command::Bench(args) = command(line) else {
+            panic!("{line:?} did not parse as bench");
+        };
+        (
+            args.endpoints.addresses,
+            args.clients,
+            args.ops,
+            args.value_size,
+            args.warmup,
+            args.shared_sockets,
+            args.json,
+            args.hgrm,
+        )
+    }
+
     #[test]
     fn bench_defaults_and_every_flag() {
-        let Command::Bench(args) = command("bench") else {
-            panic!("bench did not parse as bench");
-        };
-        assert_eq!(args.endpoints.addresses, default_endpoints());
         assert_eq!(
+            bench("bench"),
             (
-                args.clients,
-                args.ops,
-                args.value_size,
-                args.warmup,
-                args.shared_sockets,
-                args.json,
-                args.hgrm
-            ),
-            (1, 10_000, 100, 1000, false, false, None)
+                default_endpoints(),
+                1,
+                10_000,
+                100,
+                1000,
+                false,
+                false,
+                None
+            )
         );
-        let Command::Bench(args) = command(
-            "bench --endpoints 127.0.0.1:9001 --clients 64 --ops 5 --value-size 7 --warmup 0 \
-             --shared-sockets --json --hgrm out.hgrm",
-        ) else {
-            panic!("bench did not parse as bench");
-        };
-        assert_eq!(args.endpoints.addresses, [addr("127.0.0.1:9001")]);
         assert_eq!(
-            (
-                args.clients,
-                args.ops,
-                args.value_size,
-                args.warmup,
-                args.shared_sockets,
-                args.json,
-                args.hgrm
+            bench(
+                "bench --endpoints 127.0.0.1:9001 --clients 64 --ops 5 --value-size 7 --warmup 0 \
+                 --shared-sockets --json --hgrm out.hgrm"
             ),
-            (64, 5, 7, 0, true, true, Some(PathBuf::from("out.hgrm")))
+            (
+                vec![addr("127.0.0.1:9001")],
+                64,
+                5,
+                7,
+                0,
+                true,
+                true,
+                Some(PathBuf::from("out.hgrm"))
+            )
         );
     }
 
