@@ -1,659 +1,440 @@
-//! The command line: every form of `balsa` (but `sim`, which parses its own arguments in
-//! `sim.rs`) parsed into an [`Invocation`], or refused with a one-line [`UsageError`].
+//! The command line: [`Cli`] and one clap struct per subcommand, each flag with its help text;
+//! [`parse`] reads it into them, or says why it runs nothing ([`NotRun`]).
 //!
-//! ```text
-//! balsa serve --id 1 --cluster 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data-dir DIR
-//!             [--tick-ms 10] [--election-ticks 15-30] [--heartbeat-ticks 5] [--unsafe-no-fsync]
-//!             [--snapshot-entries 100000] [--snapshot-bytes 67108864] [--snapshot-trailing 5000]
-//!             [--segment-bytes 67108864] [--rejoin] [--wal-direct]
-//! balsa cluster [--nodes 3] [--base-port 7001] [--data-dir ./balsa-data] [--unsafe-no-fsync]
-//! balsa demo
-//! balsa put KEY VALUE [--endpoints A,B,C]
-//! balsa get KEY [--stale] [--endpoints A,B,C]
-//! balsa del KEY [--endpoints A,B,C]
-//! balsa cas KEY EXPECTED NEW [--endpoints A,B,C]      EXPECTED "-": the key must be absent
-//! balsa status [--endpoints A,B,C] [--json]
-//! balsa transfer ID [--endpoints A,B,C]
-//! balsa snapshot [--endpoints A,B,C]
-//! balsa bench [--endpoints A,B,C] [--clients 1] [--ops 10000] [--value-size 100] [--warmup 1000]
-//!             [--shared-sockets] [--json] [--hgrm FILE]
-//! balsa sim ...
-//! ```
-//!
-//! Grammar shared by every subcommand: flags start with `--` and take their value as the next
-//! argument or after `=` (`--nodes 3`, `--nodes=3`); a flag given twice is an error; `--` ends
-//! the flags (so a key may start with `--`); `--help` / `-h` asks for the usage. Everything else
-//! is a positional argument, so a value such as `-5` or `-` needs no quoting.
-//!
-//! Configuration checks made here (exit 2 when they fail): addresses parse as `IP:PORT`, node
-//! ids are unique and not 0 (the client id), addresses are unique, the node's own id is in the
-//! cluster, election ticks are a range `MIN-MAX` with `MIN` above the heartbeat ticks and below
-//! `MAX`, the tick is at least 1 ms.
+//! Invariants:
+//! - A default is written once. `serve`'s defaults come from the library ([`NodeConfig::new`],
+//!   which takes the core's from `raft::Config::new`), `sim`'s from [`SimConfig::new`]; only the
+//!   defaults of what exists in this binary alone (`cluster`, `bench`, the endpoints) are here.
+//! - A check is made once. The parsers here read values (an address, a node id, `MIN-MAX`) and
+//!   ranges of the binary's own settings; whether a node's configuration can work is
+//!   [`NodeConfig::validate`]'s to say, when `serve` starts. What no single flag's parser can
+//!   check and no library owns (`cluster`'s ports, `sim`'s last seed) is [`parse`]'s.
+//! - Every refusal is one line, `balsa CMD: WHAT (usage: USAGE)`: clap's message without its
+//!   tips, and the subcommand's usage. `--help` and `--version` are answers, not refusals.
 
-use std::fmt;
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
+
+use balsa::NodeConfig;
+use balsa::sim::{self, SimConfig};
+use clap::builder::{PossibleValuesParser, RangedU64ValueParser};
+use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand, value_parser};
 
 /// The default client endpoints: the ports `balsa cluster` uses by default.
 pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003";
-
-/// The usage of every form, for `balsa --help` and a bad subcommand.
-pub const USAGE: &str = "\
-usage:
-  balsa serve --id ID --cluster ID=IP:PORT,... --data-dir DIR [--tick-ms 10]
-              [--election-ticks 15-30] [--heartbeat-ticks 5] [--unsafe-no-fsync]
-              [--snapshot-entries 100000] [--snapshot-bytes 67108864]
-              [--snapshot-trailing 5000] [--segment-bytes 67108864] [--rejoin]
-              [--wal-direct]
-  balsa cluster [--nodes 3] [--base-port 7001] [--data-dir ./balsa-data] [--unsafe-no-fsync]
-  balsa demo
-  balsa put KEY VALUE [--endpoints A,B,C]
-  balsa get KEY [--stale] [--endpoints A,B,C]
-  balsa del KEY [--endpoints A,B,C]
-  balsa cas KEY EXPECTED NEW [--endpoints A,B,C]     (EXPECTED \"-\": the key must be absent)
-  balsa status [--endpoints A,B,C] [--json]
-  balsa transfer ID [--endpoints A,B,C]
-  balsa snapshot [--endpoints A,B,C]
-  balsa bench [--endpoints A,B,C] [--clients 1] [--ops 10000] [--value-size 100]
-              [--warmup 1000] [--shared-sockets] [--json] [--hgrm FILE]
-  balsa sim --seeds N [--seed S] ...
-endpoints default to 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
-exit status: 0 success, 1 key absent or cas mismatch, 2 bad usage or configuration,
-             3 cluster unavailable or timeout (outcome unknown)";
-
-/// What the command line asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Invocation {
-    /// Print this usage text and succeed.
-    Help(&'static str),
-    /// Run one node.
-    Serve(ServeArgs),
-    /// Run a local cluster of `balsa serve` processes until they stop.
-    Cluster(ClusterArgs),
-    /// The guided demonstration.
-    Demo,
-    /// A client operation.
-    Client {
-        /// The nodes to talk to.
-        endpoints: Vec<SocketAddr>,
-        /// What to do.
-        operation: ClientOperation,
-    },
-    /// Closed-loop write load against a running cluster.
-    Bench(BenchArgs),
-    /// The simulator, with the arguments after `sim`.
-    Sim(Vec<String>),
-}
-
-/// `balsa bench`'s arguments, checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BenchArgs {
-    /// The nodes to talk to.
-    pub endpoints: Vec<SocketAddr>,
-    /// Concurrent closed-loop clients (1..=1024).
-    pub clients: usize,
-    /// Measured writes over all clients (≥ 1).
-    pub ops: u64,
-    /// Bytes per value (1..=MAX_BENCH_VALUE).
-    pub value_size: usize,
-    /// Untimed writes first.
-    pub warmup: u64,
-    /// Clients share a socket per load thread and batch their requests (`Sockets::Shared`).
-    pub shared_sockets: bool,
-    /// Print one JSON object instead of the table.
-    pub json: bool,
-    /// Write the latency distribution here, in HdrHistogram's text format.
-    pub hgrm: Option<PathBuf>,
-}
 
 /// The most clients `balsa bench` runs (each with its own session and socket).
 pub const MAX_BENCH_CLIENTS: usize = 1024;
 /// The largest value `balsa bench` writes: what fits in one request datagram with room to spare.
 pub const MAX_BENCH_VALUE: usize = 60_000;
 
-/// `balsa serve`'s arguments, checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The most nodes `balsa cluster` starts and `balsa sim` simulates.
+const MAX_NODES: u16 = 15;
+
+const AFTER_HELP: &str = "\
+Logs (serve) go to stderr; their filter is BALSA_LOG, or RUST_LOG when BALSA_LOG is unset
+(env_logger's syntax: a level such as debug, or module=level,...); info by default.
+Exit status: 0 success, 1 key absent or cas mismatch, 2 bad usage or configuration,
+3 cluster unavailable or timeout (outcome unknown).";
+
+/// A Raft replicated key-value node: run nodes, talk to them, measure them, simulate them.
+#[derive(Debug, Parser)]
+#[command(name = "balsa", bin_name = "balsa", version, after_help = AFTER_HELP)]
+#[command(subcommand_required = true, arg_required_else_help = false)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one node until it is killed
+    Serve(ServeArgs),
+    /// Run a local cluster of `balsa serve` processes until they stop
+    Cluster(ClusterArgs),
+    /// A guided demonstration: a local 3-node cluster, a leader kill, latency
+    Demo,
+    /// A client operation against a running cluster.
+    #[command(flatten)]
+    Client(ClientCommand),
+    /// Closed-loop write load against a running cluster, with latency percentiles
+    Bench(BenchArgs),
+    /// Run the deterministic simulator over a range of seeds
+    Sim(SimArgs),
+    /// Print a shell completion script on stdout
+    Completions(CompletionsArgs),
+}
+
+/// `balsa serve`: one node. The defaults are the library's ([`NodeConfig::new`]).
+#[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// This node's id.
+    /// This node's id (a positive integer; 0 is every client's)
+    #[arg(long)]
     pub id: u64,
-    /// Every member, this node included.
-    pub cluster: Vec<(u64, SocketAddr)>,
-    /// Where the write-ahead log lives.
+    /// Every member, this node included
+    #[arg(long, value_name = "ID=IP:PORT,...", value_parser = parse_members)]
+    // Fully qualified: clap reads a plain `Vec` as a flag given many times.
+    pub cluster: ::std::vec::Vec<(u64, SocketAddr)>,
+    /// Where the write-ahead log lives (locked while the node runs)
+    #[arg(long, value_name = "DIR")]
     pub data_dir: PathBuf,
-    /// The timer's period in milliseconds.
+    /// The timer's period, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = default_tick_ms())]
     pub tick_ms: u64,
-    /// Election timeout range in ticks, `[min, max)`.
-    pub election_ticks: (u32, u32),
-    /// Heartbeat period in ticks.
+    /// Election timeout range in ticks, [MIN, MAX)
+    #[arg(
+        long,
+        value_name = "MIN-MAX",
+        default_value_t = TickRange::from(node_defaults().election_ticks)
+    )]
+    pub election_ticks: TickRange,
+    /// Heartbeat period, in ticks
+    #[arg(long, value_name = "TICKS", default_value_t = node_defaults().heartbeat_ticks)]
     pub heartbeat_ticks: u32,
-    /// Skip fdatasync (unsafe: a power loss can lose acknowledged writes).
+    /// Acknowledge before the disk (unsafe: a power loss can lose acknowledged writes)
+    #[arg(long)]
     pub unsafe_no_fsync: bool,
-    /// Snapshot once this many entries were applied since the last snapshot.
+    /// Snapshot once this many entries were applied since the last snapshot
+    #[arg(long, value_name = "ENTRIES", default_value_t = node_defaults().snapshot_entries)]
     pub snapshot_entries: u64,
-    /// Snapshot once this many bytes of entries were applied since the last snapshot.
+    /// Snapshot once this many bytes of entries were applied since the last snapshot
+    #[arg(long, value_name = "BYTES", default_value_t = node_defaults().snapshot_bytes)]
     pub snapshot_bytes: u64,
-    /// Entries kept behind a snapshot when compacting, for slightly slow followers.
+    /// Entries kept behind a snapshot when compacting, for slightly slow followers
+    #[arg(
+        long,
+        value_name = "ENTRIES",
+        default_value_t = node_defaults().snapshot_trailing_entries
+    )]
     pub snapshot_trailing: u64,
-    /// WAL segment size in bytes.
+    /// WAL segment size, in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = node_defaults().wal.segment_bytes)]
     pub segment_bytes: u64,
-    /// The data directory was lost: rejoin empty, as a replica that never votes again.
+    /// The data directory was lost: rejoin empty, as a replica that never votes again
+    #[arg(long)]
     pub rejoin: bool,
-    /// Write the WAL with `O_DIRECT | O_DSYNC` instead of `pwrite` + `fdatasync`; ignored with
-    /// `--unsafe-no-fsync`, which syncs nothing while every direct write is durable.
+    /// Write the WAL with O_DIRECT | O_DSYNC instead of pwrite + fdatasync (ignored with
+    /// --unsafe-no-fsync)
+    #[arg(long)]
     pub wal_direct: bool,
 }
 
-/// `balsa cluster`'s arguments.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `balsa cluster`: node `i` (from 1) listens on `127.0.0.1:(base-port + i - 1)`.
+#[derive(Debug, Args)]
 pub struct ClusterArgs {
-    /// How many nodes.
+    /// How many nodes
+    #[arg(
+        long,
+        default_value_t = 3,
+        value_parser = value_parser!(u16).range(1..=i64::from(MAX_NODES))
+    )]
     pub nodes: u16,
-    /// Node `i` (from 1) listens on `base_port + i - 1`.
+    /// Node i (from 1) listens on this port + i - 1
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = 7001,
+        value_parser = value_parser!(u16).range(1..)
+    )]
     pub base_port: u16,
-    /// Node `i` stores its log in `data_dir/node-i`.
+    /// Node i stores its log in DIR/node-i
+    #[arg(long, value_name = "DIR", default_value = "./balsa-data")]
     pub data_dir: PathBuf,
-    /// Start every node with `--unsafe-no-fsync`.
+    /// Start every node with --unsafe-no-fsync
+    #[arg(long)]
     pub unsafe_no_fsync: bool,
 }
 
-/// A client subcommand.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ClientOperation {
-    /// `put KEY VALUE`.
+/// `--endpoints`, which every client command and `bench` take.
+#[derive(Clone, Debug, Args)]
+pub struct Endpoints {
+    /// The nodes to talk to
+    #[arg(
+        id = "endpoints",
+        long = "endpoints",
+        value_name = "A,B,C",
+        env = "BALSA_ENDPOINTS",
+        default_value = DEFAULT_ENDPOINTS,
+        value_parser = parse_endpoints
+    )]
+    // Fully qualified: clap reads a plain `Vec` as a flag given many times.
+    pub addresses: ::std::vec::Vec<SocketAddr>,
+}
+
+/// The client subcommands, through `balsa::client::Client`.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Write VALUE under KEY
     Put {
-        /// The key.
+        /// The key
+        #[arg(allow_negative_numbers = true)]
         key: String,
-        /// The value.
+        /// The value
+        #[arg(allow_negative_numbers = true)]
         value: String,
+        /// Where the cluster is.
+        #[command(flatten)]
+        endpoints: Endpoints,
     },
-    /// `get KEY [--stale]`.
+    /// Print the value of KEY (exit 1 when it is absent)
     Get {
-        /// The key.
+        /// The key
+        #[arg(allow_negative_numbers = true)]
         key: String,
-        /// Read one node's state without ReadIndex.
+        /// Read one node's state, without ReadIndex (may be stale)
+        #[arg(long)]
         stale: bool,
+        /// Where the cluster is.
+        #[command(flatten)]
+        endpoints: Endpoints,
     },
-    /// `del KEY`.
+    /// Delete KEY
+    #[command(name = "del")]
     Delete {
-        /// The key.
+        /// The key
+        #[arg(allow_negative_numbers = true)]
         key: String,
+        /// Where the cluster is.
+        #[command(flatten)]
+        endpoints: Endpoints,
     },
-    /// `cas KEY EXPECTED NEW`.
+    /// Set KEY to NEW if it holds EXPECTED (exit 1 on a mismatch)
     Cas {
-        /// The key.
+        /// The key
+        #[arg(allow_negative_numbers = true)]
         key: String,
-        /// `None`: the key must be absent (given as `-`).
-        expected: Option<String>,
-        /// The new value.
+        /// The value KEY must hold; "-": KEY must be absent
+        #[arg(allow_negative_numbers = true)]
+        expected: String,
+        /// The new value
+        #[arg(allow_negative_numbers = true)]
         new: String,
+        /// Where the cluster is.
+        #[command(flatten)]
+        endpoints: Endpoints,
     },
-    /// `status [--json]`.
+    /// Every endpoint's role, term and indexes
     Status {
-        /// One JSON array instead of a table.
+        /// One JSON array, an object per endpoint, instead of a table
+        #[arg(long)]
         json: bool,
+        /// Where the cluster is.
+        #[command(flatten)]
+        endpoints: Endpoints,
     },
-    /// `transfer ID`.
+    /// Hand leadership to node ID
     Transfer {
-        /// The node to hand leadership to.
+        /// The node to hand leadership to
+        #[arg(value_name = "ID", value_parser = parse_node_id)]
         to: u64,
+        /// Where the cluster is.
+        #[command(flatten)]
+        endpoints: Endpoints,
     },
-    /// `snapshot`: every endpoint snapshots its state machine and compacts its log now.
-    Snapshot,
+    /// Every endpoint snapshots its state machine and compacts its log now
+    Snapshot {
+        /// Where the cluster is.
+        #[command(flatten)]
+        endpoints: Endpoints,
+    },
 }
 
-/// Bad usage or configuration: one line for stderr, exit status 2.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UsageError {
-    /// The subcommand (`serve`, `put`, ...), or empty for `balsa` itself.
-    pub command: &'static str,
-    /// What is wrong.
-    pub message: String,
-    /// The subcommand's usage line.
-    pub usage: &'static str,
-}
-
-impl fmt::Display for UsageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let command = if self.command.is_empty() {
-            String::from("balsa")
-        } else {
-            format!("balsa {}", self.command)
-        };
-        write!(f, "{command}: {} (usage: {})", self.message, self.usage)
-    }
-}
-
-impl std::error::Error for UsageError {}
-
-/// What one subcommand accepts.
-struct Spec {
-    command: &'static str,
-    usage: &'static str,
-    /// Names of the positional arguments, all required.
-    positionals: &'static [&'static str],
-    /// Flags that take a value.
-    options: &'static [&'static str],
-    /// Flags that take none.
-    switches: &'static [&'static str],
-}
-
-impl Spec {
-    fn error(&self, message: impl Into<String>) -> UsageError {
-        UsageError {
-            command: self.command,
-            message: message.into(),
-            usage: self.usage,
+impl ClientCommand {
+    /// The nodes to talk to.
+    pub fn endpoints(&self) -> &[SocketAddr] {
+        match self {
+            ClientCommand::Put { endpoints, .. }
+            | ClientCommand::Get { endpoints, .. }
+            | ClientCommand::Delete { endpoints, .. }
+            | ClientCommand::Cas { endpoints, .. }
+            | ClientCommand::Status { endpoints, .. }
+            | ClientCommand::Transfer { endpoints, .. }
+            | ClientCommand::Snapshot { endpoints } => &endpoints.addresses,
         }
     }
 }
 
-/// The arguments of one subcommand, sorted by kind, before their values are checked.
-#[derive(Debug, Default)]
-struct Matches {
-    positionals: Vec<String>,
-    options: Vec<(&'static str, String)>,
-    switches: Vec<&'static str>,
-    help: bool,
+/// `balsa bench`: closed-loop writes.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Where the cluster is.
+    #[command(flatten)]
+    pub endpoints: Endpoints,
+    /// Concurrent closed-loop clients
+    #[arg(
+        long,
+        default_value_t = 1,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_BENCH_CLIENTS as u64)
+    )]
+    pub clients: usize,
+    /// Measured writes over all clients
+    #[arg(long, default_value_t = 10_000, value_parser = value_parser!(u64).range(1..))]
+    pub ops: u64,
+    /// Bytes per value
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = 100,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_BENCH_VALUE as u64)
+    )]
+    pub value_size: usize,
+    /// Untimed writes first
+    #[arg(long, default_value_t = 1000)]
+    pub warmup: u64,
+    /// Clients share a socket per load thread and batch their requests
+    #[arg(long)]
+    pub shared_sockets: bool,
+    /// Print one JSON object instead of the table
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the latency distribution to FILE, in HdrHistogram's text format
+    #[arg(long, value_name = "FILE")]
+    pub hgrm: Option<PathBuf>,
 }
 
-impl Matches {
-    fn value(&self, flag: &str) -> Option<&str> {
-        self.options
-            .iter()
-            .find(|(name, _)| *name == flag)
-            .map(|(_, value)| value.as_str())
-    }
-
-    fn switch(&self, flag: &str) -> bool {
-        self.switches.contains(&flag)
-    }
+/// `balsa sim`: seeds `S .. S+N`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("runs").args(["seeds", "seed"]).required(true).multiple(true)))]
+pub struct SimArgs {
+    /// How many seeds to run (1 when only --seed is given)
+    #[arg(long, value_name = "N", value_parser = value_parser!(u64).range(1..))]
+    pub seeds: Option<u64>,
+    /// The first seed (0 when only --seeds is given)
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Nodes in every run; without it, seed s runs 3, 5 or 7 nodes by s % 3
+    #[arg(
+        long,
+        value_name = "K",
+        value_parser = value_parser!(u64).range(2..=u64::from(MAX_NODES))
+    )]
+    pub nodes: Option<u64>,
+    /// Plant one of the core's classic bugs (repeatable)
+    #[arg(
+        long = "fault",
+        value_name = "NAME",
+        value_parser = PossibleValuesParser::new(sim::FAULT_NAMES)
+    )]
+    pub faults: Vec<String>,
+    /// Ticks of the chaos phase
+    #[arg(long, value_name = "T", default_value_t = sim_defaults().chaos_ticks)]
+    pub ticks: u64,
+    /// Leave only the checks of consequences (not of the durability rules)
+    #[arg(long)]
+    pub no_rule_checks: bool,
+    /// Keep K nodes down through the liveness phase
+    #[arg(long, value_name = "K", default_value_t = sim_defaults().liveness_down)]
+    pub liveness_down: u64,
+    /// Plant a stale read in the clients
+    #[arg(long)]
+    pub stale_reads: bool,
+    /// A line per seed
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Print every step of every core and every nemesis action
+    #[arg(long)]
+    pub trace: bool,
 }
 
-/// Sorts `args` into positionals, options and switches as `spec` says.
-fn match_args(spec: &Spec, args: &[String]) -> Result<Matches, UsageError> {
-    let mut matches = Matches::default();
-    let mut args = args.iter();
-    let mut flags_ended = false;
-    while let Some(arg) = args.next() {
-        if flags_ended || !arg.starts_with("--") {
-            if !flags_ended && arg == "-h" {
-                matches.help = true;
-            } else {
-                matches.positionals.push(arg.clone());
-            }
-            continue;
-        }
-        if arg == "--" {
-            flags_ended = true;
-            continue;
-        }
-        if arg == "--help" {
-            matches.help = true;
-            continue;
-        }
-        let (name, inline_value) = match arg.split_once('=') {
-            Some((name, value)) => (name, Some(value.to_owned())),
-            None => (arg.as_str(), None),
-        };
-        if let Some(&flag) = spec.switches.iter().find(|&&flag| flag == name) {
-            if inline_value.is_some() {
-                return Err(spec.error(format!("{flag} takes no value")));
-            }
-            if matches.switch(flag) {
-                return Err(spec.error(format!("{flag} given twice")));
-            }
-            matches.switches.push(flag);
-        } else if let Some(&flag) = spec.options.iter().find(|&&flag| flag == name) {
-            if matches.value(flag).is_some() {
-                return Err(spec.error(format!("{flag} given twice")));
-            }
-            let value = match inline_value {
-                Some(value) => value,
-                None => args
-                    .next()
-                    .cloned()
-                    .ok_or_else(|| spec.error(format!("{flag} needs a value")))?,
-            };
-            matches.options.push((flag, value));
-        } else {
-            return Err(spec.error(format!("unknown flag {name}")));
-        }
+impl SimArgs {
+    /// The first seed to run.
+    pub fn first_seed(&self) -> u64 {
+        self.seed.unwrap_or(0)
     }
-    if matches.help {
-        return Ok(matches);
-    }
-    let wanted = spec.positionals.len();
-    match matches.positionals.len() {
-        given if given < wanted => {
-            Err(spec.error(format!("missing {}", spec.positionals[given..].join(" "))))
-        }
-        given if given > wanted => Err(spec.error(format!(
-            "unexpected argument {:?}",
-            matches.positionals[wanted]
-        ))),
-        _ => Ok(matches),
-    }
-}
 
-const SERVE: Spec = Spec {
-    command: "serve",
-    usage: "balsa serve --id ID --cluster ID=IP:PORT,... --data-dir DIR [--tick-ms 10] \
-            [--election-ticks 15-30] [--heartbeat-ticks 5] [--unsafe-no-fsync] \
-            [--snapshot-entries 100000] [--snapshot-bytes 67108864] [--snapshot-trailing 5000] \
-            [--segment-bytes 67108864] [--rejoin] [--wal-direct]",
-    positionals: &[],
-    options: &[
-        "--id",
-        "--cluster",
-        "--data-dir",
-        "--tick-ms",
-        "--election-ticks",
-        "--heartbeat-ticks",
-        "--snapshot-entries",
-        "--snapshot-bytes",
-        "--snapshot-trailing",
-        "--segment-bytes",
-    ],
-    switches: &["--unsafe-no-fsync", "--rejoin", "--wal-direct"],
-};
-
-const CLUSTER: Spec = Spec {
-    command: "cluster",
-    usage: "balsa cluster [--nodes 3] [--base-port 7001] [--data-dir ./balsa-data] \
-            [--unsafe-no-fsync]",
-    positionals: &[],
-    options: &["--nodes", "--base-port", "--data-dir"],
-    switches: &["--unsafe-no-fsync"],
-};
-
-const DEMO: Spec = Spec {
-    command: "demo",
-    usage: "balsa demo",
-    positionals: &[],
-    options: &[],
-    switches: &[],
-};
-
-const PUT: Spec = Spec {
-    command: "put",
-    usage: "balsa put KEY VALUE [--endpoints A,B,C]",
-    positionals: &["KEY", "VALUE"],
-    options: &["--endpoints"],
-    switches: &[],
-};
-
-const GET: Spec = Spec {
-    command: "get",
-    usage: "balsa get KEY [--stale] [--endpoints A,B,C]",
-    positionals: &["KEY"],
-    options: &["--endpoints"],
-    switches: &["--stale"],
-};
-
-const DEL: Spec = Spec {
-    command: "del",
-    usage: "balsa del KEY [--endpoints A,B,C]",
-    positionals: &["KEY"],
-    options: &["--endpoints"],
-    switches: &[],
-};
-
-const CAS: Spec = Spec {
-    command: "cas",
-    usage: "balsa cas KEY EXPECTED NEW [--endpoints A,B,C] (EXPECTED \"-\": absent)",
-    positionals: &["KEY", "EXPECTED", "NEW"],
-    options: &["--endpoints"],
-    switches: &[],
-};
-
-const STATUS: Spec = Spec {
-    command: "status",
-    usage: "balsa status [--endpoints A,B,C] [--json]",
-    positionals: &[],
-    options: &["--endpoints"],
-    switches: &["--json"],
-};
-
-const TRANSFER: Spec = Spec {
-    command: "transfer",
-    usage: "balsa transfer ID [--endpoints A,B,C]",
-    positionals: &["ID"],
-    options: &["--endpoints"],
-    switches: &[],
-};
-
-const SNAPSHOT: Spec = Spec {
-    command: "snapshot",
-    usage: "balsa snapshot [--endpoints A,B,C]",
-    positionals: &[],
-    options: &["--endpoints"],
-    switches: &[],
-};
-
-const BENCH: Spec = Spec {
-    command: "bench",
-    usage: "balsa bench [--endpoints A,B,C] [--clients 1] [--ops 10000] [--value-size 100] \
-            [--warmup 1000] [--shared-sockets] [--json] [--hgrm FILE]",
-    positionals: &[],
-    options: &[
-        "--endpoints",
-        "--clients",
-        "--ops",
-        "--value-size",
-        "--warmup",
-        "--hgrm",
-    ],
-    switches: &["--shared-sockets", "--json"],
-};
-
-/// Parses the arguments after the program name.
-pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
-    let top = |message: String| UsageError {
-        command: "",
-        message,
-        usage: "balsa serve|cluster|demo|put|get|del|cas|status|transfer|snapshot|bench|sim ... \
-                (balsa --help)",
-    };
-    let Some((command, rest)) = args.split_first() else {
-        return Err(top("no subcommand given".into()));
-    };
-    let spec = match command.as_str() {
-        "help" | "--help" | "-h" => return Ok(Invocation::Help(USAGE)),
-        "sim" => return Ok(Invocation::Sim(rest.to_vec())),
-        "serve" => &SERVE,
-        "cluster" => &CLUSTER,
-        "demo" => &DEMO,
-        "put" => &PUT,
-        "get" => &GET,
-        "del" => &DEL,
-        "cas" => &CAS,
-        "status" => &STATUS,
-        "transfer" => &TRANSFER,
-        "bench" => &BENCH,
-        "snapshot" => &SNAPSHOT,
-        other => return Err(top(format!("unknown subcommand {other:?}"))),
-    };
-    let matches = match_args(spec, rest)?;
-    if matches.help {
-        return Ok(Invocation::Help(spec.usage));
-    }
-    match spec.command {
-        "serve" => parse_serve(spec, &matches).map(Invocation::Serve),
-        "cluster" => parse_cluster(spec, &matches).map(Invocation::Cluster),
-        "demo" => Ok(Invocation::Demo),
-        "bench" => parse_bench(spec, &matches).map(Invocation::Bench),
-        _ => parse_client(spec, matches),
+    /// How many seeds to run: the group "runs" makes sure `--seeds` or `--seed` was given.
+    pub fn seed_count(&self) -> u64 {
+        self.seeds.unwrap_or(1)
     }
 }
 
-fn parse_client(spec: &Spec, matches: Matches) -> Result<Invocation, UsageError> {
-    let endpoints = parse_endpoints(matches.value("--endpoints").unwrap_or(DEFAULT_ENDPOINTS))
-        .map_err(|message| spec.error(message))?;
-    let json = matches.switch("--json");
-    let stale = matches.switch("--stale");
-    let mut positionals = matches.positionals.into_iter();
-    // match_args checked the count of positionals against the spec.
-    let mut next = || positionals.next().unwrap_or_default();
-    let operation = match spec.command {
-        "put" => ClientOperation::Put {
-            key: next(),
-            value: next(),
-        },
-        "get" => ClientOperation::Get { key: next(), stale },
-        "del" => ClientOperation::Delete { key: next() },
-        "cas" => {
-            let key = next();
-            let expected = Some(next()).filter(|expected| expected != "-");
-            ClientOperation::Cas {
-                key,
-                expected,
-                new: next(),
-            }
-        }
-        "status" => ClientOperation::Status { json },
-        "snapshot" => ClientOperation::Snapshot,
-        "transfer" => {
-            let id = next();
-            ClientOperation::Transfer {
-                to: parse_node_id(&id).map_err(|message| spec.error(message))?,
-            }
-        }
-        other => unreachable!("parse() sends only client subcommands here, not {other}"),
-    };
-    Ok(Invocation::Client {
-        endpoints,
-        operation,
-    })
+/// `balsa completions SHELL`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
-fn parse_serve(spec: &Spec, matches: &Matches) -> Result<ServeArgs, UsageError> {
-    let required = |flag: &str| {
-        matches
-            .value(flag)
-            .ok_or_else(|| spec.error(format!("{flag} is required")))
-    };
-    let id = parse_node_id(required("--id")?).map_err(|message| spec.error(message))?;
-    let cluster = parse_cluster_members(required("--cluster")?)
-        .map_err(|message| spec.error(format!("--cluster: {message}")))?;
-    let data_dir = PathBuf::from(required("--data-dir")?);
-    if data_dir.as_os_str().is_empty() {
-        return Err(spec.error("--data-dir is empty"));
-    }
-    let tick_ms = match matches.value("--tick-ms") {
-        None => 10,
-        Some(text) => parse_number::<u64>("--tick-ms", text).map_err(|m| spec.error(m))?,
-    };
-    if tick_ms == 0 {
-        return Err(spec.error("--tick-ms must be at least 1"));
-    }
-    let heartbeat_ticks = match matches.value("--heartbeat-ticks") {
-        None => 5,
-        Some(text) => parse_number::<u32>("--heartbeat-ticks", text).map_err(|m| spec.error(m))?,
-    };
-    if heartbeat_ticks == 0 {
-        return Err(spec.error("--heartbeat-ticks must be at least 1"));
-    }
-    let election_ticks = match matches.value("--election-ticks") {
-        None => (15, 30),
-        Some(text) => parse_tick_range(text).map_err(|m| spec.error(m))?,
-    };
-    if election_ticks.0 <= heartbeat_ticks {
-        return Err(spec.error(format!(
-            "election ticks ({}-{}) must be above the heartbeat ticks ({heartbeat_ticks})",
-            election_ticks.0, election_ticks.1
-        )));
-    }
-    if !cluster.iter().any(|(member, _)| *member == id) {
-        let ids: Vec<String> = cluster.iter().map(|(id, _)| id.to_string()).collect();
-        return Err(spec.error(format!(
-            "node {id} is not in the cluster (its ids: {})",
-            ids.join(", ")
-        )));
-    }
-    let segment_bytes = number_in(
-        spec,
-        matches,
-        "--segment-bytes",
-        64 << 20,
-        balsa_wal::SEGMENT_BYTES,
-    )?;
-    Ok(ServeArgs {
-        id,
-        cluster,
-        data_dir,
-        tick_ms,
-        election_ticks,
-        heartbeat_ticks,
-        unsafe_no_fsync: matches.switch("--unsafe-no-fsync"),
-        snapshot_entries: at_least(spec, matches, "--snapshot-entries", 100_000, 1)?,
-        snapshot_bytes: at_least(spec, matches, "--snapshot-bytes", 64 << 20, 1)?,
-        snapshot_trailing: at_least(spec, matches, "--snapshot-trailing", 5000, 0)?,
-        segment_bytes,
-        rejoin: matches.switch("--rejoin"),
-        wal_direct: matches.switch("--wal-direct"),
-    })
+/// `--election-ticks MIN-MAX`. Whether the range can work is [`NodeConfig::validate`]'s to say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TickRange {
+    /// The shortest election timeout, in ticks.
+    pub min: u32,
+    /// The end of the range (exclusive), in ticks.
+    pub max: u32,
 }
 
-fn parse_cluster(spec: &Spec, matches: &Matches) -> Result<ClusterArgs, UsageError> {
-    let nodes = match matches.value("--nodes") {
-        None => 3,
-        Some(text) => parse_number::<u16>("--nodes", text).map_err(|m| spec.error(m))?,
-    };
-    if !(1..=15).contains(&nodes) {
-        return Err(spec.error(format!("--nodes must be between 1 and 15, not {nodes}")));
+impl From<(u32, u32)> for TickRange {
+    fn from((min, max): (u32, u32)) -> TickRange {
+        TickRange { min, max }
     }
-    let base_port = match matches.value("--base-port") {
-        None => 7001,
-        Some(text) => parse_number::<u16>("--base-port", text).map_err(|m| spec.error(m))?,
-    };
-    if base_port == 0 || base_port.checked_add(nodes - 1).is_none() {
-        return Err(spec.error(format!(
-            "--base-port {base_port} leaves no room for {nodes} ports"
-        )));
+}
+
+impl FromStr for TickRange {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<TickRange, String> {
+        let shape = || format!("{text:?} is not MIN-MAX (such as 15-30)");
+        let (min, max) = text.split_once('-').ok_or_else(shape)?;
+        Ok(TickRange {
+            min: min.parse().map_err(|_| shape())?,
+            max: max.parse().map_err(|_| shape())?,
+        })
     }
-    let data_dir = PathBuf::from(matches.value("--data-dir").unwrap_or("./balsa-data"));
-    if data_dir.as_os_str().is_empty() {
-        return Err(spec.error("--data-dir is empty"));
+}
+
+impl std::fmt::Display for TickRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.min, self.max)
     }
-    Ok(ClusterArgs {
-        nodes,
-        base_port,
-        data_dir,
-        unsafe_no_fsync: matches.switch("--unsafe-no-fsync"),
-    })
+}
+
+/// The library's defaults for a node; its identity and directory are placeholders, never read.
+fn node_defaults() -> NodeConfig {
+    NodeConfig::new(1, Vec::new(), PathBuf::new())
+}
+
+fn default_tick_ms() -> u64 {
+    u64::try_from(node_defaults().tick.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The library's defaults for a simulation; the node count is a placeholder, never read.
+fn sim_defaults() -> SimConfig {
+    SimConfig::new(3)
 }
 
 /// `A,B,C`: socket addresses, at least one, no repeats.
-pub fn parse_endpoints(text: &str) -> Result<Vec<SocketAddr>, String> {
+fn parse_endpoints(text: &str) -> Result<Vec<SocketAddr>, String> {
     let mut endpoints = Vec::new();
     for item in text.split(',') {
-        let address = parse_address(item).map_err(|message| format!("--endpoints: {message}"))?;
+        let address = parse_address(item)?;
         if endpoints.contains(&address) {
-            return Err(format!("--endpoints: {address} is listed twice"));
+            return Err(format!("{address} is listed twice"));
         }
         endpoints.push(address);
     }
     Ok(endpoints)
 }
 
-/// `1=IP:PORT,2=IP:PORT,...`: unique ids (not 0), unique addresses.
-fn parse_cluster_members(text: &str) -> Result<Vec<(u64, SocketAddr)>, String> {
-    let mut members: Vec<(u64, SocketAddr)> = Vec::new();
-    for item in text.split(',') {
-        let Some((id, address)) = item.split_once('=') else {
-            return Err(format!("{item:?} is not ID=IP:PORT"));
-        };
-        let id = parse_node_id(id)?;
-        let address = parse_address(address)?;
-        if members.iter().any(|(member, _)| *member == id) {
-            return Err(format!("node id {id} is listed twice"));
-        }
-        if members.iter().any(|(_, taken)| *taken == address) {
-            return Err(format!("address {address} is listed twice"));
-        }
-        members.push((id, address));
-    }
-    Ok(members)
+/// `1=IP:PORT,2=IP:PORT,...`. Repeated ids or addresses are [`NodeConfig::validate`]'s to refuse.
+fn parse_members(text: &str) -> Result<Vec<(u64, SocketAddr)>, String> {
+    text.split(',')
+        .map(|item| {
+            let (id, address) = item
+                .split_once('=')
+                .ok_or_else(|| format!("{item:?} is not ID=IP:PORT"))?;
+            let id = id
+                .trim()
+                .parse()
+                .map_err(|_| format!("{id:?} is not a node id (a positive integer)"))?;
+            Ok((id, parse_address(address)?))
+        })
+        .collect()
 }
 
 fn parse_address(text: &str) -> Result<SocketAddr, String> {
@@ -662,7 +443,7 @@ fn parse_address(text: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{text:?} is not an address (IP:PORT, such as 127.0.0.1:7001)"))
 }
 
-/// A node id: a positive integer (0 is every client's id).
+/// A node id to send to the cluster: a positive integer (0 is every client's id).
 fn parse_node_id(text: &str) -> Result<u64, String> {
     match text.trim().parse::<u64>() {
         Ok(0) => Err("node id 0 is reserved for clients; ids start at 1".into()),
@@ -671,111 +452,112 @@ fn parse_node_id(text: &str) -> Result<u64, String> {
     }
 }
 
-/// `MIN-MAX` with `MIN < MAX`.
-fn parse_tick_range(text: &str) -> Result<(u32, u32), String> {
-    let shape = || format!("--election-ticks {text:?} is not MIN-MAX (such as 15-30)");
-    let (min, max) = text.split_once('-').ok_or_else(shape)?;
-    let min: u32 = min.parse().map_err(|_| shape())?;
-    let max: u32 = max.parse().map_err(|_| shape())?;
-    if min >= max {
-        return Err(format!(
-            "--election-ticks {min}-{max}: MIN must be below MAX"
-        ));
-    }
-    Ok((min, max))
+/// Why the command line runs no command.
+#[derive(Debug)]
+pub enum NotRun {
+    /// `--help` or `--version`: clap's answer, for stdout, exit status 0.
+    Answer(clap::Error),
+    /// Bad usage: one line for stderr (`balsa CMD: WHAT (usage: USAGE)`), exit status 2.
+    Refused(String),
 }
 
-fn parse_bench(spec: &Spec, matches: &Matches) -> Result<BenchArgs, UsageError> {
-    let endpoints = parse_endpoints(matches.value("--endpoints").unwrap_or(DEFAULT_ENDPOINTS))
-        .map_err(|message| spec.error(message))?;
-    let number = |flag: &str, default: u64, range| number_in(spec, matches, flag, default, range);
-    let as_usize = |value: u64| usize::try_from(value).unwrap_or(usize::MAX);
-    let clients = as_usize(number("--clients", 1, 1..=MAX_BENCH_CLIENTS as u64)?);
-    let ops = number("--ops", 10_000, 1..=u64::MAX)?;
-    let value_size = as_usize(number("--value-size", 100, 1..=MAX_BENCH_VALUE as u64)?);
-    let warmup = number("--warmup", 1000, 0..=u64::MAX)?;
-    let hgrm = match matches.value("--hgrm") {
-        Some("") => return Err(spec.error("--hgrm is empty")),
-        other => other.map(PathBuf::from),
+/// Parses the command line (the program's name first), then makes the checks across flags.
+pub fn parse(args: Vec<OsString>) -> Result<Cli, NotRun> {
+    let cli = Cli::try_parse_from(&args).map_err(|error| {
+        if error.use_stderr() {
+            NotRun::Refused(one_line(&error, args.get(1)))
+        } else {
+            NotRun::Answer(error)
+        }
+    })?;
+    let refused = |message: String| Err(NotRun::Refused(one_line_of(&message, args.get(1))));
+    match &cli.command {
+        // `nodes` is at least 1 (its parser's range).
+        Command::Cluster(args) if args.base_port.checked_add(args.nodes - 1).is_none() => {
+            refused(format!(
+                "--base-port {} leaves no room for {} ports",
+                args.base_port, args.nodes
+            ))
+        }
+        Command::Sim(args) if args.first_seed().checked_add(args.seed_count()).is_none() => {
+            refused("--seed + --seeds overflows".into())
+        }
+        _ => Ok(cli),
+    }
+}
+
+/// A refusal of clap's as one line: the first paragraph of its message, without the tips and
+/// the pointer to `--help` that follow.
+fn one_line(error: &clap::Error, subcommand: Option<&OsString>) -> String {
+    let rendered = error.render().to_string();
+    let first = rendered.split("\n\n").next().unwrap_or_default();
+    let lines: Vec<&str> = first.lines().map(str::trim).collect();
+    let message = lines.join(" ");
+    one_line_of(
+        message.strip_prefix("error: ").unwrap_or(&message),
+        subcommand,
+    )
+}
+
+/// `message` about `balsa SUBCOMMAND` (or `balsa` itself, when the first argument names no
+/// subcommand) as one line with the command's usage: `balsa CMD: MESSAGE (usage: USAGE)`.
+fn one_line_of(message: &str, subcommand: Option<&OsString>) -> String {
+    let mut balsa = Cli::command();
+    // Building names every subcommand `balsa SUBCOMMAND`, as its usage shows.
+    balsa.build();
+    let name = subcommand.and_then(|name| name.to_str());
+    let command = match name.and_then(|name| balsa.find_subcommand_mut(name)) {
+        Some(subcommand) => subcommand,
+        None => &mut balsa,
     };
-    Ok(BenchArgs {
-        endpoints,
-        clients,
-        ops,
-        value_size,
-        warmup,
-        shared_sockets: matches.switch("--shared-sockets"),
-        json: matches.switch("--json"),
-        hgrm,
-    })
-}
-
-/// The number `flag` gives (`default` without it), refused below `min`.
-fn at_least(
-    spec: &Spec,
-    matches: &Matches,
-    flag: &str,
-    default: u64,
-    min: u64,
-) -> Result<u64, UsageError> {
-    let value = flag_number(spec, matches, flag, default)?;
-    if value < min {
-        return Err(spec.error(format!("{flag} must be at least {min}, not {value}")));
-    }
-    Ok(value)
-}
-
-/// The number `flag` gives (`default` without it), refused outside `range`.
-fn number_in(
-    spec: &Spec,
-    matches: &Matches,
-    flag: &str,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<u64, UsageError> {
-    let value = flag_number(spec, matches, flag, default)?;
-    if range.contains(&value) {
-        Ok(value)
-    } else {
-        Err(spec.error(format!(
-            "{flag} must be between {} and {}, not {value}",
-            range.start(),
-            range.end()
-        )))
-    }
-}
-
-/// The number `flag` gives, `default` without it.
-fn flag_number(
-    spec: &Spec,
-    matches: &Matches,
-    flag: &str,
-    default: u64,
-) -> Result<u64, UsageError> {
-    match matches.value(flag) {
-        None => Ok(default),
-        Some(text) => parse_number::<u64>(flag, text).map_err(|m| spec.error(m)),
-    }
-}
-
-fn parse_number<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T, String> {
-    text.parse()
-        .map_err(|_| format!("{flag}: {text:?} is not a number in range"))
+    let path = command
+        .get_bin_name()
+        .unwrap_or_else(|| command.get_name())
+        .to_owned();
+    let usage = command.render_usage().to_string();
+    let usage = usage.strip_prefix("Usage: ").unwrap_or(&usage).trim();
+    format!("{path}: {message} (usage: {usage})")
 }
 
 #[cfg(test)]
 mod tests {
+    //! The clap structs, form by form. The defaults of `--endpoints` assume `BALSA_ENDPOINTS` is
+    //! unset in the test's environment.
+
+    use clap::error::ErrorKind;
+
     use super::*;
 
-    fn parse_line(line: &str) -> Result<Invocation, UsageError> {
-        let args: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
-        parse(&args)
+    fn parse_line(line: &str) -> Result<Cli, NotRun> {
+        let words = std::iter::once("balsa").chain(line.split_whitespace());
+        parse(words.map(OsString::from).collect())
     }
 
+    fn command(line: &str) -> Command {
+        match parse_line(line) {
+            Ok(cli) => cli.command,
+            Err(not_run) => panic!("{line:?} was not run: {not_run:?}"),
+        }
+    }
+
+    /// The one line printed for a refused `line`.
     fn error(line: &str) -> String {
         match parse_line(line) {
-            Err(error) => error.to_string(),
-            Ok(invocation) => panic!("{line:?} parsed as {invocation:?}"),
+            Err(NotRun::Refused(message)) => {
+                assert_eq!(message.lines().count(), 1, "{message}");
+                message
+            }
+            Err(NotRun::Answer(answer)) => panic!("{line:?} was answered: {answer}"),
+            Ok(cli) => panic!("{line:?} parsed as {:?}", cli.command),
+        }
+    }
+
+    /// What clap answered `line` with (help or version).
+    fn answer(line: &str) -> ErrorKind {
+        match parse_line(line) {
+            Err(NotRun::Answer(answer)) => answer.kind(),
+            Err(NotRun::Refused(message)) => panic!("{line:?} was refused: {message}"),
+            Ok(cli) => panic!("{line:?} parsed as {:?}", cli.command),
         }
     }
 
@@ -791,90 +573,97 @@ mod tests {
         ]
     }
 
-    fn client(line: &str) -> (Vec<SocketAddr>, ClientOperation) {
-        match parse_line(line) {
-            Ok(Invocation::Client {
-                endpoints,
-                operation,
-            }) => (endpoints, operation),
+    fn client(line: &str) -> ClientCommand {
+        match command(line) {
+            Command::Client(client) => client,
             other => panic!("{line:?} parsed as {other:?}"),
         }
     }
 
-    const CLUSTER3: &str = "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003";
-
-    fn serve(extra: &str) -> Result<Invocation, UsageError> {
-        parse_line(&format!(
-            "serve --id 1 --cluster {CLUSTER3} --data-dir d1 {extra}"
-        ))
-    }
-
-    #[test]
-    fn serve_with_defaults() {
-        let Ok(Invocation::Serve(args)) = serve("") else {
-            panic!("serve did not parse");
-        };
-        assert_eq!(
-            args,
-            ServeArgs {
-                id: 1,
-                cluster: vec![
-                    (1, addr("127.0.0.1:7001")),
-                    (2, addr("127.0.0.1:7002")),
-                    (3, addr("127.0.0.1:7003")),
-                ],
-                data_dir: PathBuf::from("d1"),
-                tick_ms: 10,
-                election_ticks: (15, 30),
-                heartbeat_ticks: 5,
-                unsafe_no_fsync: false,
-                snapshot_entries: 100_000,
-                snapshot_bytes: 64 << 20,
-                snapshot_trailing: 5000,
-                segment_bytes: 64 << 20,
-                rejoin: false,
-                wal_direct: false,
-            }
+    fn serve(extra: &str) -> Result<ServeArgs, String> {
+        let line = format!(
+            "serve --id 1 --cluster 1=127.0.0.1:7001,2=127.0.0.1:7002 --data-dir d1 {extra}"
         );
+        match parse_line(&line) {
+            Ok(Cli {
+                command: Command::Serve(args),
+            }) => Ok(args),
+            Ok(cli) => panic!("{line:?} parsed as {:?}", cli.command),
+            Err(not_run) => match not_run {
+                NotRun::Refused(message) => Err(message),
+                NotRun::Answer(answer) => panic!("{line:?} was answered: {answer}"),
+            },
+        }
     }
 
     #[test]
-    fn serve_with_every_option_in_both_spellings() {
-        let Ok(Invocation::Serve(args)) =
-            serve("--tick-ms=5 --election-ticks 20-40 --heartbeat-ticks=4 --unsafe-no-fsync")
-        else {
-            panic!("serve did not parse");
-        };
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_defaults_are_the_librarys() {
+        let args = serve("").expect("serve parses");
+        assert_eq!(args.id, 1);
+        assert_eq!(
+            args.cluster,
+            vec![(1, addr("127.0.0.1:7001")), (2, addr("127.0.0.1:7002"))]
+        );
+        assert_eq!(args.data_dir, PathBuf::from("d1"));
+        let library = node_defaults();
+        assert_eq!(u128::from(args.tick_ms), library.tick.as_millis());
+        assert_eq!(args.election_ticks, TickRange::from(library.election_ticks));
+        assert_eq!(args.heartbeat_ticks, library.heartbeat_ticks);
+        assert_eq!(args.snapshot_entries, library.snapshot_entries);
+        assert_eq!(args.snapshot_bytes, library.snapshot_bytes);
+        assert_eq!(args.snapshot_trailing, library.snapshot_trailing_entries);
+        assert_eq!(args.segment_bytes, library.wal.segment_bytes);
+        // The figures the usage has always shown.
+        assert_eq!(
+            (args.tick_ms, args.election_ticks, args.heartbeat_ticks),
+            (10, TickRange { min: 15, max: 30 }, 5)
+        );
+        assert_eq!(
+            (
+                args.snapshot_entries,
+                args.snapshot_bytes,
+                args.snapshot_trailing,
+                args.segment_bytes
+            ),
+            (100_000, 64 << 20, 5000, 64 << 20)
+        );
+        assert!(!args.unsafe_no_fsync && !args.rejoin && !args.wal_direct);
+    }
+
+    #[test]
+    fn serve_takes_every_flag_in_both_spellings() {
+        let args = serve(
+            "--tick-ms=5 --election-ticks 20-40 --heartbeat-ticks=4 --unsafe-no-fsync \
+             --snapshot-entries 1000 --snapshot-bytes=4096 --snapshot-trailing 0 \
+             --segment-bytes 1048576 --wal-direct --rejoin",
+        )
+        .expect("serve parses");
         assert_eq!(args.tick_ms, 5);
-        assert_eq!(args.election_ticks, (20, 40));
+        assert_eq!(args.election_ticks, TickRange { min: 20, max: 40 });
         assert_eq!(args.heartbeat_ticks, 4);
-        assert!(args.unsafe_no_fsync);
+        assert_eq!(
+            (
+                args.snapshot_entries,
+                args.snapshot_bytes,
+                args.snapshot_trailing,
+                args.segment_bytes
+            ),
+            (1000, 4096, 0, 1 << 20)
+        );
+        assert!(args.unsafe_no_fsync && args.wal_direct && args.rejoin);
     }
 
     #[test]
-    fn serve_refuses_bad_configuration() {
-        let cases = [
-            (
-                "serve --cluster 1=127.0.0.1:1 --data-dir d",
-                "--id is required",
-            ),
-            ("serve --id 1 --data-dir d", "--cluster is required"),
-            (
-                "serve --id 1 --cluster 1=127.0.0.1:1",
-                "--data-dir is required",
-            ),
-            (
-                "serve --id 4 --cluster 1=127.0.0.1:1,2=127.0.0.1:2 --data-dir d",
-                "node 4 is not in the cluster (its ids: 1, 2)",
-            ),
-            (
-                "serve --id 1 --cluster 1=127.0.0.1:1,1=127.0.0.1:2 --data-dir d",
-                "node id 1 is listed twice",
-            ),
-            (
-                "serve --id 1 --cluster 1=127.0.0.1:1,2=127.0.0.1:1 --data-dir d",
-                "address 127.0.0.1:1 is listed twice",
-            ),
+    fn serve_refuses_what_it_cannot_read() {
+        for (line, expected) in [
+            ("serve --cluster 1=127.0.0.1:1 --data-dir d", "--id <ID>"),
+            ("serve --id 1 --data-dir d", "--cluster <ID=IP:PORT,...>"),
+            ("serve --id 1 --cluster 1=127.0.0.1:1", "--data-dir <DIR>"),
             (
                 "serve --id 1 --cluster 1=localhost:1 --data-dir d",
                 "\"localhost:1\" is not an address",
@@ -888,193 +677,214 @@ mod tests {
                 "is not ID=IP:PORT",
             ),
             (
-                "serve --id 0 --cluster 1=127.0.0.1:1 --data-dir d",
-                "node id 0 is reserved",
-            ),
-            (
-                "serve --id x --cluster 1=127.0.0.1:1 --data-dir d",
+                "serve --id 1 --cluster x=127.0.0.1:1 --data-dir d",
                 "\"x\" is not a node id",
             ),
-        ];
-        for (line, expected) in cases {
+            ("serve --id x --cluster 1=127.0.0.1:1 --data-dir d", "'x'"),
+        ] {
             let message = error(line);
             assert!(message.contains(expected), "{line:?}: {message}");
             assert!(message.starts_with("balsa serve: "), "{message}");
+            assert!(message.contains("(usage: balsa serve "), "{message}");
         }
-        let tick_cases = [
-            (
-                "--election-ticks 5-30",
-                "must be above the heartbeat ticks (5)",
-            ),
-            (
-                "--election-ticks 10-20 --heartbeat-ticks 10",
-                "must be above the heartbeat ticks (10)",
-            ),
-            ("--election-ticks 30-30", "MIN must be below MAX"),
+        for (extra, expected) in [
             ("--election-ticks 30", "is not MIN-MAX"),
             ("--election-ticks a-b", "is not MIN-MAX"),
-            ("--tick-ms 0", "--tick-ms must be at least 1"),
-            ("--tick-ms -3", "is not a number"),
-            (
-                "--heartbeat-ticks 0",
-                "--heartbeat-ticks must be at least 1",
-            ),
-            ("--unsafe-no-fsync=yes", "--unsafe-no-fsync takes no value"),
-            ("--tick-ms 5 --tick-ms 6", "--tick-ms given twice"),
-            ("--tick-ms", "--tick-ms needs a value"),
-            ("--bogus", "unknown flag --bogus"),
-            ("stray", "unexpected argument \"stray\""),
-        ];
-        for (extra, expected) in tick_cases {
-            let message = serve(extra).unwrap_err().to_string();
+            ("--tick-ms -3", "'-3'"),
+            ("--snapshot-trailing x", "'x'"),
+            ("--unsafe-no-fsync=yes", "'yes'"),
+            ("--tick-ms 5 --tick-ms 6", "cannot be used multiple times"),
+            ("--rejoin --rejoin", "cannot be used multiple times"),
+            ("--tick-ms", "a value is required for '--tick-ms <MS>'"),
+            ("--bogus", "unexpected argument '--bogus'"),
+            ("stray", "unexpected argument 'stray'"),
+        ] {
+            let message = serve(extra).expect_err(extra);
             assert!(message.contains(expected), "{extra:?}: {message}");
+            assert!(message.starts_with("balsa serve: "), "{message}");
         }
     }
 
     #[test]
+    fn serve_leaves_the_configuration_to_the_library() {
+        // Parsed here, refused by `NodeConfig::validate` when `serve` starts.
+        for extra in [
+            "--election-ticks 30-30",
+            "--election-ticks 5-30",
+            "--tick-ms 0",
+            "--heartbeat-ticks 0",
+            "--snapshot-entries 0",
+            "--segment-bytes 1000",
+        ] {
+            assert!(serve(extra).is_ok(), "{extra}");
+        }
+        let parsed = parse_line("serve --id 4 --cluster 1=127.0.0.1:1,1=127.0.0.1:1 --data-dir d");
+        assert!(parsed.is_ok());
+    }
+
+    #[test]
     fn cluster_with_defaults_and_options() {
+        let Command::Cluster(args) = command("cluster") else {
+            panic!("cluster did not parse as cluster");
+        };
         assert_eq!(
-            parse_line("cluster"),
-            Ok(Invocation::Cluster(ClusterArgs {
-                nodes: 3,
-                base_port: 7001,
-                data_dir: PathBuf::from("./balsa-data"),
-                unsafe_no_fsync: false,
-            }))
+            (
+                args.nodes,
+                args.base_port,
+                args.data_dir,
+                args.unsafe_no_fsync
+            ),
+            (3, 7001, PathBuf::from("./balsa-data"), false)
         );
+        let Command::Cluster(args) =
+            command("cluster --nodes 5 --base-port 9000 --data-dir /tmp/x --unsafe-no-fsync")
+        else {
+            panic!("cluster did not parse as cluster");
+        };
         assert_eq!(
-            parse_line("cluster --nodes 5 --base-port 9000 --data-dir /tmp/x --unsafe-no-fsync"),
-            Ok(Invocation::Cluster(ClusterArgs {
-                nodes: 5,
-                base_port: 9000,
-                data_dir: PathBuf::from("/tmp/x"),
-                unsafe_no_fsync: true,
-            }))
+            (
+                args.nodes,
+                args.base_port,
+                args.data_dir,
+                args.unsafe_no_fsync
+            ),
+            (5, 9000, PathBuf::from("/tmp/x"), true)
         );
     }
 
     #[test]
     fn cluster_refuses_bad_sizes() {
-        assert!(error("cluster --nodes 0").contains("between 1 and 15"));
-        assert!(error("cluster --nodes 16").contains("between 1 and 15"));
-        assert!(error("cluster --base-port 65535 --nodes 2").contains("leaves no room"));
-        assert!(error("cluster --base-port 0").contains("leaves no room"));
-        assert!(error("cluster --base-port 70000").contains("not a number in range"));
-        assert!(error("cluster extra").contains("unexpected argument"));
+        for (line, expected) in [
+            ("cluster --nodes 0", "0 is not in 1..=15"),
+            ("cluster --nodes 16", "16 is not in 1..=15"),
+            (
+                "cluster --base-port 65535 --nodes 2",
+                "--base-port 65535 leaves no room for 2 ports",
+            ),
+            ("cluster --base-port 0", "0 is not in 1..=65535"),
+            ("cluster --base-port 70000", "70000 is not in 1..=65535"),
+            ("cluster extra", "unexpected argument 'extra'"),
+        ] {
+            let message = error(line);
+            assert!(message.contains(expected), "{line:?}: {message}");
+            assert!(
+                message.starts_with("balsa cluster: ") && message.contains("(usage: balsa cluster"),
+                "{message}"
+            );
+        }
+        assert!(parse_line("cluster --base-port 65535 --nodes 1").is_ok());
     }
 
     #[test]
     fn demo_takes_no_arguments() {
-        assert_eq!(parse_line("demo"), Ok(Invocation::Demo));
-        assert!(error("demo --nodes 3").contains("unknown flag --nodes"));
-        assert!(error("demo now").contains("unexpected argument"));
+        assert!(matches!(command("demo"), Command::Demo));
+        assert!(error("demo --nodes 3").contains("unexpected argument '--nodes'"));
+        assert!(error("demo now").starts_with("balsa demo: unexpected argument 'now'"));
     }
 
     #[test]
     fn put_get_del_with_default_and_given_endpoints() {
-        assert_eq!(
-            client("put k v"),
-            (
-                default_endpoints(),
-                ClientOperation::Put {
-                    key: "k".into(),
-                    value: "v".into()
-                }
-            )
-        );
-        assert_eq!(
-            client("get k --stale --endpoints 127.0.0.1:9,[::1]:10"),
-            (
-                vec![addr("127.0.0.1:9"), addr("[::1]:10")],
-                ClientOperation::Get {
-                    key: "k".into(),
-                    stale: true
-                }
-            )
-        );
-        assert_eq!(
-            client("get k").1,
-            ClientOperation::Get {
-                key: "k".into(),
-                stale: false
-            }
-        );
-        assert_eq!(
-            client("del k --endpoints=127.0.0.1:9"),
-            (
-                vec![addr("127.0.0.1:9")],
-                ClientOperation::Delete { key: "k".into() }
-            )
-        );
+        let put = client("put k v");
+        assert_eq!(put.endpoints(), default_endpoints());
+        assert!(matches!(put, ClientCommand::Put { key, value, .. } if key == "k" && value == "v"));
+        let get = client("get k --stale --endpoints 127.0.0.1:9,[::1]:10");
+        assert_eq!(get.endpoints(), [addr("127.0.0.1:9"), addr("[::1]:10")]);
+        assert!(matches!(get, ClientCommand::Get { key, stale: true, .. } if key == "k"));
+        assert!(matches!(
+            client("get k"),
+            ClientCommand::Get { stale: false, .. }
+        ));
+        let del = client("del k --endpoints=127.0.0.1:9");
+        assert_eq!(del.endpoints(), [addr("127.0.0.1:9")]);
+        assert!(matches!(del, ClientCommand::Delete { key, .. } if key == "k"));
     }
 
     #[test]
     fn values_that_look_like_flags() {
-        assert_eq!(
-            client("put k -5").1,
-            ClientOperation::Put {
-                key: "k".into(),
-                value: "-5".into()
-            }
-        );
-        assert_eq!(
-            client("put -- --k --v").1,
-            ClientOperation::Put {
-                key: "--k".into(),
-                value: "--v".into()
-            }
-        );
+        assert!(matches!(
+            client("put k -5"),
+            ClientCommand::Put { value, .. } if value == "-5"
+        ));
+        assert!(matches!(
+            client("put - -"),
+            ClientCommand::Put { key, value, .. } if key == "-" && value == "-"
+        ));
+        assert!(matches!(
+            client("put -- --k --v"),
+            ClientCommand::Put { key, value, .. } if key == "--k" && value == "--v"
+        ));
+        assert!(matches!(
+            client("cas -- -k -x -y"),
+            ClientCommand::Cas { key, expected, new, .. }
+                if key == "-k" && expected == "-x" && new == "-y"
+        ));
+        // A word that is not a number needs `--` before it, or it reads as an unknown flag.
+        assert!(error("put k -x").contains("unexpected argument '-x'"));
+        assert!(error("put k --v").contains("unexpected argument '--v'"));
     }
 
     #[test]
     fn cas_with_a_value_or_absent() {
-        assert_eq!(
-            client("cas k old new").1,
-            ClientOperation::Cas {
-                key: "k".into(),
-                expected: Some("old".into()),
-                new: "new".into()
-            }
+        assert!(matches!(
+            client("cas k old new"),
+            ClientCommand::Cas { key, expected, new, .. }
+                if key == "k" && expected == "old" && new == "new"
+        ));
+        assert!(matches!(
+            client("cas k - new"),
+            ClientCommand::Cas { expected, .. } if expected == "-"
+        ));
+        let message = error("cas k old");
+        assert!(
+            message.starts_with(
+                "balsa cas: the following required arguments were not provided: <NEW>"
+            ),
+            "{message}"
         );
-        assert_eq!(
-            client("cas k - new").1,
-            ClientOperation::Cas {
-                key: "k".into(),
-                expected: None,
-                new: "new".into()
-            }
-        );
-        assert!(error("cas k old").contains("missing NEW"));
     }
 
     #[test]
-    fn status_and_transfer() {
-        assert_eq!(
-            client("status"),
-            (default_endpoints(), ClientOperation::Status { json: false })
-        );
-        assert_eq!(
-            client("status --json").1,
-            ClientOperation::Status { json: true }
-        );
-        assert_eq!(client("transfer 2").1, ClientOperation::Transfer { to: 2 });
+    fn status_transfer_and_snapshot() {
+        let status = client("status");
+        assert_eq!(status.endpoints(), default_endpoints());
+        assert!(matches!(status, ClientCommand::Status { json: false, .. }));
+        assert!(matches!(
+            client("status --json"),
+            ClientCommand::Status { json: true, .. }
+        ));
+        assert!(matches!(
+            client("transfer 2"),
+            ClientCommand::Transfer { to: 2, .. }
+        ));
         assert!(error("transfer 0").contains("reserved for clients"));
         assert!(error("transfer two").contains("not a node id"));
-        assert!(error("transfer").contains("missing ID"));
+        assert!(error("transfer").contains("<ID>"));
+        let snapshot = client("snapshot --endpoints 127.0.0.1:9001");
+        assert_eq!(snapshot.endpoints(), [addr("127.0.0.1:9001")]);
+        assert!(matches!(snapshot, ClientCommand::Snapshot { .. }));
     }
 
     #[test]
     fn client_commands_refuse_bad_usage() {
-        let cases = [
-            ("put k", "balsa put: missing VALUE"),
-            ("put", "balsa put: missing KEY VALUE"),
-            ("put k v w", "unexpected argument \"w\""),
-            ("get k --json", "unknown flag --json"),
-            ("get", "missing KEY"),
-            ("del", "missing KEY"),
-            ("status --stale", "unknown flag --stale"),
-            ("status --json --json", "--json given twice"),
-            ("get k --endpoints", "--endpoints needs a value"),
+        for (line, expected) in [
+            (
+                "put k",
+                "balsa put: the following required arguments were not provided: <VALUE>",
+            ),
+            (
+                "put",
+                "balsa put: the following required arguments were not provided: <KEY> <VALUE>",
+            ),
+            ("put k v w", "unexpected argument 'w'"),
+            ("get k --json", "unexpected argument '--json'"),
+            ("get", "<KEY>"),
+            ("del", "<KEY>"),
+            ("status --stale", "unexpected argument '--stale'"),
+            ("status --json --json", "cannot be used multiple times"),
+            (
+                "get k --endpoints",
+                "a value is required for '--endpoints <A,B,C>'",
+            ),
             ("get k --endpoints nowhere", "\"nowhere\" is not an address"),
             ("get k --endpoints 127.0.0.1:1,", "\"\" is not an address"),
             (
@@ -1083,156 +893,184 @@ mod tests {
             ),
             (
                 "get k --endpoints 127.0.0.1:1 --endpoints 127.0.0.1:2",
-                "--endpoints given twice",
+                "cannot be used multiple times",
             ),
-        ];
-        for (line, expected) in cases {
+        ] {
             let message = error(line);
             assert!(message.contains(expected), "{line:?}: {message}");
             assert!(message.contains("(usage: balsa "), "{message}");
+            assert_eq!(message.lines().count(), 1, "{message}");
         }
     }
 
     #[test]
-    fn help_and_unknown_subcommands() {
-        assert_eq!(parse_line("--help"), Ok(Invocation::Help(USAGE)));
-        assert_eq!(parse_line("help"), Ok(Invocation::Help(USAGE)));
-        assert_eq!(parse_line("put --help"), Ok(Invocation::Help(PUT.usage)));
-        assert_eq!(parse_line("serve -h"), Ok(Invocation::Help(SERVE.usage)));
-        assert!(error("").contains("no subcommand given"));
-        assert!(error("frobnicate").contains("unknown subcommand \"frobnicate\""));
+    fn help_version_and_unknown_subcommands() {
+        for line in [
+            "--help",
+            "-h",
+            "help",
+            "put --help",
+            "serve -h",
+            "help sim",
+            "put k -h",
+        ] {
+            assert_eq!(answer(line), ErrorKind::DisplayHelp, "{line}");
+        }
+        for line in ["--version", "-V"] {
+            assert_eq!(answer(line), ErrorKind::DisplayVersion, "{line}");
+        }
+        assert!(error("").starts_with("balsa: 'balsa' requires a subcommand"));
+        assert!(error("frobnicate").starts_with("balsa: unrecognized subcommand 'frobnicate'"));
+        assert!(error("--bogus").starts_with("balsa: unexpected argument '--bogus'"));
     }
 
     #[test]
-    fn sim_keeps_its_own_arguments() {
+    fn sim_takes_its_flags() {
+        let Command::Sim(args) = command("sim --seed 7 --nodes 5") else {
+            panic!("sim did not parse as sim");
+        };
         assert_eq!(
-            parse_line("sim --seeds 3 --bogus"),
-            Ok(Invocation::Sim(vec![
-                "--seeds".into(),
-                "3".into(),
-                "--bogus".into()
-            ]))
+            (args.first_seed(), args.seed_count(), args.nodes),
+            (7, 1, Some(5))
         );
+        let Command::Sim(args) = command(
+            "sim --seeds 3 --fault forget-vote-on-restart --fault ack-before-persist --ticks 50 \
+             --no-rule-checks --liveness-down 2 --stale-reads -v --trace",
+        ) else {
+            panic!("sim did not parse as sim");
+        };
+        assert_eq!(
+            (args.first_seed(), args.seed_count(), args.nodes),
+            (0, 3, None)
+        );
+        assert_eq!(
+            args.faults,
+            ["forget-vote-on-restart", "ack-before-persist"]
+        );
+        assert_eq!((args.ticks, args.liveness_down), (50, 2));
+        assert!(args.no_rule_checks && args.stale_reads && args.verbose && args.trace);
+        let Command::Sim(args) = command("sim --seeds 1") else {
+            panic!("sim did not parse as sim");
+        };
+        let library = sim_defaults();
+        assert_eq!(
+            (args.ticks, args.liveness_down),
+            (library.chaos_ticks, library.liveness_down)
+        );
+        assert!(!args.no_rule_checks && !args.stale_reads && !args.verbose && !args.trace);
+    }
+
+    #[test]
+    fn sim_refuses_bad_usage() {
+        for (line, expected) in [
+            ("sim", "the following required arguments were not provided"),
+            ("sim --seeds", "a value is required for '--seeds <N>'"),
+            ("sim --seeds x", "'x'"),
+            ("sim --seeds 0", "0 is not in 1.."),
+            ("sim --seeds 3 --bogus", "unexpected argument '--bogus'"),
+            (
+                "sim --seeds 3 --fault nope",
+                "invalid value 'nope' for '--fault <NAME>'",
+            ),
+            ("sim --seeds 3 --nodes 1", "1 is not in 2..=15"),
+            (
+                "sim --seeds 2 --seed 18446744073709551615",
+                "--seed + --seeds overflows",
+            ),
+        ] {
+            let message = error(line);
+            assert!(message.contains(expected), "{line:?}: {message}");
+            assert!(message.starts_with("balsa sim: "), "{message}");
+        }
+    }
+
+    /// `balsa bench`'s settings, in the order of its flags.
+    fn bench(
+        line: &str,
+    ) -> (
+        Vec<SocketAddr>,
+        usize,
+        u64,
+        usize,
+        u64,
+        bool,
+        bool,
+        Option<PathBuf>,
+    ) {
+        let Command::Bench(args) = command(line) else {
+            panic!("{line:?} did not parse as bench");
+        };
+        (
+            args.endpoints.addresses,
+            args.clients,
+            args.ops,
+            args.value_size,
+            args.warmup,
+            args.shared_sockets,
+            args.json,
+            args.hgrm,
+        )
     }
 
     #[test]
     fn bench_defaults_and_every_flag() {
-        let Ok(Invocation::Bench(args)) = parse_line("bench") else {
-            panic!("bench did not parse");
-        };
         assert_eq!(
+            bench("bench"),
             (
-                args.clients,
-                args.ops,
-                args.value_size,
-                args.warmup,
-                args.shared_sockets,
-                args.json
-            ),
-            (1, 10_000, 100, 1000, false, false)
+                default_endpoints(),
+                1,
+                10_000,
+                100,
+                1000,
+                false,
+                false,
+                None
+            )
         );
-        assert_eq!(args.endpoints.len(), 3);
-        assert_eq!(args.hgrm, None);
-        let Ok(Invocation::Bench(args)) = parse_line(
-            "bench --endpoints 127.0.0.1:9001 --clients 64 --ops 5 --value-size 7 --warmup 0 \
-             --shared-sockets --json --hgrm out.hgrm",
-        ) else {
-            panic!("bench with flags did not parse");
-        };
         assert_eq!(
-            args,
-            BenchArgs {
-                endpoints: vec![addr("127.0.0.1:9001")],
-                clients: 64,
-                ops: 5,
-                value_size: 7,
-                warmup: 0,
-                shared_sockets: true,
-                json: true,
-                hgrm: Some(PathBuf::from("out.hgrm")),
-            }
+            bench(
+                "bench --endpoints 127.0.0.1:9001 --clients 64 --ops 5 --value-size 7 --warmup 0 \
+                 --shared-sockets --json --hgrm out.hgrm"
+            ),
+            (
+                vec![addr("127.0.0.1:9001")],
+                64,
+                5,
+                7,
+                0,
+                true,
+                true,
+                Some(PathBuf::from("out.hgrm"))
+            )
         );
     }
 
     #[test]
     fn bench_refuses_out_of_range_values() {
         for (line, expected) in [
-            (
-                "bench --clients 0",
-                "--clients must be between 1 and 1024, not 0",
-            ),
-            (
-                "bench --clients 1025",
-                "--clients must be between 1 and 1024",
-            ),
-            ("bench --ops 0", "--ops must be between 1"),
-            (
-                "bench --value-size 0",
-                "--value-size must be between 1 and 60000",
-            ),
-            (
-                "bench --value-size 60001",
-                "--value-size must be between 1 and 60000",
-            ),
-            ("bench --ops -1", "is not a number"),
-            ("bench --hgrm=", "--hgrm is empty"),
-            ("bench extra", "unexpected argument"),
+            ("bench --clients 0", "0 is not in 1..=1024"),
+            ("bench --clients 1025", "1025 is not in 1..=1024"),
+            ("bench --ops 0", "0 is not in 1.."),
+            ("bench --value-size 0", "0 is not in 1..=60000"),
+            ("bench --value-size 60001", "60001 is not in 1..=60000"),
+            ("bench --ops -1", "'-1'"),
+            ("bench --hgrm=", "'--hgrm <FILE>'"),
+            ("bench extra", "unexpected argument 'extra'"),
         ] {
             let message = error(line);
             assert!(message.contains(expected), "{line}: {message}");
+            assert!(message.starts_with("balsa bench: "), "{message}");
         }
     }
 
     #[test]
-    fn serve_takes_the_snapshot_and_segment_sizes() {
-        let Ok(Invocation::Serve(args)) = serve(
-            "--snapshot-entries 1000 --snapshot-bytes=4096 --snapshot-trailing 0 \
-             --segment-bytes 1048576 --wal-direct",
-        ) else {
-            panic!("serve did not parse");
-        };
-        assert_eq!(
-            (
-                args.snapshot_entries,
-                args.snapshot_bytes,
-                args.snapshot_trailing,
-                args.segment_bytes
-            ),
-            (1000, 4096, 0, 1 << 20)
-        );
-        assert!(args.wal_direct);
-        for (extra, expected) in [
-            (
-                "--snapshot-entries 0",
-                "--snapshot-entries must be at least 1, not 0",
-            ),
-            (
-                "--snapshot-bytes 0",
-                "--snapshot-bytes must be at least 1, not 0",
-            ),
-            (
-                "--segment-bytes 1000",
-                "--segment-bytes must be between 65536 and",
-            ),
-            (
-                "--segment-bytes 99999999999",
-                "--segment-bytes must be between",
-            ),
-            (
-                "--segment-bytes 4294967296",
-                "and 4294967295, not 4294967296",
-            ),
-            ("--snapshot-trailing x", "is not a number"),
-        ] {
-            let message = serve(extra).expect_err(extra).to_string();
-            assert!(message.contains(expected), "{extra}: {message}");
+    fn completions_for_the_shells() {
+        for shell in ["bash", "zsh", "fish"] {
+            let Command::Completions(args) = command(&format!("completions {shell}")) else {
+                panic!("completions did not parse as completions");
+            };
+            assert_eq!(args.shell.to_string(), shell);
         }
-    }
-
-    #[test]
-    fn snapshot_is_a_client_command() {
-        let (endpoints, operation) = client("snapshot --endpoints 127.0.0.1:9001");
-        assert_eq!(endpoints, vec![addr("127.0.0.1:9001")]);
-        assert_eq!(operation, ClientOperation::Snapshot);
+        assert!(error("completions tcsh").contains("invalid value 'tcsh'"));
     }
 }

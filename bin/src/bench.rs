@@ -26,7 +26,7 @@ use crate::args::BenchArgs;
 )]
 pub fn run(args: BenchArgs) -> ExitCode {
     let load = Load {
-        endpoints: args.endpoints,
+        endpoints: args.endpoints.addresses,
         clients: args.clients,
         ops: args.ops,
         value_size: args.value_size,

@@ -3,7 +3,8 @@
 //!
 //! Output: `put`, `del`, a swapping `cas` and `transfer` print `OK`; `get` prints the value
 //! (UTF-8, lossy) and a newline; `status` prints a table, or with `--json` one JSON array with
-//! an object per endpoint; `snapshot` prints a line per endpoint with the index its snapshot
+//! an object per endpoint (through `serde_json`; its keys, in order, are [`StatusJson`]'s
+//! fields); `snapshot` prints a line per endpoint with the index its snapshot
 //! covers. Errors are one line on stderr.
 //!
 //! Exit status: 0 success; 1 key absent (`get`) or compare-and-swap mismatch (`cas`); 2 a
@@ -18,21 +19,22 @@ use std::time::Duration;
 
 use balsa::client::{CasOutcome, Client, ClientError, ClientOptions};
 use balsa::runtime::wire::StatusReport;
+use serde::Serialize;
 
-use crate::args::ClientOperation;
-use crate::json::Json;
+use crate::args::ClientCommand;
 
-/// Runs one client subcommand against `endpoints`.
+/// Runs one client subcommand against its endpoints.
 #[allow(
     clippy::print_stdout,
     clippy::print_stderr,
     reason = "a client command's result goes to stdout, its one-line error to stderr"
 )]
-pub fn run(endpoints: Vec<SocketAddr>, operation: ClientOperation) -> ExitCode {
+pub fn run(operation: ClientCommand) -> ExitCode {
     let command = operation_name(&operation);
+    let endpoints = operation.endpoints().to_vec();
     let options = match operation {
         // A status request is answered at once or not at all: a dead node should cost little.
-        ClientOperation::Status { .. } => ClientOptions {
+        ClientCommand::Status { .. } => ClientOptions {
             timeout: Duration::from_secs(1),
             ..ClientOptions::default()
         },
@@ -43,11 +45,12 @@ pub fn run(endpoints: Vec<SocketAddr>, operation: ClientOperation) -> ExitCode {
         Err(error) => return fail(command, &error),
     };
     match operation {
-        ClientOperation::Put { key, value } => match client.put(key.as_bytes(), value.as_bytes()) {
+        ClientCommand::Put { key, value, .. } => match client.put(key.as_bytes(), value.as_bytes())
+        {
             Ok(()) => ok(),
             Err(error) => fail(command, &error),
         },
-        ClientOperation::Get { key, stale } => match client.get(key.as_bytes(), stale) {
+        ClientCommand::Get { key, stale, .. } => match client.get(key.as_bytes(), stale) {
             Ok(Some(value)) => {
                 println!("{}", String::from_utf8_lossy(&value));
                 ExitCode::SUCCESS
@@ -58,12 +61,15 @@ pub fn run(endpoints: Vec<SocketAddr>, operation: ClientOperation) -> ExitCode {
             }
             Err(error) => fail(command, &error),
         },
-        ClientOperation::Delete { key } => match client.delete(key.as_bytes()) {
+        ClientCommand::Delete { key, .. } => match client.delete(key.as_bytes()) {
             Ok(()) => ok(),
             Err(error) => fail(command, &error),
         },
-        ClientOperation::Cas { key, expected, new } => {
-            let expected = expected.as_deref().map(str::as_bytes);
+        ClientCommand::Cas {
+            key, expected, new, ..
+        } => {
+            // "-": the key must be absent.
+            let expected = (expected != "-").then_some(expected.as_bytes());
             match client.cas(key.as_bytes(), expected, new.as_bytes()) {
                 Ok(CasOutcome::Swapped) => ok(),
                 Ok(CasOutcome::Mismatch { current }) => {
@@ -77,7 +83,7 @@ pub fn run(endpoints: Vec<SocketAddr>, operation: ClientOperation) -> ExitCode {
                 Err(error) => fail(command, &error),
             }
         }
-        ClientOperation::Status { json } => {
+        ClientCommand::Status { json, .. } => {
             let reports = client.status_all(&endpoints);
             let rendered = if json {
                 status_json(&endpoints, &reports)
@@ -92,11 +98,11 @@ pub fn run(endpoints: Vec<SocketAddr>, operation: ClientOperation) -> ExitCode {
                 ExitCode::from(3)
             }
         }
-        ClientOperation::Transfer { to } => match client.transfer(to) {
+        ClientCommand::Transfer { to, .. } => match client.transfer(to) {
             Ok(()) => ok(),
             Err(error) => fail(command, &error),
         },
-        ClientOperation::Snapshot => {
+        ClientCommand::Snapshot { .. } => {
             // Each node snapshots its own state machine; one that fails does not stop the rest.
             let mut status = ExitCode::SUCCESS;
             for endpoint in endpoints {
@@ -113,15 +119,15 @@ pub fn run(endpoints: Vec<SocketAddr>, operation: ClientOperation) -> ExitCode {
     }
 }
 
-fn operation_name(operation: &ClientOperation) -> &'static str {
+fn operation_name(operation: &ClientCommand) -> &'static str {
     match operation {
-        ClientOperation::Put { .. } => "put",
-        ClientOperation::Get { .. } => "get",
-        ClientOperation::Delete { .. } => "del",
-        ClientOperation::Cas { .. } => "cas",
-        ClientOperation::Status { .. } => "status",
-        ClientOperation::Transfer { .. } => "transfer",
-        ClientOperation::Snapshot => "snapshot",
+        ClientCommand::Put { .. } => "put",
+        ClientCommand::Get { .. } => "get",
+        ClientCommand::Delete { .. } => "del",
+        ClientCommand::Cas { .. } => "cas",
+        ClientCommand::Status { .. } => "status",
+        ClientCommand::Transfer { .. } => "transfer",
+        ClientCommand::Snapshot { .. } => "snapshot",
     }
 }
 
@@ -150,37 +156,66 @@ pub fn exit_status(error: &ClientError) -> u8 {
     }
 }
 
+/// One element of `balsa status --json`: an endpoint's report, or why it gave none. Its keys
+/// are these fields, in this order.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum StatusJson<'a> {
+    Answered {
+        endpoint: String,
+        id: u64,
+        role: &'a str,
+        term: u64,
+        leader: Option<u64>,
+        commit_index: u64,
+        applied_index: u64,
+        last_index: u64,
+        datagrams_in: u64,
+        datagrams_out: u64,
+        datagrams_dropped: u64,
+        wal_syncs: u64,
+        snapshot_index: u64,
+        first_index: u64,
+    },
+    Unreachable {
+        endpoint: String,
+        error: String,
+    },
+}
+
 /// `balsa status --json`: one array, an object per endpoint in order.
 pub fn status_json(
     endpoints: &[SocketAddr],
     reports: &[Result<StatusReport, ClientError>],
 ) -> String {
-    let items = endpoints
+    let items: Vec<StatusJson<'_>> = endpoints
         .iter()
         .zip(reports)
         .map(|(endpoint, report)| match report {
-            Ok(report) => Json::object([
-                ("endpoint", Json::string(endpoint.to_string())),
-                ("id", Json::Number(report.id)),
-                ("role", Json::string(report.role.clone())),
-                ("term", Json::Number(report.term)),
-                ("leader", Json::from(report.leader)),
-                ("commit_index", Json::Number(report.commit_index)),
-                ("applied_index", Json::Number(report.applied_index)),
-                ("last_index", Json::Number(report.last_index)),
-                ("datagrams_in", Json::Number(report.datagrams_in)),
-                ("datagrams_out", Json::Number(report.datagrams_out)),
-                ("datagrams_dropped", Json::Number(report.datagrams_dropped)),
-                ("wal_syncs", Json::Number(report.wal_syncs)),
-                ("snapshot_index", Json::Number(report.snapshot_index)),
-                ("first_index", Json::Number(report.first_index)),
-            ]),
-            Err(error) => Json::object([
-                ("endpoint", Json::string(endpoint.to_string())),
-                ("error", Json::string(status_error(error))),
-            ]),
-        });
-    Json::Array(items.collect()).render()
+            Ok(report) => StatusJson::Answered {
+                endpoint: endpoint.to_string(),
+                id: report.id,
+                role: &report.role,
+                term: report.term,
+                leader: report.leader,
+                commit_index: report.commit_index,
+                applied_index: report.applied_index,
+                last_index: report.last_index,
+                datagrams_in: report.datagrams_in,
+                datagrams_out: report.datagrams_out,
+                datagrams_dropped: report.datagrams_dropped,
+                wal_syncs: report.wal_syncs,
+                snapshot_index: report.snapshot_index,
+                first_index: report.first_index,
+            },
+            Err(error) => StatusJson::Unreachable {
+                endpoint: endpoint.to_string(),
+                error: status_error(error),
+            },
+        })
+        .collect();
+    serde_json::to_string(&items)
+        .expect("strings, integers and nulls always serialize (no map keys, no floats)")
 }
 
 /// `balsa status`: a table, a row per endpoint in order (no trailing newline).
@@ -293,6 +328,19 @@ mod tests {
         let mut follower = report();
         follower.leader = None;
         assert!(status_json(&endpoints()[..1], &[Ok(follower)]).contains("\"leader\":null"));
+    }
+
+    #[test]
+    fn status_json_escapes_what_a_string_holds() {
+        let mut odd = report();
+        odd.role = "a\"b\\c\n\u{1}é".into();
+        let rendered = status_json(&endpoints()[..1], &[Ok(odd)]);
+        assert!(
+            rendered.contains(r#""role":"a\"b\\c\n\u0001é""#),
+            "{rendered}"
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&rendered).expect("valid JSON");
+        assert_eq!(parsed[0]["role"], "a\"b\\c\n\u{1}é");
     }
 
     #[test]

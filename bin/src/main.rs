@@ -1,62 +1,60 @@
 //! The `balsa` command: runs nodes (`serve`, `cluster`, `demo`), acts as a client of the
-//! key-value service (`put`, `get`, `del`, `cas`, `status`, `transfer`), measures commit
-//! latency (`bench`) and runs the deterministic simulator (`sim`). `balsa --help` lists every
-//! form.
+//! key-value service (`put`, `get`, `del`, `cas`, `status`, `transfer`, `snapshot`), measures
+//! commit latency (`bench`), runs the deterministic simulator (`sim`) and prints shell
+//! completions (`completions`). `balsa --help` lists every form, `balsa CMD --help` its flags.
 //!
-//! Files: `args.rs` (the command line), `serve.rs`, `cluster.rs` (and the child-process handle),
-//! `demo.rs`, `client_cmds.rs`, `bench.rs` (closed-loop load), `json.rs` (the JSON writer for
-//! `status --json`), `logger.rs` (stderr logging for `serve`), `sim.rs`.
+//! Files: `args.rs` (the command line, as clap structs), `serve.rs`, `cluster.rs` (and the
+//! child-process handle), `demo.rs`, `client_cmds.rs` (with `status --json` through
+//! `serde_json`), `bench.rs` (closed-loop load), `logger.rs` (stderr logging for `serve`, through
+//! `env_logger`), `sim.rs`.
 //!
-//! Exit status: 0 success; 1 key absent or compare-and-swap mismatch (a node that cannot start
-//! or stops on a storage failure also exits 1); 2 bad usage or configuration; 3 cluster
-//! unavailable or timeout (outcome unknown).
+//! Exit status: 0 success (`--help` and `--version` too, on stdout); 1 key absent or
+//! compare-and-swap mismatch (a node that cannot start or stops on a storage failure also exits
+//! 1); 2 bad usage or configuration, with one line on stderr; 3 cluster unavailable or timeout
+//! (outcome unknown).
 
 mod args;
 mod bench;
 mod client_cmds;
 mod cluster;
 mod demo;
-mod json;
 mod logger;
 mod serve;
 mod sim;
 
 use std::process::ExitCode;
 
-use args::Invocation;
+use args::{Command, NotRun};
+use clap::CommandFactory;
 
 fn main() -> ExitCode {
-    let mut args = Vec::new();
-    for (position, arg) in std::env::args_os().skip(1).enumerate() {
-        match arg.into_string() {
-            Ok(arg) => args.push(arg),
-            Err(arg) => {
-                return usage_error(&format!(
-                    "balsa: argument {} ({arg:?}) is not valid UTF-8",
-                    position + 1
-                ));
-            }
+    let cli = match args::parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(NotRun::Answer(answer)) => {
+            // `--help` or `--version`, on stdout; a closed stdout leaves nothing to tell.
+            let _ = answer.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(NotRun::Refused(line)) => return usage_error(&line),
+    };
+    match cli.command {
+        Command::Serve(serve_args) => serve::run(serve_args),
+        Command::Cluster(cluster_args) => cluster::run(cluster_args),
+        Command::Demo => demo::run(),
+        Command::Client(client_command) => client_cmds::run(client_command),
+        Command::Bench(bench_args) => bench::run(bench_args),
+        Command::Sim(sim_args) => sim::main(&sim_args),
+        Command::Completions(completions) => {
+            let mut command = args::Cli::command();
+            clap_complete::generate(
+                completions.shell,
+                &mut command,
+                "balsa",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
         }
     }
-    match args::parse(&args) {
-        Ok(Invocation::Help(usage)) => help(usage),
-        Ok(Invocation::Sim(sim_args)) => sim::main(&sim_args),
-        Ok(Invocation::Serve(serve_args)) => serve::run(serve_args),
-        Ok(Invocation::Cluster(cluster_args)) => cluster::run(cluster_args),
-        Ok(Invocation::Demo) => demo::run(),
-        Ok(Invocation::Bench(bench_args)) => bench::run(bench_args),
-        Ok(Invocation::Client {
-            endpoints,
-            operation,
-        }) => client_cmds::run(endpoints, operation),
-        Err(error) => usage_error(&error.to_string()),
-    }
-}
-
-#[allow(clippy::print_stdout, reason = "the usage asked for")]
-fn help(usage: &str) -> ExitCode {
-    println!("{usage}");
-    ExitCode::SUCCESS
 }
 
 #[allow(clippy::print_stderr, reason = "the command's one-line error")]

@@ -1,8 +1,9 @@
 //! `balsa serve`: runs one node of the key-value service until it is killed.
 //!
-//! It checks the configuration, makes sure no other process has the data directory, starts a
-//! [`Node`] around a [`KvStore`], prints one line on stdout once its socket listens
-//! (`balsa: node 1 listening on 127.0.0.1:7001`) and logs to stderr. It stops when killed
+//! It checks the configuration (with [`NodeConfig::validate`], the one place it is checked),
+//! makes sure no other process has the data directory, starts a [`Node`] around a [`KvStore`],
+//! prints one line on stdout once its socket listens (`balsa: node 1 listening on
+//! 127.0.0.1:7001`) and logs to stderr. It stops when killed
 //! (SIGTERM, SIGINT and SIGKILL all end it; the log is safe at every point), or by itself when
 //! its storage fails.
 //!
@@ -31,7 +32,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     let mut config = NodeConfig::new(args.id, args.cluster.clone(), args.data_dir.clone());
     config.tick = Duration::from_millis(args.tick_ms);
     config.heartbeat_ticks = args.heartbeat_ticks;
-    config.election_ticks = args.election_ticks;
+    config.election_ticks = (args.election_ticks.min, args.election_ticks.max);
     config.sync = !args.unsafe_no_fsync;
     config.snapshot_entries = args.snapshot_entries;
     config.snapshot_bytes = args.snapshot_bytes;

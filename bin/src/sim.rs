@@ -8,16 +8,14 @@
 //! Runs seeds `S .. S+N` (`S` defaults to 0, `N` to 1 when `--seed` is given). Without
 //! `--nodes`, seed `s` runs 3, 5 or 7 nodes by `s % 3`. Prints seeds per second, steps, faults
 //! injected and violations; every failing seed is printed with the command that replays it.
-//! `--fault NAME` plants one of the core's classic bugs (`ack-before-persist`,
-//! `commit-old-terms-by-counting`, `vote-without-log-check`, `forget-vote-on-restart`,
-//! `snapshot-with-current-term`);
+//! `--fault NAME` plants one of the core's classic bugs ([`sim::FAULT_NAMES`]);
 //! `--no-rule-checks` leaves only the checks of consequences; `--stale-reads` plants a stale
 //! read in the clients; `--liveness-down K` keeps K nodes down through the liveness phase;
-//! `--ticks T` sets the length of the chaos phase (default 2000). `--trace` prints every step of
-//! every core and every nemesis action (read a failing seed with it).
+//! `--ticks T` sets the length of the chaos phase. `--trace` prints every step of every core
+//! and every nemesis action (read a failing seed with it). The flags are [`SimArgs`]'s.
 //!
-//! Exit status: 0 when every seed passed, 1 on a violation (or when stdout closes early), 2 on
-//! bad usage (with a one-line error on stderr).
+//! Exit status: 0 when every seed passed, 1 on a violation (or when stdout closes early); bad
+//! usage was refused with exit status 2 before this runs.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -25,9 +23,7 @@ use std::time::Instant;
 
 use balsa::sim::{self, FaultCounts, Linearizability, Report, SimConfig};
 
-const USAGE: &str = "usage: balsa sim --seeds N [--seed S] [--nodes K] [--fault NAME]... \
-                     [--ticks T] [--no-rule-checks] [--liveness-down K] [--stale-reads] \
-                     [--verbose] [--trace]";
+use crate::args::SimArgs;
 
 /// What the command line asked for.
 #[derive(Debug)]
@@ -41,69 +37,26 @@ struct Options {
     verbose: bool,
 }
 
-/// Parses the arguments after `sim`. The error is one line for stderr.
-fn parse(args: &[String]) -> Result<Options, String> {
-    let mut first_seed = None;
-    let mut seeds = None;
-    let mut nodes = None;
+/// The runs `args` asks for.
+fn options(args: &SimArgs) -> Options {
     let mut template = SimConfig::new(3);
-    let mut verbose = false;
-    let mut args = args.iter();
-    while let Some(flag) = args.next() {
-        let mut value = |what: &str| -> Result<String, String> {
-            args.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs {what}"))
-        };
-        let number = |text: String| -> Result<u64, String> {
-            text.parse::<u64>()
-                .map_err(|_| format!("{flag}: not a number: {text:?}"))
-        };
-        match flag.as_str() {
-            "--seeds" => seeds = Some(number(value("a count")?)?),
-            "--seed" => first_seed = Some(number(value("a seed")?)?),
-            "--nodes" => {
-                let count = number(value("a node count")?)?;
-                if !(2..=15).contains(&count) {
-                    return Err(format!("--nodes must be between 2 and 15, not {count}"));
-                }
-                nodes = Some(count);
-            }
-            "--fault" => {
-                let name = value("a fault name")?;
-                if !sim::set_fault(&mut template.faults, &name) {
-                    return Err(format!(
-                        "unknown fault {name:?}; known: {}",
-                        sim::FAULT_NAMES.join(", ")
-                    ));
-                }
-            }
-            "--ticks" => template.chaos_ticks = number(value("a tick count")?)?,
-            "--no-rule-checks" => template.rule_checks = false,
-            "--liveness-down" => template.liveness_down = number(value("a node count")?)?,
-            "--stale-reads" => template.stale_reads = true,
-            "--verbose" | "-v" => verbose = true,
-            "--trace" => template.trace = true,
-            other => return Err(format!("unknown argument {other:?}")),
-        }
+    for name in &args.faults {
+        let known = sim::set_fault(&mut template.faults, name);
+        // The flag's parser accepts only `sim::FAULT_NAMES`.
+        assert!(known, "unknown fault {name:?} got past the parser");
     }
-    let seeds = match (seeds, first_seed) {
-        (Some(0), _) => return Err("--seeds must be at least 1".to_owned()),
-        (Some(count), _) => count,
-        (None, Some(_)) => 1,
-        (None, None) => return Err("give --seeds N or --seed S".to_owned()),
-    };
-    let first_seed = first_seed.unwrap_or(0);
-    if first_seed.checked_add(seeds).is_none() {
-        return Err("--seed + --seeds overflows".to_owned());
-    }
-    Ok(Options {
-        first_seed,
-        seeds,
-        nodes,
+    template.chaos_ticks = args.ticks;
+    template.rule_checks = !args.no_rule_checks;
+    template.liveness_down = args.liveness_down;
+    template.stale_reads = args.stale_reads;
+    template.trace = args.trace;
+    Options {
+        first_seed: args.first_seed(),
+        seeds: args.seed_count(),
+        nodes: args.nodes,
         template,
-        verbose,
-    })
+        verbose: args.verbose,
+    }
 }
 
 /// Totals over the seeds run.
@@ -137,19 +90,9 @@ impl Totals {
     }
 }
 
-/// Runs `balsa sim` with the arguments after `sim`.
-#[allow(
-    clippy::print_stderr,
-    reason = "a usage error is the command's one line on stderr"
-)]
-pub fn main(args: &[String]) -> ExitCode {
-    let options = match parse(args) {
-        Ok(options) => options,
-        Err(error) => {
-            eprintln!("balsa sim: {error} ({USAGE})");
-            return ExitCode::from(2);
-        }
-    };
+/// Runs `balsa sim`.
+pub fn main(args: &SimArgs) -> ExitCode {
+    let options = options(args);
     match run(&options, &mut std::io::stdout().lock()) {
         Ok(totals) if totals.failed_seeds > 0 => ExitCode::from(1),
         Ok(_) => ExitCode::SUCCESS,
@@ -226,34 +169,59 @@ fn run(options: &Options, out: &mut impl Write) -> io::Result<Totals> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use clap::Parser;
 
-    fn args(text: &str) -> Vec<String> {
-        text.split_whitespace().map(str::to_owned).collect()
+    use super::*;
+    use crate::args::{Cli, Command};
+
+    fn options_of(line: &str) -> Options {
+        let cli = Cli::try_parse_from(["balsa", "sim"].into_iter().chain(line.split_whitespace()))
+            .expect("a valid sim line");
+        let Command::Sim(args) = cli.command else {
+            panic!("{line:?} is not sim");
+        };
+        options(&args)
     }
 
     #[test]
     fn a_seed_alone_runs_that_seed() {
-        let options = parse(&args("--seed 7 --nodes 5")).expect("valid");
+        let options = options_of("--seed 7 --nodes 5");
         assert_eq!(
             (options.first_seed, options.seeds, options.nodes),
             (7, 1, Some(5))
         );
+        let defaults = SimConfig::new(3);
+        assert_eq!(options.template.chaos_ticks, defaults.chaos_ticks);
+        assert!(options.template.rule_checks);
     }
 
     #[test]
-    fn bad_usage_is_an_error() {
-        assert!(parse(&args("")).is_err());
-        assert!(parse(&args("--seeds")).is_err());
-        assert!(parse(&args("--seeds x")).is_err());
-        assert!(parse(&args("--seeds 3 --bogus")).is_err());
-        assert!(parse(&args("--seeds 3 --fault nope")).is_err());
-        assert!(parse(&args("--seeds 3 --nodes 1")).is_err());
+    fn every_flag_reaches_the_template() {
+        let options = options_of(
+            "--seeds 4 --seed 2 --ticks 50 --no-rule-checks --liveness-down 1 --stale-reads \
+             --trace --verbose",
+        );
+        assert_eq!(
+            (options.first_seed, options.seeds, options.nodes),
+            (2, 4, None)
+        );
+        let template = &options.template;
+        assert_eq!((template.chaos_ticks, template.liveness_down), (50, 1));
+        assert!(!template.rule_checks && template.stale_reads && template.trace);
+        assert!(options.verbose);
     }
 
     #[test]
     fn fault_switches_are_set_by_name() {
-        let options = parse(&args("--seeds 1 --fault forget-vote-on-restart")).expect("valid");
-        assert!(options.template.faults.forget_vote_on_restart);
+        for name in sim::FAULT_NAMES {
+            let options = options_of(&format!("--seeds 1 --fault {name}"));
+            let mut expected = SimConfig::new(3).faults;
+            assert!(sim::set_fault(&mut expected, name));
+            assert_eq!(options.template.faults, expected, "{name}");
+        }
+        let both =
+            options_of("--seeds 1 --fault forget-vote-on-restart --fault ack-before-persist");
+        assert!(both.template.faults.forget_vote_on_restart);
+        assert!(both.template.faults.ack_before_persist);
     }
 }

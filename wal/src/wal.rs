@@ -33,6 +33,29 @@ pub struct Options {
     pub snapshots_kept: usize,
 }
 
+impl Options {
+    /// What is wrong with these options, if anything ([`Error::InvalidOptions`]); [`Wal::open`]
+    /// refuses the same, before it touches the directory.
+    pub fn validate(&self) -> Result<()> {
+        if !SEGMENT_BYTES.contains(&self.segment_bytes) {
+            return Err(Error::InvalidOptions {
+                reason: format!(
+                    "segment_bytes {} is not between {} and {}",
+                    self.segment_bytes,
+                    SEGMENT_BYTES.start(),
+                    SEGMENT_BYTES.end()
+                ),
+            });
+        }
+        if self.snapshots_kept == 0 {
+            return Err(Error::InvalidOptions {
+                reason: "snapshots_kept must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Default for Options {
     fn default() -> Options {
         Options {
@@ -110,7 +133,7 @@ impl Wal {
     /// kept, cut or refused.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<(Wal, Recovered)> {
         let dir = dir.as_ref().to_path_buf();
-        validate(&options)?;
+        options.validate()?;
         let lock = Lock::acquire(&dir)?;
         let listing = dir::list(&dir)?;
         for path in &listing.temporaries {
@@ -713,25 +736,6 @@ pub fn max_entry_bytes(segment_bytes: u64) -> usize {
 
 /// The segment sizes a log accepts: at least 64 KiB, at most what a 32-bit offset reaches.
 pub const SEGMENT_BYTES: std::ops::RangeInclusive<u64> = (64 * 1024)..=(u32::MAX as u64);
-
-fn validate(options: &Options) -> Result<()> {
-    if !SEGMENT_BYTES.contains(&options.segment_bytes) {
-        return Err(Error::InvalidOptions {
-            reason: format!(
-                "segment_bytes {} is not between {} and {}",
-                options.segment_bytes,
-                SEGMENT_BYTES.start(),
-                SEGMENT_BYTES.end()
-            ),
-        });
-    }
-    if options.snapshots_kept == 0 {
-        return Err(Error::InvalidOptions {
-            reason: "snapshots_kept must be at least 1".into(),
-        });
-    }
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {

@@ -250,19 +250,21 @@ pub const REJOINED_MARKER: &str = "REJOINED";
 impl NodeConfig {
     /// Node `id` of the cluster `members`, storing its log in `data_dir`, with the defaults.
     pub fn new(id: NodeId, members: Vec<(NodeId, SocketAddr)>, data_dir: PathBuf) -> NodeConfig {
+        // The core's defaults, so that each is written once (`raft::Config::new`).
+        let core = raft::Config::new(id, vec![id]);
         NodeConfig {
             id,
             members,
             cluster_id: 1,
             data_dir,
             tick: Duration::from_millis(10),
-            heartbeat_ticks: 5,
-            election_ticks: (15, 30),
-            datagram_limit: 65_000,
+            heartbeat_ticks: core.heartbeat_ticks,
+            election_ticks: core.election_ticks,
+            datagram_limit: core.max_message_bytes,
             sync: true,
             snapshot_entries: 100_000,
             snapshot_bytes: 64 << 20,
-            snapshot_trailing_entries: 5000,
+            snapshot_trailing_entries: core.snapshot_trailing_entries,
             rejoin: false,
             wal: balsa_wal::Options::default(),
         }
@@ -290,6 +292,13 @@ impl NodeConfig {
         if self.snapshot_entries == 0 || self.snapshot_bytes == 0 {
             return config_error("snapshot_entries and snapshot_bytes must be at least 1".into());
         }
+        if self.data_dir.as_os_str().is_empty() {
+            return config_error("the data directory is empty (not a path)".into());
+        }
+        // Checked here too, so that a bad WAL option is a configuration error, not a failed start.
+        self.wal
+            .validate()
+            .map_err(|error| Error::Config(format!("WAL: {error}")))?;
         self.raft_config().validate().map_err(Error::Config)
     }
 
@@ -623,4 +632,50 @@ fn spawn<T: Send + 'static>(
         .name(name.clone())
         .spawn(body)
         .map_err(|error| Error::Start(format!("starting thread {name}: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn three_nodes() -> NodeConfig {
+        let members = (1..=3u16)
+            .map(|id| (u64::from(id), SocketAddr::from(([127, 0, 0, 1], 7000 + id))))
+            .collect();
+        NodeConfig::new(1, members, PathBuf::from("data"))
+    }
+
+    #[test]
+    fn the_defaults_are_valid_and_the_cores() {
+        let config = three_nodes();
+        assert!(config.validate().is_ok());
+        let core = raft::Config::new(1, vec![1]);
+        assert_eq!(config.heartbeat_ticks, core.heartbeat_ticks);
+        assert_eq!(config.election_ticks, core.election_ticks);
+        assert_eq!(config.datagram_limit, core.max_message_bytes);
+    }
+
+    #[test]
+    fn validate_refuses_what_cannot_work() {
+        let refused = |change: fn(&mut NodeConfig), expected: &str| {
+            let mut config = three_nodes();
+            change(&mut config);
+            match config.validate() {
+                Err(Error::Config(reason)) => assert!(reason.contains(expected), "{reason}"),
+                other => panic!("expected a refusal with {expected:?}, got {other:?}"),
+            }
+        };
+        refused(|c| c.data_dir = PathBuf::new(), "data directory is empty");
+        refused(|c| c.wal.segment_bytes = 1000, "segment_bytes 1000");
+        refused(
+            |c| c.wal.segment_bytes = 1 << 32,
+            "segment_bytes 4294967296",
+        );
+        refused(|c| c.tick = Duration::ZERO, "tick");
+        refused(|c| c.snapshot_entries = 0, "snapshot_entries");
+        refused(|c| c.id = 4, "node 4 is not in the cluster");
+        refused(|c| c.election_ticks = (5, 30), "heartbeat ticks (5)");
+        refused(|c| c.election_ticks = (30, 30), "max (30)");
+        refused(|c| c.heartbeat_ticks = 0, "heartbeat ticks (0)");
+    }
 }
