@@ -204,6 +204,9 @@ pub struct Faults {
     /// A leader labels the snapshot it sends with its current term instead of the term of the
     /// snapshot's last entry, so the follower's log base claims a term that entry never had.
     pub snapshot_with_current_term: bool,
+    /// A follower that accepts an AppendEntries acknowledges its last index rather than the
+    /// last index the append matched, vouching for a stale tail the leader never sent.
+    pub ack_beyond_match: bool,
 }
 
 /// What survives a restart: the hard state, the snapshot base and the log after it.

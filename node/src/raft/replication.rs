@@ -210,8 +210,13 @@ impl Raft {
                     self.persist_entries(truncated, new);
                 }
                 self.commit_to(leader_commit.min(match_index));
+                let index = if self.faults().ack_beyond_match {
+                    self.log.last_index()
+                } else {
+                    match_index
+                };
                 Body::AppendEntriesResponse {
-                    index: match_index,
+                    index,
                     conflict: None,
                     read_round,
                 }

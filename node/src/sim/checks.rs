@@ -53,7 +53,13 @@
 //!   a newer leader since replaced; its own entries were durable when it was made, but that
 //!   moment is gone, so only its term is checked then.)
 //!
-//! The *rule checks* are the restart check (term, vote and log as on disk), the last two
+//! - **What an append acknowledgement claims**: a successful acknowledgement of index `i` in
+//!   term `T` says the sender's log matches the log of `T`'s leader up to `i`. Checked when it
+//!   is sent (the sender's chain digest at `i` against the leader's, while that leader still
+//!   leads `T`) and when the leader counts it (the digest recorded at sending against the
+//!   leader's log then).
+//!
+//! The *rule checks* are the restart check (term, vote and log as on disk), the last three
 //! families, and `disk.rs`'s check of the durable hard state: they catch a broken durability
 //! rule at the step it breaks, before it has any consequence. `SimConfig::rule_checks` turns
 //! them off, to measure how soon the consequences alone are caught.
@@ -116,6 +122,9 @@ pub struct Checker {
     views: BTreeMap<NodeId, View>,
     /// `(client, seq)` → the lowest index where that command was applied.
     first_effect: BTreeMap<(u64, u64), u64>,
+    /// What each successful append acknowledgement sent claimed: (sender, receiver, term,
+    /// index) → the sender's chain digest at the index when it was sent.
+    ack_claims: BTreeMap<(NodeId, NodeId, u64, u64), u64>,
     /// Whether the rule checks run (see the module docs).
     rule_checks: bool,
 }
@@ -518,7 +527,7 @@ impl Checker {
     /// Node `id` (now in `term`) emits `msg` to `to`: a message that promises durability must
     /// be backed by `disk` already.
     pub fn check_send(
-        &self,
+        &mut self,
         id: NodeId,
         term: u64,
         disk: &Disk,
@@ -584,9 +593,92 @@ impl Checker {
                         ),
                     );
                 }
-                Ok(())
+                let Some(chain) = memory else {
+                    return Ok(()); // caught just above: nothing durable backs a missing index
+                };
+                self.check_ack_claim(id, to, msg.term, index, chain)
             }
             _ => Ok(()),
+        }
+    }
+
+    /// A successful append acknowledgement of `index` in `term` claims that the sender's log,
+    /// whose chain digest there is `chain`, matches the log of `term`'s leader up to `index`.
+    /// Checked against that leader's log now, if it still leads `term` (its log only grows
+    /// during its term, so now is as good as when the entries were sent), and recorded for
+    /// [`Checker::on_ack_counted`].
+    fn check_ack_claim(
+        &mut self,
+        id: NodeId,
+        to: NodeId,
+        term: u64,
+        index: u64,
+        chain: u64,
+    ) -> Result<(), Finding> {
+        self.ack_claims.insert((id, to, term, index), chain);
+        let Some(leader) = self.leaders.get(&term) else {
+            return Ok(());
+        };
+        let Some(view) = self.views.get(leader) else {
+            return Ok(());
+        };
+        if view.role != Role::Leader || view.term != term {
+            return Ok(());
+        }
+        let position = usize::try_from(index - 1).expect("a log index fits a usize");
+        match view.log.get(position) {
+            Some(slot) if slot.chain == chain => Ok(()),
+            leader_slot => finding(
+                ViolationKind::FalseAcknowledgement,
+                format!(
+                    "node {id} acknowledged index {index} to {to} in term {term}, but its log \
+                     there differs from the log of leader {leader} ({})",
+                    if leader_slot.is_some() {
+                        "a different entry"
+                    } else {
+                        "which does not reach it"
+                    }
+                ),
+            ),
+        }
+    }
+
+    /// Leader `leader`, in `term`, counts `from`'s acknowledgement of `index` (it is about to
+    /// step it): what the acknowledgement claimed when sent must match the leader's log there.
+    pub fn on_ack_counted(
+        &self,
+        from: NodeId,
+        leader: NodeId,
+        msg: &Message,
+    ) -> Result<(), Finding> {
+        let Body::AppendEntriesResponse {
+            index,
+            conflict: None,
+            ..
+        } = msg.body
+        else {
+            return Ok(());
+        };
+        let Some(view) = self.views.get(&leader) else {
+            return Ok(());
+        };
+        if index == 0 || view.role != Role::Leader || view.term != msg.term {
+            return Ok(()); // not counted: a leader counts only acknowledgements of its term
+        }
+        let Some(&claimed) = self.ack_claims.get(&(from, leader, msg.term, index)) else {
+            return Ok(()); // sent released late, after a term change, or without rule checks
+        };
+        let position = usize::try_from(index - 1).expect("a log index fits a usize");
+        match view.log.get(position) {
+            Some(slot) if slot.chain == claimed => Ok(()),
+            _ => finding(
+                ViolationKind::FalseAcknowledgement,
+                format!(
+                    "leader {leader} counts node {from}'s acknowledgement of index {index} in \
+                     term {}, but the log it was sent from differs from the leader's there",
+                    msg.term
+                ),
+            ),
         }
     }
 

@@ -306,6 +306,8 @@ impl Sim {
             }
             Event::Deliver { from, to, msg } => {
                 if self.network.allows(from, to) && self.is_up(to) {
+                    let result = self.checker.on_ack_counted(from, to, &msg);
+                    self.check(result);
                     self.step(to, Stimulus::Peer { from, msg });
                 } else {
                     self.faults.cut += 1;

@@ -132,12 +132,13 @@ pub fn nodes_for_seed(seed: u64) -> u64 {
 }
 
 /// The names of the fault switches, as the command line spells them.
-pub const FAULT_NAMES: [&str; 5] = [
+pub const FAULT_NAMES: [&str; 6] = [
     "ack-before-persist",
     "commit-old-terms-by-counting",
     "vote-without-log-check",
     "forget-vote-on-restart",
     "snapshot-with-current-term",
+    "ack-beyond-match",
 ];
 
 /// Turns on the fault switch called `name` (one of [`FAULT_NAMES`]) in `faults`. Returns false
@@ -149,6 +150,7 @@ pub fn set_fault(faults: &mut Faults, name: &str) -> bool {
         "vote-without-log-check" => faults.vote_without_log_check = true,
         "forget-vote-on-restart" => faults.forget_vote_on_restart = true,
         "snapshot-with-current-term" => faults.snapshot_with_current_term = true,
+        "ack-beyond-match" => faults.ack_beyond_match = true,
         _ => return false,
     }
     true
@@ -163,6 +165,7 @@ pub fn replay_command(seed: u64, config: &SimConfig) -> String {
         faults.vote_without_log_check,
         faults.forget_vote_on_restart,
         faults.snapshot_with_current_term,
+        faults.ack_beyond_match,
     ];
     let mut command = format!(
         "cargo run --release -p balsa-cli -- sim --seed {seed} --nodes {}",

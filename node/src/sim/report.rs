@@ -24,6 +24,9 @@ pub enum ViolationKind {
     TermOrVoteWentBack,
     /// A message that promises durability left before what it promises was durable.
     MessageBeforePersist,
+    /// A successful append acknowledgement claimed a match with the leader's log that the
+    /// sender's log does not have.
+    FalseAcknowledgement,
     /// A leader's commit index advanced onto an entry that a quorum does not hold durably.
     CommitNotDurable,
     /// A leader's commit index advanced onto an entry of an earlier term (Figure 8's rule).
@@ -60,6 +63,7 @@ impl ViolationKind {
             ViolationKind::CommitMonotone => "commit index monotone",
             ViolationKind::TermOrVoteWentBack => "term or vote went back",
             ViolationKind::MessageBeforePersist => "message before persist",
+            ViolationKind::FalseAcknowledgement => "false acknowledgement",
             ViolationKind::CommitNotDurable => "commit not durable on a quorum",
             ViolationKind::CommitOfEarlierTerm => "commit of an earlier term's entry",
             ViolationKind::UnpersistedLogChange => "unpersisted log change",
