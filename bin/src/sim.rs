@@ -37,8 +37,15 @@ struct Options {
     verbose: bool,
 }
 
-/// The runs `args` asks for.
-fn options(args: &SimArgs) -> Options {
+/// The runs `args` asks for, or why they cannot run in this build.
+fn options(args: &SimArgs) -> Result<Options, String> {
+    if (!args.faults.is_empty() || args.stale_reads) && !sim::PLANTED_BUGS {
+        return Err(
+            "planting a bug (--fault, --stale-reads) needs a build with them: cargo run \
+                    --release -p balsa-cli --features planted-bugs -- sim ..."
+                .to_owned(),
+        );
+    }
     let mut template = SimConfig::new(3);
     for name in &args.faults {
         let known = sim::set_fault(&mut template.faults, name);
@@ -50,13 +57,13 @@ fn options(args: &SimArgs) -> Options {
     template.liveness_down = args.liveness_down;
     template.stale_reads = args.stale_reads;
     template.trace = args.trace;
-    Options {
+    Ok(Options {
         first_seed: args.first_seed(),
         seeds: args.seed_count(),
         nodes: args.nodes,
         template,
         verbose: args.verbose,
-    }
+    })
 }
 
 /// Totals over the seeds run.
@@ -91,8 +98,18 @@ impl Totals {
 }
 
 /// Runs `balsa sim`.
+#[allow(
+    clippy::print_stderr,
+    reason = "a refusal is one line on stderr, as every command's"
+)]
 pub fn main(args: &SimArgs) -> ExitCode {
-    let options = options(args);
+    let options = match options(args) {
+        Ok(options) => options,
+        Err(refusal) => {
+            eprintln!("balsa sim: {refusal}");
+            return ExitCode::from(2);
+        }
+    };
     match run(&options, &mut std::io::stdout().lock()) {
         Ok(totals) if totals.failed_seeds > 0 => ExitCode::from(1),
         Ok(_) => ExitCode::SUCCESS,
@@ -175,12 +192,25 @@ mod tests {
     use crate::args::{Cli, Command};
 
     fn options_of(line: &str) -> Options {
+        planted(line).expect("this line plants no bug")
+    }
+
+    /// The options of a line that may plant a bug: `None` (refused, naming the feature) in a
+    /// build without planted bugs.
+    fn planted(line: &str) -> Option<Options> {
         let cli = Cli::try_parse_from(["balsa", "sim"].into_iter().chain(line.split_whitespace()))
             .expect("a valid sim line");
         let Command::Sim(args) = cli.command else {
             panic!("{line:?} is not sim");
         };
-        options(&args)
+        match options(&args) {
+            Ok(options) => Some(options),
+            Err(refusal) => {
+                assert!(!sim::PLANTED_BUGS, "refused {line:?}: {refusal}");
+                assert!(refusal.contains("--features planted-bugs"), "{refusal}");
+                None
+            }
+        }
     }
 
     #[test]
@@ -197,10 +227,12 @@ mod tests {
 
     #[test]
     fn every_flag_reaches_the_template() {
-        let options = options_of(
+        let Some(options) = planted(
             "--seeds 4 --seed 2 --ticks 50 --no-rule-checks --liveness-down 1 --stale-reads \
              --trace --verbose",
-        );
+        ) else {
+            return; // a build without planted bugs refuses --stale-reads (checked in planted)
+        };
         assert_eq!(
             (options.first_seed, options.seeds, options.nodes),
             (2, 4, None)
@@ -214,13 +246,15 @@ mod tests {
     #[test]
     fn fault_switches_are_set_by_name() {
         for name in sim::FAULT_NAMES {
-            let options = options_of(&format!("--seeds 1 --fault {name}"));
+            let Some(options) = planted(&format!("--seeds 1 --fault {name}")) else {
+                return; // a build without planted bugs refuses them all (checked in planted)
+            };
             let mut expected = SimConfig::new(3).faults;
             assert!(sim::set_fault(&mut expected, name));
             assert_eq!(options.template.faults, expected, "{name}");
         }
-        let both =
-            options_of("--seeds 1 --fault forget-vote-on-restart --fault ack-before-persist");
+        let both = planted("--seeds 1 --fault forget-vote-on-restart --fault ack-before-persist")
+            .expect("accepted, as the single faults were");
         assert!(both.template.faults.forget_vote_on_restart);
         assert!(both.template.faults.ack_before_persist);
     }

@@ -126,8 +126,8 @@ fn the_replay_command_names_everything_that_shapes_the_run() {
     config.rule_checks = false;
     assert_eq!(
         sim::replay_command(42, &config),
-        "cargo run --release -p balsa-cli -- sim --seed 42 --nodes 5 --fault \
-         forget-vote-on-restart --no-rule-checks"
+        "cargo run --release -p balsa-cli --features planted-bugs -- sim --seed 42 --nodes 5 \
+         --fault forget-vote-on-restart --no-rule-checks"
     );
 }
 

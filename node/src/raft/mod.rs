@@ -100,7 +100,8 @@ pub struct Config {
     pub rejoined_without_state: bool,
     /// Seed of the election jitter.
     pub seed: u64,
-    /// Classic bugs, for the simulator's tests of its own teeth. Only read with feature `sim`.
+    /// Classic bugs, for the simulator's tests of its own teeth. Only read with feature
+    /// `planted-bugs` (never in a build that serves).
     pub faults: Faults,
 }
 
@@ -190,7 +191,7 @@ impl Config {
 }
 
 /// Switches for classic Raft bugs. The simulator turns one on and must catch it; nothing else
-/// ever does. Without feature `sim` the core ignores them.
+/// ever does. Without feature `planted-bugs` they are compiled out: the core ignores them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Faults {
     /// Send vote grants and append acknowledgements before they are durable.
@@ -602,7 +603,7 @@ impl Raft {
             restored.hard_state.commit,
         );
         let mut hard_state = restored.hard_state;
-        if config.faults.forget_vote_on_restart && cfg!(feature = "sim") {
+        if config.faults.forget_vote_on_restart && cfg!(feature = "planted-bugs") {
             hard_state.vote = 0;
         }
         let stable_index = log.last_index();
@@ -745,7 +746,7 @@ impl Raft {
     }
 
     fn faults(&self) -> Faults {
-        if cfg!(feature = "sim") {
+        if cfg!(feature = "planted-bugs") {
             self.config.faults
         } else {
             Faults::default()

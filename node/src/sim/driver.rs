@@ -201,7 +201,8 @@ impl Sim {
             })
             .collect();
         let ids: Vec<NodeId> = (1..=config.nodes).collect();
-        let clients = Clients::new(setup.workload, config.stale_reads, &mut rng);
+        let stale_reads = config.stale_reads && super::PLANTED_BUGS;
+        let clients = Clients::new(setup.workload, stale_reads, &mut rng);
         let kept_down = ids
             .iter()
             .copied()

@@ -131,6 +131,10 @@ pub fn nodes_for_seed(seed: u64) -> u64 {
     [3, 5, 7][usize::try_from(seed % 3).expect("below 3")]
 }
 
+/// Whether this build can plant bugs (feature `planted-bugs`): without it the fault switches,
+/// `stale_reads` and `ignore_sessions` are compiled out and change nothing.
+pub const PLANTED_BUGS: bool = cfg!(feature = "planted-bugs");
+
 /// The names of the fault switches, as the command line spells them.
 pub const FAULT_NAMES: [&str; 6] = [
     "ack-before-persist",
@@ -167,8 +171,14 @@ pub fn replay_command(seed: u64, config: &SimConfig) -> String {
         faults.snapshot_with_current_term,
         faults.ack_beyond_match,
     ];
+    let planted = switches.contains(&true) || config.stale_reads;
+    let features = if planted {
+        " --features planted-bugs"
+    } else {
+        ""
+    };
     let mut command = format!(
-        "cargo run --release -p balsa-cli -- sim --seed {seed} --nodes {}",
+        "cargo run --release -p balsa-cli{features} -- sim --seed {seed} --nodes {}",
         config.nodes
     );
     for (name, on) in FAULT_NAMES.iter().zip(switches) {

@@ -158,11 +158,11 @@ fn an_entry_of_an_earlier_term_commits_once_an_entry_of_the_current_term_does() 
     assert!(applied(&cluster, 1, 3, 4));
 }
 
-/// The fault switch `faults.commit_old_terms_by_counting` (feature `sim`) does what it says:
+/// The fault switch `faults.commit_old_terms_by_counting` (feature `planted-bugs`) does what it says:
 /// S1 commits and applies (2, term 2) as soon as a majority stores it, and Figure 8 (d) then
 /// plays out: S5 overwrites it and index 2 is applied as two different entries — the violation
 /// of State Machine Safety the simulator must catch.
-#[cfg(feature = "sim")]
+#[cfg(feature = "planted-bugs")]
 #[test]
 fn with_the_fault_switch_an_earlier_term_entry_is_committed_by_counting() {
     let mut cluster = figure_8_step_c(true);
@@ -176,11 +176,11 @@ fn with_the_fault_switch_an_earlier_term_entry_is_committed_by_counting() {
     );
 }
 
-/// Without feature `sim` the fault switches are inert: the Figure 8 switch set in the
+/// Without feature `planted-bugs` the fault switches are inert: the Figure 8 switch set in the
 /// configuration changes nothing.
-#[cfg(not(feature = "sim"))]
+#[cfg(not(feature = "planted-bugs"))]
 #[test]
-fn without_feature_sim_the_fault_switch_is_ignored() {
+fn without_planted_bugs_the_fault_switch_is_ignored() {
     let cluster = figure_8_step_c(true);
     assert_eq!(cluster.commit(1), 1);
 }

@@ -262,11 +262,11 @@ fn an_ack_waiting_for_an_earlier_persist_is_released_at_persisted() {
     assert_eq!(node.held_messages(), 0);
 }
 
-// ---- The simulator's fault switches (feature `sim`) do what they say ----
+// ---- The simulator's fault switches (feature `planted-bugs`) do what they say ----
 
 /// Fault `ack_before_persist`: the vote grant leaves before the vote is durable (the bug the
 /// barrier above prevents).
-#[cfg(feature = "sim")]
+#[cfg(feature = "planted-bugs")]
 #[test]
 fn with_the_fault_switch_a_vote_grant_leaves_before_it_is_durable() {
     let mut cluster = Cluster::new(3, |config| config.faults.ack_before_persist = true);
@@ -280,7 +280,7 @@ fn with_the_fault_switch_a_vote_grant_leaves_before_it_is_durable() {
 
 /// Fault `forget_vote_on_restart`: a durable vote is forgotten on restart, and the node votes a
 /// second time in the same term.
-#[cfg(feature = "sim")]
+#[cfg(feature = "planted-bugs")]
 #[test]
 fn with_the_fault_switch_a_restarted_node_votes_twice_in_a_term() {
     let mut cluster = Cluster::new(3, |config| config.faults.forget_vote_on_restart = true);
@@ -297,10 +297,10 @@ fn with_the_fault_switch_a_restarted_node_votes_twice_in_a_term() {
     );
 }
 
-/// Without feature `sim`, the durability fault switches are inert.
-#[cfg(not(feature = "sim"))]
+/// Without feature `planted-bugs`, the durability fault switches are inert.
+#[cfg(not(feature = "planted-bugs"))]
 #[test]
-fn without_feature_sim_the_durability_fault_switches_are_ignored() {
+fn without_planted_bugs_the_durability_fault_switches_are_ignored() {
     let mut cluster = Cluster::new(3, |config| {
         config.faults.ack_before_persist = true;
         config.faults.forget_vote_on_restart = true;

@@ -347,9 +347,9 @@ fn a_message_of_a_newer_term_turns_a_leader_into_a_follower_of_that_term() {
     }));
 }
 
-/// Fault `vote_without_log_check` (feature `sim`) does what it says: the §5.4.1 check is skipped
+/// Fault `vote_without_log_check` (feature `planted-bugs`) does what it says: the §5.4.1 check is skipped
 /// and a candidate with an older log gets the vote.
-#[cfg(feature = "sim")]
+#[cfg(feature = "planted-bugs")]
 #[test]
 fn with_the_fault_switch_a_vote_goes_to_an_older_log() {
     let mut cluster = Cluster::new(3, |config| config.faults.vote_without_log_check = true);
@@ -360,10 +360,10 @@ fn with_the_fault_switch_a_vote_goes_to_an_older_log() {
     assert_eq!(last_answer(&cluster, 2, 1), (true, 3));
 }
 
-/// Without feature `sim` the switch is inert: the same request is refused.
-#[cfg(not(feature = "sim"))]
+/// Without feature `planted-bugs` the switch is inert: the same request is refused.
+#[cfg(not(feature = "planted-bugs"))]
 #[test]
-fn without_feature_sim_the_vote_fault_switch_is_ignored() {
+fn without_planted_bugs_the_vote_fault_switch_is_ignored() {
     let mut cluster = Cluster::new(3, |config| config.faults.vote_without_log_check = true);
     cluster.restart_with(2, hard_state(2, 0), log_with_terms(&[1, 2]));
 
