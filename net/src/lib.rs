@@ -73,7 +73,7 @@
 //! [`SendPath`]:
 //!
 //! - `Direct` (the default): `send_to` from the calling thread on a duplicate of the socket's
-//!   descriptor. Measured faster (`benches/benches/codec.rs`, ARCHITECTURE.md); falls back to the
+//!   descriptor. Measured faster (`benches/benches/codec.rs`, docs/performance.md); falls back to the
 //!   net thread when the socket's buffer is full.
 //! - `EventLoop`: the datagram goes into a bounded channel to the net thread, which is woken by a
 //!   `mio::Waker` (one wake per burst, not per datagram). A full channel refuses the datagram

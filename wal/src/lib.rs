@@ -89,7 +89,7 @@
 //! Records are encoded into a per-segment buffer as they are appended; [`Wal::sync`] hands the
 //! buffer to the kernel with one `pwrite` and makes it durable with one `fdatasync`. Segments
 //! are read back through `mmap` at recovery. Writing through a shared map and `msync` is
-//! available as [`WritePath::Mmap`]; it measured 1.9–3.4× slower here (ARCHITECTURE.md).
+//! available as [`WritePath::Mmap`]; it measured 1.9–3.4× slower here (docs/performance.md).
 //!
 //! [`WritePath::Direct`] opens the active segment `O_DIRECT | O_DSYNC` and writes whole 4 KiB
 //! blocks from an aligned buffer: one write per sync that returns durable, no `fdatasync`. The

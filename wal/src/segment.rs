@@ -14,7 +14,7 @@
 //!     32     …  records        (see `record`)
 //! ```
 //!
-//! Write paths (see ARCHITECTURE.md for the measurements that chose the default):
+//! Write paths (docs/performance.md has the measurements that chose the default):
 //! - [`WritePath::Pwrite`]: `pwrite` of the batch, then `fdatasync`. The map is used only to read.
 //! - [`WritePath::Mmap`]: copy the batch into a shared writable map, then `msync` the dirty range.
 //! - [`WritePath::Direct`]: the segment is opened `O_DIRECT | O_DSYNC`; each flush writes whole

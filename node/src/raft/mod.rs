@@ -88,7 +88,7 @@ pub struct Config {
     /// At most this many snapshot chunks in flight to one follower. Default 2: two full chunks
     /// (2 × 65,000 bytes) fit Linux's default socket receive buffer (212,992 bytes); four did
     /// not, and every overflow cost a resend (measured on loopback: 8 MB/s with 4 before fast
-    /// retransmit, 216–241 MB/s with 2–4 after; ARCHITECTURE.md).
+    /// retransmit, 216–241 MB/s with 2–4 after; docs/performance.md).
     pub snapshot_inflight_chunks: usize,
     /// Entries kept behind a snapshot's index when compacting, so that a slightly slow
     /// follower still catches up from the log. Default 5,000 (etcd's SnapshotCatchUpEntries).

@@ -1,5 +1,5 @@
 //! The safety properties the simulator checks after every step of every core (Raft paper
-//! Figure 3, plus the durability rules of DESIGN.md), and how each is kept cheap.
+//! Figure 3, plus the durability rules of ARCHITECTURE.md), and how each is kept cheap.
 //!
 //! The checker keeps, per node, a *view* of its log as (term, chain digest) per index, where the
 //! chain digest covers the entry and everything before it (see `digest.rs`). After a step it
@@ -39,8 +39,8 @@
 //! - **Term and vote never go back across restarts**: the in-memory term never goes down; a
 //!   restarted node resumes exactly the durable term, vote and log (`disk.rs` checks that the
 //!   durable hard state itself never goes back).
-//! - **A leader's commit point is durable on a quorum, and of its own term** (DESIGN.md rules
-//!   2–4, Figure 2's last rule for leaders): when a leader's commit index advances to `c`, the
+//! - **A leader's commit point is durable on a quorum, and of its own term** (ARCHITECTURE.md's
+//!   durability rules 2–4, Figure 2's last rule for leaders): when a leader's commit index advances to `c`, the
 //!   entry at `c` has the leader's term, and at least a quorum of disks hold the leader's log up
 //!   to `c` (one digest compare per disk). Durable entries a quorum acknowledged in the entry's
 //!   term cannot have been removed since: a leader that lacks them cannot have been elected.

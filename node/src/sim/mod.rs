@@ -28,7 +28,7 @@
 //!
 //! After every step of a core, `checks.rs` checks election safety, leader append-only, log
 //! matching, leader completeness, state machine safety, that commit indexes never go down,
-//! that term and vote never go back across restarts, and DESIGN.md's durability rules: no
+//! that term and vote never go back across restarts, and ARCHITECTURE.md's durability rules: no
 //! message promising durability leaves before what it promises is durable, a leader commits
 //! only what a quorum holds durably, and only through an entry of its own term. The first
 //! violation stops the run; a panic in a core is caught and reported as one. At the end the
@@ -73,7 +73,7 @@ pub struct SimConfig {
     pub chaos_ticks: u64,
     /// Classic bugs to plant in every core.
     pub faults: Faults,
-    /// The direct checks of DESIGN.md's durability rules: no vote request, vote or
+    /// The direct checks of ARCHITECTURE.md's durability rules: no vote request, vote or
     /// acknowledgement before what it promises is durable (rules 1, 2), a restarted node resumes
     /// its durable term and vote, the durable hard state never goes back (rule 1), a leader's
     /// commit point is durable on a quorum (rules 2, 3) and is an entry of its own term

@@ -1,7 +1,7 @@
 //! The durability barrier (Figure 2: "Persistent state on all servers: (Updated on stable storage
-//! before responding to RPCs)"; DESIGN durability rules 1–3). Every script here turns
-//! `auto_persist` off: a node's writes become durable only when the script calls `persist`, and
-//! a `restart` loses whatever was not.
+//! before responding to RPCs)"; the durability rules 1–3 of ARCHITECTURE.md). Every script here
+//! turns `auto_persist` off: a node's writes become durable only when the script calls `persist`,
+//! and a `restart` loses whatever was not.
 
 use super::super::testkit::{Cluster, log_with_terms};
 use super::super::{
@@ -27,8 +27,8 @@ fn durable(term: u64, vote: u64) -> HardState {
     }
 }
 
-/// DESIGN rule 1 (Figure 2, "Persistent state"): a candidate's RequestVote relies on its new term
-/// and its vote for itself, so it leaves only once both are durable.
+/// Durability rule 1 (ARCHITECTURE.md; Figure 2, "Persistent state"): a candidate's RequestVote
+/// relies on its new term and its vote for itself, so it leaves only once both are durable.
 #[test]
 fn a_candidates_request_vote_waits_until_its_term_and_vote_are_durable() {
     let mut cluster = slow_disks();
@@ -51,8 +51,8 @@ fn a_candidates_request_vote_waits_until_its_term_and_vote_are_durable() {
     }
 }
 
-/// DESIGN rule 1 (Figure 2, "Persistent state", votedFor): a vote is a promise not to vote again
-/// in that term, so the grant leaves only once the vote is durable.
+/// Durability rule 1 (ARCHITECTURE.md; Figure 2, "Persistent state", votedFor): a vote is a promise
+/// not to vote again in that term, so the grant leaves only once the vote is durable.
 #[test]
 fn a_vote_grant_waits_until_the_vote_is_durable() {
     let mut cluster = slow_disks();
@@ -69,8 +69,9 @@ fn a_vote_grant_waits_until_the_vote_is_durable() {
     assert!(grants_vote(answers[0]));
 }
 
-/// DESIGN rule 2 (Figure 2, "Persistent state", log[]): a follower's acknowledgement waits for
-/// its disk, and the leader does not commit on an acknowledgement that was never sent.
+/// Durability rule 2 (ARCHITECTURE.md; Figure 2, "Persistent state", log[]): a follower's
+/// acknowledgement waits for its disk, and the leader does not commit on an acknowledgement that
+/// was never sent.
 #[test]
 fn a_follower_acknowledges_only_what_it_has_persisted() {
     let mut cluster = Cluster::new(3, |_| {});
@@ -93,8 +94,9 @@ fn a_follower_acknowledges_only_what_it_has_persisted() {
     assert_eq!(cluster.commit(1), 2, "node 2's durable ack makes a quorum");
 }
 
-/// DESIGN rule 3 (thesis §10.2.1): the leader writes its own entries in parallel with sending
-/// them, and counts itself toward a quorum only for what its own disk acknowledged.
+/// Durability rule 3 (ARCHITECTURE.md; thesis §10.2.1): the leader writes its own entries in
+/// parallel with sending them, and counts itself toward a quorum only for what its own disk
+/// acknowledged.
 #[test]
 fn a_leader_does_not_count_its_own_unpersisted_entries() {
     let mut cluster = Cluster::new(3, |_| {});
