@@ -1,7 +1,7 @@
 //! What the transport has seen, as atomics any thread can read at any time (`balsa status`).
 //!
 //! The net thread and the threads sending through an [`Outbox`](crate::Outbox) add to them with
-//! relaxed atomic adds: each counter is exact on its own, but a [`CounterSnapshot`] taken while
+//! relaxed atomic adds: each counter is exact on its own, but a [`CounterValues`] taken while
 //! traffic flows is not one instant (`datagrams_in` may already count a datagram whose drop is not
 //! counted yet).
 
@@ -40,7 +40,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    /// Every reason, in the order of [`CounterSnapshot::drops`].
+    /// Every reason, in the order of [`CounterValues::drops`].
     pub const ALL: [DropReason; 12] = [
         DropReason::TooShort,
         DropReason::BadMagic,
@@ -105,9 +105,9 @@ pub struct Counters {
 impl Counters {
     /// A copy of every counter.
     #[must_use]
-    pub fn snapshot(&self) -> CounterSnapshot {
+    pub fn values(&self) -> CounterValues {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        CounterSnapshot {
+        CounterValues {
             datagrams_in: load(&self.datagrams_in),
             bytes_in: load(&self.bytes_in),
             delivered: load(&self.delivered),
@@ -166,7 +166,7 @@ impl Counters {
 
 /// The counters at one moment (see the module doc for how exact that moment is).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CounterSnapshot {
+pub struct CounterValues {
     /// Datagrams received, good or bad.
     pub datagrams_in: u64,
     /// Bytes received, good or bad.
@@ -187,11 +187,11 @@ pub struct CounterSnapshot {
     pub fault_duplicated: u64,
     /// Datagrams fault injection held back (delay or reorder).
     pub fault_delayed: u64,
-    /// Drops, indexed like [`DropReason::ALL`]; read one with [`CounterSnapshot::dropped`].
+    /// Drops, indexed like [`DropReason::ALL`]; read one with [`CounterValues::dropped`].
     pub drops: [u64; DropReason::ALL.len()],
 }
 
-impl CounterSnapshot {
+impl CounterValues {
     /// Datagrams dropped for `reason`.
     #[must_use]
     pub fn dropped(&self, reason: DropReason) -> u64 {
@@ -205,7 +205,7 @@ impl CounterSnapshot {
     }
 }
 
-impl fmt::Display for CounterSnapshot {
+impl fmt::Display for CounterValues {
     /// One line: `in 12/3456B delivered 11 out 10/2345B send_errors 0 queue_full 0 drops:
     /// bad_magic=1`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -256,19 +256,19 @@ mod tests {
         assert_eq!(DropReason::Refused.to_string(), "refused");
         let counters = Counters::default();
         counters.dropped(DropReason::Refused);
-        let snap = counters.snapshot();
+        let snap = counters.values();
         assert_eq!(snap.dropped(DropReason::Refused), 1);
         assert_eq!(snap.dropped_total(), 1);
         assert!(snap.to_string().ends_with("drops: refused=1"), "{snap}");
     }
 
     #[test]
-    fn snapshot_reads_what_was_counted() {
+    fn values_read_what_was_counted() {
         let counters = Counters::default();
         counters.received(10);
         counters.dropped(DropReason::BadMagic);
         counters.dropped(DropReason::BadMagic);
-        let snap = counters.snapshot();
+        let snap = counters.values();
         assert_eq!((snap.datagrams_in, snap.bytes_in), (1, 10));
         assert_eq!(snap.dropped(DropReason::BadMagic), 2);
         assert_eq!(snap.dropped_total(), 2);

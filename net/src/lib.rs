@@ -22,7 +22,7 @@
 //! if let Ok(Inbound { from, msg: Msg::Pong(n), .. }) = received.recv() {
 //!     println!("pong {n} from {from}");
 //! }
-//! println!("{}", transport.counters().snapshot());
+//! println!("{}", transport.counters().values());
 //! transport.shutdown()?; // joins the net thread, closes the socket
 //! # Ok(()) }
 //! ```
@@ -139,7 +139,7 @@ pub use config::{
     CLIENT_ID, Config, DEFAULT_DATAGRAM_LIMIT, DEFAULT_OUTBOUND_CAPACITY, DEFAULT_READ_BUDGET,
     MAX_DATAGRAM_LIMIT, MIN_DATAGRAM_LIMIT, SendPath,
 };
-pub use counters::{CounterSnapshot, Counters, DropReason};
+pub use counters::{CounterValues, Counters, DropReason};
 pub use envelope::{HEADER_LEN, Header, Kind, MAGIC, VERSION};
 pub use error::{Error, Result};
 pub use faults::{Direction, Faults, LinkFaults};

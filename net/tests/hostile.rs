@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
-use balsa_net::{CounterSnapshot, Destination, DropReason, HEADER_LEN, Kind, MAGIC};
+use balsa_net::{CounterValues, Destination, DropReason, HEADER_LEN, Kind, MAGIC};
 use common::{Msg, Node, barrier, config, connect, datagram, every_shape, raw_socket};
 
 fn send_raw(raw: &UdpSocket, node: &Node, bytes: &[u8]) {
@@ -24,7 +24,7 @@ fn send_raw(raw: &UdpSocket, node: &Node, bytes: &[u8]) {
 /// Sends each datagram from `raw`, a barrier after every 32 (so the socket's receive buffer
 /// never overflows, however slow the net thread is scheduled); returns the counters once every
 /// one of them is counted as dropped, checking that nothing was delivered.
-fn send_all_and_count(raw: &UdpSocket, node: &Node, datagrams: &[Vec<u8>]) -> CounterSnapshot {
+fn send_all_and_count(raw: &UdpSocket, node: &Node, datagrams: &[Vec<u8>]) -> CounterValues {
     let before = node.counters();
     for chunk in datagrams.chunks(32) {
         for bytes in chunk {

@@ -10,8 +10,8 @@
 #![cfg(feature = "sim")]
 
 use balsa::sim::linearizability::{
-    DEFAULT_STEP_BUDGET_PER_KEY, Event, INCONCLUSIVE_PREFIX, Op, Ret, check, check_by_search_alone,
-    check_with_budget,
+    DEFAULT_STEP_BUDGET_PER_KEY, INCONCLUSIVE_PREFIX, Op, Operation, Ret, check,
+    check_by_search_alone, check_with_budget,
 };
 use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
@@ -20,8 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 // ----------------------------------------------------------------------------------------------
 // Building histories by hand.
 
-fn write(client: u64, key: u64, value: u64, call: u64, ret: u64) -> Event {
-    Event {
+fn write(client: u64, key: u64, value: u64, call: u64, ret: u64) -> Operation {
+    Operation {
         client,
         op: Op::Write { key, value },
         call,
@@ -29,8 +29,8 @@ fn write(client: u64, key: u64, value: u64, call: u64, ret: u64) -> Event {
     }
 }
 
-fn pending_write(client: u64, key: u64, value: u64, call: u64) -> Event {
-    Event {
+fn pending_write(client: u64, key: u64, value: u64, call: u64) -> Operation {
+    Operation {
         client,
         op: Op::Write { key, value },
         call,
@@ -38,8 +38,8 @@ fn pending_write(client: u64, key: u64, value: u64, call: u64) -> Event {
     }
 }
 
-fn read(client: u64, key: u64, seen: Option<u64>, call: u64, ret: u64) -> Event {
-    Event {
+fn read(client: u64, key: u64, seen: Option<u64>, call: u64, ret: u64) -> Operation {
+    Operation {
         client,
         op: Op::Read { key },
         call,
@@ -47,8 +47,8 @@ fn read(client: u64, key: u64, seen: Option<u64>, call: u64, ret: u64) -> Event 
     }
 }
 
-fn pending_read(client: u64, key: u64, call: u64) -> Event {
-    Event {
+fn pending_read(client: u64, key: u64, call: u64) -> Operation {
+    Operation {
         client,
         op: Op::Read { key },
         call,
@@ -56,14 +56,14 @@ fn pending_read(client: u64, key: u64, call: u64) -> Event {
     }
 }
 
-fn assert_linearizable(history: &[Event]) {
+fn assert_linearizable(history: &[Operation]) {
     if let Err(message) = check(history) {
         panic!("expected linearizable, got: {message}\nhistory: {history:#?}");
     }
 }
 
 /// Asserts a definite violation and returns its message.
-fn assert_not_linearizable(history: &[Event]) -> String {
+fn assert_not_linearizable(history: &[Operation]) -> String {
     match check(history) {
         Ok(()) => panic!("expected not linearizable, got Ok\nhistory: {history:#?}"),
         Err(message) => {
@@ -272,7 +272,7 @@ fn malformed_histories_are_reported_as_such() {
     assert!(message.starts_with("malformed history"), "{message}");
     let message = check(&[write(1, 7, 10, 0, 5), write(2, 7, 10, 6, 8)]).expect_err("dup value");
     assert!(message.starts_with("malformed history"), "{message}");
-    let wrong_kind = Event {
+    let wrong_kind = Operation {
         client: 1,
         op: Op::Read { key: 7 },
         call: 0,
@@ -286,7 +286,7 @@ fn malformed_histories_are_reported_as_such() {
 fn exhausted_budget_is_inconclusive_not_a_violation() {
     // 40 mutually concurrent writes followed by reads that pin an impossible final order: the
     // search has to consider exponentially many subsets of the writes.
-    let mut history: Vec<Event> = (0..40)
+    let mut history: Vec<Operation> = (0..40)
         .map(|value| write(value, 7, value, 0, 1000))
         .collect();
     history.push(read(100, 7, Some(0), 1001, 1002));
@@ -348,7 +348,7 @@ struct Shape {
 /// executed sequentially in that order against a register per key; each one's interval is then
 /// drawn around its point, respecting one outstanding operation per client. An operation that
 /// never returns may or may not have taken effect at its point.
-fn generate_linearizable(rng: &mut TestRng, shape: &Shape) -> Vec<Event> {
+fn generate_linearizable(rng: &mut TestRng, shape: &Shape) -> Vec<Operation> {
     let mut history = Vec::with_capacity(shape.ops);
     let mut registers: BTreeMap<u64, u64> = BTreeMap::new();
     // Per slot: the client id and the earliest time it may invoke again.
@@ -381,7 +381,7 @@ fn generate_linearizable(rng: &mut TestRng, shape: &Shape) -> Vec<Event> {
             (Op::Read { key }, Ret::ReadOk(registers.get(&key).copied()))
         };
         if pending {
-            history.push(Event {
+            history.push(Operation {
                 client,
                 op,
                 call,
@@ -390,7 +390,7 @@ fn generate_linearizable(rng: &mut TestRng, shape: &Shape) -> Vec<Event> {
             slots[slot] = (next_client, call);
             next_client += 1;
         } else {
-            history.push(Event {
+            history.push(Operation {
                 client,
                 op,
                 call,
@@ -402,7 +402,7 @@ fn generate_linearizable(rng: &mut TestRng, shape: &Shape) -> Vec<Event> {
     history
 }
 
-fn written_values(history: &[Event]) -> Vec<u64> {
+fn written_values(history: &[Operation]) -> Vec<u64> {
     history
         .iter()
         .filter_map(|event| match event.op {
@@ -414,7 +414,7 @@ fn written_values(history: &[Event]) -> Vec<u64> {
 
 /// Applies one or two random mutations to a history, which often makes it non-linearizable;
 /// the result is still well formed (returns after calls, unique written values).
-fn mutate(rng: &mut TestRng, history: &mut [Event]) {
+fn mutate(rng: &mut TestRng, history: &mut [Operation]) {
     let max_time = history
         .iter()
         .map(|event| event.ret.map_or(event.call, |(ret_time, _)| ret_time))
@@ -480,7 +480,7 @@ fn mutate(rng: &mut TestRng, history: &mut [Event]) {
 }
 
 /// A history with no structure: random intervals and random results.
-fn generate_arbitrary(rng: &mut TestRng, ops: usize) -> Vec<Event> {
+fn generate_arbitrary(rng: &mut TestRng, ops: usize) -> Vec<Operation> {
     let mut history = Vec::with_capacity(ops);
     for index in 0..ops as u64 {
         let key = rng.between(0, 1);
@@ -499,7 +499,7 @@ fn generate_arbitrary(rng: &mut TestRng, ops: usize) -> Vec<Event> {
             (Op::Read { key }, Ret::ReadOk((seen > 0).then_some(seen)))
         };
         let ret = (!rng.one_in(6)).then_some((ret_time, ret));
-        history.push(Event {
+        history.push(Operation {
             client: index % 3,
             op,
             call,
@@ -517,8 +517,12 @@ fn generate_arbitrary(rng: &mut TestRng, ops: usize) -> Vec<Event> {
 /// (an operation returning strictly before another's call goes first) and the registers, and
 /// succeeds once every operation that returned is placed. Operations that never returned may
 /// be placed (anywhere after their call; a read then checks nothing) or left out.
-fn brute_force_linearizable(history: &[Event]) -> bool {
-    fn extend(history: &[Event], placed: &mut [bool], registers: &mut BTreeMap<u64, u64>) -> bool {
+fn brute_force_linearizable(history: &[Operation]) -> bool {
+    fn extend(
+        history: &[Operation],
+        placed: &mut [bool],
+        registers: &mut BTreeMap<u64, u64>,
+    ) -> bool {
         if history
             .iter()
             .zip(placed.iter())
@@ -575,7 +579,7 @@ fn brute_force_linearizable(history: &[Event]) -> bool {
 /// Stateright's tester, one per key, with each operation on its own thread (so its
 /// one-operation-per-thread rule holds for any history) and events fed in time order, calls
 /// before returns at equal times (ties are concurrent, as in the checker).
-fn stateright_linearizable(history: &[Event]) -> bool {
+fn stateright_linearizable(history: &[Operation]) -> bool {
     let keys: BTreeSet<u64> = history
         .iter()
         .map(|event| match event.op {
@@ -642,7 +646,7 @@ fn verdict_of(result: Result<(), String>) -> Result<bool, String> {
 
 /// Asserts that `check`, `check_by_search_alone` (the search refuting every violation itself),
 /// the brute force and Stateright agree on `history`.
-fn cross_check(history: &[Event], tally: &mut Tally, origin: &str, seed: u64) {
+fn cross_check(history: &[Operation], tally: &mut Tally, origin: &str, seed: u64) {
     let result = check(history);
     if result
         .as_ref()
@@ -730,7 +734,7 @@ fn random_tiny_histories_agree_with_brute_force_and_stateright() {
 /// client's reads seeing the first, the second, then the first again: a violation only the
 /// search finds (neither write was invoked after the other returned), and only after refuting
 /// every alternative for the whole of `key`'s sub-history before it.
-fn with_read_inversion_at_the_end(history: &[Event], key: u64) -> Vec<Event> {
+fn with_read_inversion_at_the_end(history: &[Operation], key: u64) -> Vec<Operation> {
     let end = history
         .iter()
         .map(|event| event.ret.map_or(event.call, |(ret_time, _)| ret_time))

@@ -299,7 +299,7 @@ impl Wal {
         self.term_runs
             .last()
             .map(|&(_, term)| term)
-            .or_else(|| self.snapshot().map(|meta| meta.term))
+            .or_else(|| self.snapshot_meta().map(|meta| meta.term))
             .unwrap_or(0)
     }
 
@@ -309,7 +309,7 @@ impl Wal {
     }
 
     /// The newest durable snapshot.
-    pub fn snapshot(&self) -> Option<SnapshotMeta> {
+    pub fn snapshot_meta(&self) -> Option<SnapshotMeta> {
         self.snapshots.last().map(|(meta, _)| *meta)
     }
 
@@ -406,7 +406,7 @@ impl Wal {
     /// installing a snapshot); it may not reach at or below the newest snapshot.
     pub fn truncate_from(&mut self, index: u64) -> Result<()> {
         self.check_writable()?;
-        let snapshot_index = self.snapshot().map_or(0, |meta| meta.index);
+        let snapshot_index = self.snapshot_meta().map_or(0, |meta| meta.index);
         if index <= snapshot_index {
             return Err(Error::OutOfOrder {
                 reason: format!(
@@ -525,7 +525,7 @@ impl Wal {
     /// covered by a saved snapshot. The active segment and unsynced ones are never deleted.
     pub fn compact_to(&mut self, index: u64) -> Result<()> {
         self.check_writable()?;
-        let snapshot_index = self.snapshot().map_or(0, |meta| meta.index);
+        let snapshot_index = self.snapshot_meta().map_or(0, |meta| meta.index);
         if index > snapshot_index {
             return Err(Error::NotCovered {
                 index,

@@ -611,7 +611,7 @@ impl Tracker {
             wal.next_index(),
             wal.last_term(),
             wal.hard_state(),
-            wal.snapshot(),
+            wal.snapshot_meta(),
         );
         let want = (
             model.next_index,

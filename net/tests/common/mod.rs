@@ -5,7 +5,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use balsa_net::{Codec, Config, CounterSnapshot, Inbound, Kind, Outbox, Transport};
+use balsa_net::{Codec, Config, CounterValues, Inbound, Kind, Outbox, Transport};
 use crossbeam_channel::Receiver;
 use serde::{Deserialize, Serialize};
 
@@ -113,12 +113,12 @@ impl Node {
         }
     }
 
-    pub fn counters(&self) -> CounterSnapshot {
-        self.transport.counters().snapshot()
+    pub fn counters(&self) -> CounterValues {
+        self.transport.counters().values()
     }
 
     /// Waits until `check` holds for this node's counters.
-    pub fn wait_for_counters(&self, what: &str, check: impl Fn(&CounterSnapshot) -> bool) {
+    pub fn wait_for_counters(&self, what: &str, check: impl Fn(&CounterValues) -> bool) {
         eventually(what, || check(&self.counters()));
     }
 }

@@ -37,7 +37,7 @@ pub fn log_with_terms(terms: &[u64]) -> Vec<Entry> {
 
 /// What one node has on "disk" and what it asked for.
 #[derive(Debug, Default)]
-pub struct Disk {
+pub struct ScriptedDisk {
     /// Durable hard state.
     pub hard_state: HardState,
     /// Durable log.
@@ -55,7 +55,7 @@ pub struct Disk {
     pub install_due: Option<(u64, u64)>,
 }
 
-impl Disk {
+impl ScriptedDisk {
     /// Persists issued but not yet made durable, in order.
     pub fn pending(&self) -> &VecDeque<Persist> {
         self.queue.pending()
@@ -148,7 +148,7 @@ pub struct Cluster {
     /// The nodes.
     pub nodes: BTreeMap<NodeId, Raft>,
     /// Their storage.
-    pub disks: BTreeMap<NodeId, Disk>,
+    pub disks: BTreeMap<NodeId, ScriptedDisk>,
     /// Messages sent and not yet delivered, in order.
     pub in_flight: VecDeque<(NodeId, NodeId, Message)>,
     /// Every message any node handed out, cut links included, in order: (from, to, message).
@@ -185,7 +185,7 @@ impl Cluster {
             adjust(&mut config);
             let raft = Raft::new(config, Restored::default()).expect("valid config");
             cluster.nodes.insert(id, raft);
-            cluster.disks.insert(id, Disk::default());
+            cluster.disks.insert(id, ScriptedDisk::default());
         }
         cluster
     }

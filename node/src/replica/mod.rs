@@ -684,7 +684,7 @@ impl<S: StateMachine, R> Replica<S, R> {
 
     fn status_report(&self) -> StatusReport {
         let status = self.status();
-        let counters = self.counters.snapshot();
+        let counters = self.counters.values();
         StatusReport {
             id: status.id,
             role: role_name(status.role).to_string(),

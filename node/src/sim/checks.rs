@@ -68,7 +68,7 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry as MapEntry;
 
 use super::digest::{chain_digest, entry_digest};
-use super::disk::{Disk, Finding};
+use super::disk::{Finding, SimDisk};
 use super::report::ViolationKind;
 use super::store::AppliedCommand;
 use crate::raft::{Body, Entry, Message, NodeId, Raft, Role, Status};
@@ -143,7 +143,7 @@ impl Checker {
     }
 
     /// Node `id` (re)started as `raft` from `disk`.
-    pub fn on_start(&mut self, id: NodeId, raft: &Raft, disk: &Disk) -> Result<(), Finding> {
+    pub fn on_start(&mut self, id: NodeId, raft: &Raft, disk: &SimDisk) -> Result<(), Finding> {
         let status = raft.status();
         let durable = disk.hard_state();
         if self.rule_checks && (status.term, status.vote) != (durable.term, durable.vote) {
@@ -195,7 +195,7 @@ impl Checker {
         id: NodeId,
         raft: &Raft,
         persisted_from: Option<u64>,
-        disks: &[&Disk],
+        disks: &[&SimDisk],
     ) -> Result<(), Finding> {
         let status = raft.status();
         let view = self.views.get_mut(&id).expect("every live node has a view");
@@ -392,7 +392,7 @@ impl Checker {
         id: NodeId,
         raft: &Raft,
         status: &Status,
-        disks: &[&Disk],
+        disks: &[&SimDisk],
     ) -> Result<(), Finding> {
         let commit = status.commit_index;
         let term = raft.log().term_at(commit);
@@ -530,7 +530,7 @@ impl Checker {
         &mut self,
         id: NodeId,
         term: u64,
-        disk: &Disk,
+        disk: &SimDisk,
         to: NodeId,
         msg: &Message,
     ) -> Result<(), Finding> {
@@ -740,7 +740,7 @@ impl Checker {
     /// Whether `disk` durably holds a log whose chain digest at `index` is `chain`: in its log,
     /// or in a snapshot covering `index` when `chain` is the committed prefix's there (a
     /// snapshot holds the committed prefix). False when `chain` is `None` (no log there).
-    fn durably_holds(&self, disk: &Disk, index: u64, chain: Option<u64>) -> bool {
+    fn durably_holds(&self, disk: &SimDisk, index: u64, chain: Option<u64>) -> bool {
         chain.is_some()
             && (disk.chain_at(index) == chain
                 || (disk.snapshot_covers(index)
@@ -754,7 +754,7 @@ impl Checker {
 }
 
 /// The chain digest of the whole durable log (0 when empty).
-fn durable_chain(disk: &Disk) -> Option<u64> {
+fn durable_chain(disk: &SimDisk) -> Option<u64> {
     match disk.last_index() {
         0 => Some(0),
         last => disk.chain_at(last),

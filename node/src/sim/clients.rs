@@ -25,7 +25,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
-use super::linearizability::{Event, Op, Ret};
+use super::linearizability::{Op, Operation, Ret};
 use super::network::SUBTICKS_PER_TICK;
 use super::rng::SimRng;
 use super::store::{key_bytes, value_bytes, value_from_bytes};
@@ -97,7 +97,7 @@ pub struct Clients {
     workload: Workload,
     clients: Vec<Client>,
     /// Operations in invocation order; `None` where a read was dropped.
-    history: Vec<Option<Event>>,
+    history: Vec<Option<Operation>>,
     /// The history's logical clock.
     clock: u64,
     next_value: u64,
@@ -234,7 +234,7 @@ impl Clients {
             op,
         };
         client.outstanding = Some(outstanding);
-        self.history.push(Some(Event {
+        self.history.push(Some(Operation {
             client: client.id,
             op,
             call,
@@ -392,7 +392,7 @@ impl Clients {
 
     /// The history to check: every write (unanswered ones without a return) and every answered
     /// read.
-    pub fn history(&self) -> Vec<Event> {
+    pub fn history(&self) -> Vec<Operation> {
         self.history
             .iter()
             .flatten()

@@ -18,7 +18,7 @@
 //!   (never past the log's end).
 //! - **Order.** Work other than persists (saves, chunks, installs, compactions) waits for every
 //!   persist queued before it, as `crate::replica::storage::stages` orders it for the WAL
-//!   thread: [`Disk::submit_other`] queues it, and [`Disk::complete_upto`] releases it once
+//!   thread: [`SimDisk::submit_other`] queues it, and [`SimDisk::complete_upto`] releases it once
 //!   those persists are written. A crash loses what waits. The log's base (index, term, chain digest) is what precedes its
 //!   first entry.
 //!
@@ -64,7 +64,7 @@ pub struct SnapshotFile {
 
 /// One node's storage.
 #[derive(Debug, Default)]
-pub struct Disk {
+pub struct SimDisk {
     /// The durable hard state.
     hard_state: HardState,
     /// (index, term, chain digest) just before the first durable entry ((0, 0, 0) at first).
@@ -86,12 +86,12 @@ pub struct Disk {
     check_hard_state: bool,
 }
 
-impl Disk {
+impl SimDisk {
     /// An empty disk; `check_hard_state` turns on the check of the durable term and vote.
-    pub fn new(check_hard_state: bool) -> Disk {
-        Disk {
+    pub fn new(check_hard_state: bool) -> SimDisk {
+        SimDisk {
             check_hard_state,
-            ..Disk::default()
+            ..SimDisk::default()
         }
     }
 
@@ -204,7 +204,7 @@ impl Disk {
     }
 
     /// The durable snapshot.
-    pub fn snapshot(&self) -> Option<&SnapshotFile> {
+    pub fn snapshot_file(&self) -> Option<&SnapshotFile> {
         self.snapshot.as_ref()
     }
 
@@ -305,7 +305,7 @@ impl Disk {
 
     /// The chain digest of the durable state up to `index`, if it holds that index: in the
     /// log, or as the snapshot's last index. (Below the snapshot's index and compacted out of
-    /// the log: `None`, though the snapshot covers it; see [`Disk::snapshot_covers`].)
+    /// the log: `None`, though the snapshot covers it; see [`SimDisk::snapshot_covers`].)
     pub fn chain_at(&self, index: u64) -> Option<u64> {
         match (self.chain_in_log(index), &self.snapshot) {
             (Some(chain), _) => Some(chain),
@@ -386,7 +386,7 @@ impl Disk {
 
 #[cfg(test)]
 mod tests {
-    use super::Disk;
+    use super::SimDisk;
     use crate::raft::{Entry, EntryKind, HardState, Persist};
     use crate::sim::report::ViolationKind;
 
@@ -413,7 +413,7 @@ mod tests {
 
     #[test]
     fn persists_complete_in_order_and_a_crash_keeps_only_a_prefix() {
-        let mut disk = Disk::new(true);
+        let mut disk = SimDisk::new(true);
         assert_eq!(disk.submit(persist(1, None, entries(1, 3, 1)), 50), 50);
         assert_eq!(
             disk.submit(persist(2, Some(3), entries(3, 4, 2)), 10),
@@ -437,7 +437,7 @@ mod tests {
 
     #[test]
     fn a_vote_changed_within_a_term_is_caught() {
-        let mut disk = Disk::new(true);
+        let mut disk = SimDisk::new(true);
         let vote = |id, vote| Persist {
             id,
             hard_state: Some(HardState {

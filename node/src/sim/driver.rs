@@ -24,11 +24,11 @@ use super::SimConfig;
 use super::checks::Checker;
 use super::clients::{self, Clients, Outgoing};
 use super::digest::RunDigest;
-use super::disk::{Completed, Disk, Finding, SnapshotFile};
+use super::disk::{Completed, Finding, SimDisk, SnapshotFile};
 use super::linearizability;
 use super::nemesis::Act;
 use super::network::{Network, SUBTICKS_PER_TICK};
-use super::queue::{Event, EventQueue};
+use super::queue::{EventQueue, SimEvent};
 use super::report::{FaultCounts, Linearizability, Report, Violation, ViolationKind};
 use super::rng::SimRng;
 use super::setup::Setup;
@@ -113,12 +113,12 @@ const INSTALL_DELAY: (u64, u64) = (1, 30);
 const INSTALL_SURVIVES_PER_MILLE: u64 = 500;
 
 /// One simulated node: its replica (while up) and its disk.
-struct Node {
+struct SimNode {
     /// The replica (core and state machine); `None` while crashed.
     replica: Option<SimReplica>,
     /// Bumped at every restart; persists of an older incarnation are void.
     incarnation: u64,
-    disk: Disk,
+    disk: SimDisk,
     /// The settings it restarts with (a fresh jitter seed each time).
     config: Config,
     /// The digest of its state machine's state after its applied index.
@@ -148,7 +148,7 @@ struct Sim {
     setup: Setup,
     rng: SimRng,
     queue: EventQueue,
-    nodes: BTreeMap<NodeId, Node>,
+    nodes: BTreeMap<NodeId, SimNode>,
     ids: Vec<NodeId>,
     /// Nodes kept down through the liveness phase.
     kept_down: BTreeSet<NodeId>,
@@ -187,10 +187,10 @@ impl Sim {
             .cores
             .iter()
             .map(|core| {
-                let node = Node {
+                let node = SimNode {
                     replica: None,
                     incarnation: 0,
-                    disk: Disk::new(config.rule_checks),
+                    disk: SimDisk::new(config.rule_checks),
                     config: core.clone(),
                     state_digest: 0,
                     saving: None,
@@ -230,7 +230,7 @@ impl Sim {
         }
     }
 
-    fn schedule(&mut self, delay: u64, event: Event) {
+    fn schedule(&mut self, delay: u64, event: SimEvent) {
         self.queue.schedule(delay, event);
     }
 
@@ -278,12 +278,12 @@ impl Sim {
         for id in self.ids.clone() {
             self.start_node(id);
             let phase = self.rng.range(0, SUBTICKS_PER_TICK);
-            self.schedule(phase, Event::Tick(id));
+            self.schedule(phase, SimEvent::Tick(id));
         }
         self.schedule_client_wakeups();
         let first = self.setup.nemesis.next_delay(&mut self.rng);
-        self.schedule(first, Event::Nemesis);
-        self.schedule(Self::ticks(self.config.chaos_ticks), Event::Liveness);
+        self.schedule(first, SimEvent::Nemesis);
+        self.schedule(Self::ticks(self.config.chaos_ticks), SimEvent::Liveness);
         while self.violation.is_none() && self.phase != Phase::Done {
             let Some(event) = self.queue.pop() else {
                 break;
@@ -297,15 +297,15 @@ impl Sim {
         }
     }
 
-    fn handle(&mut self, event: Event) {
+    fn handle(&mut self, event: SimEvent) {
         match event {
-            Event::Tick(id) => {
-                self.schedule(SUBTICKS_PER_TICK, Event::Tick(id));
+            SimEvent::Tick(id) => {
+                self.schedule(SUBTICKS_PER_TICK, SimEvent::Tick(id));
                 if self.is_up(id) {
                     self.step(id, Stimulus::Tick);
                 }
             }
-            Event::Deliver { from, to, msg } => {
+            SimEvent::Deliver { from, to, msg } => {
                 if self.network.allows(from, to) && self.is_up(to) {
                     let result = self.checker.on_ack_counted(from, to, &msg);
                     self.check(result);
@@ -315,7 +315,7 @@ impl Sim {
                     self.note(|| format!("n{from} -> n{to} cut: {}", trace::message(&msg)));
                 }
             }
-            Event::ToReplica { node, source, wire } => {
+            SimEvent::ToReplica { node, source, wire } => {
                 if self.is_up(node) {
                     self.step(
                         node,
@@ -326,34 +326,34 @@ impl Sim {
                     );
                 }
             }
-            Event::ToClient { client, response } => {
+            SimEvent::ToClient { client, response } => {
                 if let Err(detail) = self.clients.on_response(client, *response, &mut self.rng) {
                     self.fail((ViolationKind::ClientAnswer, detail));
                 }
             }
-            Event::PersistDone {
+            SimEvent::PersistDone {
                 node,
                 incarnation,
                 id,
             } => self.persist_done(node, incarnation, id),
-            Event::Client { client, token } => {
+            SimEvent::Client { client, token } => {
                 let up = self.up_nodes();
                 if let Some(outgoing) = self.clients.on_timer(client, token, &up, &mut self.rng) {
                     self.send_request(outgoing);
                 }
             }
-            Event::SaveDone { node, incarnation } => self.save_done(node, incarnation),
-            Event::InstallDone { node, incarnation } => self.install_done(node, incarnation),
-            Event::Nemesis => self.nemesis(),
-            Event::Restart(id) => {
+            SimEvent::SaveDone { node, incarnation } => self.save_done(node, incarnation),
+            SimEvent::InstallDone { node, incarnation } => self.install_done(node, incarnation),
+            SimEvent::Nemesis => self.nemesis(),
+            SimEvent::Restart(id) => {
                 // Nodes kept down for the liveness phase stay down once it has begun.
                 let kept_down = self.phase != Phase::Chaos && self.kept_down.contains(&id);
                 if !self.is_up(id) && !kept_down {
                     self.restart_unless_gated(id);
                 }
             }
-            Event::Liveness => self.start_liveness(),
-            Event::Deadline => {
+            SimEvent::Liveness => self.start_liveness(),
+            SimEvent::Deadline => {
                 if self.clients.probe_done().is_none() {
                     let window = LIVENESS_ELECTION_TIMEOUTS * self.max_election_ticks();
                     self.fail((
@@ -375,7 +375,7 @@ impl Sim {
         let delays = self.network.fate(&mut self.rng, &mut self.faults);
         for delay in delays {
             let wire = Box::new(wire.clone());
-            self.schedule(delay, Event::ToReplica { node, source, wire });
+            self.schedule(delay, SimEvent::ToReplica { node, source, wire });
         }
     }
 
@@ -400,7 +400,7 @@ impl Sim {
 
     fn schedule_client_wakeups(&mut self) {
         for (delay, client, token) in self.clients.take_wakeups() {
-            self.schedule(delay, Event::Client { client, token });
+            self.schedule(delay, SimEvent::Client { client, token });
         }
     }
 
@@ -473,7 +473,7 @@ impl Sim {
         }
         let node = &self.nodes[&id];
         let raft = node.replica.as_ref().expect("still up").raft();
-        let disks: Vec<&Disk> = self.nodes.values().map(|node| &node.disk).collect();
+        let disks: Vec<&SimDisk> = self.nodes.values().map(|node| &node.disk).collect();
         let result = self.checker.after_step(id, raft, persisted_from, &disks);
         self.check(result);
         self.check(outcome);
@@ -575,7 +575,7 @@ impl Sim {
         for delay in self.network.fate(&mut self.rng, &mut self.faults) {
             for response in &responses {
                 let response = Box::new(response.clone());
-                self.schedule(delay, Event::ToClient { client, response });
+                self.schedule(delay, SimEvent::ToClient { client, response });
             }
         }
     }
@@ -597,7 +597,7 @@ impl Sim {
         let incarnation = node.incarnation;
         self.schedule(
             done - now,
-            Event::PersistDone {
+            SimEvent::PersistDone {
                 node: id,
                 incarnation,
                 id: persist_id,
@@ -648,7 +648,7 @@ impl Sim {
         }
         for delay in delays {
             let msg = msg.clone();
-            self.schedule(delay, Event::Deliver { from: id, to, msg });
+            self.schedule(delay, SimEvent::Deliver { from: id, to, msg });
         }
     }
 
@@ -727,7 +727,7 @@ impl Sim {
         let incarnation = node.incarnation;
         self.schedule(
             delay,
-            Event::SaveDone {
+            SimEvent::SaveDone {
                 node: id,
                 incarnation,
             },
@@ -781,7 +781,7 @@ impl Sim {
         let incarnation = node.incarnation;
         self.schedule(
             delay,
-            Event::InstallDone {
+            SimEvent::InstallDone {
                 node: id,
                 incarnation,
             },
@@ -843,7 +843,7 @@ impl Sim {
         node.installing = None;
         node.disk.recover();
         let mut store = ObservedStore::new(self.config.ignore_sessions);
-        if let Some(file) = node.disk.snapshot()
+        if let Some(file) = node.disk.snapshot_file()
             && let Err(error) = crate::state_machine::StateMachine::restore(&mut store, &file.data)
         {
             self.fail((
@@ -967,7 +967,7 @@ impl Sim {
                         None => self.rng.pick(&up),
                     };
                     self.crash(victim);
-                    self.schedule(downtime, Event::Restart(victim));
+                    self.schedule(downtime, SimEvent::Restart(victim));
                 }
             }
             Act::Transfer => {
@@ -981,7 +981,7 @@ impl Sim {
             Act::Idle => {}
         }
         let next = self.setup.nemesis.next_delay(&mut self.rng);
-        self.schedule(next, Event::Nemesis);
+        self.schedule(next, SimEvent::Nemesis);
     }
 
     /// Starts node `id`, unless it was wiped and some live node is not yet past the term of
@@ -993,7 +993,7 @@ impl Sim {
                 replica.is_some_and(|replica| replica.raft().status().term > term)
             });
             if !all_past {
-                self.schedule(Self::ticks(5), Event::Restart(id));
+                self.schedule(Self::ticks(5), SimEvent::Restart(id));
                 return;
             }
             self.nodes
@@ -1064,15 +1064,15 @@ impl Sim {
         if let Some(leader) = leader {
             self.crash(leader);
             let bounce = self.rng.range(1, Self::ticks(3) + 1);
-            self.schedule(bounce, Event::Restart(leader));
+            self.schedule(bounce, SimEvent::Restart(leader));
         }
         let node = self.nodes.get_mut(&victim).expect("a node of the cluster");
-        node.disk = Disk::new(self.config.rule_checks);
+        node.disk = SimDisk::new(self.config.rule_checks);
         node.config.rejoined_without_state = true;
         node.wiped_in_term = Some(highest_term);
         self.faults.wipes += 1;
         self.note(|| format!("n{victim}'s disk is wiped"));
-        self.schedule(downtime, Event::Restart(victim));
+        self.schedule(downtime, SimEvent::Restart(victim));
     }
 
     /// The chaos is over: heal every link, stop losing messages, delaying them long and
@@ -1100,7 +1100,7 @@ impl Sim {
             self.send_request(outgoing);
         }
         let window = LIVENESS_ELECTION_TIMEOUTS * self.max_election_ticks();
-        self.schedule(Self::ticks(window), Event::Deadline);
+        self.schedule(Self::ticks(window), SimEvent::Deadline);
     }
 
     /// The report; checks the history for linearizability if nothing failed before.

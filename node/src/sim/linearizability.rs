@@ -9,7 +9,7 @@
 //! returned. An operation that never returned (`ret: None`) may take effect at any instant after
 //! its invocation, or not at all.
 //!
-//! Times are the logical times in [`Event`]. Two operations are ordered in real time only if one
+//! Times are the logical times in [`Operation`]. Two operations are ordered in real time only if one
 //! returns *strictly* before the other is invoked: an operation returning at `t` and another
 //! invoked at the same `t` are treated as concurrent. This is the permissive reading of a tie, so
 //! a tie can never produce a spurious violation.
@@ -87,7 +87,7 @@
 //!   linearize, the register value there, and the operations that could have come next, the one
 //!   that could not be postponed marked `!`.
 //! - [`INCONCLUSIVE_PREFIX`]: the search budget ran out; nothing is known.
-//! - `"malformed history"`: the history breaks the rules of [`Event`] (a return before its call,
+//! - `"malformed history"`: the history breaks the rules of [`Operation`] (a return before its call,
 //!   a return value of the wrong kind, a value written twice to a key).
 //!
 //! When several keys fail, a definite violation is reported in preference to an inconclusive
@@ -126,7 +126,7 @@ pub enum Ret {
 /// ret`), or never answered (`ret: None`: it may or may not have taken effect, at any time after
 /// `call`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Event {
+pub struct Operation {
     /// The client (a client has at most one operation outstanding).
     pub client: u64,
     /// The operation.
@@ -154,7 +154,7 @@ pub const DEFAULT_STEP_BUDGET_PER_KEY: u64 = 20_000_000;
 ///
 /// Equivalent to [`check_with_budget`] with [`DEFAULT_STEP_BUDGET_PER_KEY`]; see the module
 /// documentation for the error messages (in particular [`INCONCLUSIVE_PREFIX`]).
-pub fn check(history: &[Event]) -> Result<(), String> {
+pub fn check(history: &[Operation]) -> Result<(), String> {
     check_with_budget(history, DEFAULT_STEP_BUDGET_PER_KEY)
 }
 
@@ -162,7 +162,7 @@ pub fn check(history: &[Event]) -> Result<(), String> {
 ///
 /// If a key exhausts its budget (and no other key is definitely not linearizable), the error
 /// starts with [`INCONCLUSIVE_PREFIX`].
-pub fn check_with_budget(history: &[Event], step_budget_per_key: u64) -> Result<(), String> {
+pub fn check_with_budget(history: &[Operation], step_budget_per_key: u64) -> Result<(), String> {
     check_history(history, step_budget_per_key, DirectChecks::On)
 }
 
@@ -170,7 +170,10 @@ pub fn check_with_budget(history: &[Event], step_budget_per_key: u64) -> Result<
 /// (see "Preprocessing" in the module documentation): the search has to refute them. The
 /// verdict is the same; this exists so that tests can cross-check the search itself.
 #[doc(hidden)]
-pub fn check_by_search_alone(history: &[Event], step_budget_per_key: u64) -> Result<(), String> {
+pub fn check_by_search_alone(
+    history: &[Operation],
+    step_budget_per_key: u64,
+) -> Result<(), String> {
     check_history(history, step_budget_per_key, DirectChecks::Off)
 }
 
@@ -182,7 +185,7 @@ enum DirectChecks {
 }
 
 fn check_history(
-    history: &[Event],
+    history: &[Operation],
     step_budget_per_key: u64,
     direct_checks: DirectChecks,
 ) -> Result<(), String> {
@@ -229,8 +232,8 @@ fn key_of(op: &Op) -> u64 {
     }
 }
 
-/// Rejects histories that break the rules of [`Event`]; every later step relies on these.
-fn validate(history: &[Event]) -> Result<(), String> {
+/// Rejects histories that break the rules of [`Operation`]; every later step relies on these.
+fn validate(history: &[Operation]) -> Result<(), String> {
     let mut writer_of_value: HashMap<(u64, u64), usize> = HashMap::new();
     for (event_index, event) in history.iter().enumerate() {
         if let Some((ret_time, ret)) = event.ret {
@@ -293,7 +296,7 @@ fn apply(register: Option<u64>, kind: KeyOpKind) -> Option<Option<u64>> {
 }
 
 fn check_key(
-    history: &[Event],
+    history: &[Operation],
     key: u64,
     event_indices: &[usize],
     step_budget: u64,
@@ -310,7 +313,7 @@ fn check_key(
 /// module documentation), sorted by call time; or, if `direct_checks` is on, a violation found
 /// without searching.
 fn prepare_key_ops(
-    history: &[Event],
+    history: &[Operation],
     key: u64,
     event_indices: &[usize],
     direct_checks: DirectChecks,
@@ -711,7 +714,7 @@ impl<'a> Search<'a> {
         }
     }
 
-    fn run(mut self, step_budget: u64, history: &[Event], key: u64) -> KeyVerdict {
+    fn run(mut self, step_budget: u64, history: &[Operation], key: u64) -> KeyVerdict {
         let mut register: Option<u64> = None;
         // `None`: a configuration was just reached and not looked at yet. `Some(node)`: the walk
         // over the current configuration's candidates continues at `node`; every node between
@@ -882,7 +885,7 @@ impl<'a> Search<'a> {
         });
     }
 
-    fn describe_failure(&self, history: &[Event], key: u64) -> String {
+    fn describe_failure(&self, history: &[Operation], key: u64) -> String {
         let mut message = format!(
             "not linearizable: key {key} ({} operations to linearize on this key)",
             self.ops.len()
@@ -928,7 +931,7 @@ impl<'a> Search<'a> {
         message
     }
 
-    fn describe_op(&self, history: &[Event], op: usize) -> String {
+    fn describe_op(&self, history: &[Operation], op: usize) -> String {
         let key_op = &self.ops[op];
         describe_event(history, key_op.event_index, Some(key_op.ret))
     }
@@ -943,7 +946,7 @@ fn describe_value(value: Option<u64>) -> String {
 
 /// One line describing `history[event_index]`; `effective_ret` is the return time the search
 /// used, shown for writes that never returned.
-fn describe_event(history: &[Event], event_index: usize, effective_ret: Option<u64>) -> String {
+fn describe_event(history: &[Operation], event_index: usize, effective_ret: Option<u64>) -> String {
     let event = &history[event_index];
     let what = match (event.op, event.ret) {
         (Op::Write { value, .. }, _) => format!("write {value}"),

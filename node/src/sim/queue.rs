@@ -13,7 +13,7 @@ use crate::runtime::wire::{Response, Wire};
 
 /// Something due at a time.
 #[derive(Debug)]
-pub enum Event {
+pub enum SimEvent {
     /// A tick of a node's clock (re-armed every tick, whether the node is up or not).
     Tick(NodeId),
     /// A message arrives.
@@ -87,7 +87,7 @@ pub enum Event {
 struct Scheduled {
     time: u64,
     seq: u64,
-    event: Event,
+    event: SimEvent,
 }
 
 impl PartialEq for Scheduled {
@@ -125,7 +125,7 @@ impl EventQueue {
     }
 
     /// Schedules `event` `delay` subticks from now.
-    pub fn schedule(&mut self, delay: u64, event: Event) {
+    pub fn schedule(&mut self, delay: u64, event: SimEvent) {
         self.scheduled += 1;
         self.heap.push(Scheduled {
             time: self.now + delay,
@@ -135,7 +135,7 @@ impl EventQueue {
     }
 
     /// The next event; the clock moves to its time.
-    pub fn pop(&mut self) -> Option<Event> {
+    pub fn pop(&mut self) -> Option<SimEvent> {
         let next = self.heap.pop()?;
         self.now = next.time;
         Some(next.event)
@@ -144,14 +144,14 @@ impl EventQueue {
 
 #[cfg(test)]
 mod tests {
-    use super::{Event, EventQueue};
+    use super::{EventQueue, SimEvent};
 
     #[test]
     fn events_pop_by_time_then_by_scheduling_order() {
         let mut queue = EventQueue::default();
-        queue.schedule(5, Event::Tick(1));
-        queue.schedule(3, Event::Tick(2));
-        queue.schedule(5, Event::Tick(3));
+        queue.schedule(5, SimEvent::Tick(1));
+        queue.schedule(3, SimEvent::Tick(2));
+        queue.schedule(5, SimEvent::Tick(3));
         let order: Vec<String> = std::iter::from_fn(|| queue.pop())
             .map(|event| format!("{event:?}"))
             .collect();
