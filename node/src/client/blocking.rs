@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use balsa_net::{CLIENT_ID, Codec};
 
-use super::datagram::{decode_responses, encode_request};
+use super::datagram::{ReceiveFailure, decode_responses, encode_request, receive_failure};
 use super::session::{Operation, Reply, Session, Transmit};
 use super::{
     CasOutcome, ClientError, ClientOptions, bind_address, clock, protocol, random_client_id,
@@ -315,26 +315,11 @@ impl Link {
             }
             let (len, from) = match self.socket.recv_from(&mut self.buffer) {
                 Ok(received) => received,
-                Err(error)
-                    if matches!(
-                        error.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                            // An ICMP "port unreachable" from an earlier send: that node is
-                            // down, which the attempt timeout handles.
-                            | io::ErrorKind::ConnectionRefused
-                            | io::ErrorKind::ConnectionReset
-                    ) =>
-                {
-                    continue;
-                }
-                Err(source) => {
-                    return Err(ClientError::Io {
-                        op: "receiving",
-                        source,
-                    });
-                }
+                Err(error) => match receive_failure(error) {
+                    // The loop's top checks the deadline.
+                    ReceiveFailure::NothingWaiting | ReceiveFailure::ReadOn => continue,
+                    ReceiveFailure::Failed(error) => return Err(error),
+                },
             };
             let responses = decode_responses(&self.codec, &self.buffer[..len]);
             if !responses.is_empty() {
@@ -351,9 +336,9 @@ fn unexpected(operation: &str, reply: &Reply) -> ClientError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::stand_in::{self, stop};
     use crate::kv::Command;
     use crate::runtime::wire::{Request, RequestBody, Response, ResponseBody, Wire};
-    use balsa_net::{DEFAULT_DATAGRAM_LIMIT, Kind};
 
     #[test]
     fn no_endpoints_or_mixed_families_are_refused() {
@@ -391,9 +376,9 @@ mod tests {
         assert!(!error.outcome_unknown());
     }
 
-    /// A stand-in node on its own socket: answers each request with what `answer` says
-    /// (`None`: stays silent) until none comes for 2 s or a datagram that does not decode
-    /// arrives, and returns the requests it saw.
+    /// A stand-in node on its own socket ([`stand_in::serve`]): answers each request, sent
+    /// alone as a client sends it, with what `answer` says (`None`: stays silent) until stopped,
+    /// and returns the requests it saw.
     fn fake_node(
         socket: &UdpSocket,
         mut answer: impl FnMut(&Request) -> Option<ResponseBody>,
@@ -413,27 +398,15 @@ mod tests {
         socket: &UdpSocket,
         mut answer: impl FnMut(&Request) -> Option<Wire>,
     ) -> Vec<Request> {
-        let mut codec = Codec::new(1, 9, DEFAULT_DATAGRAM_LIMIT).unwrap();
-        let mut buffer = vec![0; DEFAULT_DATAGRAM_LIMIT + 1];
-        socket
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .unwrap();
-        let mut seen = Vec::new();
-        while let Ok((len, from)) = socket.recv_from(&mut buffer) {
-            // Anything that is not a datagram of this cluster (a test's `b"stop"`) ends it.
-            let Ok((_, wire)) = codec.decode::<Wire>(&buffer[..len]) else {
-                break;
+        let seen = stand_in::serve(socket, |requests| {
+            let [request] = requests else {
+                panic!("a client sends its requests alone: {requests:?}");
             };
-            let Wire::Request(request) = wire else {
-                panic!("not a request: {wire:?}");
-            };
-            if let Some(response) = answer(&request) {
-                let datagram = codec.encode(Kind::Response, &response).unwrap();
-                socket.send_to(datagram, from).unwrap();
-            }
-            seen.push(request);
-        }
-        seen
+            answer(request)
+        });
+        seen.into_iter()
+            .flat_map(|(_, requests)| requests)
+            .collect()
     }
 
     fn quick_options() -> ClientOptions {
@@ -479,6 +452,7 @@ mod tests {
                 "{error:?}"
             );
             assert!(!error.outcome_unknown());
+            stop(node.local_addr().unwrap());
         });
     }
 
@@ -487,7 +461,8 @@ mod tests {
         let follower = UdpSocket::bind("127.0.0.1:0").unwrap();
         let leader = UdpSocket::bind("127.0.0.1:0").unwrap();
         let leader_address = leader.local_addr().unwrap();
-        let endpoints = vec![follower.local_addr().unwrap(), leader_address];
+        let follower_address = follower.local_addr().unwrap();
+        let endpoints = vec![follower_address, leader_address];
         let mut client = Client::new(endpoints, quick_options()).unwrap();
         let client_id = client.client_id();
         std::thread::scope(|scope| {
@@ -512,6 +487,8 @@ mod tests {
             client.put(b"k", b"v").unwrap();
             assert_eq!(client.leader(), Some(leader_address));
             client.delete(b"k").unwrap();
+            stop(follower_address);
+            stop(leader_address);
             assert!(
                 !hints.join().unwrap().is_empty(),
                 "the follower was asked first"
@@ -580,6 +557,7 @@ mod tests {
                 client.get(b"third", false).unwrap(),
                 Some(b"right-third".to_vec())
             );
+            stop(node.local_addr().unwrap());
             assert!(fake.join().unwrap().len() >= 3);
         });
     }
@@ -648,7 +626,7 @@ mod tests {
             );
             assert_eq!(results[1].as_ref().unwrap().id, 5);
             assert_eq!(client.status(answering_address).unwrap().id, 5);
-            answering.send_to(b"stop", answering_address).unwrap();
+            stop(answering_address);
             let ids: Vec<u64> = node.join().unwrap().iter().map(|r| r.id).collect();
             let (last, asked_all) = ids.split_last().unwrap();
             assert!(asked_all.iter().all(|id| id < last), "{ids:?}");

@@ -1,5 +1,6 @@
 //! Framing for the drivers of [`Session`](super::Session)s: a request, or a batch of them, into
-//! datagrams, and the answers out of one. No socket here: the drivers send and receive.
+//! datagrams, and the answers out of one; and what a failed receive means. No socket here: the
+//! drivers send and receive.
 //!
 //! A batch goes out as `Wire::Requests` in as few datagrams as fit: at most
 //! [`MAX_REQUESTS_PER_DATAGRAM`] each (a node drops a larger batch), halved until each part
@@ -121,6 +122,31 @@ pub(crate) fn decode_responses(codec: &Codec, datagram: &[u8]) -> Vec<Response> 
         }
         Ok((header, Wire::Responses(responses))) if header.kind == Kind::Response => responses,
         _ => Vec::new(),
+    }
+}
+
+/// What a driver does after its socket failed to receive.
+pub(crate) enum ReceiveFailure {
+    /// Nothing is waiting: the socket would block, or its read timeout passed.
+    NothingWaiting,
+    /// Read again: a signal interrupted the read, or an ICMP "port unreachable" from an earlier
+    /// send came back (that node is down, which the attempt timeout handles).
+    ReadOn,
+    /// The socket failed, and would fail again at every read.
+    Failed(ClientError),
+}
+
+/// Sorts a receive's `error` (see [`ReceiveFailure`]).
+pub(crate) fn receive_failure(error: io::Error) -> ReceiveFailure {
+    match error.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ReceiveFailure::NothingWaiting,
+        io::ErrorKind::Interrupted
+        | io::ErrorKind::ConnectionRefused
+        | io::ErrorKind::ConnectionReset => ReceiveFailure::ReadOn,
+        _ => ReceiveFailure::Failed(ClientError::Io {
+            op: "receiving",
+            source: error,
+        }),
     }
 }
 

@@ -298,29 +298,17 @@ impl Worker<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::stand_in;
     use crate::kv::Command;
-    use crate::runtime::wire::{Request, RequestBody, Response, ResponseBody, Wire};
-    use balsa_net::{Codec, DEFAULT_DATAGRAM_LIMIT, Kind};
+    use crate::runtime::wire::{RequestBody, Response, ResponseBody, Wire};
     use std::net::{SocketAddr, UdpSocket};
 
     /// A stand-in leader on `socket`: answers every write, alone or batched, with one
     /// `Responses` datagram (an answer to nobody's request first) saying what `answer` makes of
-    /// it, until a datagram that does not decode arrives. Returns the commands it saw.
+    /// it, until stopped. Returns the commands it saw.
     fn leader(socket: &UdpSocket, answer: impl Fn(&Command) -> ResponseBody) -> Vec<Command> {
-        let mut codec = Codec::new(1, 1, DEFAULT_DATAGRAM_LIMIT).unwrap();
-        let mut buffer = vec![0; DEFAULT_DATAGRAM_LIMIT + 1];
-        // Only so that a failing test cannot hang: every test stops its node.
-        socket
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
         let mut seen = Vec::new();
-        while let Ok((len, from)) = socket.recv_from(&mut buffer) {
-            let requests: Vec<Request> = match codec.decode::<Wire>(&buffer[..len]) {
-                Ok((_, Wire::Request(one))) => vec![one],
-                Ok((_, Wire::Requests(all))) => all,
-                Ok((_, other)) => panic!("not a request: {other:?}"),
-                Err(_) => break,
-            };
+        stand_in::serve(socket, |requests| {
             let nobodys = Response {
                 id: u64::MAX,
                 body: ResponseBody::Error {
@@ -339,11 +327,8 @@ mod tests {
                 });
                 seen.push(command);
             }
-            let datagram = codec
-                .encode(Kind::Response, &Wire::Responses(responses))
-                .unwrap();
-            socket.send_to(datagram, from).unwrap();
-        }
+            Some(Wire::Responses(responses))
+        });
         seen
     }
 
@@ -376,10 +361,7 @@ mod tests {
         std::thread::scope(|scope| {
             let fake = scope.spawn(|| leader(node, answer));
             let outcome = run(load, &mut |_, _| {}).unwrap();
-            UdpSocket::bind("127.0.0.1:0")
-                .unwrap()
-                .send_to(b"stop", address)
-                .unwrap();
+            stand_in::stop(address);
             (outcome, fake.join().unwrap())
         })
     }

@@ -1,5 +1,7 @@
 //! The key-value service's client library: a blocking UDP client that finds the leader, retries
-//! with backoff, and says whether a failed write is known not to have happened.
+//! with backoff, and says whether a failed write is known not to have happened; the same protocol
+//! without I/O ([`Session`]) for other drivers; many sessions on one socket ([`Multiplexer`]);
+//! and the closed-loop load generator ([`load`]).
 //!
 //! ```no_run
 //! use balsa::client::{CasOutcome, Client, ClientOptions};
@@ -59,7 +61,8 @@
 //!   all on one socket, their ready requests batched into one datagram per node;
 //! - `load.rs`: [`load`], closed-loop write load on multiplexers (`balsa bench`, the
 //!   `commit_latency` benchmark);
-//! - `datagram.rs`: framing requests and answers, shared by the drivers.
+//! - `datagram.rs`: framing requests and answers, shared by the drivers;
+//! - `stand_in.rs` (tests only): a stand-in node on a UDP socket.
 
 use std::fmt;
 use std::io;
@@ -76,6 +79,8 @@ mod datagram;
 pub mod load;
 pub mod multiplexer;
 pub mod session;
+#[cfg(test)]
+mod stand_in;
 
 pub use blocking::Client;
 pub use multiplexer::{Finished, Multiplexer, Sockets};

@@ -23,7 +23,9 @@ use balsa_net::{CLIENT_ID, Codec};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
-use super::datagram::{decode_responses, encode_batch, encode_request};
+use super::datagram::{
+    ReceiveFailure, decode_responses, encode_batch, encode_request, receive_failure,
+};
 use super::session::{Completed, Operation, Session};
 use super::{ClientError, ClientOptions, bind_address, clock, random_client_id};
 use crate::runtime::wire::Request;
@@ -275,26 +277,11 @@ impl Multiplexer {
         loop {
             let (len, from) = match self.sockets[token].recv_from(&mut self.buffer) {
                 Ok(received) => received,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                // An ICMP "port unreachable" from an earlier send (that node is down, which the
-                // attempt timeout handles), or a signal: read on. Anything else would come back
-                // at every read.
-                Err(error)
-                    if matches!(
-                        error.kind(),
-                        io::ErrorKind::ConnectionRefused
-                            | io::ErrorKind::ConnectionReset
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue;
-                }
-                Err(source) => {
-                    return Err(ClientError::Io {
-                        op: "receiving",
-                        source,
-                    });
-                }
+                Err(error) => match receive_failure(error) {
+                    ReceiveFailure::NothingWaiting => return Ok(()),
+                    ReceiveFailure::ReadOn => continue,
+                    ReceiveFailure::Failed(error) => return Err(error),
+                },
             };
             let now = self.now();
             let stride = self.sessions.len() as u64;
@@ -318,39 +305,9 @@ impl Multiplexer {
 mod tests {
     use super::*;
     use crate::client::session::Reply;
+    use crate::client::stand_in;
     use crate::kv::{Answer, Query};
     use crate::runtime::wire::{RequestBody, Response, ResponseBody, Wire};
-    use balsa_net::{DEFAULT_DATAGRAM_LIMIT, Kind};
-
-    /// A stand-in node on `socket`: gives the requests of each datagram to `answer` and sends
-    /// back what it returns (`None`: nothing), until a datagram that does not decode (a test's
-    /// `b"stop"`) arrives. Returns, per datagram, its sender and its requests' ids.
-    fn fake_node(
-        socket: &std::net::UdpSocket,
-        mut answer: impl FnMut(&[Request]) -> Option<Wire>,
-    ) -> Vec<(SocketAddr, Vec<u64>)> {
-        let mut codec = Codec::new(1, 9, DEFAULT_DATAGRAM_LIMIT).unwrap();
-        let mut buffer = vec![0; DEFAULT_DATAGRAM_LIMIT + 1];
-        // Only so that a failing test cannot hang: every test stops its node.
-        socket
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let mut seen = Vec::new();
-        while let Ok((len, from)) = socket.recv_from(&mut buffer) {
-            let requests = match codec.decode::<Wire>(&buffer[..len]) {
-                Ok((_, Wire::Request(one))) => vec![one],
-                Ok((_, Wire::Requests(all))) => all,
-                Ok((_, other)) => panic!("not a request: {other:?}"),
-                Err(_) => break,
-            };
-            if let Some(wire) = answer(&requests) {
-                let datagram = codec.encode(Kind::Response, &wire).unwrap();
-                socket.send_to(datagram, from).unwrap();
-            }
-            seen.push((from, requests.iter().map(|r| r.id).collect()));
-        }
-        seen
-    }
 
     fn key_of(request: &Request) -> Vec<u8> {
         let RequestBody::Query { data, .. } = &request.body else {
@@ -381,23 +338,47 @@ mod tests {
         }
     }
 
-    /// Starts a get of `key-<k>` on every session and turns until all ended: what each got.
-    fn get_on_every_session(mux: &mut Multiplexer) -> Vec<(usize, Reply)> {
-        for k in 0..mux.len() {
-            mux.start(k, get(&format!("key-{k}"))).unwrap();
-        }
-        let mut finished = Vec::new();
-        while mux.is_busy() {
-            mux.turn(&mut finished).unwrap();
-        }
+    /// A datagram the stand-in node received: its sender and its requests' ids.
+    type Datagram = (SocketAddr, Vec<u64>);
+
+    /// A multiplexer of `count` sessions laid out as `layout`, against a stand-in node that
+    /// answers as `answer` says: starts a get of `key-<k>` on every session `k` and turns until
+    /// all ended. Returns what each session got, and the node's datagrams: their senders and
+    /// their requests' ids.
+    fn gets_against_stand_in(
+        count: usize,
+        layout: Sockets,
+        options: &ClientOptions,
+        answer: impl FnMut(&[Request]) -> Option<Wire> + Send,
+    ) -> (Vec<(usize, Reply)>, Vec<Datagram>) {
+        let node = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let address = node.local_addr().unwrap();
+        let mut mux = Multiplexer::new(&[address], options, count, layout).unwrap();
+        let (finished, seen) = std::thread::scope(|scope| {
+            let fake = scope.spawn(|| stand_in::serve(&node, answer));
+            for k in 0..count {
+                mux.start(k, get(&format!("key-{k}"))).unwrap();
+            }
+            let mut finished = Vec::new();
+            while mux.is_busy() {
+                mux.turn(&mut finished).unwrap();
+            }
+            stand_in::stop(address);
+            (finished, fake.join().unwrap())
+        });
         let mut replies: Vec<(usize, Reply)> = finished
             .into_iter()
             .map(|f| (f.session, f.completed.result.unwrap()))
             .collect();
         replies.sort_by_key(|(session, _)| *session);
-        replies
+        let ids = |requests: Vec<Request>| requests.iter().map(|r| r.id).collect();
+        let seen = seen
+            .into_iter()
+            .map(|(from, requests)| (from, ids(requests)));
+        (replies, seen.collect())
     }
 
+    /// What every session of `count` should get: the value of its own key.
     fn own_keys(count: usize) -> Vec<(usize, Reply)> {
         (0..count)
             .map(|k| {
@@ -407,94 +388,64 @@ mod tests {
             .collect()
     }
 
-    fn stop(node: SocketAddr) {
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.send_to(b"stop", node).unwrap();
-    }
-
     /// Shared: the four requests ready at one turn leave in one datagram; the node's answers,
     /// in one datagram in another order and with a stranger's among them, reach their sessions.
     #[test]
     fn shared_sessions_batch_their_requests_and_each_gets_its_own_answer() {
-        let node = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let address = node.local_addr().unwrap();
         let options = ClientOptions::default();
-        let mut mux = Multiplexer::new(&[address], &options, 4, Sockets::Shared).unwrap();
-        std::thread::scope(|scope| {
-            let fake = scope.spawn(|| {
-                fake_node(&node, |requests| {
-                    let stranger = Response {
-                        id: u64::MAX,
-                        body: ResponseBody::Error {
-                            message: "not an answer to this client".into(),
-                        },
-                    };
-                    let answers = requests.iter().rev().map(|r| echo_key(r, r.id));
-                    Some(Wire::Responses(
-                        std::iter::once(stranger).chain(answers).collect(),
-                    ))
-                })
-            });
-            assert_eq!(get_on_every_session(&mut mux), own_keys(4));
-            stop(address);
-            let seen = fake.join().unwrap();
-            assert_eq!(seen.len(), 1, "one datagram: {seen:?}");
-            assert_eq!(seen[0].1, vec![0, 1, 2, 3], "session k's first id is k");
+        let (replies, seen) = gets_against_stand_in(4, Sockets::Shared, &options, |requests| {
+            let stranger = Response {
+                id: u64::MAX,
+                body: ResponseBody::Error {
+                    message: "not an answer to this client".into(),
+                },
+            };
+            let answers = requests.iter().rev().map(|r| echo_key(r, r.id));
+            Some(Wire::Responses(
+                std::iter::once(stranger).chain(answers).collect(),
+            ))
         });
+        assert_eq!(replies, own_keys(4));
+        assert_eq!(seen.len(), 1, "one datagram: {seen:?}");
+        assert_eq!(seen[0].1, vec![0, 1, 2, 3], "session k's first id is k");
     }
 
     /// PerClient: each session sends its request alone, from its own socket.
     #[test]
     fn per_client_sessions_send_alone_from_their_own_sockets() {
-        let node = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let address = node.local_addr().unwrap();
         let options = ClientOptions::default();
-        let mut mux = Multiplexer::new(&[address], &options, 3, Sockets::PerClient).unwrap();
-        std::thread::scope(|scope| {
-            let fake = scope.spawn(|| {
-                fake_node(&node, |requests| {
-                    assert_eq!(requests.len(), 1);
-                    Some(Wire::Response(echo_key(&requests[0], requests[0].id)))
-                })
-            });
-            assert_eq!(get_on_every_session(&mut mux), own_keys(3));
-            stop(address);
-            let seen = fake.join().unwrap();
-            let senders: std::collections::BTreeSet<SocketAddr> =
-                seen.iter().map(|(from, _)| *from).collect();
-            assert_eq!((seen.len(), senders.len()), (3, 3), "{seen:?}");
+        let (replies, seen) = gets_against_stand_in(3, Sockets::PerClient, &options, |requests| {
+            let [request] = requests else {
+                panic!("batched: {requests:?}");
+            };
+            Some(Wire::Response(echo_key(request, request.id)))
         });
+        assert_eq!(replies, own_keys(3));
+        let senders: std::collections::BTreeSet<SocketAddr> =
+            seen.iter().map(|(from, _)| *from).collect();
+        assert_eq!((seen.len(), senders.len()), (3, 3), "{seen:?}");
     }
 
     /// Shared: the first datagram is lost; each session's retry is answered with the answer to
     /// its first attempt, which each accepts as its own while the other's is still pending.
     #[test]
     fn answers_to_earlier_attempts_reach_their_sessions_on_a_shared_socket() {
-        let node = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let address = node.local_addr().unwrap();
         let options = ClientOptions {
             attempt_timeout: Duration::from_millis(20),
             ..ClientOptions::default()
         };
-        let mut mux = Multiplexer::new(&[address], &options, 2, Sockets::Shared).unwrap();
-        std::thread::scope(|scope| {
-            let fake = scope.spawn(|| {
-                let mut first = true;
-                fake_node(&node, |requests| {
-                    if std::mem::replace(&mut first, false) {
-                        return None;
-                    }
-                    // Two sessions: a session's attempt before id `r` is `r - 2`.
-                    let answers = requests.iter().map(|r| echo_key(r, r.id - 2)).collect();
-                    Some(Wire::Responses(answers))
-                })
-            });
-            assert_eq!(get_on_every_session(&mut mux), own_keys(2));
-            stop(address);
-            let seen = fake.join().unwrap();
-            assert_eq!(seen[0].1, vec![0, 1], "{seen:?}");
-            assert!(seen.len() >= 2, "{seen:?}");
+        let mut first = true;
+        let (replies, seen) = gets_against_stand_in(2, Sockets::Shared, &options, |requests| {
+            if std::mem::replace(&mut first, false) {
+                return None;
+            }
+            // Two sessions: a session's attempt before id `r` is `r - 2`.
+            let answers = requests.iter().map(|r| echo_key(r, r.id - 2)).collect();
+            Some(Wire::Responses(answers))
         });
+        assert_eq!(replies, own_keys(2));
+        assert_eq!(seen[0].1, vec![0, 1], "{seen:?}");
+        assert!(seen.len() >= 2, "{seen:?}");
     }
 
     #[test]

@@ -117,6 +117,8 @@ pub struct Session {
     client_id: u64,
     /// The seq of the next write.
     next_seq: u64,
+    /// The seq of the last write started (0: none yet).
+    last_write_seq: u64,
     /// The id of the next attempt; ids go up by `request_id_stride`.
     next_request_id: u64,
     request_id_stride: u64,
@@ -228,6 +230,7 @@ impl Session {
             },
             client_id,
             next_seq: 1,
+            last_write_seq: 0,
             next_request_id: 1,
             request_id_stride: 1,
             leader: None,
@@ -307,6 +310,8 @@ impl Session {
                     op,
                 };
                 command.check_limits()?;
+                assert!(seq > self.last_write_seq, "a write's seq never repeats");
+                self.last_write_seq = seq;
                 self.next_seq += 1;
                 let data = command.encode();
                 (
