@@ -124,12 +124,13 @@ pub fn run(load: &Load, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, C
         let mux = Multiplexer::new(&load.endpoints, &load.options, count, load.sockets)?;
         workers.push(Worker {
             mux,
-            clients,
-            value: &value,
-            latencies_us: Vec::new(),
-            errors: 0,
-            first_error: None,
-            finished: Vec::new(),
+            tally: Tally {
+                clients,
+                value: &value,
+                latencies_us: Vec::new(),
+                errors: 0,
+                first_error: None,
+            },
         });
     }
     let done = AtomicU64::new(0);
@@ -150,11 +151,12 @@ pub fn run(load: &Load, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, C
                 warmed?;
                 worker.run_phase(Some(done))?;
                 let _ = finished.send(clock());
+                let tally = &mut worker.tally;
                 let mut merged = merged.lock().expect("no worker panics holding the lock");
-                merged.0.append(&mut worker.latencies_us);
-                merged.1 += worker.errors;
+                merged.0.append(&mut tally.latencies_us);
+                merged.1 += tally.errors;
                 if merged.2.is_none() {
-                    merged.2 = worker.first_error.take();
+                    merged.2 = tally.first_error.take();
                 }
                 Ok(())
             }));
@@ -210,34 +212,43 @@ struct LoadClient {
 /// One thread's clients: client `k` is session `k` of the multiplexer.
 struct Worker<'a> {
     mux: Multiplexer,
+    tally: Tally<'a>,
+}
+
+/// What a thread's clients have left to do and what they measured.
+struct Tally<'a> {
     clients: Vec<LoadClient>,
     value: &'a [u8],
     latencies_us: Vec<u64>,
     errors: u64,
     first_error: Option<String>,
-    /// The last turn's ended writes (kept to reuse its buffer).
-    finished: Vec<Finished>,
 }
 
 impl Worker<'_> {
     /// Runs every client's writes of one phase (measured when `done` is given) to the end.
     fn run_phase(&mut self, done: Option<&AtomicU64>) -> Result<(), ClientError> {
         let measuring = done.is_some();
-        for client in 0..self.clients.len() {
-            self.next_write(client, measuring);
-        }
-        let mut finished = std::mem::take(&mut self.finished);
-        while self.mux.is_busy() {
-            self.mux.turn(&mut finished)?;
-            for Finished { session, completed } in finished.drain(..) {
-                self.record(session, completed, done);
-                self.next_write(session, measuring);
+        let Worker { mux, tally } = self;
+        for client in 0..tally.clients.len() {
+            while let Some(write) = tally.next_write(client, measuring) {
+                match mux.start(client, write) {
+                    Ok(()) => break,
+                    Err(error) => tally.fail(client, error.to_string()),
+                }
             }
         }
-        self.finished = finished;
+        // Each write that ends is counted, and the client's next starts at once.
+        while mux.is_busy() {
+            mux.turn(&mut |Finished { session, completed }| {
+                tally.record(session, completed, done);
+                tally.next_write(session, measuring)
+            })?;
+        }
         Ok(())
     }
+}
 
+impl Tally<'_> {
     /// Counts client `client`'s ended write: its latency if it succeeded (and is measured), a
     /// failure if not.
     fn record(&mut self, client: usize, completed: Completed, done: Option<&AtomicU64>) {
@@ -261,37 +272,29 @@ impl Worker<'_> {
         self.clients[client].failures_in_a_row += 1;
     }
 
-    /// Starts client `client`'s next write of this phase, if it has one left and has not given
-    /// up.
-    fn next_write(&mut self, client: usize, measuring: bool) {
-        loop {
-            let state = &mut self.clients[client];
-            let left = if measuring {
-                &mut state.measured_left
-            } else {
-                &mut state.warmup_left
-            };
-            if *left == 0 || state.failures_in_a_row >= GIVE_UP_AFTER {
-                return;
-            }
-            *left -= 1;
-            // Keys cycle with the writes started before this one.
-            let key = format!(
-                "bench-{}-{}",
-                state.index,
-                state.writes_started % KEYS_PER_CLIENT
-            );
-            state.writes_started += 1;
-            let op = Op::Put {
-                key: key.into_bytes(),
-                value: self.value.to_vec(),
-            };
-            match self.mux.start(client, Operation::Write(op)) {
-                Ok(()) => return,
-                // Refused before sending (a value over the limit): a failed write; the next.
-                Err(error) => self.fail(client, error.to_string()),
-            }
+    /// Client `client`'s next write of this phase, if it has one left and has not given up.
+    fn next_write(&mut self, client: usize, measuring: bool) -> Option<Operation> {
+        let state = &mut self.clients[client];
+        let left = if measuring {
+            &mut state.measured_left
+        } else {
+            &mut state.warmup_left
+        };
+        if *left == 0 || state.failures_in_a_row >= GIVE_UP_AFTER {
+            return None;
         }
+        *left -= 1;
+        // Keys cycle with the writes started before this one.
+        let key = format!(
+            "bench-{}-{}",
+            state.index,
+            state.writes_started % KEYS_PER_CLIENT
+        );
+        state.writes_started += 1;
+        Some(Operation::Write(Op::Put {
+            key: key.into_bytes(),
+            value: self.value.to_vec(),
+        }))
     }
 }
 

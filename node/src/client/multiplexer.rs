@@ -10,10 +10,13 @@
 //! operation's attempts. With [`Sockets::PerClient`] session `k` has socket `k` and sends each
 //! request alone, as separate client processes would.
 //!
-//! A turn ([`Multiplexer::turn`]): send what every session has ready, wait until an answer
-//! arrives or the earliest session deadline, hand every answer received to its session, give
-//! every session the time, and report the operations that ended. The caller starts the next
-//! operations between turns, so they leave together at the next.
+//! A turn ([`Multiplexer::turn`]): give every session the time and send what is due, wait until
+//! an answer arrives or the earliest session deadline, hand every answer received to its
+//! session, and again give every session the time and send what is due. An operation that ends
+//! is handed at once to the turn's caller, which may return the session's next one: it starts
+//! then and there. With a socket per session its first attempt leaves before anything more is
+//! read (a closed loop's next write leaves as soon as the last is answered); on the shared
+//! socket it leaves at the end of the turn, batched with the others.
 
 use std::io;
 use std::net::SocketAddr;
@@ -175,71 +178,116 @@ impl Multiplexer {
         self.sessions[session].start(now, operation)
     }
 
-    /// One turn (see the module doc): appends the operations that ended to `finished`. Returns
-    /// at once when no session is busy.
+    /// One turn (see the module doc). Each operation that ends is handed to `next` at once,
+    /// which may return the session's next operation: it starts then and there (with a socket
+    /// per session its first attempt leaves before anything else is read; on the shared socket
+    /// it leaves with the turn's others). A next operation refused at its start (a key over its
+    /// limit) is handed back to `next` as ended with that error. Returns at once when no session
+    /// is busy.
     ///
     /// # Errors
     /// [`ClientError::Io`] if polling or receiving fails; the operations in progress are left
     /// as they are.
-    pub fn turn(&mut self, finished: &mut Vec<Finished>) -> Result<(), ClientError> {
+    pub fn turn(
+        &mut self,
+        next: &mut dyn FnMut(Finished) -> Option<Operation>,
+    ) -> Result<(), ClientError> {
         let now = self.now();
-        for session in &mut self.sessions {
-            session.handle_timeout(now);
+        self.act_on_time(now, next);
+        let Some(wake) = self.sessions.iter().filter_map(Session::poll_timeout).min() else {
+            return Ok(());
+        };
+        let wait = wake.saturating_sub(self.now());
+        match self.poll.poll(&mut self.events, Some(wait)) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(ClientError::Io {
+                    op: "polling",
+                    source,
+                });
+            }
+        }
+        self.readable.clear();
+        self.readable
+            .extend(self.events.iter().map(|event| event.token().0));
+        for k in 0..self.readable.len() {
+            self.receive(self.readable[k], next)?;
+        }
+        let now = self.now();
+        self.act_on_time(now, next);
+        Ok(())
+    }
+
+    /// Gives every session the time, hands on the operations that ended, and sends what is due.
+    fn act_on_time(&mut self, now: Duration, next: &mut dyn FnMut(Finished) -> Option<Operation>) {
+        for session in 0..self.sessions.len() {
+            self.sessions[session].handle_timeout(now);
+            self.settle(session, now, next);
         }
         self.transmit(now);
-        let wake = self.sessions.iter().filter_map(Session::poll_timeout).min();
-        if let Some(wake) = wake {
-            let wait = wake.saturating_sub(self.now());
-            match self.poll.poll(&mut self.events, Some(wait)) {
-                Ok(()) => {}
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    return Err(ClientError::Io {
-                        op: "polling",
-                        source,
-                    });
+        // A send that failed for good (a request too large) ended its operation.
+        for session in 0..self.sessions.len() {
+            self.settle(session, now, next);
+        }
+    }
+
+    /// If session `session`'s operation ended, hands it to `next` and starts what `next` returns
+    /// (with a socket per session, its first attempt leaves now), until `next` returns nothing or
+    /// an operation is under way.
+    fn settle(
+        &mut self,
+        session: usize,
+        now: Duration,
+        next: &mut dyn FnMut(Finished) -> Option<Operation>,
+    ) {
+        let mut ended = self.sessions[session].poll_outcome();
+        while let Some(completed) = ended.take() {
+            let Some(operation) = next(Finished { session, completed }) else {
+                return;
+            };
+            ended = match self.sessions[session].start(now, operation) {
+                Ok(()) => {
+                    if self.layout == Sockets::PerClient {
+                        self.send_alone(session, now);
+                    }
+                    self.sessions[session].poll_outcome()
                 }
-            }
-            self.readable.clear();
-            self.readable
-                .extend(self.events.iter().map(|event| event.token().0));
-            for k in 0..self.readable.len() {
-                self.receive(self.readable[k])?;
-            }
-            let now = self.now();
-            for session in &mut self.sessions {
-                session.handle_timeout(now);
+                Err(error) => Some(Completed {
+                    result: Err(error),
+                    elapsed: Duration::ZERO,
+                }),
+            };
+        }
+    }
+
+    /// With a socket per session: sends session `session`'s due attempts on its socket.
+    fn send_alone(&mut self, session: usize, now: Duration) {
+        while let Some(transmit) = self.sessions[session].poll_transmit(now) {
+            let socket = &self.sockets[session];
+            let sent = encode_request(&mut self.codec, transmit.request).and_then(|datagram| {
+                socket
+                    .send_to(datagram, transmit.to)
+                    .map_err(|source| ClientError::Io {
+                        op: "sending",
+                        source,
+                    })
+            });
+            if let Err(error) = sent {
+                self.sessions[session].handle_send_failed(now, error);
             }
         }
-        for (session, state) in self.sessions.iter_mut().enumerate() {
-            if let Some(completed) = state.poll_outcome() {
-                finished.push(Finished { session, completed });
-            }
-        }
-        Ok(())
     }
 
     /// Sends every attempt due: alone on its session's socket, or gathered and batched per node
     /// on the shared one. A send that fails is reported to the sessions it carried.
     fn transmit(&mut self, now: Duration) {
         for k in 0..self.sessions.len() {
-            while let Some(transmit) = self.sessions[k].poll_transmit(now) {
-                match self.layout {
-                    Sockets::Shared => self.outgoing.push((transmit.to, transmit.request)),
-                    Sockets::PerClient => {
-                        let sent = encode_request(&mut self.codec, transmit.request).and_then(
-                            |datagram| {
-                                self.sockets[k]
-                                    .send_to(datagram, transmit.to)
-                                    .map_err(|source| ClientError::Io {
-                                        op: "sending",
-                                        source,
-                                    })
-                            },
-                        );
-                        if let Err(error) = sent {
-                            self.sessions[k].handle_send_failed(now, error);
-                        }
+            match self.layout {
+                Sockets::PerClient => self.send_alone(k, now),
+                Sockets::Shared => {
+                    while let Some(transmit) = self.sessions[k].poll_transmit(now) {
+                        self.outgoing.push((transmit.to, transmit.request));
                     }
                 }
             }
@@ -273,7 +321,11 @@ impl Multiplexer {
 
     /// Takes every datagram waiting on socket `token` and hands each answer to the session whose
     /// attempt it answers.
-    fn receive(&mut self, token: usize) -> Result<(), ClientError> {
+    fn receive(
+        &mut self,
+        token: usize,
+        next: &mut dyn FnMut(Finished) -> Option<Operation>,
+    ) -> Result<(), ClientError> {
         loop {
             let (len, from) = match self.sockets[token].recv_from(&mut self.buffer) {
                 Ok(received) => received,
@@ -295,7 +347,9 @@ impl Multiplexer {
                 };
                 // Not this session's (a late answer to an earlier operation, a duplicate, or
                 // a stranger's id): it says so and ignores it.
-                self.sessions[session].handle_response(now, from, response);
+                if self.sessions[session].handle_response(now, from, response) {
+                    self.settle(session, now, next);
+                }
             }
         }
     }
@@ -361,7 +415,11 @@ mod tests {
             }
             let mut finished = Vec::new();
             while mux.is_busy() {
-                mux.turn(&mut finished).unwrap();
+                mux.turn(&mut |ended| {
+                    finished.push(ended);
+                    None
+                })
+                .unwrap();
             }
             stand_in::stop(address);
             (finished, fake.join().unwrap())
@@ -446,6 +504,48 @@ mod tests {
         assert_eq!(replies, own_keys(2));
         assert_eq!(seen[0].1, vec![0, 1], "{seen:?}");
         assert!(seen.len() >= 2, "{seen:?}");
+    }
+
+    /// What `next` returns starts at once, on the session whose operation ended; one refused at
+    /// its start comes back to `next` as ended with the refusal.
+    #[test]
+    fn a_turn_starts_what_next_returns_and_hands_back_a_refused_start() {
+        let node = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let address = node.local_addr().unwrap();
+        let options = ClientOptions::default();
+        let mut mux = Multiplexer::new(&[address], &options, 1, Sockets::PerClient).unwrap();
+        let oversized = "k".repeat(crate::kv::MAX_KEY_LEN + 1);
+        // Taken from the end: key-1, then a key over the limit, then key-2.
+        let mut plan = vec![get("key-2"), get(&oversized), get("key-1")];
+        let mut ended = Vec::new();
+        let seen = std::thread::scope(|scope| {
+            let fake = scope.spawn(|| {
+                stand_in::serve(&node, |requests| {
+                    Some(Wire::Response(echo_key(&requests[0], requests[0].id)))
+                })
+            });
+            mux.start(0, get("key-0")).unwrap();
+            while mux.is_busy() {
+                mux.turn(&mut |Finished { session, completed }| {
+                    assert_eq!(session, 0);
+                    ended.push(completed.result);
+                    plan.pop()
+                })
+                .unwrap();
+            }
+            stand_in::stop(address);
+            fake.join().unwrap()
+        });
+        let value = |key: &str| Reply::Read(Answer::Value(Some(key.as_bytes().to_vec())));
+        assert_eq!(ended.len(), 4, "{ended:?}");
+        assert_eq!(ended[0].as_ref().unwrap(), &value("key-0"));
+        assert_eq!(ended[1].as_ref().unwrap(), &value("key-1"));
+        assert!(
+            matches!(ended[2], Err(ClientError::TooLarge { .. })),
+            "{ended:?}"
+        );
+        assert_eq!(ended[3].as_ref().unwrap(), &value("key-2"));
+        assert_eq!(seen.len(), 3, "the refused one never left");
     }
 
     #[test]
