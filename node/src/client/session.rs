@@ -689,6 +689,18 @@ mod tests {
         assert!(session.handle_response(now, addr(from), response));
     }
 
+    /// The node at `from` answers attempt `id` at `now`: applied. Returns the write's end,
+    /// checked to be that success.
+    fn applied_at(session: &mut Session, now: Duration, from: &str, id: u64) -> Completed {
+        respond(session, now, from, id, applied(Answer::Ok));
+        let completed = session.poll_outcome().expect("an applied write ends");
+        assert_eq!(
+            completed.result.as_ref().unwrap(),
+            &Reply::Written(Answer::Ok)
+        );
+        completed
+    }
+
     fn command_of(transmit: &Transmit) -> Command {
         let RequestBody::Command { data } = &transmit.request.body else {
             panic!("not a command: {transmit:?}");
@@ -741,15 +753,7 @@ mod tests {
         let second = session.poll_transmit(ms(1)).unwrap();
         assert_eq!(second.to, addr(C));
         assert_eq!(second.request.body, first.request.body, "the same command");
-        respond(
-            &mut session,
-            ms(2),
-            C,
-            second.request.id,
-            applied(Answer::Ok),
-        );
-        let completed = session.poll_outcome().unwrap();
-        assert_eq!(completed.result.unwrap(), Reply::Written(Answer::Ok));
+        let completed = applied_at(&mut session, ms(2), C, second.request.id);
         assert_eq!(completed.elapsed, ms(2));
         // The node that applied it leads: the next operation goes there first.
         assert_eq!(session.leader(), Some(addr(C)));
@@ -814,15 +818,7 @@ mod tests {
         assert_eq!(second.to, addr(B), "an unanswered attempt moves on");
         assert!(second.request.id > first.request.id);
         // The first attempt was applied after all; its answer comes late, from A.
-        respond(
-            &mut session,
-            ms(310),
-            A,
-            first.request.id,
-            applied(Answer::Ok),
-        );
-        let completed = session.poll_outcome().unwrap();
-        assert_eq!(completed.result.unwrap(), Reply::Written(Answer::Ok));
+        applied_at(&mut session, ms(310), A, first.request.id);
         assert_eq!(session.leader(), Some(addr(A)));
         // The second attempt's answer, arriving after the end, is no one's.
         let late = Response {
@@ -941,14 +937,7 @@ mod tests {
         let first = session.poll_transmit(ms(0)).unwrap();
         session.handle_timeout(ms(300));
         let retry = session.poll_transmit(ms(300)).unwrap();
-        respond(
-            &mut session,
-            ms(301),
-            B,
-            retry.request.id,
-            applied(Answer::Ok),
-        );
-        session.poll_outcome().unwrap().result.unwrap();
+        applied_at(&mut session, ms(301), B, retry.request.id);
         session.start(ms(302), put()).unwrap();
         let stale = Response {
             id: first.request.id,
@@ -981,14 +970,7 @@ mod tests {
         let mut session = session();
         session.start(ms(0), put()).unwrap();
         let first = session.poll_transmit(ms(0)).unwrap();
-        respond(
-            &mut session,
-            ms(1),
-            A,
-            first.request.id,
-            applied(Answer::Ok),
-        );
-        session.poll_outcome().unwrap();
+        applied_at(&mut session, ms(1), A, first.request.id);
         assert_eq!(session.leader(), Some(addr(A)));
         session.start(ms(2), put()).unwrap();
         assert_eq!(session.poll_transmit(ms(2)).unwrap().to, addr(A));
