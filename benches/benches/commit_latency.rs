@@ -46,6 +46,7 @@ use std::{io, path::Path, path::PathBuf, time::Duration, time::Instant};
 
 use balsa::NodeConfig;
 use balsa::client::ClientOptions;
+use balsa::client::load::{self, Load, Outcome, Sockets};
 use balsa::runtime::wire::StatusReport;
 use balsa::wal::WritePath;
 use balsa_benches::{
@@ -55,9 +56,9 @@ use balsa_benches::{
         measure_fdatasync_floor, measure_quorum_fdatasync, measure_staggered_commit_sync,
         measure_thread_handoff, measure_udp_rtt,
     },
-    load::{self, Load, Outcome, Sockets},
-    report,
+    report, us_histogram,
 };
+use hdrhistogram::Histogram;
 
 /// Floor samples per measurement.
 const FLOOR_ITERATIONS: usize = 2000;
@@ -305,7 +306,7 @@ fn main() -> Result<(), String> {
     let default_name = format!("{default_path:?}").to_lowercase();
     let other_name = format!("{other_path:?}").to_lowercase();
     // The last column compares a durable run with the bare commit of its write path.
-    for (name, bare_us, (sockets, outcome)) in durable
+    for (name, bare_us, (sockets, run)) in durable
         .iter()
         .map(|o| (default_name.as_str(), mean.bare_commit_us(default_path), o))
         .chain(
@@ -319,20 +320,20 @@ fn main() -> Result<(), String> {
             "{:<42} {:>7.0} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7.2} {:>7.2} {:>7}",
             format!(
                 "{name}, {} client(s){}",
-                outcome.clients,
+                run.outcome.clients,
                 shared_label(*sockets)
             ),
-            outcome.ops_per_sec(),
-            outcome.us_at(0.5),
-            outcome.us_at(0.9),
-            outcome.us_at(0.99),
-            outcome.us_at(0.999),
-            outcome.latency_us.max(),
-            outcome.us_at(0.5) as f64 / floor_us,
-            outcome.us_at(0.99) as f64 / floor_us,
+            run.outcome.ops_per_sec(),
+            run.us_at(0.5),
+            run.us_at(0.9),
+            run.us_at(0.99),
+            run.us_at(0.999),
+            run.latency_us.max(),
+            run.us_at(0.5) as f64 / floor_us,
+            run.us_at(0.99) as f64 / floor_us,
             bare_us.map_or_else(
                 || "-".to_owned(),
-                |bare_us| format!("{:.2}", outcome.us_at(0.5) as f64 / bare_us)
+                |bare_us| format!("{:.2}", run.us_at(0.5) as f64 / bare_us)
             ),
         );
     }
@@ -346,8 +347,8 @@ fn main() -> Result<(), String> {
         durable
             .iter()
             .filter(|(sockets, _)| *sockets == wanted)
-            .max_by_key(|(_, outcome)| outcome.clients)
-            .map(|(_, outcome)| outcome)
+            .max_by_key(|(_, run)| run.outcome.clients)
+            .map(|(_, run)| run)
     };
     println!("\ntargets (durable, the default write path: {default_name}):");
     verdict(
@@ -375,15 +376,16 @@ fn main() -> Result<(), String> {
         after.p99_us.bare_commit / floor_us,
     );
     for sockets in [Sockets::Shared, Sockets::PerClient] {
-        let Some(many) = most(sockets).filter(|many| many.clients > one.clients) else {
+        let Some(many) = most(sockets).filter(|many| many.outcome.clients > one.outcome.clients)
+        else {
             continue;
         };
-        let scaling = many.ops_per_sec() / one.ops_per_sec();
+        let scaling = many.outcome.ops_per_sec() / one.outcome.ops_per_sec();
         println!(
             "  {} clients{} / {} client throughput >= 20: {scaling:.1} ({})",
-            many.clients,
+            many.outcome.clients,
             shared_label(sockets),
-            one.clients,
+            one.outcome.clients,
             if scaling >= 20.0 { "met" } else { "MISSED" }
         );
     }
@@ -412,7 +414,7 @@ fn run_cluster(
     write_path: WritePath,
     ops: u64,
     runs: &[(usize, Sockets)],
-) -> Result<Vec<(Sockets, Outcome)>, String> {
+) -> Result<Vec<(Sockets, Run)>, String> {
     let cluster = LocalCluster::start_configured(3, dir, &mut |config| {
         config.sync = sync;
         config.wal.write_path = write_path;
@@ -446,7 +448,8 @@ fn run_cluster(
         let ticks = report::cpu_ticks();
         let outcome = load::run(&load, &mut |done, total| {
             println!("  … {done}/{total}");
-        })?;
+        })
+        .map_err(|error| error.to_string())?;
         let steal = report::steal_between(ticks, report::cpu_ticks());
         if outcome.errors > 0 {
             return Err(format!(
@@ -462,6 +465,7 @@ fn run_cluster(
             ));
         }
         let after = cluster.reports()?;
+        let run = Run::from(outcome);
         println!(
             "{} {count} client(s){}: {:.0} writes/s, p50 {} µs, p99 {} µs; {}; CPU stolen by \
              the host {steal}",
@@ -471,12 +475,12 @@ fn run_cluster(
                 "no fsync".to_owned()
             },
             shared_label(sockets),
-            outcome.ops_per_sec(),
-            outcome.us_at(0.5),
-            outcome.us_at(0.99),
+            run.outcome.ops_per_sec(),
+            run.us_at(0.5),
+            run.us_at(0.99),
             batching(&before, &after, leadership.leader)
         );
-        outcomes.push((sockets, outcome));
+        outcomes.push((sockets, run));
     }
     cluster.shutdown()?;
     Ok(outcomes)
@@ -503,6 +507,29 @@ fn batching(before: &[StatusReport], after: &[StatusReport], leader: u64) -> Str
         entries / follower_syncs,
         datagrams / entries
     )
+}
+
+/// One load run: what the load generator returned, and its latencies as a histogram.
+struct Run {
+    outcome: Outcome,
+    latency_us: Histogram<u64>,
+}
+
+impl From<Outcome> for Run {
+    fn from(outcome: Outcome) -> Run {
+        let latency_us = us_histogram(&outcome.latencies_us);
+        Run {
+            outcome,
+            latency_us,
+        }
+    }
+}
+
+impl Run {
+    /// The latency at `quantile` (0.0–1.0), in microseconds.
+    fn us_at(&self, quantile: f64) -> u64 {
+        self.latency_us.value_at_quantile(quantile)
+    }
 }
 
 fn shared_label(sockets: Sockets) -> &'static str {

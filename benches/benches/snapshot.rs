@@ -26,13 +26,9 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use balsa::client::load::{self, KEYS_PER_CLIENT, Load, Sockets};
 use balsa::client::{Client, ClientOptions};
-use balsa_benches::{
-    cluster::LocalCluster,
-    floor::measure_udp_rtt,
-    load::{self, KEYS_PER_CLIENT, Load, Sockets},
-    report,
-};
+use balsa_benches::{cluster::LocalCluster, floor::measure_udp_rtt, report};
 
 /// Value size of the writes that build the state.
 const VALUE_BYTES: usize = 16 << 10;
@@ -77,7 +73,8 @@ fn main() -> Result<(), String> {
     let built = Instant::now();
     let outcome = load::run(&load, &mut |done, total| {
         print!("\r  writing {done}/{total}")
-    })?;
+    })
+    .map_err(|error| error.to_string())?;
     println!(
         "\rstate: {} writes of {VALUE_BYTES} B in {:.1} s ({:.1} MB/s)",
         outcome.ops,

@@ -16,7 +16,6 @@ pub mod bare_commit;
 pub mod cluster;
 pub mod concurrent;
 pub mod floor;
-pub mod load;
 pub mod report;
 pub mod wal;
 
@@ -27,6 +26,17 @@ pub const WARMUP: usize = 200;
 #[must_use]
 pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("constant bounds are valid")
+}
+
+/// A histogram of microsecond samples (the load generator's latencies,
+/// `balsa::client::load::Outcome::latencies_us`): 1 µs to 60 s, three significant figures.
+#[must_use]
+pub fn us_histogram(samples_us: &[u64]) -> Histogram<u64> {
+    let mut hist = Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid");
+    for &us in samples_us {
+        hist.saturating_record(us);
+    }
+    hist
 }
 
 /// Runs `step` `warmup` times untimed, then `iterations` times, recording each call's wall time

@@ -1,5 +1,6 @@
 //! `balsa bench`: closed-loop write load against a running cluster, with the latency
-//! distribution as users measure it (see `balsa_benches::load` for the loop itself).
+//! distribution as users measure it (see `balsa::client::load` for the loop itself, and
+//! `bench/figures.rs` for the histogram made of its samples).
 //!
 //! Output: a progress line on stderr about once a second; then on stdout either a short table
 //! (throughput and p50 / p90 / p99 / p99.9 / max in µs) or, with `--json`, one JSON object with
@@ -14,9 +15,12 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use balsa::client::ClientOptions;
-use balsa_benches::load::{self, Load, Sockets};
+use balsa::client::load::{self, Load, Sockets};
 
 use crate::args::BenchArgs;
+use figures::{Figures, write_hgrm};
+
+mod figures;
 
 /// Runs `balsa bench`.
 #[allow(
@@ -42,7 +46,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
         eprint!("\rbalsa bench: {done}/{total} writes");
         let _ = std::io::stderr().flush();
     };
-    let outcome = match load::run(&load, &mut progress) {
+    let outcome = match load::run(&load, &mut progress).map(Figures::from) {
         Ok(outcome) => outcome,
         Err(error) => {
             eprintln!("balsa bench: {error}");
@@ -76,7 +80,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
     }
     if let Some(path) = &args.hgrm {
         let written = std::fs::File::create(path).and_then(|mut file| {
-            load::write_hgrm(&outcome.latency_us, &mut file)?;
+            write_hgrm(&outcome.latency_us, &mut file)?;
             file.sync_all()
         });
         if let Err(error) = written {

@@ -1,0 +1,300 @@
+//! The key-value service's client library: a blocking UDP client that finds the leader, retries
+//! with backoff, and says whether a failed write is known not to have happened; the same protocol
+//! without I/O ([`Session`]) for other drivers; many sessions on one socket ([`Multiplexer`]);
+//! and the closed-loop load generator ([`load`]).
+//!
+//! ```no_run
+//! use balsa::client::{CasOutcome, Client, ClientOptions};
+//!
+//! # fn main() -> Result<(), balsa::client::ClientError> {
+//! let endpoints = vec!["127.0.0.1:7001".parse().unwrap(), "127.0.0.1:7002".parse().unwrap()];
+//! let mut client = Client::new(endpoints, ClientOptions::default())?;
+//! client.put(b"colour", b"blue")?;
+//! assert_eq!(client.get(b"colour", false)?, Some(b"blue".to_vec()));
+//! match client.cas(b"colour", Some(b"blue"), b"green")? {
+//!     CasOutcome::Swapped => println!("now green"),
+//!     CasOutcome::Mismatch { current } => println!("it was {current:?}"),
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # How a request travels
+//!
+//! One UDP socket, one request outstanding at a time. A request goes to the node believed to
+//! lead (at first, the first endpoint). A node that does not lead answers `NotLeader` with the
+//! leader's address when it knows it: the client goes there at once; without a hint it waits a
+//! backoff (20 ms, doubling, at most 500 ms) and tries the next endpoint. A node that does not
+//! answer within the attempt timeout (300 ms) is left for the next endpoint. A follower that knows
+//! the leader forwards writes itself, and the leader answers the client directly, from its own
+//! address: the client remembers that address as the leader.
+//!
+//! Every attempt carries a fresh request id; an answer to any attempt of the operation in
+//! progress is accepted (the first attempt may be the one that got applied), answers to earlier
+//! operations and datagrams that do not decode are ignored.
+//!
+//! # Writes are applied once
+//!
+//! Each write is a [`Command`](crate::kv::Command) carrying `(client_id, seq)`: `client_id` is chosen at random per
+//! `Client`, `seq` grows by one per write and stays the same across the retries of one write. The
+//! service's session table applies a `(client_id, seq)` once and answers a retry with the first
+//! answer.
+//!
+//! # Errors: definitely failed or outcome unknown
+//!
+//! [`ClientError::Timeout`] means some attempt went unanswered: a write may or may not have been
+//! applied (outcome unknown). [`ClientError::Unavailable`] means every attempt was refused
+//! (no leader, or no node reachable): the write was not applied. [`ClientError::TooLarge`] and
+//! [`ClientError::Rejected`] are definite refusals too. [`ClientError::outcome_unknown`] tells
+//! them apart.
+//!
+//! Invariants: at most one request outstanding per client (methods take `&mut self`); a write's
+//! `seq` never changes between its attempts and never repeats across writes; no operation takes
+//! longer than [`ClientOptions::timeout`] plus one backoff step.
+//!
+//! # Where the protocol lives
+//!
+//! Once, in [`Session`] (`session.rs`): sans-IO, it takes the time and the answers and says what
+//! to send where and when it next needs waking. Everything else drives sessions:
+//!
+//! - `blocking.rs`: [`Client`], one session over its own blocking `UdpSocket`;
+//! - `multiplexer.rs`: [`Multiplexer`], many sessions on one `mio` poll, with a socket each or
+//!   all on one socket, their ready requests batched into one datagram per node;
+//! - `load.rs`: [`load`], closed-loop write load on multiplexers (`balsa bench`, the
+//!   `commit_latency` benchmark);
+//! - `datagram.rs`: framing requests and answers, shared by the drivers;
+//! - `stand_in.rs` (tests only): a stand-in node on a UDP socket.
+
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use balsa_net::DEFAULT_DATAGRAM_LIMIT;
+
+use crate::kv::LimitExceeded;
+
+mod blocking;
+mod datagram;
+pub mod load;
+pub mod multiplexer;
+pub mod session;
+#[cfg(test)]
+mod stand_in;
+
+pub use blocking::Client;
+pub use multiplexer::{Finished, Multiplexer, Sockets};
+pub use session::{Completed, Operation, Reply, Session, Transmit};
+
+/// How a [`Client`] waits and retries.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// The longest one operation may take, retries included. Default 5 s.
+    pub timeout: Duration,
+    /// How long one attempt waits for an answer before trying the next endpoint. Default 300 ms.
+    pub attempt_timeout: Duration,
+    /// The first wait after "no leader". Default 20 ms.
+    pub backoff_start: Duration,
+    /// The longest wait between attempts (the backoff doubles up to it). Default 500 ms.
+    pub backoff_max: Duration,
+    /// The cluster's id: nodes drop datagrams of other clusters. Default 1.
+    pub cluster_id: u64,
+    /// The largest datagram sent or accepted. Default 65,000, as the nodes'.
+    pub datagram_limit: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            timeout: Duration::from_secs(5),
+            attempt_timeout: Duration::from_millis(300),
+            backoff_start: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(500),
+            cluster_id: 1,
+            datagram_limit: DEFAULT_DATAGRAM_LIMIT,
+        }
+    }
+}
+
+/// What went wrong with an operation.
+#[derive(Debug)]
+pub enum ClientError {
+    /// Every attempt was refused (no leader known, or no node reachable) until the timeout: the
+    /// operation definitely did not take effect.
+    Unavailable {
+        /// The last refusal.
+        reason: String,
+    },
+    /// Some attempt went unanswered until the timeout: a write may or may not have been applied
+    /// (outcome unknown).
+    Timeout {
+        /// How long the operation tried.
+        waited: Duration,
+    },
+    /// The request does not fit (a key or value over its limit, or the datagram over the
+    /// limit). Nothing was applied.
+    TooLarge {
+        /// Its size in bytes.
+        size: u64,
+        /// The largest allowed.
+        max: u64,
+    },
+    /// The service refused the request without effect.
+    Rejected {
+        /// Why, as the service said.
+        reason: String,
+    },
+    /// The client's socket failed.
+    Io {
+        /// What the client was doing.
+        op: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The service answered something that makes no sense for the request.
+    Protocol {
+        /// What.
+        reason: String,
+    },
+    /// The client cannot be set up this way (no endpoints, mixed address families, bad limits).
+    Config {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl From<LimitExceeded> for ClientError {
+    /// A key or value over its limit: refused before anything is sent.
+    fn from(limit: LimitExceeded) -> ClientError {
+        ClientError::TooLarge {
+            size: limit.len,
+            max: limit.max as u64,
+        }
+    }
+}
+
+impl ClientError {
+    /// True when a write that failed this way may nevertheless have been applied.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, ClientError::Timeout { .. })
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Unavailable { reason } => {
+                write!(f, "cluster unavailable ({reason}); nothing was applied")
+            }
+            ClientError::Timeout { waited } => write!(
+                f,
+                "no answer within {} ms; the outcome is unknown (a write may or may not have been \
+                 applied)",
+                waited.as_millis()
+            ),
+            ClientError::TooLarge { size, max } => {
+                write!(f, "request of {size} bytes is too large (at most {max})")
+            }
+            ClientError::Rejected { reason } => write!(f, "rejected: {reason}"),
+            ClientError::Io { op, source } => write!(f, "{op}: {source}"),
+            ClientError::Protocol { reason } => write!(f, "protocol error: {reason}"),
+            ClientError::Config { reason } => write!(f, "bad client configuration: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClientError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// What a compare-and-swap did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CasOutcome {
+    /// The key held the expected value (or was absent, as expected) and now holds the new one.
+    Swapped,
+    /// The key did not hold the expected value; nothing changed.
+    Mismatch {
+        /// What it held (`None`: absent).
+        current: Option<Vec<u8>>,
+    },
+}
+
+/// A [`ClientError::Protocol`] saying `reason`.
+pub(crate) fn protocol(reason: String) -> ClientError {
+    ClientError::Protocol { reason }
+}
+
+/// The clock every driver of sessions reads (a session itself reads none).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the client's drivers wait on wall-clock deadlines; they are not part of the Raft core"
+)]
+pub(crate) fn clock() -> Instant {
+    Instant::now()
+}
+
+/// The address a client socket talking to `endpoints` binds: any port, in the endpoints' address
+/// family, on loopback when every endpoint is on loopback. [`Client::new`] binds its socket here;
+/// so does anything else that speaks the client protocol on sockets of its own.
+///
+/// # Errors
+/// [`ClientError::Config`] for no endpoints, or endpoints of both address families.
+pub fn bind_address(endpoints: &[SocketAddr]) -> Result<SocketAddr, ClientError> {
+    let Some(first) = endpoints.first() else {
+        return Err(ClientError::Config {
+            reason: "no endpoints".into(),
+        });
+    };
+    if endpoints.iter().any(|e| e.is_ipv4() != first.is_ipv4()) {
+        return Err(ClientError::Config {
+            reason: "endpoints mix IPv4 and IPv6 addresses".into(),
+        });
+    }
+    let all_loopback = endpoints.iter().all(|e| e.ip().is_loopback());
+    Ok(match (first.is_ipv4(), all_loopback) {
+        (true, true) => (Ipv4Addr::LOCALHOST, 0).into(),
+        (true, false) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        (false, true) => (Ipv6Addr::LOCALHOST, 0).into(),
+        (false, false) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    })
+}
+
+/// A client id unlikely to be any other client's: the clock's nanoseconds, the process id and a
+/// per-process counter, mixed (SplitMix64's finaliser) so that close inputs give far ids.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the client id is seeded from the wall clock; it is not part of the Raft core"
+)]
+pub fn random_client_id() -> u64 {
+    static CLIENTS_MADE: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            elapsed
+                .as_secs()
+                .wrapping_mul(1_000_000_000)
+                .wrapping_add(u64::from(elapsed.subsec_nanos()))
+        });
+    let counter = CLIENTS_MADE.fetch_add(1, Ordering::Relaxed);
+    let mut x = nanos ^ u64::from(std::process::id()).rotate_left(32) ^ counter.rotate_left(48);
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_differ_between_clients_of_one_process() {
+        let ids: std::collections::BTreeSet<u64> = (0..100).map(|_| random_client_id()).collect();
+        assert_eq!(ids.len(), 100);
+    }
+}
