@@ -616,18 +616,14 @@ impl Checker {
         chain: u64,
     ) -> Result<(), Finding> {
         self.ack_claims.insert((id, to, term, index), chain);
-        let Some(leader) = self.leaders.get(&term) else {
+        let Some(&leader) = self.leaders.get(&term) else {
             return Ok(());
         };
-        let Some(view) = self.views.get(leader) else {
-            return Ok(());
+        let Some(leader_chain) = self.leading_chain_at(leader, term, index) else {
+            return Ok(()); // that leader no longer leads the term: its log may have changed
         };
-        if view.role != Role::Leader || view.term != term {
-            return Ok(());
-        }
-        let position = usize::try_from(index - 1).expect("a log index fits a usize");
-        match view.log.get(position) {
-            Some(slot) if slot.chain == chain => Ok(()),
+        match leader_chain {
+            Some(leader_chain) if leader_chain == chain => Ok(()),
             leader_slot => finding(
                 ViolationKind::FalseAcknowledgement,
                 format!(
@@ -641,6 +637,17 @@ impl Checker {
                 ),
             ),
         }
+    }
+
+    /// `None` unless `leader` leads `term` now; else the chain digest of its log at `index`
+    /// (`None` if its log does not reach it).
+    fn leading_chain_at(&self, leader: NodeId, term: u64, index: u64) -> Option<Option<u64>> {
+        let view = self.views.get(&leader)?;
+        if index == 0 || view.role != Role::Leader || view.term != term {
+            return None;
+        }
+        let position = usize::try_from(index - 1).expect("a log index fits a usize");
+        Some(view.log.get(position).map(|slot| slot.chain))
     }
 
     /// Leader `leader`, in `term`, counts `from`'s acknowledgement of `index` (it is about to
@@ -659,18 +666,14 @@ impl Checker {
         else {
             return Ok(());
         };
-        let Some(view) = self.views.get(&leader) else {
-            return Ok(());
-        };
-        if index == 0 || view.role != Role::Leader || view.term != msg.term {
+        let Some(leader_chain) = self.leading_chain_at(leader, msg.term, index) else {
             return Ok(()); // not counted: a leader counts only acknowledgements of its term
-        }
+        };
         let Some(&claimed) = self.ack_claims.get(&(from, leader, msg.term, index)) else {
             return Ok(()); // sent released late, after a term change, or without rule checks
         };
-        let position = usize::try_from(index - 1).expect("a log index fits a usize");
-        match view.log.get(position) {
-            Some(slot) if slot.chain == claimed => Ok(()),
+        match leader_chain {
+            Some(leader_chain) if leader_chain == claimed => Ok(()),
             _ => finding(
                 ViolationKind::FalseAcknowledgement,
                 format!(
