@@ -530,7 +530,7 @@ impl Durability {
     /// They are the back of `held`: ids there never decrease and never exceed `batch.id`, the
     /// newest issued. Messages waiting for an earlier batch stay held until `Persisted`.
     fn attach_held(&mut self, batch: &mut Persist) {
-        debug_assert_eq!(batch.id, self.issued_id, "the open batch has the newest id");
+        assert_eq!(batch.id, self.issued_id, "the open batch has the newest id");
         let first_waiting = self
             .held
             .partition_point(|(needed, _, _)| *needed < batch.id);
@@ -763,7 +763,7 @@ impl Raft {
 
     /// Queues a message. One that promises durability waits for every persist issued so far.
     fn send(&mut self, to: NodeId, body: Body) {
-        debug_assert_ne!(to, self.config.id, "a node never messages itself");
+        assert_ne!(to, self.config.id, "a node never messages itself");
         let msg = Message {
             term: self.term,
             body,

@@ -107,7 +107,7 @@ impl Writer<'_> {
             StorageOp::Persist(_) => unreachable!("stages never hand a persist alone"),
             StorageOp::SaveSnapshot { index, term, data } => {
                 // The consensus thread starts a save only once the last one is reported.
-                debug_assert!(self.saving.is_none(), "one snapshot save at a time");
+                assert!(self.saving.is_none(), "one snapshot save at a time");
                 self.saving = Some(Saving::start(self.wal, index, term, data).map_err(text)?);
             }
             StorageOp::Compact { upto } => self.wal.compact_to(upto).map_err(text)?,
