@@ -43,8 +43,8 @@ pub fn run(args: ServeArgs) -> ExitCode {
         // Every direct write is durable: with --unsafe-no-fsync it would save nothing.
         config.wal.write_path = balsa::wal::WritePath::Direct;
     }
-    if let Err(error) = config.validate() {
-        eprintln!("balsa serve: {error}");
+    if let Err(refusal) = config.validate() {
+        eprintln!("balsa serve: {}", Error::from(refusal));
         return ExitCode::from(2);
     }
     if args.unsafe_no_fsync {
@@ -52,11 +52,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     }
     let node = match Node::start(config, KvStore::new()) {
         Ok(node) => node,
-        Err(Error::Config(reason)) => {
-            eprintln!("balsa serve: bad configuration: {reason}");
-            return ExitCode::from(2);
-        }
-        Err(error @ Error::DataDirInUse { .. }) => {
+        Err(error @ (Error::Config(_) | Error::DataDirInUse { .. })) => {
             eprintln!("balsa serve: {error}");
             return ExitCode::from(2);
         }

@@ -173,8 +173,12 @@ impl Raft {
     }
 
     fn become_leader(&mut self) {
-        debug_assert_eq!(self.role, Role::Candidate);
-        debug_assert_eq!(self.vote, self.config.id);
+        assert_eq!(
+            self.role,
+            Role::Candidate,
+            "only a candidate wins an election"
+        );
+        assert_eq!(self.vote, self.config.id, "a candidate votes for itself");
         self.role = Role::Leader;
         self.leader = Some(self.config.id);
         self.last_leader = self.leader;
@@ -374,7 +378,10 @@ impl Raft {
     /// Queues a message with an explicit term (a pre-vote asks in a term not yet entered).
     pub(super) fn send_with_term(&mut self, to: NodeId, term: u64, body: Body) {
         let saved = self.term;
-        debug_assert!(term >= saved);
+        assert!(
+            term >= saved,
+            "a message never carries a term below the current one"
+        );
         // `send` stamps the current term; a pre-vote's term is one ahead and never persisted.
         self.term = term;
         self.send(to, body);

@@ -167,7 +167,13 @@ impl RaftLog {
         }
         let mut truncated = None;
         for (offset, entry) in entries.iter().enumerate() {
-            debug_assert_eq!(entry.index, prev_index + 1 + offset as u64);
+            // Peers are trusted (Raft tolerates crashes, not lies): a gap here is a bug, and
+            // storing it would corrupt the log.
+            assert_eq!(
+                entry.index,
+                prev_index + 1 + offset as u64,
+                "AppendEntries carry entries contiguous from prev_index + 1"
+            );
             match self.term_at(entry.index) {
                 Some(term) if term == entry.term => continue,
                 Some(_) => {

@@ -25,8 +25,10 @@
 //! `read.rs` (ReadIndex, thesis §6.4), `transfer.rs` (leadership transfer, thesis §3.10),
 //! `log.rs` (the log and its snapshot base), `snapshot.rs` (snapshots, compaction and their
 //! transfer, §7), `progress.rs` (per-follower replication state),
-//! `message.rs` (the messages), `rng.rs` (the seeded jitter).
+//! `message.rs` (the messages), `rng.rs` (the seeded jitter), `config_error.rs` (why a
+//! configuration is refused).
 
+mod config_error;
 mod election;
 mod log;
 mod message;
@@ -44,6 +46,7 @@ mod transfer;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+pub use self::config_error::ConfigError;
 pub use self::log::RaftLog;
 pub use self::message::{
     Body, Conflict, ENTRY_OVERHEAD, Entry, EntryKind, MESSAGE_OVERHEAD, Message, NodeId,
@@ -128,50 +131,54 @@ impl Config {
     }
 
     /// What is wrong with this configuration, if anything.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.id == 0 {
-            return Err("node id 0 is reserved".into());
+            return Err(ConfigError::ReservedId);
         }
         if !self.voters.contains(&self.id) {
-            return Err(format!(
-                "node {} is not among the voters {:?}",
-                self.id, self.voters
-            ));
+            return Err(ConfigError::NotAVoter {
+                id: self.id,
+                voters: self.voters.clone(),
+            });
         }
         let mut sorted = self.voters.clone();
         sorted.sort_unstable();
         sorted.dedup();
         if sorted.len() != self.voters.len() || sorted.first() == Some(&0) {
-            return Err(format!("voters {:?} repeat an id or use 0", self.voters));
+            return Err(ConfigError::InvalidVoters {
+                voters: self.voters.clone(),
+            });
         }
         let (min, max) = self.election_ticks;
         if self.heartbeat_ticks == 0 || min <= self.heartbeat_ticks || max <= min {
-            return Err(format!(
-                "need 0 < heartbeat ticks ({}) < election ticks min ({min}) < max ({max})",
-                self.heartbeat_ticks
-            ));
+            return Err(ConfigError::TicksOutOfOrder {
+                heartbeat: self.heartbeat_ticks,
+                min,
+                max,
+            });
         }
-        if self.max_message_bytes < MESSAGE_OVERHEAD + ENTRY_OVERHEAD + 1 {
-            return Err(format!(
-                "max_message_bytes {} is too small",
-                self.max_message_bytes
-            ));
+        let min_message_bytes = MESSAGE_OVERHEAD + ENTRY_OVERHEAD + 1;
+        if self.max_message_bytes < min_message_bytes {
+            return Err(ConfigError::MessageTooSmall {
+                max_message_bytes: self.max_message_bytes,
+                min: min_message_bytes,
+            });
         }
         if self.max_inflight_messages == 0 || self.max_inflight_bytes == 0 {
-            return Err("the in-flight window must allow at least one message".into());
+            return Err(ConfigError::EmptyInflightWindow {
+                messages: self.max_inflight_messages,
+                bytes: self.max_inflight_bytes,
+            });
         }
-        if self.snapshot_chunk_bytes == 0
-            || self.snapshot_chunk_bytes > self.max_message_bytes - MESSAGE_OVERHEAD
-        {
-            return Err(format!(
-                "snapshot_chunk_bytes {} must be between 1 and max_message_bytes - {MESSAGE_OVERHEAD} \
-                 ({})",
-                self.snapshot_chunk_bytes,
-                self.max_message_bytes - MESSAGE_OVERHEAD
-            ));
+        let max_chunk_bytes = self.max_message_bytes - MESSAGE_OVERHEAD;
+        if self.snapshot_chunk_bytes == 0 || self.snapshot_chunk_bytes > max_chunk_bytes {
+            return Err(ConfigError::SnapshotChunkOutOfRange {
+                chunk_bytes: self.snapshot_chunk_bytes,
+                max: max_chunk_bytes,
+            });
         }
         if self.snapshot_inflight_chunks == 0 {
-            return Err("snapshot_inflight_chunks must be at least 1".into());
+            return Err(ConfigError::NoSnapshotChunksInFlight);
         }
         Ok(())
     }
@@ -531,7 +538,7 @@ impl Durability {
     /// They are the back of `held`: ids there never decrease and never exceed `batch.id`, the
     /// newest issued. Messages waiting for an earlier batch stay held until `Persisted`.
     fn attach_held(&mut self, batch: &mut Persist) {
-        debug_assert_eq!(batch.id, self.issued_id, "the open batch has the newest id");
+        assert_eq!(batch.id, self.issued_id, "the open batch has the newest id");
         let first_waiting = self
             .held
             .partition_point(|(needed, _, _)| *needed < batch.id);
@@ -591,7 +598,7 @@ pub struct Raft {
 
 impl Raft {
     /// A node starting from `restored` (all of it durable), as a follower.
-    pub fn new(config: Config, restored: Restored) -> Result<Raft, String> {
+    pub fn new(config: Config, restored: Restored) -> Result<Raft, ConfigError> {
         config.validate()?;
         let mut voters = config.voters.clone();
         voters.sort_unstable();
@@ -764,7 +771,7 @@ impl Raft {
 
     /// Queues a message. One that promises durability waits for every persist issued so far.
     fn send(&mut self, to: NodeId, body: Body) {
-        debug_assert_ne!(to, self.config.id, "a node never messages itself");
+        assert_ne!(to, self.config.id, "a node never messages itself");
         let msg = Message {
             term: self.term,
             body,

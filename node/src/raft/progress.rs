@@ -10,7 +10,10 @@
 //!   snapshot in chunks (`snapshot.rs`) and no AppendEntries but heartbeats.
 //!
 //! Invariants: `match_index < next_index`; in Replicate, the in-flight messages cover
-//! `match_index + 1 .. next_index` in ascending order; `snapshot` is set exactly in Snapshot.
+//! `match_index + 1 .. next_index` in ascending order (the first ends past `match_index`, the
+//! last at `next_index - 1`); only Replicate has messages in flight, only Probe waits for a probe
+//! (`probe_sent`); `snapshot` is set exactly in Snapshot. Every mutator asserts them
+//! (`Progress::check`, O(1), on in release builds too).
 
 use std::collections::VecDeque;
 
@@ -86,6 +89,11 @@ impl Progress {
         self.inflight.len()
     }
 
+    /// Wire bytes of the messages in flight (Replicate).
+    pub fn inflight_bytes(&self) -> usize {
+        self.inflight_bytes
+    }
+
     /// Records an AppendEntries sent with entries up to `last_index` taking `bytes`.
     pub fn on_sent(&mut self, last_index: u64, bytes: usize) {
         match self.state {
@@ -93,10 +101,13 @@ impl Progress {
             ProgressState::Snapshot => {}
             ProgressState::Replicate => {
                 if last_index >= self.next_index {
-                    debug_assert!(
+                    // Appending only past the newest keeps the in-flight messages ascending
+                    // (`check` sees only both ends).
+                    assert!(
                         self.inflight
                             .back()
-                            .is_none_or(|&(last, _)| last < last_index)
+                            .is_none_or(|&(last, _)| last < last_index),
+                        "in-flight messages ascend"
                     );
                     self.inflight.push_back((last_index, bytes));
                     self.inflight_bytes += bytes;
@@ -104,6 +115,7 @@ impl Progress {
                 }
             }
         }
+        self.check();
     }
 
     /// The follower matches up to `index`. Returns whether that is news.
@@ -131,6 +143,7 @@ impl Progress {
             self.next_index = self.match_index + 1;
             self.clear_inflight();
         }
+        self.check();
         news
     }
 
@@ -164,6 +177,7 @@ impl Progress {
         }
         self.become_probe();
         self.next_index = next.clamp(self.match_index + 1, rejected.max(self.match_index + 1));
+        self.check();
         true
     }
 
@@ -174,10 +188,52 @@ impl Progress {
         self.probe_sent = false;
         self.next_index = self.match_index + 1;
         self.clear_inflight();
+        self.check();
     }
 
     pub(super) fn clear_inflight(&mut self) {
         self.inflight.clear();
         self.inflight_bytes = 0;
+    }
+
+    /// Asserts the invariants of the module documentation, after every mutation. O(1), so they
+    /// stay on in release builds; that the messages between the two ends ascend is `on_sent`'s
+    /// to assert, where each is appended.
+    pub(super) fn check(&self) {
+        assert!(
+            self.match_index < self.next_index,
+            "match index {} below next index {}",
+            self.match_index,
+            self.next_index
+        );
+        assert_eq!(
+            self.snapshot.is_some(),
+            self.state == ProgressState::Snapshot,
+            "a snapshot transfer is held exactly in Snapshot"
+        );
+        assert!(
+            !self.probe_sent || self.state == ProgressState::Probe,
+            "only Probe waits for a probe's answer"
+        );
+        assert!(
+            self.state == ProgressState::Replicate || self.inflight.is_empty(),
+            "only Replicate has messages in flight"
+        );
+        assert!(
+            !self.inflight.is_empty() || self.inflight_bytes == 0,
+            "no bytes in flight without messages"
+        );
+        if let (Some(&(first, _)), Some(&(last, _))) = (self.inflight.front(), self.inflight.back())
+        {
+            assert!(
+                first > self.match_index,
+                "an acknowledged message is still in flight"
+            );
+            assert_eq!(
+                last + 1,
+                self.next_index,
+                "the newest message in flight ends just before the next index"
+            );
+        }
     }
 }

@@ -60,7 +60,7 @@ impl Raft {
     /// Appends a new entry of the current term to the leader's log; it is sent, batched with
     /// whatever else this step appends, at the next `poll_action`.
     pub(super) fn append_new(&mut self, kind: EntryKind, data: Vec<u8>) -> (u64, u64) {
-        debug_assert_eq!(self.role, Role::Leader);
+        assert_eq!(self.role, Role::Leader, "only a leader appends new entries");
         let entry = Entry {
             index: self.log.last_index() + 1,
             term: self.term,
@@ -124,12 +124,16 @@ impl Raft {
             body,
         };
         let size = message.wire_size();
-        debug_assert!(
+        assert!(
             size <= self.config.max_message_bytes,
             "messages fit the datagram limit"
         );
         let progress = self.progress.get_mut(&to).expect("checked above");
         progress.on_sent(last_index, size);
+        // The window was open before this message (`is_paused` above): it now holds at most
+        // `max_messages` messages, and at most this message's bytes past `max_bytes`.
+        assert!(progress.inflight_messages() <= max_messages);
+        assert!(progress.inflight_bytes() < max_bytes.saturating_add(size));
         self.send(to, message.body);
         streaming
     }
@@ -236,7 +240,7 @@ impl Raft {
     /// timer restarts. False while a snapshot is being installed: the caller drops the message
     /// (the leader sends again).
     pub(super) fn heard_from_leader(&mut self, from: NodeId) -> bool {
-        debug_assert!(
+        assert!(
             self.role != Role::Leader,
             "two leaders in term {}",
             self.term
@@ -306,7 +310,7 @@ impl Raft {
     /// Figure 2 "Rules for Servers: Leaders", last rule: commit the highest index a quorum
     /// stores, if it is of the current term. The leader counts itself only up to its stable index.
     pub(super) fn maybe_commit(&mut self) {
-        debug_assert_eq!(self.role, Role::Leader);
+        assert_eq!(self.role, Role::Leader, "only a leader counts replicas");
         let mut matched: Vec<u64> = self.progress.values().map(|p| p.match_index).collect();
         matched.push(self.durability.stable_index);
         matched.sort_unstable_by(|a, b| b.cmp(a));

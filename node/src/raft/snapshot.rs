@@ -116,7 +116,7 @@ impl OutgoingSnapshot {
         let end = (offset + chunk_bytes).min(self.image.size());
         self.next_offset = end;
         self.sent_last = end == self.image.size();
-        debug_assert!(self.acked <= self.next_offset && self.next_offset <= self.image.size());
+        self.check();
         Some((offset, end))
     }
 
@@ -142,6 +142,7 @@ impl OutgoingSnapshot {
         }
         self.acked = next_offset;
         self.idle_ticks = 0;
+        self.check();
         true
     }
 
@@ -163,6 +164,22 @@ impl OutgoingSnapshot {
         self.next_offset = offset;
         self.sent_last = false;
         self.idle_ticks = 0;
+        self.check();
+    }
+
+    /// Asserts the invariants of the type's documentation, after every mutation (O(1)).
+    fn check(&self) {
+        assert!(
+            self.acked <= self.next_offset && self.next_offset <= self.image.size(),
+            "acked {} <= next offset {} <= size {}",
+            self.acked,
+            self.next_offset,
+            self.image.size()
+        );
+        assert!(
+            !self.sent_last || self.next_offset == self.image.size(),
+            "the last chunk ends at the size"
+        );
     }
 }
 
@@ -444,7 +461,7 @@ impl Raft {
         };
         data.extend_from_slice(&chunk.data);
         let next_offset = data.len() as u64;
-        debug_assert!(next_offset <= chunk.size);
+        assert!(next_offset <= chunk.size, "the chunk was checked to fit");
         self.actions.push_back(Action::SnapshotChunk {
             index: chunk.index,
             term: chunk.snapshot_term,
@@ -557,5 +574,6 @@ impl super::Progress {
         self.probe_sent = false;
         self.snapshot = Some(transfer);
         self.clear_inflight();
+        self.check();
     }
 }

@@ -312,10 +312,8 @@ impl<S: StateMachine, R> Replica<S, R> {
     /// hears of it. An error means the state machine cannot restore what storage now holds as
     /// this node's state: the node must stop (running on would diverge).
     pub fn snapshot_installed(&mut self, index: u64, term: u64, data: &[u8]) -> Result<(), Error> {
-        if let Err(error) = self.state_machine.restore(data) {
-            return Err(Error::Storage(format!(
-                "restoring the installed snapshot at {index}: {error}"
-            )));
+        if let Err(source) = self.state_machine.restore(data) {
+            return Err(Error::Restore { index, source });
         }
         log::info!(
             "installed a snapshot up to index {index} ({} bytes)",

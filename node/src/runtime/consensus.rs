@@ -48,10 +48,18 @@ pub struct Consensus<S> {
 pub enum Stop {
     /// Asked to.
     Shutdown,
-    /// The WAL failed.
-    Storage(String),
-    /// Another thread of the node died (the WAL or the net thread panicked).
-    Failed(String),
+    /// It had to, for this reason: the WAL failed ([`Error::Storage`]), the state machine cannot
+    /// restore the snapshot storage installed ([`Error::Restore`]), or another thread of the
+    /// node died ([`Error::Failed`]: the WAL or the net thread panicked).
+    Fatal(Error),
+}
+
+impl Stop {
+    /// Whether storage may still be given work: not after it failed, nor once it holds a
+    /// snapshot the state machine cannot take.
+    fn storage_usable(&self) -> bool {
+        !matches!(self, Stop::Fatal(Error::Storage(_) | Error::Restore { .. }))
+    }
 }
 
 impl<S: StateMachine> Consensus<S> {
@@ -99,8 +107,13 @@ impl<S: StateMachine> Consensus<S> {
             }
             // Even a turn that ends in a stop answers what it can (clients, API callers); a
             // failed WAL gets no more work.
-            self.drain_effects(!matches!(stop, Some(Stop::Storage(_))));
-            if let Some(reason) = stop.or_else(|| self.fatal.take().map(Stop::Failed)) {
+            self.drain_effects(stop.as_ref().is_none_or(Stop::storage_usable));
+            let dead_thread = || {
+                self.fatal
+                    .take()
+                    .map(|reason| Stop::Fatal(Error::Failed(reason)))
+            };
+            if let Some(reason) = stop.or_else(dead_thread) {
                 break reason;
             }
         };
@@ -115,11 +128,11 @@ impl<S: StateMachine> Consensus<S> {
             Event::Persisted(upto) => self.replica.persisted(upto),
             Event::Net(inbound) => self.on_inbound(inbound),
             Event::Api(call) => self.on_api(call),
-            Event::StorageFailed(reason) => return Some(Stop::Storage(reason)),
+            Event::StorageFailed(error) => return Some(Stop::Fatal(Error::Storage(error))),
             Event::SnapshotSaved { index, data } => self.replica.snapshot_saved(index, data),
             Event::SnapshotInstalled { index, term, data } => {
                 if let Err(error) = self.replica.snapshot_installed(index, term, &data) {
-                    return Some(Stop::Storage(error.to_string()));
+                    return Some(Stop::Fatal(error));
                 }
             }
             Event::Shutdown => return Some(Stop::Shutdown),
@@ -208,8 +221,7 @@ impl<S: StateMachine> Consensus<S> {
     fn fail_all(&mut self, stop: &Stop) {
         let error = || match stop {
             Stop::Shutdown => Error::ShuttingDown,
-            Stop::Storage(reason) => Error::Storage(reason.clone()),
-            Stop::Failed(reason) => Error::Failed(reason.clone()),
+            Stop::Fatal(error) => error.clone(),
         };
         for reply in self.replica.take_waiters() {
             let _ = reply.send(Err(error()));

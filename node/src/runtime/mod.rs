@@ -19,13 +19,13 @@
 //! half-alive; a call on a stopped node fails with `ShuttingDown` (or the reason it stopped).
 
 mod consensus;
+mod error;
 mod snapshots;
 mod storage;
 mod timer;
 pub mod wire;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,6 +43,7 @@ use crate::raft::{self, NodeId, Raft, Restored, Role};
 use crate::state_machine::StateMachine;
 
 pub use self::consensus::role_name;
+pub use self::error::{Error, NodeConfigError, SharedWalError, StorageError};
 
 /// Events queued for the consensus thread.
 #[derive(Debug)]
@@ -54,7 +55,7 @@ pub enum Event {
     /// Every persist up to this id is durable.
     Persisted(raft::PersistId),
     /// The WAL failed; the node must stop.
-    StorageFailed(String),
+    StorageFailed(StorageError),
     /// This node's snapshot up to `index` is durable.
     SnapshotSaved {
         /// The last index it covers.
@@ -113,70 +114,6 @@ pub enum ApiCall {
         reply: Sender<Result<(), Error>>,
     },
 }
-
-/// What went wrong, as the embedding API reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Error {
-    /// This node does not lead; `leader` is the one it knows of, if any.
-    NotLeader {
-        /// The leader this node knows of.
-        leader: Option<NodeId>,
-    },
-    /// No answer in time: the command may or may not be applied (outcome unknown).
-    Timeout,
-    /// The command does not fit in one message.
-    TooLarge {
-        /// Its size.
-        size: usize,
-        /// The largest that fits.
-        max: usize,
-    },
-    /// The entry was replaced by another leader's before it committed: it was not applied.
-    Lost,
-    /// The node is stopping or stopped.
-    ShuttingDown,
-    /// The node stopped because its storage failed.
-    Storage(String),
-    /// The node stopped because one of its threads died (a panic); the reason says which.
-    Failed(String),
-    /// The configuration cannot work.
-    Config(String),
-    /// Another process (or another `Node` here) holds the data directory.
-    DataDirInUse {
-        /// The data directory.
-        dir: PathBuf,
-    },
-    /// Starting failed (storage or network).
-    Start(String),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::NotLeader { leader: Some(id) } => write!(f, "not the leader; node {id} leads"),
-            Error::NotLeader { leader: None } => write!(f, "no leader known; retry"),
-            Error::Timeout => write!(f, "timed out; the outcome is unknown"),
-            Error::TooLarge { size, max } => {
-                write!(f, "command of {size} bytes is too large (at most {max})")
-            }
-            Error::Lost => write!(f, "the entry lost to a new leader's; it was not applied"),
-            Error::ShuttingDown => write!(f, "the node is shutting down"),
-            Error::Storage(reason) => write!(f, "the node stopped: storage failed: {reason}"),
-            Error::Failed(reason) => write!(f, "the node stopped: {reason}"),
-            Error::Config(reason) => write!(f, "bad configuration: {reason}"),
-            Error::DataDirInUse { dir } => {
-                write!(
-                    f,
-                    "data directory {} is in use by another process",
-                    dir.display()
-                )
-            }
-            Error::Start(reason) => write!(f, "cannot start: {reason}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
 
 /// A node's state, from [`Node::status`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -271,35 +208,41 @@ impl NodeConfig {
     }
 
     /// What is wrong with this configuration, if anything.
-    pub fn validate(&self) -> Result<(), Error> {
+    pub fn validate(&self) -> Result<(), NodeConfigError> {
         let mut ids: Vec<NodeId> = self.members.iter().map(|(id, _)| *id).collect();
         let mut addresses: Vec<SocketAddr> = self.members.iter().map(|(_, a)| *a).collect();
         ids.sort_unstable();
         addresses.sort_unstable();
-        let config_error = |reason: String| Err(Error::Config(reason));
         if ids.windows(2).any(|pair| pair[0] == pair[1]) {
-            return config_error(format!("duplicate node ids in {:?}", self.members));
+            return Err(NodeConfigError::DuplicateIds {
+                members: self.members.clone(),
+            });
         }
         if addresses.windows(2).any(|pair| pair[0] == pair[1]) {
-            return config_error(format!("duplicate addresses in {:?}", self.members));
+            return Err(NodeConfigError::DuplicateAddresses {
+                members: self.members.clone(),
+            });
         }
         if !ids.contains(&self.id) {
-            return config_error(format!("node {} is not in the cluster {ids:?}", self.id));
+            return Err(NodeConfigError::NotAMember { id: self.id, ids });
         }
         if self.tick.is_zero() {
-            return config_error("the tick must be longer than zero".into());
+            return Err(NodeConfigError::ZeroTick);
         }
         if self.snapshot_entries == 0 || self.snapshot_bytes == 0 {
-            return config_error("snapshot_entries and snapshot_bytes must be at least 1".into());
+            return Err(NodeConfigError::ZeroSnapshotThreshold {
+                entries: self.snapshot_entries,
+                bytes: self.snapshot_bytes,
+            });
         }
         if self.data_dir.as_os_str().is_empty() {
-            return config_error("the data directory is empty (not a path)".into());
+            return Err(NodeConfigError::EmptyDataDir);
         }
         // Checked here too, so that a bad WAL option is a configuration error, not a failed start.
         self.wal
             .validate()
-            .map_err(|error| Error::Config(format!("WAL: {error}")))?;
-        self.raft_config().validate().map_err(Error::Config)
+            .map_err(|error| NodeConfigError::Wal(error.into()))?;
+        self.raft_config().validate().map_err(NodeConfigError::Core)
     }
 
     fn raft_config(&self) -> raft::Config {
@@ -422,7 +365,7 @@ impl Node {
         };
         let mut raft_config = config.raft_config();
         raft_config.rejoined_without_state = rejoined;
-        let raft = Raft::new(raft_config, restored).map_err(Error::Config)?;
+        let raft = Raft::new(raft_config, restored).map_err(NodeConfigError::Core)?;
 
         let (inbox, events) = bounded(INBOX_CAPACITY);
         let address = config.address();
@@ -576,8 +519,7 @@ impl Node {
     fn join_consensus(&mut self) -> Result<(), Error> {
         match self.consensus.take().map(JoinHandle::join) {
             Some(Ok(Stop::Shutdown)) | None => Ok(()),
-            Some(Ok(Stop::Storage(reason))) => Err(Error::Storage(reason)),
-            Some(Ok(Stop::Failed(reason))) => Err(Error::Failed(reason)),
+            Some(Ok(Stop::Fatal(error))) => Err(error),
             Some(Err(_)) => Err(Error::Failed("the consensus thread panicked".into())),
         }
     }
@@ -655,27 +597,95 @@ mod tests {
         assert_eq!(config.datagram_limit, core.max_message_bytes);
     }
 
+    /// Each refusal: its variant and its whole message (`balsa serve` prints it after "bad
+    /// configuration: ").
     #[test]
     fn validate_refuses_what_cannot_work() {
-        let refused = |change: fn(&mut NodeConfig), expected: &str| {
+        let refused = |change: fn(&mut NodeConfig)| {
             let mut config = three_nodes();
             change(&mut config);
-            match config.validate() {
-                Err(Error::Config(reason)) => assert!(reason.contains(expected), "{reason}"),
-                other => panic!("expected a refusal with {expected:?}, got {other:?}"),
-            }
+            config.validate().expect_err("refused")
         };
-        refused(|c| c.data_dir = PathBuf::new(), "data directory is empty");
-        refused(|c| c.wal.segment_bytes = 1000, "segment_bytes 1000");
-        refused(
-            |c| c.wal.segment_bytes = 1 << 32,
-            "segment_bytes 4294967296",
+        let cases: [(NodeConfigError, &str); 10] = [
+            (
+                refused(|c| c.members[1].0 = 1),
+                "duplicate node ids in [(1, 127.0.0.1:7001), (1, 127.0.0.1:7002), \
+                 (3, 127.0.0.1:7003)]",
+            ),
+            (
+                refused(|c| c.members[1].1 = c.members[0].1),
+                "duplicate addresses in [(1, 127.0.0.1:7001), (2, 127.0.0.1:7001), \
+                 (3, 127.0.0.1:7003)]",
+            ),
+            (
+                refused(|c| c.id = 4),
+                "node 4 is not in the cluster [1, 2, 3]",
+            ),
+            (
+                refused(|c| c.tick = Duration::ZERO),
+                "the tick must be longer than zero",
+            ),
+            (
+                refused(|c| c.snapshot_entries = 0),
+                "snapshot_entries and snapshot_bytes must be at least 1 (they are 0 and 67108864)",
+            ),
+            (
+                refused(|c| c.data_dir = PathBuf::new()),
+                "the data directory is empty (not a path)",
+            ),
+            (
+                refused(|c| c.wal.segment_bytes = 1000),
+                "WAL: invalid options: segment_bytes 1000",
+            ),
+            (
+                refused(|c| c.election_ticks = (5, 30)),
+                "need 0 < heartbeat ticks (5) < election ticks min (5) < max (30)",
+            ),
+            (
+                refused(|c| c.election_ticks = (30, 30)),
+                "need 0 < heartbeat ticks (5) < election ticks min (30) < max (30)",
+            ),
+            (
+                refused(|c| c.heartbeat_ticks = 0),
+                "need 0 < heartbeat ticks (0) < election ticks min (15) < max (30)",
+            ),
+        ];
+        for (refusal, says) in &cases {
+            assert!(refusal.to_string().starts_with(says), "{refusal}");
+        }
+        assert!(matches!(cases[0].0, NodeConfigError::DuplicateIds { .. }));
+        assert!(matches!(
+            cases[1].0,
+            NodeConfigError::DuplicateAddresses { .. }
+        ));
+        assert_eq!(
+            cases[2].0,
+            NodeConfigError::NotAMember {
+                id: 4,
+                ids: vec![1, 2, 3]
+            }
         );
-        refused(|c| c.tick = Duration::ZERO, "tick");
-        refused(|c| c.snapshot_entries = 0, "snapshot_entries");
-        refused(|c| c.id = 4, "node 4 is not in the cluster");
-        refused(|c| c.election_ticks = (5, 30), "heartbeat ticks (5)");
-        refused(|c| c.election_ticks = (30, 30), "max (30)");
-        refused(|c| c.heartbeat_ticks = 0, "heartbeat ticks (0)");
+        assert_eq!(cases[3].0, NodeConfigError::ZeroTick);
+        assert!(matches!(
+            cases[4].0,
+            NodeConfigError::ZeroSnapshotThreshold { entries: 0, .. }
+        ));
+        assert_eq!(cases[5].0, NodeConfigError::EmptyDataDir);
+        assert!(matches!(&cases[6].0, NodeConfigError::Wal(error)
+            if matches!(error.wal(), balsa_wal::Error::InvalidOptions { .. })));
+        assert_eq!(
+            cases[7].0,
+            NodeConfigError::Core(raft::ConfigError::TicksOutOfOrder {
+                heartbeat: 5,
+                min: 5,
+                max: 30
+            })
+        );
+        // A segment too large for the WAL's offsets is refused too.
+        assert!(
+            refused(|c| c.wal.segment_bytes = 1 << 32)
+                .to_string()
+                .contains("segment_bytes 4294967296")
+        );
     }
 }

@@ -28,6 +28,8 @@ use std::sync::Arc;
 
 use balsa_wal::{HardState, SnapshotMeta, SnapshotWriter, Wal};
 
+use super::StorageError;
+
 /// Bytes of a snapshot being saved written per idle turn.
 pub const SAVE_STEP: usize = 1 << 20;
 /// A snapshot being saved is synced after this many bytes, so the final sync is short.
@@ -131,7 +133,7 @@ impl Receiving {
         meta: SnapshotMeta,
         size: u64,
         crc: u32,
-    ) -> Result<(), InstallError> {
+    ) -> Result<(), StorageError> {
         self.install_stepwise(wal, meta, size, crc, &mut |_| true)
     }
 
@@ -146,73 +148,54 @@ impl Receiving {
         size: u64,
         crc: u32,
         go_on: &mut dyn FnMut(u8) -> bool,
-    ) -> Result<(), InstallError> {
-        let crashed = || InstallError::Mismatch("stopped (a test's crash)".into());
+    ) -> Result<(), StorageError> {
+        let crashed = || StorageError::SnapshotMismatch {
+            reason: "stopped (a test's crash)".into(),
+        };
+        let failed = StorageError::wal("installing a snapshot");
         let written = self.writer.written();
         if self.writer.meta() != meta || written != (size, crc) {
-            return Err(InstallError::Mismatch(format!(
+            let reason = format!(
                 "received snapshot {:?} holds {} bytes with CRC {:#010x}; the leader announced \
                  {meta:?} of {size} bytes with CRC {crc:#010x}",
                 self.writer.meta(),
                 written.0,
                 written.1
-            )));
+            );
+            return Err(StorageError::SnapshotMismatch { reason });
         }
         let index = meta.index;
         if !go_on(2) {
             return Err(crashed());
         }
         if wal.term_at(index).is_some_and(|term| term != meta.term) {
-            wal.truncate_from(index)?;
-            wal.sync()?;
+            wal.truncate_from(index).map_err(failed)?;
+            wal.sync().map_err(failed)?;
         }
         if !go_on(3) {
             return Err(crashed());
         }
-        wal.finish_snapshot(self.writer)?;
+        wal.finish_snapshot(self.writer).map_err(failed)?;
         if !go_on(4) {
             return Err(crashed());
         }
         if wal.next_index() <= index {
-            wal.truncate_from(index + 1)?;
+            wal.truncate_from(index + 1).map_err(failed)?;
         }
         let hard_state = wal.hard_state();
         if hard_state.commit < index {
             wal.set_hard_state(HardState {
                 commit: index,
                 ..hard_state
-            })?;
+            })
+            .map_err(failed)?;
         }
-        wal.sync()?;
+        wal.sync().map_err(failed)?;
         if !go_on(5) {
             return Err(crashed());
         }
-        wal.compact_to(index)?;
+        wal.compact_to(index).map_err(failed)?;
         Ok(())
-    }
-}
-
-/// Why an install failed.
-#[derive(Debug)]
-pub enum InstallError {
-    /// The log failed.
-    Storage(balsa_wal::Error),
-    /// What arrived is not what the leader announced.
-    Mismatch(String),
-}
-
-impl From<balsa_wal::Error> for InstallError {
-    fn from(error: balsa_wal::Error) -> Self {
-        InstallError::Storage(error)
-    }
-}
-
-impl std::fmt::Display for InstallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            InstallError::Storage(error) => write!(f, "installing a snapshot: {error}"),
-            InstallError::Mismatch(reason) => write!(f, "refusing to install a snapshot: {reason}"),
-        }
     }
 }
 

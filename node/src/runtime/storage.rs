@@ -22,9 +22,9 @@ use crossbeam_channel::{Receiver, Sender};
 use balsa_net::{Destination, Outbox};
 use balsa_wal::{HardState as WalHardState, Wal};
 
-use super::Event;
-use super::snapshots::{InstallError, Receiving, Saving};
+use super::snapshots::{Receiving, Saving};
 use super::wire::Wire;
+use super::{Event, StorageError};
 use crate::raft::{Entry, EntryKind, HardState, Message, NodeId, Persist, PersistId};
 use crate::replica::storage::{Stage, StorageOp, stages};
 
@@ -81,16 +81,19 @@ struct Writer<'a> {
 impl Writer<'_> {
     /// Syncs what was written, sends the messages waiting for it, reports it durable. False if
     /// the consensus thread is gone.
-    fn complete(&mut self) -> Result<bool, String> {
+    fn complete(&mut self) -> Result<bool, StorageError> {
         let Some(upto) = self.unsynced.take() else {
             return Ok(true);
         };
-        let synced = if self.sync {
-            self.wal.sync()
+        if self.sync {
+            self.wal
+                .sync()
+                .map_err(StorageError::wal("syncing the log"))?;
         } else {
-            self.wal.flush()
-        };
-        synced.map_err(|error| error.to_string())?;
+            self.wal
+                .flush()
+                .map_err(StorageError::wal("flushing the log"))?;
+        }
         for (to, msg) in self.then_send.drain(..) {
             if let Err(error) = self.outbox.send(Destination::Peer(to), &Wire::Raft(msg)) {
                 log::warn!("sending to node {to}: {error}");
@@ -101,20 +104,24 @@ impl Writer<'_> {
     }
 
     /// Carries out one operation other than a persist, after the persists before it completed.
-    fn apply(&mut self, op: StorageOp) -> Result<(), String> {
-        let text = |error: balsa_wal::Error| error.to_string();
+    fn apply(&mut self, op: StorageOp) -> Result<(), StorageError> {
         match op {
             StorageOp::Persist(_) => unreachable!("stages never hand a persist alone"),
             StorageOp::SaveSnapshot { index, term, data } => {
                 // The consensus thread starts a save only once the last one is reported.
-                debug_assert!(self.saving.is_none(), "one snapshot save at a time");
-                self.saving = Some(Saving::start(self.wal, index, term, data).map_err(text)?);
+                assert!(self.saving.is_none(), "one snapshot save at a time");
+                let saving = Saving::start(self.wal, index, term, data)
+                    .map_err(StorageError::wal("saving a snapshot"))?;
+                self.saving = Some(saving);
             }
-            StorageOp::Compact { upto } => self.wal.compact_to(upto).map_err(text)?,
+            StorageOp::Compact { upto } => self
+                .wal
+                .compact_to(upto)
+                .map_err(StorageError::wal("compacting the log"))?,
             StorageOp::SnapshotChunk { meta, offset, data } => {
                 let current = self.receiving.take();
-                self.receiving =
-                    Receiving::chunk(current, self.wal, meta, offset, &data).map_err(text)?;
+                self.receiving = Receiving::chunk(current, self.wal, meta, offset, &data)
+                    .map_err(StorageError::wal("receiving a snapshot"))?;
             }
             StorageOp::InstallSnapshot {
                 meta,
@@ -124,11 +131,9 @@ impl Writer<'_> {
             } => {
                 let Some(receiving) = self.receiving.take() else {
                     let reason = format!("asked to install {meta:?}, but none was received");
-                    return Err(InstallError::Mismatch(reason).to_string());
+                    return Err(StorageError::SnapshotMismatch { reason });
                 };
-                receiving
-                    .install(self.wal, meta, size, crc)
-                    .map_err(|error| error.to_string())?;
+                receiving.install(self.wal, meta, size, crc)?;
                 let installed = Event::SnapshotInstalled {
                     index: meta.index,
                     term: meta.term,
@@ -142,9 +147,12 @@ impl Writer<'_> {
 
     /// Work for an idle moment: the next step of a snapshot being saved, else of preparing the
     /// next segment. False when there is none left.
-    fn idle_step(&mut self) -> Result<bool, String> {
+    fn idle_step(&mut self) -> Result<bool, StorageError> {
         if let Some(saving) = self.saving.take() {
-            match saving.step(self.wal).map_err(|error| error.to_string())? {
+            let step = saving
+                .step(self.wal)
+                .map_err(StorageError::wal("saving a snapshot"))?;
+            match step {
                 Ok((index, data)) => {
                     let _ = self.inbox.send(Event::SnapshotSaved { index, data });
                 }
@@ -156,7 +164,7 @@ impl Writer<'_> {
             self.prepared = self
                 .wal
                 .prepare_next_segment(PREPARE_STEP)
-                .map_err(|error| error.to_string())?;
+                .map_err(StorageError::wal("preparing the next segment"))?;
             return Ok(true);
         }
         Ok(false)
@@ -169,7 +177,7 @@ fn serve(
     inbox: &Sender<Event>,
     outbox: &mut Outbox<Wire>,
     sync: bool,
-) -> Result<(), String> {
+) -> Result<(), StorageError> {
     let mut writer = Writer {
         wal,
         inbox,
@@ -216,7 +224,7 @@ fn serve(
                     for mut persist in persists {
                         writer.unsynced = Some(persist.id);
                         writer.then_send.append(&mut persist.then_send);
-                        write(writer.wal, persist).map_err(|error| error.to_string())?;
+                        write(writer.wal, persist).map_err(StorageError::wal("writing the log"))?;
                     }
                     if !writer.complete()? {
                         return Ok(()); // the consensus thread is gone: the node is stopping

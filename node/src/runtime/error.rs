@@ -1,0 +1,419 @@
+//! What the embedding API reports: [`Error`], and the typed causes it carries — why a
+//! configuration is refused ([`NodeConfigError`]) and why storage failed ([`StorageError`]).
+//!
+//! Each error's `Display` is one line that includes its cause's message (the CLI prints that
+//! line and nothing else), and `source()` returns the cause itself, for programs that inspect
+//! it (a `balsa_wal::Error` behind a storage failure, the core's `ConfigError` behind a refused
+//! configuration), as `balsa_wal::Error::Io` does with its `io::Error`.
+//!
+//! `Error` is `Clone + Eq`: every waiter of a stopped node gets a copy of the reason. A
+//! `balsa_wal::Error` is neither (it may hold an `io::Error`), so it is held shared
+//! ([`SharedWalError`]), and two are equal when they say the same thing.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::raft::{self, NodeId};
+use crate::state_machine::RestoreError;
+
+/// What went wrong, as the embedding API reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// This node does not lead; `leader` is the one it knows of, if any.
+    NotLeader {
+        /// The leader this node knows of.
+        leader: Option<NodeId>,
+    },
+    /// No answer in time: the command may or may not be applied (outcome unknown).
+    Timeout,
+    /// The command does not fit in one message.
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The largest that fits.
+        max: usize,
+    },
+    /// The entry was replaced by another leader's before it committed: it was not applied.
+    Lost,
+    /// The node is stopping or stopped.
+    ShuttingDown,
+    /// The node stopped because its storage failed.
+    Storage(StorageError),
+    /// The node stopped because its state machine cannot restore the snapshot it installed from
+    /// the leader: storage now holds that snapshot as the node's state, and running on would
+    /// diverge from the cluster.
+    Restore {
+        /// The snapshot's last index.
+        index: u64,
+        /// What the state machine said.
+        source: RestoreError,
+    },
+    /// The node stopped because one of its threads died (a panic); the reason says which.
+    Failed(String),
+    /// The configuration cannot work.
+    Config(NodeConfigError),
+    /// Another process (or another `Node` here) holds the data directory.
+    DataDirInUse {
+        /// The data directory.
+        dir: PathBuf,
+    },
+    /// Starting failed (storage or network).
+    Start(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotLeader { leader: Some(id) } => write!(f, "not the leader; node {id} leads"),
+            Error::NotLeader { leader: None } => write!(f, "no leader known; retry"),
+            Error::Timeout => write!(f, "timed out; the outcome is unknown"),
+            Error::TooLarge { size, max } => {
+                write!(f, "command of {size} bytes is too large (at most {max})")
+            }
+            Error::Lost => write!(f, "the entry lost to a new leader's; it was not applied"),
+            Error::ShuttingDown => write!(f, "the node is shutting down"),
+            Error::Storage(error) => write!(f, "the node stopped: storage failed: {error}"),
+            Error::Restore { index, source } => write!(
+                f,
+                "the node stopped: restoring the installed snapshot at {index}: {source}"
+            ),
+            Error::Failed(reason) => write!(f, "the node stopped: {reason}"),
+            Error::Config(error) => write!(f, "bad configuration: {error}"),
+            Error::DataDirInUse { dir } => {
+                write!(
+                    f,
+                    "data directory {} is in use by another process",
+                    dir.display()
+                )
+            }
+            Error::Start(reason) => write!(f, "cannot start: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Storage(error) => Some(error),
+            Error::Restore { source, .. } => Some(source),
+            Error::Config(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<NodeConfigError> for Error {
+    fn from(error: NodeConfigError) -> Error {
+        Error::Config(error)
+    }
+}
+
+/// Why [`NodeConfig::validate`](super::NodeConfig::validate) refuses a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeConfigError {
+    /// Two members have the same id.
+    DuplicateIds {
+        /// The members.
+        members: Vec<(NodeId, SocketAddr)>,
+    },
+    /// Two members have the same address.
+    DuplicateAddresses {
+        /// The members.
+        members: Vec<(NodeId, SocketAddr)>,
+    },
+    /// This node is not a member.
+    NotAMember {
+        /// This node.
+        id: NodeId,
+        /// The members' ids, sorted.
+        ids: Vec<NodeId>,
+    },
+    /// The timer's period is zero.
+    ZeroTick,
+    /// A snapshot threshold is zero (a snapshot after every entry, or every byte).
+    ZeroSnapshotThreshold {
+        /// Entries between snapshots.
+        entries: u64,
+        /// Bytes of entries between snapshots.
+        bytes: u64,
+    },
+    /// The data directory is the empty path.
+    EmptyDataDir,
+    /// The WAL refuses its options.
+    Wal(SharedWalError),
+    /// The core refuses what the node's settings make of its configuration (ticks, members,
+    /// the datagram limit).
+    Core(raft::ConfigError),
+}
+
+impl fmt::Display for NodeConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeConfigError::DuplicateIds { members } => {
+                write!(f, "duplicate node ids in {members:?}")
+            }
+            NodeConfigError::DuplicateAddresses { members } => {
+                write!(f, "duplicate addresses in {members:?}")
+            }
+            NodeConfigError::NotAMember { id, ids } => {
+                write!(f, "node {id} is not in the cluster {ids:?}")
+            }
+            NodeConfigError::ZeroTick => write!(f, "the tick must be longer than zero"),
+            NodeConfigError::ZeroSnapshotThreshold { entries, bytes } => write!(
+                f,
+                "snapshot_entries and snapshot_bytes must be at least 1 (they are {entries} and \
+                 {bytes})"
+            ),
+            NodeConfigError::EmptyDataDir => {
+                write!(f, "the data directory is empty (not a path)")
+            }
+            NodeConfigError::Wal(error) => write!(f, "WAL: {error}"),
+            NodeConfigError::Core(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl std::error::Error for NodeConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            NodeConfigError::Wal(error) => Some(error.wal()),
+            NodeConfigError::Core(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<raft::ConfigError> for NodeConfigError {
+    fn from(error: raft::ConfigError) -> NodeConfigError {
+        NodeConfigError::Core(error)
+    }
+}
+
+/// Why storage failed; the node stops on any of them (no retry-and-carry-on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageError {
+    /// The WAL failed.
+    Wal {
+        /// What the WAL thread was doing ("syncing the log").
+        during: &'static str,
+        /// The WAL's error.
+        source: SharedWalError,
+    },
+    /// The snapshot received is not the one the leader announced, so it was not installed. The
+    /// chunks arrive in order over checked datagrams: only a bug gets here.
+    SnapshotMismatch {
+        /// What differs.
+        reason: String,
+    },
+}
+
+impl StorageError {
+    /// For `map_err`: the WAL's error, while doing `during`.
+    pub(crate) fn wal(during: &'static str) -> impl Fn(balsa_wal::Error) -> StorageError + Copy {
+        move |error| StorageError::Wal {
+            during,
+            source: SharedWalError::from(error),
+        }
+    }
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageError::Wal { during, source } => write!(f, "{during}: {source}"),
+            StorageError::SnapshotMismatch { reason } => {
+                write!(f, "refusing to install a snapshot: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StorageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StorageError::Wal { source, .. } => Some(source.wal()),
+            StorageError::SnapshotMismatch { .. } => None,
+        }
+    }
+}
+
+/// A `balsa_wal::Error`, shared so that the errors holding it stay `Clone` (every waiter of a
+/// stopped node gets a copy), and equal to another when both say the same thing (an `io::Error`
+/// has no equality of its own).
+#[derive(Debug, Clone)]
+pub struct SharedWalError(Arc<balsa_wal::Error>);
+
+impl SharedWalError {
+    /// The WAL's error.
+    pub fn wal(&self) -> &balsa_wal::Error {
+        &self.0
+    }
+}
+
+impl From<balsa_wal::Error> for SharedWalError {
+    fn from(error: balsa_wal::Error) -> SharedWalError {
+        SharedWalError(Arc::new(error))
+    }
+}
+
+impl PartialEq for SharedWalError {
+    fn eq(&self, other: &SharedWalError) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for SharedWalError {}
+
+impl fmt::Display for SharedWalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::io;
+
+    use super::*;
+
+    fn io_failure() -> balsa_wal::Error {
+        balsa_wal::Error::Io {
+            op: "fdatasync",
+            path: PathBuf::from("wal/00000001.seg"),
+            offset: None,
+            source: io::Error::other("disk gone"),
+        }
+    }
+
+    /// The chain of `source()`s below `error`, outermost first.
+    fn causes<'a>(
+        error: &'a (dyn std::error::Error + 'static),
+    ) -> Vec<&'a (dyn std::error::Error + 'static)> {
+        std::iter::successors(error.source(), |&cause| cause.source()).collect()
+    }
+
+    /// Each new variant's one line, as `balsa serve` prints it after "balsa serve: ".
+    #[test]
+    fn each_error_says_what_happened_in_one_line() {
+        let cases = [
+            (
+                Error::Storage(StorageError::wal("syncing the log")(io_failure())),
+                "the node stopped: storage failed: syncing the log: fdatasync \
+                 wal/00000001.seg: disk gone",
+            ),
+            (
+                Error::Storage(StorageError::SnapshotMismatch {
+                    reason: "3 bytes, 5 announced".into(),
+                }),
+                "the node stopped: storage failed: refusing to install a snapshot: 3 bytes, 5 \
+                 announced",
+            ),
+            (
+                Error::Restore {
+                    index: 40,
+                    source: RestoreError::new("not 8 bytes"),
+                },
+                "the node stopped: restoring the installed snapshot at 40: cannot restore \
+                 snapshot: not 8 bytes",
+            ),
+            (
+                Error::Config(NodeConfigError::Core(raft::ConfigError::ReservedId)),
+                "bad configuration: node id 0 is reserved",
+            ),
+            (
+                Error::Config(NodeConfigError::Wal(
+                    balsa_wal::Error::InvalidOptions {
+                        reason: "segment_bytes 1000 is too small".into(),
+                    }
+                    .into(),
+                )),
+                "bad configuration: WAL: invalid options: segment_bytes 1000 is too small",
+            ),
+        ];
+        for (error, says) in cases {
+            assert_eq!(error.to_string(), says);
+        }
+    }
+
+    #[test]
+    fn source_reaches_the_wal_error_and_the_io_error_under_it() {
+        let error = Error::Storage(StorageError::wal("syncing the log")(io_failure()));
+        let causes = causes(&error);
+        assert_eq!(causes.len(), 3, "storage error, WAL error, I/O error");
+        assert!(causes[0].is::<StorageError>());
+        let wal = causes[1]
+            .downcast_ref::<balsa_wal::Error>()
+            .expect("the WAL's error, whole");
+        assert!(matches!(
+            wal,
+            balsa_wal::Error::Io {
+                op: "fdatasync",
+                ..
+            }
+        ));
+        let io = causes[2].downcast_ref::<io::Error>().expect("the OS error");
+        assert_eq!(io.to_string(), "disk gone");
+    }
+
+    /// A failure a real WAL reports keeps its variant and fields through the runtime's errors.
+    #[test]
+    fn a_real_wal_failure_is_kept_whole() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut wal, _) =
+            balsa_wal::Wal::open(dir.path(), balsa_wal::Options::default()).expect("open");
+        let failure = wal.compact_to(10).expect_err("no snapshot covers index 10");
+        let error = Error::Storage(StorageError::wal("compacting the log")(failure));
+        let wal_error = causes(&error)
+            .into_iter()
+            .find_map(|cause| cause.downcast_ref::<balsa_wal::Error>())
+            .expect("the chain reaches the WAL's error");
+        assert!(matches!(
+            wal_error,
+            balsa_wal::Error::NotCovered { index: 10, .. }
+        ));
+        assert!(error.to_string().contains("compacting the log: index 10"));
+    }
+
+    #[test]
+    fn the_other_causes_are_sources_too() {
+        let restore = Error::Restore {
+            index: 7,
+            source: RestoreError::new("damaged"),
+        };
+        let cause = restore.source().expect("the state machine's error");
+        assert_eq!(
+            cause
+                .downcast_ref::<RestoreError>()
+                .map(RestoreError::message),
+            Some("damaged")
+        );
+        let refused = Error::Config(NodeConfigError::Core(raft::ConfigError::ReservedId));
+        let causes = causes(&refused);
+        assert!(causes[0].is::<NodeConfigError>());
+        assert_eq!(
+            causes[1].downcast_ref::<raft::ConfigError>(),
+            Some(&raft::ConfigError::ReservedId)
+        );
+        assert!(Error::Config(NodeConfigError::ZeroTick).source().is_some());
+        assert!(NodeConfigError::ZeroTick.source().is_none());
+        assert!(Error::Timeout.source().is_none());
+    }
+
+    /// Waiters get clones; equality is what the error says.
+    #[test]
+    fn wal_errors_are_equal_when_they_say_the_same() {
+        let error = Error::Storage(StorageError::wal("syncing the log")(io_failure()));
+        assert_eq!(error.clone(), error);
+        assert_eq!(
+            Error::Storage(StorageError::wal("syncing the log")(io_failure())),
+            error
+        );
+        assert_ne!(
+            Error::Storage(StorageError::wal("writing the log")(io_failure())),
+            error
+        );
+    }
+}
