@@ -368,10 +368,11 @@ fn a_minority_kept_down_still_makes_progress() {
 
 /// A leader that labels the snapshot it sends with its current term (not the term of the
 /// snapshot's last entry) gives followers a log base the committed log never had. Caught at the
-/// first install: seed 2 of 3 nodes (step 6,225), the first seed that installs a snapshot.
+/// first install of a seed: 17 of the first 100 seeds of 3 nodes install one and catch it, the
+/// first at seed 18 (step 3,460).
 #[test]
-fn snapshot_with_current_term_is_caught_within_10_seeds() {
-    first_catch(0..10, Some(3), &[ViolationKind::Snapshot], |config| {
+fn snapshot_with_current_term_is_caught_within_60_seeds() {
+    first_catch(0..60, Some(3), &[ViolationKind::Snapshot], |config| {
         config.faults.snapshot_with_current_term = true;
     });
 }
@@ -381,7 +382,8 @@ fn snapshot_with_current_term_is_caught_within_10_seeds() {
 #[test]
 fn snapshots_installs_and_wipes_happen_without_violation() {
     let (mut snapshots, mut installs, mut wipes) = (0, 0, 0);
-    for seed in 0..30 {
+    // Installs are rare and come in clusters: 223 in 300 seeds, 7 in the first 30.
+    for seed in 0..60 {
         let config = SimConfig::new(3);
         let report = sim::run(seed, &config);
         assert!(report.passed(), "seed {seed}: {:?}", report.violations);

@@ -218,7 +218,15 @@ impl Raft {
                         return;
                     }
                     if !pre_vote {
+                        // A higher term is not a reason to wait longer (Figure 2: a follower's
+                        // timer restarts only for a leader's AppendEntries or a vote it grants).
+                        // Keeping it lets a node with a longer log campaign on its own schedule
+                        // instead of restarting its timer at every doomed candidate's request;
+                        // `on_request_vote` restarts it if the vote is granted.
+                        let (elapsed, timeout) = (self.election_elapsed, self.election_timeout);
                         self.become_follower(msg.term, None);
+                        self.election_elapsed = elapsed;
+                        self.election_timeout = timeout;
                     }
                 }
                 // A granted pre-vote carries the term it was asked for; nothing changes.

@@ -371,3 +371,37 @@ fn without_planted_bugs_the_vote_fault_switch_is_ignored() {
 
     assert_eq!(last_answer(&cluster, 2, 1), (false, 3));
 }
+
+/// Figure 2, Rules for Servers, Followers: the election timer restarts on a current leader's
+/// AppendEntries or a vote *granted*. A higher-term RequestVote the node refuses (the candidate's
+/// log is behind) moves it to that term but does not restart its timer: a node with a longer log
+/// still campaigns on its own schedule, and a doomed candidate that keeps timing out cannot hold
+/// off the only node that could win. (Found by the simulator: seed 5025 of 3 nodes, one of them
+/// wiped, so every election needs the other two, lost its liveness window to exactly this.)
+#[test]
+fn a_refused_higher_term_candidate_does_not_restart_the_election_timer() {
+    // The tick at which node 1 (three entries of term 1) campaigns, with or without a refused
+    // request from node 2 (an empty log) five ticks in.
+    let campaign_tick = |refuse_a_candidate: bool| {
+        let mut cluster = classic(3);
+        cluster.restart_with(1, hard_state(1, 0), log_with_terms(&[1, 1, 1]));
+        for tick in 1..=100 {
+            if refuse_a_candidate && tick == 5 {
+                inject(&mut cluster, 2, 1, 2, request_vote(0, 0));
+                assert_eq!(
+                    last_answer(&cluster, 1, 2),
+                    (false, 2),
+                    "refused, in term 2"
+                );
+            }
+            cluster.tick(1, 1);
+            if cluster.role(1) == Role::Candidate {
+                return tick;
+            }
+        }
+        panic!("node 1 never campaigned");
+    };
+    let undisturbed = campaign_tick(false);
+    assert!(undisturbed > 5, "the request comes before the timeout");
+    assert_eq!(campaign_tick(true), undisturbed);
+}
