@@ -41,9 +41,9 @@ use std::sync::Arc;
 
 use balsa_net::{Counters, DropReason};
 
-use self::storage::StorageOp;
+use self::storage::{StorageDone, StorageOp};
 use crate::raft::{
-    Action, Entry, EntryKind, Input, Message, NodeId, ProposalOutcome, ProposeError, Raft, Role,
+    self, Action, Entry, EntryKind, Message, NodeId, ProposalOutcome, ProposeError, Raft, Role,
     Status,
 };
 use crate::runtime::wire::{
@@ -60,6 +60,30 @@ pub struct SnapshotPolicy {
     pub entries: u64,
     /// Once this many bytes of entries were applied since the last snapshot.
     pub bytes: u64,
+}
+
+/// What the world tells a replica (the embedding API's calls aside: they are methods, since
+/// they carry where the answer goes).
+#[derive(Debug)]
+pub enum Input {
+    /// One tick of logical time passed.
+    Tick,
+    /// A peer's message arrived.
+    Peer {
+        /// The peer.
+        from: NodeId,
+        /// The message.
+        msg: Message,
+    },
+    /// A client's datagram arrived.
+    Client {
+        /// Where it came from (where the answers go).
+        source: SocketAddr,
+        /// The datagram.
+        wire: Wire,
+    },
+    /// Storage finished some work.
+    Storage(StorageDone),
 }
 
 /// Something the world must carry out for a replica.
@@ -221,19 +245,30 @@ impl<S: StateMachine, R> Replica<S, R> {
         self.applied_index
     }
 
-    /// One tick of logical time passed.
-    pub fn tick(&mut self) {
-        self.raft.step(Input::Tick);
-    }
-
-    /// A peer's message arrived.
-    pub fn peer_message(&mut self, from: NodeId, msg: Message) {
-        self.raft.step(Input::Message { from, msg });
+    /// Takes one input. An error means the replica cannot go on (the state machine cannot
+    /// restore a snapshot storage now holds as this node's state): the node must stop.
+    pub fn step(&mut self, input: Input) -> Result<(), Error> {
+        match input {
+            Input::Tick => self.raft.step(raft::Input::Tick),
+            Input::Peer { from, msg } => self.raft.step(raft::Input::Message { from, msg }),
+            Input::Client { source, wire } => self.client_datagram(source, wire),
+            Input::Storage(StorageDone::Persisted { upto }) => {
+                self.storage_syncs += 1;
+                self.raft.step(raft::Input::Persisted { upto });
+            }
+            Input::Storage(StorageDone::SnapshotSaved { index, data }) => {
+                self.snapshot_saved(index, data);
+            }
+            Input::Storage(StorageDone::SnapshotInstalled { index, term, data }) => {
+                self.snapshot_installed(index, term, &data)?;
+            }
+        }
+        Ok(())
     }
 
     /// A client's datagram arrived from `source`. Anything but requests is dropped; a batch
     /// over [`MAX_REQUESTS_PER_DATAGRAM`] is dropped and counted as refused.
-    pub fn client_datagram(&mut self, source: SocketAddr, wire: Wire) {
+    fn client_datagram(&mut self, source: SocketAddr, wire: Wire) {
         match wire {
             Wire::Request(request) => self.on_request(source, request),
             Wire::Requests(requests) => {
@@ -254,12 +289,6 @@ impl<S: StateMachine, R> Replica<S, R> {
         }
     }
 
-    /// Storage made every persist up to `upto` durable (and sent its `then_send`).
-    pub fn persisted(&mut self, upto: crate::raft::PersistId) {
-        self.storage_syncs += 1;
-        self.raft.step(Input::Persisted { upto });
-    }
-
     /// Proposes `data` from the embedding API; `reply` gets the state machine's answer once it is
     /// applied. The embedding API does not forward: on a follower the caller learns who leads.
     pub fn propose(&mut self, data: &[u8], reply: R) {
@@ -270,7 +299,7 @@ impl<S: StateMachine, R> Replica<S, R> {
         }
         let tag = self.tag();
         self.proposing.insert(tag, Waiter::Api(reply));
-        self.raft.step(Input::Propose {
+        self.raft.step(raft::Input::Propose {
             id: tag,
             data: wire::frame(None, data),
         });
@@ -284,7 +313,7 @@ impl<S: StateMachine, R> Replica<S, R> {
     /// Asks the core, if it leads, to hand leadership to `to`.
     pub fn transfer_leader(&mut self, to: NodeId) -> Result<(), Error> {
         if self.raft.role() == Role::Leader {
-            self.raft.step(Input::TransferLeadership { to });
+            self.raft.step(raft::Input::TransferLeadership { to });
             Ok(())
         } else {
             Err(Error::NotLeader {
@@ -295,14 +324,14 @@ impl<S: StateMachine, R> Replica<S, R> {
 
     /// Storage saved this replica's snapshot at `index`: the core sends it to followers behind
     /// and compacts; clients that asked for a snapshot are answered.
-    pub fn snapshot_saved(&mut self, index: u64, data: Arc<Vec<u8>>) {
+    fn snapshot_saved(&mut self, index: u64, data: Arc<Vec<u8>>) {
         assert_eq!(
             self.snapshots.saving,
             Some(index),
             "storage reports the one save in flight"
         );
         self.snapshots.saving = None;
-        self.raft.step(Input::SnapshotSaved { index, data });
+        self.raft.step(raft::Input::SnapshotSaved { index, data });
         for reply in std::mem::take(&mut self.snapshots.waiters) {
             self.respond(reply, ResponseBody::SnapshotTaken { index });
         }
@@ -311,7 +340,7 @@ impl<S: StateMachine, R> Replica<S, R> {
     /// Storage installed a leader's snapshot: the state machine takes it over, then the core
     /// hears of it. An error means the state machine cannot restore what storage now holds as
     /// this node's state: the node must stop (running on would diverge).
-    pub fn snapshot_installed(&mut self, index: u64, term: u64, data: &[u8]) -> Result<(), Error> {
+    fn snapshot_installed(&mut self, index: u64, term: u64, data: &[u8]) -> Result<(), Error> {
         if let Err(source) = self.state_machine.restore(data) {
             return Err(Error::Restore { index, source });
         }
@@ -331,7 +360,7 @@ impl<S: StateMachine, R> Replica<S, R> {
             let (_, reply) = entry.remove();
             self.reply(reply, Err(Error::Timeout));
         }
-        self.raft.step(Input::SnapshotInstalled { index });
+        self.raft.step(raft::Input::SnapshotInstalled { index });
         self.serve_ready_reads();
         Ok(())
     }
@@ -425,7 +454,7 @@ impl<S: StateMachine, R> Replica<S, R> {
                 let tag = self.tag();
                 self.proposing.insert(tag, Waiter::Client(reply));
                 let data = wire::frame(Some(reply), &data);
-                self.raft.step(Input::Propose { id: tag, data });
+                self.raft.step(raft::Input::Propose { id: tag, data });
             }
             RequestBody::Query { data, stale: true } => {
                 let answer = self.state_machine.query(&data);
@@ -463,7 +492,7 @@ impl<S: StateMachine, R> Replica<S, R> {
     fn start_read(&mut self, query: Vec<u8>, waiter: Waiter<R>) {
         let ctx = self.tag();
         self.reads.insert(ctx, WaitingRead { query, waiter });
-        self.raft.step(Input::ReadIndex { ctx });
+        self.raft.step(raft::Input::ReadIndex { ctx });
     }
 
     fn tag(&mut self) -> u64 {

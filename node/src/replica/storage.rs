@@ -103,6 +103,33 @@ impl StorageOp {
     }
 }
 
+/// What storage reports back to the replica once it carried work out, in the order it did it.
+#[derive(Debug)]
+pub enum StorageDone {
+    /// Every persist up to `upto` is durable, and its `then_send` messages were sent.
+    Persisted {
+        /// The newest durable persist.
+        upto: PersistId,
+    },
+    /// The replica's snapshot up to `index` is durable.
+    SnapshotSaved {
+        /// The last index it covers.
+        index: u64,
+        /// Its bytes.
+        data: Arc<Vec<u8>>,
+    },
+    /// A leader's snapshot is installed (Figure 13's rules applied to the log): the state
+    /// machine restores from `data`.
+    SnapshotInstalled {
+        /// The last index it covers.
+        index: u64,
+        /// That entry's term.
+        term: u64,
+        /// Its bytes.
+        data: Arc<Vec<u8>>,
+    },
+}
+
 /// One step of storage work, in the order [`stages`] gives them.
 #[derive(Debug)]
 pub enum Stage {

@@ -25,7 +25,7 @@ use super::wire::Wire;
 use super::{ApiCall, Error, Event};
 use crate::raft::{NodeId, Raft, Role};
 use crate::replica::storage::StorageOp;
-use crate::replica::{Effect, Replica, SnapshotPolicy};
+use crate::replica::{Effect, Input, Replica, SnapshotPolicy};
 use crate::state_machine::StateMachine;
 
 /// Where an embedding API call's answer goes.
@@ -124,28 +124,37 @@ impl<S: StateMachine> Consensus<S> {
 
     fn handle(&mut self, event: Event) -> Option<Stop> {
         match event {
-            Event::Tick => self.replica.tick(),
-            Event::Persisted(upto) => self.replica.persisted(upto),
-            Event::Net(inbound) => self.on_inbound(inbound),
+            Event::Tick => return self.step(Input::Tick),
+            Event::Storage(done) => return self.step(Input::Storage(done)),
+            Event::Net(inbound) => return self.on_inbound(inbound),
             Event::Api(call) => self.on_api(call),
             Event::StorageFailed(error) => return Some(Stop::Fatal(Error::Storage(error))),
-            Event::SnapshotSaved { index, data } => self.replica.snapshot_saved(index, data),
-            Event::SnapshotInstalled { index, term, data } => {
-                if let Err(error) = self.replica.snapshot_installed(index, term, &data) {
-                    return Some(Stop::Fatal(error));
-                }
-            }
             Event::Shutdown => return Some(Stop::Shutdown),
         }
         None
     }
 
-    fn on_inbound(&mut self, inbound: Inbound<Wire>) {
-        match (inbound.kind, inbound.msg) {
-            (Kind::Peer, Wire::Raft(msg)) => self.replica.peer_message(inbound.from, msg),
-            (Kind::Request, wire) => self.replica.client_datagram(inbound.source, wire),
-            (kind, _) => log::debug!("dropped a {kind:?} datagram carrying the wrong message"),
-        }
+    fn on_inbound(&mut self, inbound: Inbound<Wire>) -> Option<Stop> {
+        let input = match (inbound.kind, inbound.msg) {
+            (Kind::Peer, Wire::Raft(msg)) => Input::Peer {
+                from: inbound.from,
+                msg,
+            },
+            (Kind::Request, wire) => Input::Client {
+                source: inbound.source,
+                wire,
+            },
+            (kind, _) => {
+                log::debug!("dropped a {kind:?} datagram carrying the wrong message");
+                return None;
+            }
+        };
+        self.step(input)
+    }
+
+    /// Hands `input` to the replica; an error stops the node.
+    fn step(&mut self, input: Input) -> Option<Stop> {
+        self.replica.step(input).err().map(Stop::Fatal)
     }
 
     fn on_api(&mut self, call: ApiCall) {

@@ -40,6 +40,7 @@ use balsa_wal::Wal;
 use self::consensus::{Consensus, Stop};
 use self::wire::Wire;
 use crate::raft::{self, NodeId, Raft, Restored, Role};
+use crate::replica::storage::StorageDone;
 use crate::state_machine::StateMachine;
 
 pub use self::consensus::role_name;
@@ -52,26 +53,10 @@ pub enum Event {
     Tick,
     /// A datagram arrived and decoded.
     Net(Inbound<Wire>),
-    /// Every persist up to this id is durable.
-    Persisted(raft::PersistId),
+    /// The WAL thread finished some work.
+    Storage(StorageDone),
     /// The WAL failed; the node must stop.
     StorageFailed(StorageError),
-    /// This node's snapshot up to `index` is durable.
-    SnapshotSaved {
-        /// The last index it covers.
-        index: u64,
-        /// Its bytes.
-        data: Arc<Vec<u8>>,
-    },
-    /// A leader's snapshot is installed in the WAL: restore the state machine from `data`.
-    SnapshotInstalled {
-        /// The last index it covers.
-        index: u64,
-        /// That entry's term.
-        term: u64,
-        /// Its bytes.
-        data: Arc<Vec<u8>>,
-    },
     /// A call from the embedding API.
     Api(ApiCall),
     /// Stop.

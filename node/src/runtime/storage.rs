@@ -26,7 +26,7 @@ use super::snapshots::{Receiving, Saving};
 use super::wire::Wire;
 use super::{Event, StorageError};
 use crate::raft::{Entry, EntryKind, HardState, Message, NodeId, Persist, PersistId};
-use crate::replica::storage::{Stage, StorageOp, stages};
+use crate::replica::storage::{Stage, StorageDone, StorageOp, stages};
 
 /// Bytes of the next segment zero-filled per idle turn.
 const PREPARE_STEP: u64 = 1 << 20;
@@ -100,7 +100,10 @@ impl Writer<'_> {
             }
         }
         self.prepared = false;
-        Ok(self.inbox.send(Event::Persisted(upto)).is_ok())
+        Ok(self
+            .inbox
+            .send(Event::Storage(StorageDone::Persisted { upto }))
+            .is_ok())
     }
 
     /// Carries out one operation other than a persist, after the persists before it completed.
@@ -134,12 +137,12 @@ impl Writer<'_> {
                     return Err(StorageError::SnapshotMismatch { reason });
                 };
                 receiving.install(self.wal, meta, size, crc)?;
-                let installed = Event::SnapshotInstalled {
+                let installed = StorageDone::SnapshotInstalled {
                     index: meta.index,
                     term: meta.term,
                     data,
                 };
-                let _ = self.inbox.send(installed);
+                let _ = self.inbox.send(Event::Storage(installed));
             }
         }
         Ok(())
@@ -154,7 +157,9 @@ impl Writer<'_> {
                 .map_err(StorageError::wal("saving a snapshot"))?;
             match step {
                 Ok((index, data)) => {
-                    let _ = self.inbox.send(Event::SnapshotSaved { index, data });
+                    let _ = self
+                        .inbox
+                        .send(Event::Storage(StorageDone::SnapshotSaved { index, data }));
                 }
                 Err(unfinished) => self.saving = Some(unfinished),
             }

@@ -35,8 +35,8 @@ use super::setup::Setup;
 use super::store::{AppliedCommand, ObservedStore};
 use super::trace;
 use crate::raft::{Config, Message, NodeId, PersistId, Raft, Restored, Role};
-use crate::replica::storage::{Stage, StorageOp, stages};
-use crate::replica::{Effect, Replica, SnapshotPolicy};
+use crate::replica::storage::{Stage, StorageDone, StorageOp, stages};
+use crate::replica::{Effect, Input, Replica, SnapshotPolicy};
 use crate::runtime::wire::Wire;
 
 /// A snapshot installed on a disk: its index, term and bytes.
@@ -45,50 +45,16 @@ type Installed = (u64, u64, Arc<Vec<u8>>);
 /// The replica as simulated: no embedding API callers.
 type SimReplica = Replica<ObservedStore, Infallible>;
 
-/// What a replica is told: one of its inputs.
+/// What a replica is told in one step: one of its inputs, or (from the nemesis) to hand over
+/// leadership.
 #[derive(Debug)]
 pub enum Stimulus {
-    /// A tick.
-    Tick,
-    /// A peer's message.
-    Peer {
-        /// The peer.
-        from: NodeId,
-        /// The message.
-        msg: Message,
-    },
-    /// A client's datagram.
-    Client {
-        /// The client's address.
-        source: SocketAddr,
-        /// The datagram.
-        wire: Wire,
-    },
-    /// Persists up to `upto` are durable.
-    Persisted {
-        /// The newest durable persist.
-        upto: PersistId,
-    },
-    /// Hand leadership to `to`.
+    /// One of the replica's inputs.
+    Input(Input),
+    /// Hand leadership to `to` (refused unless the replica leads).
     Transfer {
         /// The node.
         to: NodeId,
-    },
-    /// The replica's snapshot at `index` is saved.
-    SnapshotSaved {
-        /// Its index.
-        index: u64,
-        /// Its bytes.
-        data: Arc<Vec<u8>>,
-    },
-    /// A leader's snapshot is installed on the disk.
-    SnapshotInstalled {
-        /// Its index.
-        index: u64,
-        /// Its term.
-        term: u64,
-        /// Its bytes.
-        data: Arc<Vec<u8>>,
     },
 }
 
@@ -302,14 +268,14 @@ impl Sim {
             SimEvent::Tick(id) => {
                 self.schedule(SUBTICKS_PER_TICK, SimEvent::Tick(id));
                 if self.is_up(id) {
-                    self.step(id, Stimulus::Tick);
+                    self.step(id, Stimulus::Input(Input::Tick));
                 }
             }
             SimEvent::Deliver { from, to, msg } => {
                 if self.network.allows(from, to) && self.is_up(to) {
                     let result = self.checker.on_ack_counted(from, to, &msg);
                     self.check(result);
-                    self.step(to, Stimulus::Peer { from, msg });
+                    self.step(to, Stimulus::Input(Input::Peer { from, msg }));
                 } else {
                     self.faults.cut += 1;
                     self.note(|| format!("n{from} -> n{to} cut: {}", trace::message(&msg)));
@@ -317,13 +283,11 @@ impl Sim {
             }
             SimEvent::ToReplica { node, source, wire } => {
                 if self.is_up(node) {
-                    self.step(
-                        node,
-                        Stimulus::Client {
-                            source,
-                            wire: *wire,
-                        },
-                    );
+                    let input = Input::Client {
+                        source,
+                        wire: *wire,
+                    };
+                    self.step(node, Stimulus::Input(input));
                 }
             }
             SimEvent::ToClient { client, response } => {
@@ -409,30 +373,29 @@ impl Sim {
     fn step(&mut self, id: NodeId, stimulus: Stimulus) {
         self.steps += 1;
         let described = self.config.trace.then(|| trace::stimulus(&stimulus));
-        let installed = matches!(stimulus, Stimulus::SnapshotInstalled { .. });
+        let installed = match &stimulus {
+            Stimulus::Input(Input::Storage(StorageDone::SnapshotInstalled { index, .. })) => {
+                Some(*index)
+            }
+            _ => None,
+        };
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         let replica = node.replica.as_mut().expect("only live nodes are stepped");
         // The installed snapshot's state, as restored (before anything after it is applied).
         let mut restored: Option<(u64, u64)> = None;
         let mut outcome: Result<(), Finding> = Ok(());
         match stimulus {
-            Stimulus::Tick => replica.tick(),
-            Stimulus::Peer { from, msg } => replica.peer_message(from, msg),
-            Stimulus::Client { source, wire } => replica.client_datagram(source, wire),
-            Stimulus::Persisted { upto } => replica.persisted(upto),
+            Stimulus::Input(input) => {
+                if let Err(error) = replica.step(input) {
+                    outcome = Err((ViolationKind::Snapshot, format!("node {id}: {error}")));
+                } else if let Some(index) = installed {
+                    restored = Some((index, replica.state_machine().state_digest()));
+                }
+            }
             Stimulus::Transfer { to } => {
                 // Refused unless it leads; the nemesis asks leaders only, but one may have
                 // stepped down in this very tick.
                 let _ = replica.transfer_leader(to);
-            }
-            Stimulus::SnapshotSaved { index, data } => replica.snapshot_saved(index, data),
-            Stimulus::SnapshotInstalled { index, term, data } => {
-                match replica.snapshot_installed(index, term, &data) {
-                    Ok(()) => restored = Some((index, replica.state_machine().state_digest())),
-                    Err(error) => {
-                        outcome = Err((ViolationKind::Snapshot, format!("node {id}: {error}")))
-                    }
-                }
             }
         }
         let effects: Vec<Effect<Infallible>> =
@@ -456,7 +419,7 @@ impl Sim {
             self.note(|| line);
         }
         // An install rewrites the log itself, durably (the runtime's own write).
-        let mut persisted_from: Option<u64> = installed.then_some(1);
+        let mut persisted_from: Option<u64> = installed.map(|_| 1);
         for effect in &effects {
             self.digest.effect(id, effect);
             if let Effect::Storage(StorageOp::Persist(persist)) = effect {
@@ -679,7 +642,10 @@ impl Sim {
                     self.send(id, to, msg);
                 }
                 if self.violation.is_none() {
-                    self.step(id, Stimulus::Persisted { upto });
+                    self.step(
+                        id,
+                        Stimulus::Input(Input::Storage(StorageDone::Persisted { upto })),
+                    );
                 }
                 for op in released {
                     if self.violation.is_some() || !self.is_up(id) {
@@ -761,7 +727,8 @@ impl Sim {
         self.check(result);
         self.faults.snapshots += 1;
         if self.violation.is_none() {
-            self.step(id, Stimulus::SnapshotSaved { index, data });
+            let saved = StorageDone::SnapshotSaved { index, data };
+            self.step(id, Stimulus::Input(Input::Storage(saved)));
         }
     }
 
@@ -829,7 +796,8 @@ impl Sim {
             None => {}
             Some(Err(found)) => self.fail(found),
             Some(Ok((index, term, data))) => {
-                self.step(id, Stimulus::SnapshotInstalled { index, term, data });
+                let installed = StorageDone::SnapshotInstalled { index, term, data };
+                self.step(id, Stimulus::Input(Input::Storage(installed)));
             }
         }
     }

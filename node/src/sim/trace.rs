@@ -3,8 +3,8 @@
 
 use super::driver::Stimulus;
 use crate::raft::{Body, Message};
-use crate::replica::Effect;
-use crate::replica::storage::StorageOp;
+use crate::replica::storage::{StorageDone, StorageOp};
+use crate::replica::{Effect, Input};
 use crate::runtime::wire::{Request, RequestBody, Response, Wire};
 
 /// A message in a few words: kind, term and the fields that matter.
@@ -86,15 +86,21 @@ pub fn message(msg: &Message) -> String {
 /// A stimulus in a few words.
 pub fn stimulus(stimulus: &Stimulus) -> String {
     match stimulus {
-        Stimulus::Tick => "tick".to_owned(),
-        Stimulus::Peer { from, msg } => format!("from {from}: {}", message(msg)),
-        Stimulus::Client { source, wire } => format!("from client {source}: {}", wire_text(wire)),
-        Stimulus::Persisted { upto } => format!("persisted up to {upto}"),
-        Stimulus::Transfer { to } => format!("transfer leadership to {to}"),
-        Stimulus::SnapshotSaved { index, data } => {
+        Stimulus::Input(Input::Tick) => "tick".to_owned(),
+        Stimulus::Input(Input::Peer { from, msg }) => format!("from {from}: {}", message(msg)),
+        Stimulus::Input(Input::Client { source, wire }) => {
+            format!("from client {source}: {}", wire_text(wire))
+        }
+        Stimulus::Input(Input::Storage(StorageDone::Persisted { upto })) => {
+            format!("persisted up to {upto}")
+        }
+        Stimulus::Input(Input::Storage(StorageDone::SnapshotSaved { index, data })) => {
             format!("snapshot saved at {index} ({} bytes)", data.len())
         }
-        Stimulus::SnapshotInstalled { index, .. } => format!("snapshot installed at {index}"),
+        Stimulus::Input(Input::Storage(StorageDone::SnapshotInstalled { index, .. })) => {
+            format!("snapshot installed at {index}")
+        }
+        Stimulus::Transfer { to } => format!("transfer leadership to {to}"),
     }
 }
 
