@@ -100,7 +100,7 @@ fn main() -> Result<(), String> {
     let mut snapshot_time = Duration::ZERO;
     for (id, address) in (1..).zip(cluster.endpoints()) {
         let snapshotting = Instant::now();
-        client.snapshot(address).map_err(|e| e.to_string())?;
+        client.take_snapshot(address).map_err(|e| e.to_string())?;
         if id == leader {
             snapshot_time = snapshotting.elapsed();
         }

@@ -106,7 +106,7 @@ pub fn run(operation: ClientCommand) -> ExitCode {
             // Each node snapshots its own state machine; one that fails does not stop the rest.
             let mut status = ExitCode::SUCCESS;
             for endpoint in endpoints {
-                match client.snapshot(endpoint) {
+                match client.take_snapshot(endpoint) {
                     Ok(index) => println!("{endpoint}: snapshot at index {index}"),
                     Err(error) => {
                         eprintln!("balsa snapshot: {endpoint}: {error}");

@@ -204,7 +204,7 @@ impl Client {
 
     /// Asks the node at `endpoint` to snapshot its state machine and compact its log now;
     /// returns the last index the snapshot covers once it is durable.
-    pub fn snapshot(&mut self, endpoint: SocketAddr) -> Result<u64, ClientError> {
+    pub fn take_snapshot(&mut self, endpoint: SocketAddr) -> Result<u64, ClientError> {
         match self.run(Operation::Snapshot(endpoint))? {
             Reply::SnapshotTaken(index) => Ok(index),
             other => Err(unexpected("a snapshot request", &other)),

@@ -1,10 +1,15 @@
-//! The in-memory Raft log: entries after a snapshot base, the commit index and what has been
-//! handed out for applying (§5.3, Figure 2 "Log Matching"; the base is §7's snapshot point).
+//! The in-memory Raft log: entries after a base, the commit index and what has been handed out
+//! for applying (§5.3, Figure 2 "Log Matching").
+//!
+//! The *base* is the last entry compacted away (§7): what precedes the first entry held. It is
+//! not the snapshot's index: a node keeps `snapshot_trailing_entries` entries behind its newest
+//! snapshot, so the base sits at or below the snapshot's index (`Raft::snapshot_index`), and
+//! only an installed snapshot sets both to the same point.
 //!
 //! Invariants:
-//! - `entries[k].index == snapshot_index + 1 + k`: contiguous from the base.
+//! - `entries[k].index == base_index + 1 + k`: contiguous from the base.
 //! - Terms never decrease along the log.
-//! - `snapshot_index <= applied_index <= commit_index <= last_index()`.
+//! - `base_index <= applied_index <= commit_index <= last_index()`.
 //! - Committed entries are never removed or changed (asserted in `truncate_from`).
 
 use super::message::{Conflict, Entry};
@@ -12,10 +17,10 @@ use super::message::{Conflict, Entry};
 /// The log of one node.
 #[derive(Clone, Debug, Default)]
 pub struct RaftLog {
-    /// Index of the last entry the snapshot covers (0: no snapshot). Entries start after it.
-    snapshot_index: u64,
+    /// Index of the last entry compacted away (0: none). Entries start after it.
+    base_index: u64,
     /// Term of that entry.
-    snapshot_term: u64,
+    base_term: u64,
     /// The entries after the base, contiguous.
     entries: Vec<Entry>,
     /// Highest index known committed.
@@ -25,52 +30,47 @@ pub struct RaftLog {
 }
 
 impl RaftLog {
-    /// A log holding `entries` after a base of (`snapshot_index`, `snapshot_term`).
-    pub fn restore(
-        snapshot_index: u64,
-        snapshot_term: u64,
-        entries: Vec<Entry>,
-        commit: u64,
-    ) -> Self {
+    /// A log holding `entries` after a base of (`base_index`, `base_term`).
+    pub fn restore(base_index: u64, base_term: u64, entries: Vec<Entry>, commit: u64) -> Self {
         for (offset, entry) in entries.iter().enumerate() {
             assert_eq!(
                 entry.index,
-                snapshot_index + 1 + offset as u64,
+                base_index + 1 + offset as u64,
                 "entries are contiguous"
             );
         }
         let mut log = RaftLog {
-            snapshot_index,
-            snapshot_term,
+            base_index,
+            base_term,
             entries,
-            commit_index: snapshot_index,
-            applied_index: snapshot_index,
+            commit_index: base_index,
+            applied_index: base_index,
         };
         // A recovered commit index can trail the log (it is written lazily) but never lead it.
-        log.commit_index = commit.clamp(snapshot_index, log.last_index());
+        log.commit_index = commit.clamp(base_index, log.last_index());
         log
     }
 
     /// Index of the first entry held (the base + 1).
     pub fn first_index(&self) -> u64 {
-        self.snapshot_index + 1
+        self.base_index + 1
     }
 
     /// Index of the last entry (the base when the log is empty).
     pub fn last_index(&self) -> u64 {
-        self.snapshot_index + self.entries.len() as u64
+        self.base_index + self.entries.len() as u64
     }
 
     /// Term of the last entry (the base's when empty).
     pub fn last_term(&self) -> u64 {
         self.entries
             .last()
-            .map_or(self.snapshot_term, |entry| entry.term)
+            .map_or(self.base_term, |entry| entry.term)
     }
 
-    /// The snapshot base.
-    pub fn snapshot(&self) -> (u64, u64) {
-        (self.snapshot_index, self.snapshot_term)
+    /// The base: (index, term) of the last entry compacted away ((0, 0): none).
+    pub fn base(&self) -> (u64, u64) {
+        (self.base_index, self.base_term)
     }
 
     /// Highest committed index.
@@ -85,8 +85,8 @@ impl RaftLog {
 
     /// Term of the entry at `index`: known for the base and the entries held.
     pub fn term_at(&self, index: u64) -> Option<u64> {
-        if index == self.snapshot_index {
-            return Some(self.snapshot_term);
+        if index == self.base_index {
+            return Some(self.base_term);
         }
         self.entry(index).map(|entry| entry.term)
     }
@@ -253,18 +253,18 @@ impl RaftLog {
     /// term). Only applied entries are compacted, and the base never moves back.
     pub fn compact_to(&mut self, index: u64) {
         assert!(
-            self.snapshot_index <= index && index <= self.applied_index,
+            self.base_index <= index && index <= self.applied_index,
             "compaction to {index} outside base {} ..= applied {}",
-            self.snapshot_index,
+            self.base_index,
             self.applied_index
         );
         let Some(term) = self.term_at(index) else {
             unreachable!("the base and every entry after it up to applied are held");
         };
-        let drop = usize::try_from(index - self.snapshot_index).unwrap_or(usize::MAX);
+        let drop = usize::try_from(index - self.base_index).unwrap_or(usize::MAX);
         self.entries.drain(..drop);
-        self.snapshot_index = index;
-        self.snapshot_term = term;
+        self.base_index = index;
+        self.base_term = term;
     }
 
     /// Installs a snapshot covering up to (`index`, `term`) (Figure 13, receiver rules 6 and 7):
@@ -273,20 +273,20 @@ impl RaftLog {
     /// up to `index`. Returns whether the entries after it were kept.
     pub fn install_snapshot(&mut self, index: u64, term: u64) -> bool {
         assert!(
-            index > self.applied_index && index > self.snapshot_index,
+            index > self.applied_index && index > self.base_index,
             "snapshot {index} is not past applied {} and base {}",
             self.applied_index,
-            self.snapshot_index
+            self.base_index
         );
         let keep = self.matches(index, term);
         if keep {
-            let drop = usize::try_from(index - self.snapshot_index).unwrap_or(usize::MAX);
+            let drop = usize::try_from(index - self.base_index).unwrap_or(usize::MAX);
             self.entries.drain(..drop);
         } else {
             self.entries.clear();
         }
-        self.snapshot_index = index;
-        self.snapshot_term = term;
+        self.base_index = index;
+        self.base_term = term;
         self.commit_index = self.commit_index.max(index);
         self.applied_index = index;
         keep

@@ -726,7 +726,7 @@ impl Raft {
     pub fn snapshot_index(&self) -> u64 {
         self.snapshot
             .as_ref()
-            .map_or(self.log.snapshot().0, |image| image.index)
+            .map_or(self.log.base().0, |image| image.index)
     }
 
     /// This node's id.
@@ -908,8 +908,8 @@ impl Raft {
     fn check_invariants(&self) {
         assert!(self.durability.durable_id <= self.durability.issued_id);
         assert!(self.durability.stable_index <= self.log.last_index());
-        assert!(self.durability.stable_index >= self.log.snapshot().0);
-        assert!(self.snapshot_index() >= self.log.snapshot().0);
+        assert!(self.durability.stable_index >= self.log.base().0);
+        assert!(self.snapshot_index() >= self.log.base().0);
         assert!(!self.installing() || self.role != Role::Leader);
         assert!(self.log.applied_index() <= self.log.commit_index());
         assert!(self.log.commit_index() <= self.log.last_index());

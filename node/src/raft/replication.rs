@@ -292,7 +292,7 @@ impl Raft {
             None => {
                 let news = progress.on_success(index);
                 if progress.state == ProgressState::Snapshot
-                    && progress.match_index >= self.log.snapshot().0
+                    && progress.match_index >= self.log.base().0
                 {
                     // The follower caught up some other way: the log serves it again.
                     progress.become_probe();

@@ -279,7 +279,7 @@ impl Raft {
             .stable_index
             .max(index)
             .min(self.log.last_index());
-        let (base, _) = self.log.snapshot();
+        let (base, _) = self.log.base();
         let upto = index
             .saturating_sub(self.config.snapshot_trailing_entries)
             .max(base);

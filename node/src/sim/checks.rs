@@ -165,7 +165,7 @@ impl Checker {
                 commit: 0,
                 // The state machine restarts from the snapshot base; the core hands out again
                 // (in its first Apply) everything committed after it.
-                applied: raft.log().snapshot().0,
+                applied: raft.log().base().0,
                 steps: 0,
             },
         );
@@ -270,7 +270,7 @@ impl Checker {
     ) -> Result<Option<u64>, Finding> {
         let log = raft.log();
         let last = log.last_index();
-        let (base, base_term) = log.snapshot();
+        let (base, base_term) = log.base();
         let view = self.views.get_mut(&id).expect("every live node has a view");
         let old_last = view.log.len() as u64;
         let start = if full {

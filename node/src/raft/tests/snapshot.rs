@@ -100,7 +100,7 @@ fn compaction_keeps_the_trailing_entries_behind_the_snapshot() {
 
     let status = cluster.node(1).status();
     assert_eq!((status.snapshot_index, status.first_index), (11, 9));
-    assert_eq!(cluster.node(1).log().snapshot(), (8, 1));
+    assert_eq!(cluster.node(1).log().base(), (8, 1));
     assert!(cluster.events(1).contains(&Action::Compact { upto: 8 }));
     assert_eq!(cluster.disks[&1].entries.first().map(|e| e.index), Some(9));
 
@@ -375,7 +375,7 @@ fn rule_6_keeps_the_matching_suffix_and_rule_7_discards_a_conflicting_log() {
     let mut cluster = follower_with(&[1, 1, 1, 2, 2], 0);
     inject(&mut cluster, 1, 2, 3, whole_snapshot(3, 1));
     assert_eq!(cluster.log_terms(2), [(4, 2), (5, 2)], "rule 6");
-    assert_eq!(cluster.node(2).log().snapshot(), (3, 1));
+    assert_eq!(cluster.node(2).log().base(), (3, 1));
     let status = cluster.node(2).status();
     assert_eq!((status.commit_index, status.applied_index), (3, 3));
     assert_eq!(status.stable_index, 5, "the kept entries stay durable");
@@ -393,7 +393,7 @@ fn rule_6_keeps_the_matching_suffix_and_rule_7_discards_a_conflicting_log() {
     let mut cluster = follower_with(&[1, 1, 1, 2, 2], 0);
     inject(&mut cluster, 1, 2, 3, whole_snapshot(4, 3));
     assert_eq!(cluster.log_terms(2), [], "rule 7: nothing after the base");
-    assert_eq!(cluster.node(2).log().snapshot(), (4, 3));
+    assert_eq!(cluster.node(2).log().base(), (4, 3));
     let status = cluster.node(2).status();
     assert_eq!((status.last_index, status.stable_index), (4, 4));
     assert!(cluster.disks[&2].entries.is_empty());
