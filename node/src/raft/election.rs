@@ -7,6 +7,7 @@
 //! or vote.
 
 use super::message::EntryKind;
+use super::quorum::VoteResult;
 use super::snapshot::Chunk;
 use super::{Body, HardState, Message, NodeId, Progress, Raft, Role};
 
@@ -36,7 +37,7 @@ impl Raft {
     /// Whether this node may stand for election: a voter that kept its stable storage, not in
     /// the middle of installing a snapshot (its state machine and log are being replaced).
     fn may_campaign(&self) -> bool {
-        self.voters.contains(&self.config.id)
+        self.voters.contains(self.config.id)
             && !self.config.rejoined_without_state
             && !self.installing()
     }
@@ -63,14 +64,18 @@ impl Raft {
     /// Whether a quorum (this node included) was heard from since the last call; starts a new
     /// round.
     fn quorum_recently_active(&mut self) -> bool {
-        let mut active = 1;
+        let me = self.config.id;
+        let progress = &self.progress;
+        let active = self.voters.has_majority(|id| {
+            id == me
+                || progress
+                    .get(&id)
+                    .is_some_and(|progress| progress.recent_active)
+        });
         for progress in self.progress.values_mut() {
-            if progress.recent_active {
-                active += 1;
-            }
             progress.recent_active = false;
         }
-        active >= self.quorum()
+        active
     }
 
     pub(super) fn reset_election_timeout(&mut self) {
@@ -120,16 +125,16 @@ impl Raft {
 
     /// Counts the votes; moves on when a quorum decided. Returns whether the campaign ended.
     fn tally(&mut self) -> bool {
-        let granted = self.votes.values().filter(|&&granted| granted).count();
-        let rejected = self.votes.len() - granted;
-        if granted >= self.quorum() {
+        let votes = &self.votes;
+        let result = self.voters.vote_result(|id| votes.get(&id).copied());
+        if result == VoteResult::Won {
             match self.role {
                 Role::PreCandidate => self.campaign(Campaign::Election),
                 Role::Candidate => self.become_leader(),
                 Role::Follower | Role::Leader => unreachable!("only candidates count votes"),
             }
             true
-        } else if rejected >= self.quorum() {
+        } else if result == VoteResult::Lost {
             self.become_follower(self.term, None);
             true
         } else {
@@ -197,7 +202,7 @@ impl Raft {
 
     /// Figure 2 "All Servers" and the PreVote/CheckQuorum refinements, then the handler.
     pub(super) fn on_message(&mut self, from: NodeId, msg: Message) {
-        if from == self.config.id || !self.voters.contains(&from) {
+        if from == self.config.id || !self.voters.contains(from) {
             log::debug!(
                 "node {}: dropped a message from non-member {from}",
                 self.config.id

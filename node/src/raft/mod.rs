@@ -33,6 +33,7 @@ mod election;
 mod log;
 mod message;
 mod progress;
+pub mod quorum;
 mod read;
 mod replication;
 pub(crate) mod rng;
@@ -51,7 +52,8 @@ pub use self::log::RaftLog;
 pub use self::message::{
     Body, Conflict, ENTRY_OVERHEAD, Entry, EntryKind, MESSAGE_OVERHEAD, Message, NodeId,
 };
-pub use self::progress::{Progress, ProgressState};
+use self::progress::{Progress, ProgressState};
+pub use self::quorum::{Joint, VoteResult};
 use self::read::ReadState;
 use self::rng::Rng;
 use self::snapshot::Incoming;
@@ -559,8 +561,8 @@ impl Durability {
 #[derive(Debug)]
 pub struct Raft {
     config: Config,
-    /// Voters, sorted, this node included.
-    voters: Vec<NodeId>,
+    /// The voters, this node included: every decision is counted through it (`quorum.rs`).
+    voters: Joint,
     /// Latest term seen (persistent). Never decreases.
     term: u64,
     /// Voted for in `term` (persistent; 0: nobody). Set at most once per term.
@@ -600,8 +602,7 @@ impl Raft {
     /// A node starting from `restored` (all of it durable), as a follower.
     pub fn new(config: Config, restored: Restored) -> Result<Raft, ConfigError> {
         config.validate()?;
-        let mut voters = config.voters.clone();
-        voters.sort_unstable();
+        let voters = Joint::single(config.voters.iter().copied());
         let (snapshot_index, snapshot_term) = restored.snapshot;
         let log = RaftLog::restore(
             snapshot_index,
@@ -760,13 +761,9 @@ impl Raft {
         }
     }
 
-    fn quorum(&self) -> usize {
-        self.voters.len() / 2 + 1
-    }
-
     fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
         let me = self.config.id;
-        self.voters.iter().copied().filter(move |&id| id != me)
+        self.voters.voters().filter(move |&id| id != me)
     }
 
     /// Queues a message. One that promises durability waits for every persist issued so far.

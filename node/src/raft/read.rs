@@ -60,7 +60,8 @@ impl Raft {
 
     fn start_read(&mut self, ctx: u64, from: Option<NodeId>) {
         let index = self.log.commit_index();
-        if self.quorum() == 1 {
+        let me = self.config.id;
+        if self.voters.has_majority(|id| id == me) {
             self.read_ready(ctx, from, index);
             return;
         }
@@ -106,12 +107,15 @@ impl Raft {
     /// Serves every pending read whose round a quorum confirmed.
     pub(super) fn check_reads(&mut self) {
         while let Some(read) = self.reads.pending.front().copied() {
-            let confirmed = 1 + self
-                .progress
-                .values()
-                .filter(|p| p.read_round >= read.round)
-                .count();
-            if confirmed < self.quorum() {
+            let me = self.config.id;
+            let progress = &self.progress;
+            let confirmed = self.voters.has_majority(|id| {
+                id == me
+                    || progress
+                        .get(&id)
+                        .is_some_and(|p| p.read_round >= read.round)
+            });
+            if !confirmed {
                 break;
             }
             self.reads.pending.pop_front();

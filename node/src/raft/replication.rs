@@ -311,10 +311,15 @@ impl Raft {
     /// stores, if it is of the current term. The leader counts itself only up to its stable index.
     pub(super) fn maybe_commit(&mut self) {
         assert_eq!(self.role, Role::Leader, "only a leader counts replicas");
-        let mut matched: Vec<u64> = self.progress.values().map(|p| p.match_index).collect();
-        matched.push(self.durability.stable_index);
-        matched.sort_unstable_by(|a, b| b.cmp(a));
-        let quorum_index = matched[self.quorum() - 1];
+        let (me, stable_index) = (self.config.id, self.durability.stable_index);
+        let progress = &self.progress;
+        let quorum_index = self.voters.committed_index(|id| {
+            if id == me {
+                Some(stable_index)
+            } else {
+                progress.get(&id).map(|p| p.match_index)
+            }
+        });
         if quorum_index <= self.log.commit_index() {
             return;
         }

@@ -27,7 +27,7 @@ impl Raft {
         if to == self.config.id {
             return;
         }
-        if !self.voters.contains(&to) {
+        if !self.voters.contains(to) {
             self.actions.push_back(Action::TransferAborted {
                 to,
                 reason: "not a voter",
