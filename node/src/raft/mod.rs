@@ -52,8 +52,8 @@ pub use self::log::RaftLog;
 pub use self::message::{
     Body, Conflict, ENTRY_OVERHEAD, Entry, EntryKind, MESSAGE_OVERHEAD, Message, NodeId,
 };
-use self::progress::{Progress, ProgressState};
-pub use self::quorum::{Joint, VoteResult};
+pub use self::progress::{Progress, ProgressState};
+use self::quorum::Joint;
 use self::read::ReadState;
 use self::rng::Rng;
 use self::snapshot::Incoming;
