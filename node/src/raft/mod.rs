@@ -31,6 +31,7 @@
 mod config_error;
 mod election;
 mod log;
+pub mod membership;
 mod message;
 mod progress;
 pub mod quorum;
