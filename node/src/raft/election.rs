@@ -22,6 +22,19 @@ pub(super) enum Campaign {
     Transfer,
 }
 
+/// Whether stepping down restarts the election timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Timer {
+    /// Draw a new timeout and start counting from 0.
+    Restart,
+    /// Keep counting towards the current timeout. A refused higher-term vote request moves a
+    /// node to the term but is no reason to wait longer (Figure 2: a follower's timer restarts
+    /// for a current leader's AppendEntries or a vote it grants): a node with a longer log then
+    /// campaigns on its own schedule instead of restarting its timer at every doomed
+    /// candidate's request.
+    Keep,
+}
+
 impl Raft {
     pub(super) fn tick(&mut self) {
         if self.role == Role::Leader {
@@ -51,7 +64,7 @@ impl Raft {
             self.election_elapsed = 0;
             if self.config.check_quorum && !self.quorum_recently_active() {
                 // CheckQuorum: a leader cut off from a quorum stops acting as one.
-                self.become_follower(self.term, None);
+                self.become_follower(self.term, None, Timer::Restart);
                 return;
             }
         }
@@ -135,14 +148,16 @@ impl Raft {
             }
             true
         } else if result == VoteResult::Lost {
-            self.become_follower(self.term, None);
+            self.become_follower(self.term, None, Timer::Restart);
             true
         } else {
             false
         }
     }
 
-    pub(super) fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
+    /// Follows `leader` (or nobody yet) in `term`; `timer` says whether the election timer
+    /// restarts (see [`Timer`]).
+    pub(super) fn become_follower(&mut self, term: u64, leader: Option<NodeId>, timer: Timer) {
         assert!(
             term >= self.term,
             "the term never goes down ({} to {term})",
@@ -163,7 +178,9 @@ impl Raft {
         self.progress.clear();
         self.votes.clear();
         self.broadcast_due = false;
-        self.reset_election_timeout();
+        if timer == Timer::Restart {
+            self.reset_election_timeout();
+        }
         if was_leader {
             match self.transfer {
                 // The target was told to take over: stepping down is the transfer succeeding.
@@ -223,15 +240,8 @@ impl Raft {
                         return;
                     }
                     if !pre_vote {
-                        // A higher term is not a reason to wait longer (Figure 2: a follower's
-                        // timer restarts only for a leader's AppendEntries or a vote it grants).
-                        // Keeping it lets a node with a longer log campaign on its own schedule
-                        // instead of restarting its timer at every doomed candidate's request;
-                        // `on_request_vote` restarts it if the vote is granted.
-                        let (elapsed, timeout) = (self.election_elapsed, self.election_timeout);
-                        self.become_follower(msg.term, None);
-                        self.election_elapsed = elapsed;
-                        self.election_timeout = timeout;
+                        // `on_request_vote` restarts the timer if it grants the vote.
+                        self.become_follower(msg.term, None, Timer::Keep);
                     }
                 }
                 // A granted pre-vote carries the term it was asked for; nothing changes.
@@ -240,9 +250,9 @@ impl Raft {
                     granted: true,
                 } => {}
                 Body::AppendEntries { .. } | Body::InstallSnapshot { .. } => {
-                    self.become_follower(msg.term, Some(from));
+                    self.become_follower(msg.term, Some(from), Timer::Restart);
                 }
-                _ => self.become_follower(msg.term, None),
+                _ => self.become_follower(msg.term, None, Timer::Restart),
             }
         } else if msg.term < self.term {
             self.on_stale_message(from, &msg);

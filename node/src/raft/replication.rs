@@ -6,6 +6,7 @@
 //! its own storage acknowledged; an AppendEntries never exceeds `max_message_bytes`.
 
 use super::Action;
+use super::election::Timer;
 use super::message::EntryKind;
 use super::{
     Body, Conflict, Entry, MESSAGE_OVERHEAD, NodeId, ProgressState, ProposalOutcome, ProposeError,
@@ -246,7 +247,7 @@ impl Raft {
             self.term
         );
         if self.role != Role::Follower || self.leader != Some(from) {
-            self.become_follower(self.term, Some(from));
+            self.become_follower(self.term, Some(from), Timer::Restart);
         }
         self.election_elapsed = 0;
         !self.installing()

@@ -285,12 +285,12 @@ impl Cluster {
         let mut then_send = Vec::new();
         for stage in disk.queue.complete_upto(PersistId::MAX) {
             match stage {
-                Stage::Persists(persists) => {
-                    for mut persist in persists {
-                        then_send.append(&mut persist.then_send);
-                        upto = Some(disk.apply(persist));
-                    }
+                Stage::Write(mut persist) => {
+                    then_send.append(&mut persist.then_send);
+                    upto = Some(disk.apply(persist));
                 }
+                // Everything persisted is reported at once, below.
+                Stage::Sync => {}
                 Stage::Other(op) => disk.carry_out(op),
             }
         }

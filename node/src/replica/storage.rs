@@ -133,33 +133,37 @@ pub enum StorageDone {
 /// One step of storage work, in the order [`stages`] gives them.
 #[derive(Debug)]
 pub enum Stage {
-    /// Write these persists in order, sync once, then send their `then_send` messages in
-    /// order, then report the last one's id.
-    Persists(Vec<Persist>),
+    /// Write this persist (truncate, append, hard state); it is durable at the next `Sync`.
+    Write(Persist),
+    /// Sync what was written, then send the written persists' `then_send` messages in order,
+    /// then report the last one's id: the end of a group commit.
+    Sync,
     /// Carry out this operation (never a persist); every persist before it is already done.
     Other(StorageOp),
 }
 
 /// Cuts `ops`, in the order a replica emitted them, into the stages storage carries out one
-/// after the other: each run of consecutive persists is one group commit, every other operation
-/// a stage of its own after it.
+/// after the other: each run of consecutive persists is one group commit (its writes, then one
+/// `Sync`), every other operation a stage of its own after it. Allocates nothing.
 pub fn stages(ops: impl IntoIterator<Item = StorageOp>) -> impl Iterator<Item = Stage> {
     let mut ops = ops.into_iter().peekable();
-    std::iter::from_fn(move || match ops.next()? {
-        StorageOp::Persist(first) => {
-            let mut persists = vec![first];
-            while let Some(StorageOp::Persist(next)) =
-                ops.next_if(|op| matches!(op, StorageOp::Persist(_)))
-            {
+    let mut last_written: Option<PersistId> = None;
+    std::iter::from_fn(move || {
+        if last_written.is_some() && !matches!(ops.peek(), Some(StorageOp::Persist(_))) {
+            last_written = None;
+            return Some(Stage::Sync);
+        }
+        match ops.next()? {
+            StorageOp::Persist(persist) => {
                 assert!(
-                    next.id > persists.last().map_or(0, |last| last.id),
+                    persist.id > last_written.unwrap_or(0),
                     "persists are queued in id order"
                 );
-                persists.push(next);
+                last_written = Some(persist.id);
+                Some(Stage::Write(persist))
             }
-            Some(Stage::Persists(persists))
+            other => Some(Stage::Other(other)),
         }
-        other => Some(Stage::Other(other)),
     })
 }
 
@@ -204,7 +208,7 @@ impl StorageQueue {
     }
 
     /// The pending persists with ids up to `upto`, and the operations that waited for them,
-    /// in the order storage carries them out.
+    /// in the order storage carries them out (a `Sync` after each run of writes).
     pub fn complete_upto(&mut self, upto: PersistId) -> Vec<Stage> {
         let mut done = Vec::new();
         while self
@@ -214,9 +218,11 @@ impl StorageQueue {
         {
             let persist = self.pending.pop_front().expect("checked just above");
             let id = persist.id;
-            match done.last_mut() {
-                Some(Stage::Persists(run)) => run.push(persist),
-                _ => done.push(Stage::Persists(vec![persist])),
+            done.push(Stage::Write(persist));
+            let released = self.waiting.front().is_some_and(|(after, _)| *after <= id);
+            let last = self.pending.front().is_none_or(|next| next.id > upto);
+            if released || last {
+                done.push(Stage::Sync);
             }
             while self.waiting.front().is_some_and(|(after, _)| *after <= id) {
                 let (_, op) = self.waiting.pop_front().expect("checked just above");
@@ -248,10 +254,8 @@ mod tests {
 
     fn shape(stage: &Stage) -> String {
         match stage {
-            Stage::Persists(persists) => {
-                let ids: Vec<String> = persists.iter().map(|p| p.id.to_string()).collect();
-                format!("p{}", ids.join("+"))
-            }
+            Stage::Write(persist) => format!("w{}", persist.id),
+            Stage::Sync => "sync".to_owned(),
             Stage::Other(StorageOp::Compact { upto }) => format!("c{upto}"),
             Stage::Other(other) => format!("{other:?}"),
         }
@@ -267,7 +271,7 @@ mod tests {
             persist(3),
         ];
         let shapes: Vec<String> = stages(ops).map(|stage| shape(&stage)).collect();
-        assert_eq!(shapes, ["p1+2", "c5", "c6", "p3"]);
+        assert_eq!(shapes, ["w1", "w2", "sync", "c5", "c6", "w3", "sync"]);
     }
 
     #[test]
@@ -283,9 +287,9 @@ mod tests {
         assert!(queue.push(persist(3)).is_none());
         assert!(queue.push(StorageOp::Compact { upto: 3 }).is_none());
         let shapes: Vec<String> = queue.complete_upto(2).iter().map(shape).collect();
-        assert_eq!(shapes, ["p1", "c2", "p2"]);
+        assert_eq!(shapes, ["w1", "sync", "c2", "w2", "sync"]);
         let shapes: Vec<String> = queue.complete_upto(3).iter().map(shape).collect();
-        assert_eq!(shapes, ["p3", "c3"]);
+        assert_eq!(shapes, ["w3", "sync", "c3"]);
         assert!(queue.pending().is_empty());
     }
 

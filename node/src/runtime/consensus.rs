@@ -24,7 +24,6 @@ use super::storage::WalRequest;
 use super::wire::Wire;
 use super::{ApiCall, Error, Event};
 use crate::raft::{NodeId, Raft, Role};
-use crate::replica::storage::StorageOp;
 use crate::replica::{Effect, Input, Replica, SnapshotPolicy};
 use crate::state_machine::StateMachine;
 
@@ -36,8 +35,6 @@ pub struct Consensus<S> {
     replica: Replica<S, ApiReply>,
     outbox: Outbox<Wire>,
     storage: Sender<WalRequest>,
-    /// Work for the WAL thread gathered in this turn, sent in order at its end.
-    storage_ops: Vec<StorageOp>,
     /// Set when the WAL thread or the net thread is gone (it panicked): the node must stop,
     /// not run on half-alive.
     fatal: Option<String>,
@@ -86,7 +83,6 @@ impl<S: StateMachine> Consensus<S> {
             ),
             outbox,
             storage,
-            storage_ops: Vec::new(),
             fatal: None,
         }
     }
@@ -173,7 +169,7 @@ impl<S: StateMachine> Consensus<S> {
     /// Carries out every effect the replica has: messages and answers leave at once, storage
     /// work goes to the WAL thread at the end, in the replica's order (which already puts it
     /// after the turn's messages and answers). Without `to_storage` the storage work is dropped.
-    fn drain_effects(&mut self, to_storage: bool) {
+    fn drain_effects(&mut self, mut to_storage: bool) {
         while let Some(effect) = self.replica.poll_effect() {
             match effect {
                 Effect::Send { to, msg } => {
@@ -190,18 +186,16 @@ impl<S: StateMachine> Consensus<S> {
                 Effect::Reply { reply, result } => {
                     let _ = reply.send(result);
                 }
-                Effect::Storage(op) => self.storage_ops.push(op),
-                Effect::Applied { .. } => {}
-            }
-        }
-        if !to_storage {
-            self.storage_ops.clear();
-        }
-        for op in self.storage_ops.drain(..) {
-            if self.storage.send(WalRequest::Work(op)).is_err() {
-                log::error!("the WAL thread is gone; the node is stopping");
-                self.fatal = Some("the WAL thread stopped unexpectedly".into());
-                break;
+                // The replica hands storage work out last in a turn, after the messages and
+                // answers, so it goes to the WAL thread as it comes.
+                Effect::Storage(op) if to_storage => {
+                    if self.storage.send(WalRequest::Work(op)).is_err() {
+                        log::error!("the WAL thread is gone; the node is stopping");
+                        self.fatal = Some("the WAL thread stopped unexpectedly".into());
+                        to_storage = false;
+                    }
+                }
+                Effect::Storage(_) | Effect::Applied { .. } => {}
             }
         }
     }

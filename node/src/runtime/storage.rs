@@ -212,25 +212,25 @@ fn serve(
             }
         };
         // Everything queued now, in order: one group commit per run of persists.
-        let mut work = Vec::new();
         let mut shutdown = false;
-        for request in std::iter::once(first).chain(ops.try_iter()) {
-            match request {
-                WalRequest::Work(op) => work.push(op),
-                WalRequest::Shutdown => {
-                    shutdown = true;
-                    break;
-                }
-            }
-        }
+        let work =
+            std::iter::once(first)
+                .chain(ops.try_iter())
+                .map_while(|request| match request {
+                    WalRequest::Work(op) => Some(op),
+                    WalRequest::Shutdown => {
+                        shutdown = true;
+                        None
+                    }
+                });
         for stage in stages(work) {
             match stage {
-                Stage::Persists(persists) => {
-                    for mut persist in persists {
-                        writer.unsynced = Some(persist.id);
-                        writer.then_send.append(&mut persist.then_send);
-                        write(writer.wal, persist).map_err(StorageError::wal("writing the log"))?;
-                    }
+                Stage::Write(mut persist) => {
+                    writer.unsynced = Some(persist.id);
+                    writer.then_send.append(&mut persist.then_send);
+                    write(writer.wal, persist).map_err(StorageError::wal("writing the log"))?;
+                }
+                Stage::Sync => {
                     if !writer.complete()? {
                         return Ok(()); // the consensus thread is gone: the node is stopping
                     }

@@ -120,13 +120,13 @@ impl SimDisk {
         for stage in self.queue.complete_upto(upto) {
             let done = completed.get_or_insert_with(Completed::default);
             match stage {
-                Stage::Persists(persists) => {
-                    for mut persist in persists {
-                        done.upto = persist.id;
-                        done.then_send.append(&mut persist.then_send);
-                        self.write(persist)?;
-                    }
+                Stage::Write(mut persist) => {
+                    done.upto = persist.id;
+                    done.then_send.append(&mut persist.then_send);
+                    self.write(persist)?;
                 }
+                // The completion reports everything written at once.
+                Stage::Sync => {}
                 // In order between the writes, as the WAL thread runs it.
                 Stage::Other(StorageOp::Compact { upto }) => self.compact(upto),
                 Stage::Other(op) => done.released.push(op),

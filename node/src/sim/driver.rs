@@ -467,11 +467,9 @@ impl Sim {
                 return;
             }
             match stage {
-                Stage::Persists(persists) => {
-                    for persist in persists {
-                        self.submit_persist(id, persist);
-                    }
-                }
+                Stage::Write(persist) => self.submit_persist(id, persist),
+                // Each persist completes on its own schedule (`submit_persist`).
+                Stage::Sync => {}
                 Stage::Other(op) => {
                     let node = self.nodes.get_mut(&id).expect("a node of the cluster");
                     if let Some(op) = node.disk.submit_other(op) {
