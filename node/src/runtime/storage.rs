@@ -211,18 +211,19 @@ fn serve(
                 Err(_) => return Ok(()),
             }
         };
-        // Everything queued now, in order: one group commit per run of persists.
+        // Everything queued now (not what arrives while this turn writes: the sync would wait
+        // behind it), in order: one group commit per run of persists.
         let mut shutdown = false;
-        let work =
-            std::iter::once(first)
-                .chain(ops.try_iter())
-                .map_while(|request| match request {
-                    WalRequest::Work(op) => Some(op),
-                    WalRequest::Shutdown => {
-                        shutdown = true;
-                        None
-                    }
-                });
+        let queued = ops.len();
+        let work = std::iter::once(first)
+            .chain(ops.try_iter().take(queued))
+            .map_while(|request| match request {
+                WalRequest::Work(op) => Some(op),
+                WalRequest::Shutdown => {
+                    shutdown = true;
+                    None
+                }
+            });
         for stage in stages(work) {
             match stage {
                 Stage::Write(mut persist) => {
