@@ -261,7 +261,10 @@ impl Cluster {
             .log()
             .term_at(index)
             .expect("applied is held");
-        let data = Arc::new(format!("state@{index}").into_bytes());
+        // Framed as the replica frames it: the configuration at its index, then the state.
+        let membership = self.nodes[&id].membership_at(index);
+        let state = format!("state@{index}").into_bytes();
+        let data = Arc::new(super::snapshot_frame::frame(membership, &state));
         let disk = self.disks.get_mut(&id).expect("disk");
         disk.snapshot = (index, term);
         disk.snapshot_data = Some(Arc::clone(&data));
@@ -506,6 +509,41 @@ impl Cluster {
         (log.first_index()..=log.last_index())
             .map(|index| (index, log.term_at(index).expect("held")))
             .collect()
+    }
+
+    /// Adds node `id`, empty and joining: it knows no configuration until the leader sends one.
+    pub fn add_joining(&mut self, id: NodeId, adjust: impl Fn(&mut Config)) {
+        let mut config = Config::new(id, Vec::new());
+        config.joining = true;
+        adjust(&mut config);
+        let raft = Raft::new(config, Restored::default()).expect("valid config");
+        self.nodes.insert(id, raft);
+        self.disks.insert(id, ScriptedDisk::default());
+    }
+
+    /// Asks node `id` to change the membership by `steps`, tagged `tag`; delivers nothing.
+    pub fn change(&mut self, id: NodeId, tag: u64, steps: Vec<super::membership::Step>) {
+        self.step(id, Input::ChangeMembership { id: tag, steps });
+    }
+
+    /// What became of the membership change tagged `tag` at node `id`, once known.
+    pub fn change_outcome(&self, id: NodeId, tag: u64) -> Option<&super::ChangeOutcome> {
+        self.events(id).iter().find_map(|event| match event {
+            Action::MembershipChange { id, outcome } if *id == tag => Some(outcome),
+            _ => None,
+        })
+    }
+
+    /// The voters (incoming, outgoing) and learners of the configuration node `id` has in
+    /// force; `None` if it knows none.
+    pub fn members(&self, id: NodeId) -> Option<(Vec<NodeId>, Vec<NodeId>, Vec<NodeId>)> {
+        self.nodes[&id].membership().map(|membership| {
+            (
+                membership.incoming().collect(),
+                membership.outgoing().collect(),
+                membership.learners().collect(),
+            )
+        })
     }
 
     /// Crashes node `id` and restarts it from a disk holding `hard_state` and `entries`: a state

@@ -42,16 +42,29 @@ use std::sync::Arc;
 use balsa_net::{Counters, DropReason};
 
 use self::storage::{StorageDone, StorageOp};
+use crate::raft::membership::{Membership, Step};
 use crate::raft::{
-    self, Action, Entry, EntryKind, Message, NodeId, ProposalOutcome, ProposeError, Raft, Role,
-    Status,
+    self, Action, ChangeOutcome, Entry, EntryKind, Message, NodeId, ProposalOutcome, ProposeError,
+    Raft, Role, Status, snapshot_frame,
 };
 use crate::runtime::wire::{
     self, MAX_REQUESTS_PER_DATAGRAM, ReplyTo, Request, RequestBody, Response, ResponseBody,
     StatusReport, Wire,
 };
 use crate::runtime::{Error, NodeStatus, role_name};
-use crate::state_machine::StateMachine;
+use crate::state_machine::{RestoreError, StateMachine};
+
+/// Restores `state_machine` from a snapshot's bytes: its own part, after the configuration the
+/// core keeps in front of it (`raft/snapshot_frame.rs`). The one way every driver (the
+/// replica, the runtime at a restart, the simulator) reads a snapshot into a state machine.
+pub fn restore_from_snapshot<S: StateMachine>(
+    state_machine: &mut S,
+    data: &[u8],
+) -> Result<(), RestoreError> {
+    let framed =
+        snapshot_frame::unframe(data).map_err(|error| RestoreError::new(error.to_string()))?;
+    state_machine.restore(framed.state)
+}
 
 /// When a replica snapshots its state machine on its own.
 #[derive(Clone, Copy, Debug)]
@@ -310,6 +323,21 @@ impl<S: StateMachine, R> Replica<S, R> {
         self.start_read(query, Waiter::Api(reply));
     }
 
+    /// Changes the cluster's membership by `steps` as one joint change (only the leader takes
+    /// it); `reply` gets the new configuration ([`Membership::encode`]) once it is committed,
+    /// or why it failed.
+    pub fn change_membership(&mut self, steps: Vec<Step>, reply: R) {
+        if self.raft.role() != Role::Leader {
+            let leader = self.raft.status().leader;
+            self.reply(reply, Err(Error::NotLeader { leader }));
+            return;
+        }
+        let tag = self.tag();
+        self.proposing.insert(tag, Waiter::Api(reply));
+        self.raft
+            .step(raft::Input::ChangeMembership { id: tag, steps });
+    }
+
     /// Asks the core, if it leads, to hand leadership to `to`.
     pub fn transfer_leader(&mut self, to: NodeId) -> Result<(), Error> {
         if self.raft.role() == Role::Leader {
@@ -341,7 +369,7 @@ impl<S: StateMachine, R> Replica<S, R> {
     /// hears of it. An error means the state machine cannot restore what storage now holds as
     /// this node's state: the node must stop (running on would diverge).
     fn snapshot_installed(&mut self, index: u64, term: u64, data: &[u8]) -> Result<(), Error> {
-        if let Err(source) = self.state_machine.restore(data) {
+        if let Err(source) = restore_from_snapshot(&mut self.state_machine, data) {
             return Err(Error::Restore { index, source });
         }
         log::info!(
@@ -535,6 +563,20 @@ impl<S: StateMachine, R> Replica<S, R> {
                     self.refuse(read.waiter, leader);
                 }
             }
+            Action::MembershipChange { id, outcome } => {
+                let Some(Waiter::Api(reply)) = self.proposing.remove(&id) else {
+                    return;
+                };
+                let result = match outcome {
+                    ChangeOutcome::Done { .. } => Ok(self
+                        .raft
+                        .membership()
+                        .map(Membership::encode)
+                        .unwrap_or_default()),
+                    ChangeOutcome::Refused(refused) => Err(Error::Membership(refused)),
+                };
+                self.reply(reply, result);
+            }
             Action::TransferAborted { to, reason } => {
                 log::warn!("leadership transfer to node {to} aborted: {reason}");
             }
@@ -630,7 +672,11 @@ impl<S: StateMachine, R> Replica<S, R> {
             self.snapshots.saving.is_none(),
             "one snapshot save at a time"
         );
-        let data = Arc::new(self.state_machine.snapshot());
+        // §7: the snapshot carries the configuration in force at its index.
+        let data = Arc::new(snapshot_frame::frame(
+            self.raft.membership_at(index),
+            &self.state_machine.snapshot(),
+        ));
         log::info!(
             "snapshotting up to index {index} ({} bytes, {} entries since the last)",
             data.len(),

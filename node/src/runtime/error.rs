@@ -50,6 +50,8 @@ pub enum Error {
         /// What the state machine said.
         source: RestoreError,
     },
+    /// A membership change did not happen, or may not have (see the reason).
+    Membership(raft::ChangeRefused),
     /// The node stopped because one of its threads died (a panic); the reason says which.
     Failed(String),
     /// The configuration cannot work.
@@ -80,6 +82,7 @@ impl fmt::Display for Error {
                 "the node stopped: restoring the installed snapshot at {index}: {source}"
             ),
             Error::Failed(reason) => write!(f, "the node stopped: {reason}"),
+            Error::Membership(refused) => write!(f, "membership change: {refused}"),
             Error::Config(error) => write!(f, "bad configuration: {error}"),
             Error::DataDirInUse { dir } => {
                 write!(

@@ -325,9 +325,9 @@ impl Node {
                 .load_snapshot()
                 .map_err(|error| Error::Start(error.to_string()))?
                 .ok_or_else(|| Error::Start("the recovered snapshot vanished".into()))?;
-            state_machine
-                .restore(&data)
-                .map_err(|error| Error::Start(format!("restoring the snapshot: {error}")))?;
+            crate::replica::restore_from_snapshot(&mut state_machine, &data).map_err(|error| {
+                Error::Start(format!("restoring the snapshot at {}: {error}", meta.index))
+            })?;
             snapshot_base = (meta.index, meta.term);
             snapshot_data = Some(Arc::new(data));
         }

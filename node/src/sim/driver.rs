@@ -709,7 +709,7 @@ impl Sim {
             return;
         };
         let mut check = ObservedStore::new(false);
-        if let Err(error) = crate::state_machine::StateMachine::restore(&mut check, &file.data) {
+        if let Err(error) = crate::replica::restore_from_snapshot(&mut check, &file.data) {
             self.fail((
                 ViolationKind::Snapshot,
                 format!(
@@ -810,7 +810,7 @@ impl Sim {
         node.disk.recover();
         let mut store = ObservedStore::new(self.config.ignore_sessions);
         if let Some(file) = node.disk.snapshot_file()
-            && let Err(error) = crate::state_machine::StateMachine::restore(&mut store, &file.data)
+            && let Err(error) = crate::replica::restore_from_snapshot(&mut store, &file.data)
         {
             self.fail((
                 ViolationKind::Snapshot,
