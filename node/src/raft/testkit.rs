@@ -253,18 +253,32 @@ impl Cluster {
     }
 
     /// Node `id` saves a snapshot of its state machine as of its applied index (the test's
-    /// state machine is the list of applied entries; the bytes name the index).
+    /// state machine is the list of applied entries; the bytes name the index). The bytes are
+    /// the state alone, as a snapshot of a version before configurations travelled in them:
+    /// short, so that the chunking scripts count chunks by hand.
     pub fn save_snapshot(&mut self, id: NodeId) {
+        self.save(id, false);
+    }
+
+    /// Like [`save_snapshot`](Cluster::save_snapshot), framed as the replica frames it: the
+    /// configuration at its index, then the state.
+    pub fn save_snapshot_with_configuration(&mut self, id: NodeId) {
+        self.save(id, true);
+    }
+
+    fn save(&mut self, id: NodeId, framed: bool) {
         let status = self.nodes[&id].status();
         let index = status.applied_index;
         let term = self.nodes[&id]
             .log()
             .term_at(index)
             .expect("applied is held");
-        // Framed as the replica frames it: the configuration at its index, then the state.
-        let membership = self.nodes[&id].membership_at(index);
         let state = format!("state@{index}").into_bytes();
-        let data = Arc::new(super::snapshot_frame::frame(membership, &state));
+        let data = Arc::new(if framed {
+            super::snapshot_frame::frame(self.nodes[&id].membership_at(index), &state)
+        } else {
+            state
+        });
         let disk = self.disks.get_mut(&id).expect("disk");
         disk.snapshot = (index, term);
         disk.snapshot_data = Some(Arc::clone(&data));

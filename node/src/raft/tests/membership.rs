@@ -299,12 +299,12 @@ fn a_snapshot_carries_the_configuration_at_its_index() {
     let adjust = |config: &mut super::super::Config| config.snapshot_trailing_entries = 0;
     let mut cluster = with_learners(&[4], adjust);
     cluster.run(&[1, 2, 3, 4], 10);
-    cluster.save_snapshot(2);
+    cluster.save_snapshot_with_configuration(2);
     assert!(cluster.node(2).log().base().0 > 0, "the log was compacted");
     cluster.restart(2);
     assert_eq!(cluster.members(2), Some((vec![1, 2, 3], vec![], vec![4])));
 
-    cluster.save_snapshot(1);
+    cluster.save_snapshot_with_configuration(1);
     cluster.add_joining(5, adjust);
     cluster.change(1, 13, vec![add_learner(5)]);
     run_change(&mut cluster, &[1, 2, 3, 4, 5], 1, 13);
