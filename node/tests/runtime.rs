@@ -13,6 +13,7 @@ use common::free_addresses;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use balsa::raft::membership::{Membership, Step};
 use balsa::state_machine::RestoreError;
 use balsa::{Error, Node, NodeConfig, StateMachine};
 
@@ -211,4 +212,106 @@ fn an_isolated_old_leader_never_answers_a_linearizable_read_with_stale_data() {
         "the isolated old leader answered {read:?}"
     );
     faults.clear();
+}
+
+/// Waits (bounded) for `node` to stop by itself; returns what `join` said.
+fn join_within(node: Node, timeout: Duration) -> Result<(), Error> {
+    let (done, result) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = done.send(node.join());
+    });
+    result
+        .recv_timeout(timeout)
+        .unwrap_or_else(|_| panic!("the node did not stop within {timeout:?}"))
+}
+
+/// Changes the membership at whichever node leads (bounded): retries while no leader takes it.
+fn change(cluster: &Cluster, steps: &[Step]) -> Membership {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let leader = cluster.nodes[cluster.leader()].as_ref().expect("running");
+        match leader.change_membership(steps.to_vec(), Duration::from_secs(15)) {
+            Ok(membership) => return membership,
+            Err(Error::NotLeader { .. }) => continue,
+            Err(other) => panic!("change {steps:?} failed: {other}"),
+        }
+    }
+    panic!("no leader took the change {steps:?} within 20 s");
+}
+
+/// Issue 14 in the runtime: a node started with `join` knows no configuration until a change
+/// adds it (learner, caught up, promoted); a follower removed by a committed change stops by
+/// itself (`join` returns `Ok`); a leader removing itself hands over, then stops; the rest keep
+/// committing, and each node's peer table follows the configuration.
+#[test]
+fn a_joined_node_becomes_a_voter_and_removed_nodes_stop_by_themselves() {
+    let mut cluster = Cluster::start(3);
+    assert_eq!(cluster.write(b"one"), 1);
+    let new_address = free_addresses(1)[0];
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut members = cluster.members.clone();
+    members.push((4, new_address));
+    let mut config = NodeConfig::new(4, members, dir.path().to_path_buf());
+    config.join = true;
+    let joined = Node::start(config, Journal::default()).expect("node 4 starts");
+    assert_eq!(joined.members(), Err(Error::NoConfiguration));
+
+    let grown = change(
+        &cluster,
+        &[Step::AddVoter {
+            id: 4,
+            address: new_address.to_string().into_bytes(),
+        }],
+    );
+    assert_eq!(grown.incoming().collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert!(!grown.is_joint());
+    cluster.nodes.push(Some(joined));
+    cluster.dirs.push(dir);
+    assert_eq!(cluster.write(b"two"), 2);
+    let knows = |i: usize| cluster.nodes[i].as_ref().unwrap().members().ok();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while knows(3).is_none_or(|m| !m.is_voter(4)) {
+        assert!(Instant::now() < deadline, "node 4 never learned it votes");
+        std::thread::yield_now();
+    }
+
+    // Remove a follower other than the new node: it stops by itself.
+    let leader = cluster.leader();
+    let follower = (0..3).find(|&i| i != leader).expect("two followers");
+    let shrunk = change(
+        &cluster,
+        &[Step::Remove {
+            id: follower as u64 + 1,
+        }],
+    );
+    assert!(!shrunk.is_member(follower as u64 + 1));
+    let removed = cluster.nodes[follower].take().expect("running");
+    assert_eq!(join_within(removed, Duration::from_secs(10)), Ok(()));
+    assert_eq!(cluster.write(b"three"), 3);
+
+    // The leader removes itself: it hands over, then stops; a voter of C_new leads.
+    let leader = cluster.leader();
+    let leader_id = leader as u64 + 1;
+    let shrunk = change(&cluster, &[Step::Remove { id: leader_id }]);
+    assert_eq!(shrunk.incoming().count(), 2);
+    let old_leader = cluster.nodes[leader].take().expect("running");
+    assert_eq!(join_within(old_leader, Duration::from_secs(10)), Ok(()));
+    assert_ne!(cluster.leader(), leader);
+    assert_eq!(cluster.write(b"four"), 4);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let agree = || {
+        cluster
+            .nodes
+            .iter()
+            .flatten()
+            .all(|node| node.members().as_ref() == Ok(&shrunk))
+    };
+    while !agree() {
+        assert!(
+            Instant::now() < deadline,
+            "the remaining nodes never agreed"
+        );
+        std::thread::yield_now();
+    }
+    assert_eq!(cluster.nodes.iter().flatten().count(), 2);
 }

@@ -153,6 +153,26 @@ impl Raft {
         })
     }
 
+    /// Whether this node, leading, still sends to `id`: a member of the configuration in force,
+    /// or one it removed and is still telling so (see [`REMOVAL_NOTICE_HEARTBEATS`]). Read-only,
+    /// for the runtime's peer table.
+    pub fn is_replicating_to(&self, id: NodeId) -> bool {
+        self.role == Role::Leader && self.progress.contains_key(&id)
+    }
+
+    /// On a leader, what it knows `id` stores (its match index; its own stable index for
+    /// itself); `None` on a follower or for a node it does not send to. Read-only, for lag
+    /// reports.
+    pub fn match_index(&self, id: NodeId) -> Option<u64> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        if id == self.config.id {
+            return Some(self.durability.stable_index);
+        }
+        self.progress.get(&id).map(|progress| progress.match_index)
+    }
+
     /// The configuration entry in force is committed (a new change may start).
     fn configuration_committed(&self) -> bool {
         self.configs.in_force_index() <= self.log.commit_index()

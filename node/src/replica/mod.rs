@@ -241,6 +241,12 @@ impl<S: StateMachine, R> Replica<S, R> {
         &self.raft
     }
 
+    /// Sets the members' addresses clients are hinted at (the runtime's, from the
+    /// configuration in force).
+    pub fn set_member_addresses(&mut self, members: BTreeMap<NodeId, SocketAddr>) {
+        self.members = members;
+    }
+
     /// The state machine (read-only).
     pub fn state_machine(&self) -> &S {
         &self.state_machine

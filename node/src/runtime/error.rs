@@ -52,6 +52,9 @@ pub enum Error {
     },
     /// A membership change did not happen, or may not have (see the reason).
     Membership(raft::ChangeRefused),
+    /// This node knows no configuration yet: it joined a running cluster and no leader has
+    /// reached it.
+    NoConfiguration,
     /// The node stopped because one of its threads died (a panic); the reason says which.
     Failed(String),
     /// The configuration cannot work.
@@ -83,6 +86,10 @@ impl fmt::Display for Error {
             ),
             Error::Failed(reason) => write!(f, "the node stopped: {reason}"),
             Error::Membership(refused) => write!(f, "membership change: {refused}"),
+            Error::NoConfiguration => write!(
+                f,
+                "this node knows no configuration yet (it joined; no leader has reached it)"
+            ),
             Error::Config(error) => write!(f, "bad configuration: {error}"),
             Error::DataDirInUse { dir } => {
                 write!(

@@ -20,12 +20,12 @@
 
 mod consensus;
 mod error;
+mod members;
 mod snapshots;
 mod storage;
 mod timer;
 pub mod wire;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,6 +39,7 @@ use balsa_wal::Wal;
 
 use self::consensus::{Consensus, Stop};
 use self::wire::Wire;
+use crate::raft::membership::{Membership, Step};
 use crate::raft::{self, NodeId, Raft, Restored, Role};
 use crate::replica::storage::StorageDone;
 use crate::state_machine::StateMachine;
@@ -98,6 +99,18 @@ pub enum ApiCall {
         /// Whether the transfer started.
         reply: Sender<Result<(), Error>>,
     },
+    /// Change the cluster's membership (leader only).
+    ChangeMembership {
+        /// The change, as one joint change.
+        steps: Vec<Step>,
+        /// The new configuration ([`Membership::encode`]), or why not.
+        reply: Sender<Result<Vec<u8>, Error>>,
+    },
+    /// The configuration in force at this node.
+    Members {
+        /// It, or `None` while this node knows none (it joined and no leader reached it yet).
+        reply: Sender<Option<Membership>>,
+    },
 }
 
 /// A node's state, from [`Node::status`].
@@ -130,7 +143,9 @@ pub struct NodeStatus {
 pub struct NodeConfig {
     /// This node.
     pub id: NodeId,
-    /// Every member and its address, this node included.
+    /// Every member and its address, this node included: the cluster's configuration when it
+    /// is new (once the log holds a configuration, that one is in force and this only seeds
+    /// the peer table), and with [`NodeConfig::join`] the members to hear from at first.
     pub members: Vec<(NodeId, SocketAddr)>,
     /// Datagrams of other clusters are dropped.
     pub cluster_id: u64,
@@ -161,6 +176,9 @@ pub struct NodeConfig {
     /// that in the directory, so that later restarts keep it so. Ignored when the directory
     /// holds state. Default false.
     pub rejoin: bool,
+    /// This node joins a running cluster: it starts with no configuration and is a member only
+    /// once a change adds it. Default false.
+    pub join: bool,
     /// The WAL's options.
     pub wal: balsa_wal::Options,
 }
@@ -188,6 +206,7 @@ impl NodeConfig {
             snapshot_bytes: 64 << 20,
             snapshot_trailing_entries: core.snapshot_trailing_entries,
             rejoin: false,
+            join: false,
             wal: balsa_wal::Options::default(),
         }
     }
@@ -238,6 +257,12 @@ impl NodeConfig {
         config.set_max_message_bytes(self.datagram_limit);
         config.snapshot_trailing_entries = self.snapshot_trailing_entries;
         config.seed = jitter_seed(self.id);
+        config.addresses = self
+            .members
+            .iter()
+            .map(|(id, address)| (*id, members::address_bytes(*address)))
+            .collect();
+        config.joining = self.join;
         config
     }
 
@@ -297,7 +322,9 @@ pub struct Node {
     consensus: Option<JoinHandle<Stop>>,
     storage: Option<JoinHandle<()>>,
     timer: Option<(JoinHandle<()>, Sender<()>)>,
-    transport: Option<Transport<Wire>>,
+    /// Shared with the consensus thread (which keeps its peer table); shut down here once that
+    /// thread has ended.
+    transport: Option<Arc<Transport<Wire>>>,
 }
 
 /// Capacity of the inbox; beyond it the net thread drops datagrams (and counts them) rather
@@ -355,25 +382,19 @@ impl Node {
         let (inbox, events) = bounded(INBOX_CAPACITY);
         let address = config.address();
         let mut net_config = balsa_net::Config::new(config.id, config.cluster_id, address);
-        net_config.peers = config
-            .members
-            .iter()
-            .copied()
-            .filter(|(id, _)| *id != config.id)
-            .collect();
+        net_config.peers = members::initial_peers(config.id, &config.members, raft.membership());
         net_config.datagram_limit = config.datagram_limit;
-        let transport = Transport::start(net_config, inbox.clone())
-            .map_err(|error| Error::Start(error.to_string()))?;
+        let transport = Arc::new(
+            Transport::start(net_config, inbox.clone())
+                .map_err(|error| Error::Start(error.to_string()))?,
+        );
         let address = transport.local_addr();
         let (storage_ops, storage_rx) = crossbeam_channel::unbounded();
-        let members: BTreeMap<NodeId, SocketAddr> = config.members.iter().copied().collect();
         let consensus = Consensus::new(
             raft,
             state_machine,
-            transport.outbox(),
+            Arc::clone(&transport),
             storage_ops,
-            Arc::clone(transport.counters()),
-            members,
             snapshot_base,
             crate::replica::SnapshotPolicy {
                 entries: config.snapshot_entries,
@@ -454,7 +475,7 @@ impl Node {
     /// The transport's fault injection (drop, delay, partition), for tests of the node under a
     /// hostile network. Nothing is injected unless asked.
     pub fn net_faults(&self) -> Option<&balsa_net::Faults> {
-        self.transport.as_ref().map(Transport::faults)
+        self.transport.as_deref().map(Transport::faults)
     }
 
     /// Waits up to `timeout` until this node knows a leader (itself included); returns it.
@@ -480,13 +501,44 @@ impl Node {
         answer.recv().map_err(|_| Error::ShuttingDown)?
     }
 
+    /// Changes the cluster's membership by `steps`, applied as one joint change, and waits up to
+    /// `timeout` for it to complete; returns the new configuration. Only the leader takes a
+    /// change ([`Error::NotLeader`] names the leader); one change at a time. A voter to add is
+    /// added as a learner, caught up, then promoted, so a change can take seconds. A refusal
+    /// is [`Error::Membership`] with the reason ([`raft::ChangeRefused`]); a timeout leaves the
+    /// outcome unknown: read [`Node::members`] (on the leader) to find out.
+    pub fn change_membership(
+        &self,
+        steps: Vec<Step>,
+        timeout: Duration,
+    ) -> Result<Membership, Error> {
+        let (reply, answer) = bounded(1);
+        self.call(ApiCall::ChangeMembership { steps, reply })?;
+        let encoded = wait(&answer, timeout)?;
+        Membership::decode(&encoded).map_err(|error| {
+            Error::Failed(format!("the new configuration does not decode: {error}"))
+        })
+    }
+
+    /// The configuration in force at this node (the newest in its log, committed or not).
+    /// [`Error::NoConfiguration`] while it knows none: it joined and no leader has reached it.
+    pub fn members(&self) -> Result<Membership, Error> {
+        let (reply, answer) = bounded(1);
+        self.call(ApiCall::Members { reply })?;
+        answer
+            .recv()
+            .map_err(|_| Error::ShuttingDown)?
+            .ok_or(Error::NoConfiguration)
+    }
+
     /// Stops every thread and waits for them. Returns why the node had stopped if it had
     /// stopped by itself (a storage failure).
     pub fn shutdown(mut self) -> Result<(), Error> {
         self.stop()
     }
 
-    /// Waits until the node stops by itself (a storage failure or a panic) and says why.
+    /// Waits until the node stops by itself and says why: `Ok(())` when a committed
+    /// configuration removed it from the cluster, else the failure (storage, a panic).
     pub fn join(mut self) -> Result<(), Error> {
         let result = self.join_consensus();
         let stopped = self.stop();
@@ -503,7 +555,7 @@ impl Node {
     /// `Ok` for a shutdown that was asked for.
     fn join_consensus(&mut self) -> Result<(), Error> {
         match self.consensus.take().map(JoinHandle::join) {
-            Some(Ok(Stop::Shutdown)) | None => Ok(()),
+            Some(Ok(Stop::Shutdown | Stop::Removed)) | None => Ok(()),
             Some(Ok(Stop::Fatal(error))) => Err(error),
             Some(Err(_)) => Err(Error::Failed("the consensus thread panicked".into())),
         }
@@ -521,7 +573,9 @@ impl Node {
             drop(stop);
             let _ = timer.join();
         }
-        if let Some(transport) = self.transport.take()
+        // The consensus thread has ended, so this is the transport's last handle; were it not,
+        // dropping it leaves the net thread to the last handle's drop, which stops it too.
+        if let Some(transport) = self.transport.take().and_then(|t| Arc::try_unwrap(t).ok())
             && let Err(error) = transport.shutdown()
         {
             log::warn!("stopping the transport: {error}");
