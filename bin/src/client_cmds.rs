@@ -149,6 +149,8 @@ pub fn exit_status(error: &ClientError) -> u8 {
         ClientError::TooLarge { .. }
         | ClientError::Rejected { .. }
         | ClientError::Config { .. } => 2,
+        // Only `members` sends changes; it maps each kind itself (`members::change_exit_status`).
+        ClientError::MembershipRefused { .. } => 2,
         ClientError::Unavailable { .. }
         | ClientError::Timeout { .. }
         | ClientError::Io { .. }
@@ -176,6 +178,11 @@ enum StatusJson<'a> {
         wal_syncs: u64,
         snapshot_index: u64,
         first_index: u64,
+        voters: &'a [u64],
+        outgoing_voters: &'a [u64],
+        learners: &'a [u64],
+        joint: bool,
+        configuration_index: u64,
     },
     Unreachable {
         endpoint: String,
@@ -207,6 +214,11 @@ pub fn status_json(
                 wal_syncs: report.wal_syncs,
                 snapshot_index: report.snapshot_index,
                 first_index: report.first_index,
+                voters: &report.voters,
+                outgoing_voters: &report.outgoing_voters,
+                learners: &report.learners,
+                joint: !report.outgoing_voters.is_empty(),
+                configuration_index: report.configuration_index,
             },
             Err(error) => StatusJson::Unreachable {
                 endpoint: endpoint.to_string(),
@@ -224,7 +236,7 @@ pub fn status_table(
     reports: &[Result<StatusReport, ClientError>],
 ) -> String {
     let mut out = format!(
-        "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}  {}",
         "ENDPOINT",
         "ID",
         "ROLE",
@@ -235,7 +247,8 @@ pub fn status_table(
         "COMMIT",
         "APPLIED",
         "LAST",
-        "WAL-SYNCS"
+        "WAL-SYNCS",
+        "CONFIGURATION"
     );
     for (endpoint, report) in endpoints.iter().zip(reports) {
         out.push('\n');
@@ -243,7 +256,7 @@ pub fn status_table(
         let _ = match report {
             Ok(report) => write!(
                 out,
-                "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+                "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}  {}",
                 endpoint.to_string(),
                 report.id,
                 report.role,
@@ -257,6 +270,7 @@ pub fn status_table(
                 report.applied_index,
                 report.last_index,
                 report.wal_syncs,
+                configuration(report),
             ),
             Err(error) => write!(
                 out,
@@ -265,6 +279,20 @@ pub fn status_table(
                 status_error(error)
             ),
         };
+    }
+    out
+}
+
+/// A node's view of the configuration, in one word: `voters=1,2,3`, then ` learners=4` if
+/// any, and while joint ` leaving=1,2,3` (the voters of the configuration being left).
+fn configuration(report: &StatusReport) -> String {
+    let ids = |ids: &[u64]| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let mut out = format!("voters={}", ids(&report.voters));
+    if !report.learners.is_empty() {
+        let _ = write!(out, " learners={}", ids(&report.learners));
+    }
+    if !report.outgoing_voters.is_empty() {
+        let _ = write!(out, " joint, leaving={}", ids(&report.outgoing_voters));
     }
     out
 }
@@ -296,6 +324,10 @@ mod tests {
             wal_syncs: 12,
             snapshot_index: 8,
             first_index: 5,
+            voters: vec![1, 2, 3],
+            outgoing_voters: Vec::new(),
+            learners: vec![4],
+            configuration_index: 3,
         }
     }
 
@@ -322,8 +354,10 @@ mod tests {
             "[{\"endpoint\":\"127.0.0.1:7001\",\"id\":2,\"role\":\"leader\",\"term\":7,\
              \"leader\":2,\"commit_index\":10,\"applied_index\":9,\"last_index\":11,\
              \"datagrams_in\":100,\"datagrams_out\":90,\"datagrams_dropped\":1,\
-             \"wal_syncs\":12,\"snapshot_index\":8,\"first_index\":5},{\"endpoint\":\"127.0.0.1:7002\",\"error\":\"no answer within \
-             5000 ms\"}]"
+             \"wal_syncs\":12,\"snapshot_index\":8,\"first_index\":5,\"voters\":[1,2,3],\
+             \"outgoing_voters\":[],\"learners\":[4],\"joint\":false,\
+             \"configuration_index\":3},{\"endpoint\":\"127.0.0.1:7002\",\
+             \"error\":\"no answer within 5000 ms\"}]"
         );
         let mut follower = report();
         follower.leader = None;
@@ -350,6 +384,7 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("ENDPOINT"));
         assert!(lines[1].contains("leader"), "{table}");
+        assert!(lines[1].ends_with("voters=1,2,3 learners=4"), "{table}");
         assert!(lines[2].contains("unreachable"), "{table}");
     }
 

@@ -5,11 +5,13 @@
 //! prints one line on stdout once its socket listens (`balsa: node 1 listening on
 //! 127.0.0.1:7001`) and logs to stderr. It stops when killed
 //! (SIGTERM, SIGINT and SIGKILL all end it; the log is safe at every point), or by itself when
-//! its storage fails.
+//! its storage fails, or when a membership change removed it from the cluster (one more line
+//! on stdout, `balsa: node 2 was removed from the cluster`, exit status 0). With `--join` it
+//! starts knowing no configuration and waits for `balsa members add` to add it.
 //!
-//! Exit status: 2 for bad configuration (including a data directory in use); 1 when the node
-//! cannot start (its address taken, a damaged log) or stops on a storage failure, with the
-//! reason on stderr.
+//! Exit status: 0 when removed from the cluster; 2 for bad configuration (including a data
+//! directory in use); 1 when the node cannot start (its address taken, a damaged log) or stops
+//! on a storage failure, with the reason on stderr.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -39,6 +41,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     config.snapshot_trailing_entries = args.snapshot_trailing;
     config.wal.segment_bytes = args.segment_bytes;
     config.rejoin = args.rejoin;
+    config.join = args.join;
     if args.wal_direct && !args.unsafe_no_fsync {
         // Every direct write is durable: with --unsafe-no-fsync it would save nothing.
         config.wal.write_path = balsa::wal::WritePath::Direct;
@@ -72,7 +75,11 @@ pub fn run(args: ServeArgs) -> ExitCode {
     let _ = stdout.flush();
     drop(stdout);
     match node.join() {
-        Ok(()) => ExitCode::SUCCESS,
+        // The node stops by itself without an error only when the cluster removed it.
+        Ok(()) => {
+            println!("balsa: node {} was removed from the cluster", args.id);
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("balsa serve: node {} stopped: {error}", args.id);
             ExitCode::from(1)

@@ -14,6 +14,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use balsa::raft::membership::{Membership, Step};
+use balsa::runtime::wire::{
+    MemberStep, RefusalKind, Request, RequestBody, Response, ResponseBody, Wire,
+};
 use balsa::state_machine::RestoreError;
 use balsa::{Error, Node, NodeConfig, StateMachine};
 
@@ -314,4 +317,87 @@ fn a_joined_node_becomes_a_voter_and_removed_nodes_stop_by_themselves() {
         std::thread::yield_now();
     }
     assert_eq!(cluster.nodes.iter().flatten().count(), 2);
+}
+
+/// Sends `requests` in one datagram from `socket` to `to`; returns every answer received until
+/// `want` arrived (bounded).
+fn exchange(
+    socket: &std::net::UdpSocket,
+    to: SocketAddr,
+    requests: Vec<Request>,
+    want: usize,
+) -> Vec<Response> {
+    let mut codec = balsa::net::Codec::new(1, balsa::net::CLIENT_ID, 65_000).expect("a codec");
+    let datagram = codec
+        .encode(balsa::net::Kind::Request, &Wire::Requests(requests))
+        .expect("encodes");
+    socket.send_to(datagram, to).expect("sends");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("a timeout");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut answers = Vec::new();
+    let mut buffer = vec![0; 65_536];
+    while answers.len() < want {
+        assert!(Instant::now() < deadline, "only {answers:?} within 10 s");
+        let Ok((len, _)) = socket.recv_from(&mut buffer) else {
+            continue;
+        };
+        match codec.decode::<Wire>(&buffer[..len]) {
+            Ok((_, Wire::Response(response))) => answers.push(response),
+            Ok((_, Wire::Responses(responses))) => answers.extend(responses),
+            other => panic!("unexpected datagram {other:?}"),
+        }
+    }
+    answers
+}
+
+/// A retried change request (the same client address and token, a new request id) joins the
+/// change in flight, and one arriving after it completed gets its outcome: one change, never
+/// two. A new token starts a new change, which the rules then refuse.
+#[test]
+fn a_retried_change_request_joins_the_change_it_retries() {
+    let cluster = Cluster::start(3);
+    cluster.write(b"first");
+    let leader = cluster.members[cluster.leader()].1;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a client socket");
+    let change = |id, token| Request {
+        id,
+        body: RequestBody::ChangeMembership {
+            steps: vec![MemberStep::AddLearner {
+                id: 9,
+                address: b"127.0.0.1:9".to_vec(),
+            }],
+            token,
+        },
+    };
+    let answers = exchange(&socket, leader, vec![change(10, 77), change(11, 77)], 2);
+    let mut ids: Vec<u64> = answers.iter().map(|answer| answer.id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [10, 11], "both attempts are answered");
+    for answer in &answers {
+        let ResponseBody::MembershipChanged(report) = &answer.body else {
+            panic!("the change did not complete: {answer:?}");
+        };
+        let learners: Vec<u64> = report
+            .members
+            .iter()
+            .filter(|m| !m.voter)
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(learners, [9]);
+    }
+    let late = exchange(&socket, leader, vec![change(12, 77)], 1);
+    assert_eq!(late[0].body, answers[0].body, "the retry gets the outcome");
+    let fresh = exchange(&socket, leader, vec![change(13, 78)], 1);
+    assert!(
+        matches!(
+            &fresh[0].body,
+            ResponseBody::MembershipRefused {
+                kind: RefusalKind::AlreadyMember,
+                ..
+            }
+        ),
+        "{fresh:?}"
+    );
 }

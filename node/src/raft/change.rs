@@ -59,6 +59,9 @@ pub enum ChangeRefused {
     /// This node stopped leading before the change completed: it may complete under the next
     /// leader, or not. The outcome is unknown; read the configuration to find out.
     LeadershipLost,
+    /// The request is over the runtime's bounds (too many steps, an address too long): refused
+    /// before the core saw it, never produced by the core. Nothing was changed.
+    OutOfBounds(String),
 }
 
 impl fmt::Display for ChangeRefused {
@@ -76,6 +79,7 @@ impl fmt::Display for ChangeRefused {
                 f,
                 "node {id} did not catch up with the leader in {rounds} rounds; it stays a learner"
             ),
+            ChangeRefused::OutOfBounds(reason) => write!(f, "{reason}"),
             ChangeRefused::LeadershipLost => write!(
                 f,
                 "leadership changed before the change completed; its outcome is unknown"
