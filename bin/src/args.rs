@@ -116,7 +116,8 @@ pub struct ServeArgs {
     /// WAL segment size, in bytes
     #[arg(long, value_name = "BYTES", default_value_t = node_defaults().wal.segment_bytes)]
     pub segment_bytes: u64,
-    /// The data directory was lost: rejoin empty, as a replica that never votes again
+    /// Deprecated: the same as --join (a node that lost its data directory comes back under a
+    /// new id, through `balsa members replace`)
     #[arg(long)]
     pub rejoin: bool,
     /// Write the WAL with O_DIRECT | O_DSYNC instead of pwrite + fdatasync (ignored with

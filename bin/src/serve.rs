@@ -40,8 +40,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     config.snapshot_bytes = args.snapshot_bytes;
     config.snapshot_trailing_entries = args.snapshot_trailing;
     config.wal.segment_bytes = args.segment_bytes;
-    config.rejoin = args.rejoin;
-    config.join = args.join;
+    config.join = args.join || args.rejoin;
     if args.wal_direct && !args.unsafe_no_fsync {
         // Every direct write is durable: with --unsafe-no-fsync it would save nothing.
         config.wal.write_path = balsa::wal::WritePath::Direct;
@@ -49,6 +48,14 @@ pub fn run(args: ServeArgs) -> ExitCode {
     if let Err(refusal) = config.validate() {
         eprintln!("balsa serve: {}", Error::from(refusal));
         return ExitCode::from(2);
+    }
+    if args.rejoin {
+        log::warn!(
+            "--rejoin is deprecated and now means --join. A node that lost its data directory \
+             must come back under a NEW id: start it with --join and a new --id, then run \
+             `balsa members replace {} NEW_ID=IP:PORT`",
+            args.id
+        );
     }
     if args.unsafe_no_fsync {
         log::warn!("--unsafe-no-fsync: a power loss can lose acknowledged writes");

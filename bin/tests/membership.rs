@@ -348,3 +348,46 @@ fn bad_membership_requests_are_refused_with_a_message_and_change_nothing() {
     );
     assert_eq!(converged(&mut alone), (vec![1], vec![]));
 }
+
+/// `--rejoin` is now a deprecated `--join`: the node starts knowing no configuration, says
+/// what to do instead, and becomes a member only when added; a data directory an earlier
+/// version's `--rejoin` marked is refused (exit 2) with what to do instead.
+#[test]
+fn rejoin_is_a_deprecated_join_and_an_old_rejoined_directory_is_refused() {
+    let mut cluster = start(1);
+    cluster.wait_for_leader(ELECTION_TIMEOUT);
+    let (id, address) = cluster.add_member();
+    cluster.start_node_with(id, &["--rejoin"]);
+    let log = std::fs::read_to_string(cluster.log_path(id)).expect("the node's log");
+    assert!(log.contains("--rejoin is deprecated"), "{log}");
+    assert!(log.contains("must come back under a NEW id"), "{log}");
+    let joined = cluster.statuses()[1].clone().expect("node 2 answers");
+    assert!(
+        joined.voters.is_empty(),
+        "it knows no configuration: {joined:?}"
+    );
+    change(&cluster, &["add", &member_arg(id, address)]);
+    assert_eq!(converged(&mut cluster), (vec![1, id], vec![]));
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::write(dir.path().join("REJOINED"), b"").expect("the old marker");
+    let data_dir = dir.path().to_str().expect("a UTF-8 path");
+    let free = common::free_loopback_addresses(1)[0];
+    let refused = common::run_balsa(&[
+        "serve",
+        "--id",
+        "3",
+        "--cluster",
+        &format!("3={free}"),
+        "--data-dir",
+        data_dir,
+    ]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let says = stderr(&refused);
+    assert!(says.contains("replace it under a new id"), "{says}");
+    assert!(
+        says.contains("balsa members replace 3 NEW_ID=IP:PORT"),
+        "{says}"
+    );
+    assert_eq!(says.lines().count(), 1, "{says}");
+}

@@ -116,5 +116,5 @@ pub mod state_machine;
 
 pub use balsa_net as net;
 pub use balsa_wal as wal;
-pub use runtime::{Error, Node, NodeConfig, NodeStatus};
+pub use runtime::{Error, MembershipChange, Node, NodeConfig, NodeStatus};
 pub use state_machine::StateMachine;

@@ -149,10 +149,12 @@ impl Raft {
     }
 
     /// Whether this node was removed from the cluster: a committed configuration in force
-    /// without it.
+    /// without it, that retired its id. (A joining node may hold, for a moment, a configuration
+    /// from before it was added, from a snapshot: that one does not retire it.)
     pub fn is_removed(&self) -> bool {
         self.configs.in_force().is_some_and(|membership| {
             !membership.is_member(self.config.id)
+                && membership.is_retired(self.config.id)
                 && self.configs.in_force_index() <= self.log.commit_index()
         })
     }

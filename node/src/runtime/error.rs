@@ -153,6 +153,14 @@ pub enum NodeConfigError {
     EmptyDataDir,
     /// The WAL refuses its options.
     Wal(SharedWalError),
+    /// The data directory holds the marker an earlier version's `--rejoin` left: that node
+    /// lost its state once and must be replaced under a new id, not run on.
+    RejoinedWithoutState {
+        /// The node.
+        id: NodeId,
+        /// Its data directory.
+        dir: PathBuf,
+    },
     /// The core refuses what the node's settings make of its configuration (ticks, members,
     /// the datagram limit).
     Core(raft::ConfigError),
@@ -180,6 +188,13 @@ impl fmt::Display for NodeConfigError {
                 write!(f, "the data directory is empty (not a path)")
             }
             NodeConfigError::Wal(error) => write!(f, "WAL: {error}"),
+            NodeConfigError::RejoinedWithoutState { id, dir } => write!(
+                f,
+                "{} was marked by --rejoin (node {id} lost its state once and may never vote \
+                 again); replace it under a new id: start a fresh node with --join and a new \
+                 --id, then run `balsa members replace {id} NEW_ID=IP:PORT`",
+                dir.join(super::REJOINED_MARKER).display()
+            ),
             NodeConfigError::Core(error) => write!(f, "{error}"),
         }
     }

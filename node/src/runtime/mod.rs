@@ -170,21 +170,18 @@ pub struct NodeConfig {
     /// Entries kept in the log behind a snapshot, so a follower slightly behind catches up from
     /// the log rather than by a snapshot. Default 5,000.
     pub snapshot_trailing_entries: u64,
-    /// This node lost its data directory and rejoins its cluster empty. If the directory holds
-    /// no state, the node starts as a replica that never votes or campaigns again (it forgot
-    /// the votes and acknowledgements Raft's safety rests on; see ARCHITECTURE.md), and records
-    /// that in the directory, so that later restarts keep it so. Ignored when the directory
-    /// holds state. Default false.
-    pub rejoin: bool,
     /// This node joins a running cluster: it starts with no configuration and is a member only
-    /// once a change adds it. Default false.
+    /// once a change adds it. Ignored when the data directory holds state (the configuration
+    /// then comes from the log). A node that lost its data directory comes back this way under
+    /// a new id, replacing the old one ([`Node::change_membership`]). Default false.
     pub join: bool,
     /// The WAL's options.
     pub wal: balsa_wal::Options,
 }
 
-/// The file in a data directory that says its node rejoined without state (see
-/// [`NodeConfig::rejoin`]).
+/// The file an earlier version's `--rejoin` left in a data directory: its node never votes
+/// again. Such a directory is refused at a start ([`NodeConfigError::RejoinedWithoutState`]):
+/// that node must be replaced under a new id.
 pub const REJOINED_MARKER: &str = "REJOINED";
 
 impl NodeConfig {
@@ -205,7 +202,6 @@ impl NodeConfig {
             snapshot_entries: 100_000,
             snapshot_bytes: 64 << 20,
             snapshot_trailing_entries: core.snapshot_trailing_entries,
-            rejoin: false,
             join: false,
             wal: balsa_wal::Options::default(),
         }
@@ -273,32 +269,17 @@ impl NodeConfig {
     }
 }
 
-/// Whether the node runs as a replica that rejoined without state: it did before (the marker is
-/// there), or it is asked to now and its directory (`fresh`) holds nothing. Writes the marker,
-/// durably, the first time.
-fn rejoined_without_state(config: &NodeConfig, fresh: bool) -> Result<bool, Error> {
-    let marker = config.data_dir.join(REJOINED_MARKER);
-    if marker.exists() {
-        return Ok(true);
+/// Refuses a data directory an earlier version's `--rejoin` marked: its node forgot the votes
+/// and acknowledgements Raft's safety rests on and may never vote again, so it cannot simply
+/// run on; the cluster must replace it under a new id.
+fn refuse_rejoined(config: &NodeConfig) -> Result<(), Error> {
+    if config.data_dir.join(REJOINED_MARKER).exists() {
+        return Err(Error::Config(NodeConfigError::RejoinedWithoutState {
+            id: config.id,
+            dir: config.data_dir.clone(),
+        }));
     }
-    if !config.rejoin {
-        return Ok(false);
-    }
-    if !fresh {
-        log::info!("rejoin asked for, but the data directory holds state: a normal restart");
-        return Ok(false);
-    }
-    let write = || -> std::io::Result<()> {
-        std::fs::File::create(&marker)?.sync_all()?;
-        std::fs::File::open(&config.data_dir)?.sync_all()
-    };
-    write().map_err(|error| Error::Start(format!("writing {}: {error}", marker.display())))?;
-    log::warn!(
-        "node {} rejoins without state: it replicates and applies, but never votes or \
-         campaigns again",
-        config.id
-    );
-    Ok(true)
+    Ok(())
 }
 
 /// A seed for the election jitter that differs between runs, so nodes restarted together do
@@ -312,6 +293,23 @@ fn jitter_seed(id: NodeId) -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.subsec_nanos());
     id.rotate_left(17) ^ u64::from(nanos)
+}
+
+/// A membership change under way, from [`Node::change_membership_async`].
+#[derive(Debug)]
+pub struct MembershipChange {
+    answer: Receiver<Result<Vec<u8>, Error>>,
+}
+
+impl MembershipChange {
+    /// Waits up to `timeout` for the change to complete; returns the new configuration, or why
+    /// not (as [`Node::change_membership`]). A timeout leaves the outcome unknown.
+    pub fn wait(&self, timeout: Duration) -> Result<Membership, Error> {
+        let encoded = wait(&self.answer, timeout)?;
+        Membership::decode(&encoded).map_err(|error| {
+            Error::Failed(format!("the new configuration does not decode: {error}"))
+        })
+    }
 }
 
 /// A running node. See the crate documentation for a tutorial.
@@ -344,7 +342,10 @@ impl Node {
         let fresh = recovered.snapshot.is_none()
             && recovered.entries.is_empty()
             && recovered.hard_state == balsa_wal::HardState::default();
-        let rejoined = rejoined_without_state(&config, fresh)?;
+        refuse_rejoined(&config)?;
+        if config.join && !fresh {
+            log::info!("join ignored: the data directory holds state, and the log's configuration");
+        }
         let mut snapshot_base = (0, 0);
         let mut snapshot_data = None;
         if let Some(meta) = recovered.snapshot {
@@ -376,7 +377,7 @@ impl Node {
             snapshot_data,
         };
         let mut raft_config = config.raft_config();
-        raft_config.rejoined_without_state = rejoined;
+        raft_config.joining = config.join && fresh;
         let raft = Raft::new(raft_config, restored).map_err(NodeConfigError::Core)?;
 
         let (inbox, events) = bounded(INBOX_CAPACITY);
@@ -512,12 +513,15 @@ impl Node {
         steps: Vec<Step>,
         timeout: Duration,
     ) -> Result<Membership, Error> {
+        self.change_membership_async(steps)?.wait(timeout)
+    }
+
+    /// Starts the membership change [`Node::change_membership`] waits for, and returns at once;
+    /// [`MembershipChange::wait`] gives its outcome.
+    pub fn change_membership_async(&self, steps: Vec<Step>) -> Result<MembershipChange, Error> {
         let (reply, answer) = bounded(1);
         self.call(ApiCall::ChangeMembership { steps, reply })?;
-        let encoded = wait(&answer, timeout)?;
-        Membership::decode(&encoded).map_err(|error| {
-            Error::Failed(format!("the new configuration does not decode: {error}"))
-        })
+        Ok(MembershipChange { answer })
     }
 
     /// The configuration in force at this node (the newest in its log, committed or not).

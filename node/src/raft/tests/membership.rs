@@ -308,10 +308,29 @@ fn a_snapshot_carries_the_configuration_at_its_index() {
     cluster.add_joining(5, adjust);
     cluster.change(1, 13, vec![add_learner(5)]);
     run_change(&mut cluster, &[1, 2, 3, 4, 5], 1, 13);
+    // The snapshot predates node 5's addition: for a moment node 5 holds a configuration
+    // without itself, and it was never removed, so it must not read as removed then.
+    let held_without_itself = std::cell::Cell::new(false);
+    let looked_removed = std::cell::Cell::new(false);
     let caught_up = cluster.run_until(&[1, 2, 3, 4, 5], 100, |c| {
-        c.node(5).log().last_index() == c.node(1).log().last_index()
+        let node = c.node(5);
+        if node.membership().is_some_and(|m| !m.is_member(5)) {
+            held_without_itself.set(true);
+        }
+        if node.is_removed() {
+            looked_removed.set(true);
+        }
+        node.log().last_index() == c.node(1).log().last_index()
     });
     assert!(caught_up, "node 5 catches up");
+    assert!(
+        held_without_itself.get(),
+        "the snapshot's configuration predates node 5"
+    );
+    assert!(
+        !looked_removed.get(),
+        "a joining node is not removed by an older configuration"
+    );
     assert!(
         cluster.node(5).snapshot_index() > 0,
         "node 5 got the snapshot"
