@@ -58,17 +58,36 @@ pub fn run(args: MembersArgs) -> ExitCode {
             old,
             new: (id, address),
             change,
-        }) => {
-            let address = address.to_string().into_bytes();
-            apply(
-                vec![
-                    MemberStep::AddVoter { id, address },
-                    MemberStep::Remove { id: old },
-                ],
-                &change,
-            )
-        }
+        }) => apply(replace_steps(old, id, address), &change),
     }
+}
+
+/// `members replace OLD NEW=ADDRESS` as one joint change: NEW added as a voter (the leader adds
+/// it as a learner and catches it up first), OLD removed.
+pub fn replace_steps(old: u64, new: u64, address: SocketAddr) -> Vec<MemberStep> {
+    let address = address.to_string().into_bytes();
+    vec![
+        MemberStep::AddVoter { id: new, address },
+        MemberStep::Remove { id: old },
+    ]
+}
+
+/// Sends one change to the leader among `endpoints` and waits up to `timeout` for it to
+/// complete; returns the new configuration. What every `members` change and `balsa demo`'s
+/// replacement run.
+pub fn change(
+    endpoints: Vec<SocketAddr>,
+    steps: Vec<MemberStep>,
+    timeout: Duration,
+) -> Result<MembersReport, ClientError> {
+    let options = ClientOptions {
+        timeout,
+        // A change answers when it completes (seconds, while a learner catches up): an attempt
+        // is given a while before the next goes (the same token: it joins the first).
+        attempt_timeout: Duration::from_secs(1).min(timeout),
+        ..ClientOptions::default()
+    };
+    Client::new(endpoints, options)?.change_membership(steps)
 }
 
 /// `members list`.
@@ -125,19 +144,9 @@ fn best_view(client: &mut Client, reports: Vec<MembersReport>) -> Option<Members
 
 /// One change, waited for.
 #[allow(clippy::print_stdout, reason = "the new configuration goes to stdout")]
-fn apply(steps: Vec<MemberStep>, change: &ChangeArgs) -> ExitCode {
-    let options = ClientOptions {
-        timeout: Duration::from_millis(change.timeout_ms),
-        // A change answers when it completes (seconds, while a learner catches up): an attempt
-        // is given a while before the next goes (the same token: it joins the first).
-        attempt_timeout: Duration::from_millis(1000.min(change.timeout_ms)),
-        ..ClientOptions::default()
-    };
-    let mut client = match Client::new(change.endpoints.addresses.clone(), options) {
-        Ok(client) => client,
-        Err(error) => return fail(&error),
-    };
-    match client.change_membership(steps) {
+fn apply(steps: Vec<MemberStep>, args: &ChangeArgs) -> ExitCode {
+    let timeout = Duration::from_millis(args.timeout_ms);
+    match change(args.endpoints.addresses.clone(), steps, timeout) {
         Ok(report) => {
             println!("{}", render(&report, false));
             ExitCode::SUCCESS

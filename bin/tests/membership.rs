@@ -391,3 +391,32 @@ fn rejoin_is_a_deprecated_join_and_an_old_rejoined_directory_is_refused() {
     );
     assert_eq!(says.lines().count(), 1, "{says}");
 }
+
+/// `balsa demo` replaces the leader it killed with a fresh node (new id, port and directory,
+/// `--join`) through `members replace`'s code, prints the new configuration, and shows the old
+/// node, restarted, stop by itself once it learns it was removed.
+#[test]
+fn the_demo_replaces_the_node_it_killed_and_the_old_one_stops_by_itself() {
+    let output = common::run_balsa(&["demo"]);
+    let said = stdout(&output);
+    assert!(output.status.success(), "{said}\n{}", stderr(&output));
+    assert!(said.contains("balsa members replace"), "{said}");
+    assert!(said.contains("The new configuration:"), "{said}");
+    assert!(
+        said.contains("learned it was removed and exited by itself"),
+        "{said}"
+    );
+    let configuration = said
+        .lines()
+        .rev()
+        .find(|line| line.contains("voters="))
+        .expect("the final status table");
+    let voters: Vec<&str> = configuration
+        .rsplit("voters=")
+        .next()
+        .expect("rsplit yields at least one part")
+        .split(',')
+        .collect();
+    assert_eq!(voters.len(), 3, "{configuration}");
+    assert!(voters.contains(&"4"), "the new node votes: {configuration}");
+}
