@@ -44,7 +44,9 @@ fn main() -> Result<(), String> {
     let dir = tempfile::tempdir_in(&base).map_err(|e| e.to_string())?;
     let dir = dir.path();
     let (_, mount) = report::filesystem_of(dir).map_err(|e| e.to_string())?;
-    println!("snapshot: 3 nodes on loopback, a {state_mib} MiB state, one follower wiped");
+    println!(
+        "snapshot: 3 nodes on loopback, a {state_mib} MiB state, one follower wiped and replaced"
+    );
     println!("dir {mount}");
     println!("machine before measuring: {}", report::machine_load());
 
@@ -180,7 +182,7 @@ fn main() -> Result<(), String> {
         mb / transfer.as_secs_f64()
     );
     println!(
-        "  wiped follower's catch-up, start to applied: {:>8.2} s",
+        "  replacement's catch-up, start to applied:   {:>8.2} s",
         caught_up.as_secs_f64()
     );
     println!(
