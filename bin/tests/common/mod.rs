@@ -237,6 +237,17 @@ impl Cluster {
         assert!(status.success(), "kill -{signal} {pid}: {status}");
     }
 
+    /// Whether node `id`'s process is stopped by a signal (state `T` in `/proc/PID/stat`).
+    pub fn is_suspended(&self, id: u64) -> bool {
+        let Some(pid) = self.pid(id) else {
+            return false;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The state follows the command name, which is in parentheses.
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('T'))
+    }
+
     /// Deletes node `id`'s data directory (it must be down): its disk is lost.
     pub fn wipe(&self, id: u64) {
         assert!(!self.is_running(id), "node {id} runs");
