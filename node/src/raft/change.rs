@@ -56,6 +56,14 @@ pub enum ChangeRefused {
         /// Rounds tried.
         rounds: u32,
     },
+    /// The configuration would not fit one message (many members, long addresses, a small
+    /// datagram limit). Nothing was changed.
+    TooLarge {
+        /// Its encoded size.
+        size: usize,
+        /// The largest entry that fits a message.
+        max: usize,
+    },
     /// This node stopped leading before the change completed: it may complete under the next
     /// leader, or not. The outcome is unknown; read the configuration to find out.
     LeadershipLost,
@@ -78,6 +86,10 @@ impl fmt::Display for ChangeRefused {
             ChangeRefused::CatchUpFailed { id, rounds } => write!(
                 f,
                 "node {id} did not catch up with the leader in {rounds} rounds; it stays a learner"
+            ),
+            ChangeRefused::TooLarge { size, max } => write!(
+                f,
+                "the new configuration takes {size} bytes, more than the {max} a message carries"
             ),
             ChangeRefused::OutOfBounds(reason) => write!(f, "{reason}"),
             ChangeRefused::LeadershipLost => write!(
@@ -148,35 +160,27 @@ impl Raft {
         self.configs.in_force_index()
     }
 
+    /// Leader: the index up to which member `id`'s log is known to match (for the
+    /// simulator's checks and the member list's lag); `None` on a follower or for a non-member.
+    pub fn match_index_of(&self, id: NodeId) -> Option<u64> {
+        self.progress.get(&id).map(|progress| progress.match_index)
+    }
+
+    /// Whether this node, leading, still sends to `id` (a member, or a removed one not yet
+    /// told).
+    pub fn is_replicating_to(&self, id: NodeId) -> bool {
+        self.progress.contains_key(&id)
+    }
+
     /// Whether this node was removed from the cluster: a committed configuration in force
-    /// without it, that retired its id. (A joining node may hold, for a moment, a configuration
-    /// from before it was added, from a snapshot: that one does not retire it.)
+    /// retired its id. (A joining node also sees committed configurations without itself, from
+    /// before it was added: those never name it retired.)
     pub fn is_removed(&self) -> bool {
         self.configs.in_force().is_some_and(|membership| {
-            !membership.is_member(self.config.id)
-                && membership.is_retired(self.config.id)
+            membership.is_retired(self.config.id)
+                && !membership.is_member(self.config.id)
                 && self.configs.in_force_index() <= self.log.commit_index()
         })
-    }
-
-    /// Whether this node, leading, still sends to `id`: a member of the configuration in force,
-    /// or one it removed and is still telling so (see [`REMOVAL_NOTICE_HEARTBEATS`]). Read-only,
-    /// for the runtime's peer table.
-    pub fn is_replicating_to(&self, id: NodeId) -> bool {
-        self.role == Role::Leader && self.progress.contains_key(&id)
-    }
-
-    /// On a leader, what it knows `id` stores (its match index; its own stable index for
-    /// itself); `None` on a follower or for a node it does not send to. Read-only, for lag
-    /// reports.
-    pub fn match_index(&self, id: NodeId) -> Option<u64> {
-        if self.role != Role::Leader {
-            return None;
-        }
-        if id == self.config.id {
-            return Some(self.durability.stable_index);
-        }
-        self.progress.get(&id).map(|progress| progress.match_index)
     }
 
     /// The configuration entry in force is committed (a new change may start).
@@ -272,6 +276,12 @@ impl Raft {
         steps: &[Step],
     ) -> Result<u64, ChangeRefused> {
         let next = current.enter_joint(steps).map_err(ChangeRefused::Invalid)?;
+        // C_old,new is the largest of a change's entries: C_new and a learner-only step are
+        // never larger, so if this fits, the leave fits too.
+        let (size, max) = (next.encode().len(), self.config.max_proposal_bytes());
+        if size > max {
+            return Err(ChangeRefused::TooLarge { size, max });
+        }
         Ok(self.append_configuration_entry(next))
     }
 

@@ -139,9 +139,18 @@ impl Raft {
     }
 
     /// Counts the votes; moves on when a quorum decided. Returns whether the campaign ended.
-    fn tally(&mut self) -> bool {
+    pub(super) fn tally(&mut self) -> bool {
         let votes = &self.votes;
         let result = self.voters.vote_result(|id| votes.get(&id).copied());
+        if result == VoteResult::Won
+            && self.role == Role::Candidate
+            && self.durability.durable_id < self.durability.issued_id
+        {
+            // A lone voter wins on its own vote: it leads once that vote (and its term) is
+            // durable, as every other vote it counts is. Otherwise a crash before that persist
+            // would bring it back in the older term, free to lead the same term again.
+            return false;
+        }
         if result == VoteResult::Won {
             match self.role {
                 Role::PreCandidate => self.campaign(Campaign::Election),

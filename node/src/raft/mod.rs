@@ -953,8 +953,13 @@ impl Raft {
             let (_, to, msg) = durability.held.pop_front().expect("front exists");
             self.actions.push_back(Action::Send { to, msg });
         }
-        if self.role == Role::Leader {
-            self.maybe_commit();
+        match self.role {
+            Role::Leader => self.maybe_commit(),
+            // A candidate that won on its own vote leads now that the vote is durable.
+            Role::Candidate => {
+                self.tally();
+            }
+            Role::Follower | Role::PreCandidate => {}
         }
     }
 

@@ -622,13 +622,21 @@ impl<S: StateMachine, R> Replica<S, R> {
     fn members_report(&self) -> MembersReport {
         let status = self.raft.status();
         let leads = status.role == Role::Leader;
+        // A leader's own log matches up to what its disk acknowledged.
+        let matched = |id| {
+            if id == status.id {
+                leads.then_some(status.stable_index)
+            } else {
+                self.raft.match_index_of(id)
+            }
+        };
         MembersReport::new(
             status.id,
             status.leader,
             self.raft.membership_index(),
             self.raft.membership(),
             leads.then_some(status.last_index),
-            |id| self.raft.match_index(id),
+            matched,
         )
     }
 

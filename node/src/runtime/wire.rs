@@ -322,7 +322,7 @@ impl MembersReport {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RefusalKind {
     /// The request cannot work as asked (no steps, an id twice, id 0, promoting a voter, over
-    /// the request's bounds). Nothing was changed.
+    /// the request's bounds, a configuration too large for a message). Nothing was changed.
     BadRequest,
     /// A step names a node that is not a member. Nothing was changed.
     UnknownMember,
@@ -358,7 +358,9 @@ impl RefusalKind {
                 | ChangeError::Repeated { .. }
                 | ChangeError::NotALearner { .. } => RefusalKind::BadRequest,
             },
-            ChangeRefused::OutOfBounds(_) => RefusalKind::BadRequest,
+            ChangeRefused::OutOfBounds(_) | ChangeRefused::TooLarge { .. } => {
+                RefusalKind::BadRequest
+            }
             ChangeRefused::TransferInProgress => RefusalKind::TransferInProgress,
             ChangeRefused::CatchUpFailed { .. } => RefusalKind::CatchUpFailed,
             ChangeRefused::NotLeader { .. } | ChangeRefused::LeadershipLost => {
