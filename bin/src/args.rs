@@ -453,6 +453,20 @@ pub struct SimArgs {
     /// Print every step of every core and every nemesis action
     #[arg(long)]
     pub trace: bool,
+    /// Which seeds run the membership nemesis: some (a third, chosen by the seed), all, none
+    #[arg(long, value_enum, value_name = "WHICH", default_value = "some")]
+    pub membership: MembershipArg,
+}
+
+/// `balsa sim --membership`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MembershipArg {
+    /// A third of the seeds, chosen by the seed.
+    Some,
+    /// Every seed.
+    All,
+    /// No seed.
+    None,
 }
 
 impl SimArgs {

@@ -57,6 +57,11 @@ fn options(args: &SimArgs) -> Result<Options, String> {
     template.liveness_down = args.liveness_down;
     template.stale_reads = args.stale_reads;
     template.trace = args.trace;
+    template.membership = match args.membership {
+        crate::args::MembershipArg::Some => sim::MembershipRuns::Some,
+        crate::args::MembershipArg::All => sim::MembershipRuns::All,
+        crate::args::MembershipArg::None => sim::MembershipRuns::None,
+    };
     Ok(Options {
         first_seed: args.first_seed(),
         seeds: args.seed_count(),

@@ -450,7 +450,7 @@ impl Raft {
     pub(super) fn configuration_changed(&mut self) {
         self.voters = self.quorum_in_force();
         let me = self.config.id;
-        if !self.voters.contains(me) && matches!(self.role, Role::PreCandidate | Role::Candidate) {
+        if !self.may_stand() && matches!(self.role, Role::PreCandidate | Role::Candidate) {
             self.become_follower(self.term, None, super::election::Timer::Restart);
         }
         if self.role != Role::Leader {
@@ -496,6 +496,26 @@ impl Raft {
             quorum.incoming = Majority::new(voters.chain(membership.learners()));
         }
         quorum
+    }
+
+    /// Leader: `from`, whom a configuration in force retired, is still talking (it missed the
+    /// change, or the leader that made it stepped down before telling it). Send to it again
+    /// until it holds that configuration committed, so that it learns it was removed and stops,
+    /// instead of campaigning in vain forever.
+    pub(super) fn tell_if_removed(&mut self, from: NodeId) {
+        if self.role != Role::Leader || self.progress.contains_key(&from) {
+            return;
+        }
+        let Some(membership) = self.configs.in_force() else {
+            return;
+        };
+        if membership.is_retired(from) && !membership.is_member(from) {
+            let next_index = self.log.last_index() + 1;
+            self.progress.insert(from, Progress::new(next_index));
+            let removed_at = self.configs.in_force_index();
+            self.retiring
+                .insert(from, (removed_at, REMOVAL_NOTICE_HEARTBEATS));
+        }
     }
 
     /// At a heartbeat: a removed member that holds the committed configuration removing it has

@@ -50,9 +50,26 @@ impl Raft {
     /// Whether this node may stand for election: a voter that kept its stable storage, not in
     /// the middle of installing a snapshot (its state machine and log are being replaced).
     fn may_campaign(&self) -> bool {
-        self.voters.contains(self.config.id)
-            && !self.config.rejoined_without_state
-            && !self.installing()
+        self.may_stand() && !self.config.rejoined_without_state && !self.installing()
+    }
+
+    /// Whether the configurations let this node stand for election: it is a voter of the one
+    /// in force, or that one is not committed yet and it was a voter of the one before.
+    /// Thesis §4.1: "a server that is not part of its own latest configuration should still
+    /// start new elections, as it might still be needed until the C_new entry is committed"
+    /// (the simulator found the deadlock otherwise: the only node holding `C_new` was left out
+    /// of it, and the other could not win without its vote).
+    pub(super) fn may_stand(&self) -> bool {
+        let me = self.config.id;
+        if self.voters.contains(me) {
+            return true;
+        }
+        let in_force_index = self.configs.in_force_index();
+        in_force_index > self.log.commit_index()
+            && self
+                .configs
+                .at(in_force_index - 1)
+                .is_some_and(|previous| previous.is_voter(me))
     }
 
     fn tick_leader(&mut self) {
@@ -216,7 +233,8 @@ impl Raft {
         assert_eq!(self.vote, self.config.id, "a candidate votes for itself");
         self.role = Role::Leader;
         self.leader = Some(self.config.id);
-        self.last_leader = self.leader;
+        // A hint is for others: a node that stops leading never names itself.
+        self.last_leader = None;
         self.votes.clear();
         let next_index = self.log.last_index() + 1;
         let me = self.config.id;
@@ -249,6 +267,7 @@ impl Raft {
             log::debug!("node {}: dropped a message from {from}", self.config.id);
             return;
         }
+        self.tell_if_removed(from);
         if msg.term > self.term {
             match msg.body {
                 Body::RequestVote {

@@ -73,6 +73,7 @@ impl Raft {
                 // A leader the configuration left out hands over and is done (thesis §4.2.2):
                 // the new leader will not send to it, so it would not learn the new term.
                 self.become_follower(self.term, None, super::election::Timer::Restart);
+                self.last_leader = Some(from);
             }
         }
     }

@@ -67,6 +67,11 @@ struct Client {
     probe: bool,
     /// The replica last named as leader.
     leader_hint: Option<NodeId>,
+    /// The newest attempt got no answer yet. When its timer fires so, the hint goes and the
+    /// next attempt picks another node, as the real client moves to its next endpoint: a node
+    /// may never answer (one removed from the cluster that never learned it, forwarding to a
+    /// leader long gone).
+    unanswered: bool,
 }
 
 /// A request on its way: to replica `node`, from `source`.
@@ -144,6 +149,7 @@ impl Clients {
             timer: 0,
             probe,
             leader_hint: None,
+            unanswered: false,
         });
         index
     }
@@ -196,7 +202,13 @@ impl Clients {
                 self.start(index, write, up, rng)
             }
             Some(outstanding) => match outstanding.op {
-                Op::Write { .. } => self.send_write(index, outstanding, up, rng),
+                Op::Write { .. } => {
+                    let client = &mut self.clients[index];
+                    if client.unanswered {
+                        client.leader_hint = None;
+                    }
+                    self.send_write(index, outstanding, up, rng)
+                }
                 Op::Read { .. } => {
                     self.fail_read(index, rng);
                     None
@@ -286,6 +298,7 @@ impl Clients {
             Some(leader) if up.contains(&leader) => leader,
             _ => rng.pick(up),
         };
+        self.clients[index].unanswered = true;
         let body = RequestBody::Command {
             data: command.encode(),
         };
@@ -329,6 +342,7 @@ impl Clients {
         match (outstanding.op, response.body) {
             (_, ResponseBody::NotLeader { leader, .. }) => {
                 self.clients[index].leader_hint = leader;
+                self.clients[index].unanswered = false;
                 match outstanding.op {
                     Op::Write { .. } => {
                         let delay = rng.range(REFUSED_RETRY.0, REFUSED_RETRY.1 + 1);

@@ -98,19 +98,18 @@ pub struct SimConfig {
     /// a failing seed).
     pub trace: bool,
     /// Which seeds run the membership nemesis (additions, removals, promotions, replacements
-    /// of lost nodes, the leader removing itself). Default: none, until the two liveness
-    /// failures it shows in the first 1,500 seeds (596 and 1009, with `Some`) are understood.
+    /// of lost nodes, the leader removing itself). Default: a third of the seeds.
     pub membership: MembershipRuns,
 }
 
 /// Which seeds change the cluster's membership.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MembershipRuns {
-    /// A third of the seeds, chosen by the seed.
+    /// A third of the seeds, chosen by the seed (the default).
     Some,
     /// Every seed.
     All,
-    /// No seed (the default, for now).
+    /// No seed.
     None,
 }
 
@@ -126,7 +125,7 @@ impl SimConfig {
             stale_reads: false,
             ignore_sessions: false,
             trace: false,
-            membership: MembershipRuns::None,
+            membership: MembershipRuns::Some,
         }
     }
 }
@@ -222,6 +221,11 @@ pub fn replay_command(seed: u64, config: &SimConfig) -> String {
     }
     if !config.rule_checks {
         command.push_str(" --no-rule-checks");
+    }
+    match config.membership {
+        MembershipRuns::Some => {}
+        MembershipRuns::All => command.push_str(" --membership all"),
+        MembershipRuns::None => command.push_str(" --membership none"),
     }
     if config.stale_reads {
         command.push_str(" --stale-reads");

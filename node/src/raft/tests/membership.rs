@@ -366,3 +366,43 @@ fn a_joining_node_never_campaigns() {
     assert_eq!((cluster.role(4), cluster.term(4)), (Role::Follower, 0));
     cluster.step(4, Input::Tick);
 }
+
+/// Thesis §4.1 (Figure 4.6): a server that is not part of its own latest configuration still
+/// starts elections until that configuration is committed. Here the leader removing node 2
+/// appended `C_new = {1}` and crashed before it was durable; only node 2 holds it. Node 1, back
+/// with `C_old,new`, needs node 2's vote and cannot get it (node 2's log is longer); node 2 must
+/// stand, win, commit `C_new`, and hand leadership back.
+#[test]
+fn a_node_left_out_of_an_uncommitted_configuration_still_stands_for_election() {
+    let mut cluster = Cluster::new(2, |_| {});
+    cluster.elect(1);
+    cluster.auto_persist = false;
+    cluster.change(1, 14, vec![Step::Remove { id: 2 }]);
+    cluster.persist(1);
+    cluster.deliver_all();
+    cluster.persist(2);
+    cluster.deliver_all(); // the joint entry commits; node 1 appends C_new
+    cluster.persist(2);
+    cluster.deliver_all(); // node 2 stores C_new
+    cluster.persist(2);
+    assert_eq!(cluster.members(2), Some((vec![1], vec![], vec![])));
+    cluster.restart(1); // C_new was never durable on node 1
+    assert_eq!(cluster.members(1), Some((vec![1], vec![1, 2], vec![])));
+
+    cluster.auto_persist = true;
+    let settled = cluster.run_until(&[1, 2], 500, |c| {
+        c.role(1) == Role::Leader && c.node(2).is_removed()
+    });
+    assert!(settled, "C_new commits and node 1 leads it");
+    assert_eq!(cluster.members(1), Some((vec![1], vec![], vec![])));
+    let led = cluster.events(2).iter().any(|event| {
+        matches!(
+            event,
+            super::super::Action::RoleChanged {
+                role: Role::Leader,
+                ..
+            }
+        )
+    });
+    assert!(led, "node 2, outside C_new, led to commit it");
+}
