@@ -50,7 +50,7 @@ impl Raft {
     /// Whether this node may stand for election: a voter that kept its stable storage, not in
     /// the middle of installing a snapshot (its state machine and log are being replaced).
     fn may_campaign(&self) -> bool {
-        self.may_stand() && !self.config.rejoined_without_state && !self.installing()
+        self.may_stand() && !self.installing()
     }
 
     /// Whether the configurations let this node stand for election: it is a voter of the one
@@ -405,8 +405,7 @@ impl Raft {
             || (pre_vote && msg_term > self.term);
         let up_to_date =
             self.faults().vote_without_log_check || self.log.is_up_to_date(last_index, last_term);
-        // A node that lost its stable storage may have voted in this term already.
-        let granted = can_vote && up_to_date && !self.config.rejoined_without_state;
+        let granted = can_vote && up_to_date;
         if granted && !pre_vote {
             self.vote = from;
             self.election_elapsed = 0;

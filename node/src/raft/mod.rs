@@ -117,11 +117,6 @@ pub struct Config {
     /// Entries kept behind a snapshot's index when compacting, so that a slightly slow
     /// follower still catches up from the log. Default 5,000 (etcd's SnapshotCatchUpEntries).
     pub snapshot_trailing_entries: u64,
-    /// This node lost its stable storage (its disk was wiped) and restarted empty. It then
-    /// neither campaigns nor grants votes, ever: the votes and acknowledgements it gave before
-    /// are forgotten, and Raft's safety rests on them (Figure 2, "Persistent state"). It still
-    /// replicates, acknowledges what it now stores durably, and applies. Default false.
-    pub rejoined_without_state: bool,
     /// Seed of the election jitter.
     pub seed: u64,
     /// Classic bugs, for the simulator's tests of its own teeth. Only read with feature
@@ -149,7 +144,6 @@ impl Config {
             snapshot_chunk_bytes: 65_000 - MESSAGE_OVERHEAD,
             snapshot_inflight_chunks: 2,
             snapshot_trailing_entries: 5_000,
-            rejoined_without_state: false,
             seed: id,
             faults: Faults::default(),
         }

@@ -152,7 +152,8 @@ impl Progress {
     /// short). Returns false for a stale rejection, which changes nothing.
     ///
     /// A follower whose log ends below what it acknowledged (`match_index`) lost its stable
-    /// storage and rejoined empty (`Config::rejoined_without_state`), or the answer is an old one
+    /// storage and came back empty (a fault Raft does not tolerate in a voter: such a node
+    /// must be replaced under a new id; this only keeps the leader honest), or the answer is an old one
     /// overtaken by later successes. Either way the match drops to what it says it holds: a stale
     /// answer costs one more probe, a lost log would otherwise never be noticed (every message
     /// to it carries a `prev_index` at or below the stale match, and such rejections are

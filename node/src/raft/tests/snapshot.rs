@@ -503,9 +503,8 @@ fn appends_are_dropped_while_a_snapshot_installs() {
     );
 }
 
-/// A follower that lost its disk and rejoined empty (a runtime would also set
-/// `rejoined_without_state`, which only keeps it out of elections, and none happens here)
-/// answers the leader's heartbeat with a rejection saying its log ends at 0, below what it
+/// A follower that lost its disk and came back empty (an operator must replace such a node
+/// under a new id; no election happens here, so its forgotten votes do not matter) answers the leader's heartbeat with a rejection saying its log ends at 0, below what it
 /// acknowledged. The leader notices, forgets the stale match and probes it — here straight into
 /// a snapshot, since its log was compacted — without waiting for new entries to reveal the gap.
 #[test]
