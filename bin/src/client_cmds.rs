@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use balsa::client::{CasOutcome, Client, ClientError, ClientOptions};
+use balsa::runtime::identity::cluster_id_text;
 use balsa::runtime::wire::StatusReport;
 use serde::Serialize;
 
@@ -176,6 +177,8 @@ enum StatusJson<'a> {
         wal_syncs: u64,
         snapshot_index: u64,
         first_index: u64,
+        /// 16 hex digits, as in the table: a JSON number would lose digits in most readers.
+        cluster_id: String,
     },
     Unreachable {
         endpoint: String,
@@ -207,6 +210,7 @@ pub fn status_json(
                 wal_syncs: report.wal_syncs,
                 snapshot_index: report.snapshot_index,
                 first_index: report.first_index,
+                cluster_id: cluster_id_text(report.cluster_id),
             },
             Err(error) => StatusJson::Unreachable {
                 endpoint: endpoint.to_string(),
@@ -224,7 +228,7 @@ pub fn status_table(
     reports: &[Result<StatusReport, ClientError>],
 ) -> String {
     let mut out = format!(
-        "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}  {:<16}",
         "ENDPOINT",
         "ID",
         "ROLE",
@@ -235,7 +239,8 @@ pub fn status_table(
         "COMMIT",
         "APPLIED",
         "LAST",
-        "WAL-SYNCS"
+        "WAL-SYNCS",
+        "CLUSTER"
     );
     for (endpoint, report) in endpoints.iter().zip(reports) {
         out.push('\n');
@@ -243,7 +248,7 @@ pub fn status_table(
         let _ = match report {
             Ok(report) => write!(
                 out,
-                "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+                "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}  {:<16}",
                 endpoint.to_string(),
                 report.id,
                 report.role,
@@ -257,6 +262,7 @@ pub fn status_table(
                 report.applied_index,
                 report.last_index,
                 report.wal_syncs,
+                cluster_id_text(report.cluster_id),
             ),
             Err(error) => write!(
                 out,
@@ -296,6 +302,7 @@ mod tests {
             wal_syncs: 12,
             snapshot_index: 8,
             first_index: 5,
+            cluster_id: 0x0123_4567_89ab_cdef,
         }
     }
 
@@ -322,7 +329,8 @@ mod tests {
             "[{\"endpoint\":\"127.0.0.1:7001\",\"id\":2,\"role\":\"leader\",\"term\":7,\
              \"leader\":2,\"commit_index\":10,\"applied_index\":9,\"last_index\":11,\
              \"datagrams_in\":100,\"datagrams_out\":90,\"datagrams_dropped\":1,\
-             \"wal_syncs\":12,\"snapshot_index\":8,\"first_index\":5},{\"endpoint\":\"127.0.0.1:7002\",\"error\":\"no answer within \
+             \"wal_syncs\":12,\"snapshot_index\":8,\"first_index\":5,\
+             \"cluster_id\":\"0123456789abcdef\"},{\"endpoint\":\"127.0.0.1:7002\",\"error\":\"no answer within \
              5000 ms\"}]"
         );
         let mut follower = report();
@@ -350,6 +358,11 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("ENDPOINT"));
         assert!(lines[1].contains("leader"), "{table}");
+        assert!(lines[0].trim_end().ends_with("CLUSTER"), "{table}");
+        assert!(
+            lines[1].trim_end().ends_with(" 0123456789abcdef"),
+            "{table}"
+        );
         assert!(lines[2].contains("unreachable"), "{table}");
     }
 

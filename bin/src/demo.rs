@@ -23,7 +23,7 @@ use balsa::client::{CasOutcome, Client, ClientOptions};
 use balsa::runtime::wire::StatusReport;
 
 use crate::client_cmds::status_table;
-use crate::cluster::ServeProcess;
+use crate::cluster::{ServeProcess, random_token};
 
 /// Nodes in the demo's cluster.
 const NODES: u64 = 3;
@@ -68,6 +68,8 @@ pub fn run() -> ExitCode {
 struct Demo {
     dir: PathBuf,
     members: Vec<(u64, SocketAddr)>,
+    /// This run's `--cluster-token`: the demo's cluster gets an id of its own.
+    token: String,
     /// Node `i` at position `i - 1`; `None` while it is down.
     nodes: Vec<Option<ServeProcess>>,
     client: Client,
@@ -102,6 +104,7 @@ impl Demo {
         let mut demo = Demo {
             dir: dir.to_path_buf(),
             members,
+            token: random_token(),
             nodes: Vec::new(),
             client,
             probe,
@@ -126,7 +129,8 @@ impl Demo {
             .open(&log_path)
             .map_err(|error| format!("cannot open {}: {error}", log_path.display()))?;
         let data_dir = self.dir.join(format!("node-{id}"));
-        let node = ServeProcess::spawn(id, &self.members, &data_dir, &[], Stdio::from(log))
+        let extra = ["--cluster-token", self.token.as_str()];
+        let node = ServeProcess::spawn(id, &self.members, &data_dir, &extra, Stdio::from(log))
             .map_err(|error| error.message)?;
         println!(
             "  node {id} runs as process {} on {} (data in node-{id}/, log in node-{id}.log)",

@@ -212,3 +212,65 @@ fn an_isolated_old_leader_never_answers_a_linearizable_read_with_stale_data() {
     );
     faults.clear();
 }
+
+/// The cluster rule at a running node: a client request carrying 0 ("any cluster") or the
+/// node's own id is answered, the answer carrying the node's id in its header and in the status
+/// report; one carrying another cluster's id is dropped and counted.
+#[test]
+fn a_node_answers_the_client_wildcard_and_drops_requests_of_another_cluster() {
+    use balsa::runtime::identity::derive_cluster_id;
+    use balsa::runtime::wire::{Request, RequestBody, Response, ResponseBody, Wire};
+    use balsa_net::{ANY_CLUSTER, CLIENT_ID, Codec, DEFAULT_DATAGRAM_LIMIT, Kind};
+
+    let dir = tempfile::tempdir().unwrap();
+    let members = vec![(1, free_addresses(1)[0])];
+    let mut config = NodeConfig::new(1, members.clone(), dir.path().to_path_buf());
+    config.cluster_token = "runtime test".into();
+    let node = Node::start(config, Journal::default()).expect("node starts");
+    let cluster_id = node.cluster_id();
+    assert_eq!(cluster_id, derive_cluster_id(&members, "runtime test"));
+    assert_eq!(node.identity().bootstrap, Some(members));
+
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let ask_status = |cluster: u64, request: u64| {
+        let mut codec = Codec::new(cluster, CLIENT_ID, DEFAULT_DATAGRAM_LIMIT).unwrap();
+        let wire = Wire::Request(Request {
+            id: request,
+            body: RequestBody::Status,
+        });
+        let datagram = codec.encode(Kind::Request, &wire).unwrap();
+        socket.send_to(datagram, node.local_addr()).unwrap();
+    };
+    // Answers must carry exactly the node's id: decoded by a codec of that cluster.
+    let exact = Codec::new(cluster_id, CLIENT_ID, DEFAULT_DATAGRAM_LIMIT).unwrap();
+    let mut buffer = vec![0; DEFAULT_DATAGRAM_LIMIT + 1];
+    let mut answer = || {
+        let (len, _) = socket
+            .recv_from(&mut buffer)
+            .expect("an answer within 10 s");
+        match exact.decode::<Wire>(&buffer[..len]) {
+            Ok((
+                _,
+                Wire::Response(Response {
+                    id,
+                    body: ResponseBody::Status(report),
+                }),
+            )) => (id, report),
+            other => panic!("not a status answer of cluster {cluster_id:x}: {other:?}"),
+        }
+    };
+
+    ask_status(cluster_id ^ 1, 1);
+    ask_status(ANY_CLUSTER, 2);
+    let (id, report) = answer();
+    assert_eq!(id, 2, "the request of another cluster went unanswered");
+    assert_eq!(report.cluster_id, cluster_id);
+    assert_eq!(report.datagrams_dropped, 1, "the other cluster's, counted");
+    ask_status(cluster_id, 3);
+    let (id, report) = answer();
+    assert_eq!((id, report.cluster_id), (3, cluster_id));
+    node.shutdown().expect("clean shutdown");
+}

@@ -21,7 +21,7 @@ use crossbeam_channel::{Receiver, Sender};
 use balsa_net::{Counters, Destination, Inbound, Kind, Outbox};
 
 use super::storage::WalRequest;
-use super::wire::Wire;
+use super::wire::{Response, ResponseBody, Wire};
 use super::{ApiCall, Error, Event};
 use crate::raft::{NodeId, Raft, Role};
 use crate::replica::{Effect, Input, Replica, SnapshotPolicy};
@@ -35,6 +35,9 @@ pub struct Consensus<S> {
     replica: Replica<S, ApiReply>,
     outbox: Outbox<Wire>,
     storage: Sender<WalRequest>,
+    /// The node's cluster id, written into the status reports it sends (the replica knows no
+    /// cluster: a simulated one has none).
+    cluster_id: u64,
     /// Set when the WAL thread or the net thread is gone (it panicked): the node must stop,
     /// not run on half-alive.
     fatal: Option<String>,
@@ -69,6 +72,7 @@ impl<S: StateMachine> Consensus<S> {
         storage: Sender<WalRequest>,
         counters: Arc<Counters>,
         members: BTreeMap<NodeId, SocketAddr>,
+        cluster_id: u64,
         snapshot_base: (u64, u64),
         policy: SnapshotPolicy,
     ) -> Self {
@@ -83,6 +87,7 @@ impl<S: StateMachine> Consensus<S> {
             ),
             outbox,
             storage,
+            cluster_id,
             fatal: None,
         }
     }
@@ -182,7 +187,10 @@ impl<S: StateMachine> Consensus<S> {
                         Err(error) => log::warn!("sending to node {to}: {error}"),
                     }
                 }
-                Effect::Answer { to, wire } => self.send_to_client(to, wire),
+                Effect::Answer { to, mut wire } => {
+                    stamp_cluster_id(&mut wire, self.cluster_id);
+                    self.send_to_client(to, wire);
+                }
                 Effect::Reply { reply, result } => {
                     let _ = reply.send(result);
                 }
@@ -229,6 +237,21 @@ impl<S: StateMachine> Consensus<S> {
         for reply in self.replica.take_waiters() {
             let _ = reply.send(Err(error()));
         }
+    }
+}
+
+/// Writes `cluster_id` into every status report `wire` carries: the replica leaves it 0, since
+/// the cluster is the runtime's (its identity) and a simulated replica has none.
+fn stamp_cluster_id(wire: &mut Wire, cluster_id: u64) {
+    let stamp = |response: &mut Response| {
+        if let ResponseBody::Status(report) = &mut response.body {
+            report.cluster_id = cluster_id;
+        }
+    };
+    match wire {
+        Wire::Response(response) => stamp(response),
+        Wire::Responses(responses) => responses.iter_mut().for_each(stamp),
+        Wire::Raft(_) | Wire::Request(_) | Wire::Requests(_) => {}
     }
 }
 

@@ -14,12 +14,19 @@
 //! The runtime is the only part of Balsa that spawns threads (the transport's one event-loop
 //! thread aside), reads the clock (the timer) and touches files (through `balsa-wal`).
 //!
+//! Before any thread starts, [`Node::start`] settles which cluster and which node the data
+//! directory belongs to (its `IDENTITY` file, [`identity`]; the decision, and asking the members
+//! when joining, in `resolve.rs`): the cluster id every datagram carries comes from there.
+//!
 //! Invariants: every thread a `Node` starts is joined by `shutdown` (or drop); a storage failure
 //! or a panic in the consensus thread stops the node with the reason, never leaving it
-//! half-alive; a call on a stopped node fails with `ShuttingDown` (or the reason it stopped).
+//! half-alive; a call on a stopped node fails with `ShuttingDown` (or the reason it stopped); a
+//! node's transport starts only once its identity is durable in its data directory.
 
 mod consensus;
 mod error;
+pub mod identity;
+mod resolve;
 mod snapshots;
 mod storage;
 mod timer;
@@ -45,6 +52,7 @@ use crate::state_machine::StateMachine;
 
 pub use self::consensus::role_name;
 pub use self::error::{Error, NodeConfigError, SharedWalError, StorageError};
+pub use self::identity::{Identity, IdentityError};
 
 /// Events queued for the consensus thread.
 #[derive(Debug)]
@@ -130,10 +138,24 @@ pub struct NodeStatus {
 pub struct NodeConfig {
     /// This node.
     pub id: NodeId,
-    /// Every member and its address, this node included.
+    /// Every member and its address, this node included. A node that bootstrapped its cluster
+    /// runs with the members recorded in its data directory at bootstrap, whatever this says
+    /// later (a difference is logged); a node that joined runs with these.
     pub members: Vec<(NodeId, SocketAddr)>,
-    /// Datagrams of other clusters are dropped.
-    pub cluster_id: u64,
+    /// Mixed into the cluster id a node derives when it bootstraps a cluster (with the sorted
+    /// members), so that two clusters of the same members, one after the other, do not take
+    /// each other's datagrams. Every bootstrapping member must be given the same token. Read
+    /// only at bootstrap (and when adopting a directory of an earlier version): afterwards the
+    /// data directory's `IDENTITY` says the cluster id. Default empty.
+    pub cluster_token: String,
+    /// Join an existing cluster rather than bootstrap one: on a data directory without an
+    /// identity, ask the other members for the cluster's id (for up to `join_timeout`) and
+    /// record it. With an identity, the members are asked too, and one reporting another
+    /// cluster's id is refused; if none answers, the node starts as its directory says.
+    /// Default false.
+    pub join: bool,
+    /// How long a joining node asks the members for the cluster's id. Default 10 s.
+    pub join_timeout: Duration,
     /// Where the write-ahead log lives (locked while the node runs).
     pub data_dir: PathBuf,
     /// The timer's period. Default 10 ms.
@@ -158,8 +180,9 @@ pub struct NodeConfig {
     /// This node lost its data directory and rejoins its cluster empty. If the directory holds
     /// no state, the node starts as a replica that never votes or campaigns again (it forgot
     /// the votes and acknowledgements Raft's safety rests on; see ARCHITECTURE.md), and records
-    /// that in the directory, so that later restarts keep it so. Ignored when the directory
-    /// holds state. Default false.
+    /// that in the directory, so that later restarts keep it so; it learns the cluster's id
+    /// from the other members, as with `join`. Ignored when the directory holds state.
+    /// Default false.
     pub rejoin: bool,
     /// The WAL's options.
     pub wal: balsa_wal::Options,
@@ -177,7 +200,9 @@ impl NodeConfig {
         NodeConfig {
             id,
             members,
-            cluster_id: 1,
+            cluster_token: String::new(),
+            join: false,
+            join_timeout: Duration::from_secs(10),
             data_dir,
             tick: Duration::from_millis(10),
             heartbeat_ticks: core.heartbeat_ticks,
@@ -223,6 +248,10 @@ impl NodeConfig {
         if self.data_dir.as_os_str().is_empty() {
             return Err(NodeConfigError::EmptyDataDir);
         }
+        if self.join_timeout.is_zero() {
+            return Err(NodeConfigError::ZeroJoinTimeout);
+        }
+
         // Checked here too, so that a bad WAL option is a configuration error, not a failed start.
         self.wal
             .validate()
@@ -292,6 +321,7 @@ fn jitter_seed(id: NodeId) -> u64 {
 /// A running node. See the crate documentation for a tutorial.
 pub struct Node {
     id: NodeId,
+    identity: Identity,
     address: SocketAddr,
     inbox: Sender<Event>,
     consensus: Option<JoinHandle<Stop>>,
@@ -305,9 +335,19 @@ pub struct Node {
 const INBOX_CAPACITY: usize = 1 << 16;
 
 impl Node {
-    /// Recovers the node's log from `config.data_dir`, binds its socket, starts its threads
-    /// and returns once it runs.
-    pub fn start<S: StateMachine>(config: NodeConfig, mut state_machine: S) -> Result<Node, Error> {
+    /// Recovers the node's log from `config.data_dir`, settles its identity (reading the
+    /// directory's `IDENTITY`, or bootstrapping, adopting or joining: see
+    /// [`NodeConfig::join`]), binds its socket, starts its threads and returns once it runs.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a configuration that cannot work, including a data directory that
+    /// belongs to another node or (when joining) another cluster; [`Error::DataDirInUse`];
+    /// [`Error::Identity`] for an identity file that cannot be read or written;
+    /// [`Error::NoMemberAnswered`] for a join no member answered; [`Error::Start`] for the rest.
+    pub fn start<S: StateMachine>(
+        mut config: NodeConfig,
+        mut state_machine: S,
+    ) -> Result<Node, Error> {
         config.validate()?;
         let (wal, recovered) =
             Wal::open(&config.data_dir, config.wal.clone()).map_err(|error| match error {
@@ -317,6 +357,16 @@ impl Node {
         let fresh = recovered.snapshot.is_none()
             && recovered.entries.is_empty()
             && recovered.hard_state == balsa_wal::HardState::default();
+        // Under the WAL's lock, so no other process writes the identity meanwhile.
+        let recorded = Identity::load(&config.data_dir)?;
+        let identity = resolve::resolve(&config, recorded, fresh, resolve::ask_members)?;
+        // membership: the voters and addresses the core and the transport start with. Today
+        // they are the members recorded at bootstrap (`identity.bootstrap`) for a node that
+        // bootstrapped its cluster, else `config.members`; a node that joined
+        // (`identity.bootstrap == None`) runs with the voters of `config.members`, until the
+        // configuration carried in the log replaces both.
+        config.members = resolve::membership(&config, &identity);
+        config.validate()?;
         let rejoined = rejoined_without_state(&config, fresh)?;
         let mut snapshot_base = (0, 0);
         let mut snapshot_data = None;
@@ -354,7 +404,7 @@ impl Node {
 
         let (inbox, events) = bounded(INBOX_CAPACITY);
         let address = config.address();
-        let mut net_config = balsa_net::Config::new(config.id, config.cluster_id, address);
+        let mut net_config = balsa_net::Config::new(config.id, identity.cluster_id, address);
         net_config.peers = config
             .members
             .iter()
@@ -374,6 +424,7 @@ impl Node {
             storage_ops,
             Arc::clone(transport.counters()),
             members,
+            identity.cluster_id,
             snapshot_base,
             crate::replica::SnapshotPolicy {
                 entries: config.snapshot_entries,
@@ -398,6 +449,7 @@ impl Node {
         })?;
         Ok(Node {
             id: config.id,
+            identity,
             address,
             inbox,
             consensus: Some(consensus),
@@ -415,6 +467,17 @@ impl Node {
     /// The address its socket is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The identity the node runs with, as its data directory records it: its cluster's id,
+    /// its own id, and the members its cluster was bootstrapped with (`None` if it joined).
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Its cluster's id, which every datagram it sends carries.
+    pub fn cluster_id(&self) -> u64 {
+        self.identity.cluster_id
     }
 
     /// Proposes a command; the receiver gets the state machine's answer once it is applied, or
@@ -591,7 +654,7 @@ mod tests {
             change(&mut config);
             config.validate().expect_err("refused")
         };
-        let cases: [(NodeConfigError, &str); 10] = [
+        let cases: [(NodeConfigError, &str); 11] = [
             (
                 refused(|c| c.members[1].0 = 1),
                 "duplicate node ids in [(1, 127.0.0.1:7001), (1, 127.0.0.1:7002), \
@@ -634,6 +697,10 @@ mod tests {
                 refused(|c| c.heartbeat_ticks = 0),
                 "need 0 < heartbeat ticks (0) < election ticks min (15) < max (30)",
             ),
+            (
+                refused(|c| c.join_timeout = Duration::ZERO),
+                "the join timeout must be longer than zero",
+            ),
         ];
         for (refusal, says) in &cases {
             assert!(refusal.to_string().starts_with(says), "{refusal}");
@@ -656,6 +723,7 @@ mod tests {
             NodeConfigError::ZeroSnapshotThreshold { entries: 0, .. }
         ));
         assert_eq!(cases[5].0, NodeConfigError::EmptyDataDir);
+        assert_eq!(cases[10].0, NodeConfigError::ZeroJoinTimeout);
         assert!(matches!(&cases[6].0, NodeConfigError::Wal(error)
             if matches!(error.wal(), balsa_wal::Error::InvalidOptions { .. })));
         assert_eq!(

@@ -162,6 +162,9 @@ pub struct StatusReport {
     pub snapshot_index: u64,
     /// The first index still in the log (entries before it are only in the snapshot).
     pub first_index: u64,
+    /// The node's cluster id (appended last, so the fields before it keep their place on the
+    /// wire). The replica writes 0; the runtime writes the node's id in before it is sent.
+    pub cluster_id: u64,
 }
 
 /// Who to answer when a command is applied.
