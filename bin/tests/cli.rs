@@ -88,7 +88,14 @@ fn completions_for_bash_zsh_and_fish() {
             stderr(&output)
         );
         let script = stdout(&output);
-        for word in ["serve", "snapshot", "endpoints", "election-ticks"] {
+        for word in [
+            "serve",
+            "snapshot",
+            "endpoints",
+            "election-ticks",
+            "cluster-token",
+            "join-timeout-ms",
+        ] {
             assert!(script.contains(word), "{shell} completions lack {word}");
         }
     }

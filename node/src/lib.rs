@@ -49,7 +49,11 @@
 //!
 //! - [`raft`]: the sans-IO Raft core. `step(Input)` in, `poll_action() -> Option<Action>` out; no
 //!   threads, clocks, sockets or files, so the simulator and the runtime drive the very same code.
-//! - [`runtime`]: the threads (timer, net, WAL, consensus) around the core, and [`Node`].
+//! - [`runtime`]: the threads (timer, net, WAL, consensus) around the core, and [`Node`]. A
+//!   node's data directory records which cluster and node it belongs to
+//!   ([`runtime::identity`]); members of a new cluster are given the same
+//!   [`NodeConfig::cluster_token`], and a node that joins a running one sets
+//!   [`NodeConfig::join`].
 //! - [`kv`]: the replicated key-value state machine with client sessions, served by `balsa serve`.
 //! - [`client`]: the key-value service's client library (leader discovery, retries, sessions).
 //! - `sim/` (feature `sim`): the deterministic simulator that judges the core's safety.

@@ -2,15 +2,23 @@
 //! `IDENTITY` file, its write-ahead log and the node's configuration, and the asking of the
 //! other members for the cluster's id when the node joins.
 //!
-//! | `IDENTITY` | log state | joining | what happens |
-//! |---|---|---|---|
-//! | names another node | any | any | refused: [`NodeConfigError::WrongNode`] |
-//! | present | any | no | the file wins (a bootstrap list unlike `members` is logged; [`membership`]) |
-//! | present | any | yes | the members are asked: another id is [`NodeConfigError::WrongCluster`]; silence until the join timeout, the file wins (logged) |
-//! | absent | none | no | bootstrap: the id derived from `members` and the token, recorded with the members |
-//! | absent | none | yes | join: the members' id, recorded without a bootstrap list |
-//! | absent | some | no | a directory of an earlier version, adopted: the id derived as at bootstrap (logged) |
-//! | absent | some | yes | adopted by joining: the members' id, without a bootstrap list (logged) |
+//! ```text
+//! IDENTITY            log state  joining  what happens
+//! names another node  any        any      refused: NodeConfigError::WrongNode
+//! present             any        no       the file wins (a bootstrap list unlike `members`
+//!                                         is logged: see `membership`)
+//! present             any        yes      the members are asked: another id is refused
+//!                                         (NodeConfigError::WrongCluster); silence until the
+//!                                         join timeout, the file wins (logged)
+//! absent              none       no       bootstrap: the id derived from `members` and the
+//!                                         token, recorded with the members
+//! absent              none       yes      join: the members' id, recorded without a
+//!                                         bootstrap list
+//! absent              some       no       a directory of an earlier version, adopted: the id
+//!                                         derived as at bootstrap (logged)
+//! absent              some       yes      adopted by joining: the members' id, without a
+//!                                         bootstrap list (logged)
+//! ```
 //!
 //! *Joining* is [`NodeConfig::join`], or [`NodeConfig::rejoin`] on a directory without log
 //! state: a node that lost its disk rejoins a cluster that exists, whose id is whatever the
