@@ -20,7 +20,8 @@
 //!     16     1  bootstrap      0: the node joined an existing cluster (the body ends here)
 //!                              1: the node bootstrapped it; the members follow
 //!     17     4  member count   u32 (bootstrap = 1 only)
-//!     21     …  the members, each: node id u64, then the address (below)
+//!     21     …  the members in the order recorded (a bootstrap sorts them by (id, address)),
+//!               each: node id u64, then the address (below)
 //!
 //! address: family u8 4, IPv4 octets (4), port u16                        (7 bytes)
 //!      or: family u8 6, IPv6 octets (16), port u16, flowinfo u32, scope id u32   (27 bytes)
@@ -91,8 +92,9 @@ pub struct Identity {
     pub cluster_id: u64,
     /// The node the directory belongs to.
     pub node_id: NodeId,
-    /// The members the cluster was born with, sorted by (id, address), for a node that
-    /// bootstrapped it; `None` for a node that joined an existing cluster.
+    /// The members the cluster was born with, for a node that bootstrapped it (in the order
+    /// recorded: [`Identity::bootstrap`] sorts them by (id, address)); `None` for a node that
+    /// joined an existing cluster.
     pub bootstrap: Option<Vec<(NodeId, SocketAddr)>>,
 }
 
@@ -344,7 +346,8 @@ fn decode_member(fields: &mut Reader<'_>) -> Result<(NodeId, SocketAddr), &'stat
     Ok((id, address))
 }
 
-/// `members`, sorted by (id, address): the order the file and the derivation use.
+/// `members`, sorted by (id, address): the order the derivation hashes them in and a
+/// bootstrapping node records them in.
 fn sorted(members: &[(NodeId, SocketAddr)]) -> Vec<(NodeId, SocketAddr)> {
     let mut members = members.to_vec();
     members.sort_unstable_by_key(|&(id, address)| (id, address_key(address)));

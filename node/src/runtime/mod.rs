@@ -251,7 +251,6 @@ impl NodeConfig {
         if self.join_timeout.is_zero() {
             return Err(NodeConfigError::ZeroJoinTimeout);
         }
-
         // Checked here too, so that a bad WAL option is a configuration error, not a failed start.
         self.wal
             .validate()
