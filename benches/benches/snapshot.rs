@@ -1,12 +1,12 @@
 //! Snapshot transfer on loopback: a 3-node cluster (threads, UDP sockets and WALs on disk, as
-//! `balsa serve` runs them) holding a 256 MiB key-value state, one follower wiped and rejoined
-//! empty; measured:
+//! `balsa serve` runs them) holding a 256 MiB key-value state, one follower wiped and replaced
+//! by a fresh node (`members replace`); measured:
 //!
 //! 1. the leader's snapshot of the state (serialise, then the WAL thread writes and syncs it);
 //!    every node takes one, so whichever leads afterwards sends a snapshot;
 //! 2. the transfer: from the first chunk the follower holds until the snapshot is installed
 //!    there (checked, durable, state machine restored) — MB/s of snapshot bytes;
-//! 3. the catch-up: from the wiped follower's start until it has applied the leader's commit
+//! 3. the catch-up: from the replacement's start until it has applied the leader's commit
 //!    index.
 //!
 //! The follower's progress is read from `Node::status` (`receiving_snapshot`), polled every
@@ -44,7 +44,9 @@ fn main() -> Result<(), String> {
     let dir = tempfile::tempdir_in(&base).map_err(|e| e.to_string())?;
     let dir = dir.path();
     let (_, mount) = report::filesystem_of(dir).map_err(|e| e.to_string())?;
-    println!("snapshot: 3 nodes on loopback, a {state_mib} MiB state, one follower wiped");
+    println!(
+        "snapshot: 3 nodes on loopback, a {state_mib} MiB state, one follower wiped and replaced"
+    );
     println!("dir {mount}");
     println!("machine before measuring: {}", report::machine_load());
 
@@ -115,11 +117,12 @@ fn main() -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .commit_index;
 
-    // 2-3. Wipe a follower; it rejoins empty and catches up by the snapshot.
+    // 2-3. Wipe a follower; a fresh node replaces it (one membership change) and catches up
+    // by the snapshot, as a learner before it is promoted.
     cluster.stop_node(follower)?;
     let rejoined = Instant::now();
-    cluster.wipe_and_rejoin(follower)?;
-    let node = cluster.node(follower).ok_or("the follower stopped")?;
+    let (replacement, change) = cluster.wipe_and_replace(follower)?;
+    let node = cluster.node(replacement).ok_or("the new node stopped")?;
     let mut first_chunk = None;
     let mut size = 0;
     let installed = loop {
@@ -146,6 +149,9 @@ fn main() -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_micros(200));
     };
+    change
+        .wait(Duration::from_secs(600))
+        .map_err(|e| format!("the replacement: {e}"))?;
     let first_chunk = first_chunk.ok_or("no chunk was seen before the install")?;
     let snapshot_index = node.status().map_err(|e| e.to_string())?.snapshot_index;
     let transfer = installed.duration_since(first_chunk);
@@ -176,7 +182,7 @@ fn main() -> Result<(), String> {
         mb / transfer.as_secs_f64()
     );
     println!(
-        "  wiped follower's catch-up, start to applied: {:>8.2} s",
+        "  replacement's catch-up, start to applied:   {:>8.2} s",
         caught_up.as_secs_f64()
     );
     println!(

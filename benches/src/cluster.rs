@@ -9,8 +9,9 @@ use std::time::Duration;
 use balsa::client::{Client, ClientOptions};
 use balsa::kv::KvStore;
 use balsa::raft::Role;
+use balsa::raft::membership::Step;
 use balsa::runtime::wire::StatusReport;
-use balsa::{Node, NodeConfig};
+use balsa::{MembershipChange, Node, NodeConfig};
 
 /// A running cluster.
 pub struct LocalCluster {
@@ -18,6 +19,8 @@ pub struct LocalCluster {
     nodes: Vec<Option<Node>>,
     configs: Vec<NodeConfig>,
     members: Vec<(u64, SocketAddr)>,
+    /// Nodes removed by [`LocalCluster::wipe_and_replace`].
+    replaced: Vec<u64>,
 }
 
 /// Who led, in which term: compared before and after a run to tell that no leader was lost.
@@ -65,6 +68,7 @@ impl LocalCluster {
             nodes: (0..n).map(|_| None).collect(),
             configs,
             members,
+            replaced: Vec::new(),
         };
         for id in 1..=n as u64 {
             cluster.start_node(id)?;
@@ -96,18 +100,47 @@ impl LocalCluster {
         }
     }
 
-    /// Stops node `id`, deletes its data directory and starts it again empty, rejoining
-    /// (`NodeConfig::rejoin`).
+    /// Stops node `id` and deletes its data directory (its disk is lost), then replaces it
+    /// under a new id, as an operator would: a fresh node with `join` on a new port and
+    /// directory, and one membership change at the leader (add it as a voter, remove `id`),
+    /// started and not waited for: it completes once the new node caught up (by snapshot, if
+    /// the log was compacted). Returns the new id and the change.
     ///
     /// # Errors
-    /// If it cannot be stopped, wiped or started.
-    pub fn wipe_and_rejoin(&mut self, id: u64) -> Result<(), String> {
+    /// If the node cannot be stopped, wiped or started, or the change cannot start.
+    pub fn wipe_and_replace(&mut self, id: u64) -> Result<(u64, MembershipChange), String> {
         self.stop_node(id)?;
         let dir = self.configs[position(id)].data_dir.clone();
         std::fs::remove_dir_all(&dir)
             .map_err(|error| format!("wiping {}: {error}", dir.display()))?;
-        self.configs[position(id)].rejoin = true;
-        self.start_node(id)
+        let new = self.members.len() as u64 + 1;
+        let address = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|socket| socket.local_addr())
+            .map_err(|error| format!("finding a free port: {error}"))?;
+        self.members.push((new, address));
+        let mut config = self.configs[position(id)].clone();
+        config.id = new;
+        config.members.clone_from(&self.members);
+        config.data_dir = dir.with_file_name(format!("node-{new}"));
+        config.join = true;
+        self.configs.push(config);
+        self.nodes.push(None);
+        self.start_node(new)?;
+        let leader = self.leadership()?.leader;
+        let steps = vec![
+            Step::AddVoter {
+                id: new,
+                address: address.to_string().into_bytes(),
+            },
+            Step::Remove { id },
+        ];
+        let change = self
+            .node(leader)
+            .ok_or("the leader stopped")?
+            .change_membership_async(steps)
+            .map_err(|error| format!("replacing node {id} by node {new}: {error}"))?;
+        self.replaced.push(id);
+        Ok((new, change))
     }
 
     /// Node `id`, if running.
@@ -116,10 +149,14 @@ impl LocalCluster {
         self.nodes[position(id)].as_ref()
     }
 
-    /// The client endpoints.
+    /// The client endpoints: every member's address but those of nodes replaced.
     #[must_use]
     pub fn endpoints(&self) -> Vec<SocketAddr> {
-        self.members.iter().map(|&(_, address)| address).collect()
+        self.members
+            .iter()
+            .filter(|&&(id, _)| !self.replaced.contains(&id))
+            .map(|&(_, address)| address)
+            .collect()
     }
 
     /// The current leader and term, waiting (bounded, 10 s) for one.

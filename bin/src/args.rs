@@ -36,9 +36,9 @@ const MAX_NODES: u16 = 15;
 const AFTER_HELP: &str = "\
 Logs (serve) go to stderr; their filter is BALSA_LOG, or RUST_LOG when BALSA_LOG is unset
 (env_logger's syntax: a level such as debug, or module=level,...); info by default.
-Exit status: 0 success, 1 key absent or cas mismatch, 2 bad usage or configuration
-(serve: also a data directory of another node or cluster), 3 cluster unavailable or timeout
-(outcome unknown; serve --join: no member answered).";
+Exit status: 0 success, 1 key absent or cas mismatch, 2 bad usage or configuration (or a
+membership change refused as asked; serve: also a data directory of another node or cluster),
+3 cluster unavailable or timeout (outcome unknown; serve --join: no member answered).";
 
 /// A Raft replicated key-value node: run nodes, talk to them, measure them, simulate them.
 #[derive(Debug, Parser)]
@@ -62,6 +62,8 @@ pub enum Command {
     /// A client operation against a running cluster.
     #[command(flatten)]
     Client(ClientCommand),
+    /// List the cluster's members, or add, promote, remove or replace one
+    Members(MembersArgs),
     /// Closed-loop write load against a running cluster, with latency percentiles
     Bench(BenchArgs),
     /// Run the deterministic simulator over a range of seeds
@@ -115,7 +117,8 @@ pub struct ServeArgs {
     /// WAL segment size, in bytes
     #[arg(long, value_name = "BYTES", default_value_t = node_defaults().wal.segment_bytes)]
     pub segment_bytes: u64,
-    /// The data directory was lost: rejoin empty, as a replica that never votes again
+    /// Deprecated: the same as --join (a node that lost its data directory comes back under a
+    /// new id, through `balsa members replace`)
     #[arg(long)]
     pub rejoin: bool,
     /// Mixed into the cluster id when bootstrapping: give every member of a new cluster the
@@ -128,7 +131,8 @@ pub struct ServeArgs {
     )]
     pub cluster_token: String,
     /// Join a running cluster instead of bootstrapping one: learn its id from the other
-    /// members of --cluster
+    /// members of --cluster (which lists them, and this node), start with no configuration, a
+    /// member once `balsa members add` adds it
     #[arg(long)]
     pub join: bool,
     /// How long --join asks the other members for the cluster's id, in milliseconds
@@ -258,6 +262,114 @@ pub enum ClientCommand {
         #[command(flatten)]
         endpoints: Endpoints,
     },
+}
+
+/// `balsa members`: list the members (the default), or change them.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct MembersArgs {
+    /// What to do; without one, list
+    #[command(subcommand)]
+    pub action: Option<MembersAction>,
+    /// One JSON array, an object per member, instead of a table
+    #[arg(long)]
+    pub json: bool,
+    /// Where the cluster is.
+    #[command(flatten)]
+    pub endpoints: Endpoints,
+}
+
+/// The default `--timeout-ms` of a membership change: a new voter is caught up first.
+pub const DEFAULT_CHANGE_TIMEOUT_MS: u64 = 60_000;
+
+/// `balsa members ...`: list, or one membership change.
+#[derive(Debug, Subcommand)]
+pub enum MembersAction {
+    /// Each member's id, address, role (voter or learner) and lag behind the leader
+    List {
+        /// One JSON array, an object per member, instead of a table
+        #[arg(long)]
+        json: bool,
+        /// Where the cluster is.
+        #[command(flatten)]
+        endpoints: Endpoints,
+    },
+    /// Add node ID at IP:PORT: as a voter (added as a learner, caught up, then promoted), or
+    /// with --learner as a learner
+    Add {
+        /// The new node and its address
+        #[arg(value_name = "ID=IP:PORT", value_parser = parse_member)]
+        member: (u64, SocketAddr),
+        /// Add it as a learner (receives the log, never votes)
+        #[arg(long)]
+        learner: bool,
+        /// How the change is waited for.
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Make learner ID a voter (after catching it up)
+    Promote {
+        /// The learner
+        #[arg(value_name = "ID", value_parser = parse_node_id)]
+        id: u64,
+        /// How the change is waited for.
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Remove member ID (its id can never be used again); a removed node stops by itself
+    Remove {
+        /// The member
+        #[arg(value_name = "ID", value_parser = parse_node_id)]
+        id: u64,
+        /// How the change is waited for.
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Replace member OLD_ID by a new node NEW_ID at IP:PORT, in one joint change
+    Replace {
+        /// The member to remove
+        #[arg(value_name = "OLD_ID", value_parser = parse_node_id)]
+        old: u64,
+        /// The new voter and its address
+        #[arg(value_name = "NEW_ID=IP:PORT", value_parser = parse_member)]
+        new: (u64, SocketAddr),
+        /// How the change is waited for.
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+}
+
+/// What every membership change takes.
+#[derive(Clone, Debug, Args)]
+pub struct ChangeArgs {
+    /// How long to wait for the change to complete before giving up (outcome then unknown)
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = DEFAULT_CHANGE_TIMEOUT_MS,
+        value_parser = value_parser!(u64).range(1..)
+    )]
+    pub timeout_ms: u64,
+    /// Where the cluster is.
+    #[command(flatten)]
+    pub endpoints: Endpoints,
+}
+
+impl MembersArgs {
+    /// The nodes to talk to: the subcommand's `--endpoints`, or `members`' own when listing
+    /// without `list`.
+    pub fn endpoints(&self) -> &[SocketAddr] {
+        match &self.action {
+            None => &self.endpoints.addresses,
+            Some(MembersAction::List { endpoints, .. }) => &endpoints.addresses,
+            Some(
+                MembersAction::Add { change, .. }
+                | MembersAction::Promote { change, .. }
+                | MembersAction::Remove { change, .. }
+                | MembersAction::Replace { change, .. },
+            ) => &change.endpoints.addresses,
+        }
+    }
 }
 
 impl ClientCommand {
@@ -442,6 +554,14 @@ fn parse_endpoints(text: &str) -> Result<Vec<SocketAddr>, String> {
     Ok(endpoints)
 }
 
+/// `ID=IP:PORT`: one member (id 0 is refused: it is every client's).
+fn parse_member(text: &str) -> Result<(u64, SocketAddr), String> {
+    let (id, address) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not ID=IP:PORT"))?;
+    Ok((parse_node_id(id)?, parse_address(address)?))
+}
+
 /// `1=IP:PORT,2=IP:PORT,...`. Repeated ids or addresses are [`NodeConfig::validate`]'s to refuse.
 fn parse_members(text: &str) -> Result<Vec<(u64, SocketAddr)>, String> {
     text.split(',')
@@ -486,12 +606,13 @@ pub enum NotRun {
 pub fn parse(args: Vec<OsString>) -> Result<Cli, NotRun> {
     let cli = Cli::try_parse_from(&args).map_err(|error| {
         if error.use_stderr() {
-            NotRun::Refused(one_line(&error, args.get(1)))
+            NotRun::Refused(one_line(&error, args.get(1..).unwrap_or_default()))
         } else {
             NotRun::Answer(error)
         }
     })?;
-    let refused = |message: String| Err(NotRun::Refused(one_line_of(&message, args.get(1))));
+    let words = args.get(1..).unwrap_or_default();
+    let refused = |message: String| Err(NotRun::Refused(one_line_of(&message, words)));
     match &cli.command {
         // `nodes` is at least 1 (its parser's range).
         Command::Cluster(args) if args.base_port.checked_add(args.nodes - 1).is_none() => {
@@ -509,35 +630,47 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, NotRun> {
 
 /// A refusal of clap's as one line: the first paragraph of its message, without the tips and
 /// the pointer to `--help` that follow.
-fn one_line(error: &clap::Error, subcommand: Option<&OsString>) -> String {
+fn one_line(error: &clap::Error, words: &[OsString]) -> String {
     let rendered = error.render().to_string();
     let first = rendered.split("\n\n").next().unwrap_or_default();
     let lines: Vec<&str> = first.lines().map(str::trim).collect();
     let message = lines.join(" ");
-    one_line_of(
-        message.strip_prefix("error: ").unwrap_or(&message),
-        subcommand,
-    )
+    one_line_of(message.strip_prefix("error: ").unwrap_or(&message), words)
 }
 
 /// `message` about `balsa SUBCOMMAND` (or `balsa` itself, when the first argument names no
 /// subcommand) as one line with the command's usage: `balsa CMD: MESSAGE (usage: USAGE)`.
-fn one_line_of(message: &str, subcommand: Option<&OsString>) -> String {
+fn one_line_of(message: &str, words: &[OsString]) -> String {
     let mut balsa = Cli::command();
     // Building names every subcommand `balsa SUBCOMMAND`, as its usage shows.
     balsa.build();
-    let name = subcommand.and_then(|name| name.to_str());
-    let command = match name.and_then(|name| balsa.find_subcommand_mut(name)) {
-        Some(subcommand) => subcommand,
-        None => &mut balsa,
-    };
+    // The deepest subcommand the leading words name (`balsa members add`), else `balsa`.
+    let mut names = Vec::new();
+    let mut found: &clap::Command = &balsa;
+    for word in words {
+        match word.to_str().and_then(|name| found.find_subcommand(name)) {
+            Some(subcommand) => {
+                names.push(subcommand.get_name().to_owned());
+                found = subcommand;
+            }
+            None => break,
+        }
+    }
+    let mut command = &mut balsa;
+    for name in &names {
+        command = command
+            .find_subcommand_mut(name)
+            .expect("each name was found under the one before, just above");
+    }
     let path = command
         .get_bin_name()
         .unwrap_or_else(|| command.get_name())
         .to_owned();
     let usage = command.render_usage().to_string();
-    let usage = usage.strip_prefix("Usage: ").unwrap_or(&usage).trim();
-    format!("{path}: {message} (usage: {usage})")
+    let usage = usage.strip_prefix("Usage: ").unwrap_or(&usage);
+    // A command with several forms (`balsa members`) shows them all, on one line.
+    let forms: Vec<&str> = usage.lines().map(str::trim).collect();
+    format!("{path}: {message} (usage: {})", forms.join(" | "))
 }
 
 #[cfg(test)]
@@ -1113,6 +1246,79 @@ mod tests {
             let message = error(line);
             assert!(message.contains(expected), "{line}: {message}");
             assert!(message.starts_with("balsa bench: "), "{message}");
+        }
+    }
+
+    fn members(line: &str) -> MembersArgs {
+        match command(line) {
+            Command::Members(args) => args,
+            other => panic!("{line:?} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn members_forms_parse_with_their_flags() {
+        let listed = members("members");
+        assert!(listed.action.is_none() && !listed.json);
+        assert_eq!(listed.endpoints(), default_endpoints());
+        assert!(members("members --json").json);
+        let listed = members("members list --json --endpoints 127.0.0.1:9");
+        assert!(matches!(
+            listed.action,
+            Some(MembersAction::List { json: true, .. })
+        ));
+        assert_eq!(listed.endpoints(), [addr("127.0.0.1:9")]);
+        let added = members("members add 4=127.0.0.1:7004 --learner --timeout-ms 500");
+        let Some(MembersAction::Add {
+            member,
+            learner,
+            change,
+        }) = &added.action
+        else {
+            panic!("not an add: {added:?}");
+        };
+        assert_eq!(*member, (4, addr("127.0.0.1:7004")));
+        assert!(*learner);
+        assert_eq!(change.timeout_ms, 500);
+        let promoted = members("members promote 4");
+        assert!(matches!(
+            promoted.action,
+            Some(MembersAction::Promote { id: 4, ref change }) if change.timeout_ms == 60_000
+        ));
+        assert!(matches!(
+            members("members remove 2").action,
+            Some(MembersAction::Remove { id: 2, .. })
+        ));
+        let replaced = members("members replace 1 5=127.0.0.1:7005 --endpoints 127.0.0.1:7002");
+        assert!(matches!(
+            replaced.action,
+            Some(MembersAction::Replace {
+                old: 1,
+                new: (5, _),
+                ..
+            })
+        ));
+        assert_eq!(replaced.endpoints(), [addr("127.0.0.1:7002")]);
+    }
+
+    #[test]
+    fn members_refuses_bad_usage_in_one_line() {
+        for (line, expected) in [
+            ("members add 4", "\"4\" is not ID=IP:PORT"),
+            ("members add 0=127.0.0.1:1", "node id 0 is reserved"),
+            ("members add 4=localhost:1", "is not an address"),
+            ("members remove", "<ID>"),
+            ("members remove x", "\"x\" is not a node id"),
+            ("members promote 0", "node id 0 is reserved"),
+            ("members replace 1", "<NEW_ID=IP:PORT>"),
+            ("members remove 2 --timeout-ms 0", "0 is not in 1.."),
+            ("members frob", "unrecognized subcommand 'frob'"),
+            ("members --json remove 2", "cannot be used with '--json'"),
+            ("members list --learner", "unexpected argument '--learner'"),
+        ] {
+            let message = error(line);
+            assert!(message.contains(expected), "{line:?}: {message}");
+            assert!(message.starts_with("balsa members"), "{message}");
         }
     }
 

@@ -150,6 +150,8 @@ pub fn exit_status(error: &ClientError) -> u8 {
         ClientError::TooLarge { .. }
         | ClientError::Rejected { .. }
         | ClientError::Config { .. } => 2,
+        // Only `members` sends changes; it maps each kind itself (`members::change_exit_status`).
+        ClientError::MembershipRefused { .. } => 2,
         ClientError::Unavailable { .. }
         | ClientError::Timeout { .. }
         | ClientError::Io { .. }
@@ -179,6 +181,11 @@ enum StatusJson<'a> {
         first_index: u64,
         /// 16 hex digits, as in the table: a JSON number would lose digits in most readers.
         cluster_id: String,
+        voters: &'a [u64],
+        outgoing_voters: &'a [u64],
+        learners: &'a [u64],
+        joint: bool,
+        configuration_index: u64,
     },
     Unreachable {
         endpoint: String,
@@ -211,6 +218,11 @@ pub fn status_json(
                 snapshot_index: report.snapshot_index,
                 first_index: report.first_index,
                 cluster_id: cluster_id_text(report.cluster_id),
+                voters: &report.voters,
+                outgoing_voters: &report.outgoing_voters,
+                learners: &report.learners,
+                joint: !report.outgoing_voters.is_empty(),
+                configuration_index: report.configuration_index,
             },
             Err(error) => StatusJson::Unreachable {
                 endpoint: endpoint.to_string(),
@@ -228,7 +240,7 @@ pub fn status_table(
     reports: &[Result<StatusReport, ClientError>],
 ) -> String {
     let mut out = format!(
-        "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}  {:<16}",
+        "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}  {:<16}  {}",
         "ENDPOINT",
         "ID",
         "ROLE",
@@ -240,7 +252,8 @@ pub fn status_table(
         "APPLIED",
         "LAST",
         "WAL-SYNCS",
-        "CLUSTER"
+        "CLUSTER",
+        "CONFIGURATION"
     );
     for (endpoint, report) in endpoints.iter().zip(reports) {
         out.push('\n');
@@ -248,7 +261,7 @@ pub fn status_table(
         let _ = match report {
             Ok(report) => write!(
                 out,
-                "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}  {:<16}",
+                "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}  {:<16}  {}",
                 endpoint.to_string(),
                 report.id,
                 report.role,
@@ -263,6 +276,7 @@ pub fn status_table(
                 report.last_index,
                 report.wal_syncs,
                 cluster_id_text(report.cluster_id),
+                configuration(report),
             ),
             Err(error) => write!(
                 out,
@@ -271,6 +285,20 @@ pub fn status_table(
                 status_error(error)
             ),
         };
+    }
+    out
+}
+
+/// A node's view of the configuration, in one word: `voters=1,2,3`, then ` learners=4` if
+/// any, and while joint ` leaving=1,2,3` (the voters of the configuration being left).
+fn configuration(report: &StatusReport) -> String {
+    let ids = |ids: &[u64]| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let mut out = format!("voters={}", ids(&report.voters));
+    if !report.learners.is_empty() {
+        let _ = write!(out, " learners={}", ids(&report.learners));
+    }
+    if !report.outgoing_voters.is_empty() {
+        let _ = write!(out, " joint, leaving={}", ids(&report.outgoing_voters));
     }
     out
 }
@@ -303,6 +331,10 @@ mod tests {
             snapshot_index: 8,
             first_index: 5,
             cluster_id: 0x0123_4567_89ab_cdef,
+            voters: vec![1, 2, 3],
+            outgoing_voters: Vec::new(),
+            learners: vec![4],
+            configuration_index: 3,
         }
     }
 
@@ -330,8 +362,10 @@ mod tests {
              \"leader\":2,\"commit_index\":10,\"applied_index\":9,\"last_index\":11,\
              \"datagrams_in\":100,\"datagrams_out\":90,\"datagrams_dropped\":1,\
              \"wal_syncs\":12,\"snapshot_index\":8,\"first_index\":5,\
-             \"cluster_id\":\"0123456789abcdef\"},{\"endpoint\":\"127.0.0.1:7002\",\"error\":\"no answer within \
-             5000 ms\"}]"
+             \"cluster_id\":\"0123456789abcdef\",\"voters\":[1,2,3],\
+             \"outgoing_voters\":[],\"learners\":[4],\"joint\":false,\
+             \"configuration_index\":3},{\"endpoint\":\"127.0.0.1:7002\",\
+             \"error\":\"no answer within 5000 ms\"}]"
         );
         let mut follower = report();
         follower.leader = None;
@@ -358,9 +392,12 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("ENDPOINT"));
         assert!(lines[1].contains("leader"), "{table}");
-        assert!(lines[0].trim_end().ends_with("CLUSTER"), "{table}");
         assert!(
-            lines[1].trim_end().ends_with(" 0123456789abcdef"),
+            lines[0].ends_with(&format!("{:<16}  CONFIGURATION", "CLUSTER")),
+            "{table}"
+        );
+        assert!(
+            lines[1].ends_with(" 0123456789abcdef  voters=1,2,3 learners=4"),
             "{table}"
         );
         assert!(lines[2].contains("unreachable"), "{table}");

@@ -3,10 +3,13 @@
 //! It starts a 3-node cluster of `balsa serve` child processes on free loopback ports, in a
 //! fresh temporary directory; waits for the election; writes keys through the client library
 //! and reads them back; kills the leader with SIGKILL and shows the survivors elect a new one;
-//! keeps writing; checks that every acknowledged write is still there; restarts the old leader
-//! from its data directory and shows it catching up (its applied index reaching the leader's
-//! commit index); and ends with the commit latency of the writes it made (p50, p99, max).
-//! It says what happens in plain words as it goes.
+//! keeps writing; checks that every acknowledged write is still there; replaces the dead node
+//! with a fresh one (a new id, port and data directory, started with `--join`) in one
+//! membership change, through the code `balsa members replace` runs, prints the new
+//! configuration and shows the new node catching up (its applied index reaching the leader's
+//! commit index); restarts the old leader from its data directory and shows it learn that it
+//! was removed and exit by itself; and ends with the commit latency of the writes it made
+//! (p50, p99, max). It says what happens in plain words as it goes.
 //!
 //! The nodes' logs go to `node-N.log` in the temporary directory, which is removed at the end;
 //! when the demo fails it is kept, and its path printed, for a look at the logs.
@@ -24,6 +27,7 @@ use balsa::runtime::wire::StatusReport;
 
 use crate::client_cmds::status_table;
 use crate::cluster::{ServeProcess, random_token};
+use crate::members;
 
 /// Nodes in the demo's cluster.
 const NODES: u64 = 3;
@@ -120,8 +124,13 @@ impl Demo {
     }
 
     /// Starts node `id` (again), its stderr going to `node-ID.log`.
-    #[allow(clippy::print_stdout, reason = "the demo narrates on stdout")]
     fn spawn(&self, id: u64) -> Result<ServeProcess, StepError> {
+        self.spawn_with(id, &[])
+    }
+
+    /// Starts node `id` with `extra` flags, its stderr going to `node-ID.log`.
+    #[allow(clippy::print_stdout, reason = "the demo narrates on stdout")]
+    fn spawn_with(&self, id: u64, extra: &[&str]) -> Result<ServeProcess, StepError> {
         let log_path = self.dir.join(format!("node-{id}.log"));
         let log = File::options()
             .create(true)
@@ -129,8 +138,9 @@ impl Demo {
             .open(&log_path)
             .map_err(|error| format!("cannot open {}: {error}", log_path.display()))?;
         let data_dir = self.dir.join(format!("node-{id}"));
-        let extra = ["--cluster-token", self.token.as_str()];
-        let node = ServeProcess::spawn(id, &self.members, &data_dir, &extra, Stdio::from(log))
+        let mut flags = vec!["--cluster-token", self.token.as_str()];
+        flags.extend_from_slice(extra);
+        let node = ServeProcess::spawn(id, &self.members, &data_dir, &flags, Stdio::from(log))
             .map_err(|error| error.message)?;
         println!(
             "  node {id} runs as process {} on {} (data in node-{id}/, log in node-{id}.log)",
@@ -189,26 +199,37 @@ impl Demo {
         );
         self.check_acknowledged()?;
 
-        println!("\nRestarting node {leader} from its data directory...");
-        let restarted = now();
-        let node = self.spawn(leader)?;
-        self.nodes[index_of(leader)] = Some(node);
-        self.wait_for_catch_up(leader, new_leader, restarted)?;
+        let new = self.replace(leader)?;
+        let replaced = now();
+        self.wait_for_catch_up(new, new_leader, replaced)?;
         let last_key = format!("key-{:03}", WRITES_BEFORE + WRITES_DURING - 1);
-        let address = self.members[index_of(leader)].1;
+        let address = self.members[index_of(new)].1;
         let mut local = Client::new(vec![address], ClientOptions::default())
             .map_err(|error| format!("cannot make a client: {error}"))?;
         let value = local
             .get(last_key.as_bytes(), true)
-            .map_err(|error| format!("stale read on node {leader}: {error}"))?;
+            .map_err(|error| format!("stale read on node {new}: {error}"))?;
         println!(
-            "  A stale read of {last_key} (written while node {leader} was down) from node \
-             {leader}'s own state: {}.",
+            "  A stale read of {last_key} (written before node {new} existed) from node \
+             {new}'s own state: {}.",
             describe(value.as_deref())
         );
 
+        println!(
+            "\nRestarting node {leader} from its data directory: it is no longer a member, so it \
+             should learn that from the leader and stop by itself..."
+        );
+        let old = self.spawn(leader)?;
+        self.nodes[index_of(leader)] = Some(old);
+        self.wait_for_removed_exit(leader)?;
+
         println!("\nThe cluster now:");
-        let endpoints: Vec<SocketAddr> = self.members.iter().map(|(_, a)| *a).collect();
+        let endpoints: Vec<SocketAddr> = self
+            .members
+            .iter()
+            .filter(|(id, _)| *id != leader)
+            .map(|(_, a)| *a)
+            .collect();
         let reports = self.probe.status_all(&endpoints);
         for line in status_table(&endpoints, &reports).lines() {
             println!("  {line}");
@@ -227,6 +248,83 @@ impl Demo {
             started.elapsed().as_secs_f64()
         );
         Ok(())
+    }
+
+    /// Replaces dead node `dead` with a fresh node under a new id, port and data directory (as
+    /// an operator replaces a node whose disk is lost): starts it with `--join`, then one
+    /// membership change through `balsa members replace`'s code; prints the new configuration.
+    /// Returns the new node's id.
+    #[allow(clippy::print_stdout, reason = "the demo narrates on stdout")]
+    fn replace(&mut self, dead: u64) -> Result<u64, StepError> {
+        let new = self.members.len() as u64 + 1;
+        let address = free_loopback_addresses(1)?
+            .pop()
+            .ok_or("cannot find a free port")?;
+        println!(
+            "\nSay node {dead}'s disk is gone for good. A fresh node replaces it under a new id \
+             (ids are never reused: the old one forgot what it promised): node {new} on \
+             {address}, started with --join, then `balsa members replace {dead} {new}={address}` \
+             (node {new} is caught up as a learner first, then the change is one joint \
+             configuration)..."
+        );
+        self.members.push((new, address));
+        let node = self.spawn_with(new, &["--join"])?;
+        self.nodes.push(Some(node));
+        let endpoints: Vec<SocketAddr> = self
+            .members
+            .iter()
+            .filter(|(id, _)| self.nodes[index_of(*id)].is_some())
+            .map(|(_, a)| *a)
+            .collect();
+        let started = now();
+        let report = members::change(
+            endpoints,
+            members::replace_steps(dead, new, address),
+            STEP_TIMEOUT,
+        )
+        .map_err(|error| format!("replacing node {dead} by node {new}: {error}"))?;
+        println!(
+            "  Done in {} ms. The new configuration:",
+            started.elapsed().as_millis()
+        );
+        for line in members::render(&report, false).lines() {
+            println!("    {line}");
+        }
+        Ok(new)
+    }
+
+    /// Polls until node `id` exits by itself; says how.
+    #[allow(clippy::print_stdout, reason = "the demo narrates on stdout")]
+    fn wait_for_removed_exit(&mut self, id: u64) -> Result<(), StepError> {
+        let restarted = now();
+        let deadline = restarted + STEP_TIMEOUT;
+        loop {
+            let node = self.nodes[index_of(id)]
+                .as_mut()
+                .ok_or_else(|| format!("node {id} is not running"))?;
+            let exited = node
+                .try_wait()
+                .map_err(|error| format!("waiting for node {id}: {error}"))?;
+            if let Some(status) = exited {
+                self.nodes[index_of(id)] = None;
+                if !status.success() {
+                    return Err(format!("node {id} exited with {status}"));
+                }
+                println!(
+                    "  Node {id} learned it was removed and exited by itself ({status}), {} ms \
+                     after its restart.",
+                    restarted.elapsed().as_millis()
+                );
+                return Ok(());
+            }
+            if now() >= deadline {
+                return Err(format!(
+                    "node {id} did not stop within {} s",
+                    STEP_TIMEOUT.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Writes `key-N = value-N` for `count` keys from `first`, recording latencies.
@@ -352,7 +450,7 @@ impl Demo {
             if let (Some(node), Some(leading)) = (node, leading) {
                 if first_look {
                     println!(
-                        "  Node {id} is back as a {} in term {}, with applied index {} while the \
+                        "  Node {id} runs as a {} in term {}, with applied index {} while the \
                          leader's commit index is {}.",
                         node.role, node.term, node.applied_index, leading.commit_index
                     );
@@ -360,7 +458,7 @@ impl Demo {
                 }
                 if node.applied_index >= leading.commit_index {
                     println!(
-                        "  Node {id} caught up {} ms after its restart: applied index {}, the \
+                        "  Node {id} caught up {} ms after it started: applied index {}, the \
                          leader's commit index {}.",
                         restarted.elapsed().as_millis(),
                         node.applied_index,
@@ -404,7 +502,7 @@ impl Demo {
 
 /// Node `id`'s position in the member list.
 fn index_of(id: u64) -> usize {
-    // Ids are 1..=NODES, a handful.
+    // Ids are 1..=NODES and the replacement's, a handful.
     usize::try_from(id - 1).unwrap_or(usize::MAX)
 }
 

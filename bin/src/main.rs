@@ -1,18 +1,19 @@
 //! The `balsa` command: runs nodes (`serve`, `cluster`, `demo`), acts as a client of the
-//! key-value service (`put`, `get`, `del`, `cas`, `status`, `transfer`, `snapshot`), measures
+//! key-value service (`put`, `get`, `del`, `cas`, `status`, `transfer`, `snapshot`), lists and
+//! changes the cluster's members (`members`), measures
 //! commit latency (`bench`), runs the deterministic simulator (`sim`) and prints shell
 //! completions (`completions`). `balsa --help` lists every form, `balsa CMD --help` its flags.
 //!
 //! Files: `args.rs` (the command line, as clap structs), `serve.rs`, `cluster.rs` (and the
 //! child-process handle), `demo.rs`, `client_cmds.rs` (with `status --json` through
-//! `serde_json`), `bench.rs` (closed-loop load), `logger.rs` (stderr logging for `serve`, through
-//! `env_logger`), `sim.rs`.
+//! `serde_json`), `members.rs` (`members`: list and changes), `bench.rs` (closed-loop load),
+//! `logger.rs` (stderr logging for `serve`, through `env_logger`), `sim.rs`.
 //!
 //! Exit status: 0 success (`--help` and `--version` too, on stdout); 1 key absent or
 //! compare-and-swap mismatch (a node that cannot start or stops on a storage failure also exits
 //! 1); 2 bad usage or configuration (for `serve`, also a data directory of another node or
-//! cluster), with one line on stderr; 3 cluster unavailable or timeout (outcome unknown; for
-//! `serve --join`, no member answered).
+//! cluster), or a membership change refused as asked, with one line on stderr; 3 cluster
+//! unavailable or timeout (outcome unknown; for `serve --join`, no member answered).
 
 mod args;
 mod bench;
@@ -20,6 +21,7 @@ mod client_cmds;
 mod cluster;
 mod demo;
 mod logger;
+mod members;
 mod serve;
 mod sim;
 
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Command::Cluster(cluster_args) => cluster::run(cluster_args),
         Command::Demo => demo::run(),
         Command::Client(client_command) => client_cmds::run(client_command),
+        Command::Members(members_args) => members::run(members_args),
         Command::Bench(bench_args) => bench::run(bench_args),
         Command::Sim(sim_args) => sim::main(&sim_args),
         Command::Completions(completions) => {

@@ -5,16 +5,20 @@
 //! prints one line on stdout once its socket listens (`balsa: node 1 listening on
 //! 127.0.0.1:7001`) and logs to stderr. It stops when killed
 //! (SIGTERM, SIGINT and SIGKILL all end it; the log is safe at every point), or by itself when
-//! its storage fails.
+//! its storage fails, or when a membership change removed it from the cluster (one more line
+//! on stdout, `balsa: node 2 was removed from the cluster`, exit status 0).
 //!
 //! Before it listens, the node settles whose data directory it has (its `IDENTITY` file):
 //! bootstrapping a new cluster (its id derived from `--cluster` and `--cluster-token`), joining
-//! a running one (`--join`: its id asked of the other members), or reading the file back.
+//! a running one (`--join`: its id asked of the other members; the node then starts knowing no
+//! configuration and waits for `balsa members add` to add it), or reading the file back.
+//! `--rejoin` is a deprecated alias of `--join`.
 //!
-//! Exit status: 2 for bad configuration (including a data directory in use, or one that
-//! belongs to another node, or to another cluster than the one `--join` finds); 3 when `--join`
-//! found no member to answer; 1 when the node cannot start (its address taken, a damaged log or
-//! identity file) or stops on a storage failure, with the reason on stderr.
+//! Exit status: 0 when removed from the cluster; 2 for bad configuration (including a data
+//! directory in use, one an earlier version's `--rejoin` marked, or one that belongs to another
+//! node, or to another cluster than the one `--join` finds); 3 when `--join` found no member
+//! to answer; 1 when the node cannot start (its address taken, a damaged log or identity file)
+//! or stops on a storage failure, with the reason on stderr.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -43,9 +47,8 @@ pub fn run(args: ServeArgs) -> ExitCode {
     config.snapshot_bytes = args.snapshot_bytes;
     config.snapshot_trailing_entries = args.snapshot_trailing;
     config.wal.segment_bytes = args.segment_bytes;
-    config.rejoin = args.rejoin;
     config.cluster_token = args.cluster_token.clone();
-    config.join = args.join;
+    config.join = args.join || args.rejoin;
     config.join_timeout = Duration::from_millis(args.join_timeout_ms);
     if args.wal_direct && !args.unsafe_no_fsync {
         // Every direct write is durable: with --unsafe-no-fsync it would save nothing.
@@ -54,6 +57,14 @@ pub fn run(args: ServeArgs) -> ExitCode {
     if let Err(refusal) = config.validate() {
         eprintln!("balsa serve: {}", Error::from(refusal));
         return ExitCode::from(2);
+    }
+    if args.rejoin {
+        log::warn!(
+            "--rejoin is deprecated and now means --join. A node that lost its data directory \
+             must come back under a NEW id: start it with --join and a new --id, then run \
+             `balsa members replace {} NEW_ID=IP:PORT`",
+            args.id
+        );
     }
     if args.unsafe_no_fsync {
         log::warn!("--unsafe-no-fsync: a power loss can lose acknowledged writes");
@@ -84,7 +95,11 @@ pub fn run(args: ServeArgs) -> ExitCode {
     let _ = stdout.flush();
     drop(stdout);
     match node.join() {
-        Ok(()) => ExitCode::SUCCESS,
+        // The node stops by itself without an error only when the cluster removed it.
+        Ok(()) => {
+            println!("balsa: node {} was removed from the cluster", args.id);
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("balsa serve: node {} stopped: {error}", args.id);
             ExitCode::from(1)

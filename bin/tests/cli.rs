@@ -95,6 +95,8 @@ fn completions_for_bash_zsh_and_fish() {
             "election-ticks",
             "cluster-token",
             "join-timeout-ms",
+            "members",
+            "replace",
         ] {
             assert!(script.contains(word), "{shell} completions lack {word}");
         }
@@ -186,4 +188,91 @@ fn serve_logs_at_info_unless_balsa_log_or_rust_log_say_otherwise() {
     );
     let off = serve_log(&[("BALSA_LOG", "off"), ("RUST_LOG", "info")]);
     assert_eq!(off, "");
+}
+
+/// A `balsa cluster` command and its nodes, one process group, killed whole when dropped.
+struct ClusterCommand {
+    child: std::process::Child,
+}
+
+impl Drop for ClusterCommand {
+    fn drop(&mut self) {
+        // The command and its nodes share the group the command leads.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port from which `n` consecutive loopback ports were free a moment ago.
+fn consecutive_free_ports(n: u16) -> u16 {
+    for _ in 0..50 {
+        let first = free_loopback_addresses(1)[0].port();
+        let Some(last) = first.checked_add(n - 1) else {
+            continue;
+        };
+        let held: Vec<_> = (first..=last)
+            .map_while(|port| std::net::UdpSocket::bind(("127.0.0.1", port)).ok())
+            .collect();
+        if held.len() == usize::from(n) {
+            return first;
+        }
+    }
+    panic!("no {n} consecutive free ports in 50 tries");
+}
+
+/// `balsa cluster --nodes N` for the smallest and the largest cluster the membership commands
+/// are documented for (1 and 7): every node answers, all agree on one leader and on the
+/// voters 1..=N.
+#[test]
+fn cluster_runs_one_to_seven_nodes_that_agree_on_a_leader_and_the_voters() {
+    use std::os::unix::process::CommandExt as _;
+    for n in [1u16, 7] {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let base = consecutive_free_ports(n);
+        let mut child = Command::new(BALSA)
+            .args(["cluster", "--nodes", &n.to_string()])
+            .args(["--base-port", &base.to_string()])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning balsa cluster");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let command = ClusterCommand { child };
+        // The command prints its endpoints once every node listens (or exits: EOF).
+        let endpoints = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|line| line.strip_prefix("endpoints: ").map(str::to_owned))
+            .expect("balsa cluster printed its endpoints");
+        let endpoints: Vec<std::net::SocketAddr> = endpoints
+            .split(',')
+            .map(|address| address.parse().expect("an address"))
+            .collect();
+        assert_eq!(endpoints.len(), usize::from(n));
+        let options = ClientOptions {
+            timeout: std::time::Duration::from_millis(500),
+            ..ClientOptions::default()
+        };
+        let mut client = Client::new(endpoints.clone(), options).expect("a client");
+        let voters: Vec<u64> = (1..=u64::from(n)).collect();
+        let agreed = wait_until(ELECTION_TIMEOUT, || {
+            let reports: Vec<_> = client
+                .status_all(&endpoints)
+                .into_iter()
+                .collect::<Result<_, _>>()
+                .ok()?;
+            let leader = reports.iter().find(|r| r.role == "leader")?.id;
+            reports
+                .iter()
+                .all(|r| r.leader == Some(leader) && r.voters == voters)
+                .then_some(leader)
+        });
+        assert!(agreed.is_some(), "{n} nodes never agreed on a leader");
+        drop(command);
+    }
 }

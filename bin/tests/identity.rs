@@ -167,7 +167,7 @@ fn a_new_cluster_on_the_addresses_of_an_old_one_ignores_its_stale_node() {
 fn a_fresh_node_joins_a_running_cluster_with_its_id() {
     let mut cluster = Cluster::start(3);
     cluster.wait_for_leader(ELECTION_TIMEOUT);
-    let joiner = cluster.add_member();
+    let (joiner, _) = cluster.add_member();
     cluster.start_node_with(joiner, &["--join"]);
     let output = cluster.balsa_at(
         &[cluster.address(joiner), cluster.address(1)],
@@ -189,7 +189,7 @@ fn a_fresh_node_joins_a_running_cluster_with_its_id() {
     );
 
     // A directory of another cluster is refused when its node joins this one.
-    let stranger = cluster.add_member();
+    let (stranger, _) = cluster.add_member();
     let foreign = Identity {
         cluster_id: 0x3039,
         node_id: stranger,
@@ -216,7 +216,7 @@ fn a_fresh_node_joins_a_running_cluster_with_its_id() {
     for id in 1..=joiner {
         cluster.kill(id);
     }
-    let late = cluster.add_member();
+    let (late, _) = cluster.add_member();
     let output = cluster.serve_to_exit(
         late,
         &cluster.data_dir(late),

@@ -1,6 +1,7 @@
 //! Snapshots and log compaction end to end, with real `balsa serve` processes: the data
 //! directories stay bounded under a long write load, a follower stopped during the writes
-//! catches up by snapshot, and a follower whose data directory was wiped rejoins by snapshot.
+//! catches up by snapshot, and a follower whose data directory was wiped is replaced under a
+//! new id by a fresh node that catches up by snapshot.
 
 mod common;
 
@@ -56,24 +57,36 @@ fn compaction_keeps_data_bounded_and_lagging_or_wiped_followers_catch_up_by_snap
         report.first_index
     );
 
-    // A node that lost its disk forgot its votes and acknowledgements: it comes back with
-    // `--rejoin`, as a replica that never votes again (ARCHITECTURE.md, "Snapshots").
+    // A node that lost its disk forgot its votes and acknowledgements: it comes back under a
+    // new id, replacing the old one in one membership change (README, "Membership").
     cluster.kill(wiped);
-    std::fs::remove_dir_all(cluster.data_dir(wiped)).expect("wiping the data directory");
-    cluster.start_node_with(wiped, &["--rejoin"]);
-    assert!(
-        cluster.data_dir(wiped).join("REJOINED").exists(),
-        "the rejoin is recorded in the data directory"
-    );
+    cluster.wipe(wiped);
+    let (fresh, address) = cluster.add_member();
+    cluster.start_node_with(fresh, &["--join"]);
+    let endpoints = common::endpoints_arg(&cluster.running_endpoints());
+    let new_arg = format!("{fresh}={address}");
+    let replaced = common::run_balsa(&[
+        "members",
+        "replace",
+        &wiped.to_string(),
+        &new_arg,
+        "--endpoints",
+        &endpoints,
+    ]);
+    assert!(replaced.status.success(), "replace: {}", stderr(&replaced));
     let values = checked_writes(&cluster);
     bench(&cluster, 15_000);
-    let report = caught_up(&cluster, wiped);
+    let report = caught_up(&cluster, fresh);
     assert!(
         report.snapshot_index > 0,
-        "node {wiped} rejoined without a snapshot"
+        "node {fresh} caught up without a snapshot"
     );
 
-    for id in cluster.ids() {
+    for id in cluster
+        .ids()
+        .into_iter()
+        .filter(|id| cluster.is_running(*id))
+    {
         let size = dir_size(&cluster.data_dir(id));
         assert!(
             size <= DATA_DIR_BOUND,
@@ -96,13 +109,15 @@ fn compaction_keeps_data_bounded_and_lagging_or_wiped_followers_catch_up_by_snap
 /// `ops` closed-loop writes from 8 clients (keys `bench-C-N`, values of 100 × `v`).
 fn bench(cluster: &Cluster, ops: u64) {
     let ops = ops.to_string();
-    let output = cluster.balsa(&["bench", "--clients", "8", "--ops", &ops, "--warmup", "0"]);
+    let args = ["bench", "--clients", "8", "--ops", &ops, "--warmup", "0"];
+    let output = cluster.balsa_at(&cluster.running_endpoints(), &args);
     assert_eq!(output.status.code(), Some(0), "bench: {}", stderr(&output));
 }
 
 /// 200 writes of distinct values, read back from every node at the end.
 fn checked_writes(cluster: &Cluster) -> Vec<(String, String)> {
-    let mut client = cluster.client();
+    let mut client = Client::new(cluster.running_endpoints(), ClientOptions::default())
+        .expect("a client of the running nodes");
     (0..200)
         .map(|i| {
             let (key, value) = (format!("checked-{i}"), format!("value-{i}"));

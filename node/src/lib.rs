@@ -45,6 +45,56 @@
 //! # Ok(()) }
 //! ```
 //!
+//! **Membership changes.** [`Node::change_membership`] (on the leader) changes who is in the
+//! cluster, any set of [`Step`](raft::membership::Step)s as one joint change (Raft §6): a voter
+//! to add is added as a learner, caught up, then promoted; a removed node stops by itself
+//! ([`Node::join`] returns `Ok`). A new node starts with [`NodeConfig::join`] (it learns the
+//! cluster's id from the members it lists, and knows no configuration until the change adds
+//! it); [`Node::members`] is a node's configuration in force.
+//! A refusal is [`Error::Membership`], whose [`ChangeRefused`](raft::ChangeRefused) says why: a
+//! change in progress, a learner that did not catch up, an unknown member, an id used before
+//! (ids are never reused: a node that lost its disk comes back under a new one), no voter
+//! left, not the leader.
+//!
+//! ```
+//! # use std::time::Duration;
+//! # use balsa::{Error, Node, NodeConfig, StateMachine, state_machine::RestoreError};
+//! use balsa::raft::membership::Step;
+//! # #[derive(Default)]
+//! # struct Counter(u64);
+//! # impl StateMachine for Counter {
+//! #     fn apply(&mut self, _: u64, c: &[u8]) -> Vec<u8> { self.0 += 1; self.0.to_le_bytes().to_vec() }
+//! #     fn query(&self, _: &[u8]) -> Vec<u8> { self.0.to_le_bytes().to_vec() }
+//! #     fn snapshot(&self) -> Vec<u8> { self.0.to_le_bytes().to_vec() }
+//! #     fn restore(&mut self, s: &[u8]) -> Result<(), RestoreError> {
+//! #         self.0 = u64::from_le_bytes(s.try_into().map_err(|_| RestoreError::new("8 bytes"))?);
+//! #         Ok(())
+//! #     }
+//! # }
+//! # fn free_address() -> std::net::SocketAddr {
+//! #     std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+//! # }
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (one, two) = (free_address(), free_address());
+//! let (dir1, dir2) = (tempfile::tempdir()?, tempfile::tempdir()?);
+//! let first = Node::start(NodeConfig::new(1, vec![(1, one)], dir1.path().into()), Counter::default())?;
+//! first.wait_for_leader(Duration::from_secs(5))?;
+//! // Node 2 joins: it lists whom to ask and hear from (and itself), and waits to be added.
+//! let mut config = NodeConfig::new(2, vec![(1, one), (2, two)], dir2.path().into());
+//! config.join = true;
+//! let second = Node::start(config, Counter::default())?;
+//! assert_eq!(second.members(), Err(Error::NoConfiguration));
+//! let address = two.to_string().into_bytes(); // addresses are "IP:PORT" as bytes
+//! let grown = first.change_membership(vec![Step::AddVoter { id: 2, address }], Duration::from_secs(10))?;
+//! assert_eq!(grown.incoming().collect::<Vec<_>>(), [1, 2]);
+//! // Adding it again is refused, with the reason.
+//! let again = first.change_membership(vec![Step::AddLearner { id: 2, address: Vec::new() }], Duration::from_secs(10));
+//! assert!(matches!(again, Err(Error::Membership(_))), "{again:?}");
+//! second.shutdown()?;
+//! first.shutdown()?;
+//! # Ok(()) }
+//! ```
+//!
 //! What is inside:
 //!
 //! - [`raft`]: the sans-IO Raft core. `step(Input)` in, `poll_action() -> Option<Action>` out; no
@@ -71,5 +121,5 @@ pub mod state_machine;
 
 pub use balsa_net as net;
 pub use balsa_wal as wal;
-pub use runtime::{Error, Node, NodeConfig, NodeStatus};
+pub use runtime::{Error, MembershipChange, Node, NodeConfig, NodeStatus};
 pub use state_machine::StateMachine;

@@ -166,7 +166,7 @@ impl RawClient {
             .find(|r| r.id == id)
             .map(|r| r.body.clone());
         match body {
-            Some(ResponseBody::Status(report)) => (report, received),
+            Some(ResponseBody::Status(report)) => (*report, received),
             other => panic!("status answered with {other:?}"),
         }
     }
@@ -319,7 +319,7 @@ fn a_batch_at_the_limit_is_answered_in_batches_that_fit() {
         ids.iter()
             .map(|&id| Response {
                 id,
-                body: ResponseBody::Status(report.clone()),
+                body: ResponseBody::Status(Box::new(report.clone())),
             })
             .collect(),
     );

@@ -13,6 +13,10 @@ use common::free_addresses;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use balsa::raft::membership::{Membership, Step};
+use balsa::runtime::wire::{
+    MemberStep, RefusalKind, Request, RequestBody, Response, ResponseBody, Wire,
+};
 use balsa::state_machine::RestoreError;
 use balsa::{Error, Node, NodeConfig, StateMachine};
 
@@ -140,10 +144,18 @@ fn a_follower_refuses_an_api_proposal_naming_the_leader() {
     cluster.write(b"first");
     let leader = cluster.leader();
     let follower = (leader + 1) % 3;
-    let result = cluster.nodes[follower]
-        .as_ref()
-        .unwrap()
-        .propose(b"x".to_vec(), Duration::from_secs(2));
+    let node = cluster.nodes[follower].as_ref().unwrap();
+    // The write committed on the other follower's acknowledgement, maybe before this one heard
+    // from the leader: wait (bounded) until it knows whom to name.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.status().map(|status| status.leader) != Ok(Some(leader as u64 + 1)) {
+        assert!(
+            Instant::now() < deadline,
+            "the follower never learned the leader"
+        );
+        std::thread::yield_now();
+    }
+    let result = node.propose(b"x".to_vec(), Duration::from_secs(2));
     assert_eq!(
         result,
         Err(Error::NotLeader {
@@ -273,4 +285,230 @@ fn a_node_answers_the_client_wildcard_and_drops_requests_of_another_cluster() {
     let (id, report) = answer();
     assert_eq!((id, report.cluster_id), (3, cluster_id));
     node.shutdown().expect("clean shutdown");
+}
+
+/// Waits (bounded) for `node` to stop by itself; returns what `join` said.
+fn join_within(node: Node, timeout: Duration) -> Result<(), Error> {
+    let (done, result) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = done.send(node.join());
+    });
+    result
+        .recv_timeout(timeout)
+        .unwrap_or_else(|_| panic!("the node did not stop within {timeout:?}"))
+}
+
+/// Changes the membership at whichever node leads (bounded): retries while no leader takes it.
+fn change(cluster: &Cluster, steps: &[Step]) -> Membership {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let leader = cluster.nodes[cluster.leader()].as_ref().expect("running");
+        match leader.change_membership(steps.to_vec(), Duration::from_secs(15)) {
+            Ok(membership) => return membership,
+            Err(Error::NotLeader { .. }) => continue,
+            Err(other) => panic!("change {steps:?} failed: {other}"),
+        }
+    }
+    panic!("no leader took the change {steps:?} within 20 s");
+}
+
+/// Issue 14 in the runtime: a node started with `join` knows no configuration until a change
+/// adds it (learner, caught up, promoted); a follower removed by a committed change stops by
+/// itself (`join` returns `Ok`); a leader removing itself hands over, then stops; the rest keep
+/// committing, and each node's peer table follows the configuration.
+#[test]
+fn a_joined_node_becomes_a_voter_and_removed_nodes_stop_by_themselves() {
+    let mut cluster = Cluster::start(3);
+    assert_eq!(cluster.write(b"one"), 1);
+    let new_address = free_addresses(1)[0];
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut members = cluster.members.clone();
+    members.push((4, new_address));
+    let mut config = NodeConfig::new(4, members, dir.path().to_path_buf());
+    config.join = true;
+    let joined = Node::start(config, Journal::default()).expect("node 4 starts");
+    assert_eq!(joined.members(), Err(Error::NoConfiguration));
+
+    let grown = change(
+        &cluster,
+        &[Step::AddVoter {
+            id: 4,
+            address: new_address.to_string().into_bytes(),
+        }],
+    );
+    assert_eq!(grown.incoming().collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert!(!grown.is_joint());
+    cluster.nodes.push(Some(joined));
+    cluster.dirs.push(dir);
+    assert_eq!(cluster.write(b"two"), 2);
+    let knows = |i: usize| cluster.nodes[i].as_ref().unwrap().members().ok();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while knows(3).is_none_or(|m| !m.is_voter(4)) {
+        assert!(Instant::now() < deadline, "node 4 never learned it votes");
+        std::thread::yield_now();
+    }
+
+    // Remove a follower other than the new node: it stops by itself.
+    let leader = cluster.leader();
+    let follower = (0..3).find(|&i| i != leader).expect("two followers");
+    let shrunk = change(
+        &cluster,
+        &[Step::Remove {
+            id: follower as u64 + 1,
+        }],
+    );
+    assert!(!shrunk.is_member(follower as u64 + 1));
+    let removed = cluster.nodes[follower].take().expect("running");
+    assert_eq!(join_within(removed, Duration::from_secs(10)), Ok(()));
+    assert_eq!(cluster.write(b"three"), 3);
+
+    // The leader removes itself: it hands over, then stops; a voter of C_new leads.
+    let leader = cluster.leader();
+    let leader_id = leader as u64 + 1;
+    let shrunk = change(&cluster, &[Step::Remove { id: leader_id }]);
+    assert_eq!(shrunk.incoming().count(), 2);
+    let old_leader = cluster.nodes[leader].take().expect("running");
+    assert_eq!(join_within(old_leader, Duration::from_secs(10)), Ok(()));
+    assert_ne!(cluster.leader(), leader);
+    assert_eq!(cluster.write(b"four"), 4);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let agree = || {
+        cluster
+            .nodes
+            .iter()
+            .flatten()
+            .all(|node| node.members().as_ref() == Ok(&shrunk))
+    };
+    while !agree() {
+        assert!(
+            Instant::now() < deadline,
+            "the remaining nodes never agreed"
+        );
+        std::thread::yield_now();
+    }
+    assert_eq!(cluster.nodes.iter().flatten().count(), 2);
+}
+
+/// A joined node's identity outlives a restart before any leader reached it: started again
+/// without `join`, it takes its cluster's id from its `IDENTITY` and still starts its core
+/// knowing no configuration (its `--cluster` never becomes one), until a change adds it.
+#[test]
+fn a_joined_node_restarted_without_join_before_it_was_added_still_knows_no_configuration() {
+    let cluster = Cluster::start(1);
+    cluster.write(b"one");
+    let first = cluster.nodes[0].as_ref().expect("running");
+    let address = free_addresses(1)[0];
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut members = cluster.members.clone();
+    members.push((2, address));
+    let mut config = NodeConfig::new(2, members, dir.path().to_path_buf());
+    config.join = true;
+    let joined = Node::start(config.clone(), Journal::default()).expect("node 2 joins");
+    assert_eq!(joined.cluster_id(), first.cluster_id());
+    assert_eq!(joined.identity().bootstrap, None);
+    assert_eq!(joined.members(), Err(Error::NoConfiguration));
+    joined.shutdown().expect("clean shutdown");
+
+    config.join = false;
+    let restarted = Node::start(config, Journal::default()).expect("node 2 restarts");
+    assert_eq!(restarted.cluster_id(), first.cluster_id());
+    assert_eq!(restarted.members(), Err(Error::NoConfiguration));
+    let grown = change(
+        &cluster,
+        &[Step::AddVoter {
+            id: 2,
+            address: address.to_string().into_bytes(),
+        }],
+    );
+    assert_eq!(grown.incoming().collect::<Vec<_>>(), vec![1, 2]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while restarted.members().ok().is_none_or(|m| !m.is_voter(2)) {
+        assert!(Instant::now() < deadline, "node 2 never learned it votes");
+        std::thread::yield_now();
+    }
+    restarted.shutdown().expect("clean shutdown");
+}
+
+/// Sends `requests` in one datagram from `socket` to `to`; returns every answer received until
+/// `want` arrived (bounded).
+fn exchange(
+    socket: &std::net::UdpSocket,
+    to: SocketAddr,
+    requests: Vec<Request>,
+    want: usize,
+) -> Vec<Response> {
+    let mut codec = balsa::net::Codec::new(balsa::net::ANY_CLUSTER, balsa::net::CLIENT_ID, 65_000)
+        .expect("a codec");
+    let datagram = codec
+        .encode(balsa::net::Kind::Request, &Wire::Requests(requests))
+        .expect("encodes");
+    socket.send_to(datagram, to).expect("sends");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("a timeout");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut answers = Vec::new();
+    let mut buffer = vec![0; 65_536];
+    while answers.len() < want {
+        assert!(Instant::now() < deadline, "only {answers:?} within 10 s");
+        let Ok((len, _)) = socket.recv_from(&mut buffer) else {
+            continue;
+        };
+        match codec.decode::<Wire>(&buffer[..len]) {
+            Ok((_, Wire::Response(response))) => answers.push(response),
+            Ok((_, Wire::Responses(responses))) => answers.extend(responses),
+            other => panic!("unexpected datagram {other:?}"),
+        }
+    }
+    answers
+}
+
+/// A retried change request (the same client address and token, a new request id) joins the
+/// change in flight, and one arriving after it completed gets its outcome: one change, never
+/// two. A new token starts a new change, which the rules then refuse.
+#[test]
+fn a_retried_change_request_joins_the_change_it_retries() {
+    let cluster = Cluster::start(3);
+    cluster.write(b"first");
+    let leader = cluster.members[cluster.leader()].1;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a client socket");
+    let change = |id, token| Request {
+        id,
+        body: RequestBody::ChangeMembership {
+            steps: vec![MemberStep::AddLearner {
+                id: 9,
+                address: b"127.0.0.1:9".to_vec(),
+            }],
+            token,
+        },
+    };
+    let answers = exchange(&socket, leader, vec![change(10, 77), change(11, 77)], 2);
+    let mut ids: Vec<u64> = answers.iter().map(|answer| answer.id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [10, 11], "both attempts are answered");
+    for answer in &answers {
+        let ResponseBody::MembershipChanged(report) = &answer.body else {
+            panic!("the change did not complete: {answer:?}");
+        };
+        let learners: Vec<u64> = report
+            .members
+            .iter()
+            .filter(|m| !m.voter)
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(learners, [9]);
+    }
+    let late = exchange(&socket, leader, vec![change(12, 77)], 1);
+    assert_eq!(late[0].body, answers[0].body, "the retry gets the outcome");
+    let fresh = exchange(&socket, leader, vec![change(13, 78)], 1);
+    assert!(
+        matches!(
+            &fresh[0].body,
+            ResponseBody::MembershipRefused {
+                kind: RefusalKind::AlreadyMember,
+                ..
+            }
+        ),
+        "{fresh:?}"
+    );
 }

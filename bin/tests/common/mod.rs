@@ -25,11 +25,15 @@
     reason = "tests of real processes wait on wall-clock deadlines"
 )]
 
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use balsa::client::{Client, ClientOptions};
@@ -138,16 +142,6 @@ impl Cluster {
         }
     }
 
-    /// Adds a member on a free loopback address, not started; returns its id. Every node
-    /// started from now on is given it in `--cluster` (the running ones know nothing of it).
-    pub fn add_member(&mut self) -> u64 {
-        let id = self.members.len() as u64 + 1;
-        let address = free_loopback_addresses(1)[0];
-        self.members.push((id, address));
-        self.nodes.push(None);
-        id
-    }
-
     /// Replaces the extra `serve` arguments of every later start.
     pub fn set_serve_args(&mut self, serve_args: &[&str]) {
         self.serve_args = serve_args.iter().map(|arg| (*arg).to_owned()).collect();
@@ -245,6 +239,84 @@ impl Cluster {
         });
     }
 
+    /// A new member's id (the next after every id so far) and a free loopback address for it;
+    /// it is not started (see [`start_node_with`](Self::start_node_with) and `--join`). Every
+    /// node started from now on is given it in `--cluster` (the running ones know nothing of
+    /// it until a membership change adds it).
+    pub fn add_member(&mut self) -> (u64, SocketAddr) {
+        let id = self.members.len() as u64 + 1;
+        let address = free_loopback_addresses(1)[0];
+        self.members.push((id, address));
+        self.nodes.push(None);
+        (id, address)
+    }
+
+    /// Waits (at most `timeout`) for node `id` to exit by itself; returns its exit status and
+    /// what it printed on stdout after its first line.
+    ///
+    /// # Panics
+    /// If it is not running, or still runs when the time is out.
+    pub fn wait_for_exit(&mut self, id: u64, timeout: Duration) -> (ExitStatus, String) {
+        let exited = {
+            let node = self.nodes[index(id)].as_mut().expect("the node runs");
+            wait_until(timeout, || node.child.try_wait().ok().flatten())
+        };
+        let Some(status) = exited else {
+            panic!(
+                "node {id} did not exit within {timeout:?}; its log:\n{}",
+                self.log_tail(id, 20)
+            );
+        };
+        let mut node = self.nodes[index(id)].take().expect("the node ran");
+        let mut rest = String::new();
+        // The process has exited: reading its stdout ends at once.
+        let _ = node._stdout.read_to_string(&mut rest);
+        (status, rest)
+    }
+
+    /// Marks every node that exited by itself (a removed node does) as down; returns their
+    /// ids.
+    pub fn reap_exited(&mut self) -> Vec<u64> {
+        let mut exited = Vec::new();
+        for (slot, (id, _)) in self.nodes.iter_mut().zip(&self.members) {
+            if slot
+                .as_mut()
+                .is_some_and(|node| node.child.try_wait().ok().flatten().is_some())
+            {
+                *slot = None;
+                exited.push(*id);
+            }
+        }
+        exited
+    }
+
+    /// Suspends (`STOP`) or resumes (`CONT`) node `id` with the system's `kill`.
+    pub fn signal(&self, id: u64, signal: &str) {
+        let pid = self.pid(id).expect("the node runs");
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{signal} {pid}: {status}");
+    }
+
+    /// Whether node `id`'s process is stopped by a signal (state `T` in `/proc/PID/stat`).
+    pub fn is_suspended(&self, id: u64) -> bool {
+        let Some(pid) = self.pid(id) else {
+            return false;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The state follows the command name, which is in parentheses.
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('T'))
+    }
+
+    /// Deletes node `id`'s data directory (it must be down): its disk is lost.
+    pub fn wipe(&self, id: u64) {
+        assert!(!self.is_running(id), "node {id} runs");
+        std::fs::remove_dir_all(self.data_dir(id)).expect("removing the data directory");
+    }
+
     /// Kills node `id` with SIGKILL and reaps it (no-op if it is down).
     pub fn kill(&mut self, id: u64) {
         if let Some(mut node) = self.nodes[index(id)].take() {
@@ -316,6 +388,15 @@ impl Cluster {
     /// A client library handle on every node, with default options.
     pub fn client(&self) -> Client {
         Client::new(self.endpoints(), ClientOptions::default()).expect("a client")
+    }
+
+    /// The addresses of the nodes running, in id order.
+    pub fn running_endpoints(&self) -> Vec<SocketAddr> {
+        self.ids()
+            .into_iter()
+            .filter(|id| self.is_running(*id))
+            .map(|id| self.address(id))
+            .collect()
     }
 
     /// Every running node's status (`None` for a node down or silent), in id order. Quick:
@@ -390,6 +471,97 @@ impl Drop for Cluster {
                 );
             }
         }
+    }
+}
+
+/// A client thread writing unique keys until stopped, recording the writes acknowledged.
+pub struct Writer {
+    acknowledged: Arc<Mutex<BTreeMap<String, String>>>,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Writer {
+    /// Starts writing `PREFIX-n` keys through `endpoints` (a write that times out is neither
+    /// counted nor expected: its outcome is unknown).
+    pub fn start(endpoints: Vec<SocketAddr>, prefix: &'static str) -> Writer {
+        let acknowledged = Arc::new(Mutex::new(BTreeMap::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (record, stopped) = (Arc::clone(&acknowledged), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let options = ClientOptions {
+                timeout: Duration::from_secs(1),
+                ..ClientOptions::default()
+            };
+            let mut client = Client::new(endpoints, options).expect("a client");
+            let mut attempt = 0;
+            while !stopped.load(Ordering::Relaxed) {
+                attempt += 1;
+                let (key, value) = (format!("{prefix}-{attempt}"), format!("value-{attempt}"));
+                if client.put(key.as_bytes(), value.as_bytes()).is_ok() {
+                    record.lock().expect("not poisoned").insert(key, value);
+                }
+            }
+        });
+        Writer {
+            acknowledged,
+            stop,
+            thread,
+        }
+    }
+
+    /// How many writes were acknowledged so far.
+    pub fn acknowledged(&self) -> usize {
+        self.acknowledged.lock().expect("not poisoned").len()
+    }
+
+    /// Waits (at most `timeout`) until `more` writes beyond those acknowledged now are.
+    ///
+    /// # Panics
+    /// When the time runs out.
+    pub fn wait_for_more(&self, more: usize, timeout: Duration) {
+        let target = self.acknowledged() + more;
+        let done = wait_until(timeout, || (self.acknowledged() >= target).then_some(()));
+        assert!(
+            done.is_some(),
+            "only {} of {target} writes acknowledged within {timeout:?}",
+            self.acknowledged()
+        );
+    }
+
+    /// Stops the thread; returns every write acknowledged.
+    pub fn stop(self) -> BTreeMap<String, String> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("the writer did not panic");
+        let acknowledged = self.acknowledged.lock().expect("not poisoned");
+        acknowledged.clone()
+    }
+}
+
+/// Every write in `acknowledged` reads back through `endpoints`: one linearizable read, then
+/// each key from the state of the node that answered it (which had then applied every write
+/// acknowledged before, and never goes back), so thousands of keys cost little.
+pub fn assert_all_present(endpoints: &[SocketAddr], acknowledged: &BTreeMap<String, String>) {
+    let Some((last, _)) = acknowledged.last_key_value() else {
+        return;
+    };
+    let mut client = Client::new(endpoints.to_vec(), ClientOptions::default()).expect("a client");
+    client
+        .get(last.as_bytes(), false)
+        .unwrap_or_else(|error| panic!("a linearizable read of {last}: {error}"));
+    let answered = client
+        .leader()
+        .map_or_else(|| endpoints.to_vec(), |node| vec![node]);
+    let mut pinned = Client::new(answered, ClientOptions::default()).expect("a client");
+    for (key, value) in acknowledged {
+        let got = pinned
+            .get(key.as_bytes(), true)
+            .unwrap_or_else(|error| panic!("reading {key}: {error}"));
+        assert_eq!(
+            got.as_deref(),
+            Some(value.as_bytes()),
+            "acknowledged write {key} lost"
+        );
     }
 }
 

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::kv::{Answer, Op, Query};
 use crate::raft::NodeId;
-use crate::runtime::wire::{Response, StatusReport};
+use crate::runtime::wire::{MemberStep, MembersReport, Response, StatusReport};
 
 /// A blocking client of a Balsa key-value cluster. Not shared between threads: one request at
 /// a time.
@@ -160,6 +160,53 @@ impl Client {
         &mut self,
         endpoints: &[SocketAddr],
     ) -> Vec<Result<StatusReport, ClientError>> {
+        self.ask_each(endpoints, Operation::Status)
+            .into_iter()
+            .map(|reply| match reply? {
+                Reply::Status(report) => Ok(report),
+                other => Err(unexpected("a status request", &other)),
+            })
+            .collect()
+    }
+
+    /// The configuration in force at every node in `endpoints`, asked all at once, in the same
+    /// order (a node that never answers gets [`ClientError::Timeout`]). The leader's answer
+    /// carries each member's match index.
+    pub fn members_all(
+        &mut self,
+        endpoints: &[SocketAddr],
+    ) -> Vec<Result<MembersReport, ClientError>> {
+        self.ask_each(endpoints, Operation::Members)
+            .into_iter()
+            .map(|reply| match reply? {
+                Reply::Members(report) => Ok(report),
+                other => Err(unexpected("a members request", &other)),
+            })
+            .collect()
+    }
+
+    /// Asks the leader to change the membership by `steps` (one joint change) and waits, up
+    /// to the client's timeout, for it to complete; returns the new configuration. Every
+    /// attempt carries the same token, so a retry never starts a second change. A refusal is
+    /// [`ClientError::MembershipRefused`]; a timeout leaves the outcome unknown.
+    pub fn change_membership(
+        &mut self,
+        steps: Vec<MemberStep>,
+    ) -> Result<MembersReport, ClientError> {
+        let token = random_client_id();
+        match self.run(Operation::ChangeMembership { steps, token })? {
+            Reply::MembershipChanged(report) => Ok(report),
+            other => Err(unexpected("a membership change", &other)),
+        }
+    }
+
+    /// Runs `ask(node)` at every node of `endpoints` at once (one operation timeout for all);
+    /// their replies in the same order.
+    fn ask_each(
+        &mut self,
+        endpoints: &[SocketAddr],
+        ask: impl Fn(SocketAddr) -> Operation,
+    ) -> Vec<Result<Reply, ClientError>> {
         // One session per node, numbering their attempts apart from each other and from the
         // client's own, which continue after the last of theirs.
         let first = self.session.next_request_id();
@@ -176,8 +223,8 @@ impl Client {
                 .expect("the client's own session was made with these endpoints and options")
                 .with_request_ids(first + k, stride);
                 session
-                    .start(now, Operation::Status(*endpoint))
-                    .expect("a status request has no key or value to exceed a limit");
+                    .start(now, ask(*endpoint))
+                    .expect("a request to one node has no key or value to exceed a limit");
                 session
             })
             .collect();
@@ -190,10 +237,7 @@ impl Client {
         sessions
             .iter_mut()
             .map(|session| match session.poll_outcome() {
-                Some(completed) => match completed.result? {
-                    Reply::Status(report) => Ok(report),
-                    other => Err(unexpected("a status request", &other)),
-                },
+                Some(completed) => completed.result,
                 None => Err(ClientError::Io {
                     op: "receiving",
                     source: io::Error::other(failure.clone().unwrap_or_default()),
@@ -597,6 +641,10 @@ mod tests {
             snapshot_index: 0,
             first_index: 1,
             cluster_id: 1,
+            voters: vec![id],
+            outgoing_voters: Vec::new(),
+            learners: Vec::new(),
+            configuration_index: 0,
         }
     }
 
@@ -617,8 +665,11 @@ mod tests {
         };
         let mut client = Client::new(vec![answering_address], options).unwrap();
         std::thread::scope(|scope| {
-            let node =
-                scope.spawn(|| fake_node(&answering, |_| Some(ResponseBody::Status(status_of(5)))));
+            let node = scope.spawn(|| {
+                fake_node(&answering, |_| {
+                    Some(ResponseBody::Status(Box::new(status_of(5))))
+                })
+            });
             let results = client.status_all(&[silent_address, answering_address]);
             assert!(
                 matches!(&results[0], Err(error) if error.outcome_unknown()),

@@ -73,6 +73,7 @@ use std::time::{Duration, Instant};
 use balsa_net::DEFAULT_DATAGRAM_LIMIT;
 
 use crate::kv::LimitExceeded;
+use crate::runtime::wire::RefusalKind;
 
 mod blocking;
 mod datagram;
@@ -147,6 +148,14 @@ pub enum ClientError {
         /// Why, as the service said.
         reason: String,
     },
+    /// The leader refused a membership change, or it may not have happened (`kind` says
+    /// which: [`RefusalKind::LeadershipLost`] leaves the outcome unknown).
+    MembershipRefused {
+        /// Why, for a program.
+        kind: RefusalKind,
+        /// Why, as the leader said.
+        message: String,
+    },
     /// The client's socket failed.
     Io {
         /// What the client was doing.
@@ -199,6 +208,7 @@ impl fmt::Display for ClientError {
                 write!(f, "request of {size} bytes is too large (at most {max})")
             }
             ClientError::Rejected { reason } => write!(f, "rejected: {reason}"),
+            ClientError::MembershipRefused { message, .. } => write!(f, "{message}"),
             ClientError::Io { op, source } => write!(f, "{op}: {source}"),
             ClientError::Protocol { reason } => write!(f, "protocol error: {reason}"),
             ClientError::Config { reason } => write!(f, "bad client configuration: {reason}"),

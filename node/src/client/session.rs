@@ -52,7 +52,9 @@ use std::time::Duration;
 use super::{ClientError, ClientOptions, protocol};
 use crate::kv::{Answer, Command, Op, Query};
 use crate::raft::NodeId;
-use crate::runtime::wire::{Request, RequestBody, Response, ResponseBody, StatusReport};
+use crate::runtime::wire::{
+    MemberStep, MembersReport, Request, RequestBody, Response, ResponseBody, StatusReport,
+};
 
 /// One operation of the key-value service's client protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +75,16 @@ pub enum Operation {
     Snapshot(SocketAddr),
     /// Ask the leader to hand leadership to this node.
     Transfer(NodeId),
+    /// The configuration in force at the node at this address (that node only).
+    Members(SocketAddr),
+    /// Ask the leader to change the membership; every attempt carries the same `token`, so a
+    /// retry joins the change in flight rather than starting another.
+    ChangeMembership {
+        /// The change, as one joint change.
+        steps: Vec<MemberStep>,
+        /// The change's tag, the same on every attempt.
+        token: u64,
+    },
 }
 
 /// What a finished operation got back.
@@ -89,6 +101,10 @@ pub enum Reply {
     SnapshotTaken(u64),
     /// The leadership transfer started.
     TransferStarted,
+    /// The node's configuration in force.
+    Members(MembersReport),
+    /// The membership change completed: the new configuration.
+    MembershipChanged(MembersReport),
 }
 
 /// A datagram's worth to send: one request and its destination.
@@ -174,6 +190,8 @@ enum Expect {
     Status,
     Snapshot,
     Transfer,
+    Members,
+    ChangeMembership,
 }
 
 /// Which node a request goes to.
@@ -336,6 +354,12 @@ impl Session {
             Operation::Transfer(to) => (
                 Expect::Transfer,
                 RequestBody::Transfer { to },
+                Route::Leader,
+            ),
+            Operation::Members(node) => (Expect::Members, RequestBody::Members, Route::Node(node)),
+            Operation::ChangeMembership { steps, token } => (
+                Expect::ChangeMembership,
+                RequestBody::ChangeMembership { steps, token },
                 Route::Leader,
             ),
         };
@@ -613,11 +637,18 @@ impl Expect {
                 Answer::Rejected { reason } => Err(ClientError::Rejected { reason }),
                 answer => Ok(Reply::Read(answer)),
             },
-            (Expect::Status, ResponseBody::Status(report)) => Ok(Reply::Status(report)),
+            (Expect::Status, ResponseBody::Status(report)) => Ok(Reply::Status(*report)),
             (Expect::Snapshot, ResponseBody::SnapshotTaken { index }) => {
                 Ok(Reply::SnapshotTaken(index))
             }
             (Expect::Transfer, ResponseBody::TransferStarted) => Ok(Reply::TransferStarted),
+            (Expect::Members, ResponseBody::Members(report)) => Ok(Reply::Members(report)),
+            (Expect::ChangeMembership, ResponseBody::MembershipChanged(report)) => {
+                Ok(Reply::MembershipChanged(report))
+            }
+            (Expect::ChangeMembership, ResponseBody::MembershipRefused { kind, message }) => {
+                Err(ClientError::MembershipRefused { kind, message })
+            }
             (expect, body) => Err(protocol(format!(
                 "{} was answered with {body:?}",
                 expect.name()
@@ -632,6 +663,8 @@ impl Expect {
             Expect::Status => "a status request",
             Expect::Snapshot => "a snapshot request",
             Expect::Transfer => "a transfer",
+            Expect::Members => "a members request",
+            Expect::ChangeMembership => "a membership change",
         }
     }
 }

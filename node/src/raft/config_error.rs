@@ -56,6 +56,20 @@ pub enum ConfigError {
     },
     /// The snapshot window allows no chunk.
     NoSnapshotChunksInFlight,
+    /// The restored snapshot's frame (its configuration) cannot be read.
+    UnreadableSnapshot {
+        /// The snapshot's index.
+        index: u64,
+        /// Why.
+        reason: String,
+    },
+    /// A configuration entry of the restored log cannot be read.
+    UnreadableConfiguration {
+        /// The entry's index.
+        index: u64,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -96,6 +110,13 @@ impl fmt::Display for ConfigError {
             ConfigError::NoSnapshotChunksInFlight => {
                 write!(f, "snapshot_inflight_chunks must be at least 1")
             }
+            ConfigError::UnreadableSnapshot { index, reason } => {
+                write!(f, "the snapshot at index {index} cannot be read: {reason}")
+            }
+            ConfigError::UnreadableConfiguration { index, reason } => write!(
+                f,
+                "the configuration entry at index {index} cannot be read: {reason}"
+            ),
         }
     }
 }

@@ -60,6 +60,8 @@ impl Raft {
         self.election_elapsed += 1;
         self.tick_transfer();
         self.tick_snapshots();
+        self.tick_change();
+        self.hand_off_if_removed();
         if self.election_elapsed >= self.config.election_ticks.0 {
             self.election_elapsed = 0;
             if self.config.check_quorum && !self.quorum_recently_active() {
@@ -114,7 +116,7 @@ impl Raft {
         }
         let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
         let term = if pre_vote { self.term + 1 } else { self.term };
-        let peers: Vec<NodeId> = self.peers().collect();
+        let peers: Vec<NodeId> = self.voting_peers().collect();
         for peer in peers {
             let body = Body::RequestVote {
                 pre_vote,
@@ -137,9 +139,18 @@ impl Raft {
     }
 
     /// Counts the votes; moves on when a quorum decided. Returns whether the campaign ended.
-    fn tally(&mut self) -> bool {
+    pub(super) fn tally(&mut self) -> bool {
         let votes = &self.votes;
         let result = self.voters.vote_result(|id| votes.get(&id).copied());
+        if result == VoteResult::Won
+            && self.role == Role::Candidate
+            && self.durability.durable_id < self.durability.issued_id
+        {
+            // A lone voter wins on its own vote: it leads once that vote (and its term) is
+            // durable, as every other vote it counts is. Otherwise a crash before that persist
+            // would bring it back in the older term, free to lead the same term again.
+            return false;
+        }
         if result == VoteResult::Won {
             match self.role {
                 Role::PreCandidate => self.campaign(Campaign::Election),
@@ -176,6 +187,7 @@ impl Raft {
             self.last_leader = leader;
         }
         self.progress.clear();
+        self.retiring.clear();
         self.votes.clear();
         self.broadcast_due = false;
         if timer == Timer::Restart {
@@ -189,6 +201,7 @@ impl Raft {
             }
         }
         self.fail_reads();
+        self.fail_change();
         if changed {
             self.notify_role();
         }
@@ -206,8 +219,14 @@ impl Raft {
         self.last_leader = self.leader;
         self.votes.clear();
         let next_index = self.log.last_index() + 1;
-        self.progress = self
-            .peers()
+        let me = self.config.id;
+        let members = self
+            .configs
+            .in_force()
+            .map(|m| m.members().filter(|&id| id != me));
+        self.progress = members
+            .into_iter()
+            .flatten()
             .map(|peer| (peer, Progress::new(next_index)))
             .collect();
         self.heartbeat_elapsed = 0;
@@ -215,15 +234,19 @@ impl Raft {
         self.notify_role();
         // §5.4.2 / Figure 8: entries of earlier terms commit only under one of our own.
         self.append_new(EntryKind::Noop, Vec::new());
+        // A joint configuration committed under an earlier leader is left now.
+        self.on_configuration_commit();
     }
 
     /// Figure 2 "All Servers" and the PreVote/CheckQuorum refinements, then the handler.
+    ///
+    /// Messages are processed without consulting the configuration (thesis §4.1): a new member
+    /// hears from a leader before it holds the entry that adds it, and a candidate may be a
+    /// voter of a configuration this node has not seen yet. Only voters' votes and members'
+    /// acknowledgements are counted (`quorum.rs`, `progress`).
     pub(super) fn on_message(&mut self, from: NodeId, msg: Message) {
-        if from == self.config.id || !self.voters.contains(from) {
-            log::debug!(
-                "node {}: dropped a message from non-member {from}",
-                self.config.id
-            );
+        if from == self.config.id || from == 0 {
+            log::debug!("node {}: dropped a message from {from}", self.config.id);
             return;
         }
         if msg.term > self.term {

@@ -17,6 +17,10 @@ pub enum EntryKind {
     /// The empty entry a new leader appends at once (§5.4.2, Figure 8): committing it commits
     /// every entry before it.
     Noop,
+    /// A cluster configuration (`membership/codec.rs` encodes it in `data`): in force on every
+    /// node from the moment it is appended (Raft §6). Appended after the two kinds above, so
+    /// logs written before it existed read as they did.
+    Config,
 }
 
 /// A log entry.

@@ -28,7 +28,9 @@
 //! `message.rs` (the messages), `rng.rs` (the seeded jitter), `config_error.rs` (why a
 //! configuration is refused).
 
+mod change;
 mod config_error;
+mod configs;
 mod election;
 mod log;
 pub mod membership;
@@ -39,6 +41,7 @@ mod read;
 mod replication;
 pub(crate) mod rng;
 mod snapshot;
+pub mod snapshot_frame;
 #[cfg(any(test, feature = "sim"))]
 pub mod testkit;
 #[cfg(test)]
@@ -48,8 +51,11 @@ mod transfer;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+pub use self::change::{ChangeOutcome, ChangeRefused, REMOVAL_NOTICE_HEARTBEATS};
 pub use self::config_error::ConfigError;
+use self::configs::Configurations;
 pub use self::log::RaftLog;
+use self::membership::{Membership, Step};
 pub use self::message::{
     Body, Conflict, ENTRY_OVERHEAD, Entry, EntryKind, MESSAGE_OVERHEAD, Message, NodeId,
 };
@@ -69,8 +75,20 @@ pub type PersistId = u64;
 pub struct Config {
     /// This node.
     pub id: NodeId,
-    /// Every voting member, this node included.
+    /// The voters the cluster was bootstrapped with, this node included: the configuration in
+    /// force until the log or a snapshot holds one. Ignored when `joining`.
     pub voters: Vec<NodeId>,
+    /// How to reach each bootstrap voter (opaque to the core; the runtime's addresses). A voter
+    /// without one gets an empty address.
+    pub addresses: BTreeMap<NodeId, Vec<u8>>,
+    /// This node joins a running cluster: it starts knowing no configuration and learns one
+    /// from its leader's log or snapshot, and is a member only once a change adds it.
+    pub joining: bool,
+    /// A voter being added is promoted once a round of catch-up takes less than the minimum
+    /// election timeout; after this many rounds the change fails. Default 10 (thesis §4.2.1).
+    pub catch_up_rounds: u32,
+    /// … or once one round takes longer than this many ticks. Default 3,000 (30 s).
+    pub catch_up_round_ticks: u32,
     /// A leader sends heartbeats this often. Default 5 (50 ms).
     pub heartbeat_ticks: u32,
     /// Election timeouts are drawn uniformly from `[min, max)`. Default [15, 30) (150–300 ms).
@@ -117,6 +135,10 @@ impl Config {
         Config {
             id,
             voters,
+            addresses: BTreeMap::new(),
+            joining: false,
+            catch_up_rounds: 10,
+            catch_up_round_ticks: 3_000,
             heartbeat_ticks: 5,
             election_ticks: (15, 30),
             pre_vote: true,
@@ -138,7 +160,9 @@ impl Config {
         if self.id == 0 {
             return Err(ConfigError::ReservedId);
         }
-        if !self.voters.contains(&self.id) {
+        if self.joining {
+            // No bootstrap voters: the configuration comes from the cluster.
+        } else if !self.voters.contains(&self.id) {
             return Err(ConfigError::NotAVoter {
                 id: self.id,
                 voters: self.voters.clone(),
@@ -147,7 +171,7 @@ impl Config {
         let mut sorted = self.voters.clone();
         sorted.sort_unstable();
         sorted.dedup();
-        if sorted.len() != self.voters.len() || sorted.first() == Some(&0) {
+        if !self.joining && (sorted.len() != self.voters.len() || sorted.first() == Some(&0)) {
             return Err(ConfigError::InvalidVoters {
                 voters: self.voters.clone(),
             });
@@ -193,6 +217,16 @@ impl Config {
         self.snapshot_chunk_bytes = max_message_bytes.saturating_sub(MESSAGE_OVERHEAD);
     }
 
+    /// The configuration the cluster was bootstrapped with (`None` when joining).
+    pub fn bootstrap_membership(&self) -> Option<Membership> {
+        (!self.joining).then(|| {
+            Membership::bootstrap(self.voters.iter().map(|&id| {
+                let address = self.addresses.get(&id).cloned().unwrap_or_default();
+                (id, address)
+            }))
+        })
+    }
+
     /// The largest proposal that fits in one message.
     pub fn max_proposal_bytes(&self) -> usize {
         self.max_message_bytes
@@ -218,6 +252,15 @@ pub struct Faults {
     /// A follower that accepts an AppendEntries acknowledges its last index rather than the
     /// last index the append matched, vouching for a stale tail the leader never sent.
     pub ack_beyond_match: bool,
+    /// While a configuration is joint, count only `C_new`'s majority.
+    pub joint_counts_only_new: bool,
+    /// Count learners in the voters' majority.
+    pub learner_counted: bool,
+    /// Allow a second change while the first is uncommitted or joint (a second `C_old,new`
+    /// built from the first's `C_new` before the first finished).
+    pub overlapping_changes: bool,
+    /// A leader outside `C_new` counts its own log toward `C_new`'s majority when committing.
+    pub leader_counts_itself_outside_config: bool,
 }
 
 /// What survives a restart: the hard state, the snapshot base and the log after it.
@@ -302,6 +345,15 @@ pub enum Input {
         index: u64,
         /// The serialised state machine.
         data: Arc<Vec<u8>>,
+    },
+    /// Change the cluster's membership by `steps`, as one joint change (Raft §6). Only the leader
+    /// takes it; answered by [`Action::MembershipChange`] with the same `id` once the change
+    /// completed (its `C_new` committed) or failed.
+    ChangeMembership {
+        /// The caller's tag.
+        id: u64,
+        /// What to change.
+        steps: Vec<Step>,
     },
     /// The runtime finished an [`Action::InstallSnapshot`]: the snapshot is durable, the WAL
     /// was reset by Figure 13's rules 6/7 and the state machine restored from it.
@@ -409,6 +461,13 @@ pub enum Action {
         ctx: u64,
         /// The leader, if known.
         leader: Option<NodeId>,
+    },
+    /// What became of the membership change tagged `id`.
+    MembershipChange {
+        /// The caller's tag.
+        id: u64,
+        /// Completed, or why not.
+        outcome: ChangeOutcome,
     },
     /// A leadership transfer to `to` was given up.
     TransferAborted {
@@ -562,8 +621,16 @@ impl Durability {
 #[derive(Debug)]
 pub struct Raft {
     config: Config,
-    /// The voters, this node included: every decision is counted through it (`quorum.rs`).
+    /// The voters of the configuration in force: every decision is counted through it
+    /// (`quorum.rs`). Empty while no configuration is known (a joining node).
     voters: Joint,
+    /// The configurations in the log, and which is in force (`configs.rs`).
+    configs: Configurations,
+    /// Leader: the membership change it drives (`change.rs`).
+    change: Option<change::PendingChange>,
+    /// Leader: members removed by a configuration, still sent to until they know it: id →
+    /// (index of that configuration, heartbeats left once they hold it committed).
+    retiring: BTreeMap<NodeId, (u64, u32)>,
     /// Latest term seen (persistent). Never decreases.
     term: u64,
     /// Voted for in `term` (persistent; 0: nobody). Set at most once per term.
@@ -583,7 +650,7 @@ pub struct Raft {
     election_timeout: u32,
     /// Votes received this election (PreCandidate, Candidate): voter → granted.
     votes: BTreeMap<NodeId, bool>,
-    /// Leader: what it knows of every other voter.
+    /// Leader: what it knows of every other member (voters, learners, retiring members).
     progress: BTreeMap<NodeId, Progress>,
     rng: Rng,
     durability: Durability,
@@ -603,8 +670,8 @@ impl Raft {
     /// A node starting from `restored` (all of it durable), as a follower.
     pub fn new(config: Config, restored: Restored) -> Result<Raft, ConfigError> {
         config.validate()?;
-        let voters = Joint::single(config.voters.iter().copied());
         let (snapshot_index, snapshot_term) = restored.snapshot;
+        let configs = restored_configurations(&config, &restored)?;
         let log = RaftLog::restore(
             snapshot_index,
             snapshot_term,
@@ -623,7 +690,10 @@ impl Raft {
         let mut raft = Raft {
             rng: Rng::new(config.seed ^ config.id.rotate_left(32)),
             config,
-            voters,
+            voters: Joint::default(),
+            configs,
+            change: None,
+            retiring: BTreeMap::new(),
             term: hard_state.term,
             vote: hard_state.vote,
             log,
@@ -647,6 +717,7 @@ impl Raft {
             snapshot,
             incoming: Incoming::Idle,
         };
+        raft.voters = raft.quorum_in_force();
         raft.reset_election_timeout();
         // What was committed before the restart is applied again at once: the state machine
         // starts from the snapshot, not from where it was before the crash.
@@ -666,6 +737,7 @@ impl Raft {
             Input::ReadIndex { ctx } => self.read_index(ctx, None),
             Input::Persisted { upto } => self.on_persisted(upto),
             Input::TransferLeadership { to } => self.transfer_leadership(to),
+            Input::ChangeMembership { id, steps } => self.change_membership(id, steps),
             Input::SnapshotSaved { index, data } => self.on_snapshot_saved(index, data),
             Input::SnapshotInstalled { index } => self.on_snapshot_installed(index),
         }
@@ -762,9 +834,15 @@ impl Raft {
         }
     }
 
-    fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+    /// The voters other than this node: whom a candidate asks for votes.
+    fn voting_peers(&self) -> impl Iterator<Item = NodeId> + '_ {
         let me = self.config.id;
         self.voters.voters().filter(move |&id| id != me)
+    }
+
+    /// Leader: every node it replicates to (voters, learners, members being retired).
+    fn replication_targets(&self) -> Vec<NodeId> {
+        self.progress.keys().copied().collect()
     }
 
     /// Queues a message. One that promises durability waits for every persist issued so far.
@@ -875,8 +953,13 @@ impl Raft {
             let (_, to, msg) = durability.held.pop_front().expect("front exists");
             self.actions.push_back(Action::Send { to, msg });
         }
-        if self.role == Role::Leader {
-            self.maybe_commit();
+        match self.role {
+            Role::Leader => self.maybe_commit(),
+            // A candidate that won on its own vote leads now that the vote is durable.
+            Role::Candidate => {
+                self.tally();
+            }
+            Role::Follower | Role::PreCandidate => {}
         }
     }
 
@@ -889,6 +972,7 @@ impl Raft {
             }
             if self.role == Role::Leader {
                 self.on_leader_commit();
+                self.on_configuration_commit();
             }
         }
     }
@@ -914,5 +998,49 @@ impl Raft {
         assert!(self.role != Role::Leader || self.leader == Some(self.config.id));
         assert!(self.role == Role::Leader || self.progress.is_empty());
         assert!(self.role != Role::Candidate || self.vote == self.config.id);
+        assert!(self.configs.in_force_index() >= self.log.base().0);
+        assert!(self.configs.in_force_index() <= self.log.last_index());
+        assert!(self.role != Role::Leader || self.configs.in_force().is_some());
+        assert!(self.change.is_none() || self.role == Role::Leader);
+        assert!(
+            self.retiring
+                .keys()
+                .all(|id| self.progress.contains_key(id))
+        );
     }
+}
+
+/// The configurations of a restarted node: the snapshot's (or, without one, the bootstrap
+/// configuration), then every configuration entry of the log after it.
+fn restored_configurations(
+    config: &Config,
+    restored: &Restored,
+) -> Result<Configurations, ConfigError> {
+    let (snapshot_index, _) = restored.snapshot;
+    let framed = match &restored.snapshot_data {
+        Some(data) if snapshot_index > 0 => Some(
+            snapshot_frame::unframe(data)
+                .map_err(|error| ConfigError::UnreadableSnapshot {
+                    index: snapshot_index,
+                    reason: error.to_string(),
+                })?
+                .membership,
+        ),
+        _ => None,
+    };
+    // A snapshot of an earlier version (no frame) or none at all: the bootstrap configuration.
+    let base = framed.flatten().or_else(|| config.bootstrap_membership());
+    let mut configs = Configurations::new(snapshot_index, base);
+    for entry in &restored.entries {
+        if entry.kind == EntryKind::Config {
+            let membership = Membership::decode(&entry.data).map_err(|error| {
+                ConfigError::UnreadableConfiguration {
+                    index: entry.index,
+                    reason: error.to_string(),
+                }
+            })?;
+            configs.appended(entry.index, membership);
+        }
+    }
+    Ok(configs)
 }

@@ -83,7 +83,7 @@ impl Raft {
             return;
         }
         self.reads.round += 1;
-        let peers: Vec<NodeId> = self.peers().collect();
+        let peers = self.replication_targets();
         for peer in peers {
             self.send_heartbeat(peer);
         }

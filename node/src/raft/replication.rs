@@ -78,7 +78,7 @@ impl Raft {
 
     /// Sends every follower what it is missing, as far as its window allows.
     pub(super) fn broadcast_append(&mut self) {
-        let peers: Vec<NodeId> = self.peers().collect();
+        let peers = self.replication_targets();
         for peer in peers {
             while self.send_append(peer) {}
         }
@@ -144,7 +144,8 @@ impl Raft {
     /// again, and a stream that got no answer since the last heartbeat is presumed lost and
     /// re-probed.
     pub(super) fn broadcast_heartbeat(&mut self) {
-        let peers: Vec<NodeId> = self.peers().collect();
+        self.retire_removed_members();
+        let peers = self.replication_targets();
         for peer in peers {
             let progress = self
                 .progress
@@ -203,6 +204,13 @@ impl Raft {
         if !self.heard_from_leader(from) {
             return; // the log is about to be replaced; the leader sends again
         }
+        let Some(configurations) = decode_configurations(&entries) else {
+            log::warn!(
+                "node {}: an append from {from} holds an unreadable configuration; dropped",
+                self.config.id
+            );
+            return;
+        };
         let old_last = self.log.last_index();
         let body = match self.log.maybe_append(prev_index, prev_term, &entries) {
             Ok((match_index, truncated)) => {
@@ -211,8 +219,23 @@ impl Raft {
                     .into_iter()
                     .filter(|entry| entry.index >= first_new)
                     .collect();
+                let mut changed = false;
+                if let Some(from) = truncated {
+                    // A cut configuration entry: the one before it is in force again.
+                    changed = from <= self.configs.in_force_index();
+                    self.configs.truncated_from(from);
+                }
+                for (index, membership) in configurations {
+                    if index >= first_new {
+                        self.configs.appended(index, membership);
+                        changed = true;
+                    }
+                }
                 if !new.is_empty() || truncated.is_some() {
                     self.persist_entries(truncated, new);
+                }
+                if changed {
+                    self.configuration_changed();
                 }
                 self.commit_to(leader_commit.min(match_index));
                 let index = if self.faults().ack_beyond_match {
@@ -314,13 +337,22 @@ impl Raft {
         assert_eq!(self.role, Role::Leader, "only a leader counts replicas");
         let (me, stable_index) = (self.config.id, self.durability.stable_index);
         let progress = &self.progress;
-        let quorum_index = self.voters.committed_index(|id| {
+        let acked = |id| {
             if id == me {
                 Some(stable_index)
             } else {
                 progress.get(&id).map(|p| p.match_index)
             }
-        });
+        };
+        let mut quorum_index = self.voters.committed_index(acked);
+        if self.faults().leader_counts_itself_outside_config && !self.voters.incoming.contains(me) {
+            let incoming = self.voters.incoming.voters().iter().copied();
+            let planted = super::quorum::Joint {
+                incoming: super::quorum::Majority::new(incoming.chain([me])),
+                outgoing: self.voters.outgoing.clone(),
+            };
+            quorum_index = planted.committed_index(acked);
+        }
         if quorum_index <= self.log.commit_index() {
             return;
         }
@@ -329,4 +361,18 @@ impl Raft {
             self.commit_to(quorum_index);
         }
     }
+}
+
+/// The configurations among `entries`, by index; `None` if one cannot be read (the whole
+/// message is then dropped: appending part of it would leave a configuration out).
+fn decode_configurations(entries: &[Entry]) -> Option<Vec<(u64, super::membership::Membership)>> {
+    entries
+        .iter()
+        .filter(|entry| entry.kind == EntryKind::Config)
+        .map(|entry| {
+            super::membership::Membership::decode(&entry.data)
+                .ok()
+                .map(|membership| (entry.index, membership))
+        })
+        .collect()
 }

@@ -285,6 +285,7 @@ impl Raft {
             .max(base);
         if upto > base {
             self.log.compact_to(upto);
+            self.configs.compacted_to(upto);
             self.actions.push_back(Action::Compact { upto });
         }
     }
@@ -536,6 +537,19 @@ impl Raft {
             }
         };
         let kept_suffix = self.log.install_snapshot(image.index, image.term);
+        // §7: the snapshot carries the configuration in force at its index.
+        let membership = match super::snapshot_frame::unframe(&image.data) {
+            Ok(framed) => framed.membership,
+            Err(error) => {
+                log::warn!(
+                    "node {}: snapshot {index}'s configuration cannot be read ({error}); \
+                     keeping the one in force",
+                    self.config.id
+                );
+                None
+            }
+        };
+        self.configs.installed(index, membership, kept_suffix);
         let durability = &mut self.durability;
         if kept_suffix {
             // Rule 6: the entries after the snapshot stay, durable as they were; the snapshot
@@ -550,6 +564,7 @@ impl Raft {
         }
         let size = image.size();
         self.snapshot = Some(image);
+        self.configuration_changed();
         // The runtime restored the state machine: applying resumes after the snapshot.
         let committed = self.log.take_committed();
         if !committed.is_empty() {

@@ -253,15 +253,32 @@ impl Cluster {
     }
 
     /// Node `id` saves a snapshot of its state machine as of its applied index (the test's
-    /// state machine is the list of applied entries; the bytes name the index).
+    /// state machine is the list of applied entries; the bytes name the index). The bytes are
+    /// the state alone, as a snapshot of a version before configurations travelled in them:
+    /// short, so that the chunking scripts count chunks by hand.
     pub fn save_snapshot(&mut self, id: NodeId) {
+        self.save(id, false);
+    }
+
+    /// Like [`save_snapshot`](Cluster::save_snapshot), framed as the replica frames it: the
+    /// configuration at its index, then the state.
+    pub fn save_snapshot_with_configuration(&mut self, id: NodeId) {
+        self.save(id, true);
+    }
+
+    fn save(&mut self, id: NodeId, framed: bool) {
         let status = self.nodes[&id].status();
         let index = status.applied_index;
         let term = self.nodes[&id]
             .log()
             .term_at(index)
             .expect("applied is held");
-        let data = Arc::new(format!("state@{index}").into_bytes());
+        let state = format!("state@{index}").into_bytes();
+        let data = Arc::new(if framed {
+            super::snapshot_frame::frame(self.nodes[&id].membership_at(index), &state)
+        } else {
+            state
+        });
         let disk = self.disks.get_mut(&id).expect("disk");
         disk.snapshot = (index, term);
         disk.snapshot_data = Some(Arc::clone(&data));
@@ -506,6 +523,41 @@ impl Cluster {
         (log.first_index()..=log.last_index())
             .map(|index| (index, log.term_at(index).expect("held")))
             .collect()
+    }
+
+    /// Adds node `id`, empty and joining: it knows no configuration until the leader sends one.
+    pub fn add_joining(&mut self, id: NodeId, adjust: impl Fn(&mut Config)) {
+        let mut config = Config::new(id, Vec::new());
+        config.joining = true;
+        adjust(&mut config);
+        let raft = Raft::new(config, Restored::default()).expect("valid config");
+        self.nodes.insert(id, raft);
+        self.disks.insert(id, ScriptedDisk::default());
+    }
+
+    /// Asks node `id` to change the membership by `steps`, tagged `tag`; delivers nothing.
+    pub fn change(&mut self, id: NodeId, tag: u64, steps: Vec<super::membership::Step>) {
+        self.step(id, Input::ChangeMembership { id: tag, steps });
+    }
+
+    /// What became of the membership change tagged `tag` at node `id`, once known.
+    pub fn change_outcome(&self, id: NodeId, tag: u64) -> Option<&super::ChangeOutcome> {
+        self.events(id).iter().find_map(|event| match event {
+            Action::MembershipChange { id, outcome } if *id == tag => Some(outcome),
+            _ => None,
+        })
+    }
+
+    /// The voters (incoming, outgoing) and learners of the configuration node `id` has in
+    /// force; `None` if it knows none.
+    pub fn members(&self, id: NodeId) -> Option<(Vec<NodeId>, Vec<NodeId>, Vec<NodeId>)> {
+        self.nodes[&id].membership().map(|membership| {
+            (
+                membership.incoming().collect(),
+                membership.outgoing().collect(),
+                membership.learners().collect(),
+            )
+        })
     }
 
     /// Crashes node `id` and restarts it from a disk holding `hard_state` and `entries`: a state

@@ -69,6 +69,11 @@ impl Raft {
                 ..transfer
             });
             self.send(from, Body::TimeoutNow);
+            if !self.voters.contains(self.config.id) {
+                // A leader the configuration left out hands over and is done (thesis §4.2.2):
+                // the new leader will not send to it, so it would not learn the new term.
+                self.become_follower(self.term, None, super::election::Timer::Restart);
+            }
         }
     }
 

@@ -13,6 +13,10 @@
 //!   the entry (`wire::frame`), answered by whichever node leads when the entry is applied
 //!   (a follower forwards a client's command through the core; thesis §6.2);
 //! - linearizable reads (ReadIndex, thesis §6.4): served once the read index is applied here;
+//! - membership requests from the network (`wire`'s module doc): a change in flight remembers
+//!   the `(client address, token)` that started it, so a retry joins it rather than starting
+//!   another, and the outcomes of the last [`RECENT_CHANGES`] changes answer retries that come
+//!   after the end;
 //! - the snapshot policy (§7): a snapshot once `SnapshotPolicy::entries` entries or
 //!   `SnapshotPolicy::bytes` bytes were applied since the last, or when a client asks; one save
 //!   at a time; restoring the state machine from an installed snapshot before the core hears of
@@ -35,23 +39,53 @@
 
 pub mod storage;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use balsa_net::{Counters, DropReason};
 
 use self::storage::{StorageDone, StorageOp};
+use crate::raft::membership::{Membership, Step};
 use crate::raft::{
-    self, Action, Entry, EntryKind, Message, NodeId, ProposalOutcome, ProposeError, Raft, Role,
-    Status,
+    self, Action, ChangeOutcome, ChangeRefused, Entry, EntryKind, Message, NodeId, ProposalOutcome,
+    ProposeError, Raft, Role, Status, snapshot_frame,
 };
 use crate::runtime::wire::{
-    self, MAX_REQUESTS_PER_DATAGRAM, ReplyTo, Request, RequestBody, Response, ResponseBody,
-    StatusReport, Wire,
+    self, MAX_REQUESTS_PER_DATAGRAM, MemberStep, MembersReport, RefusalKind, ReplyTo, Request,
+    RequestBody, Response, ResponseBody, StatusReport, Wire,
 };
 use crate::runtime::{Error, NodeStatus, role_name};
-use crate::state_machine::StateMachine;
+use crate::state_machine::{RestoreError, StateMachine};
+
+/// Restores `state_machine` from a snapshot's bytes: its own part, after the configuration the
+/// core keeps in front of it (`raft/snapshot_frame.rs`). The one way every driver (the
+/// replica, the runtime at a restart, the simulator) reads a snapshot into a state machine.
+pub fn restore_from_snapshot<S: StateMachine>(
+    state_machine: &mut S,
+    data: &[u8],
+) -> Result<(), RestoreError> {
+    let framed =
+        snapshot_frame::unframe(data).map_err(|error| RestoreError::new(error.to_string()))?;
+    state_machine.restore(framed.state)
+}
+
+/// How many finished network membership changes a replica remembers the outcome of, for
+/// retries whose answer was lost.
+pub const RECENT_CHANGES: usize = 16;
+
+/// The most attempts of one network membership change a replica answers (a client retrying
+/// more often than that gets its newest attempts answered).
+const MAX_CHANGE_WAITERS: usize = 64;
+
+/// A network client's membership change in flight.
+#[derive(Debug)]
+struct ClientChange {
+    /// `(client address, token)`: what a retry carries.
+    key: (SocketAddr, u64),
+    /// Every attempt to answer, oldest first, at most [`MAX_CHANGE_WAITERS`].
+    waiters: Vec<ReplyTo>,
+}
 
 /// When a replica snapshots its state machine on its own.
 #[derive(Clone, Copy, Debug)]
@@ -166,6 +200,10 @@ pub struct Replica<S, R> {
     proposing: BTreeMap<u64, Waiter<R>>,
     /// API proposals accepted at (index, term), waiting for that index to be applied.
     awaiting_apply: BTreeMap<u64, (u64, R)>,
+    /// Network clients' membership changes stepped in, by tag, until their outcome.
+    client_changes: BTreeMap<u64, ClientChange>,
+    /// Outcomes of the last [`RECENT_CHANGES`] network changes, oldest first.
+    recent_changes: VecDeque<((SocketAddr, u64), ResponseBody)>,
     /// Reads waiting for `ReadReady`.
     reads: BTreeMap<u64, WaitingRead<R>>,
     /// Reads whose index is known, waiting for the state machine to apply it.
@@ -205,6 +243,8 @@ impl<S: StateMachine, R> Replica<S, R> {
             next_tag: 1,
             proposing: BTreeMap::new(),
             awaiting_apply: BTreeMap::new(),
+            client_changes: BTreeMap::new(),
+            recent_changes: VecDeque::new(),
             reads: BTreeMap::new(),
             ready_reads: BTreeMap::new(),
             applied_index: snapshot_index,
@@ -226,6 +266,12 @@ impl<S: StateMachine, R> Replica<S, R> {
     /// The core (read-only), for status pages, tests and the simulator's checks.
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// Sets the members' addresses clients are hinted at (the runtime's, from the
+    /// configuration in force).
+    pub fn set_member_addresses(&mut self, members: BTreeMap<NodeId, SocketAddr>) {
+        self.members = members;
     }
 
     /// The state machine (read-only).
@@ -310,6 +356,26 @@ impl<S: StateMachine, R> Replica<S, R> {
         self.start_read(query, Waiter::Api(reply));
     }
 
+    /// Changes the cluster's membership by `steps` as one joint change (only the leader takes
+    /// it); `reply` gets the new configuration ([`Membership::encode`]) once it is committed,
+    /// or why it failed.
+    pub fn change_membership(&mut self, steps: Vec<Step>, reply: R) {
+        if self.raft.role() != Role::Leader {
+            let leader = self.raft.status().leader;
+            self.reply(reply, Err(Error::NotLeader { leader }));
+            return;
+        }
+        if let Err(reason) = wire::check_change_bounds(&steps) {
+            let refused = ChangeRefused::OutOfBounds(reason);
+            self.reply(reply, Err(Error::Membership(refused)));
+            return;
+        }
+        let tag = self.tag();
+        self.proposing.insert(tag, Waiter::Api(reply));
+        self.raft
+            .step(raft::Input::ChangeMembership { id: tag, steps });
+    }
+
     /// Asks the core, if it leads, to hand leadership to `to`.
     pub fn transfer_leader(&mut self, to: NodeId) -> Result<(), Error> {
         if self.raft.role() == Role::Leader {
@@ -341,7 +407,7 @@ impl<S: StateMachine, R> Replica<S, R> {
     /// hears of it. An error means the state machine cannot restore what storage now holds as
     /// this node's state: the node must stop (running on would diverge).
     fn snapshot_installed(&mut self, index: u64, term: u64, data: &[u8]) -> Result<(), Error> {
-        if let Err(source) = self.state_machine.restore(data) {
+        if let Err(source) = restore_from_snapshot(&mut self.state_machine, data) {
             return Err(Error::Restore { index, source });
         }
         log::info!(
@@ -465,7 +531,7 @@ impl<S: StateMachine, R> Replica<S, R> {
             }
             RequestBody::Status => {
                 let report = self.status_report();
-                self.respond(reply, ResponseBody::Status(report));
+                self.respond(reply, ResponseBody::Status(Box::new(report)));
             }
             RequestBody::Snapshot => {
                 let index = self.raft.snapshot_index();
@@ -486,7 +552,92 @@ impl<S: StateMachine, R> Replica<S, R> {
                 };
                 self.respond(reply, body);
             }
+            RequestBody::Members => {
+                let report = self.members_report();
+                self.respond(reply, ResponseBody::Members(report));
+            }
+            RequestBody::ChangeMembership { steps, token } => {
+                self.client_change(reply, steps, token);
+            }
         }
+    }
+
+    /// A network client's membership change (or a retry of one: the same address and token).
+    fn client_change(&mut self, reply: ReplyTo, steps: Vec<MemberStep>, token: u64) {
+        let key = (reply.address, token);
+        if let Some((_, body)) = self.recent_changes.iter().find(|(done, _)| *done == key) {
+            let body = body.clone();
+            self.respond(reply, body);
+            return;
+        }
+        if let Some(change) = self.client_changes.values_mut().find(|c| c.key == key) {
+            if change.waiters.len() >= MAX_CHANGE_WAITERS {
+                change.waiters.remove(0);
+            }
+            change.waiters.push(reply);
+            return;
+        }
+        if self.raft.role() != Role::Leader {
+            let body = self.not_leader();
+            self.respond(reply, body);
+            return;
+        }
+        let steps: Vec<Step> = steps.into_iter().map(Step::from).collect();
+        if let Err(message) = wire::check_change_bounds(&steps) {
+            let kind = RefusalKind::BadRequest;
+            self.respond(reply, ResponseBody::MembershipRefused { kind, message });
+            return;
+        }
+        let tag = self.tag();
+        let waiters = vec![reply];
+        self.client_changes
+            .insert(tag, ClientChange { key, waiters });
+        self.raft
+            .step(raft::Input::ChangeMembership { id: tag, steps });
+    }
+
+    /// A network client's change ended: every attempt gets the outcome, which is kept for
+    /// retries (a `NotLeader` is not: the client goes to the leader).
+    fn client_change_done(&mut self, change: ClientChange, outcome: ChangeOutcome) {
+        let body = match outcome {
+            ChangeOutcome::Done { .. } => ResponseBody::MembershipChanged(self.members_report()),
+            ChangeOutcome::Refused(ChangeRefused::NotLeader { .. }) => self.not_leader(),
+            ChangeOutcome::Refused(refused) => ResponseBody::MembershipRefused {
+                kind: RefusalKind::of(&refused),
+                message: refused.to_string(),
+            },
+        };
+        if !matches!(body, ResponseBody::NotLeader { .. }) {
+            if self.recent_changes.len() >= RECENT_CHANGES {
+                self.recent_changes.pop_front();
+            }
+            self.recent_changes.push_back((change.key, body.clone()));
+        }
+        for waiter in change.waiters {
+            self.respond(waiter, body.clone());
+        }
+    }
+
+    /// This node's configuration in force, with the leader's view of each member's progress.
+    fn members_report(&self) -> MembersReport {
+        let status = self.raft.status();
+        let leads = status.role == Role::Leader;
+        // A leader's own log matches up to what its disk acknowledged.
+        let matched = |id| {
+            if id == status.id {
+                leads.then_some(status.stable_index)
+            } else {
+                self.raft.match_index_of(id)
+            }
+        };
+        MembersReport::new(
+            status.id,
+            status.leader,
+            self.raft.membership_index(),
+            self.raft.membership(),
+            leads.then_some(status.last_index),
+            matched,
+        )
     }
 
     fn start_read(&mut self, query: Vec<u8>, waiter: Waiter<R>) {
@@ -534,6 +685,24 @@ impl<S: StateMachine, R> Replica<S, R> {
                 if let Some(read) = self.reads.remove(&ctx) {
                     self.refuse(read.waiter, leader);
                 }
+            }
+            Action::MembershipChange { id, outcome } => {
+                if let Some(change) = self.client_changes.remove(&id) {
+                    self.client_change_done(change, outcome);
+                    return;
+                }
+                let Some(Waiter::Api(reply)) = self.proposing.remove(&id) else {
+                    return;
+                };
+                let result = match outcome {
+                    ChangeOutcome::Done { .. } => Ok(self
+                        .raft
+                        .membership()
+                        .map(Membership::encode)
+                        .unwrap_or_default()),
+                    ChangeOutcome::Refused(refused) => Err(Error::Membership(refused)),
+                };
+                self.reply(reply, result);
             }
             Action::TransferAborted { to, reason } => {
                 log::warn!("leadership transfer to node {to} aborted: {reason}");
@@ -630,7 +799,11 @@ impl<S: StateMachine, R> Replica<S, R> {
             self.snapshots.saving.is_none(),
             "one snapshot save at a time"
         );
-        let data = Arc::new(self.state_machine.snapshot());
+        // §7: the snapshot carries the configuration in force at its index.
+        let data = Arc::new(snapshot_frame::frame(
+            self.raft.membership_at(index),
+            &self.state_machine.snapshot(),
+        ));
         log::info!(
             "snapshotting up to index {index} ({} bytes, {} entries since the last)",
             data.len(),
@@ -712,6 +885,7 @@ impl<S: StateMachine, R> Replica<S, R> {
     fn status_report(&self) -> StatusReport {
         let status = self.status();
         let counters = self.counters.values();
+        let membership = self.raft.membership();
         StatusReport {
             id: status.id,
             role: role_name(status.role).to_string(),
@@ -727,6 +901,10 @@ impl<S: StateMachine, R> Replica<S, R> {
             snapshot_index: status.snapshot_index,
             first_index: status.first_index,
             cluster_id: 0, // the runtime's to fill in (runtime/consensus.rs, stamp_cluster_id)
+            voters: membership.map_or_else(Vec::new, |m| m.incoming().collect()),
+            outgoing_voters: membership.map_or_else(Vec::new, |m| m.outgoing().collect()),
+            learners: membership.map_or_else(Vec::new, |m| m.learners().collect()),
+            configuration_index: self.raft.membership_index(),
         }
     }
 }

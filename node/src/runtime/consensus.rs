@@ -8,22 +8,27 @@
 //! and persists as possible. Everything Raft and the state machine decide lives in the replica,
 //! which the simulator runs too; this file only moves bytes between it and the other threads.
 //!
+//! It also keeps the transport's peer table and the replica's client hints in line with the
+//! configuration in force (`members.rs`), and stops the node once the core says it was removed
+//! from the cluster ([`Stop::Removed`]; a removed leader first hands leadership over).
+//!
 //! Invariants: every API waiter is answered exactly once (the replica's answers, and at a stop
 //! `ShuttingDown` or the reason); a dead WAL or net thread stops the node, never leaving it
-//! half-alive.
+//! half-alive; a removed node stops only after the turn that learned it has sent its messages
+//! and answers.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use balsa_net::{Counters, Destination, Inbound, Kind, Outbox};
+use balsa_net::{Destination, Inbound, Kind, Outbox, Transport};
 
+use super::members::{PeerTable, member_addresses};
 use super::storage::WalRequest;
 use super::wire::{Response, ResponseBody, Wire};
 use super::{ApiCall, Error, Event};
-use crate::raft::{NodeId, Raft, Role};
+use crate::raft::{Raft, Role};
 use crate::replica::{Effect, Input, Replica, SnapshotPolicy};
 use crate::state_machine::StateMachine;
 
@@ -38,6 +43,13 @@ pub struct Consensus<S> {
     /// The node's cluster id, written into the status reports it sends (the replica knows no
     /// cluster: a simulated one has none).
     cluster_id: u64,
+    /// The transport, for its peer table (the `Node` owns its shutdown).
+    transport: Arc<Transport<Wire>>,
+    /// The peer table's bookkeeping: which configuration it follows.
+    peers: PeerTable,
+    /// Ticks since the core first said this node was removed (a removed leader hands over
+    /// before it stops, within a bound).
+    removed_ticks: u32,
     /// Set when the WAL thread or the net thread is gone (it panicked): the node must stop,
     /// not run on half-alive.
     fatal: Option<String>,
@@ -48,6 +60,8 @@ pub struct Consensus<S> {
 pub enum Stop {
     /// Asked to.
     Shutdown,
+    /// A committed configuration removed this node from the cluster: it has nothing more to do.
+    Removed,
     /// It had to, for this reason: the WAL failed ([`Error::Storage`]), the state machine cannot
     /// restore the snapshot storage installed ([`Error::Restore`]), or another thread of the
     /// node died ([`Error::Failed`]: the WAL or the net thread panicked).
@@ -64,30 +78,34 @@ impl Stop {
 
 impl<S: StateMachine> Consensus<S> {
     /// A consensus thread's state around a restored core.
-    #[allow(clippy::too_many_arguments, reason = "assembled once, by Node::start")]
     pub fn new(
         raft: Raft,
         state_machine: S,
-        outbox: Outbox<Wire>,
+        transport: Arc<Transport<Wire>>,
         storage: Sender<WalRequest>,
-        counters: Arc<Counters>,
-        members: BTreeMap<NodeId, SocketAddr>,
         cluster_id: u64,
         snapshot_base: (u64, u64),
         policy: SnapshotPolicy,
     ) -> Self {
+        let own = raft.id();
+        let mut hints = raft.membership().map(member_addresses).unwrap_or_default();
+        hints.extend(transport.peers());
+        hints.insert(own, transport.local_addr());
         Consensus {
             replica: Replica::new(
                 raft,
                 state_machine,
-                counters,
-                members,
+                Arc::clone(transport.counters()),
+                hints,
                 snapshot_base,
                 policy,
             ),
-            outbox,
+            outbox: transport.outbox(),
             storage,
             cluster_id,
+            transport,
+            peers: PeerTable::new(own),
+            removed_ticks: 0,
             fatal: None,
         }
     }
@@ -109,12 +127,13 @@ impl<S: StateMachine> Consensus<S> {
             // Even a turn that ends in a stop answers what it can (clients, API callers); a
             // failed WAL gets no more work.
             self.drain_effects(stop.as_ref().is_none_or(Stop::storage_usable));
+            self.follow_configuration();
             let dead_thread = || {
                 self.fatal
                     .take()
                     .map(|reason| Stop::Fatal(Error::Failed(reason)))
             };
-            if let Some(reason) = stop.or_else(dead_thread) {
+            if let Some(reason) = stop.or_else(dead_thread).or_else(|| self.removal()) {
                 break reason;
             }
         };
@@ -125,7 +144,12 @@ impl<S: StateMachine> Consensus<S> {
 
     fn handle(&mut self, event: Event) -> Option<Stop> {
         match event {
-            Event::Tick => return self.step(Input::Tick),
+            Event::Tick => {
+                if self.replica.raft().is_removed() {
+                    self.removed_ticks = self.removed_ticks.saturating_add(1);
+                }
+                return self.step(Input::Tick);
+            }
             Event::Storage(done) => return self.step(Input::Storage(done)),
             Event::Net(inbound) => return self.on_inbound(inbound),
             Event::Api(call) => self.on_api(call),
@@ -168,6 +192,12 @@ impl<S: StateMachine> Consensus<S> {
             ApiCall::Transfer { to, reply } => {
                 let _ = reply.send(self.replica.transfer_leader(to));
             }
+            ApiCall::ChangeMembership { steps, reply } => {
+                self.replica.change_membership(steps, reply);
+            }
+            ApiCall::Members { reply } => {
+                let _ = reply.send(self.replica.raft().membership().cloned());
+            }
         }
     }
 
@@ -178,6 +208,8 @@ impl<S: StateMachine> Consensus<S> {
         while let Some(effect) = self.replica.poll_effect() {
             match effect {
                 Effect::Send { to, msg } => {
+                    // A member added in this turn is in the table before its first message.
+                    self.follow_configuration();
                     match self.outbox.send(Destination::Peer(to), &Wire::Raft(msg)) {
                         Ok(()) => {}
                         Err(balsa_net::Error::Closed) => {
@@ -228,10 +260,39 @@ impl<S: StateMachine> Consensus<S> {
         }
     }
 
+    /// Keeps the peer table and the client hints in line with the configuration in force.
+    fn follow_configuration(&mut self) {
+        if let Some(hints) = self.peers.follow(self.replica.raft(), &self.transport) {
+            let mut hints = hints;
+            hints.insert(self.replica.raft().id(), self.transport.local_addr());
+            self.replica.set_member_addresses(hints);
+        }
+    }
+
+    /// `Some(Stop::Removed)` once a committed configuration removed this node and it has
+    /// nothing more to do: at once on a follower; a leader first hands leadership over (the
+    /// core does, at the commit), or gives up after two maximum election timeouts.
+    fn removal(&self) -> Option<Stop> {
+        let raft = self.replica.raft();
+        if !raft.is_removed() {
+            return None;
+        }
+        let hand_off_ticks = raft.config().election_ticks.1.saturating_mul(2);
+        if raft.role() == Role::Leader && self.removed_ticks < hand_off_ticks {
+            return None;
+        }
+        let index = raft.membership_index();
+        log::info!(
+            "node {} was removed from the cluster by the configuration at index {index}",
+            raft.id()
+        );
+        Some(Stop::Removed)
+    }
+
     /// Answers every API waiter before the thread ends.
     fn fail_all(&mut self, stop: &Stop) {
         let error = || match stop {
-            Stop::Shutdown => Error::ShuttingDown,
+            Stop::Shutdown | Stop::Removed => Error::ShuttingDown,
             Stop::Fatal(error) => error.clone(),
         };
         for reply in self.replica.take_waiters() {

@@ -54,6 +54,11 @@ pub enum Error {
         /// What the state machine said.
         source: RestoreError,
     },
+    /// A membership change did not happen, or may not have (see the reason).
+    Membership(raft::ChangeRefused),
+    /// This node knows no configuration yet: it joined a running cluster and no leader has
+    /// reached it.
+    NoConfiguration,
     /// The node stopped because one of its threads died (a panic); the reason says which.
     Failed(String),
     /// The configuration cannot work.
@@ -94,6 +99,11 @@ impl fmt::Display for Error {
                 "the node stopped: restoring the installed snapshot at {index}: {source}"
             ),
             Error::Failed(reason) => write!(f, "the node stopped: {reason}"),
+            Error::Membership(refused) => write!(f, "membership change: {refused}"),
+            Error::NoConfiguration => write!(
+                f,
+                "this node knows no configuration yet (it joined; no leader has reached it)"
+            ),
             Error::Config(error) => write!(f, "bad configuration: {error}"),
             Error::DataDirInUse { dir } => {
                 write!(
@@ -179,12 +189,20 @@ pub enum NodeConfigError {
     EmptyDataDir,
     /// The WAL refuses its options.
     Wal(SharedWalError),
+    /// The data directory holds the marker an earlier version's `--rejoin` left: that node
+    /// lost its state once and must be replaced under a new id, not run on.
+    RejoinedWithoutState {
+        /// The node.
+        id: NodeId,
+        /// Its data directory.
+        dir: PathBuf,
+    },
     /// The core refuses what the node's settings make of its configuration (ticks, members,
     /// the datagram limit).
     Core(raft::ConfigError),
     /// The join timeout is zero: a joining node could ask nobody.
     ZeroJoinTimeout,
-    /// The node is to join (or rejoin) its cluster, but no other member is listed to ask for
+    /// The node is to join its cluster, but no other member is listed to ask for
     /// the cluster's id.
     NoMemberToAsk {
         /// This node.
@@ -239,6 +257,13 @@ impl fmt::Display for NodeConfigError {
                 write!(f, "the data directory is empty (not a path)")
             }
             NodeConfigError::Wal(error) => write!(f, "WAL: {error}"),
+            NodeConfigError::RejoinedWithoutState { id, dir } => write!(
+                f,
+                "{} was marked by --rejoin (node {id} lost its state once and may never vote \
+                 again); replace it under a new id: start a fresh node with --join and a new \
+                 --id, then run `balsa members replace {id} NEW_ID=IP:PORT`",
+                dir.join(super::REJOINED_MARKER).display()
+            ),
             NodeConfigError::Core(error) => write!(f, "{error}"),
             NodeConfigError::ZeroJoinTimeout => {
                 write!(f, "the join timeout must be longer than zero")

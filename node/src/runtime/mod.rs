@@ -26,13 +26,13 @@
 mod consensus;
 mod error;
 pub mod identity;
+mod members;
 mod resolve;
 mod snapshots;
 mod storage;
 mod timer;
 pub mod wire;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,6 +46,7 @@ use balsa_wal::Wal;
 
 use self::consensus::{Consensus, Stop};
 use self::wire::Wire;
+use crate::raft::membership::{Membership, Step};
 use crate::raft::{self, NodeId, Raft, Restored, Role};
 use crate::replica::storage::StorageDone;
 use crate::state_machine::StateMachine;
@@ -106,6 +107,18 @@ pub enum ApiCall {
         /// Whether the transfer started.
         reply: Sender<Result<(), Error>>,
     },
+    /// Change the cluster's membership (leader only).
+    ChangeMembership {
+        /// The change, as one joint change.
+        steps: Vec<Step>,
+        /// The new configuration ([`Membership::encode`]), or why not.
+        reply: Sender<Result<Vec<u8>, Error>>,
+    },
+    /// The configuration in force at this node.
+    Members {
+        /// It, or `None` while this node knows none (it joined and no leader reached it yet).
+        reply: Sender<Option<Membership>>,
+    },
 }
 
 /// A node's state, from [`Node::status`].
@@ -138,9 +151,12 @@ pub struct NodeStatus {
 pub struct NodeConfig {
     /// This node.
     pub id: NodeId,
-    /// Every member and its address, this node included. A node that bootstrapped its cluster
-    /// runs with the members recorded in its data directory at bootstrap, whatever this says
-    /// later (a difference is logged); a node that joined runs with these.
+    /// Every member and its address, this node included: the cluster's configuration when it
+    /// is new, and with [`NodeConfig::join`] the members to ask for the cluster's id and to hear
+    /// from at first. Once the log holds a configuration, that one is in force and this only
+    /// seeds the peer table. Until then, a node that bootstrapped its cluster runs with the
+    /// members recorded in its data directory at bootstrap, whatever this says later (a
+    /// difference is logged).
     pub members: Vec<(NodeId, SocketAddr)>,
     /// Mixed into the cluster id a node derives when it bootstraps a cluster (with the sorted
     /// members), so that two clusters of the same members, one after the other, do not take
@@ -148,11 +164,16 @@ pub struct NodeConfig {
     /// only at bootstrap (and when adopting a directory of an earlier version): afterwards the
     /// data directory's `IDENTITY` says the cluster id. Default empty.
     pub cluster_token: String,
-    /// Join an existing cluster rather than bootstrap one: on a data directory without an
-    /// identity, ask the other members for the cluster's id (for up to `join_timeout`) and
-    /// record it. With an identity, the members are asked too, and one reporting another
-    /// cluster's id is refused; if none answers, the node starts as its directory says.
-    /// Default false.
+    /// Join a running cluster rather than bootstrap one. On a data directory without an
+    /// identity, the node asks the other members for the cluster's id (for up to
+    /// `join_timeout`) and records it, marked as joined; while its log holds no state it then
+    /// starts with no configuration (at every start, `join` or not), and is a member only once
+    /// a change adds it ([`Node::change_membership`]). A node that lost its data directory
+    /// comes back this way under a new id, replacing the old one. With an identity, the
+    /// members are asked too, and one reporting another cluster's id is refused; if none
+    /// answers, the node starts as its directory says. On a directory with an identity or log
+    /// state, `join` only checks the cluster's id: the configuration comes from the log, or the
+    /// members recorded at bootstrap. Default false.
     pub join: bool,
     /// How long a joining node asks the members for the cluster's id. Default 10 s.
     pub join_timeout: Duration,
@@ -177,19 +198,13 @@ pub struct NodeConfig {
     /// Entries kept in the log behind a snapshot, so a follower slightly behind catches up from
     /// the log rather than by a snapshot. Default 5,000.
     pub snapshot_trailing_entries: u64,
-    /// This node lost its data directory and rejoins its cluster empty. If the directory holds
-    /// no state, the node starts as a replica that never votes or campaigns again (it forgot
-    /// the votes and acknowledgements Raft's safety rests on; see ARCHITECTURE.md), and records
-    /// that in the directory, so that later restarts keep it so; it learns the cluster's id
-    /// from the other members, as with `join`. Ignored when the directory holds state.
-    /// Default false.
-    pub rejoin: bool,
     /// The WAL's options.
     pub wal: balsa_wal::Options,
 }
 
-/// The file in a data directory that says its node rejoined without state (see
-/// [`NodeConfig::rejoin`]).
+/// The file an earlier version's `--rejoin` left in a data directory: its node never votes
+/// again. Such a directory is refused at a start ([`NodeConfigError::RejoinedWithoutState`]):
+/// that node must be replaced under a new id.
 pub const REJOINED_MARKER: &str = "REJOINED";
 
 impl NodeConfig {
@@ -212,7 +227,6 @@ impl NodeConfig {
             snapshot_entries: 100_000,
             snapshot_bytes: 64 << 20,
             snapshot_trailing_entries: core.snapshot_trailing_entries,
-            rejoin: false,
             wal: balsa_wal::Options::default(),
         }
     }
@@ -266,6 +280,12 @@ impl NodeConfig {
         config.set_max_message_bytes(self.datagram_limit);
         config.snapshot_trailing_entries = self.snapshot_trailing_entries;
         config.seed = jitter_seed(self.id);
+        config.addresses = self
+            .members
+            .iter()
+            .map(|(id, address)| (*id, members::address_bytes(*address)))
+            .collect();
+        config.joining = self.join;
         config
     }
 
@@ -276,32 +296,17 @@ impl NodeConfig {
     }
 }
 
-/// Whether the node runs as a replica that rejoined without state: it did before (the marker is
-/// there), or it is asked to now and its directory (`fresh`) holds nothing. Writes the marker,
-/// durably, the first time.
-fn rejoined_without_state(config: &NodeConfig, fresh: bool) -> Result<bool, Error> {
-    let marker = config.data_dir.join(REJOINED_MARKER);
-    if marker.exists() {
-        return Ok(true);
+/// Refuses a data directory an earlier version's `--rejoin` marked: its node forgot the votes
+/// and acknowledgements Raft's safety rests on and may never vote again, so it cannot simply
+/// run on; the cluster must replace it under a new id.
+fn refuse_rejoined(config: &NodeConfig) -> Result<(), Error> {
+    if config.data_dir.join(REJOINED_MARKER).exists() {
+        return Err(Error::Config(NodeConfigError::RejoinedWithoutState {
+            id: config.id,
+            dir: config.data_dir.clone(),
+        }));
     }
-    if !config.rejoin {
-        return Ok(false);
-    }
-    if !fresh {
-        log::info!("rejoin asked for, but the data directory holds state: a normal restart");
-        return Ok(false);
-    }
-    let write = || -> std::io::Result<()> {
-        std::fs::File::create(&marker)?.sync_all()?;
-        std::fs::File::open(&config.data_dir)?.sync_all()
-    };
-    write().map_err(|error| Error::Start(format!("writing {}: {error}", marker.display())))?;
-    log::warn!(
-        "node {} rejoins without state: it replicates and applies, but never votes or \
-         campaigns again",
-        config.id
-    );
-    Ok(true)
+    Ok(())
 }
 
 /// A seed for the election jitter that differs between runs, so nodes restarted together do
@@ -317,6 +322,23 @@ fn jitter_seed(id: NodeId) -> u64 {
     id.rotate_left(17) ^ u64::from(nanos)
 }
 
+/// A membership change under way, from [`Node::change_membership_async`].
+#[derive(Debug)]
+pub struct MembershipChange {
+    answer: Receiver<Result<Vec<u8>, Error>>,
+}
+
+impl MembershipChange {
+    /// Waits up to `timeout` for the change to complete; returns the new configuration, or why
+    /// not (as [`Node::change_membership`]). A timeout leaves the outcome unknown.
+    pub fn wait(&self, timeout: Duration) -> Result<Membership, Error> {
+        let encoded = wait(&self.answer, timeout)?;
+        Membership::decode(&encoded).map_err(|error| {
+            Error::Failed(format!("the new configuration does not decode: {error}"))
+        })
+    }
+}
+
 /// A running node. See the crate documentation for a tutorial.
 pub struct Node {
     id: NodeId,
@@ -326,7 +348,9 @@ pub struct Node {
     consensus: Option<JoinHandle<Stop>>,
     storage: Option<JoinHandle<()>>,
     timer: Option<(JoinHandle<()>, Sender<()>)>,
-    transport: Option<Transport<Wire>>,
+    /// Shared with the consensus thread (which keeps its peer table); shut down here once that
+    /// thread has ended.
+    transport: Option<Arc<Transport<Wire>>>,
 }
 
 /// Capacity of the inbox; beyond it the net thread drops datagrams (and counts them) rather
@@ -356,17 +380,19 @@ impl Node {
         let fresh = recovered.snapshot.is_none()
             && recovered.entries.is_empty()
             && recovered.hard_state == balsa_wal::HardState::default();
+        // Before the identity: such a directory has none, and must not be adopted.
+        refuse_rejoined(&config)?;
         // Under the WAL's lock, so no other process writes the identity meanwhile.
         let recorded = Identity::load(&config.data_dir)?;
         let identity = resolve::resolve(&config, recorded, fresh, resolve::ask_members)?;
-        // membership: the voters and addresses the core and the transport start with. Today
-        // they are the members recorded at bootstrap (`identity.bootstrap`) for a node that
-        // bootstrapped its cluster, else `config.members`; a node that joined
-        // (`identity.bootstrap == None`) runs with the voters of `config.members`, until the
-        // configuration carried in the log replaces both.
-        config.members = resolve::membership(&config, &identity);
+        // The bootstrap voters and addresses the core starts with, in force until the log (or a
+        // snapshot) holds a configuration: the members recorded at bootstrap for a node that
+        // bootstrapped its cluster, else `config.members`. `--cluster`'s list still seeds the
+        // peer table (`given`), so a node that was down across a change hears from its leader.
+        let bootstrap_members = resolve::membership(&config, &identity);
+        let given = std::mem::replace(&mut config.members, bootstrap_members);
         config.validate()?;
-        let rejoined = rejoined_without_state(&config, fresh)?;
+        let joining = resolve::joining(&config, &identity, fresh);
         let mut snapshot_base = (0, 0);
         let mut snapshot_data = None;
         if let Some(meta) = recovered.snapshot {
@@ -374,9 +400,9 @@ impl Node {
                 .load_snapshot()
                 .map_err(|error| Error::Start(error.to_string()))?
                 .ok_or_else(|| Error::Start("the recovered snapshot vanished".into()))?;
-            state_machine
-                .restore(&data)
-                .map_err(|error| Error::Start(format!("restoring the snapshot: {error}")))?;
+            crate::replica::restore_from_snapshot(&mut state_machine, &data).map_err(|error| {
+                Error::Start(format!("restoring the snapshot at {}: {error}", meta.index))
+            })?;
             snapshot_base = (meta.index, meta.term);
             snapshot_data = Some(Arc::new(data));
         }
@@ -398,31 +424,29 @@ impl Node {
             snapshot_data,
         };
         let mut raft_config = config.raft_config();
-        raft_config.rejoined_without_state = rejoined;
+        raft_config.joining = joining;
+        let bootstrap = raft_config.bootstrap_membership();
         let raft = Raft::new(raft_config, restored).map_err(NodeConfigError::Core)?;
+        if bootstrap.is_some() && raft.membership() == bootstrap.as_ref() {
+            resolve::warn_if_bootstrap_differs(&given, &config, &identity);
+        }
 
         let (inbox, events) = bounded(INBOX_CAPACITY);
         let address = config.address();
         let mut net_config = balsa_net::Config::new(config.id, identity.cluster_id, address);
-        net_config.peers = config
-            .members
-            .iter()
-            .copied()
-            .filter(|(id, _)| *id != config.id)
-            .collect();
+        net_config.peers = members::initial_peers(config.id, &given, raft.membership());
         net_config.datagram_limit = config.datagram_limit;
-        let transport = Transport::start(net_config, inbox.clone())
-            .map_err(|error| Error::Start(error.to_string()))?;
+        let transport = Arc::new(
+            Transport::start(net_config, inbox.clone())
+                .map_err(|error| Error::Start(error.to_string()))?,
+        );
         let address = transport.local_addr();
         let (storage_ops, storage_rx) = crossbeam_channel::unbounded();
-        let members: BTreeMap<NodeId, SocketAddr> = config.members.iter().copied().collect();
         let consensus = Consensus::new(
             raft,
             state_machine,
-            transport.outbox(),
+            Arc::clone(&transport),
             storage_ops,
-            Arc::clone(transport.counters()),
-            members,
             identity.cluster_id,
             snapshot_base,
             crate::replica::SnapshotPolicy {
@@ -516,7 +540,7 @@ impl Node {
     /// The transport's fault injection (drop, delay, partition), for tests of the node under a
     /// hostile network. Nothing is injected unless asked.
     pub fn net_faults(&self) -> Option<&balsa_net::Faults> {
-        self.transport.as_ref().map(Transport::faults)
+        self.transport.as_deref().map(Transport::faults)
     }
 
     /// Waits up to `timeout` until this node knows a leader (itself included); returns it.
@@ -542,13 +566,47 @@ impl Node {
         answer.recv().map_err(|_| Error::ShuttingDown)?
     }
 
+    /// Changes the cluster's membership by `steps`, applied as one joint change, and waits up to
+    /// `timeout` for it to complete; returns the new configuration. Only the leader takes a
+    /// change ([`Error::NotLeader`] names the leader); one change at a time. A voter to add is
+    /// added as a learner, caught up, then promoted, so a change can take seconds. A refusal
+    /// is [`Error::Membership`] with the reason ([`raft::ChangeRefused`]); a timeout leaves the
+    /// outcome unknown: read [`Node::members`] (on the leader) to find out.
+    pub fn change_membership(
+        &self,
+        steps: Vec<Step>,
+        timeout: Duration,
+    ) -> Result<Membership, Error> {
+        self.change_membership_async(steps)?.wait(timeout)
+    }
+
+    /// Starts the membership change [`Node::change_membership`] waits for, and returns at once;
+    /// [`MembershipChange::wait`] gives its outcome.
+    pub fn change_membership_async(&self, steps: Vec<Step>) -> Result<MembershipChange, Error> {
+        let (reply, answer) = bounded(1);
+        self.call(ApiCall::ChangeMembership { steps, reply })?;
+        Ok(MembershipChange { answer })
+    }
+
+    /// The configuration in force at this node (the newest in its log, committed or not).
+    /// [`Error::NoConfiguration`] while it knows none: it joined and no leader has reached it.
+    pub fn members(&self) -> Result<Membership, Error> {
+        let (reply, answer) = bounded(1);
+        self.call(ApiCall::Members { reply })?;
+        answer
+            .recv()
+            .map_err(|_| Error::ShuttingDown)?
+            .ok_or(Error::NoConfiguration)
+    }
+
     /// Stops every thread and waits for them. Returns why the node had stopped if it had
     /// stopped by itself (a storage failure).
     pub fn shutdown(mut self) -> Result<(), Error> {
         self.stop()
     }
 
-    /// Waits until the node stops by itself (a storage failure or a panic) and says why.
+    /// Waits until the node stops by itself and says why: `Ok(())` when a committed
+    /// configuration removed it from the cluster, else the failure (storage, a panic).
     pub fn join(mut self) -> Result<(), Error> {
         let result = self.join_consensus();
         let stopped = self.stop();
@@ -565,7 +623,7 @@ impl Node {
     /// `Ok` for a shutdown that was asked for.
     fn join_consensus(&mut self) -> Result<(), Error> {
         match self.consensus.take().map(JoinHandle::join) {
-            Some(Ok(Stop::Shutdown)) | None => Ok(()),
+            Some(Ok(Stop::Shutdown | Stop::Removed)) | None => Ok(()),
             Some(Ok(Stop::Fatal(error))) => Err(error),
             Some(Err(_)) => Err(Error::Failed("the consensus thread panicked".into())),
         }
@@ -583,7 +641,9 @@ impl Node {
             drop(stop);
             let _ = timer.join();
         }
-        if let Some(transport) = self.transport.take()
+        // The consensus thread has ended, so this is the transport's last handle; were it not,
+        // dropping it leaves the net thread to the last handle's drop, which stops it too.
+        if let Some(transport) = self.transport.take().and_then(|t| Arc::try_unwrap(t).ok())
             && let Err(error) = transport.shutdown()
         {
             log::warn!("stopping the transport: {error}");

@@ -6,7 +6,7 @@
 //! IDENTITY            log state  joining  what happens
 //! names another node  any        any      refused: NodeConfigError::WrongNode
 //! present             any        no       the file wins (a bootstrap list unlike `members`
-//!                                         is logged: see `membership`)
+//!                                         is logged while in force: see `membership`)
 //! present             any        yes      the members are asked: another id is refused
 //!                                         (NodeConfigError::WrongCluster); silence until the
 //!                                         join timeout, the file wins (logged)
@@ -20,9 +20,15 @@
 //!                                         bootstrap list (logged)
 //! ```
 //!
-//! *Joining* is [`NodeConfig::join`], or [`NodeConfig::rejoin`] on a directory without log
-//! state: a node that lost its disk rejoins a cluster that exists, whose id is whatever the
-//! cluster was born with, not what this node's token would derive.
+//! *Joining* is [`NodeConfig::join`]: the node enters a cluster that exists (a new member, or a
+//! node that lost its disk coming back under a new id), whose id is whatever the cluster was
+//! born with, not what this node's token would derive.
+//!
+//! The identity also says how the core starts ([`joining`]): a node whose directory records
+//! that it joined, and whose log holds no state yet, starts with no configuration
+//! (`raft::Config::joining`) and waits for a leader to send one; any other node starts with
+//! bootstrap voters ([`membership`]: the recorded ones if it bootstrapped its cluster), in
+//! force until its log or snapshot holds a configuration, which wins over both.
 //!
 //! Asking: every other member of `members` at once, a status request over the client protocol
 //! with the clients' "any cluster" id, in rounds of at most [`ASK_ROUND`] until one answers or
@@ -66,7 +72,7 @@ pub fn resolve(
     ask: impl FnOnce(&NodeConfig) -> Result<Learned, Error>,
 ) -> Result<Identity, Error> {
     let dir = &config.data_dir;
-    let joining = config.join || (config.rejoin && fresh);
+    let joining = config.join;
     let others = config.members.iter().any(|(id, _)| *id != config.id);
     if let Some(identity) = recorded {
         if identity.node_id != config.id {
@@ -138,26 +144,65 @@ pub fn resolve(
     Ok(identity)
 }
 
-/// The members node `config.id` runs with. A node that bootstrapped its cluster runs with the
-/// members recorded at bootstrap; if `config.members` says otherwise, that is logged, and the
-/// record wins. A node that joined runs with `config.members`.
+/// The bootstrap members node `config.id`'s core starts with (in force until its log or a
+/// snapshot holds a configuration): a node that bootstrapped its cluster, the members recorded
+/// then, whatever `config.members` says now; a node that joined, `config.members`.
 pub fn membership(config: &NodeConfig, identity: &Identity) -> Vec<(NodeId, SocketAddr)> {
+    identity
+        .bootstrap
+        .clone()
+        .unwrap_or_else(|| config.members.clone())
+}
+
+/// Logs a warning when the members given (`given`, `--cluster`) differ, order aside, from
+/// those the cluster was bootstrapped with: called when the bootstrap configuration is the one
+/// in force, so the recorded one wins.
+pub fn warn_if_bootstrap_differs(
+    given: &[(NodeId, SocketAddr)],
+    config: &NodeConfig,
+    identity: &Identity,
+) {
     let Some(recorded) = &identity.bootstrap else {
-        return config.members.clone();
+        return;
     };
-    let mut configured = config.members.clone();
-    configured.sort_unstable();
+    let mut given_sorted = given.to_vec();
+    given_sorted.sort_unstable();
     let mut recorded_sorted = recorded.clone();
     recorded_sorted.sort_unstable();
-    if configured != recorded_sorted {
+    if given_sorted != recorded_sorted {
         log::warn!(
-            "the members given ({:?}) differ from those the cluster was bootstrapped with \
-             ({recorded:?}), recorded in {}: the recorded membership wins",
-            config.members,
+            "the members given ({given:?}) differ from those the cluster was bootstrapped with \
+             ({recorded:?}), recorded in {}: the log holds no configuration yet, so the recorded \
+             membership wins",
             config.data_dir.display()
         );
     }
-    recorded.clone()
+}
+
+/// Whether node `config.id`'s core starts joining (knowing no configuration until a leader sends
+/// one): its log holds no state (`fresh`) and its identity records no bootstrap, so it joined
+/// (now or at an earlier start that ended before any state was written). A node with log state
+/// finds its configuration there (or, for a directory of an earlier version, in the bootstrap
+/// voters); a node that bootstrapped its cluster is one of the bootstrap voters even if `join`
+/// is asked for on a later start (that is logged).
+pub fn joining(config: &NodeConfig, identity: &Identity, fresh: bool) -> bool {
+    let joining = fresh && identity.bootstrap.is_none();
+    if config.join && !joining {
+        let (why, from) = if fresh {
+            (
+                "records that it bootstrapped its cluster",
+                "the members recorded then",
+            )
+        } else {
+            ("holds state", "the log")
+        };
+        log::info!(
+            "node {}'s data directory {why}: the configuration comes from {from}, not from the \
+             join",
+            config.id
+        );
+    }
+    joining
 }
 
 /// Asks the other members of `config.members` for the cluster's id (see the module
@@ -363,18 +408,24 @@ mod tests {
     }
 
     #[test]
-    fn a_rejoin_on_an_empty_directory_asks_the_members_but_not_with_state() {
+    fn only_a_node_that_joined_and_holds_no_state_starts_its_core_joining() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = config(&dir, 3);
-        config.rejoin = true;
-        let identity = resolve(&config, None, true, |_| Ok(learned(5))).expect("rejoins");
-        assert_eq!((identity.cluster_id, identity.bootstrap), (5, None));
-        // With log state, a rejoin is an ordinary restart: an old directory is adopted.
-        let old = tempfile::tempdir().expect("temp dir");
-        let mut config = self::config(&old, 3);
-        config.rejoin = true;
-        let adopted = resolve(&config, None, false, never_asked).expect("adopts");
-        assert_eq!(adopted.cluster_id, derive_cluster_id(&members(), "token"));
+        let bootstrapped = Identity::bootstrap(3, &members(), "token");
+        let joined = Identity {
+            bootstrap: None,
+            ..bootstrapped.clone()
+        };
+        for join in [false, true] {
+            config.join = join;
+            // A node that joined, restarted before any state was written: still joining.
+            assert!(joining(&config, &joined, true), "join {join}");
+            // With state, the log says the configuration.
+            assert!(!joining(&config, &joined, false), "join {join}");
+            // A bootstrap voter stays one.
+            assert!(!joining(&config, &bootstrapped, true), "join {join}");
+            assert!(!joining(&config, &bootstrapped, false), "join {join}");
+        }
     }
 
     #[test]

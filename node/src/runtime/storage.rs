@@ -268,6 +268,7 @@ fn kind_byte(kind: EntryKind) -> u8 {
     match kind {
         EntryKind::Normal => 0,
         EntryKind::Noop => 1,
+        EntryKind::Config => 2,
     }
 }
 
@@ -281,6 +282,7 @@ pub fn entry_from_wal(entry: balsa_wal::Entry) -> Result<Entry, String> {
     let kind = match data.first() {
         Some(0) => EntryKind::Normal,
         Some(1) => EntryKind::Noop,
+        Some(2) => EntryKind::Config,
         Some(other) => return Err(format!("entry {index} has unknown kind {other}")),
         None => return Err(format!("entry {index} is empty")),
     };

@@ -10,6 +10,16 @@
 //!                                                      a client's: answer this address
 //! ```
 //!
+//! Membership (issue 14) added request and response bodies at the *end* of their enums, so the
+//! variants older clients know keep their tags: [`RequestBody::Members`] (any node answers with
+//! its configuration in force; the leader adds each member's match index and its last index,
+//! for lag) and [`RequestBody::ChangeMembership`] (the leader only; a follower answers
+//! `NotLeader` with the leader's address, as for commands). A change answers when it completes
+//! (learners are caught up first: seconds), so a client retries; a retry carries the same
+//! `token` and is attached to the change in flight, or answered with its outcome if it just
+//! completed, never starting a second change. A request holds at most [`MAX_CHANGE_STEPS`] steps
+//! and addresses of at most [`MAX_ADDRESS_LEN`] bytes; more is refused (`BadRequest`).
+//!
 //! Invariant: decoding never panics and never allocates beyond the entry it reads; a malformed
 //! frame is a typed error (it can only come from a bug, since only this module writes frames).
 
@@ -17,7 +27,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::raft::{Message, NodeId};
+use crate::raft::membership::{ChangeError, MAX_ADDRESS_LEN, Membership, Step};
+use crate::raft::{ChangeRefused, Message, NodeId};
 
 /// Everything a node's socket carries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +87,100 @@ pub enum RequestBody {
     },
     /// Snapshot the state machine and compact the log now (this node only).
     Snapshot,
+    /// Report this node's configuration in force ([`ResponseBody::Members`]); the leader adds
+    /// each member's match index and its own last index.
+    Members,
+    /// Change the membership by `steps`, as one joint change (the leader only). Answered when
+    /// the change completes ([`ResponseBody::MembershipChanged`]) or fails
+    /// ([`ResponseBody::MembershipRefused`]).
+    ChangeMembership {
+        /// The change: at most [`MAX_CHANGE_STEPS`] steps.
+        steps: Vec<MemberStep>,
+        /// The client's tag for this change, the same on every attempt: a retry from the same
+        /// address with the same token joins the change in flight (or gets its outcome)
+        /// instead of starting another.
+        token: u64,
+    },
+}
+
+/// The most steps one [`RequestBody::ChangeMembership`] may hold.
+pub const MAX_CHANGE_STEPS: usize = 16;
+
+/// One step of a membership change, on the wire ([`Step`] in the core).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberStep {
+    /// Add a voter (added as a learner, caught up, then promoted).
+    AddVoter {
+        /// The new node.
+        id: NodeId,
+        /// Its address, `IP:PORT` as UTF-8, at most [`MAX_ADDRESS_LEN`] bytes.
+        #[serde(with = "balsa_net::bytes")]
+        address: Vec<u8>,
+    },
+    /// Add a learner.
+    AddLearner {
+        /// The new node.
+        id: NodeId,
+        /// Its address, as for `AddVoter`.
+        #[serde(with = "balsa_net::bytes")]
+        address: Vec<u8>,
+    },
+    /// Promote a learner to voter.
+    Promote {
+        /// The learner.
+        id: NodeId,
+    },
+    /// Remove a member; its id is never used again.
+    Remove {
+        /// The member.
+        id: NodeId,
+    },
+}
+
+impl From<MemberStep> for Step {
+    fn from(step: MemberStep) -> Step {
+        match step {
+            MemberStep::AddVoter { id, address } => Step::AddVoter { id, address },
+            MemberStep::AddLearner { id, address } => Step::AddLearner { id, address },
+            MemberStep::Promote { id } => Step::Promote { id },
+            MemberStep::Remove { id } => Step::Remove { id },
+        }
+    }
+}
+
+impl MemberStep {
+    /// The node it names.
+    pub fn id(&self) -> NodeId {
+        match self {
+            MemberStep::AddVoter { id, .. }
+            | MemberStep::AddLearner { id, .. }
+            | MemberStep::Promote { id }
+            | MemberStep::Remove { id } => *id,
+        }
+    }
+}
+
+/// Why `steps` are over a change request's bounds, if they are: more than
+/// [`MAX_CHANGE_STEPS`], or an address over [`MAX_ADDRESS_LEN`] bytes.
+pub fn check_change_bounds(steps: &[Step]) -> Result<(), String> {
+    if steps.len() > MAX_CHANGE_STEPS {
+        return Err(format!(
+            "{} steps in one change (at most {MAX_CHANGE_STEPS})",
+            steps.len()
+        ));
+    }
+    for step in steps {
+        if let Step::AddVoter { address, .. } | Step::AddLearner { address, .. } = step
+            && address.len() > MAX_ADDRESS_LEN
+        {
+            return Err(format!(
+                "node {}'s address is {} bytes (at most {MAX_ADDRESS_LEN})",
+                step.id(),
+                address.len()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A node's answer to a request.
@@ -117,8 +222,8 @@ pub enum ResponseBody {
         /// The largest that fits.
         max: u64,
     },
-    /// The node's status.
-    Status(StatusReport),
+    /// The node's status (boxed: it is the largest answer, and rare).
+    Status(Box<StatusReport>),
     /// A leadership transfer was started.
     TransferStarted,
     /// The snapshot asked for is durable; it covers the log up to `index`.
@@ -131,6 +236,138 @@ pub enum ResponseBody {
         /// What.
         message: String,
     },
+    /// The answering node's configuration in force.
+    Members(MembersReport),
+    /// The membership change completed: the new configuration, committed and in force.
+    MembershipChanged(MembersReport),
+    /// The membership change did not happen, or may not have (`kind` says which).
+    MembershipRefused {
+        /// Why, for a program (the CLI's exit status).
+        kind: RefusalKind,
+        /// Why, for a person: one line.
+        message: String,
+    },
+}
+
+/// A node's view of the configuration ([`RequestBody::Members`], and the result of a change).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersReport {
+    /// The node answering.
+    pub id: NodeId,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// The index of the entry holding the configuration (0: the bootstrap configuration).
+    pub index: u64,
+    /// Whether a change is under way (`C_old,new` in force).
+    pub joint: bool,
+    /// Every member, ascending by id; empty while the node knows no configuration (it joined
+    /// and no leader has reached it).
+    pub members: Vec<MemberReport>,
+    /// The leader's last log index, when the answering node leads (each member's lag is this
+    /// minus its match index).
+    pub last_index: Option<u64>,
+}
+
+/// One member, as [`MembersReport`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberReport {
+    /// Its id.
+    pub id: NodeId,
+    /// Its address as the configuration holds it (`IP:PORT`, UTF-8).
+    #[serde(with = "balsa_net::bytes")]
+    pub address: Vec<u8>,
+    /// A voter (in either half of a joint configuration); otherwise a learner.
+    pub voter: bool,
+    /// A voter of the configuration being left only: it goes when the change completes.
+    pub leaving: bool,
+    /// What the leader knows it stores, when the answering node leads.
+    pub match_index: Option<u64>,
+}
+
+impl MembersReport {
+    /// `membership` as node `id` sees it; `progress` gives, on a leader, a member's match index.
+    pub fn new(
+        id: NodeId,
+        leader: Option<NodeId>,
+        index: u64,
+        membership: Option<&Membership>,
+        last_index: Option<u64>,
+        progress: impl Fn(NodeId) -> Option<u64>,
+    ) -> MembersReport {
+        let members = membership.map_or_else(Vec::new, |membership| {
+            membership
+                .members()
+                .map(|member| MemberReport {
+                    id: member,
+                    address: membership.address(member).unwrap_or_default().to_vec(),
+                    voter: membership.is_voter(member),
+                    leaving: membership.is_voter(member)
+                        && !membership.incoming().any(|voter| voter == member),
+                    match_index: progress(member),
+                })
+                .collect()
+        });
+        MembersReport {
+            id,
+            leader,
+            index,
+            joint: membership.is_some_and(Membership::is_joint),
+            members,
+            last_index,
+        }
+    }
+}
+
+/// Why a membership change was refused, for a program: the CLI maps each to an exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefusalKind {
+    /// The request cannot work as asked (no steps, an id twice, id 0, promoting a voter, over
+    /// the request's bounds, a configuration too large for a message). Nothing was changed.
+    BadRequest,
+    /// A step names a node that is not a member. Nothing was changed.
+    UnknownMember,
+    /// A step adds a node that was removed before: ids are never reused. Nothing was changed.
+    IdReused,
+    /// A step adds a node that is a member already. Nothing was changed.
+    AlreadyMember,
+    /// The change would leave no voter. Nothing was changed.
+    NoVoterLeft,
+    /// Another change is in progress: one at a time. Nothing was changed.
+    InProgress,
+    /// The leader is handing leadership over. Nothing was changed; retry.
+    TransferInProgress,
+    /// A new voter did not catch up with the leader in time; it stays a learner.
+    CatchUpFailed,
+    /// The leader lost leadership before the change completed: the outcome is unknown.
+    LeadershipLost,
+}
+
+impl RefusalKind {
+    /// The kind of the core's refusal (`NotLeader` is answered as [`ResponseBody::NotLeader`]
+    /// instead; here it reads as `LeadershipLost`).
+    pub fn of(refused: &ChangeRefused) -> RefusalKind {
+        match refused {
+            ChangeRefused::Invalid(error) => match error {
+                ChangeError::InProgress => RefusalKind::InProgress,
+                ChangeError::AlreadyMember { .. } => RefusalKind::AlreadyMember,
+                ChangeError::IdReused { .. } => RefusalKind::IdReused,
+                ChangeError::UnknownMember { .. } => RefusalKind::UnknownMember,
+                ChangeError::NoVoterLeft => RefusalKind::NoVoterLeft,
+                ChangeError::Empty
+                | ChangeError::ReservedId
+                | ChangeError::Repeated { .. }
+                | ChangeError::NotALearner { .. } => RefusalKind::BadRequest,
+            },
+            ChangeRefused::OutOfBounds(_) | ChangeRefused::TooLarge { .. } => {
+                RefusalKind::BadRequest
+            }
+            ChangeRefused::TransferInProgress => RefusalKind::TransferInProgress,
+            ChangeRefused::CatchUpFailed { .. } => RefusalKind::CatchUpFailed,
+            ChangeRefused::NotLeader { .. } | ChangeRefused::LeadershipLost => {
+                RefusalKind::LeadershipLost
+            }
+        }
+    }
 }
 
 /// A node's status, as `balsa status` shows it.
@@ -162,9 +399,17 @@ pub struct StatusReport {
     pub snapshot_index: u64,
     /// The first index still in the log (entries before it are only in the snapshot).
     pub first_index: u64,
-    /// The node's cluster id (appended last, so the fields before it keep their place on the
-    /// wire). The replica writes 0; the runtime writes the node's id in before it is sent.
+    /// The node's cluster id. The replica writes 0; the runtime writes the node's id in before
+    /// the report is sent.
     pub cluster_id: u64,
+    /// The voters of the configuration in force (while joint, those of `C_new`).
+    pub voters: Vec<NodeId>,
+    /// While joint, the voters of the configuration being left (`C_old`); empty otherwise.
+    pub outgoing_voters: Vec<NodeId>,
+    /// The learners.
+    pub learners: Vec<NodeId>,
+    /// The index of the entry holding the configuration in force (0: the bootstrap one).
+    pub configuration_index: u64,
 }
 
 /// Who to answer when a command is applied.
@@ -280,5 +525,107 @@ mod tests {
             }
         }
         assert!(unframe(&[7, 1, 2]).is_err());
+    }
+
+    /// The body of `wire` as the codec encodes it (after the envelope).
+    fn body(wire: &Wire) -> Vec<u8> {
+        let mut codec = balsa_net::Codec::new(1, 0, 65_000).expect("a codec");
+        let datagram = codec
+            .encode(balsa_net::Kind::Request, wire)
+            .expect("encodes");
+        datagram[balsa_net::HEADER_LEN..].to_vec()
+    }
+
+    /// The membership bodies were appended: the variants older clients know keep their tags,
+    /// and the new ones round-trip.
+    #[test]
+    fn new_bodies_are_appended_so_old_tags_are_unchanged() {
+        let request = |body| Wire::Request(Request { id: 1, body });
+        // Wire::Request is tag 1, the request id 1, then the body's tag: Snapshot is the 5th.
+        assert_eq!(body(&request(RequestBody::Snapshot)), [1, 1, 4]);
+        assert_eq!(body(&request(RequestBody::Members)), [1, 1, 5]);
+        let change = request(RequestBody::ChangeMembership {
+            steps: vec![
+                MemberStep::AddVoter {
+                    id: 4,
+                    address: b"127.0.0.1:7004".to_vec(),
+                },
+                MemberStep::Remove { id: 1 },
+            ],
+            token: 9,
+        });
+        let encoded = body(&change);
+        assert_eq!(encoded[..3], [1, 1, 6]);
+        let decoded: Wire = balsa_net::codec::decode_body(&encoded).expect("decodes");
+        assert_eq!(decoded, change);
+        let refused = Wire::Response(Response {
+            id: 2,
+            body: ResponseBody::MembershipRefused {
+                kind: RefusalKind::NoVoterLeft,
+                message: "the change would leave no voter".into(),
+            },
+        });
+        let decoded: Wire = balsa_net::codec::decode_body(&body(&refused)).expect("decodes");
+        assert_eq!(decoded, refused);
+        // ResponseBody::Error was the last before: the new ones follow it.
+        let error = body(&Wire::Response(Response {
+            id: 2,
+            body: ResponseBody::Error {
+                message: String::new(),
+            },
+        }));
+        assert_eq!(error[..3], [2, 2, 7]);
+    }
+
+    #[test]
+    fn a_change_over_the_bounds_is_refused_with_the_reason() {
+        let remove = |id| Step::Remove { id };
+        let many: Vec<Step> = (1..=MAX_CHANGE_STEPS as u64 + 1).map(remove).collect();
+        let reason = check_change_bounds(&many).expect_err("17 steps");
+        assert!(reason.contains("17 steps"), "{reason}");
+        assert!(check_change_bounds(&many[..MAX_CHANGE_STEPS]).is_ok());
+        let long = vec![Step::AddLearner {
+            id: 5,
+            address: vec![b'x'; MAX_ADDRESS_LEN + 1],
+        }];
+        let reason = check_change_bounds(&long).expect_err("an address too long");
+        assert!(
+            reason.contains("node 5's address is 1025 bytes"),
+            "{reason}"
+        );
+    }
+
+    /// The CLI's exit status rests on this mapping: refusals of the request as asked are told
+    /// apart from outcomes that are unknown.
+    #[test]
+    fn each_core_refusal_has_the_kind_the_cli_maps() {
+        let invalid = |error| RefusalKind::of(&ChangeRefused::Invalid(error));
+        assert_eq!(invalid(ChangeError::InProgress), RefusalKind::InProgress);
+        assert_eq!(
+            invalid(ChangeError::AlreadyMember { id: 1 }),
+            RefusalKind::AlreadyMember
+        );
+        assert_eq!(
+            invalid(ChangeError::IdReused { id: 1 }),
+            RefusalKind::IdReused
+        );
+        assert_eq!(
+            invalid(ChangeError::UnknownMember { id: 1 }),
+            RefusalKind::UnknownMember
+        );
+        assert_eq!(invalid(ChangeError::NoVoterLeft), RefusalKind::NoVoterLeft);
+        assert_eq!(invalid(ChangeError::Empty), RefusalKind::BadRequest);
+        assert_eq!(
+            invalid(ChangeError::NotALearner { id: 1 }),
+            RefusalKind::BadRequest
+        );
+        assert_eq!(
+            RefusalKind::of(&ChangeRefused::LeadershipLost),
+            RefusalKind::LeadershipLost
+        );
+        assert_eq!(
+            RefusalKind::of(&ChangeRefused::CatchUpFailed { id: 4, rounds: 10 }),
+            RefusalKind::CatchUpFailed
+        );
     }
 }

@@ -71,6 +71,8 @@ use super::digest::{chain_digest, entry_digest};
 use super::disk::{Finding, SimDisk};
 use super::report::ViolationKind;
 use super::store::AppliedCommand;
+use crate::raft::membership::Membership;
+use crate::raft::quorum::{Joint, Majority};
 use crate::raft::{Body, Entry, Message, NodeId, Raft, Role, Status};
 
 /// Every this many steps of a node, its whole log view is recomputed (see the module docs).
@@ -195,7 +197,8 @@ impl Checker {
         id: NodeId,
         raft: &Raft,
         persisted_from: Option<u64>,
-        disks: &[&SimDisk],
+        disks: &[(NodeId, &SimDisk)],
+        counting: Option<&Membership>,
     ) -> Result<(), Finding> {
         let status = raft.status();
         let view = self.views.get_mut(&id).expect("every live node has a view");
@@ -241,7 +244,7 @@ impl Checker {
         }
         let view = &self.views[&id];
         if self.rule_checks && status.role == Role::Leader && status.commit_index > view.commit {
-            self.check_leader_commit(id, raft, &status, disks)?;
+            self.check_leader_commit(id, raft, &status, disks, counting)?;
         }
         let view = self.views.get_mut(&id).expect("checked above");
         if status.commit_index < view.commit {
@@ -392,7 +395,8 @@ impl Checker {
         id: NodeId,
         raft: &Raft,
         status: &Status,
-        disks: &[&SimDisk],
+        disks: &[(NodeId, &SimDisk)],
+        counting: Option<&Membership>,
     ) -> Result<(), Finding> {
         let commit = status.commit_index;
         let term = raft.log().term_at(commit);
@@ -408,18 +412,30 @@ impl Checker {
         }
         let position = usize::try_from(commit - 1).expect("a log index fits a usize");
         let chain = self.views[&id].log.get(position).map(|slot| slot.chain);
-        let holding = disks
+        let holders: Vec<NodeId> = disks
             .iter()
-            .filter(|disk| self.durably_holds(disk, commit, chain))
-            .count();
-        let quorum = disks.len() / 2 + 1;
-        if holding < quorum {
+            .filter(|(_, disk)| self.durably_holds(disk, commit, chain))
+            .map(|(holder, _)| *holder)
+            .collect();
+        // A quorum of the configuration that counted the commit (the one in force when the
+        // step began: one appended later in the step counts only later commits), both halves
+        // while joint.
+        let Some(membership) = counting else {
+            return Ok(()); // it became leader in this step: it has committed nothing yet
+        };
+        let quorum = Joint {
+            incoming: Majority::new(membership.incoming()),
+            outgoing: Majority::new(membership.outgoing()),
+        };
+        if !quorum.has_majority(|voter| holders.contains(&voter)) {
             return finding(
                 ViolationKind::CommitNotDurable,
                 format!(
                     "node {id}, leader of term {}, committed up to index {commit}, which only \
-                     {holding} disks hold (a quorum is {quorum})",
-                    status.term
+                     the disks of {holders:?} hold (voters {:?}, outgoing {:?})",
+                    status.term,
+                    membership.incoming().collect::<Vec<_>>(),
+                    membership.outgoing().collect::<Vec<_>>(),
                 ),
             );
         }

@@ -67,6 +67,7 @@ pub fn entry_digest(entry: &Entry) -> u64 {
     hash.u64(match entry.kind {
         EntryKind::Normal => 1,
         EntryKind::Noop => 2,
+        EntryKind::Config => 3,
     });
     hash.bytes(&entry.data);
     hash.finish()

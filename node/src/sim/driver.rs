@@ -13,7 +13,6 @@
 //! alone decides the run.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -26,6 +25,7 @@ use super::clients::{self, Clients, Outgoing};
 use super::digest::RunDigest;
 use super::disk::{Completed, Finding, SimDisk, SnapshotFile};
 use super::linearizability;
+use super::membership;
 use super::nemesis::Act;
 use super::network::{Network, SUBTICKS_PER_TICK};
 use super::queue::{EventQueue, SimEvent};
@@ -34,6 +34,7 @@ use super::rng::SimRng;
 use super::setup::Setup;
 use super::store::{AppliedCommand, ObservedStore};
 use super::trace;
+use crate::raft::membership::{Membership, Step};
 use crate::raft::{Config, Message, NodeId, PersistId, Raft, Restored, Role};
 use crate::replica::storage::{Stage, StorageDone, StorageOp, stages};
 use crate::replica::{Effect, Input, Replica, SnapshotPolicy};
@@ -43,7 +44,7 @@ use crate::runtime::wire::Wire;
 type Installed = (u64, u64, Arc<Vec<u8>>);
 
 /// The replica as simulated: no embedding API callers.
-type SimReplica = Replica<ObservedStore, Infallible>;
+type SimReplica = Replica<ObservedStore, ()>;
 
 /// What a replica is told in one step: one of its inputs, or (from the nemesis) to hand over
 /// leadership.
@@ -55,6 +56,11 @@ pub enum Stimulus {
     Transfer {
         /// The node.
         to: NodeId,
+    },
+    /// Change the membership (refused unless the replica leads).
+    Change {
+        /// The change.
+        steps: Vec<Step>,
     },
 }
 
@@ -78,6 +84,11 @@ const INSTALL_DELAY: (u64, u64) = (1, 30);
 /// install turns out to have reached the disk.
 const INSTALL_SURVIVES_PER_MILLE: u64 = 500;
 
+/// The most members a configuration grows to.
+const MAX_MEMBERS: usize = 7;
+/// The most node ids a run uses (the first cluster and every node added since).
+const MAX_IDS_PER_RUN: usize = 12;
+
 /// One simulated node: its replica (while up) and its disk.
 struct SimNode {
     /// The replica (core and state machine); `None` while crashed.
@@ -93,8 +104,6 @@ struct SimNode {
     saving: Option<SnapshotFile>,
     /// The install under way and not done yet: (index, term, bytes).
     installing: Option<(u64, u64, Arc<Vec<u8>>)>,
-    /// Wiped: it may restart only once every live node is past this term (see `wipe`).
-    wiped_in_term: Option<u64>,
 }
 
 /// Where the run is.
@@ -129,6 +138,11 @@ struct Sim {
     digest: RunDigest,
     /// With `SimConfig::trace`: the lines so far.
     trace: Vec<String>,
+    /// Nodes gone for good: removed from the cluster (a removed node stops, as `serve` does),
+    /// or lost with their disk (and replaced under a new id). Never restarted.
+    gone: BTreeSet<NodeId>,
+    /// A lost node the nemesis still has to replace.
+    to_replace: Option<NodeId>,
 }
 
 /// Runs `seed` under `config` (see [`super::run`]).
@@ -148,7 +162,7 @@ pub fn run(seed: u64, config: &SimConfig) -> Report {
 impl Sim {
     fn new(seed: u64, config: &SimConfig) -> Sim {
         let mut rng = SimRng::new(seed);
-        let setup = Setup::draw(config, &mut rng);
+        let setup = Setup::draw(seed, config, &mut rng);
         let nodes = setup
             .cores
             .iter()
@@ -161,7 +175,6 @@ impl Sim {
                     state_digest: 0,
                     saving: None,
                     installing: None,
-                    wiped_in_term: None,
                 };
                 (core.id, node)
             })
@@ -193,6 +206,8 @@ impl Sim {
             violation: None,
             digest: RunDigest::default(),
             trace: Vec::new(),
+            gone: BTreeSet::new(),
+            to_replace: None,
         }
     }
 
@@ -381,6 +396,7 @@ impl Sim {
         };
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         let replica = node.replica.as_mut().expect("only live nodes are stepped");
+        let before = membership::Before::of(replica.raft());
         // The installed snapshot's state, as restored (before anything after it is applied).
         let mut restored: Option<(u64, u64)> = None;
         let mut outcome: Result<(), Finding> = Ok(());
@@ -397,9 +413,9 @@ impl Sim {
                 // stepped down in this very tick.
                 let _ = replica.transfer_leader(to);
             }
+            Stimulus::Change { steps } => replica.change_membership(steps, ()),
         }
-        let effects: Vec<Effect<Infallible>> =
-            std::iter::from_fn(|| replica.poll_effect()).collect();
+        let effects: Vec<Effect<()>> = std::iter::from_fn(|| replica.poll_effect()).collect();
         let applied: VecDeque<AppliedCommand> = replica.state_machine_mut().take_applied().into();
         if let Some(described) = described {
             let status = replica.raft().status();
@@ -436,8 +452,18 @@ impl Sim {
         }
         let node = &self.nodes[&id];
         let raft = node.replica.as_ref().expect("still up").raft();
-        let disks: Vec<&SimDisk> = self.nodes.values().map(|node| &node.disk).collect();
-        let result = self.checker.after_step(id, raft, persisted_from, &disks);
+        let disks: Vec<(NodeId, &SimDisk)> = self
+            .nodes
+            .iter()
+            .map(|(&node_id, node)| (node_id, &node.disk))
+            .collect();
+        let counting = before.counting();
+        let result = self
+            .checker
+            .after_step(id, raft, persisted_from, &disks, counting)
+            .and_then(|()| {
+                membership::after_step(&before, raft, persisted_from, self.config.rule_checks)
+            });
         self.check(result);
         self.check(outcome);
         if let Some((index, digest)) = restored {
@@ -457,7 +483,8 @@ impl Sim {
             match effect {
                 Effect::Send { to, msg } => self.send(id, to, msg),
                 Effect::Answer { to, wire } => self.answer(to, wire),
-                Effect::Reply { reply, .. } => match reply {},
+                // The nemesis's membership changes: their outcome shows in the configurations.
+                Effect::Reply { .. } => {}
                 Effect::Applied { entries } => self.on_applied(id, &entries, &mut applied),
                 Effect::Storage(op) => storage.push(op),
             }
@@ -477,6 +504,16 @@ impl Sim {
                     }
                 }
             }
+        }
+        let removed = self.nodes[&id]
+            .replica
+            .as_ref()
+            .is_some_and(|replica| replica.raft().is_removed());
+        if removed && self.violation.is_none() {
+            // As `serve` does: a node a committed configuration removed stops for good.
+            self.note(|| format!("n{id} was removed: it stops"));
+            self.crash(id);
+            self.gone.insert(id);
         }
     }
 
@@ -709,7 +746,7 @@ impl Sim {
             return;
         };
         let mut check = ObservedStore::new(false);
-        if let Err(error) = crate::state_machine::StateMachine::restore(&mut check, &file.data) {
+        if let Err(error) = crate::replica::restore_from_snapshot(&mut check, &file.data) {
             self.fail((
                 ViolationKind::Snapshot,
                 format!(
@@ -810,7 +847,7 @@ impl Sim {
         node.disk.recover();
         let mut store = ObservedStore::new(self.config.ignore_sessions);
         if let Some(file) = node.disk.snapshot_file()
-            && let Err(error) = crate::state_machine::StateMachine::restore(&mut store, &file.data)
+            && let Err(error) = crate::replica::restore_from_snapshot(&mut store, &file.data)
         {
             self.fail((
                 ViolationKind::Snapshot,
@@ -943,102 +980,186 @@ impl Sim {
                     self.step(leader, Stimulus::Transfer { to });
                 }
             }
-            Act::Wipe { downtime } => self.wipe(downtime),
+            Act::Wipe { .. } => self.lose_a_node(),
             Act::Idle => {}
+        }
+        if let Some(per_mille) = self.setup.membership_per_mille
+            && self.rng.chance(per_mille)
+        {
+            self.change_membership();
         }
         let next = self.setup.nemesis.next_delay(&mut self.rng);
         self.schedule(next, SimEvent::Nemesis);
     }
 
-    /// Starts node `id`, unless it was wiped and some live node is not yet past the term of
-    /// the wipe; then tries again a few ticks later.
+    /// Starts node `id` again, unless it is gone for good.
     fn restart_unless_gated(&mut self, id: NodeId) {
-        if let Some(term) = self.nodes[&id].wiped_in_term {
-            let all_past = self.up_nodes().into_iter().all(|other| {
-                let replica = self.nodes[&other].replica.as_ref();
-                replica.is_some_and(|replica| replica.raft().status().term > term)
-            });
-            if !all_past {
-                self.schedule(Self::ticks(5), SimEvent::Restart(id));
-                return;
-            }
-            self.nodes
-                .get_mut(&id)
-                .expect("a node of the cluster")
-                .wiped_in_term = None;
+        if !self.gone.contains(&id) {
+            self.start_node(id);
         }
-        self.start_node(id);
     }
 
-    /// Wipes a follower's disk; it restarts empty. Raft does not tolerate a node losing its
-    /// stable storage in general: it forgets its votes, and leaders' progress, messages in
-    /// flight and past commit quorums count entries it no longer has. It rejoins safely here
-    /// because:
-    ///
-    /// - It comes back only once every live node is in a term above every term of the wipe
-    ///   (`wiped_in_term`, the highest term any node had then; the leader is bounced so a new
-    ///   election happens): every leader that counted its old acknowledgements has stepped
-    ///   down (a leader's progress dies with its term), and its old messages, all of those
-    ///   terms, are dropped by the term rules.
-    /// - It never votes or campaigns again (`rejoined_without_state`): no double vote, and every
-    ///   election quorum lies among nodes that kept their state, so it meets every past commit
-    ///   quorum in a node that kept the entry (a commit quorum less the wiped nodes and an
-    ///   election quorum among the others overlap, as 2 × quorum > n).
-    ///
-    /// It still replicates, acknowledges durably what it stores anew, and applies. At most
-    /// ⌈(n − quorum) / 2⌉ nodes are wiped in a run, so more than a bare quorum of voters remains
-    /// (for 3 nodes exactly a quorum: one wipe).
-    fn wipe(&mut self, downtime: u64) {
-        let nodes = self.ids.len();
-        let quorum = nodes / 2 + 1;
-        let wiped = self
-            .nodes
-            .values()
-            .filter(|node| node.config.rejoined_without_state)
-            .count();
-        // Half the nodes a cluster can lose, rounded up: each wiped node is a voter lost for
-        // good, and with only a bare quorum of voters left every election must be unanimous.
-        let tolerated = nodes - quorum;
-        if wiped >= tolerated.div_ceil(2) {
+    /// A node loses its disk for good. Raft cannot take a node back that forgot its votes and
+    /// acknowledgements, so, as an operator does with `balsa members replace`, the cluster
+    /// replaces it with a fresh node under a new id (only with the membership nemesis; otherwise
+    /// nothing happens). At most one lost node at a time, and only from a configuration of
+    /// three voters or more, so a quorum stays.
+    fn lose_a_node(&mut self) {
+        if self.setup.membership_per_mille.is_none() || self.to_replace.is_some() {
             return;
         }
-        let leader = self.leader();
-        let candidates: Vec<NodeId> = self
-            .ids
-            .iter()
-            .copied()
-            .filter(|&id| Some(id) != leader && !self.nodes[&id].config.rejoined_without_state)
-            .collect();
-        if candidates.is_empty() {
+        let Some(leader) = self.leader() else {
+            return;
+        };
+        let Some(membership) = self.membership_of(leader) else {
+            return;
+        };
+        let voters: Vec<NodeId> = membership.incoming().collect();
+        if voters.len() < 3 || membership.is_joint() {
             return;
         }
+        let candidates: Vec<NodeId> = voters.into_iter().filter(|&id| id != leader).collect();
         let victim = self.rng.pick(&candidates);
-        let highest_term = self
-            .nodes
-            .values()
-            .map(|node| {
-                let durable = node.disk.hard_state().term;
-                node.replica
-                    .as_ref()
-                    .map_or(durable, |replica| replica.raft().status().term.max(durable))
-            })
-            .max()
-            .unwrap_or(0);
         if self.is_up(victim) {
             self.crash(victim);
         }
-        if let Some(leader) = leader {
-            self.crash(leader);
-            let bounce = self.rng.range(1, Self::ticks(3) + 1);
-            self.schedule(bounce, SimEvent::Restart(leader));
-        }
-        let node = self.nodes.get_mut(&victim).expect("a node of the cluster");
-        node.disk = SimDisk::new(self.config.rule_checks);
-        node.config.rejoined_without_state = true;
-        node.wiped_in_term = Some(highest_term);
+        self.gone.insert(victim);
+        self.to_replace = Some(victim);
         self.faults.wipes += 1;
-        self.note(|| format!("n{victim}'s disk is wiped"));
-        self.schedule(downtime, SimEvent::Restart(victim));
+        self.note(|| format!("n{victim}'s disk is lost: it will be replaced"));
+        self.change_membership();
+    }
+
+    /// The configuration node `id` has in force, if it is up and knows one.
+    fn membership_of(&self, id: NodeId) -> Option<Membership> {
+        let replica = self.nodes[&id].replica.as_ref()?;
+        replica.raft().membership().cloned()
+    }
+
+    /// A fresh node, empty and joining, under an id never used: it starts and waits to be
+    /// added. `None` once the run has used its ids (the cluster grows to 7 members at most).
+    fn new_node(&mut self) -> Option<NodeId> {
+        let id = self.ids.iter().max().copied().unwrap_or(0) + 1;
+        if self.ids.len() >= MAX_IDS_PER_RUN {
+            return None;
+        }
+        let template = self.setup.cores.first().expect("a cluster has nodes");
+        let mut config = template.clone();
+        config.id = id;
+        config.voters = Vec::new();
+        config.joining = true;
+        let node = SimNode {
+            replica: None,
+            incarnation: 0,
+            disk: SimDisk::new(self.config.rule_checks),
+            config,
+            state_digest: 0,
+            saving: None,
+            installing: None,
+        };
+        self.nodes.insert(id, node);
+        self.ids.push(id);
+        self.start_node(id);
+        let phase = self.rng.range(0, SUBTICKS_PER_TICK);
+        self.schedule(phase, SimEvent::Tick(id));
+        Some(id)
+    }
+
+    /// The membership nemesis: asks the leader for one change — replace the lost node, add a
+    /// voter or a learner, promote a learner, remove a member (the leader too), or two at once.
+    /// Refusals (a change in progress, a learner too slow) are part of the run.
+    fn change_membership(&mut self) {
+        let Some(leader) = self.leader() else {
+            return;
+        };
+        let Some(membership) = self.membership_of(leader) else {
+            return;
+        };
+        let members: Vec<NodeId> = membership.members().collect();
+        let voters: Vec<NodeId> = membership.incoming().collect();
+        let learners: Vec<NodeId> = membership.learners().collect();
+        let address = |id: NodeId| clients::replica_address(id).to_string().into_bytes();
+        let steps = if let Some(lost) = self.to_replace {
+            if !membership.is_member(lost) {
+                self.to_replace = None;
+                return;
+            }
+            let Some(new) = self.spare(&membership).or_else(|| self.new_node()) else {
+                return;
+            };
+            vec![
+                Step::AddVoter {
+                    id: new,
+                    address: address(new),
+                },
+                Step::Remove { id: lost },
+            ]
+        } else {
+            match self.rng.range(0, 6) {
+                0 | 1 if members.len() < MAX_MEMBERS => {
+                    let Some(new) = self.spare(&membership).or_else(|| self.new_node()) else {
+                        return;
+                    };
+                    if self.rng.chance(300) {
+                        vec![Step::AddLearner {
+                            id: new,
+                            address: address(new),
+                        }]
+                    } else {
+                        vec![Step::AddVoter {
+                            id: new,
+                            address: address(new),
+                        }]
+                    }
+                }
+                2 if !learners.is_empty() => vec![Step::Promote {
+                    id: self.rng.pick(&learners),
+                }],
+                3 if members.len() > 1 => {
+                    let id = self.rng.pick(&members);
+                    if voters.len() == 1 && voters[0] == id {
+                        return;
+                    }
+                    vec![Step::Remove { id }]
+                }
+                4 if voters.len() > 3 => {
+                    let first = self.rng.pick(&voters);
+                    let others: Vec<NodeId> =
+                        voters.iter().copied().filter(|&v| v != first).collect();
+                    let second = self.rng.pick(&others);
+                    vec![Step::Remove { id: first }, Step::Remove { id: second }]
+                }
+                5 if members.len() + 2 <= MAX_MEMBERS => {
+                    let mut steps = Vec::new();
+                    for _ in 0..2 {
+                        let Some(new) = self.new_node() else {
+                            return;
+                        };
+                        steps.push(Step::AddVoter {
+                            id: new,
+                            address: address(new),
+                        });
+                    }
+                    steps
+                }
+                _ => return,
+            }
+        };
+        self.faults.membership_changes += 1;
+        self.note(|| format!("membership change asked of n{leader}: {steps:?}"));
+        self.step(leader, Stimulus::Change { steps });
+    }
+
+    /// A node that is up, joining and no member yet (made by an earlier change that failed),
+    /// to add before making another.
+    fn spare(&self, membership: &Membership) -> Option<NodeId> {
+        self.ids.iter().copied().find(|&id| {
+            !self.gone.contains(&id)
+                && !membership.is_member(id)
+                && !membership.is_retired(id)
+                && self.nodes[&id].config.joining
+                && self.is_up(id)
+        })
     }
 
     /// The chaos is over: heal every link, stop losing messages, delaying them long and

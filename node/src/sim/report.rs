@@ -49,6 +49,14 @@ pub enum ViolationKind {
     /// A panic during the run: one of the core's own assertions (or, the message tells, a bug
     /// of the simulator itself).
     Panic,
+    /// A node's configuration in force is not the newest in its log (thesis §4.1).
+    ConfigurationInForce,
+    /// A leader committed an index that no joint quorum of its configuration holds: it counted
+    /// a learner, a member of one half only, or itself outside `C_new`.
+    QuorumMiscount,
+    /// A leader appended a configuration that does not follow from the one in force by one
+    /// joint change (or its leaving), or before that one was committed.
+    ConfigurationTransition,
 }
 
 impl ViolationKind {
@@ -73,6 +81,9 @@ impl ViolationKind {
             ViolationKind::Liveness => "liveness",
             ViolationKind::Linearizability => "linearizability",
             ViolationKind::Panic => "panic",
+            ViolationKind::ConfigurationInForce => "configuration in force",
+            ViolationKind::QuorumMiscount => "quorum miscount",
+            ViolationKind::ConfigurationTransition => "configuration transition",
         }
     }
 }
@@ -130,13 +141,15 @@ pub struct FaultCounts {
     pub snapshots: u64,
     /// Snapshots installed from a leader.
     pub installs: u64,
-    /// Disks wiped (their node restarts empty and never votes again).
+    /// Disks lost for good (their node is replaced under a new id).
     pub wipes: u64,
+    /// Membership changes the nemesis asked a leader for (refused ones included).
+    pub membership_changes: u64,
 }
 
 impl FaultCounts {
     /// Every count with its name, in a fixed order.
-    pub fn by_kind(&self) -> [(&'static str, u64); 14] {
+    pub fn by_kind(&self) -> [(&'static str, u64); 15] {
         [
             ("drops", self.drops),
             ("cut", self.cut),
@@ -152,6 +165,7 @@ impl FaultCounts {
             ("snapshots", self.snapshots),
             ("installs", self.installs),
             ("wipes", self.wipes),
+            ("membership changes", self.membership_changes),
         ]
     }
 
@@ -162,6 +176,7 @@ impl FaultCounts {
         self.duplicates += other.duplicates;
         self.long_delays += other.long_delays;
         self.partitions += other.partitions;
+        self.membership_changes += other.membership_changes;
         self.heals += other.heals;
         self.crashes += other.crashes;
         self.restarts += other.restarts;

@@ -33,11 +33,14 @@ pub struct Setup {
     pub snapshot_every: Option<u64>,
     /// Each node's core settings (its jitter seed is drawn again at every start).
     pub cores: Vec<Config>,
+    /// With the membership nemesis: the share (per mille) of nemesis acts followed by a
+    /// membership change (drawn last, so seeds without it run as they did).
+    pub membership_per_mille: Option<u64>,
 }
 
 impl Setup {
     /// The parameters of a run of `config`, drawn from `rng`.
-    pub fn draw(config: &SimConfig, rng: &mut SimRng) -> Setup {
+    pub fn draw(seed: u64, config: &SimConfig, rng: &mut SimRng) -> Setup {
         let rates = Rates {
             loss: rng.range(0, 201),
             duplicate: rng.range(0, 51),
@@ -73,6 +76,13 @@ impl Setup {
                 core
             })
             .collect();
+        // Chosen by the seed, not drawn, so that the other seeds' runs do not move.
+        let membership = match config.membership {
+            super::MembershipRuns::All => true,
+            super::MembershipRuns::None => false,
+            super::MembershipRuns::Some => (seed / 3).is_multiple_of(3),
+        };
+        let membership_per_mille = membership.then(|| rng.range(100, 501));
         Setup {
             rates,
             late_persist_per_mille,
@@ -80,6 +90,7 @@ impl Setup {
             workload,
             snapshot_every,
             cores,
+            membership_per_mille,
         }
     }
 }

@@ -86,6 +86,7 @@ pub fn message(msg: &Message) -> String {
 /// A stimulus in a few words.
 pub fn stimulus(stimulus: &Stimulus) -> String {
     match stimulus {
+        Stimulus::Change { steps } => format!("change membership: {steps:?}"),
         Stimulus::Input(Input::Tick) => "tick".to_owned(),
         Stimulus::Input(Input::Peer { from, msg }) => format!("from {from}: {}", message(msg)),
         Stimulus::Input(Input::Client { source, wire }) => {

@@ -14,6 +14,7 @@
 //! - `durability.rs`: the durability barrier (Figure 2, "Persistent state").
 //! - `proposals.rs`: forwarding, size limits, batching.
 //! - `snapshot.rs`: compaction and snapshot transfer (§7, Figure 13; thesis §5).
+//! - `membership.rs`: joint consensus, learners, removal (§6; thesis ch. 4).
 
 mod basics;
 mod commitment;
@@ -21,6 +22,7 @@ mod disruption;
 mod durability;
 mod election;
 mod log_repair;
+mod membership;
 mod proposals;
 mod read;
 mod replication;

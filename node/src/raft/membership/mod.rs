@@ -21,6 +21,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+mod codec;
+
+pub use self::codec::{MAX_ADDRESS_LEN, MEMBERSHIP_VERSION, MembershipDecodeError};
 use super::NodeId;
 use super::quorum::{Joint, Majority};
 
@@ -288,12 +291,22 @@ impl Membership {
 
     /// Asserts the invariants of the module documentation.
     pub fn check(&self) {
-        assert!(!self.incoming.is_empty(), "a configuration has a voter");
-        for id in &self.learners {
-            assert!(
-                !self.incoming.contains(id),
-                "node {id} is a voter and a learner"
-            );
+        if let Some(broken) = self.broken_invariant() {
+            panic!("{broken}");
+        }
+    }
+
+    /// The first invariant of the module documentation this configuration breaks, if any (a
+    /// decoded configuration is refused with it rather than asserted).
+    pub fn broken_invariant(&self) -> Option<String> {
+        if self.incoming.is_empty() {
+            return Some("a configuration has no voter".to_string());
+        }
+        if self.members().any(|id| id == 0) || self.retired.contains(&0) {
+            return Some("node id 0 is reserved".to_string());
+        }
+        if let Some(id) = self.learners.intersection(&self.incoming).next() {
+            return Some(format!("node {id} is a voter and a learner"));
         }
         for id in self
             .incoming
@@ -301,25 +314,50 @@ impl Membership {
             .chain(&self.outgoing)
             .chain(&self.learners)
         {
-            assert!(
-                self.addresses.contains_key(id),
-                "member {id} has no address"
-            );
-            assert!(
-                !self.retired.contains(id) || self.outgoing.contains(id),
-                "retired node {id} is a member"
-            );
+            if !self.addresses.contains_key(id) {
+                return Some(format!("member {id} has no address"));
+            }
+            if self.retired.contains(id) && !self.outgoing.contains(id) {
+                return Some(format!("retired node {id} is a member"));
+            }
+        }
+        for id in self.addresses.keys() {
+            if !self.incoming.contains(id)
+                && !self.outgoing.contains(id)
+                && !self.learners.contains(id)
+            {
+                return Some(format!("node {id} has an address but is no member"));
+            }
         }
         for id in self.outgoing.difference(&self.incoming) {
-            assert!(
-                !self.learners.contains(id),
-                "removed voter {id} became a learner"
-            );
-            assert!(
-                self.retired.contains(id),
-                "voter {id} leaves but is not retired"
-            );
+            if self.learners.contains(id) {
+                return Some(format!("removed voter {id} became a learner"));
+            }
+            if !self.retired.contains(id) {
+                return Some(format!("voter {id} leaves but is not retired"));
+            }
         }
+        None
+    }
+
+    /// The voters being moved to (the only ones when not joint), ascending.
+    pub fn incoming(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.incoming.iter().copied()
+    }
+
+    /// The voters being left while joint, ascending (none otherwise).
+    pub fn outgoing(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.outgoing.iter().copied()
+    }
+
+    /// Whether `id` is a member in any role (a voter of either half, or a learner).
+    pub fn is_member(&self, id: NodeId) -> bool {
+        self.addresses.contains_key(&id)
+    }
+
+    /// The retired ids, ascending.
+    pub fn retired(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.retired.iter().copied()
     }
 }
 
