@@ -37,7 +37,8 @@ const AFTER_HELP: &str = "\
 Logs (serve) go to stderr; their filter is BALSA_LOG, or RUST_LOG when BALSA_LOG is unset
 (env_logger's syntax: a level such as debug, or module=level,...); info by default.
 Exit status: 0 success, 1 key absent or cas mismatch, 2 bad usage or configuration (or a
-membership change refused as asked), 3 cluster unavailable or timeout (outcome unknown).";
+membership change refused as asked; serve: also a data directory of another node or cluster),
+3 cluster unavailable or timeout (outcome unknown; serve --join: no member answered).";
 
 /// A Raft replicated key-value node: run nodes, talk to them, measure them, simulate them.
 #[derive(Debug, Parser)]
@@ -120,14 +121,27 @@ pub struct ServeArgs {
     /// new id, through `balsa members replace`)
     #[arg(long)]
     pub rejoin: bool,
+    /// Mixed into the cluster id when bootstrapping: give every member of a new cluster the
+    /// same one, and each new cluster its own (default: empty)
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        default_value_t = node_defaults().cluster_token,
+        hide_default_value = true
+    )]
+    pub cluster_token: String,
+    /// Join a running cluster instead of bootstrapping one: learn its id from the other
+    /// members of --cluster (which lists them, and this node), start with no configuration, a
+    /// member once `balsa members add` adds it
+    #[arg(long)]
+    pub join: bool,
+    /// How long --join asks the other members for the cluster's id, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = default_join_timeout_ms())]
+    pub join_timeout_ms: u64,
     /// Write the WAL with O_DIRECT | O_DSYNC instead of pwrite + fdatasync (ignored with
     /// --unsafe-no-fsync)
     #[arg(long)]
     pub wal_direct: bool,
-    /// Join a running cluster: start with no configuration, a member once `balsa members add`
-    /// adds it (--cluster lists the members to hear from, and this node)
-    #[arg(long)]
-    pub join: bool,
 }
 
 /// `balsa cluster`: node `i` (from 1) listens on `127.0.0.1:(base-port + i - 1)`.
@@ -532,6 +546,10 @@ fn default_tick_ms() -> u64 {
     u64::try_from(node_defaults().tick.as_millis()).unwrap_or(u64::MAX)
 }
 
+fn default_join_timeout_ms() -> u64 {
+    u64::try_from(node_defaults().join_timeout.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The library's defaults for a simulation; the node count is a placeholder, never read.
 fn sim_defaults() -> SimConfig {
     SimConfig::new(3)
@@ -768,6 +786,15 @@ mod tests {
         assert_eq!(args.snapshot_bytes, library.snapshot_bytes);
         assert_eq!(args.snapshot_trailing, library.snapshot_trailing_entries);
         assert_eq!(args.segment_bytes, library.wal.segment_bytes);
+        assert_eq!(args.cluster_token, library.cluster_token);
+        assert_eq!(
+            u128::from(args.join_timeout_ms),
+            library.join_timeout.as_millis()
+        );
+        assert_eq!(
+            (args.cluster_token.as_str(), args.join_timeout_ms),
+            ("", 10_000)
+        );
         // The figures the usage has always shown.
         assert_eq!(
             (args.tick_ms, args.election_ticks, args.heartbeat_ticks),
@@ -782,7 +809,7 @@ mod tests {
             ),
             (100_000, 64 << 20, 5000, 64 << 20)
         );
-        assert!(!args.unsafe_no_fsync && !args.rejoin && !args.wal_direct);
+        assert!(!args.unsafe_no_fsync && !args.rejoin && !args.wal_direct && !args.join);
     }
 
     #[test]
@@ -790,7 +817,8 @@ mod tests {
         let args = serve(
             "--tick-ms=5 --election-ticks 20-40 --heartbeat-ticks=4 --unsafe-no-fsync \
              --snapshot-entries 1000 --snapshot-bytes=4096 --snapshot-trailing 0 \
-             --segment-bytes 1048576 --wal-direct --rejoin",
+             --segment-bytes 1048576 --wal-direct --rejoin --cluster-token=blue \
+             --join --join-timeout-ms 250",
         )
         .expect("serve parses");
         assert_eq!(args.tick_ms, 5);
@@ -805,7 +833,16 @@ mod tests {
             ),
             (1000, 4096, 0, 1 << 20)
         );
-        assert!(args.unsafe_no_fsync && args.wal_direct && args.rejoin);
+        assert!(args.unsafe_no_fsync && args.wal_direct && args.rejoin && args.join);
+        assert_eq!(
+            (args.cluster_token.as_str(), args.join_timeout_ms),
+            ("blue", 250)
+        );
+        let args = serve("--cluster-token a-b,c --join-timeout-ms=7").expect("serve parses");
+        assert_eq!(
+            (args.cluster_token.as_str(), args.join_timeout_ms),
+            ("a-b,c", 7)
+        );
     }
 
     #[test]
@@ -845,6 +882,18 @@ mod tests {
             ("--unsafe-no-fsync=yes", "'yes'"),
             ("--tick-ms 5 --tick-ms 6", "cannot be used multiple times"),
             ("--rejoin --rejoin", "cannot be used multiple times"),
+            ("--join --join", "cannot be used multiple times"),
+            ("--join=yes", "'yes'"),
+            ("--join-timeout-ms x", "'x'"),
+            ("--join-timeout-ms -1", "'-1'"),
+            (
+                "--cluster-token",
+                "a value is required for '--cluster-token <TOKEN>'",
+            ),
+            (
+                "--cluster-token a --cluster-token b",
+                "cannot be used multiple times",
+            ),
             ("--tick-ms", "a value is required for '--tick-ms <MS>'"),
             ("--bogus", "unexpected argument '--bogus'"),
             ("stray", "unexpected argument 'stray'"),
@@ -865,6 +914,7 @@ mod tests {
             "--heartbeat-ticks 0",
             "--snapshot-entries 0",
             "--segment-bytes 1000",
+            "--join-timeout-ms 0",
         ] {
             assert!(serve(extra).is_ok(), "{extra}");
         }

@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use balsa::client::{CasOutcome, Client, ClientError, ClientOptions};
+use balsa::runtime::identity::cluster_id_text;
 use balsa::runtime::wire::StatusReport;
 use serde::Serialize;
 
@@ -178,6 +179,8 @@ enum StatusJson<'a> {
         wal_syncs: u64,
         snapshot_index: u64,
         first_index: u64,
+        /// 16 hex digits, as in the table: a JSON number would lose digits in most readers.
+        cluster_id: String,
         voters: &'a [u64],
         outgoing_voters: &'a [u64],
         learners: &'a [u64],
@@ -214,6 +217,7 @@ pub fn status_json(
                 wal_syncs: report.wal_syncs,
                 snapshot_index: report.snapshot_index,
                 first_index: report.first_index,
+                cluster_id: cluster_id_text(report.cluster_id),
                 voters: &report.voters,
                 outgoing_voters: &report.outgoing_voters,
                 learners: &report.learners,
@@ -236,7 +240,7 @@ pub fn status_table(
     reports: &[Result<StatusReport, ClientError>],
 ) -> String {
     let mut out = format!(
-        "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}  {}",
+        "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}  {:<16}  {}",
         "ENDPOINT",
         "ID",
         "ROLE",
@@ -248,6 +252,7 @@ pub fn status_table(
         "APPLIED",
         "LAST",
         "WAL-SYNCS",
+        "CLUSTER",
         "CONFIGURATION"
     );
     for (endpoint, report) in endpoints.iter().zip(reports) {
@@ -256,7 +261,7 @@ pub fn status_table(
         let _ = match report {
             Ok(report) => write!(
                 out,
-                "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}  {}",
+                "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}  {:<16}  {}",
                 endpoint.to_string(),
                 report.id,
                 report.role,
@@ -270,6 +275,7 @@ pub fn status_table(
                 report.applied_index,
                 report.last_index,
                 report.wal_syncs,
+                cluster_id_text(report.cluster_id),
                 configuration(report),
             ),
             Err(error) => write!(
@@ -324,6 +330,7 @@ mod tests {
             wal_syncs: 12,
             snapshot_index: 8,
             first_index: 5,
+            cluster_id: 0x0123_4567_89ab_cdef,
             voters: vec![1, 2, 3],
             outgoing_voters: Vec::new(),
             learners: vec![4],
@@ -354,7 +361,8 @@ mod tests {
             "[{\"endpoint\":\"127.0.0.1:7001\",\"id\":2,\"role\":\"leader\",\"term\":7,\
              \"leader\":2,\"commit_index\":10,\"applied_index\":9,\"last_index\":11,\
              \"datagrams_in\":100,\"datagrams_out\":90,\"datagrams_dropped\":1,\
-             \"wal_syncs\":12,\"snapshot_index\":8,\"first_index\":5,\"voters\":[1,2,3],\
+             \"wal_syncs\":12,\"snapshot_index\":8,\"first_index\":5,\
+             \"cluster_id\":\"0123456789abcdef\",\"voters\":[1,2,3],\
              \"outgoing_voters\":[],\"learners\":[4],\"joint\":false,\
              \"configuration_index\":3},{\"endpoint\":\"127.0.0.1:7002\",\
              \"error\":\"no answer within 5000 ms\"}]"
@@ -384,7 +392,14 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("ENDPOINT"));
         assert!(lines[1].contains("leader"), "{table}");
-        assert!(lines[1].ends_with("voters=1,2,3 learners=4"), "{table}");
+        assert!(
+            lines[0].ends_with(&format!("{:<16}  CONFIGURATION", "CLUSTER")),
+            "{table}"
+        );
+        assert!(
+            lines[1].ends_with(" 0123456789abcdef  voters=1,2,3 learners=4"),
+            "{table}"
+        );
         assert!(lines[2].contains("unreachable"), "{table}");
     }
 

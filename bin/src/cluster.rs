@@ -4,6 +4,8 @@
 //!
 //! Node `i` (from 1) listens on `127.0.0.1:(base-port + i - 1)` and keeps its log in
 //! `DATA-DIR/node-i`, so running the command again restarts the same cluster with its data.
+//! Each run passes its nodes a new random `--cluster-token` ([`random_token`]): a new cluster
+//! gets an id of its own, and a restarted one keeps the id its data directories record.
 //! The nodes log to this command's stderr. Ctrl-C stops the whole process group (the nodes
 //! with it); a node killed on its own is reported, and the command returns once every node
 //! has exited.
@@ -11,7 +13,8 @@
 //! Invariant: a [`ServeProcess`] that is dropped has its process killed and reaped, so no
 //! error path leaves a node running behind the command.
 
-use std::io::{BufRead, BufReader};
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitCode, ExitStatus, Stdio};
@@ -126,6 +129,29 @@ impl Drop for ServeProcess {
     }
 }
 
+/// A new cluster token: 16 random bytes from `/dev/urandom`, as 32 hex digits. Where that
+/// cannot be read, the client library's random id (the clock, the process id and a counter,
+/// mixed) twice: weaker, but tokens need only differ between runs, not resist guessing.
+pub fn random_token() -> String {
+    let mut bytes = [0_u8; 16];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut file| file.read_exact(&mut bytes));
+    if read.is_err() {
+        let (high, low) = (
+            balsa::client::random_client_id(),
+            balsa::client::random_client_id(),
+        );
+        bytes[..8].copy_from_slice(&high.to_le_bytes());
+        bytes[8..].copy_from_slice(&low.to_le_bytes());
+    }
+    bytes
+        .iter()
+        .fold(String::with_capacity(32), |mut text, byte| {
+            // Writing to a String cannot fail.
+            let _ = write!(text, "{byte:02x}");
+            text
+        })
+}
+
 /// `1=IP:PORT,2=IP:PORT,...`, the form `--cluster` takes.
 pub fn cluster_arg(members: &[(u64, SocketAddr)]) -> String {
     members
@@ -158,14 +184,14 @@ pub fn run(args: ClusterArgs) -> ExitCode {
         })
         .collect();
     let mut nodes = Vec::new();
+    let token = random_token();
+    let mut extra = vec!["--cluster-token", token.as_str()];
+    if args.unsafe_no_fsync {
+        extra.push("--unsafe-no-fsync");
+    }
     for &(id, _) in &members {
         let data_dir: PathBuf = args.data_dir.join(format!("node-{id}"));
-        let extra: &[&str] = if args.unsafe_no_fsync {
-            &["--unsafe-no-fsync"]
-        } else {
-            &[]
-        };
-        match ServeProcess::spawn(id, &members, &data_dir, extra, Stdio::inherit()) {
+        match ServeProcess::spawn(id, &members, &data_dir, &extra, Stdio::inherit()) {
             Ok(node) => nodes.push(node),
             Err(error) => {
                 eprintln!("balsa cluster: {}", error.message);
@@ -220,5 +246,21 @@ pub fn run(args: ClusterArgs) -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_32_hex_digits_and_differ_between_calls() {
+        let (first, second) = (random_token(), random_token());
+        assert_eq!(first.len(), 32);
+        assert!(
+            first.bytes().all(|byte| byte.is_ascii_hexdigit()),
+            "{first}"
+        );
+        assert_ne!(first, second);
     }
 }

@@ -26,7 +26,7 @@ use balsa::client::{CasOutcome, Client, ClientOptions};
 use balsa::runtime::wire::StatusReport;
 
 use crate::client_cmds::status_table;
-use crate::cluster::ServeProcess;
+use crate::cluster::{ServeProcess, random_token};
 use crate::members;
 
 /// Nodes in the demo's cluster.
@@ -72,6 +72,8 @@ pub fn run() -> ExitCode {
 struct Demo {
     dir: PathBuf,
     members: Vec<(u64, SocketAddr)>,
+    /// This run's `--cluster-token`: the demo's cluster gets an id of its own.
+    token: String,
     /// Node `i` at position `i - 1`; `None` while it is down.
     nodes: Vec<Option<ServeProcess>>,
     client: Client,
@@ -106,6 +108,7 @@ impl Demo {
         let mut demo = Demo {
             dir: dir.to_path_buf(),
             members,
+            token: random_token(),
             nodes: Vec::new(),
             client,
             probe,
@@ -135,7 +138,9 @@ impl Demo {
             .open(&log_path)
             .map_err(|error| format!("cannot open {}: {error}", log_path.display()))?;
         let data_dir = self.dir.join(format!("node-{id}"));
-        let node = ServeProcess::spawn(id, &self.members, &data_dir, extra, Stdio::from(log))
+        let mut flags = vec!["--cluster-token", self.token.as_str()];
+        flags.extend_from_slice(extra);
+        let node = ServeProcess::spawn(id, &self.members, &data_dir, &flags, Stdio::from(log))
             .map_err(|error| error.message)?;
         println!(
             "  node {id} runs as process {} on {} (data in node-{id}/, log in node-{id}.log)",

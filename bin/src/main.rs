@@ -11,8 +11,9 @@
 //!
 //! Exit status: 0 success (`--help` and `--version` too, on stdout); 1 key absent or
 //! compare-and-swap mismatch (a node that cannot start or stops on a storage failure also exits
-//! 1); 2 bad usage or configuration, or a membership change refused as asked, with one line on
-//! stderr; 3 cluster unavailable or timeout (outcome unknown).
+//! 1); 2 bad usage or configuration (for `serve`, also a data directory of another node or
+//! cluster), or a membership change refused as asked, with one line on stderr; 3 cluster
+//! unavailable or timeout (outcome unknown; for `serve --join`, no member answered).
 
 mod args;
 mod bench;

@@ -6,12 +6,19 @@
 //! 127.0.0.1:7001`) and logs to stderr. It stops when killed
 //! (SIGTERM, SIGINT and SIGKILL all end it; the log is safe at every point), or by itself when
 //! its storage fails, or when a membership change removed it from the cluster (one more line
-//! on stdout, `balsa: node 2 was removed from the cluster`, exit status 0). With `--join` it
-//! starts knowing no configuration and waits for `balsa members add` to add it.
+//! on stdout, `balsa: node 2 was removed from the cluster`, exit status 0).
+//!
+//! Before it listens, the node settles whose data directory it has (its `IDENTITY` file):
+//! bootstrapping a new cluster (its id derived from `--cluster` and `--cluster-token`), joining
+//! a running one (`--join`: its id asked of the other members; the node then starts knowing no
+//! configuration and waits for `balsa members add` to add it), or reading the file back.
+//! `--rejoin` is a deprecated alias of `--join`.
 //!
 //! Exit status: 0 when removed from the cluster; 2 for bad configuration (including a data
-//! directory in use); 1 when the node cannot start (its address taken, a damaged log) or stops
-//! on a storage failure, with the reason on stderr.
+//! directory in use, one an earlier version's `--rejoin` marked, or one that belongs to another
+//! node, or to another cluster than the one `--join` finds); 3 when `--join` found no member
+//! to answer; 1 when the node cannot start (its address taken, a damaged log or identity file)
+//! or stops on a storage failure, with the reason on stderr.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -40,7 +47,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
     config.snapshot_bytes = args.snapshot_bytes;
     config.snapshot_trailing_entries = args.snapshot_trailing;
     config.wal.segment_bytes = args.segment_bytes;
+    config.cluster_token = args.cluster_token.clone();
     config.join = args.join || args.rejoin;
+    config.join_timeout = Duration::from_millis(args.join_timeout_ms);
     if args.wal_direct && !args.unsafe_no_fsync {
         // Every direct write is durable: with --unsafe-no-fsync it would save nothing.
         config.wal.write_path = balsa::wal::WritePath::Direct;
@@ -65,6 +74,10 @@ pub fn run(args: ServeArgs) -> ExitCode {
         Err(error @ (Error::Config(_) | Error::DataDirInUse { .. })) => {
             eprintln!("balsa serve: {error}");
             return ExitCode::from(2);
+        }
+        Err(error @ Error::NoMemberAnswered { .. }) => {
+            eprintln!("balsa serve: node {}: {error}", args.id);
+            return ExitCode::from(3);
         }
         Err(error) => {
             eprintln!("balsa serve: node {}: {error}", args.id);

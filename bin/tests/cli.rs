@@ -93,6 +93,8 @@ fn completions_for_bash_zsh_and_fish() {
             "snapshot",
             "endpoints",
             "election-ticks",
+            "cluster-token",
+            "join-timeout-ms",
             "members",
             "replace",
         ] {

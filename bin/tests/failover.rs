@@ -206,7 +206,8 @@ fn twenty_crash_restart_cycles_of_the_whole_cluster_lose_no_acknowledged_write()
 
 /// Sends one raw request carrying `command` and returns the answer the leader applied.
 fn send_command(socket: &UdpSocket, to: SocketAddr, id: u64, command: &Command) -> Answer {
-    let mut codec = Codec::new(1, 0, 65_000).expect("a codec");
+    // Cluster id 0: a client that does not know its cluster's id (any node accepts it).
+    let mut codec = Codec::new(0, 0, 65_000).expect("a codec");
     let request = Wire::Request(Request {
         id,
         body: RequestBody::Command {

@@ -58,7 +58,9 @@ pub struct Codec {
 
 impl Codec {
     /// A codec for node `from` (0 for a client) of cluster `cluster_id`, for datagrams of at
-    /// most `datagram_limit` bytes.
+    /// most `datagram_limit` bytes. Cluster id 0 ([`ANY_CLUSTER`](crate::ANY_CLUSTER)) is a
+    /// client's "any": it sends 0 and accepts datagrams of every cluster (the crate
+    /// documentation has the whole rule).
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] if `datagram_limit` is outside

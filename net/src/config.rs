@@ -34,7 +34,9 @@ pub enum SendPath {
 pub struct Config {
     /// This node's id, sent in every envelope; [`CLIENT_ID`] (0) for a client.
     pub id: u64,
-    /// The cluster's id: datagrams carrying another are dropped.
+    /// The cluster's id: datagrams carrying another are dropped, except client requests
+    /// carrying [`ANY_CLUSTER`](crate::ANY_CLUSTER) (0), a client's "any" (see the crate
+    /// documentation). A node needs one of its own: 0 is refused unless `id` is [`CLIENT_ID`].
     pub cluster_id: u64,
     /// The address to bind the socket to (port 0: any free port).
     pub bind: SocketAddr,
@@ -92,11 +94,43 @@ impl Config {
                 "outbound capacity is 0: nothing could be sent through the net thread".to_owned(),
             );
         }
+        if self.cluster_id == crate::ANY_CLUSTER && self.id != CLIENT_ID {
+            return invalid(format!(
+                "node {} has cluster id 0, the clients' \"any cluster\": a node needs its own",
+                self.id
+            ));
+        }
         if let Some((id, addr)) = self.peers.iter().find(|(id, _)| *id == CLIENT_ID) {
             return invalid(format!(
                 "peer {addr} has id {id}, which is reserved for clients"
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bind() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    }
+
+    #[test]
+    fn a_node_needs_a_cluster_id_of_its_own() {
+        let refused = Config::new(1, crate::ANY_CLUSTER, bind()).validate();
+        assert!(
+            matches!(&refused, Err(Error::InvalidConfig { reason })
+                if reason.contains("node 1 has cluster id 0")),
+            "{refused:?}"
+        );
+        assert!(Config::new(1, 9, bind()).validate().is_ok());
+        // A client's transport may listen for any cluster.
+        assert!(
+            Config::new(CLIENT_ID, crate::ANY_CLUSTER, bind())
+                .validate()
+                .is_ok()
+        );
     }
 }

@@ -5,13 +5,27 @@
 //!      0     4  magic        b"BLSA"
 //!      4     1  version      1
 //!      5     1  kind         1 peer message, 2 client request, 3 client response
-//!      6     8  cluster id   u64, little-endian
+//!      6     8  cluster id   u64, little-endian (0: "any", see below)
 //!     14     8  from         u64, little-endian: the sender's node id (0 for a client)
 //!     22     …  body         the message, encoded by `codec`
 //! ```
 //!
 //! The header is checked completely, in this order, before a single byte of the body is looked
 //! at: length, magic, version, cluster id, kind. This file knows nothing of the body's encoding.
+//!
+//! # The cluster rule
+//!
+//! Cluster id 0 ([`ANY_CLUSTER`]) is the wildcard of a client that does not know its cluster's
+//! id. A receiver whose own id is `ours` accepts a datagram carrying `theirs` when:
+//!
+//! - `theirs == ours` (every kind: peers always need this exact match);
+//! - or `ours` is 0: a client that does not know its cluster accepts answers of any;
+//! - or `theirs` is 0 and the kind byte says client request: a node answers a client that does
+//!   not know the cluster's id (with its own id in the answer's header).
+//!
+//! Anything else is [`DropReason::WrongCluster`]. The cluster check reads the kind byte raw,
+//! before the kind itself is checked, so the order of the checks (and what each drop is
+//! counted as) is unchanged.
 
 use crate::DropReason;
 
@@ -21,6 +35,9 @@ pub const MAGIC: [u8; 4] = *b"BLSA";
 pub const VERSION: u8 = 1;
 /// Bytes before the body.
 pub const HEADER_LEN: usize = 22;
+/// The cluster id that stands for "any cluster": what a client that does not know its
+/// cluster's id sends and expects (see the module documentation for the rule).
+pub const ANY_CLUSTER: u64 = 0;
 
 const KIND_AT: usize = 5;
 const CLUSTER_AT: usize = 6;
@@ -66,7 +83,8 @@ pub(crate) fn write_header(out: &mut [u8; HEADER_LEN], kind: Kind, cluster_id: u
     out[FROM_AT..HEADER_LEN].copy_from_slice(&from.to_le_bytes());
 }
 
-/// Checks the header of `datagram` for cluster `cluster_id`; returns it and the body.
+/// Checks the header of `datagram` for a receiver of cluster `cluster_id` (by the cluster rule
+/// of the module documentation); returns it and the body.
 ///
 /// # Errors
 /// The first check that fails, as the reason the datagram is dropped. An unknown kind byte is
@@ -84,12 +102,18 @@ pub(crate) fn parse_header(
     if header[4] != VERSION {
         return Err(DropReason::BadVersion);
     }
-    if read_u64(header, CLUSTER_AT) != cluster_id {
+    if !accepts_cluster(cluster_id, read_u64(header, CLUSTER_AT), header[KIND_AT]) {
         return Err(DropReason::WrongCluster);
     }
     let kind = Kind::from_byte(header[KIND_AT]).ok_or(DropReason::Undecodable)?;
     let from = read_u64(header, FROM_AT);
     Ok((Header { kind, from }, body))
+}
+
+/// The cluster rule: whether a receiver of cluster `ours` accepts a datagram of cluster `theirs`
+/// whose kind byte is `kind`.
+fn accepts_cluster(ours: u64, theirs: u64, kind: u8) -> bool {
+    theirs == ours || ours == ANY_CLUSTER || (theirs == ANY_CLUSTER && kind == Kind::Request as u8)
 }
 
 fn read_u64(header: &[u8; HEADER_LEN], at: usize) -> u64 {
@@ -146,5 +170,50 @@ mod tests {
         let mut bad = good;
         bad[5] = 0;
         assert_eq!(parse_header(&bad, 7), Err(DropReason::Undecodable));
+    }
+
+    #[test]
+    fn peers_and_responses_need_the_exact_cluster() {
+        for kind in [Kind::Peer, Kind::Response] {
+            assert_eq!(
+                parse_header(&header(kind, 8, 3), 7),
+                Err(DropReason::WrongCluster)
+            );
+            assert_eq!(
+                parse_header(&header(kind, ANY_CLUSTER, 3), 7),
+                Err(DropReason::WrongCluster),
+                "{kind:?}: the wildcard is for client requests only"
+            );
+        }
+    }
+
+    #[test]
+    fn a_node_accepts_client_requests_of_its_cluster_or_the_wildcard_only() {
+        for theirs in [7, ANY_CLUSTER] {
+            let (parsed, _) = parse_header(&header(Kind::Request, theirs, 0), 7).expect("accepted");
+            assert_eq!(parsed.kind, Kind::Request);
+        }
+        assert_eq!(
+            parse_header(&header(Kind::Request, 8, 0), 7),
+            Err(DropReason::WrongCluster)
+        );
+    }
+
+    #[test]
+    fn a_receiver_of_any_cluster_accepts_every_cluster() {
+        for theirs in [1, 7, u64::MAX, ANY_CLUSTER] {
+            for kind in [Kind::Peer, Kind::Request, Kind::Response] {
+                assert!(parse_header(&header(kind, theirs, 3), ANY_CLUSTER).is_ok());
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_kind_with_the_wildcard_is_still_the_wrong_cluster() {
+        // The wildcard is allowed for the request kind byte alone; an unknown kind with cluster
+        // 0 fails the cluster check first, as the order says.
+        let mut bad = header(Kind::Request, ANY_CLUSTER, 0);
+        bad[KIND_AT] = 9;
+        assert_eq!(parse_header(&bad, 7), Err(DropReason::WrongCluster));
     }
 }

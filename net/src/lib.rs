@@ -39,7 +39,7 @@
 //!      0     4  magic        b"BLSA"
 //!      4     1  version      1
 //!      5     1  kind         1 peer message, 2 client request, 3 client response
-//!      6     8  cluster id   u64
+//!      6     8  cluster id   u64 (0: any, see "What is accepted")
 //!     14     8  from         u64: the sender's node id (0 for a client)
 //!     22     …  body         the message: bincode 2, serde, standard() config (varint integers)
 //! ```
@@ -54,6 +54,14 @@
 //! (its id in the peer table, and the datagram from that id's address); a partition injected on
 //! that peer; then the body, which must decode as one `M` using every byte. Client requests and
 //! responses are accepted from any address: [`Inbound::source`] says where to answer.
+//!
+//! **The cluster rule.** Cluster id 0 ([`ANY_CLUSTER`]) is the wildcard of a client that does
+//! not know its cluster's id. A receiver of cluster `ours` accepts a datagram of cluster
+//! `theirs` when `theirs == ours`; or when `ours` is 0 (a client that does not know its cluster
+//! accepts answers of any); or when `theirs` is 0 and the datagram is a client request (a node
+//! answers such a client, with its own id in the answer). Peer messages thus always need the
+//! exact id, and a node must have an id of its own (a node's [`Config`] with cluster id 0 is
+//! refused). Anything else is dropped as [`DropReason::WrongCluster`].
 //!
 //! # Limits
 //!
@@ -140,7 +148,7 @@ pub use config::{
     MAX_DATAGRAM_LIMIT, MIN_DATAGRAM_LIMIT, SendPath,
 };
 pub use counters::{CounterValues, Counters, DropReason};
-pub use envelope::{HEADER_LEN, Header, Kind, MAGIC, VERSION};
+pub use envelope::{ANY_CLUSTER, HEADER_LEN, Header, Kind, MAGIC, VERSION};
 pub use error::{Error, Result};
 pub use faults::{Direction, Faults, LinkFaults};
 pub use outbox::{Destination, Outbox};

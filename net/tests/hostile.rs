@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
-use balsa_net::{CounterValues, Destination, DropReason, HEADER_LEN, Kind, MAGIC};
+use balsa_net::{ANY_CLUSTER, CounterValues, Destination, DropReason, HEADER_LEN, Kind, MAGIC};
 use common::{Msg, Node, barrier, config, connect, datagram, every_shape, raw_socket};
 
 fn send_raw(raw: &UdpSocket, node: &Node, bytes: &[u8]) {
@@ -89,6 +89,46 @@ fn header_damage_is_dropped_by_reason() {
     // The real thing still works from the same socket.
     send_raw(&raw, &node, &valid);
     assert_eq!(node.recv().msg, Msg::Number(1));
+}
+
+/// A datagram of `kind` from `from` as a sender of cluster `cluster` writes it.
+fn datagram_of_cluster(cluster: u64, kind: Kind, from: u64, msg: &Msg) -> Vec<u8> {
+    let mut codec = balsa_net::Codec::new(cluster, from, 65_000).expect("valid");
+    codec.encode(kind, msg).expect("fits").to_vec()
+}
+
+/// The cluster rule (crate doc): peers need the exact id; a client request may carry the
+/// wildcard 0 or the node's own id, never another cluster's.
+#[test]
+fn the_cluster_rule_drops_other_clusters_and_lets_the_client_wildcard_through() {
+    let node = Node::start(1);
+    let raw = raw_socket();
+    node.transport
+        .set_peer(2, raw.local_addr().expect("bound"))
+        .expect("valid id");
+    let other = common::CLUSTER + 1;
+    let counters = send_all_and_count(
+        &raw,
+        &node,
+        &[
+            datagram_of_cluster(other, Kind::Peer, 2, &Msg::Number(1)),
+            datagram_of_cluster(ANY_CLUSTER, Kind::Peer, 2, &Msg::Number(2)),
+            datagram_of_cluster(other, Kind::Request, 0, &Msg::Number(3)),
+            datagram_of_cluster(ANY_CLUSTER, Kind::Response, 0, &Msg::Number(4)),
+        ],
+    );
+    assert_eq!(counters.dropped(DropReason::WrongCluster), 4);
+    // A client request with the wildcard is delivered, as is one with the node's own id.
+    send_raw(
+        &raw,
+        &node,
+        &datagram_of_cluster(ANY_CLUSTER, Kind::Request, 0, &Msg::Number(5)),
+    );
+    let inbound = node.recv();
+    assert_eq!((inbound.kind, inbound.msg), (Kind::Request, Msg::Number(5)));
+    send_raw(&raw, &node, &datagram(Kind::Request, 0, &Msg::Number(6)));
+    assert_eq!(node.recv().msg, Msg::Number(6));
+    assert_eq!(node.counters().dropped(DropReason::WrongCluster), 4);
 }
 
 #[test]

@@ -48,8 +48,9 @@
 //! **Membership changes.** [`Node::change_membership`] (on the leader) changes who is in the
 //! cluster, any set of [`Step`](raft::membership::Step)s as one joint change (Raft §6): a voter
 //! to add is added as a learner, caught up, then promoted; a removed node stops by itself
-//! ([`Node::join`] returns `Ok`). A new node starts with [`NodeConfig::join`] (it knows no
-//! configuration until the change adds it); [`Node::members`] is a node's configuration in force.
+//! ([`Node::join`] returns `Ok`). A new node starts with [`NodeConfig::join`] (it learns the
+//! cluster's id from the members it lists, and knows no configuration until the change adds
+//! it); [`Node::members`] is a node's configuration in force.
 //! A refusal is [`Error::Membership`], whose [`ChangeRefused`](raft::ChangeRefused) says why: a
 //! change in progress, a learner that did not catch up, an unknown member, an id used before
 //! (ids are never reused: a node that lost its disk comes back under a new one), no voter
@@ -78,7 +79,7 @@
 //! let (dir1, dir2) = (tempfile::tempdir()?, tempfile::tempdir()?);
 //! let first = Node::start(NodeConfig::new(1, vec![(1, one)], dir1.path().into()), Counter::default())?;
 //! first.wait_for_leader(Duration::from_secs(5))?;
-//! // Node 2 joins: it lists whom to hear from (and itself), and waits to be added.
+//! // Node 2 joins: it lists whom to ask and hear from (and itself), and waits to be added.
 //! let mut config = NodeConfig::new(2, vec![(1, one), (2, two)], dir2.path().into());
 //! config.join = true;
 //! let second = Node::start(config, Counter::default())?;
@@ -98,7 +99,11 @@
 //!
 //! - [`raft`]: the sans-IO Raft core. `step(Input)` in, `poll_action() -> Option<Action>` out; no
 //!   threads, clocks, sockets or files, so the simulator and the runtime drive the very same code.
-//! - [`runtime`]: the threads (timer, net, WAL, consensus) around the core, and [`Node`].
+//! - [`runtime`]: the threads (timer, net, WAL, consensus) around the core, and [`Node`]. A
+//!   node's data directory records which cluster and node it belongs to
+//!   ([`runtime::identity`]); members of a new cluster are given the same
+//!   [`NodeConfig::cluster_token`], and a node that joins a running one sets
+//!   [`NodeConfig::join`].
 //! - [`kv`]: the replicated key-value state machine with client sessions, served by `balsa serve`.
 //! - [`client`]: the key-value service's client library (leader discovery, retries, sessions).
 //! - `sim/` (feature `sim`): the deterministic simulator that judges the core's safety.

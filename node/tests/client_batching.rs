@@ -27,7 +27,7 @@ use balsa::runtime::wire::{
     MAX_REQUESTS_PER_DATAGRAM, Request, RequestBody, Response, ResponseBody, StatusReport, Wire,
 };
 use balsa::{Node, NodeConfig};
-use balsa_net::{CLIENT_ID, Codec, DEFAULT_DATAGRAM_LIMIT, Kind};
+use balsa_net::{ANY_CLUSTER, CLIENT_ID, Codec, DEFAULT_DATAGRAM_LIMIT, Kind};
 
 /// Bound of every wait.
 const WAIT: Duration = Duration::from_secs(10);
@@ -86,7 +86,8 @@ impl RawClient {
     fn new() -> RawClient {
         RawClient {
             socket: UdpSocket::bind("127.0.0.1:0").expect("bind"),
-            codec: Codec::new(1, CLIENT_ID, DEFAULT_DATAGRAM_LIMIT).expect("a valid limit"),
+            codec: Codec::new(ANY_CLUSTER, CLIENT_ID, DEFAULT_DATAGRAM_LIMIT)
+                .expect("a valid limit"),
             buffer: vec![0; DEFAULT_DATAGRAM_LIMIT + 1],
         }
     }

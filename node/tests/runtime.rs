@@ -144,10 +144,18 @@ fn a_follower_refuses_an_api_proposal_naming_the_leader() {
     cluster.write(b"first");
     let leader = cluster.leader();
     let follower = (leader + 1) % 3;
-    let result = cluster.nodes[follower]
-        .as_ref()
-        .unwrap()
-        .propose(b"x".to_vec(), Duration::from_secs(2));
+    let node = cluster.nodes[follower].as_ref().unwrap();
+    // The write committed on the other follower's acknowledgement, maybe before this one heard
+    // from the leader: wait (bounded) until it knows whom to name.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.status().map(|status| status.leader) != Ok(Some(leader as u64 + 1)) {
+        assert!(
+            Instant::now() < deadline,
+            "the follower never learned the leader"
+        );
+        std::thread::yield_now();
+    }
+    let result = node.propose(b"x".to_vec(), Duration::from_secs(2));
     assert_eq!(
         result,
         Err(Error::NotLeader {
@@ -215,6 +223,68 @@ fn an_isolated_old_leader_never_answers_a_linearizable_read_with_stale_data() {
         "the isolated old leader answered {read:?}"
     );
     faults.clear();
+}
+
+/// The cluster rule at a running node: a client request carrying 0 ("any cluster") or the
+/// node's own id is answered, the answer carrying the node's id in its header and in the status
+/// report; one carrying another cluster's id is dropped and counted.
+#[test]
+fn a_node_answers_the_client_wildcard_and_drops_requests_of_another_cluster() {
+    use balsa::runtime::identity::derive_cluster_id;
+    use balsa::runtime::wire::{Request, RequestBody, Response, ResponseBody, Wire};
+    use balsa_net::{ANY_CLUSTER, CLIENT_ID, Codec, DEFAULT_DATAGRAM_LIMIT, Kind};
+
+    let dir = tempfile::tempdir().unwrap();
+    let members = vec![(1, free_addresses(1)[0])];
+    let mut config = NodeConfig::new(1, members.clone(), dir.path().to_path_buf());
+    config.cluster_token = "runtime test".into();
+    let node = Node::start(config, Journal::default()).expect("node starts");
+    let cluster_id = node.cluster_id();
+    assert_eq!(cluster_id, derive_cluster_id(&members, "runtime test"));
+    assert_eq!(node.identity().bootstrap, Some(members));
+
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let ask_status = |cluster: u64, request: u64| {
+        let mut codec = Codec::new(cluster, CLIENT_ID, DEFAULT_DATAGRAM_LIMIT).unwrap();
+        let wire = Wire::Request(Request {
+            id: request,
+            body: RequestBody::Status,
+        });
+        let datagram = codec.encode(Kind::Request, &wire).unwrap();
+        socket.send_to(datagram, node.local_addr()).unwrap();
+    };
+    // Answers must carry exactly the node's id: decoded by a codec of that cluster.
+    let exact = Codec::new(cluster_id, CLIENT_ID, DEFAULT_DATAGRAM_LIMIT).unwrap();
+    let mut buffer = vec![0; DEFAULT_DATAGRAM_LIMIT + 1];
+    let mut answer = || {
+        let (len, _) = socket
+            .recv_from(&mut buffer)
+            .expect("an answer within 10 s");
+        match exact.decode::<Wire>(&buffer[..len]) {
+            Ok((
+                _,
+                Wire::Response(Response {
+                    id,
+                    body: ResponseBody::Status(report),
+                }),
+            )) => (id, report),
+            other => panic!("not a status answer of cluster {cluster_id:x}: {other:?}"),
+        }
+    };
+
+    ask_status(cluster_id ^ 1, 1);
+    ask_status(ANY_CLUSTER, 2);
+    let (id, report) = answer();
+    assert_eq!(id, 2, "the request of another cluster went unanswered");
+    assert_eq!(report.cluster_id, cluster_id);
+    assert_eq!(report.datagrams_dropped, 1, "the other cluster's, counted");
+    ask_status(cluster_id, 3);
+    let (id, report) = answer();
+    assert_eq!((id, report.cluster_id), (3, cluster_id));
+    node.shutdown().expect("clean shutdown");
 }
 
 /// Waits (bounded) for `node` to stop by itself; returns what `join` said.
@@ -319,6 +389,46 @@ fn a_joined_node_becomes_a_voter_and_removed_nodes_stop_by_themselves() {
     assert_eq!(cluster.nodes.iter().flatten().count(), 2);
 }
 
+/// A joined node's identity outlives a restart before any leader reached it: started again
+/// without `join`, it takes its cluster's id from its `IDENTITY` and still starts its core
+/// knowing no configuration (its `--cluster` never becomes one), until a change adds it.
+#[test]
+fn a_joined_node_restarted_without_join_before_it_was_added_still_knows_no_configuration() {
+    let cluster = Cluster::start(1);
+    cluster.write(b"one");
+    let first = cluster.nodes[0].as_ref().expect("running");
+    let address = free_addresses(1)[0];
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut members = cluster.members.clone();
+    members.push((2, address));
+    let mut config = NodeConfig::new(2, members, dir.path().to_path_buf());
+    config.join = true;
+    let joined = Node::start(config.clone(), Journal::default()).expect("node 2 joins");
+    assert_eq!(joined.cluster_id(), first.cluster_id());
+    assert_eq!(joined.identity().bootstrap, None);
+    assert_eq!(joined.members(), Err(Error::NoConfiguration));
+    joined.shutdown().expect("clean shutdown");
+
+    config.join = false;
+    let restarted = Node::start(config, Journal::default()).expect("node 2 restarts");
+    assert_eq!(restarted.cluster_id(), first.cluster_id());
+    assert_eq!(restarted.members(), Err(Error::NoConfiguration));
+    let grown = change(
+        &cluster,
+        &[Step::AddVoter {
+            id: 2,
+            address: address.to_string().into_bytes(),
+        }],
+    );
+    assert_eq!(grown.incoming().collect::<Vec<_>>(), vec![1, 2]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while restarted.members().ok().is_none_or(|m| !m.is_voter(2)) {
+        assert!(Instant::now() < deadline, "node 2 never learned it votes");
+        std::thread::yield_now();
+    }
+    restarted.shutdown().expect("clean shutdown");
+}
+
 /// Sends `requests` in one datagram from `socket` to `to`; returns every answer received until
 /// `want` arrived (bounded).
 fn exchange(
@@ -327,7 +437,8 @@ fn exchange(
     requests: Vec<Request>,
     want: usize,
 ) -> Vec<Response> {
-    let mut codec = balsa::net::Codec::new(1, balsa::net::CLIENT_ID, 65_000).expect("a codec");
+    let mut codec = balsa::net::Codec::new(balsa::net::ANY_CLUSTER, balsa::net::CLIENT_ID, 65_000)
+        .expect("a codec");
     let datagram = codec
         .encode(balsa::net::Kind::Request, &Wire::Requests(requests))
         .expect("encodes");

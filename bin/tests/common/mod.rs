@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -124,6 +124,72 @@ impl Cluster {
         cluster
     }
 
+    /// A cluster of `members` (ids 1..=n, in order) of which no node runs yet: say, a second
+    /// cluster on the addresses of a first. Start its nodes with [`start_node`](Self::start_node).
+    pub fn on_addresses(members: Vec<(u64, SocketAddr)>, serve_args: &[&str]) -> Cluster {
+        assert!(
+            members
+                .iter()
+                .zip(1..)
+                .all(|((id, _), expected)| *id == expected),
+            "ids 1..=n, in order: {members:?}"
+        );
+        Cluster {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            nodes: members.iter().map(|_| None).collect(),
+            members,
+            serve_args: serve_args.iter().map(|arg| (*arg).to_owned()).collect(),
+        }
+    }
+
+    /// Replaces the extra `serve` arguments of every later start.
+    pub fn set_serve_args(&mut self, serve_args: &[&str]) {
+        self.serve_args = serve_args.iter().map(|arg| (*arg).to_owned()).collect();
+    }
+
+    /// Runs `balsa serve` as node `id` of this cluster's members on `data_dir` (any
+    /// directory, another node's say) with `extra` arguments, expecting it to exit rather than
+    /// serve: returns its output once it has, within 30 s.
+    ///
+    /// # Panics
+    /// If it is still running after 30 s (it is killed first).
+    pub fn serve_to_exit(&self, id: u64, data_dir: &Path, extra: &[&str]) -> Output {
+        let mut child = Command::new(BALSA)
+            .arg("serve")
+            .args(["--id", &id.to_string(), "--cluster", &self.cluster_arg()])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(&self.serve_args)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning balsa serve");
+        let exited = wait_until(Duration::from_secs(30), || {
+            child.try_wait().expect("waiting for balsa serve")
+        });
+        if exited.is_none() {
+            let _ = child.kill();
+        }
+        let output = child.wait_with_output().expect("reaping balsa serve");
+        assert!(
+            exited.is_some(),
+            "node {id} did not exit within 30 s: {}",
+            stderr(&output)
+        );
+        output
+    }
+
+    /// `1=IP:PORT,2=IP:PORT,...` of every member.
+    fn cluster_arg(&self) -> String {
+        self.members
+            .iter()
+            .map(|(member, address)| format!("{member}={address}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Starts node `id` (again), on its address and data directory; returns once it listens.
     ///
     /// # Panics
@@ -140,12 +206,7 @@ impl Cluster {
             .append(true)
             .open(self.log_path(id))
             .expect("opening the node's log file");
-        let cluster_arg = self
-            .members
-            .iter()
-            .map(|(member, address)| format!("{member}={address}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let cluster_arg = self.cluster_arg();
         let mut child = Command::new(BALSA)
             .arg("serve")
             .args(["--id", &id.to_string(), "--cluster", &cluster_arg])
@@ -178,8 +239,10 @@ impl Cluster {
         });
     }
 
-    /// A new member's id (the next after every id so far) and a free address for it; it is
-    /// not started (see [`start_node_with`](Self::start_node_with) and `--join`).
+    /// A new member's id (the next after every id so far) and a free loopback address for it;
+    /// it is not started (see [`start_node_with`](Self::start_node_with) and `--join`). Every
+    /// node started from now on is given it in `--cluster` (the running ones know nothing of
+    /// it until a membership change adds it).
     pub fn add_member(&mut self) -> (u64, SocketAddr) {
         let id = self.members.len() as u64 + 1;
         let address = free_loopback_addresses(1)[0];

@@ -640,6 +640,7 @@ mod tests {
             wal_syncs: 0,
             snapshot_index: 0,
             first_index: 1,
+            cluster_id: 1,
             voters: vec![id],
             outgoing_voters: Vec::new(),
             learners: Vec::new(),

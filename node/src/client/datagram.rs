@@ -268,4 +268,21 @@ mod tests {
         assert!(decode_responses(&client, &foreign).is_empty());
         assert!(decode_responses(&client, b"junk").is_empty());
     }
+
+    #[test]
+    fn a_client_of_any_cluster_takes_the_responses_of_every_cluster() {
+        let client = Codec::new(balsa_net::ANY_CLUSTER, CLIENT_ID, DEFAULT_DATAGRAM_LIMIT).unwrap();
+        let answer = Response {
+            id: 9,
+            body: ResponseBody::TransferStarted,
+        };
+        for cluster in [1, 2, u64::MAX] {
+            let mut node = Codec::new(cluster, 2, DEFAULT_DATAGRAM_LIMIT).unwrap();
+            let datagram = node
+                .encode(Kind::Response, &Wire::Response(answer.clone()))
+                .unwrap()
+                .to_vec();
+            assert_eq!(decode_responses(&client, &datagram), vec![answer.clone()]);
+        }
+    }
 }

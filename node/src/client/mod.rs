@@ -98,7 +98,10 @@ pub struct ClientOptions {
     pub backoff_start: Duration,
     /// The longest wait between attempts (the backoff doubles up to it). Default 500 ms.
     pub backoff_max: Duration,
-    /// The cluster's id: nodes drop datagrams of other clusters. Default 1.
+    /// The cluster's id, if the client knows it: requests carry it, and answers of another
+    /// cluster are ignored. Default 0, "any cluster" (`balsa_net::ANY_CLUSTER`): requests
+    /// carry 0, which a node accepts as its own, and answers of any cluster are taken (a
+    /// node's answers carry its real id; `balsa status` shows it).
     pub cluster_id: u64,
     /// The largest datagram sent or accepted. Default 65,000, as the nodes'.
     pub datagram_limit: usize,
@@ -111,7 +114,7 @@ impl Default for ClientOptions {
             attempt_timeout: Duration::from_millis(300),
             backoff_start: Duration::from_millis(20),
             backoff_max: Duration::from_millis(500),
-            cluster_id: 1,
+            cluster_id: balsa_net::ANY_CLUSTER,
             datagram_limit: DEFAULT_DATAGRAM_LIMIT,
         }
     }

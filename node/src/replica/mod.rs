@@ -900,6 +900,7 @@ impl<S: StateMachine, R> Replica<S, R> {
             wal_syncs: self.storage_syncs,
             snapshot_index: status.snapshot_index,
             first_index: status.first_index,
+            cluster_id: 0, // the runtime's to fill in (runtime/consensus.rs, stamp_cluster_id)
             voters: membership.map_or_else(Vec::new, |m| m.incoming().collect()),
             outgoing_voters: membership.map_or_else(Vec::new, |m| m.outgoing().collect()),
             learners: membership.map_or_else(Vec::new, |m| m.learners().collect()),

@@ -26,7 +26,7 @@ use balsa_net::{Destination, Inbound, Kind, Outbox, Transport};
 
 use super::members::{PeerTable, member_addresses};
 use super::storage::WalRequest;
-use super::wire::Wire;
+use super::wire::{Response, ResponseBody, Wire};
 use super::{ApiCall, Error, Event};
 use crate::raft::{Raft, Role};
 use crate::replica::{Effect, Input, Replica, SnapshotPolicy};
@@ -40,6 +40,9 @@ pub struct Consensus<S> {
     replica: Replica<S, ApiReply>,
     outbox: Outbox<Wire>,
     storage: Sender<WalRequest>,
+    /// The node's cluster id, written into the status reports it sends (the replica knows no
+    /// cluster: a simulated one has none).
+    cluster_id: u64,
     /// The transport, for its peer table (the `Node` owns its shutdown).
     transport: Arc<Transport<Wire>>,
     /// The peer table's bookkeeping: which configuration it follows.
@@ -80,6 +83,7 @@ impl<S: StateMachine> Consensus<S> {
         state_machine: S,
         transport: Arc<Transport<Wire>>,
         storage: Sender<WalRequest>,
+        cluster_id: u64,
         snapshot_base: (u64, u64),
         policy: SnapshotPolicy,
     ) -> Self {
@@ -98,6 +102,7 @@ impl<S: StateMachine> Consensus<S> {
             ),
             outbox: transport.outbox(),
             storage,
+            cluster_id,
             transport,
             peers: PeerTable::new(own),
             removed_ticks: 0,
@@ -214,7 +219,10 @@ impl<S: StateMachine> Consensus<S> {
                         Err(error) => log::warn!("sending to node {to}: {error}"),
                     }
                 }
-                Effect::Answer { to, wire } => self.send_to_client(to, wire),
+                Effect::Answer { to, mut wire } => {
+                    stamp_cluster_id(&mut wire, self.cluster_id);
+                    self.send_to_client(to, wire);
+                }
                 Effect::Reply { reply, result } => {
                     let _ = reply.send(result);
                 }
@@ -290,6 +298,21 @@ impl<S: StateMachine> Consensus<S> {
         for reply in self.replica.take_waiters() {
             let _ = reply.send(Err(error()));
         }
+    }
+}
+
+/// Writes `cluster_id` into every status report `wire` carries: the replica leaves it 0, since
+/// the cluster is the runtime's (its identity) and a simulated replica has none.
+fn stamp_cluster_id(wire: &mut Wire, cluster_id: u64) {
+    let stamp = |response: &mut Response| {
+        if let ResponseBody::Status(report) = &mut response.body {
+            report.cluster_id = cluster_id;
+        }
+    };
+    match wire {
+        Wire::Response(response) => stamp(response),
+        Wire::Responses(responses) => responses.iter_mut().for_each(stamp),
+        Wire::Raft(_) | Wire::Request(_) | Wire::Requests(_) => {}
     }
 }
 

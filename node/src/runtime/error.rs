@@ -1,5 +1,7 @@
 //! What the embedding API reports: [`Error`], and the typed causes it carries — why a
-//! configuration is refused ([`NodeConfigError`]) and why storage failed ([`StorageError`]).
+//! configuration is refused ([`NodeConfigError`], including a data directory that belongs to
+//! another node or cluster), why storage failed ([`StorageError`]) and why the identity file
+//! cannot be read ([`IdentityError`]).
 //!
 //! Each error's `Display` is one line that includes its cause's message (the CLI prints that
 //! line and nothing else), and `source()` returns the cause itself, for programs that inspect
@@ -14,7 +16,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use super::identity::{IdentityError, cluster_id_text};
 use crate::raft::{self, NodeId};
 use crate::state_machine::RestoreError;
 
@@ -66,6 +70,16 @@ pub enum Error {
     },
     /// Starting failed (storage or network).
     Start(String),
+    /// The data directory's identity file cannot be read or written.
+    Identity(IdentityError),
+    /// A node joining a cluster asked the other members for the cluster's id, and none
+    /// answered in time.
+    NoMemberAnswered {
+        /// The members asked.
+        asked: Vec<SocketAddr>,
+        /// How long the node asked.
+        waited: Duration,
+    },
 }
 
 impl fmt::Display for Error {
@@ -99,6 +113,13 @@ impl fmt::Display for Error {
                 )
             }
             Error::Start(reason) => write!(f, "cannot start: {reason}"),
+            Error::Identity(error) => write!(f, "{error}"),
+            Error::NoMemberAnswered { asked, waited } => write!(
+                f,
+                "cannot join: no member of the cluster answered within {} ms (asked {})",
+                waited.as_millis(),
+                addresses(asked)
+            ),
         }
     }
 }
@@ -109,9 +130,24 @@ impl std::error::Error for Error {
             Error::Storage(error) => Some(error),
             Error::Restore { source, .. } => Some(source),
             Error::Config(error) => Some(error),
+            Error::Identity(error) => Some(error),
             _ => None,
         }
     }
+}
+
+impl From<IdentityError> for Error {
+    fn from(error: IdentityError) -> Error {
+        Error::Identity(error)
+    }
+}
+
+/// `A, B, C`.
+fn addresses(list: &[SocketAddr]) -> String {
+    list.iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl From<NodeConfigError> for Error {
@@ -164,6 +200,39 @@ pub enum NodeConfigError {
     /// The core refuses what the node's settings make of its configuration (ticks, members,
     /// the datagram limit).
     Core(raft::ConfigError),
+    /// The join timeout is zero: a joining node could ask nobody.
+    ZeroJoinTimeout,
+    /// The node is to join its cluster, but no other member is listed to ask for
+    /// the cluster's id.
+    NoMemberToAsk {
+        /// This node.
+        id: NodeId,
+    },
+    /// The data directory's identity names another node.
+    WrongNode {
+        /// The data directory.
+        dir: PathBuf,
+        /// The node its identity names.
+        recorded: NodeId,
+        /// The node it was started as.
+        configured: NodeId,
+    },
+    /// The data directory belongs to another cluster than the one its members report.
+    WrongCluster {
+        /// The data directory.
+        dir: PathBuf,
+        /// The cluster its identity names.
+        recorded: u64,
+        /// The cluster the members report.
+        learned: u64,
+        /// The member whose answer said so.
+        from: SocketAddr,
+    },
+    /// The members asked for the cluster's id do not agree on it: they are not one cluster.
+    MembersDisagree {
+        /// Each member that answered, and the id it reported.
+        answers: Vec<(SocketAddr, u64)>,
+    },
 }
 
 impl fmt::Display for NodeConfigError {
@@ -196,6 +265,46 @@ impl fmt::Display for NodeConfigError {
                 dir.join(super::REJOINED_MARKER).display()
             ),
             NodeConfigError::Core(error) => write!(f, "{error}"),
+            NodeConfigError::ZeroJoinTimeout => {
+                write!(f, "the join timeout must be longer than zero")
+            }
+            NodeConfigError::NoMemberToAsk { id } => write!(
+                f,
+                "node {id} cannot join: no other member is listed to ask for the cluster's id"
+            ),
+            NodeConfigError::WrongNode {
+                dir,
+                recorded,
+                configured,
+            } => write!(
+                f,
+                "data directory {} belongs to node {recorded}, not node {configured}",
+                dir.display()
+            ),
+            NodeConfigError::WrongCluster {
+                dir,
+                recorded,
+                learned,
+                from,
+            } => write!(
+                f,
+                "data directory {} belongs to cluster {}, not cluster {} that the member at \
+                 {from} reports",
+                dir.display(),
+                cluster_id_text(*recorded),
+                cluster_id_text(*learned)
+            ),
+            NodeConfigError::MembersDisagree { answers } => {
+                let said: Vec<String> = answers
+                    .iter()
+                    .map(|(from, id)| format!("{from} says {}", cluster_id_text(*id)))
+                    .collect();
+                write!(
+                    f,
+                    "the members do not agree on the cluster's id: {}",
+                    said.join(", ")
+                )
+            }
         }
     }
 }
@@ -356,6 +465,51 @@ mod tests {
                     .into(),
                 )),
                 "bad configuration: WAL: invalid options: segment_bytes 1000 is too small",
+            ),
+            (
+                Error::Config(NodeConfigError::WrongNode {
+                    dir: PathBuf::from("d1"),
+                    recorded: 1,
+                    configured: 2,
+                }),
+                "bad configuration: data directory d1 belongs to node 1, not node 2",
+            ),
+            (
+                Error::Config(NodeConfigError::WrongCluster {
+                    dir: PathBuf::from("d4"),
+                    recorded: 0xab,
+                    learned: 0xcd,
+                    from: "127.0.0.1:7001".parse().expect("literal"),
+                }),
+                "bad configuration: data directory d4 belongs to cluster 00000000000000ab, not \
+                 cluster 00000000000000cd that the member at 127.0.0.1:7001 reports",
+            ),
+            (
+                Error::Config(NodeConfigError::MembersDisagree {
+                    answers: vec![
+                        ("127.0.0.1:7001".parse().expect("literal"), 1),
+                        ("127.0.0.1:7002".parse().expect("literal"), 2),
+                    ],
+                }),
+                "bad configuration: the members do not agree on the cluster's id: \
+                 127.0.0.1:7001 says 0000000000000001, 127.0.0.1:7002 says 0000000000000002",
+            ),
+            (
+                Error::NoMemberAnswered {
+                    asked: vec![
+                        "127.0.0.1:7001".parse().expect("literal"),
+                        "127.0.0.1:7002".parse().expect("literal"),
+                    ],
+                    waited: Duration::from_millis(10_000),
+                },
+                "cannot join: no member of the cluster answered within 10000 ms (asked \
+                 127.0.0.1:7001, 127.0.0.1:7002)",
+            ),
+            (
+                Error::Identity(IdentityError::BadMagic {
+                    path: PathBuf::from("d1/IDENTITY"),
+                }),
+                "d1/IDENTITY is not an identity file (wrong magic)",
             ),
         ];
         for (error, says) in cases {

@@ -13,10 +13,12 @@
 //!   follows (a leader removing itself leads until `C_new` commits). Such a peer *lingers* and
 //!   is removed at the first turn where neither holds any more.
 //!
-//! At a start the table is the configuration in the log (or snapshot) joined with `--cluster`
-//! ([`initial_peers`]): the log wins where they disagree on an address, and a difference is
-//! logged as a warning. Keeping the `--cluster` entries until the first change seen lets a node
-//! that was down across a change still hear from a leader its log does not know yet.
+//! At a start the table is the configuration in force (the log's or snapshot's, else the one
+//! the cluster was bootstrapped with, as the data directory's `IDENTITY` records it) joined with
+//! `--cluster` ([`initial_peers`]): the configuration wins where they disagree on an address,
+//! and a difference is logged as a warning. Keeping the `--cluster` entries until the first
+//! change seen lets a node that was down across a change still hear from a leader its log does
+//! not know yet.
 //!
 //! Invariants: the table never holds this node's own id; a member of the configuration in
 //! force whose address parses is always in the table once `follow` ran after the change; a peer
@@ -62,9 +64,9 @@ pub fn member_addresses(membership: &Membership) -> BTreeMap<NodeId, SocketAddr>
     addresses
 }
 
-/// The peer table to start with (this node excluded): the configuration the log holds, if
-/// any, joined with `cluster` (`--cluster`); the log's address wins for an id in both. Logs a
-/// warning when the two differ.
+/// The peer table to start with (this node excluded): the configuration in force at the start
+/// (the log's, else the bootstrap one), if any, joined with `cluster` (`--cluster`); its
+/// address wins for an id in both. Logs a warning when the two differ.
 pub fn initial_peers(
     own: NodeId,
     cluster: &[(NodeId, SocketAddr)],
@@ -76,8 +78,8 @@ pub fn initial_peers(
         let logged = member_addresses(membership);
         if logged != given {
             log::warn!(
-                "the configuration in the log ({}) differs from --cluster ({}); the log's is in \
-                 force",
+                "the configuration in force ({}: the log's, or the recorded bootstrap one) \
+                 differs from --cluster ({}); it wins",
                 describe(&logged),
                 describe(&given)
             );

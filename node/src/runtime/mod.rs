@@ -14,13 +14,20 @@
 //! The runtime is the only part of Balsa that spawns threads (the transport's one event-loop
 //! thread aside), reads the clock (the timer) and touches files (through `balsa-wal`).
 //!
+//! Before any thread starts, [`Node::start`] settles which cluster and which node the data
+//! directory belongs to (its `IDENTITY` file, [`identity`]; the decision, and asking the members
+//! when joining, in `resolve.rs`): the cluster id every datagram carries comes from there.
+//!
 //! Invariants: every thread a `Node` starts is joined by `shutdown` (or drop); a storage failure
 //! or a panic in the consensus thread stops the node with the reason, never leaving it
-//! half-alive; a call on a stopped node fails with `ShuttingDown` (or the reason it stopped).
+//! half-alive; a call on a stopped node fails with `ShuttingDown` (or the reason it stopped); a
+//! node's transport starts only once its identity is durable in its data directory.
 
 mod consensus;
 mod error;
+pub mod identity;
 mod members;
+mod resolve;
 mod snapshots;
 mod storage;
 mod timer;
@@ -46,6 +53,7 @@ use crate::state_machine::StateMachine;
 
 pub use self::consensus::role_name;
 pub use self::error::{Error, NodeConfigError, SharedWalError, StorageError};
+pub use self::identity::{Identity, IdentityError};
 
 /// Events queued for the consensus thread.
 #[derive(Debug)]
@@ -144,11 +152,31 @@ pub struct NodeConfig {
     /// This node.
     pub id: NodeId,
     /// Every member and its address, this node included: the cluster's configuration when it
-    /// is new (once the log holds a configuration, that one is in force and this only seeds
-    /// the peer table), and with [`NodeConfig::join`] the members to hear from at first.
+    /// is new, and with [`NodeConfig::join`] the members to ask for the cluster's id and to hear
+    /// from at first. Once the log holds a configuration, that one is in force and this only
+    /// seeds the peer table. Until then, a node that bootstrapped its cluster runs with the
+    /// members recorded in its data directory at bootstrap, whatever this says later (a
+    /// difference is logged).
     pub members: Vec<(NodeId, SocketAddr)>,
-    /// Datagrams of other clusters are dropped.
-    pub cluster_id: u64,
+    /// Mixed into the cluster id a node derives when it bootstraps a cluster (with the sorted
+    /// members), so that two clusters of the same members, one after the other, do not take
+    /// each other's datagrams. Every bootstrapping member must be given the same token. Read
+    /// only at bootstrap (and when adopting a directory of an earlier version): afterwards the
+    /// data directory's `IDENTITY` says the cluster id. Default empty.
+    pub cluster_token: String,
+    /// Join a running cluster rather than bootstrap one. On a data directory without an
+    /// identity, the node asks the other members for the cluster's id (for up to
+    /// `join_timeout`) and records it, marked as joined; while its log holds no state it then
+    /// starts with no configuration (at every start, `join` or not), and is a member only once
+    /// a change adds it ([`Node::change_membership`]). A node that lost its data directory
+    /// comes back this way under a new id, replacing the old one. With an identity, the
+    /// members are asked too, and one reporting another cluster's id is refused; if none
+    /// answers, the node starts as its directory says. On a directory with an identity or log
+    /// state, `join` only checks the cluster's id: the configuration comes from the log, or the
+    /// members recorded at bootstrap. Default false.
+    pub join: bool,
+    /// How long a joining node asks the members for the cluster's id. Default 10 s.
+    pub join_timeout: Duration,
     /// Where the write-ahead log lives (locked while the node runs).
     pub data_dir: PathBuf,
     /// The timer's period. Default 10 ms.
@@ -170,11 +198,6 @@ pub struct NodeConfig {
     /// Entries kept in the log behind a snapshot, so a follower slightly behind catches up from
     /// the log rather than by a snapshot. Default 5,000.
     pub snapshot_trailing_entries: u64,
-    /// This node joins a running cluster: it starts with no configuration and is a member only
-    /// once a change adds it. Ignored when the data directory holds state (the configuration
-    /// then comes from the log). A node that lost its data directory comes back this way under
-    /// a new id, replacing the old one ([`Node::change_membership`]). Default false.
-    pub join: bool,
     /// The WAL's options.
     pub wal: balsa_wal::Options,
 }
@@ -192,7 +215,9 @@ impl NodeConfig {
         NodeConfig {
             id,
             members,
-            cluster_id: 1,
+            cluster_token: String::new(),
+            join: false,
+            join_timeout: Duration::from_secs(10),
             data_dir,
             tick: Duration::from_millis(10),
             heartbeat_ticks: core.heartbeat_ticks,
@@ -202,7 +227,6 @@ impl NodeConfig {
             snapshot_entries: 100_000,
             snapshot_bytes: 64 << 20,
             snapshot_trailing_entries: core.snapshot_trailing_entries,
-            join: false,
             wal: balsa_wal::Options::default(),
         }
     }
@@ -237,6 +261,9 @@ impl NodeConfig {
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(NodeConfigError::EmptyDataDir);
+        }
+        if self.join_timeout.is_zero() {
+            return Err(NodeConfigError::ZeroJoinTimeout);
         }
         // Checked here too, so that a bad WAL option is a configuration error, not a failed start.
         self.wal
@@ -315,6 +342,7 @@ impl MembershipChange {
 /// A running node. See the crate documentation for a tutorial.
 pub struct Node {
     id: NodeId,
+    identity: Identity,
     address: SocketAddr,
     inbox: Sender<Event>,
     consensus: Option<JoinHandle<Stop>>,
@@ -330,9 +358,19 @@ pub struct Node {
 const INBOX_CAPACITY: usize = 1 << 16;
 
 impl Node {
-    /// Recovers the node's log from `config.data_dir`, binds its socket, starts its threads
-    /// and returns once it runs.
-    pub fn start<S: StateMachine>(config: NodeConfig, mut state_machine: S) -> Result<Node, Error> {
+    /// Recovers the node's log from `config.data_dir`, settles its identity (reading the
+    /// directory's `IDENTITY`, or bootstrapping, adopting or joining: see
+    /// [`NodeConfig::join`]), binds its socket, starts its threads and returns once it runs.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a configuration that cannot work, including a data directory that
+    /// belongs to another node or (when joining) another cluster; [`Error::DataDirInUse`];
+    /// [`Error::Identity`] for an identity file that cannot be read or written;
+    /// [`Error::NoMemberAnswered`] for a join no member answered; [`Error::Start`] for the rest.
+    pub fn start<S: StateMachine>(
+        mut config: NodeConfig,
+        mut state_machine: S,
+    ) -> Result<Node, Error> {
         config.validate()?;
         let (wal, recovered) =
             Wal::open(&config.data_dir, config.wal.clone()).map_err(|error| match error {
@@ -342,10 +380,19 @@ impl Node {
         let fresh = recovered.snapshot.is_none()
             && recovered.entries.is_empty()
             && recovered.hard_state == balsa_wal::HardState::default();
+        // Before the identity: such a directory has none, and must not be adopted.
         refuse_rejoined(&config)?;
-        if config.join && !fresh {
-            log::info!("join ignored: the data directory holds state, and the log's configuration");
-        }
+        // Under the WAL's lock, so no other process writes the identity meanwhile.
+        let recorded = Identity::load(&config.data_dir)?;
+        let identity = resolve::resolve(&config, recorded, fresh, resolve::ask_members)?;
+        // The bootstrap voters and addresses the core starts with, in force until the log (or a
+        // snapshot) holds a configuration: the members recorded at bootstrap for a node that
+        // bootstrapped its cluster, else `config.members`. `--cluster`'s list still seeds the
+        // peer table (`given`), so a node that was down across a change hears from its leader.
+        let bootstrap_members = resolve::membership(&config, &identity);
+        let given = std::mem::replace(&mut config.members, bootstrap_members);
+        config.validate()?;
+        let joining = resolve::joining(&config, &identity, fresh);
         let mut snapshot_base = (0, 0);
         let mut snapshot_data = None;
         if let Some(meta) = recovered.snapshot {
@@ -377,13 +424,17 @@ impl Node {
             snapshot_data,
         };
         let mut raft_config = config.raft_config();
-        raft_config.joining = config.join && fresh;
+        raft_config.joining = joining;
+        let bootstrap = raft_config.bootstrap_membership();
         let raft = Raft::new(raft_config, restored).map_err(NodeConfigError::Core)?;
+        if bootstrap.is_some() && raft.membership() == bootstrap.as_ref() {
+            resolve::warn_if_bootstrap_differs(&given, &config, &identity);
+        }
 
         let (inbox, events) = bounded(INBOX_CAPACITY);
         let address = config.address();
-        let mut net_config = balsa_net::Config::new(config.id, config.cluster_id, address);
-        net_config.peers = members::initial_peers(config.id, &config.members, raft.membership());
+        let mut net_config = balsa_net::Config::new(config.id, identity.cluster_id, address);
+        net_config.peers = members::initial_peers(config.id, &given, raft.membership());
         net_config.datagram_limit = config.datagram_limit;
         let transport = Arc::new(
             Transport::start(net_config, inbox.clone())
@@ -396,6 +447,7 @@ impl Node {
             state_machine,
             Arc::clone(&transport),
             storage_ops,
+            identity.cluster_id,
             snapshot_base,
             crate::replica::SnapshotPolicy {
                 entries: config.snapshot_entries,
@@ -420,6 +472,7 @@ impl Node {
         })?;
         Ok(Node {
             id: config.id,
+            identity,
             address,
             inbox,
             consensus: Some(consensus),
@@ -437,6 +490,17 @@ impl Node {
     /// The address its socket is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The identity the node runs with, as its data directory records it: its cluster's id,
+    /// its own id, and the members its cluster was bootstrapped with (`None` if it joined).
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Its cluster's id, which every datagram it sends carries.
+    pub fn cluster_id(&self) -> u64 {
+        self.identity.cluster_id
     }
 
     /// Proposes a command; the receiver gets the state machine's answer once it is applied, or
@@ -649,7 +713,7 @@ mod tests {
             change(&mut config);
             config.validate().expect_err("refused")
         };
-        let cases: [(NodeConfigError, &str); 10] = [
+        let cases: [(NodeConfigError, &str); 11] = [
             (
                 refused(|c| c.members[1].0 = 1),
                 "duplicate node ids in [(1, 127.0.0.1:7001), (1, 127.0.0.1:7002), \
@@ -692,6 +756,10 @@ mod tests {
                 refused(|c| c.heartbeat_ticks = 0),
                 "need 0 < heartbeat ticks (0) < election ticks min (15) < max (30)",
             ),
+            (
+                refused(|c| c.join_timeout = Duration::ZERO),
+                "the join timeout must be longer than zero",
+            ),
         ];
         for (refusal, says) in &cases {
             assert!(refusal.to_string().starts_with(says), "{refusal}");
@@ -714,6 +782,7 @@ mod tests {
             NodeConfigError::ZeroSnapshotThreshold { entries: 0, .. }
         ));
         assert_eq!(cases[5].0, NodeConfigError::EmptyDataDir);
+        assert_eq!(cases[10].0, NodeConfigError::ZeroJoinTimeout);
         assert!(matches!(&cases[6].0, NodeConfigError::Wal(error)
             if matches!(error.wal(), balsa_wal::Error::InvalidOptions { .. })));
         assert_eq!(

@@ -399,6 +399,9 @@ pub struct StatusReport {
     pub snapshot_index: u64,
     /// The first index still in the log (entries before it are only in the snapshot).
     pub first_index: u64,
+    /// The node's cluster id. The replica writes 0; the runtime writes the node's id in before
+    /// the report is sent.
+    pub cluster_id: u64,
     /// The voters of the configuration in force (while joint, those of `C_new`).
     pub voters: Vec<NodeId>,
     /// While joint, the voters of the configuration being left (`C_old`); empty otherwise.
