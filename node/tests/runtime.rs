@@ -13,7 +13,8 @@ use common::free_addresses;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use balsa::raft::membership::{Membership, Step};
+use balsa::raft::ChangeRefused;
+use balsa::raft::membership::{ChangeError, Membership, Step};
 use balsa::runtime::wire::{
     MemberStep, RefusalKind, Request, RequestBody, Response, ResponseBody, Wire,
 };
@@ -300,16 +301,50 @@ fn join_within(node: Node, timeout: Duration) -> Result<(), Error> {
 
 /// Changes the membership at whichever node leads (bounded): retries while no leader takes it.
 fn change(cluster: &Cluster, steps: &[Step]) -> Membership {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Whether `membership` is what the change makes: under load an election may end a change's
+    // leadership before it reports (the outcome is then unknown), so the leader's view decides.
+    let done = |membership: &Membership| {
+        !membership.is_joint()
+            && steps.iter().all(|step| match step {
+                Step::AddVoter { id, .. } | Step::Promote { id } => membership.is_voter(*id),
+                Step::AddLearner { id, .. } => membership.is_learner(*id),
+                Step::Remove { id } => !membership.is_member(*id),
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         let leader = cluster.nodes[cluster.leader()].as_ref().expect("running");
         match leader.change_membership(steps.to_vec(), Duration::from_secs(15)) {
             Ok(membership) => return membership,
             Err(Error::NotLeader { .. }) => continue,
-            Err(other) => panic!("change {steps:?} failed: {other}"),
+            Err(
+                Error::Membership(
+                    ChangeRefused::LeadershipLost
+                    | ChangeRefused::TransferInProgress
+                    | ChangeRefused::Invalid(ChangeError::InProgress),
+                )
+                | Error::Timeout,
+            ) => {
+                // Unknown outcome, or the previous attempt still completing: look, then retry.
+                let leader = cluster.nodes[cluster.leader()].as_ref().expect("running");
+                if let Ok(membership) = leader.members()
+                    && done(&membership)
+                {
+                    return membership;
+                }
+            }
+            Err(other) => {
+                let leader = cluster.nodes[cluster.leader()].as_ref().expect("running");
+                match leader.members() {
+                    // A retry of a change that had completed is refused (already a member,
+                    // unknown member): it is done.
+                    Ok(membership) if done(&membership) => return membership,
+                    _ => panic!("change {steps:?} failed: {other}"),
+                }
+            }
         }
     }
-    panic!("no leader took the change {steps:?} within 20 s");
+    panic!("the change {steps:?} did not complete within 30 s");
 }
 
 /// Issue 14 in the runtime: a node started with `join` knows no configuration until a change
