@@ -22,13 +22,16 @@
     reason = "benchmarks print their figures and read the clock"
 )]
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use balsa::client::load::{self, KEYS_PER_CLIENT, Load, Sockets};
 use balsa::client::{Client, ClientOptions};
-use balsa_benches::{cluster::LocalCluster, floor::measure_udp_rtt, report};
+use balsa_benches::{
+    cluster::LocalCluster,
+    floor::{measure_udp_rtt, measure_write_and_sync},
+    report,
+};
 
 /// Value size of the writes that build the state.
 const VALUE_BYTES: usize = 16 << 10;
@@ -158,7 +161,7 @@ fn main() -> Result<(), String> {
 
     // The floor of the same run.
     let floor_file = dir.join("floor.snap");
-    let floor = write_and_sync(&floor_file, size).map_err(|e| e.to_string())?;
+    let floor = measure_write_and_sync(&floor_file, size).map_err(|e| e.to_string())?;
     let rtt = measure_udp_rtt(160, 2000).map_err(|e| e.to_string())?;
     cluster.shutdown()?;
 
@@ -202,22 +205,4 @@ fn main() -> Result<(), String> {
     );
     println!("done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
-}
-
-/// Writes `bytes` to a new file at `path` in 1 MiB writes and fsyncs it: the least an install
-/// of that size costs. Removes it after.
-fn write_and_sync(path: &std::path::Path, bytes: u64) -> std::io::Result<Duration> {
-    let chunk = vec![0x5a_u8; 1 << 20];
-    let start = Instant::now();
-    let mut file = std::fs::File::create(path)?;
-    let mut left = bytes;
-    while left > 0 {
-        let n = usize::try_from(left.min(chunk.len() as u64)).expect("at most 1 MiB");
-        file.write_all(&chunk[..n])?;
-        left -= n as u64;
-    }
-    file.sync_all()?;
-    let elapsed = start.elapsed();
-    std::fs::remove_file(path)?;
-    Ok(elapsed)
 }

@@ -113,19 +113,7 @@ impl LocalCluster {
         let dir = self.configs[position(id)].data_dir.clone();
         std::fs::remove_dir_all(&dir)
             .map_err(|error| format!("wiping {}: {error}", dir.display()))?;
-        let new = self.members.len() as u64 + 1;
-        let address = UdpSocket::bind("127.0.0.1:0")
-            .and_then(|socket| socket.local_addr())
-            .map_err(|error| format!("finding a free port: {error}"))?;
-        self.members.push((new, address));
-        let mut config = self.configs[position(id)].clone();
-        config.id = new;
-        config.members.clone_from(&self.members);
-        config.data_dir = dir.with_file_name(format!("node-{new}"));
-        config.join = true;
-        self.configs.push(config);
-        self.nodes.push(None);
-        self.start_node(new)?;
+        let (new, address) = self.start_joining(id)?;
         let leader = self.leadership()?.leader;
         let steps = vec![
             Step::AddVoter {
@@ -141,6 +129,64 @@ impl LocalCluster {
             .map_err(|error| format!("replacing node {id} by node {new}: {error}"))?;
         self.replaced.push(id);
         Ok((new, change))
+    }
+
+    /// Starts a fresh node that joins the cluster (`join` on): the next unused id, a new port on
+    /// loopback and a new directory beside node `like`'s, otherwise configured as node `like`
+    /// is. It is a member only once a change adds it. Returns its id and address.
+    ///
+    /// # Errors
+    /// If no port is free or the node does not start.
+    pub fn start_joining(&mut self, like: u64) -> Result<(u64, SocketAddr), String> {
+        let new = self.members.len() as u64 + 1;
+        let address = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|socket| socket.local_addr())
+            .map_err(|error| format!("finding a free port: {error}"))?;
+        self.members.push((new, address));
+        let mut config = self.configs[position(like)].clone();
+        config.id = new;
+        config.members.clone_from(&self.members);
+        config.data_dir = config.data_dir.with_file_name(format!("node-{new}"));
+        config.join = true;
+        self.configs.push(config);
+        self.nodes.push(None);
+        self.start_node(new)?;
+        Ok((new, address))
+    }
+
+    /// Takes node `id` out of the cluster after a membership change removed it: waits up to
+    /// `within` for it to stop by itself (a removed node does, once it learned of its removal);
+    /// its address leaves [`LocalCluster::endpoints`].
+    ///
+    /// It waits on [`Node::join`] in a thread of its own rather than polling [`Node::status`]:
+    /// a status call that reaches the node's inbox just as it stops by itself is never answered
+    /// (the call waits forever), so it must not be polled across that moment.
+    ///
+    /// # Errors
+    /// If it failed while running, or did not stop within `within` (it is then left running,
+    /// detached, until the process ends).
+    pub fn retire(&mut self, id: u64, within: Duration) -> Result<(), String> {
+        let Some(node) = self.nodes[position(id)].take() else {
+            return Ok(());
+        };
+        self.replaced.push(id);
+        let (done, joined) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            let _ = done.send(node.join());
+        });
+        match joined.recv_timeout(within) {
+            Ok(result) => result.map_err(|error| format!("node {id}: {error}")),
+            Err(_) => Err(format!(
+                "node {id} did not stop by itself within {} ms of its removal",
+                within.as_millis()
+            )),
+        }
+    }
+
+    /// Node `id`'s configuration (as started).
+    #[must_use]
+    pub fn config(&self, id: u64) -> &NodeConfig {
+        &self.configs[position(id)]
     }
 
     /// Node `id`, if running.

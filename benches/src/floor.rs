@@ -151,6 +151,28 @@ pub fn verify(file: &File, written: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Writes `bytes` to a new file at `path` in 1 MiB writes and fsyncs it, then removes it: the
+/// least installing a snapshot of that size costs. Returns the time from the file's creation to
+/// the end of the sync.
+///
+/// # Errors
+/// Any error from creating, writing, syncing or removing the file.
+pub fn measure_write_and_sync(path: &Path, bytes: u64) -> io::Result<Duration> {
+    let chunk = vec![FILL; 1 << 20];
+    let start = Instant::now();
+    let mut file = File::create(path)?;
+    let mut left = bytes;
+    while left > 0 {
+        let n = usize::try_from(left.min(chunk.len() as u64)).expect("at most 1 MiB");
+        file.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    file.sync_all()?;
+    let elapsed = start.elapsed();
+    std::fs::remove_file(path)?;
+    Ok(elapsed)
+}
+
 /// The network floor: the round trip of a `payload_len`-byte datagram over loopback between two
 /// blocking `std` sockets on two threads (one sends and waits, the other echoes), after
 /// [`WARMUP`] untimed round trips. Nanoseconds per round trip.
