@@ -299,6 +299,29 @@ fn join_within(node: Node, timeout: Duration) -> Result<(), Error> {
         .unwrap_or_else(|_| panic!("the node did not stop within {timeout:?}"))
 }
 
+/// Calls `status` on a node that is stopping by itself until it says it is shutting down: a call
+/// made as (or after) its consensus thread ends is answered, never left waiting (the bench found
+/// `status` hanging on a removed leader). Bounded: a hang fails the test.
+fn answers_once_stopped(node: Node) -> Node {
+    let (done, result) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        loop {
+            match node.status() {
+                Ok(_) => std::thread::yield_now(),
+                Err(error) => {
+                    let _ = done.send((error, node));
+                    return;
+                }
+            }
+        }
+    });
+    let (error, node) = result
+        .recv_timeout(Duration::from_secs(10))
+        .expect("status answers once the node stopped");
+    assert_eq!(error, Error::ShuttingDown);
+    node
+}
+
 /// Changes the membership at whichever node leads (bounded): retries while no leader takes it.
 fn change(cluster: &Cluster, steps: &[Step]) -> Membership {
     // Whether `membership` is what the change makes: under load an election may end a change's
@@ -394,6 +417,7 @@ fn a_joined_node_becomes_a_voter_and_removed_nodes_stop_by_themselves() {
     );
     assert!(!shrunk.is_member(follower as u64 + 1));
     let removed = cluster.nodes[follower].take().expect("running");
+    let removed = answers_once_stopped(removed);
     assert_eq!(join_within(removed, Duration::from_secs(10)), Ok(()));
     assert_eq!(cluster.write(b"three"), 3);
 

@@ -326,13 +326,15 @@ fn jitter_seed(id: NodeId) -> u64 {
 #[derive(Debug)]
 pub struct MembershipChange {
     answer: Receiver<Result<Vec<u8>, Error>>,
+    /// The node's: disconnects when its consensus thread ends.
+    stopped: Receiver<()>,
 }
 
 impl MembershipChange {
     /// Waits up to `timeout` for the change to complete; returns the new configuration, or why
     /// not (as [`Node::change_membership`]). A timeout leaves the outcome unknown.
     pub fn wait(&self, timeout: Duration) -> Result<Membership, Error> {
-        let encoded = wait(&self.answer, timeout)?;
+        let encoded = await_answer(&self.answer, &self.stopped, Some(timeout))??;
         Membership::decode(&encoded).map_err(|error| {
             Error::Failed(format!("the new configuration does not decode: {error}"))
         })
@@ -351,6 +353,8 @@ pub struct Node {
     /// Shared with the consensus thread (which keeps its peer table); shut down here once that
     /// thread has ended.
     transport: Option<Arc<Transport<Wire>>>,
+    /// Disconnects when the consensus thread ends (see `start`).
+    stopped: Receiver<()>,
 }
 
 /// Capacity of the inbox; beyond it the net thread drops datagrams (and counts them) rather
@@ -467,7 +471,12 @@ impl Node {
         let timer = spawn(format!("balsa-timer-{}", config.id), move || {
             timer::run(tick, timer_inbox, timer_stop);
         })?;
+        // Dropped when the consensus thread ends, however it ends: an API call waiting for an
+        // answer learns the node stopped (a call left in the inbox is never answered, and its
+        // reply sender, held in the channel, never disconnects).
+        let (alive, stopped) = bounded::<()>(0);
         let consensus = spawn(format!("balsa-consensus-{}", config.id), move || {
+            let _alive = alive;
             consensus.run(&events)
         })?;
         Ok(Node {
@@ -479,6 +488,7 @@ impl Node {
             storage: Some(storage),
             timer: Some((timer, stop_timer)),
             transport: Some(transport),
+            stopped,
         })
     }
 
@@ -520,21 +530,21 @@ impl Node {
     /// Proposes a command and waits up to `timeout` for the state machine's answer. A timeout
     /// leaves the outcome unknown: the command may still be applied.
     pub fn propose(&self, command: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, Error> {
-        wait(&self.propose_async(command)?, timeout)
+        await_answer(&self.propose_async(command)?, &self.stopped, Some(timeout))?
     }
 
     /// A linearizable read: the answer reflects every command applied before the call.
     pub fn read(&self, query: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, Error> {
         let (reply, answer) = bounded(1);
         self.call(ApiCall::Read { query, reply })?;
-        wait(&answer, timeout)
+        await_answer(&answer, &self.stopped, Some(timeout))?
     }
 
     /// The node's role, term, leader and indexes.
     pub fn status(&self) -> Result<NodeStatus, Error> {
         let (reply, answer) = bounded(1);
         self.call(ApiCall::Status { reply })?;
-        answer.recv().map_err(|_| Error::ShuttingDown)
+        await_answer(&answer, &self.stopped, None)
     }
 
     /// The transport's fault injection (drop, delay, partition), for tests of the node under a
@@ -563,7 +573,7 @@ impl Node {
     pub fn transfer_leader(&self, to: NodeId) -> Result<(), Error> {
         let (reply, answer) = bounded(1);
         self.call(ApiCall::Transfer { to, reply })?;
-        answer.recv().map_err(|_| Error::ShuttingDown)?
+        await_answer(&answer, &self.stopped, None)?
     }
 
     /// Changes the cluster's membership by `steps`, applied as one joint change, and waits up to
@@ -585,7 +595,10 @@ impl Node {
     pub fn change_membership_async(&self, steps: Vec<Step>) -> Result<MembershipChange, Error> {
         let (reply, answer) = bounded(1);
         self.call(ApiCall::ChangeMembership { steps, reply })?;
-        Ok(MembershipChange { answer })
+        Ok(MembershipChange {
+            answer,
+            stopped: self.stopped.clone(),
+        })
     }
 
     /// The configuration in force at this node (the newest in its log, committed or not).
@@ -593,10 +606,7 @@ impl Node {
     pub fn members(&self) -> Result<Membership, Error> {
         let (reply, answer) = bounded(1);
         self.call(ApiCall::Members { reply })?;
-        answer
-            .recv()
-            .map_err(|_| Error::ShuttingDown)?
-            .ok_or(Error::NoConfiguration)
+        await_answer(&answer, &self.stopped, None)?.ok_or(Error::NoConfiguration)
     }
 
     /// Stops every thread and waits for them. Returns why the node had stopped if it had
@@ -660,12 +670,27 @@ impl Drop for Node {
     }
 }
 
-fn wait(answer: &Receiver<Result<Vec<u8>, Error>>, timeout: Duration) -> Result<Vec<u8>, Error> {
-    match answer.recv_timeout(timeout) {
-        Ok(result) => result,
-        Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(Error::Timeout),
-        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(Error::ShuttingDown),
+/// Waits for an API call's answer (up to `timeout`, if given), or until the consensus thread
+/// has ended, whichever comes first: a call it never took would otherwise wait forever. An
+/// answer sent just before the end still wins.
+fn await_answer<T>(
+    answer: &Receiver<T>,
+    stopped: &Receiver<()>,
+    timeout: Option<Duration>,
+) -> Result<T, Error> {
+    let mut select = crossbeam_channel::Select::new();
+    let answered = select.recv(answer);
+    select.recv(stopped);
+    let operation = match timeout {
+        Some(timeout) => select.select_timeout(timeout).map_err(|_| Error::Timeout)?,
+        None => select.select(),
+    };
+    if operation.index() == answered {
+        return operation.recv(answer).map_err(|_| Error::ShuttingDown);
     }
+    // `stopped` is never sent on: it disconnected.
+    let _ = operation.recv(stopped);
+    answer.try_recv().map_err(|_| Error::ShuttingDown)
 }
 
 /// Starts a named thread: the one place the runtime spawns.
