@@ -196,17 +196,13 @@ fn main() -> Result<(), String> {
         .ok()
         .and_then(|text| text.parse().ok())
         .unwrap_or(10_000);
-    let base = std::env::var_os("BALSA_BENCH_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
-    let dir = tempfile::tempdir_in(&base).map_err(|e| e.to_string())?;
+    let dir = report::bench_dir(
+        &format!(
+            "commit_latency: 3 nodes on loopback, {VALUE_SIZE}-byte values, closed-loop clients"
+        ),
+        env!("CARGO_TARGET_TMPDIR"),
+    )?;
     let dir = dir.path();
-    let (fs_type, mount) = report::filesystem_of(dir).map_err(|e| e.to_string())?;
-    println!("commit_latency: 3 nodes on loopback, {VALUE_SIZE}-byte values, closed-loop clients");
-    println!("dir {mount}");
-    println!("machine before measuring: {}", report::machine_load());
-    if matches!(fs_type.as_str(), "tmpfs" | "ramfs") {
-        println!("WARNING: {fs_type} does not persist; set BALSA_BENCH_DIR to a disk-backed dir");
-    }
 
     let before = Floor::measure(dir).map_err(|e| format!("measuring the floor: {e}"))?;
     print_floor("floor before", &before);

@@ -34,7 +34,7 @@
 )]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -75,17 +75,11 @@ fn main() -> Result<(), String> {
     {
         return Err("BALSA_BENCH_ONLY must be `add` or `remove`".into());
     }
-    let base = std::env::var_os("BALSA_BENCH_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
-    let dir = tempfile::tempdir_in(&base).map_err(|e| e.to_string())?;
+    let dir = report::bench_dir(
+        &format!("membership: 3 nodes on loopback, {VALUE_BYTES}-byte values"),
+        env!("CARGO_TARGET_TMPDIR"),
+    )?;
     let dir = dir.path();
-    let (fs_type, mount) = report::filesystem_of(dir).map_err(|e| e.to_string())?;
-    println!("membership: 3 nodes on loopback, {VALUE_BYTES}-byte values");
-    println!("dir {mount}");
-    println!("machine before measuring: {}", report::machine_load());
-    if matches!(fs_type.as_str(), "tmpfs" | "ramfs") {
-        println!("WARNING: {fs_type} does not persist; set BALSA_BENCH_DIR to a disk-backed dir");
-    }
 
     if only.as_deref() != Some("remove") {
         println!("\n1. add a voter to a cluster holding {keys} keys");

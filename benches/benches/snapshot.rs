@@ -22,7 +22,6 @@
     reason = "benchmarks print their figures and read the clock"
 )]
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use balsa::client::load::{self, KEYS_PER_CLIENT, Load, Sockets};
@@ -42,16 +41,13 @@ fn main() -> Result<(), String> {
         .ok()
         .and_then(|text| text.parse().ok())
         .unwrap_or(256);
-    let base = std::env::var_os("BALSA_BENCH_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
-    let dir = tempfile::tempdir_in(&base).map_err(|e| e.to_string())?;
+    let dir = report::bench_dir(
+        &format!(
+            "snapshot: 3 nodes on loopback, a {state_mib} MiB state, one follower wiped and replaced"
+        ),
+        env!("CARGO_TARGET_TMPDIR"),
+    )?;
     let dir = dir.path();
-    let (_, mount) = report::filesystem_of(dir).map_err(|e| e.to_string())?;
-    println!(
-        "snapshot: 3 nodes on loopback, a {state_mib} MiB state, one follower wiped and replaced"
-    );
-    println!("dir {mount}");
-    println!("machine before measuring: {}", report::machine_load());
 
     let mut cluster = LocalCluster::start_configured(3, dir, &mut |config| {
         // Snapshots only when asked, so the measurement sees exactly one.

@@ -5,6 +5,24 @@ use std::{io, path::Path};
 
 use hdrhistogram::Histogram;
 
+/// A fresh directory for a bench's data, in `BALSA_BENCH_DIR` if set, else in cargo's
+/// `target_tmpdir` (the bench's `CARGO_TARGET_TMPDIR`). Prints `title`, the filesystem the
+/// figures are taken on, how busy the machine is, and a warning if that filesystem does not
+/// persist.
+pub fn bench_dir(title: &str, target_tmpdir: &str) -> Result<tempfile::TempDir, String> {
+    let base = std::env::var_os("BALSA_BENCH_DIR")
+        .map_or_else(|| std::path::PathBuf::from(target_tmpdir), Into::into);
+    let dir = tempfile::tempdir_in(&base).map_err(|e| e.to_string())?;
+    let (fs_type, mount) = filesystem_of(dir.path()).map_err(|e| e.to_string())?;
+    println!("{title}");
+    println!("dir {mount}");
+    println!("machine before measuring: {}", machine_load());
+    if matches!(fs_type.as_str(), "tmpfs" | "ramfs") {
+        println!("WARNING: {fs_type} does not persist; set BALSA_BENCH_DIR to a disk-backed dir");
+    }
+    Ok(dir)
+}
+
 /// Prints the column headings matching [`row`].
 pub fn header() {
     println!(
