@@ -42,7 +42,11 @@ impl Raft {
             return;
         }
         self.election_elapsed += 1;
-        if self.election_elapsed >= self.election_timeout && self.may_campaign() {
+        // A candidate that has won and waits only for its own vote to be durable does not
+        // start over: under a slow disk it would bump its term at every timeout and never lead.
+        let won = self.role == Role::Candidate
+            && self.voters.vote_result(|id| self.votes.get(&id).copied()) == VoteResult::Won;
+        if self.election_elapsed >= self.election_timeout && self.may_campaign() && !won {
             self.campaign(Campaign::Timeout);
         }
     }
