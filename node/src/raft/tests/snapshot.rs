@@ -545,3 +545,40 @@ fn an_install_reported_before_the_persists_before_it_is_refused() {
     );
     cluster.step(2, Input::SnapshotInstalled { index: 4 });
 }
+
+/// Found by `balsa torture` (a one-way partition: the leader heard nothing from a follower it
+/// was sending a snapshot to). The follower installs the snapshot, but its answer is lost, and
+/// meanwhile the leader takes a newer snapshot and compacts past the first. The leader's resent
+/// last chunk is answered "I already hold this" (a success at the follower's commit index, which
+/// is below the new log base): the transfer is over, and the leader must move on to the newer
+/// snapshot rather than resend the old one forever (it did: the follower never caught up).
+#[test]
+fn a_follower_whose_install_answer_was_lost_gets_the_newer_snapshot() {
+    let mut cluster = lagging(|_| {});
+    heal_and_heartbeat(&mut cluster);
+    let follower_unheard =
+        |_: &Cluster, from: NodeId, to: NodeId, _: &Message| from == 3 && to == 1;
+    cluster.deliver_all_but(follower_unheard);
+    assert_eq!(installs(&cluster, 3), [7]);
+    assert_eq!(
+        cluster.progress(1, 3).state,
+        ProgressState::Snapshot,
+        "the leader never heard"
+    );
+
+    // The leader commits more with node 2 and compacts past the snapshot node 3 holds.
+    for _ in 0..3 {
+        cluster.propose(1, b"y");
+    }
+    cluster.deliver_all_but(follower_unheard);
+    cluster.save_snapshot(1);
+    assert_eq!(cluster.node(1).status().snapshot_index, 10);
+    assert_eq!(cluster.commit(3), 7);
+
+    let resend = cluster.node(1).config().snapshot_resend_ticks();
+    cluster.run(&[1], 3 * resend);
+
+    assert_eq!(installs(&cluster, 3), [7, 10]);
+    assert_eq!(cluster.progress(1, 3).state, ProgressState::Replicate);
+    assert_eq!(cluster.commit(3), cluster.commit(1));
+}
