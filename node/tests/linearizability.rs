@@ -56,6 +56,50 @@ fn pending_read(client: u64, key: u64, call: u64) -> Operation {
     }
 }
 
+/// A cas answered `ret`: `CasOk`, or `CasFail` with what the key held.
+fn cas(
+    client: u64,
+    key: u64,
+    (expected, new): (Option<u64>, u64),
+    call: u64,
+    ret: u64,
+    answer: Ret,
+) -> Operation {
+    Operation {
+        client,
+        op: Op::Cas { key, expected, new },
+        call,
+        ret: Some((ret, answer)),
+    }
+}
+
+fn pending_cas(client: u64, key: u64, (expected, new): (Option<u64>, u64), call: u64) -> Operation {
+    Operation {
+        client,
+        op: Op::Cas { key, expected, new },
+        call,
+        ret: None,
+    }
+}
+
+fn delete(client: u64, key: u64, call: u64, ret: u64) -> Operation {
+    Operation {
+        client,
+        op: Op::Delete { key },
+        call,
+        ret: Some((ret, Ret::DeleteOk)),
+    }
+}
+
+fn pending_delete(client: u64, key: u64, call: u64) -> Operation {
+    Operation {
+        client,
+        op: Op::Delete { key },
+        call,
+        ret: None,
+    }
+}
+
 fn assert_linearizable(history: &[Operation]) {
     if let Err(message) = check(history) {
         panic!("expected linearizable, got: {message}\nhistory: {history:#?}");
@@ -303,6 +347,372 @@ fn exhausted_budget_is_inconclusive_not_a_violation() {
 }
 
 // ----------------------------------------------------------------------------------------------
+// 1b. Hand-written histories with compare-and-swap and delete.
+
+/// Asserts that the search alone reaches the same verdict as `check`, and returns `check`'s.
+fn assert_search_agrees(history: &[Operation]) -> Result<(), String> {
+    let result = check(history);
+    let by_search = check_by_search_alone(history, DEFAULT_STEP_BUDGET_PER_KEY);
+    assert_eq!(
+        result.is_ok(),
+        by_search.is_ok(),
+        "check: {result:?}\nsearch alone: {by_search:?}\nhistory: {history:#?}"
+    );
+    if let Err(message) = &by_search {
+        assert!(message.starts_with("not linearizable"), "{message}");
+    }
+    result
+}
+
+#[test]
+fn cas_that_swapped_then_read_of_its_new_value_is_linearizable() {
+    let history = [
+        write(1, 7, 10, 0, 10),
+        cas(2, 7, (Some(10), 11), 20, 30, Ret::CasOk),
+        read(3, 7, Some(11), 40, 50),
+    ];
+    assert_linearizable(&history);
+    assert_search_agrees(&history).expect("linearizable");
+    // From absent.
+    assert_linearizable(&[
+        cas(2, 7, (None, 11), 0, 10, Ret::CasOk),
+        read(3, 7, Some(11), 20, 30),
+    ]);
+    // But not a read of the value it replaced, once it returned.
+    let message = assert_not_linearizable(&[
+        write(1, 7, 10, 0, 10),
+        cas(2, 7, (Some(10), 11), 20, 30, Ret::CasOk),
+        read(3, 7, Some(10), 40, 50),
+    ]);
+    assert!(
+        message.contains("a read returned a stale value"),
+        "{message}"
+    );
+}
+
+#[test]
+fn cas_reporting_a_swap_from_a_value_the_key_never_held_then_is_not_linearizable() {
+    // The key held 11 from before the cas was invoked: 10 was overwritten for good.
+    let history = [
+        write(1, 7, 10, 0, 10),
+        write(1, 7, 11, 20, 30),
+        cas(2, 7, (Some(10), 12), 40, 50, Ret::CasOk),
+    ];
+    let message = assert_not_linearizable(&history);
+    assert!(message.contains("a cas matched a stale value"), "{message}");
+    assert!(
+        message.contains("#2 client 2: cas 10->12 -> swapped [call 40, ret 50]"),
+        "{message}"
+    );
+    assert_search_agrees(&history).expect_err("not linearizable");
+    // Expecting absent after a write returned, with no delete.
+    assert_not_linearizable(&[
+        write(1, 7, 10, 0, 10),
+        cas(2, 7, (None, 12), 40, 50, Ret::CasOk),
+    ]);
+    // Expecting a value nobody wrote.
+    let message = assert_not_linearizable(&[cas(2, 7, (Some(10), 12), 40, 50, Ret::CasOk)]);
+    assert!(message.contains("never written"), "{message}");
+    // Concurrent writes of 10 and 11 seen in the order 10, 11: a cas from 10 afterwards finds
+    // 11. Only the search can tell (neither write follows the other in real time).
+    let history = [
+        write(1, 7, 10, 0, 100),
+        write(2, 7, 11, 0, 100),
+        read(3, 7, Some(10), 10, 20),
+        read(3, 7, Some(11), 30, 40),
+        cas(3, 7, (Some(10), 12), 50, 60, Ret::CasOk),
+    ];
+    let message = assert_not_linearizable(&history);
+    assert!(message.contains("longest linearizable prefix"), "{message}");
+    assert_search_agrees(&history).expect_err("not linearizable");
+    // Two swaps from the same value cannot both succeed (the second would find the first's).
+    let history = [
+        write(1, 7, 10, 0, 10),
+        cas(2, 7, (Some(10), 11), 20, 40, Ret::CasOk),
+        cas(3, 7, (Some(10), 12), 20, 40, Ret::CasOk),
+    ];
+    assert_not_linearizable(&history);
+    assert_search_agrees(&history).expect_err("not linearizable");
+}
+
+#[test]
+fn failed_cas_reporting_a_value_the_order_contradicts_is_not_linearizable() {
+    // It reports 10 after 11 overwrote 10 for good.
+    let history = [
+        write(1, 7, 10, 0, 10),
+        write(1, 7, 11, 20, 30),
+        cas(2, 7, (Some(99), 12), 40, 50, Ret::CasFail(Some(10))),
+    ];
+    let message = assert_not_linearizable(&history);
+    assert!(
+        message.contains("a failed cas reported a stale value"),
+        "{message}"
+    );
+    assert!(
+        message.contains("#2 client 2: cas 99->12 -> failed, held 10 [call 40, ret 50]"),
+        "{message}"
+    );
+    assert_search_agrees(&history).expect_err("not linearizable");
+    // Reporting the key absent after a write returned, with no delete.
+    assert_not_linearizable(&[
+        write(1, 7, 10, 0, 10),
+        cas(2, 7, (Some(99), 12), 40, 50, Ret::CasFail(None)),
+    ]);
+    // Reporting the very value it expected: it should have swapped.
+    let history = [
+        write(1, 7, 10, 0, 10),
+        cas(2, 7, (Some(10), 12), 40, 50, Ret::CasFail(Some(10))),
+    ];
+    let message = assert_not_linearizable(&history);
+    assert!(message.contains("the value it expected"), "{message}");
+    assert_search_agrees(&history).expect_err("not linearizable");
+    // A failed cas is a read: seeing 10, then 11, then 10 again is an inversion.
+    let history = [
+        write(1, 7, 10, 0, 100),
+        write(2, 7, 11, 0, 100),
+        read(3, 7, Some(10), 10, 20),
+        cas(3, 7, (None, 12), 30, 40, Ret::CasFail(Some(11))),
+        read(3, 7, Some(10), 50, 60),
+    ];
+    assert_not_linearizable(&history);
+    assert_search_agrees(&history).expect_err("not linearizable");
+    // And it changes nothing: its new value is never there.
+    let message = assert_not_linearizable(&[
+        cas(3, 7, (Some(5), 12), 10, 20, Ret::CasFail(None)),
+        read(3, 7, Some(12), 30, 40),
+    ]);
+    assert!(
+        message.contains("only a cas that failed carried it"),
+        "{message}"
+    );
+    // Reporting the value the key holds is fine.
+    assert_linearizable(&[
+        write(1, 7, 10, 0, 10),
+        cas(2, 7, (Some(99), 12), 20, 30, Ret::CasFail(Some(10))),
+        cas(2, 7, (Some(10), 13), 40, 50, Ret::CasOk),
+    ]);
+}
+
+#[test]
+fn delete_then_read_of_absent_is_linearizable() {
+    let history = [
+        write(1, 7, 10, 0, 10),
+        delete(2, 7, 20, 30),
+        read(3, 7, None, 40, 50),
+    ];
+    assert_linearizable(&history);
+    assert_search_agrees(&history).expect("linearizable");
+    // Deleting an absent key is fine, and a cas from absent may follow a delete.
+    assert_linearizable(&[
+        delete(2, 7, 0, 10),
+        write(1, 7, 10, 20, 30),
+        delete(2, 7, 40, 50),
+        cas(3, 7, (None, 11), 60, 70, Ret::CasOk),
+        read(3, 7, Some(11), 80, 90),
+    ]);
+}
+
+#[test]
+fn read_of_absent_after_a_delete_concurrent_with_a_write_may_go_either_way() {
+    for seen in [None, Some(10)] {
+        let history = [
+            write(1, 7, 10, 20, 40),
+            delete(2, 7, 20, 40),
+            read(3, 7, seen, 50, 60),
+        ];
+        assert_linearizable(&history);
+        assert_search_agrees(&history).expect("linearizable");
+    }
+    // But once seen, the order is fixed.
+    let history = [
+        write(1, 7, 10, 20, 40),
+        delete(2, 7, 20, 40),
+        read(3, 7, Some(10), 50, 60),
+        read(3, 7, None, 70, 80),
+    ];
+    assert_not_linearizable(&history);
+    assert_search_agrees(&history).expect_err("not linearizable");
+}
+
+#[test]
+fn stale_read_after_a_delete_returned_is_not_linearizable() {
+    let history = [
+        write(1, 7, 10, 0, 10),
+        delete(2, 7, 20, 30),
+        read(3, 7, Some(10), 40, 50),
+    ];
+    let message = assert_not_linearizable(&history);
+    assert!(
+        message.contains("a read returned a stale value"),
+        "{message}"
+    );
+    assert!(
+        message.contains("#1 client 2: delete [call 20, ret 30]"),
+        "{message}"
+    );
+    assert_search_agrees(&history).expect_err("not linearizable");
+    // A delete concurrent with the write does not make the read stale...
+    assert_linearizable(&[
+        write(1, 7, 10, 0, 30),
+        delete(2, 7, 20, 30),
+        read(3, 7, Some(10), 40, 50),
+    ]);
+    // ... nor does a delete the read overlaps.
+    assert_linearizable(&[
+        write(1, 7, 10, 0, 10),
+        delete(2, 7, 20, 45),
+        read(3, 7, Some(10), 40, 50),
+    ]);
+}
+
+#[test]
+fn unanswered_cas_whose_new_value_was_read_later_is_linearizable() {
+    let history = [
+        write(1, 7, 10, 0, 10),
+        pending_cas(2, 7, (Some(10), 11), 20),
+        read(3, 7, Some(11), 30, 40),
+        read(3, 7, Some(11), 50, 60),
+    ];
+    assert_linearizable(&history);
+    assert_search_agrees(&history).expect("linearizable");
+    // Its new value unseen, it may not have taken effect.
+    assert_linearizable(&[
+        write(1, 7, 10, 0, 10),
+        pending_cas(2, 7, (Some(10), 11), 20),
+        read(3, 7, Some(10), 30, 40),
+    ]);
+    // A chain of unanswered swaps, the last one's value read.
+    let history = [
+        write(1, 7, 10, 0, 10),
+        pending_cas(2, 7, (Some(10), 11), 20),
+        pending_cas(4, 7, (Some(11), 12), 25),
+        read(3, 7, Some(12), 30, 40),
+    ];
+    assert_linearizable(&history);
+    assert_search_agrees(&history).expect("linearizable");
+    // But it must have swapped, so the key held its expected value after its call: not so if
+    // 10 was overwritten before.
+    let history = [
+        write(1, 7, 10, 0, 10),
+        write(1, 7, 13, 12, 18),
+        pending_cas(2, 7, (Some(10), 11), 20),
+        read(3, 7, Some(11), 30, 40),
+    ];
+    let message = assert_not_linearizable(&history);
+    assert!(message.contains("a cas matched a stale value"), "{message}");
+    assert_search_agrees(&history).expect_err("not linearizable");
+    // And before the read returned: not so if the read returned before the chain was invoked.
+    let history = [
+        write(1, 7, 10, 0, 10),
+        read(3, 7, Some(12), 12, 15),
+        pending_cas(2, 7, (Some(10), 11), 20),
+        pending_cas(4, 7, (Some(11), 12), 25),
+    ];
+    let message = assert_not_linearizable(&history);
+    assert!(
+        message.contains("before the cas carrying that value was invoked"),
+        "{message}"
+    );
+    assert_search_agrees(&history).expect_err("not linearizable");
+}
+
+#[test]
+fn unanswered_delete_explaining_a_read_of_absent_is_linearizable() {
+    let history = [
+        write(1, 7, 10, 0, 10),
+        pending_delete(2, 7, 20),
+        read(3, 7, None, 30, 40),
+    ];
+    assert_linearizable(&history);
+    assert_search_agrees(&history).expect("linearizable");
+    // Without it, or with it invoked after the read returned, the read is stale.
+    assert_not_linearizable(&[write(1, 7, 10, 0, 10), read(3, 7, None, 30, 40)]);
+    let history = [
+        write(1, 7, 10, 0, 10),
+        read(3, 7, None, 30, 40),
+        pending_delete(2, 7, 50),
+    ];
+    assert_not_linearizable(&history);
+    assert_search_agrees(&history).expect_err("not linearizable");
+    // It may also not have taken effect, or taken effect late.
+    assert_linearizable(&[
+        write(1, 7, 10, 0, 10),
+        pending_delete(2, 7, 20),
+        read(3, 7, Some(10), 30, 40),
+        read(3, 7, None, 50, 60),
+    ]);
+    // But it takes effect once: two reads of absent, each after a fresh write, need two.
+    let history = [
+        write(1, 7, 10, 0, 10),
+        pending_delete(2, 7, 11),
+        read(3, 7, None, 20, 30),
+        write(1, 7, 11, 40, 50),
+        read(3, 7, None, 60, 70),
+    ];
+    assert_not_linearizable(&history);
+    assert_search_agrees(&history).expect_err("not linearizable");
+    let mut two_deletes = history.to_vec();
+    two_deletes.push(pending_delete(4, 7, 12));
+    assert_linearizable(&two_deletes);
+    assert_search_agrees(&two_deletes).expect("linearizable");
+}
+
+#[test]
+fn excerpts_show_cas_and_delete_readably() {
+    // 10 and 11 written concurrently and seen in that order; then a swap from 10, which only
+    // the search refutes.
+    let message = assert_not_linearizable(&[
+        write(1, 7, 10, 0, 100),
+        write(2, 7, 11, 0, 100),
+        read(3, 7, Some(10), 10, 20),
+        read(3, 7, Some(11), 30, 40),
+        pending_delete(5, 7, 45),
+        cas(3, 7, (Some(10), 12), 50, 60, Ret::CasOk),
+        read(6, 7, None, 0, 200),
+    ]);
+    assert!(message.contains("longest linearizable prefix"), "{message}");
+    assert!(
+        message.contains("\n      #4 client 5: delete [call 45, never returned]"),
+        "{message}"
+    );
+    assert!(
+        message.contains("\n    ! #5 client 3: cas 10->12 -> swapped [call 50, ret 60]"),
+        "{message}"
+    );
+}
+
+#[test]
+fn malformed_cas_and_delete_histories_are_reported_as_such() {
+    let wrong_kind = Operation {
+        client: 1,
+        op: Op::Cas {
+            key: 7,
+            expected: None,
+            new: 1,
+        },
+        call: 0,
+        ret: Some((1, Ret::DeleteOk)),
+    };
+    let message = check(&[wrong_kind]).expect_err("delete result for a cas");
+    assert!(message.starts_with("malformed history"), "{message}");
+    let wrong_kind = Operation {
+        client: 1,
+        op: Op::Delete { key: 7 },
+        call: 0,
+        ret: Some((1, Ret::CasOk)),
+    };
+    let message = check(&[wrong_kind]).expect_err("cas result for a delete");
+    assert!(message.starts_with("malformed history"), "{message}");
+    // A cas's new value counts as written, even if it failed.
+    let message = check(&[
+        write(1, 7, 10, 0, 5),
+        cas(2, 7, (None, 10), 6, 8, Ret::CasFail(Some(10))),
+    ])
+    .expect_err("dup value");
+    assert!(message.starts_with("malformed history"), "{message}");
+}
+
+// ----------------------------------------------------------------------------------------------
 // Random histories.
 
 /// SplitMix64: small, deterministic, good enough for generating test cases.
@@ -406,8 +816,8 @@ fn written_values(history: &[Operation]) -> Vec<u64> {
     history
         .iter()
         .filter_map(|event| match event.op {
-            Op::Write { value, .. } => Some(value),
-            Op::Read { .. } => None,
+            Op::Write { value, .. } | Op::Cas { new: value, .. } => Some(value),
+            Op::Read { .. } | Op::Delete { .. } => None,
         })
         .collect()
 }
@@ -459,6 +869,8 @@ fn mutate(rng: &mut TestRng, history: &mut [Operation]) {
                     Op::Write { .. } => Ret::WriteOk,
                     Op::Read { .. } if values.is_empty() => Ret::ReadOk(None),
                     Op::Read { .. } => Ret::ReadOk(Some(values[rng.index(values.len())])),
+                    Op::Cas { .. } => Ret::CasOk,
+                    Op::Delete { .. } => Ret::DeleteOk,
                 };
                 history[target].ret = Some((ret_time, ret));
             }
@@ -553,6 +965,22 @@ fn brute_force_linearizable(history: &[Operation]) -> bool {
                     None
                 }
                 (Op::Read { .. }, _) => None,
+                // A cas that never answered, placed, is taken to have swapped (one that failed
+                // did nothing: leaving it out covers that).
+                (Op::Cas { key, expected, new }, None | Some((_, Ret::CasOk))) => {
+                    if registers.get(&key).copied() != expected {
+                        continue;
+                    }
+                    Some((key, registers.insert(key, new)))
+                }
+                (Op::Cas { key, expected, .. }, Some((_, ret))) => {
+                    let held = registers.get(&key).copied();
+                    if ret != Ret::CasFail(held) || held == expected {
+                        continue;
+                    }
+                    None
+                }
+                (Op::Delete { key }, _) => Some((key, registers.remove(&key))),
             };
             placed[next] = true;
             let found = extend(history, placed, registers);
@@ -584,6 +1012,9 @@ fn stateright_linearizable(history: &[Operation]) -> bool {
         .iter()
         .map(|event| match event.op {
             Op::Write { key, .. } | Op::Read { key } => key,
+            Op::Cas { .. } | Op::Delete { .. } => {
+                panic!("stateright's register has no cas or delete: {event:?}")
+            }
         })
         .collect();
     keys.into_iter().all(|key| {
@@ -612,6 +1043,9 @@ fn stateright_linearizable(history: &[Operation]) -> bool {
                 let op = match event.op {
                     Op::Write { value, .. } => RegisterOp::Write(Some(value)),
                     Op::Read { .. } => RegisterOp::Read,
+                    Op::Cas { .. } | Op::Delete { .. } => {
+                        unreachable!("the keys were collected above, where these panic")
+                    }
                 };
                 tester.on_invoke(index, op).map(|_| ())
             };
