@@ -108,22 +108,34 @@
 //!    operation, which breaks the tie with a return at that time): nothing has to wait for it,
 //!    and once only such deletes are left they are linearized one after another, which stands
 //!    for their not taking effect (a delete is accepted in any state, and nothing follows).
-//! 4. **Memoization.** Every configuration reached, the pair (set of linearized operations as a
-//!    bitset, register value), is cached; a step into an already cached configuration is not
-//!    explored again, since from the same configuration the same futures are possible and that
-//!    one already failed. Operations are numbered in invocation order (the deletes that never
-//!    returned after all the others), so in a mostly sequential history the linearized set is
-//!    "everything before some point, plus a few operations after it"; the cached key stores it
-//!    compactly as a count of full 64-bit words plus the words after them, up to the last
-//!    non-zero one.
-//! 5. **Forced reads** (a partial-order reduction specific to the register). If some operation
-//!    that may be linearized next (its call precedes every return left in the list) is a read of
-//!    the current register value, it is linearized next and nothing else is tried from that
-//!    configuration. This loses no linearization: in any linearization of the rest, moving that
-//!    read to the front keeps every read's result (reads change nothing, and it sees the current
-//!    value) and every real-time constraint (no remaining operation returned before its call).
-//!    So if that one move fails, the configuration fails, and backtracking goes on past it.
-//!    Without this, each read would be tried at every position of its window of concurrency.
+//!    There is one more constraint on them, step 4.
+//! 4. **Unanswered deletes in invocation order** (a symmetry reduction). The deletes that never
+//!    returned all do the same thing, nothing waits for them, and the only constraint on where
+//!    one goes, after every operation that returned before its call, is weaker the earlier it
+//!    was invoked. So if some linearization uses some of them, one that uses the earliest
+//!    invoked ones, in invocation order, does too: swapping two that are out of order, or
+//!    replacing one by an unused one invoked earlier, changes no result and breaks no real-time
+//!    constraint. The search therefore linearizes such a delete only after all those invoked
+//!    before it. Which of them are linearized is then given by their number, and k of them
+//!    multiply the configurations by at most k + 1 instead of 2^k.
+//! 5. **Memoization.** Every configuration reached, the triple (set of linearized operations as
+//!    a bitset, number of unanswered deletes linearized, register value), is cached; a step into
+//!    an already cached configuration is not explored again, since from the same configuration
+//!    the same futures are possible and that one already failed. The bitset covers the other
+//!    operations, numbered in invocation order, so in a mostly sequential history the
+//!    linearized set is "everything before some point, plus a few operations after it"; the
+//!    cached key stores it compactly as a count of full 64-bit words plus the words after them,
+//!    up to the last non-zero one. (An unanswered delete, unused for a long time, would keep the
+//!    full words from growing if the bitset covered it.)
+//! 6. **Forced observations** (a partial-order reduction specific to the register). If some
+//!    operation that may be linearized next (its call precedes every return left in the list)
+//!    is a read that returned the current register value, or a failed cas that reported it, it
+//!    is linearized next and nothing else is tried from that configuration. This loses no
+//!    linearization: in any linearization of the rest, moving that operation to the front keeps
+//!    every result (it changes nothing, and it sees the current value) and every real-time
+//!    constraint (no remaining operation returned before its call). So if that one move fails,
+//!    the configuration fails, and backtracking goes on past it. Without this, each read would
+//!    be tried at every position of its window of concurrency.
 //!
 //! # Guarantees
 //!
@@ -461,11 +473,19 @@ fn check_key(
     step_budget: u64,
     direct_checks: DirectChecks,
 ) -> KeyVerdict {
-    let ops = match prepare_key_ops(history, key, event_indices, direct_checks) {
-        Ok(ops) => ops,
+    let prepared = match prepare_key_ops(history, key, event_indices, direct_checks) {
+        Ok(prepared) => prepared,
         Err(message) => return KeyVerdict::NotLinearizable(message),
     };
-    Search::new(&ops).run(step_budget, history, key)
+    Search::new(&prepared).run(step_budget, history, key)
+}
+
+/// A key's operations, prepared for the search.
+struct PreparedKey {
+    /// The operations that returned (or must have taken effect), sorted by call, then from
+    /// index `first_pending_delete` on the deletes that never returned, sorted by call.
+    ops: Vec<KeyOp>,
+    first_pending_delete: usize,
 }
 
 /// Builds the operations the search has to linearize for `key` (see "Preprocessing" in the
@@ -477,7 +497,7 @@ fn prepare_key_ops(
     key: u64,
     event_indices: &[usize],
     direct_checks: DirectChecks,
-) -> Result<Vec<KeyOp>, String> {
+) -> Result<PreparedKey, String> {
     // Every operation that may take effect, with what it does: unanswered reads are dropped.
     let candidates: Vec<(usize, KeyOpKind)> = event_indices
         .iter()
@@ -623,14 +643,17 @@ fn prepare_key_ops(
         .retain(|delete| last_absent_observation.is_some_and(|last| delete.call <= last));
     ops.sort_by_key(|op| (op.call, op.event_index));
     pending_deletes.sort_by_key(|op| (op.call, op.event_index));
+    let first_pending_delete = ops.len();
     ops.extend(pending_deletes);
-    if direct_checks == DirectChecks::Off {
-        return Ok(ops);
-    }
-    if let Some(stale) = find_stale_observation(&ops) {
+    if direct_checks == DirectChecks::On
+        && let Some(stale) = find_stale_observation(&ops)
+    {
         return Err(describe_stale_observation(history, key, &ops, &stale));
     }
-    Ok(ops)
+    Ok(PreparedKey {
+        ops,
+        first_pending_delete,
+    })
 }
 
 /// How a message says that an operation of `kind` observed a value.
@@ -943,12 +966,15 @@ impl LinearizedSet {
     }
 }
 
-/// A configuration of the search, as cached: linearized set and register value.
+/// A configuration of the search, as cached: linearized set and register value. The set is
+/// the bitset of the operations before the first delete that never returned, and the number of
+/// those deletes linearized (the earliest invoked ones, see the module documentation).
 #[derive(PartialEq, Eq, Hash)]
 struct Configuration {
     register: Option<u64>,
     full_words: usize,
     rest_words: Box<[u64]>,
+    pending_deletes_used: usize,
 }
 
 /// The deepest dead end the search reached, for the error message.
@@ -969,8 +995,8 @@ struct Linearized {
     op: usize,
     /// The register value before it.
     register_before: Option<u64>,
-    /// Whether it was the only move tried from the configuration before it (a forced read):
-    /// then when it fails, that configuration fails too.
+    /// Whether it was the only move tried from the configuration before it (a forced
+    /// observation): then when it fails, that configuration fails too.
     forced: bool,
 }
 
@@ -981,8 +1007,13 @@ const EXCERPT_NEXT_OPS: usize = 8;
 /// One key's search (see "Search" and "Memoization" in the module documentation).
 struct Search<'a> {
     ops: &'a [KeyOp],
+    /// `ops[first_pending_delete..]` are the deletes that never returned, in call order.
+    first_pending_delete: usize,
     list: EventList,
+    /// The linearized operations among `ops[..first_pending_delete]`.
     linearized: LinearizedSet,
+    /// How many deletes that never returned are linearized: always the first ones.
+    pending_deletes_used: usize,
     cache: HashSet<Configuration>,
     /// The linearized operations, in order.
     stack: Vec<Linearized>,
@@ -990,11 +1021,14 @@ struct Search<'a> {
 }
 
 impl<'a> Search<'a> {
-    fn new(ops: &'a [KeyOp]) -> Search<'a> {
+    fn new(prepared: &'a PreparedKey) -> Search<'a> {
+        let ops = &prepared.ops;
         Search {
             ops,
+            first_pending_delete: prepared.first_pending_delete,
             list: EventList::new(ops),
-            linearized: LinearizedSet::new(ops.len()),
+            linearized: LinearizedSet::new(prepared.first_pending_delete),
+            pending_deletes_used: 0,
             cache: HashSet::new(),
             stack: Vec::new(),
             deepest_dead_end: None,
@@ -1019,13 +1053,13 @@ impl<'a> Search<'a> {
                     if self.list.is_empty() {
                         return KeyVerdict::Linearizable;
                     }
-                    let Some(read) = self.enabled_read_of(register) else {
+                    let Some(observer) = self.enabled_observer_of(register) else {
                         cursor = Some(self.list.first());
                         continue;
                     };
-                    // A forced read (see the module documentation): it is the only move
+                    // A forced observation (see the module documentation): it is the only move
                     // worth trying from here.
-                    if self.try_linearize(read, register, register, true) {
+                    if self.try_linearize(observer, register, register, true) {
                         continue;
                     }
                     // Its configuration was explored and failed, so this one fails too.
@@ -1045,7 +1079,9 @@ impl<'a> Search<'a> {
             // never the sentinel.
             let node = self.list.nodes[node_index];
             if node.is_call {
-                if let Some(next_register) = apply(register, self.ops[node.op].kind)
+                if !self.may_come_next(node.op) {
+                    cursor = Some(node.next);
+                } else if let Some(next_register) = apply(register, self.ops[node.op].kind)
                     && self.try_linearize(node.op, register, next_register, false)
                 {
                     register = next_register;
@@ -1068,20 +1104,49 @@ impl<'a> Search<'a> {
     }
 
     /// An operation whose call precedes every return left in the list (so it may be
-    /// linearized next) and which is a read of `register`.
-    fn enabled_read_of(&self, register: Option<u64>) -> Option<usize> {
+    /// linearized next) and which observes `register` without changing it: a read that
+    /// returned it, or a failed cas that reported it.
+    fn enabled_observer_of(&self, register: Option<u64>) -> Option<usize> {
         let mut node_index = self.list.first();
         while node_index != SENTINEL {
             let node = self.list.nodes[node_index];
             if !node.is_call {
                 return None;
             }
-            if self.ops[node.op].kind == KeyOpKind::Read(register) {
+            let observes_register = match self.ops[node.op].kind {
+                KeyOpKind::Read(seen) => seen == register,
+                KeyOpKind::CasFailed { expected, seen } => seen == register && seen != expected,
+                _ => false,
+            };
+            if observes_register {
                 return Some(node.op);
             }
             node_index = node.next;
         }
         None
+    }
+
+    /// Whether `op`, not linearized, is not held back by the order on deletes that never
+    /// returned: such a delete comes only after those invoked before it.
+    fn may_come_next(&self, op: usize) -> bool {
+        op < self.first_pending_delete
+            || op - self.first_pending_delete == self.pending_deletes_used
+    }
+
+    fn mark_linearized(&mut self, op: usize) {
+        if op < self.first_pending_delete {
+            self.linearized.insert(op);
+        } else {
+            self.pending_deletes_used += 1;
+        }
+    }
+
+    fn unmark_linearized(&mut self, op: usize) {
+        if op < self.first_pending_delete {
+            self.linearized.remove(op);
+        } else {
+            self.pending_deletes_used -= 1;
+        }
     }
 
     /// Linearizes `op` next, taking the register from `register_before` to `register_after`,
@@ -1094,12 +1159,13 @@ impl<'a> Search<'a> {
         register_after: Option<u64>,
         forced: bool,
     ) -> bool {
-        self.linearized.insert(op);
+        self.mark_linearized(op);
         let (full_words, rest_words) = self.linearized.compact();
         let is_new = self.cache.insert(Configuration {
             register: register_after,
             full_words,
             rest_words,
+            pending_deletes_used: self.pending_deletes_used,
         });
         if is_new {
             self.stack.push(Linearized {
@@ -1109,7 +1175,7 @@ impl<'a> Search<'a> {
             });
             self.list.lift(op);
         } else {
-            self.linearized.remove(op);
+            self.unmark_linearized(op);
         }
         is_new
     }
@@ -1120,7 +1186,7 @@ impl<'a> Search<'a> {
     fn backtrack(&mut self, register: &mut Option<u64>) -> Option<usize> {
         while let Some(undone) = self.stack.pop() {
             *register = undone.register_before;
-            self.linearized.remove(undone.op);
+            self.unmark_linearized(undone.op);
             self.list.unlift(undone.op);
             if !undone.forced {
                 return Some(self.list.nodes[self.list.call_node_of_op[undone.op]].next);
@@ -1160,7 +1226,10 @@ impl<'a> Search<'a> {
         let mut could_come_next = Vec::new();
         let mut node = self.list.first();
         while node != SENTINEL && self.list.nodes[node].is_call {
-            could_come_next.push(self.list.nodes[node].op);
+            let op = self.list.nodes[node].op;
+            if self.may_come_next(op) {
+                could_come_next.push(op);
+            }
             node = self.list.nodes[node].next;
         }
         self.deepest_dead_end = Some(DeadEnd {
