@@ -574,6 +574,65 @@ fn stale_read_after_a_delete_returned_is_not_linearizable() {
 }
 
 #[test]
+fn read_of_absent_with_no_delete_between_it_and_a_write_before_it_is_not_linearizable() {
+    // Deleted, written again, then seen absent.
+    let history = [
+        write(1, 7, 10, 0, 10),
+        delete(2, 7, 20, 30),
+        write(1, 7, 11, 40, 50),
+        read(3, 7, None, 60, 70),
+    ];
+    let message = assert_not_linearizable(&history);
+    assert!(
+        message.contains("a read returned a stale value") && message.contains("saw the key absent"),
+        "{message}"
+    );
+    assert!(
+        message.contains("#2 client 1: write 11 [call 40, ret 50]"),
+        "{message}"
+    );
+    assert_search_agrees(&history).expect_err("not linearizable");
+    // A delete invoked after the read returned does not help, nor does a failed cas.
+    let history = [
+        write(1, 7, 10, 0, 10),
+        cas(2, 7, (Some(10), 11), 20, 30, Ret::CasOk),
+        cas(2, 7, (Some(10), 12), 40, 50, Ret::CasFail(None)),
+        delete(2, 7, 60, 70),
+    ];
+    let message = assert_not_linearizable(&history);
+    assert!(
+        message.contains("a failed cas reported a stale value"),
+        "{message}"
+    );
+    assert_search_agrees(&history).expect_err("not linearizable");
+    // A delete that may come between the write and the read does: concurrent with the write...
+    for history in [
+        [
+            write(1, 7, 10, 0, 10),
+            delete(2, 7, 20, 30),
+            write(1, 7, 11, 30, 50),
+            read(3, 7, None, 60, 70),
+        ],
+        // ... or with the read, or invoked when the read returns.
+        [
+            write(1, 7, 10, 0, 10),
+            delete(2, 7, 20, 65),
+            write(1, 7, 11, 30, 50),
+            read(3, 7, None, 60, 70),
+        ],
+        [
+            write(1, 7, 10, 0, 10),
+            delete(2, 7, 70, 80),
+            write(1, 7, 11, 30, 50),
+            read(3, 7, None, 60, 70),
+        ],
+    ] {
+        assert_linearizable(&history);
+        assert_search_agrees(&history).expect("linearizable");
+    }
+}
+
+#[test]
 fn unanswered_cas_whose_new_value_was_read_later_is_linearizable() {
     let history = [
         write(1, 7, 10, 0, 10),

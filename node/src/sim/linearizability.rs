@@ -87,9 +87,15 @@
 //!        writer of the value returned (its deadline, if it never did) and returned before the
 //!        observer was invoked. That change sits between the writer and the observer, and
 //!        nothing else can bring the value back, since it has one writer;
-//!      - a stale observation of absence, on a key without deletes (after the step above): some
-//!        operation that sets a value returned before the observer was invoked, and nothing can
-//!        make the key absent again.
+//!      - a stale observation of absence: some operation that sets a value (write, cas that
+//!        swapped or must have) returned before the observer was invoked, and was invoked after
+//!        every delete of the key returned, except those invoked after the observer returned
+//!        (its deadline, for a kept unanswered cas). The deletes are those left by the step
+//!        above; one that never returned never returns, so if it may precede the observer, the
+//!        observation is not called stale. Every such
+//!        delete precedes the setter or follows the observer, so none comes between them, and
+//!        only a delete makes the key absent. On a key without deletes this is just "some
+//!        operation that sets a value returned before the observer was invoked".
 //!
 //!      The stale observations are also the violations whose refutation by search is slowest
 //!      when many operations are concurrent.
@@ -683,9 +689,11 @@ struct StaleObservation {
     /// The operation that wrote the value it observed (`None`: it observed the key absent).
     seen_writer: Option<usize>,
     /// An operation that changed the register, invoked after `seen_writer` returned (for an
-    /// observation of the key absent: one that set a value, anywhere), and that returned before
-    /// `observer` was invoked.
+    /// observation of the key absent: one that set a value, invoked after every delete that may
+    /// precede the observer returned), and that returned before `observer` was invoked.
     overwriter: usize,
+    /// Whether the key has deletes (for the message about an observation of absence).
+    key_has_deletes: bool,
 }
 
 /// The first operation (in call order) of `ops` that observed a value provably overwritten
@@ -694,8 +702,9 @@ struct StaleObservation {
 /// - It observed a value, and some operation that changes the register (write, swapping cas,
 ///   delete) was invoked after the writer of that value returned and returned before the
 ///   observer was invoked. Since values are unique, that value cannot come back.
-/// - It observed the key absent, the key has no delete, and some operation that sets a value
-///   returned before the observer was invoked. Nothing can make the key absent again.
+/// - It observed the key absent, and some operation that sets a value returned before the
+///   observer was invoked and was invoked after every delete invoked before the observer
+///   returned had returned (unanswered deletes never return). No delete can come between.
 ///
 /// Finding these directly saves the search from refuting them, which can be slow when many
 /// operations are concurrent. Observations of a value that no operation writes, or before its
@@ -716,7 +725,15 @@ fn find_stale_observation(ops: &[KeyOp]) -> Option<StaleObservation> {
             _ => None,
         })
         .collect();
-    let has_deletes = ops.iter().any(|op| op.kind == KeyOpKind::Delete);
+    let deletes = by_call(&|kind| kind == KeyOpKind::Delete);
+    // `latest_delete_return[i]`: the latest return among `deletes[..=i]`.
+    let latest_delete_return: Vec<u64> = deletes
+        .iter()
+        .scan(0, |latest, &delete| {
+            *latest = ops[delete].ret.max(*latest);
+            Some(*latest)
+        })
+        .collect();
     let earliest_mutator_return_from = earliest_return_from(ops, &mutators);
     let earliest_setter_return_from = earliest_return_from(ops, &setters);
     for observer in observers {
@@ -733,8 +750,22 @@ fn find_stale_observation(ops: &[KeyOp]) -> Option<StaleObservation> {
                     first_later,
                 )
             }
-            Some(None) if !has_deletes => (None, &earliest_setter_return_from, 0),
-            _ => continue,
+            Some(None) => {
+                // The deletes that may precede the observer: those not invoked after it
+                // returned. A setter invoked after they all returned leaves no room for one
+                // between it and the observer (with an unanswered one among them, there is none).
+                let observer_ret = ops[observer].ret;
+                let may_precede = deletes.partition_point(|&op| ops[op].call <= observer_ret);
+                let first_later = match may_precede.checked_sub(1) {
+                    None => 0,
+                    Some(last) => {
+                        let latest = latest_delete_return[last];
+                        setters.partition_point(|&op| ops[op].call <= latest)
+                    }
+                };
+                (None, &earliest_setter_return_from, first_later)
+            }
+            None => continue,
         };
         if let Some(&overwriter) = earliest_from.get(first_candidate)
             && ops[overwriter].ret < ops[observer].call
@@ -743,6 +774,7 @@ fn find_stale_observation(ops: &[KeyOp]) -> Option<StaleObservation> {
                 observer,
                 seen_writer,
                 overwriter,
+                key_has_deletes: !deletes.is_empty(),
             });
         }
     }
@@ -782,6 +814,10 @@ fn describe_stale_observation(
                 writer_noun(ops[seen].kind)
             );
         }
+        None if stale.key_has_deletes => message.push_str(
+            " set a value, after every delete that may precede it returned, but it saw the key \
+             absent:",
+        ),
         None => message.push_str(" set a value, but it saw the key absent:"),
     }
     for op in [
