@@ -1,18 +1,26 @@
 //! Tests of the linearizability checker (`balsa::sim::linearizability`).
 //!
-//! 1. Hand-written histories with known verdicts.
+//! 1. Hand-written histories with known verdicts (1b: with compare-and-swap and delete).
 //! 2. A randomized cross-check on thousands of tiny histories against two independent checkers:
 //!    a brute-force search over orderings of the whole history (no partitioning by key, no
 //!    preprocessing, no memoization) written here, and Stateright's `LinearizabilityTester` with
 //!    a `Register` spec (one tester per key).
 //! 3. Large, mostly sequential histories (thousands of operations per key) for speed, and the
 //!    inconclusive outcome when the search budget runs out.
+//! 4. Histories with compare-and-swap and delete too, generated linearizable by executing random
+//!    operations on a register (with random intervals around their points and random lost
+//!    answers): property tests that the checker accepts them, that one changed result gets the
+//!    same verdict from the checker and its search alone (and from the brute force when tiny),
+//!    a cross-check of thousands of tiny ones against the brute force, and large ones for speed.
+//!    (Stateright's register has no cas or delete.)
 #![cfg(feature = "sim")]
 
 use balsa::sim::linearizability::{
     DEFAULT_STEP_BUDGET_PER_KEY, INCONCLUSIVE_PREFIX, Op, Operation, Ret, check,
     check_by_search_alone, check_with_budget,
 };
+use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
 use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 use std::collections::{BTreeMap, BTreeSet};
@@ -51,6 +59,50 @@ fn pending_read(client: u64, key: u64, call: u64) -> Operation {
     Operation {
         client,
         op: Op::Read { key },
+        call,
+        ret: None,
+    }
+}
+
+/// A cas answered `ret`: `CasOk`, or `CasFail` with what the key held.
+fn cas(
+    client: u64,
+    key: u64,
+    (expected, new): (Option<u64>, u64),
+    call: u64,
+    ret: u64,
+    answer: Ret,
+) -> Operation {
+    Operation {
+        client,
+        op: Op::Cas { key, expected, new },
+        call,
+        ret: Some((ret, answer)),
+    }
+}
+
+fn pending_cas(client: u64, key: u64, (expected, new): (Option<u64>, u64), call: u64) -> Operation {
+    Operation {
+        client,
+        op: Op::Cas { key, expected, new },
+        call,
+        ret: None,
+    }
+}
+
+fn delete(client: u64, key: u64, call: u64, ret: u64) -> Operation {
+    Operation {
+        client,
+        op: Op::Delete { key },
+        call,
+        ret: Some((ret, Ret::DeleteOk)),
+    }
+}
+
+fn pending_delete(client: u64, key: u64, call: u64) -> Operation {
+    Operation {
+        client,
+        op: Op::Delete { key },
         call,
         ret: None,
     }
@@ -303,6 +355,439 @@ fn exhausted_budget_is_inconclusive_not_a_violation() {
 }
 
 // ----------------------------------------------------------------------------------------------
+// 1b. Hand-written histories with compare-and-swap and delete.
+
+/// Asserts that the search alone reaches the same verdict as `check`, and returns `check`'s.
+fn assert_search_agrees(history: &[Operation]) -> Result<(), String> {
+    let result = check(history);
+    let by_search = check_by_search_alone(history, DEFAULT_STEP_BUDGET_PER_KEY);
+    assert_eq!(
+        result.is_ok(),
+        by_search.is_ok(),
+        "check: {result:?}\nsearch alone: {by_search:?}\nhistory: {history:#?}"
+    );
+    if let Err(message) = &by_search {
+        assert!(message.starts_with("not linearizable"), "{message}");
+    }
+    result
+}
+
+#[test]
+fn cas_that_swapped_then_read_of_its_new_value_is_linearizable() {
+    let history = [
+        write(1, 7, 10, 0, 10),
+        cas(2, 7, (Some(10), 11), 20, 30, Ret::CasOk),
+        read(3, 7, Some(11), 40, 50),
+    ];
+    assert_linearizable(&history);
+    assert_search_agrees(&history).expect("linearizable");
+    // From absent.
+    assert_linearizable(&[
+        cas(2, 7, (None, 11), 0, 10, Ret::CasOk),
+        read(3, 7, Some(11), 20, 30),
+    ]);
+    // But not a read of the value it replaced, once it returned.
+    let message = assert_not_linearizable(&[
+        write(1, 7, 10, 0, 10),
+        cas(2, 7, (Some(10), 11), 20, 30, Ret::CasOk),
+        read(3, 7, Some(10), 40, 50),
+    ]);
+    assert!(
+        message.contains("a read returned a stale value"),
+        "{message}"
+    );
+}
+
+#[test]
+fn cas_reporting_a_swap_from_a_value_the_key_never_held_then_is_not_linearizable() {
+    // The key held 11 from before the cas was invoked: 10 was overwritten for good.
+    let history = [
+        write(1, 7, 10, 0, 10),
+        write(1, 7, 11, 20, 30),
+        cas(2, 7, (Some(10), 12), 40, 50, Ret::CasOk),
+    ];
+    let message = assert_not_linearizable(&history);
+    assert!(message.contains("a cas matched a stale value"), "{message}");
+    assert!(
+        message.contains("#2 client 2: cas 10->12 -> swapped [call 40, ret 50]"),
+        "{message}"
+    );
+    assert_search_agrees(&history).expect_err("not linearizable");
+    // Expecting absent after a write returned, with no delete.
+    assert_not_linearizable(&[
+        write(1, 7, 10, 0, 10),
+        cas(2, 7, (None, 12), 40, 50, Ret::CasOk),
+    ]);
+    // Expecting a value nobody wrote.
+    let message = assert_not_linearizable(&[cas(2, 7, (Some(10), 12), 40, 50, Ret::CasOk)]);
+    assert!(message.contains("never written"), "{message}");
+    // Concurrent writes of 10 and 11 seen in the order 10, 11: a cas from 10 afterwards finds
+    // 11. Only the search can tell (neither write follows the other in real time).
+    let history = [
+        write(1, 7, 10, 0, 100),
+        write(2, 7, 11, 0, 100),
+        read(3, 7, Some(10), 10, 20),
+        read(3, 7, Some(11), 30, 40),
+        cas(3, 7, (Some(10), 12), 50, 60, Ret::CasOk),
+    ];
+    let message = assert_not_linearizable(&history);
+    assert!(message.contains("longest linearizable prefix"), "{message}");
+    assert_search_agrees(&history).expect_err("not linearizable");
+    // Two swaps from the same value cannot both succeed (the second would find the first's).
+    let history = [
+        write(1, 7, 10, 0, 10),
+        cas(2, 7, (Some(10), 11), 20, 40, Ret::CasOk),
+        cas(3, 7, (Some(10), 12), 20, 40, Ret::CasOk),
+    ];
+    assert_not_linearizable(&history);
+    assert_search_agrees(&history).expect_err("not linearizable");
+}
+
+#[test]
+fn failed_cas_reporting_a_value_the_order_contradicts_is_not_linearizable() {
+    // It reports 10 after 11 overwrote 10 for good.
+    let history = [
+        write(1, 7, 10, 0, 10),
+        write(1, 7, 11, 20, 30),
+        cas(2, 7, (Some(99), 12), 40, 50, Ret::CasFail(Some(10))),
+    ];
+    let message = assert_not_linearizable(&history);
+    assert!(
+        message.contains("a failed cas reported a stale value"),
+        "{message}"
+    );
+    assert!(
+        message.contains("#2 client 2: cas 99->12 -> failed, held 10 [call 40, ret 50]"),
+        "{message}"
+    );
+    assert_search_agrees(&history).expect_err("not linearizable");
+    // Reporting the key absent after a write returned, with no delete.
+    assert_not_linearizable(&[
+        write(1, 7, 10, 0, 10),
+        cas(2, 7, (Some(99), 12), 40, 50, Ret::CasFail(None)),
+    ]);
+    // Reporting the very value it expected: it should have swapped.
+    let history = [
+        write(1, 7, 10, 0, 10),
+        cas(2, 7, (Some(10), 12), 40, 50, Ret::CasFail(Some(10))),
+    ];
+    let message = assert_not_linearizable(&history);
+    assert!(message.contains("the value it expected"), "{message}");
+    assert_search_agrees(&history).expect_err("not linearizable");
+    // A failed cas is a read: seeing 10, then 11, then 10 again is an inversion.
+    let history = [
+        write(1, 7, 10, 0, 100),
+        write(2, 7, 11, 0, 100),
+        read(3, 7, Some(10), 10, 20),
+        cas(3, 7, (None, 12), 30, 40, Ret::CasFail(Some(11))),
+        read(3, 7, Some(10), 50, 60),
+    ];
+    assert_not_linearizable(&history);
+    assert_search_agrees(&history).expect_err("not linearizable");
+    // And it changes nothing: its new value is never there.
+    let message = assert_not_linearizable(&[
+        cas(3, 7, (Some(5), 12), 10, 20, Ret::CasFail(None)),
+        read(3, 7, Some(12), 30, 40),
+    ]);
+    assert!(
+        message.contains("only a cas that failed carried it"),
+        "{message}"
+    );
+    // Reporting the value the key holds is fine.
+    assert_linearizable(&[
+        write(1, 7, 10, 0, 10),
+        cas(2, 7, (Some(99), 12), 20, 30, Ret::CasFail(Some(10))),
+        cas(2, 7, (Some(10), 13), 40, 50, Ret::CasOk),
+    ]);
+}
+
+#[test]
+fn delete_then_read_of_absent_is_linearizable() {
+    let history = [
+        write(1, 7, 10, 0, 10),
+        delete(2, 7, 20, 30),
+        read(3, 7, None, 40, 50),
+    ];
+    assert_linearizable(&history);
+    assert_search_agrees(&history).expect("linearizable");
+    // Deleting an absent key is fine, and a cas from absent may follow a delete.
+    assert_linearizable(&[
+        delete(2, 7, 0, 10),
+        write(1, 7, 10, 20, 30),
+        delete(2, 7, 40, 50),
+        cas(3, 7, (None, 11), 60, 70, Ret::CasOk),
+        read(3, 7, Some(11), 80, 90),
+    ]);
+}
+
+#[test]
+fn read_of_absent_after_a_delete_concurrent_with_a_write_may_go_either_way() {
+    for seen in [None, Some(10)] {
+        let history = [
+            write(1, 7, 10, 20, 40),
+            delete(2, 7, 20, 40),
+            read(3, 7, seen, 50, 60),
+        ];
+        assert_linearizable(&history);
+        assert_search_agrees(&history).expect("linearizable");
+    }
+    // But once seen, the order is fixed.
+    let history = [
+        write(1, 7, 10, 20, 40),
+        delete(2, 7, 20, 40),
+        read(3, 7, Some(10), 50, 60),
+        read(3, 7, None, 70, 80),
+    ];
+    assert_not_linearizable(&history);
+    assert_search_agrees(&history).expect_err("not linearizable");
+}
+
+#[test]
+fn stale_read_after_a_delete_returned_is_not_linearizable() {
+    let history = [
+        write(1, 7, 10, 0, 10),
+        delete(2, 7, 20, 30),
+        read(3, 7, Some(10), 40, 50),
+    ];
+    let message = assert_not_linearizable(&history);
+    assert!(
+        message.contains("a read returned a stale value"),
+        "{message}"
+    );
+    assert!(
+        message.contains("#1 client 2: delete [call 20, ret 30]"),
+        "{message}"
+    );
+    assert_search_agrees(&history).expect_err("not linearizable");
+    // A delete concurrent with the write does not make the read stale...
+    assert_linearizable(&[
+        write(1, 7, 10, 0, 30),
+        delete(2, 7, 20, 30),
+        read(3, 7, Some(10), 40, 50),
+    ]);
+    // ... nor does a delete the read overlaps.
+    assert_linearizable(&[
+        write(1, 7, 10, 0, 10),
+        delete(2, 7, 20, 45),
+        read(3, 7, Some(10), 40, 50),
+    ]);
+}
+
+#[test]
+fn read_of_absent_with_no_delete_between_it_and_a_write_before_it_is_not_linearizable() {
+    // Deleted, written again, then seen absent.
+    let history = [
+        write(1, 7, 10, 0, 10),
+        delete(2, 7, 20, 30),
+        write(1, 7, 11, 40, 50),
+        read(3, 7, None, 60, 70),
+    ];
+    let message = assert_not_linearizable(&history);
+    assert!(
+        message.contains("a read returned a stale value") && message.contains("saw the key absent"),
+        "{message}"
+    );
+    assert!(
+        message.contains("#2 client 1: write 11 [call 40, ret 50]"),
+        "{message}"
+    );
+    assert_search_agrees(&history).expect_err("not linearizable");
+    // A delete invoked after the read returned does not help, nor does a failed cas.
+    let history = [
+        write(1, 7, 10, 0, 10),
+        cas(2, 7, (Some(10), 11), 20, 30, Ret::CasOk),
+        cas(2, 7, (Some(10), 12), 40, 50, Ret::CasFail(None)),
+        delete(2, 7, 60, 70),
+    ];
+    let message = assert_not_linearizable(&history);
+    assert!(
+        message.contains("a failed cas reported a stale value"),
+        "{message}"
+    );
+    assert_search_agrees(&history).expect_err("not linearizable");
+    // A delete that may come between the write and the read does: concurrent with the write...
+    for history in [
+        [
+            write(1, 7, 10, 0, 10),
+            delete(2, 7, 20, 30),
+            write(1, 7, 11, 30, 50),
+            read(3, 7, None, 60, 70),
+        ],
+        // ... or with the read, or invoked when the read returns.
+        [
+            write(1, 7, 10, 0, 10),
+            delete(2, 7, 20, 65),
+            write(1, 7, 11, 30, 50),
+            read(3, 7, None, 60, 70),
+        ],
+        [
+            write(1, 7, 10, 0, 10),
+            delete(2, 7, 70, 80),
+            write(1, 7, 11, 30, 50),
+            read(3, 7, None, 60, 70),
+        ],
+    ] {
+        assert_linearizable(&history);
+        assert_search_agrees(&history).expect("linearizable");
+    }
+}
+
+#[test]
+fn unanswered_cas_whose_new_value_was_read_later_is_linearizable() {
+    let history = [
+        write(1, 7, 10, 0, 10),
+        pending_cas(2, 7, (Some(10), 11), 20),
+        read(3, 7, Some(11), 30, 40),
+        read(3, 7, Some(11), 50, 60),
+    ];
+    assert_linearizable(&history);
+    assert_search_agrees(&history).expect("linearizable");
+    // Its new value unseen, it may not have taken effect.
+    assert_linearizable(&[
+        write(1, 7, 10, 0, 10),
+        pending_cas(2, 7, (Some(10), 11), 20),
+        read(3, 7, Some(10), 30, 40),
+    ]);
+    // A chain of unanswered swaps, the last one's value read.
+    let history = [
+        write(1, 7, 10, 0, 10),
+        pending_cas(2, 7, (Some(10), 11), 20),
+        pending_cas(4, 7, (Some(11), 12), 25),
+        read(3, 7, Some(12), 30, 40),
+    ];
+    assert_linearizable(&history);
+    assert_search_agrees(&history).expect("linearizable");
+    // But it must have swapped, so the key held its expected value after its call: not so if
+    // 10 was overwritten before.
+    let history = [
+        write(1, 7, 10, 0, 10),
+        write(1, 7, 13, 12, 18),
+        pending_cas(2, 7, (Some(10), 11), 20),
+        read(3, 7, Some(11), 30, 40),
+    ];
+    let message = assert_not_linearizable(&history);
+    assert!(message.contains("a cas matched a stale value"), "{message}");
+    assert_search_agrees(&history).expect_err("not linearizable");
+    // And before the read returned: not so if the read returned before the chain was invoked.
+    let history = [
+        write(1, 7, 10, 0, 10),
+        read(3, 7, Some(12), 12, 15),
+        pending_cas(2, 7, (Some(10), 11), 20),
+        pending_cas(4, 7, (Some(11), 12), 25),
+    ];
+    let message = assert_not_linearizable(&history);
+    assert!(
+        message.contains("before the cas carrying that value was invoked"),
+        "{message}"
+    );
+    assert_search_agrees(&history).expect_err("not linearizable");
+}
+
+#[test]
+fn unanswered_delete_explaining_a_read_of_absent_is_linearizable() {
+    let history = [
+        write(1, 7, 10, 0, 10),
+        pending_delete(2, 7, 20),
+        read(3, 7, None, 30, 40),
+    ];
+    assert_linearizable(&history);
+    assert_search_agrees(&history).expect("linearizable");
+    // Without it, or with it invoked after the read returned, the read is stale.
+    assert_not_linearizable(&[write(1, 7, 10, 0, 10), read(3, 7, None, 30, 40)]);
+    let history = [
+        write(1, 7, 10, 0, 10),
+        read(3, 7, None, 30, 40),
+        pending_delete(2, 7, 50),
+    ];
+    assert_not_linearizable(&history);
+    assert_search_agrees(&history).expect_err("not linearizable");
+    // Invoked when the read returned: concurrent, so it may come first.
+    let history = [
+        write(1, 7, 10, 0, 10),
+        read(3, 7, None, 30, 40),
+        pending_delete(2, 7, 40),
+    ];
+    assert_linearizable(&history);
+    assert_search_agrees(&history).expect("linearizable");
+    // It may also not have taken effect, or taken effect late.
+    assert_linearizable(&[
+        write(1, 7, 10, 0, 10),
+        pending_delete(2, 7, 20),
+        read(3, 7, Some(10), 30, 40),
+        read(3, 7, None, 50, 60),
+    ]);
+    // But it takes effect once: two reads of absent, each after a fresh write, need two.
+    let history = [
+        write(1, 7, 10, 0, 10),
+        pending_delete(2, 7, 11),
+        read(3, 7, None, 20, 30),
+        write(1, 7, 11, 40, 50),
+        read(3, 7, None, 60, 70),
+    ];
+    assert_not_linearizable(&history);
+    assert_search_agrees(&history).expect_err("not linearizable");
+    let mut two_deletes = history.to_vec();
+    two_deletes.push(pending_delete(4, 7, 12));
+    assert_linearizable(&two_deletes);
+    assert_search_agrees(&two_deletes).expect("linearizable");
+}
+
+#[test]
+fn excerpts_show_cas_and_delete_readably() {
+    // 10 and 11 written concurrently and seen in that order; then a swap from 10, which only
+    // the search refutes.
+    let message = assert_not_linearizable(&[
+        write(1, 7, 10, 0, 100),
+        write(2, 7, 11, 0, 100),
+        read(3, 7, Some(10), 10, 20),
+        read(3, 7, Some(11), 30, 40),
+        pending_delete(5, 7, 45),
+        cas(3, 7, (Some(10), 12), 50, 60, Ret::CasOk),
+        read(6, 7, None, 0, 200),
+    ]);
+    assert!(message.contains("longest linearizable prefix"), "{message}");
+    assert!(
+        message.contains("\n      #4 client 5: delete [call 45, never returned]"),
+        "{message}"
+    );
+    assert!(
+        message.contains("\n    ! #5 client 3: cas 10->12 -> swapped [call 50, ret 60]"),
+        "{message}"
+    );
+}
+
+#[test]
+fn malformed_cas_and_delete_histories_are_reported_as_such() {
+    let wrong_kind = Operation {
+        client: 1,
+        op: Op::Cas {
+            key: 7,
+            expected: None,
+            new: 1,
+        },
+        call: 0,
+        ret: Some((1, Ret::DeleteOk)),
+    };
+    let message = check(&[wrong_kind]).expect_err("delete result for a cas");
+    assert!(message.starts_with("malformed history"), "{message}");
+    let wrong_kind = Operation {
+        client: 1,
+        op: Op::Delete { key: 7 },
+        call: 0,
+        ret: Some((1, Ret::CasOk)),
+    };
+    let message = check(&[wrong_kind]).expect_err("cas result for a delete");
+    assert!(message.starts_with("malformed history"), "{message}");
+    // A cas's new value counts as written, even if it failed.
+    let message = check(&[
+        write(1, 7, 10, 0, 5),
+        cas(2, 7, (None, 10), 6, 8, Ret::CasFail(Some(10))),
+    ])
+    .expect_err("dup value");
+    assert!(message.starts_with("malformed history"), "{message}");
+}
+
+// ----------------------------------------------------------------------------------------------
 // Random histories.
 
 /// SplitMix64: small, deterministic, good enough for generating test cases.
@@ -406,8 +891,8 @@ fn written_values(history: &[Operation]) -> Vec<u64> {
     history
         .iter()
         .filter_map(|event| match event.op {
-            Op::Write { value, .. } => Some(value),
-            Op::Read { .. } => None,
+            Op::Write { value, .. } | Op::Cas { new: value, .. } => Some(value),
+            Op::Read { .. } | Op::Delete { .. } => None,
         })
         .collect()
 }
@@ -459,6 +944,8 @@ fn mutate(rng: &mut TestRng, history: &mut [Operation]) {
                     Op::Write { .. } => Ret::WriteOk,
                     Op::Read { .. } if values.is_empty() => Ret::ReadOk(None),
                     Op::Read { .. } => Ret::ReadOk(Some(values[rng.index(values.len())])),
+                    Op::Cas { .. } => Ret::CasOk,
+                    Op::Delete { .. } => Ret::DeleteOk,
                 };
                 history[target].ret = Some((ret_time, ret));
             }
@@ -516,7 +1003,8 @@ fn generate_arbitrary(rng: &mut TestRng, ops: usize) -> Vec<Operation> {
 /// extends a sequential order one operation at a time, in every way that respects real time
 /// (an operation returning strictly before another's call goes first) and the registers, and
 /// succeeds once every operation that returned is placed. Operations that never returned may
-/// be placed (anywhere after their call; a read then checks nothing) or left out.
+/// be placed (anywhere after their call; a read then checks nothing, a cas must swap) or left
+/// out.
 fn brute_force_linearizable(history: &[Operation]) -> bool {
     fn extend(
         history: &[Operation],
@@ -553,6 +1041,22 @@ fn brute_force_linearizable(history: &[Operation]) -> bool {
                     None
                 }
                 (Op::Read { .. }, _) => None,
+                // A cas that never answered, placed, is taken to have swapped (one that failed
+                // did nothing: leaving it out covers that).
+                (Op::Cas { key, expected, new }, None | Some((_, Ret::CasOk))) => {
+                    if registers.get(&key).copied() != expected {
+                        continue;
+                    }
+                    Some((key, registers.insert(key, new)))
+                }
+                (Op::Cas { key, expected, .. }, Some((_, ret))) => {
+                    let held = registers.get(&key).copied();
+                    if ret != Ret::CasFail(held) || held == expected {
+                        continue;
+                    }
+                    None
+                }
+                (Op::Delete { key }, _) => Some((key, registers.remove(&key))),
             };
             placed[next] = true;
             let found = extend(history, placed, registers);
@@ -584,6 +1088,9 @@ fn stateright_linearizable(history: &[Operation]) -> bool {
         .iter()
         .map(|event| match event.op {
             Op::Write { key, .. } | Op::Read { key } => key,
+            Op::Cas { .. } | Op::Delete { .. } => {
+                panic!("stateright's register has no cas or delete: {event:?}")
+            }
         })
         .collect();
     keys.into_iter().all(|key| {
@@ -612,6 +1119,9 @@ fn stateright_linearizable(history: &[Operation]) -> bool {
                 let op = match event.op {
                     Op::Write { value, .. } => RegisterOp::Write(Some(value)),
                     Op::Read { .. } => RegisterOp::Read,
+                    Op::Cas { .. } | Op::Delete { .. } => {
+                        unreachable!("the keys were collected above, where these panic")
+                    }
                 };
                 tester.on_invoke(index, op).map(|_| ())
             };
@@ -826,4 +1336,392 @@ fn large_histories_with_wide_concurrency_are_checked() {
     assert_linearizable(&history);
     let message = assert_not_linearizable(&with_read_inversion_at_the_end(&history, 0));
     assert!(message.contains("longest linearizable prefix"), "{message}");
+}
+
+// ----------------------------------------------------------------------------------------------
+// 4. Generated histories with all four operations.
+
+/// One operation of a generated history, as drawn (by proptest or by [`TestRng`]); what it
+/// returns is computed by [`history_from_steps`].
+#[derive(Clone, Debug)]
+struct Step {
+    kind: StepKind,
+    key: u64,
+    /// Which free client slot invokes it (modulo the number of free ones).
+    slot: usize,
+    /// How long before its linearization point it is invoked (at most the spread).
+    call_before: u64,
+    /// How long after its linearization point it returns (1 to the spread).
+    ret_after: u64,
+    answered: bool,
+    /// If it is not answered: whether it takes effect anyway.
+    takes_effect: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum StepKind {
+    Write,
+    Read,
+    /// Expecting what the key holds, absence, a value it held before (the `usize`-th most recent
+    /// one, modulo), or a value never written.
+    Cas(Expectation),
+    Delete,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Expectation {
+    Current,
+    Absent,
+    Earlier(usize),
+    Never,
+}
+
+/// How a generated history is laid out in time.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    client_slots: usize,
+    /// How far an operation's call and return may lie from its linearization point.
+    spread: u64,
+}
+
+/// Values no generated operation writes (they count down from here; written ones count up from 1).
+const NEVER_WRITTEN: u64 = 1 << 40;
+
+/// A linearizable history: step `i` is linearized at time `10 * (i + 1)` or later (when a client
+/// slot is free), executed there against a register per key, and its interval drawn around that
+/// point, each client having one operation outstanding at a time. An operation that is not
+/// answered takes effect at its point or not at all (a cas only if it would swap), and its
+/// client is replaced by a new one.
+fn history_from_steps(steps: &[Step], layout: Layout) -> Vec<Operation> {
+    let mut history = Vec::with_capacity(steps.len());
+    let mut registers: BTreeMap<u64, u64> = BTreeMap::new();
+    // Per key, the values it held, oldest first.
+    let mut held: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    // Per slot: the client id and the earliest time it may invoke again.
+    let mut slots: Vec<(u64, u64)> = (0..layout.client_slots as u64).map(|id| (id, 0)).collect();
+    let mut next_client = layout.client_slots as u64;
+    let mut next_value = 1;
+    let mut point = 0;
+    for step in steps {
+        let free = loop {
+            point += 10;
+            let free: Vec<usize> = (0..slots.len())
+                .filter(|&slot| slots[slot].1 <= point)
+                .collect();
+            if !free.is_empty() {
+                break free;
+            }
+        };
+        let slot = free[step.slot % free.len()];
+        let (client, free_at) = slots[slot];
+        let call = point
+            .saturating_sub(step.call_before.min(layout.spread))
+            .max(free_at);
+        let ret_time = point + step.ret_after.clamp(1, layout.spread);
+        let key = step.key;
+        let current = registers.get(&key).copied();
+        // The operation, its answer, and what the key holds after it if it changes it.
+        let (op, ret, change) = match step.kind {
+            StepKind::Write => {
+                let value = next_value;
+                next_value += 1;
+                (Op::Write { key, value }, Ret::WriteOk, Some(Some(value)))
+            }
+            StepKind::Read => (Op::Read { key }, Ret::ReadOk(current), None),
+            StepKind::Cas(expectation) => {
+                let new = next_value;
+                next_value += 1;
+                let earlier = held.get(&key).map_or(&[][..], Vec::as_slice);
+                let expected = match expectation {
+                    Expectation::Current => current,
+                    Expectation::Absent => None,
+                    Expectation::Earlier(_) if earlier.is_empty() => current,
+                    Expectation::Earlier(back) => {
+                        Some(earlier[earlier.len() - 1 - back % earlier.len()])
+                    }
+                    Expectation::Never => Some(NEVER_WRITTEN - new),
+                };
+                let op = Op::Cas { key, expected, new };
+                if expected == current {
+                    (op, Ret::CasOk, Some(Some(new)))
+                } else {
+                    (op, Ret::CasFail(current), None)
+                }
+            }
+            StepKind::Delete => (Op::Delete { key }, Ret::DeleteOk, Some(None)),
+        };
+        if step.answered || step.takes_effect {
+            match change {
+                Some(Some(value)) => {
+                    registers.insert(key, value);
+                    held.entry(key).or_default().push(value);
+                }
+                Some(None) => {
+                    registers.remove(&key);
+                }
+                None => {}
+            }
+        }
+        if step.answered {
+            history.push(Operation {
+                client,
+                op,
+                call,
+                ret: Some((ret_time, ret)),
+            });
+            slots[slot].1 = ret_time + 1;
+        } else {
+            history.push(Operation {
+                client,
+                op,
+                call,
+                ret: None,
+            });
+            slots[slot] = (next_client, call);
+            next_client += 1;
+        }
+    }
+    history
+}
+
+/// Steps drawn with [`TestRng`]: `keys` keys, one operation in `unanswered_one_in` unanswered.
+fn random_steps(rng: &mut TestRng, count: usize, keys: u64, unanswered_one_in: u64) -> Vec<Step> {
+    (0..count)
+        .map(|_| Step {
+            kind: match rng.between(0, 7) {
+                0 | 1 => StepKind::Write,
+                2 | 3 => StepKind::Read,
+                4 => StepKind::Cas(Expectation::Current),
+                5 => StepKind::Cas(match rng.between(0, 2) {
+                    0 => Expectation::Absent,
+                    1 => Expectation::Earlier(rng.index(4)),
+                    _ => Expectation::Never,
+                }),
+                _ => StepKind::Delete,
+            },
+            key: rng.between(0, keys - 1),
+            slot: rng.index(64),
+            call_before: rng.between(0, 1000),
+            ret_after: rng.between(1, 1000),
+            answered: !rng.one_in(unanswered_one_in),
+            takes_effect: rng.one_in(2),
+        })
+        .collect()
+}
+
+fn step_strategy(keys: u64) -> impl Strategy<Value = Step> {
+    let expectation = prop_oneof![
+        2 => Just(Expectation::Current),
+        1 => Just(Expectation::Absent),
+        1 => (0..4usize).prop_map(Expectation::Earlier),
+        1 => Just(Expectation::Never),
+    ];
+    let kind = prop_oneof![
+        2 => Just(StepKind::Write),
+        2 => Just(StepKind::Read),
+        2 => expectation.prop_map(StepKind::Cas),
+        1 => Just(StepKind::Delete),
+    ];
+    (
+        kind,
+        0..keys,
+        0..64usize,
+        0..1000u64,
+        1..1000u64,
+        prop::bool::weighted(0.85),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(kind, key, slot, call_before, ret_after, answered, takes_effect)| Step {
+                kind,
+                key,
+                slot,
+                call_before,
+                ret_after,
+                answered,
+                takes_effect,
+            },
+        )
+}
+
+fn layout_strategy() -> impl Strategy<Value = Layout> {
+    (1..6usize, 5..80u64).prop_map(|(client_slots, spread)| Layout {
+        client_slots,
+        spread,
+    })
+}
+
+/// Changes what the `target`-th answered read or cas returned (modulo their number), to a value
+/// picked by `pick` among absence, the values carried into its key and one never written; a
+/// cas that swapped may instead report a failure, and a failed one a swap. Returns whether
+/// anything changed.
+fn mutate_returned_value(history: &mut [Operation], target: usize, pick: usize) -> bool {
+    let answered: Vec<usize> = (0..history.len())
+        .filter(|&index| {
+            matches!(
+                history[index].ret,
+                Some((_, Ret::ReadOk(_) | Ret::CasOk | Ret::CasFail(_)))
+            )
+        })
+        .collect();
+    if answered.is_empty() {
+        return false;
+    }
+    let target = answered[target % answered.len()];
+    let Operation { op, ret, .. } = history[target];
+    let Some((ret_time, old)) = ret else {
+        return false;
+    };
+    let key = match op {
+        Op::Write { key, .. } | Op::Read { key } | Op::Cas { key, .. } | Op::Delete { key } => key,
+    };
+    let mut choices: Vec<Option<u64>> = vec![None, Some(NEVER_WRITTEN)];
+    choices.extend(history.iter().filter_map(|event| match event.op {
+        Op::Write { key: k, value }
+        | Op::Cas {
+            key: k, new: value, ..
+        } if k == key => Some(Some(value)),
+        _ => None,
+    }));
+    let value = choices[pick % choices.len()];
+    let new = match old {
+        Ret::ReadOk(_) => Ret::ReadOk(value),
+        Ret::CasOk => Ret::CasFail(value),
+        Ret::CasFail(_) if pick.is_multiple_of(3) => Ret::CasOk,
+        _ => Ret::CasFail(value),
+    };
+    history[target].ret = Some((ret_time, new));
+    new != old
+}
+
+proptest! {
+    // 256 cases each, a fraction of a second in release mode. A fixed seed keeps the run
+    // deterministic; no persistence file, so nothing is written into the repository.
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        rng_seed: RngSeed::Fixed(0x11AE_A12E),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn generated_histories_with_cas_and_delete_are_linearizable(
+        steps in prop::collection::vec(step_strategy(3), 1..300),
+        layout in layout_strategy(),
+    ) {
+        let history = history_from_steps(&steps, layout);
+        let result = check(&history);
+        prop_assert!(result.is_ok(), "{result:?}\n{history:#?}");
+        let by_search = check_by_search_alone(&history, DEFAULT_STEP_BUDGET_PER_KEY);
+        prop_assert!(by_search.is_ok(), "{by_search:?}\n{history:#?}");
+    }
+
+    #[test]
+    fn mutated_histories_with_cas_and_delete_get_one_verdict_from_check_and_search_alone(
+        steps in prop::collection::vec(step_strategy(2), 1..60),
+        layout in layout_strategy(),
+        target in any::<usize>(),
+        pick in any::<usize>(),
+    ) {
+        let mut history = history_from_steps(&steps, layout);
+        prop_assume!(mutate_returned_value(&mut history, target, pick));
+        let result = check(&history);
+        let by_search = check_by_search_alone(&history, DEFAULT_STEP_BUDGET_PER_KEY);
+        let verdict = verdict_of(result.clone());
+        prop_assert!(verdict.is_ok(), "{result:?}");
+        prop_assert_eq!(
+            &verdict,
+            &verdict_of(by_search.clone()),
+            "check: {:?}\nsearch alone: {:?}\n{:#?}",
+            result,
+            by_search,
+            history
+        );
+        if history.len() <= 7 {
+            prop_assert_eq!(verdict, Ok(brute_force_linearizable(&history)), "{:#?}", history);
+        }
+    }
+}
+
+#[test]
+#[allow(
+    clippy::print_stdout,
+    reason = "reports how many histories were cross-checked"
+)]
+fn random_tiny_histories_with_cas_and_delete_agree_with_brute_force() {
+    let mut generated = Tally::default();
+    let mut mutated = Tally::default();
+    for seed in 0..RANDOM_HISTORIES_PER_KIND {
+        let mut rng = TestRng(50_000 + seed);
+        let count = usize::try_from(rng.between(1, 7)).expect("at most 7");
+        let layout = Layout {
+            client_slots: 3,
+            spread: rng.between(5, 60),
+        };
+        let steps = random_steps(&mut rng, count, 2, 4);
+        let history = history_from_steps(&steps, layout);
+        cross_check_with_brute_force(&history, &mut generated, "generated", seed);
+        let mut mutant = history.clone();
+        for _ in 0..rng.between(1, 2) {
+            let (target, pick) = (rng.index(64), rng.index(64));
+            mutate_returned_value(&mut mutant, target, pick);
+        }
+        if rng.one_in(3) {
+            // Or an operation loses its answer.
+            let target = rng.index(mutant.len());
+            mutant[target].ret = None;
+        }
+        cross_check_with_brute_force(&mutant, &mut mutated, "mutated", seed);
+    }
+    println!("generated: {generated:?}\nmutated: {mutated:?}");
+    assert_eq!(generated.not_linearizable, 0, "{generated:?}");
+    assert!(mutated.linearizable * 10 > mutated.histories, "{mutated:?}");
+    assert!(
+        mutated.not_linearizable * 5 > mutated.histories,
+        "{mutated:?}"
+    );
+}
+
+/// Asserts that `check`, `check_by_search_alone` and the brute force agree on `history`.
+fn cross_check_with_brute_force(history: &[Operation], tally: &mut Tally, origin: &str, seed: u64) {
+    let result = check(history);
+    let by_search = check_by_search_alone(history, DEFAULT_STEP_BUDGET_PER_KEY);
+    let brute_force = brute_force_linearizable(history);
+    assert!(
+        verdict_of(result.clone()) == Ok(brute_force)
+            && verdict_of(by_search.clone()) == Ok(brute_force),
+        "{origin} (seed {seed}): check says {result:?}, the search alone {by_search:?}, brute \
+         force {brute_force}\n{history:#?}"
+    );
+    if result
+        .as_ref()
+        .is_err_and(|message| message.contains("longest linearizable prefix"))
+    {
+        tally.refuted_by_search += 1;
+    }
+    tally.histories += 1;
+    if brute_force {
+        tally.linearizable += 1;
+    } else {
+        tally.not_linearizable += 1;
+    }
+}
+
+#[test]
+fn large_histories_with_cas_and_delete_are_checked_quickly() {
+    for seed in 0..3 {
+        let mut rng = TestRng(2000 + seed);
+        let steps = random_steps(&mut rng, 20_000, 4, 50);
+        let layout = Layout {
+            client_slots: 5,
+            spread: 30,
+        };
+        let history = history_from_steps(&steps, layout);
+        assert_linearizable(&history);
+        let message = assert_not_linearizable(&with_read_inversion_at_the_end(&history, 1));
+        assert!(
+            message.starts_with("not linearizable: key 1 ("),
+            "{message}"
+        );
+    }
 }

@@ -44,6 +44,10 @@ const THINK: (u64, u64) = (0, 3 * SUBTICKS_PER_TICK);
 /// When no node is up, a client looks again after this long.
 const NOBODY_UP_RETRY: u64 = 5 * SUBTICKS_PER_TICK;
 
+/// Why the clients' matches on [`Op`] need no arm for the checker's other operations:
+/// `Clients::start` invokes only these two.
+const ONLY_WRITES_AND_READS: &str = "the simulated clients issue only writes and reads";
+
 /// The operation a client has outstanding.
 #[derive(Clone, Copy, Debug)]
 struct Outstanding {
@@ -213,6 +217,7 @@ impl Clients {
                     self.fail_read(index, rng);
                     None
                 }
+                Op::Cas { .. } | Op::Delete { .. } => unreachable!("{ONLY_WRITES_AND_READS}"),
             },
         }
     }
@@ -265,6 +270,7 @@ impl Clients {
                 };
                 Some(self.request(index, rng.pick(up), outstanding.seq, body))
             }
+            Op::Cas { .. } | Op::Delete { .. } => unreachable!("{ONLY_WRITES_AND_READS}"),
         }
     }
 
@@ -349,6 +355,7 @@ impl Clients {
                         self.rearm(index, delay);
                     }
                     Op::Read { .. } => self.fail_read(index, rng),
+                    Op::Cas { .. } | Op::Delete { .. } => unreachable!("{ONLY_WRITES_AND_READS}"),
                 }
             }
             (Op::Write { .. }, ResponseBody::Applied { data }) => match Answer::decode(&data) {

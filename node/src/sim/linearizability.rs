@@ -2,12 +2,25 @@
 //!
 //! # What is checked
 //!
-//! The model is one register per key; every key starts absent (a read returns `ReadOk(None)`
-//! until the key is first written). A history is *linearizable* if every operation can be given
-//! a single instant (its linearization point) between its invocation and its return such that the
-//! operations, executed one at a time in the order of those instants, return what they actually
-//! returned. An operation that never returned (`ret: None`) may take effect at any instant after
-//! its invocation, or not at all.
+//! The model is one register per key; every key starts absent. Four operations act on it:
+//!
+//! - **write** `v`: the key holds `v` (answer `WriteOk`);
+//! - **read**: answers what the key holds, `ReadOk(None)` if it is absent;
+//! - **cas** `expected -> new` (compare-and-swap; `expected` `None` means "absent"): if the key
+//!   holds `expected`, it now holds `new` (answer `CasOk`); otherwise nothing changes and the
+//!   answer is `CasFail` with what the key holds, so a failed cas is also a read;
+//! - **delete**: the key is absent, whether or not it was present (answer `DeleteOk`).
+//!
+//! A history carries each value into a key at most once: the values of writes and the new values
+//! of cas operations (whether they swapped or not) are unique per key. Absence is not a value and
+//! recurs after every delete.
+//!
+//! A history is *linearizable* if every operation can be given a single instant (its
+//! linearization point) between its invocation and its return such that the operations, executed
+//! one at a time in the order of those instants, return what they actually returned. An
+//! operation that never returned (`ret: None`) may take effect at any instant after its
+//! invocation, or not at all; for a cas, taking effect means swapping (a cas that found another
+//! value changed nothing, which is the same as not taking effect).
 //!
 //! Times are the logical times in [`Operation`]. Two operations are ordered in real time only if one
 //! returns *strictly* before the other is invoked: an operation returning at `t` and another
@@ -23,24 +36,72 @@
 //!    object's sub-history is. The history is partitioned by key and each key is checked on its
 //!    own, which turns one exponential search into many small ones.
 //! 2. **Preprocessing of each key's sub-history**, which only removes or tightens things that
-//!    provably cannot change the verdict:
-//!    - A read that never returned has no effect and nothing to check: it is dropped.
-//!    - A write that never returned and whose value no completed read saw is dropped: any
-//!      linearization that includes it stays valid with it removed (no read sits between it and
-//!      the next write, or it would have seen its value), and vice versa.
-//!    - A write that never returned but whose value a completed read saw must be linearized
-//!      before every such read, hence before the earliest return among them; that return time
-//!      becomes its return time. Since values are unique, this adds no constraint that the reads
-//!      did not already imply (anything invoked after that read returned must follow the read,
-//!      which follows the write).
-//!    - Some violations are found directly, with a more telling message than the search's: a
-//!      read of a value never written to the key, a read returning before the write of its
-//!      value was invoked, and a stale read, one invoked after some write returned that was
-//!      itself invoked after the write of the value read returned (or that saw the key absent
-//!      after a write returned). The last one is also the violation whose refutation by search
-//!      is slowest when many operations are concurrent.
+//!    provably cannot change the verdict. Two notions carry it:
 //!
-//!    After this every remaining operation has a finite return time.
+//!    - An operation *observes* the value its result pins down at its linearization point: a
+//!      read what it returned, a cas that swapped its expected value, a failed cas the value it
+//!      reported. Writes and deletes observe nothing: they succeed whatever the key holds.
+//!    - A value `v` gets into the key only through its *writer*, the one write of `v` or the
+//!      one cas with new value `v` (and that cas only if it swapped). So in every linearization,
+//!      every observation of `v` comes after `v`'s writer, and the last change of the key before
+//!      it is that writer. Deletes and cas operations do not weaken this: it is what every step
+//!      below reasons from. Absence has no such writer (the key starts absent, and any delete
+//!      makes it absent again), so no step draws conclusions from an observation of absence
+//!      except where stated, and then only from the deletes of the key.
+//!
+//!    The steps:
+//!
+//!    - A read that never returned has no effect and nothing to check: it is dropped.
+//!    - A write or cas that never returned *must take effect* if its value is observed by an
+//!      operation that returned, or by a cas that never returned and must itself take effect (a
+//!      chain of unanswered swaps ending in an observed value). Such an operation is kept, a cas
+//!      as one that swapped, and gets as return time a *deadline*: the earliest among the return
+//!      times of the answered operations observing its value and the deadlines of the kept
+//!      unanswered cas operations observing it (computed earliest first, like shortest paths
+//!      with edges of length zero from a cas's new value to its expected value). This adds no
+//!      constraint: in every linearization the operation precedes each of those observers,
+//!      which precede everything invoked after their (effective) return.
+//!    - Every other write or cas that never returned is dropped. Take any linearization,
+//!      without the unanswered operations that had no effect. Remove the dropped ones. An
+//!      operation that observes a value `v` still sees it: its writer is not dropped (it is
+//!      answered or must take effect, by the rule above), and it was the last change before the
+//!      observer. An operation that observes absence still sees it: the last change before it
+//!      was a delete, and no delete was removed, or there was none. Writes and deletes accept
+//!      any value. So what remains is still a linearization, and conversely a linearization of
+//!      what remains is one of the history, in which the dropped operations did not take effect.
+//!    - A delete that never returned is kept, without a return time (see "Search"), unless it
+//!      was invoked after every operation observing absence returned (the effective return, for
+//!      a kept unanswered cas expecting absence): then it is dropped. In a linearization where it
+//!      takes effect, every observer of absence precedes it; until the next change nothing
+//!      observes the absence it leaves, and the next change, if it observes anything (a cas), does
+//!      not observe absence; so removing it changes no result.
+//!    - Some violations are found directly, with a more telling message than the search's. Each
+//!      is a contradiction in every linearization:
+//!      - an observation of a value that no operation on the key can write (never carried, or
+//!        carried only by a cas that failed): it had no writer to follow;
+//!      - an observation of a value whose (effective) return precedes the invocation of the
+//!        value's writer: it must come after that writer;
+//!      - a failed cas that reported the value it expected: the register would have swapped;
+//!      - a stale observation of a value: some operation that changes the key (write, cas that
+//!        swapped or must have, delete; answered, or with a deadline) was invoked after the
+//!        writer of the value returned (its deadline, if it never did) and returned before the
+//!        observer was invoked. That change sits between the writer and the observer, and
+//!        nothing else can bring the value back, since it has one writer;
+//!      - a stale observation of absence: some operation that sets a value (write, cas that
+//!        swapped or must have) returned before the observer was invoked, and was invoked after
+//!        every delete of the key returned, except those invoked after the observer returned
+//!        (its deadline, for a kept unanswered cas). The deletes are those left by the step
+//!        above; one that never returned never returns, so if it may precede the observer, the
+//!        observation is not called stale. Every such
+//!        delete precedes the setter or follows the observer, so none comes between them, and
+//!        only a delete makes the key absent. On a key without deletes this is just "some
+//!        operation that sets a value returned before the observer was invoked".
+//!
+//!      The stale observations are also the violations whose refutation by search is slowest
+//!      when many operations are concurrent.
+//!
+//!    After this every remaining operation has a finite return time, except the deletes that
+//!    never returned.
 //! 3. **Search.** The call and return events of the key's operations form a doubly linked list
 //!    sorted by time (calls before returns at equal times). The search repeatedly takes the
 //!    first event of the list: if it is a call, the operation may be linearized next if the
@@ -48,22 +109,39 @@
 //!    and pushed on a stack. If the first return event is reached instead, the operation that
 //!    returns there cannot be postponed any further, so the search backtracks: it pops the last
 //!    linearized operation, relinks it, and tries the next call after it. The history is
-//!    linearizable iff the list can be emptied.
-//! 4. **Memoization.** Every configuration reached, the pair (set of linearized operations as a
-//!    bitset, register value), is cached; a step into an already cached configuration is not
-//!    explored again, since from the same configuration the same futures are possible and that
-//!    one already failed. Operations are numbered in invocation order, so in a mostly sequential
-//!    history the linearized set is "everything before some point, plus a few operations after
-//!    it"; the cached key stores it compactly as a count of full 64-bit words plus the words
-//!    after them, up to the last non-zero one.
-//! 5. **Forced reads** (a partial-order reduction specific to the register). If some operation
-//!    that may be linearized next (its call precedes every return left in the list) is a read of
-//!    the current register value, it is linearized next and nothing else is tried from that
-//!    configuration. This loses no linearization: in any linearization of the rest, moving that
-//!    read to the front keeps every read's result (reads change nothing, and it sees the current
-//!    value) and every real-time constraint (no remaining operation returned before its call).
-//!    So if that one move fails, the configuration fails, and backtracking goes on past it.
-//!    Without this, each read would be tried at every position of its window of concurrency.
+//!    linearizable iff the list can be emptied. A delete that never returned has its return
+//!    event after all the others (at time `u64::MAX`, and numbered after every other
+//!    operation, which breaks the tie with a return at that time): nothing has to wait for it,
+//!    and once only such deletes are left they are linearized one after another, which stands
+//!    for their not taking effect (a delete is accepted in any state, and nothing follows).
+//!    There is one more constraint on them, step 4.
+//! 4. **Unanswered deletes in invocation order** (a symmetry reduction). The deletes that never
+//!    returned all do the same thing, nothing waits for them, and the only constraint on where
+//!    one goes, after every operation that returned before its call, is weaker the earlier it
+//!    was invoked. So if some linearization uses some of them, one that uses the earliest
+//!    invoked ones, in invocation order, does too: swapping two that are out of order, or
+//!    replacing one by an unused one invoked earlier, changes no result and breaks no real-time
+//!    constraint. The search therefore linearizes such a delete only after all those invoked
+//!    before it. Which of them are linearized is then given by their number, and k of them
+//!    multiply the configurations by at most k + 1 instead of 2^k.
+//! 5. **Memoization.** Every configuration reached, the triple (set of linearized operations as
+//!    a bitset, number of unanswered deletes linearized, register value), is cached; a step into
+//!    an already cached configuration is not explored again, since from the same configuration
+//!    the same futures are possible and that one already failed. The bitset covers the other
+//!    operations, numbered in invocation order, so in a mostly sequential history the
+//!    linearized set is "everything before some point, plus a few operations after it"; the
+//!    cached key stores it compactly as a count of full 64-bit words plus the words after them,
+//!    up to the last non-zero one. (An unanswered delete, unused for a long time, would keep the
+//!    full words from growing if the bitset covered it.)
+//! 6. **Forced observations** (a partial-order reduction specific to the register). If some
+//!    operation that may be linearized next (its call precedes every return left in the list)
+//!    is a read that returned the current register value, or a failed cas that reported it, it
+//!    is linearized next and nothing else is tried from that configuration. This loses no
+//!    linearization: in any linearization of the rest, moving that operation to the front keeps
+//!    every result (it changes nothing, and it sees the current value) and every real-time
+//!    constraint (no remaining operation returned before its call). So if that one move fails,
+//!    the configuration fails, and backtracking goes on past it. Without this, each read would
+//!    be tried at every position of its window of concurrency.
 //!
 //! # Guarantees
 //!
@@ -88,12 +166,14 @@
 //!   that could not be postponed marked `!`.
 //! - [`INCONCLUSIVE_PREFIX`]: the search budget ran out; nothing is known.
 //! - `"malformed history"`: the history breaks the rules of [`Operation`] (a return before its call,
-//!   a return value of the wrong kind, a value written twice to a key).
+//!   a return value of the wrong kind, a value carried into a key twice, by writes or cas
+//!   operations).
 //!
 //! When several keys fail, a definite violation is reported in preference to an inconclusive
 //! key; otherwise the smallest failing key is reported.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::fmt::Write as _;
 
 /// An operation a client invoked.
@@ -111,6 +191,22 @@ pub enum Op {
         /// The key.
         key: u64,
     },
+    /// Compare-and-swap: set `key` to `new` if it holds `expected` (`None`: if it is absent),
+    /// else leave it alone and report what it holds.
+    Cas {
+        /// The key.
+        key: u64,
+        /// The value the key must hold for the swap (`None`: the key must be absent).
+        expected: Option<u64>,
+        /// The value it is set to (unique per key in a history, like a write's value, whether or
+        /// not the cas swapped).
+        new: u64,
+    },
+    /// Make `key` absent (whether or not it was present).
+    Delete {
+        /// The key.
+        key: u64,
+    },
 }
 
 /// What an operation returned.
@@ -118,8 +214,15 @@ pub enum Op {
 pub enum Ret {
     /// The write took effect.
     WriteOk,
-    /// The read saw this value (`None`: the key was never written).
+    /// The read saw this value (`None`: the key was absent).
     ReadOk(Option<u64>),
+    /// The cas found its expected value and swapped.
+    CasOk,
+    /// The cas found this value instead of its expected one (`None`: the key was absent) and
+    /// changed nothing.
+    CasFail(Option<u64>),
+    /// The delete took effect (deleting an absent key is not an error).
+    DeleteOk,
 }
 
 /// One operation in a history: invoked at `call`, returned at `ret` (logical times, `call <
@@ -228,13 +331,22 @@ enum KeyVerdict {
 
 fn key_of(op: &Op) -> u64 {
     match *op {
-        Op::Write { key, .. } | Op::Read { key } => key,
+        Op::Write { key, .. } | Op::Read { key } | Op::Cas { key, .. } | Op::Delete { key } => key,
+    }
+}
+
+/// The value `op` puts in its key if it takes effect: a write's value, a cas's new value.
+fn value_carried_by(op: &Op) -> Option<u64> {
+    match *op {
+        Op::Write { value, .. } => Some(value),
+        Op::Cas { new, .. } => Some(new),
+        Op::Read { .. } | Op::Delete { .. } => None,
     }
 }
 
 /// Rejects histories that break the rules of [`Operation`]; every later step relies on these.
 fn validate(history: &[Operation]) -> Result<(), String> {
-    let mut writer_of_value: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut carrier_of_value: HashMap<(u64, u64), usize> = HashMap::new();
     for (event_index, event) in history.iter().enumerate() {
         if let Some((ret_time, ret)) = event.ret {
             if ret_time < event.call {
@@ -244,23 +356,21 @@ fn validate(history: &[Operation]) -> Result<(), String> {
                     event.call
                 ));
             }
-            let kinds_match = matches!(
-                (event.op, ret),
-                (Op::Write { .. }, Ret::WriteOk) | (Op::Read { .. }, Ret::ReadOk(_))
-            );
-            if !kinds_match {
+            if kind_of(event.op, Some(ret)).is_none() {
                 return Err(format!(
                     "malformed history: event #{event_index} returned {ret:?} to {:?}",
                     event.op
                 ));
             }
         }
-        if let Op::Write { key, value } = event.op
-            && let Some(earlier_index) = writer_of_value.insert((key, value), event_index)
+        if let Some(value) = value_carried_by(&event.op)
+            && let Some(earlier_index) =
+                carrier_of_value.insert((key_of(&event.op), value), event_index)
         {
             return Err(format!(
-                "malformed history: value {value} is written to key {key} twice, by events \
-                 #{earlier_index} and #{event_index}"
+                "malformed history: value {value} is written to key {} twice, by events \
+                 #{earlier_index} and #{event_index}",
+                key_of(&event.op)
             ));
         }
     }
@@ -272,7 +382,61 @@ fn validate(history: &[Operation]) -> Result<(), String> {
 enum KeyOpKind {
     Write(u64),
     Read(Option<u64>),
+    /// A cas that swapped: it answered so, or it never answered but must have taken effect.
+    CasSwapped {
+        expected: Option<u64>,
+        new: u64,
+    },
+    /// A cas that answered that the register held `seen` (and changed nothing).
+    CasFailed {
+        expected: Option<u64>,
+        seen: Option<u64>,
+    },
+    Delete,
 }
+
+impl KeyOpKind {
+    /// The register value this operation requires when it takes effect, if its result depends
+    /// on it: what a read returned, what a swapping cas expected, what a failed cas reported.
+    fn observed(self) -> Option<Option<u64>> {
+        match self {
+            KeyOpKind::Read(seen) | KeyOpKind::CasFailed { seen, .. } => Some(seen),
+            KeyOpKind::CasSwapped { expected, .. } => Some(expected),
+            KeyOpKind::Write(_) | KeyOpKind::Delete => None,
+        }
+    }
+
+    /// The register value this operation leaves, if it changes the register.
+    fn written(self) -> Option<Option<u64>> {
+        match self {
+            KeyOpKind::Write(value) | KeyOpKind::CasSwapped { new: value, .. } => Some(Some(value)),
+            KeyOpKind::Delete => Some(None),
+            KeyOpKind::Read(_) | KeyOpKind::CasFailed { .. } => None,
+        }
+    }
+}
+
+/// What `op` does in the register model if it takes effect, given its answer (`None`: it never
+/// answered, and a cas that took effect then swapped, since a failed one has no effect). `None`
+/// for a read that never answered (it has no effect) and for an answer of the wrong kind.
+fn kind_of(op: Op, answer: Option<Ret>) -> Option<KeyOpKind> {
+    match (op, answer) {
+        (Op::Write { value, .. }, None | Some(Ret::WriteOk)) => Some(KeyOpKind::Write(value)),
+        (Op::Read { .. }, Some(Ret::ReadOk(seen))) => Some(KeyOpKind::Read(seen)),
+        (Op::Cas { expected, new, .. }, None | Some(Ret::CasOk)) => {
+            Some(KeyOpKind::CasSwapped { expected, new })
+        }
+        (Op::Cas { expected, .. }, Some(Ret::CasFail(seen))) => {
+            Some(KeyOpKind::CasFailed { expected, seen })
+        }
+        (Op::Delete { .. }, None | Some(Ret::DeleteOk)) => Some(KeyOpKind::Delete),
+        _ => None,
+    }
+}
+
+/// The return time of a delete that never returned: it may take effect at any time after its
+/// call, or never (see "Preprocessing" in the module documentation).
+const NEVER: u64 = u64::MAX;
 
 /// One operation of a key's sub-history, prepared for the search.
 #[derive(Clone, Copy, Debug)]
@@ -281,9 +445,17 @@ struct KeyOp {
     event_index: usize,
     kind: KeyOpKind,
     call: u64,
-    /// Its return time; for a write that never returned, the earliest return of a read that saw
-    /// its value (see the module documentation).
+    /// Its return time; for a write or cas that never returned but must have taken effect, the
+    /// deadline that the observers of its value imply; for a delete that never returned,
+    /// [`NEVER`] (see the module documentation).
     ret: u64,
+}
+
+impl KeyOp {
+    /// The return time to show in messages (`None` for a delete that never returned).
+    fn shown_ret(&self) -> Option<u64> {
+        (self.ret != NEVER).then_some(self.ret)
+    }
 }
 
 /// The register model: the state after applying `kind` to `register`, or `None` if `kind`'s
@@ -292,6 +464,11 @@ fn apply(register: Option<u64>, kind: KeyOpKind) -> Option<Option<u64>> {
     match kind {
         KeyOpKind::Write(value) => Some(Some(value)),
         KeyOpKind::Read(seen) => (seen == register).then_some(register),
+        KeyOpKind::CasSwapped { expected, new } => (expected == register).then_some(Some(new)),
+        KeyOpKind::CasFailed { expected, seen } => {
+            (seen == register && seen != expected).then_some(register)
+        }
+        KeyOpKind::Delete => Some(None),
     }
 }
 
@@ -302,193 +479,362 @@ fn check_key(
     step_budget: u64,
     direct_checks: DirectChecks,
 ) -> KeyVerdict {
-    let ops = match prepare_key_ops(history, key, event_indices, direct_checks) {
-        Ok(ops) => ops,
+    let prepared = match prepare_key_ops(history, key, event_indices, direct_checks) {
+        Ok(prepared) => prepared,
         Err(message) => return KeyVerdict::NotLinearizable(message),
     };
-    Search::new(&ops).run(step_budget, history, key)
+    Search::new(&prepared).run(step_budget, history, key)
+}
+
+/// A key's operations, prepared for the search.
+struct PreparedKey {
+    /// The operations that returned (or must have taken effect), sorted by call, then from
+    /// index `first_pending_delete` on the deletes that never returned, sorted by call.
+    ops: Vec<KeyOp>,
+    first_pending_delete: usize,
 }
 
 /// Builds the operations the search has to linearize for `key` (see "Preprocessing" in the
-/// module documentation), sorted by call time; or, if `direct_checks` is on, a violation found
+/// module documentation): those that returned, sorted by call, then the deletes that never
+/// returned and may matter, sorted by call. Or, if `direct_checks` is on, a violation found
 /// without searching.
 fn prepare_key_ops(
     history: &[Operation],
     key: u64,
     event_indices: &[usize],
     direct_checks: DirectChecks,
-) -> Result<Vec<KeyOp>, String> {
-    // The earliest return among the completed reads that saw each value, and that read.
-    let mut first_read_of_value: HashMap<u64, (u64, usize)> = HashMap::new();
-    for &event_index in event_indices {
-        let event = &history[event_index];
-        if let Some((ret_time, Ret::ReadOk(Some(value)))) = event.ret {
-            let earliest = first_read_of_value
-                .entry(value)
-                .or_insert((ret_time, event_index));
-            if ret_time < earliest.0 {
-                *earliest = (ret_time, event_index);
-            }
-        }
-    }
-    let mut write_of_value: HashMap<u64, usize> = HashMap::new();
-    for &event_index in event_indices {
-        if let Op::Write { value, .. } = history[event_index].op {
-            write_of_value.insert(value, event_index);
-        }
-    }
-    let mut first_reads_by_value: Vec<(u64, (u64, usize))> = match direct_checks {
-        DirectChecks::On => first_read_of_value
-            .iter()
-            .map(|(&value, &read)| (value, read))
-            .collect(),
-        DirectChecks::Off => Vec::new(),
-    };
-    first_reads_by_value.sort_unstable();
-    for (value, (read_ret, read_index)) in first_reads_by_value {
-        let Some(&write_index) = write_of_value.get(&value) else {
-            return Err(format!(
-                "not linearizable: key {key}: a read returned value {value}, which was never \
-                 written to this key:\n  {}",
-                describe_event(history, read_index, None)
-            ));
-        };
-        let write_call = history[write_index].call;
-        if read_ret < write_call {
-            return Err(format!(
-                "not linearizable: key {key}: a read returned value {value} before the write of \
-                 that value was invoked:\n  {}\n  {}",
-                describe_event(history, read_index, None),
-                describe_event(history, write_index, None)
-            ));
-        }
-    }
-
-    let mut ops = Vec::with_capacity(event_indices.len());
-    for &event_index in event_indices {
-        let event = &history[event_index];
-        let op = match (event.op, event.ret) {
-            (Op::Write { value, .. }, Some((ret_time, _))) => KeyOp {
-                event_index,
-                kind: KeyOpKind::Write(value),
-                call: event.call,
-                ret: ret_time,
-            },
-            (Op::Write { value, .. }, None) => match first_read_of_value.get(&value) {
-                Some(&(first_read_ret, _)) => KeyOp {
-                    event_index,
-                    kind: KeyOpKind::Write(value),
-                    call: event.call,
-                    ret: first_read_ret,
-                },
-                None => continue,
-            },
-            (Op::Read { .. }, Some((ret_time, Ret::ReadOk(seen)))) => KeyOp {
-                event_index,
-                kind: KeyOpKind::Read(seen),
-                call: event.call,
-                ret: ret_time,
-            },
-            // `validate` rejected reads that returned `WriteOk`; a read that never returned
-            // is dropped.
-            (Op::Read { .. }, _) => continue,
-        };
-        ops.push(op);
-    }
-    ops.sort_by_key(|op| (op.call, op.event_index));
-    if direct_checks == DirectChecks::Off {
-        return Ok(ops);
-    }
-    if let Some(stale) = find_stale_read(&ops) {
-        let read = &ops[stale.read];
-        let overwriter = &ops[stale.overwriter];
-        let mut message = format!(
-            "not linearizable: key {key}: a read returned a stale value; it was invoked after a \
-             write returned that"
-        );
-        match stale.seen_write {
-            Some(_) => message.push_str(" was itself invoked after the write it read returned:"),
-            None => message.push_str(" wrote the key, but it saw the key absent:"),
-        }
-        for op in [
-            Some(read),
-            Some(overwriter),
-            stale.seen_write.map(|seen| &ops[seen]),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let _ = write!(
-                message,
-                "\n  {}",
-                describe_event(history, op.event_index, Some(op.ret))
-            );
-        }
-        return Err(message);
-    }
-    Ok(ops)
-}
-
-/// A read that saw a value overwritten before it was invoked, found by [`find_stale_read`].
-struct StaleRead {
-    read: usize,
-    /// The write whose value it saw (`None`: it saw the key absent).
-    seen_write: Option<usize>,
-    /// A write invoked after `seen_write` returned, that returned before `read` was invoked.
-    overwriter: usize,
-}
-
-/// The first read (in call order) of `ops` (sorted by call) that saw a value provably
-/// overwritten before it was invoked: some write was invoked after the seen write returned (or
-/// anywhere, if the read saw the key absent) and returned before the read was invoked. Since
-/// values are unique, the seen write cannot take effect again, so this is a violation; finding
-/// it directly saves the search from refuting it, which can be slow when many operations are
-/// concurrent. Reads that saw a value never written to the key must have been rejected before.
-fn find_stale_read(ops: &[KeyOp]) -> Option<StaleRead> {
-    let writes: Vec<usize> = (0..ops.len())
-        .filter(|&op| matches!(ops[op].kind, KeyOpKind::Write(_)))
-        .collect();
-    let write_of_value: HashMap<u64, usize> = writes
+) -> Result<PreparedKey, String> {
+    // Every operation that may take effect, with what it does: unanswered reads are dropped.
+    let candidates: Vec<(usize, KeyOpKind)> = event_indices
         .iter()
-        .filter_map(|&op| match ops[op].kind {
-            KeyOpKind::Write(value) => Some((value, op)),
-            KeyOpKind::Read(_) => None,
+        .filter_map(|&event_index| {
+            let event = &history[event_index];
+            kind_of(event.op, event.ret.map(|(_, ret)| ret)).map(|kind| (event_index, kind))
         })
         .collect();
-    // `earliest_return_from[i]`: the write returning first among `writes[i..]` (in call order).
-    let mut earliest_return_from = writes.clone();
-    for position in (0..writes.len().saturating_sub(1)).rev() {
-        let later = earliest_return_from[position + 1];
-        if ops[later].ret < ops[earliest_return_from[position]].ret {
-            earliest_return_from[position] = later;
+    // The one operation that may put each value in the register (`validate` rejected a value
+    // carried twice), and the failed cas operations, which carried a value but never wrote it.
+    let mut writer_of_value: HashMap<u64, usize> = HashMap::new();
+    let mut failed_cas_of_value: HashMap<u64, usize> = HashMap::new();
+    // Observations of values by operations that returned: (return time, value, observer).
+    let mut observations: BinaryHeap<Reverse<(u64, u64, usize)>> = BinaryHeap::new();
+    for &(event_index, kind) in &candidates {
+        let event = &history[event_index];
+        if let Some(Some(value)) = kind.written() {
+            writer_of_value.insert(value, event_index);
+        }
+        if let (KeyOpKind::CasFailed { .. }, Op::Cas { new, .. }) = (kind, event.op) {
+            failed_cas_of_value.insert(new, event_index);
+        }
+        if let (Some((ret_time, _)), Some(Some(value))) = (event.ret, kind.observed()) {
+            observations.push(Reverse((ret_time, value, event_index)));
         }
     }
-    for (read, read_op) in ops.iter().enumerate() {
-        let KeyOpKind::Read(seen) = read_op.kind else {
+    // For each value some operation that must take effect observed: the earliest time by which
+    // it must have been in the register, and the operation observing it then. An unanswered cas
+    // whose new value is observed must have swapped by then, so it observed its expected value
+    // by then too: the times propagate, earliest first (Dijkstra's algorithm with weights 0).
+    let mut first_observation: HashMap<u64, (u64, usize)> = HashMap::new();
+    while let Some(Reverse((time, value, observer))) = observations.pop() {
+        if first_observation.contains_key(&value) {
             continue;
-        };
-        let (seen_write, first_later_write) = match seen {
-            None => (None, 0),
-            Some(value) => {
-                let Some(&seen_write) = write_of_value.get(&value) else {
-                    continue;
+        }
+        first_observation.insert(value, (time, observer));
+        if let Some(&writer) = writer_of_value.get(&value)
+            && history[writer].ret.is_none()
+            && let Op::Cas {
+                expected: Some(expected),
+                ..
+            } = history[writer].op
+        {
+            observations.push(Reverse((time, expected, writer)));
+        }
+    }
+
+    if direct_checks == DirectChecks::On {
+        let mut first_observations: Vec<(u64, (u64, usize))> = first_observation
+            .iter()
+            .map(|(&value, &first)| (value, first))
+            .collect();
+        first_observations.sort_unstable();
+        for (value, (time, observer)) in first_observations {
+            let observer_kind = kind_of(
+                history[observer].op,
+                history[observer].ret.map(|(_, ret)| ret),
+            );
+            let observed = observer_phrase(observer_kind);
+            let Some(&writer) = writer_of_value.get(&value) else {
+                let mut message = format!(
+                    "not linearizable: key {key}: {observed} value {value}, which was never \
+                     written to this key"
+                );
+                if failed_cas_of_value.contains_key(&value) {
+                    message.push_str(" (only a cas that failed carried it)");
+                }
+                let _ = write!(
+                    message,
+                    ":\n  {}",
+                    describe_event(history, observer, Some(time))
+                );
+                if let Some(&cas) = failed_cas_of_value.get(&value) {
+                    let _ = write!(message, "\n  {}", describe_event(history, cas, None));
+                }
+                return Err(message);
+            };
+            if time < history[writer].call {
+                let writing = match history[writer].op {
+                    Op::Cas { .. } => "the cas carrying that value",
+                    _ => "the write of that value",
                 };
-                let seen_ret = ops[seen_write].ret;
-                let first_later = writes.partition_point(|&write| ops[write].call <= seen_ret);
-                (Some(seen_write), first_later)
+                return Err(format!(
+                    "not linearizable: key {key}: {observed} value {value} before {writing} was \
+                     invoked:\n  {}\n  {}",
+                    describe_event(history, observer, Some(time)),
+                    describe_event(history, writer, Some(time))
+                ));
+            }
+        }
+        for &(event_index, kind) in &candidates {
+            if let KeyOpKind::CasFailed { expected, seen } = kind
+                && expected == seen
+            {
+                return Err(format!(
+                    "not linearizable: key {key}: a cas failed but reported that the key held \
+                     the value it expected:\n  {}",
+                    describe_event(history, event_index, None)
+                ));
+            }
+        }
+    }
+
+    let mut ops = Vec::with_capacity(candidates.len());
+    let mut pending_deletes = Vec::new();
+    for &(event_index, kind) in &candidates {
+        let event = &history[event_index];
+        let ret = match (event.ret, kind.written()) {
+            (Some((ret_time, _)), _) => ret_time,
+            // A write or cas that never returned took effect iff some operation that must take
+            // effect observed its value; then it did so by the first observation.
+            (None, Some(Some(value))) => match first_observation.get(&value) {
+                Some(&(deadline, _)) => deadline,
+                None => continue,
+            },
+            (None, _) => {
+                // `kind_of` gives an unanswered operation a kind only if it changes the
+                // register: this is a delete.
+                pending_deletes.push(KeyOp {
+                    event_index,
+                    kind,
+                    call: event.call,
+                    ret: NEVER,
+                });
+                continue;
             }
         };
-        if let Some(&overwriter) = earliest_return_from.get(first_later_write)
-            && ops[overwriter].ret < read_op.call
+        ops.push(KeyOp {
+            event_index,
+            kind,
+            call: event.call,
+            ret,
+        });
+    }
+    // A delete that never returned matters only if an operation observing the key absent may
+    // follow it, one returning at or after the delete's call.
+    let last_absent_observation = ops
+        .iter()
+        .filter(|op| op.kind.observed() == Some(None))
+        .map(|op| op.ret)
+        .max();
+    pending_deletes
+        .retain(|delete| last_absent_observation.is_some_and(|last| delete.call <= last));
+    ops.sort_by_key(|op| (op.call, op.event_index));
+    pending_deletes.sort_by_key(|op| (op.call, op.event_index));
+    let first_pending_delete = ops.len();
+    ops.extend(pending_deletes);
+    if direct_checks == DirectChecks::On
+        && let Some(stale) = find_stale_observation(&ops)
+    {
+        return Err(describe_stale_observation(history, key, &ops, &stale));
+    }
+    Ok(PreparedKey {
+        ops,
+        first_pending_delete,
+    })
+}
+
+/// How a message says that an operation of `kind` observed a value.
+fn observer_phrase(kind: Option<KeyOpKind>) -> &'static str {
+    match kind {
+        Some(KeyOpKind::Read(_)) => "a read returned",
+        Some(KeyOpKind::CasSwapped { .. }) => "a cas matched",
+        Some(KeyOpKind::CasFailed { .. }) => "a failed cas reported",
+        _ => "an operation observed",
+    }
+}
+
+/// How a message names an operation of `kind` that changes the register.
+fn writer_noun(kind: KeyOpKind) -> &'static str {
+    match kind {
+        KeyOpKind::Write(_) => "write",
+        KeyOpKind::CasSwapped { .. } => "cas",
+        KeyOpKind::Delete => "delete",
+        KeyOpKind::Read(_) | KeyOpKind::CasFailed { .. } => "operation",
+    }
+}
+
+/// An operation that observed a value provably overwritten before it was invoked, found by
+/// [`find_stale_observation`].
+struct StaleObservation {
+    observer: usize,
+    /// The operation that wrote the value it observed (`None`: it observed the key absent).
+    seen_writer: Option<usize>,
+    /// An operation that changed the register, invoked after `seen_writer` returned (for an
+    /// observation of the key absent: one that set a value, invoked after every delete that may
+    /// precede the observer returned), and that returned before `observer` was invoked.
+    overwriter: usize,
+    /// Whether the key has deletes (for the message about an observation of absence).
+    key_has_deletes: bool,
+}
+
+/// The first operation (in call order) of `ops` that observed a value provably overwritten
+/// before it was invoked:
+///
+/// - It observed a value, and some operation that changes the register (write, swapping cas,
+///   delete) was invoked after the writer of that value returned and returned before the
+///   observer was invoked. Since values are unique, that value cannot come back.
+/// - It observed the key absent, and some operation that sets a value returned before the
+///   observer was invoked and was invoked after every delete invoked before the observer
+///   returned had returned (unanswered deletes never return). No delete can come between.
+///
+/// Finding these directly saves the search from refuting them, which can be slow when many
+/// operations are concurrent. Observations of a value that no operation writes, or before its
+/// writer was invoked, must have been rejected before (so every writer returns after its call).
+fn find_stale_observation(ops: &[KeyOp]) -> Option<StaleObservation> {
+    let by_call = |keep: &dyn Fn(KeyOpKind) -> bool| -> Vec<usize> {
+        let mut selected: Vec<usize> = (0..ops.len()).filter(|&op| keep(ops[op].kind)).collect();
+        selected.sort_by_key(|&op| (ops[op].call, op));
+        selected
+    };
+    let mutators = by_call(&|kind| kind.written().is_some());
+    let setters = by_call(&|kind| matches!(kind.written(), Some(Some(_))));
+    let observers = by_call(&|kind| kind.observed().is_some());
+    let writer_of_value: HashMap<u64, usize> = setters
+        .iter()
+        .filter_map(|&op| match ops[op].kind.written() {
+            Some(Some(value)) => Some((value, op)),
+            _ => None,
+        })
+        .collect();
+    let deletes = by_call(&|kind| kind == KeyOpKind::Delete);
+    // `latest_delete_return[i]`: the latest return among `deletes[..=i]`.
+    let latest_delete_return: Vec<u64> = deletes
+        .iter()
+        .scan(0, |latest, &delete| {
+            *latest = ops[delete].ret.max(*latest);
+            Some(*latest)
+        })
+        .collect();
+    let earliest_mutator_return_from = earliest_return_from(ops, &mutators);
+    let earliest_setter_return_from = earliest_return_from(ops, &setters);
+    for observer in observers {
+        let (seen_writer, earliest_from, first_candidate) = match ops[observer].kind.observed() {
+            Some(Some(value)) => {
+                let Some(&seen_writer) = writer_of_value.get(&value) else {
+                    continue;
+                };
+                let seen_ret = ops[seen_writer].ret;
+                let first_later = mutators.partition_point(|&op| ops[op].call <= seen_ret);
+                (
+                    Some(seen_writer),
+                    &earliest_mutator_return_from,
+                    first_later,
+                )
+            }
+            Some(None) => {
+                // The deletes that may precede the observer: those not invoked after it
+                // returned. A setter invoked after they all returned leaves no room for one
+                // between it and the observer (with an unanswered one among them, there is none).
+                let observer_ret = ops[observer].ret;
+                let may_precede = deletes.partition_point(|&op| ops[op].call <= observer_ret);
+                let first_later = match may_precede.checked_sub(1) {
+                    None => 0,
+                    Some(last) => {
+                        let latest = latest_delete_return[last];
+                        setters.partition_point(|&op| ops[op].call <= latest)
+                    }
+                };
+                (None, &earliest_setter_return_from, first_later)
+            }
+            None => continue,
+        };
+        if let Some(&overwriter) = earliest_from.get(first_candidate)
+            && ops[overwriter].ret < ops[observer].call
         {
-            return Some(StaleRead {
-                read,
-                seen_write,
+            return Some(StaleObservation {
+                observer,
+                seen_writer,
                 overwriter,
+                key_has_deletes: !deletes.is_empty(),
             });
         }
     }
     None
+}
+
+/// `earliest[i]`: the operation returning first among `sorted[i..]`.
+fn earliest_return_from(ops: &[KeyOp], sorted: &[usize]) -> Vec<usize> {
+    let mut earliest = sorted.to_vec();
+    for position in (0..earliest.len().saturating_sub(1)).rev() {
+        let later = earliest[position + 1];
+        if ops[later].ret < ops[earliest[position]].ret {
+            earliest[position] = later;
+        }
+    }
+    earliest
+}
+
+fn describe_stale_observation(
+    history: &[Operation],
+    key: u64,
+    ops: &[KeyOp],
+    stale: &StaleObservation,
+) -> String {
+    let observer = &ops[stale.observer];
+    let overwriter = &ops[stale.overwriter];
+    let mut message = format!(
+        "not linearizable: key {key}: {} a stale value; it was invoked after a {} returned that",
+        observer_phrase(Some(observer.kind)),
+        writer_noun(overwriter.kind)
+    );
+    match stale.seen_writer {
+        Some(seen) => {
+            let _ = write!(
+                message,
+                " was itself invoked after the {} of the value it saw returned:",
+                writer_noun(ops[seen].kind)
+            );
+        }
+        None if stale.key_has_deletes => message.push_str(
+            " set a value, after every delete that may precede it returned, but it saw the key \
+             absent:",
+        ),
+        None => message.push_str(" set a value, but it saw the key absent:"),
+    }
+    for op in [
+        Some(observer),
+        Some(overwriter),
+        stale.seen_writer.map(|seen| &ops[seen]),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let _ = write!(
+            message,
+            "\n  {}",
+            describe_event(history, op.event_index, op.shown_ret())
+        );
+    }
+    message
 }
 
 /// Index of the sentinel node of [`EventList`].
@@ -656,12 +1002,15 @@ impl LinearizedSet {
     }
 }
 
-/// A configuration of the search, as cached: linearized set and register value.
+/// A configuration of the search, as cached: linearized set and register value. The set is
+/// the bitset of the operations before the first delete that never returned, and the number of
+/// those deletes linearized (the earliest invoked ones, see the module documentation).
 #[derive(PartialEq, Eq, Hash)]
 struct Configuration {
     register: Option<u64>,
     full_words: usize,
     rest_words: Box<[u64]>,
+    pending_deletes_used: usize,
 }
 
 /// The deepest dead end the search reached, for the error message.
@@ -682,8 +1031,8 @@ struct Linearized {
     op: usize,
     /// The register value before it.
     register_before: Option<u64>,
-    /// Whether it was the only move tried from the configuration before it (a forced read):
-    /// then when it fails, that configuration fails too.
+    /// Whether it was the only move tried from the configuration before it (a forced
+    /// observation): then when it fails, that configuration fails too.
     forced: bool,
 }
 
@@ -694,8 +1043,13 @@ const EXCERPT_NEXT_OPS: usize = 8;
 /// One key's search (see "Search" and "Memoization" in the module documentation).
 struct Search<'a> {
     ops: &'a [KeyOp],
+    /// `ops[first_pending_delete..]` are the deletes that never returned, in call order.
+    first_pending_delete: usize,
     list: EventList,
+    /// The linearized operations among `ops[..first_pending_delete]`.
     linearized: LinearizedSet,
+    /// How many deletes that never returned are linearized: always the first ones.
+    pending_deletes_used: usize,
     cache: HashSet<Configuration>,
     /// The linearized operations, in order.
     stack: Vec<Linearized>,
@@ -703,11 +1057,14 @@ struct Search<'a> {
 }
 
 impl<'a> Search<'a> {
-    fn new(ops: &'a [KeyOp]) -> Search<'a> {
+    fn new(prepared: &'a PreparedKey) -> Search<'a> {
+        let ops = &prepared.ops;
         Search {
             ops,
+            first_pending_delete: prepared.first_pending_delete,
             list: EventList::new(ops),
-            linearized: LinearizedSet::new(ops.len()),
+            linearized: LinearizedSet::new(prepared.first_pending_delete),
+            pending_deletes_used: 0,
             cache: HashSet::new(),
             stack: Vec::new(),
             deepest_dead_end: None,
@@ -732,13 +1089,13 @@ impl<'a> Search<'a> {
                     if self.list.is_empty() {
                         return KeyVerdict::Linearizable;
                     }
-                    let Some(read) = self.enabled_read_of(register) else {
+                    let Some(observer) = self.enabled_observer_of(register) else {
                         cursor = Some(self.list.first());
                         continue;
                     };
-                    // A forced read (see the module documentation): it is the only move
+                    // A forced observation (see the module documentation): it is the only move
                     // worth trying from here.
-                    if self.try_linearize(read, register, register, true) {
+                    if self.try_linearize(observer, register, register, true) {
                         continue;
                     }
                     // Its configuration was explored and failed, so this one fails too.
@@ -753,12 +1110,14 @@ impl<'a> Search<'a> {
                     continue;
                 }
             };
-            // The list is not empty and every operation left in it has its return after its
-            // call, so the walk from the sentinel meets a return before wrapping around:
-            // `node_index` is never the sentinel.
+            // The list is not empty and every operation left in it has a return event, so the
+            // walk from the sentinel meets a return before wrapping around: `node_index` is
+            // never the sentinel.
             let node = self.list.nodes[node_index];
             if node.is_call {
-                if let Some(next_register) = apply(register, self.ops[node.op].kind)
+                if !self.may_come_next(node.op) {
+                    cursor = Some(node.next);
+                } else if let Some(next_register) = apply(register, self.ops[node.op].kind)
                     && self.try_linearize(node.op, register, next_register, false)
                 {
                     register = next_register;
@@ -781,20 +1140,49 @@ impl<'a> Search<'a> {
     }
 
     /// An operation whose call precedes every return left in the list (so it may be
-    /// linearized next) and which is a read of `register`.
-    fn enabled_read_of(&self, register: Option<u64>) -> Option<usize> {
+    /// linearized next) and which observes `register` without changing it: a read that
+    /// returned it, or a failed cas that reported it.
+    fn enabled_observer_of(&self, register: Option<u64>) -> Option<usize> {
         let mut node_index = self.list.first();
         while node_index != SENTINEL {
             let node = self.list.nodes[node_index];
             if !node.is_call {
                 return None;
             }
-            if self.ops[node.op].kind == KeyOpKind::Read(register) {
+            let observes_register = match self.ops[node.op].kind {
+                KeyOpKind::Read(seen) => seen == register,
+                KeyOpKind::CasFailed { expected, seen } => seen == register && seen != expected,
+                _ => false,
+            };
+            if observes_register {
                 return Some(node.op);
             }
             node_index = node.next;
         }
         None
+    }
+
+    /// Whether `op`, not linearized, is not held back by the order on deletes that never
+    /// returned: such a delete comes only after those invoked before it.
+    fn may_come_next(&self, op: usize) -> bool {
+        op < self.first_pending_delete
+            || op - self.first_pending_delete == self.pending_deletes_used
+    }
+
+    fn mark_linearized(&mut self, op: usize) {
+        if op < self.first_pending_delete {
+            self.linearized.insert(op);
+        } else {
+            self.pending_deletes_used += 1;
+        }
+    }
+
+    fn unmark_linearized(&mut self, op: usize) {
+        if op < self.first_pending_delete {
+            self.linearized.remove(op);
+        } else {
+            self.pending_deletes_used -= 1;
+        }
     }
 
     /// Linearizes `op` next, taking the register from `register_before` to `register_after`,
@@ -807,12 +1195,13 @@ impl<'a> Search<'a> {
         register_after: Option<u64>,
         forced: bool,
     ) -> bool {
-        self.linearized.insert(op);
+        self.mark_linearized(op);
         let (full_words, rest_words) = self.linearized.compact();
         let is_new = self.cache.insert(Configuration {
             register: register_after,
             full_words,
             rest_words,
+            pending_deletes_used: self.pending_deletes_used,
         });
         if is_new {
             self.stack.push(Linearized {
@@ -822,7 +1211,7 @@ impl<'a> Search<'a> {
             });
             self.list.lift(op);
         } else {
-            self.linearized.remove(op);
+            self.unmark_linearized(op);
         }
         is_new
     }
@@ -833,7 +1222,7 @@ impl<'a> Search<'a> {
     fn backtrack(&mut self, register: &mut Option<u64>) -> Option<usize> {
         while let Some(undone) = self.stack.pop() {
             *register = undone.register_before;
-            self.linearized.remove(undone.op);
+            self.unmark_linearized(undone.op);
             self.list.unlift(undone.op);
             if !undone.forced {
                 return Some(self.list.nodes[self.list.call_node_of_op[undone.op]].next);
@@ -873,7 +1262,10 @@ impl<'a> Search<'a> {
         let mut could_come_next = Vec::new();
         let mut node = self.list.first();
         while node != SENTINEL && self.list.nodes[node].is_call {
-            could_come_next.push(self.list.nodes[node].op);
+            let op = self.list.nodes[node].op;
+            if self.may_come_next(op) {
+                could_come_next.push(op);
+            }
             node = self.list.nodes[node].next;
         }
         self.deepest_dead_end = Some(DeadEnd {
@@ -933,7 +1325,7 @@ impl<'a> Search<'a> {
 
     fn describe_op(&self, history: &[Operation], op: usize) -> String {
         let key_op = &self.ops[op];
-        describe_event(history, key_op.event_index, Some(key_op.ret))
+        describe_event(history, key_op.event_index, key_op.shown_ret())
     }
 }
 
@@ -945,7 +1337,7 @@ fn describe_value(value: Option<u64>) -> String {
 }
 
 /// One line describing `history[event_index]`; `effective_ret` is the return time the search
-/// used, shown for writes that never returned.
+/// used, shown for writes and cas operations that never returned.
 fn describe_event(history: &[Operation], event_index: usize, effective_ret: Option<u64>) -> String {
     let event = &history[event_index];
     let what = match (event.op, event.ret) {
@@ -954,11 +1346,22 @@ fn describe_event(history: &[Operation], event_index: usize, effective_ret: Opti
             format!("read -> {}", describe_value(seen))
         }
         (Op::Read { .. }, _) => "read -> (no answer)".to_string(),
+        (Op::Cas { expected, new, .. }, answer) => {
+            let expected = expected.map_or_else(|| "absent".to_string(), |value| value.to_string());
+            let answer = match answer {
+                Some((_, Ret::CasOk)) => "swapped".to_string(),
+                Some((_, Ret::CasFail(Some(held)))) => format!("failed, held {held}"),
+                Some((_, Ret::CasFail(None))) => "failed, key absent".to_string(),
+                _ => "(no answer)".to_string(),
+            };
+            format!("cas {expected}->{new} -> {answer}")
+        }
+        (Op::Delete { .. }, _) => "delete".to_string(),
     };
     let when = match (event.ret, effective_ret) {
         (Some((ret_time, _)), _) => format!("[call {}, ret {ret_time}]", event.call),
         (None, Some(deadline)) => format!(
-            "[call {}, never returned; its value was read by {deadline}]",
+            "[call {}, never returned; its value was observed by {deadline}]",
             event.call
         ),
         (None, None) => format!("[call {}, never returned]", event.call),
