@@ -92,13 +92,28 @@
 //!        every delete of the key returned, except those invoked after the observer returned
 //!        (its deadline, for a kept unanswered cas). The deletes are those left by the step
 //!        above; one that never returned never returns, so if it may precede the observer, the
-//!        observation is not called stale. Every such
-//!        delete precedes the setter or follows the observer, so none comes between them, and
-//!        only a delete makes the key absent. On a key without deletes this is just "some
-//!        operation that sets a value returned before the observer was invoked".
+//!        observation is not called stale. Every delete then precedes the setter or follows
+//!        the observer, so none comes between them, and only a delete makes the key absent.
 //!
 //!      The stale observations are also the violations whose refutation by search is slowest
 //!      when many operations are concurrent.
+//!
+//!    Every step runs on every key; what changes with deletes and cas is what they conclude:
+//!
+//!    - The steps that reason about values (which unanswered writes and cas operations are
+//!      kept and their deadlines, observations of a value never written or before its writer,
+//!      stale observations of a value) rely only on values having one writer, which holds
+//!      whatever else the key sees: deletes are just one more kind of change, and a cas is a
+//!      writer of its new value and an observer of its expected one (or, failed, of what it
+//!      reported).
+//!    - The steps that reason about absence (dropping unanswered deletes, stale observations
+//!      of absence) are driven by the key's deletes: on a key without any, no delete is
+//!      dropped because there is none, and an observation of absence is stale as soon as some
+//!      value was set before it was invoked, as for a register that is never deleted; with
+//!      deletes, an observation of absence is stale only if no delete can fall between it and
+//!      an earlier setter, and an unanswered delete is dropped only if it cannot precede any
+//!      observation of absence.
+//!    - A failed cas reporting its expected value contradicts the model itself.
 //!
 //!    After this every remaining operation has a finite return time, except the deletes that
 //!    never returned.
@@ -154,7 +169,8 @@
 //! - Cost: for a mostly sequential history with a handful of concurrent clients, the number of
 //!   reachable configurations, hence steps, grows roughly linearly with the number of operations
 //!   per key (each step costs time proportional to the number of operations in flight plus the
-//!   size of the compact cache key).
+//!   size of the compact cache key); k unanswered deletes kept on a key multiply it by at most
+//!   k + 1.
 //!
 //! # Errors
 //!
