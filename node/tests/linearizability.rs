@@ -1708,6 +1708,31 @@ fn cross_check_with_brute_force(history: &[Operation], tally: &mut Tally, origin
 }
 
 #[test]
+fn concurrent_failed_cas_operations_are_linearized_like_reads_of_the_value_they_report() {
+    // 40 failed cas operations concurrent with each other, all reporting 10, then a violation
+    // only the search finds. Each is forced as soon as the key holds 10 (see "Forced
+    // observations" in the checker's documentation); tried in every order instead, they would
+    // take the search through 2^40 subsets of them.
+    let mut history = vec![write(1, 7, 10, 0, 10)];
+    history.extend((0..40).map(|index| {
+        cas(
+            100 + index,
+            7,
+            (Some(11), 1000 + index),
+            20,
+            1000,
+            Ret::CasFail(Some(10)),
+        )
+    }));
+    let message = check_with_budget(&with_read_inversion_at_the_end(&history, 7), 10_000)
+        .expect_err("inverted");
+    assert!(
+        message.starts_with("not linearizable: key 7 (") && message.contains("longest"),
+        "{message}"
+    );
+}
+
+#[test]
 fn large_histories_with_cas_and_delete_are_checked_quickly() {
     for seed in 0..3 {
         let mut rng = TestRng(2000 + seed);

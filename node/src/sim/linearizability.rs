@@ -92,13 +92,28 @@
 //!        every delete of the key returned, except those invoked after the observer returned
 //!        (its deadline, for a kept unanswered cas). The deletes are those left by the step
 //!        above; one that never returned never returns, so if it may precede the observer, the
-//!        observation is not called stale. Every such
-//!        delete precedes the setter or follows the observer, so none comes between them, and
-//!        only a delete makes the key absent. On a key without deletes this is just "some
-//!        operation that sets a value returned before the observer was invoked".
+//!        observation is not called stale. Every delete then precedes the setter or follows
+//!        the observer, so none comes between them, and only a delete makes the key absent.
 //!
 //!      The stale observations are also the violations whose refutation by search is slowest
 //!      when many operations are concurrent.
+//!
+//!    Every step runs on every key; what changes with deletes and cas is what they conclude:
+//!
+//!    - The steps that reason about values (which unanswered writes and cas operations are
+//!      kept and their deadlines, observations of a value never written or before its writer,
+//!      stale observations of a value) rely only on values having one writer, which holds
+//!      whatever else the key sees: deletes are just one more kind of change, and a cas is a
+//!      writer of its new value and an observer of its expected one (or, failed, of what it
+//!      reported).
+//!    - The steps that reason about absence (dropping unanswered deletes, stale observations
+//!      of absence) are driven by the key's deletes: on a key without any, no delete is
+//!      dropped because there is none, and an observation of absence is stale as soon as some
+//!      value was set before it was invoked, as for a register that is never deleted; with
+//!      deletes, an observation of absence is stale only if no delete can fall between it and
+//!      an earlier setter, and an unanswered delete is dropped only if it cannot precede any
+//!      observation of absence.
+//!    - A failed cas reporting its expected value contradicts the model itself.
 //!
 //!    After this every remaining operation has a finite return time, except the deletes that
 //!    never returned.
@@ -154,7 +169,8 @@
 //! - Cost: for a mostly sequential history with a handful of concurrent clients, the number of
 //!   reachable configurations, hence steps, grows roughly linearly with the number of operations
 //!   per key (each step costs time proportional to the number of operations in flight plus the
-//!   size of the compact cache key).
+//!   size of the compact cache key); k unanswered deletes kept on a key multiply it by at most
+//!   k + 1.
 //!
 //! # Errors
 //!
@@ -1367,4 +1383,138 @@ fn describe_event(history: &[Operation], event_index: usize, effective_ret: Opti
         (None, None) => format!("[call {}, never returned]", event.call),
     };
     format!("#{event_index} client {}: {what} {when}", event.client)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The preprocessing of one key's sub-history, step by step (see "Preprocessing" in the
+    //! module documentation). The verdicts are tested in `tests/linearizability.rs`; these
+    //! check what each step keeps, drops and tightens, which the verdicts do not show.
+
+    use super::*;
+
+    fn answered(client: u64, op: Op, call: u64, ret: u64, answer: Ret) -> Operation {
+        Operation {
+            client,
+            op,
+            call,
+            ret: Some((ret, answer)),
+        }
+    }
+
+    fn unanswered(client: u64, op: Op, call: u64) -> Operation {
+        Operation {
+            client,
+            op,
+            call,
+            ret: None,
+        }
+    }
+
+    const KEY: u64 = 7;
+    const READ: Op = Op::Read { key: KEY };
+    const DELETE: Op = Op::Delete { key: KEY };
+
+    fn write_op(value: u64) -> Op {
+        Op::Write { key: KEY, value }
+    }
+
+    fn cas_op(expected: Option<u64>, new: u64) -> Op {
+        Op::Cas {
+            key: KEY,
+            expected,
+            new,
+        }
+    }
+
+    /// The prepared operations of `history` (all on [`KEY`]), as (event index, return time),
+    /// and the index of the first unanswered delete among them.
+    fn prepare(history: &[Operation]) -> (Vec<(usize, u64)>, usize) {
+        validate(history).expect("well formed");
+        let event_indices: Vec<usize> = (0..history.len()).collect();
+        let prepared = prepare_key_ops(history, KEY, &event_indices, DirectChecks::On)
+            .expect("no direct violation");
+        let ops = prepared
+            .ops
+            .iter()
+            .map(|op| (op.event_index, op.ret))
+            .collect();
+        (ops, prepared.first_pending_delete)
+    }
+
+    #[test]
+    fn unanswered_writes_and_cas_operations_whose_values_nobody_observed_are_dropped() {
+        let history = [
+            answered(1, write_op(10), 0, 10, Ret::WriteOk),
+            unanswered(2, write_op(11), 5),
+            unanswered(3, cas_op(Some(10), 12), 6),
+            unanswered(4, READ, 7),
+            answered(5, READ, 20, 30, Ret::ReadOk(Some(10))),
+            // A failed cas observes too, but not the new value it carried.
+            answered(5, cas_op(Some(11), 13), 40, 50, Ret::CasFail(Some(10))),
+        ];
+        let (ops, _) = prepare(&history);
+        assert_eq!(ops, [(0, 10), (4, 30), (5, 50)]);
+    }
+
+    #[test]
+    fn unanswered_writes_and_cas_operations_whose_values_were_observed_get_the_earliest_deadline() {
+        // 11 is observed by a failed cas at 60 and a read at 40; 12 by a swapping cas at 70
+        // (nobody observed that one's value, 14, but it returned, so it is kept anyway).
+        let history = [
+            unanswered(1, write_op(11), 0),
+            unanswered(2, cas_op(Some(11), 12), 1),
+            answered(3, cas_op(Some(5), 13), 50, 60, Ret::CasFail(Some(11))),
+            answered(4, READ, 30, 40, Ret::ReadOk(Some(11))),
+            answered(5, cas_op(Some(12), 14), 65, 70, Ret::CasOk),
+        ];
+        let (ops, _) = prepare(&history);
+        assert_eq!(ops, [(0, 40), (1, 70), (3, 40), (2, 60), (4, 70)]);
+    }
+
+    #[test]
+    fn a_chain_of_unanswered_swaps_passes_its_deadline_back_to_the_first() {
+        // 13 is read at 50: the cas to 13 swapped by 50, so 12 was there by 50, so the cas to
+        // 12 swapped by 50, and so on back to the write of 11. Another read of 12 at 90 is later.
+        let history = [
+            unanswered(1, write_op(11), 0),
+            unanswered(2, cas_op(Some(11), 12), 1),
+            unanswered(3, cas_op(Some(12), 13), 2),
+            answered(4, READ, 40, 50, Ret::ReadOk(Some(13))),
+            answered(5, READ, 10, 90, Ret::ReadOk(Some(12))),
+        ];
+        let (ops, _) = prepare(&history);
+        assert_eq!(ops, [(0, 50), (1, 50), (2, 50), (4, 90), (3, 50)]);
+    }
+
+    #[test]
+    fn unanswered_deletes_invoked_after_every_observation_of_absence_returned_are_dropped() {
+        let history = [
+            answered(1, write_op(10), 0, 10, Ret::WriteOk),
+            unanswered(2, DELETE, 5),
+            answered(3, READ, 20, 30, Ret::ReadOk(None)),
+            // Invoked when the last observation of absence returns: it may precede it.
+            unanswered(4, DELETE, 40),
+            // A cas expecting absence that must have swapped (its value was read at 40).
+            unanswered(5, cas_op(None, 11), 25),
+            answered(6, READ, 35, 40, Ret::ReadOk(Some(11))),
+            // Too late for any of them.
+            unanswered(7, DELETE, 41),
+        ];
+        let (ops, first_pending_delete) = prepare(&history);
+        // The kept unanswered deletes come last, in call order, without a return time.
+        assert_eq!(
+            ops,
+            [(0, 10), (2, 30), (4, 40), (5, 40), (1, NEVER), (3, NEVER)]
+        );
+        assert_eq!(first_pending_delete, 4);
+        // With no observation of absence at all, every unanswered delete goes.
+        let (ops, first_pending_delete) = prepare(&[
+            answered(1, write_op(10), 0, 10, Ret::WriteOk),
+            unanswered(2, DELETE, 5),
+            answered(3, READ, 20, 30, Ret::ReadOk(Some(10))),
+        ]);
+        assert_eq!(ops, [(0, 10), (2, 30)]);
+        assert_eq!(first_pending_delete, 2);
+    }
 }
