@@ -68,6 +68,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// Run the deterministic simulator over a range of seeds
     Sim(SimArgs),
+    /// Run a real cluster under faults (kills, pauses, partitions, membership changes) with a
+    /// client workload, and check its history for linearizability
+    Torture(TortureArgs),
     /// Print a shell completion script on stdout
     Completions(CompletionsArgs),
 }
@@ -423,6 +426,100 @@ pub struct BenchArgs {
     /// Also write the latency distribution to FILE, in HdrHistogram's text format
     #[arg(long, value_name = "FILE")]
     pub hgrm: Option<PathBuf>,
+}
+
+/// `balsa torture`: a real cluster of `balsa serve` processes under a nemesis.
+#[derive(Debug, Args)]
+pub struct TortureArgs {
+    /// Voters in the cluster (membership changes keep between N and N+1)
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = value_parser!(u64).range(3..=7))]
+    pub nodes: u64,
+    /// How long to inject faults (e.g. 60s, 5m)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_run_time)]
+    pub time: std::time::Duration,
+    /// Concurrent clients
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = value_parser!(u64).range(1..=256))]
+    pub clients: u64,
+    /// Keys the clients share
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = value_parser!(u64).range(1..=10_000))]
+    pub keys: u64,
+    /// The faults: all, or a list of kill,pause,partition,membership,transfer,snapshot,wipe
+    #[arg(long, value_name = "KINDS", default_value = "all", value_parser = parse_nemesis)]
+    pub nemesis: NemesisKinds,
+    /// How partitions are made: netns (network namespaces; root and `ip`), proxy (a UDP proxy
+    /// in this process), or auto (netns when it can)
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = PossibleValuesParser::new(["auto", "netns", "proxy"]))]
+    pub net: String,
+    /// The seed of the fault schedule and the workload (default: random, printed)
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Write the history as JSON lines to FILE
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
+    /// Write an SVG timeline of latencies and faults to FILE
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// Print the report as one JSON object
+    #[arg(long)]
+    pub json: bool,
+    /// Keep the nodes' data directories and logs in DIR (default: a temporary directory,
+    /// removed after a run that passed)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The clients read with stale reads (from any node's state, without ReadIndex), which
+    /// are not linearizable: to watch the checker catch them
+    #[arg(long, hide = true)]
+    pub stale_reads: bool,
+}
+
+/// The kinds of fault `--nemesis` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NemesisKinds(pub Vec<crate::torture::timeline::FaultKind>);
+
+fn parse_nemesis(text: &str) -> Result<NemesisKinds, String> {
+    use crate::torture::timeline::FaultKind;
+    if text == "all" {
+        return Ok(NemesisKinds(FaultKind::ALL.to_vec()));
+    }
+    if text == "none" {
+        return Ok(NemesisKinds(Vec::new()));
+    }
+    let mut kinds = Vec::new();
+    for name in text.split(',') {
+        let kind = FaultKind::from_name(name.trim()).ok_or_else(|| {
+            format!(
+                "unknown fault {name:?} (all, none, or a list of kill,pause,partition,membership,\
+                 transfer,snapshot,wipe)"
+            )
+        })?;
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    Ok(NemesisKinds(kinds))
+}
+
+/// A duration such as `60s`, `5m`, `1500ms` (a bare number is seconds), at least one second.
+fn parse_run_time(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, "s"), |at| text.split_at(at));
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 60s, 5m, 1500ms)"))?;
+    let millis = match unit {
+        "ms" => Some(value),
+        "s" => value.checked_mul(1_000),
+        "m" => value.checked_mul(60_000),
+        "h" => value.checked_mul(3_600_000),
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m or h)")),
+    }
+    .ok_or_else(|| format!("{text:?} is too long"))?;
+    if millis < 1_000 {
+        return Err(format!("{text:?} is shorter than one second"));
+    }
+    Ok(std::time::Duration::from_millis(millis))
 }
 
 /// `balsa sim`: seeds `S .. S+N`.

@@ -13,9 +13,11 @@
 //! Invariant: a [`ServeProcess`] that is dropped has its process killed and reaped, so no
 //! error path leaves a node running behind the command.
 
+use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
@@ -31,6 +33,17 @@ pub struct ServeProcess {
     child: Child,
     /// Kept open: the node's stdout after its one line.
     _stdout: BufReader<ChildStdout>,
+}
+
+/// How [`ServeProcess::launch`] runs `balsa serve`.
+#[derive(Debug, Default)]
+pub struct Launch {
+    /// A program and its arguments to run the executable under (`ip netns exec NS`); empty
+    /// runs it directly.
+    pub wrap: Vec<OsString>,
+    /// Start it in a process group of its own, so that a Ctrl-C at the terminal reaches only
+    /// the parent, which stops its nodes itself (`balsa torture`).
+    pub own_process_group: bool,
 }
 
 /// Why a node did not start.
@@ -52,6 +65,18 @@ impl ServeProcess {
         extra: &[&str],
         stderr: Stdio,
     ) -> Result<ServeProcess, SpawnError> {
+        ServeProcess::launch(&Launch::default(), id, members, data_dir, extra, stderr)
+    }
+
+    /// [`spawn`](ServeProcess::spawn), run as `launch` says.
+    pub fn launch(
+        launch: &Launch,
+        id: u64,
+        members: &[(u64, SocketAddr)],
+        data_dir: &Path,
+        extra: &[&str],
+        stderr: Stdio,
+    ) -> Result<ServeProcess, SpawnError> {
         let spawn_error = |message: String| SpawnError {
             message,
             exit_code: None,
@@ -63,7 +88,18 @@ impl ServeProcess {
             .ok_or_else(|| spawn_error(format!("node {id} is not a member")))?;
         let executable = std::env::current_exe()
             .map_err(|error| spawn_error(format!("cannot find the balsa executable: {error}")))?;
-        let mut child = Command::new(executable)
+        let mut command = match launch.wrap.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(executable);
+                command
+            }
+            None => Command::new(executable),
+        };
+        if launch.own_process_group {
+            command.process_group(0);
+        }
+        let mut child = command
             .arg("serve")
             .arg("--id")
             .arg(id.to_string())

@@ -24,6 +24,7 @@ mod logger;
 mod members;
 mod serve;
 mod sim;
+mod torture;
 
 use std::process::ExitCode;
 
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         Command::Members(members_args) => members::run(members_args),
         Command::Bench(bench_args) => bench::run(bench_args),
         Command::Sim(sim_args) => sim::main(&sim_args),
+        Command::Torture(torture_args) => torture::run(torture_args),
         Command::Completions(completions) => {
             let mut command = args::Cli::command();
             clap_complete::generate(

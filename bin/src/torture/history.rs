@@ -227,9 +227,10 @@ pub fn to_checker(history: &[Record]) -> Vec<Operation> {
                 };
                 (op, (outcome == Outcome::Ok).then_some(Ret::CasOk))
             }
-            (Call::Del, outcome, _) => {
-                (Op::Delete { key }, (outcome == Outcome::Ok).then_some(Ret::DeleteOk))
-            }
+            (Call::Del, outcome, _) => (
+                Op::Delete { key },
+                (outcome == Outcome::Ok).then_some(Ret::DeleteOk),
+            ),
         };
         operations.push(Operation {
             client: record.process,
@@ -245,7 +246,13 @@ pub fn to_checker(history: &[Record]) -> Vec<Operation> {
 mod tests {
     use super::*;
 
-    fn record(process: u64, call: Call, times: (u64, u64), outcome: Outcome, output: Output) -> Record {
+    fn record(
+        process: u64,
+        call: Call,
+        times: (u64, u64),
+        outcome: Outcome,
+        output: Output,
+    ) -> Record {
         Record {
             process,
             key: "k0".into(),
@@ -261,10 +268,21 @@ mod tests {
     #[test]
     fn export_writes_one_json_object_per_operation_with_the_documented_fields() {
         let history = vec![
-            record(1, Call::Put { value: "p1-0".into() }, (10, 20), Outcome::Ok, Output::None),
+            record(
+                1,
+                Call::Put {
+                    value: "p1-0".into(),
+                },
+                (10, 20),
+                Outcome::Ok,
+                Output::None,
+            ),
             record(
                 2,
-                Call::Cas { expected: None, new: "p2-0".into() },
+                Call::Cas {
+                    expected: None,
+                    new: "p2-0".into(),
+                },
                 (15, 30),
                 Outcome::Fail,
                 Output::Mismatch(Some("p1-0".into())),
@@ -287,17 +305,29 @@ mod tests {
         assert_eq!(lines[1]["new"], "p2-0");
         assert_eq!(lines[1]["output"]["current"], "p1-0");
         assert_eq!(lines[2]["output"]["value"], serde_json::Value::Null);
-        assert_eq!((lines[2]["call_ns"].as_u64(), lines[2]["return_ns"].as_u64()), (Some(40), Some(50)));
+        assert_eq!(
+            (lines[2]["call_ns"].as_u64(), lines[2]["return_ns"].as_u64()),
+            (Some(40), Some(50))
+        );
     }
 
     #[test]
     fn failed_operations_are_left_out_of_the_checked_history_but_mismatches_are_kept_as_reads() {
         let history = vec![
-            record(1, Call::Put { value: "a".into() }, (1, 2), Outcome::Fail, Output::None),
+            record(
+                1,
+                Call::Put { value: "a".into() },
+                (1, 2),
+                Outcome::Fail,
+                Output::None,
+            ),
             record(2, Call::Get, (3, 4), Outcome::Info, Output::None),
             record(
                 3,
-                Call::Cas { expected: None, new: "b".into() },
+                Call::Cas {
+                    expected: None,
+                    new: "b".into(),
+                },
                 (5, 6),
                 Outcome::Fail,
                 Output::Mismatch(None),

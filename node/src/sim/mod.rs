@@ -57,6 +57,7 @@ mod partition;
 mod queue;
 mod report;
 mod rng;
+pub use self::rng::SimRng;
 mod setup;
 mod store;
 mod trace;
