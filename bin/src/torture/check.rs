@@ -38,6 +38,38 @@ pub fn linearizable(history: &[Record]) -> Verdict {
     }
 }
 
+/// The checker's explanation with each operation it names followed by the operation as the
+/// history has it (the checker numbers values; the history shows them as written).
+pub fn translate(explanation: &str, history: &[Record]) -> String {
+    let by_call: HashMap<(u64, u64), &Record> = history
+        .iter()
+        .map(|record| ((record.process, record.call_ns.saturating_mul(2)), record))
+        .collect();
+    let mut out = String::new();
+    for line in explanation.lines() {
+        out.push_str(line);
+        out.push('\n');
+        let process = line
+            .split("client ")
+            .nth(1)
+            .and_then(|rest| rest.split(':').next())
+            .and_then(|n| n.trim().parse::<u64>().ok());
+        let call = line
+            .split("[call ")
+            .nth(1)
+            .and_then(|rest| rest.split([',', ']']).next())
+            .and_then(|n| n.trim().parse::<u64>().ok());
+        if let (Some(process), Some(call)) = (process, call)
+            && let Some(record) = by_call.get(&(process, call))
+        {
+            out.push_str("      = ");
+            out.push_str(&describe(record));
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// An acknowledged write that the final read of its key contradicts.
 #[derive(Clone, Debug)]
 pub struct LostWrite {

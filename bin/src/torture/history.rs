@@ -190,7 +190,12 @@ pub fn to_checker(history: &[Record]) -> Vec<Operation> {
     let mut values = Interner::default();
     let mut operations = Vec::with_capacity(history.len());
     for record in history {
-        let key = keys.number(&record.key);
+        // The workload's keys are `k<n>`: key n for the checker, so its messages name them.
+        let key = record
+            .key
+            .strip_prefix('k')
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| (1 << 40) + keys.number(&record.key));
         let (op, ret) = match (&record.call, record.outcome, &record.output) {
             (_, Outcome::Fail, Output::Mismatch(current)) => {
                 // A mismatched compare-and-swap saw `current`: it is a read that took effect.

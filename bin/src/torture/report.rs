@@ -138,7 +138,10 @@ pub fn build(inputs: Inputs<'_>) -> Report {
         Verdict::Linearizable => ("linearizable", None),
         Verdict::NotLinearizable(why) => {
             anomalies.push("the history is not linearizable".to_owned());
-            ("not linearizable", Some(why.clone()))
+            (
+                "not linearizable",
+                Some(super::check::translate(why, history)),
+            )
         }
         Verdict::Unknown(why) => ("unknown", Some(why.clone())),
     };

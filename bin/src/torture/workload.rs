@@ -126,8 +126,23 @@ impl ClientThread {
             if call.is_write() && !matches!(call, Call::Del) {
                 written += 1;
             }
+            // With --stale-reads, a read goes to a member picked at random, which answers from
+            // its own state: a follower a moment behind shows the anomaly.
+            let reader = match (&call, self.stale_reads) {
+                (Call::Get, true) => {
+                    let endpoints = directory.endpoints();
+                    let picked = endpoints
+                        .get(self.rng.index(endpoints.len().max(1)))
+                        .copied();
+                    picked.and_then(|endpoint| Client::new(vec![endpoint], client_options()).ok())
+                }
+                _ => None,
+            };
             let call_ns = nanos_since(self.origin);
-            let (outcome, output, error) = perform(client, &key, &call, self.stale_reads);
+            let (outcome, output, error) = match reader {
+                Some(mut reader) => perform(&mut reader, &key, &call, true),
+                None => perform(client, &key, &call, false),
+            };
             let return_ns = nanos_since(self.origin);
             match (&call, outcome, &output) {
                 (_, _, Output::Value(value) | Output::Mismatch(value)) => {
