@@ -374,7 +374,11 @@ fn admin_client(nodes: &Nodes) -> Option<Client> {
 /// Learns the members from the member with the newest configuration.
 pub fn refresh_members(nodes: &mut Nodes) {
     let endpoints = nodes.directory().endpoints();
-    let Some(mut client) = admin_client(nodes) else {
+    // Every member is asked at once and the answer waits for the slowest: a short bound, as a
+    // member that is down never answers.
+    let mut options = client_options();
+    options.timeout = Duration::from_millis(500);
+    let Ok(mut client) = Client::new(endpoints.clone(), options) else {
         return;
     };
     let newest = client
