@@ -90,6 +90,10 @@ pub struct ServeArgs {
     /// Where the write-ahead log lives (locked while the node runs)
     #[arg(long, value_name = "DIR")]
     pub data_dir: PathBuf,
+    /// Bind this address instead of this node's in --cluster, which stays the one peers and
+    /// clients are told (for a relay or proxy in between; default: this node's in --cluster)
+    #[arg(long, value_name = "IP:PORT", value_parser = parse_address)]
+    pub listen: Option<SocketAddr>,
     /// The timer's period, in milliseconds
     #[arg(long, value_name = "MS", default_value_t = default_tick_ms())]
     pub tick_ms: u64,
@@ -970,6 +974,7 @@ mod tests {
             (100_000, 64 << 20, 5000, 64 << 20)
         );
         assert!(!args.unsafe_no_fsync && !args.rejoin && !args.wal_direct && !args.join);
+        assert_eq!(args.listen, None, "bind the address in --cluster");
     }
 
     #[test]
@@ -998,6 +1003,10 @@ mod tests {
             (args.cluster_token.as_str(), args.join_timeout_ms),
             ("blue", 250)
         );
+        let args = serve("--listen 127.0.0.1:9001").expect("serve parses");
+        assert_eq!(args.listen, Some(addr("127.0.0.1:9001")));
+        let args = serve("--listen=[::1]:0").expect("serve parses");
+        assert_eq!(args.listen, Some(addr("[::1]:0")));
         let args = serve("--cluster-token a-b,c --join-timeout-ms=7").expect("serve parses");
         assert_eq!(
             (args.cluster_token.as_str(), args.join_timeout_ms),
@@ -1045,6 +1054,12 @@ mod tests {
             ("--join --join", "cannot be used multiple times"),
             ("--join=yes", "'yes'"),
             ("--join-timeout-ms x", "'x'"),
+            ("--listen 7001", "\"7001\" is not an address"),
+            ("--listen localhost:7001", "is not an address"),
+            (
+                "--listen 127.0.0.1:1 --listen 127.0.0.1:2",
+                "cannot be used multiple times",
+            ),
             ("--join-timeout-ms -1", "'-1'"),
             (
                 "--cluster-token",
