@@ -158,9 +158,14 @@ impl Raft {
         }
     }
 
+    /// The leader this node asked answered a read it passed on. A refusal that finds this node
+    /// leading by now (it asked as a follower, then won an election) starts the read again
+    /// here, as the leader's own; otherwise the hint is the leader it follows now, never
+    /// itself.
     pub(super) fn on_read_index_response(&mut self, ctx: u64, index: Option<u64>) {
         match index {
             Some(index) => self.actions.push_back(Action::ReadReady { ctx, index }),
+            None if self.role == Role::Leader => self.read_index(ctx, None),
             None => self.actions.push_back(Action::ReadRefused {
                 ctx,
                 leader: self.leader,

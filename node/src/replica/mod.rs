@@ -38,6 +38,8 @@
 //! - At most one snapshot save is in flight.
 
 pub mod storage;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -729,7 +731,6 @@ impl<S: StateMachine, R> Replica<S, R> {
             // is applied answers. Forwarded ones likewise, from the leader.
             (ProposalOutcome::Accepted { .. } | ProposalOutcome::Forwarded { .. }, _) => {}
             (ProposalOutcome::Refused(error), waiter) => {
-                let leader = self.raft.status().leader;
                 match (error, waiter) {
                     (ProposeError::TooLarge { size, max }, Waiter::Api(reply)) => {
                         self.reply(reply, Err(Error::TooLarge { size, max }));
@@ -739,8 +740,10 @@ impl<S: StateMachine, R> Replica<S, R> {
                         self.respond(reply, ResponseBody::TooLarge { size, max });
                     }
                     (ProposeError::NoLeader { hint }, waiter) => self.refuse(waiter, hint),
+                    // This node still leads, but hands over to `to`: never name itself (a
+                    // client told "X is not the leader; X is" gives up on X and waits).
                     (ProposeError::TransferInProgress { to }, waiter) => {
-                        self.refuse(waiter, leader.or(Some(to)));
+                        self.refuse(waiter, Some(to));
                     }
                 }
             }
