@@ -6,7 +6,7 @@
 use super::super::testkit::Cluster;
 use super::super::{Body, Input, Message, ProgressState, Role};
 use super::{appended, carries, in_flight, propose, read_ready, read_refused, sent};
-use crate::raft::Action;
+use crate::raft::{Action, Redirect};
 
 /// The read round a heartbeat (an empty AppendEntries) carries; `None` for any other message.
 fn read_round(msg: &Message) -> Option<u64> {
@@ -126,6 +126,43 @@ fn a_read_with_no_known_leader_is_refused() {
     let mut cluster = Cluster::new(3, |_| {});
     cluster.step(2, Input::ReadIndex { ctx: 1 });
     assert!(read_refused(&cluster, 2, 1));
+}
+
+/// Thesis §6.4 with §6.2's lease seen from a follower: a follower asks for a read index only a
+/// leader it heard from within the minimum election timeout. Cut off from its leader for that
+/// long (its own election timer not fired yet), it refuses a read at once, naming no leader and
+/// the one it lost as the hint, instead of asking into silence.
+#[test]
+fn a_follower_not_heard_from_its_leader_within_an_election_timeout_refuses_a_read_at_once() {
+    let mut cluster = Cluster::new(3, |_| {});
+    cluster.elect(1);
+    cluster.isolate(2);
+    let min = cluster.node(2).config().election_ticks.0;
+    cluster.tick(2, min - 1);
+    cluster.step(2, Input::ReadIndex { ctx: 1 });
+    assert!(!read_refused(&cluster, 2, 1), "asked node 1");
+    assert!(
+        sent(&cluster, 2, 1)
+            .into_iter()
+            .any(|msg| msg.body == Body::ReadIndex { ctx: 1 })
+    );
+
+    cluster.tick(2, 1);
+    assert_eq!(
+        (cluster.role(2), cluster.node(2).status().leader),
+        (Role::Follower, Some(1))
+    );
+    let sent_before = cluster.sent.len();
+    cluster.step(2, Input::ReadIndex { ctx: 2 });
+    let no_leader = Redirect {
+        leader: None,
+        hint: Some(1),
+    };
+    assert!(cluster.events(2).contains(&Action::ReadRefused {
+        ctx: 2,
+        redirect: no_leader
+    }));
+    assert_eq!(cluster.sent.len(), sent_before, "nobody asked");
 }
 
 /// Thesis §6.4 and §6.2, a deposed leader: node 1 is cut off with a read pending. It cannot get
@@ -254,7 +291,8 @@ fn a_read_passed_on_and_refused_once_this_node_leads_is_served_here() {
     assert_eq!(read_ready(&cluster, 2, 6), Some(cluster.commit(2)));
     for id in 1..=3 {
         let names_itself = cluster.events(id).iter().any(|action| {
-            matches!(action, Action::ReadRefused { leader: Some(leader), .. } if *leader == id)
+            matches!(action, Action::ReadRefused { redirect, .. }
+                if redirect.leader == Some(id) || redirect.hint == Some(id))
         });
         assert!(
             !names_itself,
