@@ -3,9 +3,12 @@
 //!
 //! Invariants:
 //! - A default is written once. `serve`'s defaults come from the library ([`NodeConfig::new`],
-//!   which takes the core's from `raft::Config::new`), `sim`'s from [`SimConfig::new`]; only the
-//!   defaults of what exists in this binary alone (`cluster`, `bench`, the endpoints) are here.
-//! - A check is made once. The parsers here read values (an address, a node id, `MIN-MAX`) and
+//!   which takes the core's from `raft::Config::new`), `sim`'s from [`SimConfig::new`], the
+//!   client commands' `--timeout` and `--attempt-timeout` from [`ClientOptions::default`]; only
+//!   the defaults of what exists in this binary alone (`cluster`, `bench`, the endpoints, the
+//!   shorter timeout of `status` and `members list`, a membership change's) are here.
+//! - A check is made once. The parsers here read values (an address, a node id, `MIN-MAX`, a
+//!   duration: [`parse_duration`], which other commands' durations reuse) and
 //!   ranges of the binary's own settings; whether a node's configuration can work is
 //!   [`NodeConfig::validate`]'s to say, when `serve` starts. What no single flag's parser can
 //!   check and no library owns (`cluster`'s ports, `sim`'s last seed) is [`parse`]'s.
@@ -16,8 +19,10 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use balsa::NodeConfig;
+use balsa::client::ClientOptions;
 use balsa::sim::{self, SimConfig};
 use clap::builder::{PossibleValuesParser, RangedU64ValueParser};
 use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand, value_parser};
@@ -88,6 +93,10 @@ pub struct ServeArgs {
     /// Where the write-ahead log lives (locked while the node runs)
     #[arg(long, value_name = "DIR")]
     pub data_dir: PathBuf,
+    /// Bind this address instead of this node's in --cluster, which stays the one peers and
+    /// clients are told (for a relay or proxy in between; default: this node's in --cluster)
+    #[arg(long, value_name = "IP:PORT", value_parser = parse_address)]
+    pub listen: Option<SocketAddr>,
     /// The timer's period, in milliseconds
     #[arg(long, value_name = "MS", default_value_t = default_tick_ms())]
     pub tick_ms: u64,
@@ -189,6 +198,43 @@ pub struct Endpoints {
     pub addresses: ::std::vec::Vec<SocketAddr>,
 }
 
+/// `--timeout` and `--attempt-timeout`, which every client command, `members list` and
+/// `bench` take. Unset, each command uses its own default ([`Timeouts::or`]).
+#[derive(Clone, Copy, Debug, Default, Args)]
+pub struct Timeouts {
+    /// How long to wait for the answer, retries included (snapshot: each endpoint's; bench:
+    /// each write's) [default: 5s; status and members list: 1s]. DURATION: a whole number with
+    /// ms, s, m or h (a bare number is milliseconds)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// How long one attempt waits for a node's answer before trying the next node [default:
+    /// 300ms]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub attempt_timeout: Option<Duration>,
+}
+
+/// The default `--timeout` of the commands that only ask each node about itself (`status`,
+/// `members list`): a node answers at once or not at all, so a dead one should cost little.
+pub const DEFAULT_ASKING_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl Timeouts {
+    /// `(timeout, attempt timeout)`: the flags given, else `timeout` and the library's attempt
+    /// timeout ([`ClientOptions::default`]).
+    pub fn or(self, timeout: Duration) -> (Duration, Duration) {
+        (
+            self.timeout.unwrap_or(timeout),
+            self.attempt_timeout
+                .unwrap_or(ClientOptions::default().attempt_timeout),
+        )
+    }
+
+    /// `(timeout, attempt timeout)`: the flags given, else the library's
+    /// ([`ClientOptions::default`]).
+    pub fn or_library(self) -> (Duration, Duration) {
+        self.or(ClientOptions::default().timeout)
+    }
+}
+
 /// The client subcommands, through `balsa::client::Client`.
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
@@ -203,6 +249,9 @@ pub enum ClientCommand {
         /// Where the cluster is.
         #[command(flatten)]
         endpoints: Endpoints,
+        /// How long to wait.
+        #[command(flatten)]
+        timeouts: Timeouts,
     },
     /// Print the value of KEY (exit 1 when it is absent)
     Get {
@@ -215,6 +264,9 @@ pub enum ClientCommand {
         /// Where the cluster is.
         #[command(flatten)]
         endpoints: Endpoints,
+        /// How long to wait.
+        #[command(flatten)]
+        timeouts: Timeouts,
     },
     /// Delete KEY
     #[command(name = "del")]
@@ -225,6 +277,9 @@ pub enum ClientCommand {
         /// Where the cluster is.
         #[command(flatten)]
         endpoints: Endpoints,
+        /// How long to wait.
+        #[command(flatten)]
+        timeouts: Timeouts,
     },
     /// Set KEY to NEW if it holds EXPECTED (exit 1 on a mismatch)
     Cas {
@@ -240,6 +295,9 @@ pub enum ClientCommand {
         /// Where the cluster is.
         #[command(flatten)]
         endpoints: Endpoints,
+        /// How long to wait.
+        #[command(flatten)]
+        timeouts: Timeouts,
     },
     /// Every endpoint's role, term and indexes
     Status {
@@ -249,6 +307,9 @@ pub enum ClientCommand {
         /// Where the cluster is.
         #[command(flatten)]
         endpoints: Endpoints,
+        /// How long to wait.
+        #[command(flatten)]
+        timeouts: Timeouts,
     },
     /// Hand leadership to node ID
     Transfer {
@@ -258,12 +319,18 @@ pub enum ClientCommand {
         /// Where the cluster is.
         #[command(flatten)]
         endpoints: Endpoints,
+        /// How long to wait.
+        #[command(flatten)]
+        timeouts: Timeouts,
     },
     /// Every endpoint snapshots its state machine and compacts its log now
     Snapshot {
         /// Where the cluster is.
         #[command(flatten)]
         endpoints: Endpoints,
+        /// How long to wait.
+        #[command(flatten)]
+        timeouts: Timeouts,
     },
 }
 
@@ -280,10 +347,17 @@ pub struct MembersArgs {
     /// Where the cluster is.
     #[command(flatten)]
     pub endpoints: Endpoints,
+    /// How long to wait.
+    #[command(flatten)]
+    pub timeouts: Timeouts,
 }
 
 /// The default `--timeout-ms` of a membership change: a new voter is caught up first.
 pub const DEFAULT_CHANGE_TIMEOUT_MS: u64 = 60_000;
+/// The longest default attempt of a membership change: a change answers when it completes
+/// (seconds, while a learner catches up), so an attempt is given a while before the next goes
+/// (with the same token: it joins the first).
+pub const DEFAULT_CHANGE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// `balsa members ...`: list, or one membership change.
 #[derive(Debug, Subcommand)]
@@ -296,6 +370,9 @@ pub enum MembersAction {
         /// Where the cluster is.
         #[command(flatten)]
         endpoints: Endpoints,
+        /// How long to wait.
+        #[command(flatten)]
+        timeouts: Timeouts,
     },
     /// Add node ID at IP:PORT: as a voter (added as a learner, caught up, then promoted), or
     /// with --learner as a learner
@@ -345,17 +422,40 @@ pub enum MembersAction {
 /// What every membership change takes.
 #[derive(Clone, Debug, Args)]
 pub struct ChangeArgs {
-    /// How long to wait for the change to complete before giving up (outcome then unknown)
+    /// How long to wait for the change to complete before giving up (outcome then unknown), in
+    /// milliseconds
     #[arg(
         long,
         value_name = "MS",
         default_value_t = DEFAULT_CHANGE_TIMEOUT_MS,
-        value_parser = value_parser!(u64).range(1..)
+        value_parser = value_parser!(u64).range(1..),
+        conflicts_with = "timeout"
     )]
     pub timeout_ms: u64,
+    /// The same as --timeout-ms, as a DURATION: a whole number with ms, s, m or h (a bare
+    /// number is milliseconds) [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// How long one attempt waits before it is sent again (the same change: a retry joins it)
+    /// [default: 1s, or --timeout if shorter]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub attempt_timeout: Option<Duration>,
     /// Where the cluster is.
     #[command(flatten)]
     pub endpoints: Endpoints,
+}
+
+impl ChangeArgs {
+    /// `(timeout, attempt timeout)` of the change, from the flags and their defaults.
+    pub fn timeouts(&self) -> (Duration, Duration) {
+        let timeout = self
+            .timeout
+            .unwrap_or(Duration::from_millis(self.timeout_ms));
+        let attempt = self
+            .attempt_timeout
+            .unwrap_or(DEFAULT_CHANGE_ATTEMPT_TIMEOUT.min(timeout));
+        (timeout, attempt)
+    }
 }
 
 impl MembersArgs {
@@ -373,6 +473,15 @@ impl MembersArgs {
             ) => &change.endpoints.addresses,
         }
     }
+
+    /// The timeouts of listing: `list`'s flags, or `members`' own without `list` (a change
+    /// has its own, [`ChangeArgs::timeouts`]).
+    pub fn list_timeouts(&self) -> Timeouts {
+        match &self.action {
+            Some(MembersAction::List { timeouts, .. }) => *timeouts,
+            _ => self.timeouts,
+        }
+    }
 }
 
 impl ClientCommand {
@@ -385,7 +494,21 @@ impl ClientCommand {
             | ClientCommand::Cas { endpoints, .. }
             | ClientCommand::Status { endpoints, .. }
             | ClientCommand::Transfer { endpoints, .. }
-            | ClientCommand::Snapshot { endpoints } => &endpoints.addresses,
+            | ClientCommand::Snapshot { endpoints, .. } => &endpoints.addresses,
+        }
+    }
+
+    /// `(timeout, attempt timeout)`: the flags given, else the command's defaults (`status`
+    /// waits [`DEFAULT_ASKING_TIMEOUT`] in all, every other the library's timeout).
+    pub fn timeouts(&self) -> (Duration, Duration) {
+        match self {
+            ClientCommand::Status { timeouts, .. } => timeouts.or(DEFAULT_ASKING_TIMEOUT),
+            ClientCommand::Put { timeouts, .. }
+            | ClientCommand::Get { timeouts, .. }
+            | ClientCommand::Delete { timeouts, .. }
+            | ClientCommand::Cas { timeouts, .. }
+            | ClientCommand::Transfer { timeouts, .. }
+            | ClientCommand::Snapshot { timeouts, .. } => timeouts.or_library(),
         }
     }
 }
@@ -426,6 +549,9 @@ pub struct BenchArgs {
     /// Also write the latency distribution to FILE, in HdrHistogram's text format
     #[arg(long, value_name = "FILE")]
     pub hgrm: Option<PathBuf>,
+    /// How long to wait.
+    #[command(flatten)]
+    pub timeouts: Timeouts,
 }
 
 /// `balsa torture`: a real cluster of `balsa serve` processes under a nemesis.
@@ -704,6 +830,44 @@ fn parse_node_id(text: &str) -> Result<u64, String> {
     }
 }
 
+/// A duration on the command line: a whole number followed by `ms`, `s`, `m` or `h` (`300ms`,
+/// `5s`, `1m`); a bare number is milliseconds. Zero is refused: nothing here waits for no time.
+/// Every flag that takes a duration reads it with this (`--timeout`, `--attempt-timeout`).
+///
+/// # Errors
+/// One line saying what is wrong: not a number with a known unit, zero, or too long to count in
+/// milliseconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let shape = || {
+        format!(
+            "{text:?} is not a duration (such as 300ms, 5s or 1m; a bare number is milliseconds)"
+        )
+    };
+    let trimmed = text.trim();
+    let digits = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(digits);
+    let millis_per_unit: u64 = match unit {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(shape()),
+    };
+    if number.is_empty() {
+        return Err(shape());
+    }
+    let too_long = || format!("{text:?} is too long a duration");
+    // Only digits are left: a parse error is an overflow.
+    let count: u64 = number.parse().map_err(|_| too_long())?;
+    let millis = count.checked_mul(millis_per_unit).ok_or_else(too_long)?;
+    if millis == 0 {
+        return Err(format!("{text:?}: a duration must be longer than zero"));
+    }
+    Ok(Duration::from_millis(millis))
+}
+
 /// Why the command line runs no command.
 #[derive(Debug)]
 pub enum NotRun {
@@ -907,6 +1071,7 @@ mod tests {
             (100_000, 64 << 20, 5000, 64 << 20)
         );
         assert!(!args.unsafe_no_fsync && !args.rejoin && !args.wal_direct && !args.join);
+        assert_eq!(args.listen, None, "bind the address in --cluster");
     }
 
     #[test]
@@ -935,6 +1100,10 @@ mod tests {
             (args.cluster_token.as_str(), args.join_timeout_ms),
             ("blue", 250)
         );
+        let args = serve("--listen 127.0.0.1:9001").expect("serve parses");
+        assert_eq!(args.listen, Some(addr("127.0.0.1:9001")));
+        let args = serve("--listen=[::1]:0").expect("serve parses");
+        assert_eq!(args.listen, Some(addr("[::1]:0")));
         let args = serve("--cluster-token a-b,c --join-timeout-ms=7").expect("serve parses");
         assert_eq!(
             (args.cluster_token.as_str(), args.join_timeout_ms),
@@ -982,6 +1151,12 @@ mod tests {
             ("--join --join", "cannot be used multiple times"),
             ("--join=yes", "'yes'"),
             ("--join-timeout-ms x", "'x'"),
+            ("--listen 7001", "\"7001\" is not an address"),
+            ("--listen localhost:7001", "is not an address"),
+            (
+                "--listen 127.0.0.1:1 --listen 127.0.0.1:2",
+                "cannot be used multiple times",
+            ),
             ("--join-timeout-ms -1", "'-1'"),
             (
                 "--cluster-token",
@@ -1442,5 +1617,135 @@ mod tests {
             assert_eq!(args.shell.to_string(), shell);
         }
         assert!(error("completions tcsh").contains("invalid value 'tcsh'"));
+    }
+
+    #[test]
+    fn durations_take_a_unit_or_are_milliseconds() {
+        let ms = Duration::from_millis;
+        for (text, expected) in [
+            ("300ms", ms(300)),
+            ("5s", ms(5_000)),
+            ("1m", ms(60_000)),
+            ("2h", ms(7_200_000)),
+            ("250", ms(250)),
+            (" 7s ", ms(7_000)),
+            ("007ms", ms(7)),
+        ] {
+            assert_eq!(parse_duration(text), Ok(expected), "{text:?}");
+        }
+        for (text, expected) in [
+            ("0", "longer than zero"),
+            ("0s", "longer than zero"),
+            ("0ms", "longer than zero"),
+            ("", "is not a duration"),
+            ("s", "is not a duration"),
+            ("5 s", "is not a duration"),
+            ("5sec", "is not a duration"),
+            ("1.5s", "is not a duration"),
+            ("-5s", "is not a duration"),
+            ("+5s", "is not a duration"),
+            ("5S", "is not a duration"),
+            ("ten", "is not a duration"),
+            ("99999999999999999999", "too long"),
+            ("18446744073709551615h", "too long"),
+        ] {
+            let message = parse_duration(text).expect_err(text);
+            assert!(message.contains(expected), "{text:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn client_commands_bench_and_members_take_timeouts() {
+        let given = |line: &str| match command(line) {
+            Command::Client(client) => client.timeouts(),
+            Command::Bench(args) => args.timeouts.or_library(),
+            Command::Members(args) => args.list_timeouts().or(DEFAULT_ASKING_TIMEOUT),
+            other => panic!("{line:?} parsed as {other:?}"),
+        };
+        let expected = (Duration::from_secs(3), Duration::from_millis(50));
+        for line in [
+            "put k v",
+            "get k --stale",
+            "del k",
+            "cas k a b",
+            "status --json",
+            "transfer 3",
+            "snapshot",
+            "bench --clients 2",
+            "members",
+            "members --json",
+            "members list",
+        ] {
+            assert_eq!(
+                given(&format!("{line} --timeout 3s --attempt-timeout 50ms")),
+                expected,
+                "{line}"
+            );
+        }
+        let library = ClientOptions::default();
+        // The figures the help text names.
+        assert_eq!(
+            (library.timeout, library.attempt_timeout),
+            (Duration::from_secs(5), Duration::from_millis(300))
+        );
+        assert_eq!(given("bench"), (library.timeout, library.attempt_timeout));
+        assert_eq!(
+            given("members list"),
+            (Duration::from_secs(1), library.attempt_timeout)
+        );
+    }
+
+    #[test]
+    fn a_membership_change_takes_its_timeout_in_either_spelling() {
+        let change = |line: &str| match members(line).action {
+            Some(
+                MembersAction::Add { change, .. }
+                | MembersAction::Promote { change, .. }
+                | MembersAction::Remove { change, .. }
+                | MembersAction::Replace { change, .. },
+            ) => change.timeouts(),
+            other => panic!("{line:?} is not a change: {other:?}"),
+        };
+        let s = Duration::from_secs;
+        assert_eq!(change("members remove 2"), (s(60), s(1)));
+        assert_eq!(change("members remove 2 --timeout-ms 5000"), (s(5), s(1)));
+        assert_eq!(change("members remove 2 --timeout 2m"), (s(120), s(1)));
+        assert_eq!(
+            change("members promote 4 --timeout 400ms"),
+            (Duration::from_millis(400), Duration::from_millis(400))
+        );
+        assert_eq!(
+            change("members add 4=127.0.0.1:7004 --attempt-timeout 3s"),
+            (s(60), s(3))
+        );
+        assert!(
+            error("members remove 2 --timeout 1s --timeout-ms 1000")
+                .contains("cannot be used with")
+        );
+    }
+
+    #[test]
+    fn zero_and_garbage_timeouts_are_refused_in_one_line() {
+        for line in [
+            "put k v --timeout 0",
+            "get k --attempt-timeout 0ms",
+            "status --timeout soon",
+            "bench --timeout 1.5s",
+            "members --attempt-timeout x",
+            "members list --timeout 0s",
+            "members remove 2 --timeout 0",
+            "snapshot --timeout",
+        ] {
+            let message = error(line);
+            let name = line.split_whitespace().next().unwrap_or_default();
+            assert!(
+                message.starts_with(&format!("balsa {name}")),
+                "{line:?}: {message}"
+            );
+            assert!(
+                message.contains("duration") || message.contains("a value is required"),
+                "{line:?}: {message}"
+            );
+        }
     }
 }

@@ -29,13 +29,18 @@ mod figures;
     reason = "the figures go to stdout, progress and errors to stderr"
 )]
 pub fn run(args: BenchArgs) -> ExitCode {
+    let (timeout, attempt_timeout) = args.timeouts.or_library();
     let load = Load {
         endpoints: args.endpoints.addresses,
         clients: args.clients,
         ops: args.ops,
         value_size: args.value_size,
         warmup: args.warmup,
-        options: ClientOptions::default(),
+        options: ClientOptions {
+            timeout,
+            attempt_timeout,
+            ..ClientOptions::default()
+        },
         sockets: if args.shared_sockets {
             Sockets::Shared
         } else {

@@ -15,7 +15,6 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use balsa::client::{CasOutcome, Client, ClientError, ClientOptions};
 use balsa::runtime::identity::cluster_id_text;
@@ -33,15 +32,7 @@ use crate::args::ClientCommand;
 pub fn run(operation: ClientCommand) -> ExitCode {
     let command = operation_name(&operation);
     let endpoints = operation.endpoints().to_vec();
-    let options = match operation {
-        // A status request is answered at once or not at all: a dead node should cost little.
-        ClientCommand::Status { .. } => ClientOptions {
-            timeout: Duration::from_secs(1),
-            ..ClientOptions::default()
-        },
-        _ => ClientOptions::default(),
-    };
-    let mut client = match Client::new(endpoints.clone(), options) {
+    let mut client = match Client::new(endpoints.clone(), options(&operation)) {
         Ok(client) => client,
         Err(error) => return fail(command, &error),
     };
@@ -117,6 +108,17 @@ pub fn run(operation: ClientCommand) -> ExitCode {
             }
             status
         }
+    }
+}
+
+/// How the command's client waits: `--timeout` and `--attempt-timeout`, else the command's
+/// defaults (a status request is answered at once or not at all: its timeout is shorter).
+fn options(operation: &ClientCommand) -> ClientOptions {
+    let (timeout, attempt_timeout) = operation.timeouts();
+    ClientOptions {
+        timeout,
+        attempt_timeout,
+        ..ClientOptions::default()
     }
 }
 
@@ -313,7 +315,12 @@ fn status_error(error: &ClientError) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use clap::Parser;
+
     use super::*;
+    use crate::args::{Cli, Command};
 
     fn report() -> StatusReport {
         StatusReport {
@@ -415,5 +422,47 @@ mod tests {
         assert_eq!(exit_status(&too_large), 2);
         assert_eq!(exit_status(&timeout), 3);
         assert_eq!(exit_status(&unavailable), 3);
+    }
+
+    fn options_of(line: &str) -> ClientOptions {
+        let words = std::iter::once("balsa").chain(line.split_whitespace());
+        match Cli::try_parse_from(words).map(|cli| cli.command) {
+            Ok(Command::Client(operation)) => options(&operation),
+            other => panic!("{line:?} is not a client command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn timeouts_come_from_the_flags_else_the_commands_defaults() {
+        let library = ClientOptions::default();
+        let waits = |options: ClientOptions| (options.timeout, options.attempt_timeout);
+        for line in [
+            "put k v",
+            "get k",
+            "del k",
+            "cas k - v",
+            "transfer 2",
+            "snapshot",
+        ] {
+            assert_eq!(
+                waits(options_of(line)),
+                (library.timeout, library.attempt_timeout),
+                "{line}"
+            );
+            let given = options_of(&format!("{line} --timeout 2m --attempt-timeout 40"));
+            assert_eq!(
+                waits(given),
+                (Duration::from_secs(120), Duration::from_millis(40)),
+                "{line}"
+            );
+        }
+        assert_eq!(
+            waits(options_of("status")),
+            (Duration::from_secs(1), library.attempt_timeout)
+        );
+        assert_eq!(
+            waits(options_of("status --timeout 250ms")),
+            (Duration::from_millis(250), library.attempt_timeout)
+        );
     }
 }

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use balsa::client::{CasOutcome, Client, ClientOptions};
 use balsa::runtime::wire::StatusReport;
 
+use crate::args::DEFAULT_CHANGE_ATTEMPT_TIMEOUT;
 use crate::client_cmds::status_table;
 use crate::cluster::{ServeProcess, random_token};
 use crate::members;
@@ -280,7 +281,10 @@ impl Demo {
         let report = members::change(
             endpoints,
             members::replace_steps(dead, new, address),
-            STEP_TIMEOUT,
+            (
+                STEP_TIMEOUT,
+                DEFAULT_CHANGE_ATTEMPT_TIMEOUT.min(STEP_TIMEOUT),
+            ),
         )
         .map_err(|error| format!("replacing node {dead} by node {new}: {error}"))?;
         println!(

@@ -8,7 +8,8 @@
 //!   and `leaving` (a voter of the configuration being left, while a change is joint).
 //! - `members add ID=IP:PORT [--learner]`, `promote ID`, `remove ID` and `replace OLD NEW=IP:PORT`
 //!   (one joint change: add NEW as a voter, remove OLD) send one change to the leader and wait
-//!   up to `--timeout-ms` (default 60 s: a new voter is caught up first) for it to complete,
+//!   up to `--timeout-ms` or `--timeout` (default 60 s: a new voter is caught up first; each
+//!   attempt `--attempt-timeout`, default 1 s) for it to complete,
 //!   then print the new configuration as `list` does. Every retry carries the same token, so a
 //!   lost answer never starts a second change.
 //!
@@ -26,15 +27,16 @@ use balsa::client::{Client, ClientError, ClientOptions};
 use balsa::runtime::wire::{MemberStep, MembersReport, RefusalKind};
 use serde::Serialize;
 
-use crate::args::{ChangeArgs, MembersAction, MembersArgs};
+use crate::args::{ChangeArgs, DEFAULT_ASKING_TIMEOUT, MembersAction, MembersArgs};
 use crate::client_cmds::exit_status;
 
 /// Runs `balsa members`.
 pub fn run(args: MembersArgs) -> ExitCode {
     let endpoints = args.endpoints().to_vec();
+    let list_timeouts = args.list_timeouts().or(DEFAULT_ASKING_TIMEOUT);
     match args.action {
-        None => list(&endpoints, args.json),
-        Some(MembersAction::List { json, .. }) => list(&endpoints, json),
+        None => list(&endpoints, args.json, list_timeouts),
+        Some(MembersAction::List { json, .. }) => list(&endpoints, json, list_timeouts),
         Some(MembersAction::Add {
             member: (id, address),
             learner,
@@ -73,18 +75,16 @@ pub fn replace_steps(old: u64, new: u64, address: SocketAddr) -> Vec<MemberStep>
 }
 
 /// Sends one change to the leader among `endpoints` and waits up to `timeout` for it to
-/// complete; returns the new configuration. What every `members` change and `balsa demo`'s
-/// replacement run.
+/// complete, giving each attempt `attempt_timeout`; returns the new configuration. What every
+/// `members` change and `balsa demo`'s replacement run.
 pub fn change(
     endpoints: Vec<SocketAddr>,
     steps: Vec<MemberStep>,
-    timeout: Duration,
+    (timeout, attempt_timeout): (Duration, Duration),
 ) -> Result<MembersReport, ClientError> {
     let options = ClientOptions {
         timeout,
-        // A change answers when it completes (seconds, while a learner catches up): an attempt
-        // is given a while before the next goes (the same token: it joins the first).
-        attempt_timeout: Duration::from_secs(1).min(timeout),
+        attempt_timeout,
         ..ClientOptions::default()
     };
     Client::new(endpoints, options)?.change_membership(steps)
@@ -96,10 +96,15 @@ pub fn change(
     clippy::print_stderr,
     reason = "the list goes to stdout, a failure's one line to stderr"
 )]
-fn list(endpoints: &[SocketAddr], json: bool) -> ExitCode {
+fn list(
+    endpoints: &[SocketAddr],
+    json: bool,
+    (timeout, attempt_timeout): (Duration, Duration),
+) -> ExitCode {
+    // Answered at once or not at all, as status is: its default timeout is short.
     let options = ClientOptions {
-        // Answered at once or not at all, as status is: a dead node should cost little.
-        timeout: Duration::from_secs(1),
+        timeout,
+        attempt_timeout,
         ..ClientOptions::default()
     };
     let mut client = match Client::new(endpoints.to_vec(), options) {
@@ -145,8 +150,7 @@ fn best_view(client: &mut Client, reports: Vec<MembersReport>) -> Option<Members
 /// One change, waited for.
 #[allow(clippy::print_stdout, reason = "the new configuration goes to stdout")]
 fn apply(steps: Vec<MemberStep>, args: &ChangeArgs) -> ExitCode {
-    let timeout = Duration::from_millis(args.timeout_ms);
-    match change(args.endpoints.addresses.clone(), steps, timeout) {
+    match change(args.endpoints.addresses.clone(), steps, args.timeouts()) {
         Ok(report) => {
             println!("{}", render(&report, false));
             ExitCode::SUCCESS

@@ -3,7 +3,8 @@
 //! It checks the configuration (with [`NodeConfig::validate`], the one place it is checked),
 //! makes sure no other process has the data directory, starts a [`Node`] around a [`KvStore`],
 //! prints one line on stdout once its socket listens (`balsa: node 1 listening on
-//! 127.0.0.1:7001`) and logs to stderr. It stops when killed
+//! 127.0.0.1:7001`: the address bound, `--listen` if given, else its own in `--cluster`, which
+//! it advertises either way) and logs to stderr. It stops when killed
 //! (SIGTERM, SIGINT and SIGKILL all end it; the log is safe at every point), or by itself when
 //! its storage fails, or when a membership change removed it from the cluster (one more line
 //! on stdout, `balsa: node 2 was removed from the cluster`, exit status 0).
@@ -50,6 +51,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     config.cluster_token = args.cluster_token.clone();
     config.join = args.join || args.rejoin;
     config.join_timeout = Duration::from_millis(args.join_timeout_ms);
+    config.listen = args.listen;
     if args.wal_direct && !args.unsafe_no_fsync {
         // Every direct write is durable: with --unsafe-no-fsync it would save nothing.
         config.wal.write_path = balsa::wal::WritePath::Direct;

@@ -55,12 +55,18 @@ fn help_and_version_go_to_stdout_with_exit_status_0() {
 
 #[test]
 fn every_refusal_is_one_line_with_exit_status_2() {
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 12] = [
         (&[], "balsa: "),
         (&["frobnicate"], "balsa: "),
         (&["serve", "--bogus"], "balsa serve: "),
         (&["cluster", "--nodes", "16"], "balsa cluster: "),
         (&["put", "k"], "balsa put: "),
+        (&["put", "k", "v", "--timeout", "0"], "balsa put: "),
+        (
+            &["get", "k", "--attempt-timeout", "5 minutes"],
+            "balsa get: ",
+        ),
+        (&["members", "--timeout", "0s"], "balsa members: "),
         (&["transfer", "0"], "balsa transfer: "),
         (&["bench", "--clients", "0"], "balsa bench: "),
         (&["sim", "--fault", "nope", "--seeds", "1"], "balsa sim: "),

@@ -22,11 +22,15 @@
 //!
 //! One UDP socket, one request outstanding at a time. A request goes to the node believed to
 //! lead (at first, the first endpoint). A node that does not lead answers `NotLeader` with the
-//! leader's address when it knows it: the client goes there at once; without a hint it waits a
-//! backoff (20 ms, doubling, at most 500 ms) and tries the next endpoint. A node that does not
-//! answer within the attempt timeout (300 ms) is left for the next endpoint. A follower that knows
-//! the leader forwards writes itself, and the leader answers the client directly, from its own
-//! address: the client remembers that address as the leader.
+//! leader's address when it knows it: the client goes there at once. A node that lost touch
+//! with its leader (it heard nothing from it within an election timeout) answers at once that
+//! it knows no leader, with a hint: the client tries the next endpoint at once. Without any
+//! hint it waits a backoff (20 ms, doubling, at most 500 ms) and tries the next endpoint. A node
+//! that does not answer within the attempt timeout (300 ms) is left for the next endpoint, and
+//! an endpoint that failed so (or refused with no hint) is tried after the others for three
+//! attempt timeouts. A follower that hears from the leader forwards writes itself, and the
+//! leader answers the client directly, from its own address: the client remembers that
+//! address as the leader.
 //!
 //! Every attempt carries a fresh request id; an answer to any attempt of the operation in
 //! progress is accepted (the first attempt may be the one that got applied), answers to earlier

@@ -2,8 +2,8 @@
 //! socket and no clock.
 //!
 //! A [`Session`] owns what the protocol remembers between datagrams: the client id and the next
-//! write's `seq`, the next request id, the node believed to lead, and the one operation in
-//! progress with its attempts, backoff and deadlines. Its driver (the blocking
+//! write's `seq`, the next request id, the node believed to lead, when each endpoint last
+//! failed, and the one operation in progress with its attempts, backoff and deadlines. Its driver (the blocking
 //! [`Client`](super::Client), the [`Multiplexer`](super::multiplexer::Multiplexer), or a
 //! simulator) does the I/O and tells the time, quinn-proto style:
 //!
@@ -21,13 +21,24 @@
 //! # The protocol
 //!
 //! A request goes to the node believed to lead (at first, the first endpoint). A `NotLeader`
-//! answer to the current attempt that names another node sends the next attempt there at once;
-//! one without a usable hint waits a backoff (from [`ClientOptions::backoff_start`], doubling,
-//! at most [`ClientOptions::backoff_max`]) and goes to the next endpoint. An attempt unanswered
-//! for [`ClientOptions::attempt_timeout`] goes to the next endpoint. An operation addressed to
-//! one node (status, snapshot) retries that node only. The node that answers a write (the
-//! leader answers applied writes from its own address) becomes the believed leader; a
-//! `NotLeader` answer, or silence from the believed leader, forgets it.
+//! answer to the current attempt that names the leader (another node) sends the next attempt
+//! there at once. One that names no leader but gives a hint comes from a node that lost touch
+//! with its leader (or hands leadership over): another node may not have, so the next attempt
+//! goes at once to the next endpoint, not to the hint — until every endpoint has answered so
+//! since the last pause, when a backoff step comes first. One with no hint at all waits a
+//! backoff (from [`ClientOptions::backoff_start`], doubling, at most
+//! [`ClientOptions::backoff_max`]) and goes to the next endpoint. An attempt unanswered for
+//! [`ClientOptions::attempt_timeout`] goes to the next endpoint. An operation addressed to one
+//! node (status, snapshot) retries that node only. The node that answers a write (the leader
+//! answers applied writes from its own address) becomes the believed leader; a `NotLeader`
+//! answer, or silence from the believed leader, forgets it.
+//!
+//! **Endpoints that failed are tried last.** The session remembers when each endpoint last
+//! failed an attempt — went silent for its attempt timeout, refused with no hint, or could not
+//! be sent to — and, choosing the next endpoint (or where an operation starts), skips one that
+//! failed within the last [`RECENT_FAILURE_ATTEMPTS`] attempt timeouts when another has not.
+//! An answer from the endpoint forgets its failure. So a client whose first endpoint is down
+//! pays its attempt timeout once, not at every operation.
 //!
 //! Every attempt carries a fresh request id; a final answer to any attempt of the operation in
 //! progress is accepted (the first may be the one applied); `NotLeader` counts only from the
@@ -142,8 +153,17 @@ pub struct Session {
     leader: Option<SocketAddr>,
     /// Where round-robin over the endpoints continues.
     cursor: usize,
+    /// When each endpoint (in the order of `endpoints`) last failed an attempt: went silent for
+    /// its attempt timeout, refused with no hint, or could not be sent to. `None`: not since it
+    /// last answered. An endpoint that failed within [`RECENT_FAILURE_ATTEMPTS`] attempt
+    /// timeouts is tried after the others.
+    failed_at: Vec<Option<Duration>>,
     state: State,
 }
+
+/// How many attempt timeouts an endpoint's failure is remembered for: meanwhile, the endpoints
+/// that have not failed are tried first.
+pub const RECENT_FAILURE_ATTEMPTS: u32 = 3;
 
 /// The retry schedule, from [`ClientOptions`].
 #[derive(Clone, Copy, Debug)]
@@ -177,6 +197,9 @@ struct InFlight {
     attempts: Option<(u64, u64)>,
     /// Some attempt went unanswered for its whole attempt timeout.
     some_attempt_unanswered: bool,
+    /// "No leader known here" answers that moved on to the next endpoint at once since the
+    /// last pause: once every endpoint said so, the next one waits a backoff step.
+    moved_on: usize,
     /// Why the last attempt was refused (for [`ClientError::Unavailable`]).
     last_refusal: String,
     step: Step,
@@ -239,6 +262,7 @@ impl Session {
             });
         }
         Ok(Session {
+            failed_at: vec![None; endpoints.len()],
             endpoints,
             timing: Timing {
                 timeout: options.timeout,
@@ -365,7 +389,7 @@ impl Session {
         };
         let target = match route {
             Route::Node(node) => node,
-            Route::Leader => self.leader.unwrap_or(self.endpoints[self.cursor]),
+            Route::Leader => self.leader.unwrap_or_else(|| self.first_choice(now)),
         };
         self.state = State::Busy(InFlight {
             expect,
@@ -376,6 +400,7 @@ impl Session {
             backoff: self.timing.backoff_start,
             attempts: None,
             some_attempt_unanswered: false,
+            moved_on: 0,
             last_refusal: String::from("no attempt was made"),
             step: Step::Ready { target },
         });
@@ -435,6 +460,7 @@ impl Session {
             return;
         }
         op.last_refusal = format!("sending to {target}: {error}");
+        self.note_failure(target, now);
         self.pause(now, target);
     }
 
@@ -456,11 +482,12 @@ impl Session {
         if !self.awaits(response.id) {
             return false;
         }
+        self.note_answer(from);
         let State::Busy(op) = &mut self.state else {
             unreachable!("awaits() holds only while busy");
         };
         match response.body {
-            ResponseBody::NotLeader { address, .. } => {
+            ResponseBody::NotLeader { leader, address } => {
                 let Step::Awaiting {
                     target, attempt, ..
                 } = op.step
@@ -471,12 +498,25 @@ impl Session {
                     return true;
                 }
                 self.leader = None;
-                op.last_refusal = match address {
-                    Some(leader) => format!("{target} is not the leader; {leader} is"),
-                    None => format!("{target} knows no leader"),
+                op.last_refusal = match (leader, address) {
+                    (Some(_), Some(hint)) => format!("{target} is not the leader; {hint} is"),
+                    (None, Some(hint)) => {
+                        format!("{target} knows no leader (it last heard of {hint})")
+                    }
+                    (_, None) => format!("{target} knows no leader"),
                 };
-                match (op.route, address) {
-                    (Route::Leader, Some(leader)) if leader != target => self.ready(now, leader),
+                match (op.route, leader, address) {
+                    // The leader it follows: go there at once.
+                    (Route::Leader, Some(_), Some(hint)) if hint != target => {
+                        self.ready(now, hint);
+                    }
+                    // It lost touch with the leader (or hands leadership over): another node
+                    // may not have, so the next endpoint at once.
+                    (Route::Leader, None, Some(_)) => self.move_on(now, target),
+                    (_, _, None) => {
+                        self.note_failure(target, now);
+                        self.pause(now, target);
+                    }
                     _ => self.pause(now, target),
                 }
             }
@@ -524,7 +564,8 @@ impl Session {
                 if self.leader == Some(target) {
                     self.leader = None;
                 }
-                let next = self.next_target(target);
+                self.note_failure(target, now);
+                let next = self.next_target(target, now);
                 self.ready(now, next);
             }
             Step::Pausing { next, until } if now >= until => self.ready(now, next),
@@ -565,7 +606,7 @@ impl Session {
     /// Waits one backoff step (never past the deadline) before trying the node after `target`;
     /// the next step is twice as long, up to the maximum.
     fn pause(&mut self, now: Duration, target: SocketAddr) {
-        let next = self.next_target(target);
+        let next = self.next_target(target, now);
         let State::Busy(op) = &mut self.state else {
             return;
         };
@@ -574,11 +615,42 @@ impl Session {
             until: now.saturating_add(op.backoff).min(op.deadline),
         };
         op.backoff = (op.backoff * 2).min(self.timing.backoff_max);
+        op.moved_on = 0;
+    }
+
+    /// `target` knows no leader but is no help either: the next endpoint goes at once, unless
+    /// every endpoint has said so since the last pause (an election is under way, most likely):
+    /// then a backoff step first.
+    fn move_on(&mut self, now: Duration, target: SocketAddr) {
+        let State::Busy(op) = &mut self.state else {
+            return;
+        };
+        op.moved_on += 1;
+        if op.moved_on >= self.endpoints.len() {
+            self.pause(now, target);
+        } else {
+            let next = self.next_target(target, now);
+            self.ready(now, next);
+        }
+    }
+
+    /// Where an operation for the leader starts when none is believed to lead: where the
+    /// round-robin stands, or the first endpoint after it that has not failed recently.
+    fn first_choice(&mut self, now: Duration) -> SocketAddr {
+        let len = self.endpoints.len();
+        if let Some(cursor) = (0..len)
+            .map(|k| (self.cursor + k) % len)
+            .find(|&position| !self.failed_recently(position, now))
+        {
+            self.cursor = cursor;
+        }
+        self.endpoints[self.cursor]
     }
 
     /// Where to try after `current`: the same node for an operation addressed to one, else the
-    /// endpoint after it.
-    fn next_target(&mut self, current: SocketAddr) -> SocketAddr {
+    /// first endpoint after it that has not failed recently, or the one right after it if every
+    /// other has.
+    fn next_target(&mut self, current: SocketAddr, now: Duration) -> SocketAddr {
         if let State::Busy(InFlight {
             route: Route::Node(node),
             ..
@@ -587,11 +659,38 @@ impl Session {
             return node;
         }
         let len = self.endpoints.len();
-        self.cursor = match self.endpoints.iter().position(|e| *e == current) {
-            Some(position) => (position + 1) % len,
-            None => (self.cursor + 1) % len,
-        };
+        // A hinted node that is not an endpoint: the round-robin goes on after where it stood.
+        let after = self
+            .endpoints
+            .iter()
+            .position(|e| *e == current)
+            .unwrap_or(self.cursor);
+        self.cursor = (1..len)
+            .map(|k| (after + k) % len)
+            .find(|&position| !self.failed_recently(position, now))
+            .unwrap_or((after + 1) % len);
         self.endpoints[self.cursor]
+    }
+
+    /// Whether the endpoint at `position` failed within the last
+    /// [`RECENT_FAILURE_ATTEMPTS`] attempt timeouts.
+    fn failed_recently(&self, position: usize, now: Duration) -> bool {
+        let window = self.timing.attempt_timeout * RECENT_FAILURE_ATTEMPTS;
+        self.failed_at[position].is_some_and(|at| now < at.saturating_add(window))
+    }
+
+    /// `node` failed an attempt at `now` (silence, a refusal with no hint, a failed send).
+    fn note_failure(&mut self, node: SocketAddr, now: Duration) {
+        if let Some(position) = self.endpoints.iter().position(|e| *e == node) {
+            self.failed_at[position] = Some(now);
+        }
+    }
+
+    /// `node` answered: whatever it failed before is forgotten.
+    fn note_answer(&mut self, node: SocketAddr) {
+        if let Some(position) = self.endpoints.iter().position(|e| *e == node) {
+            self.failed_at[position] = None;
+        }
     }
 
     /// Ends the operation at its deadline: unknown if an attempt went unanswered, else refused.
@@ -710,10 +809,20 @@ mod tests {
         }
     }
 
+    /// `NotLeader` from a node that follows the leader at `address` (`None`: knows none, and
+    /// has no hint).
     fn not_leader(address: Option<&str>) -> ResponseBody {
         ResponseBody::NotLeader {
-            leader: None,
+            leader: address.map(|_| 9),
             address: address.map(addr),
+        }
+    }
+
+    /// `NotLeader` from a node that knows no leader now, `hint` the one it lost touch with.
+    fn no_leader_known(hint: &str) -> ResponseBody {
+        ResponseBody::NotLeader {
+            leader: None,
+            address: Some(addr(hint)),
         }
     }
 
@@ -1149,5 +1258,143 @@ mod tests {
         let mut session = session();
         session.start(ms(0), put()).unwrap();
         let _ = session.start(ms(0), put());
+    }
+
+    /// A node that lost touch with its leader answers "no leader known" with the lost one as
+    /// the hint: the next attempt goes at once to the next endpoint (another node may still
+    /// hear from a leader), not to the hint, and not after a backoff; only once every endpoint
+    /// said so does a backoff step come.
+    #[test]
+    fn no_leader_known_moves_to_the_next_endpoint_at_once_and_pauses_after_a_whole_round() {
+        let mut session = session();
+        session.start(ms(0), put()).unwrap();
+        let mut sent = Vec::new();
+        for (at, from) in [(1, A), (2, B), (3, C)] {
+            let transmit = session.poll_transmit(ms(at - 1)).expect("due at once");
+            assert_eq!(transmit.to, addr(from));
+            sent.push(transmit.to);
+            respond(
+                &mut session,
+                ms(at),
+                from,
+                transmit.request.id,
+                no_leader_known(C),
+            );
+        }
+        assert_eq!(
+            sent,
+            [addr(A), addr(B), addr(C)],
+            "the hint C was not followed"
+        );
+        assert_eq!(
+            session.poll_transmit(ms(3)),
+            None,
+            "every endpoint said so: a pause"
+        );
+        assert_eq!(session.poll_timeout(), Some(ms(23)), "one backoff step");
+        session.handle_timeout(ms(23));
+        let after_pause = session.poll_transmit(ms(23)).unwrap();
+        assert_eq!(after_pause.to, addr(A));
+        respond(
+            &mut session,
+            ms(24),
+            A,
+            after_pause.request.id,
+            no_leader_known(C),
+        );
+        let to_b = session.poll_transmit(ms(24)).unwrap();
+        assert_eq!(to_b.to, addr(B), "at once again");
+        respond(&mut session, ms(24), B, to_b.request.id, no_leader_known(C));
+        let completed = run_to_end(&mut session, ms(24), |_| Some(no_leader_known(C))).1;
+        let error = completed.result.unwrap_err();
+        assert!(
+            matches!(&error, ClientError::Unavailable { reason } if reason.contains("knows no leader (it last heard of 127.0.0.1:7003)")),
+            "{error:?}"
+        );
+    }
+
+    /// An endpoint that failed (silence, or a refusal with no hint) is tried after the others
+    /// for a few attempt timeouts: here A went silent, and when C, knowing no leader, sends
+    /// the write on, it goes to B, not back round to A.
+    #[test]
+    fn an_endpoint_that_failed_recently_is_tried_after_the_others() {
+        let mut session = session();
+        session.start(ms(0), put()).unwrap();
+        let first = session.poll_transmit(ms(0)).unwrap();
+        assert_eq!(first.to, addr(A));
+        session.handle_timeout(ms(300)); // A is silent
+        let second = session.poll_transmit(ms(300)).unwrap();
+        assert_eq!(second.to, addr(B));
+        applied_at(&mut session, ms(301), B, second.request.id);
+
+        // B, the leader, then loses touch: it answers no leader, C too.
+        session.start(ms(302), put()).unwrap();
+        let to_b = session.poll_transmit(ms(302)).unwrap();
+        assert_eq!(to_b.to, addr(B));
+        respond(
+            &mut session,
+            ms(303),
+            B,
+            to_b.request.id,
+            no_leader_known(C),
+        );
+        let to_c = session.poll_transmit(ms(303)).unwrap();
+        assert_eq!(to_c.to, addr(C));
+        respond(
+            &mut session,
+            ms(304),
+            C,
+            to_c.request.id,
+            no_leader_known(B),
+        );
+        let next = session.poll_transmit(ms(304)).unwrap();
+        assert_eq!(next.to, addr(B), "A failed at 300: skipped");
+        applied_at(&mut session, ms(305), B, next.request.id);
+    }
+
+    /// The start of an operation skips a recently failed endpoint too (here A, found silent by
+    /// a status request, which leaves the round-robin where it was), and the failure is
+    /// forgotten once a few attempt timeouts have passed, or once the endpoint answers.
+    #[test]
+    fn a_failure_is_remembered_for_a_few_attempt_timeouts_or_until_the_endpoint_answers() {
+        let window = ClientOptions::default().attempt_timeout * RECENT_FAILURE_ATTEMPTS;
+        let silent_status_of_a = |session: &mut Session| {
+            session.start(ms(0), Operation::Status(addr(A))).unwrap();
+            let (_, completed) = run_to_end(session, ms(0), |_| None);
+            assert!(completed.result.unwrap_err().outcome_unknown());
+            completed.elapsed // A's last attempt timed out at the end
+        };
+
+        let mut session = session();
+        let failed = silent_status_of_a(&mut session);
+        session.start(failed, put()).unwrap();
+        assert_eq!(
+            session.poll_transmit(failed).unwrap().to,
+            addr(B),
+            "A skipped"
+        );
+
+        let mut session = self::session();
+        let failed = silent_status_of_a(&mut session);
+        session.start(failed + window, put()).unwrap();
+        assert_eq!(
+            session.poll_transmit(failed + window).unwrap().to,
+            addr(A),
+            "forgotten after {window:?}"
+        );
+
+        let mut session = self::session();
+        let failed = silent_status_of_a(&mut session);
+        session.start(failed, Operation::Snapshot(addr(A))).unwrap();
+        let asked = session.poll_transmit(failed).unwrap();
+        let taken = ResponseBody::SnapshotTaken { index: 0 };
+        respond(&mut session, failed, A, asked.request.id, taken);
+        session.poll_outcome().unwrap().result.unwrap();
+        session.start(failed, put()).unwrap();
+        assert_eq!(
+            session.poll_transmit(failed).unwrap().to,
+            addr(A),
+            "it answered since"
+        );
     }
 }

@@ -9,7 +9,7 @@
 use super::message::EntryKind;
 use super::quorum::VoteResult;
 use super::snapshot::Chunk;
-use super::{Body, HardState, Message, NodeId, Progress, Raft, Role};
+use super::{Body, HardState, Message, NodeId, Progress, Raft, Redirect, Role};
 
 /// How a campaign starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +49,27 @@ impl Raft {
         if self.election_elapsed >= self.election_timeout && self.may_campaign() && !won {
             self.campaign(Campaign::Timeout);
         }
+    }
+
+    /// Where this node points a client whose request only a leader serves. A follower that
+    /// heard from its leader within the minimum election timeout (the span of the leader
+    /// lease, thesis §6.2) names it, and forwards to it. One that has not — cut off from it,
+    /// or the leader is gone — names no leader, with that one as the hint, so the client
+    /// learns at once to try another node, rather than each request being forwarded into
+    /// silence until this node's own election timer fires. Never names this node: a leader
+    /// asking is one handing over or stepping down, with no other leader to name.
+    pub fn redirect(&self) -> Redirect {
+        let me = self.config.id;
+        let leader = self.leader.filter(|&leader| {
+            leader != me
+                && self.role == Role::Follower
+                && self.election_elapsed < self.config.election_ticks.0
+        });
+        let hint = leader
+            .or(self.leader)
+            .or(self.last_leader)
+            .filter(|&id| id != me);
+        Redirect { leader, hint }
     }
 
     /// Whether this node may stand for election: a voter that kept its stable storage, not in

@@ -380,7 +380,8 @@ pub struct Persist {
 /// Why a proposal was not accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProposeError {
-    /// No leader is known; `hint` is the last one known, if any.
+    /// No leader is known, or none was heard from within the minimum election timeout
+    /// ([`Raft::redirect`]); `hint` is the last one known, if any.
     NoLeader {
         /// A node that led recently.
         hint: Option<NodeId>,
@@ -449,12 +450,12 @@ pub enum Action {
         /// The read index.
         index: u64,
     },
-    /// The read tagged `ctx` cannot be served here; `leader` is a hint.
+    /// The read tagged `ctx` cannot be served here; `redirect` says where to go instead.
     ReadRefused {
         /// The caller's tag.
         ctx: u64,
-        /// The leader, if known.
-        leader: Option<NodeId>,
+        /// The leader to ask, or none known and a hint.
+        redirect: Redirect,
     },
     /// What became of the membership change tagged `id`.
     MembershipChange {
@@ -522,6 +523,18 @@ pub enum Action {
         /// The known leader.
         leader: Option<NodeId>,
     },
+}
+
+/// Where a node that does not serve a request only a leader serves (a write, a linearizable
+/// read) points its client ([`Raft::redirect`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Redirect {
+    /// The leader this node follows and heard from within the minimum election timeout: the
+    /// one to ask. `None`: no leader known now.
+    pub leader: Option<NodeId>,
+    /// The best node to try: `leader` when there is one, else the leader this node last heard
+    /// of (which it lost touch with), if any. Never this node.
+    pub hint: Option<NodeId>,
 }
 
 /// A summary for status pages.

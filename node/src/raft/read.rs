@@ -4,7 +4,9 @@
 //!
 //! Invariants: a read index is handed out only by a leader that has committed an entry of its
 //! own term (so its commit index is at least every index committed before it led), and only after
-//! a quorum answered a heartbeat sent after the read arrived (so no newer leader existed then).
+//! a quorum answered a heartbeat sent after the read arrived (so no newer leader existed then); a
+//! follower asks only a leader it heard from within the minimum election timeout, and refuses
+//! the read at once otherwise ([`Raft::redirect`]).
 
 use std::collections::VecDeque;
 
@@ -43,18 +45,17 @@ impl Raft {
             }
             return;
         }
-        match (from, self.leader) {
+        let redirect = self.redirect();
+        match (from, redirect.leader) {
             // Asked by a follower that thinks we lead: we do not.
             (Some(follower), _) => {
                 self.send(follower, Body::ReadIndexResponse { ctx, index: None });
             }
+            // Only a leader heard from within an election timeout is asked (`redirect`).
             (None, Some(leader)) => self.send(leader, Body::ReadIndex { ctx }),
-            (None, None) => {
-                self.actions.push_back(Action::ReadRefused {
-                    ctx,
-                    leader: self.last_leader,
-                });
-            }
+            (None, None) => self
+                .actions
+                .push_back(Action::ReadRefused { ctx, redirect }),
         }
     }
 
@@ -145,12 +146,12 @@ impl Raft {
             .chain(self.reads.waiting_commit.drain(..))
             .collect();
         self.reads.round_due = false;
+        let redirect = self.redirect();
         for (ctx, from) in pending {
             match from {
-                None => self.actions.push_back(Action::ReadRefused {
-                    ctx,
-                    leader: self.leader,
-                }),
+                None => self
+                    .actions
+                    .push_back(Action::ReadRefused { ctx, redirect }),
                 Some(follower) => {
                     self.send(follower, Body::ReadIndexResponse { ctx, index: None });
                 }
@@ -158,12 +159,17 @@ impl Raft {
         }
     }
 
+    /// The leader this node asked answered a read it passed on. A refusal that finds this node
+    /// leading by now (it asked as a follower, then won an election) starts the read again
+    /// here, as the leader's own; otherwise it points where [`Raft::redirect`] says, never at
+    /// itself.
     pub(super) fn on_read_index_response(&mut self, ctx: u64, index: Option<u64>) {
         match index {
             Some(index) => self.actions.push_back(Action::ReadReady { ctx, index }),
+            None if self.role == Role::Leader => self.read_index(ctx, None),
             None => self.actions.push_back(Action::ReadRefused {
                 ctx,
-                leader: self.leader,
+                redirect: self.redirect(),
             }),
         }
     }

@@ -36,13 +36,15 @@ impl Raft {
             let (index, term) = self.append_new(EntryKind::Normal, data);
             return ProposalOutcome::Accepted { index, term };
         }
-        match self.leader {
+        // Forwarded only to a leader heard from within an election timeout (`redirect`).
+        let redirect = self.redirect();
+        match redirect.leader {
             Some(leader) => {
                 self.send(leader, Body::Forward { data });
                 ProposalOutcome::Forwarded { to: leader }
             }
             None => ProposalOutcome::Refused(ProposeError::NoLeader {
-                hint: self.last_leader,
+                hint: redirect.hint,
             }),
         }
     }

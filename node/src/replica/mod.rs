@@ -13,6 +13,10 @@
 //!   the entry (`wire::frame`), answered by whichever node leads when the entry is applied
 //!   (a follower forwards a client's command through the core; thesis §6.2);
 //! - linearizable reads (ReadIndex, thesis §6.4): served once the read index is applied here;
+//! - turning away what only a leader serves: a follower forwards a client's write or
+//!   linearizable read only to a leader it heard from within the minimum election timeout, and
+//!   otherwise answers `NotLeader` at once with no leader and its best hint
+//!   ([`Raft::redirect`]), so a client cut off from the leader through this node moves on;
 //! - membership requests from the network (`wire`'s module doc): a change in flight remembers
 //!   the `(client address, token)` that started it, so a retry joins it rather than starting
 //!   another, and the outcomes of the last [`RECENT_CHANGES`] changes answer retries that come
@@ -38,6 +42,8 @@
 //! - At most one snapshot save is in flight.
 
 pub mod storage;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -49,7 +55,7 @@ use self::storage::{StorageDone, StorageOp};
 use crate::raft::membership::{Membership, Step};
 use crate::raft::{
     self, Action, ChangeOutcome, ChangeRefused, Entry, EntryKind, Message, NodeId, ProposalOutcome,
-    ProposeError, Raft, Role, Status, snapshot_frame,
+    ProposeError, Raft, Redirect, Role, Status, snapshot_frame,
 };
 use crate::runtime::wire::{
     self, MAX_REQUESTS_PER_DATAGRAM, MemberStep, MembersReport, RefusalKind, ReplyTo, Request,
@@ -681,9 +687,9 @@ impl<S: StateMachine, R> Replica<S, R> {
                     self.serve_ready_reads();
                 }
             }
-            Action::ReadRefused { ctx, leader } => {
+            Action::ReadRefused { ctx, redirect } => {
                 if let Some(read) = self.reads.remove(&ctx) {
-                    self.refuse(read.waiter, leader);
+                    self.refuse(read.waiter, redirect);
                 }
             }
             Action::MembershipChange { id, outcome } => {
@@ -729,7 +735,6 @@ impl<S: StateMachine, R> Replica<S, R> {
             // is applied answers. Forwarded ones likewise, from the leader.
             (ProposalOutcome::Accepted { .. } | ProposalOutcome::Forwarded { .. }, _) => {}
             (ProposalOutcome::Refused(error), waiter) => {
-                let leader = self.raft.status().leader;
                 match (error, waiter) {
                     (ProposeError::TooLarge { size, max }, Waiter::Api(reply)) => {
                         self.reply(reply, Err(Error::TooLarge { size, max }));
@@ -738,9 +743,15 @@ impl<S: StateMachine, R> Replica<S, R> {
                         let (size, max) = (size as u64, max as u64);
                         self.respond(reply, ResponseBody::TooLarge { size, max });
                     }
-                    (ProposeError::NoLeader { hint }, waiter) => self.refuse(waiter, hint),
+                    (ProposeError::NoLeader { hint }, waiter) => {
+                        self.refuse(waiter, Redirect { leader: None, hint });
+                    }
+                    // This node still leads, but hands over to `to` and takes nothing
+                    // meanwhile: no leader to ask now, `to` the best hint; never itself (a
+                    // client told "X is not the leader; X is" gives up on X and waits).
                     (ProposeError::TransferInProgress { to }, waiter) => {
-                        self.refuse(waiter, leader.or(Some(to)));
+                        let hint = Some(to);
+                        self.refuse(waiter, Redirect { leader: None, hint });
                     }
                 }
             }
@@ -834,19 +845,34 @@ impl<S: StateMachine, R> Replica<S, R> {
         }
     }
 
-    fn refuse(&mut self, waiter: Waiter<R>, leader: Option<NodeId>) {
+    /// Turns a waiter for something only a leader serves away, pointing where `redirect`
+    /// says: a network client gets [`ResponseBody::NotLeader`] (see [`Replica::not_leader`]);
+    /// an API caller [`Error::NotLeader`] naming the leader, else the hint.
+    fn refuse(&mut self, waiter: Waiter<R>, redirect: Redirect) {
         match waiter {
-            Waiter::Api(reply) => self.reply(reply, Err(Error::NotLeader { leader })),
+            Waiter::Api(reply) => {
+                let leader = redirect.leader.or(redirect.hint);
+                self.reply(reply, Err(Error::NotLeader { leader }));
+            }
             Waiter::Client(reply) => {
-                let address = leader.and_then(|id| self.members.get(&id).copied());
-                self.respond(reply, ResponseBody::NotLeader { leader, address });
+                let body = self.not_leader_to(redirect);
+                self.respond(reply, body);
             }
         }
     }
 
+    /// The answer of a node that does not lead to a request only the leader serves, pointing
+    /// where the core says ([`Raft::redirect`]).
     fn not_leader(&self) -> ResponseBody {
-        let leader = self.raft.status().leader;
-        let address = leader.and_then(|id| self.members.get(&id).copied());
+        self.not_leader_to(self.raft.redirect())
+    }
+
+    /// `NotLeader` pointing where `redirect` says: `leader` is the leader this node follows and
+    /// heard from within an election timeout, `None` when it knows none; `address` is the best
+    /// hint's, present with a leader and without (the leader it last heard of, or the node
+    /// taking over from it).
+    fn not_leader_to(&self, Redirect { leader, hint }: Redirect) -> ResponseBody {
+        let address = hint.and_then(|id| self.members.get(&id).copied());
         ResponseBody::NotLeader { leader, address }
     }
 

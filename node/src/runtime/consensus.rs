@@ -45,6 +45,9 @@ pub struct Consensus<S> {
     cluster_id: u64,
     /// The transport, for its peer table (the `Node` owns its shutdown).
     transport: Arc<Transport<Wire>>,
+    /// This node's advertised address (its own in the members, not necessarily the one its
+    /// socket is bound to): what clients are hinted at when it leads.
+    advertised: SocketAddr,
     /// The peer table's bookkeeping: which configuration it follows.
     peers: PeerTable,
     /// Ticks since the core first said this node was removed (a removed leader hands over
@@ -53,6 +56,16 @@ pub struct Consensus<S> {
     /// Set when the WAL thread or the net thread is gone (it panicked): the node must stop,
     /// not run on half-alive.
     fatal: Option<String>,
+}
+
+/// Who this node is to the others on the wire.
+#[derive(Clone, Copy, Debug)]
+pub struct OnTheWire {
+    /// The node's cluster id, written into the status reports it sends.
+    pub cluster_id: u64,
+    /// The node's advertised address: its own in the members, not necessarily the one its
+    /// socket is bound to (`NodeConfig::listen`).
+    pub advertised: SocketAddr,
 }
 
 /// Why the consensus thread stopped.
@@ -83,14 +96,17 @@ impl<S: StateMachine> Consensus<S> {
         state_machine: S,
         transport: Arc<Transport<Wire>>,
         storage: Sender<WalRequest>,
-        cluster_id: u64,
+        OnTheWire {
+            cluster_id,
+            advertised,
+        }: OnTheWire,
         snapshot_base: (u64, u64),
         policy: SnapshotPolicy,
     ) -> Self {
         let own = raft.id();
         let mut hints = raft.membership().map(member_addresses).unwrap_or_default();
         hints.extend(transport.peers());
-        hints.insert(own, transport.local_addr());
+        hints.insert(own, advertised);
         Consensus {
             replica: Replica::new(
                 raft,
@@ -104,6 +120,7 @@ impl<S: StateMachine> Consensus<S> {
             storage,
             cluster_id,
             transport,
+            advertised,
             peers: PeerTable::new(own),
             removed_ticks: 0,
             fatal: None,
@@ -264,7 +281,7 @@ impl<S: StateMachine> Consensus<S> {
     fn follow_configuration(&mut self) {
         if let Some(hints) = self.peers.follow(self.replica.raft(), &self.transport) {
             let mut hints = hints;
-            hints.insert(self.replica.raft().id(), self.transport.local_addr());
+            hints.insert(self.replica.raft().id(), self.advertised);
             self.replica.set_member_addresses(hints);
         }
     }

@@ -44,7 +44,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use balsa_net::{Inbound, Transport};
 use balsa_wal::Wal;
 
-use self::consensus::{Consensus, Stop};
+use self::consensus::{Consensus, OnTheWire, Stop};
 use self::wire::Wire;
 use crate::raft::membership::{Membership, Step};
 use crate::raft::{self, NodeId, Raft, Restored, Role};
@@ -177,6 +177,13 @@ pub struct NodeConfig {
     pub join: bool,
     /// How long a joining node asks the members for the cluster's id. Default 10 s.
     pub join_timeout: Duration,
+    /// The address to bind the node's socket to, when it is not the node's own address in
+    /// `members`. That one stays the node's *advertised* address: the one peers send to and
+    /// believe its messages from, and clients are hinted at; a relay in between (a UDP proxy
+    /// injecting faults) forwards it to this one, and forwards the node's datagrams on so that
+    /// they arrive from the advertised address. Nothing compares the two. Default `None`: bind
+    /// the advertised address.
+    pub listen: Option<SocketAddr>,
     /// Where the write-ahead log lives (locked while the node runs).
     pub data_dir: PathBuf,
     /// The timer's period. Default 10 ms.
@@ -218,6 +225,7 @@ impl NodeConfig {
             cluster_token: String::new(),
             join: false,
             join_timeout: Duration::from_secs(10),
+            listen: None,
             data_dir,
             tick: Duration::from_millis(10),
             heartbeat_ticks: core.heartbeat_ticks,
@@ -289,6 +297,7 @@ impl NodeConfig {
         config
     }
 
+    /// The node's own address in `members`: the one it advertises.
     fn address(&self) -> SocketAddr {
         let own = self.members.iter().find(|(id, _)| *id == self.id);
         own.map(|(_, address)| *address)
@@ -436,8 +445,8 @@ impl Node {
         }
 
         let (inbox, events) = bounded(INBOX_CAPACITY);
-        let address = config.address();
-        let mut net_config = balsa_net::Config::new(config.id, identity.cluster_id, address);
+        let bind = config.listen.unwrap_or_else(|| config.address());
+        let mut net_config = balsa_net::Config::new(config.id, identity.cluster_id, bind);
         net_config.peers = members::initial_peers(config.id, &given, raft.membership());
         net_config.datagram_limit = config.datagram_limit;
         let transport = Arc::new(
@@ -445,13 +454,28 @@ impl Node {
                 .map_err(|error| Error::Start(error.to_string()))?,
         );
         let address = transport.local_addr();
+        // Bound where it is advertised, the socket's own address (with the port the OS chose,
+        // if the advertised one was 0).
+        let advertised = match config.listen {
+            Some(_) => config.address(),
+            None => address,
+        };
+        if config.listen.is_some() {
+            log::info!(
+                "node {} listens on {address}, advertised as {advertised}",
+                config.id
+            );
+        }
         let (storage_ops, storage_rx) = crossbeam_channel::unbounded();
         let consensus = Consensus::new(
             raft,
             state_machine,
             Arc::clone(&transport),
             storage_ops,
-            identity.cluster_id,
+            OnTheWire {
+                cluster_id: identity.cluster_id,
+                advertised,
+            },
             snapshot_base,
             crate::replica::SnapshotPolicy {
                 entries: config.snapshot_entries,
@@ -497,7 +521,8 @@ impl Node {
         self.id
     }
 
-    /// The address its socket is bound to.
+    /// The address its socket is bound to ([`NodeConfig::listen`], else its own address in
+    /// [`NodeConfig::members`]).
     pub fn local_addr(&self) -> SocketAddr {
         self.address
     }

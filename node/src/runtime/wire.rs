@@ -20,6 +20,13 @@
 //! completed, never starting a second change. A request holds at most [`MAX_CHANGE_STEPS`] steps
 //! and addresses of at most [`MAX_ADDRESS_LEN`] bytes; more is refused (`BadRequest`).
 //!
+//! `NotLeader { leader, address }` keeps its shape and meaning, sharpened: `leader` is set only
+//! when the answering node follows that leader and heard from it within the minimum election
+//! timeout (the request goes there); `leader: None` with an `address` means "no leader known
+//! here, this one is the best hint" (a follower cut off from its leader, or a leader handing
+//! over), and the client moves to another node at once. `address` never names the answering
+//! node.
+//!
 //! Invariant: decoding never panics and never allocates beyond the entry it reads; a malformed
 //! frame is a typed error (it can only come from a bug, since only this module writes frames).
 
@@ -207,12 +214,16 @@ pub enum ResponseBody {
         #[serde(with = "balsa_net::bytes")]
         data: Vec<u8>,
     },
-    /// This node cannot serve it now: no leader is known, or it no longer leads. Retry, at the
-    /// hinted leader if there is one.
+    /// This node cannot serve it now: it does not lead, and either follows `leader` (the
+    /// request goes there) or knows no leader to send it to. Clients retry elsewhere.
     NotLeader {
-        /// The leader this node knows of.
+        /// The leader this node follows and heard from within the minimum election timeout.
+        /// `None`: no leader known (none heard from that recently, an election under way, or
+        /// this node hands leadership over); go to another node at once.
         leader: Option<NodeId>,
-        /// Its address.
+        /// The best hint's address: `leader`'s when there is one, else the leader this node
+        /// last heard of, or the node it hands leadership over to (`None`: no idea). Never
+        /// this node's own.
         address: Option<SocketAddr>,
     },
     /// The command does not fit in one datagram.

@@ -38,7 +38,7 @@ use crate::raft::membership::{Membership, Step};
 use crate::raft::{Config, Message, NodeId, PersistId, Raft, Restored, Role};
 use crate::replica::storage::{Stage, StorageDone, StorageOp, stages};
 use crate::replica::{Effect, Input, Replica, SnapshotPolicy};
-use crate::runtime::wire::Wire;
+use crate::runtime::wire::{ResponseBody, Wire};
 
 /// A snapshot installed on a disk: its index, term and bytes.
 type Installed = (u64, u64, Arc<Vec<u8>>);
@@ -482,7 +482,7 @@ impl Sim {
             }
             match effect {
                 Effect::Send { to, msg } => self.send(id, to, msg),
-                Effect::Answer { to, wire } => self.answer(to, wire),
+                Effect::Answer { to, wire } => self.answer(id, to, wire),
                 // The nemesis's membership changes: their outcome shows in the configurations.
                 Effect::Reply { .. } => {}
                 Effect::Applied { entries } => self.on_applied(id, &entries, &mut applied),
@@ -551,7 +551,7 @@ impl Sim {
     }
 
     /// A replica's answers go to the client at `to`, as one datagram.
-    fn answer(&mut self, to: SocketAddr, wire: Wire) {
+    fn answer(&mut self, id: NodeId, to: SocketAddr, wire: Wire) {
         let Some(client) = clients::client_index(to) else {
             self.fail((
                 ViolationKind::ClientAnswer,
@@ -570,6 +570,22 @@ impl Sim {
                 return;
             }
         };
+        // A node that turns a client away never sends it back to itself.
+        let own = clients::replica_address(id);
+        let names_itself = responses.iter().find(|response| {
+            matches!(
+                response.body,
+                ResponseBody::NotLeader { leader, address }
+                    if leader == Some(id) || address == Some(own)
+            )
+        });
+        if let Some(response) = names_itself {
+            self.fail((
+                ViolationKind::ClientAnswer,
+                format!("node {id} refused a client naming itself as the leader: {response:?}"),
+            ));
+            return;
+        }
         for delay in self.network.fate(&mut self.rng, &mut self.faults) {
             for response in &responses {
                 let response = Box::new(response.clone());

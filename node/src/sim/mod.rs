@@ -83,8 +83,9 @@ pub struct SimConfig {
     /// bug (two leaders in a term, a lost commit, a non-linearizable history) are caught
     /// without them.
     pub rule_checks: bool,
-    /// Nodes kept crashed through the liveness phase. 0 normally; a majority makes the
-    /// liveness check fail, which tests the check itself.
+    /// Nodes kept crashed through the liveness phase: the first ids. 0 normally; a majority
+    /// makes the liveness check fail, which tests the check itself (without the membership
+    /// nemesis: a change may have replaced those ids).
     pub liveness_down: u64,
     /// Test only: serve reads at once from the local state machine of whatever node the client
     /// picked, without ReadIndex (the classic stale read). The linearizability check must

@@ -70,6 +70,50 @@ fn without_a_known_leader_a_proposal_is_refused_with_no_leader() {
     );
 }
 
+/// Thesis §6.2 (the leader lease, seen from a follower) and DESIGN ("a clear 'no leader,
+/// retry' with any hint"): a follower forwards a proposal only to a leader it heard from within
+/// the minimum election timeout. Cut off from its leader for that long, it refuses at once —
+/// no leader, the one it lost as the hint — rather than forward into silence until its own
+/// election timer fires; once it hears from the leader again, it forwards again.
+#[test]
+fn a_follower_not_heard_from_its_leader_within_an_election_timeout_refuses_at_once() {
+    let mut cluster = Cluster::new(3, |_| {});
+    cluster.elect(1);
+    cluster.isolate(2);
+    let min = cluster.node(2).config().election_ticks.0;
+    cluster.tick(2, min - 1);
+    propose(&mut cluster, 2, 1, b"x");
+    assert_eq!(
+        outcome(&cluster, 2, 1),
+        Some(&ProposalOutcome::Forwarded { to: 1 }),
+        "heard from within the timeout"
+    );
+
+    cluster.tick(2, 1);
+    assert_eq!(
+        (cluster.role(2), cluster.node(2).status().leader),
+        (Role::Follower, Some(1)),
+        "it still follows node 1: its own election timer has not fired"
+    );
+    let sent_before = cluster.sent.len();
+    propose(&mut cluster, 2, 2, b"x");
+    assert_eq!(
+        outcome(&cluster, 2, 2),
+        Some(&ProposalOutcome::Refused(ProposeError::NoLeader {
+            hint: Some(1)
+        }))
+    );
+    assert_eq!(cluster.sent.len(), sent_before, "nothing forwarded");
+
+    cluster.heal();
+    cluster.run(&[1], cluster.node(1).config().heartbeat_ticks);
+    propose(&mut cluster, 2, 3, b"x");
+    assert_eq!(
+        outcome(&cluster, 2, 3),
+        Some(&ProposalOutcome::Forwarded { to: 1 })
+    );
+}
+
 /// DESIGN ("A proposal too large to fit in one datagram is refused with an error that names both
 /// sizes"): one byte over `max_proposal_bytes` is refused, at the leader and at a follower
 /// (before forwarding); exactly that size is accepted, travels in one message within the limit,

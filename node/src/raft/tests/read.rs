@@ -6,6 +6,7 @@
 use super::super::testkit::Cluster;
 use super::super::{Body, Input, Message, ProgressState, Role};
 use super::{appended, carries, in_flight, propose, read_ready, read_refused, sent};
+use crate::raft::{Action, Redirect};
 
 /// The read round a heartbeat (an empty AppendEntries) carries; `None` for any other message.
 fn read_round(msg: &Message) -> Option<u64> {
@@ -127,6 +128,43 @@ fn a_read_with_no_known_leader_is_refused() {
     assert!(read_refused(&cluster, 2, 1));
 }
 
+/// Thesis §6.4 with §6.2's lease seen from a follower: a follower asks for a read index only a
+/// leader it heard from within the minimum election timeout. Cut off from its leader for that
+/// long (its own election timer not fired yet), it refuses a read at once, naming no leader and
+/// the one it lost as the hint, instead of asking into silence.
+#[test]
+fn a_follower_not_heard_from_its_leader_within_an_election_timeout_refuses_a_read_at_once() {
+    let mut cluster = Cluster::new(3, |_| {});
+    cluster.elect(1);
+    cluster.isolate(2);
+    let min = cluster.node(2).config().election_ticks.0;
+    cluster.tick(2, min - 1);
+    cluster.step(2, Input::ReadIndex { ctx: 1 });
+    assert!(!read_refused(&cluster, 2, 1), "asked node 1");
+    assert!(
+        sent(&cluster, 2, 1)
+            .into_iter()
+            .any(|msg| msg.body == Body::ReadIndex { ctx: 1 })
+    );
+
+    cluster.tick(2, 1);
+    assert_eq!(
+        (cluster.role(2), cluster.node(2).status().leader),
+        (Role::Follower, Some(1))
+    );
+    let sent_before = cluster.sent.len();
+    cluster.step(2, Input::ReadIndex { ctx: 2 });
+    let no_leader = Redirect {
+        leader: None,
+        hint: Some(1),
+    };
+    assert!(cluster.events(2).contains(&Action::ReadRefused {
+        ctx: 2,
+        redirect: no_leader
+    }));
+    assert_eq!(cluster.sent.len(), sent_before, "nobody asked");
+}
+
 /// Thesis §6.4 and §6.2, a deposed leader: node 1 is cut off with a read pending. It cannot get
 /// a quorum to answer its round, so it never says the read is ready — rightly, as nodes 2 and 3
 /// elect a new leader and commit a write node 1 has not seen. Once CheckQuorum makes node 1 step
@@ -207,4 +245,59 @@ fn a_read_round_does_not_disturb_entries_in_flight() {
     }
     cluster.deliver_all();
     assert_eq!(read_ready(&cluster, 1, 1), Some(1));
+}
+
+/// Thesis §6.4 with §3.10: node 2 passes a read on to leader 1 and then takes leadership over
+/// (a transfer); node 1, deposed with the read pending, refuses it, and the refusal reaches
+/// node 2 only once node 2 leads. Node 2 must not pass the refusal on naming itself as the
+/// leader to ask ("2 is not the leader; 2 is": the client gives up on the one node that can
+/// serve it): it leads now, so it serves the read as its own, with a heartbeat round of its
+/// term, at its own commit index.
+#[test]
+fn a_read_passed_on_and_refused_once_this_node_leads_is_served_here() {
+    let mut cluster = Cluster::new(3, |_| {});
+    cluster.elect(1);
+    cluster.propose(1, b"x");
+    cluster.step(2, Input::ReadIndex { ctx: 6 });
+    cluster.deliver_one(); // node 1 takes the read and starts a heartbeat round for it
+    cluster.drop_in_flight(); // the round is lost: the read stays pending at node 1
+    assert_eq!(read_ready(&cluster, 1, 6), None);
+
+    cluster.step(1, Input::TransferLeadership { to: 2 });
+    let refusal = |msg: &Message| {
+        matches!(
+            msg.body,
+            Body::ReadIndexResponse {
+                ctx: 6,
+                index: None
+            }
+        )
+    };
+    // Node 1 steps down at node 2's vote request and refuses the read; the refusal is late.
+    cluster.deliver_all_but(|_, from, to, msg| from == 1 && to == 2 && refusal(msg));
+    assert_eq!(cluster.role(2), Role::Leader);
+    let late = sent(&cluster, 1, 2)
+        .into_iter()
+        .find(|msg| refusal(msg))
+        .cloned()
+        .expect("node 1 refused the read when it stepped down");
+    cluster.step(2, Input::Message { from: 1, msg: late });
+    assert!(
+        !read_refused(&cluster, 2, 6),
+        "refused by the leader itself"
+    );
+
+    cluster.deliver_all();
+    assert_eq!(read_ready(&cluster, 2, 6), Some(cluster.commit(2)));
+    for id in 1..=3 {
+        let names_itself = cluster.events(id).iter().any(|action| {
+            matches!(action, Action::ReadRefused { redirect, .. }
+                if redirect.leader == Some(id) || redirect.hint == Some(id))
+        });
+        assert!(
+            !names_itself,
+            "node {id} named itself: {:?}",
+            cluster.events(id)
+        );
+    }
 }

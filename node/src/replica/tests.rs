@@ -1,0 +1,145 @@
+//! Scripted scenarios of the replica's answers to clients, named for the rule each checks. The
+//! core is brought into the state a scenario needs with the core's test kit
+//! (`raft::testkit`), then taken out of the scripted cluster and wrapped in a replica, which
+//! takes a client's datagram; the test reads the answer it gives at once.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use balsa_net::Counters;
+
+use super::{Effect, Input, Replica, SnapshotPolicy};
+use crate::kv::{Command, KvStore, Op, Query};
+use crate::raft::testkit::Cluster;
+use crate::raft::{self, NodeId, Role};
+use crate::runtime::wire::{Request, RequestBody, Response, ResponseBody, Wire};
+
+/// Node `id`'s address, as its replica hints clients at it.
+fn address(id: NodeId) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, u8::try_from(id).expect("a small id")], 7000))
+}
+
+/// The client every script's request comes from.
+fn client() -> SocketAddr {
+    SocketAddr::from(([10, 1, 0, 1], 9000))
+}
+
+/// Node `id` of `cluster`, taken out of it, as a replica knowing every member's address. Its
+/// state machine is empty: a script applies nothing once the node is a replica.
+fn replica(cluster: &mut Cluster, id: NodeId) -> Replica<KvStore, u32> {
+    let members: BTreeMap<NodeId, SocketAddr> = cluster
+        .nodes
+        .keys()
+        .map(|&member| (member, address(member)))
+        .collect();
+    let raft = cluster.nodes.remove(&id).expect("a node of the cluster");
+    let policy = SnapshotPolicy {
+        entries: u64::MAX,
+        bytes: u64::MAX,
+    };
+    Replica::new(
+        raft,
+        KvStore::new(),
+        Arc::new(Counters::default()),
+        members,
+        (0, 0),
+        policy,
+    )
+}
+
+/// What `replica` answers at once to a client's request `body`, if anything.
+fn answer(replica: &mut Replica<KvStore, u32>, body: RequestBody) -> Option<ResponseBody> {
+    let wire = Wire::Request(Request { id: 1, body });
+    let input = Input::Client {
+        source: client(),
+        wire,
+    };
+    replica.step(input).expect("no snapshot to restore");
+    let mut answer = None;
+    while let Some(effect) = replica.poll_effect() {
+        if let Effect::Answer {
+            to,
+            wire: Wire::Response(Response { id: 1, body }),
+        } = effect
+        {
+            assert_eq!(to, client());
+            answer = Some(body);
+        }
+    }
+    answer
+}
+
+/// A client's write.
+fn put() -> RequestBody {
+    let command = Command {
+        client_id: 9,
+        seq: 1,
+        op: Op::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        },
+    };
+    RequestBody::Command {
+        data: command.encode(),
+    }
+}
+
+/// Thesis §3.10: a leader handing leadership over takes no writes meanwhile. It turns a
+/// client's write away naming the node taking over, never itself: a client told "1 is not the
+/// leader; 1 is" has nowhere to go but round its other endpoints.
+#[test]
+fn a_leader_handing_over_refuses_a_write_naming_the_node_taking_over_never_itself() {
+    let mut cluster = Cluster::new(3, |_| {});
+    cluster.elect(1);
+    cluster.step(1, raft::Input::TransferLeadership { to: 2 });
+    assert_eq!(cluster.role(1), Role::Leader, "its TimeoutNow is in flight");
+    let mut leader = replica(&mut cluster, 1);
+    assert_eq!(
+        answer(&mut leader, put()),
+        Some(ResponseBody::NotLeader {
+            leader: None,
+            address: Some(address(2))
+        })
+    );
+}
+
+/// A linearizable read of key `k`, or with `stale` one from the node's own state.
+fn get(stale: bool) -> RequestBody {
+    let query = Query::Get { key: b"k".to_vec() };
+    RequestBody::Query {
+        data: query.encode(),
+        stale,
+    }
+}
+
+/// Thesis §6.2's lease seen from a follower, on the wire: a follower that heard from its
+/// leader within the minimum election timeout passes a client's write and linearizable read on
+/// (the answer comes later, from the leader or through it); one that has not answers both at
+/// once, `NotLeader` with no leader and the leader it lost as the hint, so the client tries
+/// another node rather than wait out its attempt timeout. A stale read is answered either way.
+#[test]
+fn a_follower_not_heard_from_its_leader_within_an_election_timeout_answers_no_leader_at_once() {
+    let mut cluster = Cluster::new(3, |_| {});
+    cluster.elect(1);
+    let min = cluster.node(2).config().election_ticks.0;
+    cluster.isolate(2);
+    cluster.tick(2, min - 1);
+    let mut follower = replica(&mut cluster, 2);
+    assert_eq!(answer(&mut follower, put()), None, "forwarded to node 1");
+    assert_eq!(answer(&mut follower, get(false)), None, "asked node 1");
+
+    follower.step(Input::Tick).expect("a tick");
+    while follower.poll_effect().is_some() {}
+    assert_eq!(follower.raft().role(), Role::Follower);
+    let no_leader = Some(ResponseBody::NotLeader {
+        leader: None,
+        address: Some(address(1)),
+    });
+    assert_eq!(answer(&mut follower, put()), no_leader);
+    assert_eq!(answer(&mut follower, get(false)), no_leader);
+    assert!(matches!(
+        answer(&mut follower, get(true)),
+        Some(ResponseBody::Query { .. })
+    ));
+}
