@@ -561,7 +561,7 @@ pub struct TortureArgs {
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = value_parser!(u64).range(3..=7))]
     pub nodes: u64,
     /// How long to inject faults (e.g. 60s, 5m)
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_run_time)]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub time: std::time::Duration,
     /// Concurrent clients
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = value_parser!(u64).range(1..=256))]
@@ -623,29 +623,6 @@ fn parse_nemesis(text: &str) -> Result<NemesisKinds, String> {
         }
     }
     Ok(NemesisKinds(kinds))
-}
-
-/// A duration such as `60s`, `5m`, `1500ms` (a bare number is seconds), at least one second.
-fn parse_run_time(text: &str) -> Result<std::time::Duration, String> {
-    let text = text.trim();
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((text, "s"), |at| text.split_at(at));
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 60s, 5m, 1500ms)"))?;
-    let millis = match unit {
-        "ms" => Some(value),
-        "s" => value.checked_mul(1_000),
-        "m" => value.checked_mul(60_000),
-        "h" => value.checked_mul(3_600_000),
-        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m or h)")),
-    }
-    .ok_or_else(|| format!("{text:?} is too long"))?;
-    if millis < 1_000 {
-        return Err(format!("{text:?} is shorter than one second"));
-    }
-    Ok(std::time::Duration::from_millis(millis))
 }
 
 /// `balsa sim`: seeds `S .. S+N`.
