@@ -53,8 +53,9 @@ use self::observer::{Observer, nanos_since};
 use self::workload::Workload;
 use crate::args::TortureArgs;
 
-/// The most node ids one run uses (the first ones, then one per replacement).
-const MAX_IDS: u64 = 12;
+/// The most node ids one run uses (the first ones, then one per replacement): what the network
+/// accepts.
+const MAX_IDS: u64 = net::MAX_NODE_ID;
 /// How long the harness waits for a leader (at the start, and after healing).
 const LEADER_WAIT: Duration = Duration::from_secs(30);
 /// How long the harness waits for the members to apply what the leader committed.

@@ -30,7 +30,7 @@ use std::io;
 use std::net::SocketAddr;
 
 /// The largest node id a network accepts (ids are `1..=MAX_NODE_ID`).
-pub const MAX_NODE_ID: u64 = 12;
+pub const MAX_NODE_ID: u64 = 32;
 
 /// Which network `balsa torture` asked for (`--net auto|netns|proxy`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -214,7 +214,7 @@ fn check_new_node(id: u64, added: impl IntoIterator<Item = u64>) -> Result<(), N
     if !(1..=MAX_NODE_ID).contains(&id) {
         return Err(NetError::BadNode {
             id,
-            problem: "node ids are 1..=12",
+            problem: "node ids are 1..=32 (MAX_NODE_ID)",
         });
     }
     if added.into_iter().any(|known| known == id) {
@@ -255,14 +255,14 @@ mod tests {
     #[test]
     fn node_ids_are_checked() {
         assert!(check_new_node(1, []).is_ok());
-        assert!(check_new_node(12, [1, 2]).is_ok());
+        assert!(check_new_node(MAX_NODE_ID, [1, 2]).is_ok());
         assert!(matches!(
             check_new_node(0, []),
             Err(NetError::BadNode { id: 0, .. })
         ));
         assert!(matches!(
-            check_new_node(13, []),
-            Err(NetError::BadNode { id: 13, .. })
+            check_new_node(MAX_NODE_ID + 1, []),
+            Err(NetError::BadNode { id, .. }) if id == MAX_NODE_ID + 1
         ));
         assert!(matches!(
             check_new_node(2, [1, 2]),
