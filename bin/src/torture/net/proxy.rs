@@ -42,6 +42,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use balsa::sim::SimRng;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 
@@ -260,7 +261,7 @@ impl ProxyNetwork {
             nat: Nat::new(config.nat_capacity.max(1)),
             delayed: BinaryHeap::new(),
             sequence: 0,
-            rng: SplitMix64::new(config.seed),
+            rng: LinkRng::new(config.seed),
             counters: Arc::clone(&counters),
         };
         let thread =
@@ -520,31 +521,18 @@ fn ephemeral_port_range() -> Option<(u16, u16)> {
     Some((numbers.next()?.ok()?, numbers.next()?.ok()?))
 }
 
-/// SplitMix64 (Steele, Lea and Flood; Vigna's constants): small, fast, and the same everywhere.
-#[derive(Clone, Debug)]
-pub struct SplitMix64 {
-    state: u64,
-}
+/// The relay's randomness: the simulator's SplitMix64, seeded, so a run's link faults repeat.
+struct LinkRng(SimRng);
 
-impl SplitMix64 {
-    /// A generator from `seed`.
-    pub fn new(seed: u64) -> SplitMix64 {
-        SplitMix64 { state: seed }
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+impl LinkRng {
+    fn new(seed: u64) -> LinkRng {
+        LinkRng(SimRng::new(seed))
     }
 
     /// A uniform number in `0.0..1.0` (53 random bits).
-    pub fn next_f64(&mut self) -> f64 {
+    fn next_f64(&mut self) -> f64 {
         const SCALE: f64 = 1.0 / (1u64 << 53) as f64;
-        (self.next_u64() >> 11) as f64 * SCALE
+        (self.0.next_u64() >> 11) as f64 * SCALE
     }
 
     /// `true` with probability `p` (never for 0, always for 1).
@@ -691,7 +679,7 @@ struct Relay {
     nat: Nat,
     delayed: BinaryHeap<Reverse<Delayed>>,
     sequence: u64,
-    rng: SplitMix64,
+    rng: LinkRng,
     counters: Arc<Counters>,
 }
 
@@ -1289,21 +1277,6 @@ mod tests {
         let socket = Endpoint::client();
         let in_use = udp_ports_in_use().expect("Linux has /proc/net/udp");
         assert!(in_use.contains(&socket.address().port()));
-    }
-
-    #[test]
-    fn splitmix64_matches_the_reference() {
-        let mut rng = SplitMix64::new(0);
-        assert_eq!(rng.next_u64(), 0xe220_a839_7b1d_cdaf);
-        assert_eq!(rng.next_u64(), 0x6e78_9e6a_a1b9_65f4);
-        assert_eq!(rng.next_u64(), 0x06c4_5d18_8009_454f);
-        let mut rng = SplitMix64::new(42);
-        for _ in 0..1000 {
-            let x = rng.next_f64();
-            assert!((0.0..1.0).contains(&x));
-        }
-        assert!(!rng.chance(0.0));
-        assert!(rng.chance(1.0));
     }
 
     #[test]
