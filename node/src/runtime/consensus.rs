@@ -8,6 +8,9 @@
 //! and persists as possible. Everything Raft and the state machine decide lives in the replica,
 //! which the simulator runs too; this file only moves bytes between it and the other threads.
 //!
+//! A message that cannot be sent is logged, at most once per peer per interval with the count
+//! of those left out (`throttle.rs`): a partition fails every one.
+//!
 //! It also keeps the transport's peer table and the replica's client hints in line with the
 //! configuration in force (`members.rs`), and stops the node once the core says it was removed
 //! from the cluster ([`Stop::Removed`]; a removed leader first hands leadership over).
@@ -26,9 +29,10 @@ use balsa_net::{Destination, Inbound, Kind, Outbox, Transport};
 
 use super::members::{PeerTable, member_addresses};
 use super::storage::WalRequest;
+use super::throttle::{self, Throttle, WARN_INTERVAL, repeated};
 use super::wire::{Response, ResponseBody, Wire};
 use super::{ApiCall, Error, Event};
-use crate::raft::{Raft, Role};
+use crate::raft::{NodeId, Raft, Role};
 use crate::replica::{Effect, Input, Replica, SnapshotPolicy};
 use crate::state_machine::StateMachine;
 
@@ -56,6 +60,8 @@ pub struct Consensus<S> {
     /// Set when the WAL thread or the net thread is gone (it panicked): the node must stop,
     /// not run on half-alive.
     fatal: Option<String>,
+    /// Failed sends, logged at most once per peer per interval (a partition fails every one).
+    send_failures: Throttle<NodeId>,
 }
 
 /// Who this node is to the others on the wire.
@@ -124,6 +130,7 @@ impl<S: StateMachine> Consensus<S> {
             peers: PeerTable::new(own),
             removed_ticks: 0,
             fatal: None,
+            send_failures: Throttle::new(WARN_INTERVAL),
         }
     }
 
@@ -233,7 +240,11 @@ impl<S: StateMachine> Consensus<S> {
                             log::error!("the net thread is gone; the node is stopping");
                             self.fatal = Some("the net thread stopped unexpectedly".into());
                         }
-                        Err(error) => log::warn!("sending to node {to}: {error}"),
+                        Err(error) => {
+                            if let Some(left_out) = self.send_failures.hit(to, throttle::now()) {
+                                log::warn!("sending to node {to}: {error}{}", repeated(left_out));
+                            }
+                        }
                     }
                 }
                 Effect::Answer { to, mut wire } => {

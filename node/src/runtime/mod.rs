@@ -30,6 +30,7 @@ mod members;
 mod resolve;
 mod snapshots;
 mod storage;
+mod throttle;
 mod timer;
 pub mod wire;
 

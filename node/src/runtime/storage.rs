@@ -14,7 +14,8 @@
 //! Invariants: operations take effect in the order they were queued, and persists before any
 //! other operation are durable (synced, their messages sent, their ids reported) before it runs;
 //! their `then_send` messages leave, and their ids are reported, only after the sync that covers
-//! them returned (a storage error before it drops them unsent); after any storage error it
+//! them returned (a storage error before it drops them unsent; a failed send is logged at most
+//! once per peer per interval, `throttle.rs`); after any storage error it
 //! reports the failure and stops (the WAL refuses further writes anyway): no retry-and-carry-on.
 
 use crossbeam_channel::{Receiver, Sender};
@@ -23,6 +24,7 @@ use balsa_net::{Destination, Outbox};
 use balsa_wal::{HardState as WalHardState, Wal};
 
 use super::snapshots::{Receiving, Saving};
+use super::throttle::{self, Throttle, WARN_INTERVAL, repeated};
 use super::wire::Wire;
 use super::{Event, StorageError};
 use crate::raft::{Entry, EntryKind, HardState, Message, NodeId, Persist, PersistId};
@@ -76,6 +78,8 @@ struct Writer<'a> {
     prepared: bool,
     saving: Option<Saving>,
     receiving: Option<Receiving>,
+    /// Failed sends, logged at most once per peer per interval.
+    send_failures: Throttle<NodeId>,
 }
 
 impl Writer<'_> {
@@ -95,8 +99,10 @@ impl Writer<'_> {
                 .map_err(StorageError::wal("flushing the log"))?;
         }
         for (to, msg) in self.then_send.drain(..) {
-            if let Err(error) = self.outbox.send(Destination::Peer(to), &Wire::Raft(msg)) {
-                log::warn!("sending to node {to}: {error}");
+            if let Err(error) = self.outbox.send(Destination::Peer(to), &Wire::Raft(msg))
+                && let Some(left_out) = self.send_failures.hit(to, throttle::now())
+            {
+                log::warn!("sending to node {to}: {error}{}", repeated(left_out));
             }
         }
         self.prepared = false;
@@ -193,6 +199,7 @@ fn serve(
         prepared: false,
         saving: None,
         receiving: None,
+        send_failures: Throttle::new(WARN_INTERVAL),
     };
     loop {
         let idle_work = writer.saving.is_some() || !writer.prepared;
