@@ -2,9 +2,12 @@
 //! through [`balsa::client::Client`].
 //!
 //! Output: `put`, `del`, a swapping `cas` and `transfer` print `OK`; `get` prints the value
-//! (UTF-8, lossy) and a newline; `status` prints a table, or with `--json` one JSON array with
-//! an object per endpoint (through `serde_json`; its keys, in order, are [`StatusJson`]'s
-//! fields); `snapshot` prints a line per endpoint with the index its snapshot
+//! (UTF-8, lossy) and a newline; `status` prints a table, its heading at once and a row per
+//! endpoint as that endpoint answers (so in the order of the answers), the silent ones last,
+//! marked unreachable once `--timeout` (1 s by default, for the whole command) has passed; or
+//! with `--json`, once every endpoint answered or the time is out, one JSON array with an object
+//! per endpoint in the order given (through `serde_json`; its keys, in order, are
+//! [`StatusJson`]'s fields); `snapshot` prints a line per endpoint with the index its snapshot
 //! covers. Errors are one line on stderr.
 //!
 //! Exit status: 0 success; 1 key absent (`get`) or compare-and-swap mismatch (`cas`); 2 a
@@ -76,14 +79,21 @@ pub fn run(operation: ClientCommand) -> ExitCode {
             }
         }
         ClientCommand::Status { json, .. } => {
-            let reports = client.status_all(&endpoints);
-            let rendered = if json {
-                status_json(&endpoints, &reports)
+            let answered = if json {
+                let reports = client.status_all(&endpoints);
+                println!("{}", status_json(&endpoints, &reports));
+                reports.iter().any(Result::is_ok)
             } else {
-                status_table(&endpoints, &reports)
+                // A row as each endpoint answers; the silent ones once the time is out.
+                println!("{}", status_heading());
+                let mut answered = false;
+                client.status_each(&endpoints, |k, report| {
+                    answered |= report.is_ok();
+                    println!("{}", status_row(endpoints[k], &report));
+                });
+                answered
             };
-            println!("{rendered}");
-            if reports.iter().any(Result::is_ok) {
+            if answered {
                 ExitCode::SUCCESS
             } else {
                 eprintln!("balsa status: no endpoint answered");
@@ -236,12 +246,23 @@ pub fn status_json(
         .expect("strings, integers and nulls always serialize (no map keys, no floats)")
 }
 
-/// `balsa status`: a table, a row per endpoint in order (no trailing newline).
+/// A status table, a row per endpoint in order (no trailing newline): the heading, then
+/// [`status_row`] for each. `balsa status` prints the same lines, the rows as the answers come.
 pub fn status_table(
     endpoints: &[SocketAddr],
     reports: &[Result<StatusReport, ClientError>],
 ) -> String {
-    let mut out = format!(
+    let mut out = status_heading();
+    for (endpoint, report) in endpoints.iter().zip(reports) {
+        out.push('\n');
+        out.push_str(&status_row(*endpoint, report));
+    }
+    out
+}
+
+/// The heading line of the status table.
+pub fn status_heading() -> String {
+    format!(
         "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}  {:<16}  {}",
         "ENDPOINT",
         "ID",
@@ -256,39 +277,36 @@ pub fn status_table(
         "WAL-SYNCS",
         "CLUSTER",
         "CONFIGURATION"
-    );
-    for (endpoint, report) in endpoints.iter().zip(reports) {
-        out.push('\n');
-        // Writing to a String cannot fail.
-        let _ = match report {
-            Ok(report) => write!(
-                out,
-                "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}  {:<16}  {}",
-                endpoint.to_string(),
-                report.id,
-                report.role,
-                report.term,
-                report
-                    .leader
-                    .map_or_else(|| "-".to_owned(), |id| id.to_string()),
-                report.first_index,
-                report.snapshot_index,
-                report.commit_index,
-                report.applied_index,
-                report.last_index,
-                report.wal_syncs,
-                cluster_id_text(report.cluster_id),
-                configuration(report),
-            ),
-            Err(error) => write!(
-                out,
-                "{:<22} unreachable: {}",
-                endpoint.to_string(),
-                status_error(error)
-            ),
-        };
+    )
+}
+
+/// The status table's row for `endpoint`: its report, or why it gave none.
+pub fn status_row(endpoint: SocketAddr, report: &Result<StatusReport, ClientError>) -> String {
+    match report {
+        Ok(report) => format!(
+            "{:<22} {:>3}  {:<13} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}  {:<16}  {}",
+            endpoint.to_string(),
+            report.id,
+            report.role,
+            report.term,
+            report
+                .leader
+                .map_or_else(|| "-".to_owned(), |id| id.to_string()),
+            report.first_index,
+            report.snapshot_index,
+            report.commit_index,
+            report.applied_index,
+            report.last_index,
+            report.wal_syncs,
+            cluster_id_text(report.cluster_id),
+            configuration(report),
+        ),
+        Err(error) => format!(
+            "{:<22} unreachable: {}",
+            endpoint.to_string(),
+            status_error(error)
+        ),
     }
-    out
 }
 
 /// A node's view of the configuration, in one word: `voters=1,2,3`, then ` learners=4` if

@@ -7,7 +7,11 @@
 
 mod common;
 
-use common::{Cluster, ELECTION_TIMEOUT, run_balsa, stderr, stdout};
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+
+use common::{BALSA, Cluster, ELECTION_TIMEOUT, endpoints_arg, run_balsa, stderr, stdout};
 
 #[test]
 fn three_serve_processes_elect_a_leader_and_serve_put_and_get_from_every_node() {
@@ -61,6 +65,67 @@ fn three_serve_processes_elect_a_leader_and_serve_put_and_get_from_every_node() 
         "{}",
         stderr(&second)
     );
+}
+
+/// `balsa status` prints a node's row as soon as it answers, though a silent endpoint is listed
+/// first and still waited for; the silent one's row comes last, once `--timeout` has passed.
+/// `--json` waits for both and keeps the order given.
+#[test]
+fn status_prints_each_answer_as_it_comes_and_a_silent_endpoint_last() {
+    let cluster = Cluster::start(1);
+    cluster.wait_for_leader(ELECTION_TIMEOUT);
+    let silent = UdpSocket::bind("127.0.0.1:0").expect("a socket that never answers");
+    let silent = silent.local_addr().expect("bound");
+    let node = cluster.address(1);
+    let endpoints = endpoints_arg(&[silent, node]);
+
+    let mut waiting = Command::new(BALSA)
+        .args(["status", "--endpoints", &endpoints, "--timeout", "10m"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("running balsa status");
+    let mut lines = BufReader::new(waiting.stdout.take().expect("piped")).lines();
+    let heading = lines.next().expect("a heading").expect("text");
+    let row = lines.next().expect("the node's row").expect("text");
+    let still_waiting = waiting.try_wait().expect("polling balsa status").is_none();
+    let _ = waiting.kill();
+    let _ = waiting.wait();
+    assert!(heading.starts_with("ENDPOINT"), "{heading}");
+    assert!(
+        row.starts_with(&node.to_string()) && row.contains("leader"),
+        "{row}"
+    );
+    assert!(
+        still_waiting,
+        "the row came while the silent endpoint was waited for"
+    );
+
+    let bounded = run_balsa(&["status", "--endpoints", &endpoints, "--timeout", "300ms"]);
+    assert_eq!(bounded.status.code(), Some(0), "{}", stderr(&bounded));
+    let table = stdout(&bounded);
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    assert!(rows[1].starts_with(&node.to_string()), "{table}");
+    assert!(
+        rows[2].starts_with(&format!("{silent:<22} unreachable: no answer within")),
+        "{table}"
+    );
+
+    let json = run_balsa(&[
+        "status",
+        "--json",
+        "--endpoints",
+        &endpoints,
+        "--timeout",
+        "300ms",
+    ]);
+    assert_eq!(json.status.code(), Some(0), "{}", stderr(&json));
+    let parsed: serde_json::Value = serde_json::from_str(&stdout(&json)).expect("one document");
+    assert_eq!(parsed[0]["endpoint"], silent.to_string());
+    assert!(parsed[0]["error"].is_string());
+    assert_eq!(parsed[1]["endpoint"], node.to_string());
 }
 
 #[test]

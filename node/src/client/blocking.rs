@@ -2,8 +2,9 @@
 //!
 //! The session decides what to send where and when; this file only sends its datagrams, waits
 //! on the socket until the session's next deadline (a read timeout) and hands it the answers and
-//! the time. [`Client::status_all`] drives one session per node on the same socket at once,
-//! their request ids interleaved with the client's own so that none is ever used twice.
+//! the time. [`Client::status_all`] and [`Client::status_each`] drive one session per node on
+//! the same socket at once, their request ids interleaved with the client's own so that none is
+//! ever used twice; `status_each` hands each node's result over as soon as it is known.
 //!
 //! Invariant: a session is driven until its operation ends (or the socket fails, which abandons
 //! it), so each method starts with an idle session.
@@ -160,13 +161,32 @@ impl Client {
         &mut self,
         endpoints: &[SocketAddr],
     ) -> Vec<Result<StatusReport, ClientError>> {
-        self.ask_each(endpoints, Operation::Status)
+        let mut results: Vec<Option<Result<StatusReport, ClientError>>> =
+            endpoints.iter().map(|_| None).collect();
+        self.status_each(endpoints, |k, result| results[k] = Some(result));
+        results
             .into_iter()
-            .map(|reply| match reply? {
+            .map(|result| result.expect("status_each reports every endpoint once"))
+            .collect()
+    }
+
+    /// The status of every node in `endpoints`, asked all at once (one operation timeout for
+    /// all): `each(k, result)` is called once per endpoint, `k` its place in `endpoints`, as
+    /// soon as its result is known — an answer as it arrives, a silent node's
+    /// [`ClientError::Timeout`] once the time is out. So a caller can show the answers while a
+    /// silent node is still waited for.
+    pub fn status_each(
+        &mut self,
+        endpoints: &[SocketAddr],
+        mut each: impl FnMut(usize, Result<StatusReport, ClientError>),
+    ) {
+        self.ask_each(endpoints, Operation::Status, |k, reply| {
+            let result = reply.and_then(|reply| match reply {
                 Reply::Status(report) => Ok(report),
                 other => Err(unexpected("a status request", &other)),
-            })
-            .collect()
+            });
+            each(k, result);
+        });
     }
 
     /// The configuration in force at every node in `endpoints`, asked all at once, in the same
@@ -176,12 +196,17 @@ impl Client {
         &mut self,
         endpoints: &[SocketAddr],
     ) -> Vec<Result<MembersReport, ClientError>> {
-        self.ask_each(endpoints, Operation::Members)
-            .into_iter()
-            .map(|reply| match reply? {
+        let mut results: Vec<Option<Result<MembersReport, ClientError>>> =
+            endpoints.iter().map(|_| None).collect();
+        self.ask_each(endpoints, Operation::Members, |k, reply| {
+            results[k] = Some(reply.and_then(|reply| match reply {
                 Reply::Members(report) => Ok(report),
                 other => Err(unexpected("a members request", &other)),
-            })
+            }));
+        });
+        results
+            .into_iter()
+            .map(|result| result.expect("ask_each reports every endpoint once"))
             .collect()
     }
 
@@ -201,12 +226,14 @@ impl Client {
     }
 
     /// Runs `ask(node)` at every node of `endpoints` at once (one operation timeout for all);
-    /// their replies in the same order.
+    /// `reply(k, result)` is called once for each, `k` its place in `endpoints`, as soon as
+    /// its operation ends (the socket failing ends every one not ended yet, with the reason).
     fn ask_each(
         &mut self,
         endpoints: &[SocketAddr],
         ask: impl Fn(SocketAddr) -> Operation,
-    ) -> Vec<Result<Reply, ClientError>> {
+        mut reply: impl FnMut(usize, Result<Reply, ClientError>),
+    ) {
         // One session per node, numbering their attempts apart from each other and from the
         // client's own, which continue after the last of theirs.
         let first = self.session.next_request_id();
@@ -228,22 +255,31 @@ impl Client {
                 session
             })
             .collect();
-        let driven = self.link.drive(&mut sessions);
+        let mut replied = vec![false; sessions.len()];
+        let driven = self.link.drive(&mut sessions, |k, session| {
+            if let Some(completed) = session.poll_outcome() {
+                replied[k] = true;
+                reply(k, completed.result);
+            }
+        });
         let after_theirs = sessions.iter().map(Session::next_request_id).max();
         self.session
             .skip_request_ids_to(after_theirs.unwrap_or(first));
         // The socket failed: every node not heard from gets the reason.
         let failure = driven.err().map(|error| error.to_string());
-        sessions
-            .iter_mut()
-            .map(|session| match session.poll_outcome() {
+        for (k, session) in sessions.iter_mut().enumerate() {
+            if replied[k] {
+                continue;
+            }
+            let result = match session.poll_outcome() {
                 Some(completed) => completed.result,
                 None => Err(ClientError::Io {
                     op: "receiving",
                     source: io::Error::other(failure.clone().unwrap_or_default()),
                 }),
-            })
-            .collect()
+            };
+            reply(k, result);
+        }
     }
 
     /// Asks the node at `endpoint` to snapshot its state machine and compact its log now;
@@ -267,7 +303,11 @@ impl Client {
     /// Runs `operation` to its end.
     fn run(&mut self, operation: Operation) -> Result<Reply, ClientError> {
         self.session.start(self.link.now(), operation)?;
-        if let Err(error) = self.link.drive(std::slice::from_mut(&mut self.session)) {
+        let ended = |_, _: &mut Session| {};
+        if let Err(error) = self
+            .link
+            .drive(std::slice::from_mut(&mut self.session), ended)
+        {
             self.session.abandon();
             return Err(error);
         }
@@ -286,23 +326,35 @@ impl Link {
     }
 
     /// Sends what `sessions` have to send and feeds them answers and the time until none has an
-    /// operation in progress. An answer goes to the session whose attempt it answers.
+    /// operation in progress. An answer goes to the session whose attempt it answers. As each
+    /// session's operation ends, `ended(k, session)` is called once (`k` its place in
+    /// `sessions`), before the others are waited for; it may take the outcome.
     ///
     /// # Errors
     /// [`ClientError::Io`] if the socket fails to receive; the operations are left unfinished.
-    fn drive(&mut self, sessions: &mut [Session]) -> Result<(), ClientError> {
+    fn drive(
+        &mut self,
+        sessions: &mut [Session],
+        mut ended: impl FnMut(usize, &mut Session),
+    ) -> Result<(), ClientError> {
+        let mut told = vec![false; sessions.len()];
         loop {
             let now = self.now();
             let mut wake: Option<Duration> = None;
-            for session in sessions.iter_mut() {
+            for (k, session) in sessions.iter_mut().enumerate() {
                 session.handle_timeout(now);
                 while let Some(transmit) = session.poll_transmit(now) {
                     if let Err(error) = self.send(transmit) {
                         session.handle_send_failed(now, error);
                     }
                 }
-                if let Some(at) = session.poll_timeout() {
-                    wake = Some(wake.map_or(at, |wake| wake.min(at)));
+                match session.poll_timeout() {
+                    Some(at) => wake = Some(wake.map_or(at, |wake| wake.min(at))),
+                    None if !told[k] => {
+                        told[k] = true;
+                        ended(k, session);
+                    }
+                    None => {}
                 }
             }
             let Some(wake) = wake else {
@@ -687,5 +739,40 @@ mod tests {
         silent.set_nonblocking(true).unwrap();
         let mut buffer = [0; 256];
         assert!(silent.recv_from(&mut buffer).is_ok(), "never asked");
+    }
+
+    /// `status_each` hands each node's result over as it is known: the answer of the node that
+    /// answers first, though it is listed second, and the silent node's timeout once the time
+    /// is out, after it.
+    #[test]
+    fn status_each_reports_each_node_as_soon_as_its_result_is_known() {
+        let answering = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (answering_address, silent_address) = (
+            answering.local_addr().unwrap(),
+            silent.local_addr().unwrap(),
+        );
+        let options = ClientOptions {
+            timeout: Duration::from_millis(400),
+            attempt_timeout: Duration::from_millis(100),
+            ..ClientOptions::default()
+        };
+        let mut client = Client::new(vec![answering_address], options).unwrap();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                fake_node(&answering, |_| {
+                    Some(ResponseBody::Status(Box::new(status_of(5))))
+                })
+            });
+            let mut reported = Vec::new();
+            client.status_each(&[silent_address, answering_address], |k, result| {
+                reported.push((k, result.map(|report| report.id)));
+            });
+            stop(answering_address);
+            assert!(
+                matches!(&reported[..], [(1, Ok(5)), (0, Err(error))] if error.outcome_unknown()),
+                "{reported:?}"
+            );
+        });
     }
 }
