@@ -200,7 +200,11 @@ pub struct Replica<S, R> {
     counters: Arc<Counters>,
     /// Addresses of the members, to hint clients at the leader.
     members: BTreeMap<NodeId, SocketAddr>,
-    /// Tags for proposals and reads.
+    /// Tags for proposals and reads. A read's tag travels to the leader (ReadIndex's `ctx`) and
+    /// back, so tags must not repeat across the node's restarts: a late answer to a read of an
+    /// earlier incarnation would serve a new read that reused its tag, with a read index from
+    /// before writes the new read must see (a stale read; simulator seed 5688 of `f2a7e42`).
+    /// The driver gives each incarnation its own start ([`Replica::with_first_tag`]).
     next_tag: u64,
     /// Proposals stepped in, waiting for their `Proposal` outcome.
     proposing: BTreeMap<u64, Waiter<R>>,
@@ -653,8 +657,18 @@ impl<S: StateMachine, R> Replica<S, R> {
     }
 
     fn tag(&mut self) -> u64 {
-        self.next_tag += 1;
+        // Wrapping: a random start may sit anywhere in the range.
+        self.next_tag = self.next_tag.wrapping_add(1);
         self.next_tag
+    }
+
+    /// This incarnation's tags start after `first`: the runtime gives a random number, the
+    /// simulator one drawn from the incarnation's seed, so that no two incarnations of a node
+    /// are likely to share a tag (see `next_tag`).
+    #[must_use]
+    pub fn with_first_tag(mut self, first: u64) -> Self {
+        self.next_tag = first;
+        self
     }
 
     /// Carries out one action of the core: what the world must do becomes an effect; applying,

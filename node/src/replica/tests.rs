@@ -12,7 +12,7 @@ use balsa_net::Counters;
 use super::{Effect, Input, Replica, SnapshotPolicy};
 use crate::kv::{Command, KvStore, Op, Query};
 use crate::raft::testkit::Cluster;
-use crate::raft::{self, NodeId, Role};
+use crate::raft::{self, Body, Message, NodeId, Role};
 use crate::runtime::wire::{Request, RequestBody, Response, ResponseBody, Wire};
 
 /// Node `id`'s address, as its replica hints clients at it.
@@ -142,4 +142,86 @@ fn a_follower_not_heard_from_its_leader_within_an_election_timeout_answers_no_le
         answer(&mut follower, get(true)),
         Some(ResponseBody::Query { .. })
     ));
+}
+
+/// Sends a client's linearizable read to `follower` and returns the `ctx` of the ReadIndex it
+/// asks the leader (node 1) with.
+fn read_index_ctx(follower: &mut Replica<KvStore, u32>) -> u64 {
+    let wire = Wire::Request(Request {
+        id: 1,
+        body: get(false),
+    });
+    follower
+        .step(Input::Client {
+            source: client(),
+            wire,
+        })
+        .expect("no snapshot to restore");
+    let mut ctxs = Vec::new();
+    while let Some(effect) = follower.poll_effect() {
+        if let Effect::Send {
+            to: 1,
+            msg:
+                Message {
+                    body: Body::ReadIndex { ctx },
+                    ..
+                },
+        } = effect
+        {
+            ctxs.push(ctx);
+        }
+    }
+    assert_eq!(ctxs.len(), 1, "one ReadIndex to the leader");
+    ctxs[0]
+}
+
+/// Whether `follower` answers the client after the leader's ReadIndex answer for `ctx`.
+fn answers_after(follower: &mut Replica<KvStore, u32>, ctx: u64, term: u64) -> bool {
+    let msg = Message {
+        term,
+        body: Body::ReadIndexResponse {
+            ctx,
+            index: Some(0),
+        },
+    };
+    follower
+        .step(Input::Peer { from: 1, msg })
+        .expect("no snapshot to restore");
+    let mut answered = false;
+    while let Some(effect) = follower.poll_effect() {
+        answered |= matches!(effect, Effect::Answer { to, .. } if to == client());
+    }
+    answered
+}
+
+/// Found by the simulator (seed 5688 of `f2a7e42`): a follower's read travels to the leader
+/// and back under its tag (ReadIndex's `ctx`). A follower that asked, crashed and came back
+/// numbering its reads from the same start gave a new read the old one's tag, and the leader's
+/// late answer to the old read served the new one at an index from before a write the new read
+/// had to see: a stale read. Each incarnation's tags now start where its driver says (random in
+/// the runtime, from the incarnation's seed in the simulator), so a late answer to a read of an
+/// earlier incarnation serves nothing, and the answer to this one's read does.
+#[test]
+fn a_late_read_index_answer_to_an_earlier_incarnation_serves_no_read_of_this_one() {
+    // Two runs of the same script stand for two incarnations of node 2.
+    let incarnation = |first_tag: u64| {
+        let mut cluster = Cluster::new(3, |_| {});
+        cluster.elect(1);
+        let term = cluster.term(1);
+        (replica(&mut cluster, 2).with_first_tag(first_tag), term)
+    };
+    let (mut before_the_crash, _) = incarnation(1_000);
+    let earlier_ctx = read_index_ctx(&mut before_the_crash);
+    let (mut after_the_crash, term) = incarnation(7_000_000);
+    let ctx = read_index_ctx(&mut after_the_crash);
+    assert_ne!(ctx, earlier_ctx);
+
+    assert!(
+        !answers_after(&mut after_the_crash, earlier_ctx, term),
+        "the late answer serves nothing"
+    );
+    assert!(
+        answers_after(&mut after_the_crash, ctx, term),
+        "its own answer serves the read"
+    );
 }

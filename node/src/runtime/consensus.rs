@@ -121,7 +121,8 @@ impl<S: StateMachine> Consensus<S> {
                 hints,
                 snapshot_base,
                 policy,
-            ),
+            )
+            .with_first_tag(crate::client::random_client_id()),
             outbox: transport.outbox(),
             storage,
             cluster_id,

@@ -890,14 +890,12 @@ impl Sim {
             .map(|&member| (member, clients::replica_address(member)))
             .collect();
         let counters = Arc::new(Counters::default());
-        node.replica = Some(Replica::new(
-            raft,
-            store,
-            counters,
-            members,
-            snapshot_base,
-            policy,
-        ));
+        node.replica = Some(
+            Replica::new(raft, store, counters, members, snapshot_base, policy)
+                // Drawn from the incarnation's seed, not from the run's generator, so that every other
+                // choice of a seed's run stays as it was.
+                .with_first_tag(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)),
+        );
         let incarnation = node.incarnation;
         if incarnation > 1 {
             self.faults.restarts += 1;
