@@ -36,7 +36,7 @@ pub mod workload;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{BufWriter, Write as _};
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -396,7 +396,7 @@ fn converge(
 
 /// Writes a file through `write`, or says which and why not.
 fn write_file(
-    path: &PathBuf,
+    path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
 ) -> Result<(), Stop> {
     let failed =

@@ -61,9 +61,9 @@ impl Nemesis<'_> {
             }
             let kind = self.rng.pick(&self.kinds);
             match kind {
-                FaultKind::Kill => self.kill(deadline, interrupted),
-                FaultKind::Pause => self.pause(deadline, interrupted),
-                FaultKind::Partition => self.partition(deadline, interrupted),
+                FaultKind::Kill => self.kill(interrupted),
+                FaultKind::Pause => self.pause(interrupted),
+                FaultKind::Partition => self.partition(interrupted),
                 FaultKind::Membership => self.membership(),
                 FaultKind::Transfer => self.transfer(),
                 FaultKind::Snapshot => self.snapshot(),
@@ -123,7 +123,7 @@ impl Nemesis<'_> {
         });
     }
 
-    fn kill(&mut self, _deadline: Instant, interrupted: &AtomicBool) {
+    fn kill(&mut self, interrupted: &AtomicBool) {
         let Some((id, hit_leader)) = self.target() else {
             return;
         };
@@ -144,7 +144,7 @@ impl Nemesis<'_> {
         );
     }
 
-    fn pause(&mut self, _deadline: Instant, interrupted: &AtomicBool) {
+    fn pause(&mut self, interrupted: &AtomicBool) {
         let Some((id, hit_leader)) = self.target() else {
             return;
         };
@@ -158,7 +158,7 @@ impl Nemesis<'_> {
         self.record(FaultKind::Pause, detail, start_ns, hit_leader);
     }
 
-    fn partition(&mut self, _deadline: Instant, interrupted: &AtomicBool) {
+    fn partition(&mut self, interrupted: &AtomicBool) {
         let mut members = self.nodes.members().to_vec();
         if members.len() < 2 {
             return;

@@ -52,8 +52,6 @@ pub struct Node {
     pub data_dir: PathBuf,
     /// What it is doing.
     pub state: NodeState,
-    /// How many times it was restarted after a kill.
-    pub restarts: u32,
 }
 
 /// The members the harness's clients talk to: `(id, client address)`, shared with the workload
@@ -116,6 +114,8 @@ impl std::fmt::Display for NodeError {
         f.write_str(&self.0)
     }
 }
+
+impl std::error::Error for NodeError {}
 
 impl Nodes {
     /// Nodes in `dir` over `network`, none started yet; at most `max_ids` ids over the run.
@@ -213,14 +213,10 @@ impl Nodes {
 
     /// Restarts a killed node on its data directory.
     pub fn restart(&mut self, id: u64) -> Result<(), NodeError> {
-        let Some(node) = self.nodes.get_mut(&id) else {
-            return Ok(());
-        };
-        if !matches!(node.state, NodeState::Down) {
-            return Ok(());
+        match self.nodes.get(&id).map(|node| &node.state) {
+            Some(NodeState::Down) => self.start(id, false),
+            _ => Ok(()),
         }
-        node.restarts += 1;
-        self.start(id, false)
     }
 
     /// SIGSTOPs node `id`.
@@ -335,7 +331,6 @@ impl Nodes {
             client_address: self.network.client_address(id),
             data_dir: self.dir.join(format!("node-{id}")),
             state: NodeState::Down,
-            restarts: 0,
         };
         self.nodes.insert(id, node);
         Ok(id)

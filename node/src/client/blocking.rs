@@ -700,22 +700,29 @@ mod tests {
         }
     }
 
-    /// `status_all` asks every node at once: one answering, one silent, in the order asked;
-    /// the ids it used are never used again by the client's own requests.
-    #[test]
-    fn status_all_asks_every_node_at_once_and_reports_each() {
+    /// Two stand-in nodes, one to answer and one to stay silent, and a client of the first whose
+    /// operations end within 400 ms (attempts of 100 ms).
+    fn answering_and_silent() -> (UdpSocket, UdpSocket, Client) {
         let answering = UdpSocket::bind("127.0.0.1:0").unwrap();
         let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let (answering_address, silent_address) = (
-            answering.local_addr().unwrap(),
-            silent.local_addr().unwrap(),
-        );
         let options = ClientOptions {
             timeout: Duration::from_millis(400),
             attempt_timeout: Duration::from_millis(100),
             ..ClientOptions::default()
         };
-        let mut client = Client::new(vec![answering_address], options).unwrap();
+        let client = Client::new(vec![answering.local_addr().unwrap()], options).unwrap();
+        (answering, silent, client)
+    }
+
+    /// `status_all` asks every node at once: one answering, one silent, in the order asked;
+    /// the ids it used are never used again by the client's own requests.
+    #[test]
+    fn status_all_asks_every_node_at_once_and_reports_each() {
+        let (answering, silent, mut client) = answering_and_silent();
+        let (answering_address, silent_address) = (
+            answering.local_addr().unwrap(),
+            silent.local_addr().unwrap(),
+        );
         std::thread::scope(|scope| {
             let node = scope.spawn(|| {
                 fake_node(&answering, |_| {
@@ -746,18 +753,11 @@ mod tests {
     /// is out, after it.
     #[test]
     fn status_each_reports_each_node_as_soon_as_its_result_is_known() {
-        let answering = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (answering, silent, mut client) = answering_and_silent();
         let (answering_address, silent_address) = (
             answering.local_addr().unwrap(),
             silent.local_addr().unwrap(),
         );
-        let options = ClientOptions {
-            timeout: Duration::from_millis(400),
-            attempt_timeout: Duration::from_millis(100),
-            ..ClientOptions::default()
-        };
-        let mut client = Client::new(vec![answering_address], options).unwrap();
         std::thread::scope(|scope| {
             scope.spawn(|| {
                 fake_node(&answering, |_| {

@@ -317,7 +317,10 @@ pub enum Input {
     /// A linearizable read (ReadIndex). Answered by [`Action::ReadReady`] or
     /// [`Action::ReadRefused`] with the same `ctx`.
     ReadIndex {
-        /// The caller's tag.
+        /// The caller's tag. A follower sends it to the leader and matches the answer by it, so
+        /// it must not repeat across the node's restarts either: a late answer to an earlier
+        /// incarnation's read would serve a new read under the same tag (the replica's tags
+        /// start where its driver says, `Replica::with_first_tag`).
         ctx: u64,
     },
     /// Every [`Persist`] action with an id up to `upto` is durable.

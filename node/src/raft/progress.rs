@@ -182,6 +182,19 @@ impl Progress {
         true
     }
 
+    /// In the `Snapshot` state: whether the transfer is over, because the log serves the
+    /// follower again from `log_base`, or because the follower holds everything the snapshot
+    /// being sent covers (its answer that it installed it was lost; if the log was compacted
+    /// past that snapshot since, probing starts a transfer of the newer one).
+    pub fn snapshot_no_longer_needed(&self, log_base: u64) -> bool {
+        self.state == ProgressState::Snapshot
+            && (self.match_index >= log_base
+                || self
+                    .snapshot
+                    .as_ref()
+                    .is_some_and(|transfer| self.match_index >= transfer.image.index))
+    }
+
     /// Falls back to probing right after what is known to match.
     pub fn become_probe(&mut self) {
         self.state = ProgressState::Probe;

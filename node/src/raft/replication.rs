@@ -317,17 +317,7 @@ impl Raft {
             }
             None => {
                 let news = progress.on_success(index);
-                let holds_the_transfer = progress
-                    .snapshot
-                    .as_ref()
-                    .is_some_and(|transfer| progress.match_index >= transfer.image.index);
-                if progress.state == ProgressState::Snapshot
-                    && (progress.match_index >= self.log.base().0 || holds_the_transfer)
-                {
-                    // The follower caught up some other way (the log serves it again), or it
-                    // holds the whole snapshot being sent, its answer that it installed it
-                    // lost: the transfer is over, and if the log was compacted past it since,
-                    // probing starts a transfer of the newer snapshot.
+                if progress.snapshot_no_longer_needed(self.log.base().0) {
                     progress.become_probe();
                 }
                 if news {
