@@ -13,6 +13,7 @@
 //!   the same value for every key (a digest per node).
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash as _, Hasher as _};
 
 use balsa::sim::linearizability::{self, INCONCLUSIVE_PREFIX};
 
@@ -185,17 +186,13 @@ fn seconds(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
 
-/// A digest of one node's values for the keys: FNV-1a over `key=value;` in key order.
+/// A digest of one node's values for the keys, to compare the members and show in the report:
+/// std's `DefaultHasher` (SipHash with fixed keys, the same in every process of one build) over
+/// the map, in key order.
 pub fn digest(values: &BTreeMap<String, Option<String>>) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for (key, value) in values {
-        let text = format!("{key}={};", value.as_deref().unwrap_or("\u{0}"));
-        for byte in text.bytes() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    hash
+    let mut hasher = std::hash::DefaultHasher::new();
+    values.hash(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]
