@@ -166,6 +166,7 @@ pub fn exit_status(error: &ClientError) -> u8 {
         ClientError::MembershipRefused { .. } => 2,
         ClientError::Unavailable { .. }
         | ClientError::Timeout { .. }
+        | ClientError::Unauthenticated { .. }
         | ClientError::Io { .. }
         | ClientError::Protocol { .. } => 3,
     }
@@ -360,6 +361,9 @@ mod tests {
             outgoing_voters: Vec::new(),
             learners: vec![4],
             configuration_index: 3,
+            datagrams_auth_failed: 0,
+            datagrams_replayed: 0,
+            suspicious_sources: Vec::new(),
         }
     }
 

@@ -223,7 +223,7 @@ fn send_command(socket: &UdpSocket, to: SocketAddr, id: u64, command: &Command) 
         socket.send_to(&datagram, to).expect("send");
         while let Ok((len, _)) = socket.recv_from(&mut buffer) {
             // Attempts answered in one turn of the leader come together, as `Responses`.
-            let responses = match codec.decode::<Wire>(&buffer[..len]) {
+            let responses = match codec.decode::<Wire>(&mut buffer[..len]) {
                 Ok((_, Wire::Response(one))) => vec![one],
                 Ok((_, Wire::Responses(all))) => all,
                 _ => continue,

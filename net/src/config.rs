@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use crate::keys::Keys;
 use crate::{Error, Result};
 
 /// The default datagram limit: under the 65,507-byte UDP payload limit of IPv4, with room to
@@ -55,6 +56,14 @@ pub struct Config {
     pub send_path: SendPath,
     /// Seed of fault injection's random choices.
     pub fault_seed: u64,
+    /// What datagrams are sealed with ([`Keys::insecure`]: plaintext). A node's keys need both
+    /// rings; see `seal` for the envelope.
+    pub keys: Keys,
+    /// This transport's boot id, sealed into every datagram: receivers drop datagrams of a
+    /// boot older than one they heard from this sender (`replay`). It must grow across the
+    /// sender's restarts: [`Config::new`] takes the wall clock in microseconds; a node with a
+    /// data directory gives a durable counter that also grows (the runtime does).
+    pub boot_id: u64,
 }
 
 impl Config {
@@ -71,6 +80,8 @@ impl Config {
             outbound_capacity: DEFAULT_OUTBOUND_CAPACITY,
             send_path: SendPath::Direct,
             fault_seed: 0,
+            keys: Keys::insecure(),
+            boot_id: wall_clock_micros(),
         }
     }
 
@@ -105,8 +116,37 @@ impl Config {
                 "peer {addr} has id {id}, which is reserved for clients"
             ));
         }
+        if self.keys.is_sealed() && self.id != CLIENT_ID {
+            let missing = match (&self.keys.peer, &self.keys.client) {
+                (None, _) => Some("peer"),
+                (_, None) => Some("client"),
+                _ => None,
+            };
+            if let Some(ring) = missing {
+                return invalid(format!(
+                    "node {} has keys but no {ring} key: a node seals both member and client \
+                     traffic, or neither",
+                    self.id
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// Microseconds since the Unix epoch (0 if the clock is before it): a boot id that grows across
+/// restarts as long as the clock does not step back by more than the time between them.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the transport's default boot id is the wall clock at start, read once"
+)]
+#[must_use]
+pub fn wall_clock_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        })
 }
 
 #[cfg(test)]

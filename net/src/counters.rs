@@ -4,9 +4,20 @@
 //! relaxed atomic adds: each counter is exact on its own, but a [`CounterValues`] taken while
 //! traffic flows is not one instant (`datagrams_in` may already count a datagram whose drop is not
 //! counted yet).
+//!
+//! Beside the totals, the drops that say someone is speaking without the right to
+//! ([`DropReason::is_suspicious`]: authentication failures, replays, old boots) are counted per
+//! source address, for [`MAX_SOURCES`] addresses at most (a flood from forged addresses cannot
+//! grow the table; what does not fit is counted under the unspecified address `0.0.0.0:0`).
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+/// Source addresses whose suspicious drops are counted one by one; the rest share one entry.
+pub const MAX_SOURCES: usize = 64;
 
 /// Why an inbound datagram was dropped (or, for [`DropReason::Fault`], an outbound one too).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -37,11 +48,23 @@ pub enum DropReason {
     /// Delivered, then refused by the application's own rule (a client's batch of more
     /// requests than a node takes from one datagram).
     Refused,
+    /// Not sealed under a key of its kind's ring: forged, damaged, sealed under another key,
+    /// plaintext to a node that requires keys, or sealed to one that has none. Dropped before
+    /// the body is decrypted or decoded.
+    AuthFailed,
+    /// A member datagram whose sequence number was seen already from its sender, or is older
+    /// than the replay window.
+    Replayed,
+    /// A member datagram from a boot of its sender older than one already heard from.
+    OldBoot,
+    /// A message its kind may not carry (a Raft message in a client request, whose key any
+    /// client holds): refused by the application.
+    WrongKind,
 }
 
 impl DropReason {
     /// Every reason, in the order of [`CounterValues::drops`].
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::TooShort,
         DropReason::BadMagic,
         DropReason::BadVersion,
@@ -54,6 +77,10 @@ impl DropReason {
         DropReason::InboxClosed,
         DropReason::Fault,
         DropReason::Refused,
+        DropReason::AuthFailed,
+        DropReason::Replayed,
+        DropReason::OldBoot,
+        DropReason::WrongKind,
     ];
 
     /// A short snake_case name, for status output.
@@ -72,7 +99,25 @@ impl DropReason {
             DropReason::InboxClosed => "inbox_closed",
             DropReason::Fault => "fault",
             DropReason::Refused => "refused",
+            DropReason::AuthFailed => "auth_failed",
+            DropReason::Replayed => "replayed",
+            DropReason::OldBoot => "old_boot",
+            DropReason::WrongKind => "wrong_kind",
         }
+    }
+
+    /// Whether this drop says someone spoke without the right to (counted per source address
+    /// too): [`DropReason::AuthFailed`], [`DropReason::Replayed`], [`DropReason::OldBoot`],
+    /// [`DropReason::WrongKind`].
+    #[must_use]
+    pub fn is_suspicious(self) -> bool {
+        matches!(
+            self,
+            DropReason::AuthFailed
+                | DropReason::Replayed
+                | DropReason::OldBoot
+                | DropReason::WrongKind
+        )
     }
 
     fn slot(self) -> usize {
@@ -100,6 +145,19 @@ pub struct Counters {
     fault_duplicated: AtomicU64,
     fault_delayed: AtomicU64,
     drops: [AtomicU64; DropReason::ALL.len()],
+    /// Suspicious drops by source address (see the module doc); touched only on such drops.
+    by_source: Mutex<BTreeMap<SocketAddr, SourceDrops>>,
+}
+
+/// The suspicious drops of one source address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceDrops {
+    /// [`DropReason::AuthFailed`].
+    pub auth_failed: u64,
+    /// [`DropReason::Replayed`] and [`DropReason::OldBoot`].
+    pub replayed: u64,
+    /// [`DropReason::WrongKind`].
+    pub wrong_kind: u64,
 }
 
 impl Counters {
@@ -151,6 +209,45 @@ impl Counters {
     /// Counts one datagram dropped for `reason` (the application counts its own refusals).
     pub fn dropped(&self, reason: DropReason) {
         self.drops[reason.slot()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one datagram from `source` dropped for `reason`, also per source when the reason
+    /// [`is_suspicious`](DropReason::is_suspicious).
+    pub fn dropped_from(&self, reason: DropReason, source: SocketAddr) {
+        self.dropped(reason);
+        if !reason.is_suspicious() {
+            return;
+        }
+        let mut table = self
+            .by_source
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let source = SocketAddr::new(source.ip().to_canonical(), source.port());
+        let key = if table.len() < MAX_SOURCES || table.contains_key(&source) {
+            source
+        } else {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        };
+        let entry = table.entry(key).or_default();
+        match reason {
+            DropReason::AuthFailed => entry.auth_failed += 1,
+            DropReason::WrongKind => entry.wrong_kind += 1,
+            _ => entry.replayed += 1,
+        }
+    }
+
+    /// Suspicious drops per source address, sorted by address (the unspecified address
+    /// `0.0.0.0:0` gathers the sources beyond [`MAX_SOURCES`]).
+    #[must_use]
+    pub fn by_source(&self) -> Vec<(SocketAddr, SourceDrops)> {
+        let table = self
+            .by_source
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        table
+            .iter()
+            .map(|(source, drops)| (*source, *drops))
+            .collect()
     }
 
     /// Fault injection sent a datagram twice.
@@ -260,6 +357,54 @@ mod tests {
         assert_eq!(snap.dropped(DropReason::Refused), 1);
         assert_eq!(snap.dropped_total(), 1);
         assert!(snap.to_string().ends_with("drops: refused=1"), "{snap}");
+    }
+
+    #[test]
+    fn suspicious_drops_are_counted_per_source_within_a_bound() {
+        let counters = Counters::default();
+        let source = |port: u16| SocketAddr::from(([10, 0, 0, 1], port));
+        counters.dropped_from(DropReason::AuthFailed, source(1));
+        counters.dropped_from(DropReason::Replayed, source(1));
+        counters.dropped_from(DropReason::OldBoot, source(1));
+        counters.dropped_from(DropReason::WrongKind, source(1));
+        counters.dropped_from(DropReason::Undecodable, source(2)); // a total only
+        let mapped: SocketAddr = "[::ffff:10.0.0.1]:1".parse().expect("address");
+        counters.dropped_from(DropReason::AuthFailed, mapped);
+        assert_eq!(
+            counters.by_source(),
+            vec![(
+                source(1),
+                SourceDrops {
+                    auth_failed: 2,
+                    replayed: 2,
+                    wrong_kind: 1
+                }
+            )]
+        );
+        for port in (100..).take(2 * MAX_SOURCES) {
+            counters.dropped_from(DropReason::AuthFailed, source(port));
+        }
+        let table = counters.by_source();
+        assert_eq!(
+            table.len(),
+            MAX_SOURCES + 1,
+            "the bound, and one entry for the rest"
+        );
+        let rest = SocketAddr::from(([0, 0, 0, 0], 0));
+        assert_eq!(
+            table[0],
+            (
+                rest,
+                SourceDrops {
+                    auth_failed: MAX_SOURCES as u64 + 1,
+                    ..SourceDrops::default()
+                }
+            )
+        );
+        assert_eq!(
+            counters.values().dropped(DropReason::AuthFailed),
+            2 + 2 * MAX_SOURCES as u64
+        );
     }
 
     #[test]

@@ -3,15 +3,18 @@
 //! ```text
 //! offset  size  field
 //!      0     4  magic        b"BLSA"
-//!      4     1  version      1
-//!      5     1  kind         1 peer message, 2 client request, 3 client response
+//!      4     1  version      2 (version 1, before sealing, is dropped as a bad version)
+//!      5     1  kind         1 peer message, 2 client request, 3 client response;
+//!                            + 0x80 (SEALED) when what follows is sealed (`seal`)
 //!      6     8  cluster id   u64, little-endian (0: "any", see below)
 //!     14     8  from         u64, little-endian: the sender's node id (0 for a client)
-//!     22     …  body         the message, encoded by `codec`
+//!     22     …  body         plaintext: the message, encoded by `codec`;
+//!                            sealed: nonce, ciphertext and tag, laid out in `seal`
 //! ```
 //!
 //! The header is checked completely, in this order, before a single byte of the body is looked
-//! at: length, magic, version, cluster id, kind. This file knows nothing of the body's encoding.
+//! at: length, magic, version, cluster id, kind. This file knows nothing of the body's encoding
+//! nor of sealing: whether the sealed bit is what the receiver requires is the codec's check.
 //!
 //! # The cluster rule
 //!
@@ -23,16 +26,19 @@
 //! - or `theirs` is 0 and the kind byte says client request: a node answers a client that does
 //!   not know the cluster's id (with its own id in the answer's header).
 //!
-//! Anything else is [`DropReason::WrongCluster`]. The cluster check reads the kind byte raw,
-//! before the kind itself is checked, so the order of the checks (and what each drop is
-//! counted as) is unchanged.
+//! Anything else is [`DropReason::WrongCluster`]. The cluster check reads the kind byte raw
+//! (without the sealed bit), before the kind itself is checked, so the order of the checks (and
+//! what each drop is counted as) is unchanged.
 
 use crate::DropReason;
 
 /// First four bytes of every datagram.
 pub const MAGIC: [u8; 4] = *b"BLSA";
-/// The protocol version this build speaks. A datagram with any other is dropped.
-pub const VERSION: u8 = 1;
+/// The protocol version this build speaks. A datagram with any other is dropped. Version 2
+/// added sealing (the kind byte's [`SEALED`] bit) and the status report's security counters.
+pub const VERSION: u8 = 2;
+/// The kind byte's bit that says the rest of the datagram is sealed.
+pub const SEALED: u8 = 0x80;
 /// Bytes before the body.
 pub const HEADER_LEN: usize = 22;
 /// The cluster id that stands for "any cluster": what a client that does not know its
@@ -65,6 +71,53 @@ impl Kind {
     }
 }
 
+/// The kind byte of a notice: never a [`Kind`], so never delivered as a message.
+const NOTICE_KIND: u8 = 4;
+/// Bytes in a notice: a header and one byte of reason.
+pub(crate) const NOTICE_LEN: usize = HEADER_LEN + 1;
+
+/// What a node tells a client whose request it could not open: a plaintext datagram (kind byte
+/// 4, one byte of reason after the header), sent at most [`NOTICES_PER_SECOND`] times a second.
+/// It is not authenticated (whoever sent it, a client without the key could not check it), so a
+/// client uses it only to word the error of a request that failed anyway, never to act on.
+///
+/// [`NOTICES_PER_SECOND`]: crate::NOTICES_PER_SECOND
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// The request was not sealed under this node's client key (another key, or none).
+    AuthFailed = 1,
+    /// The request was sealed, and this node runs without keys (`--insecure`).
+    NotSealing = 2,
+}
+
+/// Writes the notice `notice` from node `from` of cluster `cluster_id`.
+pub(crate) fn write_notice(notice: Notice, cluster_id: u64, from: u64) -> [u8; NOTICE_LEN] {
+    let mut out = [0; NOTICE_LEN];
+    out[..KIND_AT - 1].copy_from_slice(&MAGIC);
+    out[KIND_AT - 1] = VERSION;
+    out[KIND_AT] = NOTICE_KIND;
+    out[CLUSTER_AT..FROM_AT].copy_from_slice(&cluster_id.to_le_bytes());
+    out[FROM_AT..HEADER_LEN].copy_from_slice(&from.to_le_bytes());
+    out[HEADER_LEN] = notice as u8;
+    out
+}
+
+/// The notice `datagram` is, if it is one (of any cluster: it is only a hint).
+pub(crate) fn parse_notice(datagram: &[u8]) -> Option<Notice> {
+    if datagram.len() != NOTICE_LEN
+        || datagram[..4] != MAGIC
+        || datagram[4] != VERSION
+        || datagram[KIND_AT] != NOTICE_KIND
+    {
+        return None;
+    }
+    match datagram[HEADER_LEN] {
+        1 => Some(Notice::AuthFailed),
+        2 => Some(Notice::NotSealing),
+        _ => None,
+    }
+}
+
 /// A checked header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
@@ -72,13 +125,22 @@ pub struct Header {
     pub kind: Kind,
     /// The sender's node id; 0 for a client.
     pub from: u64,
+    /// Whether the rest is sealed (the kind byte's [`SEALED`] bit).
+    pub sealed: bool,
 }
 
-/// Writes the header for a datagram of `kind` from `from` in cluster `cluster_id` into `out`.
-pub(crate) fn write_header(out: &mut [u8; HEADER_LEN], kind: Kind, cluster_id: u64, from: u64) {
+/// Writes the header for a datagram of `kind` from `from` in cluster `cluster_id` into `out`,
+/// with the sealed bit if `sealed`.
+pub(crate) fn write_header(
+    out: &mut [u8; HEADER_LEN],
+    kind: Kind,
+    sealed: bool,
+    cluster_id: u64,
+    from: u64,
+) {
     out[..KIND_AT - 1].copy_from_slice(&MAGIC);
     out[KIND_AT - 1] = VERSION;
-    out[KIND_AT] = kind as u8;
+    out[KIND_AT] = kind as u8 | if sealed { SEALED } else { 0 };
     out[CLUSTER_AT..FROM_AT].copy_from_slice(&cluster_id.to_le_bytes());
     out[FROM_AT..HEADER_LEN].copy_from_slice(&from.to_le_bytes());
 }
@@ -102,12 +164,14 @@ pub(crate) fn parse_header(
     if header[4] != VERSION {
         return Err(DropReason::BadVersion);
     }
-    if !accepts_cluster(cluster_id, read_u64(header, CLUSTER_AT), header[KIND_AT]) {
+    let kind_byte = header[KIND_AT] & !SEALED;
+    if !accepts_cluster(cluster_id, read_u64(header, CLUSTER_AT), kind_byte) {
         return Err(DropReason::WrongCluster);
     }
-    let kind = Kind::from_byte(header[KIND_AT]).ok_or(DropReason::Undecodable)?;
+    let kind = Kind::from_byte(kind_byte).ok_or(DropReason::Undecodable)?;
     let from = read_u64(header, FROM_AT);
-    Ok((Header { kind, from }, body))
+    let sealed = header[KIND_AT] & SEALED != 0;
+    Ok((Header { kind, from, sealed }, body))
 }
 
 /// The cluster rule: whether a receiver of cluster `ours` accepts a datagram of cluster `theirs`
@@ -128,7 +192,7 @@ mod tests {
 
     fn header(kind: Kind, cluster: u64, from: u64) -> [u8; HEADER_LEN] {
         let mut out = [0; HEADER_LEN];
-        write_header(&mut out, kind, cluster, from);
+        write_header(&mut out, kind, false, cluster, from);
         out
     }
 
@@ -136,8 +200,11 @@ mod tests {
     fn layout_is_as_documented() {
         let bytes = header(Kind::Response, 0x0102_0304_0506_0708, 9);
         assert_eq!(&bytes[..4], b"BLSA");
-        assert_eq!(bytes[4], 1);
+        assert_eq!(bytes[4], 2);
         assert_eq!(bytes[5], 3);
+        let mut sealed = [0; HEADER_LEN];
+        write_header(&mut sealed, Kind::Response, true, 1, 9);
+        assert_eq!(sealed[5], 0x83);
         assert_eq!(bytes[6..14], [8, 7, 6, 5, 4, 3, 2, 1]);
         assert_eq!(bytes[14..22], [9, 0, 0, 0, 0, 0, 0, 0]);
     }
@@ -148,8 +215,19 @@ mod tests {
             let mut datagram = header(kind, 7, 3).to_vec();
             datagram.extend_from_slice(b"body");
             let (parsed, body) = parse_header(&datagram, 7).expect("valid header");
-            assert_eq!(parsed, Header { kind, from: 3 });
+            assert_eq!(
+                parsed,
+                Header {
+                    kind,
+                    from: 3,
+                    sealed: false
+                }
+            );
             assert_eq!(body, b"body");
+            let mut sealed = [0; HEADER_LEN];
+            write_header(&mut sealed, kind, true, 7, 3);
+            let (parsed, _) = parse_header(&sealed, 7).expect("valid header");
+            assert!(parsed.sealed && parsed.kind == kind);
         }
     }
 
@@ -206,6 +284,17 @@ mod tests {
                 assert!(parse_header(&header(kind, theirs, 3), ANY_CLUSTER).is_ok());
             }
         }
+    }
+
+    #[test]
+    fn a_notice_is_never_a_message() {
+        for notice in [Notice::AuthFailed, Notice::NotSealing] {
+            let bytes = write_notice(notice, 7, 2);
+            assert_eq!(parse_notice(&bytes), Some(notice));
+            assert_eq!(parse_header(&bytes, 7), Err(DropReason::Undecodable));
+            assert_eq!(parse_notice(&bytes[..NOTICE_LEN - 1]), None);
+        }
+        assert_eq!(parse_notice(&header(Kind::Response, 7, 2)), None);
     }
 
     #[test]

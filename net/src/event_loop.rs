@@ -37,9 +37,10 @@ use serde::de::DeserializeOwned;
 use crate::DropReason;
 use crate::codec::{self, Codec};
 use crate::delayed::DelayQueue;
-use crate::envelope::{Header, Kind};
+use crate::envelope::Kind;
 use crate::faults::Verdict;
 use crate::outbox::Datagram;
+use crate::replay::ReplayWindows;
 use crate::shared::Shared;
 use crate::transport::Inbound;
 
@@ -86,6 +87,38 @@ struct State {
     /// empty, after each turn).
     writable_interest: bool,
     delayed: DelayQueue,
+    /// What checking inbound datagrams remembers.
+    receiving: Receiving,
+}
+
+/// The state of the inbound checks.
+#[derive(Default)]
+struct Receiving {
+    /// Member datagrams seen, per sender (sealed traffic only).
+    replay: ReplayWindows,
+    /// Notices left to send this second, and when the second started.
+    notices: Option<(Instant, u32)>,
+}
+
+/// Notices (see [`crate::Notice`]) a node sends per second at most, to all clients together: a
+/// forger cannot make a node send more than this, each smaller than the datagram that asked.
+pub const NOTICES_PER_SECOND: u32 = 16;
+
+impl Receiving {
+    /// Takes a notice from this second's budget.
+    fn take_notice(&mut self) -> bool {
+        let now = now();
+        match &mut self.notices {
+            Some((start, left)) if now.duration_since(*start) < Duration::from_secs(1) => {
+                if *left == 0 {
+                    return false;
+                }
+                *left -= 1;
+            }
+            slot => *slot = Some((now, NOTICES_PER_SECOND - 1)),
+        }
+        true
+    }
 }
 
 impl<M, E> EventLoop<M, E>
@@ -104,6 +137,7 @@ where
             stalled: VecDeque::new(),
             writable_interest: false,
             delayed: DelayQueue::default(),
+            receiving: Receiving::default(),
         };
         loop {
             let timeout = self.poll_timeout(&state);
@@ -186,7 +220,11 @@ where
     fn read(&self, state: &mut State) {
         for _ in 0..self.read_budget {
             match self.socket.recv_from(&mut state.receive_buffer) {
-                Ok((len, source)) => self.receive(&state.receive_buffer[..len], source),
+                Ok((len, source)) => self.receive(
+                    &mut state.receive_buffer[..len],
+                    source,
+                    &mut state.receiving,
+                ),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     state.readable = false;
                     return;
@@ -198,17 +236,15 @@ where
         }
     }
 
-    fn receive(&self, datagram: &[u8], source: SocketAddr) {
+    fn receive(&self, datagram: &mut [u8], source: SocketAddr, receiving: &mut Receiving) {
         let counters = &self.shared.counters;
-        counters.received(datagram.len());
-        let inbound = match self.accept(datagram, source) {
+        let len = datagram.len();
+        counters.received(len);
+        let inbound = match self.accept(datagram, source, receiving) {
             Ok(inbound) => inbound,
             Err(reason) => {
-                log::trace!(
-                    "dropped {}-byte datagram from {source}: {reason}",
-                    datagram.len()
-                );
-                counters.dropped(reason);
+                log::trace!("dropped {len}-byte datagram from {source}: {reason}");
+                counters.dropped_from(reason, source);
                 return;
             }
         };
@@ -219,22 +255,60 @@ where
         }
     }
 
-    /// Checks a datagram in order of cost (size and header, then sender, then the body).
-    fn accept(&self, datagram: &[u8], source: SocketAddr) -> Result<Inbound<M>, DropReason> {
-        let (Header { kind, from }, body) = self.codec.check_header(datagram)?;
+    /// Checks a datagram in order of cost: size and header, then the sender, then its seal
+    /// (authentication, then the replay window), and only then the body.
+    fn accept(
+        &self,
+        datagram: &mut [u8],
+        source: SocketAddr,
+        receiving: &mut Receiving,
+    ) -> Result<Inbound<M>, DropReason> {
+        let header = self.codec.check_header(datagram)?;
+        let (kind, from) = (header.kind, header.from);
         if kind == Kind::Peer {
             self.shared.peers.check_sender(from, source)?;
             if self.shared.faults.is_active() && self.shared.faults.cuts_inbound(from) {
                 return Err(DropReason::Fault);
             }
         }
-        let msg = codec::decode_body(body)?;
+        let opened = match self.codec.open(header, datagram) {
+            Ok(opened) => opened,
+            Err(reason) => {
+                if let Some(notice) = self.codec.notice_for(header)
+                    && receiving.take_notice()
+                {
+                    self.send_notice(&notice, source);
+                }
+                return Err(reason);
+            }
+        };
+        if let Some(sealing) = opened.sealing {
+            if kind == Kind::Peer {
+                receiving
+                    .replay
+                    .admit(from, sealing.boot_id, sealing.sequence)?;
+            }
+            if self.codec.rotating(kind) {
+                self.shared
+                    .previous_key_users
+                    .record(kind, source, sealing.slot);
+            }
+        }
+        let msg = codec::decode_body(opened.body)?;
         Ok(Inbound {
             kind,
             from,
             source,
             msg,
         })
+    }
+
+    /// Tells a client its request could not be opened; best effort (a full buffer loses it).
+    fn send_notice(&self, notice: &[u8], to: SocketAddr) {
+        match self.socket.send_to(notice, to) {
+            Ok(sent) => self.shared.counters.sent(sent),
+            Err(error) => log::debug!("net thread of {}: notice to {to}: {error}", self.local()),
+        }
     }
 
     /// Sends the held-back datagrams that are due.

@@ -136,20 +136,31 @@ mod envelope;
 mod error;
 mod event_loop;
 mod faults;
+mod keys;
 mod outbox;
 mod peers;
+mod replay;
+#[cfg(feature = "seal")]
+mod seal;
+#[cfg(not(feature = "seal"))]
+#[path = "seal_off.rs"]
+mod seal;
 mod shared;
 mod transport;
 
 pub use bounded::MAX_DEPTH;
-pub use codec::{Codec, datagram_len};
+pub use codec::{Codec, Opened, datagram_len};
 pub use config::{
     CLIENT_ID, Config, DEFAULT_DATAGRAM_LIMIT, DEFAULT_OUTBOUND_CAPACITY, DEFAULT_READ_BUDGET,
-    MAX_DATAGRAM_LIMIT, MIN_DATAGRAM_LIMIT, SendPath,
+    MAX_DATAGRAM_LIMIT, MIN_DATAGRAM_LIMIT, SendPath, wall_clock_micros,
 };
-pub use counters::{CounterValues, Counters, DropReason};
-pub use envelope::{ANY_CLUSTER, HEADER_LEN, Header, Kind, MAGIC, VERSION};
+pub use counters::{CounterValues, Counters, DropReason, MAX_SOURCES, SourceDrops};
+pub use envelope::{ANY_CLUSTER, HEADER_LEN, Header, Kind, MAGIC, Notice, SEALED, VERSION};
 pub use error::{Error, Result};
+pub use event_loop::NOTICES_PER_SECOND;
 pub use faults::{Direction, Faults, LinkFaults};
+pub use keys::{KEY_LEN, Key, KeyFormatError, KeyRing, KeySlot, Keys};
 pub use outbox::{Destination, Outbox};
+pub use replay::WINDOW as REPLAY_WINDOW;
+pub use seal::{SEAL_OVERHEAD, SEALING_BUILT, Sealing, generate_key};
 pub use transport::{Inbound, Transport};

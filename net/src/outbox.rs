@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::codec::Codec;
 use crate::config::SendPath;
 use crate::envelope::Kind;
+use crate::keys::KeySlot;
 use crate::shared::Shared;
 use crate::{Error, Result};
 
@@ -131,7 +132,13 @@ impl<M: Serialize> Outbox<M> {
             socket,
             ..
         } = self;
-        let bytes = codec.encode(to.kind(), msg)?;
+        let kind = to.kind();
+        let slot = if codec.rotating(kind) {
+            shared.previous_key_users.slot_for(kind, addr)
+        } else {
+            KeySlot::Current
+        };
+        let bytes = codec.encode_under(kind, slot, msg)?;
         if path == SendPath::Direct && !shared.faults.is_active() {
             send_direct(shared, socket, addr, peer, bytes)
         } else {

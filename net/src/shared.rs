@@ -2,15 +2,18 @@
 //! [`Outbox`](crate::Outbox): the peer table, the counters, the faults, the way in to the net
 //! thread (outbound channel and waker) and the spare buffers it hands back.
 
+use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::counters::Counters;
+use crate::envelope::Kind;
 use crate::faults::Faults;
+use crate::keys::KeySlot;
 use crate::outbox::Datagram;
 use crate::peers::PeerTable;
 
@@ -37,6 +40,66 @@ pub(crate) struct Shared {
     pub(crate) wake_pending: AtomicBool,
     /// Set once: the net thread sends what is queued and exits.
     pub(crate) stopping: AtomicBool,
+    /// Who last sealed to this node under a previous key (only while a ring has one).
+    pub(crate) previous_key_users: PreviousKeyUsers,
+}
+
+/// Addresses remembered per key ring at most; beyond it a sender under the previous key is
+/// answered under the current one (and cannot read the answer until it rotates).
+pub(crate) const MAX_PREVIOUS_KEY_USERS: usize = 4096;
+
+/// The addresses whose last datagram opened under the previous key of a ring: they are
+/// answered under that key, so that a node or client that has not rotated yet can still read
+/// what it is sent. Consulted and updated only while the ring has a previous key (a rotation is
+/// under way), so it costs nothing otherwise.
+#[derive(Debug, Default)]
+pub(crate) struct PreviousKeyUsers {
+    peer: Mutex<HashSet<SocketAddr>>,
+    client: Mutex<HashSet<SocketAddr>>,
+}
+
+impl PreviousKeyUsers {
+    fn set(&self, kind: Kind) -> &Mutex<HashSet<SocketAddr>> {
+        match kind {
+            Kind::Peer => &self.peer,
+            Kind::Request | Kind::Response => &self.client,
+        }
+    }
+
+    /// Records that a datagram of `kind` from `source` opened under `slot`.
+    pub(crate) fn record(&self, kind: Kind, source: SocketAddr, slot: KeySlot) {
+        let source = canonical(source);
+        let mut users = self
+            .set(kind)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match slot {
+            KeySlot::Previous if users.len() < MAX_PREVIOUS_KEY_USERS => {
+                users.insert(source);
+            }
+            KeySlot::Previous => {}
+            KeySlot::Current => {
+                users.remove(&source);
+            }
+        }
+    }
+
+    /// The key to seal a datagram of `kind` to `to` under.
+    pub(crate) fn slot_for(&self, kind: Kind, to: SocketAddr) -> KeySlot {
+        let users = self
+            .set(kind)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if users.contains(&canonical(to)) {
+            KeySlot::Previous
+        } else {
+            KeySlot::Current
+        }
+    }
+}
+
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 impl Shared {

@@ -22,7 +22,7 @@ use crate::event_loop::{self, EventLoop};
 use crate::faults::Faults;
 use crate::outbox::Outbox;
 use crate::peers::PeerTable;
-use crate::shared::{SPARE_BUFFERS, Shared};
+use crate::shared::{PreviousKeyUsers, SPARE_BUFFERS, Shared};
 use crate::{Error, Result};
 
 /// A message that arrived, passed the envelope and sender checks, and decoded.
@@ -72,7 +72,8 @@ where
         E: From<Inbound<M>> + Send + 'static,
     {
         config.validate()?;
-        let codec = Codec::new(config.cluster_id, config.id, config.datagram_limit)?;
+        let codec = Codec::new(config.cluster_id, config.id, config.datagram_limit)?
+            .with_keys(&config.keys, config.boot_id)?;
         let bind = config.bind;
         let io_error = |op| {
             move |source| Error::Io {
@@ -122,6 +123,7 @@ where
             waker,
             wake_pending: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            previous_key_users: PreviousKeyUsers::default(),
         });
         let weak_socket = Arc::downgrade(&direct_socket);
         let event_loop = EventLoop::<M, E> {

@@ -146,9 +146,9 @@ fn datagram_claiming(before: &[u8], length: u64) -> Vec<u8> {
 fn assert_refused_cheaply<M: DeserializeOwned + std::fmt::Debug>(what: &str, before: &[u8]) {
     let codec = Codec::new(CLUSTER, 1, LIMIT).expect("valid limit");
     for length in [1 << 16, u64::from(u32::MAX), 1 << 32, 1 << 63, u64::MAX] {
-        let datagram = datagram_claiming(before, length);
+        let mut datagram = datagram_claiming(before, length);
         assert_eq!(datagram.len(), HEADER_LEN + 20);
-        let (result, peak) = peak_allocation(|| codec.decode::<M>(&datagram));
+        let (result, peak) = peak_allocation(|| codec.decode::<M>(&mut datagram));
         assert_eq!(
             result.err(),
             Some(DropReason::Undecodable),
@@ -183,12 +183,12 @@ fn huge_length_prefixes_in_a_20_byte_body_allocate_nothing_to_speak_of() {
 fn an_honest_full_datagram_costs_what_it_holds() {
     let mut codec = Codec::new(CLUSTER, 1, LIMIT).expect("valid limit");
     let data = vec![0x5A; LIMIT - HEADER_LEN - 3];
-    let datagram = codec
+    let mut datagram = codec
         .encode(Kind::Peer, &Bytes(data.clone()))
         .expect("fits")
         .to_vec();
     assert_eq!(datagram.len(), LIMIT);
-    let (result, peak) = peak_allocation(|| codec.decode::<Bytes>(&datagram));
+    let (result, peak) = peak_allocation(|| codec.decode::<Bytes>(&mut datagram));
     assert_eq!(result.expect("decodes").1.0, data);
     println!("honest {LIMIT}-byte datagram: peak {peak} bytes");
     assert!(peak <= 2 * LIMIT, "{peak}");

@@ -74,7 +74,7 @@ fn header_damage_is_dropped_by_reason() {
             MAGIC.to_vec(), // too short: the magic alone
             with(0, b'X'),  // bad magic
             with(3, 0),     // bad magic, last byte
-            with(4, 2),     // bad version
+            with(4, 1),     // bad version (1: before sealing)
             with(4, 0),     // bad version
             wrong_cluster,  // wrong cluster
             with(5, 0),     // unknown kind

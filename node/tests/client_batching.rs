@@ -119,7 +119,7 @@ impl RawClient {
             };
             let (header, wire) = self
                 .codec
-                .decode::<Wire>(&self.buffer[..len])
+                .decode::<Wire>(&mut self.buffer[..len])
                 .expect("a node's datagram decodes");
             assert_eq!(header.kind, Kind::Response);
             let (batched, responses) = match wire {

@@ -264,7 +264,7 @@ fn a_node_answers_the_client_wildcard_and_drops_requests_of_another_cluster() {
         let (len, _) = socket
             .recv_from(&mut buffer)
             .expect("an answer within 10 s");
-        match exact.decode::<Wire>(&buffer[..len]) {
+        match exact.decode::<Wire>(&mut buffer[..len]) {
             Ok((
                 _,
                 Wire::Response(Response {
@@ -513,7 +513,7 @@ fn exchange(
         let Ok((len, _)) = socket.recv_from(&mut buffer) else {
             continue;
         };
-        match codec.decode::<Wire>(&buffer[..len]) {
+        match codec.decode::<Wire>(&mut buffer[..len]) {
             Ok((_, Wire::Response(response))) => answers.push(response),
             Ok((_, Wire::Responses(responses))) => answers.extend(responses),
             other => panic!("unexpected datagram {other:?}"),

@@ -13,7 +13,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use balsa_net::{CLIENT_ID, Codec};
+use balsa_net::{Codec, Notice};
 
 use super::datagram::{ReceiveFailure, decode_responses, encode_request, receive_failure};
 use super::session::{Operation, Reply, Session, Transmit};
@@ -42,6 +42,32 @@ struct Link {
     read_timeout: Option<Duration>,
     /// Time zero of the sessions driven here.
     origin: Instant,
+    /// What nodes said of requests they could not open, during the current drive.
+    notices: Notices,
+}
+
+/// The notices received during one drive, the latest per node, for [`MAX_NOTICES`] nodes.
+#[derive(Default)]
+struct Notices(Vec<(SocketAddr, Notice)>);
+
+/// Nodes whose notices a drive remembers.
+const MAX_NOTICES: usize = 16;
+
+impl Notices {
+    fn record(&mut self, from: SocketAddr, notice: Notice) {
+        self.0.retain(|(node, _)| *node != from);
+        if self.0.len() < MAX_NOTICES {
+            self.0.push((from, notice));
+        }
+    }
+
+    /// The notice of `node`, or of any node if `node` is `None` (the latest).
+    fn of(&self, node: Option<SocketAddr>) -> Option<(SocketAddr, Notice)> {
+        match node {
+            Some(node) => self.0.iter().rev().find(|(from, _)| *from == node).copied(),
+            None => self.0.last().copied(),
+        }
+    }
 }
 
 /// A read timeout within this of the one already set is left alone: a receive then ends at most
@@ -63,12 +89,7 @@ impl Client {
             op: "binding the client socket",
             source,
         })?;
-        let codec =
-            Codec::new(options.cluster_id, CLIENT_ID, options.datagram_limit).map_err(|error| {
-                ClientError::Config {
-                    reason: error.to_string(),
-                }
-            })?;
+        let codec = options.codec()?;
         let buffer = vec![0; options.datagram_limit + 1];
         Ok(Client {
             options,
@@ -78,6 +99,7 @@ impl Client {
                 buffer,
                 read_timeout: None,
                 origin: clock(),
+                notices: Notices::default(),
             },
             session,
         })
@@ -256,10 +278,14 @@ impl Client {
             })
             .collect();
         let mut replied = vec![false; sessions.len()];
-        let driven = self.link.drive(&mut sessions, |k, session| {
+        let driven = self.link.drive(&mut sessions, |k, session, notices| {
             if let Some(completed) = session.poll_outcome() {
                 replied[k] = true;
-                reply(k, completed.result);
+                let notice = notices.of(Some(endpoints[k]));
+                reply(
+                    k,
+                    completed.result.map_err(|error| error.explained_by(notice)),
+                );
             }
         });
         let after_theirs = sessions.iter().map(Session::next_request_id).max();
@@ -303,7 +329,7 @@ impl Client {
     /// Runs `operation` to its end.
     fn run(&mut self, operation: Operation) -> Result<Reply, ClientError> {
         self.session.start(self.link.now(), operation)?;
-        let ended = |_, _: &mut Session| {};
+        let ended = |_, _: &mut Session, _: &Notices| {};
         if let Err(error) = self
             .link
             .drive(std::slice::from_mut(&mut self.session), ended)
@@ -315,7 +341,8 @@ impl Client {
             .session
             .poll_outcome()
             .expect("drive returns once every session's operation ended");
-        completed.result
+        let notice = self.link.notices.of(None);
+        completed.result.map_err(|error| error.explained_by(notice))
     }
 }
 
@@ -327,16 +354,18 @@ impl Link {
 
     /// Sends what `sessions` have to send and feeds them answers and the time until none has an
     /// operation in progress. An answer goes to the session whose attempt it answers. As each
-    /// session's operation ends, `ended(k, session)` is called once (`k` its place in
-    /// `sessions`), before the others are waited for; it may take the outcome.
+    /// session's operation ends, `ended(k, session, notices)` is called once (`k` its place in
+    /// `sessions`), before the others are waited for; it may take the outcome. `notices` are
+    /// what nodes said so far of requests they could not open.
     ///
     /// # Errors
     /// [`ClientError::Io`] if the socket fails to receive; the operations are left unfinished.
     fn drive(
         &mut self,
         sessions: &mut [Session],
-        mut ended: impl FnMut(usize, &mut Session),
+        mut ended: impl FnMut(usize, &mut Session, &Notices),
     ) -> Result<(), ClientError> {
+        self.notices = Notices::default();
         let mut told = vec![false; sessions.len()];
         loop {
             let now = self.now();
@@ -352,7 +381,7 @@ impl Link {
                     Some(at) => wake = Some(wake.map_or(at, |wake| wake.min(at))),
                     None if !told[k] => {
                         told[k] = true;
-                        ended(k, session);
+                        ended(k, session, &self.notices);
                     }
                     None => {}
                 }
@@ -417,7 +446,11 @@ impl Link {
                     ReceiveFailure::Failed(error) => return Err(error),
                 },
             };
-            let responses = decode_responses(&self.codec, &self.buffer[..len]);
+            if let Some(notice) = self.codec.notice(&self.buffer[..len]) {
+                self.notices.record(from, notice);
+                continue;
+            }
+            let responses = decode_responses(&self.codec, &mut self.buffer[..len]);
             if !responses.is_empty() {
                 return Ok(Some((from, responses)));
             }
@@ -697,6 +730,9 @@ mod tests {
             outgoing_voters: Vec::new(),
             learners: Vec::new(),
             configuration_index: 0,
+            datagrams_auth_failed: 0,
+            datagrams_replayed: 0,
+            suspicious_sources: Vec::new(),
         }
     }
 

@@ -114,8 +114,9 @@ fn encode_error(error: &balsa_net::Error) -> ClientError {
 }
 
 /// The answers `datagram` carries, in order: none if it is not a response of this cluster
-/// (another cluster's, a request, or bytes that do not decode).
-pub(crate) fn decode_responses(codec: &Codec, datagram: &[u8]) -> Vec<Response> {
+/// (another cluster's, a request, not sealed under the client's key when it has one, or bytes
+/// that do not decode). Opens it in place.
+pub(crate) fn decode_responses(codec: &Codec, datagram: &mut [u8]) -> Vec<Response> {
     match codec.decode::<Wire>(datagram) {
         Ok((header, Wire::Response(response))) if header.kind == Kind::Response => {
             vec![response]
@@ -172,7 +173,7 @@ mod tests {
         let node = Codec::new(1, 2, limit).unwrap();
         let mut sent = Vec::new();
         let failed = encode_batch(&mut codec, requests, &mut |datagram| {
-            let (_, wire) = node.decode::<Wire>(datagram).unwrap();
+            let (_, wire) = node.decode::<Wire>(&mut datagram.to_vec()).unwrap();
             sent.push(carried(&wire).iter().map(|r| r.id).collect());
             Ok(())
         });
@@ -250,23 +251,26 @@ mod tests {
             id,
             body: ResponseBody::TransferStarted,
         };
-        let one = node
+        let mut one = node
             .encode(Kind::Response, &Wire::Response(answer(4)))
             .unwrap()
             .to_vec();
-        assert_eq!(decode_responses(&client, &one), vec![answer(4)]);
-        let many = node
+        assert_eq!(decode_responses(&client, &mut one), vec![answer(4)]);
+        let mut many = node
             .encode(Kind::Response, &Wire::Responses(vec![answer(5), answer(6)]))
             .unwrap()
             .to_vec();
-        assert_eq!(decode_responses(&client, &many), vec![answer(5), answer(6)]);
+        assert_eq!(
+            decode_responses(&client, &mut many),
+            vec![answer(5), answer(6)]
+        );
         let mut other_cluster = Codec::new(2, 2, DEFAULT_DATAGRAM_LIMIT).unwrap();
-        let foreign = other_cluster
+        let mut foreign = other_cluster
             .encode(Kind::Response, &Wire::Response(answer(7)))
             .unwrap()
             .to_vec();
-        assert!(decode_responses(&client, &foreign).is_empty());
-        assert!(decode_responses(&client, b"junk").is_empty());
+        assert!(decode_responses(&client, &mut foreign).is_empty());
+        assert!(decode_responses(&client, &mut b"junk".to_vec()).is_empty());
     }
 
     #[test]
@@ -278,11 +282,14 @@ mod tests {
         };
         for cluster in [1, 2, u64::MAX] {
             let mut node = Codec::new(cluster, 2, DEFAULT_DATAGRAM_LIMIT).unwrap();
-            let datagram = node
+            let mut datagram = node
                 .encode(Kind::Response, &Wire::Response(answer.clone()))
                 .unwrap()
                 .to_vec();
-            assert_eq!(decode_responses(&client, &datagram), vec![answer.clone()]);
+            assert_eq!(
+                decode_responses(&client, &mut datagram),
+                vec![answer.clone()]
+            );
         }
     }
 }

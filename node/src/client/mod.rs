@@ -109,6 +109,24 @@ pub struct ClientOptions {
     pub cluster_id: u64,
     /// The largest datagram sent or accepted. Default 65,000, as the nodes'.
     pub datagram_limit: usize,
+    /// The cluster's client key: requests are sealed under it, and only answers sealed under
+    /// it are taken. Default `None`: plaintext, for a cluster whose nodes run without keys.
+    pub key: Option<balsa_net::Key>,
+}
+
+impl ClientOptions {
+    /// The codec this client's requests are encoded with, sealing under [`ClientOptions::key`].
+    pub(crate) fn codec(&self) -> Result<balsa_net::Codec, ClientError> {
+        let keys = match &self.key {
+            Some(key) => balsa_net::Keys::client(key.clone()),
+            None => balsa_net::Keys::insecure(),
+        };
+        balsa_net::Codec::new(self.cluster_id, balsa_net::CLIENT_ID, self.datagram_limit)
+            .and_then(|codec| codec.with_keys(&keys, balsa_net::wall_clock_micros()))
+            .map_err(|error| ClientError::Config {
+                reason: error.to_string(),
+            })
+    }
 }
 
 impl Default for ClientOptions {
@@ -120,6 +138,7 @@ impl Default for ClientOptions {
             backoff_max: Duration::from_millis(500),
             cluster_id: balsa_net::ANY_CLUSTER,
             datagram_limit: DEFAULT_DATAGRAM_LIMIT,
+            key: None,
         }
     }
 }
@@ -177,6 +196,20 @@ pub enum ClientError {
         /// What is wrong.
         reason: String,
     },
+    /// The operation failed (unavailable, or unanswered until the timeout), and a node said it
+    /// could not open the client's requests: most likely the client's key is not the cluster's
+    /// client key, or it has none and the cluster requires one (or the other way round). The
+    /// node's word is a hint (it cannot be authenticated), which is why this only ever replaces
+    /// an error the operation had anyway.
+    Unauthenticated {
+        /// The node that said so.
+        endpoint: SocketAddr,
+        /// What it said.
+        notice: balsa_net::Notice,
+        /// Whether the operation's outcome is unknown (it timed out, and some node may have
+        /// taken it).
+        outcome_unknown: bool,
+    },
 }
 
 impl From<LimitExceeded> for ClientError {
@@ -192,7 +225,33 @@ impl From<LimitExceeded> for ClientError {
 impl ClientError {
     /// True when a write that failed this way may nevertheless have been applied.
     pub fn outcome_unknown(&self) -> bool {
-        matches!(self, ClientError::Timeout { .. })
+        matches!(
+            self,
+            ClientError::Timeout { .. }
+                | ClientError::Unauthenticated {
+                    outcome_unknown: true,
+                    ..
+                }
+        )
+    }
+
+    /// This error, or [`ClientError::Unauthenticated`] if it is one an operation ends with when
+    /// its requests are not opened (unavailable or a timeout), and `notice` says why.
+    pub(crate) fn explained_by(
+        self,
+        notice: Option<(SocketAddr, balsa_net::Notice)>,
+    ) -> ClientError {
+        match (self, notice) {
+            (
+                error @ (ClientError::Timeout { .. } | ClientError::Unavailable { .. }),
+                Some((endpoint, notice)),
+            ) => ClientError::Unauthenticated {
+                endpoint,
+                notice,
+                outcome_unknown: error.outcome_unknown(),
+            },
+            (error, _) => error,
+        }
     }
 }
 
@@ -216,6 +275,20 @@ impl fmt::Display for ClientError {
             ClientError::Io { op, source } => write!(f, "{op}: {source}"),
             ClientError::Protocol { reason } => write!(f, "protocol error: {reason}"),
             ClientError::Config { reason } => write!(f, "bad client configuration: {reason}"),
+            ClientError::Unauthenticated {
+                endpoint, notice, ..
+            } => match notice {
+                balsa_net::Notice::AuthFailed => write!(
+                    f,
+                    "authentication failed: {endpoint} could not open the requests; the client \
+                     key is likely missing or not this cluster's"
+                ),
+                balsa_net::Notice::NotSealing => write!(
+                    f,
+                    "authentication failed: {endpoint} runs without keys and refuses sealed \
+                     requests; send them without a key"
+                ),
+            },
         }
     }
 }

@@ -22,7 +22,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use balsa_net::{CLIENT_ID, Codec};
+use balsa_net::Codec;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
@@ -70,6 +70,8 @@ pub struct Multiplexer {
     outgoing: Vec<(SocketAddr, Request)>,
     /// Time zero of the sessions.
     origin: Instant,
+    /// Whether a node's notice (it could not open our requests) was logged already: once.
+    told_of_notice: bool,
 }
 
 impl Multiplexer {
@@ -92,12 +94,7 @@ impl Multiplexer {
             });
         }
         let bind = bind_address(endpoints)?;
-        let codec =
-            Codec::new(options.cluster_id, CLIENT_ID, options.datagram_limit).map_err(|error| {
-                ClientError::Config {
-                    reason: error.to_string(),
-                }
-            })?;
+        let codec = options.codec()?;
         let stride = sessions as u64;
         let sessions = (0..stride)
             .map(|k| {
@@ -138,6 +135,7 @@ impl Multiplexer {
             buffer: vec![0; options.datagram_limit + 1],
             outgoing: Vec::new(),
             origin: clock(),
+            told_of_notice: false,
         })
     }
 
@@ -335,9 +333,16 @@ impl Multiplexer {
                     ReceiveFailure::Failed(error) => return Err(error),
                 },
             };
+            if let Some(notice) = self.codec.notice(&self.buffer[..len]) {
+                if !self.told_of_notice {
+                    self.told_of_notice = true;
+                    log::warn!("{from} refuses this client's requests: {notice:?}");
+                }
+                continue;
+            }
             let now = self.now();
             let stride = self.sessions.len() as u64;
-            for response in decode_responses(&self.codec, &self.buffer[..len]) {
+            for response in decode_responses(&self.codec, &mut self.buffer[..len]) {
                 let session = match self.layout {
                     Sockets::PerClient => token,
                     // An id of this multiplexer names its session (see the module doc).

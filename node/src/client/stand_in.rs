@@ -23,7 +23,7 @@ pub(crate) fn serve(
         .unwrap();
     let mut seen = Vec::new();
     while let Ok((len, from)) = socket.recv_from(&mut buffer) {
-        let requests = match codec.decode::<Wire>(&buffer[..len]) {
+        let requests = match codec.decode::<Wire>(&mut buffer[..len]) {
             Ok((_, Wire::Request(one))) => vec![one],
             Ok((_, Wire::Requests(all))) => all,
             Ok((_, other)) => panic!("not a request: {other:?}"),

@@ -38,8 +38,10 @@ pub struct Entry {
 }
 
 /// Bytes a message's framing and fixed fields may take on the wire, beyond its entries' data;
-/// a generous bound for the envelope and the bincode encoding of the fixed fields.
-pub const MESSAGE_OVERHEAD: usize = 128;
+/// a generous bound (128 bytes) for the envelope and the bincode encoding of the fixed fields,
+/// plus what sealing adds (`balsa_net::SEAL_OVERHEAD`, whether or not the node seals: the
+/// budget of a message does not depend on the keys).
+pub const MESSAGE_OVERHEAD: usize = 128 + balsa_net::SEAL_OVERHEAD;
 /// Bytes an entry's framing takes on the wire beside its data (index, term, kind, length).
 pub const ENTRY_OVERHEAD: usize = 32;
 

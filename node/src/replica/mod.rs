@@ -59,7 +59,7 @@ use crate::raft::{
 };
 use crate::runtime::wire::{
     self, MAX_REQUESTS_PER_DATAGRAM, MemberStep, MembersReport, RefusalKind, ReplyTo, Request,
-    RequestBody, Response, ResponseBody, StatusReport, Wire,
+    RequestBody, Response, ResponseBody, StatusReport, SuspiciousSource, Wire,
 };
 use crate::runtime::{Error, NodeStatus, role_name};
 use crate::state_machine::{RestoreError, StateMachine};
@@ -945,6 +945,20 @@ impl<S: StateMachine, R> Replica<S, R> {
             outgoing_voters: membership.map_or_else(Vec::new, |m| m.outgoing().collect()),
             learners: membership.map_or_else(Vec::new, |m| m.learners().collect()),
             configuration_index: self.raft.membership_index(),
+            datagrams_auth_failed: counters.dropped(DropReason::AuthFailed),
+            datagrams_replayed: counters.dropped(DropReason::Replayed)
+                + counters.dropped(DropReason::OldBoot),
+            suspicious_sources: self
+                .counters
+                .by_source()
+                .into_iter()
+                .map(|(address, drops)| SuspiciousSource {
+                    address,
+                    auth_failed: drops.auth_failed,
+                    replayed: drops.replayed,
+                    wrong_kind: drops.wrong_kind,
+                })
+                .collect(),
         }
     }
 }

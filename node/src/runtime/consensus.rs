@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use balsa_net::{Destination, Inbound, Kind, Outbox, Transport};
+use balsa_net::{Destination, DropReason, Inbound, Kind, Outbox, Transport};
 
 use super::members::{PeerTable, member_addresses};
 use super::storage::WalRequest;
@@ -195,7 +195,15 @@ impl<S: StateMachine> Consensus<S> {
                 wire,
             },
             (kind, _) => {
-                log::debug!("dropped a {kind:?} datagram carrying the wrong message");
+                // A Raft message in a client request above all: the client key, which every
+                // client holds, must not carry member traffic.
+                log::debug!(
+                    "dropped a {kind:?} datagram from {} carrying the wrong message",
+                    inbound.source
+                );
+                self.transport
+                    .counters()
+                    .dropped_from(DropReason::WrongKind, inbound.source);
                 return None;
             }
         };

@@ -23,6 +23,7 @@
 //! half-alive; a call on a stopped node fails with `ShuttingDown` (or the reason it stopped); a
 //! node's transport starts only once its identity is durable in its data directory.
 
+mod boot;
 mod consensus;
 mod error;
 pub mod identity;
@@ -208,6 +209,12 @@ pub struct NodeConfig {
     pub snapshot_trailing_entries: u64,
     /// The WAL's options.
     pub wal: balsa_wal::Options,
+    /// What the node seals its datagrams with: a peer ring for member traffic and a client
+    /// ring for client traffic (`balsa_net::Keys::node`), or none at all
+    /// (`balsa_net::Keys::insecure`: plaintext, for a network where everyone who can send a
+    /// datagram is trusted). Default none: the `balsa serve` command refuses to start so unless
+    /// told `--insecure`; an embedder decides. See ARCHITECTURE.md, "Sealed datagrams".
+    pub keys: balsa_net::Keys,
 }
 
 /// The file an earlier version's `--rejoin` left in a data directory: its node never votes
@@ -237,6 +244,7 @@ impl NodeConfig {
             snapshot_bytes: 64 << 20,
             snapshot_trailing_entries: core.snapshot_trailing_entries,
             wal: balsa_wal::Options::default(),
+            keys: balsa_net::Keys::insecure(),
         }
     }
 
@@ -450,6 +458,8 @@ impl Node {
         let mut net_config = balsa_net::Config::new(config.id, identity.cluster_id, bind);
         net_config.peers = members::initial_peers(config.id, &given, raft.membership());
         net_config.datagram_limit = config.datagram_limit;
+        net_config.keys = config.keys.clone();
+        net_config.boot_id = boot::next_boot_id(&config.data_dir)?;
         let transport = Arc::new(
             Transport::start(net_config, inbox.clone())
                 .map_err(|error| Error::Start(error.to_string()))?,

@@ -421,6 +421,26 @@ pub struct StatusReport {
     pub learners: Vec<NodeId>,
     /// The index of the entry holding the configuration in force (0: the bootstrap one).
     pub configuration_index: u64,
+    /// Datagrams dropped because they failed authentication (`auth_failed`).
+    pub datagrams_auth_failed: u64,
+    /// Member datagrams dropped as replays or of an older boot of their sender.
+    pub datagrams_replayed: u64,
+    /// The sources of those drops (and of messages of the wrong kind), per address, at most
+    /// `balsa_net::MAX_SOURCES` of them (plus `0.0.0.0:0` for the rest).
+    pub suspicious_sources: Vec<SuspiciousSource>,
+}
+
+/// One source address of datagrams a node dropped as not speaking with the right to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuspiciousSource {
+    /// Where they came from (as the datagrams said: a source address can be forged).
+    pub address: SocketAddr,
+    /// Datagrams that failed authentication.
+    pub auth_failed: u64,
+    /// Member datagrams replayed, or of an older boot of their sender.
+    pub replayed: u64,
+    /// Messages of a kind their datagram may not carry (a Raft message in a client request).
+    pub wrong_kind: u64,
 }
 
 /// Who to answer when a command is applied.
