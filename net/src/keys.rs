@@ -204,7 +204,9 @@ mod tests {
 
     #[test]
     fn hex_round_trips_and_refuses_without_echoing() {
-        let key = Key::from_bytes(std::array::from_fn(|i| u8::try_from(i * 7).expect("under 256")));
+        let key = Key::from_bytes(std::array::from_fn(|i| {
+            u8::try_from(i * 7).expect("under 256")
+        }));
         let text = key.to_hex();
         assert_eq!(text.len(), 64);
         assert_eq!(

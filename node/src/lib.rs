@@ -111,6 +111,7 @@
 //! Storage lives in [`balsa_wal`], the transport in [`balsa_net`]. `ARCHITECTURE.md` has the map.
 
 pub mod client;
+pub mod keyfile;
 pub mod kv;
 pub mod raft;
 pub mod replica;

@@ -46,7 +46,7 @@ use balsa_net::ANY_CLUSTER;
 
 use super::identity::{Identity, cluster_id_text};
 use super::{Error, NodeConfig, NodeConfigError};
-use crate::client::{Client, ClientOptions};
+use crate::client::{Client, ClientError, ClientOptions};
 use crate::raft::NodeId;
 
 /// The longest one round of asking the members waits for an answer.
@@ -242,16 +242,23 @@ pub fn ask_members(config: &NodeConfig) -> Result<Learned, Error> {
             timeout: round,
             attempt_timeout: round / 2,
             cluster_id: ANY_CLUSTER,
+            // Asked as a client: under the client key, which every member opens.
+            key: config.keys.client.as_ref().map(|ring| ring.current.clone()),
             ..ClientOptions::default()
         };
         let mut client = Client::new(others.clone(), options).map_err(|error| {
             Error::Start(format!("asking the members for the cluster's id: {error}"))
         })?;
-        let answers: Vec<(SocketAddr, u64)> = others
-            .iter()
-            .zip(client.status_all(&others))
-            .filter_map(|(from, report)| Some((*from, report.ok()?.cluster_id)))
-            .collect();
+        let mut answers: Vec<(SocketAddr, u64)> = Vec::new();
+        for (from, report) in others.iter().zip(client.status_all(&others)) {
+            match report {
+                Ok(report) => answers.push((*from, report.cluster_id)),
+                Err(error @ ClientError::Unauthenticated { .. }) => {
+                    log::warn!("asking {from} for the cluster's id: {error}");
+                }
+                Err(_) => {}
+            }
+        }
         if let Some(&(from, cluster_id)) = answers.first() {
             if answers.iter().any(|(_, id)| *id != cluster_id) {
                 return Err(NodeConfigError::MembersDisagree { answers }.into());
