@@ -8,7 +8,7 @@
 //! fails verification under its kind's key ring, is [`DropReason::AuthFailed`] before the
 //! decoder sees a byte. A codec without keys writes plaintext and refuses sealed datagrams the
 //! same way (it cannot verify them). A sealed datagram's body is shorter than the datagram limit
-//! by [`SEAL_OVERHEAD`](crate::SEAL_OVERHEAD): what fits is decided on the sealed size.
+//! by [`SEAL_OVERHEAD`]: what fits is decided on the sealed size.
 //!
 //! The body is the message in bincode 2's serde encoding with its `standard()` configuration:
 //! integers as little-endian varints (below 251: one byte; 251, 252, 253 then 2, 4 or 8 bytes),
@@ -204,7 +204,7 @@ impl Codec {
     }
 
     /// The size of the datagram this codec would send `msg` in: [`datagram_len`], plus
-    /// [`SEAL_OVERHEAD`](crate::SEAL_OVERHEAD) when it seals.
+    /// [`SEAL_OVERHEAD`] when it seals.
     ///
     /// # Errors
     /// [`Error::Encode`] if `msg`'s `Serialize` fails.

@@ -37,22 +37,37 @@
 //! ```text
 //! offset  size  field
 //!      0     4  magic        b"BLSA"
-//!      4     1  version      1
-//!      5     1  kind         1 peer message, 2 client request, 3 client response
+//!      4     1  version      2
+//!      5     1  kind         1 peer message, 2 client request, 3 client response;
+//!                            + 0x80 when sealed
 //!      6     8  cluster id   u64 (0: any, see "What is accepted")
 //!     14     8  from         u64: the sender's node id (0 for a client)
-//!     22     …  body         the message: bincode 2, serde, standard() config (varint integers)
+//!     22     …  body         plaintext: the message (bincode 2, serde, standard() config);
+//!                            sealed: nonce, encrypted boot id + sequence + message, tag
 //! ```
 //!
 //! The whole datagram, header included, is at most the datagram limit.
+//!
+//! # Sealed datagrams
+//!
+//! With keys ([`Config::keys`]: a peer ring for member traffic, a client ring for client
+//! traffic) every datagram is sealed with XChaCha20-Poly1305, the header as associated data
+//! (`seal.rs`, the one file with cryptography, behind the default `seal` feature): nobody
+//! without the key can read it, or make or change one that a receiver accepts. Member
+//! datagrams also carry the sender's boot id and a sequence number, and each receiver keeps a
+//! replay window per sender (`replay.rs`). A node that cannot open a client request answers it
+//! with a [`Notice`] (unauthenticated, rate-limited), so that the client can say why it failed.
+//! Without keys ([`Keys::insecure`]) datagrams go in plaintext, for a trusted network.
 //!
 //! # What is accepted
 //!
 //! In this order, dropping at the first failure ([`DropReason`]): the datagram's size (at most the
 //! limit: the receive buffer is one byte larger, so a larger one is seen, not cut); the header
 //! (at least 22 bytes, magic, version, cluster id, a known kind); for a peer message, the sender
-//! (its id in the peer table, and the datagram from that id's address); a partition injected on
-//! that peer; then the body, which must decode as one `M` using every byte. Client requests and
+//! (its id in the peer table, and the datagram from that id's address) and a partition injected
+//! on that peer; then the seal (sealed exactly when this transport has keys, and verified under
+//! the ring of its kind: `auth_failed`), the replay window for a peer message (`replayed`,
+//! `old_boot`); then the body, which must decode as one `M` using every byte. Client requests and
 //! responses are accepted from any address: [`Inbound::source`] says where to answer.
 //!
 //! **The cluster rule.** Cluster id 0 ([`ANY_CLUSTER`]) is the wildcard of a client that does
@@ -97,8 +112,10 @@
 //! [`Transport::counters`], readable from any thread at any time: datagrams and bytes in and
 //! out, messages delivered, send errors, datagrams refused for a full queue, the faults injected,
 //! and drops by [`DropReason`]: too short, bad magic, bad version, wrong cluster, undecodable,
-//! too large, unknown peer, wrong address, inbox full, inbox closed, fault, and refused by the
-//! application ([`Counters::dropped`], e.g. a client batch over a node's limit).
+//! too large, unknown peer, wrong address, inbox full, inbox closed, fault, refused by the
+//! application ([`Counters::dropped`], e.g. a client batch over a node's limit), auth failed,
+//! replayed, old boot and wrong kind (the last four also per source address,
+//! [`Counters::by_source`], for at most [`MAX_SOURCES`] addresses).
 //!
 //! # Fault injection (tests)
 //!
@@ -125,6 +142,11 @@
 //!   socket closes when it exits, whatever outboxes remain (they hold it weakly).
 //! - **Only `codec.rs` names `bincode`** (marked unmaintained, RUSTSEC-2025-0141): a
 //!   wire-compatible replacement is a change to that file alone.
+//! - **Only `seal.rs` holds cryptography** (`chacha20poly1305`); `seal_off.rs` stands in for it
+//!   without the `seal` feature and refuses every key.
+//! - **Nothing of a sealed datagram is decrypted or decoded before its tag is verified**, and
+//!   nothing is remembered of it (replay window, key memory) before then either: a forger
+//!   cannot move a window or change which key a receiver is answered under.
 
 mod bounded;
 pub mod bytes;
