@@ -98,13 +98,31 @@ struct Receiving {
     replay: ReplayWindows,
     /// Notices left to send this second, and when the second started.
     notices: Option<(Instant, u32)>,
+    /// When a member's datagram that failed authentication was last logged.
+    last_auth_warning: Option<Instant>,
 }
+
+/// The least time between two warnings of member datagrams failing authentication.
+const AUTH_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Notices (see [`crate::Notice`]) a node sends per second at most, to all clients together: a
 /// forger cannot make a node send more than this, each smaller than the datagram that asked.
 pub const NOTICES_PER_SECOND: u32 = 16;
 
 impl Receiving {
+    /// Whether to log a member's datagram that failed authentication now (at most once per
+    /// [`AUTH_WARNING_INTERVAL`]: the counters have every one).
+    fn auth_warning_due(&mut self) -> bool {
+        let now = now();
+        let due = self
+            .last_auth_warning
+            .is_none_or(|last| now.duration_since(last) >= AUTH_WARNING_INTERVAL);
+        if due {
+            self.last_auth_warning = Some(now);
+        }
+        due
+    }
+
     /// Takes a notice from this second's budget.
     fn take_notice(&mut self) -> bool {
         let now = now();
@@ -278,6 +296,19 @@ where
                     && receiving.take_notice()
                 {
                     self.send_notice(&notice, source);
+                }
+                if kind == Kind::Peer && receiving.auth_warning_due() {
+                    log::warn!(
+                        "{}: a datagram from member {from} at {source} failed authentication \
+                         ({} so far, all sources): does it have this cluster's peer key, and \
+                         this node the right one? (or someone forges its datagrams)",
+                        self.local(),
+                        self.shared
+                            .counters
+                            .values()
+                            .dropped(DropReason::AuthFailed)
+                            + 1
+                    );
                 }
                 return Err(reason);
             }
