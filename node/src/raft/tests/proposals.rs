@@ -4,7 +4,7 @@
 //! AppendEntries as the datagram limit allows (DESIGN, "Wire"; thesis §10.2.1 batching).
 
 use super::super::testkit::Cluster;
-use super::super::{Body, Entry, Input, ProposalOutcome, ProposeError, Role};
+use super::super::{Body, Entry, Input, MESSAGE_OVERHEAD, ProposalOutcome, ProposeError, Role};
 use super::{appended, in_flight, outcome, propose};
 
 /// §5.1 "If a client contacts a follower, the follower redirects it to the leader" — here the
@@ -186,8 +186,9 @@ fn proposals_of_one_step_go_out_in_one_append_entries_when_they_fit() {
 }
 
 /// DESIGN, batching under a smaller datagram limit: at 2,000 bytes a message carries
-/// (2,000 − 128) / (100 + 32) = 14 such entries, so the 100 go in ⌈100 / 14⌉ = 8 messages, each
-/// within the limit, together covering every entry once, in order.
+/// (2,000 − 184) / (100 + 32) = 13 such entries (184: `MESSAGE_OVERHEAD`, room for the envelope
+/// and the fixed fields, sealed), so the 100 go in ⌈100 / 13⌉ = 8 messages, each within the
+/// limit, together covering every entry once, in order.
 #[test]
 fn proposals_of_one_step_fill_each_append_entries_up_to_the_byte_limit() {
     let (mut cluster, before) = hundred_proposals(2_000);
@@ -195,7 +196,8 @@ fn proposals_of_one_step_fill_each_append_entries_up_to_the_byte_limit() {
     let batches = appends_to_2(&cluster, before);
     assert_eq!(batches.len(), 8);
     let sizes: Vec<usize> = batches.iter().map(|batch| batch.len()).collect();
-    assert_eq!(sizes, [14, 14, 14, 14, 14, 14, 14, 2]);
+    assert_eq!(MESSAGE_OVERHEAD, 184);
+    assert_eq!(sizes, [13, 13, 13, 13, 13, 13, 13, 9]);
     for (_, to, msg) in &cluster.sent[before..] {
         assert!(
             msg.wire_size() <= 2_000,
