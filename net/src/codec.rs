@@ -283,10 +283,15 @@ impl Codec {
         envelope::parse_notice(datagram)
     }
 
-    /// The notice a node answers `header`'s request with when [`Codec::open`] failed, if any:
-    /// only client requests get one.
-    pub(crate) fn notice_for(&self, header: Header) -> Option<[u8; envelope::NOTICE_LEN]> {
-        if header.kind != Kind::Request {
+    /// The notice a node answers a `len`-byte request with `header` when [`Codec::open`]
+    /// failed, if any: only client requests get one, and only those longer than a notice (so
+    /// that a forged source address cannot be sent more bytes than the forger sent).
+    pub(crate) fn notice_for(
+        &self,
+        header: Header,
+        len: usize,
+    ) -> Option<[u8; envelope::NOTICE_LEN]> {
+        if header.kind != Kind::Request || len <= envelope::NOTICE_LEN {
             return None;
         }
         let notice = if self.sealer.is_some() {

@@ -77,7 +77,8 @@ const NOTICE_KIND: u8 = 4;
 pub(crate) const NOTICE_LEN: usize = HEADER_LEN + 1;
 
 /// What a node tells a client whose request it could not open: a plaintext datagram (kind byte
-/// 4, one byte of reason after the header), sent at most [`NOTICES_PER_SECOND`] times a second.
+/// 4, one byte of reason after the header), sent at most [`NOTICES_PER_SECOND`] times a second,
+/// and only for a request longer than itself.
 /// It is not authenticated (whoever sent it, a client without the key could not check it), so a
 /// client uses it only to word the error of a request that failed anyway, never to act on.
 ///

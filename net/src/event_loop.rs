@@ -106,7 +106,8 @@ struct Receiving {
 const AUTH_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Notices (see [`crate::Notice`]) a node sends per second at most, to all clients together: a
-/// forger cannot make a node send more than this, each smaller than the datagram that asked.
+/// forger cannot make a node send more than this, each smaller than the datagram that asked (a
+/// request no longer than a notice gets none).
 pub const NOTICES_PER_SECOND: u32 = 16;
 
 impl Receiving {
@@ -289,10 +290,11 @@ where
                 return Err(DropReason::Fault);
             }
         }
+        let len = datagram.len();
         let opened = match self.codec.open(header, datagram) {
             Ok(opened) => opened,
             Err(reason) => {
-                if let Some(notice) = self.codec.notice_for(header)
+                if let Some(notice) = self.codec.notice_for(header, len)
                     && receiving.take_notice()
                 {
                     self.send_notice(&notice, source);

@@ -1,11 +1,14 @@
 //! Shared by the integration tests: a Raft-shaped test message, transports on 127.0.0.1 with
-//! their inboxes, raw sockets to forge datagrams from, and waiting with bounded timeouts.
+//! their inboxes (plaintext or keyed), raw sockets to forge and capture datagrams with, and
+//! waiting with bounded timeouts.
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use balsa_net::{Codec, Config, CounterValues, Inbound, Kind, Outbox, Transport};
+use balsa_net::{
+    Codec, Config, CounterValues, Inbound, KEY_LEN, Key, KeyRing, Keys, Kind, Outbox, Transport,
+};
 use crossbeam_channel::Receiver;
 use serde::{Deserialize, Serialize};
 
@@ -140,9 +143,85 @@ pub fn connect(nodes: &[&Node]) {
     }
 }
 
-/// A plain socket on 127.0.0.1 to forge datagrams from.
+/// A plain socket on 127.0.0.1 to forge datagrams from, and to capture them with: a read waits
+/// at most [`WAIT`].
 pub fn raw_socket() -> UdpSocket {
-    UdpSocket::bind("127.0.0.1:0").expect("bind a raw socket")
+    let raw = UdpSocket::bind("127.0.0.1:0").expect("bind a raw socket");
+    raw.set_read_timeout(Some(WAIT))
+        .expect("a read timeout on a raw socket");
+    raw
+}
+
+/// The next datagram `raw` receives, within [`WAIT`], and where it came from.
+pub fn capture(raw: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+    let mut buffer = vec![0; 65_536];
+    let (len, from) = raw.recv_from(&mut buffer).unwrap_or_else(|error| {
+        panic!(
+            "{} captured nothing within {WAIT:?}: {error}",
+            raw.local_addr().expect("bound")
+        )
+    });
+    buffer.truncate(len);
+    (buffer, from)
+}
+
+/// The test key made of 32 copies of `byte`: one distinct key per byte.
+pub fn key(byte: u8) -> Key {
+    Key::from_bytes([byte; KEY_LEN])
+}
+
+/// The byte of the test cluster's peer key and of its client key.
+pub const PEER_KEY: u8 = 1;
+pub const CLIENT_KEY: u8 = 2;
+
+/// A node's keys: peer ring [`key`]`(peer)`, client ring [`key`]`(client)`, one key each.
+pub fn node_keys(peer: u8, client: u8) -> Keys {
+    Keys::node(KeyRing::new(key(peer)), KeyRing::new(key(client)))
+}
+
+/// The test cluster's keys for a node.
+pub fn cluster_keys() -> Keys {
+    node_keys(PEER_KEY, CLIENT_KEY)
+}
+
+/// The test cluster's keys for a client.
+pub fn client_keys() -> Keys {
+    Keys::client(key(CLIENT_KEY))
+}
+
+/// Node `id`'s configuration sealing under `keys` as boot `boot_id`.
+pub fn keyed_config(id: u64, keys: Keys, boot_id: u64) -> Config {
+    let mut config = config(id);
+    config.keys = keys;
+    config.boot_id = boot_id;
+    config
+}
+
+impl Node {
+    /// Node `id` with the test cluster's keys (or a client's for id 0), as boot 1.
+    pub fn start_keyed(id: u64) -> Node {
+        let keys = if id == balsa_net::CLIENT_ID {
+            client_keys()
+        } else {
+            cluster_keys()
+        };
+        Node::start_with(keyed_config(id, keys, 1), 4096)
+    }
+}
+
+/// A codec sealing under `keys` as node `from` of the test cluster, boot `boot_id`.
+pub fn sealing_codec(from: u64, keys: &Keys, boot_id: u64) -> Codec {
+    Codec::new(CLUSTER, from, balsa_net::MAX_DATAGRAM_LIMIT)
+        .and_then(|codec| codec.with_keys(keys, boot_id))
+        .expect("a sealing codec")
+}
+
+/// A datagram of `kind` from `from` sealed under `keys`.
+pub fn sealed_datagram(keys: &Keys, kind: Kind, from: u64, msg: &Msg) -> Vec<u8> {
+    sealing_codec(from, keys, 1)
+        .encode(kind, msg)
+        .expect("fits")
+        .to_vec()
 }
 
 /// A valid datagram of `kind` from node `from` in the test cluster.
@@ -155,8 +234,26 @@ pub fn datagram(kind: Kind, from: u64, msg: &Msg) -> Vec<u8> {
 /// delivered, returning every other message delivered before it. Datagrams from one socket
 /// over loopback arrive in order, so everything `raw` sent before has then been processed.
 pub fn barrier(raw: &UdpSocket, node: &Node, marker: &str) -> Vec<Inbound<Msg>> {
+    barrier_with(raw, node, marker, |msg| datagram(Kind::Request, 0, msg))
+}
+
+/// As [`barrier`], for a node with the test cluster's keys: the marker is sealed under the
+/// client key.
+pub fn sealed_barrier(raw: &UdpSocket, node: &Node, marker: &str) -> Vec<Inbound<Msg>> {
+    barrier_with(raw, node, marker, |msg| {
+        sealed_datagram(&client_keys(), Kind::Request, 0, msg)
+    })
+}
+
+/// As [`barrier`], with the marker request made by `request`.
+pub fn barrier_with(
+    raw: &UdpSocket,
+    node: &Node,
+    marker: &str,
+    request: impl Fn(&Msg) -> Vec<u8>,
+) -> Vec<Inbound<Msg>> {
     let msg = Msg::Text(marker.to_owned());
-    raw.send_to(&datagram(Kind::Request, 0, &msg), node.addr())
+    raw.send_to(&request(&msg), node.addr())
         .expect("send marker");
     let mut before = Vec::new();
     loop {
