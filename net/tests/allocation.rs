@@ -1,6 +1,8 @@
 //! No datagram makes the decoder allocate more than the datagram limit: length prefixes of
 //! 2^16, 2^32 - 1, 2^32 and 2^63 in a 20-byte body, for every kind of collection, are refused
-//! while the decoder's allocations stay tiny.
+//! while the decoder's allocations stay tiny. Opening a sealed datagram (verify, then decrypt in
+//! place) allocates nothing: an honest one costs exactly what its plaintext twin does, a forged
+//! one of the full limit is refused having allocated nothing at all.
 //!
 //! The proof is a counting global allocator, which is why this file is its own test binary. It
 //! counts per thread (tests run in parallel), the peak of live bytes above where a decode began.
@@ -192,4 +194,100 @@ fn an_honest_full_datagram_costs_what_it_holds() {
     assert_eq!(result.expect("decodes").1.0, data);
     println!("honest {LIMIT}-byte datagram: peak {peak} bytes");
     assert!(peak <= 2 * LIMIT, "{peak}");
+}
+
+/// Sealed datagrams: what opening costs on top of decoding.
+#[cfg(feature = "seal")]
+mod sealed {
+    use balsa_net::{KEY_LEN, Key, KeyRing, KeySlot, Keys, SEAL_OVERHEAD};
+
+    use super::*;
+
+    fn ring(byte: u8) -> KeyRing {
+        KeyRing::new(Key::from_bytes([byte; KEY_LEN]))
+    }
+
+    fn keyed(from: u64, keys: &Keys) -> Codec {
+        Codec::new(CLUSTER, from, LIMIT)
+            .and_then(|codec| codec.with_keys(keys, 1))
+            .expect("a sealing codec")
+    }
+
+    /// A sealed datagram of exactly the limit, and the message it carries.
+    fn full_sealed_datagram(sender: &mut Codec, slot: KeySlot) -> (Vec<u8>, Vec<u8>) {
+        let data = vec![0x5A; LIMIT - HEADER_LEN - 3 - SEAL_OVERHEAD];
+        let datagram = sender
+            .encode_under(Kind::Peer, slot, &Bytes(data.clone()))
+            .expect("fits")
+            .to_vec();
+        assert_eq!(datagram.len(), LIMIT);
+        (datagram, data)
+    }
+
+    /// The bound: opening adds nothing, under the current key or (tried second) the previous
+    /// one, so a sealed datagram's peak is its plaintext twin's, which is the message's own
+    /// buffer.
+    #[test]
+    fn opening_a_sealed_full_datagram_allocates_only_the_message() {
+        let rotating = Keys::node(ring(3).with_previous(Some(ring(1).current)), ring(2));
+        let receiver = keyed(1, &rotating);
+        let mut sender = keyed(2, &rotating);
+        let mut plain = Codec::new(CLUSTER, 2, LIMIT).expect("valid limit");
+        for slot in [KeySlot::Current, KeySlot::Previous] {
+            let (mut sealed, data) = full_sealed_datagram(&mut sender, slot);
+            let mut twin = plain
+                .encode(Kind::Peer, &Bytes(data.clone()))
+                .expect("fits")
+                .to_vec();
+            let (result, sealed_peak) = peak_allocation(|| receiver.decode::<Bytes>(&mut sealed));
+            assert_eq!(result.expect("opens and decodes").1.0, data);
+            let plain_codec = Codec::new(CLUSTER, 1, LIMIT).expect("valid limit");
+            let (result, plain_peak) = peak_allocation(|| plain_codec.decode::<Bytes>(&mut twin));
+            assert_eq!(result.expect("decodes").1.0, data);
+            println!(
+                "sealed {LIMIT}-byte datagram under the {slot:?} key: peak {sealed_peak} bytes \
+                 (plaintext twin {plain_peak}, message {})",
+                data.len()
+            );
+            assert_eq!(sealed_peak, plain_peak, "{slot:?}");
+            assert_eq!(
+                sealed_peak,
+                data.len(),
+                "{slot:?}: the message's buffer alone"
+            );
+        }
+    }
+
+    /// A forged datagram of the full limit: a damaged tag, a damaged body, another key, or
+    /// filler behind a sealed header. Each is refused before a byte is decrypted (the buffer is
+    /// as it came) having allocated nothing, not even an error message.
+    #[test]
+    fn a_forged_full_datagram_is_refused_having_allocated_nothing() {
+        let keys = Keys::node(ring(1), ring(2));
+        let receiver = keyed(1, &keys);
+        let (good, _) = full_sealed_datagram(&mut keyed(2, &keys), KeySlot::Current);
+        let mut bad_tag = good.clone();
+        *bad_tag.last_mut().expect("not empty") ^= 1;
+        let mut bad_body = good.clone();
+        bad_body[LIMIT / 2] ^= 1;
+        let (other_key, _) = full_sealed_datagram(
+            &mut keyed(2, &Keys::node(ring(9), ring(2))),
+            KeySlot::Current,
+        );
+        let mut filler = good[..HEADER_LEN].to_vec();
+        filler.resize(LIMIT, 0x61);
+        for (what, forged) in [
+            ("a damaged tag", bad_tag),
+            ("a damaged body", bad_body),
+            ("another key", other_key),
+            ("filler", filler),
+        ] {
+            let mut datagram = forged.clone();
+            let (result, peak) = peak_allocation(|| receiver.decode::<Bytes>(&mut datagram));
+            assert_eq!(result.err(), Some(DropReason::AuthFailed), "{what}");
+            println!("forged {LIMIT}-byte datagram, {what}: peak {peak} bytes");
+            assert_eq!(peak, 0, "{what}");
+            assert!(datagram == forged, "{what}: nothing decrypted");
+        }
+    }
 }
