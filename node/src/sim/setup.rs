@@ -68,7 +68,10 @@ impl Setup {
                 let mut core = Config::new(id, ids.clone());
                 core.pre_vote = pre_vote;
                 core.check_quorum = check_quorum;
-                core.set_max_message_bytes(max_message_bytes);
+                // What the sealed envelope adds on top, so that the entries a message carries
+                // (the budget beyond MESSAGE_OVERHEAD) are what they were before sealing, and
+                // every seed plays as it did.
+                core.set_max_message_bytes(max_message_bytes + balsa_net::SEAL_OVERHEAD);
                 core.snapshot_inflight_chunks = snapshot_inflight_chunks;
                 core.snapshot_trailing_entries = snapshot_trailing_entries;
                 core.max_inflight_messages = max_inflight_messages;
