@@ -7,7 +7,8 @@
 //! sealed under the client key is dropped as the wrong kind, and a member datagram forged with
 //! the client key fails authentication, neither moving any term; a member started with the
 //! wrong peer key neither disrupts the others nor learns their log; a rolling rotation of the
-//! peer key, and of the client key, under a write load loses no acknowledged write.
+//! peer key, and of the client key, under a write load loses no acknowledged write; during a
+//! rotation of the client key, clients on either key complete writes a follower forwards.
 //!
 //! Not here: the replay of a captured member datagram (balsa-net's tests capture and replay
 //! datagrams between transports; nodes on loopback would need a relay for it).
@@ -805,6 +806,40 @@ fn a_rolling_rotation_of_the_client_key_under_writes_loses_no_acknowledged_write
             (0, 0),
             "node {}",
             report.id
+        );
+    }
+    cluster.shutdown();
+}
+
+/// A follower forwards a client's write to the leader, which answers the client directly
+/// (issue 16's rotation must not break it). While the client key is rotated, a leader that
+/// never heard from the client answers under both keys, so a client still on the previous key
+/// and one on the new key both complete writes through a follower, the only node they know.
+/// (Under the current key alone, the client on the previous key never read an answer.)
+#[test]
+fn clients_on_either_client_key_complete_writes_a_follower_forwards_during_a_rotation() {
+    let (peer, old, new) = (new_key(), new_key(), new_key());
+    let rotating = Keys::node(
+        KeyRing::new(peer),
+        KeyRing::new(new.clone()).with_previous(Some(old.clone())),
+    );
+    let cluster = Cluster::start(&vec![rotating; 3]);
+    let leader = cluster.leader();
+    let follower = (leader + 1) % 3;
+    let leader_id = cluster.members[leader].0;
+    wait_for("the follower follows the leader", || {
+        let status = cluster.node(follower).status().ok()?;
+        (status.leader == Some(leader_id)).then_some(())
+    });
+    let only_the_follower = vec![cluster.members[follower].1];
+    for (which, key) in [("previous", old), ("new", new)] {
+        let mut client = client(only_the_follower.clone(), Some(key));
+        client
+            .put(which.as_bytes(), b"written")
+            .unwrap_or_else(|error| panic!("a client on the {which} key: {error}"));
+        assert_eq!(
+            client.get(which.as_bytes(), false).expect("a read"),
+            Some(b"written".to_vec())
         );
     }
     cluster.shutdown();
