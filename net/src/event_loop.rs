@@ -322,9 +322,7 @@ where
                     .admit(from, sealing.boot_id, sealing.sequence)?;
             }
             if self.codec.rotating(kind) {
-                self.shared
-                    .previous_key_users
-                    .record(kind, source, sealing.slot);
+                self.shared.key_users.record(kind, source, sealing.slot);
             }
         }
         let msg = codec::decode_body(opened.body)?;

@@ -14,7 +14,7 @@ use crate::codec::Codec;
 use crate::config::SendPath;
 use crate::envelope::Kind;
 use crate::keys::KeySlot;
-use crate::shared::Shared;
+use crate::shared::{Shared, Slots};
 use crate::{Error, Result};
 
 /// Where a message goes, which also decides its [`Kind`].
@@ -133,17 +133,20 @@ impl<M: Serialize> Outbox<M> {
             ..
         } = self;
         let kind = to.kind();
-        let slot = if codec.rotating(kind) {
-            shared.previous_key_users.slot_for(kind, addr)
+        let slots = if codec.rotating(kind) {
+            shared.key_users.slots_for(kind, addr)
         } else {
-            KeySlot::Current
+            Slots::One(KeySlot::Current)
         };
-        let bytes = codec.encode_under(kind, slot, msg)?;
-        if path == SendPath::Direct && !shared.faults.is_active() {
-            send_direct(shared, socket, addr, peer, bytes)
-        } else {
-            post(shared, addr, peer, bytes)
+        for slot in slots.each() {
+            let bytes = codec.encode_under(kind, slot, msg)?;
+            if path == SendPath::Direct && !shared.faults.is_active() {
+                send_direct(shared, socket, addr, peer, bytes)?;
+            } else {
+                post(shared, addr, peer, bytes)?;
+            }
         }
+        Ok(())
     }
 }
 

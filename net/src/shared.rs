@@ -2,7 +2,7 @@
 //! [`Outbox`](crate::Outbox): the peer table, the counters, the faults, the way in to the net
 //! thread (outbound channel and waker) and the spare buffers it hands back.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,26 +40,55 @@ pub(crate) struct Shared {
     pub(crate) wake_pending: AtomicBool,
     /// Set once: the net thread sends what is queued and exits.
     pub(crate) stopping: AtomicBool,
-    /// Who last sealed to this node under a previous key (only while a ring has one).
-    pub(crate) previous_key_users: PreviousKeyUsers,
+    /// Which key each address last sealed to this node under (only while a ring has a
+    /// previous key).
+    pub(crate) key_users: KeyUsers,
 }
 
-/// Addresses remembered per key ring at most; beyond it a sender under the previous key is
-/// answered under the current one (and cannot read the answer until it rotates).
-pub(crate) const MAX_PREVIOUS_KEY_USERS: usize = 4096;
+/// Addresses remembered per key ring at most; beyond it, an address is sent to as if never
+/// heard from (see [`KeyUsers`]).
+pub(crate) const MAX_KEY_USERS: usize = 4096;
 
-/// The addresses whose last datagram opened under the previous key of a ring: they are
-/// answered under that key, so that a node or client that has not rotated yet can still read
-/// what it is sent. Consulted and updated only while the ring has a previous key (a rotation is
-/// under way), so it costs nothing otherwise.
+/// Which key of a ring each address last sealed to this node under, so that it is sent to under
+/// a key it holds: a node or client that has not rotated yet can still read what it is sent, and
+/// one that has is sent to under the new key. Consulted and updated only while the ring has a
+/// previous key (a rotation is under way), so it costs nothing otherwise.
+///
+/// An address never heard from is sent to under the current key, except a client being
+/// answered: a follower forwards a client's write to the leader, and whichever node leads when
+/// the write is applied answers the client directly, maybe never having heard from it. Under the
+/// current key alone, a client still on the previous key could not read that answer, and one
+/// that reaches the cluster through a follower could never complete a write until it rotated.
+/// Such an answer is sealed under both keys, in two datagrams, and the client opens the one it
+/// can (the other is dropped as any datagram it cannot open).
 #[derive(Debug, Default)]
-pub(crate) struct PreviousKeyUsers {
-    peer: Mutex<HashSet<SocketAddr>>,
-    client: Mutex<HashSet<SocketAddr>>,
+pub(crate) struct KeyUsers {
+    peer: Mutex<HashMap<SocketAddr, KeySlot>>,
+    client: Mutex<HashMap<SocketAddr, KeySlot>>,
 }
 
-impl PreviousKeyUsers {
-    fn set(&self, kind: Kind) -> &Mutex<HashSet<SocketAddr>> {
+/// The keys a datagram to one address is sealed under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slots {
+    /// That key only.
+    One(KeySlot),
+    /// Both keys of the ring, one datagram each: for a client not heard from.
+    Both,
+}
+
+impl Slots {
+    /// Each key, in the order its datagram is sent (the previous key's first).
+    pub(crate) fn each(self) -> impl Iterator<Item = KeySlot> {
+        let (first, second) = match self {
+            Slots::One(slot) => (slot, None),
+            Slots::Both => (KeySlot::Previous, Some(KeySlot::Current)),
+        };
+        std::iter::once(first).chain(second)
+    }
+}
+
+impl KeyUsers {
+    fn map(&self, kind: Kind) -> &Mutex<HashMap<SocketAddr, KeySlot>> {
         match kind {
             Kind::Peer => &self.peer,
             Kind::Request | Kind::Response => &self.client,
@@ -70,30 +99,24 @@ impl PreviousKeyUsers {
     pub(crate) fn record(&self, kind: Kind, source: SocketAddr, slot: KeySlot) {
         let source = canonical(source);
         let mut users = self
-            .set(kind)
+            .map(kind)
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        match slot {
-            KeySlot::Previous if users.len() < MAX_PREVIOUS_KEY_USERS => {
-                users.insert(source);
-            }
-            KeySlot::Previous => {}
-            KeySlot::Current => {
-                users.remove(&source);
-            }
+        if users.len() < MAX_KEY_USERS || users.contains_key(&source) {
+            users.insert(source, slot);
         }
     }
 
-    /// The key to seal a datagram of `kind` to `to` under.
-    pub(crate) fn slot_for(&self, kind: Kind, to: SocketAddr) -> KeySlot {
+    /// The keys to seal a datagram of `kind` to `to` under.
+    pub(crate) fn slots_for(&self, kind: Kind, to: SocketAddr) -> Slots {
         let users = self
-            .set(kind)
+            .map(kind)
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if users.contains(&canonical(to)) {
-            KeySlot::Previous
-        } else {
-            KeySlot::Current
+        match users.get(&canonical(to)) {
+            Some(&slot) => Slots::One(slot),
+            None if kind == Kind::Response => Slots::Both,
+            None => Slots::One(KeySlot::Current),
         }
     }
 }
@@ -116,5 +139,78 @@ impl Shared {
             return Ok(());
         }
         self.waker.wake()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn an_address_is_sent_to_under_the_key_it_last_used() {
+        let users = KeyUsers::default();
+        users.record(Kind::Peer, addr(1), KeySlot::Previous);
+        users.record(Kind::Request, addr(2), KeySlot::Previous);
+        users.record(Kind::Request, addr(3), KeySlot::Previous);
+        users.record(Kind::Request, addr(3), KeySlot::Current);
+        assert_eq!(
+            users.slots_for(Kind::Peer, addr(1)),
+            Slots::One(KeySlot::Previous)
+        );
+        assert_eq!(
+            users.slots_for(Kind::Response, addr(2)),
+            Slots::One(KeySlot::Previous)
+        );
+        assert_eq!(
+            users.slots_for(Kind::Response, addr(3)),
+            Slots::One(KeySlot::Current)
+        );
+        // The rings are apart: a client's key says nothing of a peer at the same address.
+        assert_eq!(
+            users.slots_for(Kind::Peer, addr(2)),
+            Slots::One(KeySlot::Current)
+        );
+    }
+
+    #[test]
+    fn a_client_never_heard_from_is_answered_under_both_keys_a_peer_under_the_current_one() {
+        let users = KeyUsers::default();
+        assert_eq!(users.slots_for(Kind::Response, addr(1)), Slots::Both);
+        assert_eq!(
+            Slots::Both.each().collect::<Vec<_>>(),
+            [KeySlot::Previous, KeySlot::Current]
+        );
+        assert_eq!(
+            users.slots_for(Kind::Peer, addr(1)),
+            Slots::One(KeySlot::Current)
+        );
+        assert_eq!(
+            users.slots_for(Kind::Request, addr(1)),
+            Slots::One(KeySlot::Current)
+        );
+    }
+
+    #[test]
+    fn beyond_the_bound_a_new_address_is_not_remembered_and_a_known_one_still_is() {
+        let users = KeyUsers::default();
+        for port in 0..MAX_KEY_USERS {
+            users.record(
+                Kind::Request,
+                addr(u16::try_from(port).expect("4096 ports")),
+                KeySlot::Previous,
+            );
+        }
+        let past = addr(u16::try_from(MAX_KEY_USERS).expect("4096 fits"));
+        users.record(Kind::Request, past, KeySlot::Previous);
+        assert_eq!(users.slots_for(Kind::Response, past), Slots::Both);
+        users.record(Kind::Request, addr(0), KeySlot::Current);
+        assert_eq!(
+            users.slots_for(Kind::Response, addr(0)),
+            Slots::One(KeySlot::Current)
+        );
     }
 }

@@ -22,7 +22,7 @@ use crate::event_loop::{self, EventLoop};
 use crate::faults::Faults;
 use crate::outbox::Outbox;
 use crate::peers::PeerTable;
-use crate::shared::{PreviousKeyUsers, SPARE_BUFFERS, Shared};
+use crate::shared::{KeyUsers, SPARE_BUFFERS, Shared};
 use crate::{Error, Result};
 
 /// A message that arrived, passed the envelope and sender checks, and decoded.
@@ -123,7 +123,7 @@ where
             waker,
             wake_pending: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
-            previous_key_users: PreviousKeyUsers::default(),
+            key_users: KeyUsers::default(),
         });
         let weak_socket = Arc::downgrade(&direct_socket);
         let event_loop = EventLoop::<M, E> {

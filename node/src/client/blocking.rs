@@ -120,6 +120,15 @@ impl Client {
         self.session.leader()
     }
 
+    /// The address of this client's socket: the source nodes see its requests come from (and
+    /// name in `StatusReport::suspicious_sources` when they cannot open them).
+    ///
+    /// # Errors
+    /// The OS error if the socket cannot tell.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.link.socket.local_addr()
+    }
+
     /// Sets `key` to `value`.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), ClientError> {
         let op = Op::Put {

@@ -190,13 +190,14 @@ impl<S: StateMachine> Consensus<S> {
                 from: inbound.from,
                 msg,
             },
-            (Kind::Request, wire) => Input::Client {
+            (Kind::Request, wire @ (Wire::Request(_) | Wire::Requests(_))) => Input::Client {
                 source: inbound.source,
                 wire,
             },
             (kind, _) => {
                 // A Raft message in a client request above all: the client key, which every
-                // client holds, must not carry member traffic.
+                // client holds, must not carry member traffic. The same rule drops a response in
+                // a request, and anything but a Raft message in member traffic.
                 log::debug!(
                     "dropped a {kind:?} datagram from {} carrying the wrong message",
                     inbound.source
