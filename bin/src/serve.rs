@@ -15,20 +15,29 @@
 //! configuration and waits for `balsa members add` to add it), or reading the file back.
 //! `--rejoin` is a deprecated alias of `--join`.
 //!
-//! Exit status: 0 when removed from the cluster; 2 for bad configuration (including a data
+//! Keys: secure by default. The node seals member traffic under `--peer-key-file` and client
+//! traffic under `--client-key-file` (each also accepting its `--previous-...` key while keys
+//! are rotated), and logs the keys' fingerprints, never the keys; without keys it starts only
+//! with `--insecure`, and then logs a warning once. A key file that group or others may read
+//! or write is refused.
+//!
+//! Exit status: 0 when removed from the cluster; 2 for bad configuration (including no keys
+//! and no `--insecure`, a key file that cannot be read or is too open, a data
 //! directory in use, one an earlier version's `--rejoin` marked, or one that belongs to another
 //! node, or to another cluster than the one `--join` finds); 3 when `--join` found no member
 //! to answer; 1 when the node cannot start (its address taken, a damaged log or identity file)
 //! or stops on a storage failure, with the reason on stderr.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use balsa::keyfile::{self, Key, KeyRing, Keys};
 use balsa::kv::KvStore;
 use balsa::{Error, Node, NodeConfig};
 
-use crate::args::ServeArgs;
+use crate::args::{NO_KEYS, ServeArgs};
 use crate::logger;
 
 /// Runs `balsa serve`.
@@ -60,6 +69,14 @@ pub fn run(args: ServeArgs) -> ExitCode {
         eprintln!("balsa serve: {}", Error::from(refusal));
         return ExitCode::from(2);
     }
+    config.keys = match keys(&args) {
+        Ok(keys) => keys,
+        Err(error) => {
+            eprintln!("balsa serve: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    log_keys(&config.keys);
     if args.rejoin {
         log::warn!(
             "--rejoin is deprecated and now means --join. A node that lost its data directory \
@@ -106,5 +123,50 @@ pub fn run(args: ServeArgs) -> ExitCode {
             eprintln!("balsa serve: node {} stopped: {error}", args.id);
             ExitCode::from(1)
         }
+    }
+}
+
+/// The node's keys, as the key flags say (`--insecure`: none).
+fn keys(args: &ServeArgs) -> Result<Keys, String> {
+    if args.insecure {
+        return Ok(Keys::insecure());
+    }
+    // `parse` refuses serve with neither keys nor --insecure, and clap one key without the
+    // other: this is the same refusal, should the two ever drift apart.
+    let (Some(peer), Some(client)) = (&args.peer_key_file, &args.client_key_file) else {
+        return Err(NO_KEYS.into());
+    };
+    let read = |path: &PathBuf| keyfile::read_key_file(path).map_err(|e| e.to_string());
+    let previous = |path: &Option<PathBuf>| -> Result<Option<Key>, String> {
+        path.as_ref().map(read).transpose()
+    };
+    let peer = KeyRing::new(read(peer)?).with_previous(previous(&args.previous_peer_key_file)?);
+    let client =
+        KeyRing::new(read(client)?).with_previous(previous(&args.previous_client_key_file)?);
+    Ok(Keys::node(peer, client))
+}
+
+/// Says once, at start, what the node seals with: the keys' fingerprints, or a warning that it
+/// seals nothing.
+fn log_keys(keys: &Keys) {
+    let ring = |ring: &KeyRing| match &ring.previous {
+        Some(previous) => format!(
+            "{} (also accepting the previous key {})",
+            ring.current.fingerprint(),
+            previous.fingerprint()
+        ),
+        None => ring.current.fingerprint(),
+    };
+    match (&keys.peer, &keys.client) {
+        (Some(peer), Some(client)) => log::info!(
+            "sealing member traffic under peer key {} and client traffic under client key {}",
+            ring(peer),
+            ring(client)
+        ),
+        _ => log::warn!(
+            "--insecure: datagrams go in plaintext, and anyone who can send this node a \
+             datagram can speak for a member or a client; run with --peer-key-file and \
+             --client-key-file (see `balsa keygen`) unless the network is trusted"
+        ),
     }
 }
