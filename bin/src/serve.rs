@@ -76,7 +76,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    log_keys(&config.keys);
+    let sealing = describe_keys(&config.keys);
     if args.rejoin {
         log::warn!(
             "--rejoin is deprecated and now means --join. A node that lost its data directory \
@@ -103,6 +103,11 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Said once the node runs, so that a refusal to start stays the one line on stderr.
+    match sealing {
+        Ok(fingerprints) => log::info!("{fingerprints}"),
+        Err(warning) => log::warn!("{warning}"),
+    }
     let mut stdout = std::io::stdout().lock();
     // If stdout is closed nobody waits for the line; the node serves all the same.
     let _ = writeln!(
@@ -146,9 +151,9 @@ fn keys(args: &ServeArgs) -> Result<Keys, String> {
     Ok(Keys::node(peer, client))
 }
 
-/// Says once, at start, what the node seals with: the keys' fingerprints, or a warning that it
-/// seals nothing.
-fn log_keys(keys: &Keys) {
+/// What the node seals with, for the log at start: the keys' fingerprints (never the keys), or
+/// (`Err`) the warning that it seals nothing.
+fn describe_keys(keys: &Keys) -> Result<String, String> {
     let ring = |ring: &KeyRing| match &ring.previous {
         Some(previous) => format!(
             "{} (also accepting the previous key {})",
@@ -158,15 +163,15 @@ fn log_keys(keys: &Keys) {
         None => ring.current.fingerprint(),
     };
     match (&keys.peer, &keys.client) {
-        (Some(peer), Some(client)) => log::info!(
+        (Some(peer), Some(client)) => Ok(format!(
             "sealing member traffic under peer key {} and client traffic under client key {}",
             ring(peer),
             ring(client)
-        ),
-        _ => log::warn!(
+        )),
+        _ => Err(String::from(
             "--insecure: datagrams go in plaintext, and anyone who can send this node a \
              datagram can speak for a member or a client; run with --peer-key-file and \
-             --client-key-file (see `balsa keygen`) unless the network is trusted"
-        ),
+             --client-key-file (see `balsa keygen`) unless the network is trusted",
+        )),
     }
 }
