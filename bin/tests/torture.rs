@@ -121,7 +121,10 @@ fn a_short_run_with_every_fault_is_linearizable_and_exports_its_history_and_plot
         assert_eq!(mode & 0o777, 0o600, "{name}");
     }
     let log = std::fs::read_to_string(nodes.join("node-1.log")).expect("node 1's log");
-    assert!(log.contains("sealing member traffic under peer key"), "{log}");
+    assert!(
+        log.contains("sealing member traffic under peer key"),
+        "{log}"
+    );
 
     let svg = std::fs::read_to_string(&plot).expect("the plot file");
     let document = roxmltree::Document::parse(&svg).expect("well-formed SVG");
