@@ -41,9 +41,13 @@ const MAX_NODES: u16 = 15;
 const AFTER_HELP: &str = "\
 Logs (serve) go to stderr; their filter is BALSA_LOG, or RUST_LOG when BALSA_LOG is unset
 (env_logger's syntax: a level such as debug, or module=level,...); info by default.
+Keys: serve runs with --peer-key-file and --client-key-file (make them with `balsa keygen FILE`)
+or, on a trusted network only, --insecure; clients take the client key with --key-file or
+BALSA_KEY_FILE.
 Exit status: 0 success, 1 key absent or cas mismatch, 2 bad usage or configuration (or a
-membership change refused as asked; serve: also a data directory of another node or cluster),
-3 cluster unavailable or timeout (outcome unknown; serve --join: no member answered).";
+membership change refused as asked, or a key file that cannot be used; serve: also a data
+directory of another node or cluster), 3 cluster unavailable or timeout (outcome unknown;
+serve --join: no member answered), or requests the cluster could not authenticate.";
 
 /// A Raft replicated key-value node: run nodes, talk to them, measure them, simulate them.
 #[derive(Debug, Parser)]

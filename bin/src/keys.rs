@@ -82,7 +82,7 @@ pub fn read_client_key(file: Option<&Path>) -> Result<Option<ClientKey>, KeyFile
     .transpose()
 }
 
-/// The key of `key`, for [`balsa::client::ClientOptions::key`].
+/// The key itself, for [`balsa::client::ClientOptions::key`].
 pub fn option_key(key: Option<&ClientKey>) -> Option<Key> {
     key.map(|given| given.key.clone())
 }
@@ -93,7 +93,7 @@ pub fn option_key(key: Option<&ClientKey>) -> Option<Key> {
 /// - A node could not open the requests ([`Notice::AuthFailed`]): the client key is
 ///   missing, or the one given is not the cluster's.
 /// - A node runs without keys and refused sealed requests: drop the key.
-/// - No node answered in time and no key was given: a cluster that runs with keys answers no
+/// - No node answered in time and no key was given: a cluster that runs with keys serves no
 ///   request without its client key (its notices saying so may be lost or rate-limited), so
 ///   the key may be what is missing. Said as a possibility: the nodes may simply be down.
 ///
@@ -134,7 +134,7 @@ pub fn hint(error: &ClientError, key: Option<&ClientKey>) -> Option<String> {
                 .into(),
         ),
         (ClientError::Timeout { .. }, None) => Some(format!(
-            "if the cluster runs with keys, it answers no request without its client key: \
+            "if the cluster runs with keys, it serves no request without its client key: \
              {GIVE}"
         )),
         _ => None,

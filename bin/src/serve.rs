@@ -175,3 +175,106 @@ fn describe_keys(keys: &Keys) -> Result<String, String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use super::*;
+    use crate::args::{Cli, Command};
+
+    fn serve_args(extra: &[&Path]) -> ServeArgs {
+        let mut words: Vec<OsString> = [
+            "balsa",
+            "serve",
+            "--id",
+            "1",
+            "--cluster",
+            "1=127.0.0.1:7001",
+            "--data-dir",
+            "d",
+        ]
+        .map(OsString::from)
+        .to_vec();
+        words.extend(extra.iter().map(|word| word.as_os_str().to_owned()));
+        match crate::args::parse(words) {
+            Ok(Cli {
+                command: Command::Serve(args),
+            }) => args,
+            other => panic!("{extra:?} did not parse as serve: {other:?}"),
+        }
+    }
+
+    fn key_file(dir: &Path, name: &str, byte: u8) -> (std::path::PathBuf, Key) {
+        let path = dir.join(name);
+        let key = Key::from_bytes([byte; 32]);
+        keyfile::write_key_file(&path, &key).expect("written");
+        (path, key)
+    }
+
+    #[test]
+    fn the_key_flags_make_the_nodes_rings_and_insecure_makes_none() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let (peer, peer_key) = key_file(dir.path(), "peer.key", 1);
+        let (client, client_key) = key_file(dir.path(), "client.key", 2);
+        let (old_client, old_client_key) = key_file(dir.path(), "old-client.key", 3);
+        let flag = |name: &'static str| Path::new(name);
+        let args = serve_args(&[
+            flag("--peer-key-file"),
+            &peer,
+            flag("--client-key-file"),
+            &client,
+            flag("--previous-client-key-file"),
+            &old_client,
+        ]);
+        assert_eq!(
+            keys(&args),
+            Ok(Keys::node(
+                KeyRing::new(peer_key),
+                KeyRing::new(client_key).with_previous(Some(old_client_key))
+            ))
+        );
+        assert_eq!(
+            keys(&serve_args(&[flag("--insecure")])),
+            Ok(Keys::insecure())
+        );
+        std::fs::set_permissions(&old_client, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        let refused = keys(&args).expect_err("a key file others may read");
+        assert!(refused.contains("chmod 600"), "{refused}");
+    }
+
+    #[test]
+    fn what_the_log_says_of_the_keys_is_their_fingerprints_or_a_warning() {
+        let (peer, client, old) = (
+            Key::from_bytes([1; 32]),
+            Key::from_bytes([2; 32]),
+            Key::from_bytes([3; 32]),
+        );
+        let keys = Keys::node(
+            KeyRing::new(peer.clone()).with_previous(Some(old.clone())),
+            KeyRing::new(client.clone()),
+        );
+        let said = describe_keys(&keys).expect("keyed");
+        assert_eq!(
+            said,
+            format!(
+                "sealing member traffic under peer key {} (also accepting the previous key {}) \
+                 and client traffic under client key {}",
+                peer.fingerprint(),
+                old.fingerprint(),
+                client.fingerprint()
+            )
+        );
+        for key in [&peer, &client, &old] {
+            assert!(!said.contains(&key.to_hex()), "never a key");
+        }
+        let warning = describe_keys(&Keys::insecure()).expect_err("a warning");
+        assert!(
+            warning.contains("anyone who can send this node a datagram can speak for a member"),
+            "{warning}"
+        );
+    }
+}

@@ -240,6 +240,16 @@ impl Cluster {
         self
     }
 
+    /// From now on, start its nodes with `keys` and give its clients their client key (after
+    /// a rotation).
+    ///
+    /// # Panics
+    /// If it runs without keys.
+    pub fn set_keys(&mut self, keys: TestKeys) {
+        assert!(self.keys.is_some(), "the cluster runs with keys");
+        self.keys = Some(keys);
+    }
+
     /// The keys its nodes run with (`None`: `--insecure`).
     pub fn keys(&self) -> Option<&TestKeys> {
         self.keys.as_ref()
