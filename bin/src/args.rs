@@ -41,9 +41,13 @@ const MAX_NODES: u16 = 15;
 const AFTER_HELP: &str = "\
 Logs (serve) go to stderr; their filter is BALSA_LOG, or RUST_LOG when BALSA_LOG is unset
 (env_logger's syntax: a level such as debug, or module=level,...); info by default.
+Keys: serve runs with --peer-key-file and --client-key-file (make them with `balsa keygen FILE`)
+or, on a trusted network only, --insecure; clients take the client key with --key-file or
+BALSA_KEY_FILE.
 Exit status: 0 success, 1 key absent or cas mismatch, 2 bad usage or configuration (or a
-membership change refused as asked; serve: also a data directory of another node or cluster),
-3 cluster unavailable or timeout (outcome unknown; serve --join: no member answered).";
+membership change refused as asked, or a key file that cannot be used; serve: also a data
+directory of another node or cluster), 3 cluster unavailable or timeout (outcome unknown;
+serve --join: no member answered), or requests the cluster could not authenticate.";
 
 /// A Raft replicated key-value node: run nodes, talk to them, measure them, simulate them.
 #[derive(Debug, Parser)]
@@ -64,6 +68,8 @@ pub enum Command {
     Cluster(ClusterArgs),
     /// A guided demonstration: a local 3-node cluster, a leader kill, latency
     Demo,
+    /// Write a new random key to FILE (mode 0600; never over an existing file)
+    Keygen(KeygenArgs),
     /// A client operation against a running cluster.
     #[command(flatten)]
     Client(ClientCommand),
@@ -154,6 +160,60 @@ pub struct ServeArgs {
     /// --unsafe-no-fsync)
     #[arg(long)]
     pub wal_direct: bool,
+    /// The cluster's peer key, which member traffic is sealed under: a file `balsa keygen`
+    /// wrote, readable by its owner only
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "BALSA_PEER_KEY_FILE",
+        requires = "client_key_file"
+    )]
+    pub peer_key_file: Option<PathBuf>,
+    /// The cluster's client key, which client traffic is sealed under (clients give the same
+    /// file with --key-file)
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "BALSA_CLIENT_KEY_FILE",
+        requires = "peer_key_file"
+    )]
+    pub client_key_file: Option<PathBuf>,
+    /// While rotating keys: the peer key being replaced, still accepted
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "BALSA_PREVIOUS_PEER_KEY_FILE",
+        requires = "peer_key_file"
+    )]
+    pub previous_peer_key_file: Option<PathBuf>,
+    /// While rotating keys: the client key being replaced, still accepted
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "BALSA_PREVIOUS_CLIENT_KEY_FILE",
+        requires = "client_key_file"
+    )]
+    pub previous_client_key_file: Option<PathBuf>,
+    /// Run without keys, on a trusted network only: datagrams go in plaintext, and anyone who
+    /// can send this node a datagram can speak for a member or a client
+    #[arg(
+        long,
+        conflicts_with_all = [
+            "peer_key_file",
+            "client_key_file",
+            "previous_peer_key_file",
+            "previous_client_key_file"
+        ]
+    )]
+    pub insecure: bool,
+}
+
+/// `balsa keygen FILE`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the key (a new file: an existing one is never overwritten)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 /// `balsa cluster`: node `i` (from 1) listens on `127.0.0.1:(base-port + i - 1)`.
@@ -182,7 +242,8 @@ pub struct ClusterArgs {
     pub unsafe_no_fsync: bool,
 }
 
-/// `--endpoints`, which every client command and `bench` take.
+/// `--endpoints` and `--key-file`, which every client command, `members` and `bench` take:
+/// where the cluster is, and the key to speak to it with.
 #[derive(Clone, Debug, Args)]
 pub struct Endpoints {
     /// The nodes to talk to
@@ -196,6 +257,15 @@ pub struct Endpoints {
     )]
     // Fully qualified: clap reads a plain `Vec` as a flag given many times.
     pub addresses: ::std::vec::Vec<SocketAddr>,
+    /// The cluster's client key (the file its nodes' --client-key-file names); without one,
+    /// requests go in plaintext, which only a cluster run with --insecure takes
+    #[arg(
+        id = "key_file",
+        long = "key-file",
+        value_name = "FILE",
+        env = "BALSA_KEY_FILE"
+    )]
+    pub key_file: Option<PathBuf>,
 }
 
 /// `--timeout` and `--attempt-timeout`, which every client command, `members list` and
@@ -459,19 +529,24 @@ impl ChangeArgs {
 }
 
 impl MembersArgs {
-    /// The nodes to talk to: the subcommand's `--endpoints`, or `members`' own when listing
-    /// without `list`.
-    pub fn endpoints(&self) -> &[SocketAddr] {
+    /// Where the cluster is and the key to speak to it with: the subcommand's `--endpoints`
+    /// and `--key-file`, or `members`' own when listing without `list`.
+    pub fn cluster(&self) -> &Endpoints {
         match &self.action {
-            None => &self.endpoints.addresses,
-            Some(MembersAction::List { endpoints, .. }) => &endpoints.addresses,
+            None => &self.endpoints,
+            Some(MembersAction::List { endpoints, .. }) => endpoints,
             Some(
                 MembersAction::Add { change, .. }
                 | MembersAction::Promote { change, .. }
                 | MembersAction::Remove { change, .. }
                 | MembersAction::Replace { change, .. },
-            ) => &change.endpoints.addresses,
+            ) => &change.endpoints,
         }
+    }
+
+    /// The nodes to talk to: [`MembersArgs::cluster`]'s addresses.
+    pub fn endpoints(&self) -> &[SocketAddr] {
+        &self.cluster().addresses
     }
 
     /// The timeouts of listing: `list`'s flags, or `members`' own without `list` (a change
@@ -485,8 +560,8 @@ impl MembersArgs {
 }
 
 impl ClientCommand {
-    /// The nodes to talk to.
-    pub fn endpoints(&self) -> &[SocketAddr] {
+    /// Where the cluster is and the key to speak to it with.
+    pub fn cluster(&self) -> &Endpoints {
         match self {
             ClientCommand::Put { endpoints, .. }
             | ClientCommand::Get { endpoints, .. }
@@ -494,8 +569,13 @@ impl ClientCommand {
             | ClientCommand::Cas { endpoints, .. }
             | ClientCommand::Status { endpoints, .. }
             | ClientCommand::Transfer { endpoints, .. }
-            | ClientCommand::Snapshot { endpoints, .. } => &endpoints.addresses,
+            | ClientCommand::Snapshot { endpoints, .. } => endpoints,
         }
+    }
+
+    /// The nodes to talk to.
+    pub fn endpoints(&self) -> &[SocketAddr] {
+        &self.cluster().addresses
     }
 
     /// `(timeout, attempt timeout)`: the flags given, else the command's defaults (`status`
@@ -845,6 +925,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(millis))
 }
 
+/// Why `serve` without keys is refused, and the two ways on.
+pub const NO_KEYS: &str = "no keys: give --peer-key-file and --client-key-file (make each \
+     with `balsa keygen FILE`), or --insecure on a trusted network (anyone who can send the \
+     node a datagram can then speak for a member or a client)";
+
 /// Why the command line runs no command.
 #[derive(Debug)]
 pub enum NotRun {
@@ -875,6 +960,11 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, NotRun> {
         }
         Command::Sim(args) if args.first_seed().checked_add(args.seed_count()).is_none() => {
             refused("--seed + --seeds overflows".into())
+        }
+        // Secure by default: no keys is a choice to be made out loud. (clap makes sure the
+        // two key files come together, and never with --insecure.)
+        Command::Serve(args) if !args.insecure && args.peer_key_file.is_none() => {
+            refused(NO_KEYS.into())
         }
         _ => Ok(cli),
     }
@@ -986,7 +1076,14 @@ mod tests {
         }
     }
 
+    /// `serve` with `extra`, run `--insecure` (the key flags have tests of their own:
+    /// [`serve_keyed`]).
     fn serve(extra: &str) -> Result<ServeArgs, String> {
+        serve_keyed(&format!("--insecure {extra}"))
+    }
+
+    /// `serve` with `extra`, and no key flag but those in `extra`.
+    fn serve_keyed(extra: &str) -> Result<ServeArgs, String> {
         let line = format!(
             "serve --id 1 --cluster 1=127.0.0.1:7001,2=127.0.0.1:7002 --data-dir d1 {extra}"
         );
@@ -1167,8 +1264,100 @@ mod tests {
         ] {
             assert!(serve(extra).is_ok(), "{extra}");
         }
-        let parsed = parse_line("serve --id 4 --cluster 1=127.0.0.1:1,1=127.0.0.1:1 --data-dir d");
+        let parsed = parse_line(
+            "serve --id 4 --cluster 1=127.0.0.1:1,1=127.0.0.1:1 --data-dir d --insecure",
+        );
         assert!(parsed.is_ok());
+    }
+
+    #[test]
+    fn serve_takes_its_key_files_and_their_previous_ones() {
+        let args = serve_keyed("--peer-key-file p.key --client-key-file=c.key").expect("parses");
+        assert_eq!(
+            (args.peer_key_file, args.client_key_file),
+            (Some("p.key".into()), Some("c.key".into()))
+        );
+        assert_eq!(
+            (args.previous_peer_key_file, args.previous_client_key_file),
+            (None, None)
+        );
+        assert!(!args.insecure);
+        let args = serve_keyed(
+            "--peer-key-file p.key --client-key-file c.key --previous-peer-key-file p0.key \
+             --previous-client-key-file c0.key",
+        )
+        .expect("parses");
+        assert_eq!(
+            (args.previous_peer_key_file, args.previous_client_key_file),
+            (Some("p0.key".into()), Some("c0.key".into()))
+        );
+        let args = serve("").expect("parses");
+        assert!(args.insecure && args.peer_key_file.is_none() && args.client_key_file.is_none());
+    }
+
+    #[test]
+    fn serve_without_keys_says_how_to_make_them_or_to_run_insecure() {
+        let message = serve_keyed("").expect_err("no keys");
+        assert!(message.starts_with("balsa serve: no keys: "), "{message}");
+        for needed in [
+            "--peer-key-file",
+            "--client-key-file",
+            "balsa keygen",
+            "--insecure",
+        ] {
+            assert!(message.contains(needed), "{needed}: {message}");
+        }
+    }
+
+    #[test]
+    fn serve_refuses_half_a_pair_of_keys_a_lone_previous_key_and_keys_with_insecure() {
+        for (extra, expected) in [
+            (
+                "--peer-key-file p",
+                "not provided: --client-key-file <FILE>",
+            ),
+            (
+                "--client-key-file c",
+                "not provided: --peer-key-file <FILE>",
+            ),
+            ("--previous-peer-key-file p0", "--peer-key-file <FILE>"),
+            (
+                "--peer-key-file p --previous-client-key-file c0",
+                "--client-key-file <FILE>",
+            ),
+            (
+                "--insecure --peer-key-file p --client-key-file c",
+                "cannot be used with",
+            ),
+            (
+                "--insecure --previous-peer-key-file p0",
+                "cannot be used with",
+            ),
+            (
+                "--peer-key-file p --client-key-file c --previous-peer-key-file",
+                "a value is required for '--previous-peer-key-file <FILE>'",
+            ),
+            (
+                "--peer-key-file p --peer-key-file q --client-key-file c",
+                "cannot be used multiple times",
+            ),
+            ("--insecure=yes", "'yes'"),
+        ] {
+            let message = serve_keyed(extra).expect_err(extra);
+            assert!(message.contains(expected), "{extra:?}: {message}");
+            assert!(message.starts_with("balsa serve: "), "{message}");
+        }
+    }
+
+    #[test]
+    fn keygen_takes_one_file() {
+        let Command::Keygen(args) = command("keygen peer.key") else {
+            panic!("keygen did not parse as keygen");
+        };
+        assert_eq!(args.file, PathBuf::from("peer.key"));
+        assert!(error("keygen").contains("<FILE>"));
+        assert!(error("keygen a b").contains("unexpected argument 'b'"));
+        assert!(error("keygen --bits 128 a").contains("unexpected argument '--bits'"));
     }
 
     #[test]
@@ -1629,6 +1818,44 @@ mod tests {
             let message = parse_duration(text).expect_err(text);
             assert!(message.contains(expected), "{text:?}: {message}");
         }
+    }
+
+    #[test]
+    fn client_commands_bench_and_members_take_a_key_file() {
+        let given = |line: &str| match command(line) {
+            Command::Client(client) => client.cluster().key_file.clone(),
+            Command::Bench(args) => args.endpoints.key_file,
+            Command::Members(args) => args.cluster().key_file.clone(),
+            other => panic!("{line:?} parsed as {other:?}"),
+        };
+        for line in [
+            "put k v",
+            "get k --stale",
+            "del k",
+            "cas k a b",
+            "status --json",
+            "transfer 3",
+            "snapshot",
+            "bench --clients 2",
+            "members",
+            "members --json",
+            "members list",
+            "members add 4=127.0.0.1:7004",
+            "members promote 4",
+            "members remove 2",
+            "members replace 1 5=127.0.0.1:7005",
+        ] {
+            assert_eq!(given(line), None, "{line}: plaintext without one");
+            assert_eq!(
+                given(&format!("{line} --key-file client.key")),
+                Some(PathBuf::from("client.key")),
+                "{line}"
+            );
+        }
+        assert!(
+            error("put k v --key-file").contains("a value is required for '--key-file <FILE>'")
+        );
+        assert!(error("get k --key-file a --key-file b").contains("cannot be used multiple times"));
     }
 
     #[test]

@@ -7,17 +7,25 @@
 //! the keys `ops`, `clients`, `ops_per_sec`, `p50_us`, `p90_us`, `p99_us`, `p999_us`, `max_us` and
 //! `errors`. `--hgrm FILE` also writes the distribution in HdrHistogram's percentile text format.
 //!
-//! Exit status: 0 every write answered; 2 bad usage, a client set-up or socket error or an
-//! unwritable `--hgrm` file; 3 some writes failed (unavailable, or timed out with outcome unknown) — the
-//! figures of the answered ones are printed anyway.
+//! `--key-file FILE` (or `BALSA_KEY_FILE`) names the cluster's client key, as for the client
+//! commands. When writes failed, bench asks every endpoint for its status once, to say whether
+//! keys are the likely cause (a `hint:` line).
+//!
+//! Exit status: 0 every write answered; 2 bad usage, a client set-up or socket error, a key
+//! file that cannot be used or an unwritable `--hgrm` file; 3 some writes failed (unavailable,
+//! timed out with outcome unknown, or not authenticated) — the figures of the answered ones are
+//! printed anyway.
 
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use balsa::client::ClientOptions;
-use balsa::client::load::{self, Load, Sockets};
+use std::net::SocketAddr;
 
-use crate::args::BenchArgs;
+use balsa::client::load::{self, Load, Sockets};
+use balsa::client::{Client, ClientError, ClientOptions};
+
+use crate::args::{BenchArgs, DEFAULT_ASKING_TIMEOUT};
+use crate::keys::{self, ClientKey};
 use figures::{Figures, write_hgrm};
 
 mod figures;
@@ -30,8 +38,15 @@ mod figures;
 )]
 pub fn run(args: BenchArgs) -> ExitCode {
     let (timeout, attempt_timeout) = args.timeouts.or_library();
+    let key = match keys::read_client_key(args.endpoints.key_file.as_deref()) {
+        Ok(key) => key,
+        Err(error) => {
+            eprintln!("balsa bench: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let load = Load {
-        endpoints: args.endpoints.addresses,
+        endpoints: args.endpoints.addresses.clone(),
         clients: args.clients,
         ops: args.ops,
         value_size: args.value_size,
@@ -39,6 +54,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
         options: ClientOptions {
             timeout,
             attempt_timeout,
+            key: keys::option_key(key.as_ref()),
             ..ClientOptions::default()
         },
         sockets: if args.shared_sockets {
@@ -99,7 +115,34 @@ pub fn run(args: BenchArgs) -> ExitCode {
             outcome.errors,
             outcome.first_error.as_deref().unwrap_or("?")
         );
+        if let Some(hint) = diagnose(&args.endpoints.addresses, key.as_ref()) {
+            eprintln!("balsa bench: hint: {hint}");
+        }
         return ExitCode::from(3);
     }
     ExitCode::SUCCESS
+}
+
+/// After failed writes: what to do about keys, if they are the likely cause. Asks every
+/// endpoint for its status once (a node that cannot open a request says so, which a write of
+/// the load may not have heard: the load's clients only count their failures).
+fn diagnose(endpoints: &[SocketAddr], key: Option<&ClientKey>) -> Option<String> {
+    let options = ClientOptions {
+        timeout: DEFAULT_ASKING_TIMEOUT,
+        key: keys::option_key(key),
+        ..ClientOptions::default()
+    };
+    let reports = Client::new(endpoints.to_vec(), options)
+        .ok()?
+        .status_all(endpoints);
+    let errors: Vec<&ClientError> = reports.iter().filter_map(|r| r.as_ref().err()).collect();
+    let refused = errors
+        .iter()
+        .find(|error| matches!(error, ClientError::Unauthenticated { .. }));
+    match refused {
+        Some(error) => keys::hint(error, key),
+        // Silence everywhere: keys may be why (see `keys::hint`).
+        None if errors.len() == reports.len() => errors.first().and_then(|e| keys::hint(e, key)),
+        None => None,
+    }
 }

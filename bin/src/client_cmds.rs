@@ -8,11 +8,20 @@
 //! with `--json`, once every endpoint answered or the time is out, one JSON array with an object
 //! per endpoint in the order given (through `serde_json`; its keys, in order, are
 //! [`StatusJson`]'s fields); `snapshot` prints a line per endpoint with the index its snapshot
-//! covers. Errors are one line on stderr.
+//! covers. Errors are one line on stderr, followed by a `hint:` line when keys are the likely
+//! cause ([`keys::hint`]).
+//!
+//! Keys: `--key-file FILE` (or `BALSA_KEY_FILE`) names the cluster's client key, which the
+//! requests are sealed under; without it they go in plaintext, which only a cluster run with
+//! `--insecure` takes. The status table shows a node's security counters (`auth_failed=N`,
+//! `replayed=N`) after its configuration when they are not zero, and after the table a line per
+//! source address a node counted suspicious drops from; without any, the table is the same as
+//! before keys existed.
 //!
 //! Exit status: 0 success; 1 key absent (`get`) or compare-and-swap mismatch (`cas`); 2 a
-//! request the service refuses as such (too large, rejected) or a client set-up error; 3 cluster
-//! unavailable, timeout (outcome unknown), or a network or protocol failure. `status` exits 3
+//! request the service refuses as such (too large, rejected), a client set-up error, or a key
+//! file that cannot be used; 3 cluster unavailable, timeout (outcome unknown), a cluster that
+//! could not authenticate the requests, or a network or protocol failure. `status` exits 3
 //! only when no endpoint answered.
 
 use std::fmt::Write as _;
@@ -21,10 +30,11 @@ use std::process::ExitCode;
 
 use balsa::client::{CasOutcome, Client, ClientError, ClientOptions};
 use balsa::runtime::identity::cluster_id_text;
-use balsa::runtime::wire::StatusReport;
+use balsa::runtime::wire::{StatusReport, SuspiciousSource};
 use serde::Serialize;
 
 use crate::args::ClientCommand;
+use crate::keys::{self, ClientKey};
 
 /// Runs one client subcommand against its endpoints.
 #[allow(
@@ -35,15 +45,23 @@ use crate::args::ClientCommand;
 pub fn run(operation: ClientCommand) -> ExitCode {
     let command = operation_name(&operation);
     let endpoints = operation.endpoints().to_vec();
-    let mut client = match Client::new(endpoints.clone(), options(&operation)) {
+    let client_key = match keys::read_client_key(operation.cluster().key_file.as_deref()) {
+        Ok(client_key) => client_key,
+        Err(error) => {
+            eprintln!("balsa {command}: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let client_key = client_key.as_ref();
+    let mut client = match Client::new(endpoints.clone(), options(&operation, client_key)) {
         Ok(client) => client,
-        Err(error) => return fail(command, &error),
+        Err(error) => return fail(command, &error, client_key),
     };
     match operation {
         ClientCommand::Put { key, value, .. } => match client.put(key.as_bytes(), value.as_bytes())
         {
             Ok(()) => ok(),
-            Err(error) => fail(command, &error),
+            Err(error) => fail(command, &error, client_key),
         },
         ClientCommand::Get { key, stale, .. } => match client.get(key.as_bytes(), stale) {
             Ok(Some(value)) => {
@@ -54,11 +72,11 @@ pub fn run(operation: ClientCommand) -> ExitCode {
                 eprintln!("balsa get: key {key:?} is absent");
                 ExitCode::from(1)
             }
-            Err(error) => fail(command, &error),
+            Err(error) => fail(command, &error, client_key),
         },
         ClientCommand::Delete { key, .. } => match client.delete(key.as_bytes()) {
             Ok(()) => ok(),
-            Err(error) => fail(command, &error),
+            Err(error) => fail(command, &error, client_key),
         },
         ClientCommand::Cas {
             key, expected, new, ..
@@ -75,34 +93,58 @@ pub fn run(operation: ClientCommand) -> ExitCode {
                     eprintln!("balsa cas: mismatch: key {key:?} {holds}");
                     ExitCode::from(1)
                 }
-                Err(error) => fail(command, &error),
+                Err(error) => fail(command, &error, client_key),
             }
         }
         ClientCommand::Status { json, .. } => {
+            // What to do about keys, if a silent or refusing endpoint suggests it.
+            let mut hint = None;
             let answered = if json {
                 let reports = client.status_all(&endpoints);
                 println!("{}", status_json(&endpoints, &reports));
+                for error in reports.iter().filter_map(|report| report.as_ref().err()) {
+                    hint = hint.or_else(|| keys::hint(error, client_key));
+                }
                 reports.iter().any(Result::is_ok)
             } else {
-                // A row as each endpoint answers; the silent ones once the time is out.
+                // A row as each endpoint answers; the silent ones once the time is out; then
+                // the sources of suspicious datagrams, if any node counted some.
                 println!("{}", status_heading());
                 let mut answered = false;
+                let mut suspicious = Vec::new();
                 client.status_each(&endpoints, |k, report| {
-                    answered |= report.is_ok();
                     println!("{}", status_row(endpoints[k], &report));
+                    match report {
+                        Ok(report) => {
+                            answered = true;
+                            suspicious.push((k, endpoints[k], report.suspicious_sources));
+                        }
+                        Err(error) => {
+                            hint = hint.take().or_else(|| keys::hint(&error, client_key));
+                        }
+                    }
                 });
+                suspicious.sort_by_key(|(k, _, _)| *k);
+                for (_, endpoint, sources) in &suspicious {
+                    for line in suspicious_lines(*endpoint, sources) {
+                        println!("{line}");
+                    }
+                }
                 answered
             };
             if answered {
                 ExitCode::SUCCESS
             } else {
                 eprintln!("balsa status: no endpoint answered");
+                if let Some(hint) = hint {
+                    eprintln!("balsa status: hint: {hint}");
+                }
                 ExitCode::from(3)
             }
         }
         ClientCommand::Transfer { to, .. } => match client.transfer(to) {
             Ok(()) => ok(),
-            Err(error) => fail(command, &error),
+            Err(error) => fail(command, &error, client_key),
         },
         ClientCommand::Snapshot { .. } => {
             // Each node snapshots its own state machine; one that fails does not stop the rest.
@@ -112,6 +154,9 @@ pub fn run(operation: ClientCommand) -> ExitCode {
                     Ok(index) => println!("{endpoint}: snapshot at index {index}"),
                     Err(error) => {
                         eprintln!("balsa snapshot: {endpoint}: {error}");
+                        if let Some(hint) = keys::hint(&error, client_key) {
+                            eprintln!("balsa snapshot: hint: {hint}");
+                        }
                         status = ExitCode::from(exit_status(&error));
                     }
                 }
@@ -122,12 +167,14 @@ pub fn run(operation: ClientCommand) -> ExitCode {
 }
 
 /// How the command's client waits: `--timeout` and `--attempt-timeout`, else the command's
-/// defaults (a status request is answered at once or not at all: its timeout is shorter).
-fn options(operation: &ClientCommand) -> ClientOptions {
+/// defaults (a status request is answered at once or not at all: its timeout is shorter); and
+/// the client key it seals its requests under, if given.
+fn options(operation: &ClientCommand, key: Option<&ClientKey>) -> ClientOptions {
     let (timeout, attempt_timeout) = operation.timeouts();
     ClientOptions {
         timeout,
         attempt_timeout,
+        key: keys::option_key(key),
         ..ClientOptions::default()
     }
 }
@@ -150,9 +197,13 @@ fn ok() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Says why `command` failed (and, when keys are the likely cause, what to do); its exit status.
 #[allow(clippy::print_stderr, reason = "the command's one-line error")]
-fn fail(command: &str, error: &ClientError) -> ExitCode {
+pub fn fail(command: &str, error: &ClientError, key: Option<&ClientKey>) -> ExitCode {
     eprintln!("balsa {command}: {error}");
+    if let Some(hint) = keys::hint(error, key) {
+        eprintln!("balsa {command}: hint: {hint}");
+    }
     ExitCode::from(exit_status(error))
 }
 
@@ -176,6 +227,10 @@ pub fn exit_status(error: &ClientError) -> u8 {
 /// are these fields, in this order.
 #[derive(Serialize)]
 #[serde(untagged)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per endpoint, serialized at once; never moved around"
+)]
 enum StatusJson<'a> {
     Answered {
         endpoint: String,
@@ -189,6 +244,9 @@ enum StatusJson<'a> {
         datagrams_in: u64,
         datagrams_out: u64,
         datagrams_dropped: u64,
+        datagrams_auth_failed: u64,
+        datagrams_replayed: u64,
+        suspicious_sources: &'a [SuspiciousSource],
         wal_syncs: u64,
         snapshot_index: u64,
         first_index: u64,
@@ -227,6 +285,9 @@ pub fn status_json(
                 datagrams_in: report.datagrams_in,
                 datagrams_out: report.datagrams_out,
                 datagrams_dropped: report.datagrams_dropped,
+                datagrams_auth_failed: report.datagrams_auth_failed,
+                datagrams_replayed: report.datagrams_replayed,
+                suspicious_sources: &report.suspicious_sources,
                 wal_syncs: report.wal_syncs,
                 snapshot_index: report.snapshot_index,
                 first_index: report.first_index,
@@ -244,7 +305,7 @@ pub fn status_json(
         })
         .collect();
     serde_json::to_string(&items)
-        .expect("strings, integers and nulls always serialize (no map keys, no floats)")
+        .expect("strings, integers, nulls and addresses always serialize (no map keys, no floats)")
 }
 
 /// A status table, a row per endpoint in order (no trailing newline): the heading, then
@@ -300,7 +361,7 @@ pub fn status_row(endpoint: SocketAddr, report: &Result<StatusReport, ClientErro
             report.last_index,
             report.wal_syncs,
             cluster_id_text(report.cluster_id),
-            configuration(report),
+            configuration(report) + &security_counters(report),
         ),
         Err(error) => format!(
             "{:<22} unreachable: {}",
@@ -322,6 +383,40 @@ fn configuration(report: &StatusReport) -> String {
         let _ = write!(out, " joint, leaving={}", ids(&report.outgoing_voters));
     }
     out
+}
+
+/// A node's security counters, as trailing words of its row: ` auth_failed=N replayed=N`, each
+/// only when it is not zero (so a row without them is what it was before keys existed).
+fn security_counters(report: &StatusReport) -> String {
+    let mut out = String::new();
+    if report.datagrams_auth_failed > 0 {
+        let _ = write!(out, " auth_failed={}", report.datagrams_auth_failed);
+    }
+    if report.datagrams_replayed > 0 {
+        let _ = write!(out, " replayed={}", report.datagrams_replayed);
+    }
+    out
+}
+
+/// The lines after the status table for the sources `endpoint` counted suspicious drops from,
+/// one per source (none when it counted none).
+pub fn suspicious_lines(endpoint: SocketAddr, sources: &[SuspiciousSource]) -> Vec<String> {
+    sources
+        .iter()
+        .map(|source| {
+            // The node counts the sources beyond the ones it tracks under the unspecified address.
+            let from = if source.address.ip().is_unspecified() && source.address.port() == 0 {
+                String::from("other sources")
+            } else {
+                source.address.to_string()
+            };
+            format!(
+                "{endpoint} dropped datagrams from {from}: auth_failed={}, replayed={}, \
+                 wrong_kind={}",
+                source.auth_failed, source.replayed, source.wrong_kind
+            )
+        })
+        .collect()
 }
 
 /// Why a node gave no status: a status request changes nothing, so a timeout is only silence.
@@ -390,6 +485,7 @@ mod tests {
             "[{\"endpoint\":\"127.0.0.1:7001\",\"id\":2,\"role\":\"leader\",\"term\":7,\
              \"leader\":2,\"commit_index\":10,\"applied_index\":9,\"last_index\":11,\
              \"datagrams_in\":100,\"datagrams_out\":90,\"datagrams_dropped\":1,\
+             \"datagrams_auth_failed\":0,\"datagrams_replayed\":0,\"suspicious_sources\":[],\
              \"wal_syncs\":12,\"snapshot_index\":8,\"first_index\":5,\
              \"cluster_id\":\"0123456789abcdef\",\"voters\":[1,2,3],\
              \"outgoing_voters\":[],\"learners\":[4],\"joint\":false,\
@@ -399,6 +495,80 @@ mod tests {
         let mut follower = report();
         follower.leader = None;
         assert!(status_json(&endpoints()[..1], &[Ok(follower)]).contains("\"leader\":null"));
+    }
+
+    fn attacked() -> StatusReport {
+        StatusReport {
+            datagrams_dropped: 9,
+            datagrams_auth_failed: 5,
+            datagrams_replayed: 2,
+            suspicious_sources: vec![
+                SuspiciousSource {
+                    address: "10.0.0.9:4000".parse().expect("literal"),
+                    auth_failed: 5,
+                    replayed: 0,
+                    wrong_kind: 1,
+                },
+                SuspiciousSource {
+                    address: "0.0.0.0:0".parse().expect("literal"),
+                    auth_failed: 0,
+                    replayed: 2,
+                    wrong_kind: 0,
+                },
+            ],
+            ..report()
+        }
+    }
+
+    #[test]
+    fn status_json_has_the_security_counters_and_each_suspicious_source() {
+        let rendered = status_json(&endpoints()[..1], &[Ok(attacked())]);
+        let parsed: serde_json::Value = serde_json::from_str(&rendered).expect("valid JSON");
+        assert_eq!(parsed[0]["datagrams_auth_failed"], 5);
+        assert_eq!(parsed[0]["datagrams_replayed"], 2);
+        assert_eq!(
+            parsed[0]["suspicious_sources"],
+            serde_json::json!([
+                {"address": "10.0.0.9:4000", "auth_failed": 5, "replayed": 0, "wrong_kind": 1},
+                {"address": "0.0.0.0:0", "auth_failed": 0, "replayed": 2, "wrong_kind": 0}
+            ])
+        );
+    }
+
+    #[test]
+    fn the_status_table_shows_nonzero_security_counters_after_the_configuration() {
+        let quiet = status_row(endpoints()[0], &Ok(report()));
+        assert!(quiet.ends_with("voters=1,2,3 learners=4"), "{quiet}");
+        let row = status_row(endpoints()[0], &Ok(attacked()));
+        assert!(
+            row.ends_with("voters=1,2,3 learners=4 auth_failed=5 replayed=2"),
+            "{row}"
+        );
+        let replays_only = StatusReport {
+            datagrams_replayed: 3,
+            ..report()
+        };
+        let row = status_row(endpoints()[0], &Ok(replays_only));
+        assert!(row.ends_with("learners=4 replayed=3"), "{row}");
+        assert_eq!(
+            row.strip_suffix(" replayed=3"),
+            Some(quiet.as_str()),
+            "the same row otherwise"
+        );
+    }
+
+    #[test]
+    fn suspicious_sources_are_a_line_each_and_none_without_them() {
+        assert!(suspicious_lines(endpoints()[0], &report().suspicious_sources).is_empty());
+        assert_eq!(
+            suspicious_lines(endpoints()[0], &attacked().suspicious_sources),
+            [
+                "127.0.0.1:7001 dropped datagrams from 10.0.0.9:4000: auth_failed=5, \
+                 replayed=0, wrong_kind=1",
+                "127.0.0.1:7001 dropped datagrams from other sources: auth_failed=0, \
+                 replayed=2, wrong_kind=0",
+            ]
+        );
     }
 
     #[test]
@@ -449,9 +619,28 @@ mod tests {
     fn options_of(line: &str) -> ClientOptions {
         let words = std::iter::once("balsa").chain(line.split_whitespace());
         match Cli::try_parse_from(words).map(|cli| cli.command) {
-            Ok(Command::Client(operation)) => options(&operation),
+            Ok(Command::Client(operation)) => options(&operation, None),
             other => panic!("{line:?} is not a client command: {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_client_key_given_goes_into_the_options_and_none_means_plaintext() {
+        assert_eq!(options_of("put k v").key, None);
+        let given = ClientKey {
+            file: "client.key".into(),
+            key: balsa::keyfile::Key::from_bytes([9; 32]),
+        };
+        let words = ["balsa", "get", "k", "--key-file", "client.key"];
+        let Ok(Command::Client(operation)) = Cli::try_parse_from(words).map(|cli| cli.command)
+        else {
+            panic!("{words:?} is a client command");
+        };
+        assert_eq!(
+            operation.cluster().key_file.as_deref(),
+            Some(std::path::Path::new("client.key"))
+        );
+        assert_eq!(options(&operation, Some(&given)).key, Some(given.key));
     }
 
     #[test]

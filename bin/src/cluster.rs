@@ -6,14 +6,16 @@
 //! `DATA-DIR/node-i`, so running the command again restarts the same cluster with its data.
 //! Each run passes its nodes a new random `--cluster-token` ([`random_token`]): a new cluster
 //! gets an id of its own, and a restarted one keeps the id its data directories record.
-//! The nodes log to this command's stderr. Ctrl-C stops the whole process group (the nodes
+//! The nodes run with the keys in `DATA-DIR/peer.key` and `DATA-DIR/client.key`, made on the
+//! first run and read back on the next ([`LocalKeys`]); the command prints the line that hands
+//! the client key to the client commands (`export BALSA_KEY_FILE=...`). The nodes log to this command's stderr. Ctrl-C stops the whole process group (the nodes
 //! with it); a node killed on its own is reported, and the command returns once every node
 //! has exited.
 //!
 //! Invariant: a [`ServeProcess`] that is dropped has its process killed and reaped, so no
 //! error path leaves a node running behind the command.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -23,6 +25,7 @@ use std::process::{Child, ChildStdout, Command, ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
 use crate::args::ClusterArgs;
+use crate::keys::LocalKeys;
 
 /// A running `balsa serve` child process. Killed when dropped.
 pub struct ServeProcess {
@@ -62,7 +65,7 @@ impl ServeProcess {
         id: u64,
         members: &[(u64, SocketAddr)],
         data_dir: &Path,
-        extra: &[&str],
+        extra: &[OsString],
         stderr: Stdio,
     ) -> Result<ServeProcess, SpawnError> {
         ServeProcess::launch(&Launch::default(), id, members, data_dir, extra, stderr)
@@ -74,7 +77,7 @@ impl ServeProcess {
         id: u64,
         members: &[(u64, SocketAddr)],
         data_dir: &Path,
-        extra: &[&str],
+        extra: &[OsString],
         stderr: Stdio,
     ) -> Result<ServeProcess, SpawnError> {
         let spawn_error = |message: String| SpawnError {
@@ -197,6 +200,23 @@ pub fn cluster_arg(members: &[(u64, SocketAddr)]) -> String {
         .join(",")
 }
 
+/// `args` as the arguments of a command: each an owned string.
+pub fn os_args<S: AsRef<OsStr>>(args: &[S]) -> Vec<OsString> {
+    args.iter().map(|arg| arg.as_ref().to_owned()).collect()
+}
+
+/// `path` as one word a POSIX shell reads back as it is: as is when it holds only characters
+/// no shell treats specially, else in single quotes.
+pub fn shell_word(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
 /// `A,B,C`, the form `--endpoints` takes.
 pub fn endpoints_arg(addresses: &[SocketAddr]) -> String {
     addresses
@@ -219,12 +239,23 @@ pub fn run(args: ClusterArgs) -> ExitCode {
             (u64::from(i), SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
         })
         .collect();
+    let keys = match std::fs::create_dir_all(&args.data_dir)
+        .map_err(|error| format!("cannot create {}: {error}", args.data_dir.display()))
+        .and_then(|()| LocalKeys::in_dir(&args.data_dir).map_err(|error| error.to_string()))
+    {
+        Ok(keys) => keys,
+        Err(message) => {
+            eprintln!("balsa cluster: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let mut nodes = Vec::new();
     let token = random_token();
-    let mut extra = vec!["--cluster-token", token.as_str()];
+    let mut extra = os_args(&["--cluster-token", token.as_str()]);
     if args.unsafe_no_fsync {
-        extra.push("--unsafe-no-fsync");
+        extra.push("--unsafe-no-fsync".into());
     }
+    extra.extend(keys.serve_args());
     for &(id, _) in &members {
         let data_dir: PathBuf = args.data_dir.join(format!("node-{id}"));
         match ServeProcess::spawn(id, &members, &data_dir, &extra, Stdio::inherit()) {
@@ -252,11 +283,24 @@ pub fn run(args: ClusterArgs) -> ExitCode {
     }
     let endpoints = endpoints_arg(&addresses);
     println!("endpoints: {endpoints}");
+    println!(
+        "keys: peer key {} and client key {}, {} {}",
+        keys.peer_fingerprint,
+        keys.client.fingerprint(),
+        if keys.reused { "read from" } else { "made in" },
+        args.data_dir.display()
+    );
     let endpoints_flag = if endpoints == crate::args::DEFAULT_ENDPOINTS {
         String::new()
     } else {
         format!(" --endpoints {endpoints}")
     };
+    // Absolute, so that the line works from any directory.
+    let client_file = std::path::absolute(&keys.client_file).unwrap_or(keys.client_file);
+    println!(
+        "the client commands need the client key: export BALSA_KEY_FILE={}",
+        shell_word(&client_file)
+    );
     println!(
         "stop with Ctrl-C (or kill the process group); try `balsa status{endpoints_flag}` and \
          `balsa put KEY VALUE{endpoints_flag}`"
@@ -288,6 +332,20 @@ pub fn run(args: ClusterArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_words_quote_only_what_a_shell_would_read_otherwise() {
+        assert_eq!(
+            shell_word(Path::new("/tmp/balsa-data/client.key")),
+            "/tmp/balsa-data/client.key"
+        );
+        assert_eq!(
+            shell_word(Path::new("/a b/client.key")),
+            "'/a b/client.key'"
+        );
+        assert_eq!(shell_word(Path::new("/it's/k")), r"'/it'\''s/k'");
+        assert_eq!(shell_word(Path::new("$HOME/k")), "'$HOME/k'");
+    }
 
     #[test]
     fn tokens_are_32_hex_digits_and_differ_between_calls() {

@@ -1,7 +1,8 @@
 //! `balsa demo`: a guided tour in a few seconds, with no arguments.
 //!
 //! It starts a 3-node cluster of `balsa serve` child processes on free loopback ports, in a
-//! fresh temporary directory; waits for the election; writes keys through the client library
+//! fresh temporary directory, with a peer key and a client key made there (its clients use
+//! the client key, as `balsa cluster`'s users do); waits for the election; writes keys through the client library
 //! and reads them back; kills the leader with SIGKILL and shows the survivors elect a new one;
 //! keeps writing; checks that every acknowledged write is still there; replaces the dead node
 //! with a fresh one (a new id, port and data directory, started with `--join`) in one
@@ -27,7 +28,8 @@ use balsa::runtime::wire::StatusReport;
 
 use crate::args::DEFAULT_CHANGE_ATTEMPT_TIMEOUT;
 use crate::client_cmds::status_table;
-use crate::cluster::{ServeProcess, random_token};
+use crate::cluster::{ServeProcess, os_args, random_token};
+use crate::keys::LocalKeys;
 use crate::members;
 
 /// Nodes in the demo's cluster.
@@ -75,6 +77,8 @@ struct Demo {
     members: Vec<(u64, SocketAddr)>,
     /// This run's `--cluster-token`: the demo's cluster gets an id of its own.
     token: String,
+    /// The keys its nodes run with and its clients use.
+    keys: LocalKeys,
     /// Node `i` at position `i - 1`; `None` while it is down.
     nodes: Vec<Option<ServeProcess>>,
     client: Client,
@@ -97,11 +101,23 @@ impl Demo {
             "balsa demo: a {NODES}-node Balsa cluster on loopback, in {}",
             dir.display()
         );
-        let client = Client::new(addresses.clone(), ClientOptions::default())
+        let keys = LocalKeys::in_dir(dir).map_err(|error| error.to_string())?;
+        println!(
+            "  Every datagram is sealed: member traffic under the peer key {}, client traffic \
+             under the client key {} (both made just now, in peer.key and client.key).",
+            keys.peer_fingerprint,
+            keys.client.fingerprint()
+        );
+        let client_options = ClientOptions {
+            key: keys.client_key(),
+            ..ClientOptions::default()
+        };
+        let client = Client::new(addresses.clone(), client_options)
             .map_err(|error| format!("cannot make a client: {error}"))?;
         let probe_options = ClientOptions {
             timeout: Duration::from_millis(300),
             attempt_timeout: Duration::from_millis(150),
+            key: keys.client_key(),
             ..ClientOptions::default()
         };
         let probe = Client::new(addresses, probe_options)
@@ -110,6 +126,7 @@ impl Demo {
             dir: dir.to_path_buf(),
             members,
             token: random_token(),
+            keys,
             nodes: Vec::new(),
             client,
             probe,
@@ -139,8 +156,9 @@ impl Demo {
             .open(&log_path)
             .map_err(|error| format!("cannot open {}: {error}", log_path.display()))?;
         let data_dir = self.dir.join(format!("node-{id}"));
-        let mut flags = vec!["--cluster-token", self.token.as_str()];
-        flags.extend_from_slice(extra);
+        let mut flags = os_args(&["--cluster-token", self.token.as_str()]);
+        flags.extend(self.keys.serve_args());
+        flags.extend(os_args(extra));
         let node = ServeProcess::spawn(id, &self.members, &data_dir, &flags, Stdio::from(log))
             .map_err(|error| error.message)?;
         println!(
@@ -205,7 +223,11 @@ impl Demo {
         self.wait_for_catch_up(new, new_leader, replaced)?;
         let last_key = format!("key-{:03}", WRITES_BEFORE + WRITES_DURING - 1);
         let address = self.members[index_of(new)].1;
-        let mut local = Client::new(vec![address], ClientOptions::default())
+        let options = ClientOptions {
+            key: self.keys.client_key(),
+            ..ClientOptions::default()
+        };
+        let mut local = Client::new(vec![address], options)
             .map_err(|error| format!("cannot make a client: {error}"))?;
         let value = local
             .get(last_key.as_bytes(), true)
@@ -285,6 +307,7 @@ impl Demo {
                 STEP_TIMEOUT,
                 DEFAULT_CHANGE_ATTEMPT_TIMEOUT.min(STEP_TIMEOUT),
             ),
+            self.keys.client_key(),
         )
         .map_err(|error| format!("replacing node {dead} by node {new}: {error}"))?;
         println!(

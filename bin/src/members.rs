@@ -13,10 +13,14 @@
 //!   then print the new configuration as `list` does. Every retry carries the same token, so a
 //!   lost answer never starts a second change.
 //!
+//! Every form takes `--key-file FILE` (or `BALSA_KEY_FILE`), the cluster's client key, as the
+//! client commands do.
+//!
 //! Exit status: 0 done; 2 refused as asked (bad usage, unknown id, id reused, already a member,
-//! last voter, a change in progress); 3 no leader, timeout (outcome unknown), leadership lost
-//! (outcome unknown), a leader handing over, or a learner that did not catch up. One line on
-//! stderr for each failure.
+//! last voter, a change in progress), or a key file that cannot be used; 3 no leader, timeout
+//! (outcome unknown), leadership lost (outcome unknown), a leader handing over, a learner that
+//! did not catch up, or requests the cluster could not authenticate. One line on stderr for
+//! each failure, and a `hint:` line when keys are the likely cause.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -24,19 +28,30 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use balsa::client::{Client, ClientError, ClientOptions};
+use balsa::keyfile::Key;
 use balsa::runtime::wire::{MemberStep, MembersReport, RefusalKind};
 use serde::Serialize;
 
 use crate::args::{ChangeArgs, DEFAULT_ASKING_TIMEOUT, MembersAction, MembersArgs};
 use crate::client_cmds::exit_status;
+use crate::keys::{self, ClientKey};
 
 /// Runs `balsa members`.
+#[allow(clippy::print_stderr, reason = "a key file's one-line error")]
 pub fn run(args: MembersArgs) -> ExitCode {
     let endpoints = args.endpoints().to_vec();
     let list_timeouts = args.list_timeouts().or(DEFAULT_ASKING_TIMEOUT);
+    let key = match keys::read_client_key(args.cluster().key_file.as_deref()) {
+        Ok(key) => key,
+        Err(error) => {
+            eprintln!("balsa members: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let key = key.as_ref();
     match args.action {
-        None => list(&endpoints, args.json, list_timeouts),
-        Some(MembersAction::List { json, .. }) => list(&endpoints, json, list_timeouts),
+        None => list(&endpoints, args.json, list_timeouts, key),
+        Some(MembersAction::List { json, .. }) => list(&endpoints, json, list_timeouts, key),
         Some(MembersAction::Add {
             member: (id, address),
             learner,
@@ -48,19 +63,19 @@ pub fn run(args: MembersArgs) -> ExitCode {
             } else {
                 MemberStep::AddVoter { id, address }
             };
-            apply(vec![step], &change)
+            apply(vec![step], &change, key)
         }
         Some(MembersAction::Promote { id, change }) => {
-            apply(vec![MemberStep::Promote { id }], &change)
+            apply(vec![MemberStep::Promote { id }], &change, key)
         }
         Some(MembersAction::Remove { id, change }) => {
-            apply(vec![MemberStep::Remove { id }], &change)
+            apply(vec![MemberStep::Remove { id }], &change, key)
         }
         Some(MembersAction::Replace {
             old,
             new: (id, address),
             change,
-        }) => apply(replace_steps(old, id, address), &change),
+        }) => apply(replace_steps(old, id, address), &change, key),
     }
 }
 
@@ -75,16 +90,19 @@ pub fn replace_steps(old: u64, new: u64, address: SocketAddr) -> Vec<MemberStep>
 }
 
 /// Sends one change to the leader among `endpoints` and waits up to `timeout` for it to
-/// complete, giving each attempt `attempt_timeout`; returns the new configuration. What every
-/// `members` change and `balsa demo`'s replacement run.
+/// complete, giving each attempt `attempt_timeout`, sealing its requests under the client key
+/// `key` if given; returns the new configuration. What every `members` change and
+/// `balsa demo`'s replacement run.
 pub fn change(
     endpoints: Vec<SocketAddr>,
     steps: Vec<MemberStep>,
     (timeout, attempt_timeout): (Duration, Duration),
+    key: Option<Key>,
 ) -> Result<MembersReport, ClientError> {
     let options = ClientOptions {
         timeout,
         attempt_timeout,
+        key,
         ..ClientOptions::default()
     };
     Client::new(endpoints, options)?.change_membership(steps)
@@ -100,24 +118,34 @@ fn list(
     endpoints: &[SocketAddr],
     json: bool,
     (timeout, attempt_timeout): (Duration, Duration),
+    key: Option<&ClientKey>,
 ) -> ExitCode {
     // Answered at once or not at all, as status is: its default timeout is short.
     let options = ClientOptions {
         timeout,
         attempt_timeout,
+        key: keys::option_key(key),
         ..ClientOptions::default()
     };
     let mut client = match Client::new(endpoints.to_vec(), options) {
         Ok(client) => client,
-        Err(error) => return fail(&error),
+        Err(error) => return fail(&error, key),
     };
+    let mut hint = None;
     let reports: Vec<MembersReport> = client
         .members_all(endpoints)
         .into_iter()
-        .filter_map(Result::ok)
+        .filter_map(|answer| {
+            answer
+                .map_err(|error| hint = hint.take().or_else(|| keys::hint(&error, key)))
+                .ok()
+        })
         .collect();
     let Some(report) = best_view(&mut client, reports) else {
         eprintln!("balsa members: no endpoint answered with a configuration");
+        if let Some(hint) = hint {
+            eprintln!("balsa members: hint: {hint}");
+        }
         return ExitCode::from(3);
     };
     println!("{}", render(&report, json));
@@ -149,18 +177,19 @@ fn best_view(client: &mut Client, reports: Vec<MembersReport>) -> Option<Members
 
 /// One change, waited for.
 #[allow(clippy::print_stdout, reason = "the new configuration goes to stdout")]
-fn apply(steps: Vec<MemberStep>, args: &ChangeArgs) -> ExitCode {
-    match change(args.endpoints.addresses.clone(), steps, args.timeouts()) {
+fn apply(steps: Vec<MemberStep>, args: &ChangeArgs, key: Option<&ClientKey>) -> ExitCode {
+    let endpoints = args.endpoints.addresses.clone();
+    match change(endpoints, steps, args.timeouts(), keys::option_key(key)) {
         Ok(report) => {
             println!("{}", render(&report, false));
             ExitCode::SUCCESS
         }
-        Err(error) => fail(&error),
+        Err(error) => fail(&error, key),
     }
 }
 
 #[allow(clippy::print_stderr, reason = "the command's one-line error")]
-fn fail(error: &ClientError) -> ExitCode {
+fn fail(error: &ClientError, key: Option<&ClientKey>) -> ExitCode {
     match error {
         ClientError::Timeout { waited } => eprintln!(
             "balsa members: no answer within {} ms; the outcome of the change is unknown (see \
@@ -168,6 +197,9 @@ fn fail(error: &ClientError) -> ExitCode {
             waited.as_millis()
         ),
         other => eprintln!("balsa members: {other}"),
+    }
+    if let Some(hint) = keys::hint(error, key) {
+        eprintln!("balsa members: hint: {hint}");
     }
     ExitCode::from(change_exit_status(error))
 }

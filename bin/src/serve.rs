@@ -15,20 +15,29 @@
 //! configuration and waits for `balsa members add` to add it), or reading the file back.
 //! `--rejoin` is a deprecated alias of `--join`.
 //!
-//! Exit status: 0 when removed from the cluster; 2 for bad configuration (including a data
+//! Keys: secure by default. The node seals member traffic under `--peer-key-file` and client
+//! traffic under `--client-key-file` (each also accepting its `--previous-...` key while keys
+//! are rotated), and logs the keys' fingerprints, never the keys; without keys it starts only
+//! with `--insecure`, and then logs a warning once. A key file that group or others may read
+//! or write is refused.
+//!
+//! Exit status: 0 when removed from the cluster; 2 for bad configuration (including no keys
+//! and no `--insecure`, a key file that cannot be read or is too open, a data
 //! directory in use, one an earlier version's `--rejoin` marked, or one that belongs to another
 //! node, or to another cluster than the one `--join` finds); 3 when `--join` found no member
 //! to answer; 1 when the node cannot start (its address taken, a damaged log or identity file)
 //! or stops on a storage failure, with the reason on stderr.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use balsa::keyfile::{self, Key, KeyRing, Keys};
 use balsa::kv::KvStore;
 use balsa::{Error, Node, NodeConfig};
 
-use crate::args::ServeArgs;
+use crate::args::{NO_KEYS, ServeArgs};
 use crate::logger;
 
 /// Runs `balsa serve`.
@@ -60,6 +69,14 @@ pub fn run(args: ServeArgs) -> ExitCode {
         eprintln!("balsa serve: {}", Error::from(refusal));
         return ExitCode::from(2);
     }
+    config.keys = match keys(&args) {
+        Ok(keys) => keys,
+        Err(error) => {
+            eprintln!("balsa serve: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let sealing = describe_keys(&config.keys);
     if args.rejoin {
         log::warn!(
             "--rejoin is deprecated and now means --join. A node that lost its data directory \
@@ -86,6 +103,11 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Said once the node runs, so that a refusal to start stays the one line on stderr.
+    match sealing {
+        Ok(fingerprints) => log::info!("{fingerprints}"),
+        Err(warning) => log::warn!("{warning}"),
+    }
     let mut stdout = std::io::stdout().lock();
     // If stdout is closed nobody waits for the line; the node serves all the same.
     let _ = writeln!(
@@ -106,5 +128,153 @@ pub fn run(args: ServeArgs) -> ExitCode {
             eprintln!("balsa serve: node {} stopped: {error}", args.id);
             ExitCode::from(1)
         }
+    }
+}
+
+/// The node's keys, as the key flags say (`--insecure`: none).
+fn keys(args: &ServeArgs) -> Result<Keys, String> {
+    if args.insecure {
+        return Ok(Keys::insecure());
+    }
+    // `parse` refuses serve with neither keys nor --insecure, and clap one key without the
+    // other: this is the same refusal, should the two ever drift apart.
+    let (Some(peer), Some(client)) = (&args.peer_key_file, &args.client_key_file) else {
+        return Err(NO_KEYS.into());
+    };
+    let read = |path: &PathBuf| keyfile::read_key_file(path).map_err(|e| e.to_string());
+    let previous = |path: &Option<PathBuf>| -> Result<Option<Key>, String> {
+        path.as_ref().map(read).transpose()
+    };
+    let peer = KeyRing::new(read(peer)?).with_previous(previous(&args.previous_peer_key_file)?);
+    let client =
+        KeyRing::new(read(client)?).with_previous(previous(&args.previous_client_key_file)?);
+    Ok(Keys::node(peer, client))
+}
+
+/// What the node seals with, for the log at start: the keys' fingerprints (never the keys), or
+/// (`Err`) the warning that it seals nothing.
+fn describe_keys(keys: &Keys) -> Result<String, String> {
+    let ring = |ring: &KeyRing| match &ring.previous {
+        Some(previous) => format!(
+            "{} (also accepting the previous key {})",
+            ring.current.fingerprint(),
+            previous.fingerprint()
+        ),
+        None => ring.current.fingerprint(),
+    };
+    match (&keys.peer, &keys.client) {
+        (Some(peer), Some(client)) => Ok(format!(
+            "sealing member traffic under peer key {} and client traffic under client key {}",
+            ring(peer),
+            ring(client)
+        )),
+        _ => Err(String::from(
+            "--insecure: datagrams go in plaintext, and anyone who can send this node a \
+             datagram can speak for a member or a client; run with --peer-key-file and \
+             --client-key-file (see `balsa keygen`) unless the network is trusted",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use super::*;
+    use crate::args::{Cli, Command};
+
+    fn serve_args(extra: &[&Path]) -> ServeArgs {
+        let mut words: Vec<OsString> = [
+            "balsa",
+            "serve",
+            "--id",
+            "1",
+            "--cluster",
+            "1=127.0.0.1:7001",
+            "--data-dir",
+            "d",
+        ]
+        .map(OsString::from)
+        .to_vec();
+        words.extend(extra.iter().map(|word| word.as_os_str().to_owned()));
+        match crate::args::parse(words) {
+            Ok(Cli {
+                command: Command::Serve(args),
+            }) => args,
+            other => panic!("{extra:?} did not parse as serve: {other:?}"),
+        }
+    }
+
+    fn key_file(dir: &Path, name: &str, byte: u8) -> (std::path::PathBuf, Key) {
+        let path = dir.join(name);
+        let key = Key::from_bytes([byte; 32]);
+        keyfile::write_key_file(&path, &key).expect("written");
+        (path, key)
+    }
+
+    #[test]
+    fn the_key_flags_make_the_nodes_rings_and_insecure_makes_none() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let (peer, peer_key) = key_file(dir.path(), "peer.key", 1);
+        let (client, client_key) = key_file(dir.path(), "client.key", 2);
+        let (old_client, old_client_key) = key_file(dir.path(), "old-client.key", 3);
+        let flag = |name: &'static str| Path::new(name);
+        let args = serve_args(&[
+            flag("--peer-key-file"),
+            &peer,
+            flag("--client-key-file"),
+            &client,
+            flag("--previous-client-key-file"),
+            &old_client,
+        ]);
+        assert_eq!(
+            keys(&args),
+            Ok(Keys::node(
+                KeyRing::new(peer_key),
+                KeyRing::new(client_key).with_previous(Some(old_client_key))
+            ))
+        );
+        assert_eq!(
+            keys(&serve_args(&[flag("--insecure")])),
+            Ok(Keys::insecure())
+        );
+        std::fs::set_permissions(&old_client, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        let refused = keys(&args).expect_err("a key file others may read");
+        assert!(refused.contains("chmod 600"), "{refused}");
+    }
+
+    #[test]
+    fn what_the_log_says_of_the_keys_is_their_fingerprints_or_a_warning() {
+        let (peer, client, old) = (
+            Key::from_bytes([1; 32]),
+            Key::from_bytes([2; 32]),
+            Key::from_bytes([3; 32]),
+        );
+        let keys = Keys::node(
+            KeyRing::new(peer.clone()).with_previous(Some(old.clone())),
+            KeyRing::new(client.clone()),
+        );
+        let said = describe_keys(&keys).expect("keyed");
+        assert_eq!(
+            said,
+            format!(
+                "sealing member traffic under peer key {} (also accepting the previous key {}) \
+                 and client traffic under client key {}",
+                peer.fingerprint(),
+                old.fingerprint(),
+                client.fingerprint()
+            )
+        );
+        for key in [&peer, &client, &old] {
+            assert!(!said.contains(&key.to_hex()), "never a key");
+        }
+        let warning = describe_keys(&Keys::insecure()).expect_err("a warning");
+        assert!(
+            warning.contains("anyone who can send this node a datagram can speak for a member"),
+            "{warning}"
+        );
     }
 }

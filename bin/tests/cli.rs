@@ -1,6 +1,8 @@
 //! The command line as a user meets it, through the real executable: `--help` and `--version`
 //! on stdout with exit status 0, a refusal as one line on stderr with exit status 2, shell
-//! completions, `BALSA_ENDPOINTS` and the log filter of `serve` (`BALSA_LOG`, then `RUST_LOG`).
+//! completions, `BALSA_ENDPOINTS`, the log filter of `serve` (`BALSA_LOG`, then `RUST_LOG`), and
+//! `balsa cluster` (its keys and what it says about them among them). The key flags, `keygen`
+//! and authentication have their own file, `keys.rs`.
 
 #![allow(
     clippy::disallowed_methods,
@@ -15,14 +17,13 @@ use std::process::{Command, Output, Stdio};
 
 use balsa::client::{Client, ClientOptions};
 use common::{
-    BALSA, Cluster, ELECTION_TIMEOUT, endpoints_arg, free_loopback_addresses, run_balsa, stderr,
+    Cluster, ELECTION_TIMEOUT, TestKeys, endpoints_arg, free_loopback_addresses, run_balsa, stderr,
     stdout, wait_until,
 };
 
-/// Runs `balsa ARGS` with `env` and neither of the variables the tests look at inherited.
+/// Runs `balsa ARGS` with `env` and none of the variables the tests look at inherited.
 fn balsa_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(BALSA)
-        .args(args)
+    common::balsa_command(args)
         .env_remove("BALSA_ENDPOINTS")
         .env_remove("BALSA_LOG")
         .env_remove("RUST_LOG")
@@ -114,12 +115,17 @@ fn balsa_endpoints_stands_in_for_the_flag() {
     let cluster = Cluster::start(1);
     cluster.wait_for_leader(ELECTION_TIMEOUT);
     let endpoints = endpoints_arg(&cluster.endpoints());
-    let put = balsa_with_env(&["put", "k", "v"], &[("BALSA_ENDPOINTS", &endpoints)]);
+    let key = cluster.client_args();
+    let key: Vec<&str> = key.iter().map(String::as_str).collect();
+    let put = balsa_with_env(
+        &[&["put", "k", "v"], &key[..]].concat(),
+        &[("BALSA_ENDPOINTS", &endpoints)],
+    );
     assert_eq!(put.status.code(), Some(0), "{}", stderr(&put));
     assert_eq!(stdout(&put), "OK\n");
     // The flag wins over the variable.
     let get = balsa_with_env(
-        &["get", "k", "--endpoints", &endpoints],
+        &[&["get", "k", "--endpoints", &endpoints], &key[..]].concat(),
         &[("BALSA_ENDPOINTS", "nowhere")],
     );
     assert_eq!(get.status.code(), Some(0), "{}", stderr(&get));
@@ -136,17 +142,18 @@ fn balsa_endpoints_stands_in_for_the_flag() {
 /// The log of a lone `balsa serve` with `env`, once it has led.
 fn serve_log(env: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().expect("a temporary directory");
+    let keys = TestKeys::create(dir.path());
     let address = free_loopback_addresses(1)[0];
     let log_path = dir.path().join("log");
     let log = File::create(&log_path).expect("creating the log file");
-    let mut child = Command::new(BALSA)
-        .args(["serve", "--id", "1", "--cluster", &format!("1={address}")])
+    let mut child = common::balsa_command(&["serve", "--id", "1"])
+        .args(["--cluster", &format!("1={address}")])
         .arg("--data-dir")
         .arg(dir.path().join("data"))
+        .args(keys.serve_args())
         .env_remove("BALSA_LOG")
         .env_remove("RUST_LOG")
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
@@ -156,7 +163,11 @@ fn serve_log(env: &[(&str, &str)]) -> String {
     out.read_line(&mut line).expect("reading serve's line");
     assert!(line.contains("listening"), "serve did not start: {line:?}");
     // A lone node elects itself; it logs that before it answers a status as the leader.
-    let mut client = Client::new(vec![address], ClientOptions::default()).expect("a client");
+    let options = ClientOptions {
+        key: Some(keys.client),
+        ..ClientOptions::default()
+    };
+    let mut client = Client::new(vec![address], options).expect("a client");
     let led = wait_until(ELECTION_TIMEOUT, || {
         let status = client.status(address).ok()?;
         (status.role == "leader").then_some(())
@@ -236,13 +247,11 @@ fn cluster_runs_one_to_seven_nodes_that_agree_on_a_leader_and_the_voters() {
     for n in [1u16, 7] {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let base = consecutive_free_ports(n);
-        let mut child = Command::new(BALSA)
-            .args(["cluster", "--nodes", &n.to_string()])
+        let mut child = common::balsa_command(&["cluster", "--nodes", &n.to_string()])
             .args(["--base-port", &base.to_string()])
             .arg("--data-dir")
             .arg(dir.path())
             .process_group(0)
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -260,8 +269,12 @@ fn cluster_runs_one_to_seven_nodes_that_agree_on_a_leader_and_the_voters() {
             .map(|address| address.parse().expect("an address"))
             .collect();
         assert_eq!(endpoints.len(), usize::from(n));
+        // The command made the cluster's keys in its data directory.
+        let key = balsa::keyfile::read_key_file(&dir.path().join("client.key"))
+            .expect("the client key balsa cluster made");
         let options = ClientOptions {
             timeout: std::time::Duration::from_millis(500),
+            key: Some(key),
             ..ClientOptions::default()
         };
         let mut client = Client::new(endpoints.clone(), options).expect("a client");
@@ -281,4 +294,114 @@ fn cluster_runs_one_to_seven_nodes_that_agree_on_a_leader_and_the_voters() {
         assert!(agreed.is_some(), "{n} nodes never agreed on a leader");
         drop(command);
     }
+}
+
+/// `balsa cluster --nodes 1` in `dir` on port `port`: the command, and what it printed up to its
+/// last line of directions (`stop with Ctrl-C ...`).
+fn cluster_in(dir: &std::path::Path, port: u16) -> (ClusterCommand, Vec<String>) {
+    use std::os::unix::process::CommandExt as _;
+    let mut child = common::balsa_command(&["cluster", "--nodes", "1"])
+        .args(["--base-port", &port.to_string()])
+        .arg("--data-dir")
+        .arg(dir)
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning balsa cluster");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let command = ClusterCommand { child };
+    let mut said = Vec::new();
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let last = line.starts_with("stop with");
+        said.push(line);
+        if last {
+            break;
+        }
+    }
+    (command, said)
+}
+
+/// The value of the line of `said` that starts with `prefix`, as printed after it.
+fn said_after<'a>(said: &'a [String], prefix: &str) -> &'a str {
+    said.iter()
+        .find_map(|line| line.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no line starting {prefix:?} in {said:#?}"))
+}
+
+/// `balsa cluster` makes a peer key and a client key in its data directory (mode 0600), runs
+/// its nodes with them, and prints the line that hands the client key to the client commands;
+/// run again in the same directory, it reads the same keys back, so the restarted cluster
+/// serves its data to the same clients.
+#[test]
+fn cluster_makes_its_keys_once_and_says_how_to_use_the_client_key() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let port = consecutive_free_ports(1);
+    let (command, said) = cluster_in(dir.path(), port);
+    let key_file = dir.path().join("client.key");
+    for name in ["peer.key", "client.key"] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .expect("the key file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+    }
+    let exported = said_after(&said, "the client commands need the client key: ");
+    assert_eq!(
+        exported,
+        format!("export BALSA_KEY_FILE={}", key_file.display()),
+        "{said:#?}"
+    );
+    let keys_line = said_after(&said, "keys: ").to_owned();
+    assert!(keys_line.contains(", made in "), "{keys_line}");
+    let client = balsa::keyfile::read_key_file(&key_file).expect("the client key");
+    assert!(keys_line.contains(&client.fingerprint()), "{keys_line}");
+    assert!(!said.join("\n").contains(&client.to_hex()), "never the key");
+    let endpoints = said_after(&said, "endpoints: ").to_owned();
+    let env = [
+        ("BALSA_KEY_FILE", key_file.to_str().expect("a UTF-8 path")),
+        ("BALSA_ENDPOINTS", endpoints.as_str()),
+    ];
+    let put = wait_until(ELECTION_TIMEOUT, || {
+        let put = balsa_with_env(&["put", "k", "kept"], &env);
+        put.status.success().then_some(put)
+    });
+    assert!(put.is_some(), "no write to the new cluster with its key");
+    let refused = balsa_with_env(
+        &["get", "k", "--endpoints", &endpoints, "--timeout", "1s"],
+        &[],
+    );
+    assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+    drop(command);
+
+    // The same port: the node's address is part of its cluster's configuration. Once the
+    // killed node's socket is gone (its data directory's lock goes with it).
+    let freed = wait_until(ELECTION_TIMEOUT, || {
+        std::net::UdpSocket::bind(("127.0.0.1", port))
+            .ok()
+            .map(drop)
+    });
+    assert!(freed.is_some(), "port {port} still taken");
+    let (command, said) = cluster_in(dir.path(), port);
+    assert_eq!(
+        said_after(&said, "keys: "),
+        keys_line.replace(", made in ", ", read from "),
+        "the same keys"
+    );
+    let endpoints = said_after(&said, "endpoints: ").to_owned();
+    let env = [
+        ("BALSA_KEY_FILE", key_file.to_str().expect("a UTF-8 path")),
+        ("BALSA_ENDPOINTS", endpoints.as_str()),
+    ];
+    let got = wait_until(ELECTION_TIMEOUT, || {
+        let get = balsa_with_env(&["get", "k"], &env);
+        get.status.success().then(|| stdout(&get))
+    });
+    assert_eq!(
+        got.as_deref(),
+        Some("kept\n"),
+        "the restarted cluster's data"
+    );
+    drop(command);
 }

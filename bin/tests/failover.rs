@@ -16,14 +16,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use balsa::client::{Client, ClientOptions};
+use balsa::keyfile::{Key, Keys};
 use balsa::kv::{Answer, Command, Op};
 use balsa::net::{Codec, Kind};
 use balsa::runtime::wire::{Request, RequestBody, ResponseBody, Wire};
 use common::{Cluster, ELECTION_TIMEOUT, wait_until};
 
-/// Writes unique keys until told to stop; records the ones acknowledged.
+/// Writes unique keys under the client key `key` until told to stop; records the ones
+/// acknowledged.
 fn spawn_writer(
     endpoints: Vec<SocketAddr>,
+    key: Option<Key>,
     prefix: &'static str,
     acknowledged: Arc<Mutex<BTreeMap<String, String>>>,
     stop: Arc<AtomicBool>,
@@ -31,6 +34,7 @@ fn spawn_writer(
     std::thread::spawn(move || {
         let options = ClientOptions {
             timeout: Duration::from_secs(1),
+            key,
             ..ClientOptions::default()
         };
         let mut client = Client::new(endpoints, options).expect("a client");
@@ -80,6 +84,7 @@ fn killing_the_leader_elects_another_and_the_old_one_catches_up_after_restart() 
     let stop = Arc::new(AtomicBool::new(false));
     let writer = spawn_writer(
         cluster.endpoints(),
+        cluster.client_key(),
         "w",
         Arc::clone(&acknowledged),
         Arc::clone(&stop),
@@ -123,7 +128,7 @@ fn killing_the_leader_elects_another_and_the_old_one_catches_up_after_restart() 
     );
     // And it serves every write from its own state.
     let mut local =
-        Client::new(vec![cluster.address(old_leader)], ClientOptions::default()).expect("a client");
+        Client::new(vec![cluster.address(old_leader)], cluster.client_options()).expect("a client");
     for (key, value) in &acknowledged {
         let got = local.get(key.as_bytes(), true).expect("a stale read");
         assert_eq!(
@@ -150,6 +155,7 @@ fn twenty_crash_restart_cycles_of_the_whole_cluster_lose_no_acknowledged_write()
     let stop = Arc::new(AtomicBool::new(false));
     let writer = spawn_writer(
         cluster.endpoints(),
+        cluster.client_key(),
         "c",
         Arc::clone(&acknowledged),
         Arc::clone(&stop),
@@ -204,10 +210,21 @@ fn twenty_crash_restart_cycles_of_the_whole_cluster_lose_no_acknowledged_write()
     assert_all_present(&cluster, &acknowledged);
 }
 
-/// Sends one raw request carrying `command` and returns the answer the leader applied.
-fn send_command(socket: &UdpSocket, to: SocketAddr, id: u64, command: &Command) -> Answer {
+/// Sends one raw request carrying `command`, sealed under the client key `key`, and returns the
+/// answer the leader applied. Every attempt sends the very same datagram: a replay, to the node.
+fn send_command(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    key: &Key,
+    id: u64,
+    command: &Command,
+) -> Answer {
     // Cluster id 0: a client that does not know its cluster's id (any node accepts it).
-    let mut codec = Codec::new(0, 0, 65_000).expect("a codec");
+    let mut codec = Codec::new(0, 0, 65_000)
+        .and_then(|codec| {
+            codec.with_keys(&Keys::client(key.clone()), balsa::net::wall_clock_micros())
+        })
+        .expect("a codec");
     let request = Wire::Request(Request {
         id,
         body: RequestBody::Command {
@@ -246,6 +263,7 @@ fn send_command(socket: &UdpSocket, to: SocketAddr, id: u64, command: &Command) 
 #[test]
 fn a_retried_request_is_applied_once() {
     let cluster = Cluster::start(3);
+    let key = cluster.client_key().expect("the cluster runs with keys");
     let (leader, _) = cluster.wait_for_leader(ELECTION_TIMEOUT);
     let to = cluster.address(leader);
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
@@ -261,10 +279,16 @@ fn a_retried_request_is_applied_once() {
             value: value.to_vec(),
         },
     };
-    assert_eq!(send_command(&socket, to, 1, &put(1, b"one")), Answer::Ok);
-    assert_eq!(send_command(&socket, to, 2, &put(2, b"two")), Answer::Ok);
+    assert_eq!(
+        send_command(&socket, to, &key, 1, &put(1, b"one")),
+        Answer::Ok
+    );
+    assert_eq!(
+        send_command(&socket, to, &key, 2, &put(2, b"two")),
+        Answer::Ok
+    );
     // The retry of seq 1 comes after seq 2: applying it would bring "one" back.
-    let stale = send_command(&socket, to, 3, &put(1, b"one"));
+    let stale = send_command(&socket, to, &key, 3, &put(1, b"one"));
     assert!(matches!(stale, Answer::StaleRequest { .. }), "{stale:?}");
     // A compare-and-swap retried: the first answer again, not a mismatch against itself.
     let cas = Command {
@@ -276,8 +300,8 @@ fn a_retried_request_is_applied_once() {
             new: b"x".to_vec(),
         },
     };
-    assert_eq!(send_command(&socket, to, 4, &cas), Answer::Ok);
-    assert_eq!(send_command(&socket, to, 5, &cas), Answer::Ok);
+    assert_eq!(send_command(&socket, to, &key, 4, &cas), Answer::Ok);
+    assert_eq!(send_command(&socket, to, &key, 5, &cas), Answer::Ok);
     let mut client = cluster.client();
     assert_eq!(
         client.get(b"k", false).expect("read").as_deref(),

@@ -124,7 +124,9 @@ fn a_new_cluster_on_the_addresses_of_an_old_one_ignores_its_stale_node() {
     // longer log than anything the new cluster has.
     old.kill(2);
     old.kill(3);
-    let mut new = Cluster::on_addresses(old.members().to_vec(), &["--cluster-token", "new"]);
+    // The same keys: the new cluster is told from the old by its cluster id alone.
+    let mut new = Cluster::on_addresses(old.members().to_vec(), &["--cluster-token", "new"])
+        .sharing_keys_with(&old);
     new.start_node(2);
     new.start_node(3);
     let (leader, _) = new.wait_for_leader(ELECTION_TIMEOUT);

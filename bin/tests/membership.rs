@@ -100,7 +100,7 @@ fn start_joining(cluster: &mut Cluster, id: u64) {
 fn growing_to_five_under_load_then_losing_two_originals_keeps_committing() {
     let mut cluster = start(3);
     cluster.wait_for_leader(ELECTION_TIMEOUT);
-    let writer = Writer::start(cluster.endpoints(), "grow");
+    let writer = Writer::start(cluster.endpoints(), cluster.client_key(), "grow");
     writer.wait_for_more(20, ELECTION_TIMEOUT);
     for _ in 0..2 {
         let (id, address) = cluster.add_member();
@@ -118,7 +118,11 @@ fn growing_to_five_under_load_then_losing_two_originals_keeps_committing() {
     // forwards to whichever node leads.
     writer.wait_for_more(20, ELECTION_TIMEOUT);
     let acknowledged = writer.stop();
-    assert_all_present(&cluster.running_endpoints(), &acknowledged);
+    assert_all_present(
+        &cluster.running_endpoints(),
+        &cluster.client_options(),
+        &acknowledged,
+    );
 }
 
 /// Shrink 5 → 3, removing a follower and then the leader: the removed processes print that
@@ -128,7 +132,7 @@ fn growing_to_five_under_load_then_losing_two_originals_keeps_committing() {
 fn shrinking_to_three_removes_the_leader_among_others_and_they_exit_0() {
     let mut cluster = start(5);
     let (leader, _) = cluster.wait_for_leader(ELECTION_TIMEOUT);
-    let writer = Writer::start(cluster.endpoints(), "shrink");
+    let writer = Writer::start(cluster.endpoints(), cluster.client_key(), "shrink");
     writer.wait_for_more(20, ELECTION_TIMEOUT);
     let follower = cluster
         .ids()
@@ -151,7 +155,11 @@ fn shrinking_to_three_removes_the_leader_among_others_and_they_exit_0() {
     assert_eq!((voters, learners), (rest, vec![]));
     writer.wait_for_more(20, ELECTION_TIMEOUT);
     let acknowledged = writer.stop();
-    assert_all_present(&cluster.running_endpoints(), &acknowledged);
+    assert_all_present(
+        &cluster.running_endpoints(),
+        &cluster.client_options(),
+        &acknowledged,
+    );
 }
 
 /// A node whose data directory was lost comes back under a new id (`members replace`, one
@@ -161,7 +169,7 @@ fn shrinking_to_three_removes_the_leader_among_others_and_they_exit_0() {
 fn a_node_that_lost_its_disk_is_replaced_under_a_new_id_and_the_cluster_survives_another_loss() {
     let mut cluster = start(3);
     cluster.wait_for_leader(ELECTION_TIMEOUT);
-    let writer = Writer::start(cluster.endpoints(), "replace");
+    let writer = Writer::start(cluster.endpoints(), cluster.client_key(), "replace");
     writer.wait_for_more(20, ELECTION_TIMEOUT);
     cluster.kill(3);
     cluster.wipe(3);
@@ -186,7 +194,11 @@ fn a_node_that_lost_its_disk_is_replaced_under_a_new_id_and_the_cluster_survives
     let acknowledged = writer.stop();
     let after = cluster.balsa_at(&cluster.running_endpoints(), &["put", "after", "loss"]);
     assert_eq!(stdout(&after), "OK\n", "{}", stderr(&after));
-    assert_all_present(&cluster.running_endpoints(), &acknowledged);
+    assert_all_present(
+        &cluster.running_endpoints(),
+        &cluster.client_options(),
+        &acknowledged,
+    );
 }
 
 /// kill -9 the leader while the joint configuration C_old,new is in force and C_new is not yet
@@ -197,7 +209,7 @@ fn a_node_that_lost_its_disk_is_replaced_under_a_new_id_and_the_cluster_survives
 fn killing_the_leader_while_joint_converges_to_one_configuration() {
     let mut cluster = start(3);
     cluster.wait_for_leader(ELECTION_TIMEOUT);
-    let writer = Writer::start(cluster.endpoints(), "joint");
+    let writer = Writer::start(cluster.endpoints(), cluster.client_key(), "joint");
     writer.wait_for_more(20, ELECTION_TIMEOUT);
     let (new, address) = cluster.add_member();
     start_joining(&mut cluster, new);
@@ -219,8 +231,9 @@ fn killing_the_leader_while_joint_converges_to_one_configuration() {
     let replace = {
         let endpoints = common::endpoints_arg(&[cluster.address(leader)]);
         let (old, new_arg) = (others[0].to_string(), member_arg(new, address));
+        let key_args = cluster.client_args();
         std::thread::spawn(move || {
-            common::run_balsa(&[
+            let mut args = vec![
                 "members",
                 "replace",
                 &old,
@@ -229,7 +242,9 @@ fn killing_the_leader_while_joint_converges_to_one_configuration() {
                 "20000",
                 "--endpoints",
                 &endpoints,
-            ])
+            ];
+            args.extend(key_args.iter().map(String::as_str));
+            common::run_balsa(&args)
         })
     };
     let mut seen = Vec::new();
@@ -294,7 +309,7 @@ fn killing_the_leader_while_joint_converges_to_one_configuration() {
         .filter(|id| in_configuration(id) && cluster.is_running(*id))
         .map(|id| cluster.address(id))
         .collect();
-    assert_all_present(&members, &acknowledged);
+    assert_all_present(&members, &cluster.client_options(), &acknowledged);
 }
 
 /// Each bad request is refused with a one-line message and exit status 2, and changes nothing:
@@ -334,8 +349,11 @@ fn bad_membership_requests_are_refused_with_a_message_and_change_nothing() {
     let (new, address) = cluster.add_member();
     let endpoints = common::endpoints_arg(&cluster.endpoints()[..3]);
     let new_arg = member_arg(new, address);
+    let key_args = cluster.client_args();
     let adding = std::thread::spawn(move || {
-        common::run_balsa(&["members", "add", &new_arg, "--endpoints", &endpoints])
+        let mut args = vec!["members", "add", &new_arg, "--endpoints", &endpoints];
+        args.extend(key_args.iter().map(String::as_str));
+        common::run_balsa(&args)
     });
     let learning = wait_until(ELECTION_TIMEOUT, || {
         let statuses = cluster.statuses();
@@ -403,6 +421,7 @@ fn rejoin_is_a_deprecated_join_and_an_old_rejoined_directory_is_refused() {
         &format!("3={free}"),
         "--data-dir",
         data_dir,
+        "--insecure",
     ]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     let says = stderr(&refused);
@@ -437,6 +456,9 @@ fn the_demo_replaces_the_node_it_killed_and_the_old_one_stops_by_itself() {
         .rsplit("voters=")
         .next()
         .expect("rsplit yields at least one part")
+        .split_whitespace()
+        .next()
+        .expect("the voters' ids")
         .split(',')
         .collect();
     assert_eq!(voters.len(), 3, "{configuration}");

@@ -9,9 +9,9 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use common::{BALSA, Cluster, ELECTION_TIMEOUT, endpoints_arg, run_balsa, stderr, stdout};
+use common::{Cluster, ELECTION_TIMEOUT, endpoints_arg, run_balsa, stderr, stdout};
 
 #[test]
 fn three_serve_processes_elect_a_leader_and_serve_put_and_get_from_every_node() {
@@ -48,17 +48,7 @@ fn three_serve_processes_elect_a_leader_and_serve_put_and_get_from_every_node() 
     assert_eq!(json.matches("\"role\":\"leader\"").count(), 1, "{json}");
 
     // A second process on node 1's data directory is refused, and node 1 keeps serving.
-    let data_dir = cluster.data_dir(1);
-    let cluster_arg = format!("1={}", cluster.address(1));
-    let second = run_balsa(&[
-        "serve",
-        "--id",
-        "1",
-        "--cluster",
-        &cluster_arg,
-        "--data-dir",
-        data_dir.to_str().expect("a UTF-8 temporary path"),
-    ]);
+    let second = cluster.serve_to_exit(1, &cluster.data_dir(1), &[]);
     assert_eq!(second.status.code(), Some(2), "{}", stderr(&second));
     assert!(
         stderr(&second).contains("is in use by another process"),
@@ -79,9 +69,9 @@ fn status_prints_each_answer_as_it_comes_and_a_silent_endpoint_last() {
     let node = cluster.address(1);
     let endpoints = endpoints_arg(&[silent, node]);
 
-    let mut waiting = Command::new(BALSA)
-        .args(["status", "--endpoints", &endpoints, "--timeout", "10m"])
-        .stdin(Stdio::null())
+    let mut waiting = common::balsa_command(&["status", "--endpoints", &endpoints])
+        .args(["--timeout", "10m"])
+        .args(cluster.client_args())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -102,7 +92,7 @@ fn status_prints_each_answer_as_it_comes_and_a_silent_endpoint_last() {
         "the row came while the silent endpoint was waited for"
     );
 
-    let bounded = run_balsa(&["status", "--endpoints", &endpoints, "--timeout", "300ms"]);
+    let bounded = cluster.balsa_at(&[silent, node], &["status", "--timeout", "300ms"]);
     assert_eq!(bounded.status.code(), Some(0), "{}", stderr(&bounded));
     let table = stdout(&bounded);
     let rows: Vec<&str> = table.lines().collect();
@@ -113,14 +103,7 @@ fn status_prints_each_answer_as_it_comes_and_a_silent_endpoint_last() {
         "{table}"
     );
 
-    let json = run_balsa(&[
-        "status",
-        "--json",
-        "--endpoints",
-        &endpoints,
-        "--timeout",
-        "300ms",
-    ]);
+    let json = cluster.balsa_at(&[silent, node], &["status", "--json", "--timeout", "300ms"]);
     assert_eq!(json.status.code(), Some(0), "{}", stderr(&json));
     let parsed: serde_json::Value = serde_json::from_str(&stdout(&json)).expect("one document");
     assert_eq!(parsed[0]["endpoint"], silent.to_string());
@@ -139,6 +122,7 @@ fn serve_refuses_bad_configuration_with_exit_status_2() {
             "1=127.0.0.1:1",
             "--data-dir",
             "unused",
+            "--insecure",
         ],
         &[
             "serve",
@@ -148,6 +132,7 @@ fn serve_refuses_bad_configuration_with_exit_status_2() {
             "1=127.0.0.1:1,1=127.0.0.1:2",
             "--data-dir",
             "x",
+            "--insecure",
         ],
         &[
             "serve",
@@ -157,6 +142,7 @@ fn serve_refuses_bad_configuration_with_exit_status_2() {
             "1=nowhere",
             "--data-dir",
             "unused",
+            "--insecure",
         ],
         &[
             "serve",
@@ -168,6 +154,7 @@ fn serve_refuses_bad_configuration_with_exit_status_2() {
             "unused",
             "--election-ticks",
             "4-30",
+            "--insecure",
         ],
     ];
     for args in cases {

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use balsa::client::{Client, ClientOptions};
+use balsa::client::Client;
 use common::{Cluster, ELECTION_TIMEOUT, stderr, wait_until};
 
 /// Small thresholds so that 50,000 writes make many snapshots and segments.
@@ -63,16 +63,11 @@ fn compaction_keeps_data_bounded_and_lagging_or_wiped_followers_catch_up_by_snap
     cluster.wipe(wiped);
     let (fresh, address) = cluster.add_member();
     cluster.start_node_with(fresh, &["--join"]);
-    let endpoints = common::endpoints_arg(&cluster.running_endpoints());
     let new_arg = format!("{fresh}={address}");
-    let replaced = common::run_balsa(&[
-        "members",
-        "replace",
-        &wiped.to_string(),
-        &new_arg,
-        "--endpoints",
-        &endpoints,
-    ]);
+    let replaced = cluster.balsa_at(
+        &cluster.running_endpoints(),
+        &["members", "replace", &wiped.to_string(), &new_arg],
+    );
     assert!(replaced.status.success(), "replace: {}", stderr(&replaced));
     let values = checked_writes(&cluster);
     bench(&cluster, 15_000);
@@ -92,7 +87,7 @@ fn compaction_keeps_data_bounded_and_lagging_or_wiped_followers_catch_up_by_snap
             size <= DATA_DIR_BOUND,
             "node {id}'s data directory holds {size} bytes, over {DATA_DIR_BOUND}"
         );
-        let mut client = Client::new(vec![cluster.address(id)], ClientOptions::default())
+        let mut client = Client::new(vec![cluster.address(id)], cluster.client_options())
             .expect("a client of one node");
         for (key, value) in &values {
             let got = client.get(key.as_bytes(), true).expect("a stale read");
@@ -116,7 +111,7 @@ fn bench(cluster: &Cluster, ops: u64) {
 
 /// 200 writes of distinct values, read back from every node at the end.
 fn checked_writes(cluster: &Cluster) -> Vec<(String, String)> {
-    let mut client = Client::new(cluster.running_endpoints(), ClientOptions::default())
+    let mut client = Client::new(cluster.running_endpoints(), cluster.client_options())
         .expect("a client of the running nodes");
     (0..200)
         .map(|i| {

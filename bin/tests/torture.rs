@@ -12,6 +12,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -110,6 +111,20 @@ fn a_short_run_with_every_fault_is_linearizable_and_exports_its_history_and_plot
         }
         assert!(line["call_ns"].as_u64() <= line["return_ns"].as_u64());
     }
+
+    // The nodes ran sealed, with the keys the run made in its directory.
+    for name in ["peer.key", "client.key"] {
+        let mode = std::fs::metadata(nodes.join(name))
+            .unwrap_or_else(|error| panic!("{name}: {error}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+    }
+    let log = std::fs::read_to_string(nodes.join("node-1.log")).expect("node 1's log");
+    assert!(
+        log.contains("sealing member traffic under peer key"),
+        "{log}"
+    );
 
     let svg = std::fs::read_to_string(&plot).expect("the plot file");
     let document = roxmltree::Document::parse(&svg).expect("well-formed SVG");

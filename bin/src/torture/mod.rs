@@ -1,7 +1,10 @@
 //! `balsa torture`: Jepsen-style fault testing of real processes. It starts a cluster of
 //! `balsa serve` child processes (this same executable) on a network it can partition, runs a
 //! client workload and a nemesis for `--time`, heals everything, reads every key, and checks
-//! the history for linearizability, lost acknowledged writes, and the nodes' agreement.
+//! the history for linearizability, lost acknowledged writes, and the nodes' agreement. The
+//! nodes run sealed, with a peer key and a client key made in the run's directory (`peer.key`,
+//! `client.key`; read back when `--dir` already holds them), and every client of the harness
+//! seals under the client key; the proxy network relays datagrams unchanged.
 //!
 //! Files: `nodes.rs` (the child processes and the harness's view of the membership), `net/`
 //! (partitions: network namespaces or a UDP proxy, behind one interface), `workload.rs` (the
@@ -11,7 +14,8 @@
 //!
 //! Exit status: 0 when the history is linearizable and every check passed; 1 when not (the
 //! report names each anomaly, and the checker's smallest excerpt of the history); 2 on bad
-//! usage, or when the machine cannot run the chosen network mode; 130 when interrupted.
+//! usage, when the machine cannot run the chosen network mode, or when the run's keys cannot
+//! be made or read; 130 when interrupted.
 //!
 //! Invariant: everything the run starts (processes, namespaces, bridges, proxy threads) is
 //! owned by [`nodes::Nodes`], whose `Drop` removes it, so every exit path — a failing check,
@@ -52,6 +56,7 @@ use self::nodes::Nodes;
 use self::observer::{Observer, nanos_since};
 use self::workload::Workload;
 use crate::args::TortureArgs;
+use crate::keys::LocalKeys;
 
 /// The most node ids one run uses (the first ones, then one per replacement): what the network
 /// accepts.
@@ -102,7 +107,15 @@ pub fn run(args: TortureArgs) -> ExitCode {
     // A second handler cannot be set (in tests that run twice): the first one is kept.
     let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::Relaxed));
     let token = format!("torture-{seed:016x}");
-    let mut nodes = Nodes::new(network, dir.clone(), token, MAX_IDS);
+    // Its nodes run sealed, as a cluster should: the faults meet the code that opens datagrams.
+    let keys = match LocalKeys::in_dir(&dir) {
+        Ok(keys) => keys,
+        Err(error) => {
+            eprintln!("balsa torture: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut nodes = Nodes::new(network, dir.clone(), token, &keys, MAX_IDS);
     if !args.json {
         println!(
             "balsa torture: seed {seed}, {} nodes over {}, logs in {}",
@@ -302,7 +315,7 @@ fn final_reads(
 ) -> BTreeMap<String, Option<String>> {
     let options = ClientOptions {
         timeout: Duration::from_secs(5),
-        ..workload::client_options()
+        ..workload::client_options(&nodes.directory())
     };
     let mut finals = BTreeMap::new();
     let first_process = history.iter().map(|r| r.process).max().unwrap_or(0) + 1;
@@ -377,7 +390,7 @@ fn converge(
         let Some(address) = nodes.node(id).map(|node| node.client_address) else {
             continue;
         };
-        let mut client = Client::new(vec![address], workload::client_options())
+        let mut client = Client::new(vec![address], workload::client_options(&nodes.directory()))
             .map_err(|error| format!("a client of node {id}: {error}"))?;
         let mut values = BTreeMap::new();
         for key in &keys {

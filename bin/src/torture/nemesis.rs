@@ -366,7 +366,7 @@ impl Nemesis<'_> {
 /// A client for the nemesis's requests (transfers, snapshots, membership changes), patient
 /// enough for a change that must catch a new node up.
 fn admin_client(nodes: &Nodes) -> Option<Client> {
-    let mut options = client_options();
+    let mut options = client_options(&nodes.directory());
     options.timeout = Duration::from_secs(10);
     Client::new(nodes.directory().endpoints(), options).ok()
 }
@@ -376,7 +376,7 @@ pub fn refresh_members(nodes: &mut Nodes) {
     let endpoints = nodes.directory().endpoints();
     // Every member is asked at once and the answer waits for the slowest: a short bound, as a
     // member that is down never answers.
-    let mut options = client_options();
+    let mut options = client_options(&nodes.directory());
     options.timeout = Duration::from_millis(500);
     let Ok(mut client) = Client::new(endpoints.clone(), options) else {
         return;

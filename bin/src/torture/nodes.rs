@@ -2,6 +2,10 @@
 //! its addresses from the [`Network`], its data directory under the run's directory and its
 //! log file, and the harness's view of the configuration (which ids are members).
 //!
+//! Every node runs with the run's keys ([`LocalKeys`], in the run's directory: the fresh, wiped
+//! and added nodes too), and the harness's clients seal under its client key, which the
+//! [`Directory`] hands them.
+//!
 //! Node ids are never reused: a node that is replaced (membership, wipe) gets the next id, as
 //! `balsa members replace` requires. A killed node restarts under its id on its data
 //! directory; a wiped one does not come back.
@@ -12,16 +16,19 @@
 //! believes are in the configuration, with the address its clients reach them at.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use balsa::keyfile::Key;
 use rustix::process::{Pid, Signal, kill_process};
 
 use super::net::{Network, NodeAddresses};
-use crate::cluster::{Launch, ServeProcess};
+use crate::cluster::{Launch, ServeProcess, os_args};
+use crate::keys::LocalKeys;
 
 /// Flags every node of a run gets besides its id, members, data directory and addresses:
 /// snapshots every few thousand entries (so that compaction and snapshot transfers happen in a
@@ -55,14 +62,30 @@ pub struct Node {
 }
 
 /// The members the harness's clients talk to: `(id, client address)`, shared with the workload
-/// and the observer threads.
+/// and the observer threads; and the client key they speak with.
 #[derive(Clone, Default)]
-pub struct Directory(Arc<Mutex<Vec<(u64, SocketAddr)>>>);
+pub struct Directory {
+    members: Arc<Mutex<Vec<(u64, SocketAddr)>>>,
+    key: Option<Key>,
+}
 
 impl Directory {
+    /// A directory of no members yet, whose clients seal under `key`.
+    pub fn new(key: Option<Key>) -> Directory {
+        Directory {
+            members: Arc::default(),
+            key,
+        }
+    }
+
+    /// The client key of the run, for [`balsa::client::ClientOptions::key`].
+    pub fn key(&self) -> Option<Key> {
+        self.key.clone()
+    }
+
     /// The members now.
     pub fn members(&self) -> Vec<(u64, SocketAddr)> {
-        self.0
+        self.members
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -77,7 +100,7 @@ impl Directory {
     }
 
     fn set(&self, members: Vec<(u64, SocketAddr)>) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = members;
+        *self.members.lock().unwrap_or_else(PoisonError::into_inner) = members;
     }
 }
 
@@ -95,6 +118,8 @@ pub struct Nodes {
     network: Box<dyn Network>,
     dir: PathBuf,
     token: String,
+    /// The `serve` arguments that give a node the run's keys.
+    key_args: Vec<OsString>,
     nodes: BTreeMap<u64, Node>,
     /// The configuration's members, as the harness believes (ids).
     members: Vec<u64>,
@@ -118,17 +143,25 @@ impl std::fmt::Display for NodeError {
 impl std::error::Error for NodeError {}
 
 impl Nodes {
-    /// Nodes in `dir` over `network`, none started yet; at most `max_ids` ids over the run.
-    pub fn new(network: Box<dyn Network>, dir: PathBuf, token: String, max_ids: u64) -> Nodes {
+    /// Nodes in `dir` over `network`, none started yet, running with `keys`; at most
+    /// `max_ids` ids over the run.
+    pub fn new(
+        network: Box<dyn Network>,
+        dir: PathBuf,
+        token: String,
+        keys: &LocalKeys,
+        max_ids: u64,
+    ) -> Nodes {
         Nodes {
             network,
             dir,
             token,
+            key_args: keys.serve_args(),
             nodes: BTreeMap::new(),
             members: Vec::new(),
             next_id: 1,
             max_ids,
-            directory: Directory::default(),
+            directory: Directory::new(keys.client_key()),
             unexpected_exits: Vec::new(),
         }
     }
@@ -351,13 +384,14 @@ impl Nodes {
         }
         let log = open_log(&self.dir, id)?;
         let listen = node.addresses.listen.to_string();
-        let mut extra: Vec<&str> = vec!["--cluster-token", &self.token];
+        let mut extra = os_args(&["--cluster-token", &self.token]);
         if node.addresses.listen != node.addresses.advertised {
-            extra.extend(["--listen", &listen]);
+            extra.extend(os_args(&["--listen", &listen]));
         }
-        extra.extend(NODE_FLAGS);
+        extra.extend(os_args(&NODE_FLAGS));
+        extra.extend(self.key_args.iter().cloned());
         if join {
-            extra.push("--join");
+            extra.push("--join".into());
         }
         let launch = Launch {
             wrap: self.network.wrap_command(id),

@@ -114,6 +114,7 @@ fn observe(directory: &Directory, origin: Instant, shared: &Mutex<Shared>, stop:
     let options = ClientOptions {
         timeout: Duration::from_millis(250),
         attempt_timeout: Duration::from_millis(250),
+        key: directory.key(),
         ..ClientOptions::default()
     };
     while !stop.load(Ordering::Relaxed) {

@@ -22,11 +22,13 @@ use super::history::{Call, Outcome, Output, Record};
 use super::nodes::Directory;
 use super::observer::nanos_since;
 
-/// How the workload's clients wait.
-pub fn client_options() -> ClientOptions {
+/// How the workload's clients wait, and the key they seal under (the run's client key, which
+/// `directory` holds).
+pub fn client_options(directory: &Directory) -> ClientOptions {
     ClientOptions {
         timeout: Duration::from_secs(2),
         attempt_timeout: Duration::from_millis(250),
+        key: directory.key(),
         ..ClientOptions::default()
     }
 }
@@ -104,7 +106,7 @@ impl ClientThread {
         let mut slot: Option<Client> = None;
         while !stop.load(Ordering::Relaxed) {
             if slot.is_none() {
-                slot = Client::new(directory.endpoints(), client_options()).ok();
+                slot = Client::new(directory.endpoints(), client_options(directory)).ok();
             }
             let Some(client) = slot.as_mut() else {
                 // No member to talk to, for a moment, during a replacement.
@@ -134,7 +136,9 @@ impl ClientThread {
                     let picked = endpoints
                         .get(self.rng.index(endpoints.len().max(1)))
                         .copied();
-                    picked.and_then(|endpoint| Client::new(vec![endpoint], client_options()).ok())
+                    picked.and_then(|endpoint| {
+                        Client::new(vec![endpoint], client_options(directory)).ok()
+                    })
                 }
                 _ => None,
             };

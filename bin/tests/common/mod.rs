@@ -2,6 +2,12 @@
 //! `balsa serve` children (killed when dropped, panicking or not), a way to run the `balsa`
 //! client commands against it, and bounded waits for a leader or a condition.
 //!
+//! A cluster runs sealed, as `serve` does by default: its peer and client keys are made per
+//! cluster in its temporary directory ([`TestKeys`]), every node is started with them, and the
+//! clients the helpers make (the library's, and `balsa` commands run through
+//! [`Cluster::balsa`]) use its client key. [`Cluster::start_insecure`] runs one with
+//! `--insecure` instead.
+//!
 //! Every wait is a polling loop with a deadline; nothing sleeps to synchronise. When a test
 //! panics, dropping its cluster prints the tail of every node's log (their stderr) to help.
 //!
@@ -37,6 +43,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use balsa::client::{Client, ClientOptions};
+use balsa::keyfile::{Key, generate_key, write_key_file};
 use balsa::runtime::wire::StatusReport;
 
 /// The `balsa` executable Cargo built for these tests.
@@ -75,13 +82,81 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// The environment variables `balsa` reads its keys from: none is inherited by the commands
+/// the tests run, so that only the flags they give count.
+pub const KEY_VARIABLES: [&str; 5] = [
+    "BALSA_KEY_FILE",
+    "BALSA_PEER_KEY_FILE",
+    "BALSA_CLIENT_KEY_FILE",
+    "BALSA_PREVIOUS_PEER_KEY_FILE",
+    "BALSA_PREVIOUS_CLIENT_KEY_FILE",
+];
+
+/// `balsa ARGS`, its stdin closed and no key variable inherited.
+pub fn balsa_command(args: &[&str]) -> Command {
+    let mut command = Command::new(BALSA);
+    command.args(args).stdin(Stdio::null());
+    for variable in KEY_VARIABLES {
+        command.env_remove(variable);
+    }
+    command
+}
+
 /// Runs `balsa ARGS` to completion.
 pub fn run_balsa(args: &[&str]) -> Output {
-    Command::new(BALSA)
-        .args(args)
-        .stdin(Stdio::null())
+    balsa_command(args)
         .output()
         .expect("running the balsa executable")
+}
+
+/// A peer key and a client key in two new files (mode 0600) in `dir`: `peer.key` and
+/// `client.key`.
+#[derive(Clone, Debug)]
+pub struct TestKeys {
+    /// The peer key's file.
+    pub peer_file: PathBuf,
+    /// The client key's file.
+    pub client_file: PathBuf,
+    /// The client key.
+    pub client: Key,
+}
+
+impl TestKeys {
+    /// Makes the two keys in `dir`.
+    ///
+    /// # Panics
+    /// If a file cannot be written (say, it exists).
+    pub fn create(dir: &Path) -> TestKeys {
+        let peer_file = dir.join("peer.key");
+        let client_file = dir.join("client.key");
+        let client = new_key_file(&client_file);
+        new_key_file(&peer_file);
+        TestKeys {
+            peer_file,
+            client_file,
+            client,
+        }
+    }
+
+    /// The `serve` arguments that give a node these keys.
+    pub fn serve_args(&self) -> Vec<String> {
+        vec![
+            "--peer-key-file".into(),
+            self.peer_file.display().to_string(),
+            "--client-key-file".into(),
+            self.client_file.display().to_string(),
+        ]
+    }
+}
+
+/// Writes a new random key to the new file `path` (mode 0600); returns it.
+///
+/// # Panics
+/// If it cannot.
+pub fn new_key_file(path: &Path) -> Key {
+    let key = generate_key().expect("the system's random source");
+    write_key_file(path, &key).unwrap_or_else(|error| panic!("{error}"));
+    key
 }
 
 /// One `balsa serve` child.
@@ -95,6 +170,8 @@ struct NodeProcess {
 /// temporary directory. Every process is killed (SIGKILL) when the cluster is dropped.
 pub struct Cluster {
     dir: tempfile::TempDir,
+    /// The keys every node runs with and the clients use; `None`: `--insecure`.
+    keys: Option<TestKeys>,
     members: Vec<(u64, SocketAddr)>,
     /// Extra `serve` arguments, for every start and restart.
     serve_args: Vec<String>,
@@ -110,14 +187,20 @@ impl Cluster {
 
     /// Starts `n` nodes, passing `serve_args` (say, `["--tick-ms", "5"]`) to each.
     pub fn start_with(n: usize, serve_args: &[&str]) -> Cluster {
-        let dir = tempfile::tempdir().expect("a temporary directory");
         let members = (1..).zip(free_loopback_addresses(n)).collect();
-        let mut cluster = Cluster {
-            dir,
-            members,
-            serve_args: serve_args.iter().map(|arg| (*arg).to_owned()).collect(),
-            nodes: (0..n).map(|_| None).collect(),
-        };
+        let mut cluster = Cluster::on_addresses(members, serve_args);
+        for id in 1..=n as u64 {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    /// Starts `n` nodes with `--insecure` (no keys: plaintext datagrams) and `serve_args`.
+    pub fn start_insecure(n: usize, serve_args: &[&str]) -> Cluster {
+        let members = (1..).zip(free_loopback_addresses(n)).collect();
+        let mut cluster = Cluster::on_addresses(members, serve_args);
+        cluster.keys = None;
+        cluster.serve_args.push("--insecure".into());
         for id in 1..=n as u64 {
             cluster.start_node(id);
         }
@@ -134,12 +217,75 @@ impl Cluster {
                 .all(|((id, _), expected)| *id == expected),
             "ids 1..=n, in order: {members:?}"
         );
+        let dir = tempfile::tempdir().expect("a temporary directory");
         Cluster {
-            dir: tempfile::tempdir().expect("a temporary directory"),
+            keys: Some(TestKeys::create(dir.path())),
+            dir,
             nodes: members.iter().map(|_| None).collect(),
             members,
             serve_args: serve_args.iter().map(|arg| (*arg).to_owned()).collect(),
         }
+    }
+
+    /// This cluster, running with `other`'s keys instead of its own (as a cluster whose
+    /// operator kept the keys across a rebuild): it is told from `other` by its cluster id
+    /// alone.
+    ///
+    /// # Panics
+    /// If a node runs already, or either cluster runs without keys.
+    pub fn sharing_keys_with(mut self, other: &Cluster) -> Cluster {
+        assert!(self.nodes.iter().all(Option::is_none), "no node runs yet");
+        assert!(self.keys.is_some(), "this cluster runs with keys");
+        self.keys = Some(other.keys().expect("the other runs with keys").clone());
+        self
+    }
+
+    /// From now on, start its nodes with `keys` and give its clients their client key (after
+    /// a rotation).
+    ///
+    /// # Panics
+    /// If it runs without keys.
+    pub fn set_keys(&mut self, keys: TestKeys) {
+        assert!(self.keys.is_some(), "the cluster runs with keys");
+        self.keys = Some(keys);
+    }
+
+    /// The keys its nodes run with (`None`: `--insecure`).
+    pub fn keys(&self) -> Option<&TestKeys> {
+        self.keys.as_ref()
+    }
+
+    /// The client key (`None`: `--insecure`).
+    pub fn client_key(&self) -> Option<Key> {
+        self.keys.as_ref().map(|keys| keys.client.clone())
+    }
+
+    /// The client key's file, for `--key-file` (`None`: `--insecure`).
+    pub fn key_file(&self) -> Option<&Path> {
+        self.keys.as_ref().map(|keys| keys.client_file.as_path())
+    }
+
+    /// The arguments that give a `balsa` client command this cluster's client key:
+    /// `--key-file FILE`, or none when it runs without keys.
+    pub fn client_args(&self) -> Vec<String> {
+        self.key_file().map_or_else(Vec::new, |file| {
+            vec!["--key-file".into(), file.display().to_string()]
+        })
+    }
+
+    /// The library's default client options, with this cluster's client key.
+    pub fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            key: self.client_key(),
+            ..ClientOptions::default()
+        }
+    }
+
+    /// The `serve` arguments of the keys (none when insecure).
+    fn key_args(&self) -> Vec<String> {
+        self.keys
+            .as_ref()
+            .map_or_else(Vec::new, TestKeys::serve_args)
     }
 
     /// Replaces the extra `serve` arguments of every later start.
@@ -154,14 +300,13 @@ impl Cluster {
     /// # Panics
     /// If it is still running after 30 s (it is killed first).
     pub fn serve_to_exit(&self, id: u64, data_dir: &Path, extra: &[&str]) -> Output {
-        let mut child = Command::new(BALSA)
-            .arg("serve")
+        let mut child = balsa_command(&["serve"])
             .args(["--id", &id.to_string(), "--cluster", &self.cluster_arg()])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(self.key_args())
             .args(&self.serve_args)
             .args(extra)
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -200,6 +345,16 @@ impl Cluster {
 
     /// As [`start_node`](Self::start_node), with `extra` arguments for this start only.
     pub fn start_node_with(&mut self, id: u64, extra: &[&str]) {
+        self.spawn_node(id, &self.key_args(), extra);
+    }
+
+    /// As [`start_node_with`](Self::start_node_with), with `key_args` (the key flags, say
+    /// another cluster's keys, or a rotation's previous ones) instead of the cluster's keys.
+    pub fn start_node_with_keys(&mut self, id: u64, key_args: &[String], extra: &[&str]) {
+        self.spawn_node(id, key_args, extra);
+    }
+
+    fn spawn_node(&mut self, id: u64, key_args: &[String], extra: &[&str]) {
         assert!(!self.is_running(id), "node {id} is already running");
         let log = File::options()
             .create(true)
@@ -207,14 +362,13 @@ impl Cluster {
             .open(self.log_path(id))
             .expect("opening the node's log file");
         let cluster_arg = self.cluster_arg();
-        let mut child = Command::new(BALSA)
-            .arg("serve")
+        let mut child = balsa_command(&["serve"])
             .args(["--id", &id.to_string(), "--cluster", &cluster_arg])
             .arg("--data-dir")
             .arg(self.data_dir(id))
+            .args(key_args)
             .args(&self.serve_args)
             .args(extra)
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -372,22 +526,26 @@ impl Cluster {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
-    /// Runs `balsa ARGS --endpoints <every node>`.
+    /// Runs `balsa ARGS --endpoints <every node>` (and `--key-file` with the client key).
     pub fn balsa(&self, args: &[&str]) -> Output {
         self.balsa_at(&self.endpoints(), args)
     }
 
-    /// Runs `balsa ARGS --endpoints <endpoints>`.
+    /// Runs `balsa ARGS --endpoints <endpoints>` (and `--key-file` with the client key).
     pub fn balsa_at(&self, endpoints: &[SocketAddr], args: &[&str]) -> Output {
         let endpoints = endpoints_arg(endpoints);
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--endpoints", &endpoints]);
-        run_balsa(&all)
+        let mut command = balsa_command(&all);
+        if let Some(file) = self.key_file() {
+            command.arg("--key-file").arg(file);
+        }
+        command.output().expect("running the balsa executable")
     }
 
-    /// A client library handle on every node, with default options.
+    /// A client library handle on every node, with default options and the client key.
     pub fn client(&self) -> Client {
-        Client::new(self.endpoints(), ClientOptions::default()).expect("a client")
+        Client::new(self.endpoints(), self.client_options()).expect("a client")
     }
 
     /// The addresses of the nodes running, in id order.
@@ -405,7 +563,7 @@ impl Cluster {
         let options = ClientOptions {
             timeout: Duration::from_millis(300),
             attempt_timeout: Duration::from_millis(150),
-            ..ClientOptions::default()
+            ..self.client_options()
         };
         let mut probe = Client::new(self.endpoints(), options).expect("a client");
         let running: Vec<SocketAddr> = self
@@ -482,15 +640,16 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts writing `PREFIX-n` keys through `endpoints` (a write that times out is neither
-    /// counted nor expected: its outcome is unknown).
-    pub fn start(endpoints: Vec<SocketAddr>, prefix: &'static str) -> Writer {
+    /// Starts writing `PREFIX-n` keys through `endpoints` under the client key `key` (a write
+    /// that times out is neither counted nor expected: its outcome is unknown).
+    pub fn start(endpoints: Vec<SocketAddr>, key: Option<Key>, prefix: &'static str) -> Writer {
         let acknowledged = Arc::new(Mutex::new(BTreeMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (record, stopped) = (Arc::clone(&acknowledged), Arc::clone(&stop));
         let thread = std::thread::spawn(move || {
             let options = ClientOptions {
                 timeout: Duration::from_secs(1),
+                key,
                 ..ClientOptions::default()
             };
             let mut client = Client::new(endpoints, options).expect("a client");
@@ -538,21 +697,26 @@ impl Writer {
     }
 }
 
-/// Every write in `acknowledged` reads back through `endpoints`: one linearizable read, then
-/// each key from the state of the node that answered it (which had then applied every write
-/// acknowledged before, and never goes back), so thousands of keys cost little.
-pub fn assert_all_present(endpoints: &[SocketAddr], acknowledged: &BTreeMap<String, String>) {
+/// Every write in `acknowledged` reads back through `endpoints` (with `options`, the cluster's
+/// client key among them): one linearizable read, then each key from the state of the node
+/// that answered it (which had then applied every write acknowledged before, and never goes
+/// back), so thousands of keys cost little.
+pub fn assert_all_present(
+    endpoints: &[SocketAddr],
+    options: &ClientOptions,
+    acknowledged: &BTreeMap<String, String>,
+) {
     let Some((last, _)) = acknowledged.last_key_value() else {
         return;
     };
-    let mut client = Client::new(endpoints.to_vec(), ClientOptions::default()).expect("a client");
+    let mut client = Client::new(endpoints.to_vec(), options.clone()).expect("a client");
     client
         .get(last.as_bytes(), false)
         .unwrap_or_else(|error| panic!("a linearizable read of {last}: {error}"));
     let answered = client
         .leader()
         .map_or_else(|| endpoints.to_vec(), |node| vec![node]);
-    let mut pinned = Client::new(answered, ClientOptions::default()).expect("a client");
+    let mut pinned = Client::new(answered, options.clone()).expect("a client");
     for (key, value) in acknowledged {
         let got = pinned
             .get(key.as_bytes(), true)
