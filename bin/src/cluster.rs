@@ -268,13 +268,18 @@ pub fn run(args: ClusterArgs) -> ExitCode {
         }
     }
     let addresses: Vec<SocketAddr> = members.iter().map(|(_, address)| *address).collect();
-    println!(
+    // Written at once, and a reader that went away is no reason to stop the cluster (a
+    // `println!` would panic on the broken pipe).
+    let mut said = String::new();
+    let _ = writeln!(
+        said,
         "balsa: cluster of {} nodes up, data in {}",
         args.nodes,
         args.data_dir.display()
     );
     for node in &nodes {
-        println!(
+        let _ = writeln!(
+            said,
             "  node {} on {} (pid {})",
             node.id,
             node.address,
@@ -282,8 +287,9 @@ pub fn run(args: ClusterArgs) -> ExitCode {
         );
     }
     let endpoints = endpoints_arg(&addresses);
-    println!("endpoints: {endpoints}");
-    println!(
+    let _ = writeln!(said, "endpoints: {endpoints}");
+    let _ = writeln!(
+        said,
         "keys: peer key {} and client key {}, {} {}",
         keys.peer_fingerprint,
         keys.client.fingerprint(),
@@ -297,14 +303,20 @@ pub fn run(args: ClusterArgs) -> ExitCode {
     };
     // Absolute, so that the line works from any directory.
     let client_file = std::path::absolute(&keys.client_file).unwrap_or(keys.client_file);
-    println!(
+    let _ = writeln!(
+        said,
         "the client commands need the client key: export BALSA_KEY_FILE={}",
         shell_word(&client_file)
     );
-    println!(
+    let _ = writeln!(
+        said,
         "stop with Ctrl-C (or kill the process group); try `balsa status{endpoints_flag}` and \
          `balsa put KEY VALUE{endpoints_flag}`"
     );
+    let mut stdout = std::io::stdout().lock();
+    let _ = std::io::Write::write_all(&mut stdout, said.as_bytes());
+    let _ = std::io::Write::flush(&mut stdout);
+    drop(stdout);
     let mut failed = false;
     while !nodes.is_empty() {
         std::thread::sleep(Duration::from_millis(200));
