@@ -121,13 +121,21 @@ impl Floor {
         let p50_us = |hist: &hdrhistogram::Histogram<u64>| hist.value_at_quantile(0.5) as f64 / 1e3;
         let p99_us =
             |hist: &hdrhistogram::Histogram<u64>| hist.value_at_quantile(0.99) as f64 / 1e3;
+        // Each error says which measurement failed.
+        let named = |name: &str| {
+            let name = name.to_owned();
+            move |error: io::Error| io::Error::new(error.kind(), format!("{name}: {error}"))
+        };
         let sync = measure_fdatasync_floor(dir, FLOOR_ITERATIONS);
-        let rtt = measure_udp_rtt(FLOOR_DATAGRAM, FLOOR_ITERATIONS)?;
-        let quorum = measure_quorum_fdatasync(dir, 3, 2, FLOOR_ITERATIONS)?;
-        let staggered = measure_staggered_commit_sync(dir, FLOOR_ITERATIONS)?;
+        let rtt = measure_udp_rtt(FLOOR_DATAGRAM, FLOOR_ITERATIONS).map_err(named("UDP RTT"))?;
+        let quorum = measure_quorum_fdatasync(dir, 3, 2, FLOOR_ITERATIONS)
+            .map_err(named("2-of-3 fdatasync"))?;
+        let staggered = measure_staggered_commit_sync(dir, FLOOR_ITERATIONS)
+            .map_err(named("staggered syncs"))?;
         let handoff = measure_thread_handoff(FLOOR_ITERATIONS);
         let bare_commit = |path, layout| {
             bare_commit::measure(dir, path, layout, FLOOR_DATAGRAM, FLOOR_ITERATIONS)
+                .map_err(named(&format!("bare commit ({path:?}, {layout:?})")))
         };
         let bare = bare_commit(WritePath::Pwrite, Layout::Bare)?;
         let handoffs = bare_commit(WritePath::Pwrite, Layout::Handoffs)?;
