@@ -368,7 +368,8 @@ fn sealing_row(msg: &Blob) -> io::Result<()> {
     let seal = ns(&encode_sealed) - ns(&encode);
     let open = open_dec - ns(&decode);
     println!(
-        "{:>6} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.0} {:>9.0} {:>9.0} {:>6.1}x {:>6.1}x",
+        "{:>6} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} \
+         {:>9.0} {:>9.0} {:>9.0} {:>6.1}x {:>6.1}x",
         body,
         sealed_datagram.len(),
         ns(&floor),

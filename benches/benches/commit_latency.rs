@@ -32,16 +32,17 @@
 //!    to round; prints each run against the floors and the ratio keyed / insecure per round and
 //!    over all rounds, beside the targets (one-client p50 within +5 %, throughput with
 //!    the most clients within −10 %); before step 5, whose writes leave the disk busy;
-//! 5. one and 64 clients with syncing off (`--unsafe-no-fsync`): what threads and network cost alone;
+//! 5. one and 64 clients with syncing off (`--unsafe-no-fsync`): what threads and network cost
+//!    alone;
 //! 6. the floor again, to show how much the machine drifted meanwhile; ratios use the mean of the
 //!    two p50s.
 //!
 //! The nodes run in this process (each with its own threads, socket and WAL, as `balsa serve`
 //! runs them); the clients talk to them over UDP. The run fails if the leader changes during any
-//! load run of steps 2, 3 and 5 (in step 4 such a run is marked and left out of the ratios). Data goes
-//! in `BALSA_BENCH_DIR` if set, else in cargo's on-disk `CARGO_TARGET_TMPDIR`. `BALSA_BENCH_OPS`
-//! sets the measured writes of the 1-client run (default 10,000; the larger runs make three times
-//! as many); `BALSA_BENCH_CLIENTS` the client counts of the durable runs (default `1,8,64`; the
+//! load run of steps 2, 3 and 5 (in step 4 such a run is marked and left out of the ratios).
+//! Data goes in `BALSA_BENCH_DIR` if set, else in cargo's on-disk `CARGO_TARGET_TMPDIR`.
+//! `BALSA_BENCH_OPS` sets the measured writes of the 1-client run (default 10,000; the larger runs
+//! make three times as many); `BALSA_BENCH_CLIENTS` the client counts of the durable runs (default `1,8,64`; the
 //! first is the latency run; step 4 takes 1, if named, and the largest);
 //! `BALSA_BENCH_DURABLE_ONLY` skips the runs without fsync; `BALSA_BENCH_SEAL_ROUNDS` the rounds
 //! of step 4 (default 2, 0 skips it; its one-client runs make `BALSA_BENCH_OPS / (2 × rounds)`
@@ -576,8 +577,8 @@ const SEAL_SIDES: [&str; 2] = ["insecure", "keyed"];
 /// Starts two 3-node clusters syncing (or not) and writing their WAL with `write_path` in `dir`,
 /// one insecure, one with fresh keys, and runs on both, `rounds` times, one client if `clients`
 /// has 1 (`ops / (2 × rounds)` writes, at least 1,000) and the most of `clients` if more than
-/// one, with shared sockets and with a socket each (`3 × ops`), each load on one cluster then the other,
-/// the first one alternating from round to round. Both clusters run throughout (the idle one
+/// one, with shared sockets and with a socket each (`3 × ops`), each load on one cluster then
+/// the other, the first one alternating from round to round. Both clusters run throughout (the idle one
 /// only sends heartbeats), so each pair sees the same moments of the machine. A leader change
 /// marks its run (left out of the ratios) instead of failing the bench: on this shared machine
 /// the longest loads sometimes starve a leader's heartbeats.
