@@ -10,8 +10,18 @@
 //!    - `balsa-net` through the event loop: both sides send with `Outbox::send_via_loop`;
 //!    - `balsa-net` sending directly: both sides send with `Outbox::send_direct`.
 //!
-//!    In both transport cases a message goes client thread → server's net thread → server's
+//!    - `balsa-net` sending directly, both transports sealing under the same keys (what a
+//!      cluster with keys pays per round trip: two seals and two opens).
+//!
+//!    In the transport cases a message goes client thread → server's net thread → server's
 //!    inbox → echo thread (as a consensus thread would) → client's net thread → client's inbox.
+//! 3. sealing (XChaCha20-Poly1305, `net/src/seal.rs`): a message of one byte string whose body is
+//!    64 B, 1 KiB, and the largest that fits the 65,000-byte datagram limit sealed (64,922 B),
+//!    encoded and decoded by a plaintext codec and by a sealing one, in ns per datagram and MB/s
+//!    of body. Opening decrypts in place, so each sealed decode first copies the sealed datagram
+//!    afresh: that copy alone is the floor, measured in the same alternating batches, and is
+//!    subtracted from the sealed decode (`open+dec`). `seal` = sealed encode − encode, `open` =
+//!    `open+dec` − decode: what the cryptography adds to a datagram.
 //!
 //! Run with `cargo bench -p balsa-benches --bench codec`.
 #![allow(
@@ -28,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use balsa_benches::{Step, WARMUP, interleave, new_histogram, report};
 use balsa_net::{Codec, Config, DEFAULT_DATAGRAM_LIMIT, Destination, Inbound, Kind, Outbox};
-use balsa_net::{SendPath, Transport};
+use balsa_net::{HEADER_LEN, KeyRing, Keys, SEAL_OVERHEAD, SendPath, Transport};
 use crossbeam_channel::Receiver;
 use hdrhistogram::Histogram;
 use serde::de::DeserializeOwned;
@@ -43,6 +53,15 @@ const BATCH_TARGET: Duration = Duration::from_micros(50);
 /// How long a round trip may take before the bench gives up on a lost datagram.
 const LOST: Duration = Duration::from_secs(5);
 const CLUSTER: u64 = 1;
+/// The boot id of the bench's sealing codecs (any value: nothing here keeps a replay window).
+const BOOT_ID: u64 = 1;
+/// Body sizes of part 3: small, a kibibyte, and the largest a sealed datagram holds within the
+/// default limit.
+const SEALED_BODIES: [usize; 3] = [
+    64,
+    1024,
+    DEFAULT_DATAGRAM_LIMIT - HEADER_LEN - SEAL_OVERHEAD,
+];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Entry {
@@ -95,6 +114,24 @@ impl From<AppendEntries> for MarkedAppendEntries {
                 .map(|Entry { index, term, data }| MarkedEntry { index, term, data })
                 .collect(),
         }
+    }
+}
+
+/// One byte string: a body of the wanted size with as little encoding work as possible, so that
+/// part 3 measures the sealing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Blob(#[serde(with = "balsa_net::bytes")] Vec<u8>);
+
+impl Blob {
+    /// The blob whose encoded body (length prefix and bytes) is exactly `body` bytes.
+    fn with_body(body: usize) -> io::Result<Blob> {
+        // The length prefix takes 1, 3 or 5 bytes: try the data lengths those leave.
+        [1, 3, 5]
+            .into_iter()
+            .filter_map(|prefix| body.checked_sub(prefix))
+            .map(|len| Blob(vec![0x5A; len]))
+            .find(|blob| balsa_net::datagram_len(blob).is_ok_and(|len| len == HEADER_LEN + body))
+            .ok_or_else(|| io::Error::other(format!("no blob has a {body}-byte body")))
     }
 }
 
@@ -155,25 +192,63 @@ fn main() -> io::Result<()> {
     let mut std_echo = StdEcho::start(&msg)?;
     let mut via_loop = TransportEcho::start(SendPath::EventLoop, &msg)?;
     let mut direct = TransportEcho::start(SendPath::Direct, &msg)?;
-    println!("datagram {} bytes", std_echo.payload.len());
+    let mut sealed = TransportEcho::start_sealed(SendPath::Direct, &msg)?;
+    println!(
+        "datagram {} bytes ({} sealed)",
+        std_echo.payload.len(),
+        std_echo.payload.len() + SEAL_OVERHEAD
+    );
     let hists = interleave(
         WARMUP,
         ROUND_TRIPS,
-        &mut [&mut std_echo, &mut via_loop, &mut direct],
+        &mut [&mut std_echo, &mut via_loop, &mut direct, &mut sealed],
     )?;
     let floor_p50 = hists[0].value_at_quantile(0.5);
     report::header();
     report::row("std UdpSocket blocking echo (floor)", &hists[0], floor_p50);
     report::row("balsa-net, through the event loop", &hists[1], floor_p50);
     report::row("balsa-net, direct send", &hists[2], floor_p50);
+    report::row("balsa-net, direct send, sealed", &hists[3], floor_p50);
     let p50 = |i: usize| hists[i].value_at_quantile(0.5) as f64;
     println!(
         "event loop / direct send, p50: {:.2}   (> 1: direct send is faster)",
         p50(1) / p50(2)
     );
+    println!(
+        "sealed / plaintext direct send, p50: {:.3}; p99: {:.3}",
+        p50(3) / p50(2),
+        hists[3].value_at_quantile(0.99) as f64 / hists[2].value_at_quantile(0.99) as f64,
+    );
     std_echo.stop()?;
     via_loop.stop()?;
     direct.stop()?;
+    sealed.stop()?;
+
+    println!(
+        "\n3. sealing (XChaCha20-Poly1305), a message of one byte string, p50 per datagram \
+         (floor: memcpy of the sealed datagram, which each open needs afresh, subtracted from \
+         open+dec; MB = 10^6 B of body)"
+    );
+    println!(
+        "{:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}",
+        "body B",
+        "sealed B",
+        "memcpy ns",
+        "encode ns",
+        "sealed ns",
+        "seal ns",
+        "decode ns",
+        "open+dec",
+        "open ns",
+        "enc MB/s",
+        "seal MB/s",
+        "open MB/s",
+        "enc x",
+        "dec x"
+    );
+    for body in SEALED_BODIES {
+        sealing_row(&Blob::with_body(body)?)?;
+    }
     println!("total bench time {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -224,6 +299,101 @@ where
         ns(&decode) / ns(&floor).max(1e-3),
     );
     Ok(())
+}
+
+/// Prints one row of part 3.
+fn sealing_row(msg: &Blob) -> io::Result<()> {
+    let keys = bench_keys()?;
+    let sealing = |from| -> io::Result<Codec> {
+        Codec::new(CLUSTER, from, DEFAULT_DATAGRAM_LIMIT)
+            .and_then(|codec| codec.with_keys(&keys, BOOT_ID))
+            .map_err(io::Error::other)
+    };
+    let plain = |from| Codec::new(CLUSTER, from, DEFAULT_DATAGRAM_LIMIT).map_err(io::Error::other);
+    let (mut plain_encoder, plain_decoder) = (plain(1)?, plain(2)?);
+    let (mut sealed_encoder, sealed_decoder) = (sealing(1)?, sealing(2)?);
+    let plain_datagram = plain_encoder
+        .encode(Kind::Peer, msg)
+        .map_err(io::Error::other)?
+        .to_vec();
+    let sealed_datagram = sealed_encoder
+        .encode(Kind::Peer, msg)
+        .map_err(io::Error::other)?
+        .to_vec();
+    let body = plain_datagram.len() - HEADER_LEN;
+    if sealed_datagram.len() != plain_datagram.len() + SEAL_OVERHEAD {
+        return Err(io::Error::other("a sealed datagram of an unexpected size"));
+    }
+    let opened = sealed_decoder
+        .decode::<Blob>(&mut sealed_datagram.clone())
+        .map_err(|reason| io::Error::other(format!("the bench's own sealed datagram: {reason}")))?;
+    assert_eq!(&opened.1, msg, "sealed round trip");
+
+    let mut copy = vec![0_u8; sealed_datagram.len()];
+    let mut floor = || {
+        copy.copy_from_slice(black_box(&sealed_datagram));
+        black_box(&copy);
+    };
+    let mut encode = || {
+        let bytes = plain_encoder.encode(Kind::Peer, black_box(msg));
+        black_box(bytes.map(<[u8]>::len).ok());
+    };
+    let mut encode_sealed = || {
+        let bytes = sealed_encoder.encode(Kind::Peer, black_box(msg));
+        black_box(bytes.map(<[u8]>::len).ok());
+    };
+    // A plaintext datagram is decoded without being changed: the same one serves every time.
+    let mut received = plain_datagram.clone();
+    let mut decode = || {
+        black_box(plain_decoder.decode::<Blob>(black_box(&mut received)).ok());
+    };
+    // Opening decrypts in place: each time a fresh copy, as the floor makes it.
+    let mut sealed_received = vec![0_u8; sealed_datagram.len()];
+    let mut open_decode = || {
+        sealed_received.copy_from_slice(black_box(&sealed_datagram));
+        let decoded = sealed_decoder.decode::<Blob>(black_box(&mut sealed_received));
+        black_box(decoded.ok());
+    };
+    let [floor, encode, encode_sealed, decode, open_decode] = per_message([
+        &mut floor,
+        &mut encode,
+        &mut encode_sealed,
+        &mut decode,
+        &mut open_decode,
+    ]);
+    let ns = |hist: &Histogram<u64>| hist.value_at_quantile(0.5) as f64 / 1e3; // stored in ps
+    // What a positive difference of two p50s is per byte of body, in MB/s.
+    let mb_per_s = |ns: f64| body as f64 / ns.max(1e-3) * 1e3;
+    let open_dec = ns(&open_decode) - ns(&floor);
+    let seal = ns(&encode_sealed) - ns(&encode);
+    let open = open_dec - ns(&decode);
+    println!(
+        "{:>6} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} \
+         {:>9.0} {:>9.0} {:>9.0} {:>6.1}x {:>6.1}x",
+        body,
+        sealed_datagram.len(),
+        ns(&floor),
+        ns(&encode),
+        ns(&encode_sealed),
+        seal,
+        ns(&decode),
+        open_dec,
+        open,
+        mb_per_s(ns(&encode)),
+        mb_per_s(seal),
+        mb_per_s(open),
+        ns(&encode_sealed) / ns(&encode).max(1e-3),
+        open_dec / ns(&decode).max(1e-3),
+    );
+    Ok(())
+}
+
+/// Fresh keys for both rings, as a node has them.
+fn bench_keys() -> io::Result<Keys> {
+    Ok(Keys::node(
+        KeyRing::new(balsa_net::generate_key()?),
+        KeyRing::new(balsa_net::generate_key()?),
+    ))
 }
 
 /// Times the operations in alternating batches; histograms of picoseconds per operation (so
@@ -332,9 +502,19 @@ struct TransportEcho {
 
 impl TransportEcho {
     fn start(path: SendPath, msg: &AppendEntries) -> io::Result<TransportEcho> {
+        Self::start_with(path, &Keys::insecure(), msg)
+    }
+
+    /// Both transports sealing under the same fresh keys.
+    fn start_sealed(path: SendPath, msg: &AppendEntries) -> io::Result<TransportEcho> {
+        Self::start_with(path, &bench_keys()?, msg)
+    }
+
+    fn start_with(path: SendPath, keys: &Keys, msg: &AppendEntries) -> io::Result<TransportEcho> {
         let localhost: SocketAddr = "127.0.0.1:0".parse().map_err(io::Error::other)?;
         let config = |id| Config {
             send_path: path,
+            keys: keys.clone(),
             ..Config::new(id, CLUSTER, localhost)
         };
         let (client_sender, client_inbox) = crossbeam_channel::bounded(1024);
@@ -350,7 +530,10 @@ impl TransportEcho {
             .map_err(io::Error::other)?;
         let mut server_outbox = server.outbox();
         let echo = thread::Builder::new()
-            .name(format!("echo-{path:?}"))
+            .name(format!(
+                "echo-{path:?}-{}",
+                if keys.is_sealed() { "sealed" } else { "plain" }
+            ))
             .spawn(move || {
                 // Ends when the server transport stops and drops the inbox's sender.
                 while let Ok(inbound) = server_inbox.recv() {

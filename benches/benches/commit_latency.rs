@@ -25,16 +25,31 @@
 //!    sessions on one connection would). Steps 2 and 3 run on a cluster writing its WAL the
 //!    nodes' default way, then again with the other of `pwrite` + `fdatasync` and
 //!    `O_DIRECT | O_DSYNC`, for comparison;
-//! 4. the same with syncing off (`--unsafe-no-fsync`): what threads and network cost alone;
-//! 5. the floor again, to show how much the machine drifted meanwhile; ratios use the mean of the
+//! 4. sealing (issue 16): the same loads — one client, and the most clients both with shared
+//!    sockets and with a socket each — on two clusters of the default write path running side by
+//!    side, one insecure and one with keys (`NodeConfig::keys`, the clients with
+//!    `ClientOptions::key`), each load on one then the other, the order alternating from round
+//!    to round; prints each run against the floors and the ratio keyed / insecure per round and
+//!    over all rounds, beside the issue's targets (one-client p50 within +5 %, throughput with
+//!    the most clients within −10 %); before step 5, whose writes leave the disk busy;
+//! 5. one and 64 clients with syncing off (`--unsafe-no-fsync`): what threads and network cost
+//!    alone;
+//! 6. the floor again, to show how much the machine drifted meanwhile; ratios use the mean of the
 //!    two p50s.
 //!
 //! The nodes run in this process (each with its own threads, socket and WAL, as `balsa serve`
 //! runs them); the clients talk to them over UDP. The run fails if the leader changes during any
-//! load run. Data goes in `BALSA_BENCH_DIR` if set, else in cargo's on-disk `CARGO_TARGET_TMPDIR`.
+//! load run of steps 2, 3 and 5 (in step 4 such a run is marked and left out of the ratios).
+//! Data goes in `BALSA_BENCH_DIR` if set, else in cargo's on-disk `CARGO_TARGET_TMPDIR`.
 //! `BALSA_BENCH_OPS` sets the measured writes of the 1-client run (default 10,000; the larger runs
-//! make three times as many); `BALSA_BENCH_CLIENTS` the client counts of the durable runs (default
-//! `1,8,64`; the first is the latency run); `BALSA_BENCH_DURABLE_ONLY` skips the runs without fsync.
+//! make three times as many); `BALSA_BENCH_CLIENTS` the client counts of the durable runs (default `1,8,64`; the
+//! first is the latency run; step 4 takes 1, if named, and the largest);
+//! `BALSA_BENCH_DURABLE_ONLY` skips the runs without fsync; `BALSA_BENCH_SEAL_ROUNDS` the rounds
+//! of step 4 (default 2, 0 skips it; its one-client runs make `BALSA_BENCH_OPS / (2 × rounds)`
+//! writes each, at least 1,000, so that together they make as many as step 2's one run; the
+//! others `3 × BALSA_BENCH_OPS`, as in step 3);
+//! `BALSA_BENCH_SEAL_NO_FSYNC` runs step 4 with syncing off (what sealing costs the threads and
+//! the network alone); `BALSA_BENCH_ONLY=seal` runs the floors and step 4 alone.
 //! Run with `cargo bench -p balsa-benches --bench commit_latency`.
 #![allow(
     clippy::print_stdout,
@@ -45,19 +60,19 @@
 use std::{io, path::Path, path::PathBuf, time::Duration, time::Instant};
 
 use balsa::NodeConfig;
-use balsa::client::ClientOptions;
 use balsa::client::load::{self, Load, Outcome, Sockets};
 use balsa::runtime::wire::StatusReport;
 use balsa::wal::WritePath;
 use balsa_benches::{
     bare_commit::{self, Layout},
-    cluster::LocalCluster,
+    cluster::{Leadership, LocalCluster},
     floor::{
         measure_fdatasync_floor, measure_quorum_fdatasync, measure_staggered_commit_sync,
         measure_thread_handoff, measure_udp_rtt,
     },
     report, us_histogram,
 };
+use balsa_net::{KeyRing, Keys};
 use hdrhistogram::Histogram;
 
 /// Floor samples per measurement.
@@ -66,6 +81,12 @@ const FLOOR_ITERATIONS: usize = 2000;
 const FLOOR_DATAGRAM: usize = 160;
 /// Value size of every write.
 const VALUE_SIZE: usize = 100;
+/// Rounds of the sealing A/B unless `BALSA_BENCH_SEAL_ROUNDS` says otherwise.
+const SEAL_ROUNDS: usize = 2;
+/// The issue's targets for a keyed cluster against an insecure one: one-client p50 at most this
+/// ratio, throughput with the most clients at least this one.
+const SEALED_P50_TARGET: f64 = 1.05;
+const SEALED_THROUGHPUT_TARGET: f64 = 0.90;
 
 struct Floor {
     fdatasync_p50_us: f64,
@@ -103,13 +124,21 @@ impl Floor {
         let p50_us = |hist: &hdrhistogram::Histogram<u64>| hist.value_at_quantile(0.5) as f64 / 1e3;
         let p99_us =
             |hist: &hdrhistogram::Histogram<u64>| hist.value_at_quantile(0.99) as f64 / 1e3;
+        // Each error says which measurement failed.
+        let named = |name: &str| {
+            let name = name.to_owned();
+            move |error: io::Error| io::Error::new(error.kind(), format!("{name}: {error}"))
+        };
         let sync = measure_fdatasync_floor(dir, FLOOR_ITERATIONS);
-        let rtt = measure_udp_rtt(FLOOR_DATAGRAM, FLOOR_ITERATIONS)?;
-        let quorum = measure_quorum_fdatasync(dir, 3, 2, FLOOR_ITERATIONS)?;
-        let staggered = measure_staggered_commit_sync(dir, FLOOR_ITERATIONS)?;
+        let rtt = measure_udp_rtt(FLOOR_DATAGRAM, FLOOR_ITERATIONS).map_err(named("UDP RTT"))?;
+        let quorum = measure_quorum_fdatasync(dir, 3, 2, FLOOR_ITERATIONS)
+            .map_err(named("2-of-3 fdatasync"))?;
+        let staggered = measure_staggered_commit_sync(dir, FLOOR_ITERATIONS)
+            .map_err(named("staggered syncs"))?;
         let handoff = measure_thread_handoff(FLOOR_ITERATIONS);
         let bare_commit = |path, layout| {
             bare_commit::measure(dir, path, layout, FLOOR_DATAGRAM, FLOOR_ITERATIONS)
+                .map_err(named(&format!("bare commit ({path:?}, {layout:?})")))
         };
         let bare = bare_commit(WritePath::Pwrite, Layout::Bare)?;
         let handoffs = bare_commit(WritePath::Pwrite, Layout::Handoffs)?;
@@ -229,10 +258,35 @@ fn main() -> Result<(), String> {
     } else {
         WritePath::Direct
     };
+    let seal_only = std::env::var("BALSA_BENCH_ONLY").is_ok_and(|only| only == "seal");
+    let seal_rounds: usize = std::env::var("BALSA_BENCH_SEAL_ROUNDS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(SEAL_ROUNDS);
     let runs = runs_for(&clients);
-    let durable = run_cluster(&dir.join("durable"), true, default_path, ops, &runs)?;
-    let durable_other = run_cluster(&dir.join("other"), true, other_path, ops, &runs)?;
-    let unsafe_runs = if std::env::var_os("BALSA_BENCH_DURABLE_ONLY").is_some() {
+    let (durable, durable_other) = if seal_only {
+        (Vec::new(), Vec::new())
+    } else {
+        (
+            run_cluster(&dir.join("durable"), true, default_path, ops, &runs)?,
+            run_cluster(&dir.join("other"), true, other_path, ops, &runs)?,
+        )
+    };
+    // Before the runs without syncs: each waits for the disk to settle, and those leave it
+    // busy writing back for seconds.
+    let sealing = if seal_rounds == 0 {
+        None
+    } else {
+        let sync = std::env::var_os("BALSA_BENCH_SEAL_NO_FSYNC").is_none();
+        Some(run_seal_ab(
+            &dir.join("sealing"),
+            (sync, default_path),
+            ops,
+            &clients,
+            seal_rounds,
+        )?)
+    };
+    let unsafe_runs = if seal_only || std::env::var_os("BALSA_BENCH_DURABLE_ONLY").is_some() {
         Vec::new()
     } else {
         run_cluster(
@@ -286,21 +340,11 @@ fn main() -> Result<(), String> {
         mean.bare_commit_handoffs_p50_us / mean.bare_commit_p50_us,
     );
 
-    println!(
-        "\n{:<42} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
-        "run",
-        "ops/s",
-        "p50 µs",
-        "p90 µs",
-        "p99 µs",
-        "p99.9",
-        "max µs",
-        "p50/fl",
-        "p99/fl",
-        "p50/bc"
-    );
     let default_name = format!("{default_path:?}").to_lowercase();
     let other_name = format!("{other_path:?}").to_lowercase();
+    if !durable.is_empty() {
+        print_run_header();
+    }
     // The last column compares a durable run with the bare commit of its write path.
     for (name, bare_us, (sockets, run)) in durable
         .iter()
@@ -312,32 +356,26 @@ fn main() -> Result<(), String> {
         )
         .chain(unsafe_runs.iter().map(|o| ("no fsync (unsafe)", None, o)))
     {
-        println!(
-            "{:<42} {:>7.0} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7.2} {:>7.2} {:>7}",
-            format!(
+        print_run(
+            &format!(
                 "{name}, {} client(s){}",
                 run.outcome.clients,
                 shared_label(*sockets)
             ),
-            run.outcome.ops_per_sec(),
-            run.us_at(0.5),
-            run.us_at(0.9),
-            run.us_at(0.99),
-            run.us_at(0.999),
-            run.latency_us.max(),
-            run.us_at(0.5) as f64 / floor_us,
-            run.us_at(0.99) as f64 / floor_us,
-            bare_us.map_or_else(
-                || "-".to_owned(),
-                |bare_us| format!("{:.2}", run.us_at(0.5) as f64 / bare_us)
-            ),
+            run,
+            floor_us,
+            bare_us,
         );
+    }
+    if let Some(sealing) = &sealing {
+        sealing.print(&default_name, floor_us, mean.bare_commit_us(default_path));
     }
 
     // The first run is the latency run; the scaling compares it with the most clients, on
     // shared sockets and on a socket each.
     let Some((_, one)) = durable.first() else {
-        unreachable!("a run per client count, and there is at least one");
+        println!("\ndone in {:.1} s", started.elapsed().as_secs_f64());
+        return Ok(());
     };
     let most = |wanted: Sockets| {
         durable
@@ -416,70 +454,343 @@ fn run_cluster(
         config.wal.write_path = write_path;
     })?;
     let leadership = cluster.leadership()?;
+    let label = if sync {
+        format!("durable, {write_path:?}")
+    } else {
+        "no fsync".to_owned()
+    };
     let mut outcomes = Vec::new();
     for &(count, sockets) in runs {
-        // Without syncs the runs leave dirty pages behind that nothing waits for: no point
-        // waiting for them to drain.
-        let waited = if sync {
-            report::wait_for_disk_quiet(Duration::from_secs(10))
-        } else {
-            Duration::ZERO
-        };
-        if waited > Duration::from_millis(100) {
-            println!(
-                "  (waited {} ms for the disk's writeback to settle)",
-                waited.as_millis()
-            );
-        }
-        let load = Load {
-            endpoints: cluster.endpoints(),
-            clients: count,
-            ops: if count == 1 { ops } else { ops * 3 },
-            value_size: VALUE_SIZE,
-            warmup: 1000.max(count as u64 * 20),
-            options: ClientOptions::default(),
-            sockets,
-        };
-        let before = cluster.reports()?;
-        let ticks = report::cpu_ticks();
-        let outcome = load::run(&load, &mut |done, total| {
-            println!("  … {done}/{total}");
-        })
-        .map_err(|error| error.to_string())?;
-        let steal = report::steal_between(ticks, report::cpu_ticks());
-        if outcome.errors > 0 {
-            return Err(format!(
-                "{} writes failed with {count} clients, first: {}",
-                outcome.errors,
-                outcome.first_error.unwrap_or_default()
-            ));
-        }
-        let now = cluster.leadership()?;
-        if now != leadership {
-            return Err(format!(
-                "the leader changed during the run: {leadership:?} -> {now:?}"
-            ));
-        }
-        let after = cluster.reports()?;
-        let run = Run::from(outcome);
-        println!(
-            "{} {count} client(s){}: {:.0} writes/s, p50 {} µs, p99 {} µs; {}; CPU stolen by \
-             the host {steal}",
-            if sync {
-                format!("durable, {write_path:?}")
-            } else {
-                "no fsync".to_owned()
-            },
-            shared_label(sockets),
-            run.outcome.ops_per_sec(),
-            run.us_at(0.5),
-            run.us_at(0.99),
-            batching(&before, &after, leadership.leader)
-        );
+        let writes = if count == 1 { ops } else { ops * 3 };
+        let run = run_load(
+            &cluster,
+            leadership,
+            &label,
+            sync,
+            (count, sockets),
+            writes,
+            LeaderChange::Fails,
+        )?;
         outcomes.push((sockets, run));
     }
     cluster.shutdown()?;
     Ok(outcomes)
+}
+
+/// What a load run makes of a leader change during it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LeaderChange {
+    /// The bench fails.
+    Fails,
+    /// The run is marked ([`Run::leader_changed`]) and the bench goes on.
+    IsNoted,
+}
+
+/// Runs one load of `count` closed-loop clients on `sockets` making `ops` measured writes on
+/// `cluster` (waiting first for the disk to settle when the cluster syncs), prints a line about
+/// it starting with `label`, and checks that no write failed and that the leader is still
+/// `leadership` (what a change does is `on_change`'s).
+fn run_load(
+    cluster: &LocalCluster,
+    leadership: Leadership,
+    label: &str,
+    sync: bool,
+    (count, sockets): (usize, Sockets),
+    ops: u64,
+    on_change: LeaderChange,
+) -> Result<Run, String> {
+    // Without syncs the runs leave dirty pages behind that nothing waits for: no point
+    // waiting for them to drain.
+    let waited = if sync {
+        report::wait_for_disk_quiet(Duration::from_secs(10))
+    } else {
+        Duration::ZERO
+    };
+    if waited > Duration::from_millis(100) {
+        println!(
+            "  (waited {} ms for the disk's writeback to settle)",
+            waited.as_millis()
+        );
+    }
+    let load = Load {
+        endpoints: cluster.endpoints(),
+        clients: count,
+        ops,
+        value_size: VALUE_SIZE,
+        warmup: 1000.max(count as u64 * 20),
+        options: cluster.client_options(),
+        sockets,
+    };
+    let before = cluster.reports()?;
+    let ticks = report::cpu_ticks();
+    let outcome = load::run(&load, &mut |done, total| {
+        println!("  … {done}/{total}");
+    })
+    .map_err(|error| error.to_string())?;
+    let steal = report::steal_between(ticks, report::cpu_ticks());
+    if outcome.errors > 0 {
+        return Err(format!(
+            "{} writes failed with {count} clients ({label}), first: {}",
+            outcome.errors,
+            outcome.first_error.unwrap_or_default()
+        ));
+    }
+    let now = cluster.leadership()?;
+    let leader_changed = now != leadership;
+    if leader_changed {
+        let what =
+            format!("the leader changed during the run ({label}): {leadership:?} -> {now:?}");
+        if on_change == LeaderChange::Fails {
+            return Err(what);
+        }
+        println!("  NOTE: {what}; the run is left out of the ratios");
+    }
+    let after = cluster.reports()?;
+    let mut run = Run::from(outcome);
+    run.leader_changed = leader_changed;
+    println!(
+        "{label} {count} client(s){}: {:.0} writes/s, p50 {} µs, p99 {} µs; {}; CPU stolen by \
+         the host {steal}",
+        shared_label(sockets),
+        run.outcome.ops_per_sec(),
+        run.us_at(0.5),
+        run.us_at(0.99),
+        batching(&before, &after, leadership.leader)
+    );
+    Ok(run)
+}
+
+/// The sealing A/B: each load's runs on the insecure cluster and on the keyed one, round by
+/// round.
+struct SealAb {
+    /// `(clients, sockets)` of each load.
+    loads: Vec<(usize, Sockets)>,
+    /// Per load, per round: the insecure run and the keyed one.
+    runs: Vec<Vec<[Run; 2]>>,
+    /// Whether the clusters synced (the issue's targets are for durable writes).
+    sync: bool,
+}
+
+/// The two sides of the sealing A/B, in the order of [`SealAb::runs`]' pairs.
+const SEAL_SIDES: [&str; 2] = ["insecure", "keyed"];
+
+/// Starts two 3-node clusters syncing (or not) and writing their WAL with `write_path` in `dir`,
+/// one insecure, one with fresh keys, and runs on both, `rounds` times, one client if `clients`
+/// has 1 (`ops / (2 × rounds)` writes, at least 1,000) and the most of `clients` if more than
+/// one, with shared sockets and with a socket each (`3 × ops`), each load on one cluster then
+/// the other, the first one alternating from round to round. Both clusters run throughout (the idle one
+/// only sends heartbeats), so each pair sees the same moments of the machine. A leader change
+/// marks its run (left out of the ratios) instead of failing the bench: on this shared machine
+/// the longest loads sometimes starve a leader's heartbeats.
+fn run_seal_ab(
+    dir: &Path,
+    (sync, write_path): (bool, WritePath),
+    ops: u64,
+    clients: &[usize],
+    rounds: usize,
+) -> Result<SealAb, String> {
+    let key = || balsa_net::generate_key().map_err(|error| format!("generating a key: {error}"));
+    let keys = Keys::node(KeyRing::new(key()?), KeyRing::new(key()?));
+    let insecure = LocalCluster::start_configured(3, &dir.join("insecure"), &mut |config| {
+        config.sync = sync;
+        config.wal.write_path = write_path;
+    })?;
+    let keyed = LocalCluster::start_configured(3, &dir.join("keyed"), &mut |config| {
+        config.sync = sync;
+        config.wal.write_path = write_path;
+        config.keys = keys.clone();
+    })?;
+    let clusters = [&insecure, &keyed];
+    let mut loads = Vec::new();
+    if clients.contains(&1) {
+        loads.push((1, Sockets::PerClient));
+    }
+    if let Some(most) = clients.iter().copied().filter(|&count| count > 1).max() {
+        loads.extend([(most, Sockets::Shared), (most, Sockets::PerClient)]);
+    }
+    let one_client_ops = (ops / (2 * rounds as u64)).max(1000);
+    let mut runs: Vec<Vec<[Run; 2]>> = loads.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for (&load, load_runs) in loads.iter().zip(&mut runs) {
+            let writes = if load.0 == 1 { one_client_ops } else { ops * 3 };
+            let first = round % 2;
+            let mut pair = [None, None];
+            for side in [first, 1 - first] {
+                let label = format!("sealing A/B round {}, {}", round + 1, SEAL_SIDES[side]);
+                // Read afresh each time: a run that lost its leader is noted, and the next one
+                // compared with the new leader.
+                let leadership = clusters[side].leadership()?;
+                pair[side] = Some(run_load(
+                    clusters[side],
+                    leadership,
+                    &label,
+                    sync,
+                    load,
+                    writes,
+                    LeaderChange::IsNoted,
+                )?);
+            }
+            let [Some(plain), Some(sealed)] = pair else {
+                unreachable!("both sides ran");
+            };
+            load_runs.push([plain, sealed]);
+        }
+    }
+    insecure.shutdown()?;
+    keyed.shutdown()?;
+    Ok(SealAb { loads, runs, sync })
+}
+
+impl SealAb {
+    /// Prints every run against the floors, then the ratios keyed / insecure against the
+    /// issue's targets.
+    fn print(&self, path_name: &str, floor_us: f64, bare_us: Option<f64>) {
+        println!(
+            "\nsealing A/B ({}): an insecure and a keyed cluster side by side, each load on both \
+             in turn, {} round(s)",
+            if self.sync {
+                path_name
+            } else {
+                "no fsync (unsafe): the issue's targets are for durable writes"
+            },
+            self.runs.first().map_or(0, Vec::len)
+        );
+        let bare_us = bare_us.filter(|_| self.sync);
+        print_run_header();
+        for (&(count, sockets), rounds) in self.loads.iter().zip(&self.runs) {
+            for (round, pair) in rounds.iter().enumerate() {
+                for (side, run) in SEAL_SIDES.iter().zip(pair) {
+                    let name = format!(
+                        "{side}, {count} client(s){}, round {}{}",
+                        shared_label(sockets),
+                        round + 1,
+                        if run.leader_changed {
+                            " (new leader)"
+                        } else {
+                            ""
+                        }
+                    );
+                    print_run(&name, run, floor_us, bare_us);
+                }
+            }
+        }
+        println!(
+            "keyed / insecure, per round; over all rounds (p50 of all samples together; writes \
+             over time):"
+        );
+        for (&(count, sockets), rounds) in self.loads.iter().zip(&self.runs) {
+            // Pairs in which either cluster's leader changed are left out.
+            let rounds: Vec<&[Run; 2]> = rounds
+                .iter()
+                .filter(|pair| pair.iter().all(|run| !run.leader_changed))
+                .collect();
+            let name = format!("{count} client(s){}", shared_label(sockets));
+            if rounds.is_empty() {
+                println!("  {name:<34} no round without a leader change");
+                continue;
+            }
+            let rounds = rounds.as_slice();
+            let per_round = |measure: fn(&Run) -> f64| {
+                rounds
+                    .iter()
+                    .map(|[plain, sealed]| format!("{:.3}", measure(sealed) / measure(plain)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let p50_ratio = pooled_p50(rounds, 1) / pooled_p50(rounds, 0);
+            let throughput_ratio = pooled_throughput(rounds, 1) / pooled_throughput(rounds, 0);
+            // The targets are for durable writes: without syncs, the plain ratio.
+            let target = |ratio: f64, met: bool, target: &str| {
+                if self.sync {
+                    format!(
+                        "{ratio:.3} (target {target}: {})",
+                        if met { "met" } else { "MISSED" }
+                    )
+                } else {
+                    format!("{ratio:.3}")
+                }
+            };
+            let (p50_note, throughput_note) = if count == 1 {
+                (
+                    target(
+                        p50_ratio,
+                        p50_ratio <= SEALED_P50_TARGET,
+                        &format!("<= {SEALED_P50_TARGET}"),
+                    ),
+                    format!("{throughput_ratio:.3}"),
+                )
+            } else {
+                (
+                    format!("{p50_ratio:.3}"),
+                    target(
+                        throughput_ratio,
+                        throughput_ratio >= SEALED_THROUGHPUT_TARGET,
+                        &format!(">= {SEALED_THROUGHPUT_TARGET}"),
+                    ),
+                )
+            };
+            println!(
+                "  {name:<34} p50 {}; {p50_note}   writes/s {}; {throughput_note}",
+                per_round(|run| run.us_at(0.5) as f64),
+                per_round(|run| run.outcome.ops_per_sec()),
+            );
+        }
+    }
+}
+
+/// The p50 of side `side`'s latencies over all `rounds`, in µs.
+fn pooled_p50(rounds: &[&[Run; 2]], side: usize) -> f64 {
+    let mut all = us_histogram(&[]);
+    for pair in rounds {
+        all.add(&pair[side].latency_us)
+            .expect("histograms of the same bounds add");
+    }
+    all.value_at_quantile(0.5) as f64
+}
+
+/// Side `side`'s writes over its time, all `rounds` together.
+fn pooled_throughput(rounds: &[&[Run; 2]], side: usize) -> f64 {
+    let (ops, secs) = rounds.iter().fold((0, 0.0), |(ops, secs), pair| {
+        let outcome = &pair[side].outcome;
+        (ops + outcome.ops, secs + outcome.elapsed.as_secs_f64())
+    });
+    ops as f64 / f64::max(secs, 1e-9)
+}
+
+fn print_run_header() {
+    println!(
+        "\n{:<46} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "run",
+        "ops/s",
+        "p50 µs",
+        "p90 µs",
+        "p99 µs",
+        "p99.9",
+        "max µs",
+        "p50/fl",
+        "p99/fl",
+        "p50/bc"
+    );
+}
+
+/// One row of the runs' table: `run` against the floor and, if given, the bare commit.
+fn print_run(name: &str, run: &Run, floor_us: f64, bare_us: Option<f64>) {
+    println!(
+        "{:<46} {:>7.0} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7.2} {:>7.2} {:>7}",
+        name,
+        run.outcome.ops_per_sec(),
+        run.us_at(0.5),
+        run.us_at(0.9),
+        run.us_at(0.99),
+        run.us_at(0.999),
+        run.latency_us.max(),
+        run.us_at(0.5) as f64 / floor_us,
+        run.us_at(0.99) as f64 / floor_us,
+        bare_us.map_or_else(
+            || "-".to_owned(),
+            |bare_us| format!("{:.2}", run.us_at(0.5) as f64 / bare_us)
+        ),
+    );
 }
 
 /// How well writes were batched between two sets of reports: entries per sync on the leader and
@@ -509,6 +820,8 @@ fn batching(before: &[StatusReport], after: &[StatusReport], leader: u64) -> Str
 struct Run {
     outcome: Outcome,
     latency_us: Histogram<u64>,
+    /// Whether the leader changed during the run (only where that does not fail the bench).
+    leader_changed: bool,
 }
 
 impl From<Outcome> for Run {
@@ -517,6 +830,7 @@ impl From<Outcome> for Run {
         Run {
             outcome,
             latency_us,
+            leader_changed: false,
         }
     }
 }

@@ -230,12 +230,26 @@ impl LocalCluster {
         Err(format!("node {leader} was named leader but does not lead"))
     }
 
+    /// The options a client of this cluster needs: the defaults, with the cluster's client key
+    /// (the current one of node 1's client ring) when its nodes run with keys.
+    #[must_use]
+    pub fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            key: self.configs[0]
+                .keys
+                .client
+                .as_ref()
+                .map(|ring| ring.current.clone()),
+            ..ClientOptions::default()
+        }
+    }
+
     /// Every node's status report (counters included), as a client asks for it, in id order.
     ///
     /// # Errors
     /// If some node does not answer.
     pub fn reports(&self) -> Result<Vec<StatusReport>, String> {
-        let mut client = Client::new(self.endpoints(), ClientOptions::default())
+        let mut client = Client::new(self.endpoints(), self.client_options())
             .map_err(|error| error.to_string())?;
         client
             .status_all(&self.endpoints())
