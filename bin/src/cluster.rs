@@ -15,6 +15,7 @@
 //! Invariant: a [`ServeProcess`] that is dropped has its process killed and reaped, so no
 //! error path leaves a node running behind the command.
 
+use balsa::keyfile::Fingerprint as _;
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};

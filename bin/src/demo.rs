@@ -17,6 +17,7 @@
 //!
 //! Exit status: 0 when every step worked, 1 when one did not (with the reason on stderr).
 
+use balsa::keyfile::Fingerprint as _;
 use std::fs::{self, File};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};

@@ -10,6 +10,7 @@
 //! Exit status of `keygen`: 0 written; 2 bad usage, or the file exists or cannot be written
 //! (one line on stderr).
 
+use balsa::keyfile::Fingerprint as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

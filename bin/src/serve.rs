@@ -28,6 +28,7 @@
 //! to answer; 1 when the node cannot start (its address taken, a damaged log or identity file)
 //! or stops on a storage failure, with the reason on stderr.
 
+use balsa::keyfile::Fingerprint as _;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -11,6 +11,7 @@
 
 mod common;
 
+use balsa::keyfile::Fingerprint as _;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};

@@ -12,6 +12,7 @@
 
 mod common;
 
+use balsa::keyfile::Fingerprint as _;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;

@@ -44,9 +44,9 @@ use std::sync::Arc;
 
 use crate::bounded::{Bounded, Input};
 use crate::config::{MAX_DATAGRAM_LIMIT, MIN_DATAGRAM_LIMIT};
-use crate::envelope::{self, HEADER_LEN, Header, Kind};
+use crate::envelope::{self, HEADER_LEN, Header, Kind, SEAL_OVERHEAD, SEALED_BODY_AT, TAG_LEN};
 use crate::keys::{KeySlot, Keys};
-use crate::seal::{SEAL_OVERHEAD, SEALED_BODY_AT, Sealer, Sealing, TAG_LEN};
+use crate::seal::{Sealer, Sealing};
 use crate::{DropReason, Error, Result};
 
 /// Bincode's decode limit: what an honest datagram of [`MAX_DATAGRAM_LIMIT`] bytes can make it
@@ -605,8 +605,8 @@ mod tests {
 #[cfg(all(test, feature = "seal"))]
 mod sealed_tests {
     use super::*;
+    use crate::envelope::SEAL_OVERHEAD;
     use crate::keys::{Key, KeyRing};
-    use crate::seal::SEAL_OVERHEAD;
 
     fn key(byte: u8) -> Key {
         Key::from_bytes([byte; crate::keys::KEY_LEN])

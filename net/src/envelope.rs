@@ -71,6 +71,18 @@ impl Kind {
     }
 }
 
+/// Bytes of a sealed datagram's nonce, after the header (the layout is in `seal.rs`).
+pub(crate) const NONCE_LEN: usize = 24;
+/// Bytes of the boot id and sequence number, encrypted in front of a sealed body.
+pub(crate) const SEQUENCE_LEN: usize = 16;
+/// Bytes of a sealed datagram's tag, after the ciphertext.
+pub(crate) const TAG_LEN: usize = 16;
+/// Bytes a sealed datagram has beyond the plaintext one: nonce, boot id and sequence, tag. The
+/// same in every build, so that message budgets do not depend on the `seal` feature.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + SEQUENCE_LEN + TAG_LEN;
+/// Where the body starts in a sealed datagram.
+pub(crate) const SEALED_BODY_AT: usize = HEADER_LEN + NONCE_LEN + SEQUENCE_LEN;
+
 /// The kind byte of a notice: never a [`Kind`], so never delivered as a message.
 const NOTICE_KIND: u8 = 4;
 /// Bytes in a notice: a header and one byte of reason.

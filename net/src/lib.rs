@@ -177,12 +177,14 @@ pub use config::{
     MAX_DATAGRAM_LIMIT, MIN_DATAGRAM_LIMIT, SendPath, wall_clock_micros,
 };
 pub use counters::{CounterValues, Counters, DropReason, MAX_SOURCES, SourceDrops};
-pub use envelope::{ANY_CLUSTER, HEADER_LEN, Header, Kind, MAGIC, Notice, SEALED, VERSION};
+pub use envelope::{
+    ANY_CLUSTER, HEADER_LEN, Header, Kind, MAGIC, Notice, SEAL_OVERHEAD, SEALED, VERSION,
+};
 pub use error::{Error, Result};
 pub use event_loop::NOTICES_PER_SECOND;
 pub use faults::{Direction, Faults, LinkFaults};
 pub use keys::{KEY_LEN, Key, KeyFormatError, KeyRing, KeySlot, Keys};
 pub use outbox::{Destination, Outbox};
 pub use replay::WINDOW as REPLAY_WINDOW;
-pub use seal::{SEAL_OVERHEAD, SEALING_BUILT, Sealing, generate_key};
+pub use seal::{Sealing, generate_key};
 pub use transport::{Inbound, Transport};

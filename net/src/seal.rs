@@ -17,7 +17,7 @@
 //!    end    16  tag          Poly1305 over the header, the nonce and the ciphertext
 //! ```
 //!
-//! [`SEAL_OVERHEAD`] (56 bytes) beyond the plaintext datagram, all inside the datagram limit.
+//! [`SEAL_OVERHEAD`](crate::SEAL_OVERHEAD) (56 bytes) beyond the plaintext datagram, all inside the datagram limit.
 //!
 //! # Why the nonce never repeats under a key
 //!
@@ -44,23 +44,9 @@ use chacha20poly1305::aead::rand_core::RngCore;
 use chacha20poly1305::aead::{AeadInPlace, KeyInit, OsRng};
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 
-use crate::envelope::{HEADER_LEN, Kind};
+use crate::envelope::{HEADER_LEN, Kind, NONCE_LEN, SEALED_BODY_AT, SEQUENCE_LEN, TAG_LEN};
 use crate::keys::{Key, KeyRing, KeySlot, Keys};
 use crate::{DropReason, Error, Result};
-
-/// Bytes of the nonce, after the header.
-pub(crate) const NONCE_LEN: usize = 24;
-/// Bytes of the boot id and sequence number, encrypted in front of the body.
-pub(crate) const SEQUENCE_LEN: usize = 16;
-/// Bytes of the tag, after the ciphertext.
-pub(crate) const TAG_LEN: usize = 16;
-/// Bytes a sealed datagram has beyond the plaintext one: nonce, boot id and sequence, tag.
-pub const SEAL_OVERHEAD: usize = NONCE_LEN + SEQUENCE_LEN + TAG_LEN;
-/// Where the body starts in a sealed datagram.
-pub(crate) const SEALED_BODY_AT: usize = HEADER_LEN + NONCE_LEN + SEQUENCE_LEN;
-
-/// Whether this build can seal (the `seal` feature).
-pub const SEALING_BUILT: bool = true;
 
 /// A new key from the operating system's random source.
 ///

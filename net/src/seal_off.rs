@@ -3,20 +3,9 @@
 //! ever sends and accepts plaintext datagrams, and a sealed one is dropped as
 //! [`DropReason::AuthFailed`](crate::DropReason::AuthFailed).
 
-use crate::envelope::{HEADER_LEN, Kind};
+use crate::envelope::Kind;
 use crate::keys::{Key, KeySlot, Keys};
 use crate::{DropReason, Error, Result};
-
-pub(crate) const NONCE_LEN: usize = 24;
-pub(crate) const SEQUENCE_LEN: usize = 16;
-pub(crate) const TAG_LEN: usize = 16;
-/// Bytes a sealed datagram has beyond the plaintext one (the same in every build, so that
-/// message budgets do not depend on the feature).
-pub const SEAL_OVERHEAD: usize = NONCE_LEN + SEQUENCE_LEN + TAG_LEN;
-pub(crate) const SEALED_BODY_AT: usize = HEADER_LEN + NONCE_LEN + SEQUENCE_LEN;
-
-/// Whether this build can seal (the `seal` feature).
-pub const SEALING_BUILT: bool = false;
 
 /// Refused: this build has no cryptography.
 ///

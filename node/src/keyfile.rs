@@ -19,6 +19,23 @@ use std::path::{Path, PathBuf};
 use balsa_net::KeyFormatError;
 pub use balsa_net::{Key, KeyRing, Keys, generate_key};
 
+/// A short name for a key that does not reveal it: the top 32 bits of the FNV-1a hash of its
+/// bytes (the hash `IDENTITY`'s cluster ids use), as 8 hex digits. For logs and messages ("key
+/// 1a2b3c4d"): enough to tell two keys apart, and 224 of the key's 256 bits stay unknown.
+pub trait Fingerprint {
+    /// The fingerprint.
+    fn fingerprint(&self) -> String;
+}
+
+impl Fingerprint for Key {
+    fn fingerprint(&self) -> String {
+        format!(
+            "{:08x}",
+            crate::runtime::identity::fnv1a64(self.as_bytes()) >> 32
+        )
+    }
+}
+
 /// The most of a key file that is read: a key, a comment or two, and their newlines.
 pub const MAX_KEY_FILE_BYTES: u64 = 4096;
 
@@ -198,6 +215,15 @@ mod tests {
 
     fn key() -> Key {
         Key::from_bytes([0x42; balsa_net::KEY_LEN])
+    }
+
+    #[test]
+    fn fingerprints_are_eight_hex_digits_and_tell_keys_apart() {
+        let one = Key::from_bytes([1; balsa_net::KEY_LEN]);
+        let two = Key::from_bytes([2; balsa_net::KEY_LEN]);
+        assert_ne!(one.fingerprint(), two.fingerprint());
+        assert_eq!(one.fingerprint().len(), 8);
+        assert!(!one.fingerprint().contains(&one.to_hex()[..8]));
     }
 
     #[test]

@@ -322,8 +322,10 @@ impl<S: StateMachine, R> Replica<S, R> {
         Ok(())
     }
 
-    /// A client's datagram arrived from `source`. Anything but requests is dropped; a batch
-    /// over [`MAX_REQUESTS_PER_DATAGRAM`] is dropped and counted as refused.
+    /// A client's datagram arrived from `source`. Anything but requests is dropped and counted
+    /// as the wrong kind (a Raft message above all: the client key, which every client holds,
+    /// must not carry member traffic); a batch over [`MAX_REQUESTS_PER_DATAGRAM`] is dropped and
+    /// counted as refused.
     fn client_datagram(&mut self, source: SocketAddr, wire: Wire) {
         match wire {
             Wire::Request(request) => self.on_request(source, request),
@@ -341,7 +343,10 @@ impl<S: StateMachine, R> Replica<S, R> {
                     self.on_request(source, request);
                 }
             }
-            _ => log::debug!("dropped a client datagram carrying the wrong message"),
+            Wire::Raft(_) | Wire::Response(_) | Wire::Responses(_) => {
+                log::debug!("dropped a client datagram from {source} carrying the wrong message");
+                self.counters.dropped_from(DropReason::WrongKind, source);
+            }
         }
     }
 

@@ -225,3 +225,40 @@ fn a_late_read_index_answer_to_an_earlier_incarnation_serves_no_read_of_this_one
         "its own answer serves the read"
     );
 }
+
+/// What a client request may carry: a Raft message in one (what a holder of the client key,
+/// which every client has, could try) is dropped, counted as the wrong kind for its source, and
+/// reaches neither the core nor an answer.
+#[test]
+fn a_raft_message_in_a_client_request_is_dropped_and_counted_as_the_wrong_kind() {
+    let mut cluster = Cluster::new(3, |_| {});
+    let mut replica = replica(&mut cluster, 1);
+    let counters = Arc::clone(&replica.counters);
+    let vote = Message {
+        term: 1 << 40,
+        body: Body::RequestVote {
+            pre_vote: false,
+            last_index: 0,
+            last_term: 0,
+            transfer: false,
+        },
+    };
+    replica
+        .step(Input::Client {
+            source: client(),
+            wire: Wire::Raft(vote),
+        })
+        .expect("no snapshot to restore");
+    assert!(
+        replica.poll_effect().is_none(),
+        "nothing sent, answered or stored"
+    );
+    assert_eq!(replica.status().term, 0, "the forged term reached nothing");
+    assert_eq!(
+        counters.values().dropped(balsa_net::DropReason::WrongKind),
+        1
+    );
+    let sources = counters.by_source();
+    assert_eq!(sources.len(), 1);
+    assert_eq!((sources[0].0, sources[0].1.wrong_kind), (client(), 1));
+}

@@ -190,14 +190,13 @@ impl<S: StateMachine> Consensus<S> {
                 from: inbound.from,
                 msg,
             },
-            (Kind::Request, wire @ (Wire::Request(_) | Wire::Requests(_))) => Input::Client {
+            // What a client request may carry is the replica's rule (it counts the rest).
+            (Kind::Request, wire) => Input::Client {
                 source: inbound.source,
                 wire,
             },
             (kind, _) => {
-                // A Raft message in a client request above all: the client key, which every
-                // client holds, must not carry member traffic. The same rule drops a response in
-                // a request, and anything but a Raft message in member traffic.
+                // Anything but a Raft message in member traffic, or a response sent to a node.
                 log::debug!(
                     "dropped a {kind:?} datagram from {} carrying the wrong message",
                     inbound.source

@@ -382,7 +382,7 @@ pub fn derive_cluster_id(members: &[(NodeId, SocketAddr)], token: &str) -> u64 {
 }
 
 /// FNV-1a, 64 bits.
-fn fnv1a64(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(FNV_OFFSET_BASIS, |hash, &byte| {
         (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME)
     })
