@@ -15,7 +15,7 @@
 //!
 //!    In the transport cases a message goes client thread → server's net thread → server's
 //!    inbox → echo thread (as a consensus thread would) → client's net thread → client's inbox.
-//! 3. sealing (XChaCha20-Poly1305, `net/src/seal.rs`): a message of one byte string whose body is
+//! 3. sealing (AES-256-GCM, `net/src/seal.rs`): a message of one byte string whose body is
 //!    64 B, 1 KiB, and the largest that fits the 65,000-byte datagram limit sealed (64,922 B),
 //!    encoded and decoded by a plaintext codec and by a sealing one, in ns per datagram and MB/s
 //!    of body. Opening decrypts in place, so each sealed decode first copies the sealed datagram
@@ -225,7 +225,7 @@ fn main() -> io::Result<()> {
     sealed.stop()?;
 
     println!(
-        "\n3. sealing (XChaCha20-Poly1305), a message of one byte string, p50 per datagram \
+        "\n3. sealing (AES-256-GCM), a message of one byte string, p50 per datagram \
          (floor: memcpy of the sealed datagram, which each open needs afresh, subtracted from \
          open+dec; MB = 10^6 B of body)"
     );

@@ -112,7 +112,7 @@ impl Codec {
     }
 
     /// This codec, sealing under `keys` as boot `boot_id` (see [`Config::boot_id`]), or in
-    /// plaintext if `keys` is [`Keys::insecure`]. Draws a nonce prefix from the OS: clones share
+    /// plaintext if `keys` is [`Keys::insecure`]. Draws a sealer's salt from the OS: clones share
     /// it and one counter; each call makes a new one.
     ///
     /// # Errors

@@ -3,7 +3,8 @@
 //! ```text
 //! offset  size  field
 //!      0     4  magic        b"BLSA"
-//!      4     1  version      2 (version 1, before sealing, is dropped as a bad version)
+//!      4     1  version      3 (1, before sealing, and 2, sealed with XChaCha20-Poly1305 before
+//!                            it was released, are dropped as a bad version)
 //!      5     1  kind         1 peer message, 2 client request, 3 client response;
 //!                            + 0x80 (SEALED) when what follows is sealed (`seal`)
 //!      6     8  cluster id   u64, little-endian (0: "any", see below)
@@ -35,8 +36,9 @@ use crate::DropReason;
 /// First four bytes of every datagram.
 pub const MAGIC: [u8; 4] = *b"BLSA";
 /// The protocol version this build speaks. A datagram with any other is dropped. Version 2
-/// added sealing (the kind byte's [`SEALED`] bit) and the status report's security counters.
-pub const VERSION: u8 = 2;
+/// added sealing (the kind byte's [`SEALED`] bit) and the status report's security counters;
+/// version 3 seals with AES-256-GCM under per-sealer subkeys (`seal.rs`) in the same layout.
+pub const VERSION: u8 = 3;
 /// The kind byte's bit that says the rest of the datagram is sealed.
 pub const SEALED: u8 = 0x80;
 /// Bytes before the body.
@@ -213,7 +215,7 @@ mod tests {
     fn layout_is_as_documented() {
         let bytes = header(Kind::Response, 0x0102_0304_0506_0708, 9);
         assert_eq!(&bytes[..4], b"BLSA");
-        assert_eq!(bytes[4], 2);
+        assert_eq!(bytes[4], 3);
         assert_eq!(bytes[5], 3);
         let mut sealed = [0; HEADER_LEN];
         write_header(&mut sealed, Kind::Response, true, 1, 9);

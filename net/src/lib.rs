@@ -43,7 +43,7 @@
 //!      6     8  cluster id   u64 (0: any, see "What is accepted")
 //!     14     8  from         u64: the sender's node id (0 for a client)
 //!     22     …  body         plaintext: the message (bincode 2, serde, standard() config);
-//!                            sealed: nonce, encrypted boot id + sequence + message, tag
+//!                            sealed: salt and counter, encrypted boot id + sequence + message, tag
 //! ```
 //!
 //! The whole datagram, header included, is at most the datagram limit.
@@ -51,7 +51,7 @@
 //! # Sealed datagrams
 //!
 //! With keys ([`Config::keys`]: a peer ring for member traffic, a client ring for client
-//! traffic) every datagram is sealed with XChaCha20-Poly1305, the header as associated data
+//! traffic) every datagram is sealed with AES-256-GCM, the header as associated data
 //! (`seal.rs`, the one file with cryptography, behind the default `seal` feature): nobody
 //! without the key can read it, or make or change one that a receiver accepts. Member
 //! datagrams also carry the sender's boot id and a sequence number, and each receiver keeps a
@@ -142,10 +142,10 @@
 //!   socket closes when it exits, whatever outboxes remain (they hold it weakly).
 //! - **Only `codec.rs` names `bincode`** (marked unmaintained, RUSTSEC-2025-0141): a
 //!   wire-compatible replacement is a change to that file alone.
-//! - **Only `seal.rs` holds cryptography** (`chacha20poly1305`); `seal_off.rs` stands in for it
+//! - **Only `seal.rs` holds cryptography** (`ring`); `seal_off.rs` stands in for it
 //!   without the `seal` feature and refuses every key.
-//! - **Nothing of a sealed datagram is decrypted or decoded before its tag is verified**, and
-//!   nothing is remembered of it (replay window, key memory) before then either: a forger
+//! - **Nothing of a sealed datagram is decoded before its tag is verified** (what GCM decrypted
+//!   of a forged one is wiped before `open` returns), and nothing is remembered of it (replay window, key memory) before then either: a forger
 //!   cannot move a window or change which key a receiver is answered under.
 
 mod bounded;
