@@ -50,7 +50,7 @@ pub enum DropReason {
     Refused,
     /// Not sealed under a key of its kind's ring: forged, damaged, sealed under another key,
     /// plaintext to a node that requires keys, or sealed to one that has none. Dropped before
-    /// the body is decrypted or decoded.
+    /// the body is decoded, with nothing of it left decrypted.
     AuthFailed,
     /// A member datagram whose sequence number was seen already from its sender, or is older
     /// than the replay window.
