@@ -103,6 +103,9 @@ pub struct ServeArgs {
     /// clients are told (for a relay or proxy in between; default: this node's in --cluster)
     #[arg(long, value_name = "IP:PORT", value_parser = parse_address)]
     pub listen: Option<SocketAddr>,
+    /// Serve GET /metrics (Prometheus' text format) and GET /health over HTTP at this address
+    #[arg(long, value_name = "IP:PORT", value_parser = parse_address)]
+    pub metrics_addr: Option<SocketAddr>,
     /// The timer's period, in milliseconds
     #[arg(long, value_name = "MS", default_value_t = default_tick_ms())]
     pub tick_ms: u64,

@@ -26,6 +26,7 @@ mod demo;
 mod keys;
 mod logger;
 mod members;
+mod metrics;
 mod serve;
 mod sim;
 mod torture;

@@ -39,7 +39,7 @@ use balsa::kv::KvStore;
 use balsa::{Error, Node, NodeConfig};
 
 use crate::args::{NO_KEYS, ServeArgs};
-use crate::logger;
+use crate::{logger, metrics};
 
 /// Runs `balsa serve`.
 #[allow(
@@ -89,6 +89,15 @@ pub fn run(args: ServeArgs) -> ExitCode {
     if args.unsafe_no_fsync {
         log::warn!("--unsafe-no-fsync: a power loss can lose acknowledged writes");
     }
+    // Bound before the node starts: a taken port is a configuration error, and leaves the data
+    // directory as it was.
+    let metrics = match args.metrics_addr.map(metrics::Endpoint::bind).transpose() {
+        Ok(metrics) => metrics,
+        Err(error) => {
+            eprintln!("balsa serve: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let node = match Node::start(config, KvStore::new()) {
         Ok(node) => node,
         Err(error @ (Error::Config(_) | Error::DataDirInUse { .. })) => {
@@ -108,6 +117,16 @@ pub fn run(args: ServeArgs) -> ExitCode {
     match sealing {
         Ok(fingerprints) => log::info!("{fingerprints}"),
         Err(warning) => log::warn!("{warning}"),
+    }
+    if let Some(metrics) = metrics {
+        let address = metrics.local_addr();
+        match metrics.serve(node.metrics_reader()) {
+            Ok(()) => log::info!(
+                "metrics at http://{}/metrics, health at /health",
+                address.map_or_else(|| "?".to_owned(), |address| address.to_string())
+            ),
+            Err(error) => log::error!("the metrics endpoint could not start: {error}"),
+        }
     }
     let mut stdout = std::io::stdout().lock();
     // If stdout is closed nobody waits for the line; the node serves all the same.

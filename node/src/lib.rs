@@ -113,6 +113,7 @@
 pub mod client;
 pub mod keyfile;
 pub mod kv;
+pub mod metrics;
 pub mod raft;
 pub mod replica;
 pub mod runtime;
@@ -122,5 +123,6 @@ pub mod state_machine;
 
 pub use balsa_net as net;
 pub use balsa_wal as wal;
-pub use runtime::{Error, MembershipChange, Node, NodeConfig, NodeStatus};
+pub use metrics::Metrics;
+pub use runtime::{Error, MembershipChange, MetricsReader, Node, NodeConfig, NodeStatus};
 pub use state_machine::StateMachine;

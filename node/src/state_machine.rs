@@ -42,6 +42,12 @@ pub trait StateMachine: Send + 'static {
     /// On error the state must be left as it was: the node treats a snapshot it cannot restore
     /// as damage and stops rather than run with a half-replaced state.
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError>;
+
+    /// The client sessions this state machine keeps to apply a retried request once, for the
+    /// node's metrics; `None` (the default) for one that keeps none.
+    fn client_sessions(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A snapshot could not be restored: its bytes are damaged, from an incompatible version, or

@@ -139,6 +139,76 @@ fn three_nodes_elect_a_leader_commit_writes_and_serve_linearizable_reads() {
     );
 }
 
+/// `Node::metrics`: what a node counts follows what happened. The leader times a round trip to
+/// each peer; every node counts the entries it applied; a refused proposal is counted failed; a
+/// stopped node says so instead of answering.
+#[test]
+fn metrics_count_what_the_cluster_did() {
+    let mut cluster = Cluster::start(3);
+    const WRITES: u64 = 10;
+    for i in 1..=WRITES {
+        cluster.write(format!("w{i}").as_bytes());
+    }
+    let leader = cluster.leader();
+    let leader_node = cluster.nodes[leader].as_ref().expect("running");
+    let leader_id = leader as u64 + 1;
+    // Heartbeats go out every 50 ms: wait (bounded) until both peers answered one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = leader_node.metrics().expect("metrics");
+        let timed = metrics
+            .peer_round_trip
+            .values()
+            .filter(|histogram| histogram.count() > 0)
+            .count();
+        if timed == 2 || Instant::now() >= deadline {
+            break metrics;
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(metrics.peer_round_trip.len(), 2, "{metrics:?}");
+    assert!(!metrics.peer_round_trip.contains_key(&leader_id));
+    assert!(metrics.is_leader() && metrics.has_leader());
+    assert!(metrics.counts.proposals_applied >= WRITES, "{metrics:?}");
+    assert!(metrics.counts.proposals_committed >= WRITES, "{metrics:?}");
+    assert!(metrics.counts.leader_changes_seen >= 1);
+    assert!(
+        metrics.wal_fsync.count() >= WRITES,
+        "a sync per write at least"
+    );
+    assert!(metrics.wal_bytes_written > 0);
+    assert!(metrics.net.datagrams_out > 0 && metrics.net.datagrams_in > 0);
+    assert_eq!(
+        metrics.client_sessions, None,
+        "the journal keeps no sessions"
+    );
+
+    let follower = (leader + 1) % 3;
+    let follower_node = cluster.nodes[follower].as_ref().expect("running");
+    let before = follower_node.metrics().expect("metrics");
+    assert!(!before.is_leader() && before.has_leader());
+    assert!(
+        before.peer_round_trip.is_empty(),
+        "a follower times nothing"
+    );
+    assert!(matches!(
+        follower_node.propose(b"refused".to_vec(), Duration::from_secs(2)),
+        Err(Error::NotLeader { .. })
+    ));
+    // An API proposal a follower refuses never reaches its core: not counted as failed there.
+    // A linearizable read through the leader counts on the follower that served it.
+    follower_node
+        .read(Vec::new(), Duration::from_secs(5))
+        .expect("read");
+    let after = follower_node.metrics().expect("metrics");
+    assert_eq!(after.counts.read_index, before.counts.read_index + 1);
+
+    let reader = follower_node.metrics_reader();
+    let stopped = cluster.nodes[follower].take().expect("running");
+    stopped.shutdown().expect("a clean stop");
+    assert!(matches!(reader.read(), Err(Error::ShuttingDown)));
+}
+
 #[test]
 fn a_follower_refuses_an_api_proposal_naming_the_leader() {
     let cluster = Cluster::start(3);

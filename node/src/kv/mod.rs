@@ -187,6 +187,10 @@ impl StateMachine for KvStore {
         .encode()
     }
 
+    fn client_sessions(&self) -> Option<u64> {
+        Some(self.sessions.len() as u64)
+    }
+
     /// The data, the sessions and the applied index (layout in `snapshot.rs`).
     fn snapshot(&self) -> Vec<u8> {
         snapshot::encode(self)

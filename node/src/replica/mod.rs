@@ -52,10 +52,11 @@ use std::sync::Arc;
 use balsa_net::{Counters, DropReason};
 
 use self::storage::{StorageDone, StorageOp};
+use crate::metrics::ReplicaCounts;
 use crate::raft::membership::{Membership, Step};
 use crate::raft::{
-    self, Action, ChangeOutcome, ChangeRefused, Entry, EntryKind, Message, NodeId, ProposalOutcome,
-    ProposeError, Raft, Redirect, Role, Status, snapshot_frame,
+    self, Action, Body, ChangeOutcome, ChangeRefused, Entry, EntryKind, Message, NodeId,
+    ProposalOutcome, ProposeError, Raft, Redirect, Role, Status, snapshot_frame,
 };
 use crate::runtime::wire::{
     self, MAX_REQUESTS_PER_DATAGRAM, MemberStep, MembersReport, RefusalKind, ReplyTo, Request,
@@ -232,6 +233,12 @@ pub struct Replica<S, R> {
     /// Answers to network clients gathered in this turn, handed out at its end, grouped per
     /// address.
     answers: Vec<(SocketAddr, Response)>,
+    /// What this replica counted since start (`crate::metrics`).
+    counts: ReplicaCounts,
+    /// The commit index when `counts` last caught up with it.
+    counted_commit: u64,
+    /// The leader last seen, to count changes.
+    counted_leader: Option<NodeId>,
 }
 
 impl<S: StateMachine, R> Replica<S, R> {
@@ -245,6 +252,7 @@ impl<S: StateMachine, R> Replica<S, R> {
         (snapshot_index, snapshot_term): (u64, u64),
         policy: SnapshotPolicy,
     ) -> Self {
+        let counted_commit = raft.status().commit_index;
         Replica {
             raft,
             state_machine,
@@ -270,6 +278,9 @@ impl<S: StateMachine, R> Replica<S, R> {
             effects: std::collections::VecDeque::new(),
             storage_ops: Vec::new(),
             answers: Vec::new(),
+            counts: ReplicaCounts::default(),
+            counted_commit,
+            counted_leader: None,
         }
     }
 
@@ -468,6 +479,7 @@ impl<S: StateMachine, R> Replica<S, R> {
                     .extend(self.storage_ops.drain(..).map(Effect::Storage));
                 continue;
             }
+            self.count_commits();
             return None;
         }
     }
@@ -495,6 +507,33 @@ impl<S: StateMachine, R> Replica<S, R> {
             }
         }
         waiters
+    }
+
+    /// What this replica counted since start.
+    pub fn counts(&self) -> ReplicaCounts {
+        self.counts
+    }
+
+    /// Proposals waiting to commit: on a leader the entries it appended and has not committed
+    /// yet, and API proposals still waiting for the core's outcome.
+    pub fn proposals_pending(&self) -> u64 {
+        let status = self.raft.status();
+        let uncommitted = if status.role == Role::Leader {
+            status.last_index - status.commit_index
+        } else {
+            0
+        };
+        uncommitted + self.proposing.len() as u64
+    }
+
+    /// Counts the entries committed since the last call (at the end of every turn).
+    fn count_commits(&mut self) {
+        let commit_index = self.raft.status().commit_index;
+        // A snapshot installed moves the commit index too: it counts as committed here.
+        if commit_index > self.counted_commit {
+            self.counts.proposals_committed += commit_index - self.counted_commit;
+            self.counted_commit = commit_index;
+        }
     }
 
     /// The replica's status, for the embedding API.
@@ -684,7 +723,12 @@ impl<S: StateMachine, R> Replica<S, R> {
             Err(action) => action,
         };
         match action {
-            Action::Send { to, msg } => self.effects.push_back(Effect::Send { to, msg }),
+            Action::Send { to, msg } => {
+                if let Body::InstallSnapshot { offset: 0, .. } = msg.body {
+                    self.counts.snapshots_sent += 1;
+                }
+                self.effects.push_back(Effect::Send { to, msg });
+            }
             Action::Apply { entries } => {
                 for entry in &entries {
                     self.apply(entry);
@@ -708,6 +752,7 @@ impl<S: StateMachine, R> Replica<S, R> {
             }
             Action::ReadRefused { ctx, redirect } => {
                 if let Some(read) = self.reads.remove(&ctx) {
+                    self.counts.read_index_failed += 1;
                     self.refuse(read.waiter, redirect);
                 }
             }
@@ -734,6 +779,10 @@ impl<S: StateMachine, R> Replica<S, R> {
             }
             Action::RoleChanged { role, term, leader } => {
                 log::info!("now {role:?} in term {term}, leader {leader:?}");
+                if leader.is_some() && leader != self.counted_leader {
+                    self.counts.leader_changes_seen += 1;
+                    self.counted_leader = leader;
+                }
             }
             Action::Persist(_)
             | Action::SnapshotChunk { .. }
@@ -754,6 +803,7 @@ impl<S: StateMachine, R> Replica<S, R> {
             // is applied answers. Forwarded ones likewise, from the leader.
             (ProposalOutcome::Accepted { .. } | ProposalOutcome::Forwarded { .. }, _) => {}
             (ProposalOutcome::Refused(error), waiter) => {
+                self.counts.proposals_failed += 1;
                 match (error, waiter) {
                     (ProposeError::TooLarge { size, max }, Waiter::Api(reply)) => {
                         self.reply(reply, Err(Error::TooLarge { size, max }));
@@ -786,6 +836,7 @@ impl<S: StateMachine, R> Replica<S, R> {
         );
         self.applied_index = entry.index;
         self.applied_term = entry.term;
+        self.counts.proposals_applied += 1;
         self.snapshots.entries_since += 1;
         self.snapshots.bytes_since += entry.data.len() as u64;
         let mut answer = None;
@@ -807,7 +858,10 @@ impl<S: StateMachine, R> Replica<S, R> {
             let (index, (term, reply)) = waiting.remove_entry();
             let result = match (&answer, index == entry.index && term == entry.term) {
                 (Some(answer), true) => Ok(answer.clone()),
-                _ => Err(Error::Lost),
+                _ => {
+                    self.counts.proposals_failed += 1;
+                    Err(Error::Lost)
+                }
             };
             self.reply(reply, result);
         }
@@ -853,6 +907,7 @@ impl<S: StateMachine, R> Replica<S, R> {
                 break;
             }
             for read in ready.remove() {
+                self.counts.read_index += 1;
                 let answer = self.state_machine.query(&read.query);
                 match read.waiter {
                     Waiter::Api(reply) => self.reply(reply, Ok(answer)),

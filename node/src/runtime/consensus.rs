@@ -8,6 +8,9 @@
 //! and persists as possible. Everything Raft and the state machine decide lives in the replica,
 //! which the simulator runs too; this file only moves bytes between it and the other threads.
 //!
+//! It times the round trip to each peer it leads (from a heartbeat to that peer's next answer to
+//! an AppendEntries, `RoundTrips`), for the node's metrics: the replica has no clock.
+//!
 //! A message that cannot be sent is logged, at most once per peer per interval with the count
 //! of those left out (`throttle.rs`): a partition fails every one.
 //!
@@ -20,8 +23,10 @@
 //! half-alive; a removed node stops only after the turn that learned it has sent its messages
 //! and answers.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -32,7 +37,8 @@ use super::storage::WalRequest;
 use super::throttle::{self, Throttle, WARN_INTERVAL, repeated};
 use super::wire::{Response, ResponseBody, Wire};
 use super::{ApiCall, Error, Event};
-use crate::raft::{NodeId, Raft, Role};
+use crate::metrics::{ConsensusMetrics, LatencyHistogram};
+use crate::raft::{Body, Message, NodeId, Raft, Role};
 use crate::replica::{Effect, Input, Replica, SnapshotPolicy};
 use crate::state_machine::StateMachine;
 
@@ -62,6 +68,46 @@ pub struct Consensus<S> {
     fatal: Option<String>,
     /// Failed sends, logged at most once per peer per interval (a partition fails every one).
     send_failures: Throttle<NodeId>,
+    /// Round trips to the peers this node leads.
+    round_trips: RoundTrips,
+}
+
+/// Round trips to peers, timed from a heartbeat (an AppendEntries without entries) to the
+/// peer's next AppendEntries answer. One heartbeat per peer is timed at a time; one sent while
+/// another is unanswered restarts the timing (the first was likely lost). Under load an answer
+/// to an earlier AppendEntries may end the timing early: the figure is a round trip through
+/// the peer's consensus thread, good to a heartbeat interval, not a network probe.
+#[derive(Default)]
+struct RoundTrips {
+    /// When the heartbeat being timed left, per peer.
+    in_flight: BTreeMap<NodeId, Instant>,
+    /// Per peer of the configuration in force.
+    histograms: BTreeMap<NodeId, LatencyHistogram>,
+}
+
+impl RoundTrips {
+    fn sent(&mut self, to: NodeId, msg: &Message) {
+        if matches!(&msg.body, Body::AppendEntries { entries, .. } if entries.is_empty()) {
+            self.in_flight.insert(to, throttle::now());
+        }
+    }
+
+    fn received(&mut self, from: NodeId, msg: &Message) {
+        if matches!(msg.body, Body::AppendEntriesResponse { .. })
+            && let Some(sent) = self.in_flight.remove(&from)
+        {
+            self.histograms
+                .entry(from)
+                .or_default()
+                .observe(sent.elapsed());
+        }
+    }
+
+    /// Forgets the peers not in `members`, so that churn cannot grow the maps.
+    fn keep_only(&mut self, members: &BTreeMap<NodeId, SocketAddr>) {
+        self.in_flight.retain(|id, _| members.contains_key(id));
+        self.histograms.retain(|id, _| members.contains_key(id));
+    }
 }
 
 /// Who this node is to the others on the wire.
@@ -132,6 +178,7 @@ impl<S: StateMachine> Consensus<S> {
             removed_ticks: 0,
             fatal: None,
             send_failures: Throttle::new(WARN_INTERVAL),
+            round_trips: RoundTrips::default(),
         }
     }
 
@@ -186,10 +233,13 @@ impl<S: StateMachine> Consensus<S> {
 
     fn on_inbound(&mut self, inbound: Inbound<Wire>) -> Option<Stop> {
         let input = match (inbound.kind, inbound.msg) {
-            (Kind::Peer, Wire::Raft(msg)) => Input::Peer {
-                from: inbound.from,
-                msg,
-            },
+            (Kind::Peer, Wire::Raft(msg)) => {
+                self.round_trips.received(inbound.from, &msg);
+                Input::Peer {
+                    from: inbound.from,
+                    msg,
+                }
+            }
             // What a client request may carry is the replica's rule (it counts the rest).
             (Kind::Request, wire) => Input::Client {
                 source: inbound.source,
@@ -231,6 +281,20 @@ impl<S: StateMachine> Consensus<S> {
             ApiCall::Members { reply } => {
                 let _ = reply.send(self.replica.raft().membership().cloned());
             }
+            ApiCall::Metrics { reply } => {
+                let _ = reply.send(ConsensusMetrics {
+                    status: self.replica.status(),
+                    proposals_pending: self.replica.proposals_pending(),
+                    counts: self.replica.counts(),
+                    client_sessions: self.replica.state_machine().client_sessions(),
+                    peer_round_trip: self
+                        .round_trips
+                        .histograms
+                        .iter()
+                        .map(|(id, histogram)| (*id, histogram.snapshot()))
+                        .collect(),
+                });
+            }
         }
     }
 
@@ -243,6 +307,7 @@ impl<S: StateMachine> Consensus<S> {
                 Effect::Send { to, msg } => {
                     // A member added in this turn is in the table before its first message.
                     self.follow_configuration();
+                    self.round_trips.sent(to, &msg);
                     match self.outbox.send(Destination::Peer(to), &Wire::Raft(msg)) {
                         Ok(()) => {}
                         Err(balsa_net::Error::Closed) => {
@@ -301,6 +366,7 @@ impl<S: StateMachine> Consensus<S> {
     fn follow_configuration(&mut self) {
         if let Some(hints) = self.peers.follow(self.replica.raft(), &self.transport) {
             let mut hints = hints;
+            self.round_trips.keep_only(&hints);
             hints.insert(self.replica.raft().id(), self.advertised);
             self.replica.set_member_addresses(hints);
         }

@@ -38,6 +38,7 @@ pub mod wire;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -48,6 +49,7 @@ use balsa_wal::Wal;
 
 use self::consensus::{Consensus, OnTheWire, Stop};
 use self::wire::Wire;
+use crate::metrics::{ConsensusMetrics, Metrics, StorageMetrics};
 use crate::raft::membership::{Membership, Step};
 use crate::raft::{self, NodeId, Raft, Restored, Role};
 use crate::replica::storage::StorageDone;
@@ -120,6 +122,11 @@ pub enum ApiCall {
     Members {
         /// It, or `None` while this node knows none (it joined and no leader reached it yet).
         reply: Sender<Option<Membership>>,
+    },
+    /// What the consensus thread counts, for [`Node::metrics`].
+    Metrics {
+        /// Where it goes.
+        reply: Sender<ConsensusMetrics>,
     },
 }
 
@@ -373,6 +380,61 @@ pub struct Node {
     transport: Option<Arc<Transport<Wire>>>,
     /// Disconnects when the consensus thread ends (see `start`).
     stopped: Receiver<()>,
+    /// What the WAL thread counts.
+    storage_metrics: Arc<StorageMetrics>,
+}
+
+/// Reads a node's [`Metrics`] from any thread ([`Node::metrics_reader`]). It does not keep the
+/// node running: once the node stops, [`MetricsReader::read`] says so.
+#[derive(Clone, Debug)]
+pub struct MetricsReader {
+    inbox: Sender<Event>,
+    stopped: Receiver<()>,
+    storage: Arc<StorageMetrics>,
+    net: Option<Arc<balsa_net::Counters>>,
+}
+
+impl MetricsReader {
+    /// The node's metrics now: the consensus thread's numbers (one call, like
+    /// [`Node::status`]), the WAL thread's and the transport's (read from their atomics).
+    ///
+    /// # Errors
+    /// [`Error::ShuttingDown`] once the node stopped, whatever the reason.
+    pub fn read(&self) -> Result<Metrics, Error> {
+        let (reply, answer) = bounded(1);
+        self.inbox
+            .send(Event::Api(ApiCall::Metrics { reply }))
+            .map_err(|_| Error::ShuttingDown)?;
+        let ConsensusMetrics {
+            status,
+            proposals_pending,
+            counts,
+            client_sessions,
+            peer_round_trip,
+        } = await_answer(&answer, &self.stopped, None)?;
+        Ok(Metrics {
+            id: status.id,
+            role: status.role,
+            term: status.term,
+            leader: status.leader,
+            commit_index: status.commit_index,
+            applied_index: status.applied_index,
+            last_index: status.last_index,
+            snapshot_index: status.snapshot_index,
+            proposals_pending,
+            counts,
+            client_sessions,
+            wal_fsync: self.storage.fsync.snapshot(),
+            wal_bytes_written: self.storage.bytes_written.load(Ordering::Relaxed),
+            snapshot_save: self.storage.snapshot_save.snapshot(),
+            peer_round_trip,
+            net: self
+                .net
+                .as_deref()
+                .map(balsa_net::Counters::values)
+                .unwrap_or_default(),
+        })
+    }
 }
 
 /// Capacity of the inbox; beyond it the net thread drops datagrams (and counts them) rather
@@ -497,8 +559,17 @@ impl Node {
         let storage_inbox = inbox.clone();
         let storage_outbox = transport.outbox();
         let sync = config.sync;
+        let storage_metrics = Arc::new(StorageMetrics::default());
+        let wal_metrics = Arc::clone(&storage_metrics);
         let storage = spawn(format!("balsa-wal-{}", config.id), move || {
-            storage::run(wal, storage_rx, storage_inbox, storage_outbox, sync);
+            storage::run(
+                wal,
+                storage_rx,
+                storage_inbox,
+                storage_outbox,
+                sync,
+                &wal_metrics,
+            );
         })?;
         let (stop_timer, timer_stop) = bounded(0);
         let timer_inbox = inbox.clone();
@@ -524,6 +595,7 @@ impl Node {
             timer: Some((timer, stop_timer)),
             transport: Some(transport),
             stopped,
+            storage_metrics,
         })
     }
 
@@ -581,6 +653,31 @@ impl Node {
         let (reply, answer) = bounded(1);
         self.call(ApiCall::Status { reply })?;
         await_answer(&answer, &self.stopped, None)
+    }
+
+    /// Everything the node counts, at one moment: role, term and indexes, proposals, reads,
+    /// leader changes, snapshots, the WAL's syncs and bytes, the peers' round trips and the
+    /// transport's counters (`crate::metrics`). As cheap as [`Node::status`].
+    ///
+    /// # Errors
+    /// [`Error::ShuttingDown`] once the node stopped (by a shutdown, a removal or a failure,
+    /// a failed WAL among them): a node that answers is one whose storage works.
+    pub fn metrics(&self) -> Result<Metrics, Error> {
+        self.metrics_reader().read()
+    }
+
+    /// A handle another thread can keep to read this node's [`Metrics`] (an HTTP endpoint, say)
+    /// while this one waits in [`Node::join`].
+    pub fn metrics_reader(&self) -> MetricsReader {
+        MetricsReader {
+            inbox: self.inbox.clone(),
+            stopped: self.stopped.clone(),
+            storage: Arc::clone(&self.storage_metrics),
+            net: self
+                .transport
+                .as_deref()
+                .map(|transport| Arc::clone(transport.counters())),
+        }
     }
 
     /// The transport's fault injection (drop, delay, partition), for tests of the node under a

@@ -113,6 +113,10 @@ impl StateMachine for ObservedStore {
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
         self.store.restore(snapshot)
     }
+
+    fn client_sessions(&self) -> Option<u64> {
+        self.store.client_sessions()
+    }
 }
 
 /// A simulated client's key as bytes.
