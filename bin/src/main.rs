@@ -22,6 +22,7 @@ mod args;
 mod bench;
 mod client_cmds;
 mod cluster;
+mod config;
 mod demo;
 mod keys;
 mod logger;
