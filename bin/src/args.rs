@@ -390,6 +390,22 @@ pub enum ClientCommand {
         /// One JSON array, an object per endpoint, instead of a table
         #[arg(long)]
         json: bool,
+        /// Ask again every --interval until Ctrl-C or SIGTERM (exit 0): on a terminal the table
+        /// is redrawn in place; otherwise each refresh follows a `--- TIME` line (UTC), or with
+        /// --json is one JSON object per line. An endpoint that stops answering shows as
+        /// unreachable; the watch goes on
+        #[arg(long)]
+        watch: bool,
+        /// How often --watch asks: a DURATION, a whole number with ms, s, m or h (a bare
+        /// number is milliseconds)
+        #[arg(
+            long,
+            value_name = "DURATION",
+            default_value = "1s",
+            value_parser = parse_duration,
+            requires = "watch"
+        )]
+        interval: Duration,
         /// Where the cluster is.
         #[command(flatten)]
         endpoints: Endpoints,
@@ -1537,6 +1553,28 @@ mod tests {
         let snapshot = client("snapshot --endpoints 127.0.0.1:9001");
         assert_eq!(snapshot.endpoints(), [addr("127.0.0.1:9001")]);
         assert!(matches!(snapshot, ClientCommand::Snapshot { .. }));
+    }
+
+    #[test]
+    fn status_watches_every_interval_one_second_by_default() {
+        let watched = |line: &str| match client(line) {
+            ClientCommand::Status {
+                watch,
+                interval,
+                json,
+                ..
+            } => (watch, interval, json),
+            other => panic!("{line:?} parsed as {other:?}"),
+        };
+        let second = Duration::from_secs(1);
+        assert_eq!(watched("status"), (false, second, false));
+        assert_eq!(watched("status --watch"), (true, second, false));
+        assert_eq!(
+            watched("status --watch --json --interval 250ms"),
+            (true, Duration::from_millis(250), true)
+        );
+        assert!(error("status --interval 2s").contains("--watch"));
+        assert!(error("status --watch --interval 0").contains("longer than zero"));
     }
 
     #[test]
