@@ -166,7 +166,13 @@ fn a_flag_wins_over_the_file_and_the_file_over_the_defaults() {
     assert_eq!(from_file["unsafe-no-fsync"].as_bool(), Some(false));
     let with_flags = table(&printed(
         &file,
-        &["--tick-ms", "7", "--unsafe-no-fsync", "--data-dir", "elsewhere"],
+        &[
+            "--tick-ms",
+            "7",
+            "--unsafe-no-fsync",
+            "--data-dir",
+            "elsewhere",
+        ],
         &[],
     ));
     assert_eq!(with_flags["tick-ms"].as_integer(), Some(7));
