@@ -208,7 +208,7 @@ pub struct ServeArgs {
         ]
     )]
     pub insecure: bool,
-    /// Read settings from this TOML file: any flag above, keyed by its long name (`id = 1`,
+    /// Read settings from this TOML file: any serve flag, keyed by its long name (`id = 1`,
     /// `data-dir = "d1"`, `cluster = ["1=127.0.0.1:7001", "2=127.0.0.1:7002"]`, `join =
     /// true`). The command line wins over the BALSA_* environment variables, which win over
     /// the file, which wins over the defaults

@@ -27,6 +27,8 @@
 //!   under its help text, an unset one as a comment; given back with `--config`, it makes the
 //!   same configuration and prints the same text. The value of a flag that hides its
 //!   environment value (clap's `hide_env_values`, the mark of a secret) is never printed.
+//! - README's example file (section "Operating") has every key, each at its default but what a
+//!   node must be given: a test reads it against `serve`'s flags.
 
 use std::any::TypeId;
 use std::collections::BTreeMap;
@@ -958,6 +960,60 @@ mod tests {
             .collect();
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         assert_eq!(printed_for(&serve, &flags), printed);
+    }
+
+    /// README's example file ("Operating", "Configuration file") has every key, set or
+    /// commented out, and every value it sets is the default, but for what a node is given.
+    #[test]
+    fn the_readmes_example_file_has_every_key_at_its_default() {
+        let readme = include_str!("../../README.md");
+        let (_, section) = readme
+            .split_once("\n### Configuration file\n")
+            .expect("README has the section");
+        let example = section
+            .split_once("```toml\n")
+            .and_then(|(_, rest)| rest.split_once("```"))
+            .map(|(example, _)| example)
+            .expect("the section has a TOML example");
+        let serve = serve_definition();
+        for setting in settings(&built(&serve)) {
+            let (set, unset) = (
+                format!("{} = ", setting.key),
+                format!("# {} = ", setting.key),
+            );
+            assert!(
+                example
+                    .lines()
+                    .any(|line| line.starts_with(&set) || line.starts_with(&unset)),
+                "README's example file lacks {}",
+                setting.key
+            );
+        }
+        let (flags, _) = flags_of_file(&serve, Path::new("README.md"), example, |_| false)
+            .expect("the example reads");
+        let from_example = printed_for(
+            &serve,
+            &flags
+                .iter()
+                .map(|flag| flag.to_str().expect("UTF-8"))
+                .collect::<Vec<_>>(),
+        );
+        let given = printed_for(
+            &serve,
+            &[
+                "--id",
+                "1",
+                "--cluster",
+                "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003",
+                "--data-dir",
+                "d1",
+                "--peer-key-file",
+                "peer.key",
+                "--client-key-file",
+                "client.key",
+            ],
+        );
+        assert_eq!(from_example, given);
     }
 
     #[test]
