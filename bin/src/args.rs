@@ -25,7 +25,9 @@ use balsa::NodeConfig;
 use balsa::client::ClientOptions;
 use balsa::sim::{self, SimConfig};
 use clap::builder::{PossibleValuesParser, RangedU64ValueParser};
-use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand, value_parser};
+use clap::{ArgGroup, Args, CommandFactory, FromArgMatches as _, Parser, Subcommand, value_parser};
+
+use crate::config;
 
 /// The default client endpoints: the ports `balsa cluster` uses by default.
 pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003";
@@ -209,6 +211,20 @@ pub struct ServeArgs {
         ]
     )]
     pub insecure: bool,
+    /// Read settings from this TOML file: any serve flag, keyed by its long name (`id = 1`,
+    /// `data-dir = "d1"`, `cluster = ["1=127.0.0.1:7001", "2=127.0.0.1:7002"]`, `join =
+    /// true`). The command line wins over the BALSA_* environment variables, which win over
+    /// the file, which wins over the defaults
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the configuration in effect (command line, environment, --config file and
+    /// defaults) as a file --config reads, and exit without starting the node; a
+    /// configuration serve would refuse exits 2
+    #[arg(long)]
+    pub print_config: bool,
+    /// `--print-config`'s text: the configuration in effect as TOML (empty without the flag).
+    #[arg(skip)]
+    pub effective_config: String,
 }
 
 /// `balsa keygen FILE`.
@@ -377,6 +393,22 @@ pub enum ClientCommand {
         /// One JSON array, an object per endpoint, instead of a table
         #[arg(long)]
         json: bool,
+        /// Ask again every --interval until Ctrl-C or SIGTERM (exit 0): on a terminal the table
+        /// is redrawn in place; otherwise each refresh follows a `--- TIME` line (UTC), or with
+        /// --json is one JSON object per line. An endpoint that stops answering shows as
+        /// unreachable; the watch goes on
+        #[arg(long)]
+        watch: bool,
+        /// How often --watch asks: a DURATION, a whole number with ms, s, m or h (a bare
+        /// number is milliseconds)
+        #[arg(
+            long,
+            value_name = "DURATION",
+            default_value = "1s",
+            value_parser = parse_duration,
+            requires = "watch"
+        )]
+        interval: Duration,
         /// Where the cluster is.
         #[command(flatten)]
         endpoints: Endpoints,
@@ -944,14 +976,34 @@ pub enum NotRun {
 
 /// Parses the command line (the program's name first), then makes the checks across flags.
 pub fn parse(args: Vec<OsString>) -> Result<Cli, NotRun> {
-    let cli = Cli::try_parse_from(&args).map_err(|error| {
+    let words = args.get(1..).unwrap_or_default().to_vec();
+    // `serve --config FILE`: the file's settings, as the flags they stand for, after the
+    // command line's (see config.rs); clap then reads the whole.
+    let (args, from_file) = config::with_file(args)
+        .map_err(|message| NotRun::Refused(one_line_of(&message, &words)))?;
+    let note = from_file
+        .as_ref()
+        .map(config::Applied::note)
+        .unwrap_or_default();
+    let clap_refusal = |error: clap::Error| {
         if error.use_stderr() {
-            NotRun::Refused(one_line(&error, args.get(1..).unwrap_or_default()))
+            NotRun::Refused(one_line(&error, &note, &words))
         } else {
             NotRun::Answer(error)
         }
-    })?;
-    let words = args.get(1..).unwrap_or_default();
+    };
+    let matches = Cli::command()
+        .try_get_matches_from(&args)
+        .map_err(clap_refusal)?;
+    let mut cli = Cli::from_arg_matches(&matches)
+        .map_err(|error| clap_refusal(error.format(&mut Cli::command())))?;
+    if let Command::Serve(serve) = &mut cli.command
+        && serve.print_config
+        && let Some(("serve", serve_matches)) = matches.subcommand()
+    {
+        serve.effective_config = config::effective(serve_matches);
+    }
+    let words = words.as_slice();
     let refused = |message: String| Err(NotRun::Refused(one_line_of(&message, words)));
     match &cli.command {
         // `nodes` is at least 1 (its parser's range).
@@ -974,13 +1026,14 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, NotRun> {
 }
 
 /// A refusal of clap's as one line: the first paragraph of its message, without the tips and
-/// the pointer to `--help` that follow.
-fn one_line(error: &clap::Error, words: &[OsString]) -> String {
+/// the pointer to `--help` that follow, then `note` (what a configuration file set).
+fn one_line(error: &clap::Error, note: &str, words: &[OsString]) -> String {
     let rendered = error.render().to_string();
     let first = rendered.split("\n\n").next().unwrap_or_default();
     let lines: Vec<&str> = first.lines().map(str::trim).collect();
     let message = lines.join(" ");
-    one_line_of(message.strip_prefix("error: ").unwrap_or(&message), words)
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    one_line_of(&format!("{message}{note}"), words)
 }
 
 /// `message` about `balsa SUBCOMMAND` (or `balsa` itself, when the first argument names no
@@ -1503,6 +1556,28 @@ mod tests {
         let snapshot = client("snapshot --endpoints 127.0.0.1:9001");
         assert_eq!(snapshot.endpoints(), [addr("127.0.0.1:9001")]);
         assert!(matches!(snapshot, ClientCommand::Snapshot { .. }));
+    }
+
+    #[test]
+    fn status_watches_every_interval_one_second_by_default() {
+        let watched = |line: &str| match client(line) {
+            ClientCommand::Status {
+                watch,
+                interval,
+                json,
+                ..
+            } => (watch, interval, json),
+            other => panic!("{line:?} parsed as {other:?}"),
+        };
+        let second = Duration::from_secs(1);
+        assert_eq!(watched("status"), (false, second, false));
+        assert_eq!(watched("status --watch"), (true, second, false));
+        assert_eq!(
+            watched("status --watch --json --interval 250ms"),
+            (true, Duration::from_millis(250), true)
+        );
+        assert!(error("status --interval 2s").contains("--watch"));
+        assert!(error("status --watch --interval 0").contains("longer than zero"));
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! marked unreachable once `--timeout` (1 s by default, for the whole command) has passed; or
 //! with `--json`, once every endpoint answered or the time is out, one JSON array with an object
 //! per endpoint in the order given (through `serde_json`; its keys, in order, are
-//! [`StatusJson`]'s fields); `snapshot` prints a line per endpoint with the index its snapshot
-//! covers. Errors are one line on stderr, followed by a `hint:` line when keys are the likely
+//! [`StatusJson`]'s fields); `status --watch` asks again every `--interval` until Ctrl-C or
+//! SIGTERM (`watch.rs`: the table of each refresh, or a JSON object per line); `snapshot`
+//! prints a line per endpoint with the index its snapshot covers. Errors are one line on stderr, followed by a `hint:` line when keys are the likely
 //! cause ([`keys::hint`]).
 //!
 //! Keys: `--key-file FILE` (or `BALSA_KEY_FILE`) names the cluster's client key, which the
@@ -96,6 +97,12 @@ pub fn run(operation: ClientCommand) -> ExitCode {
                 Err(error) => fail(command, &error, client_key),
             }
         }
+        ClientCommand::Status {
+            json,
+            watch: true,
+            interval,
+            ..
+        } => crate::watch::run(&mut client, &endpoints, json, interval, client_key),
         ClientCommand::Status { json, .. } => {
             // What to do about keys, if a silent or refusing endpoint suggests it.
             let mut hint = None;
@@ -269,7 +276,39 @@ pub fn status_json(
     endpoints: &[SocketAddr],
     reports: &[Result<StatusReport, ClientError>],
 ) -> String {
-    let items: Vec<StatusJson<'_>> = endpoints
+    serde_json::to_string(&status_items(endpoints, reports))
+        .expect("strings, integers, nulls and addresses always serialize (no map keys, no floats)")
+}
+
+/// One refresh of `balsa status --watch --json`: its time, then the array `status --json`
+/// prints.
+#[derive(Serialize)]
+struct WatchJson<'a> {
+    time: &'a str,
+    endpoints: Vec<StatusJson<'a>>,
+}
+
+/// `balsa status --watch --json`'s line for one refresh at `time`: one object, `{"time":
+/// TIME, "endpoints": [...]}`, the array as [`status_json`]'s.
+pub fn status_watch_json(
+    time: &str,
+    endpoints: &[SocketAddr],
+    reports: &[Result<StatusReport, ClientError>],
+) -> String {
+    let refresh = WatchJson {
+        time,
+        endpoints: status_items(endpoints, reports),
+    };
+    serde_json::to_string(&refresh)
+        .expect("strings, integers, nulls and addresses always serialize (no map keys, no floats)")
+}
+
+/// An element of `status --json` per endpoint, in order.
+fn status_items<'a>(
+    endpoints: &[SocketAddr],
+    reports: &'a [Result<StatusReport, ClientError>],
+) -> Vec<StatusJson<'a>> {
+    endpoints
         .iter()
         .zip(reports)
         .map(|(endpoint, report)| match report {
@@ -303,9 +342,7 @@ pub fn status_json(
                 error: status_error(error),
             },
         })
-        .collect();
-    serde_json::to_string(&items)
-        .expect("strings, integers, nulls and addresses always serialize (no map keys, no floats)")
+        .collect()
 }
 
 /// A status table, a row per endpoint in order (no trailing newline): the heading, then

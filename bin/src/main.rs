@@ -4,11 +4,13 @@
 //! commit latency (`bench`), runs the deterministic simulator (`sim`), makes keys (`keygen`)
 //! and prints shell completions (`completions`). `balsa --help` lists every form, `balsa CMD --help` its flags.
 //!
-//! Files: `args.rs` (the command line, as clap structs), `serve.rs`, `cluster.rs` (and the
+//! Files: `args.rs` (the command line, as clap structs), `serve.rs`, `config.rs` (`serve
+//! --config FILE.toml` and `--print-config`, through `toml`), `cluster.rs` (and the
 //! child-process handle), `demo.rs`, `client_cmds.rs` (with `status --json` through
-//! `serde_json`), `members.rs` (`members`: list and changes), `bench.rs` (closed-loop load),
-//! `logger.rs` (stderr logging for `serve`, through `env_logger`), `keys.rs` (`keygen`, the
-//! client key of the client commands, the keys `cluster`, `demo` and `torture` make), `sim.rs`.
+//! `serde_json`), `watch.rs` (`status --watch`), `members.rs` (`members`: list and changes),
+//! `bench.rs` (closed-loop load), `logger.rs` (stderr logging for `serve`, through
+//! `env_logger`), `keys.rs` (`keygen`, the client key of the client commands, the keys
+//! `cluster`, `demo` and `torture` make), `sim.rs`.
 //!
 //! Exit status: 0 success (`--help` and `--version` too, on stdout); 1 key absent or
 //! compare-and-swap mismatch (a node that cannot start or stops on a storage failure also exits
@@ -22,6 +24,7 @@ mod args;
 mod bench;
 mod client_cmds;
 mod cluster;
+mod config;
 mod demo;
 mod keys;
 mod logger;
@@ -30,6 +33,7 @@ mod metrics;
 mod serve;
 mod sim;
 mod torture;
+mod watch;
 
 use std::process::ExitCode;
 

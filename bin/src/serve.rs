@@ -21,7 +21,11 @@
 //! with `--insecure`, and then logs a warning once. A key file that group or others may read
 //! or write is refused.
 //!
-//! Exit status: 0 when removed from the cluster; 2 for bad configuration (including no keys
+//! `--print-config` makes the same checks (the configuration, the keys), prints the
+//! configuration in effect as TOML (`config.rs` renders it) and exits 0 without starting the
+//! node; the settings a `--config` file gives are flags by the time `run` sees them.
+//!
+//! Exit status: 0 when removed from the cluster, or after `--print-config`; 2 for bad configuration (including no keys
 //! and no `--insecure`, a key file that cannot be read or is too open, a data
 //! directory in use, one an earlier version's `--rejoin` marked, or one that belongs to another
 //! node, or to another cluster than the one `--join` finds); 3 when `--join` found no member
@@ -77,6 +81,14 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.print_config {
+        // Checked as it would be to serve; nothing started.
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout
+            .write_all(args.effective_config.as_bytes())
+            .and_then(|()| stdout.flush());
+        return ExitCode::SUCCESS;
+    }
     let sealing = describe_keys(&config.keys);
     if args.rejoin {
         log::warn!(
