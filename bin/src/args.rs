@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use balsa::NodeConfig;
 use balsa::client::ClientOptions;
+use balsa::client::load::{MILLION, Workload};
 use balsa::sim::{self, SimConfig};
 use clap::builder::{PossibleValuesParser, RangedU64ValueParser};
 use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand, value_parser};
@@ -75,8 +76,11 @@ pub enum Command {
     Client(ClientCommand),
     /// List the cluster's members, or add, promote, remove or replace one
     Members(MembersArgs),
-    /// Closed-loop write load against a running cluster, with latency percentiles
+    /// Closed-loop load (writes, reads or both) against a running cluster, with latency
+    /// percentiles; or plots of earlier runs (--compare)
     Bench(BenchArgs),
+    /// Check a running cluster: `check perf` loads it and judges it against this machine
+    Check(CheckArgs),
     /// Run the deterministic simulator over a range of seeds
     Sim(SimArgs),
     /// Run a real cluster under faults (kills, pauses, partitions, membership changes) with a
@@ -593,7 +597,7 @@ impl ClientCommand {
     }
 }
 
-/// `balsa bench`: closed-loop writes.
+/// `balsa bench`: closed-loop load, or (`--compare`) a plot of earlier runs.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Where the cluster is.
@@ -626,12 +630,105 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the table
     #[arg(long)]
     pub json: bool,
-    /// Also write the latency distribution to FILE, in HdrHistogram's text format
+    /// Also write the latency distribution to FILE, in HdrHistogram's text format (mixed: the
+    /// writes' in FILE, the reads' in FILE.reads)
     #[arg(long, value_name = "FILE")]
     pub hgrm: Option<PathBuf>,
+    /// What the measured operations are: put (writes), get (linearizable reads, through
+    /// ReadIndex), get-stale (reads from the asked node's state), or mixed:R (a share R of
+    /// linearizable reads among writes: 0.9 or 90%)
+    #[arg(long, value_name = "WORKLOAD", default_value = "put", value_parser = parse_workload)]
+    pub workload: Workload,
+    /// Draw the latency by percentile and over time as an SVG picture to FILE (with --compare:
+    /// the compared files' percentile curves)
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Run nothing: overlay the percentile curves of these --hgrm files in the --plot picture
+    #[arg(
+        long,
+        value_name = "FILE.hgrm",
+        num_args = 1..,
+        requires = "plot",
+        conflicts_with_all = [
+            "clients", "ops", "value_size", "warmup", "shared_sockets", "json", "hgrm", "workload"
+        ]
+    )]
+    pub compare: Vec<PathBuf>,
     /// How long to wait.
     #[command(flatten)]
     pub timeouts: Timeouts,
+}
+
+/// `balsa check`: checks of a running cluster.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Which check.
+    #[command(subcommand)]
+    pub check: Check,
+}
+
+/// The checks `balsa check` runs.
+#[derive(Debug, Subcommand)]
+pub enum Check {
+    /// Load the cluster with writes and judge it against this machine's floor (fdatasync and
+    /// a UDP round trip, measured on the spot): a PASS/FAIL line per criterion
+    Perf(CheckPerfArgs),
+}
+
+/// `balsa check perf`.
+#[derive(Debug, Args)]
+pub struct CheckPerfArgs {
+    /// Where the cluster is.
+    #[command(flatten)]
+    pub endpoints: Endpoints,
+    /// How long the load runs. DURATION: a whole number with ms, s, m or h
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Measure fdatasync in DIR: give a directory on the nodes' disk [default: the system's
+    /// temporary directory]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// How long to wait.
+    #[command(flatten)]
+    pub timeouts: Timeouts,
+}
+
+/// `--workload`: `put`, `get`, `get-stale`, or `mixed:R` with R a share of reads from 0 to 1,
+/// as a fraction (`0.9`) or a percentage (`90%`).
+///
+/// # Errors
+/// One line saying what is wrong: an unknown workload, or a share that is not a number in 0..1.
+pub fn parse_workload(text: &str) -> Result<Workload, String> {
+    let share = match text.trim() {
+        "put" => return Ok(Workload::Put),
+        "get" => return Ok(Workload::Get),
+        "get-stale" => return Ok(Workload::GetStale),
+        other => other.strip_prefix("mixed:").ok_or_else(|| {
+            format!("{text:?} is not a workload (put, get, get-stale or mixed:R)")
+        })?,
+    };
+    let shape = || {
+        format!(
+            "{share:?} is not a share of reads: a fraction from 0 to 1 (0.9) or a percentage \
+             from 0% to 100% (90%)"
+        )
+    };
+    let (number, scale) = match share.strip_suffix('%') {
+        Some(percent) => (percent, 100.0),
+        None => (share, 1.0),
+    };
+    let value: f64 = number.trim().parse().map_err(|_| shape())?;
+    let fraction = value / scale;
+    if !(0.0..=1.0).contains(&fraction) {
+        return Err(shape());
+    }
+    // In 0..=1 (checked above, NaN refused by `contains`): the rounded product fits.
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "a fraction in 0..=1 times a million fits in u32"
+    )]
+    let reads_per_million = (fraction * f64::from(MILLION)).round() as u32;
+    Ok(Workload::Mixed { reads_per_million })
 }
 
 /// `balsa torture`: a real cluster of `balsa serve` processes under a nemesis.
