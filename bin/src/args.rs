@@ -1798,6 +1798,113 @@ mod tests {
         }
     }
 
+    fn bench_args(line: &str) -> BenchArgs {
+        match command(line) {
+            Command::Bench(args) => args,
+            other => panic!("{line:?} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bench_workloads_parse_as_fractions_or_percentages() {
+        let mixed = |reads_per_million| Workload::Mixed { reads_per_million };
+        assert_eq!(bench_args("bench").workload, Workload::Put);
+        for (given, expected) in [
+            ("put", Workload::Put),
+            ("get", Workload::Get),
+            ("get-stale", Workload::GetStale),
+            ("mixed:0.9", mixed(900_000)),
+            ("mixed:90%", mixed(900_000)),
+            ("mixed:0", mixed(0)),
+            ("mixed:1", mixed(MILLION)),
+            ("mixed:100%", mixed(MILLION)),
+            ("mixed:12.5%", mixed(125_000)),
+            ("mixed:.25", mixed(250_000)),
+        ] {
+            let line = format!("bench --workload {given}");
+            assert_eq!(bench_args(&line).workload, expected, "{given}");
+        }
+        for (given, says) in [
+            ("mixed:1.5", "is not a share of reads"),
+            ("mixed:-0.1", "is not a share of reads"),
+            ("mixed:101%", "is not a share of reads"),
+            ("mixed:NaN", "is not a share of reads"),
+            ("mixed:", "is not a share of reads"),
+            ("mixed:half", "is not a share of reads"),
+            ("mixed", "is not a workload"),
+            ("scan", "is not a workload"),
+        ] {
+            let message = error(&format!("bench --workload {given}"));
+            assert!(message.starts_with("balsa bench: "), "{message}");
+            assert!(message.contains(says), "{given}: {message}");
+        }
+    }
+
+    #[test]
+    fn bench_compare_takes_files_and_needs_a_plot() {
+        let args = bench_args("bench --compare a.hgrm b.hgrm --plot out.svg");
+        assert_eq!(
+            args.compare,
+            vec![PathBuf::from("a.hgrm"), PathBuf::from("b.hgrm")]
+        );
+        assert_eq!(args.plot, Some(PathBuf::from("out.svg")));
+        assert_eq!(
+            bench_args("bench --plot run.svg").plot,
+            Some(PathBuf::from("run.svg"))
+        );
+        assert!(bench_args("bench").compare.is_empty());
+        for (line, says) in [
+            ("bench --compare a.hgrm", "--plot"),
+            (
+                "bench --compare a.hgrm --plot o.svg --clients 4",
+                "--clients",
+            ),
+            (
+                "bench --compare a.hgrm --plot o.svg --workload get",
+                "--workload",
+            ),
+            ("bench --compare --plot o.svg", "--compare"),
+        ] {
+            let message = error(line);
+            assert!(message.starts_with("balsa bench: "), "{message}");
+            assert!(message.contains(says), "{line}: {message}");
+        }
+    }
+
+    fn check_perf(line: &str) -> CheckPerfArgs {
+        match command(line) {
+            Command::Check(CheckArgs {
+                check: Check::Perf(args),
+            }) => args,
+            other => panic!("{line:?} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn check_perf_defaults_and_flags() {
+        let args = check_perf("check perf");
+        assert_eq!(args.duration, Duration::from_secs(30));
+        assert_eq!(args.dir, None);
+        assert_eq!(args.endpoints.addresses, default_endpoints());
+        let args = check_perf(
+            "check perf --duration 2s --dir /some/disk --endpoints 127.0.0.1:9001 --timeout 1s",
+        );
+        assert_eq!(args.duration, Duration::from_secs(2));
+        assert_eq!(args.dir, Some(PathBuf::from("/some/disk")));
+        assert_eq!(args.endpoints.addresses, vec![addr("127.0.0.1:9001")]);
+        assert_eq!(args.timeouts.timeout, Some(Duration::from_secs(1)));
+        for (line, says) in [
+            ("check perf --duration 0s", "longer than zero"),
+            ("check perf --duration soon", "is not a duration"),
+            ("check", "balsa check"),
+            ("check speed", "unrecognized subcommand"),
+        ] {
+            let message = error(line);
+            assert!(message.starts_with("balsa check"), "{message}");
+            assert!(message.contains(says), "{line}: {message}");
+        }
+    }
+
     fn members(line: &str) -> MembersArgs {
         match command(line) {
             Command::Members(args) => args,

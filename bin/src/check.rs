@@ -36,7 +36,7 @@ use balsa::client::{Client, ClientOptions};
 
 use crate::args::{Check, CheckArgs, CheckPerfArgs, DEFAULT_ASKING_TIMEOUT};
 use crate::bench::figures::OpFigures;
-use crate::bench::plot::thousands;
+use crate::bench::plot::{latency_text, thousands};
 use crate::keys;
 
 /// The load's closed-loop clients.
@@ -189,13 +189,13 @@ pub fn judge(run: &Run) -> Vec<Verdict> {
             pass: run.p99_us as f64 <= p99_most,
             detail: format!(
                 "{} {} {} ({P99_FLOORS} × the floor)",
-                micros_text(run.p99_us as f64),
+                latency_text(run.p99_us as f64),
                 if run.p99_us as f64 <= p99_most {
                     "≤"
                 } else {
                     ">"
                 },
-                micros_text(p99_most),
+                latency_text(p99_most),
             ),
             advice: "the slowest writes wait on something other than the disk and the network: \
                      CPU contention or stolen CPU, swapping, snapshots during the load (raise \
@@ -235,15 +235,6 @@ fn whole(value: f64) -> u64 {
     )]
     let rounded = value.round().max(0.0) as u64;
     rounded
-}
-
-/// `850 µs`, `12.3 ms`.
-fn micros_text(us: f64) -> String {
-    if us >= 10_000.0 {
-        format!("{:.1} ms", us / 1000.0)
-    } else {
-        format!("{} µs", thousands(whole(us)))
-    }
 }
 
 /// Runs `balsa check perf`.
@@ -288,10 +279,10 @@ fn perf(args: &CheckPerfArgs) -> ExitCode {
     };
     println!(
         "floor: {} = fdatasync {} (median, in {}) + UDP round trip {} (median, {})",
-        micros_text(floor.total_us()),
-        micros_text(floor.fdatasync_us),
+        latency_text(floor.total_us()),
+        latency_text(floor.fdatasync_us),
         dir.display(),
-        micros_text(floor.round_trip_us),
+        latency_text(floor.round_trip_us),
         floor.round_trip_by,
     );
     if floor.fdatasync_us < NO_DISK_US {
@@ -299,7 +290,7 @@ fn perf(args: &CheckPerfArgs) -> ExitCode {
             "note: fdatasync in {} took {}: it reached no disk (tmpfs?); give --dir on the \
              nodes' disk, or the floor is too low to judge by",
             dir.display(),
-            micros_text(floor.fdatasync_us)
+            latency_text(floor.fdatasync_us)
         );
     }
     let load = Load {
@@ -313,12 +304,13 @@ fn perf(args: &CheckPerfArgs) -> ExitCode {
         options: options.clone(),
         sockets: Sockets::Shared,
     };
-    let started = now();
     let total_s = args.duration.as_secs_f64();
+    // The load calls this about once a second of its timed phase.
+    let mut seconds = 0_u64;
     let mut progress = |done: u64, _: u64| {
-        let elapsed_s = now().duration_since(started).as_secs_f64().min(total_s);
+        seconds += 1;
         eprint!(
-            "\rbalsa check perf: {elapsed_s:.0} s of {total_s:.0} s, {} writes",
+            "\rbalsa check perf: about {seconds} s of {total_s:.0} s, {} writes",
             thousands(done)
         );
         let _ = io::stderr().flush();
@@ -356,9 +348,9 @@ fn perf(args: &CheckPerfArgs) -> ExitCode {
         elapsed.as_secs_f64(),
         thousands(writes.ops()),
         thousands(whole(writes.per_sec(elapsed))),
-        micros_text(writes.us_at(0.5) as f64),
-        micros_text(writes.us_at(0.99) as f64),
-        micros_text(writes.latency_us.max() as f64),
+        latency_text(writes.us_at(0.5) as f64),
+        latency_text(writes.us_at(0.99) as f64),
+        latency_text(writes.latency_us.max() as f64),
     );
     let verdicts = judge(&Run {
         floor_us: floor.total_us(),
@@ -641,7 +633,7 @@ mod tests {
             assert!(advice.trim_start().starts_with("what to do: "), "{advice}");
         }
         assert!(
-            verdicts[1].detail.starts_with("50.0 ms > 2,000 µs"),
+            verdicts[1].detail.starts_with("50.0 ms > 2.00 ms"),
             "{:?}",
             verdicts[1]
         );

@@ -42,6 +42,9 @@ const WIDTH: u32 = 1200;
 const HEAD_HEIGHT: u32 = 70;
 const PERCENTILE_HEIGHT: u32 = 480;
 const TIME_HEIGHT: u32 = 300;
+/// The legends of the charts over time stand beside them, in a column this wide: inside, they
+/// would hide the lines wherever the lines go.
+const SIDE_LEGEND_WIDTH: u32 = 170;
 
 /// The most intervals the charts over time draw.
 pub const MAX_BINS: usize = 1000;
@@ -215,10 +218,12 @@ pub fn write_run_svg(
     render(height, out, |root| {
         let (head, body) = root.split_vertically(HEAD_HEIGHT);
         let (percentiles, time) = body.split_vertically(PERCENTILE_HEIGHT);
-        let (rate, latency) = time.split_vertically(TIME_HEIGHT);
+        let (charts, keys) = time.split_horizontally(WIDTH - SIDE_LEGEND_WIDTH);
+        let (rate, latency) = charts.split_vertically(TIME_HEIGHT);
+        let (rate_key, latency_key) = keys.split_vertically(TIME_HEIGHT);
         draw_head(&head, title, subtitle)?;
         draw_percentiles(&percentiles, curves)?;
-        draw_over_time(&rate, &latency, timelines)
+        draw_over_time([&rate, &rate_key], [&latency, &latency_key], timelines)
     })
 }
 
@@ -324,7 +329,7 @@ fn trimmed(value: f64) -> String {
 }
 
 /// The latency for a legend: `850 µs`, `3.44 ms`, `36.7 ms`, `1.25 s`.
-fn latency_text(us: f64) -> String {
+pub fn latency_text(us: f64) -> String {
     if us < 1000.0 {
         format!("{us:.0} µs")
     } else if us < 10_000.0 {
@@ -336,15 +341,21 @@ fn latency_text(us: f64) -> String {
     }
 }
 
-/// A log latency axis from the decade at or below `lowest` µs (a little under it, so that its
-/// label shows) to `top` µs, at least a decade.
+/// A log latency axis from the 1, 2 or 5 of a decade at or below `lowest` µs (a little under
+/// it, so that its label shows) to `top` µs, at least a decade.
 fn log_axis(lowest: f64, top: f64) -> std::ops::Range<f64> {
     let lowest = if lowest.is_finite() {
         lowest.max(1.0)
     } else {
         1.0
     };
-    let floor = 10f64.powf(lowest.log10().floor());
+    let decade = 10f64.powf(lowest.log10().floor());
+    // The largest of the decade's 1, 2 and 5 at or below the lowest value.
+    let floor = [5.0, 2.0, 1.0]
+        .into_iter()
+        .map(|mantissa| decade * mantissa)
+        .find(|value| *value <= lowest)
+        .unwrap_or(decade);
     floor * 0.9..top.max(floor * 10.0)
 }
 
@@ -448,8 +459,8 @@ fn draw_percentiles(area: &DrawingArea<SVGBackend<'_>, Shift>, curves: &[Curve])
         .light_line_style(TRANSPARENT)
         .draw()?;
     latency_ticks(&chart, area, 0.0..x_max, &y_range)?;
-    for curve in curves {
-        let style = curve.colour.stroke_width(2);
+    for (index, curve) in curves.iter().enumerate() {
+        let style = curve.colour.stroke_width(line_width(index, curves.len()));
         let legend = format!(
             "{}: {} ops, p50 {}, p99 {}, p99.9 {}, max {}",
             curve.label,
@@ -473,14 +484,13 @@ fn draw_percentiles(area: &DrawingArea<SVGBackend<'_>, Shift>, curves: &[Curve])
 
 /// The charts over time: operations per second in `rate`, p50 and p99 in `latency`.
 fn draw_over_time(
-    rate: &DrawingArea<SVGBackend<'_>, Shift>,
-    latency: &DrawingArea<SVGBackend<'_>, Shift>,
+    [rate, rate_key]: [&DrawingArea<SVGBackend<'_>, Shift>; 2],
+    [latency, latency_key]: [&DrawingArea<SVGBackend<'_>, Shift>; 2],
     timelines: &[Timeline],
 ) -> PlotResult<()> {
     let bins = || timelines.iter().flat_map(|timeline| &timeline.bins);
     let end_s = bins().map(|bin| bin.mid_s).fold(0.0, f64::max).max(1e-3) * 1.05;
-    // Headroom above the highest line for the legend.
-    let top_rate = bins().map(|bin| bin.per_sec).fold(1.0, f64::max) * 1.4;
+    let top_rate = bins().map(|bin| bin.per_sec).fold(1.0, f64::max) * 1.1;
     let lowest_us = bins()
         .filter_map(|bin| bin.p50_us)
         .fold(f64::INFINITY, f64::min);
@@ -494,7 +504,7 @@ fn draw_over_time(
             (FONT, 18),
         )
         .margin(12)
-        .margin_right(50)
+        .margin_right(20)
         .x_label_area_size(44)
         .y_label_area_size(90)
         .build_cartesian_2d(0.0..end_s, 0.0..top_rate)?;
@@ -511,32 +521,29 @@ fn draw_over_time(
         .bold_line_style(RGBColor(0xE6, 0xE6, 0xE6))
         .light_line_style(TRANSPARENT)
         .draw()?;
-    for timeline in timelines {
-        let style = timeline.colour.stroke_width(2);
+    let mut keys = Vec::new();
+    for (index, timeline) in timelines.iter().enumerate() {
+        let style = timeline
+            .colour
+            .stroke_width(line_width(index, timelines.len()));
         let points: Vec<(f64, f64)> = timeline
             .bins
             .iter()
             .map(|bin| (bin.mid_s, bin.per_sec))
             .collect();
-        rate_chart
-            .draw_series(std::iter::once(PathElement::new(points, style)))?
-            .label(format!("{}/s", timeline.label))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
+        rate_chart.draw_series(std::iter::once(PathElement::new(points, style)))?;
+        keys.push((format!("{}/s", timeline.label), style, false));
     }
-    legend(
-        &mut rate_chart,
-        !timelines.is_empty(),
-        SeriesLabelPosition::UpperRight,
-    )?;
+    side_legend(rate_key, &keys)?;
 
-    let y_range = log_axis(lowest_us, highest_us * 4.0);
+    let y_range = log_axis(lowest_us, highest_us * 1.5);
     let mut latency_chart = ChartBuilder::on(latency)
         .caption(
             "latency over time: p50 (solid) and p99 (dashed) of the operations that ended then",
             (FONT, 18),
         )
         .margin(12)
-        .margin_right(50)
+        .margin_right(20)
         .x_label_area_size(44)
         .y_label_area_size(90)
         .build_cartesian_2d(0.0..end_s, y_range.clone().log_scale())?;
@@ -555,6 +562,7 @@ fn draw_over_time(
         .light_line_style(TRANSPARENT)
         .draw()?;
     latency_ticks(&latency_chart, latency, 0.0..end_s, &y_range)?;
+    let mut keys = Vec::new();
     for timeline in timelines {
         let p50 = timeline.colour.stroke_width(2);
         let p99 = timeline.p99_colour.stroke_width(2);
@@ -565,28 +573,48 @@ fn draw_over_time(
                 .filter_map(|bin| pick(bin).map(|us| (bin.mid_s, us.max(1.0))))
                 .collect()
         };
-        latency_chart
-            .draw_series(std::iter::once(PathElement::new(
-                points(|bin| bin.p50_us),
-                p50,
-            )))?
-            .label(format!("{} p50", timeline.label))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], p50));
-        latency_chart
-            .draw_series(std::iter::once(DashedPathElement::new(
-                points(|bin| bin.p99_us),
-                7,
-                4,
-                p99,
-            )))?
-            .label(format!("{} p99", timeline.label))
-            .legend(move |(x, y)| DashedPathElement::new(vec![(x, y), (x + 24, y)], 6, 3, p99));
+        latency_chart.draw_series(std::iter::once(PathElement::new(
+            points(|bin| bin.p50_us),
+            p50,
+        )))?;
+        latency_chart.draw_series(std::iter::once(DashedPathElement::new(
+            points(|bin| bin.p99_us),
+            7,
+            4,
+            p99,
+        )))?;
+        keys.push((format!("{} p50", timeline.label), p50, false));
+        keys.push((format!("{} p99", timeline.label), p99, true));
     }
-    legend(
-        &mut latency_chart,
-        !timelines.is_empty(),
-        SeriesLabelPosition::UpperRight,
-    )
+    side_legend(latency_key, &keys)
+}
+
+/// A legend beside a chart: each entry's line (dashed or not) and its label, one under the
+/// other from the height of the chart's top.
+fn side_legend(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    entries: &[(String, ShapeStyle, bool)],
+) -> PlotResult<()> {
+    let text = TextStyle::from((FONT, 15).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    for (row, (label, style, dashed)) in (0_i32..).zip(entries) {
+        let y = 56 + 26 * row;
+        let line = vec![(4, y), (34, y)];
+        if *dashed {
+            area.draw(&DashedPathElement::new(line, 7, 4, *style))?;
+        } else {
+            area.draw(&PathElement::new(line, *style))?;
+        }
+        area.draw(&Text::new(label.clone(), (42, y), text.clone()))?;
+    }
+    Ok(())
+}
+
+/// The width of line `index` of `count` drawn in order: the first widest, each next one a pixel
+/// narrower, down to 2, so that a line drawn over an equal one leaves it showing at its edges
+/// (a mixed run's writes and reads per second are often the same).
+fn line_width(index: usize, count: usize) -> u32 {
+    let wider = u32::try_from(count.saturating_sub(index + 1)).unwrap_or(u32::MAX);
+    2_u32.saturating_add(wider.min(4))
 }
 
 const TIME_DESC: &str = "time since the measured phase started (s)";
