@@ -45,10 +45,11 @@ Logs (serve) go to stderr; their filter is BALSA_LOG, or RUST_LOG when BALSA_LOG
 Keys: serve runs with --peer-key-file and --client-key-file (make them with `balsa keygen FILE`)
 or, on a trusted network only, --insecure; clients take the client key with --key-file or
 BALSA_KEY_FILE.
-Exit status: 0 success, 1 key absent or cas mismatch, 2 bad usage or configuration (or a
-membership change refused as asked, or a key file that cannot be used; serve: also a data
-directory of another node or cluster), 3 cluster unavailable or timeout (outcome unknown;
-serve --join: no member answered), or requests the cluster could not authenticate.";
+Exit status: 0 success, 1 key absent or cas mismatch (check perf: a criterion failed), 2 bad
+usage or configuration (or a membership change refused as asked, or a key file that cannot be
+used; serve: also a data directory of another node or cluster), 3 cluster unavailable or
+timeout (outcome unknown; serve --join: no member answered), or requests the cluster could not
+authenticate.";
 
 /// A Raft replicated key-value node: run nodes, talk to them, measure them, simulate them.
 #[derive(Debug, Parser)]
@@ -276,8 +277,8 @@ pub struct Endpoints {
 /// `bench` take. Unset, each command uses its own default ([`Timeouts::or`]).
 #[derive(Clone, Copy, Debug, Default, Args)]
 pub struct Timeouts {
-    /// How long to wait for the answer, retries included (snapshot: each endpoint's; bench:
-    /// each write's) [default: 5s; status and members list: 1s]. DURATION: a whole number with
+    /// How long to wait for the answer, retries included (snapshot: each endpoint's; bench and
+    /// check perf: each operation's) [default: 5s; status and members list: 1s]. DURATION: a whole number with
     /// ms, s, m or h (a bare number is milliseconds)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
