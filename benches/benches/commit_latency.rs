@@ -60,7 +60,7 @@
 use std::{io, path::Path, path::PathBuf, time::Duration, time::Instant};
 
 use balsa::NodeConfig;
-use balsa::client::load::{self, Load, Outcome, Sockets};
+use balsa::client::load::{self, Load, Outcome, Sockets, Workload};
 use balsa::runtime::wire::StatusReport;
 use balsa::wal::WritePath;
 use balsa_benches::{
@@ -518,6 +518,8 @@ fn run_load(
         ops,
         value_size: VALUE_SIZE,
         warmup: 1000.max(count as u64 * 20),
+        workload: Workload::Put,
+        duration: None,
         options: cluster.client_options(),
         sockets,
     };
@@ -528,10 +530,10 @@ fn run_load(
     })
     .map_err(|error| error.to_string())?;
     let steal = report::steal_between(ticks, report::cpu_ticks());
-    if outcome.errors > 0 {
+    if outcome.errors() > 0 {
         return Err(format!(
             "{} writes failed with {count} clients ({label}), first: {}",
-            outcome.errors,
+            outcome.errors(),
             outcome.first_error.unwrap_or_default()
         ));
     }
@@ -752,7 +754,10 @@ fn pooled_p50(rounds: &[&[Run; 2]], side: usize) -> f64 {
 fn pooled_throughput(rounds: &[&[Run; 2]], side: usize) -> f64 {
     let (ops, secs) = rounds.iter().fold((0, 0.0), |(ops, secs), pair| {
         let outcome = &pair[side].outcome;
-        (ops + outcome.ops, secs + outcome.elapsed.as_secs_f64())
+        (
+            ops + outcome.writes.ops(),
+            secs + outcome.elapsed.as_secs_f64(),
+        )
     });
     ops as f64 / f64::max(secs, 1e-9)
 }
@@ -826,7 +831,7 @@ struct Run {
 
 impl From<Outcome> for Run {
     fn from(outcome: Outcome) -> Run {
-        let latency_us = us_histogram(&outcome.latencies_us);
+        let latency_us = us_histogram(&outcome.writes.latencies_us);
         Run {
             outcome,
             latency_us,

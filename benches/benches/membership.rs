@@ -39,7 +39,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use balsa::client::load::{self, KEYS_PER_CLIENT, Load, Sockets};
+use balsa::client::load::{self, KEYS_PER_CLIENT, Load, Sockets, Workload};
 use balsa::client::{Client, ClientOptions};
 use balsa::raft::membership::Step;
 use balsa::{Node, NodeConfig};
@@ -168,6 +168,8 @@ fn add_voter(dir: &Path, keys: u64) -> Result<Added, String> {
         ops: keys,
         value_size: VALUE_BYTES,
         warmup: 0,
+        workload: Workload::Put,
+        duration: None,
         options: ClientOptions::default(),
         sockets: Sockets::Shared,
     };
@@ -177,11 +179,11 @@ fn add_voter(dir: &Path, keys: u64) -> Result<Added, String> {
     })
     .map_err(|error| format!("writing the keys: {error}"))?;
     let build = building.elapsed();
-    if outcome.errors > 0 || outcome.ops != keys {
+    if outcome.errors() > 0 || outcome.writes.ops() != keys {
         return Err(format!(
             "{} of {keys} writes succeeded, {} failed, first: {}",
-            outcome.ops,
-            outcome.errors,
+            outcome.writes.ops(),
+            outcome.errors(),
             outcome.first_error.unwrap_or_default()
         ));
     }

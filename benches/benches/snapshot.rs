@@ -24,7 +24,7 @@
 
 use std::time::{Duration, Instant};
 
-use balsa::client::load::{self, KEYS_PER_CLIENT, Load, Sockets};
+use balsa::client::load::{self, KEYS_PER_CLIENT, Load, Sockets, Workload};
 use balsa::client::{Client, ClientOptions};
 use balsa_benches::{
     cluster::LocalCluster,
@@ -68,6 +68,8 @@ fn main() -> Result<(), String> {
         ops: writes,
         value_size: VALUE_BYTES,
         warmup: 0,
+        workload: Workload::Put,
+        duration: None,
         options: ClientOptions::default(),
         sockets: Sockets::PerClient,
     };
@@ -78,12 +80,12 @@ fn main() -> Result<(), String> {
     .map_err(|error| error.to_string())?;
     println!(
         "\rstate: {} writes of {VALUE_BYTES} B in {:.1} s ({:.1} MB/s)",
-        outcome.ops,
+        outcome.writes.ops(),
         built.elapsed().as_secs_f64(),
-        (outcome.ops * VALUE_BYTES as u64) as f64 / 1e6 / built.elapsed().as_secs_f64()
+        (outcome.writes.ops() * VALUE_BYTES as u64) as f64 / 1e6 / built.elapsed().as_secs_f64()
     );
-    if outcome.errors > 0 {
-        return Err(format!("{} writes failed", outcome.errors));
+    if outcome.errors() > 0 {
+        return Err(format!("{} writes failed", outcome.errors()));
     }
 
     // 1. Every node snapshots (whichever leads next has a snapshot and a compacted log); the

@@ -29,7 +29,7 @@ pub fn new_histogram() -> Histogram<u64> {
 }
 
 /// A histogram of microsecond samples (the load generator's latencies,
-/// `balsa::client::load::Outcome::latencies_us`): 1 µs to 60 s, three significant figures.
+/// `balsa::client::load::Measured::latencies_us`): 1 µs to 60 s, three significant figures.
 #[must_use]
 pub fn us_histogram(samples_us: &[u64]) -> Histogram<u64> {
     let mut hist = Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid");

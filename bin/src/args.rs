@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use balsa::NodeConfig;
 use balsa::client::ClientOptions;
+use balsa::client::load::{MILLION, Workload};
 use balsa::sim::{self, SimConfig};
 use clap::builder::{PossibleValuesParser, RangedU64ValueParser};
 use clap::{ArgGroup, Args, CommandFactory, FromArgMatches as _, Parser, Subcommand, value_parser};
@@ -46,10 +47,11 @@ Logs (serve) go to stderr; their filter is BALSA_LOG, or RUST_LOG when BALSA_LOG
 Keys: serve runs with --peer-key-file and --client-key-file (make them with `balsa keygen FILE`)
 or, on a trusted network only, --insecure; clients take the client key with --key-file or
 BALSA_KEY_FILE.
-Exit status: 0 success, 1 key absent or cas mismatch, 2 bad usage or configuration (or a
-membership change refused as asked, or a key file that cannot be used; serve: also a data
-directory of another node or cluster), 3 cluster unavailable or timeout (outcome unknown;
-serve --join: no member answered), or requests the cluster could not authenticate.";
+Exit status: 0 success, 1 key absent or cas mismatch (check perf: a criterion failed), 2 bad
+usage or configuration (or a membership change refused as asked, or a key file that cannot be
+used; serve: also a data directory of another node or cluster), 3 cluster unavailable or
+timeout (outcome unknown; serve --join: no member answered), or requests the cluster could not
+authenticate.";
 
 /// A Raft replicated key-value node: run nodes, talk to them, measure them, simulate them.
 #[derive(Debug, Parser)]
@@ -77,8 +79,11 @@ pub enum Command {
     Client(ClientCommand),
     /// List the cluster's members, or add, promote, remove or replace one
     Members(MembersArgs),
-    /// Closed-loop write load against a running cluster, with latency percentiles
+    /// Closed-loop load (writes, reads or both) against a running cluster, with latency
+    /// percentiles; or plots of earlier runs (--compare)
     Bench(BenchArgs),
+    /// Check a running cluster: `check perf` loads it and judges it against this machine
+    Check(CheckArgs),
     /// Run the deterministic simulator over a range of seeds
     Sim(SimArgs),
     /// Run a real cluster under faults (kills, pauses, partitions, membership changes) with a
@@ -291,8 +296,8 @@ pub struct Endpoints {
 /// `bench` take. Unset, each command uses its own default ([`Timeouts::or`]).
 #[derive(Clone, Copy, Debug, Default, Args)]
 pub struct Timeouts {
-    /// How long to wait for the answer, retries included (snapshot: each endpoint's; bench:
-    /// each write's) [default: 5s; status and members list: 1s]. DURATION: a whole number with
+    /// How long to wait for the answer, retries included (snapshot: each endpoint's; bench and
+    /// check perf: each operation's) [default: 5s; status and members list: 1s]. DURATION: a whole number with
     /// ms, s, m or h (a bare number is milliseconds)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
@@ -628,7 +633,7 @@ impl ClientCommand {
     }
 }
 
-/// `balsa bench`: closed-loop writes.
+/// `balsa bench`: closed-loop load, or (`--compare`) a plot of earlier runs.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Where the cluster is.
@@ -661,12 +666,105 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the table
     #[arg(long)]
     pub json: bool,
-    /// Also write the latency distribution to FILE, in HdrHistogram's text format
+    /// Also write the latency distribution to FILE, in HdrHistogram's text format (mixed: the
+    /// writes' in FILE, the reads' in FILE.reads)
     #[arg(long, value_name = "FILE")]
     pub hgrm: Option<PathBuf>,
+    /// What the measured operations are: put (writes), get (linearizable reads, through
+    /// ReadIndex), get-stale (reads from the asked node's state), or mixed:R (a share R of
+    /// linearizable reads among writes: 0.9 or 90%)
+    #[arg(long, value_name = "WORKLOAD", default_value = "put", value_parser = parse_workload)]
+    pub workload: Workload,
+    /// Draw the latency by percentile and over time as an SVG picture to FILE (with --compare:
+    /// the compared files' percentile curves)
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Run nothing: overlay the percentile curves of these --hgrm files in the --plot picture
+    #[arg(
+        long,
+        value_name = "FILE.hgrm",
+        num_args = 1..,
+        requires = "plot",
+        conflicts_with_all = [
+            "clients", "ops", "value_size", "warmup", "shared_sockets", "json", "hgrm", "workload"
+        ]
+    )]
+    pub compare: Vec<PathBuf>,
     /// How long to wait.
     #[command(flatten)]
     pub timeouts: Timeouts,
+}
+
+/// `balsa check`: checks of a running cluster.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Which check.
+    #[command(subcommand)]
+    pub check: Check,
+}
+
+/// The checks `balsa check` runs.
+#[derive(Debug, Subcommand)]
+pub enum Check {
+    /// Load the cluster with writes and judge it against this machine's floor (fdatasync and
+    /// a UDP round trip, measured on the spot): a PASS/FAIL line per criterion
+    Perf(CheckPerfArgs),
+}
+
+/// `balsa check perf`.
+#[derive(Debug, Args)]
+pub struct CheckPerfArgs {
+    /// Where the cluster is.
+    #[command(flatten)]
+    pub endpoints: Endpoints,
+    /// How long the load runs. DURATION: a whole number with ms, s, m or h
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Measure fdatasync in DIR: give a directory on the nodes' disk [default: the system's
+    /// temporary directory]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// How long to wait.
+    #[command(flatten)]
+    pub timeouts: Timeouts,
+}
+
+/// `--workload`: `put`, `get`, `get-stale`, or `mixed:R` with R a share of reads from 0 to 1,
+/// as a fraction (`0.9`) or a percentage (`90%`).
+///
+/// # Errors
+/// One line saying what is wrong: an unknown workload, or a share that is not a number in 0..1.
+pub fn parse_workload(text: &str) -> Result<Workload, String> {
+    let share = match text.trim() {
+        "put" => return Ok(Workload::Put),
+        "get" => return Ok(Workload::Get),
+        "get-stale" => return Ok(Workload::GetStale),
+        other => other.strip_prefix("mixed:").ok_or_else(|| {
+            format!("{text:?} is not a workload (put, get, get-stale or mixed:R)")
+        })?,
+    };
+    let shape = || {
+        format!(
+            "{share:?} is not a share of reads: a fraction from 0 to 1 (0.9) or a percentage \
+             from 0% to 100% (90%)"
+        )
+    };
+    let (number, scale) = match share.strip_suffix('%') {
+        Some(percent) => (percent, 100.0),
+        None => (share, 1.0),
+    };
+    let value: f64 = number.trim().parse().map_err(|_| shape())?;
+    let fraction = value / scale;
+    if !(0.0..=1.0).contains(&fraction) {
+        return Err(shape());
+    }
+    // In 0..=1 (checked above, NaN refused by `contains`): the rounded product fits.
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "a fraction in 0..=1 times a million fits in u32"
+    )]
+    let reads_per_million = (fraction * f64::from(MILLION)).round() as u32;
+    Ok(Workload::Mixed { reads_per_million })
 }
 
 /// `balsa torture`: a real cluster of `balsa serve` processes under a nemesis.
@@ -1776,6 +1874,113 @@ mod tests {
             let message = error(line);
             assert!(message.contains(expected), "{line}: {message}");
             assert!(message.starts_with("balsa bench: "), "{message}");
+        }
+    }
+
+    fn bench_args(line: &str) -> BenchArgs {
+        match command(line) {
+            Command::Bench(args) => args,
+            other => panic!("{line:?} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bench_workloads_parse_as_fractions_or_percentages() {
+        let mixed = |reads_per_million| Workload::Mixed { reads_per_million };
+        assert_eq!(bench_args("bench").workload, Workload::Put);
+        for (given, expected) in [
+            ("put", Workload::Put),
+            ("get", Workload::Get),
+            ("get-stale", Workload::GetStale),
+            ("mixed:0.9", mixed(900_000)),
+            ("mixed:90%", mixed(900_000)),
+            ("mixed:0", mixed(0)),
+            ("mixed:1", mixed(MILLION)),
+            ("mixed:100%", mixed(MILLION)),
+            ("mixed:12.5%", mixed(125_000)),
+            ("mixed:.25", mixed(250_000)),
+        ] {
+            let line = format!("bench --workload {given}");
+            assert_eq!(bench_args(&line).workload, expected, "{given}");
+        }
+        for (given, says) in [
+            ("mixed:1.5", "is not a share of reads"),
+            ("mixed:-0.1", "is not a share of reads"),
+            ("mixed:101%", "is not a share of reads"),
+            ("mixed:NaN", "is not a share of reads"),
+            ("mixed:", "is not a share of reads"),
+            ("mixed:half", "is not a share of reads"),
+            ("mixed", "is not a workload"),
+            ("scan", "is not a workload"),
+        ] {
+            let message = error(&format!("bench --workload {given}"));
+            assert!(message.starts_with("balsa bench: "), "{message}");
+            assert!(message.contains(says), "{given}: {message}");
+        }
+    }
+
+    #[test]
+    fn bench_compare_takes_files_and_needs_a_plot() {
+        let args = bench_args("bench --compare a.hgrm b.hgrm --plot out.svg");
+        assert_eq!(
+            args.compare,
+            vec![PathBuf::from("a.hgrm"), PathBuf::from("b.hgrm")]
+        );
+        assert_eq!(args.plot, Some(PathBuf::from("out.svg")));
+        assert_eq!(
+            bench_args("bench --plot run.svg").plot,
+            Some(PathBuf::from("run.svg"))
+        );
+        assert!(bench_args("bench").compare.is_empty());
+        for (line, says) in [
+            ("bench --compare a.hgrm", "--plot"),
+            (
+                "bench --compare a.hgrm --plot o.svg --clients 4",
+                "--clients",
+            ),
+            (
+                "bench --compare a.hgrm --plot o.svg --workload get",
+                "--workload",
+            ),
+            ("bench --compare --plot o.svg", "--compare"),
+        ] {
+            let message = error(line);
+            assert!(message.starts_with("balsa bench: "), "{message}");
+            assert!(message.contains(says), "{line}: {message}");
+        }
+    }
+
+    fn check_perf(line: &str) -> CheckPerfArgs {
+        match command(line) {
+            Command::Check(CheckArgs {
+                check: Check::Perf(args),
+            }) => args,
+            other => panic!("{line:?} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn check_perf_defaults_and_flags() {
+        let args = check_perf("check perf");
+        assert_eq!(args.duration, Duration::from_secs(30));
+        assert_eq!(args.dir, None);
+        assert_eq!(args.endpoints.addresses, default_endpoints());
+        let args = check_perf(
+            "check perf --duration 2s --dir /some/disk --endpoints 127.0.0.1:9001 --timeout 1s",
+        );
+        assert_eq!(args.duration, Duration::from_secs(2));
+        assert_eq!(args.dir, Some(PathBuf::from("/some/disk")));
+        assert_eq!(args.endpoints.addresses, vec![addr("127.0.0.1:9001")]);
+        assert_eq!(args.timeouts.timeout, Some(Duration::from_secs(1)));
+        for (line, says) in [
+            ("check perf --duration 0s", "longer than zero"),
+            ("check perf --duration soon", "is not a duration"),
+            ("check", "balsa check"),
+            ("check speed", "unrecognized subcommand"),
+        ] {
+            let message = error(line);
+            assert!(message.starts_with("balsa check"), "{message}");
+            assert!(message.contains(says), "{line}: {message}");
         }
     }
 

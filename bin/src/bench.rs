@@ -1,34 +1,50 @@
-//! `balsa bench`: closed-loop write load against a running cluster, with the latency
-//! distribution as users measure it (see `balsa::client::load` for the loop itself, and
-//! `bench/figures.rs` for the histogram made of its samples).
+//! `balsa bench`: closed-loop load against a running cluster, with the latency distribution as
+//! users measure it (see `balsa::client::load` for the loop itself, `bench/figures.rs` for the
+//! histograms made of its samples, `bench/plot.rs` for the pictures, `bench/hgrm.rs` for
+//! reading `.hgrm` files back).
 //!
-//! Output: a progress line on stderr about once a second; then on stdout either a short table
-//! (throughput and p50 / p90 / p99 / p99.9 / max in µs) or, with `--json`, one JSON object with
-//! the keys `ops`, `clients`, `ops_per_sec`, `p50_us`, `p90_us`, `p99_us`, `p999_us`, `max_us` and
-//! `errors`. `--hgrm FILE` also writes the distribution in HdrHistogram's percentile text format.
+//! `--workload` says what is measured: `put` (writes, the default), `get` (linearizable reads,
+//! through ReadIndex, as `balsa get`), `get-stale` (stale reads, as `balsa get --stale`), or
+//! `mixed:R` (a share R of linearizable reads among writes). The warm-up writes the keys the
+//! reads read.
+//!
+//! Output: a progress line on stderr about once a second; then on stdout either a table or, with
+//! `--json`, one JSON object (see [`figures::Figures::to_json`]): for `put`, exactly what bench
+//! always printed; for the other workloads a row, or an object, per kind of operation.
+//! `--hgrm FILE` also writes the distribution in HdrHistogram's percentile text format: of the
+//! one kind the workload measures, or for `mixed` the writes' in FILE and the reads' in
+//! FILE.reads. `--plot FILE.svg` draws the run (see `bench/plot.rs`).
+//!
+//! `--compare A.hgrm B.hgrm … --plot FILE.svg` runs nothing: it draws the percentile curves of
+//! the files, one per file.
 //!
 //! `--key-file FILE` (or `BALSA_KEY_FILE`) names the cluster's client key, as for the client
-//! commands. When writes failed, bench asks every endpoint for its status once, to say whether
-//! keys are the likely cause (a `hint:` line).
+//! commands. When operations failed, bench asks every endpoint for its status once, to say
+//! whether keys are the likely cause (a `hint:` line).
 //!
-//! Exit status: 0 every write answered; 2 bad usage, a client set-up or socket error, a key
-//! file that cannot be used or an unwritable `--hgrm` file; 3 some writes failed (unavailable,
+//! Exit status: 0 every operation answered; 2 bad usage, a client set-up or socket error, a key
+//! file that cannot be used, an unwritable `--hgrm` or `--plot` file, or a `--compare` file that
+//! cannot be read or is not a percentile distribution; 3 some operations failed (unavailable,
 //! timed out with outcome unknown, or not authenticated) — the figures of the answered ones are
 //! printed anyway.
 
+use std::ffi::OsString;
 use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use std::net::SocketAddr;
-
-use balsa::client::load::{self, Load, Sockets};
+use balsa::client::load::{self, Load, Sockets, Workload};
 use balsa::client::{Client, ClientError, ClientOptions};
 
 use crate::args::{BenchArgs, DEFAULT_ASKING_TIMEOUT};
 use crate::keys::{self, ClientKey};
-use figures::{Figures, write_hgrm};
+use figures::{Figures, OpKind, percentile_steps, write_hgrm};
+use plot::{COMPARE_COLOURS, Curve};
 
-mod figures;
+pub mod figures;
+pub mod hgrm;
+pub mod plot;
 
 /// Runs `balsa bench`.
 #[allow(
@@ -37,6 +53,20 @@ mod figures;
     reason = "the figures go to stdout, progress and errors to stderr"
 )]
 pub fn run(args: BenchArgs) -> ExitCode {
+    if !args.compare.is_empty() {
+        // clap makes sure --plot comes with --compare.
+        let Some(plot) = &args.plot else {
+            eprintln!("balsa bench: --compare needs --plot FILE.svg");
+            return ExitCode::from(2);
+        };
+        return match compare(&args.compare, plot) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("balsa bench: {error}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let (timeout, attempt_timeout) = args.timeouts.or_library();
     let key = match keys::read_client_key(args.endpoints.key_file.as_deref()) {
         Ok(key) => key,
@@ -51,6 +81,8 @@ pub fn run(args: BenchArgs) -> ExitCode {
         ops: args.ops,
         value_size: args.value_size,
         warmup: args.warmup,
+        workload: args.workload,
+        duration: None,
         options: ClientOptions {
             timeout,
             attempt_timeout,
@@ -63,56 +95,62 @@ pub fn run(args: BenchArgs) -> ExitCode {
             Sockets::PerClient
         },
     };
+    // A put run's progress reads as it always did.
+    let unit = if args.workload == Workload::Put {
+        "writes"
+    } else {
+        "operations"
+    };
     let mut progress = |done: u64, total: u64| {
-        eprint!("\rbalsa bench: {done}/{total} writes");
+        eprint!("\rbalsa bench: {done}/{total} {unit}");
         let _ = std::io::stderr().flush();
     };
-    let outcome = match load::run(&load, &mut progress).map(Figures::from) {
-        Ok(outcome) => outcome,
+    let outcome = match load::run(&load, &mut progress) {
+        Ok(outcome) => Figures::from((args.workload, outcome)),
         Err(error) => {
             eprintln!("balsa bench: {error}");
             return ExitCode::from(2);
         }
     };
-    eprintln!("\rbalsa bench: {}/{} writes", outcome.ops, args.ops);
+    let measured = outcome.writes.ops() + outcome.reads.ops();
+    eprintln!("\rbalsa bench: {measured}/{} {unit}", args.ops);
     if args.json {
         println!("{}", outcome.to_json());
     } else {
-        println!(
-            "{} clients, {} writes of {} bytes in {:.2} s: {:.0} writes/s",
-            outcome.clients,
-            outcome.ops,
-            args.value_size,
-            outcome.elapsed.as_secs_f64(),
-            outcome.ops_per_sec()
-        );
-        println!(
-            "{:>8} {:>8} {:>8} {:>8} {:>8}",
-            "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs"
-        );
-        println!(
-            "{:>8} {:>8} {:>8} {:>8} {:>8}",
-            outcome.us_at(0.5),
-            outcome.us_at(0.9),
-            outcome.us_at(0.99),
-            outcome.us_at(0.999),
-            outcome.latency_us.max()
-        );
+        print!("{}", outcome.table(args.value_size));
     }
     if let Some(path) = &args.hgrm {
-        let written = std::fs::File::create(path).and_then(|mut file| {
-            write_hgrm(&outcome.latency_us, &mut file)?;
-            file.sync_all()
-        });
-        if let Err(error) = written {
-            eprintln!("balsa bench: writing {}: {error}", path.display());
-            return ExitCode::from(2);
+        for (file, kind) in hgrm_files(path, &outcome) {
+            let written = std::fs::File::create(&file).and_then(|mut out| {
+                write_hgrm(&outcome.of(kind).latency_us, &mut out)?;
+                out.sync_all()
+            });
+            if let Err(error) = written {
+                eprintln!("balsa bench: writing {}: {error}", file.display());
+                return ExitCode::from(2);
+            }
         }
     }
-    if outcome.errors > 0 {
+    if let Some(path) = &args.plot
+        && let Err(error) = plot_run(path, &outcome, &args)
+    {
+        eprintln!("balsa bench: writing {}: {error}", path.display());
+        return ExitCode::from(2);
+    }
+    if outcome.read_misses > 0 {
         eprintln!(
-            "balsa bench: {} writes failed; the first: {}",
-            outcome.errors,
+            "balsa bench: {} reads found their key absent (a warm-up write of it failed?)",
+            outcome.read_misses
+        );
+    }
+    if outcome.errors() > 0 {
+        let failed = match (outcome.writes.errors, outcome.reads.errors) {
+            (writes, 0) => format!("{writes} writes failed"),
+            (0, reads) => format!("{reads} reads failed"),
+            (writes, reads) => format!("{writes} writes and {reads} reads failed"),
+        };
+        eprintln!(
+            "balsa bench: {failed}; the first: {}",
             outcome.first_error.as_deref().unwrap_or("?")
         );
         if let Some(hint) = diagnose(&args.endpoints.addresses, key.as_ref()) {
@@ -123,10 +161,134 @@ pub fn run(args: BenchArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// After failed writes: what to do about keys, if they are the likely cause. Asks every
-/// endpoint for its status once (a node that cannot open a request says so, which a write of
-/// the load may not have heard: the load's clients only count their failures).
-fn diagnose(endpoints: &[SocketAddr], key: Option<&ClientKey>) -> Option<String> {
+/// The `--hgrm` files of a run and what each holds: `path` the first kind the workload
+/// measures (writes, or reads when it has no writes); for `mixed`, the reads in `path.reads`.
+fn hgrm_files(path: &Path, figures: &Figures) -> Vec<(PathBuf, OpKind)> {
+    figures
+        .kinds()
+        .into_iter()
+        .enumerate()
+        .map(|(position, kind)| {
+            if position == 0 {
+                (path.to_path_buf(), kind)
+            } else {
+                (with_suffix(path, ".reads"), kind)
+            }
+        })
+        .collect()
+}
+
+/// `path` with `suffix` after its whole name (`run.hgrm` → `run.hgrm.reads`).
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = OsString::from(path.as_os_str());
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// `--plot` of a run: the percentile panel and the panel over time, of each kind measured.
+fn plot_run(path: &Path, figures: &Figures, args: &BenchArgs) -> std::io::Result<()> {
+    let mut curves = Vec::new();
+    let mut timelines = Vec::new();
+    for kind in figures.kinds() {
+        let reads = kind == OpKind::Reads;
+        let label = figures.label(kind);
+        let of_kind = figures.of(kind);
+        let (colour, _) = plot::kind_colours(reads);
+        curves.push(Curve {
+            label: label.to_owned(),
+            colour,
+            steps: percentile_steps(&of_kind.latency_us)
+                .into_iter()
+                .map(|(percentile, us, _)| (percentile, us))
+                .collect(),
+            count: of_kind.ops(),
+        });
+        timelines.push(plot::timeline(label, reads, &of_kind.raw, figures.elapsed));
+    }
+    let sockets = if args.shared_sockets {
+        "shared sockets"
+    } else {
+        "a socket per client"
+    };
+    let title = format!(
+        "balsa bench · {} · {} clients",
+        figures.workload, figures.clients
+    );
+    let subtitle = format!(
+        "{} measured operations in {:.2} s, {} failed; values of {} bytes, {sockets}; {} endpoints",
+        plot::thousands(figures.writes.ops() + figures.reads.ops()),
+        figures.elapsed.as_secs_f64(),
+        plot::thousands(figures.errors()),
+        args.value_size,
+        args.endpoints.addresses.len(),
+    );
+    let mut out = std::fs::File::create(path)?;
+    plot::write_run_svg(&title, &subtitle, &curves, &timelines, &mut out)?;
+    out.sync_all()
+}
+
+/// Why `--compare` drew nothing.
+#[derive(Debug)]
+enum CompareError {
+    /// More files than colours.
+    TooMany(usize),
+    /// A file that is not a percentile distribution.
+    Hgrm(hgrm::HgrmError),
+    /// The picture could not be written.
+    Write(PathBuf, std::io::Error),
+}
+
+impl std::fmt::Display for CompareError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CompareError::TooMany(count) => write!(
+                f,
+                "--compare takes at most {} files (one colour each), not {count}",
+                COMPARE_COLOURS.len()
+            ),
+            CompareError::Hgrm(error) => write!(f, "--compare {error}"),
+            CompareError::Write(path, error) => write!(f, "writing {}: {error}", path.display()),
+        }
+    }
+}
+
+/// `--compare FILES --plot PLOT`: the files' percentile curves on one chart.
+fn compare(files: &[PathBuf], plot_path: &Path) -> Result<(), CompareError> {
+    if files.len() > COMPARE_COLOURS.len() {
+        return Err(CompareError::TooMany(files.len()));
+    }
+    let mut curves = Vec::new();
+    for (file, colour) in files.iter().zip(COMPARE_COLOURS) {
+        let steps = hgrm::read(file).map_err(CompareError::Hgrm)?;
+        let label = file.file_name().map_or_else(
+            || file.display().to_string(),
+            |name| name.to_string_lossy().into_owned(),
+        );
+        curves.push(Curve {
+            label,
+            colour,
+            count: steps.last().map_or(0, |step| step.total_count),
+            steps: steps
+                .iter()
+                .map(|step| (step.percentile, step.value))
+                .collect(),
+        });
+    }
+    let subtitle = format!(
+        "{} runs saved with --hgrm (values read as µs)",
+        curves.len()
+    );
+    let written = std::fs::File::create(plot_path).and_then(|mut out| {
+        plot::write_compare_svg("balsa bench --compare", &subtitle, &curves, &mut out)?;
+        out.sync_all()
+    });
+    written.map_err(|error| CompareError::Write(plot_path.to_path_buf(), error))
+}
+
+/// After failed operations: what to do about keys, if they are the likely cause. Asks every
+/// endpoint for its status once (a node that cannot open a request says so, which an operation
+/// of the load may not have heard: the load's clients only count their failures).
+pub(crate) fn diagnose(endpoints: &[SocketAddr], key: Option<&ClientKey>) -> Option<String> {
     let options = ClientOptions {
         timeout: DEFAULT_ASKING_TIMEOUT,
         key: keys::option_key(key),
@@ -144,5 +306,54 @@ fn diagnose(endpoints: &[SocketAddr], key: Option<&ClientKey>) -> Option<String>
         // Silence everywhere: keys may be why (see `keys::hint`).
         None if errors.len() == reports.len() => errors.first().and_then(|e| keys::hint(e, key)),
         None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use balsa::client::load::{Measured, Outcome};
+    use std::time::Duration;
+
+    fn figures(workload: Workload) -> Figures {
+        Figures::from((
+            workload,
+            Outcome {
+                clients: 1,
+                elapsed: Duration::from_secs(1),
+                writes: Measured::default(),
+                reads: Measured::default(),
+                read_misses: 0,
+                first_error: None,
+            },
+        ))
+    }
+
+    /// `--hgrm FILE` holds the one kind a workload measures; a mixed run's reads go beside it,
+    /// in FILE.reads.
+    #[test]
+    fn a_mixed_run_writes_its_reads_beside_its_writes() {
+        let path = Path::new("out/run.hgrm");
+        let mixed = figures(Workload::Mixed {
+            reads_per_million: 100_000,
+        });
+        assert_eq!(
+            hgrm_files(path, &mixed),
+            vec![
+                (PathBuf::from("out/run.hgrm"), OpKind::Writes),
+                (PathBuf::from("out/run.hgrm.reads"), OpKind::Reads),
+            ]
+        );
+        for (workload, kind) in [
+            (Workload::Put, OpKind::Writes),
+            (Workload::Get, OpKind::Reads),
+            (Workload::GetStale, OpKind::Reads),
+        ] {
+            assert_eq!(
+                hgrm_files(path, &figures(workload)),
+                vec![(path.to_path_buf(), kind)],
+                "{workload}"
+            );
+        }
     }
 }

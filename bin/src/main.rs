@@ -1,27 +1,30 @@
 //! The `balsa` command: runs nodes (`serve`, `cluster`, `demo`), acts as a client of the
 //! key-value service (`put`, `get`, `del`, `cas`, `status`, `transfer`, `snapshot`), lists and
-//! changes the cluster's members (`members`), measures
-//! commit latency (`bench`), runs the deterministic simulator (`sim`), makes keys (`keygen`)
-//! and prints shell completions (`completions`). `balsa --help` lists every form, `balsa CMD --help` its flags.
+//! changes the cluster's members (`members`), measures latency (`bench`), checks a cluster's
+//! performance against the machine's floor (`check perf`), runs the deterministic simulator
+//! (`sim`), makes keys (`keygen`) and prints shell completions (`completions`). `balsa --help`
+//! lists every form, `balsa CMD --help` its flags.
 //!
 //! Files: `args.rs` (the command line, as clap structs), `serve.rs`, `config.rs` (`serve
 //! --config FILE.toml` and `--print-config`, through `toml`), `cluster.rs` (and the
 //! child-process handle), `demo.rs`, `client_cmds.rs` (with `status --json` through
 //! `serde_json`), `watch.rs` (`status --watch`), `members.rs` (`members`: list and changes),
-//! `bench.rs` (closed-loop load), `logger.rs` (stderr logging for `serve`, through
-//! `env_logger`), `keys.rs` (`keygen`, the client key of the client commands, the keys
-//! `cluster`, `demo` and `torture` make), `sim.rs`.
+//! `bench.rs` (closed-loop load, its figures, `.hgrm` files and plots), `check.rs` (`check
+//! perf`), `logger.rs` (stderr logging for `serve`, through `env_logger`), `metrics.rs`
+//! (`serve --metrics-addr`), `keys.rs` (`keygen`, the client key of the client commands, the
+//! keys `cluster`, `demo` and `torture` make), `sim.rs`.
 //!
 //! Exit status: 0 success (`--help` and `--version` too, on stdout); 1 key absent or
-//! compare-and-swap mismatch (a node that cannot start or stops on a storage failure also exits
-//! 1); 2 bad usage or configuration (for `serve`, also a data directory of another node or
-//! cluster, or no keys without `--insecure`; a key file that cannot be used, or that `keygen`
-//! would overwrite), or a membership change refused as asked, with one line on stderr; 3 cluster
-//! unavailable or timeout (outcome unknown; for `serve --join`, no member answered), or
-//! requests the cluster could not authenticate.
+//! compare-and-swap mismatch, or a `check perf` criterion failed (a node that cannot start or
+//! stops on a storage failure also exits 1); 2 bad usage or configuration (for `serve`, also a
+//! data directory of another node or cluster, or no keys without `--insecure`; a key file that
+//! cannot be used, or that `keygen` would overwrite), or a membership change refused as asked,
+//! with one line on stderr; 3 cluster unavailable or timeout (outcome unknown; for `serve
+//! --join`, no member answered), or requests the cluster could not authenticate.
 
 mod args;
 mod bench;
+mod check;
 mod client_cmds;
 mod cluster;
 mod config;
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Client(client_command) => client_cmds::run(client_command),
         Command::Members(members_args) => members::run(members_args),
         Command::Bench(bench_args) => bench::run(bench_args),
+        Command::Check(check_args) => check::run(check_args),
         Command::Sim(sim_args) => sim::main(&sim_args),
         Command::Torture(torture_args) => torture::run(torture_args),
         Command::Completions(completions) => {

@@ -63,8 +63,8 @@
 //! - `blocking.rs`: [`Client`], one session over its own blocking `UdpSocket`;
 //! - `multiplexer.rs`: [`Multiplexer`], many sessions on one `mio` poll, with a socket each or
 //!   all on one socket, their ready requests batched into one datagram per node;
-//! - `load.rs`: [`load`], closed-loop write load on multiplexers (`balsa bench`, the
-//!   `commit_latency` benchmark);
+//! - `load.rs`: [`load`], closed-loop load (writes, linearizable or stale reads, or a mix) on
+//!   multiplexers (`balsa bench`, `balsa check perf`, the `commit_latency` benchmark);
 //! - `datagram.rs`: framing requests and answers, shared by the drivers;
 //! - `stand_in.rs` (tests only): a stand-in node on a UDP socket.
 
