@@ -252,7 +252,7 @@ impl<S: StateMachine, R> Replica<S, R> {
         (snapshot_index, snapshot_term): (u64, u64),
         policy: SnapshotPolicy,
     ) -> Self {
-        let counted_commit = raft.status().commit_index;
+        let counted_commit = raft.log().commit_index();
         Replica {
             raft,
             state_machine,
@@ -528,7 +528,7 @@ impl<S: StateMachine, R> Replica<S, R> {
 
     /// Counts the entries committed since the last call (at the end of every turn).
     fn count_commits(&mut self) {
-        let commit_index = self.raft.status().commit_index;
+        let commit_index = self.raft.log().commit_index();
         // A snapshot installed moves the commit index too: it counts as committed here.
         if commit_index > self.counted_commit {
             self.counts.proposals_committed += commit_index - self.counted_commit;
