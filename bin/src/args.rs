@@ -84,6 +84,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// Check a running cluster: `check perf` loads it and judges it against this machine
     Check(CheckArgs),
+    /// Build a new node's data directory from a `snapshot save` file, to bootstrap a new
+    /// cluster holding its state (run it for every member, then serve them)
+    Restore(RestoreArgs),
     /// Run the deterministic simulator over a range of seeds
     Sim(SimArgs),
     /// Run a real cluster under faults (kills, pauses, partitions, membership changes) with a
@@ -433,8 +436,13 @@ pub enum ClientCommand {
         #[command(flatten)]
         timeouts: Timeouts,
     },
-    /// Every endpoint snapshots its state machine and compacts its log now
+    /// Every endpoint snapshots its state machine and compacts its log now; `snapshot save
+    /// FILE` fetches a snapshot into a file (a backup)
+    #[command(args_conflicts_with_subcommands = true)]
     Snapshot {
+        /// `save FILE`; without one, every endpoint snapshots
+        #[command(subcommand)]
+        action: Option<SnapshotAction>,
         /// Where the cluster is.
         #[command(flatten)]
         endpoints: Endpoints,
@@ -442,6 +450,60 @@ pub enum ClientCommand {
         #[command(flatten)]
         timeouts: Timeouts,
     },
+}
+
+/// `balsa snapshot ...`: what else than asking every endpoint to snapshot.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotAction {
+    /// Fetch a consistent snapshot of the state machine from the leader (or --from ID) into
+    /// FILE, with its index, term, configuration and CRC-32 (written atomically, mode 0600);
+    /// `balsa restore` builds a new cluster from it
+    Save(SaveArgs),
+}
+
+/// `balsa snapshot save FILE`.
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Where to write the snapshot (a file there is replaced, atomically)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Fetch from node ID (one of the endpoints) instead of the leader
+    #[arg(long, value_name = "ID", value_parser = parse_node_id)]
+    pub from: Option<u64>,
+    /// Where the cluster is.
+    #[command(flatten)]
+    pub endpoints: Endpoints,
+    /// How long to wait.
+    #[command(flatten)]
+    pub timeouts: Timeouts,
+}
+
+/// `balsa restore FILE`: a new node's data directory from a `snapshot save` file.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The file `balsa snapshot save` wrote
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The new node's id
+    #[arg(long, value_name = "ID", value_parser = parse_node_id)]
+    pub id: u64,
+    /// Every member of the new cluster, this node included: the same list for every member,
+    /// and the one each is then served with
+    #[arg(long, value_name = "ID=IP:PORT,...", value_parser = parse_members)]
+    // Fully qualified: clap reads a plain `Vec` as a flag given many times.
+    pub cluster: ::std::vec::Vec<(u64, SocketAddr)>,
+    /// The new node's data directory: created, or an empty one
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Mixed into the new cluster's id, as serve's --cluster-token: give every member the same
+    /// one, and the new cluster a token of its own (default: empty)
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        default_value_t = node_defaults().cluster_token,
+        hide_default_value = true
+    )]
+    pub cluster_token: String,
 }
 
 /// `balsa members`: list the members (the default), or change them.
