@@ -1715,7 +1715,52 @@ mod tests {
         assert!(error("transfer").contains("<ID>"));
         let snapshot = client("snapshot --endpoints 127.0.0.1:9001");
         assert_eq!(snapshot.endpoints(), [addr("127.0.0.1:9001")]);
-        assert!(matches!(snapshot, ClientCommand::Snapshot { .. }));
+        assert!(matches!(
+            snapshot,
+            ClientCommand::Snapshot { action: None, .. }
+        ));
+    }
+
+    /// `snapshot` alone keeps asking every endpoint; `snapshot save FILE` takes its own
+    /// endpoints, `--from` and timeouts.
+    #[test]
+    fn snapshot_save_takes_a_file_and_a_node_to_save_from() {
+        let save = |line: &str| match client(line) {
+            ClientCommand::Snapshot {
+                action: Some(SnapshotAction::Save(save)),
+                ..
+            } => save,
+            other => panic!("{line:?} parsed as {other:?}"),
+        };
+        let plain = save("snapshot save b.bsnap");
+        assert_eq!(plain.file, PathBuf::from("b.bsnap"));
+        assert_eq!(plain.from, None);
+        assert_eq!(plain.endpoints.addresses, default_endpoints());
+        let from = save("snapshot save b.bsnap --from 3 --endpoints 127.0.0.1:9001 --timeout 2s");
+        assert_eq!(from.from, Some(3));
+        assert_eq!(from.endpoints.addresses, [addr("127.0.0.1:9001")]);
+        assert_eq!(from.timeouts.timeout, Some(Duration::from_secs(2)));
+        assert!(error("snapshot save").contains("<FILE>"));
+        assert!(error("snapshot save b --from 0").contains("reserved for clients"));
+    }
+
+    #[test]
+    fn restore_takes_a_file_the_new_members_and_a_directory() {
+        let Command::Restore(restore) = command(
+            "restore b.bsnap --id 2 --cluster 1=127.0.0.1:7001,2=127.0.0.1:7002 --data-dir d2",
+        ) else {
+            panic!("restore parses as restore");
+        };
+        assert_eq!(restore.file, PathBuf::from("b.bsnap"));
+        assert_eq!(restore.id, 2);
+        assert_eq!(
+            restore.cluster,
+            [(1, addr("127.0.0.1:7001")), (2, addr("127.0.0.1:7002"))]
+        );
+        assert_eq!(restore.data_dir, PathBuf::from("d2"));
+        assert_eq!(restore.cluster_token, node_defaults().cluster_token);
+        assert!(error("restore b.bsnap --id 1 --cluster 1=127.0.0.1:7001").contains("--data-dir"));
+        assert!(error("restore --id 1 --cluster 1=127.0.0.1:7001 --data-dir d").contains("<FILE>"));
     }
 
     #[test]
