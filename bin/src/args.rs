@@ -84,6 +84,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// Check a running cluster: `check perf` loads it and judges it against this machine
     Check(CheckArgs),
+    /// Build a new node's data directory from a `snapshot save` file, to bootstrap a new
+    /// cluster holding its state (run it for every member, then serve them)
+    Restore(RestoreArgs),
     /// Run the deterministic simulator over a range of seeds
     Sim(SimArgs),
     /// Run a real cluster under faults (kills, pauses, partitions, membership changes) with a
@@ -433,8 +436,13 @@ pub enum ClientCommand {
         #[command(flatten)]
         timeouts: Timeouts,
     },
-    /// Every endpoint snapshots its state machine and compacts its log now
+    /// Every endpoint snapshots its state machine and compacts its log now; `snapshot save
+    /// FILE` fetches a snapshot into a file (a backup)
+    #[command(args_conflicts_with_subcommands = true)]
     Snapshot {
+        /// `save FILE`; without one, every endpoint snapshots
+        #[command(subcommand)]
+        action: Option<SnapshotAction>,
         /// Where the cluster is.
         #[command(flatten)]
         endpoints: Endpoints,
@@ -442,6 +450,60 @@ pub enum ClientCommand {
         #[command(flatten)]
         timeouts: Timeouts,
     },
+}
+
+/// `balsa snapshot ...`: what else than asking every endpoint to snapshot.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotAction {
+    /// Fetch a consistent snapshot of the state machine from the leader (or --from ID) into
+    /// FILE, with its index, term, configuration and CRC-32 (written atomically, mode 0600);
+    /// `balsa restore` builds a new cluster from it
+    Save(SaveArgs),
+}
+
+/// `balsa snapshot save FILE`.
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Where to write the snapshot (a file there is replaced, atomically)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Fetch from node ID (one of the endpoints) instead of the leader
+    #[arg(long, value_name = "ID", value_parser = parse_node_id)]
+    pub from: Option<u64>,
+    /// Where the cluster is.
+    #[command(flatten)]
+    pub endpoints: Endpoints,
+    /// How long to wait.
+    #[command(flatten)]
+    pub timeouts: Timeouts,
+}
+
+/// `balsa restore FILE`: a new node's data directory from a `snapshot save` file.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The file `balsa snapshot save` wrote
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The new node's id
+    #[arg(long, value_name = "ID", value_parser = parse_node_id)]
+    pub id: u64,
+    /// Every member of the new cluster, this node included: the same list for every member,
+    /// and the one each is then served with
+    #[arg(long, value_name = "ID=IP:PORT,...", value_parser = parse_members)]
+    // Fully qualified: clap reads a plain `Vec` as a flag given many times.
+    pub cluster: ::std::vec::Vec<(u64, SocketAddr)>,
+    /// The new node's data directory: created, or an empty one
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Mixed into the new cluster's id, as serve's --cluster-token: give every member the same
+    /// one, and the new cluster a token of its own (default: empty)
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        default_value_t = node_defaults().cluster_token,
+        hide_default_value = true
+    )]
+    pub cluster_token: String,
 }
 
 /// `balsa members`: list the members (the default), or change them.
@@ -1653,7 +1715,52 @@ mod tests {
         assert!(error("transfer").contains("<ID>"));
         let snapshot = client("snapshot --endpoints 127.0.0.1:9001");
         assert_eq!(snapshot.endpoints(), [addr("127.0.0.1:9001")]);
-        assert!(matches!(snapshot, ClientCommand::Snapshot { .. }));
+        assert!(matches!(
+            snapshot,
+            ClientCommand::Snapshot { action: None, .. }
+        ));
+    }
+
+    /// `snapshot` alone keeps asking every endpoint; `snapshot save FILE` takes its own
+    /// endpoints, `--from` and timeouts.
+    #[test]
+    fn snapshot_save_takes_a_file_and_a_node_to_save_from() {
+        let save = |line: &str| match client(line) {
+            ClientCommand::Snapshot {
+                action: Some(SnapshotAction::Save(save)),
+                ..
+            } => save,
+            other => panic!("{line:?} parsed as {other:?}"),
+        };
+        let plain = save("snapshot save b.bsnap");
+        assert_eq!(plain.file, PathBuf::from("b.bsnap"));
+        assert_eq!(plain.from, None);
+        assert_eq!(plain.endpoints.addresses, default_endpoints());
+        let from = save("snapshot save b.bsnap --from 3 --endpoints 127.0.0.1:9001 --timeout 2s");
+        assert_eq!(from.from, Some(3));
+        assert_eq!(from.endpoints.addresses, [addr("127.0.0.1:9001")]);
+        assert_eq!(from.timeouts.timeout, Some(Duration::from_secs(2)));
+        assert!(error("snapshot save").contains("<FILE>"));
+        assert!(error("snapshot save b --from 0").contains("reserved for clients"));
+    }
+
+    #[test]
+    fn restore_takes_a_file_the_new_members_and_a_directory() {
+        let Command::Restore(restore) = command(
+            "restore b.bsnap --id 2 --cluster 1=127.0.0.1:7001,2=127.0.0.1:7002 --data-dir d2",
+        ) else {
+            panic!("restore parses as restore");
+        };
+        assert_eq!(restore.file, PathBuf::from("b.bsnap"));
+        assert_eq!(restore.id, 2);
+        assert_eq!(
+            restore.cluster,
+            [(1, addr("127.0.0.1:7001")), (2, addr("127.0.0.1:7002"))]
+        );
+        assert_eq!(restore.data_dir, PathBuf::from("d2"));
+        assert_eq!(restore.cluster_token, node_defaults().cluster_token);
+        assert!(error("restore b.bsnap --id 1 --cluster 1=127.0.0.1:7001").contains("--data-dir"));
+        assert!(error("restore --id 1 --cluster 1=127.0.0.1:7001 --data-dir d").contains("<FILE>"));
     }
 
     #[test]

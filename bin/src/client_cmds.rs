@@ -9,8 +9,9 @@
 //! per endpoint in the order given (through `serde_json`; its keys, in order, are
 //! [`StatusJson`]'s fields); `status --watch` asks again every `--interval` until Ctrl-C or
 //! SIGTERM (`watch.rs`: the table of each refresh, or a JSON object per line); `snapshot`
-//! prints a line per endpoint with the index its snapshot covers. Errors are one line on stderr, followed by a `hint:` line when keys are the likely
-//! cause ([`keys::hint`]).
+//! prints a line per endpoint with the index its snapshot covers (`snapshot save` is
+//! `backup.rs`'s). Errors are one line on stderr, followed by a `hint:` line when keys are the
+//! likely cause ([`keys::hint`]).
 //!
 //! Keys: `--key-file FILE` (or `BALSA_KEY_FILE`) names the cluster's client key, which the
 //! requests are sealed under; without it they go in plaintext, which only a cluster run with
@@ -34,7 +35,7 @@ use balsa::runtime::identity::cluster_id_text;
 use balsa::runtime::wire::{StatusReport, SuspiciousSource};
 use serde::Serialize;
 
-use crate::args::ClientCommand;
+use crate::args::{ClientCommand, SnapshotAction};
 use crate::keys::{self, ClientKey};
 
 /// Runs one client subcommand against its endpoints.
@@ -44,6 +45,13 @@ use crate::keys::{self, ClientKey};
     reason = "a client command's result goes to stdout, its one-line error to stderr"
 )]
 pub fn run(operation: ClientCommand) -> ExitCode {
+    let operation = match operation {
+        ClientCommand::Snapshot {
+            action: Some(SnapshotAction::Save(save)),
+            ..
+        } => return crate::backup::save(save),
+        operation => operation,
+    };
     let command = operation_name(&operation);
     let endpoints = operation.endpoints().to_vec();
     let client_key = match keys::read_client_key(operation.cluster().key_file.as_deref()) {

@@ -1,6 +1,6 @@
 //! The `balsa` command: runs nodes (`serve`, `cluster`, `demo`), acts as a client of the
-//! key-value service (`put`, `get`, `del`, `cas`, `status`, `transfer`, `snapshot`), lists and
-//! changes the cluster's members (`members`), measures latency (`bench`), checks a cluster's
+//! key-value service (`put`, `get`, `del`, `cas`, `status`, `transfer`, `snapshot`), backs up
+//! and restores (`snapshot save`, `restore`), lists and changes the cluster's members (`members`), measures latency (`bench`), checks a cluster's
 //! performance against the machine's floor (`check perf`), runs the deterministic simulator
 //! (`sim`), makes keys (`keygen`) and prints shell completions (`completions`). `balsa --help`
 //! lists every form, `balsa CMD --help` its flags.
@@ -11,8 +11,9 @@
 //! `serde_json`), `watch.rs` (`status --watch`), `members.rs` (`members`: list and changes),
 //! `bench.rs` (closed-loop load, its figures, `.hgrm` files and plots), `check.rs` (`check
 //! perf`), `logger.rs` (stderr logging for `serve`, through `env_logger`), `metrics.rs`
-//! (`serve --metrics-addr`), `keys.rs` (`keygen`, the client key of the client commands, the
-//! keys `cluster`, `demo` and `torture` make), `sim.rs`.
+//! (`serve --metrics-addr`), `backup.rs` (`snapshot save`, `restore` and their file),
+//! `keys.rs` (`keygen`, the client key of the client commands, the keys `cluster`, `demo` and
+//! `torture` make), `sim.rs`.
 //!
 //! Exit status: 0 success (`--help` and `--version` too, on stdout); 1 key absent or
 //! compare-and-swap mismatch, or a `check perf` criterion failed (a node that cannot start or
@@ -23,6 +24,7 @@
 //! --join`, no member answered), or requests the cluster could not authenticate.
 
 mod args;
+mod backup;
 mod bench;
 mod check;
 mod client_cmds;
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Members(members_args) => members::run(members_args),
         Command::Bench(bench_args) => bench::run(bench_args),
         Command::Check(check_args) => check::run(check_args),
+        Command::Restore(restore_args) => backup::restore(restore_args),
         Command::Sim(sim_args) => sim::main(&sim_args),
         Command::Torture(torture_args) => torture::run(torture_args),
         Command::Completions(completions) => {

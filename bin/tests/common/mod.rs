@@ -674,6 +674,11 @@ impl Writer {
         self.acknowledged.lock().expect("not poisoned").len()
     }
 
+    /// Every write acknowledged so far (the writer goes on).
+    pub fn acknowledged_writes(&self) -> BTreeMap<String, String> {
+        self.acknowledged.lock().expect("not poisoned").clone()
+    }
+
     /// Waits (at most `timeout`) until `more` writes beyond those acknowledged now are.
     ///
     /// # Panics

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::kv::{Answer, Op, Query};
 use crate::raft::NodeId;
-use crate::runtime::wire::{MemberStep, MembersReport, Response, StatusReport};
+use crate::runtime::wire::{MemberStep, MembersReport, Response, SnapshotPiece, StatusReport};
 
 /// A blocking client of a Balsa key-value cluster. Not shared between threads: one request at
 /// a time.
@@ -323,6 +323,31 @@ impl Client {
         match self.run(Operation::Snapshot(endpoint))? {
             Reply::SnapshotTaken(index) => Ok(index),
             other => Err(unexpected("a snapshot request", &other)),
+        }
+    }
+
+    /// Reads the piece of the newest snapshot of the node at `endpoint` from `offset`, at
+    /// most `max_bytes` of it (the node sends at most what fits one of its datagrams). That
+    /// node alone is asked; an unanswered attempt is sent again until the timeout.
+    ///
+    /// # Errors
+    /// [`ClientError::Rejected`] when the node holds no snapshot or `offset` lies past its
+    /// end; [`ClientError::Timeout`] when it never answered (a node older than this request
+    /// drops it as undecodable, and answers nothing).
+    pub fn read_snapshot(
+        &mut self,
+        endpoint: SocketAddr,
+        offset: u64,
+        max_bytes: u32,
+    ) -> Result<SnapshotPiece, ClientError> {
+        let operation = Operation::ReadSnapshot {
+            node: endpoint,
+            offset,
+            max_bytes,
+        };
+        match self.run(operation)? {
+            Reply::SnapshotPiece(piece) => Ok(piece),
+            other => Err(unexpected("a snapshot read", &other)),
         }
     }
 

@@ -29,7 +29,7 @@
 //! backoff (from [`ClientOptions::backoff_start`], doubling, at most
 //! [`ClientOptions::backoff_max`]) and goes to the next endpoint. An attempt unanswered for
 //! [`ClientOptions::attempt_timeout`] goes to the next endpoint. An operation addressed to one
-//! node (status, snapshot) retries that node only. The node that answers a write (the leader
+//! node (status, snapshot, a snapshot read) retries that node only. The node that answers a write (the leader
 //! answers applied writes from its own address) becomes the believed leader; a `NotLeader`
 //! answer, or silence from the believed leader, forgets it.
 //!
@@ -64,7 +64,8 @@ use super::{ClientError, ClientOptions, protocol};
 use crate::kv::{Answer, Command, Op, Query};
 use crate::raft::NodeId;
 use crate::runtime::wire::{
-    MemberStep, MembersReport, Request, RequestBody, Response, ResponseBody, StatusReport,
+    MemberStep, MembersReport, Request, RequestBody, Response, ResponseBody, SnapshotPiece,
+    StatusReport,
 };
 
 /// One operation of the key-value service's client protocol.
@@ -96,6 +97,16 @@ pub enum Operation {
         /// The change's tag, the same on every attempt.
         token: u64,
     },
+    /// Read the piece of the newest snapshot of the node at `node` (that node only) from
+    /// `offset`, at most `max_bytes` of it.
+    ReadSnapshot {
+        /// The node.
+        node: SocketAddr,
+        /// The first byte wanted.
+        offset: u64,
+        /// The most bytes wanted (the node may send fewer).
+        max_bytes: u32,
+    },
 }
 
 /// What a finished operation got back.
@@ -116,6 +127,8 @@ pub enum Reply {
     Members(MembersReport),
     /// The membership change completed: the new configuration.
     MembershipChanged(MembersReport),
+    /// A piece of the node's newest snapshot.
+    SnapshotPiece(SnapshotPiece),
 }
 
 /// A datagram's worth to send: one request and its destination.
@@ -215,6 +228,7 @@ enum Expect {
     Transfer,
     Members,
     ChangeMembership,
+    SnapshotPiece,
 }
 
 /// Which node a request goes to.
@@ -385,6 +399,15 @@ impl Session {
                 Expect::ChangeMembership,
                 RequestBody::ChangeMembership { steps, token },
                 Route::Leader,
+            ),
+            Operation::ReadSnapshot {
+                node,
+                offset,
+                max_bytes,
+            } => (
+                Expect::SnapshotPiece,
+                RequestBody::ReadSnapshot { offset, max_bytes },
+                Route::Node(node),
             ),
         };
         let target = match route {
@@ -748,6 +771,9 @@ impl Expect {
             (Expect::ChangeMembership, ResponseBody::MembershipRefused { kind, message }) => {
                 Err(ClientError::MembershipRefused { kind, message })
             }
+            (Expect::SnapshotPiece, ResponseBody::SnapshotPiece(piece)) => {
+                Ok(Reply::SnapshotPiece(piece))
+            }
             (expect, body) => Err(protocol(format!(
                 "{} was answered with {body:?}",
                 expect.name()
@@ -764,6 +790,7 @@ impl Expect {
             Expect::Transfer => "a transfer",
             Expect::Members => "a members request",
             Expect::ChangeMembership => "a membership change",
+            Expect::SnapshotPiece => "a snapshot read",
         }
     }
 }
@@ -1105,6 +1132,44 @@ mod tests {
             None,
             "a status answer says nothing of the leader"
         );
+    }
+
+    /// A snapshot read goes to its node alone, asks for the offset and size given on every
+    /// attempt (a lost answer is asked for again, nothing else), and gives back the piece.
+    #[test]
+    fn a_snapshot_read_retries_its_node_at_the_same_offset_and_gives_the_piece() {
+        let mut session = session();
+        let read = Operation::ReadSnapshot {
+            node: addr(B),
+            offset: 4096,
+            max_bytes: 512,
+        };
+        session.start(ms(0), read).unwrap();
+        let first = session.poll_transmit(ms(0)).unwrap();
+        session.handle_timeout(ms(300));
+        let second = session.poll_transmit(ms(300)).unwrap();
+        for transmit in [&first, &second] {
+            assert_eq!(transmit.to, addr(B));
+            assert_eq!(
+                transmit.request.body,
+                RequestBody::ReadSnapshot {
+                    offset: 4096,
+                    max_bytes: 512
+                }
+            );
+        }
+        let piece = SnapshotPiece {
+            index: 9,
+            term: 2,
+            size: 5000,
+            crc: 1,
+            offset: 4096,
+            data: vec![7; 512],
+        };
+        let body = ResponseBody::SnapshotPiece(piece.clone());
+        respond(&mut session, ms(301), B, second.request.id, body);
+        let reply = session.poll_outcome().unwrap().result.unwrap();
+        assert_eq!(reply, Reply::SnapshotPiece(piece));
     }
 
     #[test]

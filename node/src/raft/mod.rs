@@ -813,6 +813,13 @@ impl Raft {
             .map_or(self.log.base().0, |image| image.index)
     }
 
+    /// The newest snapshot this node holds in memory (saved, installed or restored at start),
+    /// if any: what a follower behind the log is sent, and what a client reading the node's
+    /// snapshot (`balsa snapshot save`) is given.
+    pub fn snapshot_image(&self) -> Option<&SnapshotImage> {
+        self.snapshot.as_ref()
+    }
+
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.config.id

@@ -60,7 +60,7 @@ use crate::raft::{
 };
 use crate::runtime::wire::{
     self, MAX_REQUESTS_PER_DATAGRAM, MemberStep, MembersReport, RefusalKind, ReplyTo, Request,
-    RequestBody, Response, ResponseBody, StatusReport, SuspiciousSource, Wire,
+    RequestBody, Response, ResponseBody, SnapshotPiece, StatusReport, SuspiciousSource, Wire,
 };
 use crate::runtime::{Error, NodeStatus, role_name};
 use crate::state_machine::{RestoreError, StateMachine};
@@ -613,7 +613,45 @@ impl<S: StateMachine, R> Replica<S, R> {
             RequestBody::ChangeMembership { steps, token } => {
                 self.client_change(reply, steps, token);
             }
+            RequestBody::ReadSnapshot { offset, max_bytes } => {
+                let body = self.snapshot_piece(offset, max_bytes);
+                self.respond(reply, body);
+            }
         }
+    }
+
+    /// The piece of this node's newest snapshot from `offset`: at most `max_bytes`, and at most
+    /// the core's snapshot chunk size (what fits one of this node's datagrams with room for
+    /// the answer's fields). Any node answers, from the snapshot it holds.
+    fn snapshot_piece(&self, offset: u64, max_bytes: u32) -> ResponseBody {
+        let id = self.raft.id();
+        let Some(image) = self.raft.snapshot_image() else {
+            return ResponseBody::Error {
+                message: format!("node {id} holds no snapshot yet"),
+            };
+        };
+        let size = image.size();
+        if offset > size {
+            return ResponseBody::Error {
+                message: format!(
+                    "offset {offset} is past the end of node {id}'s snapshot at index {} \
+                     ({size} bytes)",
+                    image.index
+                ),
+            };
+        }
+        let cap = (max_bytes as usize).min(self.raft.config().snapshot_chunk_bytes);
+        // `offset <= size`, and `size` is the length of bytes in memory: both fit a usize.
+        let start = usize::try_from(offset).unwrap_or(image.data.len());
+        let end = start.saturating_add(cap).min(image.data.len());
+        ResponseBody::SnapshotPiece(SnapshotPiece {
+            index: image.index,
+            term: image.term,
+            size,
+            crc: image.crc,
+            offset,
+            data: image.data[start..end].to_vec(),
+        })
     }
 
     /// A network client's membership change (or a retry of one: the same address and token).

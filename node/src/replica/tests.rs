@@ -262,3 +262,93 @@ fn a_raft_message_in_a_client_request_is_dropped_and_counted_as_the_wrong_kind()
     assert_eq!(sources.len(), 1);
     assert_eq!((sources[0].0, sources[0].1.wrong_kind), (client(), 1));
 }
+
+/// A replica of node 1 of 3 restored from a snapshot at (40, 2) holding `data`, its datagrams
+/// at most `max_message_bytes`.
+fn restored_with_snapshot(data: Vec<u8>, max_message_bytes: usize) -> Replica<KvStore, u32> {
+    let mut config = raft::Config::new(1, vec![1, 2, 3]);
+    config.set_max_message_bytes(max_message_bytes);
+    let restored = raft::Restored {
+        hard_state: raft::HardState {
+            term: 2,
+            vote: 0,
+            commit: 40,
+        },
+        snapshot: (40, 2),
+        entries: Vec::new(),
+        snapshot_data: Some(Arc::new(data)),
+    };
+    let raft = raft::Raft::new(config, restored).expect("a valid configuration");
+    let members = (1..=3).map(|id| (id, address(id))).collect();
+    let policy = SnapshotPolicy {
+        entries: u64::MAX,
+        bytes: u64::MAX,
+    };
+    Replica::new(
+        raft,
+        KvStore::new(),
+        Arc::new(Counters::default()),
+        members,
+        (40, 2),
+        policy,
+    )
+}
+
+fn read_snapshot(offset: u64, max_bytes: u32) -> RequestBody {
+    RequestBody::ReadSnapshot { offset, max_bytes }
+}
+
+/// `balsa snapshot save` reads a node's snapshot in pieces at offsets it chooses: each piece
+/// names the snapshot (index, term, size, CRC), holds the bytes at its offset, and is at most
+/// what the client asked and what fits the node's datagrams; the end is an empty piece, and
+/// past the end is an error, never a panic.
+#[test]
+fn a_snapshot_is_read_in_pieces_that_fit_a_datagram_and_name_their_snapshot() {
+    let data: Vec<u8> = (0..10_000u32).map(|n| (n % 251) as u8).collect();
+    let crc = crc32fast::hash(&data);
+    let mut node = restored_with_snapshot(data.clone(), 2_000);
+    let cap = node.raft().config().snapshot_chunk_bytes;
+    assert!(cap < 2_000, "the chunk leaves room for the answer's fields");
+    let mut read = Vec::new();
+    while read.len() < data.len() {
+        let offset = read.len() as u64;
+        let Some(ResponseBody::SnapshotPiece(piece)) =
+            answer(&mut node, read_snapshot(offset, u32::MAX))
+        else {
+            panic!("a piece at {offset}");
+        };
+        assert_eq!(piece.snapshot(), (40, 2, data.len() as u64, crc));
+        assert_eq!(piece.offset, offset);
+        assert!(!piece.data.is_empty() && piece.data.len() <= cap);
+        read.extend_from_slice(&piece.data);
+    }
+    assert_eq!(read, data);
+    let Some(ResponseBody::SnapshotPiece(small)) = answer(&mut node, read_snapshot(100, 7)) else {
+        panic!("a piece");
+    };
+    assert_eq!(small.data, data[100..107]);
+    let Some(ResponseBody::SnapshotPiece(end)) =
+        answer(&mut node, read_snapshot(data.len() as u64, 100))
+    else {
+        panic!("the end");
+    };
+    assert!(end.data.is_empty());
+    let Some(ResponseBody::Error { message }) = answer(&mut node, read_snapshot(u64::MAX, 100))
+    else {
+        panic!("an error past the end");
+    };
+    assert!(message.contains("past the end"), "{message}");
+}
+
+#[test]
+fn a_node_without_a_snapshot_says_so_to_a_snapshot_read() {
+    let mut cluster = Cluster::new(3, |_| {});
+    cluster.elect(1);
+    let mut leader = replica(&mut cluster, 1);
+    assert_eq!(
+        answer(&mut leader, read_snapshot(0, 100)),
+        Some(ResponseBody::Error {
+            message: "node 1 holds no snapshot yet".into()
+        })
+    );
+}

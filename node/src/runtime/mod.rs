@@ -17,6 +17,7 @@
 //! Before any thread starts, [`Node::start`] settles which cluster and which node the data
 //! directory belongs to (its `IDENTITY` file, [`identity`]; the decision, and asking the members
 //! when joining, in `resolve.rs`): the cluster id every datagram carries comes from there.
+//! [`restore`] builds a new node's data directory from a snapshot (`balsa restore`).
 //!
 //! Invariants: every thread a `Node` starts is joined by `shutdown` (or drop); a storage failure
 //! or a panic in the consensus thread stops the node with the reason, never leaving it
@@ -29,6 +30,7 @@ mod error;
 pub mod identity;
 mod members;
 mod resolve;
+pub mod restore;
 mod snapshots;
 mod storage;
 mod throttle;

@@ -20,6 +20,12 @@
 //! completed, never starting a second change. A request holds at most [`MAX_CHANGE_STEPS`] steps
 //! and addresses of at most [`MAX_ADDRESS_LEN`] bytes; more is refused (`BadRequest`).
 //!
+//! Backup (issue 18) appended [`RequestBody::ReadSnapshot`] and [`ResponseBody::SnapshotPiece`]
+//! the same way: a client reads the node's newest snapshot piece by piece, at the offsets it
+//! chooses (a lost datagram is asked for again; nothing on the node remembers the reader), and
+//! every piece names its snapshot, so a newer one taken meanwhile is seen, never mixed in. A
+//! node older than that drops the request as undecodable: the client hears nothing.
+//!
 //! `NotLeader { leader, address }` keeps its shape and meaning, sharpened: `leader` is set only
 //! when the answering node follows that leader and heard from it within the minimum election
 //! timeout (the request goes there); `leader: None` with an `address` means "no leader known
@@ -107,6 +113,18 @@ pub enum RequestBody {
         /// address with the same token joins the change in flight (or gets its outcome)
         /// instead of starting another.
         token: u64,
+    },
+    /// Read a piece of this node's newest snapshot, as the node holds it (the configuration
+    /// frame, then the state machine's bytes): `balsa snapshot save`. Answered with
+    /// [`ResponseBody::SnapshotPiece`], or an `Error` when the node holds no snapshot or
+    /// `offset` lies past its end. Appended after the membership bodies (issue 18): a node
+    /// older than this drops the request as undecodable and answers nothing.
+    ReadSnapshot {
+        /// The first byte wanted.
+        offset: u64,
+        /// The most bytes wanted; the node sends at most its snapshot chunk size (what fits
+        /// one of its datagrams), whichever is smaller.
+        max_bytes: u32,
     },
 }
 
@@ -258,6 +276,35 @@ pub enum ResponseBody {
         /// Why, for a person: one line.
         message: String,
     },
+    /// A piece of the node's newest snapshot ([`RequestBody::ReadSnapshot`]).
+    SnapshotPiece(SnapshotPiece),
+}
+
+/// A piece of a node's newest snapshot. Every piece names the snapshot it comes from (index,
+/// term, size and CRC), so a reader sees at once when a newer snapshot replaced the one it was
+/// reading, and never mixes the two.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotPiece {
+    /// The last index the snapshot covers.
+    pub index: u64,
+    /// The term of that entry.
+    pub term: u64,
+    /// The snapshot's size in bytes.
+    pub size: u64,
+    /// CRC-32 (IEEE, crc32fast) of the whole snapshot.
+    pub crc: u32,
+    /// Where `data` starts in the snapshot.
+    pub offset: u64,
+    /// The bytes from `offset`: empty only at the end.
+    #[serde(with = "balsa_net::bytes")]
+    pub data: Vec<u8>,
+}
+
+impl SnapshotPiece {
+    /// The snapshot it comes from: (index, term, size, CRC).
+    pub fn snapshot(&self) -> (u64, u64, u64, u32) {
+        (self.index, self.term, self.size, self.crc)
+    }
 }
 
 /// A node's view of the configuration ([`RequestBody::Members`], and the result of a change).
@@ -606,6 +653,39 @@ mod tests {
             },
         }));
         assert_eq!(error[..3], [2, 2, 7]);
+    }
+
+    /// Issue 18 appended the snapshot read after the membership bodies: every older tag keeps
+    /// its number (an older node drops the new request as undecodable, which the client
+    /// reports as a node that may be too old).
+    #[test]
+    fn the_snapshot_read_is_appended_after_every_older_body() {
+        let read = Wire::Request(Request {
+            id: 1,
+            body: RequestBody::ReadSnapshot {
+                offset: 7,
+                max_bytes: 9,
+            },
+        });
+        let encoded = body(&read);
+        assert_eq!(encoded[..3], [1, 1, 7], "after ChangeMembership (6)");
+        let decoded: Wire = balsa_net::codec::decode_body(&encoded).expect("decodes");
+        assert_eq!(decoded, read);
+        let piece = Wire::Response(Response {
+            id: 2,
+            body: ResponseBody::SnapshotPiece(SnapshotPiece {
+                index: 5,
+                term: 2,
+                size: 3,
+                crc: 0xdead_beef,
+                offset: 0,
+                data: vec![1, 2, 3],
+            }),
+        });
+        let encoded = body(&piece);
+        assert_eq!(encoded[..3], [2, 2, 11], "after MembershipRefused (10)");
+        let decoded: Wire = balsa_net::codec::decode_body(&encoded).expect("decodes");
+        assert_eq!(decoded, piece);
     }
 
     #[test]
