@@ -6,6 +6,11 @@
 //! it is installed, and the build never fails for want of it. Cargo runs this again when
 //! `HEAD` moves (the files git names for `HEAD` and for the branch it points to).
 
+#![allow(
+    clippy::print_stdout,
+    reason = "cargo reads a build script's instructions from its standard output"
+)]
+
 use std::process::Command;
 
 fn main() {

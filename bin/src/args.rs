@@ -1034,16 +1034,13 @@ fn parse_address(text: &str) -> Result<SocketAddr, String> {
 fn parse_bind_address(text: &str) -> Result<SocketAddr, String> {
     let text = text.trim();
     if text.is_empty() {
-        return Err(
-            "an empty address (give IP:PORT or HOST:PORT, such as 127.0.0.1:7001)".into(),
-        );
+        return Err("an empty address (give IP:PORT or HOST:PORT, such as 127.0.0.1:7001)".into());
     }
     if let Ok(address) = text.parse() {
         return Ok(address);
     }
-    let shape = || {
-        format!("{text:?} is not an address (IP:PORT or HOST:PORT, such as 127.0.0.1:7001)")
-    };
+    let shape =
+        || format!("{text:?} is not an address (IP:PORT or HOST:PORT, such as 127.0.0.1:7001)");
     let (host, port) = text.rsplit_once(':').ok_or_else(shape)?;
     let port: u16 = port.parse().map_err(|_| shape())?;
     if host.is_empty() || host.contains(':') {
@@ -1760,9 +1757,15 @@ mod tests {
             ),
             ("get k --endpoints nowhere", "\"nowhere\" is not an address"),
             ("get k --endpoints 127.0.0.1:1,", "an empty address"),
-            ("get k --endpoints 127.0.0.1:0", "port 0 is not a port a node can be reached at"),
+            (
+                "get k --endpoints 127.0.0.1:0",
+                "port 0 is not a port a node can be reached at",
+            ),
             ("get k --endpoints ,", "an empty address"),
-            ("get k --endpoints localhost", "\"localhost\" is not an address"),
+            (
+                "get k --endpoints localhost",
+                "\"localhost\" is not an address",
+            ),
             (
                 "get k --endpoints 127.0.0.1:1,127.0.0.1:1",
                 "127.0.0.1:1 is listed twice",
@@ -2115,7 +2118,10 @@ mod tests {
         assert!(twice.contains("127.0.0.1:7001 is listed twice"), "{twice}");
         assert_eq!(
             parse_members("1=localhost:7001,2=127.0.0.1:7002"),
-            Ok(vec![(1, addr("127.0.0.1:7001")), (2, addr("127.0.0.1:7002"))])
+            Ok(vec![
+                (1, addr("127.0.0.1:7001")),
+                (2, addr("127.0.0.1:7002"))
+            ])
         );
         assert_eq!(parse_bind_address(" localhost:0 "), Ok(addr("127.0.0.1:0")));
         assert!(parse_address("localhost:0").is_err());

@@ -161,7 +161,8 @@ pub fn run(args: BenchArgs) -> ExitCode {
         print!("{}", outcome.table(args.value_size));
     }
     for (file, kind, mut out) in hgrm_out {
-        let written = write_hgrm(&outcome.of(kind).latency_us, &mut out).and_then(|()| out.sync_all());
+        let written =
+            write_hgrm(&outcome.of(kind).latency_us, &mut out).and_then(|()| out.sync_all());
         if let Err(error) = written {
             eprintln!("balsa bench: writing {}: {error}", file.display());
             return ExitCode::from(2);

@@ -205,7 +205,10 @@ fn serve_logs_at_info_unless_balsa_log_or_rust_log_say_otherwise() {
         .collect();
     assert_eq!(shape, "9999-99-99T99:99:99.999999Z", "{leader_line}");
     let year: u32 = time[..4].parse().expect("digits");
-    assert!(year >= 2025, "a wall-clock year, not time since start: {leader_line}");
+    assert!(
+        year >= 2025,
+        "a wall-clock year, not time since start: {leader_line}"
+    );
 
     let quiet = serve_log(&[("RUST_LOG", "warn")]);
     assert!(

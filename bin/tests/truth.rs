@@ -27,7 +27,11 @@ fn silent_endpoints(n: usize) -> (Vec<UdpSocket>, Vec<SocketAddr>) {
 fn transfer_waits_for_the_new_leader_and_fails_when_the_transfer_cannot_happen() {
     let mut cluster = Cluster::start(3);
     let (leader, _) = cluster.wait_for_leader(ELECTION_TIMEOUT);
-    let others: Vec<u64> = cluster.ids().into_iter().filter(|id| *id != leader).collect();
+    let others: Vec<u64> = cluster
+        .ids()
+        .into_iter()
+        .filter(|id| *id != leader)
+        .collect();
 
     // No such node: refused at once, as usage (exit 2), saying why.
     let unknown = cluster.balsa(&["transfer", "9"]);
@@ -45,9 +49,11 @@ fn transfer_waits_for_the_new_leader_and_fails_when_the_transfer_cannot_happen()
     assert_eq!(moved.status.code(), Some(0), "{}", stderr(&moved));
     assert_eq!(stdout(&moved), "OK\n");
     let leading = wait_until(ELECTION_TIMEOUT, || {
-        cluster.statuses().into_iter().flatten().find_map(|report| {
-            (report.role == "leader").then_some(report.id)
-        })
+        cluster
+            .statuses()
+            .into_iter()
+            .flatten()
+            .find_map(|report| (report.role == "leader").then_some(report.id))
     });
     assert_eq!(leading, Some(target));
 
@@ -93,7 +99,10 @@ fn against_no_cluster_a_read_says_the_read_failed_and_that_no_node_answered() {
         "{message}"
     );
     assert!(message.contains("is a cluster running?"), "{message}");
-    assert!(!message.contains("write"), "a read is not a write: {message}");
+    assert!(
+        !message.contains("write"),
+        "a read is not a write: {message}"
+    );
 
     let put = run_balsa(&[&["put", "k", "v", "--endpoints", &list][..], &timeouts].concat());
     assert_eq!(put.status.code(), Some(3), "{}", stderr(&put));
@@ -109,7 +118,13 @@ fn a_value_over_the_limit_is_refused_naming_the_limit() {
     // Refused before anything is sent: no cluster needed.
     let (_silent, endpoints) = silent_endpoints(1);
     let value = "v".repeat(70_000);
-    let put = run_balsa(&["put", "k", &value, "--endpoints", &endpoints_arg(&endpoints)]);
+    let put = run_balsa(&[
+        "put",
+        "k",
+        &value,
+        "--endpoints",
+        &endpoints_arg(&endpoints),
+    ]);
     assert_eq!(put.status.code(), Some(2), "{}", stderr(&put));
     assert_eq!(
         stderr(&put),
@@ -122,7 +137,12 @@ fn a_value_over_the_limit_is_refused_naming_the_limit() {
 fn an_empty_endpoint_or_port_0_is_a_usage_error_and_a_host_name_is_an_address() {
     for endpoints in ["", "127.0.0.1:0", "127.0.0.1:7001,"] {
         let get = run_balsa(&["get", "k", "--endpoints", endpoints]);
-        assert_eq!(get.status.code(), Some(2), "{endpoints:?}: {}", stderr(&get));
+        assert_eq!(
+            get.status.code(),
+            Some(2),
+            "{endpoints:?}: {}",
+            stderr(&get)
+        );
         assert_eq!(stderr(&get).lines().count(), 1, "{}", stderr(&get));
     }
     let cluster = Cluster::start(1);
@@ -159,7 +179,10 @@ fn bench_against_no_cluster_stops_early_with_null_percentiles() {
     ]);
     assert_eq!(bench.status.code(), Some(3), "{}", stderr(&bench));
     let message = stderr(&bench);
-    assert!(message.contains("balsa bench: stopped early: "), "{message}");
+    assert!(
+        message.contains("balsa bench: stopped early: "),
+        "{message}"
+    );
     assert!(message.contains("no Balsa node answered at"), "{message}");
     let json: serde_json::Value =
         serde_json::from_str(stdout(&bench).trim()).expect("one JSON object");
@@ -167,7 +190,11 @@ fn bench_against_no_cluster_stops_early_with_null_percentiles() {
     for key in ["p50_us", "p90_us", "p99_us", "p999_us", "max_us"] {
         assert_eq!(json[key], serde_json::Value::Null, "{key}: {json}");
     }
-    assert!(json["errors"].as_u64().is_some_and(|errors| (1..=2).contains(&errors)));
+    assert!(
+        json["errors"]
+            .as_u64()
+            .is_some_and(|errors| (1..=2).contains(&errors))
+    );
 }
 
 #[test]

@@ -1002,7 +1002,11 @@ mod tests {
         let stopped = outcome.stopped.expect("the run stopped");
         assert!(stopped.contains("no Balsa node answered at"), "{stopped}");
         // Progress reports, if the run lasted long enough for one, count only what happened.
-        assert!(reports.iter().all(|report| report.done == 0 && report.total == 1000));
+        assert!(
+            reports
+                .iter()
+                .all(|report| report.done == 0 && report.total == 1000)
+        );
     }
 
     /// A load that cannot set up (here: a datagram limit the codec refuses, on the second

@@ -1300,7 +1300,7 @@ mod tests {
         let op = Operation::Write(Op::Delete { key });
         assert!(matches!(
             session.start(ms(0), op),
-            Err(ClientError::TooLarge { .. })
+            Err(ClientError::OverLimit(limit)) if limit.what == "key"
         ));
         assert!(!session.is_busy());
         assert_eq!(session.next_seq(), 1, "no seq used");
