@@ -525,8 +525,10 @@ fn run_load(
     };
     let before = cluster.reports()?;
     let ticks = report::cpu_ticks();
-    let outcome = load::run(&load, &mut |done, total| {
-        println!("  … {done}/{total}");
+    let outcome = load::run(&load, &mut |progress| {
+        if !progress.warming_up {
+            println!("  … {}/{}", progress.done, progress.total);
+        }
     })
     .map_err(|error| error.to_string())?;
     let steal = report::steal_between(ticks, report::cpu_ticks());

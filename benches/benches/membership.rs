@@ -174,8 +174,8 @@ fn add_voter(dir: &Path, keys: u64) -> Result<Added, String> {
         sockets: Sockets::Shared,
     };
     let building = Instant::now();
-    let outcome = load::run(&load, &mut |done, total| {
-        println!("  writing {done}/{total}");
+    let outcome = load::run(&load, &mut |progress| {
+        println!("  writing {}/{}", progress.done, progress.total);
     })
     .map_err(|error| format!("writing the keys: {error}"))?;
     let build = building.elapsed();

@@ -74,8 +74,8 @@ fn main() -> Result<(), String> {
         sockets: Sockets::PerClient,
     };
     let built = Instant::now();
-    let outcome = load::run(&load, &mut |done, total| {
-        print!("\r  writing {done}/{total}")
+    let outcome = load::run(&load, &mut |progress| {
+        print!("\r  writing {}/{}", progress.done, progress.total)
     })
     .map_err(|error| error.to_string())?;
     println!(

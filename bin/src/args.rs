@@ -16,7 +16,7 @@
 //!   tips, and the subcommand's usage. `--help` and `--version` are answers, not refusals.
 
 use std::ffi::OsString;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -53,9 +53,19 @@ used; serve: also a data directory of another node or cluster), 3 cluster unavai
 timeout (outcome unknown; serve --join: no member answered), or requests the cluster could not
 authenticate.";
 
+/// What `balsa --version` prints after the name: the crate's version and the git revision it
+/// was built from (`unknown` outside a git checkout; `build.rs`), so a bug report names its
+/// build.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("BALSA_GIT_REVISION"),
+    ")"
+);
+
 /// A Raft replicated key-value node: run nodes, talk to them, measure them, simulate them.
 #[derive(Debug, Parser)]
-#[command(name = "balsa", bin_name = "balsa", version, after_help = AFTER_HELP)]
+#[command(name = "balsa", bin_name = "balsa", version = VERSION, after_help = AFTER_HELP)]
 #[command(subcommand_required = true, arg_required_else_help = false)]
 pub struct Cli {
     /// What to do.
@@ -111,10 +121,10 @@ pub struct ServeArgs {
     pub data_dir: PathBuf,
     /// Bind this address instead of this node's in --cluster, which stays the one peers and
     /// clients are told (for a relay or proxy in between; default: this node's in --cluster)
-    #[arg(long, value_name = "IP:PORT", value_parser = parse_address)]
+    #[arg(long, value_name = "IP:PORT", value_parser = parse_bind_address)]
     pub listen: Option<SocketAddr>,
     /// Serve GET /metrics (Prometheus' text format) and GET /health over HTTP at this address
-    #[arg(long, value_name = "IP:PORT", value_parser = parse_address)]
+    #[arg(long, value_name = "IP:PORT", value_parser = parse_bind_address)]
     pub metrics_addr: Option<SocketAddr>,
     /// The timer's period, in milliseconds
     #[arg(long, value_name = "MS", default_value_t = default_tick_ms())]
@@ -1067,10 +1077,47 @@ fn parse_members(text: &str) -> Result<Vec<(u64, SocketAddr)>, String> {
         .collect()
 }
 
+/// An address others reach a node at (an endpoint, a member of `--cluster`): `IP:PORT` or
+/// `HOST:PORT`, as [`parse_bind_address`], and port 0 is refused (nothing listens there).
 fn parse_address(text: &str) -> Result<SocketAddr, String> {
-    text.trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not an address (IP:PORT, such as 127.0.0.1:7001)"))
+    let address = parse_bind_address(text)?;
+    if address.port() == 0 {
+        return Err(format!(
+            "{:?}: port 0 is not a port a node can be reached at (give the port it listens on)",
+            text.trim()
+        ));
+    }
+    Ok(address)
+}
+
+/// An address to bind (`--listen`, `--metrics-addr`; port 0 binds any free port) or to reach:
+/// `IP:PORT`, or `HOST:PORT` with the host name resolved here, once, when the command line is
+/// read (its first IPv4 address, else its first). An empty address is refused.
+fn parse_bind_address(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("an empty address (give IP:PORT or HOST:PORT, such as 127.0.0.1:7001)".into());
+    }
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    let shape =
+        || format!("{text:?} is not an address (IP:PORT or HOST:PORT, such as 127.0.0.1:7001)");
+    let (host, port) = text.rsplit_once(':').ok_or_else(shape)?;
+    let port: u16 = port.parse().map_err(|_| shape())?;
+    if host.is_empty() || host.contains(':') {
+        return Err(shape());
+    }
+    let resolved: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|error| format!("{text:?}: cannot resolve {host:?}: {error}"))?
+        .collect();
+    resolved
+        .iter()
+        .find(|address| address.is_ipv4())
+        .or_else(|| resolved.first())
+        .copied()
+        .ok_or_else(|| format!("{text:?}: {host:?} resolves to no address"))
 }
 
 /// A node id to send to the cluster: a positive integer (0 is every client's id).
@@ -1394,6 +1441,10 @@ mod tests {
         assert_eq!(args.listen, Some(addr("127.0.0.1:9001")));
         let args = serve("--listen=[::1]:0").expect("serve parses");
         assert_eq!(args.listen, Some(addr("[::1]:0")));
+        let args = serve("--listen localhost:9001 --metrics-addr localhost:9101")
+            .expect("host names are addresses");
+        assert_eq!(args.listen, Some(addr("127.0.0.1:9001")));
+        assert_eq!(args.metrics_addr, Some(addr("127.0.0.1:9101")));
         let args = serve("--cluster-token a-b,c --join-timeout-ms=7").expect("serve parses");
         assert_eq!(
             (args.cluster_token.as_str(), args.join_timeout_ms),
@@ -1408,8 +1459,12 @@ mod tests {
             ("serve --id 1 --data-dir d", "--cluster <ID=IP:PORT,...>"),
             ("serve --id 1 --cluster 1=127.0.0.1:1", "--data-dir <DIR>"),
             (
-                "serve --id 1 --cluster 1=localhost:1 --data-dir d",
-                "\"localhost:1\" is not an address",
+                "serve --id 1 --cluster 1=localhost:0 --data-dir d",
+                "\"localhost:0\": port 0 is not a port a node can be reached at",
+            ),
+            (
+                "serve --id 1 --cluster 1=127.0.0.1:1,2= --data-dir d",
+                "an empty address",
             ),
             (
                 "serve --id 1 --cluster 1=127.0.0.1 --data-dir d",
@@ -1442,7 +1497,8 @@ mod tests {
             ("--join=yes", "'yes'"),
             ("--join-timeout-ms x", "'x'"),
             ("--listen 7001", "\"7001\" is not an address"),
-            ("--listen localhost:7001", "is not an address"),
+            ("--listen :7001", "\":7001\" is not an address"),
+            ("--metrics-addr=", "an empty address"),
             (
                 "--listen 127.0.0.1:1 --listen 127.0.0.1:2",
                 "cannot be used multiple times",
@@ -1807,7 +1863,16 @@ mod tests {
                 "a value is required for '--endpoints <A,B,C>'",
             ),
             ("get k --endpoints nowhere", "\"nowhere\" is not an address"),
-            ("get k --endpoints 127.0.0.1:1,", "\"\" is not an address"),
+            ("get k --endpoints 127.0.0.1:1,", "an empty address"),
+            (
+                "get k --endpoints 127.0.0.1:0",
+                "port 0 is not a port a node can be reached at",
+            ),
+            ("get k --endpoints ,", "an empty address"),
+            (
+                "get k --endpoints localhost",
+                "\"localhost\" is not an address",
+            ),
             (
                 "get k --endpoints 127.0.0.1:1,127.0.0.1:1",
                 "127.0.0.1:1 is listed twice",
@@ -2144,11 +2209,38 @@ mod tests {
     }
 
     #[test]
+    fn host_names_are_resolved_once_wherever_an_address_is_taken() {
+        let Ok(Cli {
+            command: Command::Client(operation),
+        }) = parse_line("get k --endpoints localhost:7001,127.0.0.1:7002")
+        else {
+            panic!("a host name is an endpoint");
+        };
+        assert_eq!(
+            operation.endpoints(),
+            [addr("127.0.0.1:7001"), addr("127.0.0.1:7002")]
+        );
+        // Resolved, the same address twice is caught as such.
+        let twice = error("get k --endpoints localhost:7001,127.0.0.1:7001");
+        assert!(twice.contains("127.0.0.1:7001 is listed twice"), "{twice}");
+        assert_eq!(
+            parse_members("1=localhost:7001,2=127.0.0.1:7002"),
+            Ok(vec![
+                (1, addr("127.0.0.1:7001")),
+                (2, addr("127.0.0.1:7002"))
+            ])
+        );
+        assert_eq!(parse_bind_address(" localhost:0 "), Ok(addr("127.0.0.1:0")));
+        assert!(parse_address("localhost:0").is_err());
+    }
+
+    #[test]
     fn members_refuses_bad_usage_in_one_line() {
         for (line, expected) in [
             ("members add 4", "\"4\" is not ID=IP:PORT"),
             ("members add 0=127.0.0.1:1", "node id 0 is reserved"),
-            ("members add 4=localhost:1", "is not an address"),
+            ("members add 4=localhost:0", "port 0 is not a port"),
+            ("members add 4=", "an empty address"),
             ("members remove", "<ID>"),
             ("members remove x", "\"x\" is not a node id"),
             ("members promote 0", "node id 0 is reserved"),

@@ -8,12 +8,20 @@
 //! `mixed:R` (a share R of linearizable reads among writes). The warm-up writes the keys the
 //! reads read.
 //!
-//! Output: a progress line on stderr about once a second; then on stdout either a table or, with
+//! Output: a progress line on stderr about once a second (from the warm-up on, with the count
+//! of failed operations, and the first failure on a line of its own as soon as there is one);
+//! then on stdout either a table or, with
 //! `--json`, one JSON object (see [`figures::Figures::to_json`]): for `put`, exactly what bench
 //! always printed; for the other workloads a row, or an object, per kind of operation.
 //! `--hgrm FILE` also writes the distribution in HdrHistogram's percentile text format: of the
 //! one kind the workload measures, or for `mixed` the writes' in FILE and the reads' in
-//! FILE.reads. `--plot FILE.svg` draws the run (see `bench/plot.rs`).
+//! FILE.reads. `--plot FILE.svg` draws the run (see `bench/plot.rs`). Each of these files is
+//! created before the run starts, so one that cannot be written is refused (exit 2) before any
+//! load, not after it.
+//!
+//! A run against a cluster that does not answer stops early (`balsa::client::load`: at the
+//! first operation no node ever answered, or after `load::STOP_AFTER` failures in a row), says
+//! why, and exits 3; the JSON of a kind with no measured operation has `null` percentiles.
 //!
 //! `--compare A.hgrm B.hgrm … --plot FILE.svg` runs nothing: it draws the percentile curves of
 //! the files, one per file.
@@ -23,10 +31,10 @@
 //! whether keys are the likely cause (a `hint:` line).
 //!
 //! Exit status: 0 every operation answered; 2 bad usage, a client set-up or socket error, a key
-//! file that cannot be used, an unwritable `--hgrm` or `--plot` file, or a `--compare` file that
-//! cannot be read or is not a percentile distribution; 3 some operations failed (unavailable,
-//! timed out with outcome unknown, or not authenticated) — the figures of the answered ones are
-//! printed anyway.
+//! file that cannot be used, an unwritable `--hgrm` or `--plot` file (before the run), or a
+//! `--compare` file that cannot be read or is not a percentile distribution; 3 some operations
+//! failed (unavailable, timed out with outcome unknown, or not authenticated), or the run
+//! stopped early — the figures of the answered ones are printed anyway.
 
 use std::ffi::OsString;
 use std::io::Write as _;
@@ -34,12 +42,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use balsa::client::load::{self, Load, Sockets, Workload};
+use std::fs::File;
+
+use balsa::client::load::{self, Load, Progress, Sockets, Workload};
 use balsa::client::{Client, ClientError, ClientOptions};
 
 use crate::args::{BenchArgs, DEFAULT_ASKING_TIMEOUT};
 use crate::keys::{self, ClientKey};
-use figures::{Figures, OpKind, percentile_steps, write_hgrm};
+use figures::{Figures, OpKind, kinds_of, percentile_steps, write_hgrm};
 use plot::{COMPARE_COLOURS, Curve};
 
 pub mod figures;
@@ -67,6 +77,27 @@ pub fn run(args: BenchArgs) -> ExitCode {
             }
         };
     }
+    // The output files first: one that cannot be written is refused before the run.
+    let mut hgrm_out = Vec::new();
+    if let Some(path) = &args.hgrm {
+        for (file, kind) in hgrm_files(path, args.workload) {
+            match File::create(&file) {
+                Ok(out) => hgrm_out.push((file, kind, out)),
+                Err(error) => {
+                    eprintln!("balsa bench: cannot write {}: {error}", file.display());
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    }
+    let plot_out = match args.plot.as_deref().map(|path| (path, File::create(path))) {
+        None => None,
+        Some((_, Ok(out))) => Some(out),
+        Some((path, Err(error))) => {
+            eprintln!("balsa bench: cannot write {}: {error}", path.display());
+            return ExitCode::from(2);
+        }
+    };
     let (timeout, attempt_timeout) = args.timeouts.or_library();
     let key = match keys::read_client_key(args.endpoints.key_file.as_deref()) {
         Ok(key) => key,
@@ -101,12 +132,22 @@ pub fn run(args: BenchArgs) -> ExitCode {
     } else {
         "operations"
     };
-    let mut progress = |done: u64, total: u64| {
-        eprint!("\rbalsa bench: {done}/{total} {unit}");
+    let mut told_first_error = false;
+    let mut progress = |progress: Progress| {
+        if let Some(first) = &progress.first_error
+            && !told_first_error
+        {
+            told_first_error = true;
+            eprintln!("\rbalsa bench: failing: {first}");
+        }
+        eprint!("{}", progress_line(&progress, unit));
         let _ = std::io::stderr().flush();
     };
-    let outcome = match load::run(&load, &mut progress) {
-        Ok(outcome) => Figures::from((args.workload, outcome)),
+    let (outcome, stopped) = match load::run(&load, &mut progress) {
+        Ok(mut outcome) => {
+            let stopped = outcome.stopped.take();
+            (Figures::from((args.workload, outcome)), stopped)
+        }
         Err(error) => {
             eprintln!("balsa bench: {error}");
             return ExitCode::from(2);
@@ -119,20 +160,16 @@ pub fn run(args: BenchArgs) -> ExitCode {
     } else {
         print!("{}", outcome.table(args.value_size));
     }
-    if let Some(path) = &args.hgrm {
-        for (file, kind) in hgrm_files(path, &outcome) {
-            let written = std::fs::File::create(&file).and_then(|mut out| {
-                write_hgrm(&outcome.of(kind).latency_us, &mut out)?;
-                out.sync_all()
-            });
-            if let Err(error) = written {
-                eprintln!("balsa bench: writing {}: {error}", file.display());
-                return ExitCode::from(2);
-            }
+    for (file, kind, mut out) in hgrm_out {
+        let written =
+            write_hgrm(&outcome.of(kind).latency_us, &mut out).and_then(|()| out.sync_all());
+        if let Err(error) = written {
+            eprintln!("balsa bench: writing {}: {error}", file.display());
+            return ExitCode::from(2);
         }
     }
-    if let Some(path) = &args.plot
-        && let Err(error) = plot_run(path, &outcome, &args)
+    if let (Some(path), Some(out)) = (&args.plot, plot_out)
+        && let Err(error) = plot_run(out, &outcome, &args)
     {
         eprintln!("balsa bench: writing {}: {error}", path.display());
         return ExitCode::from(2);
@@ -153,6 +190,9 @@ pub fn run(args: BenchArgs) -> ExitCode {
             "balsa bench: {failed}; the first: {}",
             outcome.first_error.as_deref().unwrap_or("?")
         );
+        if let Some(why) = &stopped {
+            eprintln!("balsa bench: stopped early: {why}");
+        }
         if let Some(hint) = diagnose(&args.endpoints.addresses, key.as_ref()) {
             eprintln!("balsa bench: hint: {hint}");
         }
@@ -161,11 +201,24 @@ pub fn run(args: BenchArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The progress line (after a carriage return, no newline): the measured operations done of
+/// those asked for, and the failed ones when there are some.
+fn progress_line(progress: &Progress, unit: &str) -> String {
+    let mut line = if progress.warming_up {
+        String::from("\rbalsa bench: warming up")
+    } else {
+        format!("\rbalsa bench: {}/{} {unit}", progress.done, progress.total)
+    };
+    if progress.failed > 0 {
+        line.push_str(&format!(", {} failed", progress.failed));
+    }
+    line
+}
+
 /// The `--hgrm` files of a run and what each holds: `path` the first kind the workload
 /// measures (writes, or reads when it has no writes); for `mixed`, the reads in `path.reads`.
-fn hgrm_files(path: &Path, figures: &Figures) -> Vec<(PathBuf, OpKind)> {
-    figures
-        .kinds()
+fn hgrm_files(path: &Path, workload: Workload) -> Vec<(PathBuf, OpKind)> {
+    kinds_of(workload)
         .into_iter()
         .enumerate()
         .map(|(position, kind)| {
@@ -185,8 +238,9 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// `--plot` of a run: the percentile panel and the panel over time, of each kind measured.
-fn plot_run(path: &Path, figures: &Figures, args: &BenchArgs) -> std::io::Result<()> {
+/// `--plot` of a run into `out` (created before the run): the percentile panel and the panel
+/// over time, of each kind measured.
+fn plot_run(mut out: File, figures: &Figures, args: &BenchArgs) -> std::io::Result<()> {
     let mut curves = Vec::new();
     let mut timelines = Vec::new();
     for kind in figures.kinds() {
@@ -222,7 +276,6 @@ fn plot_run(path: &Path, figures: &Figures, args: &BenchArgs) -> std::io::Result
         args.value_size,
         args.endpoints.addresses.len(),
     );
-    let mut out = std::fs::File::create(path)?;
     plot::write_run_svg(&title, &subtitle, &curves, &timelines, &mut out)?;
     out.sync_all()
 }
@@ -312,33 +365,17 @@ pub(crate) fn diagnose(endpoints: &[SocketAddr], key: Option<&ClientKey>) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use balsa::client::load::{Measured, Outcome};
-    use std::time::Duration;
-
-    fn figures(workload: Workload) -> Figures {
-        Figures::from((
-            workload,
-            Outcome {
-                clients: 1,
-                elapsed: Duration::from_secs(1),
-                writes: Measured::default(),
-                reads: Measured::default(),
-                read_misses: 0,
-                first_error: None,
-            },
-        ))
-    }
 
     /// `--hgrm FILE` holds the one kind a workload measures; a mixed run's reads go beside it,
-    /// in FILE.reads.
+    /// in FILE.reads. Known from the workload alone, before the run.
     #[test]
     fn a_mixed_run_writes_its_reads_beside_its_writes() {
         let path = Path::new("out/run.hgrm");
-        let mixed = figures(Workload::Mixed {
+        let mixed = Workload::Mixed {
             reads_per_million: 100_000,
-        });
+        };
         assert_eq!(
-            hgrm_files(path, &mixed),
+            hgrm_files(path, mixed),
             vec![
                 (PathBuf::from("out/run.hgrm"), OpKind::Writes),
                 (PathBuf::from("out/run.hgrm.reads"), OpKind::Reads),
@@ -350,10 +387,41 @@ mod tests {
             (Workload::GetStale, OpKind::Reads),
         ] {
             assert_eq!(
-                hgrm_files(path, &figures(workload)),
+                hgrm_files(path, workload),
                 vec![(path.to_path_buf(), kind)],
                 "{workload}"
             );
         }
+    }
+
+    #[test]
+    fn the_progress_line_shows_failures_as_they_happen() {
+        let mut progress = Progress {
+            warming_up: true,
+            done: 0,
+            total: 100,
+            failed: 0,
+            first_error: None,
+        };
+        assert_eq!(
+            progress_line(&progress, "writes"),
+            "\rbalsa bench: warming up"
+        );
+        progress.failed = 3;
+        assert_eq!(
+            progress_line(&progress, "writes"),
+            "\rbalsa bench: warming up, 3 failed"
+        );
+        progress.warming_up = false;
+        progress.done = 40;
+        assert_eq!(
+            progress_line(&progress, "writes"),
+            "\rbalsa bench: 40/100 writes, 3 failed"
+        );
+        progress.failed = 0;
+        assert_eq!(
+            progress_line(&progress, "operations"),
+            "\rbalsa bench: 40/100 operations"
+        );
     }
 }

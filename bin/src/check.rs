@@ -307,7 +307,11 @@ fn perf(args: &CheckPerfArgs) -> ExitCode {
     let total_s = args.duration.as_secs_f64();
     // The load calls this about once a second of its timed phase.
     let mut seconds = 0_u64;
-    let mut progress = |done: u64, _: u64| {
+    let mut progress = |progress: load::Progress| {
+        if progress.warming_up {
+            return;
+        }
+        let done = progress.done;
         seconds += 1;
         eprint!(
             "\rbalsa check perf: about {seconds} s of {total_s:.0} s, {} writes",

@@ -1,7 +1,8 @@
 //! The client subcommands: `put`, `get`, `del`, `cas`, `status`, `transfer` and `snapshot`,
 //! through [`balsa::client::Client`].
 //!
-//! Output: `put`, `del`, a swapping `cas` and `transfer` print `OK`; `get` prints the value
+//! Output: `put`, `del`, a swapping `cas` and `transfer` print `OK` (`transfer` once the node
+//! named leads, which it waits for: see `Client::transfer`); `get` prints the value
 //! (UTF-8, lossy) and a newline; `status` prints a table, its heading at once and a row per
 //! endpoint as that endpoint answers (so in the order of the answers), the silent ones last,
 //! marked unreachable once `--timeout` (1 s by default, for the whole command) has passed; or
@@ -21,10 +22,12 @@
 //! before keys existed.
 //!
 //! Exit status: 0 success; 1 key absent (`get`) or compare-and-swap mismatch (`cas`); 2 a
-//! request the service refuses as such (too large, rejected), a client set-up error, or a key
-//! file that cannot be used; 3 cluster unavailable, timeout (outcome unknown), a cluster that
-//! could not authenticate the requests, or a network or protocol failure. `status` exits 3
-//! only when no endpoint answered.
+//! request the service refuses as such (a key or value over its limit, named; rejected — a
+//! transfer to a node that is not a voter), a client set-up error, or a key file that cannot be
+//! used; 3 cluster unavailable, timeout (a write's outcome unknown; a read failed), no node
+//! answered at all, a transfer that did not happen in time, a cluster that could not
+//! authenticate the requests, or a network or protocol failure. `status` exits 3 only when no
+//! endpoint answered.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -226,12 +229,15 @@ pub fn fail(command: &str, error: &ClientError, key: Option<&ClientKey>) -> Exit
 pub fn exit_status(error: &ClientError) -> u8 {
     match error {
         ClientError::TooLarge { .. }
+        | ClientError::OverLimit(_)
         | ClientError::Rejected { .. }
         | ClientError::Config { .. } => 2,
         // Only `members` sends changes; it maps each kind itself (`members::change_exit_status`).
         ClientError::MembershipRefused { .. } => 2,
         ClientError::Unavailable { .. }
         | ClientError::Timeout { .. }
+        | ClientError::NoNodeAnswered { .. }
+        | ClientError::NotTransferred { .. }
         | ClientError::Unauthenticated { .. }
         | ClientError::Io { .. }
         | ClientError::Protocol { .. } => 3,
@@ -467,7 +473,9 @@ pub fn suspicious_lines(endpoint: SocketAddr, sources: &[SuspiciousSource]) -> V
 /// Why a node gave no status: a status request changes nothing, so a timeout is only silence.
 fn status_error(error: &ClientError) -> String {
     match error {
-        ClientError::Timeout { waited } => format!("no answer within {} ms", waited.as_millis()),
+        ClientError::Timeout { waited, .. } | ClientError::NoNodeAnswered { waited, .. } => {
+            format!("no answer within {} ms", waited.as_millis())
+        }
         other => other.to_string(),
     }
 }
@@ -519,6 +527,7 @@ mod tests {
             Ok(report()),
             Err(ClientError::Timeout {
                 waited: Duration::from_millis(5000),
+                kind: balsa::client::OperationKind::Other,
             }),
         ]
     }
@@ -652,6 +661,7 @@ mod tests {
         let too_large = ClientError::TooLarge { size: 2, max: 1 };
         let timeout = ClientError::Timeout {
             waited: Duration::ZERO,
+            kind: balsa::client::OperationKind::Write,
         };
         let unavailable = ClientError::Unavailable {
             reason: "no leader".into(),

@@ -476,7 +476,9 @@ impl Demo {
             let node = reports[index_of(id)].as_ref();
             let leading = reports[index_of(leader)].as_ref();
             if let (Some(node), Some(leading)) = (node, leading) {
-                if first_look {
+                // Said once the node has heard from the leader: before that it may still show
+                // the term it started in, which the cluster has left.
+                if first_look && node.leader == Some(leader) && node.term == leading.term {
                     println!(
                         "  Node {id} runs as a {} in term {}, with applied index {} while the \
                          leader's commit index is {}.",

@@ -134,7 +134,7 @@ pub fn hint(error: &ClientError, key: Option<&ClientKey>) -> Option<String> {
              BALSA_KEY_FILE"
                 .into(),
         ),
-        (ClientError::Timeout { .. }, None) => Some(format!(
+        (ClientError::Timeout { .. } | ClientError::NoNodeAnswered { .. }, None) => Some(format!(
             "if the cluster runs with keys, it serves no request without its client key: \
              {GIVE}"
         )),
@@ -276,6 +276,7 @@ mod tests {
         assert!(insecure.contains("drop --key-file"), "{insecure}");
         let timeout = ClientError::Timeout {
             waited: Duration::from_secs(1),
+            kind: balsa::client::OperationKind::Write,
         };
         let maybe = hint(&timeout, None).expect("a hint");
         assert!(

@@ -191,11 +191,13 @@ fn apply(steps: Vec<MemberStep>, args: &ChangeArgs, key: Option<&ClientKey>) -> 
 #[allow(clippy::print_stderr, reason = "the command's one-line error")]
 fn fail(error: &ClientError, key: Option<&ClientKey>) -> ExitCode {
     match error {
-        ClientError::Timeout { waited } => eprintln!(
-            "balsa members: no answer within {} ms; the outcome of the change is unknown (see \
+        ClientError::Timeout { waited, .. } | ClientError::NoNodeAnswered { waited, .. } => {
+            eprintln!(
+                "balsa members: no answer within {} ms; the outcome of the change is unknown (see \
              `balsa members list`)",
-            waited.as_millis()
-        ),
+                waited.as_millis()
+            )
+        }
         other => eprintln!("balsa members: {other}"),
     }
     if let Some(hint) = keys::hint(error, key) {
@@ -368,6 +370,7 @@ mod tests {
         }
         let timeout = ClientError::Timeout {
             waited: Duration::ZERO,
+            kind: balsa::client::OperationKind::Write,
         };
         assert_eq!(change_exit_status(&timeout), 3);
     }

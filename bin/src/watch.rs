@@ -213,6 +213,7 @@ mod tests {
         vec![
             Err(ClientError::Timeout {
                 waited: Duration::from_millis(1000),
+                kind: balsa::client::OperationKind::Other,
             }),
             Ok(StatusReport {
                 id: 2,

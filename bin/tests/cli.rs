@@ -49,9 +49,16 @@ fn help_and_version_go_to_stdout_with_exit_status_0() {
     }
     let version = run_balsa(&["--version"]);
     assert_eq!(version.status.code(), Some(0));
-    assert_eq!(
-        stdout(&version),
-        format!("balsa {}\n", env!("CARGO_PKG_VERSION"))
+    // The version, then the git revision of the build (`unknown` outside a checkout).
+    let printed = stdout(&version);
+    let revision = printed
+        .strip_prefix(&format!("balsa {} (", env!("CARGO_PKG_VERSION")))
+        .and_then(|rest| rest.strip_suffix(")\n"))
+        .unwrap_or_else(|| panic!("{printed:?}"));
+    assert!(
+        revision == "unknown"
+            || (revision.len() >= 7 && revision.chars().all(|c| c.is_ascii_hexdigit())),
+        "{printed:?}"
     );
 }
 
@@ -186,13 +193,22 @@ fn serve_logs_at_info_unless_balsa_log_or_rust_log_say_otherwise() {
         .lines()
         .find(|line| line.contains("now Leader"))
         .unwrap_or_else(|| panic!("no leader line at info: {default}"));
-    // `[   0.231s INFO  node 1] now Leader in term 1, leader Some(1)`
+    // `[2025-06-01T09:12:03.231544Z INFO  node 1] now Leader in term 1, leader Some(1)`: the
+    // wall-clock time, RFC 3339 in UTC, to the microsecond.
     let (prefix, _) = leader_line
-        .split_once("s INFO  node 1] now Leader")
+        .split_once(" INFO  node 1] now Leader")
         .expect("the format");
-    let seconds = prefix.strip_prefix('[').expect("a leading bracket");
-    assert_eq!(seconds.len(), 8, "{leader_line}");
-    assert!(seconds.trim().parse::<f64>().is_ok(), "{leader_line}");
+    let time = prefix.strip_prefix('[').expect("a leading bracket");
+    let shape: String = time
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect();
+    assert_eq!(shape, "9999-99-99T99:99:99.999999Z", "{leader_line}");
+    let year: u32 = time[..4].parse().expect("digits");
+    assert!(
+        year >= 2025,
+        "a wall-clock year, not time since start: {leader_line}"
+    );
 
     let quiet = serve_log(&[("RUST_LOG", "warn")]);
     assert!(

@@ -78,16 +78,35 @@ impl OpFigures {
         self.latency_us.value_at_quantile(quantile)
     }
 
+    /// The latency at `quantile` as a JSON value: `null` when nothing was measured (an empty
+    /// histogram has no percentiles; 0 would read as a latency).
+    fn json_us_at(&self, quantile: f64) -> String {
+        self.json_us(self.us_at(quantile))
+    }
+
+    /// The largest latency as a JSON value, `null` when nothing was measured.
+    fn json_max_us(&self) -> String {
+        self.json_us(self.latency_us.max())
+    }
+
+    fn json_us(&self, us: u64) -> String {
+        if self.ops() == 0 {
+            String::from("null")
+        } else {
+            us.to_string()
+        }
+    }
+
     /// `"ops":…,"ops_per_sec":…,"p50_us":…,"p90_us":…,"p99_us":…,"p999_us":…,"max_us":…` (no
-    /// braces).
+    /// braces); the latencies `null` when nothing was measured.
     fn json_fields(&self, elapsed: Duration) -> String {
-        let [p50, p90, p99, p999] = QUANTILES.map(|q| self.us_at(q));
+        let [p50, p90, p99, p999] = QUANTILES.map(|q| self.json_us_at(q));
         format!(
             "\"ops\":{},\"ops_per_sec\":{:.1},\"p50_us\":{p50},\"p90_us\":{p90},\
              \"p99_us\":{p99},\"p999_us\":{p999},\"max_us\":{}",
             self.ops(),
             self.per_sec(elapsed),
-            self.latency_us.max(),
+            self.json_max_us(),
         )
     }
 }
@@ -106,6 +125,18 @@ impl From<(Workload, Outcome)> for Figures {
     }
 }
 
+/// The kinds of operation `workload` measures, writes first (known before the run).
+pub fn kinds_of(workload: Workload) -> Vec<OpKind> {
+    let mut kinds = Vec::new();
+    if workload.has_writes() {
+        kinds.push(OpKind::Writes);
+    }
+    if workload.has_reads() {
+        kinds.push(OpKind::Reads);
+    }
+    kinds
+}
+
 /// One kind of operation a run measured, as the table and the JSON name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpKind {
@@ -118,14 +149,7 @@ pub enum OpKind {
 impl Figures {
     /// The kinds of operation the workload measures, writes first.
     pub fn kinds(&self) -> Vec<OpKind> {
-        let mut kinds = Vec::new();
-        if self.workload.has_writes() {
-            kinds.push(OpKind::Writes);
-        }
-        if self.workload.has_reads() {
-            kinds.push(OpKind::Reads);
-        }
-        kinds
+        kinds_of(self.workload)
     }
 
     /// The figures of one kind.
@@ -174,11 +198,11 @@ impl Figures {
                 self.writes.ops(),
                 self.clients,
                 self.ops_per_sec(),
-                self.us_at(0.50),
-                self.us_at(0.90),
-                self.us_at(0.99),
-                self.us_at(0.999),
-                self.writes.latency_us.max(),
+                self.writes.json_us_at(0.50),
+                self.writes.json_us_at(0.90),
+                self.writes.json_us_at(0.99),
+                self.writes.json_us_at(0.999),
+                self.writes.json_max_us(),
                 self.writes.errors,
             );
         }
@@ -346,6 +370,7 @@ mod tests {
                 reads: Measured::default(),
                 read_misses: 0,
                 first_error: None,
+                stopped: None,
             },
         ))
     }
@@ -365,6 +390,7 @@ mod tests {
                 },
                 read_misses: 1,
                 first_error: None,
+                stopped: None,
             },
         ))
     }
@@ -394,6 +420,21 @@ mod tests {
         assert_eq!(figures.us_at(0.99), 990);
         assert_eq!(figures.writes.latency_us.max(), 1000);
         assert_eq!(figures.writes.ops(), 1000);
+    }
+
+    /// An empty run has no percentiles: `null`, never a 0 that reads as a latency.
+    #[test]
+    fn the_json_of_an_empty_run_has_null_percentiles() {
+        let json: serde_json::Value =
+            serde_json::from_str(&figures(Vec::new()).to_json()).expect("valid JSON");
+        for key in ["p50_us", "p90_us", "p99_us", "p999_us", "max_us"] {
+            assert_eq!(json[key], serde_json::Value::Null, "{key}: {json}");
+        }
+        assert_eq!(json["ops"], 0);
+        let json: serde_json::Value =
+            serde_json::from_str(&mixed(Vec::new(), vec![40]).to_json()).expect("valid JSON");
+        assert_eq!(json["writes"]["p99_us"], serde_json::Value::Null, "{json}");
+        assert_eq!(json["reads"]["p99_us"], 40, "{json}");
     }
 
     #[test]

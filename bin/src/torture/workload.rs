@@ -230,6 +230,7 @@ fn definitely_not_applied(error: &ClientError) -> bool {
         error,
         ClientError::Unavailable { .. }
             | ClientError::TooLarge { .. }
+            | ClientError::OverLimit(_)
             | ClientError::Rejected { .. }
     )
 }

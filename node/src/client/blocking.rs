@@ -211,7 +211,8 @@ impl Client {
         endpoints: &[SocketAddr],
         mut each: impl FnMut(usize, Result<StatusReport, ClientError>),
     ) {
-        self.ask_each(endpoints, Operation::Status, |k, reply| {
+        let timeout = self.options.timeout;
+        self.ask_each(endpoints, timeout, Operation::Status, |k, reply| {
             let result = reply.and_then(|reply| match reply {
                 Reply::Status(report) => Ok(report),
                 other => Err(unexpected("a status request", &other)),
@@ -229,7 +230,8 @@ impl Client {
     ) -> Vec<Result<MembersReport, ClientError>> {
         let mut results: Vec<Option<Result<MembersReport, ClientError>>> =
             endpoints.iter().map(|_| None).collect();
-        self.ask_each(endpoints, Operation::Members, |k, reply| {
+        let timeout = self.options.timeout;
+        self.ask_each(endpoints, timeout, Operation::Members, |k, reply| {
             results[k] = Some(reply.and_then(|reply| match reply {
                 Reply::Members(report) => Ok(report),
                 other => Err(unexpected("a members request", &other)),
@@ -256,12 +258,14 @@ impl Client {
         }
     }
 
-    /// Runs `ask(node)` at every node of `endpoints` at once (one operation timeout for all);
-    /// `reply(k, result)` is called once for each, `k` its place in `endpoints`, as soon as
-    /// its operation ends (the socket failing ends every one not ended yet, with the reason).
+    /// Runs `ask(node)` at every node of `endpoints` at once (one operation timeout, `timeout`,
+    /// for all); `reply(k, result)` is called once for each, `k` its place in `endpoints`, as
+    /// soon as its operation ends (the socket failing ends every one not ended yet, with the
+    /// reason).
     fn ask_each(
         &mut self,
         endpoints: &[SocketAddr],
+        timeout: Duration,
         ask: impl Fn(SocketAddr) -> Operation,
         mut reply: impl FnMut(usize, Result<Reply, ClientError>),
     ) {
@@ -270,15 +274,22 @@ impl Client {
         let first = self.session.next_request_id();
         let stride = endpoints.len() as u64;
         let now = self.link.now();
+        let options = ClientOptions {
+            timeout,
+            ..self.options.clone()
+        };
         let mut sessions: Vec<Session> = (0_u64..)
             .zip(endpoints)
             .map(|(k, endpoint)| {
                 let mut session = Session::new(
                     self.session.endpoints().to_vec(),
-                    &self.options,
+                    &options,
                     self.session.client_id(),
                 )
-                .expect("the client's own session was made with these endpoints and options")
+                .expect(
+                    "the client's own session was made with these endpoints and options, and \
+                     `timeout` is never zero (its callers' invariant)",
+                )
                 .with_request_ids(first + k, stride);
                 session
                     .start(now, ask(*endpoint))
@@ -351,12 +362,52 @@ impl Client {
         }
     }
 
-    /// Asks the leader to hand leadership to node `to`. Returns once the transfer has started
-    /// (it completes, or is abandoned, on the cluster's own schedule).
+    /// Asks the leader to hand leadership to node `to`, and waits, within the client's
+    /// timeout, until node `to` leads: some endpoint reports itself as node `to` leading, or
+    /// follows node `to` as its leader. (The leader answers as soon as the transfer starts; it
+    /// gives the transfer up if `to` does not catch up and take over within an election
+    /// timeout, so only the cluster's status tells the outcome, which is also how this works
+    /// against nodes of any version.)
+    ///
+    /// # Errors
+    /// [`ClientError::Rejected`] when the leader refuses at once (node `to` is not a voter of
+    /// the configuration in force); [`ClientError::NotTransferred`], with what the endpoints
+    /// reported, when node `to` did not lead in time; the errors of any operation otherwise.
     pub fn transfer(&mut self, to: NodeId) -> Result<(), ClientError> {
+        let started = self.link.now();
         match self.run(Operation::Transfer(to))? {
-            Reply::TransferStarted => Ok(()),
-            other => Err(unexpected("a transfer", &other)),
+            Reply::TransferStarted => {}
+            other => return Err(unexpected("a transfer", &other)),
+        }
+        let deadline = started.saturating_add(self.options.timeout);
+        let endpoints = self.session.endpoints().to_vec();
+        loop {
+            let left = deadline.saturating_sub(self.link.now());
+            // A round of status requests waits at most an attempt timeout (never zero).
+            let round = self
+                .options
+                .attempt_timeout
+                .min(left)
+                .max(Duration::from_millis(1));
+            let mut reports = Vec::new();
+            self.ask_each(&endpoints, round, Operation::Status, |_, reply| {
+                if let Ok(Reply::Status(report)) = reply {
+                    reports.push(report);
+                }
+            });
+            if reports.iter().any(|report| leads(report, to)) {
+                return Ok(());
+            }
+            let now = self.link.now();
+            if now >= deadline {
+                return Err(ClientError::NotTransferred {
+                    to,
+                    waited: now.saturating_sub(started),
+                    reason: not_transferred_reason(&reports, to),
+                });
+            }
+            // Between rounds of answers, a pause: the outcome takes an election to show.
+            std::thread::sleep(TRANSFER_POLL.min(deadline.saturating_sub(now)));
         }
     }
 
@@ -378,6 +429,39 @@ impl Client {
         let notice = self.link.notices.of(None);
         completed.result.map_err(|error| error.explained_by(notice))
     }
+}
+
+/// The pause between two rounds of status requests while a transfer's outcome is awaited.
+const TRANSFER_POLL: Duration = Duration::from_millis(20);
+
+/// Whether `report` says node `to` leads: it is node `to`, leading, or it follows node `to`.
+fn leads(report: &StatusReport, to: NodeId) -> bool {
+    (report.id == to && report.role == "leader") || report.leader == Some(to)
+}
+
+/// Why node `to` is not leading, from the last round of status `reports`: who leads instead,
+/// and whether node `to` answered at all.
+fn not_transferred_reason(reports: &[StatusReport], to: NodeId) -> String {
+    let leader = reports
+        .iter()
+        .filter(|report| report.role == "leader")
+        .max_by_key(|report| report.term);
+    let still = match leader {
+        Some(leader) => format!("node {} still leads (term {})", leader.id, leader.term),
+        None => String::from("no endpoint reports a leader"),
+    };
+    let target = if reports.iter().any(|report| report.id == to) {
+        format!(
+            "node {to} answers but did not take over (behind, or cut off from the leader?); \
+             the leader gives a transfer up after an election timeout"
+        )
+    } else {
+        format!(
+            "node {to} did not answer at any endpoint (is it running?); the leader gives a \
+             transfer up when its target does not catch up within an election timeout"
+        )
+    };
+    format!("{still}; {target}")
 }
 
 impl Link {
@@ -524,19 +608,30 @@ mod tests {
         let key = vec![b'k'; crate::kv::MAX_KEY_LEN + 1];
         assert!(matches!(
             client.put(&key, b"v"),
-            Err(ClientError::TooLarge { .. })
+            Err(ClientError::OverLimit(_))
         ));
-        assert!(matches!(
-            client.get(&key, false),
-            Err(ClientError::TooLarge { .. })
-        ));
-        let value = vec![0; crate::kv::MAX_VALUE_LEN];
+        let error = client.get(&key, false).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "key of 1,025 bytes exceeds the maximum key size of 1,024 bytes (values: at most \
+             63,488 bytes)"
+        );
+        let value = vec![0; 70_000];
         let error = client.put(b"k", &value).unwrap_err();
-        assert!(
-            matches!(error, ClientError::TooLarge { max: 65_000, .. }),
-            "{error:?}"
+        assert_eq!(
+            error.to_string(),
+            "value of 70,000 bytes exceeds the maximum value size of 63,488 bytes (keys: at most \
+             1,024 bytes)"
         );
         assert!(!error.outcome_unknown());
+        let half = vec![0; crate::kv::MAX_VALUE_SIZE / 2 + 1];
+        let error = client.cas(b"k", Some(&half), &half).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("expected and new values of 63,490 bytes exceed the maximum value"),
+            "{error}"
+        );
     }
 
     /// A stand-in node on its own socket ([`stand_in::serve`]): answers each request, sent

@@ -45,11 +45,20 @@
 //! refused) or with an answer other than its kind's success is counted as failed, not recorded;
 //! a client stops after [`GIVE_UP_AFTER`] failures in a row.
 //!
+//! # Stopping a run that cannot succeed
+//!
+//! The whole run stops — no client starts another operation, warm-up or measured — at the first
+//! failure that says no node ever answered ([`ClientError::NoNodeAnswered`]: no cluster there),
+//! or once [`STOP_AFTER`] operations failed in a row over all clients (no success between
+//! them): a dead cluster costs one operation timeout, or a few, not one per operation.
+//! [`Outcome::stopped`] says why. [`Progress`], about once a second from the start (the warm-up
+//! too), counts the failures so far and gives the first, so a user sees them as they happen.
+//!
 //! This and the node's runtime are the crate's only code that starts threads (scoped: every one
 //! has ended when [`run`] returns).
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
@@ -62,6 +71,10 @@ pub use super::multiplexer::Sockets;
 
 /// Consecutive failed operations after which a client stops (the cluster is down, not slow).
 pub const GIVE_UP_AFTER: u32 = 20;
+
+/// Consecutive failed operations over all clients (no success between them) after which the
+/// whole run stops: see the module doc.
+pub const STOP_AFTER: u32 = 20;
 
 /// Clients driven by one thread.
 pub const CLIENTS_PER_THREAD: usize = 32;
@@ -226,6 +239,76 @@ pub struct Outcome {
     pub read_misses: u64,
     /// The first failure, for the user.
     pub first_error: Option<String>,
+    /// Why the run stopped before its end, if it did (see the module doc).
+    pub stopped: Option<String>,
+}
+
+/// How a run is going, handed to [`run`]'s `progress` about once a second.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// The warm-up is still running (nothing is measured yet).
+    pub warming_up: bool,
+    /// Measured operations that succeeded so far.
+    pub done: u64,
+    /// Measured operations asked for ([`Load::ops`]).
+    pub total: u64,
+    /// Operations that failed so far, the warm-up's included.
+    pub failed: u64,
+    /// The first failure, once there is one.
+    pub first_error: Option<String>,
+}
+
+/// What every worker of a run shares while it runs: the counts a progress line shows, and
+/// whether the run was stopped (see the module doc).
+#[derive(Default)]
+struct Live {
+    done: AtomicU64,
+    failed: AtomicU64,
+    failing_in_a_row: AtomicU32,
+    stop: AtomicBool,
+    /// The first failure, and why the run stopped, once known.
+    first_error: Mutex<Option<String>>,
+    stopped: Mutex<Option<String>>,
+}
+
+impl Live {
+    /// Counts a failure (`nobody_answered`: no node ever answered the client).
+    fn failed(&self, reason: &str, nobody_answered: bool) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        let in_a_row = self.failing_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+        lock(&self.first_error).get_or_insert_with(|| reason.to_owned());
+        let why = if nobody_answered {
+            reason.to_owned()
+        } else if in_a_row >= STOP_AFTER {
+            format!("{STOP_AFTER} operations failed in a row; the last: {reason}")
+        } else {
+            return;
+        };
+        lock(&self.stopped).get_or_insert(why);
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    fn succeeded(&self) {
+        self.failing_in_a_row.store(0, Ordering::Relaxed);
+    }
+
+    fn progress(&self, warming_up: bool, total: u64) -> Progress {
+        Progress {
+            warming_up,
+            done: self.done.load(Ordering::Relaxed),
+            total,
+            failed: self.failed.load(Ordering::Relaxed),
+            first_error: lock(&self.first_error).clone(),
+        }
+    }
+}
+
+/// The value behind `mutex`; a worker that panicked holding it is a broken invariant that
+/// [`run`] re-raises anyway, so its value is taken as it is.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Outcome {
@@ -242,14 +325,14 @@ impl Outcome {
     }
 }
 
-/// Runs `load`; calls `progress(measured_done, measured_total)` about once a second while the
-/// measured phase runs (`measured_total` is [`Load::ops`]).
+/// Runs `load`; calls `progress` about once a second, from the warm-up on, with the counts so
+/// far.
 ///
 /// # Errors
 /// [`ClientError::Config`] if `load` asks for no clients, has no endpoints or endpoints of both
 /// address families, or options a client refuses; [`ClientError::Io`] if a client socket cannot
 /// be set up or fails.
-pub fn run(load: &Load, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, ClientError> {
+pub fn run(load: &Load, progress: &mut dyn FnMut(Progress)) -> Result<Outcome, ClientError> {
     if load.clients == 0 {
         return Err(ClientError::Config {
             reason: "at least one client is needed".into(),
@@ -262,6 +345,7 @@ pub fn run(load: &Load, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, C
     // A client of a workload with reads writes at least one key before it reads.
     let least_warmup = u64::from(load.workload.has_reads());
     let value = vec![b'v'; load.value_size];
+    let live = Live::default();
     let mut workers = Vec::new();
     for first in (0..load.clients).step_by(CLIENTS_PER_THREAD) {
         let count = CLIENTS_PER_THREAD.min(load.clients - first);
@@ -286,23 +370,28 @@ pub fn run(load: &Load, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, C
                 workload: load.workload,
                 deadline: None,
                 tallied: Tallied::default(),
+                live: &live,
             },
         });
     }
-    let done = AtomicU64::new(0);
+    let done = &live.done;
     // Each worker says when its measured phase ended (or that it failed: dropped unsent).
     let (finished, finishes) = crossbeam_channel::unbounded::<Instant>();
+    // ... and when its warm-up did.
+    let (warmed_up, warm_ups) = crossbeam_channel::unbounded::<()>();
     let start_line = Barrier::new(workers.len() + 1);
     let merged = Mutex::new(Tallied::default());
     let (start, elapsed) = std::thread::scope(|scope| -> Result<_, ClientError> {
         let mut threads = Vec::new();
+        let worker_count = workers.len();
         for mut worker in workers {
-            let (done, finished) = (&done, finished.clone());
+            let (finished, warmed_up) = (finished.clone(), warmed_up.clone());
             let (start_line, merged) = (&start_line, &merged);
             threads.push(scope.spawn(move || -> Result<(), ClientError> {
                 // A worker that fails to warm up still reaches the start line: the others and
                 // the timer wait there for every worker.
                 let warmed = worker.run_phase(None);
+                let _ = warmed_up.send(());
                 start_line.wait();
                 warmed?;
                 worker.tally.deadline = load.duration.map(|duration| clock() + duration);
@@ -313,7 +402,18 @@ pub fn run(load: &Load, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, C
                 Ok(())
             }));
         }
-        drop(finished);
+        drop((finished, warmed_up));
+        // The warm-up's progress, until every worker is through it.
+        let mut warming = worker_count;
+        while warming > 0 {
+            match warm_ups.recv_timeout(Duration::from_secs(1)) {
+                Ok(()) => warming -= 1,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    progress(live.progress(true, load.ops));
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+        }
         start_line.wait();
         let start = clock();
         let mut last_end = start;
@@ -322,7 +422,7 @@ pub fn run(load: &Load, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, C
             match finishes.recv_timeout(Duration::from_secs(1)) {
                 Ok(end) => last_end = last_end.max(end),
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    progress(done.load(Ordering::Relaxed), load.ops);
+                    progress(live.progress(false, load.ops));
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
             }
@@ -346,6 +446,7 @@ pub fn run(load: &Load, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, C
         reads: tallied.reads.measured_from(start),
         read_misses: tallied.read_misses,
         first_error: tallied.first_error,
+        stopped: lock(&live.stopped).take(),
     })
 }
 
@@ -388,6 +489,8 @@ struct Tally<'a> {
     /// When the measured phase ends, if it is timed.
     deadline: Option<Instant>,
     tallied: Tallied,
+    /// What every worker of the run shares.
+    live: &'a Live,
 }
 
 /// What some clients measured, their end times as instants (the phase's start is known only
@@ -454,7 +557,7 @@ impl Worker<'_> {
             while let Some(operation) = tally.next_operation(client, measuring) {
                 match mux.start(client, operation) {
                     Ok(()) => break,
-                    Err(error) => tally.fail(client, error.to_string()),
+                    Err(error) => tally.fail(client, &error),
                 }
             }
         }
@@ -475,6 +578,7 @@ impl Tally<'_> {
     fn record(&mut self, client: usize, completed: Completed, done: Option<&AtomicU64>) {
         let kind = self.clients[client].in_flight;
         let answered = match (kind, completed.result) {
+            (_, Err(error)) => return self.fail(client, &error),
             (Kind::Write, Ok(Reply::Written(Answer::Ok))) => Ok(()),
             (Kind::Read, Ok(Reply::Read(Answer::Value(value)))) => {
                 if value.is_none() {
@@ -484,11 +588,11 @@ impl Tally<'_> {
             }
             (Kind::Write, Ok(other)) => Err(format!("a write was answered {other:?}")),
             (Kind::Read, Ok(other)) => Err(format!("a read was answered {other:?}")),
-            (_, Err(error)) => Err(error.to_string()),
         };
         match answered {
             Ok(()) => {
                 self.clients[client].failures_in_a_row = 0;
+                self.live.succeeded();
                 if let Some(done) = done {
                     let samples = self.samples(kind);
                     samples.latencies_us.push(micros(completed.elapsed).max(1));
@@ -496,7 +600,7 @@ impl Tally<'_> {
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Err(reason) => self.fail(client, reason),
+            Err(reason) => self.count_failure(client, reason, false),
         }
     }
 
@@ -507,10 +611,18 @@ impl Tally<'_> {
         }
     }
 
-    /// Counts a failure of client `client`'s operation in flight.
-    fn fail(&mut self, client: usize, reason: String) {
+    /// Counts client `client`'s operation in flight as failed with `error`.
+    fn fail(&mut self, client: usize, error: &ClientError) {
+        let nobody_answered = matches!(error, ClientError::NoNodeAnswered { .. });
+        self.count_failure(client, error.to_string(), nobody_answered);
+    }
+
+    /// Counts a failure of client `client`'s operation in flight, here and in the run's shared
+    /// counts (which may stop the run).
+    fn count_failure(&mut self, client: usize, reason: String, nobody_answered: bool) {
         let kind = self.clients[client].in_flight;
         self.samples(kind).errors += 1;
+        self.live.failed(&reason, nobody_answered);
         self.tallied.first_error.get_or_insert(reason);
         self.clients[client].failures_in_a_row += 1;
     }
@@ -525,7 +637,11 @@ impl Tally<'_> {
         } else {
             &mut state.warmup_left
         };
-        if *left == 0 || timed_out || state.failures_in_a_row >= GIVE_UP_AFTER {
+        if *left == 0
+            || timed_out
+            || state.failures_in_a_row >= GIVE_UP_AFTER
+            || self.live.stop.load(Ordering::Relaxed)
+        {
             return None;
         }
         *left -= 1;
@@ -655,7 +771,7 @@ mod tests {
         let address = node.local_addr().unwrap();
         std::thread::scope(|scope| {
             let fake = scope.spawn(|| leader(node, answer));
-            let outcome = run(load, &mut |_, _| {}).unwrap();
+            let outcome = run(load, &mut |_| {}).unwrap();
             stand_in::stop(address);
             (outcome, fake.join().unwrap())
         })
@@ -841,6 +957,56 @@ mod tests {
             "{:?}",
             outcome.first_error
         );
+        assert!(
+            outcome
+                .stopped
+                .as_deref()
+                .is_some_and(|why| why.starts_with("20 operations failed in a row")),
+            "{:?}",
+            outcome.stopped
+        );
+    }
+
+    /// Failures in a row over all clients stop the whole run: eight refused clients stop after
+    /// about [`STOP_AFTER`] failures between them (those in flight then finish), not eight times
+    /// [`GIVE_UP_AFTER`]; the warm-up counts, and stops the measured phase from starting.
+    #[test]
+    fn failures_in_a_row_over_all_clients_stop_the_whole_run() {
+        let node = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let load = load(node.local_addr().unwrap(), 8, 16, 800, Sockets::Shared);
+        let refuse = |_: &Command| ResponseBody::Error {
+            message: "refused".into(),
+        };
+        let (outcome, _) = run_against_leader(&load, &node, refuse);
+        let failed = outcome.errors();
+        assert!(
+            (u64::from(STOP_AFTER)..u64::from(STOP_AFTER) + 8).contains(&failed),
+            "{failed} failures"
+        );
+        assert_eq!(outcome.writes.ops(), 0);
+        assert!(outcome.stopped.is_some());
+    }
+
+    /// Against nothing at all, the run stops at the first operation that ends with no node
+    /// ever having answered: one operation timeout per client at most, and it says why.
+    #[test]
+    fn a_run_against_no_cluster_stops_at_the_first_silence_and_says_so() {
+        let silent = UdpSocket::bind("127.0.0.1:0").unwrap(); // never answers
+        let mut load = load(silent.local_addr().unwrap(), 4, 0, 1000, Sockets::PerClient);
+        load.options.timeout = Duration::from_millis(100);
+        load.options.attempt_timeout = Duration::from_millis(30);
+        let mut reports = Vec::new();
+        let outcome = run(&load, &mut |progress| reports.push(progress)).unwrap();
+        assert!(outcome.errors() <= 4, "{} failures", outcome.errors());
+        assert_eq!(outcome.writes.ops(), 0);
+        let stopped = outcome.stopped.expect("the run stopped");
+        assert!(stopped.contains("no Balsa node answered at"), "{stopped}");
+        // Progress reports, if the run lasted long enough for one, count only what happened.
+        assert!(
+            reports
+                .iter()
+                .all(|report| report.done == 0 && report.total == 1000)
+        );
     }
 
     /// A load that cannot set up (here: a datagram limit the codec refuses, on the second
@@ -856,11 +1022,11 @@ mod tests {
             Sockets::Shared,
         );
         load.options.datagram_limit = 1;
-        let error = run(&load, &mut |_, _| {}).unwrap_err();
+        let error = run(&load, &mut |_| {}).unwrap_err();
         assert!(error.to_string().contains("datagram limit"), "{error}");
         load.clients = 0;
         assert!(matches!(
-            run(&load, &mut |_, _| {}),
+            run(&load, &mut |_| {}),
             Err(ClientError::Config { .. })
         ));
     }
@@ -877,7 +1043,7 @@ mod tests {
             Sockets::PerClient,
         );
         load.endpoints.push("[::1]:7002".parse().unwrap());
-        let error = run(&load, &mut |_, _| {}).unwrap_err();
+        let error = run(&load, &mut |_| {}).unwrap_err();
         assert!(error.to_string().contains("mix IPv4 and IPv6"), "{error}");
     }
 }

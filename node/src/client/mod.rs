@@ -46,10 +46,13 @@
 //! # Errors: definitely failed or outcome unknown
 //!
 //! [`ClientError::Timeout`] means some attempt went unanswered: a write may or may not have been
-//! applied (outcome unknown). [`ClientError::Unavailable`] means every attempt was refused
-//! (no leader, or no node reachable): the write was not applied. [`ClientError::TooLarge`] and
-//! [`ClientError::Rejected`] are definite refusals too. [`ClientError::outcome_unknown`] tells
-//! them apart.
+//! applied (outcome unknown); a read simply failed. [`ClientError::NoNodeAnswered`] is the same
+//! when no endpoint has answered this client anything at all, ever: most likely no cluster runs
+//! there, and the message says so. [`ClientError::Unavailable`] means every attempt was refused
+//! (no leader, or no node reachable): the write was not applied. [`ClientError::TooLarge`],
+//! [`ClientError::OverLimit`] and [`ClientError::Rejected`] are definite refusals too.
+//! [`ClientError::outcome_unknown`] tells them apart. Each error says which kind of operation
+//! failed ([`OperationKind`]), so a failed read never reads as a write of unknown outcome.
 //!
 //! Invariants: at most one request outstanding per client (methods take `&mut self`); a write's
 //! `seq` never changes between its attempts and never repeats across writes; no operation takes
@@ -153,11 +156,28 @@ pub enum ClientError {
         reason: String,
     },
     /// Some attempt went unanswered until the timeout: a write may or may not have been applied
-    /// (outcome unknown).
+    /// (outcome unknown); a read failed.
     Timeout {
         /// How long the operation tried.
         waited: Duration,
+        /// What failed: a write's outcome is unknown, a read's is not.
+        kind: OperationKind,
     },
+    /// No endpoint answered anything, this operation or any before it on this client, until
+    /// the timeout: most likely no Balsa cluster runs at these addresses (or a firewall, or the
+    /// wrong key: a keyed node answers nothing it cannot open). As [`ClientError::Timeout`], a
+    /// write's outcome is unknown all the same.
+    NoNodeAnswered {
+        /// Every endpoint the client was given.
+        endpoints: Vec<SocketAddr>,
+        /// How long the operation tried.
+        waited: Duration,
+        /// What failed.
+        kind: OperationKind,
+    },
+    /// A key or value over the service's limit ([`crate::kv::MAX_KEY_LEN`],
+    /// [`crate::kv::MAX_VALUE_SIZE`]), named: refused before anything was sent.
+    OverLimit(LimitExceeded),
     /// The request does not fit (a key or value over its limit, or the datagram over the
     /// limit). Nothing was applied.
     TooLarge {
@@ -178,6 +198,16 @@ pub enum ClientError {
         kind: RefusalKind,
         /// Why, as the leader said.
         message: String,
+    },
+    /// A leadership transfer the leader started did not happen: node `to` did not lead within
+    /// the timeout ([`Client::transfer`]).
+    NotTransferred {
+        /// The node that was to take over.
+        to: crate::raft::NodeId,
+        /// How long the client waited.
+        waited: Duration,
+        /// What the endpoints reported last (who leads, whether `to` answered).
+        reason: String,
     },
     /// The client's socket failed.
     Io {
@@ -212,27 +242,37 @@ pub enum ClientError {
     },
 }
 
+/// What kind of operation failed: what its failure means for the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperationKind {
+    /// A write (put, delete, compare-and-swap) or a membership change: unanswered, it may or
+    /// may not have taken effect.
+    Write,
+    /// A read of the key-value store: unanswered, it failed, and nothing changed.
+    Read,
+    /// A request about the nodes themselves (status, members, snapshot, transfer).
+    Other,
+}
+
 impl From<LimitExceeded> for ClientError {
     /// A key or value over its limit: refused before anything is sent.
     fn from(limit: LimitExceeded) -> ClientError {
-        ClientError::TooLarge {
-            size: limit.len,
-            max: limit.max as u64,
-        }
+        ClientError::OverLimit(limit)
     }
 }
 
 impl ClientError {
     /// True when a write that failed this way may nevertheless have been applied.
     pub fn outcome_unknown(&self) -> bool {
-        matches!(
-            self,
-            ClientError::Timeout { .. }
-                | ClientError::Unauthenticated {
-                    outcome_unknown: true,
-                    ..
-                }
-        )
+        match self {
+            ClientError::Timeout { kind, .. } | ClientError::NoNodeAnswered { kind, .. } => {
+                *kind != OperationKind::Read
+            }
+            ClientError::Unauthenticated {
+                outcome_unknown, ..
+            } => *outcome_unknown,
+            _ => false,
+        }
     }
 
     /// This error, or [`ClientError::Unauthenticated`] if it is one an operation ends with when
@@ -243,7 +283,9 @@ impl ClientError {
     ) -> ClientError {
         match (self, notice) {
             (
-                error @ (ClientError::Timeout { .. } | ClientError::Unavailable { .. }),
+                error @ (ClientError::Timeout { .. }
+                | ClientError::NoNodeAnswered { .. }
+                | ClientError::Unavailable { .. }),
                 Some((endpoint, notice)),
             ) => ClientError::Unauthenticated {
                 endpoint,
@@ -261,10 +303,47 @@ impl fmt::Display for ClientError {
             ClientError::Unavailable { reason } => {
                 write!(f, "cluster unavailable ({reason}); nothing was applied")
             }
-            ClientError::Timeout { waited } => write!(
+            ClientError::Timeout { waited, kind } => {
+                let waited = waited.as_millis();
+                match kind {
+                    OperationKind::Write => write!(
+                        f,
+                        "no answer within {waited} ms; the outcome is unknown (the write may or \
+                         may not have been applied)"
+                    ),
+                    OperationKind::Read => {
+                        write!(f, "the read failed: no answer within {waited} ms")
+                    }
+                    OperationKind::Other => write!(f, "no answer within {waited} ms"),
+                }
+            }
+            ClientError::NoNodeAnswered {
+                endpoints,
+                waited,
+                kind,
+            } => {
+                let at = endpoints
+                    .iter()
+                    .map(SocketAddr::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let silence = format!(
+                    "no Balsa node answered at {at} within {} ms \u{2014} is a cluster running?",
+                    waited.as_millis()
+                );
+                match kind {
+                    OperationKind::Write => write!(
+                        f,
+                        "{silence} (if one is, the write may or may not have been applied)"
+                    ),
+                    OperationKind::Read => write!(f, "the read failed: {silence}"),
+                    OperationKind::Other => write!(f, "{silence}"),
+                }
+            }
+            ClientError::OverLimit(limit) => write!(f, "{}", limit.refusal()),
+            ClientError::NotTransferred { to, waited, reason } => write!(
                 f,
-                "no answer within {} ms; the outcome is unknown (a write may or may not have been \
-                 applied)",
+                "leadership did not move to node {to} within {} ms: {reason}",
                 waited.as_millis()
             ),
             ClientError::TooLarge { size, max } => {

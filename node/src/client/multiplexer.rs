@@ -546,7 +546,7 @@ mod tests {
         assert_eq!(ended[0].as_ref().unwrap(), &value("key-0"));
         assert_eq!(ended[1].as_ref().unwrap(), &value("key-1"));
         assert!(
-            matches!(ended[2], Err(ClientError::TooLarge { .. })),
+            matches!(ended[2], Err(ClientError::OverLimit(_))),
             "{ended:?}"
         );
         assert_eq!(ended[3].as_ref().unwrap(), &value("key-2"));

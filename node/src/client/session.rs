@@ -48,7 +48,9 @@
 //!
 //! When [`ClientOptions::timeout`] runs out, the operation ends with
 //! [`ClientError::Timeout`] if some attempt went unanswered (a write may have been applied:
-//! outcome unknown), else with [`ClientError::Unavailable`] (every attempt was refused or not
+//! outcome unknown; a read failed) — or [`ClientError::NoNodeAnswered`] if no endpoint has ever
+//! answered this session anything, which names the endpoints and asks whether a cluster runs
+//! there — else with [`ClientError::Unavailable`] (every attempt was refused or not
 //! sent: nothing was applied). [`ClientError::TooLarge`] and [`ClientError::Rejected`] end it
 //! at once, definitely without effect.
 //!
@@ -60,7 +62,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{ClientError, ClientOptions, protocol};
+use super::{ClientError, ClientOptions, OperationKind, protocol};
 use crate::kv::{Answer, Command, Op, Query};
 use crate::raft::NodeId;
 use crate::runtime::wire::{
@@ -171,6 +173,9 @@ pub struct Session {
     /// last answered. An endpoint that failed within [`RECENT_FAILURE_ATTEMPTS`] attempt
     /// timeouts is tried after the others.
     failed_at: Vec<Option<Duration>>,
+    /// Some node answered this session something (any answer, a refusal too), ever: until one
+    /// does, a timeout says that no node answered at all.
+    heard_from_a_node: bool,
     state: State,
 }
 
@@ -291,6 +296,7 @@ impl Session {
             request_id_stride: 1,
             leader: None,
             cursor: 0,
+            heard_from_a_node: false,
             state: State::Idle,
         })
     }
@@ -506,6 +512,7 @@ impl Session {
             return false;
         }
         self.note_answer(from);
+        self.heard_from_a_node = true;
         let State::Busy(op) = &mut self.state else {
             unreachable!("awaits() holds only while busy");
         };
@@ -721,10 +728,15 @@ impl Session {
         let State::Busy(op) = &mut self.state else {
             return;
         };
-        let error = if op.some_attempt_unanswered {
-            ClientError::Timeout {
-                waited: now.saturating_sub(op.started),
+        let (waited, kind) = (now.saturating_sub(op.started), op.expect.kind());
+        let error = if op.some_attempt_unanswered && !self.heard_from_a_node {
+            ClientError::NoNodeAnswered {
+                endpoints: self.endpoints.clone(),
+                waited,
+                kind,
             }
+        } else if op.some_attempt_unanswered {
+            ClientError::Timeout { waited, kind }
         } else {
             ClientError::Unavailable {
                 reason: std::mem::take(&mut op.last_refusal),
@@ -778,6 +790,19 @@ impl Expect {
                 "{} was answered with {body:?}",
                 expect.name()
             ))),
+        }
+    }
+
+    /// What kind of operation this is, for what its failure means.
+    fn kind(self) -> OperationKind {
+        match self {
+            Expect::Write { .. } | Expect::ChangeMembership => OperationKind::Write,
+            Expect::Read => OperationKind::Read,
+            Expect::Status
+            | Expect::Snapshot
+            | Expect::SnapshotPiece
+            | Expect::Transfer
+            | Expect::Members => OperationKind::Other,
         }
     }
 
@@ -1027,7 +1052,11 @@ mod tests {
         let (sent, completed) = run_to_end(&mut session, ms(0), |_| None);
         let error = completed.result.unwrap_err();
         assert!(
-            matches!(error, ClientError::Timeout { waited } if waited == ms(5000)),
+            matches!(
+                &error,
+                ClientError::NoNodeAnswered { endpoints, waited, kind: OperationKind::Write }
+                    if *waited == ms(5000) && endpoints.len() == 3
+            ),
             "{error:?}"
         );
         assert!(error.outcome_unknown());
@@ -1053,6 +1082,57 @@ mod tests {
         );
         assert!(!error.outcome_unknown());
         assert!(sent.len() > 10, "{}", sent.len());
+    }
+
+    #[test]
+    fn a_read_nobody_answers_says_the_read_failed_and_names_the_endpoints() {
+        let mut session = session();
+        let read = Operation::Read {
+            query: Query::Get { key: b"k".to_vec() },
+            stale: false,
+        };
+        session.start(ms(0), read).unwrap();
+        let (_, completed) = run_to_end(&mut session, ms(0), |_| None);
+        let error = completed.result.unwrap_err();
+        assert!(!error.outcome_unknown(), "{error:?}");
+        let message = error.to_string();
+        assert!(
+            message.starts_with(
+                "the read failed: no Balsa node answered at 127.0.0.1:7001, 127.0.0.1:7002, \
+                 127.0.0.1:7003 within 5000 ms"
+            ),
+            "{message}"
+        );
+        assert!(message.ends_with("is a cluster running?"), "{message}");
+        assert!(!message.contains("write"), "{message}");
+    }
+
+    #[test]
+    fn silence_after_a_node_once_answered_is_a_timeout_not_no_cluster() {
+        let mut session = session();
+        session.start(ms(0), put()).unwrap();
+        let mut first = true;
+        // The first attempt is refused (an answer); every later one goes unanswered.
+        let (_, completed) = run_to_end(&mut session, ms(0), |_| {
+            std::mem::replace(&mut first, false).then(|| not_leader(None))
+        });
+        let error = completed.result.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ClientError::Timeout {
+                    kind: OperationKind::Write,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(
+            error
+                .to_string()
+                .ends_with("the write may or may not have been applied)"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -1287,7 +1367,7 @@ mod tests {
         let op = Operation::Write(Op::Delete { key });
         assert!(matches!(
             session.start(ms(0), op),
-            Err(ClientError::TooLarge { .. })
+            Err(ClientError::OverLimit(limit)) if limit.what == "key"
         ));
         assert!(!session.is_busy());
         assert_eq!(session.next_seq(), 1, "no seq used");

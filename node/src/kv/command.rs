@@ -47,6 +47,19 @@ pub const MAX_KEY_LEN: usize = 1024;
 /// snapshot may claim.
 pub const MAX_VALUE_LEN: usize = 64 * 1024;
 
+/// The largest value a client writes, in bytes: 62 KiB (63,488). Stated once, here, and
+/// reported by name when exceeded ([`Command::check_limits`], [`LimitExceeded::refusal`]).
+///
+/// A put of any key of up to [`MAX_KEY_LEN`] bytes and a value of up to this fits one message
+/// of a node with the default datagram limit, framed as the log holds it (a unit test checks
+/// the arithmetic against the core's own bound); a compare-and-swap's expected and new values
+/// together are held to it. [`MAX_VALUE_LEN`] is the decoder's bound, larger, so that nothing
+/// written before this limit was stated is misread.
+pub const MAX_VALUE_SIZE: usize = 62 * 1024;
+
+// The decoder takes every value a client may send.
+const _: () = assert!(MAX_VALUE_SIZE < MAX_VALUE_LEN);
+
 /// The longest reason in an [`Answer::Rejected`], in bytes (longer ones are cut).
 pub const MAX_REASON_LEN: usize = 256;
 
@@ -144,18 +157,17 @@ impl Op {
 }
 
 impl Command {
-    /// Checks the key and value sizes against [`MAX_KEY_LEN`] and [`MAX_VALUE_LEN`] (a client
-    /// checks before sending; the service refuses an oversized command either way).
+    /// Checks the key and value sizes against [`MAX_KEY_LEN`] and [`MAX_VALUE_SIZE`] (a
+    /// compare-and-swap's expected and new values together); a client checks before sending,
+    /// and the service refuses an oversized command either way.
     pub fn check_limits(&self) -> Result<(), LimitExceeded> {
         check_len("key", self.op.key(), MAX_KEY_LEN)?;
         match &self.op {
-            Op::Put { value, .. } => check_len("value", value, MAX_VALUE_LEN),
+            Op::Put { value, .. } => check_len("value", value, MAX_VALUE_SIZE),
             Op::Delete { .. } => Ok(()),
             Op::Cas { expected, new, .. } => {
-                if let Some(expected) = expected {
-                    check_len("expected value", expected, MAX_VALUE_LEN)?;
-                }
-                check_len("new value", new, MAX_VALUE_LEN)
+                let together = expected.as_ref().map_or(0, Vec::len) + new.len();
+                check_size("expected and new values", together, MAX_VALUE_SIZE)
             }
         }
     }
@@ -351,14 +363,62 @@ impl Answer {
 
 /// Refuses `bytes` longer than `max`.
 fn check_len(what: &'static str, bytes: &[u8], max: usize) -> Result<(), LimitExceeded> {
-    if bytes.len() > max {
+    check_size(what, bytes.len(), max)
+}
+
+/// Refuses a size `len` over `max`.
+fn check_size(what: &'static str, len: usize, max: usize) -> Result<(), LimitExceeded> {
+    if len > max {
         return Err(LimitExceeded {
             what,
-            len: bytes.len() as u64,
+            len: len as u64,
             max,
         });
     }
     Ok(())
+}
+
+impl LimitExceeded {
+    /// The client's refusal of a key or value over the service's limits, one line naming the
+    /// limit exceeded and stating the other: `value of 70,000 bytes exceeds the maximum value
+    /// size of 63,488 bytes (keys: at most 1,024 bytes)`.
+    pub fn refusal(&self) -> String {
+        let (limit, other) = if self.what == "key" {
+            (
+                "key",
+                format!("values: at most {} bytes", thousands(MAX_VALUE_SIZE as u64)),
+            )
+        } else {
+            (
+                "value",
+                format!("keys: at most {} bytes", thousands(MAX_KEY_LEN as u64)),
+            )
+        };
+        let verb = if self.what.ends_with('s') {
+            "exceed"
+        } else {
+            "exceeds"
+        };
+        format!(
+            "{} of {} bytes {verb} the maximum {limit} size of {} bytes ({other})",
+            self.what,
+            thousands(self.len),
+            thousands(self.max as u64)
+        )
+    }
+}
+
+/// `n` with a comma between each group of three digits: `63,488`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (k, digit) in digits.chars().enumerate() {
+        if k > 0 && (digits.len() - k).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -401,7 +461,7 @@ mod tests {
 
     #[test]
     fn limits_are_inclusive() {
-        let at_limit = put(&[0; MAX_KEY_LEN], &[0; MAX_VALUE_LEN]);
+        let at_limit = put(&[0; MAX_KEY_LEN], &[0; MAX_VALUE_SIZE]);
         assert_eq!(at_limit.check_limits(), Ok(()));
         assert_eq!(Command::decode(&at_limit.encode()), Ok(at_limit));
 
@@ -411,12 +471,67 @@ mod tests {
         assert_eq!(error.offset, 5, "the key's length prefix");
         assert!(matches!(error.kind, DecodeErrorKind::TooLong(limit) if limit.what == "key"));
 
-        let long_value = put(b"k", &[0; MAX_VALUE_LEN + 1]);
+        let long_value = put(b"k", &[0; MAX_VALUE_SIZE + 1]);
         assert!(long_value.check_limits().is_err());
+        let undecodable = put(b"k", &[0; MAX_VALUE_LEN + 1]);
         assert!(matches!(
-            Command::decode(&long_value.encode()).unwrap_err().kind,
+            Command::decode(&undecodable.encode()).unwrap_err().kind,
             DecodeErrorKind::TooLong(limit) if limit.what == "value"
         ));
+    }
+
+    /// The value limit is one a node with the default settings can always take: the largest
+    /// command the client lets through, framed for the log with an IPv6 client to answer (the
+    /// longest frame), fits the core's largest proposal.
+    #[test]
+    fn the_largest_command_a_client_sends_fits_a_default_nodes_proposal() {
+        let largest = Command {
+            client_id: u64::MAX,
+            seq: u64::MAX,
+            op: Op::Cas {
+                key: vec![0; MAX_KEY_LEN],
+                expected: Some(vec![0; MAX_VALUE_SIZE / 2]),
+                new: vec![0; MAX_VALUE_SIZE - MAX_VALUE_SIZE / 2],
+            },
+        };
+        assert_eq!(largest.check_limits(), Ok(()));
+        let put = Command {
+            op: Op::Put {
+                key: vec![0; MAX_KEY_LEN],
+                value: vec![0; MAX_VALUE_SIZE],
+            },
+            ..largest.clone()
+        };
+        assert_eq!(put.check_limits(), Ok(()));
+        let reply = crate::runtime::wire::ReplyTo {
+            address: "[::1]:7001".parse().expect("literal"),
+            request: u64::MAX,
+        };
+        let max = crate::raft::Config::new(1, vec![1]).max_proposal_bytes();
+        for command in [largest, put] {
+            let entry = crate::runtime::wire::frame(Some(reply), &command.encode());
+            assert!(entry.len() <= max, "{} > {max}", entry.len());
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_the_limit_and_states_the_other() {
+        let value = put(b"k", &[0; 70_000]).check_limits().unwrap_err();
+        assert_eq!(
+            value.refusal(),
+            "value of 70,000 bytes exceeds the maximum value size of 63,488 bytes (keys: at \
+             most 1,024 bytes)"
+        );
+        let key = put(&[0; 2048], b"v").check_limits().unwrap_err();
+        assert_eq!(
+            key.refusal(),
+            "key of 2,048 bytes exceeds the maximum key size of 1,024 bytes (values: at most \
+             63,488 bytes)"
+        );
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
     #[test]

@@ -27,7 +27,8 @@ use std::num::NonZeroUsize;
 
 pub use self::codec::{DecodeError, DecodeErrorKind, LimitExceeded};
 pub use self::command::{
-    Answer, Command, FORMAT_VERSION, MAX_KEY_LEN, MAX_REASON_LEN, MAX_VALUE_LEN, Op, Query,
+    Answer, Command, FORMAT_VERSION, MAX_KEY_LEN, MAX_REASON_LEN, MAX_VALUE_LEN, MAX_VALUE_SIZE,
+    Op, Query,
 };
 pub use self::session::{Admission, DEFAULT_SESSION_CAPACITY, Session, SessionTable};
 use crate::state_machine::{RestoreError, StateMachine};

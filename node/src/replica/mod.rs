@@ -414,6 +414,25 @@ impl<S: StateMachine, R> Replica<S, R> {
         }
     }
 
+    /// Why a transfer of leadership to `to` cannot start, if it cannot: `to` is not a voter of
+    /// the configuration in force (a learner, or no member at all). One line, naming the voters.
+    fn transfer_refusal(&self, to: NodeId) -> Option<String> {
+        let membership = self.raft.membership()?;
+        if membership.is_voter(to) {
+            return None;
+        }
+        let voters = membership
+            .incoming()
+            .map(|id| id.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Some(if membership.members().any(|member| member == to) {
+            format!("node {to} is a learner, not a voter, so it cannot lead (voters: {voters})")
+        } else {
+            format!("node {to} is not a member of this cluster (voters: {voters})")
+        })
+    }
+
     /// Storage saved this replica's snapshot at `index`: the core sends it to followers behind
     /// and compacts; clients that asked for a snapshot are answered.
     fn snapshot_saved(&mut self, index: u64, data: Arc<Vec<u8>>) {
@@ -600,9 +619,19 @@ impl<S: StateMachine, R> Replica<S, R> {
                 }
             }
             RequestBody::Transfer { to } => {
-                let body = match self.transfer_leader(to) {
-                    Ok(()) => ResponseBody::TransferStarted,
-                    Err(_) => self.not_leader(),
+                // A leader refuses a target that cannot lead at once, saying why (the core
+                // would give the transfer up in the same step); a follower redirects.
+                let refusal = if self.raft.role() == Role::Leader {
+                    self.transfer_refusal(to)
+                } else {
+                    None
+                };
+                let body = match refusal {
+                    Some(message) => ResponseBody::Error { message },
+                    None => match self.transfer_leader(to) {
+                        Ok(()) => ResponseBody::TransferStarted,
+                        Err(_) => self.not_leader(),
+                    },
                 };
                 self.respond(reply, body);
             }

@@ -104,6 +104,25 @@ fn a_leader_handing_over_refuses_a_write_naming_the_node_taking_over_never_itsel
     );
 }
 
+/// A transfer to a node that cannot lead is refused at once with the reason (a client that
+/// was told "started" could only guess at the outcome), and one to a voter starts.
+#[test]
+fn a_leader_refuses_a_transfer_to_a_node_that_is_not_a_voter_saying_why() {
+    let mut cluster = Cluster::new(3, |_| {});
+    cluster.elect(1);
+    let mut leader = replica(&mut cluster, 1);
+    assert_eq!(
+        answer(&mut leader, RequestBody::Transfer { to: 9 }),
+        Some(ResponseBody::Error {
+            message: "node 9 is not a member of this cluster (voters: 1, 2, 3)".into()
+        })
+    );
+    assert_eq!(
+        answer(&mut leader, RequestBody::Transfer { to: 2 }),
+        Some(ResponseBody::TransferStarted)
+    );
+}
+
 /// A linearizable read of key `k`, or with `stale` one from the node's own state.
 fn get(stale: bool) -> RequestBody {
     let query = Query::Get { key: b"k".to_vec() };
