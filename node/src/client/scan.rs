@@ -17,7 +17,7 @@
 
 use super::{Client, ClientError, protocol};
 use crate::client::session::{Operation, Reply};
-use crate::kv::{Answer, KeyRange, Query};
+use crate::kv::{Answer, KeyRange, Pair, Query};
 
 /// Bytes of a datagram that are not the page: the envelope's header, the seal, the response's
 /// framing (a generous bound: about 95 bytes in fact).
@@ -27,7 +27,7 @@ pub const PAGE_ENVELOPE: usize = 128;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Page {
     /// The pairs, in strictly increasing key order.
-    pub pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    pub pairs: Vec<Pair>,
     /// The range holds keys after the last pair.
     pub more: bool,
 }
@@ -43,7 +43,7 @@ pub struct Scan<'c> {
 }
 
 impl Iterator for Scan<'_> {
-    type Item = Result<Vec<(Vec<u8>, Vec<u8>)>, ClientError>;
+    type Item = Result<Vec<Pair>, ClientError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let range = self.rest.take()?;

@@ -95,6 +95,9 @@ const TAG_REJECTED: u8 = 0x25;
 const TAG_DELETED: u8 = 0x26;
 const TAG_PAGE: u8 = 0x27;
 
+/// A key and its value, as a range read returns them.
+pub type Pair = (Vec<u8>, Vec<u8>);
+
 /// The fewest bytes a page's pair takes (two empty byte strings).
 const MIN_PAIR_LEN: usize = 2;
 
@@ -209,7 +212,7 @@ pub enum Answer {
     /// One page of a scan: pairs in strictly increasing key order.
     Page {
         /// The pairs.
-        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+        pairs: Vec<Pair>,
         /// The range holds keys after the last pair.
         more: bool,
     },
@@ -508,10 +511,10 @@ impl Answer {
 }
 
 /// A page's pairs: a count the input can hold, keys strictly increasing.
-fn decode_pairs(reader: &mut Reader<'_>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DecodeError> {
+fn decode_pairs(reader: &mut Reader<'_>) -> Result<Vec<Pair>, DecodeError> {
     let count = reader.count("pair count", MIN_PAIR_LEN)?;
     // Grown as pairs are read (each took at least two input bytes), not reserved from the count.
-    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut pairs: Vec<Pair> = Vec::new();
     for _ in 0..count {
         let key_offset = reader.offset();
         let key = reader.bytes("key", MAX_KEY_LEN)?;

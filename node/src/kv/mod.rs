@@ -33,7 +33,7 @@ use std::ops::Bound;
 pub use self::codec::{DecodeError, DecodeErrorKind, LimitExceeded};
 pub use self::command::{
     Answer, Command, FORMAT_VERSION, MAX_DELETE_BATCH, MAX_KEY_LEN, MAX_PAGE_BYTES, MAX_REASON_LEN,
-    MAX_VALUE_LEN, Op, Query,
+    MAX_VALUE_LEN, Op, Pair, Query,
 };
 pub use self::range::{KeyRange, MAX_BOUND_LEN, prefix_end};
 pub use self::session::{Admission, DEFAULT_SESSION_CAPACITY, Session, SessionTable};
@@ -107,7 +107,7 @@ impl KvStore {
     pub fn page(&self, range: &KeyRange, limit: u64, max_bytes: u64) -> Answer {
         let budget = max_bytes.min(MAX_PAGE_BYTES);
         let mut used = command::PAGE_OVERHEAD;
-        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut pairs: Vec<Pair> = Vec::new();
         let mut rest = self.scan(range).peekable();
         while let Some(&(key, value)) = rest.peek() {
             let len = command::pair_len(key, value);

@@ -342,7 +342,7 @@ fn store_with(prefix: &str, count: u64) -> KvStore {
         index += 1;
         apply(store, index, &command(1, index, op))
     };
-    for key in ["a", "zz", &format!("{prefix}"), &format!("{prefix}\u{7f}")] {
+    for key in ["a", "zz", prefix, &format!("{prefix}\u{7f}")] {
         next(&mut store, put(key, "around"));
     }
     // Around the prefix's keys: the prefix itself (before them) and `prefix\x7f` (after them).
@@ -357,12 +357,7 @@ fn store_with(prefix: &str, count: u64) -> KvStore {
 
 /// Reads `range` a page at a time (`limit` pairs, `max_bytes`) through the byte interface,
 /// as a client does; returns the pairs and how many pages it took.
-fn read_all(
-    store: &KvStore,
-    range: &KeyRange,
-    limit: u64,
-    max_bytes: u64,
-) -> (Vec<(Vec<u8>, Vec<u8>)>, usize) {
+fn read_all(store: &KvStore, range: &KeyRange, limit: u64, max_bytes: u64) -> (Vec<Pair>, usize) {
     let mut rest = range.clone();
     let mut pairs = Vec::new();
     let mut pages = 0;
@@ -397,7 +392,7 @@ fn read_all(
 fn pages_of_a_prefix_continue_after_their_last_key_without_gaps_or_repeats() {
     let store = store_with("app", 50);
     let range = KeyRange::prefix(b"app/");
-    let expected: Vec<(Vec<u8>, Vec<u8>)> = (0..50)
+    let expected: Vec<Pair> = (0..50)
         .map(|n| {
             (
                 format!("app/{n:04}").into_bytes(),
