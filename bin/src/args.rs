@@ -345,14 +345,24 @@ impl Timeouts {
 /// The client subcommands, through `balsa::client::Client`.
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
-    /// Write VALUE under KEY
+    /// Write VALUE under KEY (VALUE "-": read it from standard input; or --value-file FILE)
     Put {
         /// The key
         #[arg(allow_negative_numbers = true)]
         key: String,
-        /// The value
-        #[arg(allow_negative_numbers = true)]
-        value: String,
+        /// The value; "-" reads it from standard input (all of it, as bytes)
+        #[arg(
+            allow_negative_numbers = true,
+            required_unless_present = "value_file",
+            conflicts_with = "value_file"
+        )]
+        value: Option<String>,
+        /// Read the value from FILE (all of it, as bytes)
+        #[arg(long, value_name = "FILE")]
+        value_file: Option<PathBuf>,
+        /// KEY is written in hex (two digits a byte), for a key that is not text
+        #[arg(long)]
+        hex_key: bool,
         /// Where the cluster is.
         #[command(flatten)]
         endpoints: Endpoints,
@@ -360,14 +370,48 @@ pub enum ClientCommand {
         #[command(flatten)]
         timeouts: Timeouts,
     },
-    /// Print the value of KEY (exit 1 when it is absent)
+    /// Print the value of KEY (exit 1 when it is absent), or every pair of a prefix or a range
+    #[command(group(ArgGroup::new("many").args(["prefix", "range"])))]
     Get {
         /// The key
-        #[arg(allow_negative_numbers = true)]
-        key: String,
+        #[arg(
+            allow_negative_numbers = true,
+            required_unless_present_any = ["prefix", "range"],
+            conflicts_with = "many"
+        )]
+        key: Option<String>,
+        /// Every key that starts with PREFIX, in key order: a line per pair, the key, a tab and
+        /// the value ("" for every key)
+        #[arg(long, value_name = "PREFIX", allow_hyphen_values = true)]
+        prefix: Option<String>,
+        /// Every key from FROM (included) to TO (excluded), in key order, as --prefix prints
+        #[arg(
+            long,
+            num_args = 2,
+            value_names = ["FROM", "TO"],
+            allow_hyphen_values = true
+        )]
+        range: Option<Vec<String>>,
+        /// At most N pairs (with --prefix or --range)
+        #[arg(
+            long,
+            value_name = "N",
+            requires = "many",
+            value_parser = RangedU64ValueParser::<u64>::new().range(1..)
+        )]
+        limit: Option<u64>,
         /// Read one node's state, without ReadIndex (may be stale)
         #[arg(long)]
         stale: bool,
+        /// Print the value in hex (and with --prefix or --range the keys too)
+        #[arg(long, conflicts_with = "output")]
+        hex: bool,
+        /// Write the value's bytes to FILE, exactly, instead of printing it (a single KEY)
+        #[arg(long, value_name = "FILE", conflicts_with = "many")]
+        output: Option<PathBuf>,
+        /// KEY, PREFIX, FROM and TO are written in hex (two digits a byte)
+        #[arg(long)]
+        hex_key: bool,
         /// Where the cluster is.
         #[command(flatten)]
         endpoints: Endpoints,
@@ -375,12 +419,23 @@ pub enum ClientCommand {
         #[command(flatten)]
         timeouts: Timeouts,
     },
-    /// Delete KEY
+    /// Delete KEY, or every key that starts with a prefix; print how many keys were deleted
     #[command(name = "del")]
     Delete {
         /// The key
-        #[arg(allow_negative_numbers = true)]
-        key: String,
+        #[arg(
+            allow_negative_numbers = true,
+            required_unless_present = "prefix",
+            conflicts_with = "prefix"
+        )]
+        key: Option<String>,
+        /// Every key that starts with PREFIX, in batches of at most 1,000 keys (one replicated
+        /// command each)
+        #[arg(long, value_name = "PREFIX", allow_hyphen_values = true)]
+        prefix: Option<String>,
+        /// KEY or PREFIX is written in hex (two digits a byte)
+        #[arg(long)]
+        hex_key: bool,
         /// Where the cluster is.
         #[command(flatten)]
         endpoints: Endpoints,
@@ -1696,32 +1751,36 @@ mod tests {
     fn put_get_del_with_default_and_given_endpoints() {
         let put = client("put k v");
         assert_eq!(put.endpoints(), default_endpoints());
-        assert!(matches!(put, ClientCommand::Put { key, value, .. } if key == "k" && value == "v"));
+        assert!(
+            matches!(put, ClientCommand::Put { key, value: Some(value), .. } if key == "k" && value == "v")
+        );
         let get = client("get k --stale --endpoints 127.0.0.1:9,[::1]:10");
         assert_eq!(get.endpoints(), [addr("127.0.0.1:9"), addr("[::1]:10")]);
-        assert!(matches!(get, ClientCommand::Get { key, stale: true, .. } if key == "k"));
+        assert!(
+            matches!(get, ClientCommand::Get { key: Some(key), stale: true, .. } if key == "k")
+        );
         assert!(matches!(
             client("get k"),
             ClientCommand::Get { stale: false, .. }
         ));
         let del = client("del k --endpoints=127.0.0.1:9");
         assert_eq!(del.endpoints(), [addr("127.0.0.1:9")]);
-        assert!(matches!(del, ClientCommand::Delete { key, .. } if key == "k"));
+        assert!(matches!(del, ClientCommand::Delete { key: Some(key), .. } if key == "k"));
     }
 
     #[test]
     fn values_that_look_like_flags() {
         assert!(matches!(
             client("put k -5"),
-            ClientCommand::Put { value, .. } if value == "-5"
+            ClientCommand::Put { value: Some(value), .. } if value == "-5"
         ));
         assert!(matches!(
             client("put - -"),
-            ClientCommand::Put { key, value, .. } if key == "-" && value == "-"
+            ClientCommand::Put { key, value: Some(value), .. } if key == "-" && value == "-"
         ));
         assert!(matches!(
             client("put -- --k --v"),
-            ClientCommand::Put { key, value, .. } if key == "--k" && value == "--v"
+            ClientCommand::Put { key, value: Some(value), .. } if key == "--k" && value == "--v"
         ));
         assert!(matches!(
             client("cas -- -k -x -y"),
@@ -1731,6 +1790,59 @@ mod tests {
         // A word that is not a number needs `--` before it, or it reads as an unknown flag.
         assert!(error("put k -x").contains("unexpected argument '-x'"));
         assert!(error("put k --v").contains("unexpected argument '--v'"));
+    }
+
+    #[test]
+    fn put_takes_its_value_from_the_line_standard_input_or_a_file_never_two() {
+        assert!(matches!(
+            client("put k -"),
+            ClientCommand::Put { value: Some(value), value_file: None, .. } if value == "-"
+        ));
+        assert!(matches!(
+            client("put k --value-file v.bin --hex-key"),
+            ClientCommand::Put { value: None, value_file: Some(file), hex_key: true, .. }
+                if file == std::path::Path::new("v.bin")
+        ));
+        assert!(error("put k v --value-file v.bin").contains("cannot be used with"));
+        assert!(error("put k").contains("required arguments were not provided"));
+    }
+
+    #[test]
+    fn get_reads_one_key_a_prefix_or_a_range() {
+        assert!(matches!(
+            client("get --prefix app/ --limit 10 --hex"),
+            ClientCommand::Get { key: None, prefix: Some(prefix), limit: Some(10), hex: true, .. }
+                if prefix == "app/"
+        ));
+        assert!(matches!(
+            client("get --range a m --stale"),
+            ClientCommand::Get { range: Some(range), stale: true, .. } if range == ["a", "m"]
+        ));
+        assert!(matches!(
+            client("get k --output v.bin"),
+            ClientCommand::Get {
+                output: Some(_),
+                ..
+            }
+        ));
+        assert!(error("get k --prefix a").contains("cannot be used with"));
+        assert!(error("get --prefix a --range a b").contains("cannot be used with"));
+        assert!(error("get k --limit 3").contains("required arguments were not provided"));
+        assert!(error("get --prefix a --limit 0").contains("invalid value '0'"));
+        assert!(error("get --prefix a --output f").contains("cannot be used with"));
+        assert!(error("get k --hex --output f").contains("cannot be used with"));
+        assert!(error("get --range a").contains("2 values required"));
+        assert!(error("get").contains("required arguments were not provided"));
+    }
+
+    #[test]
+    fn del_takes_a_key_or_a_prefix() {
+        assert!(matches!(
+            client("del --prefix app/"),
+            ClientCommand::Delete { key: None, prefix: Some(prefix), .. } if prefix == "app/"
+        ));
+        assert!(error("del k --prefix a").contains("cannot be used with"));
+        assert!(error("del").contains("required arguments were not provided"));
     }
 
     #[test]

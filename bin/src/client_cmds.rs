@@ -1,9 +1,13 @@
 //! The client subcommands: `put`, `get`, `del`, `cas`, `status`, `transfer` and `snapshot`,
 //! through [`balsa::client::Client`].
 //!
-//! Output: `put`, `del`, a swapping `cas` and `transfer` print `OK` (`transfer` once the node
-//! named leads, which it waits for: see `Client::transfer`); `get` prints the value
-//! (UTF-8, lossy) and a newline; `status` prints a table, its heading at once and a row per
+//! Output: `put`, a swapping `cas` and `transfer` print `OK` (`transfer` once the node
+//! named leads, which it waits for: see `Client::transfer`); `del` prints how many keys it
+//! deleted (`1` or `0` for a key, the total for `--prefix`; a node too old to count answers the
+//! old way, and `del` prints `OK`); `get` prints the value (UTF-8, lossy; `--hex`: hex) and a
+//! newline, or with `--output FILE` writes its exact bytes there and prints nothing; `get
+//! --prefix`/`--range` prints a line per pair, key, tab, value (`kv_io.rs`), a page at a time
+//! as the pages arrive; `status` prints a table, its heading at once and a row per
 //! endpoint as that endpoint answers (so in the order of the answers), the silent ones last,
 //! marked unreachable once `--timeout` (1 s by default, for the whole command) has passed; or
 //! with `--json`, once every endpoint answered or the time is out, one JSON array with an object
@@ -21,25 +25,30 @@
 //! source address a node counted suspicious drops from; without any, the table is the same as
 //! before keys existed.
 //!
-//! Exit status: 0 success; 1 key absent (`get`) or compare-and-swap mismatch (`cas`); 2 a
-//! request the service refuses as such (a key or value over its limit, named; rejected — a
-//! transfer to a node that is not a voter), a client set-up error, or a key file that cannot be
-//! used; 3 cluster unavailable, timeout (a write's outcome unknown; a read failed), no node
-//! answered at all, a transfer that did not happen in time, a cluster that could not
-//! authenticate the requests, or a network or protocol failure. `status` exits 3 only when no
-//! endpoint answered.
+//! Exit status: 0 success (a range read of no key, a delete of an absent key included); 1 key
+//! absent (`get KEY`) or compare-and-swap mismatch (`cas`); 2 a request the service refuses as
+//! such (a key or value over its limit, named; rejected — a transfer to a node that is not a
+//! voter; unknown to a node older than this client), input that cannot be used (a value over
+//! the maximum size, a file that cannot be read or written, a key that is not hex), a client
+//! set-up error, or a key file that cannot be used; 3 cluster unavailable, timeout (a write's
+//! outcome unknown; a read failed), no node answered at all, a transfer that did not happen in
+//! time, a cluster that could not authenticate the requests, or a network or protocol failure.
+//! `status` exits 3 only when no endpoint answered.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use balsa::client::{CasOutcome, Client, ClientError, ClientOptions};
+use balsa::kv::KeyRange;
 use balsa::runtime::identity::cluster_id_text;
 use balsa::runtime::wire::{StatusReport, SuspiciousSource};
 use serde::Serialize;
 
 use crate::args::{ClientCommand, SnapshotAction};
 use crate::keys::{self, ClientKey};
+use crate::kv_io::{self, InputError};
 
 /// Runs one client subcommand against its endpoints.
 #[allow(
@@ -70,26 +79,138 @@ pub fn run(operation: ClientCommand) -> ExitCode {
         Err(error) => return fail(command, &error, client_key),
     };
     match operation {
-        ClientCommand::Put { key, value, .. } => match client.put(key.as_bytes(), value.as_bytes())
-        {
-            Ok(()) => ok(),
-            Err(error) => fail(command, &error, client_key),
-        },
-        ClientCommand::Get { key, stale, .. } => match client.get(key.as_bytes(), stale) {
-            Ok(Some(value)) => {
-                println!("{}", String::from_utf8_lossy(&value));
-                ExitCode::SUCCESS
+        ClientCommand::Put {
+            key,
+            value,
+            value_file,
+            hex_key,
+            ..
+        } => {
+            let input = kv_io::key_bytes("KEY", &key, hex_key).and_then(|key| {
+                kv_io::value_bytes(value.as_deref(), value_file.as_deref()).map(|v| (key, v))
+            });
+            let (key, value) = match input {
+                Ok(input) => input,
+                Err(error) => return usage(command, &error),
+            };
+            match client.put(&key, &value) {
+                Ok(()) => ok(),
+                Err(error) => fail(command, &error, client_key),
             }
-            Ok(None) => {
-                eprintln!("balsa get: key {key:?} is absent");
-                ExitCode::from(1)
+        }
+        ClientCommand::Get {
+            key: Some(key),
+            stale,
+            hex,
+            output,
+            hex_key,
+            ..
+        } => {
+            let key = match kv_io::key_bytes("KEY", &key, hex_key) {
+                Ok(key) => key,
+                Err(error) => return usage(command, &error),
+            };
+            match client.get(&key, stale) {
+                Ok(Some(value)) => match output {
+                    Some(path) => match kv_io::write_value(&path, &value) {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(error) => usage(command, &error),
+                    },
+                    None => {
+                        println!("{}", kv_io::show(&value, hex));
+                        ExitCode::SUCCESS
+                    }
+                },
+                Ok(None) => {
+                    eprintln!("balsa get: key {} is absent", quoted(&key, hex_key));
+                    ExitCode::from(1)
+                }
+                Err(error) => fail(command, &error, client_key),
             }
-            Err(error) => fail(command, &error, client_key),
-        },
-        ClientCommand::Delete { key, .. } => match client.delete(key.as_bytes()) {
-            Ok(()) => ok(),
-            Err(error) => fail(command, &error, client_key),
-        },
+        }
+        ClientCommand::Get {
+            prefix,
+            range,
+            limit,
+            stale,
+            hex,
+            hex_key,
+            ..
+        } => {
+            let range = match key_range(prefix.as_deref(), range.as_deref(), hex_key) {
+                Ok(range) => range,
+                Err(error) => return usage(command, &error),
+            };
+            for page in client.scan(range, limit, stale) {
+                match page {
+                    Ok(pairs) => {
+                        let mut out = std::io::stdout().lock();
+                        for (key, value) in pairs {
+                            // A closed stdout (a pager quit) ends the read quietly.
+                            if writeln!(out, "{}", kv_io::pair_line(&key, &value, hex)).is_err() {
+                                return ExitCode::SUCCESS;
+                            }
+                        }
+                    }
+                    Err(error) => return fail(command, &error, client_key),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        ClientCommand::Delete {
+            key: Some(key),
+            hex_key,
+            ..
+        } => {
+            let key = match kv_io::key_bytes("KEY", &key, hex_key) {
+                Ok(key) => key,
+                Err(error) => return usage(command, &error),
+            };
+            match client.delete_counted(&key) {
+                Ok(count) => {
+                    println!("{count}");
+                    ExitCode::SUCCESS
+                }
+                // A node that predates counted deletes: the delete it knows, and its `OK`.
+                Err(ClientError::Rejected { reason })
+                    if reason.starts_with("unknown operation tag") =>
+                {
+                    match client.delete(&key) {
+                        Ok(()) => ok(),
+                        Err(error) => fail(command, &error, client_key),
+                    }
+                }
+                Err(error) => fail(command, &error, client_key),
+            }
+        }
+        ClientCommand::Delete {
+            prefix, hex_key, ..
+        } => {
+            let prefix = prefix.unwrap_or_default();
+            let prefix = match kv_io::key_bytes("PREFIX", &prefix, hex_key) {
+                Ok(prefix) => prefix,
+                Err(error) => return usage(command, &error),
+            };
+            // A batch (one command) at a time; the count so far is said if one fails.
+            let mut total = 0_u64;
+            loop {
+                match client.delete_prefix_batch(&prefix) {
+                    Ok((count, more)) => {
+                        total = total.saturating_add(count);
+                        if !more {
+                            println!("{total}");
+                            return ExitCode::SUCCESS;
+                        }
+                    }
+                    Err(error) => {
+                        if total > 0 {
+                            eprintln!("balsa del: {total} keys were deleted before this error");
+                        }
+                        return fail(command, &error, client_key);
+                    }
+                }
+            }
+        }
         ClientCommand::Cas {
             key, expected, new, ..
         } => {
@@ -182,6 +303,41 @@ pub fn run(operation: ClientCommand) -> ExitCode {
             status
         }
     }
+}
+
+/// The range `get --prefix` or `get --range` reads (one of them is given: clap requires it).
+fn key_range(
+    prefix: Option<&str>,
+    range: Option<&[String]>,
+    hex_key: bool,
+) -> Result<KeyRange, InputError> {
+    match (prefix, range) {
+        (_, Some([from, to])) => Ok(KeyRange::between(
+            &kv_io::key_bytes("FROM", from, hex_key)?,
+            &kv_io::key_bytes("TO", to, hex_key)?,
+        )),
+        (prefix, _) => Ok(KeyRange::prefix(&kv_io::key_bytes(
+            "PREFIX",
+            prefix.unwrap_or_default(),
+            hex_key,
+        )?)),
+    }
+}
+
+/// A key in an error line: quoted text, or hex when it was given in hex.
+fn quoted(key: &[u8], hex: bool) -> String {
+    if hex {
+        kv_io::encode_hex(key)
+    } else {
+        format!("{:?}", String::from_utf8_lossy(key))
+    }
+}
+
+/// Says why the input given cannot be used; exit 2.
+#[allow(clippy::print_stderr, reason = "the command's one-line error")]
+fn usage(command: &str, error: &InputError) -> ExitCode {
+    eprintln!("balsa {command}: {error}");
+    ExitCode::from(2)
 }
 
 /// How the command's client waits: `--timeout` and `--attempt-timeout`, else the command's

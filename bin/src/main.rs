@@ -32,6 +32,7 @@ mod cluster;
 mod config;
 mod demo;
 mod keys;
+mod kv_io;
 mod logger;
 mod members;
 mod metrics;

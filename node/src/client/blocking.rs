@@ -16,18 +16,19 @@ use std::time::{Duration, Instant};
 use balsa_net::{Codec, Notice};
 
 use super::datagram::{ReceiveFailure, decode_responses, encode_request, receive_failure};
+use super::scan::too_old;
 use super::session::{Operation, Reply, Session, Transmit};
 use super::{
     CasOutcome, ClientError, ClientOptions, bind_address, clock, protocol, random_client_id,
 };
-use crate::kv::{Answer, Op, Query};
+use crate::kv::{Answer, MAX_DELETE_BATCH, Op, Query};
 use crate::raft::NodeId;
 use crate::runtime::wire::{MemberStep, MembersReport, Response, SnapshotPiece, StatusReport};
 
 /// A blocking client of a Balsa key-value cluster. Not shared between threads: one request at
 /// a time.
 pub struct Client {
-    options: ClientOptions,
+    pub(super) options: ClientOptions,
     link: Link,
     session: Session,
 }
@@ -146,6 +147,52 @@ impl Client {
         match self.run(Operation::Write(Op::Delete { key: key.to_vec() }))? {
             Reply::Written(Answer::Ok) => Ok(()),
             other => Err(unexpected("delete", &other)),
+        }
+    }
+
+    /// Removes `key`; answers how many keys it removed: 1 if `key` was present, 0 if not. Needs
+    /// nodes that know counted deletes (an older node refuses it, and the error says so).
+    pub fn delete_counted(&mut self, key: &[u8]) -> Result<u64, ClientError> {
+        let op = Op::DeleteCounted { key: key.to_vec() };
+        match self.run(Operation::Write(op)).map_err(too_old)? {
+            Reply::Written(Answer::Deleted { count, .. }) => Ok(count),
+            other => Err(unexpected("delete", &other)),
+        }
+    }
+
+    /// Removes one batch of the keys that start with `prefix` (at most
+    /// [`MAX_DELETE_BATCH`](crate::kv::MAX_DELETE_BATCH), one replicated command): how many it
+    /// removed, and whether keys with the prefix remain.
+    pub fn delete_prefix_batch(&mut self, prefix: &[u8]) -> Result<(u64, bool), ClientError> {
+        let op = Op::DeletePrefix {
+            prefix: prefix.to_vec(),
+            max_keys: MAX_DELETE_BATCH as u64,
+        };
+        match self.run(Operation::Write(op)).map_err(too_old)? {
+            Reply::Written(Answer::Deleted { count, more }) => {
+                if more && count == 0 {
+                    return Err(protocol(
+                        "a prefix delete removed nothing yet says keys remain".into(),
+                    ));
+                }
+                Ok((count, more))
+            }
+            other => Err(unexpected("a prefix delete", &other)),
+        }
+    }
+
+    /// Removes every key that starts with `prefix`, a batch (one command) at a time until none
+    /// remains; answers how many it removed. Each batch is atomic, the whole is not: a key
+    /// written with the prefix meanwhile may be removed or not. On an error, the batches before
+    /// it stand.
+    pub fn delete_prefix(&mut self, prefix: &[u8]) -> Result<u64, ClientError> {
+        let mut total = 0_u64;
+        loop {
+            let (count, more) = self.delete_prefix_batch(prefix)?;
+            total = total.saturating_add(count);
+            if !more {
+                return Ok(total);
+            }
         }
     }
 
@@ -412,7 +459,7 @@ impl Client {
     }
 
     /// Runs `operation` to its end.
-    fn run(&mut self, operation: Operation) -> Result<Reply, ClientError> {
+    pub(super) fn run(&mut self, operation: Operation) -> Result<Reply, ClientError> {
         self.session.start(self.link.now(), operation)?;
         let ended = |_, _: &mut Session, _: &Notices| {};
         if let Err(error) = self

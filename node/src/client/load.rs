@@ -722,7 +722,9 @@ mod tests {
                         body
                     }
                     RequestBody::Query { data, stale } => {
-                        let Query::Get { key } = Query::decode(data).unwrap();
+                        let Ok(Query::Get { key }) = Query::decode(data) else {
+                            panic!("the load generator reads with gets only: {data:?}");
+                        };
                         let value = state.get(&key).cloned();
                         seen.push(Seen::Read { key, stale: *stale });
                         ResponseBody::Query {

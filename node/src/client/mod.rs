@@ -68,6 +68,7 @@
 //!   all on one socket, their ready requests batched into one datagram per node;
 //! - `load.rs`: [`load`], closed-loop load (writes, linearizable or stale reads, or a mix) on
 //!   multiplexers (`balsa bench`, `balsa check perf`, the `commit_latency` benchmark);
+//! - `scan.rs`: range and prefix reads a page at a time ([`Client::scan`], [`Client::scan_page`]);
 //! - `datagram.rs`: framing requests and answers, shared by the drivers;
 //! - `stand_in.rs` (tests only): a stand-in node on a UDP socket.
 
@@ -86,12 +87,14 @@ mod blocking;
 mod datagram;
 pub mod load;
 pub mod multiplexer;
+mod scan;
 pub mod session;
 #[cfg(test)]
 mod stand_in;
 
 pub use blocking::Client;
 pub use multiplexer::{Finished, Multiplexer, Sockets};
+pub use scan::{PAGE_ENVELOPE, Page, Scan};
 pub use session::{Completed, Operation, Reply, Session, Transmit};
 
 /// How a [`Client`] waits and retries.

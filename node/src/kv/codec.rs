@@ -1,13 +1,13 @@
 //! The byte-level pieces of the key-value service's encodings (commands, queries, answers and
-//! snapshots): LEB128 varints, length-prefixed byte strings, optional byte strings, a version
-//! header; a writer onto a `Vec<u8>` and a bounds-checked reader with a typed error.
+//! snapshots): LEB128 varints, length-prefixed byte strings, optional byte strings, flags, a
+//! version header; a writer onto a `Vec<u8>` and a bounds-checked reader with a typed error.
 //!
 //! Invariants the reader keeps, whatever the input:
 //! - It never panics and never reads past the end (`offset <= input.len()` at all times).
 //! - It never allocates from a length field before checking that length against its limit and
 //!   against the bytes left, so it allocates at most as many bytes as it was given.
-//! - Every value has exactly one accepted encoding (varints must be minimal, option markers are 0
-//!   or 1), so bytes that decode re-encode to themselves.
+//! - Every value has exactly one accepted encoding (varints must be minimal, option markers and
+//!   flags are 0 or 1), so bytes that decode re-encode to themselves.
 
 use std::fmt;
 
@@ -160,6 +160,11 @@ pub(crate) fn put_option(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     }
 }
 
+/// Appends a flag: 1 for true, 0 for false.
+pub(crate) fn put_flag(out: &mut Vec<u8>, flag: bool) {
+    out.push(u8::from(flag));
+}
+
 /// A cursor over untrusted bytes. Invariant: `offset <= input.len()`.
 pub(crate) struct Reader<'a> {
     input: &'a [u8],
@@ -302,6 +307,19 @@ impl<'a> Reader<'a> {
         match self.u8(what)? {
             0 => Ok(None),
             1 => self.bytes(what, max).map(Some),
+            tag => Err(Self::error_at(
+                start,
+                DecodeErrorKind::UnknownTag { what, tag },
+            )),
+        }
+    }
+
+    /// Reads a flag: 0 (false) or 1 (true); any other byte is refused.
+    pub(crate) fn flag(&mut self, what: &'static str) -> Result<bool, DecodeError> {
+        let start = self.offset;
+        match self.u8(what)? {
+            0 => Ok(false),
+            1 => Ok(true),
             tag => Err(Self::error_at(
                 start,
                 DecodeErrorKind::UnknownTag { what, tag },

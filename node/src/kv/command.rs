@@ -12,26 +12,45 @@
 //!   0x01 put     key: bytes, value: bytes
 //!   0x02 delete  key: bytes
 //!   0x03 cas     key: bytes, expected: option, new: bytes
+//!   0x04 delete counted  key: bytes                         (answer: deleted)
+//!   0x05 delete prefix   prefix: bytes, max_keys: varint    (answer: deleted)
 //! query    = version, tag, fields
 //!   0x11 get     key: bytes
+//!   0x12 scan    start: bytes, end: option, limit: varint, max_bytes: varint (answer: page)
 //! answer   = version, tag, fields
 //!   0x21 ok
 //!   0x22 value          value: option
 //!   0x23 cas mismatch   current: option
 //!   0x24 stale request  last_seq: varint
 //!   0x25 rejected       reason: bytes (UTF-8)
+//!   0x26 deleted        count: varint, more: flag
+//!   0x27 page           pair_count: varint, pair_count × (key: bytes, value: bytes), more: flag
 //! ```
 //!
+//! `flag` is one byte, 0 or 1. A page's keys are strictly increasing.
+//!
+//! **Compatibility.** Tags `0x04`, `0x05`, `0x12`, `0x26` and `0x27` were added after the
+//! first release, without a new version byte: every older encoding decodes exactly as before,
+//! and a node that predates them refuses the new requests as an unknown tag (an
+//! [`Answer::Rejected`] naming the tag, which the client turns into "the node may be older than
+//! this client"). The old `delete` (0x02) keeps its answer, `ok`: a replica's answers are part
+//! of its state (the session table saves them), so a command's meaning never changes once
+//! released; the counted delete is a new command instead. A cluster must run nodes that know a
+//! command before any client sends it: a node that refuses a command its leader applied would
+//! diverge (its answer and session table differ).
+//!
 //! Invariants: decoding never panics and allocates at most the input's size (see `codec.rs`);
-//! keys, values and reasons over [`MAX_KEY_LEN`], [`MAX_VALUE_LEN`] and [`MAX_REASON_LEN`] are
-//! refused; bytes that decode re-encode to exactly themselves.
+//! keys, values and reasons over [`MAX_KEY_LEN`], [`MAX_VALUE_LEN`] and [`MAX_REASON_LEN`],
+//! range bounds over [`MAX_BOUND_LEN`] and delete batches over [`MAX_DELETE_BATCH`] are refused;
+//! bytes that decode re-encode to exactly themselves.
 
 use std::fmt;
 
 use super::codec::{
-    DecodeError, DecodeErrorKind, LimitExceeded, Reader, put_bytes, put_option, put_varint,
-    put_version,
+    DecodeError, DecodeErrorKind, LimitExceeded, Reader, put_bytes, put_flag, put_option,
+    put_varint, put_version,
 };
+use super::range::{KeyRange, MAX_BOUND_LEN};
 
 pub use super::codec::FORMAT_VERSION;
 
@@ -63,15 +82,37 @@ const _: () = assert!(MAX_VALUE_SIZE < MAX_VALUE_LEN);
 /// The longest reason in an [`Answer::Rejected`], in bytes (longer ones are cut).
 pub const MAX_REASON_LEN: usize = 256;
 
+/// The most keys one [`Op::DeletePrefix`] removes: one command removes at most this many, so
+/// that applying it cannot stall the state machine for long (a few hundred microseconds); the
+/// answer says whether keys with the prefix remain, and the client sends another.
+pub const MAX_DELETE_BATCH: usize = 1_000;
+
+/// The largest page a [`Query::Scan`] is answered with, in encoded bytes: the largest UDP
+/// datagram's payload. A scan's own `max_bytes` (what fits the client's datagrams) is usually
+/// lower; the store keeps to the smaller. A page holds at least one pair when the range is not
+/// empty, whatever the budget: a stored pair always fits, since it came in one command.
+pub const MAX_PAGE_BYTES: u64 = 65_507;
+
 const TAG_PUT: u8 = 0x01;
 const TAG_DELETE: u8 = 0x02;
 const TAG_CAS: u8 = 0x03;
+const TAG_DELETE_COUNTED: u8 = 0x04;
+const TAG_DELETE_PREFIX: u8 = 0x05;
 const TAG_GET: u8 = 0x11;
+const TAG_SCAN: u8 = 0x12;
 const TAG_OK: u8 = 0x21;
 const TAG_VALUE: u8 = 0x22;
 const TAG_CAS_MISMATCH: u8 = 0x23;
 const TAG_STALE_REQUEST: u8 = 0x24;
 const TAG_REJECTED: u8 = 0x25;
+const TAG_DELETED: u8 = 0x26;
+const TAG_PAGE: u8 = 0x27;
+
+/// A key and its value, as a range read returns them.
+pub type Pair = (Vec<u8>, Vec<u8>);
+
+/// The fewest bytes a page's pair takes (two empty byte strings).
+const MIN_PAIR_LEN: usize = 2;
 
 /// A write, replicated through the log and applied on every replica.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,10 +136,26 @@ pub enum Op {
         /// The new value.
         value: Vec<u8>,
     },
-    /// Removes `key` (whether or not it is present). Answer: [`Answer::Ok`].
+    /// Removes `key` (whether or not it is present). Answer: [`Answer::Ok`]. Kept for clients
+    /// that predate [`Op::DeleteCounted`], which says whether the key was there.
     Delete {
         /// The key.
         key: Vec<u8>,
+    },
+    /// Removes `key` (whether or not it is present). Answer: [`Answer::Deleted`], `count` 1 if
+    /// it was present, 0 if not, `more` false.
+    DeleteCounted {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// Removes the first `max_keys` keys (in key order) that start with `prefix`; `max_keys` is
+    /// at most [`MAX_DELETE_BATCH`] (decoding refuses more; the store cuts more to it).
+    /// Answer: [`Answer::Deleted`], with whether keys with the prefix remain (`more`).
+    DeletePrefix {
+        /// The prefix (empty: every key).
+        prefix: Vec<u8>,
+        /// The most keys to remove.
+        max_keys: u64,
     },
     /// Sets `key` to `new` if its value is `expected` (`None`: the key is absent). Answer:
     /// [`Answer::Ok`] if it did, [`Answer::CasMismatch`] with the current value if not.
@@ -119,6 +176,19 @@ pub enum Query {
     Get {
         /// The key.
         key: Vec<u8>,
+    },
+    /// The pairs of a key range, in key order: one page of them. Answer: [`Answer::Page`]. The
+    /// page stops after `limit` pairs or before its encoding would pass `max_bytes` (at most
+    /// [`MAX_PAGE_BYTES`]), but holds at least one pair if the range holds one; the next page
+    /// asks for [`KeyRange::after`] its last key (see `range.rs`).
+    Scan {
+        /// The keys to read.
+        range: KeyRange,
+        /// The most pairs in the page.
+        limit: u64,
+        /// The most bytes the encoded answer may take (the client's datagram, less its
+        /// envelope).
+        max_bytes: u64,
     },
 }
 
@@ -145,13 +215,31 @@ pub enum Answer {
         /// Why, for a human (at most [`MAX_REASON_LEN`] bytes).
         reason: String,
     },
+    /// A counted delete's result.
+    Deleted {
+        /// How many keys it removed.
+        count: u64,
+        /// Keys it was asked to remove remain (a prefix delete stopped at its batch size).
+        more: bool,
+    },
+    /// One page of a scan: pairs in strictly increasing key order.
+    Page {
+        /// The pairs.
+        pairs: Vec<Pair>,
+        /// The range holds keys after the last pair.
+        more: bool,
+    },
 }
 
 impl Op {
     /// The key the operation acts on.
     pub fn key(&self) -> &[u8] {
         match self {
-            Op::Put { key, .. } | Op::Delete { key } | Op::Cas { key, .. } => key,
+            Op::Put { key, .. }
+            | Op::Delete { key }
+            | Op::DeleteCounted { key }
+            | Op::Cas { key, .. } => key,
+            Op::DeletePrefix { prefix, .. } => prefix,
         }
     }
 }
@@ -164,7 +252,9 @@ impl Command {
         check_len("key", self.op.key(), MAX_KEY_LEN)?;
         match &self.op {
             Op::Put { value, .. } => check_len("value", value, MAX_VALUE_SIZE),
-            Op::Delete { .. } => Ok(()),
+            // A prefix delete's batch is a count, not a size: the decoder refuses one over
+            // MAX_DELETE_BATCH, and the store cuts one built in memory to it.
+            Op::Delete { .. } | Op::DeleteCounted { .. } | Op::DeletePrefix { .. } => Ok(()),
             Op::Cas { expected, new, .. } => {
                 let together = expected.as_ref().map_or(0, Vec::len) + new.len();
                 check_size("expected and new values", together, MAX_VALUE_SIZE)
@@ -180,6 +270,8 @@ impl Command {
             Op::Put { .. } => TAG_PUT,
             Op::Delete { .. } => TAG_DELETE,
             Op::Cas { .. } => TAG_CAS,
+            Op::DeleteCounted { .. } => TAG_DELETE_COUNTED,
+            Op::DeletePrefix { .. } => TAG_DELETE_PREFIX,
         };
         out.push(tag);
         put_varint(&mut out, self.client_id);
@@ -189,7 +281,11 @@ impl Command {
                 put_bytes(&mut out, key);
                 put_bytes(&mut out, value);
             }
-            Op::Delete { key } => put_bytes(&mut out, key),
+            Op::Delete { key } | Op::DeleteCounted { key } => put_bytes(&mut out, key),
+            Op::DeletePrefix { prefix, max_keys } => {
+                put_bytes(&mut out, prefix);
+                put_varint(&mut out, *max_keys);
+            }
             Op::Cas { key, expected, new } => {
                 put_bytes(&mut out, key);
                 put_option(&mut out, expected.as_deref());
@@ -220,6 +316,23 @@ impl Command {
                 expected: reader.option("expected value", MAX_VALUE_LEN)?,
                 new: reader.bytes("new value", MAX_VALUE_LEN)?,
             },
+            TAG_DELETE_COUNTED => Op::DeleteCounted {
+                key: reader.bytes("key", MAX_KEY_LEN)?,
+            },
+            TAG_DELETE_PREFIX => {
+                let prefix = reader.bytes("prefix", MAX_KEY_LEN)?;
+                let at = reader.offset();
+                let max_keys = reader.varint("delete batch")?;
+                if max_keys > MAX_DELETE_BATCH as u64 {
+                    return Err(Reader::error_at(
+                        at,
+                        DecodeErrorKind::Invalid {
+                            reason: "a prefix delete's batch is over MAX_DELETE_BATCH keys",
+                        },
+                    ));
+                }
+                Op::DeletePrefix { prefix, max_keys }
+            }
             tag => {
                 return Err(Reader::error_at(
                     tag_offset,
@@ -240,6 +353,13 @@ impl Query {
     pub fn check_limits(&self) -> Result<(), LimitExceeded> {
         match self {
             Query::Get { key } => check_len("key", key, MAX_KEY_LEN),
+            Query::Scan { range, .. } => {
+                check_len("range start", &range.start, MAX_BOUND_LEN)?;
+                match &range.end {
+                    Some(end) => check_len("range end", end, MAX_BOUND_LEN),
+                    None => Ok(()),
+                }
+            }
         }
     }
 
@@ -251,6 +371,17 @@ impl Query {
             Query::Get { key } => {
                 out.push(TAG_GET);
                 put_bytes(&mut out, key);
+            }
+            Query::Scan {
+                range,
+                limit,
+                max_bytes,
+            } => {
+                out.push(TAG_SCAN);
+                put_bytes(&mut out, &range.start);
+                put_option(&mut out, range.end.as_deref());
+                put_varint(&mut out, *limit);
+                put_varint(&mut out, *max_bytes);
             }
         }
         out
@@ -264,6 +395,14 @@ impl Query {
         let query = match reader.u8("query")? {
             TAG_GET => Query::Get {
                 key: reader.bytes("key", MAX_KEY_LEN)?,
+            },
+            TAG_SCAN => Query::Scan {
+                range: KeyRange {
+                    start: reader.bytes("range start", MAX_BOUND_LEN)?,
+                    end: reader.option("range end", MAX_BOUND_LEN)?,
+                },
+                limit: reader.varint("page limit")?,
+                max_bytes: reader.varint("page bytes")?,
             },
             tag => {
                 return Err(Reader::error_at(
@@ -330,6 +469,20 @@ impl Answer {
                 out.push(TAG_REJECTED);
                 put_bytes(out, reason.as_bytes());
             }
+            Answer::Deleted { count, more } => {
+                out.push(TAG_DELETED);
+                put_varint(out, *count);
+                put_flag(out, *more);
+            }
+            Answer::Page { pairs, more } => {
+                out.push(TAG_PAGE);
+                put_varint(out, pairs.len() as u64);
+                for (key, value) in pairs {
+                    put_bytes(out, key);
+                    put_bytes(out, value);
+                }
+                put_flag(out, *more);
+            }
         }
     }
 
@@ -348,6 +501,14 @@ impl Answer {
             TAG_REJECTED => Answer::Rejected {
                 reason: reader.text("reason", MAX_REASON_LEN)?,
             },
+            TAG_DELETED => Answer::Deleted {
+                count: reader.varint("deleted count")?,
+                more: reader.flag("more")?,
+            },
+            TAG_PAGE => Answer::Page {
+                pairs: decode_pairs(reader)?,
+                more: reader.flag("more")?,
+            },
             tag => {
                 return Err(Reader::error_at(
                     tag_offset,
@@ -359,6 +520,43 @@ impl Answer {
             }
         })
     }
+}
+
+/// A page's pairs: a count the input can hold, keys strictly increasing.
+fn decode_pairs(reader: &mut Reader<'_>) -> Result<Vec<Pair>, DecodeError> {
+    let count = reader.count("pair count", MIN_PAIR_LEN)?;
+    // Grown as pairs are read (each took at least two input bytes), not reserved from the count.
+    let mut pairs: Vec<Pair> = Vec::new();
+    for _ in 0..count {
+        let key_offset = reader.offset();
+        let key = reader.bytes("key", MAX_KEY_LEN)?;
+        if pairs.last().is_some_and(|(previous, _)| *previous >= key) {
+            return Err(Reader::error_at(
+                key_offset,
+                DecodeErrorKind::Invalid {
+                    reason: "a page's keys are not strictly increasing",
+                },
+            ));
+        }
+        let value = reader.bytes("value", MAX_VALUE_LEN)?;
+        pairs.push((key, value));
+    }
+    Ok(pairs)
+}
+
+/// The bytes `pair` takes in a page's encoding.
+pub(crate) fn pair_len(key: &[u8], value: &[u8]) -> u64 {
+    let field = |len: usize| varint_len(len as u64) + len as u64;
+    field(key.len()) + field(value.len())
+}
+
+/// The bytes of an empty page's encoding at its largest: version, tag, a 10-byte pair count,
+/// the flag.
+pub(crate) const PAGE_OVERHEAD: u64 = 13;
+
+/// The length of `value`'s varint.
+fn varint_len(value: u64) -> u64 {
+    u64::from((64 - value.leading_zeros()).div_ceil(7).max(1))
 }
 
 /// Refuses `bytes` longer than `max`.
@@ -457,6 +655,137 @@ mod tests {
         };
         assert_eq!(cas.encode(), [1, TAG_CAS, 1, 2, 1, b'k', 0, 1, b'n']);
         assert_eq!(Command::decode(&cas.encode()), Ok(cas));
+    }
+
+    #[test]
+    fn released_encodings_decode_as_they_always_did() {
+        // Bytes as the first release wrote them, written out (not from the constants): the new
+        // tags changed none of them.
+        let delete = [1, 0x02, 7, 9, 1, b'k'];
+        assert_eq!(
+            Command::decode(&delete),
+            Ok(Command {
+                client_id: 7,
+                seq: 9,
+                op: Op::Delete { key: b"k".to_vec() }
+            })
+        );
+        assert_eq!(
+            Query::decode(&[1, 0x11, 1, b'k']),
+            Ok(Query::Get { key: b"k".to_vec() })
+        );
+        assert_eq!(Answer::decode(&[1, 0x21]), Ok(Answer::Ok));
+        assert_eq!(
+            Answer::decode(&[1, 0x22, 1, 1, b'v']),
+            Ok(Answer::Value(Some(b"v".to_vec())))
+        );
+        assert_eq!(
+            Answer::decode(&[1, 0x23, 0]),
+            Ok(Answer::CasMismatch { current: None })
+        );
+        assert_eq!(
+            Query::Get { key: b"k".to_vec() }.encode(),
+            [1, 0x11, 1, b'k']
+        );
+    }
+
+    #[test]
+    fn the_new_kinds_are_laid_out_as_documented() {
+        let counted = Command {
+            client_id: 1,
+            seq: 2,
+            op: Op::DeleteCounted { key: b"k".to_vec() },
+        };
+        assert_eq!(counted.encode(), [1, 0x04, 1, 2, 1, b'k']);
+        let prefix = Command {
+            client_id: 1,
+            seq: 2,
+            op: Op::DeletePrefix {
+                prefix: b"p".to_vec(),
+                max_keys: 1_000,
+            },
+        };
+        assert_eq!(prefix.encode(), [1, 0x05, 1, 2, 1, b'p', 0xe8, 0x07]);
+        let scan = Query::Scan {
+            range: KeyRange::between(b"a", b"b"),
+            limit: 3,
+            max_bytes: 200,
+        };
+        assert_eq!(scan.encode(), [1, 0x12, 1, b'a', 1, 1, b'b', 3, 0xc8, 0x01]);
+        let open = Query::Scan {
+            range: KeyRange::all(),
+            limit: 1,
+            max_bytes: 1,
+        };
+        assert_eq!(open.encode(), [1, 0x12, 0, 0, 1, 1]);
+        let deleted = Answer::Deleted {
+            count: 2,
+            more: true,
+        };
+        assert_eq!(deleted.encode(), [1, 0x26, 2, 1]);
+        let page = Answer::Page {
+            pairs: vec![(b"a".to_vec(), b"x".to_vec()), (b"b".to_vec(), Vec::new())],
+            more: false,
+        };
+        assert_eq!(page.encode(), [1, 0x27, 2, 1, b'a', 1, b'x', 1, b'b', 0, 0]);
+        for bytes in [counted.encode(), prefix.encode()] {
+            assert_eq!(Command::decode(&bytes).map(|c| c.encode()), Ok(bytes));
+        }
+        assert_eq!(Query::decode(&scan.encode()), Ok(scan));
+        assert_eq!(Answer::decode(&page.encode()), Ok(page.clone()));
+        assert_eq!(
+            page.encode().len() as u64,
+            PAGE_OVERHEAD - 9 + pair_len(b"a", b"x") + pair_len(b"b", b""),
+            "an empty page's overhead at its largest is 13 bytes: a 10-byte count at most"
+        );
+    }
+
+    #[test]
+    fn hostile_new_encodings_are_refused_at_the_offending_offset() {
+        let kind = |bytes: &[u8]| Answer::decode(bytes).map_err(|error| (error.offset, error.kind));
+        // Keys out of order.
+        assert!(matches!(
+            kind(&[1, TAG_PAGE, 2, 1, b'b', 0, 1, b'a', 0, 0]),
+            Err((6, DecodeErrorKind::Invalid { .. }))
+        ));
+        // Equal keys.
+        assert!(kind(&[1, TAG_PAGE, 2, 1, b'a', 0, 1, b'a', 0, 0]).is_err());
+        // A flag that is neither 0 nor 1.
+        assert!(matches!(
+            kind(&[1, TAG_DELETED, 0, 2]),
+            Err((
+                3,
+                DecodeErrorKind::UnknownTag {
+                    what: "more",
+                    tag: 2
+                }
+            ))
+        ));
+        // A pair count the input cannot hold: refused before any pair is read.
+        let mut huge = vec![1, TAG_PAGE];
+        huge.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        assert!(matches!(
+            kind(&huge),
+            Err((2, DecodeErrorKind::UnexpectedEnd { what: "pair count" }))
+        ));
+        // A batch over the maximum.
+        let mut batch = vec![1, TAG_DELETE_PREFIX, 1, 1, 0];
+        put_varint(&mut batch, MAX_DELETE_BATCH as u64 + 1);
+        let error = Command::decode(&batch).unwrap_err();
+        assert_eq!(error.offset, 5);
+        assert!(matches!(error.kind, DecodeErrorKind::Invalid { .. }));
+        // A range bound over a key and one byte.
+        let mut long = vec![1, TAG_SCAN];
+        put_bytes(&mut long, &[0; MAX_BOUND_LEN + 1]);
+        long.extend_from_slice(&[0, 1, 1]);
+        assert!(matches!(
+            Query::decode(&long).unwrap_err().kind,
+            DecodeErrorKind::TooLong(limit) if limit.what == "range start"
+        ));
+        let mut longest = vec![1, TAG_SCAN];
+        put_bytes(&mut longest, &[0; MAX_BOUND_LEN]);
+        longest.extend_from_slice(&[0, 1, 1]);
+        assert!(Query::decode(&longest).is_ok());
     }
 
     #[test]

@@ -1,10 +1,11 @@
-//! The replicated key-value service's state machine: put, delete and compare-and-swap through the
-//! log, get from one replica, client sessions so that a retried write takes effect once (Raft
-//! thesis §6.3), and snapshots of the whole state (§7).
+//! The replicated key-value service's state machine: put, delete (one key, counted, or a prefix in
+//! bounded batches) and compare-and-swap through the log, get and paged range reads from one
+//! replica, client sessions so that a retried write takes effect once (Raft thesis §6.3), and
+//! snapshots of the whole state (§7).
 //!
-//! Files: `command.rs` (the commands, queries and answers and their encoding), `session.rs` (the
-//! bounded session table), `snapshot.rs` (the snapshot encoding), `codec.rs` (the byte-level
-//! reader and writer and [`DecodeError`]).
+//! Files: `command.rs` (the commands, queries and answers and their encoding), `range.rs` (key
+//! ranges and the paging rule), `session.rs` (the bounded session table), `snapshot.rs` (the
+//! snapshot encoding), `codec.rs` (the byte-level reader and writer and [`DecodeError`]).
 //!
 //! Invariants:
 //! - Deterministic: the state after `apply` depends only on the state and the command; data and
@@ -14,9 +15,12 @@
 //! - Every key and value held is within [`MAX_KEY_LEN`] and [`MAX_VALUE_LEN`], so every snapshot
 //!   taken can be restored.
 //! - A command that is refused (malformed, oversized) changes nothing but `applied_index`.
+//! - Bounded work per command and query: a prefix delete removes at most [`MAX_DELETE_BATCH`]
+//!   keys, a scan page holds at most its limit and about [`MAX_PAGE_BYTES`] bytes.
 
 mod codec;
 mod command;
+mod range;
 mod session;
 mod snapshot;
 #[cfg(test)]
@@ -24,12 +28,14 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
+use std::ops::Bound;
 
 pub use self::codec::{DecodeError, DecodeErrorKind, LimitExceeded};
 pub use self::command::{
-    Answer, Command, FORMAT_VERSION, MAX_KEY_LEN, MAX_REASON_LEN, MAX_VALUE_LEN, MAX_VALUE_SIZE,
-    Op, Query,
+    Answer, Command, FORMAT_VERSION, MAX_DELETE_BATCH, MAX_KEY_LEN, MAX_PAGE_BYTES, MAX_REASON_LEN,
+    MAX_VALUE_LEN, MAX_VALUE_SIZE, Op, Pair, Query,
 };
+pub use self::range::{KeyRange, MAX_BOUND_LEN, prefix_end};
 pub use self::session::{Admission, DEFAULT_SESSION_CAPACITY, Session, SessionTable};
 use crate::state_machine::{RestoreError, StateMachine};
 
@@ -79,6 +85,45 @@ impl KvStore {
             .map(|(key, value)| (key.as_slice(), value.as_slice()))
     }
 
+    /// The pairs of `range`, in key order (nothing for an empty or inverted range).
+    pub fn scan<'a>(&'a self, range: &'a KeyRange) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        // `BTreeMap::range` panics on an inverted range: an empty one is never asked for.
+        let bounds = (!range.is_empty()).then(|| {
+            let end = match &range.end {
+                Some(end) => Bound::Excluded(end.as_slice()),
+                None => Bound::Unbounded,
+            };
+            (Bound::Included(range.start.as_slice()), end)
+        });
+        bounds
+            .into_iter()
+            .flat_map(|bounds| self.data.range::<[u8], _>(bounds))
+            .map(|(key, value)| (key.as_slice(), value.as_slice()))
+    }
+
+    /// One page of `range` (see `range.rs`): the pairs in key order, at most `limit` of them and
+    /// no more than fit an answer of `max_bytes` (at most [`MAX_PAGE_BYTES`]) — but at least one
+    /// if `limit` is not 0 and the range holds one; and whether the range holds keys after them.
+    pub fn page(&self, range: &KeyRange, limit: u64, max_bytes: u64) -> Answer {
+        let budget = max_bytes.min(MAX_PAGE_BYTES);
+        let mut used = command::PAGE_OVERHEAD;
+        let mut pairs: Vec<Pair> = Vec::new();
+        let mut rest = self.scan(range).peekable();
+        while let Some(&(key, value)) = rest.peek() {
+            let len = command::pair_len(key, value);
+            let full = pairs.len() as u64 >= limit
+                || (!pairs.is_empty() && used.saturating_add(len) > budget);
+            if full {
+                break;
+            }
+            used = used.saturating_add(len);
+            pairs.push((key.to_vec(), value.to_vec()));
+            rest.next();
+        }
+        let more = rest.peek().is_some();
+        Answer::Page { pairs, more }
+    }
+
     /// How many keys are held.
     pub fn len(&self) -> usize {
         self.data.len()
@@ -126,6 +171,11 @@ impl KvStore {
     pub fn answer_query(&self, query: &Query) -> Answer {
         match query {
             Query::Get { key } => Answer::Value(self.get(key).map(<[u8]>::to_vec)),
+            Query::Scan {
+                range,
+                limit,
+                max_bytes,
+            } => self.page(range, *limit, *max_bytes),
         }
     }
 
@@ -150,6 +200,11 @@ impl KvStore {
                 self.data.remove(key);
                 Answer::Ok
             }
+            Op::DeleteCounted { key } => Answer::Deleted {
+                count: u64::from(self.data.remove(key).is_some()),
+                more: false,
+            },
+            Op::DeletePrefix { prefix, max_keys } => self.delete_prefix(prefix, *max_keys),
             Op::Cas { key, expected, new } => {
                 let current = self.data.get(key);
                 if current.map(Vec::as_slice) == expected.as_deref() {
@@ -161,6 +216,29 @@ impl KvStore {
                     }
                 }
             }
+        }
+    }
+}
+
+impl KvStore {
+    /// Removes the first `max_keys` keys (at most [`MAX_DELETE_BATCH`]) starting with `prefix`.
+    fn delete_prefix(&mut self, prefix: &[u8], max_keys: u64) -> Answer {
+        let range = KeyRange::prefix(prefix);
+        let batch = usize::try_from(max_keys)
+            .unwrap_or(MAX_DELETE_BATCH)
+            .min(MAX_DELETE_BATCH);
+        let doomed: Vec<Vec<u8>> = self
+            .scan(&range)
+            .take(batch)
+            .map(|(key, _)| key.to_vec())
+            .collect();
+        for key in &doomed {
+            self.data.remove(key);
+        }
+        let more = self.scan(&range).next().is_some();
+        Answer::Deleted {
+            count: doomed.len() as u64,
+            more,
         }
     }
 }

@@ -329,6 +329,266 @@ fn an_empty_store_snapshot_is_laid_out_as_documented() {
     );
 }
 
+fn query(store: &KvStore, query: &Query) -> Answer {
+    Answer::decode(&StateMachine::query(store, &query.encode()))
+        .expect("the store encodes its answers")
+}
+
+/// A store holding `count` keys `{prefix}{n:04}` (values `v{n}`) and a few keys around them.
+fn store_with(prefix: &str, count: u64) -> KvStore {
+    let mut store = KvStore::new();
+    let mut index = 0;
+    let mut next = |store: &mut KvStore, op| {
+        index += 1;
+        apply(store, index, &command(1, index, op))
+    };
+    for key in ["a", "zz", prefix, &format!("{prefix}\u{7f}")] {
+        next(&mut store, put(key, "around"));
+    }
+    // Around the prefix's keys: the prefix itself (before them) and `prefix\x7f` (after them).
+    for n in 0..count {
+        next(
+            &mut store,
+            put(&format!("{prefix}/{n:04}"), &format!("v{n}")),
+        );
+    }
+    store
+}
+
+/// Reads `range` a page at a time (`limit` pairs, `max_bytes`) through the byte interface,
+/// as a client does; returns the pairs and how many pages it took.
+fn read_all(store: &KvStore, range: &KeyRange, limit: u64, max_bytes: u64) -> (Vec<Pair>, usize) {
+    let mut rest = range.clone();
+    let mut pairs = Vec::new();
+    let mut pages = 0;
+    loop {
+        let answer = query(
+            store,
+            &Query::Scan {
+                range: rest.clone(),
+                limit,
+                max_bytes,
+            },
+        );
+        let Answer::Page { pairs: page, more } = answer else {
+            panic!("a scan is answered with a page: {answer:?}");
+        };
+        pages += 1;
+        assert!(page.len() as u64 <= limit);
+        let Some((last, _)) = page.last().cloned() else {
+            assert!(!more, "an empty page says nothing remains");
+            break;
+        };
+        pairs.extend(page);
+        if !more {
+            break;
+        }
+        rest = range.after(&last);
+    }
+    (pairs, pages)
+}
+
+#[test]
+fn pages_of_a_prefix_continue_after_their_last_key_without_gaps_or_repeats() {
+    let store = store_with("app", 50);
+    let range = KeyRange::prefix(b"app/");
+    let expected: Vec<Pair> = (0..50)
+        .map(|n| {
+            (
+                format!("app/{n:04}").into_bytes(),
+                format!("v{n}").into_bytes(),
+            )
+        })
+        .collect();
+    // By count: 7 a page, the last page short.
+    let (pairs, pages) = read_all(&store, &range, 7, MAX_PAGE_BYTES);
+    assert_eq!(pairs, expected);
+    assert_eq!(pages, 8);
+    // By bytes: a pair takes 12 or 13 bytes, a page 13 more at most: 60 bytes hold 3 pairs.
+    let (pairs, pages) = read_all(&store, &range, u64::MAX, 60);
+    assert_eq!(pairs, expected);
+    assert!(pages > 10, "{pages}");
+    // A budget below one pair still makes progress, a pair a page.
+    let (pairs, pages) = read_all(&store, &range, u64::MAX, 1);
+    assert_eq!(pairs, expected);
+    assert_eq!(pages, 50);
+    // Exactly the prefix: not "app" itself nor "app\x7f".
+    assert_eq!(store.scan(&range).count(), 50);
+    assert_eq!(store.scan(&KeyRange::prefix(b"app")).count(), 52);
+}
+
+#[test]
+fn a_page_is_within_its_budget_unless_it_holds_one_pair() {
+    let store = store_with("p", 100);
+    for budget in [1, 20, 100, 1_000, 65_000] {
+        let Answer::Page { pairs, more } = store.page(&KeyRange::prefix(b"p/"), u64::MAX, budget)
+        else {
+            unreachable!("page() makes a page");
+        };
+        let len = Answer::Page {
+            pairs: pairs.clone(),
+            more,
+        }
+        .encode()
+        .len() as u64;
+        assert!(
+            len <= budget || pairs.len() == 1,
+            "{len} bytes for a budget of {budget}"
+        );
+        assert_eq!(more, pairs.len() < 100);
+    }
+}
+
+#[test]
+fn ranges_include_from_and_exclude_to_and_inverted_ones_are_empty() {
+    let store = store_with("k", 10);
+    let keys = |range: KeyRange| -> Vec<Vec<u8>> {
+        read_all(&store, &range, 3, MAX_PAGE_BYTES)
+            .0
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect()
+    };
+    assert_eq!(
+        keys(KeyRange::between(b"k/0002", b"k/0005")),
+        [b"k/0002".to_vec(), b"k/0003".to_vec(), b"k/0004".to_vec()]
+    );
+    // Inverted and empty ranges reach no BTreeMap::range (which would panic) and hold nothing.
+    assert!(keys(KeyRange::between(b"k/0005", b"k/0002")).is_empty());
+    assert!(keys(KeyRange::between(b"k/0005", b"k/0005")).is_empty());
+    assert_eq!(keys(KeyRange::all()).len(), 14);
+    // A limit of 0 reads nothing but says whether anything is there.
+    assert_eq!(
+        store.page(&KeyRange::all(), 0, MAX_PAGE_BYTES),
+        Answer::Page {
+            pairs: Vec::new(),
+            more: true
+        }
+    );
+}
+
+#[test]
+fn a_counted_delete_answers_one_for_a_present_key_and_zero_for_an_absent_one() {
+    let mut store = KvStore::new();
+    apply(&mut store, 1, &command(1, 1, put("k", "v")));
+    let counted = |seq| command(1, seq, Op::DeleteCounted { key: b"k".to_vec() });
+    assert_eq!(
+        apply(&mut store, 2, &counted(2)),
+        Answer::Deleted {
+            count: 1,
+            more: false
+        }
+    );
+    assert_eq!(
+        apply(&mut store, 3, &counted(3)),
+        Answer::Deleted {
+            count: 0,
+            more: false
+        }
+    );
+    // A retry gets the first answer back: the count it had, not a recount.
+    assert_eq!(
+        apply(&mut store, 4, &counted(3)),
+        Answer::Deleted {
+            count: 0,
+            more: false
+        }
+    );
+    // The old delete keeps its old answer.
+    assert_eq!(
+        apply(&mut store, 5, &command(1, 4, delete("k"))),
+        Answer::Ok
+    );
+}
+
+#[test]
+fn a_prefix_delete_removes_at_most_a_batch_and_says_whether_more_remain() {
+    let mut store = store_with("big", 2_500);
+    let before = store.len();
+    let delete_prefix = |seq, max_keys| {
+        command(
+            2,
+            seq,
+            Op::DeletePrefix {
+                prefix: b"big/".to_vec(),
+                max_keys,
+            },
+        )
+    };
+    let mut index = store.applied_index();
+    let mut answers = Vec::new();
+    for seq in 1..=4 {
+        index += 1;
+        answers.push(apply(
+            &mut store,
+            index,
+            &delete_prefix(seq, MAX_DELETE_BATCH as u64),
+        ));
+    }
+    assert_eq!(
+        answers,
+        [
+            Answer::Deleted {
+                count: 1_000,
+                more: true
+            },
+            Answer::Deleted {
+                count: 1_000,
+                more: true
+            },
+            Answer::Deleted {
+                count: 500,
+                more: false
+            },
+            Answer::Deleted {
+                count: 0,
+                more: false
+            },
+        ]
+    );
+    assert_eq!(store.len(), before - 2_500);
+    // The keys around the prefix are untouched.
+    for key in [&b"a"[..], &b"zz"[..], &b"big"[..], &b"big\x7f"[..]] {
+        assert!(store.get(key).is_some(), "{key:?}");
+    }
+    // A batch over the maximum, built without the encoder (which refuses it), is cut to it.
+    let mut store = store_with("big", 1_500);
+    let index = store.applied_index() + 1;
+    assert_eq!(
+        store.apply_command(index, &delete_prefix(1, u64::MAX)),
+        Answer::Deleted {
+            count: 1_000,
+            more: true
+        }
+    );
+    assert_eq!(
+        store.apply_command(index + 1, &delete_prefix(2, 10)),
+        Answer::Deleted {
+            count: 10,
+            more: true
+        }
+    );
+    // An empty prefix is every key: the 490 left under the prefix and the 4 around it.
+    assert_eq!(
+        store.apply_command(
+            index + 2,
+            &command(
+                2,
+                3,
+                Op::DeletePrefix {
+                    prefix: Vec::new(),
+                    max_keys: 1_000
+                }
+            )
+        ),
+        Answer::Deleted {
+            count: 494,
+            more: false
+        }
+    );
+    assert!(store.is_empty());
+}
+
 // ---- properties ----
 
 fn small_bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
@@ -339,6 +599,9 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     prop_oneof![
         (small_bytes(40), small_bytes(200)).prop_map(|(key, value)| Op::Put { key, value }),
         small_bytes(40).prop_map(|key| Op::Delete { key }),
+        small_bytes(40).prop_map(|key| Op::DeleteCounted { key }),
+        (small_bytes(40), 0..=MAX_DELETE_BATCH as u64)
+            .prop_map(|(prefix, max_keys)| Op::DeletePrefix { prefix, max_keys }),
         (
             small_bytes(40),
             prop::option::of(small_bytes(60)),
@@ -363,6 +626,15 @@ fn answer_strategy() -> impl Strategy<Value = Answer> {
         prop::option::of(small_bytes(60)).prop_map(|current| Answer::CasMismatch { current }),
         any::<u64>().prop_map(|last_seq| Answer::StaleRequest { last_seq }),
         ".{0,80}".prop_map(Answer::rejected),
+        (any::<u64>(), any::<bool>()).prop_map(|(count, more)| Answer::Deleted { count, more }),
+        (
+            prop::collection::btree_map(small_bytes(20), small_bytes(40), 0..6),
+            any::<bool>()
+        )
+            .prop_map(|(pairs, more)| Answer::Page {
+                pairs: pairs.into_iter().collect(),
+                more
+            }),
     ]
 }
 
@@ -403,6 +675,14 @@ fn step_strategy() -> impl Strategy<Value = Step> {
     let op = prop_oneof![
         (key.clone(), text.clone()).prop_map(|(k, v)| put(k, v)),
         key.clone().prop_map(delete),
+        key.clone()
+            .prop_map(|k| Op::DeleteCounted { key: k.into() }),
+        (prop::sample::select(vec!["", "a", "b"]), 0u64..3).prop_map(|(p, max_keys)| {
+            Op::DeletePrefix {
+                prefix: p.into(),
+                max_keys,
+            }
+        }),
         (key, prop::option::of(text.clone()), text).prop_map(|(k, e, n)| cas(k, e, n)),
     ];
     (0u64..5, 0u8..4, op).prop_map(|(client, kind, op)| Step { client, kind, op })
@@ -461,6 +741,29 @@ impl Model {
                 self.data.remove(key);
                 Answer::Ok
             }
+            Op::DeleteCounted { key } => Answer::Deleted {
+                count: u64::from(self.data.remove(key).is_some()),
+                more: false,
+            },
+            Op::DeletePrefix { prefix, max_keys } => {
+                let matching: Vec<Vec<u8>> = self
+                    .data
+                    .keys()
+                    .filter(|key| key.starts_with(prefix))
+                    .cloned()
+                    .collect();
+                let cut = usize::try_from(*max_keys)
+                    .unwrap_or(usize::MAX)
+                    .min(MAX_DELETE_BATCH)
+                    .min(matching.len());
+                for key in &matching[..cut] {
+                    self.data.remove(key);
+                }
+                Answer::Deleted {
+                    count: cut as u64,
+                    more: cut < matching.len(),
+                }
+            }
             Op::Cas { key, expected, new } => {
                 if self.data.get(key) == expected.as_ref() {
                     self.data.insert(key.clone(), new.clone());
@@ -511,7 +814,19 @@ proptest! {
     }
 
     #[test]
-    fn queries_and_answers_round_trip(key in small_bytes(60), answer in answer_strategy()) {
+    fn queries_and_answers_round_trip(
+        key in small_bytes(60),
+        end in prop::option::of(small_bytes(60)),
+        limit in any::<u64>(),
+        max_bytes in any::<u64>(),
+        answer in answer_strategy(),
+    ) {
+        let scan = Query::Scan {
+            range: KeyRange { start: key.clone(), end },
+            limit,
+            max_bytes,
+        };
+        prop_assert_eq!(Query::decode(&scan.encode()), Ok(scan));
         let query = Query::Get { key };
         prop_assert_eq!(Query::decode(&query.encode()), Ok(query));
         prop_assert_eq!(Answer::decode(&answer.encode()), Ok(answer));

@@ -344,10 +344,24 @@ impl<S: StateMachine> Consensus<S> {
 
     /// Sends `wire`, one `Response` or a `Responses` of two or more, to `address`; a `Responses`
     /// too large for a datagram is halved until each part fits (a part of one answer goes alone
-    /// as a `Response`; halves of two or more are never empty).
+    /// as a `Response`; halves of two or more are never empty). One answer too large for a
+    /// datagram (a range read's page asked for with a client's larger datagram limit) is
+    /// replaced by `TooLarge` with this node's limit, so the client can ask again within it.
     fn send_to_client(&mut self, address: SocketAddr, wire: Wire) {
         match (self.outbox.send(Destination::Client(address), &wire), wire) {
             (Ok(()), _) => {}
+            (Err(balsa_net::Error::TooLarge { size, limit }), Wire::Response(response))
+                if !matches!(response.body, ResponseBody::TooLarge { .. }) =>
+            {
+                let refusal = Wire::Response(Response {
+                    id: response.id,
+                    body: ResponseBody::TooLarge {
+                        size: size as u64,
+                        max: limit as u64,
+                    },
+                });
+                self.send_to_client(address, refusal);
+            }
             (Err(balsa_net::Error::TooLarge { .. }), Wire::Responses(mut group)) => {
                 let second = group.split_off(group.len() / 2);
                 for mut part in [group, second] {
