@@ -120,12 +120,7 @@ impl ServeProcess {
         if launch.own_process_group {
             command.process_group(0);
         }
-        if launch.stop_with_parent {
-            command
-                .arg("--parent-pid")
-                .arg(std::process::id().to_string());
-        }
-        let mut child = command
+        command
             .arg("serve")
             .arg("--id")
             .arg(id.to_string())
@@ -133,7 +128,13 @@ impl ServeProcess {
             .arg(cluster_arg(members))
             .arg("--data-dir")
             .arg(data_dir)
-            .args(extra)
+            .args(extra);
+        if launch.stop_with_parent {
+            command
+                .arg("--parent-pid")
+                .arg(std::process::id().to_string());
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)

@@ -219,11 +219,16 @@ fn balsa_cluster(dir: &Path, n: u16) -> (Reaped, Vec<u32>) {
     (Reaped(child), pids)
 }
 
-/// A port `p` such that `p .. p + n` are free UDP ports on loopback a moment ago.
+/// A port `p` such that `p .. p + n` were free UDP ports on loopback a moment ago: just after
+/// one the OS chose, so that tests running at once (each with its own) do not pick the same.
 fn free_port_run(n: u16) -> u16 {
-    let first = 20_000 + u16::try_from(std::process::id() % 20_000).expect("below 20,000");
-    (0..2_000)
-        .map(|step| first.wrapping_add(step * 7) % 40_000 + 20_000)
+    (0..100)
+        .filter_map(|_| {
+            let chosen = free_loopback_addresses(1)[0].port();
+            chosen
+                .checked_add(1)
+                .filter(|base| base.checked_add(n).is_some())
+        })
         .find(|&base| (0..n).all(|offset| UdpSocket::bind(("127.0.0.1", base + offset)).is_ok()))
         .expect("a run of free ports")
 }
