@@ -149,7 +149,8 @@ impl Found {
         if kept.is_none() {
             fs::remove_dir(&self.dir)?;
         }
-        log::info!(
+        // Not at info: a refusal to start stays the one line the operator reads.
+        log::debug!(
             "the failed start left {} as it found it",
             self.dir.display()
         );
