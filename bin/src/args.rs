@@ -240,6 +240,10 @@ pub struct ServeArgs {
     /// configuration serve would refuse exits 2
     #[arg(long)]
     pub print_config: bool,
+    /// Stop, as on SIGTERM, once process PID exits; PID must be this process's parent (Linux:
+    /// `balsa cluster` gives its nodes its own, so that none outlives it)
+    #[arg(long, value_name = "PID", value_parser = value_parser!(i32).range(1..))]
+    pub parent_pid: Option<i32>,
     /// `--print-config`'s text: the configuration in effect as TOML (empty without the flag).
     #[arg(skip)]
     pub effective_config: String,

@@ -8,9 +8,19 @@
 //! gets an id of its own, and a restarted one keeps the id its data directories record.
 //! The nodes run with the keys in `DATA-DIR/peer.key` and `DATA-DIR/client.key`, made on the
 //! first run and read back on the next ([`LocalKeys`]); the command prints the line that hands
-//! the client key to the client commands (`export BALSA_KEY_FILE=...`). The nodes log to this command's stderr. Ctrl-C stops the whole process group (the nodes
-//! with it); a node killed on its own is reported, and the command returns once every node
-//! has exited.
+//! the client key to the client commands (`export BALSA_KEY_FILE=...`). The nodes log to this
+//! command's stderr. A node killed on its own is reported, and the command returns once every
+//! node has exited.
+//!
+//! Stopping: the nodes run in a process group of their own, so a signal reaches them only
+//! through this command. On SIGTERM, SIGINT or SIGHUP it sends each node SIGTERM (each stops
+//! gracefully: a leader hands leadership over first) and waits for them, for at most
+//! [`STOP_GRACE`], then kills what still runs; a second signal is passed on too (the nodes
+//! then stop at once). Should this command die without a word (SIGKILL), its nodes do not
+//! outlive it: each runs with `--parent-pid`, which has the kernel send it SIGTERM when its
+//! parent dies (`PR_SET_PDEATHSIG`, set by the node itself, so no code runs between fork and
+//! exec). That signal comes when the thread that started the node ends: here the main
+//! thread, which lives as long as the command.
 //!
 //! Invariant: a [`ServeProcess`] that is dropped has its process killed and reaped, so no
 //! error path leaves a node running behind the command.
@@ -23,7 +33,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitCode, ExitStatus, Stdio};
-use std::time::Duration;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process};
 
 use crate::args::ClusterArgs;
 use crate::keys::LocalKeys;
@@ -46,8 +59,12 @@ pub struct Launch {
     /// runs it directly.
     pub wrap: Vec<OsString>,
     /// Start it in a process group of its own, so that a Ctrl-C at the terminal reaches only
-    /// the parent, which stops its nodes itself (`balsa torture`).
+    /// the parent, which stops its nodes itself (`balsa torture`, `balsa cluster`).
     pub own_process_group: bool,
+    /// Pass it `--parent-pid` with this process's id: it stops (gracefully) when this process
+    /// dies. Only for a process started by a thread that lives as long as this process: the
+    /// kernel's signal comes when the starting thread ends.
+    pub stop_with_parent: bool,
 }
 
 /// Why a node did not start.
@@ -103,7 +120,7 @@ impl ServeProcess {
         if launch.own_process_group {
             command.process_group(0);
         }
-        let mut child = command
+        command
             .arg("serve")
             .arg("--id")
             .arg(id.to_string())
@@ -111,7 +128,13 @@ impl ServeProcess {
             .arg(cluster_arg(members))
             .arg("--data-dir")
             .arg(data_dir)
-            .args(extra)
+            .args(extra);
+        if launch.stop_with_parent {
+            command
+                .arg("--parent-pid")
+                .arg(std::process::id().to_string());
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -160,6 +183,15 @@ impl ServeProcess {
     /// Its exit status if it has exited.
     pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
         self.child.try_wait()
+    }
+
+    /// Sends it SIGTERM: a graceful stop. Nothing happens if it has exited (and, not reaped
+    /// yet, its pid cannot have been reused).
+    pub fn terminate(&self) {
+        // A child's id is a positive pid_t; an error means it has exited, which reaping notes.
+        if let Some(pid) = i32::try_from(self.pid()).ok().and_then(Pid::from_raw) {
+            let _ = kill_process(pid, Signal::TERM);
+        }
     }
 }
 
@@ -257,9 +289,15 @@ pub fn run(args: ClusterArgs) -> ExitCode {
         extra.push("--unsafe-no-fsync".into());
     }
     extra.extend(keys.serve_args());
+    let signalled = forward_signals();
+    let launch = Launch {
+        wrap: Vec::new(),
+        own_process_group: true,
+        stop_with_parent: true,
+    };
     for &(id, _) in &members {
         let data_dir: PathBuf = args.data_dir.join(format!("node-{id}"));
-        match ServeProcess::spawn(id, &members, &data_dir, &extra, Stdio::inherit()) {
+        match ServeProcess::launch(&launch, id, &members, &data_dir, &extra, Stdio::inherit()) {
             Ok(node) => nodes.push(node),
             Err(error) => {
                 eprintln!("balsa cluster: {}", error.message);
@@ -311,16 +349,47 @@ pub fn run(args: ClusterArgs) -> ExitCode {
     );
     let _ = writeln!(
         said,
-        "stop with Ctrl-C (or kill the process group); try `balsa status{endpoints_flag}` and \
-         `balsa put KEY VALUE{endpoints_flag}`"
+        "stop with Ctrl-C or SIGTERM (pid {}); try `balsa status{endpoints_flag}` and \
+         `balsa put KEY VALUE{endpoints_flag}`",
+        std::process::id()
     );
     let mut stdout = std::io::stdout().lock();
     let _ = std::io::Write::write_all(&mut stdout, said.as_bytes());
     let _ = std::io::Write::flush(&mut stdout);
     drop(stdout);
     let mut failed = false;
+    let mut stopping: Option<Instant> = None;
     while !nodes.is_empty() {
-        std::thread::sleep(Duration::from_millis(200));
+        match signalled.recv_timeout(Duration::from_millis(200)) {
+            Ok(()) => {
+                if stopping.is_none() {
+                    eprintln!(
+                        "balsa cluster: stopping: SIGTERM to each node (killed after {} s)",
+                        STOP_GRACE.as_secs()
+                    );
+                    stopping = Some(now() + STOP_GRACE);
+                } else {
+                    eprintln!("balsa cluster: a second signal, passed on: the nodes stop at once");
+                }
+                nodes.iter().for_each(ServeProcess::terminate);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            // The handler could not be installed: signals end this command as they would
+            // without it, and the nodes then stop through --parent-pid.
+            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(200)),
+        }
+        if stopping.is_some_and(|deadline| now() >= deadline) {
+            for node in &mut nodes {
+                eprintln!(
+                    "balsa cluster: node {} did not stop within {} s: killed",
+                    node.id,
+                    STOP_GRACE.as_secs()
+                );
+                node.kill();
+            }
+            failed = true;
+            nodes.clear();
+        }
         nodes.retain_mut(|node| match node.try_wait() {
             Ok(None) => true,
             Ok(Some(status)) => {
@@ -340,6 +409,32 @@ pub fn run(args: ClusterArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// How long `balsa cluster` waits for its nodes to stop after it passed a signal on, before it
+/// kills them: a graceful stop takes about one maximum election timeout, and the WAL's close.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Catches SIGINT, SIGTERM and SIGHUP (`ctrlc`): each arrives on the channel returned, which
+/// is disconnected (with a warning) if the handler cannot be installed.
+#[allow(clippy::print_stderr, reason = "the command's warnings go to stderr")]
+fn forward_signals() -> Receiver<()> {
+    let (signal, signalled) = std::sync::mpsc::channel();
+    if let Err(error) = ctrlc::set_handler(move || {
+        // The command is gone if the receiver is: nothing to forward to.
+        let _ = signal.send(());
+    }) {
+        eprintln!("balsa cluster: signals cannot be caught ({error}); its nodes stop with it");
+    }
+    signalled
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the wait for the nodes to stop is bounded in wall-clock time"
+)]
+fn now() -> Instant {
+    Instant::now()
 }
 
 #[cfg(test)]

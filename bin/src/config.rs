@@ -48,7 +48,8 @@ use crate::args::Cli;
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// `serve`'s flags that are not settings: they say what to do with the file.
-const COMMAND_LINE_ONLY: [&str; 2] = ["config", "print-config"];
+/// `parent-pid` names a process of the moment, which no file can know.
+const COMMAND_LINE_ONLY: [&str; 3] = ["config", "print-config", "parent-pid"];
 
 /// The first lines of `--print-config`.
 const HEADER: &str = "\
@@ -634,12 +635,12 @@ mod tests {
         ] {
             assert_eq!(kind(&serve, key), expected, "{key}");
         }
-        for not_a_key in ["config", "print-config", "help"] {
+        for not_a_key in ["config", "print-config", "parent-pid", "help"] {
             assert_eq!(kind(&serve, not_a_key), None, "{not_a_key}");
         }
         // Every flag of serve with a long name is one or the other.
         let flags = serve.get_arguments().filter(|arg| arg.get_long().is_some());
-        assert_eq!(flags.count(), kinds(&serve).len() + 3);
+        assert_eq!(flags.count(), kinds(&serve).len() + 4);
     }
 
     #[test]

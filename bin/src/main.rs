@@ -17,9 +17,10 @@
 //!
 //! Exit status: 0 success (`--help` and `--version` too, on stdout); 1 key absent or
 //! compare-and-swap mismatch, or a `check perf` criterion failed (a node that cannot start or
-//! stops on a storage failure also exits 1); 2 bad usage or configuration (for `serve`, also a
-//! data directory of another node or cluster, or no keys without `--insecure`; a key file that
-//! cannot be used, or that `keygen` would overwrite), or a membership change refused as asked,
+//! stops on a storage failure, or at a second signal, also exits 1); 2 bad usage or
+//! configuration (for `serve`, also a data directory of another node or cluster, or one that is
+//! a file, or no keys without `--insecure`; a key file that cannot be used, or that `keygen`
+//! would overwrite), or a membership change refused as asked,
 //! with one line on stderr; 3 cluster unavailable or timeout (outcome unknown; for `serve
 //! --join`, no member answered), or requests the cluster could not authenticate.
 

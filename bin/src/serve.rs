@@ -4,10 +4,18 @@
 //! makes sure no other process has the data directory, starts a [`Node`] around a [`KvStore`],
 //! prints one line on stdout once its socket listens (`balsa: node 1 listening on
 //! 127.0.0.1:7001`: the address bound, `--listen` if given, else its own in `--cluster`, which
-//! it advertises either way) and logs to stderr. It stops when killed
-//! (SIGTERM, SIGINT and SIGKILL all end it; the log is safe at every point), or by itself when
-//! its storage fails, or when a membership change removed it from the cluster (one more line
-//! on stdout, `balsa: node 2 was removed from the cluster`, exit status 0).
+//! it advertises either way) and logs to stderr. It stops by itself when its storage fails, or
+//! when a membership change removed it from the cluster (one more line on stdout, `balsa: node
+//! 2 was removed from the cluster`, exit status 0).
+//!
+//! On SIGTERM, SIGINT or SIGHUP it stops gracefully ([`Node::stop_gracefully`]): it logs that
+//! it is stopping, a leader hands leadership to its most up-to-date follower and waits (for
+//! at most one maximum election timeout) until another node leads, the WAL is closed, and the
+//! process exits 0 after a last log line. A second signal ends it at once (exit status 1;
+//! the log is safe at every point, as under SIGKILL). The signals are caught from before the
+//! node starts, so one that arrives during the start stops the node as soon as it runs.
+//! `--parent-pid PID` (what `balsa cluster` gives its nodes) asks the kernel for a SIGTERM
+//! when the parent dies (`PR_SET_PDEATHSIG`), so that a node never outlives its supervisor.
 //!
 //! Before it listens, the node settles whose data directory it has (its `IDENTITY` file):
 //! bootstrapping a new cluster (its id derived from `--cluster` and `--cluster-token`), joining
@@ -25,22 +33,26 @@
 //! configuration in effect as TOML (`config.rs` renders it) and exits 0 without starting the
 //! node; the settings a `--config` file gives are flags by the time `run` sees them.
 //!
-//! Exit status: 0 when removed from the cluster, or after `--print-config`; 2 for bad configuration (including no keys
+//! Exit status: 0 when removed from the cluster, stopped by a signal, or after
+//! `--print-config`; 2 for bad configuration (including no keys
 //! and no `--insecure`, a key file that cannot be read or is too open, a data
 //! directory in use, one an earlier version's `--rejoin` marked, or one that belongs to another
-//! node, or to another cluster than the one `--join` finds); 3 when `--join` found no member
-//! to answer; 1 when the node cannot start (its address taken, a damaged log or identity file)
-//! or stops on a storage failure, with the reason on stderr.
+//! node, or to another cluster than the one `--join` finds, or a path that is not a directory,
+//! or a `--parent-pid` that is not its parent); 3 when `--join` found no member to answer; 1
+//! when the node cannot start (its address taken, a full disk, a damaged log or identity file)
+//! or stops on a storage failure, with the reason on stderr, or stops at a second signal. A
+//! start that fails leaves the data directory as it found it (`Node::start`).
 
 use balsa::keyfile::Fingerprint as _;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use balsa::keyfile::{self, Key, KeyRing, Keys};
 use balsa::kv::KvStore;
-use balsa::{Error, Node, NodeConfig};
+use balsa::{Error, HandOff, Node, NodeConfig};
 
 use crate::args::{NO_KEYS, ServeArgs};
 use crate::{logger, metrics};
@@ -110,8 +122,32 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(parent) = args.parent_pid
+        && let Err(refusal) = stop_with_parent(parent)
+    {
+        eprintln!("balsa serve: {refusal}");
+        return ExitCode::from(2);
+    }
+    let signalled = stop_signals();
+    let hand_off_bound = config.tick * config.election_ticks.1;
     let node = match Node::start(config, KvStore::new()) {
         Ok(node) => node,
+        Err(Error::NoSpace {
+            dir,
+            segment_bytes,
+            reason,
+        }) => {
+            // The library's message names the setting; this one the flag.
+            eprintln!(
+                "balsa serve: node {}: cannot start: no space left in {} for a WAL segment of \
+                 {segment_bytes} bytes ({reason}); free some space, or give a smaller \
+                 --segment-bytes (at least {})",
+                args.id,
+                dir.display(),
+                balsa::wal::SEGMENT_BYTES.start()
+            );
+            return ExitCode::from(1);
+        }
         Err(error @ (Error::Config(_) | Error::DataDirInUse { .. })) => {
             eprintln!("balsa serve: {error}");
             return ExitCode::from(2);
@@ -150,16 +186,93 @@ pub fn run(args: ServeArgs) -> ExitCode {
     );
     let _ = stdout.flush();
     drop(stdout);
-    match node.join() {
-        // The node stops by itself without an error only when the cluster removed it.
-        Ok(()) => {
-            println!("balsa: node {} was removed from the cluster", args.id);
+    let stopped = node.stopped();
+    crossbeam_channel::select! {
+        recv(signalled) -> _ => stop_gracefully(node, hand_off_bound),
+        // Never sent on: it disconnects when the node stops by itself.
+        recv(stopped) -> _ => match node.join() {
+            // The node stops by itself without an error only when the cluster removed it.
+            Ok(()) => {
+                println!("balsa: node {} was removed from the cluster", args.id);
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("balsa serve: node {} stopped: {error}", args.id);
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+/// The graceful stop at the first signal: hand leadership over (for at most `bound`), close
+/// the WAL, say so.
+#[allow(
+    clippy::print_stderr,
+    reason = "why the node had stopped, if it had stopped by itself"
+)]
+fn stop_gracefully(node: Node, bound: Duration) -> ExitCode {
+    let id = node.id();
+    log::info!(
+        "node {id} is stopping (a leader first hands leadership over, waiting at most {} ms)",
+        bound.as_millis()
+    );
+    match node.stop_gracefully(bound) {
+        Ok(handed) => {
+            let how = match handed {
+                HandOff::NotLeading => String::from("it did not lead"),
+                HandOff::TakenOver { leader, .. } => format!("node {leader} leads"),
+                HandOff::NotTakenOver { to } => {
+                    format!("node {to} had not taken leadership over")
+                }
+            };
+            log::info!("node {id} stopped: its log is closed, and {how}");
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("balsa serve: node {} stopped: {error}", args.id);
+            eprintln!("balsa serve: node {id} stopped: {error}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Catches SIGINT, SIGTERM and SIGHUP (`ctrlc`, on a thread of its own): the first is
+/// delivered on the channel returned, a second ends the process at once with exit status 1.
+/// If the handler cannot be installed, a warning says so and the signals end the node at once,
+/// as they would without it.
+fn stop_signals() -> crossbeam_channel::Receiver<()> {
+    let (first, signalled) = crossbeam_channel::bounded(1);
+    let count = AtomicU32::new(0);
+    let installed = ctrlc::set_handler(move || {
+        if count.fetch_add(1, Ordering::SeqCst) == 0 {
+            log::info!("signal received: stopping (a second signal stops at once)");
+            // Room for one, and only the first is sent.
+            let _ = first.try_send(());
+        } else {
+            log::warn!("a second signal: stopping at once, without a clean stop");
+            std::process::exit(1);
+        }
+    });
+    if let Err(error) = installed {
+        log::warn!("signals cannot be caught ({error}): they stop the node at once");
+    }
+    signalled
+}
+
+/// `--parent-pid PID`: asks the kernel for a SIGTERM when this process's parent dies, then
+/// checks that its parent is `parent`. Checked after the request, so that a parent that died
+/// before it is seen (this process then has another parent).
+fn stop_with_parent(parent: i32) -> Result<(), String> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM)).map_err(
+        |error| format!("--parent-pid: cannot ask to be told of the parent's death: {error}"),
+    )?;
+    let actual = rustix::process::Pid::as_raw(rustix::process::getppid());
+    if actual == parent {
+        Ok(())
+    } else {
+        Err(format!(
+            "--parent-pid {parent}: this process's parent is {actual} (the process {parent} \
+             exited, or is not its parent)"
+        ))
     }
 }
 

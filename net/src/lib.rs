@@ -187,4 +187,4 @@ pub use keys::{KEY_LEN, Key, KeyFormatError, KeyRing, KeySlot, Keys};
 pub use outbox::{Destination, Outbox};
 pub use replay::WINDOW as REPLAY_WINDOW;
 pub use seal::{Sealing, generate_key};
-pub use transport::{Inbound, Transport};
+pub use transport::{Inbound, Transport, bind};

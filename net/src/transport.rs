@@ -72,17 +72,37 @@ where
         E: From<Inbound<M>> + Send + 'static,
     {
         config.validate()?;
+        let socket = bind(config.bind)?;
+        Transport::start_on(config, socket, inbox)
+    }
+
+    /// As [`Transport::start`], on `socket`, bound already (by [`bind`]) in place of
+    /// `config.bind`: a node binds its address before it touches its data directory, and
+    /// starts its transport once its identity is settled. Datagrams that arrive in between wait
+    /// in the socket's buffer and pass the same checks as any other.
+    ///
+    /// # Errors
+    /// As [`Transport::start`], but for the bind.
+    pub fn start_on<E>(
+        config: Config,
+        socket: std::net::UdpSocket,
+        inbox: Sender<E>,
+    ) -> Result<Transport<M>>
+    where
+        E: From<Inbound<M>> + Send + 'static,
+    {
+        config.validate()?;
         let codec = Codec::new(config.cluster_id, config.id, config.datagram_limit)?
             .with_keys(&config.keys, config.boot_id)?;
-        let bind = config.bind;
+        let bound = socket.local_addr().unwrap_or(config.bind);
         let io_error = |op| {
             move |source| Error::Io {
                 op,
-                addr: bind,
+                addr: bound,
                 source,
             }
         };
-        let std_socket = std::net::UdpSocket::bind(bind).map_err(io_error("bind"))?;
+        let std_socket = socket;
         std_socket
             .set_nonblocking(true)
             .map_err(io_error("make non-blocking the socket bound to"))?;
@@ -168,6 +188,18 @@ where
             self.send_path,
         )
     }
+}
+
+/// Binds a UDP socket to `addr` for [`Transport::start_on`].
+///
+/// # Errors
+/// [`Error::Io`] naming the address (one in use, say).
+pub fn bind(addr: SocketAddr) -> Result<std::net::UdpSocket> {
+    std::net::UdpSocket::bind(addr).map_err(|source| Error::Io {
+        op: "bind",
+        addr,
+        source,
+    })
 }
 
 impl<M> Transport<M> {

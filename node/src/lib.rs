@@ -124,5 +124,5 @@ pub mod state_machine;
 pub use balsa_net as net;
 pub use balsa_wal as wal;
 pub use metrics::Metrics;
-pub use runtime::{Error, MembershipChange, MetricsReader, Node, NodeConfig, NodeStatus};
+pub use runtime::{Error, HandOff, MembershipChange, MetricsReader, Node, NodeConfig, NodeStatus};
 pub use state_machine::StateMachine;

@@ -19,7 +19,7 @@ use balsa::runtime::wire::{
     MemberStep, RefusalKind, Request, RequestBody, Response, ResponseBody, Wire,
 };
 use balsa::state_machine::RestoreError;
-use balsa::{Error, Node, NodeConfig, StateMachine};
+use balsa::{Error, HandOff, Node, NodeConfig, StateMachine};
 
 /// A state machine that appends every command to a list; queries return the list's length.
 #[derive(Default)]
@@ -136,6 +136,37 @@ fn three_nodes_elect_a_leader_commit_writes_and_serve_linearizable_reads() {
     assert_eq!(
         count.map(|c| u64::from_le_bytes(c.try_into().unwrap())),
         Ok(20)
+    );
+}
+
+/// `Node::stop_gracefully`: a leader hands leadership to another voter before it stops, which
+/// leads when it has stopped (without an election timeout run out); a follower has nothing to
+/// hand over. Both close cleanly.
+#[test]
+fn a_leader_stopped_gracefully_hands_leadership_over_first() {
+    let mut cluster = Cluster::start(3);
+    cluster.write(b"before");
+    let leader = cluster.leader();
+    let node = cluster.nodes[leader].take().expect("running");
+    let handed = node
+        .stop_gracefully(Duration::from_secs(10))
+        .expect("a clean stop");
+    let HandOff::TakenOver { leader: now, .. } = handed else {
+        panic!("leadership was not taken over: {handed:?}");
+    };
+    assert_ne!(now, leader as u64 + 1);
+    assert_eq!(cluster.write(b"after"), 2, "the new leader takes writes");
+
+    let now = cluster.nodes[cluster.leader()].as_ref().map(Node::id);
+    let follower = cluster
+        .nodes
+        .iter()
+        .position(|node| node.as_ref().is_some_and(|node| Some(node.id()) != now))
+        .expect("a follower runs");
+    let node = cluster.nodes[follower].take().expect("running");
+    assert_eq!(
+        node.stop_gracefully(Duration::from_secs(10)),
+        Ok(HandOff::NotLeading)
     );
 }
 

@@ -108,6 +108,7 @@ pub mod segment;
 pub mod snapshot;
 mod wal;
 
+pub use dir::LOCK_NAME;
 pub use error::{Error, Result};
 pub use recovery::Tail;
 pub use segment::WritePath;

@@ -396,6 +396,7 @@ impl Nodes {
         let launch = Launch {
             wrap: self.network.wrap_command(id),
             own_process_group: true,
+            stop_with_parent: false,
         };
         let process = ServeProcess::launch(
             &launch,

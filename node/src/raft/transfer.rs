@@ -1,6 +1,10 @@
 //! Leadership transfer (thesis §3.10): the leader stops taking proposals, brings the target's
 //! log up to date, then tells it to start an election at once (TimeoutNow). If the target has
 //! not caught up within an election timeout, the transfer is given up.
+//!
+//! A leader that is about to stop (a node told to stop gracefully) picks whom to hand over to
+//! with [`Raft::hand_off_target`]: the voter that takes over soonest, the one heard from lately
+//! whose log matches furthest, so the transfer need send it the least.
 
 use super::{Action, Body, NodeId, Raft, Role};
 
@@ -16,6 +20,28 @@ pub(super) struct Transfer {
 }
 
 impl Raft {
+    /// Leader: the voter to hand leadership to before this node stops. A voter heard from since
+    /// the last CheckQuorum round comes before one that was not (a transfer to a node that is
+    /// down only runs out its election timeout); among those, the highest match index (its log
+    /// is the most up to date, so the transfer has the least to send it); among equals, the
+    /// lowest id. `None` when this node does not lead, or no other voter exists.
+    pub fn hand_off_target(&self) -> Option<NodeId> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        self.voting_peers()
+            .filter_map(|id| {
+                let progress = self.progress.get(&id)?;
+                Some((
+                    progress.recent_active,
+                    progress.match_index,
+                    std::cmp::Reverse(id),
+                ))
+            })
+            .max()
+            .map(|(_, _, std::cmp::Reverse(id))| id)
+    }
+
     pub(super) fn transfer_leadership(&mut self, to: NodeId) {
         if self.role != Role::Leader {
             self.actions.push_back(Action::TransferAborted {

@@ -275,6 +275,14 @@ impl<S: StateMachine> Consensus<S> {
             ApiCall::Transfer { to, reply } => {
                 let _ = reply.send(self.replica.transfer_leader(to));
             }
+            ApiCall::HandOff { reply } => {
+                let target = self.replica.raft().hand_off_target();
+                if let Some(to) = target {
+                    // It leads (a target says so), so the replica takes the transfer.
+                    let _ = self.replica.transfer_leader(to);
+                }
+                let _ = reply.send(target);
+            }
             ApiCall::ChangeMembership { steps, reply } => {
                 self.replica.change_membership(steps, reply);
             }

@@ -70,6 +70,16 @@ pub enum Error {
     },
     /// Starting failed (storage or network).
     Start(String),
+    /// The file system holding the data directory is full: the WAL could not write its first
+    /// segment, which it fills with zeros up front. The data directory was left as it was.
+    NoSpace {
+        /// The data directory.
+        dir: PathBuf,
+        /// The segment size asked for ([`balsa_wal::Options::segment_bytes`]).
+        segment_bytes: u64,
+        /// The WAL's error, naming the file.
+        reason: String,
+    },
     /// The data directory's identity file cannot be read or written.
     Identity(IdentityError),
     /// A node joining a cluster asked the other members for the cluster's id, and none
@@ -113,6 +123,16 @@ impl fmt::Display for Error {
                 )
             }
             Error::Start(reason) => write!(f, "cannot start: {reason}"),
+            Error::NoSpace {
+                dir,
+                segment_bytes,
+                reason,
+            } => write!(
+                f,
+                "cannot start: no space left for a WAL segment of {segment_bytes} bytes in {} \
+                 ({reason}); free some space, or make the segments smaller (segment_bytes)",
+                dir.display()
+            ),
             Error::Identity(error) => write!(f, "{error}"),
             Error::NoMemberAnswered { asked, waited } => write!(
                 f,
@@ -233,6 +253,11 @@ pub enum NodeConfigError {
         /// Each member that answered, and the id it reported.
         answers: Vec<(SocketAddr, u64)>,
     },
+    /// The data directory's path names something that is not a directory (a file, say).
+    DataDirNotADirectory {
+        /// The path.
+        dir: PathBuf,
+    },
 }
 
 impl fmt::Display for NodeConfigError {
@@ -294,6 +319,9 @@ impl fmt::Display for NodeConfigError {
                 cluster_id_text(*recorded),
                 cluster_id_text(*learned)
             ),
+            NodeConfigError::DataDirNotADirectory { dir } => {
+                write!(f, "data directory {} is not a directory", dir.display())
+            }
             NodeConfigError::MembersDisagree { answers } => {
                 let said: Vec<String> = answers
                     .iter()

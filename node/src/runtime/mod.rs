@@ -22,10 +22,16 @@
 //! Invariants: every thread a `Node` starts is joined by `shutdown` (or drop); a storage failure
 //! or a panic in the consensus thread stops the node with the reason, never leaving it
 //! half-alive; a call on a stopped node fails with `ShuttingDown` (or the reason it stopped); a
-//! node's transport starts only once its identity is durable in its data directory.
+//! node's transport starts only once its identity is durable in its data directory (its socket
+//! is bound before anything is written there: `datadir.rs`).
+//!
+//! Stopping: [`Node::shutdown`] stops at once; [`Node::stop_gracefully`] first hands leadership
+//! to the most up-to-date voter ([`raft::Raft::hand_off_target`]) and waits, bounded, until
+//! another node leads.
 
 mod boot;
 mod consensus;
+mod datadir;
 mod error;
 pub mod identity;
 mod members;
@@ -112,6 +118,13 @@ pub enum ApiCall {
         to: NodeId,
         /// Whether the transfer started.
         reply: Sender<Result<(), Error>>,
+    },
+    /// If this node leads, hand leadership to the voter the core picks for a node about to
+    /// stop ([`raft::Raft::hand_off_target`]).
+    HandOff {
+        /// The node the transfer goes to; `None` when this node does not lead or has no other
+        /// voter.
+        reply: Sender<Option<NodeId>>,
     },
     /// Change the cluster's membership (leader only).
     ChangeMembership {
@@ -368,6 +381,28 @@ impl MembershipChange {
     }
 }
 
+/// What [`Node::stop_gracefully`] did with leadership before the node stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandOff {
+    /// The node did not lead, or led no other voter: there was nothing to hand over.
+    NotLeading,
+    /// Another node leads: `leader`, usually `to`, the node leadership was handed to (another
+    /// may win the election the transfer starts).
+    TakenOver {
+        /// The node the transfer went to.
+        to: NodeId,
+        /// The node this one last knew leading.
+        leader: NodeId,
+    },
+    /// No other node was seen leading before the timeout (`to` may be down, or still catching
+    /// up); the node stopped all the same, and the cluster elects a leader after an election
+    /// timeout.
+    NotTakenOver {
+        /// The node the transfer went to.
+        to: NodeId,
+    },
+}
+
 /// A running node. See the crate documentation for a tutorial.
 pub struct Node {
     id: NodeId,
@@ -444,23 +479,55 @@ impl MetricsReader {
 const INBOX_CAPACITY: usize = 1 << 16;
 
 impl Node {
-    /// Recovers the node's log from `config.data_dir`, settles its identity (reading the
-    /// directory's `IDENTITY`, or bootstrapping, adopting or joining: see
-    /// [`NodeConfig::join`]), binds its socket, starts its threads and returns once it runs.
+    /// Binds its socket, recovers the node's log from `config.data_dir`, settles its identity
+    /// (reading the directory's `IDENTITY`, or bootstrapping, adopting or joining: see
+    /// [`NodeConfig::join`]), starts its threads and returns once it runs.
+    ///
+    /// A start that fails leaves the data directory as it found it: the socket is bound before
+    /// anything is written, and a directory that held no node's state (new, or absent) is put
+    /// back when a later step fails (see ARCHITECTURE.md, "Starting and stopping").
     ///
     /// # Errors
     /// [`Error::Config`] for a configuration that cannot work, including a data directory that
-    /// belongs to another node or (when joining) another cluster; [`Error::DataDirInUse`];
-    /// [`Error::Identity`] for an identity file that cannot be read or written;
-    /// [`Error::NoMemberAnswered`] for a join no member answered; [`Error::Start`] for the rest.
-    pub fn start<S: StateMachine>(
+    /// belongs to another node or (when joining) another cluster, or a path that is not a
+    /// directory; [`Error::DataDirInUse`]; [`Error::Identity`] for an identity file that cannot
+    /// be read or written; [`Error::NoMemberAnswered`] for a join no member answered;
+    /// [`Error::NoSpace`] when the file system has no room for the WAL's first segment;
+    /// [`Error::Start`] for the rest (the address taken among them).
+    pub fn start<S: StateMachine>(config: NodeConfig, state_machine: S) -> Result<Node, Error> {
+        config.validate()?;
+        // Nothing is written before the address is bound: a start that fails leaves the data
+        // directory as it found it (`datadir`).
+        let found = datadir::Found::survey(&config.data_dir)?;
+        let bind = config.listen.unwrap_or_else(|| config.address());
+        let socket = balsa_net::bind(bind).map_err(|error| Error::Start(error.to_string()))?;
+        Node::start_on(config, state_machine, socket).inspect_err(|error| {
+            // A directory in use is another process's: it is not this start's to put back.
+            if !matches!(error, Error::DataDirInUse { .. }) {
+                found.restore();
+            }
+        })
+    }
+
+    /// [`Node::start`] once the socket is bound: everything that writes to the data directory.
+    fn start_on<S: StateMachine>(
         mut config: NodeConfig,
         mut state_machine: S,
+        socket: std::net::UdpSocket,
     ) -> Result<Node, Error> {
-        config.validate()?;
+        let segment_bytes = config.wal.segment_bytes;
         let (wal, recovered) =
             Wal::open(&config.data_dir, config.wal.clone()).map_err(|error| match error {
                 balsa_wal::Error::Locked { dir } => Error::DataDirInUse { dir },
+                balsa_wal::Error::Io { ref source, .. }
+                    if source.kind() == std::io::ErrorKind::StorageFull =>
+                {
+                    Error::NoSpace {
+                        dir: config.data_dir.clone(),
+                        segment_bytes,
+                        reason: error.to_string(),
+                    }
+                }
                 other => Error::Start(other.to_string()),
             })?;
         let fresh = recovered.snapshot.is_none()
@@ -525,7 +592,7 @@ impl Node {
         net_config.keys = config.keys.clone();
         net_config.boot_id = boot::next_boot_id(&config.data_dir)?;
         let transport = Arc::new(
-            Transport::start(net_config, inbox.clone())
+            Transport::start_on(net_config, socket, inbox.clone())
                 .map_err(|error| Error::Start(error.to_string()))?,
         );
         let address = transport.local_addr();
@@ -748,6 +815,79 @@ impl Node {
     /// stopped by itself (a storage failure).
     pub fn shutdown(mut self) -> Result<(), Error> {
         self.stop()
+    }
+
+    /// Stops the node as an operator's stop should (`balsa serve` on SIGTERM): a leader first
+    /// hands leadership to the voter whose log is the most up to date (the transfer of thesis
+    /// §3.10, to the target [`raft::Raft::hand_off_target`] picks) and waits, for at most
+    /// `timeout`, until another node leads; then the node shuts down as
+    /// [`Node::shutdown`] does, its WAL closed cleanly. The cluster has a leader again without
+    /// waiting out an election timeout. A follower shuts down at once. About one maximum
+    /// election timeout is a fitting `timeout`: the core gives a transfer up after a minimum
+    /// one. While the transfer runs, the leader refuses proposals (naming the target as the
+    /// leader to go to), so clients move on to the new leader.
+    ///
+    /// # Errors
+    /// As [`Node::shutdown`]: why the node had stopped, if it had stopped by itself.
+    pub fn stop_gracefully(self, timeout: Duration) -> Result<HandOff, Error> {
+        let handed = self.hand_off(timeout);
+        match &handed {
+            HandOff::NotLeading => {}
+            HandOff::TakenOver { leader, .. } => {
+                log::info!("node {} handed leadership to node {leader}", self.id);
+            }
+            HandOff::NotTakenOver { to } => log::warn!(
+                "node {to} did not take leadership over within {} ms; node {} stops all the same",
+                timeout.as_millis(),
+                self.id
+            ),
+        }
+        self.shutdown().map(|()| handed)
+    }
+
+    /// The hand-off of [`Node::stop_gracefully`]: starts the transfer and waits, until the
+    /// deadline, for another node to lead.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the runtime may read the clock: the hand-off is bounded in wall-clock time"
+    )]
+    fn hand_off(&self, timeout: Duration) -> HandOff {
+        let deadline = std::time::Instant::now() + timeout;
+        let (reply, answer) = bounded(1);
+        if self.call(ApiCall::HandOff { reply }).is_err() {
+            return HandOff::NotLeading;
+        }
+        let Ok(Some(to)) = await_answer(&answer, &self.stopped, None) else {
+            return HandOff::NotLeading;
+        };
+        log::info!(
+            "node {} hands leadership to node {to} before it stops",
+            self.id
+        );
+        loop {
+            match self.status() {
+                Ok(status) => {
+                    if let Some(leader) = status.leader.filter(|leader| *leader != self.id) {
+                        return HandOff::TakenOver { to, leader };
+                    }
+                }
+                // Stopped by itself meanwhile: `shutdown` says why.
+                Err(_) => return HandOff::NotTakenOver { to },
+            }
+            if std::time::Instant::now() >= deadline {
+                return HandOff::NotTakenOver { to };
+            }
+            // As `wait_for_leader`: a tick is the finest grain at which the answer changes.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// A receiver that disconnects once the node has stopped, whatever the reason; nothing is
+    /// ever sent on it. For a caller that waits for the node to stop and for something else at
+    /// once (`crossbeam_channel::select!`: `balsa serve` waits so for a signal), then calls
+    /// [`Node::join`], [`Node::shutdown`] or [`Node::stop_gracefully`].
+    pub fn stopped(&self) -> Receiver<()> {
+        self.stopped.clone()
     }
 
     /// Waits until the node stops by itself and says why: `Ok(())` when a committed

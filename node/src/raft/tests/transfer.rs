@@ -163,3 +163,39 @@ fn only_a_leader_transfers_leadership() {
     }));
     assert_eq!(timeout_now_position(&cluster, 3), None);
 }
+
+/// A stopping leader hands over to the voter whose log matches furthest: node 3, cut off while
+/// two entries were appended, is passed over for node 2; once both match, the lower id. A
+/// follower, and a leader with no other voter, have no one to hand over to.
+#[test]
+fn the_hand_off_target_is_the_voter_whose_log_matches_furthest() {
+    let mut cluster = Cluster::new(3, |_| {});
+    cluster.elect(1);
+    assert_eq!(cluster.node(2).hand_off_target(), None, "a follower");
+    cluster.isolate(3);
+    cluster.propose(1, b"a");
+    cluster.propose(1, b"b");
+    assert!(cluster.progress(1, 3).match_index < cluster.progress(1, 2).match_index);
+    assert_eq!(cluster.node(1).hand_off_target(), Some(2));
+
+    // Now node 2 is cut off, and node 3 catches up (at the heartbeats) and goes past it.
+    cluster.heal();
+    cluster.isolate(2);
+    cluster.propose(1, b"c");
+    let last = cluster.node(1).log().last_index();
+    let heartbeat = cluster.node(1).config().heartbeat_ticks;
+    let caught_up = cluster.run_until(&[1], 4 * heartbeat, |cluster| {
+        cluster.progress(1, 3).match_index == last
+    });
+    assert!(caught_up, "node 3 catches up within a few heartbeats");
+    assert!(cluster.progress(1, 2).match_index < cluster.progress(1, 3).match_index);
+    assert_eq!(
+        cluster.node(1).hand_off_target(),
+        Some(3),
+        "now node 3 is ahead"
+    );
+
+    let mut alone = Cluster::new(1, |_| {});
+    alone.elect(1);
+    assert_eq!(alone.node(1).hand_off_target(), None, "no other voter");
+}
