@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-use balsa::kv::MAX_VALUE_SIZE;
+use balsa::kv::{MAX_VALUE_SIZE, thousands};
 
 /// Why a key or a value given could not be used (the command exits 2).
 #[derive(Debug)]
@@ -76,19 +76,6 @@ fn too_large(what: &str, size: &str) -> InputError {
         "{what} of {size} bytes exceeds the maximum value size of {} bytes",
         thousands(MAX_VALUE_SIZE as u64)
     ))
-}
-
-/// `n` with a comma every three digits.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (k, digit) in digits.chars().enumerate() {
-        if k > 0 && (digits.len() - k).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
 }
 
 /// Writes `value` to `path` exactly (created or truncated).
@@ -162,10 +149,13 @@ mod tests {
         assert_eq!(read_bounded(at_limit.as_slice(), "v").unwrap(), at_limit);
         // An endless input: refused after MAX_VALUE_SIZE + 1 bytes.
         let error = read_bounded(io::repeat(1), "the value from standard input").unwrap_err();
+        let max = thousands(MAX_VALUE_SIZE as u64);
         assert_eq!(
             error.to_string(),
-            "the value from standard input of more than 65,536 bytes exceeds the maximum value \
-             size of 65,536 bytes"
+            format!(
+                "the value from standard input of more than {max} bytes exceeds the maximum \
+                 value size of {max} bytes"
+            )
         );
     }
 
@@ -175,8 +165,11 @@ mod tests {
         let path = dir.path().join("big");
         std::fs::write(&path, vec![0_u8; 70_000]).expect("write");
         let error = value_bytes(None, Some(&path)).unwrap_err().to_string();
+        let max = thousands(MAX_VALUE_SIZE as u64);
         assert!(
-            error.ends_with("big of 70,000 bytes exceeds the maximum value size of 65,536 bytes"),
+            error.ends_with(&format!(
+                "big of 70,000 bytes exceeds the maximum value size of {max} bytes"
+            )),
             "{error}"
         );
         let missing = value_bytes(None, Some(&dir.path().join("none"))).unwrap_err();

@@ -8,7 +8,7 @@ mod common;
 use std::io::Write as _;
 use std::process::{Output, Stdio};
 
-use balsa::kv::{KeyRange, MAX_DELETE_BATCH, MAX_VALUE_LEN};
+use balsa::kv::{KeyRange, MAX_DELETE_BATCH, MAX_VALUE_SIZE, thousands};
 use common::{Cluster, ELECTION_TIMEOUT, balsa_command, endpoints_arg, stderr, stdout};
 
 /// Runs `balsa ARGS` against `cluster` with `input` on its standard input.
@@ -86,11 +86,14 @@ fn binary_values_from_stdin_and_files_come_back_exactly() {
     assert!(!absent.exists());
 
     // Over the maximum value size, from stdin or a file: refused by name, exit 2, nothing sent.
-    let huge = vec![b'x'; MAX_VALUE_LEN + 1];
+    let huge = vec![b'x'; MAX_VALUE_SIZE + 1];
     let put = balsa_with_stdin(&cluster, &["put", "huge", "-"], &huge);
     assert_eq!(put.status.code(), Some(2), "{}", stderr(&put));
     assert!(
-        stderr(&put).contains("exceeds the maximum value size of 65,536 bytes"),
+        stderr(&put).contains(&format!(
+            "exceeds the maximum value size of {} bytes",
+            thousands(MAX_VALUE_SIZE as u64)
+        )),
         "{}",
         stderr(&put)
     );
@@ -98,7 +101,10 @@ fn binary_values_from_stdin_and_files_come_back_exactly() {
     let put = cluster.balsa(&["put", "huge", "--value-file", file_arg]);
     assert_eq!(put.status.code(), Some(2), "{}", stderr(&put));
     assert!(
-        stderr(&put).contains("of 65,537 bytes exceeds the maximum value size"),
+        stderr(&put).contains(&format!(
+            "of {} bytes exceeds the maximum value size",
+            thousands(MAX_VALUE_SIZE as u64 + 1)
+        )),
         "{}",
         stderr(&put)
     );

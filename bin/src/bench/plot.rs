@@ -637,18 +637,8 @@ fn legend<'a, 'b: 'a, CT: CoordTranslate>(
     Ok(())
 }
 
-/// `1234567` as `1,234,567`.
-pub fn thousands(count: u64) -> String {
-    let digits = count.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (position, digit) in digits.chars().enumerate() {
-        if position > 0 && (digits.len() - position).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
+/// `1234567` as `1,234,567` (the library's, so that every figure a user reads is written alike).
+pub use balsa::kv::thousands;
 
 #[cfg(test)]
 mod tests {

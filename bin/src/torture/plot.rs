@@ -679,17 +679,9 @@ fn counted(count: usize, noun: &str) -> String {
     format!("{} {noun}{plural}", thousands(count))
 }
 
-/// `1234567` as `1,234,567`.
+/// `1234567` as `1,234,567`, as the library writes every count a user reads.
 fn thousands(count: usize) -> String {
-    let digits = count.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (position, digit) in digits.chars().enumerate() {
-        if position > 0 && (digits.len() - position).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
+    balsa::kv::thousands(count as u64)
 }
 
 #[cfg(test)]

@@ -606,8 +606,9 @@ impl LimitExceeded {
     }
 }
 
-/// `n` with a comma between each group of three digits: `63,488`.
-fn thousands(n: u64) -> String {
+/// `n` with a comma between each group of three digits: `63,488`. How every size and count a
+/// user reads is written (the limits' messages here, and the `balsa` command's output).
+pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (k, digit) in digits.chars().enumerate() {

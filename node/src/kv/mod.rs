@@ -33,7 +33,7 @@ use std::ops::Bound;
 pub use self::codec::{DecodeError, DecodeErrorKind, LimitExceeded};
 pub use self::command::{
     Answer, Command, FORMAT_VERSION, MAX_DELETE_BATCH, MAX_KEY_LEN, MAX_PAGE_BYTES, MAX_REASON_LEN,
-    MAX_VALUE_LEN, MAX_VALUE_SIZE, Op, Pair, Query,
+    MAX_VALUE_LEN, MAX_VALUE_SIZE, Op, Pair, Query, thousands,
 };
 pub use self::range::{KeyRange, MAX_BOUND_LEN, prefix_end};
 pub use self::session::{Admission, DEFAULT_SESSION_CAPACITY, Session, SessionTable};
