@@ -35,9 +35,11 @@
 //!
 //! # Saving
 //!
-//! From the leader (found by asking every endpoint's status), or `--from ID`: the node is asked
-//! to snapshot now (as `balsa snapshot` asks), which covers everything it applied, and so, on the
-//! leader, every write acknowledged before the save began; then its newest snapshot is read
+//! From the leader (found by asking every endpoint's status), or `--from ID`. First a barrier:
+//! a linearizable read answered by that node ([`Client::read_at`]), after which it has applied
+//! every write acknowledged before the save began — a leader just elected, or a follower, may
+//! not have until then. Then the node is asked to snapshot now (as `balsa snapshot` asks), which
+//! covers everything it applied, so every such write; then its newest snapshot is read
 //! piece by piece ([`RequestBody::ReadSnapshot`](balsa::runtime::wire::RequestBody)), each a
 //! client operation of its own at the offset reached, retried on silence: a lost datagram costs
 //! one attempt, never the fetch. Every piece names its snapshot; when another one (a newer
@@ -69,7 +71,7 @@ use std::process::ExitCode;
 
 use balsa::NodeConfig;
 use balsa::client::{Client, ClientError, ClientOptions};
-use balsa::kv::KvStore;
+use balsa::kv::{KvStore, Query};
 use balsa::raft::MESSAGE_OVERHEAD;
 use balsa::raft::membership::Membership;
 use balsa::raft::snapshot_frame;
@@ -553,6 +555,19 @@ pub fn save(args: SaveArgs) -> ExitCode {
         Ok(found) => found,
         Err((message, status)) => return fail(message, status),
     };
+    // The barrier: once that node answers a linearizable read, it has applied every write
+    // acknowledged before now (a leader just elected may not have yet), so the snapshot taken
+    // next holds them all. The key read is irrelevant; the empty key is never written.
+    if let Err(error) = client.read_at(address, Query::Get { key: Vec::new() }) {
+        return client_cmds::fail(
+            COMMAND,
+            &with_context(
+                error,
+                &format!("node {node} at {address}: reading its applied index"),
+            ),
+            client_key,
+        );
+    }
     if let Err(error) = client.take_snapshot(address) {
         return client_cmds::fail(
             COMMAND,

@@ -77,19 +77,8 @@ pub struct SpawnError {
 }
 
 impl ServeProcess {
-    /// Starts `balsa serve` for node `id` of `members` on `data_dir` (with `extra` flags), its
-    /// stderr going to `stderr`, and returns once it says it listens.
-    pub fn spawn(
-        id: u64,
-        members: &[(u64, SocketAddr)],
-        data_dir: &Path,
-        extra: &[OsString],
-        stderr: Stdio,
-    ) -> Result<ServeProcess, SpawnError> {
-        ServeProcess::launch(&Launch::default(), id, members, data_dir, extra, stderr)
-    }
-
-    /// [`spawn`](ServeProcess::spawn), run as `launch` says.
+    /// Starts `balsa serve` for node `id` of `members` on `data_dir` (with `extra` flags), run
+    /// as `launch` says, its stderr going to `stderr`, and returns once it says it listens.
     pub fn launch(
         launch: &Launch,
         id: u64,

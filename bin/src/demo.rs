@@ -29,7 +29,7 @@ use balsa::runtime::wire::StatusReport;
 
 use crate::args::DEFAULT_CHANGE_ATTEMPT_TIMEOUT;
 use crate::client_cmds::status_table;
-use crate::cluster::{ServeProcess, os_args, random_token};
+use crate::cluster::{Launch, ServeProcess, os_args, random_token};
 use crate::keys::LocalKeys;
 use crate::members;
 
@@ -160,8 +160,20 @@ impl Demo {
         let mut flags = os_args(&["--cluster-token", self.token.as_str()]);
         flags.extend(self.keys.serve_args());
         flags.extend(os_args(extra));
-        let node = ServeProcess::spawn(id, &self.members, &data_dir, &flags, Stdio::from(log))
-            .map_err(|error| error.message)?;
+        // The demo starts its nodes from its one thread, so they can stop with it.
+        let launch = Launch {
+            stop_with_parent: true,
+            ..Launch::default()
+        };
+        let node = ServeProcess::launch(
+            &launch,
+            id,
+            &self.members,
+            &data_dir,
+            &flags,
+            Stdio::from(log),
+        )
+        .map_err(|error| error.message)?;
         println!(
             "  node {id} runs as process {} on {} (data in node-{id}/, log in node-{id}.log)",
             node.pid(),

@@ -14,7 +14,7 @@
 //! process exits 0 after a last log line. A second signal ends it at once (exit status 1;
 //! the log is safe at every point, as under SIGKILL). The signals are caught from before the
 //! node starts, so one that arrives during the start stops the node as soon as it runs.
-//! `--parent-pid PID` (what `balsa cluster` gives its nodes) asks the kernel for a SIGTERM
+//! `--parent-pid PID` (what `balsa cluster`, `demo` and `torture` give their nodes) asks the kernel for a SIGTERM
 //! when the parent dies (`PR_SET_PDEATHSIG`), so that a node never outlives its supervisor.
 //!
 //! Before it listens, the node settles whose data directory it has (its `IDENTITY` file):

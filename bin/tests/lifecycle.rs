@@ -314,3 +314,69 @@ fn a_data_directory_that_is_a_file_is_refused_with_exit_2() {
         "not a directory"
     );
 }
+
+/// A start on a full file system (a 1 MiB tmpfs, in a mount namespace of the test's own)
+/// fails naming `--segment-bytes`, with exit 1, and leaves nothing on it. Needs root for the
+/// namespace: without it the test says so and checks nothing (CI runs as root).
+#[test]
+fn no_space_at_start_names_segment_bytes_and_leaves_the_file_system_as_it_was() {
+    let can_mount = std::process::Command::new("unshare")
+        .args(["--mount", "true"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !can_mount {
+        eprintln!("skipped: unshare --mount needs root");
+        return;
+    }
+    let cluster = Cluster::on_addresses((1..).zip(free_loopback_addresses(1)).collect(), &[]);
+    let dir = tempfile::tempdir().expect("a directory");
+    let mount = dir.path().join("small");
+    std::fs::create_dir(&mount).expect("mkdir");
+    // Mount a 1 MiB tmpfs, start the node on it (its first segment is 64 MiB), then list what
+    // is left on it, all inside the namespace: the mount ends with the shell.
+    let script = "mount -t tmpfs -o size=1m balsa-full \"$1\" || exit 97; shift; \
+                  dir=\"$1\"; shift; \"$@\"; status=$?; \
+                  echo \"left: $(ls -A \"$dir\" | tr '\\n' ' ')\"; exit $status";
+    let data_dir = mount.join("data");
+    let mut serve = balsa_command(&["serve"]);
+    serve
+        .args(["--id", "1", "--cluster", &cluster_arg(&cluster)])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(cluster.key_args());
+    let mut unshare = std::process::Command::new("unshare");
+    for (variable, value) in serve.get_envs() {
+        match value {
+            Some(value) => unshare.env(variable, value),
+            None => unshare.env_remove(variable),
+        };
+    }
+    let output = unshare
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(&mount)
+        .arg(&mount)
+        .arg(serve.get_program())
+        .args(serve.get_args())
+        .stdin(Stdio::null())
+        .output()
+        .expect("unshare runs");
+    let err = stderr(&output);
+    assert_ne!(output.status.code(), Some(97), "mount failed: {err}");
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(err.contains("no space left"), "{err}");
+    assert!(err.contains("--segment-bytes"), "{err}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        stdout.trim_end(),
+        "left:",
+        "the start left files behind: {stdout}"
+    );
+}

@@ -396,7 +396,9 @@ impl Nodes {
         let launch = Launch {
             wrap: self.network.wrap_command(id),
             own_process_group: true,
-            stop_with_parent: false,
+            // Nodes are started and restarted from the run's main thread only (the nemesis
+            // runs there), so the kernel's signal comes only when the run itself dies.
+            stop_with_parent: true,
         };
         let process = ServeProcess::launch(
             &launch,

@@ -282,7 +282,7 @@ impl Cluster {
     }
 
     /// The `serve` arguments of the keys (none when insecure).
-    fn key_args(&self) -> Vec<String> {
+    pub fn key_args(&self) -> Vec<String> {
         self.keys
             .as_ref()
             .map_or_else(Vec::new, TestKeys::serve_args)

@@ -384,6 +384,22 @@ impl Client {
         }
     }
 
+    /// A linearizable read answered by the node at `endpoint` only (see
+    /// [`Operation::ReadAt`]): when it returns, that node has applied every write acknowledged
+    /// before the call. A node that knows no leader is asked again until the timeout.
+    ///
+    /// # Errors
+    /// Those of [`Client::get`].
+    pub fn read_at(&mut self, endpoint: SocketAddr, query: Query) -> Result<Answer, ClientError> {
+        match self.run(Operation::ReadAt {
+            node: endpoint,
+            query,
+        })? {
+            Reply::Read(answer) => Ok(answer),
+            other => Err(unexpected("a read", &other)),
+        }
+    }
+
     /// Reads the piece of the newest snapshot of the node at `endpoint` from `offset`, at
     /// most `max_bytes` of it (the node sends at most what fits one of its datagrams). That
     /// node alone is asked; an unanswered attempt is sent again until the timeout.

@@ -83,6 +83,16 @@ pub enum Operation {
         /// Answer from the asked node's own state at once.
         stale: bool,
     },
+    /// A linearizable read answered by the node at `node` only (a follower asks the leader for
+    /// the read index, and answers once it has applied that far): once it is answered, that
+    /// node has applied every write acknowledged before the read started. `balsa snapshot
+    /// save` uses it as the barrier before it asks that node for a snapshot.
+    ReadAt {
+        /// The node.
+        node: SocketAddr,
+        /// What to read.
+        query: Query,
+    },
     /// The status of the node at this address (that node only, any address).
     Status(SocketAddr),
     /// Ask the node at this address to snapshot its state machine and compact its log now.
@@ -389,6 +399,15 @@ impl Session {
                     Expect::Read,
                     RequestBody::Query { data, stale },
                     Route::Leader,
+                )
+            }
+            Operation::ReadAt { node, query } => {
+                query.check_limits()?;
+                let data = query.encode();
+                (
+                    Expect::Read,
+                    RequestBody::Query { data, stale: false },
+                    Route::Node(node),
                 )
             }
             Operation::Status(node) => (Expect::Status, RequestBody::Status, Route::Node(node)),
@@ -1330,6 +1349,46 @@ mod tests {
             matches!(&error, ClientError::Protocol { reason } if reason.starts_with("a snapshot request was answered")),
             "{error:?}"
         );
+    }
+
+    #[test]
+    fn a_read_at_a_node_is_linearizable_and_stays_with_that_node_when_refused() {
+        let mut session = session();
+        let barrier = Operation::ReadAt {
+            node: addr(C),
+            query: Query::Get { key: Vec::new() },
+        };
+        session.start(ms(0), barrier).unwrap();
+        let first = session.poll_transmit(ms(0)).unwrap();
+        assert_eq!(first.to, addr(C));
+        assert!(
+            matches!(first.request.body, RequestBody::Query { stale: false, .. }),
+            "{:?}",
+            first.request.body
+        );
+        // A follower pointing at the leader is asked again, not left for the leader: the
+        // barrier is about what that node has applied.
+        respond(
+            &mut session,
+            ms(1),
+            C,
+            first.request.id,
+            not_leader(Some(A)),
+        );
+        let again = loop {
+            let now = session.poll_timeout().expect("a retry is due");
+            session.handle_timeout(now);
+            if let Some(transmit) = session.poll_transmit(now) {
+                break transmit;
+            }
+        };
+        assert_eq!(again.to, addr(C));
+        let value = ResponseBody::Query {
+            data: Answer::Value(None).encode(),
+        };
+        respond(&mut session, ms(50), C, again.request.id, value);
+        let reply = session.poll_outcome().unwrap().result.unwrap();
+        assert_eq!(reply, Reply::Read(Answer::Value(None)));
     }
 
     #[test]

@@ -37,7 +37,9 @@
 //! of its state (the session table saves them), so a command's meaning never changes once
 //! released; the counted delete is a new command instead. A cluster must run nodes that know a
 //! command before any client sends it: a node that refuses a command its leader applied would
-//! diverge (its answer and session table differ).
+//! diverge (its answer and session table differ). These tags shipped with envelope version 3,
+//! which no older release speaks, so no such cluster can form today; ARCHITECTURE.md ("The
+//! key-value surface") states the rule for the next replicated kind.
 //!
 //! Invariants: decoding never panics and allocates at most the input's size (see `codec.rs`);
 //! keys, values and reasons over [`MAX_KEY_LEN`], [`MAX_VALUE_LEN`] and [`MAX_REASON_LEN`],

@@ -323,10 +323,13 @@ impl<S: StateMachine, R> Replica<S, R> {
                 self.storage_syncs += 1;
                 self.raft.step(raft::Input::Persisted { upto });
             }
+            // A saved or installed snapshot was synced too (its file, then its directory).
             Input::Storage(StorageDone::SnapshotSaved { index, data }) => {
+                self.storage_syncs += 1;
                 self.snapshot_saved(index, data);
             }
             Input::Storage(StorageDone::SnapshotInstalled { index, term, data }) => {
+                self.storage_syncs += 1;
                 self.snapshot_installed(index, term, &data)?;
             }
         }

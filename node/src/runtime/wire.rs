@@ -451,7 +451,8 @@ pub struct StatusReport {
     pub datagrams_out: u64,
     /// Datagrams dropped, all reasons.
     pub datagrams_dropped: u64,
-    /// WAL syncs since start.
+    /// Syncs since start that the replica waited for: group commits of the log, snapshots
+    /// saved and snapshots installed (a node that caught up by a snapshot alone shows one).
     pub wal_syncs: u64,
     /// The last index of the newest snapshot (0: none yet).
     pub snapshot_index: u64,
