@@ -325,7 +325,13 @@ fn no_space_at_start_names_segment_bytes_and_leaves_the_file_system_as_it_was() 
         .output()
         .is_ok_and(|output| output.status.success());
     if !can_mount {
-        eprintln!("skipped: unshare --mount needs root");
+        #[allow(
+            clippy::print_stderr,
+            reason = "a skipped test says why in the test's output"
+        )]
+        {
+            eprintln!("skipped: unshare --mount needs root");
+        }
         return;
     }
     let cluster = Cluster::on_addresses((1..).zip(free_loopback_addresses(1)).collect(), &[]);
