@@ -168,6 +168,7 @@ mod seal;
 #[path = "seal_off.rs"]
 mod seal;
 mod shared;
+mod socket_buffers;
 mod transport;
 
 pub use bounded::MAX_DEPTH;
@@ -187,4 +188,5 @@ pub use keys::{KEY_LEN, Key, KeyFormatError, KeyRing, KeySlot, Keys};
 pub use outbox::{Destination, Outbox};
 pub use replay::WINDOW as REPLAY_WINDOW;
 pub use seal::{Sealing, generate_key};
+pub use socket_buffers::{BufferSizes, SOCKET_BUFFER_BYTES, grow as grow_socket_buffers};
 pub use transport::{Inbound, Transport, bind};

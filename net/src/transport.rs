@@ -106,6 +106,20 @@ where
         std_socket
             .set_nonblocking(true)
             .map_err(io_error("make non-blocking the socket bound to"))?;
+        match crate::socket_buffers::grow(&std_socket, crate::SOCKET_BUFFER_BYTES) {
+            Ok(sizes) if sizes.hold(crate::SOCKET_BUFFER_BYTES) => {}
+            Ok(sizes) => log::warn!(
+                "the socket bound to {bound} got {} bytes of receive and {} of send buffer, \
+                 less than the {} asked for: datagrams of large values may be dropped under \
+                 load; raise net.core.rmem_max and net.core.wmem_max",
+                sizes.receive,
+                sizes.send,
+                crate::SOCKET_BUFFER_BYTES
+            ),
+            Err(error) => {
+                log::warn!("cannot size the buffers of the socket bound to {bound}: {error}")
+            }
+        }
         let local_addr = std_socket
             .local_addr()
             .map_err(io_error("read the address of"))?;

@@ -112,10 +112,20 @@ impl Multiplexer {
         };
         let mut sockets = Vec::with_capacity(socket_count);
         for token in 0..socket_count {
-            let mut socket = UdpSocket::bind(bind).map_err(|source| ClientError::Io {
+            let std_socket = std::net::UdpSocket::bind(bind).map_err(|source| ClientError::Io {
                 op: "binding a client socket",
                 source,
             })?;
+            // Many sessions' answers may wait in one socket: the default buffer holds three
+            // of 64 KiB. Best effort: a smaller buffer only loses answers, which are retried.
+            let _ = balsa_net::grow_socket_buffers(&std_socket, balsa_net::SOCKET_BUFFER_BYTES);
+            std_socket
+                .set_nonblocking(true)
+                .map_err(|source| ClientError::Io {
+                    op: "making a client socket non-blocking",
+                    source,
+                })?;
+            let mut socket = UdpSocket::from_std(std_socket);
             poll.registry()
                 .register(&mut socket, Token(token), Interest::READABLE)
                 .map_err(|source| ClientError::Io {
