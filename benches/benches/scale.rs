@@ -73,6 +73,8 @@ const DEFAULT_SECS: u64 = 8;
 /// The longest a durable row waits for the machine's writeback to settle: on a shared machine
 /// other writers keep it busy, and 23 rows must fit in the bench's ten minutes.
 const QUIET_WAIT: Duration = Duration::from_secs(5);
+/// The same before each measurement of the floors.
+const FLOOR_QUIET_WAIT: Duration = Duration::from_secs(5);
 /// The client counts of the `clients` section.
 const CLIENT_COUNTS: [usize; 5] = [1, 8, 64, 256, 1024];
 /// The value sizes of the `values` section.
@@ -156,6 +158,16 @@ struct Floors {
 
 impl Floors {
     fn measure(dir: &Path) -> Result<Floors, String> {
+        // Cargo has just written this bench's executable (hundreds of MB with debug info), and
+        // the rows leave segments behind: a floor measured during their writeback is the
+        // writeback's. (On the shared machine other writers rarely let it settle: bounded.)
+        let waited = report::wait_for_disk_quiet(FLOOR_QUIET_WAIT);
+        if waited > Duration::from_millis(100) {
+            println!(
+                "  (waited {} ms for the disk's writeback to settle)",
+                waited.as_millis()
+            );
+        }
         let p50_us = |hist: &hdrhistogram::Histogram<u64>| hist.value_at_quantile(0.5) as f64 / 1e3;
         let sync = measure_fdatasync_floor(dir, FLOOR_ITERATIONS);
         let quorum = measure_quorum_fdatasync(dir, 3, 2, FLOOR_ITERATIONS)
