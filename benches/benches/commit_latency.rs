@@ -61,7 +61,6 @@ use std::{io, path::Path, path::PathBuf, time::Duration, time::Instant};
 
 use balsa::NodeConfig;
 use balsa::client::load::{self, Load, Outcome, Sockets, Workload};
-use balsa::runtime::wire::StatusReport;
 use balsa::wal::WritePath;
 use balsa_benches::{
     bare_commit::{self, Layout},
@@ -559,7 +558,7 @@ fn run_load(
         run.outcome.ops_per_sec(),
         run.us_at(0.5),
         run.us_at(0.99),
-        batching(&before, &after, leadership.leader)
+        report::Batching::between(&before, &after, leadership.leader)
     );
     Ok(run)
 }
@@ -798,29 +797,6 @@ fn print_run(name: &str, run: &Run, floor_us: f64, bare_us: Option<f64>) {
             |bare_us| format!("{:.2}", run.us_at(0.5) as f64 / bare_us)
         ),
     );
-}
-
-/// How well writes were batched between two sets of reports: entries per sync on the leader and
-/// on the followers, and datagrams sent per entry, all nodes together.
-fn batching(before: &[StatusReport], after: &[StatusReport], leader: u64) -> String {
-    let delta = |pick: fn(&StatusReport) -> u64, leader_only: Option<bool>| -> u64 {
-        before
-            .iter()
-            .zip(after)
-            .filter(|(report, _)| leader_only.is_none_or(|is| (report.id == leader) == is))
-            .map(|(b, a)| pick(a).saturating_sub(pick(b)))
-            .sum()
-    };
-    let entries = delta(|r| r.commit_index, Some(true)).max(1) as f64;
-    let leader_syncs = delta(|r| r.wal_syncs, Some(true)).max(1) as f64;
-    let follower_syncs = delta(|r| r.wal_syncs, Some(false)).max(1) as f64 / 2.0;
-    let datagrams = delta(|r| r.datagrams_out, None) as f64;
-    format!(
-        "entries per sync: leader {:.1}, followers {:.1}; node datagrams per entry {:.2}",
-        entries / leader_syncs,
-        entries / follower_syncs,
-        datagrams / entries
-    )
 }
 
 /// One load run: what the load generator returned, and its latencies as a histogram.

@@ -173,6 +173,78 @@ pub fn measure_write_and_sync(path: &Path, bytes: u64) -> io::Result<Duration> {
     Ok(elapsed)
 }
 
+/// What [`measure_sequential_bandwidth`] measured: the bytes written, the syncs made and the
+/// time from the file's creation to the end of the last sync.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bandwidth {
+    /// Bytes written (all of them synced).
+    pub bytes: u64,
+    /// `fdatasync` calls made.
+    pub syncs: u64,
+    /// Wall time of the whole write.
+    pub elapsed: Duration,
+}
+
+impl Bandwidth {
+    /// Megabytes (10⁶ bytes) per second; 0 for a write that took no measurable time.
+    #[must_use]
+    pub fn mb_per_sec(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.bytes as f64 / secs / 1e6
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The disk's sequential write bandwidth as a log streaming large records sees it: `bytes`
+/// written to a new file in `dir` in writes of `sync_every` bytes (the last may be shorter), each
+/// followed by `fdatasync`; the file is checked ([`verify`]) and removed. The file grows as it
+/// is written (no preallocation), so each sync also makes its new length durable, as a WAL's
+/// first pass over a fresh segment would not have to: the figure is the disk's, not the WAL's.
+///
+/// # Errors
+/// `InvalidInput` if `sync_every` is 0; any error from creating, writing, syncing, reading back
+/// or removing the file.
+pub fn measure_sequential_bandwidth(
+    dir: &Path,
+    bytes: u64,
+    sync_every: usize,
+) -> io::Result<Bandwidth> {
+    if sync_every == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the sequential bandwidth floor needs a positive sync interval",
+        ));
+    }
+    let path = dir.join("bandwidth-floor.dat");
+    let chunk = vec![FILL; sync_every];
+    let start = Instant::now();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    let (mut written, mut syncs) = (0_u64, 0_u64);
+    while written < bytes {
+        let n = usize::try_from(bytes - written).map_or(chunk.len(), |left| left.min(chunk.len()));
+        file.write_all_at(&chunk[..n], written)?;
+        file.sync_data()?;
+        written += n as u64;
+        syncs += 1;
+    }
+    let elapsed = start.elapsed();
+    verify(&file, written)?;
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(Bandwidth {
+        bytes: written,
+        syncs,
+        elapsed,
+    })
+}
+
 /// The network floor: the round trip of a `payload_len`-byte datagram over loopback between two
 /// blocking `std` sockets on two threads (one sends and waits, the other echoes), after
 /// [`WARMUP`] untimed round trips. Nanoseconds per round trip.
@@ -338,4 +410,47 @@ pub fn measure_thread_handoff(iterations: usize) -> Histogram<u64> {
         drop(to_echo);
         hist
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every byte asked for is written and synced, one sync per interval (the last one short),
+    /// and the file is gone afterwards.
+    #[test]
+    fn sequential_bandwidth_writes_every_byte_with_a_sync_per_interval() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let bytes = 3 * 65_536 + 100;
+        let measured =
+            measure_sequential_bandwidth(dir.path(), bytes, 65_536).expect("the disk writes");
+        assert_eq!((measured.bytes, measured.syncs), (bytes, 4));
+        assert!(measured.mb_per_sec() > 0.0, "{measured:?}");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("the directory is readable")
+            .collect();
+        assert!(left.is_empty(), "the file is removed: {left:?}");
+    }
+
+    #[test]
+    fn sequential_bandwidth_refuses_a_zero_interval() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let error = measure_sequential_bandwidth(dir.path(), 10, 0).expect_err("refused");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn bandwidth_is_megabytes_per_second() {
+        let two_mb_in_half_a_second = Bandwidth {
+            bytes: 1_000_000,
+            syncs: 1,
+            elapsed: Duration::from_millis(500),
+        };
+        assert!((two_mb_in_half_a_second.mb_per_sec() - 2.0).abs() < 1e-9);
+        let instant = Bandwidth {
+            elapsed: Duration::ZERO,
+            ..two_mb_in_half_a_second
+        };
+        assert!(instant.mb_per_sec().abs() < f64::EPSILON);
+    }
 }

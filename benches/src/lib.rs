@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod concurrent;
 pub mod floor;
 pub mod report;
+pub mod soak;
 pub mod wal;
 
 /// Untimed iterations run before the measured ones.

@@ -3,6 +3,7 @@
 
 use std::{io, path::Path};
 
+use balsa::runtime::wire::StatusReport;
 use hdrhistogram::Histogram;
 
 /// A fresh directory for a bench's data, in `BALSA_BENCH_DIR` if set, else in cargo's
@@ -122,12 +123,126 @@ pub fn cpu_ticks() -> Option<(u64, u64)> {
 /// them).
 #[must_use]
 pub fn steal_between(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> String {
+    steal_share(before, after)
+        .map_or_else(|| "?".to_owned(), |share| format!("{:.1}%", share * 100.0))
+}
+
+/// The share (0–1) of CPU time stolen between two [`cpu_ticks`] readings, if both were read and
+/// time passed between them.
+#[must_use]
+pub fn steal_share(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
     match (before, after) {
         (Some((steal0, total0)), Some((steal1, total1))) if total1 > total0 => {
-            let share = (steal1 - steal0) as f64 / (total1 - total0) as f64;
-            format!("{:.1}%", share * 100.0)
+            Some(steal1.saturating_sub(steal0) as f64 / (total1 - total0) as f64)
         }
-        _ => "?".to_owned(),
+        _ => None,
+    }
+}
+
+/// How well writes were batched between two sets of a cluster's status reports (the same nodes,
+/// in the same order): entries committed per WAL sync on the leader and on a follower (the
+/// followers' mean), and datagrams sent per entry, all nodes together.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Batching {
+    /// Entries committed per sync of the leader's WAL.
+    pub leader_entries_per_sync: f64,
+    /// The same per follower, the followers' syncs averaged.
+    pub follower_entries_per_sync: f64,
+    /// Datagrams all nodes sent per entry committed.
+    pub datagrams_per_entry: f64,
+}
+
+impl Batching {
+    /// Compares `before` with `after`, `leader` being the node that led in between. Counts that
+    /// went backwards (a node restarted) count as 0; no entries or no syncs count as 1, so that
+    /// nothing divides by zero.
+    #[must_use]
+    pub fn between(before: &[StatusReport], after: &[StatusReport], leader: u64) -> Batching {
+        let delta = |pick: fn(&StatusReport) -> u64, leader_only: Option<bool>| -> u64 {
+            before
+                .iter()
+                .zip(after)
+                .filter(|(report, _)| leader_only.is_none_or(|is| (report.id == leader) == is))
+                .map(|(b, a)| pick(a).saturating_sub(pick(b)))
+                .sum()
+        };
+        let followers = before
+            .iter()
+            .filter(|report| report.id != leader)
+            .count()
+            .max(1);
+        let entries = delta(|r| r.commit_index, Some(true)).max(1) as f64;
+        let leader_syncs = delta(|r| r.wal_syncs, Some(true)).max(1) as f64;
+        let follower_syncs = delta(|r| r.wal_syncs, Some(false)).max(1) as f64 / followers as f64;
+        Batching {
+            leader_entries_per_sync: entries / leader_syncs,
+            follower_entries_per_sync: entries / follower_syncs,
+            datagrams_per_entry: delta(|r| r.datagrams_out, None) as f64 / entries,
+        }
+    }
+}
+
+impl std::fmt::Display for Batching {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "entries per sync: leader {:.1}, followers {:.1}; node datagrams per entry {:.2}",
+            self.leader_entries_per_sync, self.follower_entries_per_sync, self.datagrams_per_entry
+        )
+    }
+}
+
+/// Which side of its limit a target's figure must be on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Bound {
+    /// The figure must be at most the limit.
+    AtMost,
+    /// The figure must be at least the limit.
+    AtLeast,
+}
+
+/// A target set against a figure of the same run: reported, never asserted.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Target {
+    /// What is compared, for the reader.
+    pub name: String,
+    /// The figure (a ratio, usually); `None` if the run did not measure it.
+    pub value: Option<f64>,
+    /// Which side of `limit` it must be on.
+    pub bound: Bound,
+    /// The limit.
+    pub limit: f64,
+}
+
+impl Target {
+    /// Whether the figure is on the right side of the limit (`None`: not measured).
+    #[must_use]
+    pub fn met(&self) -> Option<bool> {
+        self.value.map(|value| match self.bound {
+            Bound::AtMost => value <= self.limit,
+            Bound::AtLeast => value >= self.limit,
+        })
+    }
+
+    /// One report line: `name: value (target <= limit: met)`, or `not measured`.
+    #[must_use]
+    pub fn line(&self) -> String {
+        let sign = match self.bound {
+            Bound::AtMost => "<=",
+            Bound::AtLeast => ">=",
+        };
+        match (self.value, self.met()) {
+            (Some(value), Some(met)) => format!(
+                "{}: {value:.2} (target {sign} {}: {})",
+                self.name,
+                self.limit,
+                if met { "met" } else { "NOT MET" }
+            ),
+            _ => format!(
+                "{}: not measured in this run (target {sign} {})",
+                self.name, self.limit
+            ),
+        }
     }
 }
 
@@ -161,4 +276,93 @@ pub fn wait_for_disk_quiet(max: std::time::Duration) -> std::time::Duration {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     started.elapsed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(id: u64, commit_index: u64, wal_syncs: u64, datagrams_out: u64) -> StatusReport {
+        StatusReport {
+            id,
+            role: String::new(),
+            term: 1,
+            leader: Some(1),
+            commit_index,
+            applied_index: commit_index,
+            last_index: commit_index,
+            datagrams_in: 0,
+            datagrams_out,
+            datagrams_dropped: 0,
+            wal_syncs,
+            snapshot_index: 0,
+            first_index: 1,
+            cluster_id: 0,
+            voters: Vec::new(),
+            outgoing_voters: Vec::new(),
+            learners: Vec::new(),
+            configuration_index: 0,
+            datagrams_auth_failed: 0,
+            datagrams_replayed: 0,
+            suspicious_sources: Vec::new(),
+        }
+    }
+
+    /// The leader's entries over its syncs, over the followers' mean syncs, and every node's
+    /// datagrams over the entries.
+    #[test]
+    fn batching_divides_the_leaders_entries_by_each_sides_syncs() {
+        let before = [
+            report(1, 100, 10, 0),
+            report(2, 90, 10, 0),
+            report(3, 90, 10, 0),
+        ];
+        let after = [
+            report(1, 1100, 60, 500),
+            report(2, 1090, 30, 200),
+            report(3, 1090, 50, 300),
+        ];
+        let batching = Batching::between(&before, &after, 1);
+        assert!(
+            (batching.leader_entries_per_sync - 20.0).abs() < 1e-9,
+            "{batching:?}"
+        );
+        assert!(
+            (batching.follower_entries_per_sync - 1000.0 / 30.0).abs() < 1e-9,
+            "{batching:?}"
+        );
+        assert!(
+            (batching.datagrams_per_entry - 1.0).abs() < 1e-9,
+            "{batching:?}"
+        );
+    }
+
+    #[test]
+    fn a_target_is_met_only_on_its_side_of_the_limit() {
+        let target = |value, bound| Target {
+            name: "ratio".into(),
+            value,
+            bound,
+            limit: 1.5,
+        };
+        assert_eq!(target(Some(1.5), Bound::AtMost).met(), Some(true));
+        assert_eq!(target(Some(1.6), Bound::AtMost).met(), Some(false));
+        assert_eq!(target(Some(1.4), Bound::AtLeast).met(), Some(false));
+        assert_eq!(target(Some(1.5), Bound::AtLeast).met(), Some(true));
+        assert_eq!(target(None, Bound::AtLeast).met(), None);
+        assert!(
+            target(Some(1.6), Bound::AtMost)
+                .line()
+                .ends_with("NOT MET)")
+        );
+        assert!(target(None, Bound::AtMost).line().contains("not measured"));
+    }
+
+    #[test]
+    fn steal_is_the_stolen_share_of_the_ticks_between() {
+        assert_eq!(steal_share(Some((10, 100)), Some((20, 200))), Some(0.1));
+        assert_eq!(steal_share(Some((10, 100)), Some((10, 100))), None);
+        assert_eq!(steal_share(None, Some((10, 100))), None);
+        assert_eq!(steal_between(Some((0, 0)), Some((5, 100))), "5.0%");
+    }
 }
