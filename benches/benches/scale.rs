@@ -152,6 +152,10 @@ fn sections_wanted() -> Result<Vec<Section>, String> {
 struct Floors {
     fdatasync_us: f64,
     quorum_fdatasync_us: f64,
+    /// 3 of 5 and 4 of 7 concurrent syncs: the disk share of a commit of the larger clusters,
+    /// whose nodes all share this one disk too.
+    quorum_5_fdatasync_us: f64,
+    quorum_7_fdatasync_us: f64,
     udp_rtt_us: f64,
     bandwidth_mb_per_sec: f64,
 }
@@ -172,6 +176,10 @@ impl Floors {
         let sync = measure_fdatasync_floor(dir, FLOOR_ITERATIONS);
         let quorum = measure_quorum_fdatasync(dir, 3, 2, FLOOR_ITERATIONS)
             .map_err(|error| format!("2-of-3 fdatasync floor: {error}"))?;
+        let quorum_5 = measure_quorum_fdatasync(dir, 5, 3, FLOOR_ITERATIONS / 2)
+            .map_err(|error| format!("3-of-5 fdatasync floor: {error}"))?;
+        let quorum_7 = measure_quorum_fdatasync(dir, 7, 4, FLOOR_ITERATIONS / 2)
+            .map_err(|error| format!("4-of-7 fdatasync floor: {error}"))?;
         let rtt = measure_udp_rtt(FLOOR_DATAGRAM, FLOOR_ITERATIONS)
             .map_err(|error| format!("UDP round-trip floor: {error}"))?;
         let bandwidth = measure_sequential_bandwidth(dir, BANDWIDTH_BYTES, BANDWIDTH_SYNC_EVERY)
@@ -179,6 +187,8 @@ impl Floors {
         Ok(Floors {
             fdatasync_us: p50_us(&sync),
             quorum_fdatasync_us: p50_us(&quorum),
+            quorum_5_fdatasync_us: p50_us(&quorum_5),
+            quorum_7_fdatasync_us: p50_us(&quorum_7),
             udp_rtt_us: p50_us(&rtt),
             bandwidth_mb_per_sec: bandwidth.mb_per_sec(),
         })
@@ -188,6 +198,14 @@ impl Floors {
         Floors {
             fdatasync_us: f64::midpoint(self.fdatasync_us, other.fdatasync_us),
             quorum_fdatasync_us: f64::midpoint(self.quorum_fdatasync_us, other.quorum_fdatasync_us),
+            quorum_5_fdatasync_us: f64::midpoint(
+                self.quorum_5_fdatasync_us,
+                other.quorum_5_fdatasync_us,
+            ),
+            quorum_7_fdatasync_us: f64::midpoint(
+                self.quorum_7_fdatasync_us,
+                other.quorum_7_fdatasync_us,
+            ),
             udp_rtt_us: f64::midpoint(self.udp_rtt_us, other.udp_rtt_us),
             bandwidth_mb_per_sec: f64::midpoint(
                 self.bandwidth_mb_per_sec,
@@ -196,12 +214,28 @@ impl Floors {
         }
     }
 
+    /// The commit floor of a cluster of `nodes` on this one disk: its quorum of concurrent
+    /// syncs and two round trips.
+    fn commit_floor_us(&self, nodes: usize) -> f64 {
+        let syncs = match nodes {
+            5 => self.quorum_5_fdatasync_us,
+            7 => self.quorum_7_fdatasync_us,
+            _ => self.quorum_fdatasync_us,
+        };
+        syncs + 2.0 * self.udp_rtt_us
+    }
+
     fn print(&self, name: &str) {
         println!(
-            "{name}: pwrite+fdatasync p50 {:.1} µs, 2-of-3 concurrent fdatasync p50 {:.1} µs, UDP \
-             loopback RTT p50 {:.1} µs ({FLOOR_DATAGRAM} B), sequential write {:.1} MB/s \
-             (fdatasync every 1 MiB)",
-            self.fdatasync_us, self.quorum_fdatasync_us, self.udp_rtt_us, self.bandwidth_mb_per_sec
+            "{name}: pwrite+fdatasync p50 {:.1} µs, 2-of-3 concurrent fdatasync p50 {:.1} µs \
+             (3 of 5: {:.1} µs, 4 of 7: {:.1} µs), UDP loopback RTT p50 {:.1} µs \
+             ({FLOOR_DATAGRAM} B), sequential write {:.1} MB/s (fdatasync every 1 MiB)",
+            self.fdatasync_us,
+            self.quorum_fdatasync_us,
+            self.quorum_5_fdatasync_us,
+            self.quorum_7_fdatasync_us,
+            self.udp_rtt_us,
+            self.bandwidth_mb_per_sec
         );
     }
 }
@@ -498,10 +532,13 @@ fn run_row(cluster: &LocalCluster, spec: Spec, time: Duration) -> Result<Row, St
 }
 
 fn print_table(rows: &[Row], floors: &Floors) {
-    let commit_floor_us = floors.quorum_fdatasync_us + 2.0 * floors.udp_rtt_us;
+    let commit_floor_us = floors.commit_floor_us(3);
     println!(
-        "\ncommit floor = 2-of-3 fdatasync + 2 × UDP RTT = {commit_floor_us:.1} µs; payload MB/s \
+        "\ncommit floor = 2-of-3 fdatasync + 2 × UDP RTT = {commit_floor_us:.1} µs (5 nodes, 3 of 5 \
+         syncs: {:.1} µs; 7 nodes, 4 of 7: {:.1} µs; p50/fl is over the row's own); payload MB/s \
          against the sequential write bandwidth of {:.1} MB/s",
+        floors.commit_floor_us(5),
+        floors.commit_floor_us(7),
         floors.bandwidth_mb_per_sec
     );
     println!(
@@ -529,7 +566,7 @@ fn print_table(rows: &[Row], floors: &Floors) {
                 row.payload_mb_per_sec,
                 row.p50_us,
                 row.p99_us,
-                row.p50_us as f64 / commit_floor_us,
+                row.p50_us as f64 / floors.commit_floor_us(row.spec.nodes),
                 row.errors,
                 row.elections,
                 row.leader_changes,
@@ -596,10 +633,36 @@ fn targets(rows: &[Row], floors: &Floors) -> Vec<Target> {
             0.5,
         ),
         target(
+            "60 KiB values, 64 clients: payload MB/s / (sequential bandwidth / 3), the most \
+             three replicas on one disk can reach (context)",
+            large.map(|row| row.payload_mb_per_sec * 3.0 / floors.bandwidth_mb_per_sec.max(1e-9)),
+            Bound::AtLeast,
+            0.5,
+        ),
+        target(
             "5 nodes / 3 nodes, 1-client p50",
             ratio(p50(five), p50(three)),
             Bound::AtMost,
             1.15,
+        ),
+        target(
+            "5 nodes / 3 nodes, 1-client p50 over each size's commit floor (q-of-n syncs on the \
+             one disk + 2 RTT) (context)",
+            ratio(
+                ratio(p50(five), Some(floors.commit_floor_us(5))),
+                ratio(p50(three), Some(floors.commit_floor_us(3))),
+            ),
+            Bound::AtMost,
+            1.15,
+        ),
+        target(
+            "7 nodes / 3 nodes, 1-client p50 over each size's commit floor (context)",
+            ratio(
+                ratio(p50(seven), Some(floors.commit_floor_us(7))),
+                ratio(p50(three), Some(floors.commit_floor_us(3))),
+            ),
+            Bound::AtMost,
+            1.3,
         ),
         target(
             "7 nodes / 3 nodes, 1-client p50",
