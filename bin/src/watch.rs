@@ -179,6 +179,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client_cmds::tests::{endpoints, report};
 
     fn at(seconds: u64, millis: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(seconds) + Duration::from_millis(millis)
@@ -202,42 +203,14 @@ mod tests {
         );
     }
 
-    fn endpoints() -> Vec<SocketAddr> {
-        vec![
-            "127.0.0.1:7001".parse().expect("literal"),
-            "127.0.0.1:7002".parse().expect("literal"),
-        ]
-    }
-
+    /// An endpoint that did not answer, then a leader.
     fn reports() -> Vec<Result<StatusReport, ClientError>> {
         vec![
             Err(ClientError::Timeout {
                 waited: Duration::from_millis(1000),
                 kind: balsa::client::OperationKind::Other,
             }),
-            Ok(StatusReport {
-                id: 2,
-                role: "leader".into(),
-                term: 3,
-                leader: Some(2),
-                commit_index: 10,
-                applied_index: 10,
-                last_index: 10,
-                datagrams_in: 0,
-                datagrams_out: 0,
-                datagrams_dropped: 0,
-                wal_syncs: 4,
-                snapshot_index: 0,
-                first_index: 1,
-                cluster_id: 7,
-                voters: vec![1, 2],
-                outgoing_voters: Vec::new(),
-                learners: Vec::new(),
-                configuration_index: 1,
-                datagrams_auth_failed: 0,
-                datagrams_replayed: 0,
-                suspicious_sources: Vec::new(),
-            }),
+            Ok(report()),
         ]
     }
 

@@ -85,11 +85,7 @@ fn dir_with_keys() -> (tempfile::TempDir, TestKeys) {
 
 /// `node.toml` in `dir`: a lone node's settings (see [`lone_node`]), then the lines `more`.
 fn lone_node_file(dir: &Path, keys: &TestKeys, more: &str) -> PathBuf {
-    write(
-        dir,
-        "node.toml",
-        &format!("{}{more}", lone_node(dir, keys)),
-    )
+    write(dir, "node.toml", &format!("{}{more}", lone_node(dir, keys)))
 }
 
 #[test]
@@ -109,8 +105,11 @@ fn a_node_runs_with_the_settings_of_its_file() {
             quoted(&keys.client_file)
         ),
     );
-    let (_serving, line) =
-        spawn_serve(balsa_command(&["serve", "--config"]).arg(&file).stderr(Stdio::null()));
+    let (_serving, line) = spawn_serve(
+        balsa_command(&["serve", "--config"])
+            .arg(&file)
+            .stderr(Stdio::null()),
+    );
     assert_eq!(line, format!("balsa: node 7 listening on {address}\n"));
     assert!(data.join("IDENTITY").is_file(), "the file's data directory");
     let endpoint = address.to_string();

@@ -13,8 +13,8 @@
 mod common;
 
 use balsa::keyfile::Fingerprint as _;
-use std::os::unix::fs::PermissionsExt as _;
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -331,7 +331,15 @@ fn clients_without_the_key_or_with_another_exit_3_naming_authentication_and_stat
         }
     }
     let put = |key_args: &[&str]| {
-        let args = ["put", "k", "v", "--endpoints", &endpoints, "--timeout", "1s"];
+        let args = [
+            "put",
+            "k",
+            "v",
+            "--endpoints",
+            &endpoints,
+            "--timeout",
+            "1s",
+        ];
         run_balsa(&[&args[..], key_args].concat())
     };
     let output = put(&[]);
