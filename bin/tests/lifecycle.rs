@@ -17,8 +17,8 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::time::Duration;
 
 use common::{
-    Cluster, ELECTION_TIMEOUT, Reaped, Writer, assert_all_present, balsa_command,
-    free_loopback_addresses, stderr, wait_until,
+    Cluster, ELECTION_TIMEOUT, Reaped, Writer, assert_all_present, assert_exit_saying,
+    balsa_command, free_loopback_addresses, stderr, wait_until,
 };
 
 /// A generous bound on a process's exit after it was told to stop.
@@ -256,8 +256,7 @@ fn a_taken_address_fails_the_start_and_leaves_the_data_directory_as_it_was() {
 
     let fresh = dir.path().join("fresh");
     let output = cluster.serve_to_exit(1, &fresh, &[]);
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    assert!(stderr(&output).contains("bind"), "{}", stderr(&output));
+    assert_exit_saying(&output, 1, "bind");
     assert!(!fresh.exists(), "not created");
 
     let existing = dir.path().join("existing");

@@ -159,6 +159,15 @@ pub fn new_key_file(path: &Path) -> Key {
     key
 }
 
+/// Asserts that `output` is of a process that exited with `code` and said `text` on stderr;
+/// returns its stderr, for more checks.
+pub fn assert_exit_saying(output: &Output, code: i32, text: &str) -> String {
+    let said = stderr(output);
+    assert_eq!(output.status.code(), Some(code), "{said}");
+    assert!(said.contains(text), "{text:?} not in: {said}");
+    said
+}
+
 /// A refusal of `balsa COMMAND`: exit status 2, nothing on stdout, one line on stderr starting
 /// `balsa COMMAND: `; returns the line.
 pub fn refused(output: &Output, command: &str) -> String {
