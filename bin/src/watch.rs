@@ -214,15 +214,14 @@ mod tests {
         ]
     }
 
+    /// A refresh of [`endpoints`] with [`reports`] in `style`, at `now`, every `every`.
+    fn refresh(style: Style, now: SystemTime, every: Duration) -> String {
+        frame(style, now, every, &endpoints(), &reports())
+    }
+
     #[test]
     fn a_log_refresh_is_a_time_line_then_the_table_in_the_order_of_the_endpoints() {
-        let shown = frame(
-            Style::Log,
-            at(0, 0),
-            Duration::from_secs(1),
-            &endpoints(),
-            &reports(),
-        );
+        let shown = refresh(Style::Log, at(0, 0), Duration::from_secs(1));
         let lines: Vec<&str> = shown.lines().collect();
         assert_eq!(lines[0], "--- 1970-01-01T00:00:00.000Z");
         assert!(lines[1].starts_with("ENDPOINT"), "{shown}");
@@ -240,13 +239,7 @@ mod tests {
 
     #[test]
     fn a_screen_refresh_clears_the_terminal_first() {
-        let shown = frame(
-            Style::Screen,
-            at(0, 0),
-            Duration::from_millis(500),
-            &endpoints(),
-            &reports(),
-        );
+        let shown = refresh(Style::Screen, at(0, 0), Duration::from_millis(500));
         assert!(
             shown.starts_with(
                 "\x1b[H\x1b[2Jbalsa status, every 500ms (Ctrl-C to stop): \
@@ -259,13 +252,7 @@ mod tests {
 
     #[test]
     fn a_json_refresh_is_one_line_holding_the_time_and_the_status_array() {
-        let shown = frame(
-            Style::Json,
-            at(60, 0),
-            Duration::from_secs(1),
-            &endpoints(),
-            &reports(),
-        );
+        let shown = refresh(Style::Json, at(60, 0), Duration::from_secs(1));
         assert_eq!(shown.lines().count(), 1, "{shown}");
         assert!(shown.ends_with('\n'));
         let parsed: serde_json::Value = serde_json::from_str(&shown).expect("JSON");
