@@ -74,7 +74,6 @@ enum Message {
     Char(char),
 }
 
-
 fuzz_target!(|data: &[u8]| {
     let codec = Codec::new(CLUSTER, 1, LIMIT).expect("a valid limit");
     check(&codec, data);

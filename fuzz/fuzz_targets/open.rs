@@ -33,7 +33,6 @@ use libfuzzer_sys::fuzz_target;
 const CLUSTER: u64 = 0x0B41_5A00;
 const LIMIT: usize = 65_000;
 
-
 fn key(byte: u8) -> Key {
     Key::from_bytes([byte; KEY_LEN])
 }
