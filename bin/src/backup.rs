@@ -119,6 +119,18 @@ pub struct Backup {
 }
 
 impl Backup {
+    /// The backup of `header` and the snapshot's bytes `data`, once [`check_data`] finds them
+    /// whole; `Err((offset, reason))` as it says.
+    fn checked(header: Header, data: Vec<u8>) -> Result<Backup, (u64, String)> {
+        let (membership, state_start) = check_data(header, &data)?;
+        Ok(Backup {
+            header,
+            data,
+            membership,
+            state_start,
+        })
+    }
+
     /// The state machine's bytes.
     pub fn state(&self) -> &[u8] {
         &self.data[self.state_start..]
@@ -332,13 +344,7 @@ pub fn read_backup(path: &Path) -> Result<Backup, FileError> {
             format!("the file ends at byte {end}: it is truncated"),
         )));
     }
-    let (membership, state_start) = check_data(header, &data).map_err(refused)?;
-    Ok(Backup {
-        header,
-        data,
-        membership,
-        state_start,
-    })
+    Backup::checked(header, data).map_err(refused)
 }
 
 /// A snapshot fetched into a file.
@@ -943,14 +949,7 @@ mod tests {
             .first_chunk()
             .ok_or_else(|| refused((bytes.len() as u64, "truncated".into())))?;
         let header = check_header(header, bytes.len() as u64).map_err(refused)?;
-        let data = bytes[HEADER_LEN..].to_vec();
-        let (membership, state_start) = check_data(header, &data).map_err(refused)?;
-        Ok(Backup {
-            header,
-            data,
-            membership,
-            state_start,
-        })
+        Backup::checked(header, bytes[HEADER_LEN..].to_vec()).map_err(refused)
     }
 
     #[test]

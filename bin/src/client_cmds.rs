@@ -637,7 +637,7 @@ fn status_error(error: &ClientError) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use clap::Parser;
@@ -645,7 +645,8 @@ mod tests {
     use super::*;
     use crate::args::{Cli, Command};
 
-    fn report() -> StatusReport {
+    /// A leader's status report (node 2 of voters 1 to 3, learner 4); `watch`'s tests use it too.
+    pub(crate) fn report() -> StatusReport {
         StatusReport {
             id: 2,
             role: "leader".into(),
@@ -671,7 +672,8 @@ mod tests {
         }
     }
 
-    fn endpoints() -> Vec<SocketAddr> {
+    /// Two endpoints, for two reports; `watch`'s tests use them too.
+    pub(crate) fn endpoints() -> Vec<SocketAddr> {
         vec![
             "127.0.0.1:7001".parse().expect("literal"),
             "127.0.0.1:7002".parse().expect("literal"),

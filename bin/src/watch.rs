@@ -179,6 +179,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client_cmds::tests::{endpoints, report};
 
     fn at(seconds: u64, millis: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(seconds) + Duration::from_millis(millis)
@@ -202,54 +203,25 @@ mod tests {
         );
     }
 
-    fn endpoints() -> Vec<SocketAddr> {
-        vec![
-            "127.0.0.1:7001".parse().expect("literal"),
-            "127.0.0.1:7002".parse().expect("literal"),
-        ]
-    }
-
+    /// An endpoint that did not answer, then a leader.
     fn reports() -> Vec<Result<StatusReport, ClientError>> {
         vec![
             Err(ClientError::Timeout {
                 waited: Duration::from_millis(1000),
                 kind: balsa::client::OperationKind::Other,
             }),
-            Ok(StatusReport {
-                id: 2,
-                role: "leader".into(),
-                term: 3,
-                leader: Some(2),
-                commit_index: 10,
-                applied_index: 10,
-                last_index: 10,
-                datagrams_in: 0,
-                datagrams_out: 0,
-                datagrams_dropped: 0,
-                wal_syncs: 4,
-                snapshot_index: 0,
-                first_index: 1,
-                cluster_id: 7,
-                voters: vec![1, 2],
-                outgoing_voters: Vec::new(),
-                learners: Vec::new(),
-                configuration_index: 1,
-                datagrams_auth_failed: 0,
-                datagrams_replayed: 0,
-                suspicious_sources: Vec::new(),
-            }),
+            Ok(report()),
         ]
+    }
+
+    /// A refresh of [`endpoints`] with [`reports`] in `style`, at `now`, every `every`.
+    fn refresh(style: Style, now: SystemTime, every: Duration) -> String {
+        frame(style, now, every, &endpoints(), &reports())
     }
 
     #[test]
     fn a_log_refresh_is_a_time_line_then_the_table_in_the_order_of_the_endpoints() {
-        let shown = frame(
-            Style::Log,
-            at(0, 0),
-            Duration::from_secs(1),
-            &endpoints(),
-            &reports(),
-        );
+        let shown = refresh(Style::Log, at(0, 0), Duration::from_secs(1));
         let lines: Vec<&str> = shown.lines().collect();
         assert_eq!(lines[0], "--- 1970-01-01T00:00:00.000Z");
         assert!(lines[1].starts_with("ENDPOINT"), "{shown}");
@@ -267,13 +239,7 @@ mod tests {
 
     #[test]
     fn a_screen_refresh_clears_the_terminal_first() {
-        let shown = frame(
-            Style::Screen,
-            at(0, 0),
-            Duration::from_millis(500),
-            &endpoints(),
-            &reports(),
-        );
+        let shown = refresh(Style::Screen, at(0, 0), Duration::from_millis(500));
         assert!(
             shown.starts_with(
                 "\x1b[H\x1b[2Jbalsa status, every 500ms (Ctrl-C to stop): \
@@ -286,13 +252,7 @@ mod tests {
 
     #[test]
     fn a_json_refresh_is_one_line_holding_the_time_and_the_status_array() {
-        let shown = frame(
-            Style::Json,
-            at(60, 0),
-            Duration::from_secs(1),
-            &endpoints(),
-            &reports(),
-        );
+        let shown = refresh(Style::Json, at(60, 0), Duration::from_secs(1));
         assert_eq!(shown.lines().count(), 1, "{shown}");
         assert!(shown.ends_with('\n'));
         let parsed: serde_json::Value = serde_json::from_str(&shown).expect("JSON");

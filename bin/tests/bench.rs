@@ -8,7 +8,8 @@ mod common;
 use std::path::Path;
 
 use common::{
-    Cluster, ELECTION_TIMEOUT, endpoints_arg, free_loopback_addresses, run_balsa, stderr, stdout,
+    Cluster, ELECTION_TIMEOUT, assert_exit_saying, endpoints_arg, free_loopback_addresses,
+    run_balsa, stderr, stdout,
 };
 
 /// The writes' and the reads' colours in the pictures, and the second compared file's.
@@ -336,10 +337,5 @@ fn check_perf_judges_each_criterion() {
     // Nobody at these addresses: unavailable.
     let nobody = endpoints_arg(&free_loopback_addresses(3));
     let output = run_balsa(&["check", "perf", "--duration", "1s", "--endpoints", &nobody]);
-    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("the cluster is unavailable"),
-        "{}",
-        stderr(&output)
-    );
+    assert_exit_saying(&output, 3, "the cluster is unavailable");
 }

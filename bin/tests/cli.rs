@@ -14,7 +14,7 @@ mod common;
 use balsa::keyfile::Fingerprint as _;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{ChildStdout, Command, Output, Stdio};
 
 use balsa::client::{Client, ClientOptions};
 use common::{
@@ -154,21 +154,17 @@ fn serve_log(env: &[(&str, &str)]) -> String {
     let address = free_loopback_addresses(1)[0];
     let log_path = dir.path().join("log");
     let log = File::create(&log_path).expect("creating the log file");
-    let mut child = common::balsa_command(&["serve", "--id", "1"])
-        .args(["--cluster", &format!("1={address}")])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(keys.serve_args())
-        .env_remove("BALSA_LOG")
-        .env_remove("RUST_LOG")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("spawning balsa serve");
-    let mut line = String::new();
-    let mut out = BufReader::new(child.stdout.take().expect("stdout is piped"));
-    out.read_line(&mut line).expect("reading serve's line");
+    let (serving, line) = common::spawn_serve(
+        common::balsa_command(&["serve", "--id", "1"])
+            .args(["--cluster", &format!("1={address}")])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(keys.serve_args())
+            .env_remove("BALSA_LOG")
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .stderr(log),
+    );
     assert!(line.contains("listening"), "serve did not start: {line:?}");
     // A lone node elects itself; it logs that before it answers a status as the leader.
     let options = ClientOptions {
@@ -180,8 +176,7 @@ fn serve_log(env: &[(&str, &str)]) -> String {
         let status = client.status(address).ok()?;
         (status.role == "leader").then_some(())
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(serving);
     assert!(led.is_some(), "the lone node never led");
     std::fs::read_to_string(&log_path).expect("reading the log")
 }
@@ -229,6 +224,25 @@ struct ClusterCommand {
     child: std::process::Child,
 }
 
+impl ClusterCommand {
+    /// Spawns `balsa cluster --nodes N --base-port PORT --data-dir DIR` leading its own process
+    /// group; the command, and its stdout to read.
+    fn spawn(n: u16, port: u16, dir: &std::path::Path) -> (ClusterCommand, ChildStdout) {
+        use std::os::unix::process::CommandExt as _;
+        let mut child = common::balsa_command(&["cluster", "--nodes", &n.to_string()])
+            .args(["--base-port", &port.to_string()])
+            .arg("--data-dir")
+            .arg(dir)
+            .process_group(0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning balsa cluster");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        (ClusterCommand { child }, stdout)
+    }
+}
+
 impl Drop for ClusterCommand {
     fn drop(&mut self) {
         // The command and its nodes share the group the command leads.
@@ -260,21 +274,10 @@ fn consecutive_free_ports(n: u16) -> u16 {
 /// voters 1..=N.
 #[test]
 fn cluster_runs_one_to_seven_nodes_that_agree_on_a_leader_and_the_voters() {
-    use std::os::unix::process::CommandExt as _;
     for n in [1u16, 7] {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let base = consecutive_free_ports(n);
-        let mut child = common::balsa_command(&["cluster", "--nodes", &n.to_string()])
-            .args(["--base-port", &base.to_string()])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .process_group(0)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawning balsa cluster");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let command = ClusterCommand { child };
+        let (command, stdout) = ClusterCommand::spawn(n, base, dir.path());
         // The command prints its endpoints once every node listens (or exits: EOF).
         let endpoints = BufReader::new(stdout)
             .lines()
@@ -316,18 +319,7 @@ fn cluster_runs_one_to_seven_nodes_that_agree_on_a_leader_and_the_voters() {
 /// `balsa cluster --nodes 1` in `dir` on port `port`: the command, and what it printed up to its
 /// last line of directions (`stop with Ctrl-C ...`).
 fn cluster_in(dir: &std::path::Path, port: u16) -> (ClusterCommand, Vec<String>) {
-    use std::os::unix::process::CommandExt as _;
-    let mut child = common::balsa_command(&["cluster", "--nodes", "1"])
-        .args(["--base-port", &port.to_string()])
-        .arg("--data-dir")
-        .arg(dir)
-        .process_group(0)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawning balsa cluster");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let command = ClusterCommand { child };
+    let (command, stdout) = ClusterCommand::spawn(1, port, dir);
     let mut said = Vec::new();
     for line in BufReader::new(stdout).lines().map_while(Result::ok) {
         let last = line.starts_with("stop with");

@@ -12,23 +12,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use common::{
-    ELECTION_TIMEOUT, TestKeys, balsa_command, free_loopback_addresses, stderr, stdout, wait_until,
+    ELECTION_TIMEOUT, TestKeys, balsa_command, free_loopback_addresses, refused, spawn_serve,
+    stderr, stdout, wait_until,
 };
-
-/// A `balsa serve` child, killed when dropped.
-struct Serving(Child);
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Writes `text` to `name` in `dir`; its path.
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -44,10 +34,11 @@ fn quoted(path: &Path) -> String {
     format!("\"{text}\"")
 }
 
-/// `balsa serve ARGS`, run to its end (no key variable inherited but those in `env`).
-fn serve(args: &[&str], env: &[(&str, &Path)]) -> Output {
-    let mut command = balsa_command(&["serve"]);
-    command.args(args);
+/// `balsa serve --config FILE ARGS`, run to its end (no key variable inherited but those in
+/// `env`).
+fn serve(file: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut command = balsa_command(&["serve", "--config"]);
+    command.arg(file).args(args);
     for (variable, value) in env {
         command.env(variable, value);
     }
@@ -57,13 +48,7 @@ fn serve(args: &[&str], env: &[(&str, &Path)]) -> Output {
 /// `balsa serve --config FILE --print-config ARGS`: what it printed, after checking it exited 0
 /// with nothing on stderr.
 fn printed(file: &Path, args: &[&str], env: &[(&str, &Path)]) -> String {
-    let mut all = vec![
-        "--config",
-        file.to_str().expect("a UTF-8 path"),
-        "--print-config",
-    ];
-    all.extend(args);
-    let output = serve(&all, env);
+    let output = serve(file, &[&["--print-config"], args].concat(), env);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(stderr(&output), "");
     stdout(&output)
@@ -74,15 +59,9 @@ fn table(text: &str) -> toml::Table {
     toml::from_str(text).unwrap_or_else(|error| panic!("not TOML: {error}\n{text}"))
 }
 
-/// A refusal: exit status 2, nothing on stdout, one line on stderr starting `balsa serve: `;
-/// returns the line.
-fn refused(output: &Output) -> String {
-    let message = stderr(output);
-    assert_eq!(output.status.code(), Some(2), "{message}");
-    assert_eq!(stdout(output), "", "{message}");
-    assert_eq!(message.lines().count(), 1, "one line: {message}");
-    assert!(message.starts_with("balsa serve: "), "{message}");
-    message
+/// The one line `balsa serve --config FILE ARGS` refuses with (see [`refused`]).
+fn refusal(file: &Path, args: &[&str]) -> String {
+    refused(&serve(file, args, &[]), "serve")
 }
 
 /// The settings a lone node needs (id 1, on `address`, keyed with `keys`), as TOML lines.
@@ -95,6 +74,18 @@ fn lone_node(dir: &Path, keys: &TestKeys) -> String {
         quoted(&keys.peer_file),
         quoted(&keys.client_file)
     )
+}
+
+/// A temporary directory with a peer and a client key in it.
+fn dir_with_keys() -> (tempfile::TempDir, TestKeys) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let keys = TestKeys::create(dir.path());
+    (dir, keys)
+}
+
+/// `node.toml` in `dir`: a lone node's settings (see [`lone_node`]), then the lines `more`.
+fn lone_node_file(dir: &Path, keys: &TestKeys, more: &str) -> PathBuf {
+    write(dir, "node.toml", &format!("{}{more}", lone_node(dir, keys)))
 }
 
 #[test]
@@ -114,17 +105,11 @@ fn a_node_runs_with_the_settings_of_its_file() {
             quoted(&keys.client_file)
         ),
     );
-    let mut child = balsa_command(&["serve", "--config"])
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawning balsa serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout is piped"))
-        .read_line(&mut line)
-        .expect("serve's line");
-    let _serving = Serving(child);
+    let (_serving, line) = spawn_serve(
+        balsa_command(&["serve", "--config"])
+            .arg(&file)
+            .stderr(Stdio::null()),
+    );
     assert_eq!(line, format!("balsa: node 7 listening on {address}\n"));
     assert!(data.join("IDENTITY").is_file(), "the file's data directory");
     let endpoint = address.to_string();
@@ -148,15 +133,11 @@ fn a_node_runs_with_the_settings_of_its_file() {
 
 #[test]
 fn a_flag_wins_over_the_file_and_the_file_over_the_defaults() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let keys = TestKeys::create(dir.path());
-    let file = write(
+    let (dir, keys) = dir_with_keys();
+    let file = lone_node_file(
         dir.path(),
-        "node.toml",
-        &format!(
-            "{}tick-ms = 5\nheartbeat-ticks = 3\nwal-direct = true\n",
-            lone_node(dir.path(), &keys)
-        ),
+        &keys,
+        "tick-ms = 5\nheartbeat-ticks = 3\nwal-direct = true\n",
     );
     let from_file = table(&printed(&file, &[], &[]));
     assert_eq!(from_file["tick-ms"].as_integer(), Some(5));
@@ -195,7 +176,7 @@ fn the_environment_wins_over_the_file_and_the_command_line_over_both() {
     let file_keys = TestKeys::create(&in_file);
     let env_keys = TestKeys::create(&in_env);
     let line_keys = TestKeys::create(&on_line);
-    let file = write(dir.path(), "node.toml", &lone_node(dir.path(), &file_keys));
+    let file = lone_node_file(dir.path(), &file_keys, "");
     let peer_key = |printed: &str| table(printed)["peer-key-file"].as_str().map(PathBuf::from);
     assert_eq!(
         peer_key(&printed(&file, &[], &[])),
@@ -227,14 +208,9 @@ fn the_environment_wins_over_the_file_and_the_command_line_over_both() {
 
 #[test]
 fn an_unknown_key_exits_2_naming_it_and_the_closest_flag() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let keys = TestKeys::create(dir.path());
-    let file = write(
-        dir.path(),
-        "node.toml",
-        &format!("{}\nsnapshot_entries = 10\n", lone_node(dir.path(), &keys)),
-    );
-    let message = refused(&serve(&["--config", file.to_str().expect("UTF-8")], &[]));
+    let (dir, keys) = dir_with_keys();
+    let file = lone_node_file(dir.path(), &keys, "\nsnapshot_entries = 10\n");
+    let message = refusal(&file, &[]);
     assert!(
         message.contains(&format!(
             "{}, line 7: unknown key \"snapshot_entries\" (did you mean snapshot-entries?)",
@@ -247,8 +223,7 @@ fn an_unknown_key_exits_2_naming_it_and_the_closest_flag() {
 
 #[test]
 fn a_value_of_the_wrong_type_exits_2_naming_the_key_and_what_it_expected() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let keys = TestKeys::create(dir.path());
+    let (dir, keys) = dir_with_keys();
     for (setting, expected) in [
         (
             "tick-ms = \"fast\"",
@@ -273,7 +248,7 @@ fn a_value_of_the_wrong_type_exits_2_naming_the_key_and_what_it_expected() {
             "node.toml",
             &format!("{setting}\n{}", lone_node(dir.path(), &keys)),
         );
-        let message = refused(&serve(&["--config", file.to_str().expect("UTF-8")], &[]));
+        let message = refusal(&file, &[]);
         let at = format!("{}, line 1, column ", file.display());
         assert!(message.contains(&at), "{setting}: {message}");
         assert!(message.contains(expected), "{setting}: {message}");
@@ -283,7 +258,7 @@ fn a_value_of_the_wrong_type_exits_2_naming_the_key_and_what_it_expected() {
         "node.toml",
         "id = 1\ncluster = \"1=127.0.0.1:7001\"\n",
     );
-    let message = refused(&serve(&["--config", file.to_str().expect("UTF-8")], &[]));
+    let message = refusal(&file, &[]);
     assert!(
         message.contains("cluster: expected an array of strings (ID=IP:PORT,...), found a string"),
         "{message}"
@@ -294,7 +269,7 @@ fn a_value_of_the_wrong_type_exits_2_naming_the_key_and_what_it_expected() {
 fn a_file_that_cannot_be_read_is_not_toml_or_is_too_large_exits_2_naming_it() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let missing = dir.path().join("missing.toml");
-    let message = refused(&serve(&["--config", missing.to_str().expect("UTF-8")], &[]));
+    let message = refusal(&missing, &[]);
     assert!(
         message.contains(&format!("cannot read {}: ", missing.display())),
         "{message}"
@@ -304,7 +279,7 @@ fn a_file_that_cannot_be_read_is_not_toml_or_is_too_large_exits_2_naming_it() {
         "broken.toml",
         "id = 1\ncluster = [\"1=127.0.0.1:1\"\n",
     );
-    let message = refused(&serve(&["--config", broken.to_str().expect("UTF-8")], &[]));
+    let message = refusal(&broken, &[]);
     assert!(
         message.contains(&format!("{}, line ", broken.display())) && message.contains("not TOML"),
         "{message}"
@@ -314,7 +289,7 @@ fn a_file_that_cannot_be_read_is_not_toml_or_is_too_large_exits_2_naming_it() {
         "huge.toml",
         &format!("# {}\n", "x".repeat(2 << 20)),
     );
-    let message = refused(&serve(&["--config", huge.to_str().expect("UTF-8")], &[]));
+    let message = refusal(&huge, &[]);
     assert!(
         message.contains(&format!("{} is over 1024 KiB", huge.display())),
         "{message}"
@@ -323,15 +298,11 @@ fn a_file_that_cannot_be_read_is_not_toml_or_is_too_large_exits_2_naming_it() {
 
 #[test]
 fn print_config_reads_back_to_the_same_text_and_starts_nothing() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let keys = TestKeys::create(dir.path());
-    let file = write(
+    let (dir, keys) = dir_with_keys();
+    let file = lone_node_file(
         dir.path(),
-        "node.toml",
-        &format!(
-            "{}election-ticks = \"20-40\"\ncluster-token = \"a \\\"quoted\\\" token\"\n",
-            lone_node(dir.path(), &keys)
-        ),
+        &keys,
+        "election-ticks = \"20-40\"\ncluster-token = \"a \\\"quoted\\\" token\"\n",
     );
     let first = printed(&file, &["--snapshot-trailing", "0", "--join"], &[]);
     let printed_file = write(dir.path(), "printed.toml", &first);
@@ -374,18 +345,9 @@ fn print_config_reads_back_to_the_same_text_and_starts_nothing() {
 
 #[test]
 fn print_config_refuses_what_serve_would() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let keys = TestKeys::create(dir.path());
-    let file = write(
-        dir.path(),
-        "node.toml",
-        &format!(
-            "{}election-ticks = \"30-30\"\n",
-            lone_node(dir.path(), &keys)
-        ),
-    );
-    let file_arg = file.to_str().expect("UTF-8");
-    let message = refused(&serve(&["--config", file_arg, "--print-config"], &[]));
+    let (dir, keys) = dir_with_keys();
+    let file = lone_node_file(dir.path(), &keys, "election-ticks = \"30-30\"\n");
+    let message = refusal(&file, &["--print-config"]);
     assert!(message.contains("bad configuration"), "{message}");
     // Without keys or --insecure, as serve.
     let file = write(
@@ -396,23 +358,18 @@ fn print_config_refuses_what_serve_would() {
             quoted(&dir.path().join("data"))
         ),
     );
-    let message = refused(&serve(
-        &["--config", file.to_str().expect("UTF-8"), "--print-config"],
-        &[],
-    ));
+    let message = refusal(&file, &["--print-config"]);
     assert!(message.contains("no keys"), "{message}");
     // A key file that is not there.
-    let message = refused(&serve(
+    let message = refusal(
+        &file,
         &[
-            "--config",
-            file.to_str().expect("UTF-8"),
             "--print-config",
             "--peer-key-file",
             "nowhere.key",
             "--client-key-file",
             keys.client_file.to_str().expect("UTF-8"),
         ],
-        &[],
-    ));
+    );
     assert!(message.contains("nowhere.key"), "{message}");
 }

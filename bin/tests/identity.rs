@@ -218,12 +218,7 @@ fn a_fresh_node_joins_a_running_cluster_with_its_id() {
     for id in 1..=joiner {
         cluster.kill(id);
     }
-    let (late, _) = cluster.add_member();
-    let output = cluster.serve_to_exit(
-        late,
-        &cluster.data_dir(late),
-        &["--join", "--join-timeout-ms", "300"],
-    );
+    let (late, output) = cluster.join_new_member_to_exit();
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     assert!(
         refusal(&output).contains("no member of the cluster answered"),

@@ -13,16 +13,17 @@
 mod common;
 
 use balsa::keyfile::Fingerprint as _;
-use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use balsa::keyfile::read_key_file;
 use balsa::runtime::wire::StatusReport;
 use common::{
-    Cluster, ELECTION_TIMEOUT, TestKeys, balsa_command, endpoints_arg, free_loopback_addresses,
-    new_key_file, run_balsa, stderr, stdout, wait_until,
+    Cluster, ELECTION_TIMEOUT, TestKeys, assert_exit_saying, balsa_command, endpoints_arg,
+    free_loopback_addresses, new_key_file, refused, run_balsa, spawn_serve, stderr, stdout,
+    wait_until,
 };
 
 fn chmod(path: &Path, mode: u32) {
@@ -37,31 +38,21 @@ fn mode(path: &Path) -> u32 {
         & 0o777
 }
 
+/// `balsa serve` as a lone node 1 on `address`, its data directory in `dir`.
+fn lone_serve(dir: &Path, address: SocketAddr) -> Command {
+    let mut command = balsa_command(&["serve", "--id", "1", "--cluster", &format!("1={address}")]);
+    command.arg("--data-dir").arg(dir.join("data"));
+    command
+}
+
 /// `balsa serve` as a lone node 1 on a free address with `args` (its data directory in `dir`),
 /// expected to exit at once: its output.
 fn lone_serve_refused(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let address = free_loopback_addresses(1)[0];
-    balsa_command(&["serve", "--id", "1", "--cluster", &format!("1={address}")])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
+    lone_serve(dir, free_loopback_addresses(1)[0])
         .args(args)
         .envs(env.iter().copied())
         .output()
         .expect("running balsa serve")
-}
-
-/// A refusal: exit status 2, nothing on stdout, one line on stderr starting `balsa CMD: `;
-/// returns the line.
-fn refused(output: &Output, command: &str) -> String {
-    let message = stderr(output);
-    assert_eq!(output.status.code(), Some(2), "{message}");
-    assert_eq!(stdout(output), "", "{message}");
-    assert_eq!(message.lines().count(), 1, "one line: {message}");
-    assert!(
-        message.starts_with(&format!("balsa {command}: ")),
-        "{message}"
-    );
-    message
 }
 
 #[test]
@@ -189,36 +180,18 @@ fn a_key_file_group_or_others_may_read_is_refused_by_serve_and_by_clients() {
     assert!(message.contains("missing.key"), "{message}");
 }
 
-/// A `balsa serve` child, killed when dropped.
-struct Serving(Child);
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The keys of `serve` and of the client commands come from their environment variables too.
 #[test]
 fn serve_and_clients_take_their_keys_from_the_environment() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let keys = TestKeys::create(dir.path());
     let address = free_loopback_addresses(1)[0];
-    let mut child = balsa_command(&["serve", "--id", "1", "--cluster", &format!("1={address}")])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env("BALSA_PEER_KEY_FILE", &keys.peer_file)
-        .env("BALSA_CLIENT_KEY_FILE", &keys.client_file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawning balsa serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout is piped"))
-        .read_line(&mut line)
-        .expect("serve's line");
-    let _serving = Serving(child);
+    let (_serving, line) = spawn_serve(
+        lone_serve(dir.path(), address)
+            .env("BALSA_PEER_KEY_FILE", &keys.peer_file)
+            .env("BALSA_CLIENT_KEY_FILE", &keys.client_file)
+            .stderr(Stdio::null()),
+    );
     assert!(line.contains("listening"), "serve did not start: {line:?}");
     let endpoint = address.to_string();
     let put = wait_until(ELECTION_TIMEOUT, || {
@@ -274,13 +247,11 @@ fn an_insecure_cluster_warns_once_serves_plaintext_and_tells_a_keyed_client_to_d
         "--timeout",
         "1s",
     ]);
-    assert_eq!(sealed.status.code(), Some(3), "{}", stderr(&sealed));
-    let said = stderr(&sealed);
+    let said = assert_exit_saying(&sealed, 3, "drop --key-file");
     assert!(
         said.starts_with("balsa get: authentication failed: "),
         "{said}"
     );
-    assert!(said.contains("drop --key-file"), "{said}");
 }
 
 /// The status rows of `output` (`balsa status`'s table) and the lines after them.
@@ -358,31 +329,25 @@ fn clients_without_the_key_or_with_another_exit_3_naming_authentication_and_stat
             assert!(said.contains("--key-file"), "{way}, {args:?}: {said}");
         }
     }
-    let output = run_balsa(&[
-        "put",
-        "k",
-        "v",
-        "--endpoints",
-        &endpoints,
-        "--timeout",
-        "1s",
-    ]);
+    let put = |key_args: &[&str]| {
+        let args = [
+            "put",
+            "k",
+            "v",
+            "--endpoints",
+            &endpoints,
+            "--timeout",
+            "1s",
+        ];
+        run_balsa(&[&args[..], key_args].concat())
+    };
+    let output = put(&[]);
     assert!(
         stderr(&output).contains("this command has none"),
         "{}",
         stderr(&output)
     );
-    let output = run_balsa(&[
-        "put",
-        "k",
-        "v",
-        "--endpoints",
-        &endpoints,
-        "--timeout",
-        "1s",
-        "--key-file",
-        &wrong,
-    ]);
+    let output = put(&["--key-file", &wrong]);
     let said = stderr(&output);
     assert!(said.contains(&wrong_key.fingerprint()), "{said}");
     assert!(said.contains("not the cluster's client key"), "{said}");
@@ -563,6 +528,5 @@ fn a_rolling_rotation_of_both_keys_through_the_flags_loses_no_acknowledged_write
         "--timeout",
         "1s",
     ]);
-    assert_eq!(stale.status.code(), Some(3), "{}", stderr(&stale));
-    assert!(stderr(&stale).contains("authentication failed"));
+    assert_exit_saying(&stale, 3, "authentication failed");
 }

@@ -17,8 +17,8 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::time::Duration;
 
 use common::{
-    Cluster, ELECTION_TIMEOUT, Writer, assert_all_present, balsa_command, free_loopback_addresses,
-    stderr, wait_until,
+    Cluster, ELECTION_TIMEOUT, Reaped, Writer, assert_all_present, assert_exit_saying,
+    balsa_command, free_loopback_addresses, stderr, wait_until,
 };
 
 /// A generous bound on a process's exit after it was told to stop.
@@ -169,16 +169,6 @@ fn read_until(log: &mut impl BufRead, text: &str) {
     }
 }
 
-/// A child process killed and reaped when dropped, so that a failed test leaves none behind.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn cluster_arg(cluster: &Cluster) -> String {
     cluster
         .members()
@@ -266,8 +256,7 @@ fn a_taken_address_fails_the_start_and_leaves_the_data_directory_as_it_was() {
 
     let fresh = dir.path().join("fresh");
     let output = cluster.serve_to_exit(1, &fresh, &[]);
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    assert!(stderr(&output).contains("bind"), "{}", stderr(&output));
+    assert_exit_saying(&output, 1, "bind");
     assert!(!fresh.exists(), "not created");
 
     let existing = dir.path().join("existing");
@@ -284,12 +273,7 @@ fn a_taken_address_fails_the_start_and_leaves_the_data_directory_as_it_was() {
 fn a_join_nobody_answers_leaves_no_data_directory_behind() {
     let mut cluster = Cluster::start(1);
     cluster.kill(1);
-    let (late, _) = cluster.add_member();
-    let output = cluster.serve_to_exit(
-        late,
-        &cluster.data_dir(late),
-        &["--join", "--join-timeout-ms", "300"],
-    );
+    let (late, output) = cluster.join_new_member_to_exit();
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     assert!(!cluster.data_dir(late).exists(), "{}", stderr(&output));
 }

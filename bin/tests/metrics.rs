@@ -10,9 +10,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use prometheus_parse::{Scrape, Value};
+use prometheus_parse::{Sample, Scrape, Value};
 
-use common::{Cluster, ELECTION_TIMEOUT, stderr, wait_until};
+use common::{Cluster, ELECTION_TIMEOUT, assert_exit_saying, stderr, wait_until};
 
 /// A loopback TCP address whose port was free a moment ago.
 fn free_tcp_address() -> SocketAddr {
@@ -40,13 +40,18 @@ fn scrape(address: SocketAddr) -> Scrape {
     Scrape::parse(body.lines().map(|line| Ok(line.to_owned()))).expect("a valid exposition")
 }
 
-/// The value of an unlabelled counter or gauge.
-fn value(scrape: &Scrape, name: &str) -> f64 {
-    let sample = scrape
+/// The first sample of the metric `name`.
+fn sample<'a>(scrape: &'a Scrape, name: &str) -> &'a Sample {
+    scrape
         .samples
         .iter()
         .find(|sample| sample.metric == name)
-        .unwrap_or_else(|| panic!("no sample {name}"));
+        .unwrap_or_else(|| panic!("no sample {name}"))
+}
+
+/// The value of an unlabelled counter or gauge.
+fn value(scrape: &Scrape, name: &str) -> f64 {
+    let sample = sample(scrape, name);
     match sample.value {
         Value::Counter(value) | Value::Gauge(value) => value,
         ref other => panic!("{name} is {other:?}, not a counter or gauge"),
@@ -55,11 +60,7 @@ fn value(scrape: &Scrape, name: &str) -> f64 {
 
 /// The observations a histogram counted (its `+Inf` bucket).
 fn histogram_count(scrape: &Scrape, name: &str) -> f64 {
-    let sample = scrape
-        .samples
-        .iter()
-        .find(|sample| sample.metric == name)
-        .unwrap_or_else(|| panic!("no sample {name}"));
+    let sample = sample(scrape, name);
     let Value::Histogram(ref buckets) = sample.value else {
         panic!("{name} is {:?}, not a histogram", sample.value);
     };
@@ -194,11 +195,6 @@ fn a_taken_metrics_port_is_refused_before_the_data_directory_is_touched() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let data_dir = dir.path().join("fresh");
     let output = cluster.serve_to_exit(1, &data_dir, &["--metrics-addr", &address.to_string()]);
-    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("--metrics-addr"),
-        "{}",
-        stderr(&output)
-    );
+    assert_exit_saying(&output, 2, "--metrics-addr");
     assert!(!data_dir.exists(), "nothing was written");
 }

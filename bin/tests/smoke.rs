@@ -11,7 +11,9 @@ use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::process::Stdio;
 
-use common::{Cluster, ELECTION_TIMEOUT, endpoints_arg, run_balsa, stderr, stdout};
+use common::{
+    Cluster, ELECTION_TIMEOUT, assert_exit_saying, endpoints_arg, run_balsa, stderr, stdout,
+};
 
 #[test]
 fn three_serve_processes_elect_a_leader_and_serve_put_and_get_from_every_node() {
@@ -49,12 +51,7 @@ fn three_serve_processes_elect_a_leader_and_serve_put_and_get_from_every_node() 
 
     // A second process on node 1's data directory is refused, and node 1 keeps serving.
     let second = cluster.serve_to_exit(1, &cluster.data_dir(1), &[]);
-    assert_eq!(second.status.code(), Some(2), "{}", stderr(&second));
-    assert!(
-        stderr(&second).contains("is in use by another process"),
-        "{}",
-        stderr(&second)
-    );
+    assert_exit_saying(&second, 2, "is in use by another process");
 }
 
 /// `balsa status` prints a node's row as soon as it answers, though a silent endpoint is listed

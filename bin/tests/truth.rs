@@ -9,7 +9,10 @@ mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 
-use common::{Cluster, ELECTION_TIMEOUT, endpoints_arg, run_balsa, stderr, stdout, wait_until};
+use common::{
+    Cluster, ELECTION_TIMEOUT, assert_exit_saying, endpoints_arg, run_balsa, stderr, stdout,
+    wait_until,
+};
 
 /// Loopback addresses of sockets that are bound and never answer (kept while the guard lives).
 fn silent_endpoints(n: usize) -> (Vec<UdpSocket>, Vec<SocketAddr>) {
@@ -35,11 +38,10 @@ fn transfer_waits_for_the_new_leader_and_fails_when_the_transfer_cannot_happen()
 
     // No such node: refused at once, as usage (exit 2), saying why.
     let unknown = cluster.balsa(&["transfer", "9"]);
-    assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
-    assert!(
-        stderr(&unknown).contains("node 9 is not a member of this cluster (voters: 1, 2, 3)"),
-        "{}",
-        stderr(&unknown)
+    assert_exit_saying(
+        &unknown,
+        2,
+        "node 9 is not a member of this cluster (voters: 1, 2, 3)",
     );
     assert_eq!(stdout(&unknown), "");
 
@@ -105,11 +107,10 @@ fn against_no_cluster_a_read_says_the_read_failed_and_that_no_node_answered() {
     );
 
     let put = run_balsa(&[&["put", "k", "v", "--endpoints", &list][..], &timeouts].concat());
-    assert_eq!(put.status.code(), Some(3), "{}", stderr(&put));
-    assert!(
-        stderr(&put).contains("(if one is, the write may or may not have been applied)"),
-        "{}",
-        stderr(&put)
+    assert_exit_saying(
+        &put,
+        3,
+        "(if one is, the write may or may not have been applied)",
     );
 }
 
@@ -177,12 +178,7 @@ fn bench_against_no_cluster_stops_early_with_null_percentiles() {
         "100ms",
         "--json",
     ]);
-    assert_eq!(bench.status.code(), Some(3), "{}", stderr(&bench));
-    let message = stderr(&bench);
-    assert!(
-        message.contains("balsa bench: stopped early: "),
-        "{message}"
-    );
+    let message = assert_exit_saying(&bench, 3, "balsa bench: stopped early: ");
     assert!(message.contains("no Balsa node answered at"), "{message}");
     let json: serde_json::Value =
         serde_json::from_str(stdout(&bench).trim()).expect("one JSON object");

@@ -7,9 +7,9 @@
 //! decodes must re-encode, decode and re-encode to the same bytes.
 #![no_main]
 
-use std::alloc::{GlobalAlloc, Layout, System};
+mod counting;
+
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use balsa_net::{Codec, HEADER_LEN, Kind, MAGIC, VERSION};
 use libfuzzer_sys::fuzz_target;
@@ -74,34 +74,6 @@ enum Message {
     Char(char),
 }
 
-/// Live heap bytes now, and the most since the last reset.
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-struct Counting;
-
-// SAFETY: forwards to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract is System's.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: the caller's contract is System's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
 fuzz_target!(|data: &[u8]| {
     let codec = Codec::new(CLUSTER, 1, LIMIT).expect("a valid limit");
     check(&codec, data);
@@ -119,10 +91,7 @@ fn check(codec: &Codec, datagram: &[u8]) {
     // Decoding takes the datagram mutably (a sealed one is opened in place): a copy, made
     // before the measurement starts.
     let mut copy = datagram.to_vec();
-    let before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
-    let decoded = codec.decode::<Message>(&mut copy);
-    let extra = PEAK.load(Ordering::Relaxed) - before;
+    let (decoded, extra) = counting::peak_during(|| codec.decode::<Message>(&mut copy));
     // An honest message holds at most ~40 bytes of memory per wire byte (an Entry of three
     // one-byte fields); a lying length prefix adds at most (bytes left) × (element size) more.
     let bound = 64 * datagram.len() + 16 * 1024;

@@ -19,9 +19,9 @@
 //! payload; damage past the header must be refused as `auth_failed`.
 #![no_main]
 
-use std::alloc::{GlobalAlloc, Layout, System};
+mod counting;
+
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use balsa_net::{
@@ -32,34 +32,6 @@ use libfuzzer_sys::fuzz_target;
 
 const CLUSTER: u64 = 0x0B41_5A00;
 const LIMIT: usize = 65_000;
-
-/// Live heap bytes now, and the most since the last reset.
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-struct Counting;
-
-// SAFETY: forwards to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract is System's.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: the caller's contract is System's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
 
 fn key(byte: u8) -> Key {
     Key::from_bytes([byte; KEY_LEN])
@@ -104,10 +76,7 @@ fn open(datagram: &[u8]) -> Result<Vec<u8>, DropReason> {
     // Opening works in place: a copy, made before the measurement starts.
     let mut copy = datagram.to_vec();
     let receiver = receiver();
-    let before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
-    let opened = receiver.decode::<Vec<u8>>(&mut copy);
-    let extra = PEAK.load(Ordering::Relaxed) - before;
+    let (opened, extra) = counting::peak_during(|| receiver.decode::<Vec<u8>>(&mut copy));
     match &opened {
         Ok(_) => assert!(extra <= LIMIT, "opening took {extra} bytes"),
         Err(reason) => assert_eq!(

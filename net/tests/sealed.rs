@@ -79,6 +79,42 @@ fn assert_one_source(node: &Node, source: SocketAddr, drops: SourceDrops) {
     );
 }
 
+/// A source's drops: `n` authentication failures and nothing else.
+fn auth_failed(n: u64) -> SourceDrops {
+    SourceDrops {
+        auth_failed: n,
+        ..SourceDrops::default()
+    }
+}
+
+/// A source's drops: `n` replays (old boots among them) and nothing else.
+fn replayed(n: u64) -> SourceDrops {
+    SourceDrops {
+        replayed: n,
+        ..SourceDrops::default()
+    }
+}
+
+/// Checks, by a barrier from `raw`, that `node` has handled everything `raw` sent before and
+/// delivered none of it.
+fn assert_nothing_delivered(raw: &UdpSocket, node: &Node) {
+    let delivered = sealed_barrier(raw, node, "barrier");
+    assert!(delivered.is_empty(), "delivered: {delivered:?}");
+}
+
+/// A raw socket that `node`'s peer table names as node 1, so that what it sends passes the
+/// address check.
+fn raw_as_node_1(node: &Node) -> UdpSocket {
+    let raw = raw_socket();
+    node.transport.set_peer(1, addr(&raw)).expect("valid id");
+    raw
+}
+
+/// The notice `bytes` is to a client with the cluster's client key (`None`: no notice).
+fn client_notice(bytes: &[u8]) -> Option<Notice> {
+    sealing_codec(0, &client_keys(), 1).notice(bytes)
+}
+
 /// Node 1 and node 2 with the cluster's keys, and a raw socket on the wire between them: node
 /// 1's table has the raw socket as node 2 (so it captures what node 1 sends), node 2's has it
 /// as node 1 (so what it forwards passes the address check).
@@ -143,8 +179,16 @@ impl Wire {
 
     /// Checks that node 2 has handled everything forwarded so far and delivered none of it.
     fn assert_nothing_more_delivered(&self) {
-        let delivered = sealed_barrier(&self.raw, &self.receiver, "barrier");
-        assert!(delivered.is_empty(), "delivered: {delivered:?}");
+        assert_nothing_delivered(&self.raw, &self.receiver);
+    }
+
+    /// Checks that node 2 dropped `n` datagrams in all, every one for `reason` (a replay or an
+    /// old boot), counted against the raw socket as replays.
+    fn assert_replays_dropped(&self, reason: DropReason, n: u64) {
+        let counters = self.receiver.counters();
+        assert_eq!(counters.dropped(reason), n, "{counters}");
+        assert_eq!(counters.dropped_total(), n, "{counters}");
+        assert_one_source(&self.receiver, addr(&self.raw), replayed(n));
     }
 }
 
@@ -293,10 +337,7 @@ fn a_capture_damaged_anywhere_is_dropped_by_reason_and_traffic_flows_on() {
     assert_one_source(
         &wire.receiver,
         addr(&wire.raw),
-        SourceDrops {
-            auth_failed: expected[&DropReason::AuthFailed],
-            ..SourceDrops::default()
-        },
+        auth_failed(expected[&DropReason::AuthFailed]),
     );
     // Member traffic got no notice: the first datagram back is the notice for a request now.
     wire.raw
@@ -307,10 +348,7 @@ fn a_capture_damaged_anywhere_is_dropped_by_reason_and_traffic_flows_on() {
         .expect("sent");
     let (bytes, from) = capture(&wire.raw);
     assert_eq!(from, wire.receiver.addr());
-    assert_eq!(
-        sealing_codec(0, &client_keys(), 1).notice(&bytes),
-        Some(Notice::AuthFailed)
-    );
+    assert_eq!(client_notice(&bytes), Some(Notice::AuthFailed));
     // And the nodes still talk, directly.
     wire.route_directly();
     wire.sender
@@ -345,24 +383,15 @@ fn a_datagram_sealed_under_another_peer_key_fails_authentication() {
         .send(Destination::Server(receiver.addr()), &Msg::Number(2))
         .expect("sent");
     receiver.wait_for_counters("both counted", |c| c.dropped(DropReason::AuthFailed) == 2);
-    let delivered = sealed_barrier(&raw_socket(), &receiver, "barrier");
-    assert!(delivered.is_empty(), "delivered: {delivered:?}");
+    assert_nothing_delivered(&raw_socket(), &receiver);
     assert_eq!(receiver.counters().dropped_total(), 2);
-    assert_one_source(
-        &receiver,
-        forger.addr(),
-        SourceDrops {
-            auth_failed: 2,
-            ..SourceDrops::default()
-        },
-    );
+    assert_one_source(&receiver, forger.addr(), auth_failed(2));
 }
 
 #[test]
 fn plaintext_to_a_keyed_node_fails_authentication() {
     let node = Node::start_keyed(2);
-    let raw = raw_socket();
-    node.transport.set_peer(1, addr(&raw)).expect("valid id");
+    let raw = raw_as_node_1(&node);
     let counters = send_all_and_count(
         &raw,
         &node,
@@ -374,21 +403,13 @@ fn plaintext_to_a_keyed_node_fails_authentication() {
         sealed_barrier,
     );
     assert_eq!(counters.dropped(DropReason::AuthFailed), 3, "{counters}");
-    assert_one_source(
-        &node,
-        addr(&raw),
-        SourceDrops {
-            auth_failed: 3,
-            ..SourceDrops::default()
-        },
-    );
+    assert_one_source(&node, addr(&raw), auth_failed(3));
 }
 
 #[test]
 fn sealed_to_an_insecure_node_fails_authentication() {
     let node = Node::start(2);
-    let raw = raw_socket();
-    node.transport.set_peer(1, addr(&raw)).expect("valid id");
+    let raw = raw_as_node_1(&node);
     let counters = send_all_and_count(
         &raw,
         &node,
@@ -400,14 +421,7 @@ fn sealed_to_an_insecure_node_fails_authentication() {
         common::barrier,
     );
     assert_eq!(counters.dropped(DropReason::AuthFailed), 3, "{counters}");
-    assert_one_source(
-        &node,
-        addr(&raw),
-        SourceDrops {
-            auth_failed: 3,
-            ..SourceDrops::default()
-        },
-    );
+    assert_one_source(&node, addr(&raw), auth_failed(3));
 }
 
 #[test]
@@ -437,8 +451,7 @@ fn a_client_key_datagram_relabelled_as_member_traffic_fails_authentication() {
     // Also to a node whose peer and client keys are the same: the kind byte is authenticated.
     let same_keys = Node::start_with(keyed_config(2, node_keys(CLIENT_KEY, CLIENT_KEY), 1), 16);
     for node in [Node::start_keyed(2), same_keys] {
-        let raw = raw_socket();
-        node.transport.set_peer(1, addr(&raw)).expect("valid id");
+        let raw = raw_as_node_1(&node);
         let counters = send_all_and_count(
             &raw,
             &node,
@@ -446,14 +459,7 @@ fn a_client_key_datagram_relabelled_as_member_traffic_fails_authentication() {
             sealed_barrier,
         );
         assert_eq!(counters.dropped(DropReason::AuthFailed), 2, "{counters}");
-        assert_one_source(
-            &node,
-            addr(&raw),
-            SourceDrops {
-                auth_failed: 2,
-                ..SourceDrops::default()
-            },
-        );
+        assert_one_source(&node, addr(&raw), auth_failed(2));
         // Not relabelled, it is what it always was: a client's request.
         raw.send_to(&request, node.addr()).expect("sent");
         let inbound = node.recv();
@@ -470,17 +476,7 @@ fn a_replayed_member_datagram_is_delivered_once_then_counted_replayed() {
         wire.forward(&captured);
     }
     wire.assert_nothing_more_delivered();
-    let counters = wire.receiver.counters();
-    assert_eq!(counters.dropped(DropReason::Replayed), 3, "{counters}");
-    assert_eq!(counters.dropped_total(), 3, "{counters}");
-    assert_one_source(
-        &wire.receiver,
-        addr(&wire.raw),
-        SourceDrops {
-            replayed: 3,
-            ..SourceDrops::default()
-        },
-    );
+    wire.assert_replays_dropped(DropReason::Replayed, 3);
 }
 
 #[test]
@@ -500,17 +496,7 @@ fn after_the_sender_restarts_its_old_datagrams_are_old_boot() {
     wire.forward(&delivered);
     wire.forward(&held_back);
     wire.assert_nothing_more_delivered();
-    let counters = wire.receiver.counters();
-    assert_eq!(counters.dropped(DropReason::OldBoot), 2, "{counters}");
-    assert_eq!(counters.dropped_total(), 2, "{counters}");
-    assert_one_source(
-        &wire.receiver,
-        addr(&wire.raw),
-        SourceDrops {
-            replayed: 2,
-            ..SourceDrops::default()
-        },
-    );
+    wire.assert_replays_dropped(DropReason::OldBoot, 2);
     // The new boot's traffic flows on, and is replay-checked in its turn.
     let next = wire.capture(&Msg::Number(4));
     wire.forward_delivered(&next, &Msg::Number(4));
@@ -546,17 +532,7 @@ fn the_window_takes_late_datagrams_once_and_refuses_those_it_has_passed() {
     wire.forward(&never_forwarded);
     wire.forward(&late);
     wire.assert_nothing_more_delivered();
-    let counters = wire.receiver.counters();
-    assert_eq!(counters.dropped(DropReason::Replayed), 3, "{counters}");
-    assert_eq!(counters.dropped_total(), 3, "{counters}");
-    assert_one_source(
-        &wire.receiver,
-        addr(&wire.raw),
-        SourceDrops {
-            replayed: 3,
-            ..SourceDrops::default()
-        },
-    );
+    wire.assert_replays_dropped(DropReason::Replayed, 3);
 }
 
 /// Node `id` whose peer ring is `NEW`, with `PEER_KEY` as its previous key.
@@ -660,16 +636,8 @@ fn a_node_with_the_new_key_only_refuses_the_old() {
     new_only.wait_for_counters("the old key refused", |c| {
         c.dropped(DropReason::AuthFailed) == 1
     });
-    let delivered = sealed_barrier(&raw_socket(), &new_only, "barrier");
-    assert!(delivered.is_empty(), "delivered: {delivered:?}");
-    assert_one_source(
-        &new_only,
-        on_old.addr(),
-        SourceDrops {
-            auth_failed: 1,
-            ..SourceDrops::default()
-        },
-    );
+    assert_nothing_delivered(&raw_socket(), &new_only);
+    assert_one_source(&new_only, on_old.addr(), auth_failed(1));
 }
 
 #[test]
@@ -704,7 +672,6 @@ fn a_keyed_node_answers_a_request_it_cannot_open_with_a_notice() {
     let raw = raw_socket();
     let mut damaged = sealed_datagram(&client_keys(), Kind::Request, 0, &Msg::Number(3));
     *damaged.last_mut().expect("a tag") ^= 1;
-    let reader = sealing_codec(0, &client_keys(), 1);
     for request in [
         datagram(Kind::Request, 0, &Msg::Number(1)),
         sealed_datagram(
@@ -719,8 +686,8 @@ fn a_keyed_node_answers_a_request_it_cannot_open_with_a_notice() {
         let (notice, from) = capture(&raw);
         assert_eq!(from, node.addr());
         assert_eq!(notice.len(), HEADER_LEN + 1);
-        assert_eq!(reader.notice(&notice), Some(Notice::AuthFailed));
-        assert_eq!(reader.notice(&request), None, "a request is no notice");
+        assert_eq!(client_notice(&notice), Some(Notice::AuthFailed));
+        assert_eq!(client_notice(&request), None, "a request is no notice");
     }
     // The notice goes out before the drop is counted.
     node.wait_for_counters("each request counted", |c| {
@@ -740,10 +707,7 @@ fn an_insecure_node_answers_a_sealed_request_with_a_not_sealing_notice() {
     .expect("sent");
     let (notice, from) = capture(&raw);
     assert_eq!(from, node.addr());
-    assert_eq!(
-        sealing_codec(0, &client_keys(), 1).notice(&notice),
-        Some(Notice::NotSealing)
-    );
+    assert_eq!(client_notice(&notice), Some(Notice::NotSealing));
     node.wait_for_counters("the request counted", |c| {
         c.dropped(DropReason::AuthFailed) == 1
     });
@@ -770,11 +734,10 @@ fn notices_are_sent_within_their_budget() {
     assert_eq!(counters.dropped(DropReason::AuthFailed), REQUESTS);
     // The node sends nothing but notices: each one it sent reaches the raw socket.
     let sent = counters.datagrams_out;
-    let reader = sealing_codec(0, &client_keys(), 1);
     for _ in 0..sent {
         let (notice, from) = capture(&raw);
         assert_eq!(from, node.addr());
-        assert_eq!(reader.notice(&notice), Some(Notice::AuthFailed));
+        assert_eq!(client_notice(&notice), Some(Notice::AuthFailed));
     }
     let budget = u64::from(NOTICES_PER_SECOND) * (elapsed.as_secs() + 1);
     assert!(
@@ -786,8 +749,7 @@ fn notices_are_sent_within_their_budget() {
 #[test]
 fn member_traffic_that_fails_authentication_gets_no_notice() {
     let node = Node::start_keyed(2);
-    let raw = raw_socket();
-    node.transport.set_peer(1, addr(&raw)).expect("valid id");
+    let raw = raw_as_node_1(&node);
     let stranger = node_keys(STRANGER, STRANGER);
     let counters = send_all_and_count(
         &raw,
@@ -806,10 +768,7 @@ fn member_traffic_that_fails_authentication_gets_no_notice() {
     raw.send_to(&datagram(Kind::Request, 0, &Msg::Number(5)), node.addr())
         .expect("sent");
     let (notice, _) = capture(&raw);
-    assert_eq!(
-        sealing_codec(0, &client_keys(), 1).notice(&notice),
-        Some(Notice::AuthFailed)
-    );
+    assert_eq!(client_notice(&notice), Some(Notice::AuthFailed));
 }
 
 /// A notice is 23 bytes; a request no longer than that gets none, so a forger with a spoofed
@@ -842,8 +801,5 @@ fn a_notice_is_never_larger_than_the_request_that_asked() {
         .expect("sent");
     let (notice, _) = capture(&raw);
     assert_eq!(notice.len(), HEADER_LEN + 1);
-    assert_eq!(
-        sealing_codec(0, &client_keys(), 1).notice(&notice),
-        Some(Notice::AuthFailed)
-    );
+    assert_eq!(client_notice(&notice), Some(Notice::AuthFailed));
 }

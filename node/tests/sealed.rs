@@ -109,6 +109,13 @@ impl Cluster {
         config
     }
 
+    /// Starts `n` nodes sharing a new peer key and a new client key; the client key.
+    fn start_keyed(n: usize) -> (Cluster, Key) {
+        let (peer, client_key) = (new_key(), new_key());
+        let cluster = Cluster::start(&vec![node_keys(&peer, &client_key); n]);
+        (cluster, client_key)
+    }
+
     fn start_node(&self, i: usize, keys: Keys) -> Node {
         Node::start(self.config(i, keys), KvStore::new()).expect("node starts")
     }
@@ -208,6 +215,44 @@ fn drops_from(report: &StatusReport, source: SocketAddr) -> SuspiciousSource {
         })
 }
 
+/// What each of `endpoints` dropped from `source` as suspicious, in order.
+fn drops_at(
+    client: &mut Client,
+    endpoints: &[SocketAddr],
+    source: SocketAddr,
+) -> Vec<SuspiciousSource> {
+    reports(client, endpoints)
+        .iter()
+        .map(|report| drops_from(report, source))
+        .collect()
+}
+
+/// Asserts that no node of `endpoints` has failed to authenticate a datagram or counted a
+/// suspicious source (since its last restart); `why` says why none should have.
+fn assert_no_auth_failures(client: &mut Client, endpoints: &[SocketAddr], why: &str) {
+    for report in reports(client, endpoints) {
+        assert_eq!(
+            (
+                report.datagrams_auth_failed,
+                report.suspicious_sources.len()
+            ),
+            (0, 0),
+            "node {}: {why}",
+            report.id
+        );
+    }
+}
+
+/// Asserts that a linearizable read of `key` through `client` gives `value`.
+fn assert_holds(client: &mut Client, key: &[u8], value: &[u8]) {
+    assert_eq!(
+        client.get(key, false).expect("a read"),
+        Some(value.to_vec()),
+        "{:?}",
+        String::from_utf8_lossy(key)
+    );
+}
+
 /// Whether `result` is [`ClientError::Unauthenticated`] carrying `notice` from one of
 /// `endpoints`.
 fn refused_with<T: std::fmt::Debug>(
@@ -224,8 +269,7 @@ fn refused_with<T: std::fmt::Debug>(
 
 #[test]
 fn a_keyed_cluster_elects_a_leader_and_serves_a_keyed_client() {
-    let (peer, client_key) = (new_key(), new_key());
-    let cluster = Cluster::start(&vec![node_keys(&peer, &client_key); 3]);
+    let (cluster, client_key) = Cluster::start_keyed(3);
     cluster.leader();
     let endpoints = cluster.addresses();
     let mut client = client(endpoints.clone(), Some(client_key));
@@ -235,30 +279,19 @@ fn a_keyed_cluster_elects_a_leader_and_serves_a_keyed_client() {
     }
     for i in 0..10 {
         let (key, value) = (format!("key {i}"), format!("value {i}"));
-        assert_eq!(
-            client.get(key.as_bytes(), false).expect("get"),
-            Some(value.into_bytes())
-        );
+        assert_holds(&mut client, key.as_bytes(), value.as_bytes());
     }
-    // Everyone speaks under the right keys: nothing failed authentication anywhere.
-    for report in reports(&mut client, &endpoints) {
-        assert_eq!(
-            (
-                report.datagrams_auth_failed,
-                report.suspicious_sources.len()
-            ),
-            (0, 0),
-            "node {} dropped datagrams of its own cluster",
-            report.id
-        );
-    }
+    assert_no_auth_failures(
+        &mut client,
+        &endpoints,
+        "everyone speaks under the right keys",
+    );
     cluster.shutdown();
 }
 
 #[test]
 fn a_client_without_the_client_key_or_with_another_is_refused_and_counted() {
-    let (peer, client_key) = (new_key(), new_key());
-    let cluster = Cluster::start(&vec![node_keys(&peer, &client_key); 3]);
+    let (cluster, client_key) = Cluster::start_keyed(3);
     let endpoints = cluster.addresses();
     let mut keyed = client(endpoints.clone(), Some(client_key));
     keyed
@@ -285,10 +318,7 @@ fn a_client_without_the_client_key_or_with_another_is_refused_and_counted() {
         );
         // Each operation sent at least one request, and every request failed authentication
         // where it arrived, counted against the stranger's address and nothing else.
-        let drops: Vec<SuspiciousSource> = reports(&mut keyed, &endpoints)
-            .iter()
-            .map(|report| drops_from(report, source))
-            .collect();
+        let drops = drops_at(&mut keyed, &endpoints, source);
         let auth_failed: u64 = drops.iter().map(|drops| drops.auth_failed).sum();
         assert!(auth_failed >= 2, "{what}: {drops:?}");
         assert!(
@@ -297,10 +327,7 @@ fn a_client_without_the_client_key_or_with_another_is_refused_and_counted() {
         );
     }
     // Neither write took effect.
-    assert_eq!(
-        keyed.get(b"colour", false).expect("get"),
-        Some(b"blue".to_vec())
-    );
+    assert_holds(&mut keyed, b"colour", b"blue");
     cluster.shutdown();
 }
 
@@ -328,10 +355,7 @@ fn a_keyed_client_of_a_cluster_without_keys_is_told_the_cluster_does_not_seal() 
 
     let report = &reports(&mut plain, &endpoints)[0];
     assert!(drops_from(report, source).auth_failed >= 2, "{report:?}");
-    assert_eq!(
-        plain.get(b"colour", false).expect("get"),
-        Some(b"blue".to_vec())
-    );
+    assert_holds(&mut plain, b"colour", b"blue");
     cluster.shutdown();
 }
 
@@ -368,6 +392,17 @@ fn forged_append() -> Wire {
     })
 }
 
+/// Sends [`forged_vote`] and [`forged_append`], sealed by `codec` as `kind`, from `raw` to each
+/// of `endpoints`.
+fn send_forgeries(codec: &mut Codec, kind: Kind, raw: &UdpSocket, endpoints: &[SocketAddr]) {
+    for endpoint in endpoints {
+        for forged in [forged_vote(), forged_append()] {
+            let datagram = codec.encode(kind, &forged).expect("encodes");
+            raw.send_to(datagram, endpoint).expect("sends");
+        }
+    }
+}
+
 /// Asserts that no running node took the forged term.
 fn assert_no_forged_term(cluster: &Cluster) {
     for (i, status) in cluster.statuses() {
@@ -379,14 +414,24 @@ fn assert_no_forged_term(cluster: &Cluster) {
     }
 }
 
+/// After the forgeries: no node took the forged term, before or after the cluster commits a
+/// write through `keyed`.
+fn assert_unmoved_and_committing(cluster: &Cluster, keyed: &mut Client) {
+    assert_no_forged_term(cluster);
+    keyed
+        .put(b"colour", b"green")
+        .expect("the cluster keeps committing");
+    assert_holds(keyed, b"colour", b"green");
+    assert_no_forged_term(cluster);
+}
+
 /// Issue 16: "a datagram sealed with the client key can carry only client requests". A holder of
 /// the client key seals Raft messages as client requests: they open, and are then dropped and
 /// counted as the wrong kind against their source; no term moves and the cluster keeps
 /// committing.
 #[test]
 fn a_raft_message_sealed_under_the_client_key_is_dropped_as_the_wrong_kind() {
-    let (peer, client_key) = (new_key(), new_key());
-    let cluster = Cluster::start(&vec![node_keys(&peer, &client_key); 3]);
+    let (cluster, client_key) = Cluster::start_keyed(3);
     let endpoints = cluster.addresses();
     let mut keyed = client(endpoints.clone(), Some(client_key.clone()));
     keyed.put(b"colour", b"blue").expect("put");
@@ -397,18 +442,10 @@ fn a_raft_message_sealed_under_the_client_key_is_dropped_as_the_wrong_kind() {
         .expect("a client's codec");
     let raw = UdpSocket::bind("127.0.0.1:0").expect("a socket");
     let source = raw.local_addr().expect("bound");
-    for endpoint in &endpoints {
-        for forged in [forged_vote(), forged_append()] {
-            let datagram = codec.encode(Kind::Request, &forged).expect("encodes");
-            raw.send_to(datagram, endpoint).expect("sends");
-        }
-    }
+    send_forgeries(&mut codec, Kind::Request, &raw, &endpoints);
     // Counted by the consensus thread as it takes each message: wait until both were.
     let drops = wait_for("every node counted both forged messages", || {
-        let drops: Vec<SuspiciousSource> = reports(&mut keyed, &endpoints)
-            .iter()
-            .map(|report| drops_from(report, source))
-            .collect();
+        let drops = drops_at(&mut keyed, &endpoints, source);
         drops.iter().all(|d| d.wrong_kind >= 2).then_some(drops)
     });
     for d in &drops {
@@ -419,19 +456,8 @@ fn a_raft_message_sealed_under_the_client_key_is_dropped_as_the_wrong_kind() {
             "{drops:?}"
         );
     }
-    assert_no_forged_term(&cluster);
-    assert_eq!(
-        keyed.get(b"colour", false).expect("get"),
-        Some(b"blue".to_vec())
-    );
-    keyed
-        .put(b"colour", b"green")
-        .expect("the cluster keeps committing");
-    assert_eq!(
-        keyed.get(b"colour", false).expect("get"),
-        Some(b"green".to_vec())
-    );
-    assert_no_forged_term(&cluster);
+    assert_holds(&mut keyed, b"colour", b"blue");
+    assert_unmoved_and_committing(&cluster, &mut keyed);
     cluster.shutdown();
 }
 
@@ -440,8 +466,7 @@ fn a_raft_message_sealed_under_the_client_key_is_dropped_as_the_wrong_kind() {
 /// authentication: they fail it, are counted against that address, and no term moves.
 #[test]
 fn a_member_datagram_sealed_under_the_client_key_fails_authentication() {
-    let (peer, client_key) = (new_key(), new_key());
-    let mut cluster = Cluster::start(&vec![node_keys(&peer, &client_key); 3]);
+    let (mut cluster, client_key) = Cluster::start_keyed(3);
     let endpoints = cluster.addresses();
     let mut keyed = client(endpoints.clone(), Some(client_key.clone()));
     keyed.put(b"colour", b"blue").expect("put");
@@ -463,17 +488,9 @@ fn a_member_datagram_sealed_under_the_client_key_fails_authentication() {
         .copied()
         .filter(|address| *address != victim_address)
         .collect();
-    for endpoint in &others {
-        for forged in [forged_vote(), forged_append()] {
-            let datagram = codec.encode(Kind::Peer, &forged).expect("encodes");
-            raw.send_to(datagram, endpoint).expect("sends");
-        }
-    }
+    send_forgeries(&mut codec, Kind::Peer, &raw, &others);
     let drops = wait_for("both live nodes counted both forgeries", || {
-        let drops: Vec<SuspiciousSource> = reports(&mut keyed, &others)
-            .iter()
-            .map(|report| drops_from(report, victim_address))
-            .collect();
+        let drops = drops_at(&mut keyed, &others, victim_address);
         drops.iter().all(|d| d.auth_failed >= 2).then_some(drops)
     });
     for d in &drops {
@@ -485,15 +502,7 @@ fn a_member_datagram_sealed_under_the_client_key_fails_authentication() {
             "{drops:?}"
         );
     }
-    assert_no_forged_term(&cluster);
-    keyed
-        .put(b"colour", b"green")
-        .expect("the cluster keeps committing");
-    assert_eq!(
-        keyed.get(b"colour", false).expect("get"),
-        Some(b"green".to_vec())
-    );
-    assert_no_forged_term(&cluster);
+    assert_unmoved_and_committing(&cluster, &mut keyed);
     cluster.shutdown();
 }
 
@@ -509,8 +518,7 @@ const CAMPAIGNS: u64 = 10;
 /// keys decide here is the counts, and that the leader's entries never reach it.)
 #[test]
 fn a_member_started_with_the_wrong_peer_key_neither_disrupts_nor_learns_the_log() {
-    let (peer, client_key) = (new_key(), new_key());
-    let mut cluster = Cluster::start(&vec![node_keys(&peer, &client_key); 3]);
+    let (mut cluster, client_key) = Cluster::start_keyed(3);
     let endpoints = cluster.addresses();
     let mut keyed = client(endpoints.clone(), Some(client_key.clone()));
     for i in 0..5 {
@@ -521,13 +529,17 @@ fn a_member_started_with_the_wrong_peer_key_neither_disrupts_nor_learns_the_log(
     let staying = 3 - leader - replaced;
     let replaced_address = cluster.members[replaced].1;
     cluster.stop(replaced);
-    let before: Vec<(u64, Option<u64>)> = [leader, staying]
-        .iter()
-        .map(|&i| {
-            let status = cluster.node(i).status().expect("running");
-            (status.term, status.leader)
-        })
-        .collect();
+    // The live members' terms and leaders.
+    let terms_and_leaders = |cluster: &Cluster| -> Vec<(u64, Option<u64>)> {
+        [leader, staying]
+            .iter()
+            .map(|&i| {
+                let status = cluster.node(i).status().expect("running");
+                (status.term, status.leader)
+            })
+            .collect()
+    };
+    let before = terms_and_leaders(&cluster);
     assert_eq!(before[0].1, Some(cluster.members[leader].0));
 
     let impostor_dir = tempfile::tempdir().expect("a temporary directory");
@@ -544,13 +556,7 @@ fn a_member_started_with_the_wrong_peer_key_neither_disrupts_nor_learns_the_log(
     wait_for(
         "the impostor's campaigns were counted at both live members",
         || {
-            let now: Vec<(u64, Option<u64>)> = [leader, staying]
-                .iter()
-                .map(|&i| {
-                    let status = cluster.node(i).status().expect("running");
-                    (status.term, status.leader)
-                })
-                .collect();
+            let now = terms_and_leaders(&cluster);
             assert_eq!(now, before, "a live member's term or leader moved");
             let impostor_status = impostor.status().expect("the impostor runs");
             campaigned |= matches!(impostor_status.role, Role::PreCandidate | Role::Candidate);
@@ -579,10 +585,7 @@ fn a_member_started_with_the_wrong_peer_key_neither_disrupts_nor_learns_the_log(
     keyed
         .put(b"after", b"v")
         .expect("the cluster keeps committing");
-    assert_eq!(
-        keyed.get(b"key 4", false).expect("get"),
-        Some(b"v".to_vec())
-    );
+    assert_holds(&mut keyed, b"key 4", b"v");
     impostor.shutdown().expect("a clean stop");
     cluster.shutdown();
 }
@@ -795,19 +798,13 @@ fn a_rolling_rotation_of_the_client_key_under_writes_loses_no_acknowledged_write
     assert_eq!(written.errors, Vec::<String>::new());
     let mut reader = client(endpoints.clone(), Some(new));
     assert_no_write_lost(&mut reader, &written);
-    // Every client request was sealed under a key its node held, and every node holds the
-    // peer key: nothing failed authentication (each count is since the node's last restart).
-    for report in reports(&mut reader, &endpoints) {
-        assert_eq!(
-            (
-                report.datagrams_auth_failed,
-                report.suspicious_sources.len()
-            ),
-            (0, 0),
-            "node {}",
-            report.id
-        );
-    }
+    // Each count is since the node's last restart.
+    assert_no_auth_failures(
+        &mut reader,
+        &endpoints,
+        "every client request was sealed under a key its node held, and every node holds the \
+         peer key",
+    );
     cluster.shutdown();
 }
 
@@ -837,10 +834,7 @@ fn clients_on_either_client_key_complete_writes_a_follower_forwards_during_a_rot
         client
             .put(which.as_bytes(), b"written")
             .unwrap_or_else(|error| panic!("a client on the {which} key: {error}"));
-        assert_eq!(
-            client.get(which.as_bytes(), false).expect("a read"),
-            Some(b"written".to_vec())
-        );
+        assert_holds(&mut client, which.as_bytes(), b"written");
     }
     cluster.shutdown();
 }

@@ -95,22 +95,21 @@ fn parse(text: &str) -> Result<Vec<Step>, (usize, String)> {
         }
         let step = parse_row(line).map_err(|reason| (index + 1, reason))?;
         if let Some(last) = steps.last() {
+            let going_down =
+                |what: &str, now: &dyn std::fmt::Display, before: &dyn std::fmt::Display| {
+                    (
+                        index + 1,
+                        format!("{what} {now} after {before}: the rows must go up"),
+                    )
+                };
             if step.percentile < last.percentile {
-                return Err((
-                    index + 1,
-                    format!(
-                        "percentile {} after {}: the rows must go up",
-                        step.percentile, last.percentile
-                    ),
-                ));
+                return Err(going_down("percentile", &step.percentile, &last.percentile));
             }
             if step.total_count < last.total_count {
-                return Err((
-                    index + 1,
-                    format!(
-                        "total count {} after {}: the rows must go up",
-                        step.total_count, last.total_count
-                    ),
+                return Err(going_down(
+                    "total count",
+                    &step.total_count,
+                    &last.total_count,
                 ));
             }
         }

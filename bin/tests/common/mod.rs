@@ -159,6 +159,53 @@ pub fn new_key_file(path: &Path) -> Key {
     key
 }
 
+/// Asserts that `output` is of a process that exited with `code` and said `text` on stderr;
+/// returns its stderr, for more checks.
+pub fn assert_exit_saying(output: &Output, code: i32, text: &str) -> String {
+    let said = stderr(output);
+    assert_eq!(output.status.code(), Some(code), "{said}");
+    assert!(said.contains(text), "{text:?} not in: {said}");
+    said
+}
+
+/// A refusal of `balsa COMMAND`: exit status 2, nothing on stdout, one line on stderr starting
+/// `balsa COMMAND: `; returns the line.
+pub fn refused(output: &Output, command: &str) -> String {
+    let message = stderr(output);
+    assert_eq!(output.status.code(), Some(2), "{message}");
+    assert_eq!(stdout(output), "", "{message}");
+    assert_eq!(message.lines().count(), 1, "one line: {message}");
+    assert!(
+        message.starts_with(&format!("balsa {command}: ")),
+        "{message}"
+    );
+    message
+}
+
+/// A child process killed and reaped when dropped, so that a failed test leaves none behind.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Spawns `command`, a `balsa serve`, with its stdout piped, and reads the line `serve` prints
+/// once it listens (empty if it exited first); the child, killed when dropped, and the line.
+pub fn spawn_serve(command: &mut Command) -> (Reaped, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawning balsa serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout is piped"))
+        .read_line(&mut line)
+        .expect("serve's line");
+    (Reaped(child), line)
+}
+
 /// One `balsa serve` child.
 struct NodeProcess {
     child: Child,
@@ -403,6 +450,19 @@ impl Cluster {
         self.members.push((id, address));
         self.nodes.push(None);
         (id, address)
+    }
+
+    /// Adds a member (see [`add_member`](Self::add_member)) and runs its `balsa serve --join`
+    /// (a join timeout of 300 ms) on its data directory to its exit: its id and the output.
+    /// With no member up to answer, the join fails.
+    pub fn join_new_member_to_exit(&mut self) -> (u64, Output) {
+        let (id, _) = self.add_member();
+        let output = self.serve_to_exit(
+            id,
+            &self.data_dir(id),
+            &["--join", "--join-timeout-ms", "300"],
+        );
+        (id, output)
     }
 
     /// Waits (at most `timeout`) for node `id` to exit by itself; returns its exit status and
