@@ -206,6 +206,24 @@ struct Openers {
 }
 
 impl Openers {
+    /// No subkeys yet. While a ring holds a previous key, the retry copy is made as large as
+    /// any datagram now (64 KiB per transport or client, only while rotating), so that opening
+    /// never allocates for a datagram it refuses — not even the first time the copy grows.
+    fn for_keys(keys: &Keys) -> Openers {
+        let rotating = [&keys.peer, &keys.client]
+            .into_iter()
+            .flatten()
+            .any(|ring| ring.previous.is_some());
+        Openers {
+            retry_copy: if rotating {
+                Vec::with_capacity(crate::config::MAX_DATAGRAM_LIMIT)
+            } else {
+                Vec::new()
+            },
+            ..Openers::default()
+        }
+    }
+
     /// Opens `sealed` (ciphertext and tag) under the subkey of `id` at `epoch`, derived from
     /// `key` unless known. Returns the plaintext's length; on failure `sealed` is wiped.
     fn open(
@@ -286,7 +304,7 @@ impl Sealer {
                 epoch: 0,
                 subkeys: Default::default(),
             }),
-            openers: Mutex::new(Openers::default()),
+            openers: Mutex::new(Openers::for_keys(keys)),
         })
     }
 
