@@ -75,8 +75,6 @@ pub struct Consensus<S> {
     send_failures: Throttle<NodeId>,
     /// Round trips to the peers this node leads.
     round_trips: RoundTrips,
-    /// Which ticks ended and were delivered, and the timer's wake-up (`timer.rs`).
-    clock: Clock,
 }
 
 /// Round trips to peers, timed from a heartbeat (an AppendEntries without entries) to the
@@ -161,7 +159,6 @@ impl<S: StateMachine> Consensus<S> {
         }: OnTheWire,
         snapshot_base: (u64, u64),
         policy: SnapshotPolicy,
-        clock: Clock,
     ) -> Self {
         let own = raft.id();
         let mut hints = raft.membership().map(member_addresses).unwrap_or_default();
@@ -187,17 +184,16 @@ impl<S: StateMachine> Consensus<S> {
             fatal: None,
             send_failures: Throttle::new(WARN_INTERVAL),
             round_trips: RoundTrips::default(),
-            clock,
         }
     }
 
     /// Runs until shutdown or a storage failure; answers every waiter before returning. Time
-    /// comes from the clock (`timer.rs`): before each event the ticks that ended since the last
+    /// comes from `clock` (`timer.rs`): before each event the ticks that ended since the last
     /// delivered are delivered, and after each turn the timer is asked to wake the thread when
     /// the next tick that can matter ends.
-    pub fn run(mut self, inbox: &Receiver<Event>) -> Stop {
+    pub fn run(mut self, inbox: &Receiver<Event>, mut clock: Clock) -> Stop {
         self.drain_effects(true);
-        self.arm_timer();
+        self.arm_timer(&mut clock);
         let stop = loop {
             let Ok(first) = inbox.recv() else {
                 break Stop::Shutdown;
@@ -206,7 +202,9 @@ impl<S: StateMachine> Consensus<S> {
             for event in std::iter::once(first).chain(inbox.try_iter()) {
                 // Time as it is when the event is taken: a turn under load can be long, and a
                 // leader must not miss its heartbeats while its inbox never empties.
-                let reason = self.catch_up().or_else(|| self.handle(event));
+                let reason = self
+                    .catch_up(&mut clock)
+                    .or_else(|| self.handle(event, &mut clock));
                 if let Some(reason) = reason {
                     stop = Some(reason);
                     break;
@@ -224,7 +222,7 @@ impl<S: StateMachine> Consensus<S> {
             if let Some(reason) = stop.or_else(dead_thread).or_else(|| self.removal()) {
                 break reason;
             }
-            self.arm_timer();
+            self.arm_timer(&mut clock);
         };
         self.fail_all(&stop);
         let _ = self.storage.send(WalRequest::Shutdown);
@@ -232,8 +230,8 @@ impl<S: StateMachine> Consensus<S> {
     }
 
     /// Delivers, one by one, the ticks that ended since the last delivered.
-    fn catch_up(&mut self) -> Option<Stop> {
-        for _ in 0..self.clock.take_elapsed(throttle::now()) {
+    fn catch_up(&mut self, clock: &mut Clock) -> Option<Stop> {
+        for _ in 0..clock.take_elapsed(throttle::now()) {
             if self.replica.raft().is_removed() {
                 self.removed_ticks = self.removed_ticks.saturating_add(1);
             }
@@ -247,23 +245,23 @@ impl<S: StateMachine> Consensus<S> {
     /// Asks the timer for a wake-up when the fewest ticks until one can make this node act
     /// have passed: the replica's count, or 1 while a removed leader counts the ticks it may
     /// take to hand over (`removal`).
-    fn arm_timer(&mut self) {
+    fn arm_timer(&self, clock: &mut Clock) {
         let raft = self.replica.raft();
         let due = if raft.is_removed() && raft.role() == Role::Leader {
             Some(1)
         } else {
             self.replica.ticks_until_due()
         };
-        self.clock.arm(due);
+        clock.arm(due);
     }
 
-    fn handle(&mut self, event: Event) -> Option<Stop> {
+    fn handle(&mut self, event: Event, clock: &mut Clock) -> Option<Stop> {
         match event {
             // A wake-up from the timer: the ticks themselves come from the clock (`catch_up`).
-            Event::Tick => self.clock.fired(),
+            Event::Tick => clock.fired(),
             Event::Storage(done) => return self.step(Input::Storage(done)),
             Event::Net(inbound) => return self.on_inbound(inbound),
-            Event::Api(call) => self.on_api(call),
+            Event::Api(call) => self.on_api(call, clock),
             Event::StorageFailed(error) => return Some(Stop::Fatal(Error::Storage(error))),
             Event::Shutdown => return Some(Stop::Shutdown),
         }
@@ -304,7 +302,7 @@ impl<S: StateMachine> Consensus<S> {
         self.replica.step(input).err().map(Stop::Fatal)
     }
 
-    fn on_api(&mut self, call: ApiCall) {
+    fn on_api(&mut self, call: ApiCall, clock: &Clock) {
         match call {
             ApiCall::Propose { data, reply } => self.replica.propose(&data, reply),
             ApiCall::Read { query, reply } => self.replica.read(query, reply),
@@ -340,8 +338,8 @@ impl<S: StateMachine> Consensus<S> {
                         .iter()
                         .map(|(id, histogram)| (*id, histogram.snapshot()))
                         .collect(),
-                    ticks: self.clock.delivered(),
-                    timer_wakeups: self.clock.wakeups(),
+                    ticks: clock.delivered(),
+                    timer_wakeups: clock.wakeups(),
                 });
             }
         }

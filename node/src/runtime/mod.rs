@@ -644,7 +644,6 @@ impl Node {
                 entries: config.snapshot_entries,
                 bytes: config.snapshot_bytes,
             },
-            clock,
         );
 
         let storage_inbox = inbox.clone();
@@ -673,7 +672,7 @@ impl Node {
         let (alive, stopped) = bounded::<()>(0);
         let consensus = spawn(format!("balsa-consensus-{}", config.id), move || {
             let _alive = alive;
-            consensus.run(&events)
+            consensus.run(&events, clock)
         })?;
         Ok(Node {
             id: config.id,
