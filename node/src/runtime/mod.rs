@@ -19,7 +19,8 @@
 //! ([`raft::Raft::ticks_until_due`], `timer.rs`). An idle node wakes a few times a second.
 //!
 //! The runtime is the only part of Balsa that spawns threads (the transport's one event-loop
-//! thread aside), reads the clock (the timer) and touches files (through `balsa-wal`).
+//! thread aside), reads the clock (the timer, and the consensus thread's tick count) and touches
+//! files (through `balsa-wal`).
 //!
 //! Before any thread starts, [`Node::start`] settles which cluster and which node the data
 //! directory belongs to (its `IDENTITY` file, [`identity`]; the decision, and asking the members
