@@ -178,6 +178,16 @@ pub fn exposition(metrics: &Metrics, process: &process::Figures) -> String {
         &[(String::new(), metrics.snapshot_save)],
     );
     out.counter(
+        "balsa_ticks_total",
+        "Ticks the core was given since start (one per tick of wall time).",
+        metrics.ticks,
+    );
+    out.counter(
+        "balsa_timer_wakeups_total",
+        "Times the timer woke the node since start: only when something was due.",
+        metrics.timer_wakeups,
+    );
+    out.counter(
         "balsa_snapshots_sent_total",
         "Snapshots this node started sending to a follower too far behind for its log.",
         counts.snapshots_sent,

@@ -12,8 +12,9 @@
 //! would wake the net thread once per datagram that any outbox sends directly.
 //!
 //! Invariants:
-//! - **The net thread never blocks on the inbox**: it uses `try_send`; a full inbox drops the
-//!   message and counts [`DropReason::InboxFull`].
+//! - **The net thread never blocks on the inbox**: it uses `try_send`; a full inbox (its
+//!   channel's bound, or [`Config::inbox_limit`](crate::Config::inbox_limit) events waiting)
+//!   drops the message and counts [`DropReason::InboxFull`].
 //! - **Every inbound datagram is counted**: received, then either delivered or dropped for one
 //!   reason.
 //! - **The receive buffer is allocated once** (datagram limit + 1 bytes, so a larger datagram
@@ -69,6 +70,8 @@ pub(crate) struct EventLoop<M, E> {
     /// For decoding only (the net thread encodes nothing).
     pub(crate) codec: Codec,
     pub(crate) read_budget: usize,
+    /// `Config::inbox_limit`.
+    pub(crate) inbox_limit: Option<usize>,
     pub(crate) _msg: PhantomData<fn() -> M>,
 }
 
@@ -267,6 +270,13 @@ where
                 return;
             }
         };
+        if self
+            .inbox_limit
+            .is_some_and(|limit| self.inbox.len() >= limit)
+        {
+            counters.dropped(DropReason::InboxFull);
+            return;
+        }
         match self.inbox.try_send(E::from(inbound)) {
             Ok(()) => counters.delivered(),
             Err(TrySendError::Full(_)) => counters.dropped(DropReason::InboxFull),

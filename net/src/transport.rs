@@ -170,6 +170,7 @@ where
             spare_buffers: spare_sender,
             codec: codec.clone(),
             read_budget: config.read_budget,
+            inbox_limit: config.inbox_limit,
             _msg: PhantomData,
         };
         let handle =

@@ -234,6 +234,33 @@ fn a_full_inbox_drops_and_counts_without_blocking_the_net_thread() {
     assert_eq!(node.recv().msg, Msg::Number(9));
 }
 
+/// An unbounded inbox (which allocates only as it fills) is held to `inbox_limit` by the net
+/// thread: beyond it datagrams are dropped and counted as a full bounded inbox's are, so a
+/// flood cannot grow the node's memory without bound.
+#[test]
+fn an_unbounded_inbox_is_held_to_the_inbox_limit() {
+    let mut limited = config(1);
+    limited.inbox_limit = Some(2);
+    let node = Node::start_unbounded(limited);
+    let raw = raw_socket();
+    for n in 0..5 {
+        send_raw(&raw, &node, &datagram(Kind::Request, 0, &Msg::Number(n)));
+    }
+    node.wait_for_counters("5 datagrams handled", |c| {
+        c.delivered + c.dropped_total() == 5
+    });
+    let counters = node.counters();
+    assert_eq!(
+        (counters.delivered, counters.dropped(DropReason::InboxFull)),
+        (2, 3)
+    );
+    assert_eq!(node.recv().msg, Msg::Number(0));
+    assert_eq!(node.recv().msg, Msg::Number(1));
+    // With room again, the next one is delivered.
+    send_raw(&raw, &node, &datagram(Kind::Request, 0, &Msg::Number(9)));
+    assert_eq!(node.recv().msg, Msg::Number(9));
+}
+
 /// Two threads flood node 2 with junk (bad magic, unknown peers, truncated bodies) while node
 /// 1 sends it 200 messages, each answered by node 2 through its net thread. The answers prove
 /// the flooded net thread still sends; a message the kernel drops (its buffer full of junk) is

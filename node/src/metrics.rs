@@ -186,6 +186,11 @@ pub struct Metrics {
     pub peer_round_trip: BTreeMap<NodeId, Histogram>,
     /// The transport's counters.
     pub net: balsa_net::CounterValues,
+    /// Ticks the core was given since start (one per `NodeConfig::tick` of wall time).
+    pub ticks: u64,
+    /// Times the timer woke the node since start: only when something was due (a heartbeat,
+    /// an election deadline, a retry), so far fewer than `ticks` on an idle node.
+    pub timer_wakeups: u64,
 }
 
 impl Metrics {
@@ -218,6 +223,10 @@ pub struct ConsensusMetrics {
     pub client_sessions: Option<u64>,
     /// See [`Metrics::peer_round_trip`].
     pub peer_round_trip: BTreeMap<NodeId, Histogram>,
+    /// See [`Metrics::ticks`].
+    pub ticks: u64,
+    /// See [`Metrics::timer_wakeups`].
+    pub timer_wakeups: u64,
 }
 
 #[cfg(test)]

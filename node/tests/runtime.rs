@@ -142,6 +142,82 @@ fn three_nodes_elect_a_leader_commit_writes_and_serve_linearizable_reads() {
 /// `Node::stop_gracefully`: a leader hands leadership to another voter before it stops, which
 /// leads when it has stopped (without an election timeout run out); a follower has nothing to
 /// hand over. Both close cleanly.
+/// A node wakes only when something is due (`timer.rs`): over many election timeouts of an idle
+/// cluster each timer wakes its node far less often than ticks pass, and yet heartbeats keep
+/// the leader in place (no election: the same leader in the same term everywhere); once the
+/// leader is gone, a follower's election deadline still comes and a new leader is elected.
+#[test]
+fn an_idle_cluster_sleeps_between_ticks_keeps_its_leader_and_elects_when_it_dies() {
+    let mut cluster = Cluster::start(3);
+    cluster.write(b"settled");
+    let leader = cluster.leader();
+    let term = cluster.nodes[leader]
+        .as_ref()
+        .expect("running")
+        .status()
+        .expect("answers")
+        .term;
+    let metrics = |cluster: &Cluster| -> Vec<balsa::Metrics> {
+        cluster
+            .nodes
+            .iter()
+            .map(|node| node.as_ref().expect("running").metrics().expect("answers"))
+            .collect()
+    };
+    let before = metrics(&cluster);
+    // Ten maximum election timeouts, counted in the ticks every node delivered to its core.
+    let span = 10 * u64::from(NodeConfig::new(1, Vec::new(), "d".into()).election_ticks.1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let after = loop {
+        let now = metrics(&cluster);
+        if now
+            .iter()
+            .zip(&before)
+            .all(|(n, b)| n.ticks >= b.ticks + span)
+        {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{span} ticks did not pass within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for (node, (b, a)) in before.iter().zip(&after).enumerate() {
+        assert_eq!(
+            (a.term, a.leader),
+            (term, Some(leader as u64 + 1)),
+            "node {} saw an election in an idle cluster",
+            node + 1
+        );
+        let (ticks, wakeups) = (a.ticks - b.ticks, a.timer_wakeups - b.timer_wakeups);
+        assert!(
+            wakeups * 2 < ticks,
+            "node {}: the timer woke {wakeups} times in {ticks} ticks: ticks are not coalesced",
+            node + 1
+        );
+    }
+    let old_leader = cluster.nodes[leader].take().expect("running");
+    old_leader.shutdown().expect("a clean stop");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let new = cluster.nodes.iter().flatten().find_map(|node| {
+            let status = node.status().expect("answers");
+            (status.role == balsa::raft::Role::Leader).then_some(status)
+        });
+        if let Some(status) = new {
+            assert!(status.term > term, "a new leader leads in a new term");
+            assert_ne!(status.id, leader as u64 + 1);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no follower elected itself within 30 s of the leader's stop"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn a_leader_stopped_gracefully_hands_leadership_over_first() {
     let mut cluster = Cluster::start(3);

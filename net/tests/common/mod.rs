@@ -94,6 +94,18 @@ impl Node {
         }
     }
 
+    /// A node whose inbox is an unbounded channel, bounded by `config.inbox_limit` only.
+    pub fn start_unbounded(config: Config) -> Node {
+        let (sender, inbox) = crossbeam_channel::unbounded();
+        let transport = Transport::start(config, sender).expect("transport starts");
+        let outbox = transport.outbox();
+        Node {
+            transport,
+            inbox,
+            outbox,
+        }
+    }
+
     pub fn id(&self) -> u64 {
         self.transport.id()
     }

@@ -51,6 +51,58 @@ impl Raft {
         }
     }
 
+    /// The fewest ticks after which a tick can make this node do something (`None`: no tick
+    /// ever will, until another input comes): what lets a runtime sleep instead of ticking.
+    ///
+    /// The rule it keeps, which the simulator and the scripted tests assert at every tick: when
+    /// it says `Some(n)` with `n > 1` (or `None`), the next tick emits no action and leaves it
+    /// saying `Some(n - 1)` (or `None`). So a runtime that sleeps `n` ticks and then delivers
+    /// them one by one, and delivers the ticks that passed before any other input, drives the
+    /// core exactly as one that ticked all along: the skipped ticks only moved counters, and
+    /// every input still sees them moved (the leader lease and [`Raft::redirect`] read them).
+    ///
+    /// Pure: no state changes and no draw from the election jitter. Counted here, per role:
+    /// a follower's or candidate's election deadline (none for a node that may not stand); a
+    /// leader's heartbeat, its CheckQuorum round, a leadership transfer's timeout and each
+    /// snapshot transfer's resend. A membership change in progress and a leader the
+    /// configuration left out are looked at every tick (1): both are short-lived.
+    pub fn ticks_until_due(&self) -> Option<u32> {
+        if self.role != Role::Leader {
+            return self.may_campaign().then(|| {
+                self.election_timeout
+                    .saturating_sub(self.election_elapsed)
+                    .max(1)
+            });
+        }
+        if self.change.is_some() || !self.voters.contains(self.config.id) {
+            return Some(1);
+        }
+        let (min_election, _) = self.config.election_ticks;
+        let heartbeat = self
+            .config
+            .heartbeat_ticks
+            .saturating_sub(self.heartbeat_elapsed);
+        let check_quorum = min_election.saturating_sub(self.election_elapsed);
+        let transfer = self
+            .transfer
+            .map_or(u32::MAX, |transfer| transfer.ticks_left(min_election));
+        let resend_ticks = self.config.snapshot_resend_ticks();
+        let snapshots = self
+            .progress
+            .values()
+            .filter_map(|progress| progress.snapshot.as_ref())
+            .map(|transfer| transfer.ticks_until_resend(resend_ticks))
+            .min()
+            .unwrap_or(u32::MAX);
+        Some(
+            heartbeat
+                .min(check_quorum)
+                .min(transfer)
+                .min(snapshots)
+                .max(1),
+        )
+    }
+
     /// Where this node points a client whose request only a leader serves. A follower that
     /// heard from its leader within the minimum election timeout (the span of the leader
     /// lease, thesis §6.2) names it, and forwards to it. One that has not — cut off from it,

@@ -843,6 +843,16 @@ impl Raft {
         self.durability.held.len() + attached
     }
 
+    /// Whether [`poll_action`](Raft::poll_action) has nothing to hand out: no action queued, no
+    /// write open, no broadcast or read round due. For the checks of
+    /// [`ticks_until_due`](Raft::ticks_until_due)'s rule.
+    pub fn is_quiet(&self) -> bool {
+        self.actions.is_empty()
+            && self.durability.open.is_none()
+            && !self.broadcast_due
+            && !self.reads.round_due
+    }
+
     fn faults(&self) -> Faults {
         if cfg!(feature = "planted-bugs") {
             self.config.faults

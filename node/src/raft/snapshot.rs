@@ -159,6 +159,11 @@ impl OutgoingSnapshot {
         true
     }
 
+    /// Ticks until the [`tick`](OutgoingSnapshot::tick) that goes back and resends, at least 1.
+    pub fn ticks_until_resend(&self, resend_ticks: u32) -> u32 {
+        resend_ticks.saturating_sub(self.idle_ticks).max(1)
+    }
+
     fn go_back_to(&mut self, offset: u64) {
         self.acked = offset;
         self.next_offset = offset;

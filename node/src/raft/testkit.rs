@@ -35,6 +35,26 @@ pub fn log_with_terms(terms: &[u64]) -> Vec<Entry> {
         .collect()
 }
 
+/// Ticks `node` once, asserting the rule of [`Raft::ticks_until_due`] that lets a runtime
+/// sleep: a tick it did not say was due leaves a quiet node quiet, one tick nearer.
+pub fn tick_checked(node: &mut Raft) {
+    let due = node.ticks_until_due();
+    let quiet = node.is_quiet();
+    node.step(Input::Tick);
+    if quiet && due != Some(1) {
+        let id = node.id();
+        assert!(
+            node.is_quiet(),
+            "node {id}: a tick {due:?} ticks before anything was due made it act"
+        );
+        assert_eq!(
+            node.ticks_until_due(),
+            due.map(|n| n - 1),
+            "node {id}: a quiet tick must bring what is due one tick nearer"
+        );
+    }
+}
+
 /// What one node has on "disk" and what it asked for.
 #[derive(Debug, Default)]
 pub struct ScriptedDisk {
@@ -205,7 +225,11 @@ impl Cluster {
     pub fn step_all(&mut self, id: NodeId, inputs: impl IntoIterator<Item = Input>) {
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         for input in inputs {
-            node.step(input);
+            if input == Input::Tick {
+                tick_checked(node);
+            } else {
+                node.step(input);
+            }
         }
         self.drain(id);
     }

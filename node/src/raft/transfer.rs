@@ -19,6 +19,13 @@ pub(super) struct Transfer {
     pub timeout_now_sent: bool,
 }
 
+impl Transfer {
+    /// Ticks until the tick that gives it up (`tick_transfer`), at least 1.
+    pub(super) fn ticks_left(&self, timeout: u32) -> u32 {
+        timeout.saturating_sub(self.elapsed).max(1)
+    }
+}
+
 impl Raft {
     /// Leader: the voter to hand leadership to before this node stops. A voter heard from since
     /// the last CheckQuorum round comes before one that was not (a transfer to a node that is

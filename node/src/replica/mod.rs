@@ -289,6 +289,20 @@ impl<S: StateMachine, R> Replica<S, R> {
         &self.raft
     }
 
+    /// The fewest ticks after which a tick can make this replica do something (`None`: none
+    /// will before another input): the core's [`Raft::ticks_until_due`], since nothing of the
+    /// replica's own is counted in ticks. Its rule holds here too: a tick not yet due emits no
+    /// effect (the simulator asserts it at every tick), so a runtime may sleep until then.
+    pub fn ticks_until_due(&self) -> Option<u32> {
+        self.raft.ticks_until_due()
+    }
+
+    /// Whether [`poll_effect`](Replica::poll_effect) has nothing to hand out (a restarted
+    /// replica has what it applies again at once, before any input).
+    pub fn is_quiet(&self) -> bool {
+        self.effects.is_empty() && self.raft.is_quiet()
+    }
+
     /// Sets the members' addresses clients are hinted at (the runtime's, from the
     /// configuration in force).
     pub fn set_member_addresses(&mut self, members: BTreeMap<NodeId, SocketAddr>) {

@@ -1,9 +1,13 @@
 //! The consensus thread: the loop around this node's [`Replica`], its only owner.
 //!
-//! It takes every event queued in the inbox (ticks, peer messages, client requests, storage
-//! reports, API calls), hands each to the replica, then carries out the replica's effects:
-//! messages and client answers to the network, storage work to the WAL thread (sent at the end
-//! of the turn, in order), API results to their callers. Taking all queued events before
+//! It takes every event queued in the inbox (peer messages, client requests, storage reports,
+//! API calls, the timer's wake-ups), hands each to the replica after the ticks that ended
+//! before it (the node's clock, `timer.rs`: nothing ticks while nothing is due), then carries
+//! out the replica's effects: messages and client answers to the network, storage work to the
+//! WAL thread (sent at the end of the turn, in order), API results to their callers. After the
+//! turn it asks the timer thread to wake it when the next tick that can matter ends
+//! ([`Replica::ticks_until_due`]): a tick not due changes nothing but counters, which the next
+//! event's ticks bring up to date. Taking all queued events before
 //! draining the effects is what batches proposals arriving together into as few AppendEntries
 //! and persists as possible. Everything Raft and the state machine decide lives in the replica,
 //! which the simulator runs too; this file only moves bytes between it and the other threads.
@@ -35,6 +39,7 @@ use balsa_net::{Destination, DropReason, Inbound, Kind, Outbox, Transport};
 use super::members::{PeerTable, member_addresses};
 use super::storage::WalRequest;
 use super::throttle::{self, Throttle, WARN_INTERVAL, repeated};
+use super::timer::Clock;
 use super::wire::{Response, ResponseBody, Wire};
 use super::{ApiCall, Error, Event};
 use crate::metrics::{ConsensusMetrics, LatencyHistogram};
@@ -182,16 +187,25 @@ impl<S: StateMachine> Consensus<S> {
         }
     }
 
-    /// Runs until shutdown or a storage failure; answers every waiter before returning.
-    pub fn run(mut self, inbox: &Receiver<Event>) -> Stop {
+    /// Runs until shutdown or a storage failure; answers every waiter before returning. Time
+    /// comes from `clock` (`timer.rs`): before each event the ticks that ended since the last
+    /// delivered are delivered, and after each turn the timer is asked to wake the thread when
+    /// the next tick that can matter ends.
+    pub fn run(mut self, inbox: &Receiver<Event>, mut clock: Clock) -> Stop {
         self.drain_effects(true);
+        self.arm_timer(&mut clock);
         let stop = loop {
             let Ok(first) = inbox.recv() else {
                 break Stop::Shutdown;
             };
             let mut stop = None;
             for event in std::iter::once(first).chain(inbox.try_iter()) {
-                if let Some(reason) = self.handle(event) {
+                // Time as it is when the event is taken: a turn under load can be long, and a
+                // leader must not miss its heartbeats while its inbox never empties.
+                let reason = self
+                    .catch_up(&mut clock)
+                    .or_else(|| self.handle(event, &mut clock));
+                if let Some(reason) = reason {
                     stop = Some(reason);
                     break;
                 }
@@ -208,23 +222,46 @@ impl<S: StateMachine> Consensus<S> {
             if let Some(reason) = stop.or_else(dead_thread).or_else(|| self.removal()) {
                 break reason;
             }
+            self.arm_timer(&mut clock);
         };
         self.fail_all(&stop);
         let _ = self.storage.send(WalRequest::Shutdown);
         stop
     }
 
-    fn handle(&mut self, event: Event) -> Option<Stop> {
-        match event {
-            Event::Tick => {
-                if self.replica.raft().is_removed() {
-                    self.removed_ticks = self.removed_ticks.saturating_add(1);
-                }
-                return self.step(Input::Tick);
+    /// Delivers, one by one, the ticks that ended since the last delivered.
+    fn catch_up(&mut self, clock: &mut Clock) -> Option<Stop> {
+        for _ in 0..clock.take_elapsed(throttle::now()) {
+            if self.replica.raft().is_removed() {
+                self.removed_ticks = self.removed_ticks.saturating_add(1);
             }
+            if let Some(stop) = self.step(Input::Tick) {
+                return Some(stop);
+            }
+        }
+        None
+    }
+
+    /// Asks the timer for a wake-up when the fewest ticks until one can make this node act
+    /// have passed: the replica's count, or 1 while a removed leader counts the ticks it may
+    /// take to hand over (`removal`).
+    fn arm_timer(&self, clock: &mut Clock) {
+        let raft = self.replica.raft();
+        let due = if raft.is_removed() && raft.role() == Role::Leader {
+            Some(1)
+        } else {
+            self.replica.ticks_until_due()
+        };
+        clock.arm(due);
+    }
+
+    fn handle(&mut self, event: Event, clock: &mut Clock) -> Option<Stop> {
+        match event {
+            // A wake-up from the timer: the ticks themselves come from the clock (`catch_up`).
+            Event::Tick => clock.fired(),
             Event::Storage(done) => return self.step(Input::Storage(done)),
             Event::Net(inbound) => return self.on_inbound(inbound),
-            Event::Api(call) => self.on_api(call),
+            Event::Api(call) => self.on_api(call, clock),
             Event::StorageFailed(error) => return Some(Stop::Fatal(Error::Storage(error))),
             Event::Shutdown => return Some(Stop::Shutdown),
         }
@@ -265,7 +302,7 @@ impl<S: StateMachine> Consensus<S> {
         self.replica.step(input).err().map(Stop::Fatal)
     }
 
-    fn on_api(&mut self, call: ApiCall) {
+    fn on_api(&mut self, call: ApiCall, clock: &Clock) {
         match call {
             ApiCall::Propose { data, reply } => self.replica.propose(&data, reply),
             ApiCall::Read { query, reply } => self.replica.read(query, reply),
@@ -301,6 +338,8 @@ impl<S: StateMachine> Consensus<S> {
                         .iter()
                         .map(|(id, histogram)| (*id, histogram.snapshot()))
                         .collect(),
+                    ticks: clock.delivered(),
+                    timer_wakeups: clock.wakeups(),
                 });
             }
         }

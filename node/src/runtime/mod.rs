@@ -9,10 +9,18 @@
 //!                        │ consensus thread directly) [wal thread: append, fdatasync, ack]
 //!                        └── then_send, after the sync ──┤
 //!  [timer thread] ──Tick──▶ inbox ◀── Persisted ─────────┘
+//!        ▲                          │
+//!        └──── next deadline ───────┘ (from the consensus thread, after a turn)
 //! ```
 //!
+//! The timer thread sends a `Tick` only when something is due (a heartbeat, an election
+//! deadline, a retry): the consensus thread counts ticks by the clock, delivers those that
+//! ended before each event, and tells the timer when the next one that can matter ends
+//! ([`raft::Raft::ticks_until_due`], `timer.rs`). An idle node wakes a few times a second.
+//!
 //! The runtime is the only part of Balsa that spawns threads (the transport's one event-loop
-//! thread aside), reads the clock (the timer) and touches files (through `balsa-wal`).
+//! thread aside), reads the clock (the timer, and the consensus thread's tick count) and touches
+//! files (through `balsa-wal`).
 //!
 //! Before any thread starts, [`Node::start`] settles which cluster and which node the data
 //! directory belongs to (its `IDENTITY` file, [`identity`]; the decision, and asking the members
@@ -70,7 +78,8 @@ pub use self::identity::{Identity, IdentityError};
 /// Events queued for the consensus thread.
 #[derive(Debug)]
 pub enum Event {
-    /// One tick passed.
+    /// The timer's wake-up: a tick that can matter has ended (the clock counts which,
+    /// `timer.rs`).
     Tick,
     /// A datagram arrived and decoded.
     Net(Inbound<Wire>),
@@ -210,7 +219,9 @@ pub struct NodeConfig {
     pub listen: Option<SocketAddr>,
     /// Where the write-ahead log lives (locked while the node runs).
     pub data_dir: PathBuf,
-    /// The timer's period. Default 10 ms.
+    /// The length of a tick, the unit the core counts heartbeats and timeouts in. Default
+    /// 10 ms. Nothing ticks while nothing is due: the timer wakes the node at the end of the
+    /// tick the core says can matter (`timer.rs`), not every tick.
     pub tick: Duration,
     /// Heartbeat period in ticks. Default 5.
     pub heartbeat_ticks: u32,
@@ -448,6 +459,8 @@ impl MetricsReader {
             counts,
             client_sessions,
             peer_round_trip,
+            ticks,
+            timer_wakeups,
         } = await_answer(&answer, &self.stopped, None)?;
         Ok(Metrics {
             id: status.id,
@@ -470,12 +483,15 @@ impl MetricsReader {
                 .as_deref()
                 .map(balsa_net::Counters::values)
                 .unwrap_or_default(),
+            ticks,
+            timer_wakeups,
         })
     }
 }
 
-/// Capacity of the inbox; beyond it the net thread drops datagrams (and counts them) rather
-/// than wait.
+/// Events waiting in the inbox at most before the net thread drops datagrams (and counts them)
+/// rather than let it grow (`balsa_net::Config::inbox_limit`); the node's other threads and the
+/// API are bounded by what they wait for.
 const INBOX_CAPACITY: usize = 1 << 16;
 
 impl Node {
@@ -584,11 +600,15 @@ impl Node {
             resolve::warn_if_bootstrap_differs(&given, &config, &identity);
         }
 
-        let (inbox, events) = bounded(INBOX_CAPACITY);
+        // Unbounded, with the net thread's limit (`inbox_limit`): a bounded channel of this
+        // capacity allocates and touches every slot up front (about 10 MB), an unbounded one
+        // only the blocks its events fill, freed as they are taken.
+        let (inbox, events) = crossbeam_channel::unbounded();
         let bind = config.listen.unwrap_or_else(|| config.address());
         let mut net_config = balsa_net::Config::new(config.id, identity.cluster_id, bind);
         net_config.peers = members::initial_peers(config.id, &given, raft.membership());
         net_config.datagram_limit = config.datagram_limit;
+        net_config.inbox_limit = Some(INBOX_CAPACITY);
         net_config.keys = config.keys.clone();
         net_config.boot_id = boot::next_boot_id(&config.data_dir)?;
         let transport = Arc::new(
@@ -609,6 +629,8 @@ impl Node {
             );
         }
         let (storage_ops, storage_rx) = crossbeam_channel::unbounded();
+        let (timer_deadlines, deadlines) = crossbeam_channel::unbounded();
+        let clock = timer::Clock::new(config.tick, throttle::now(), timer_deadlines);
         let consensus = Consensus::new(
             raft,
             state_machine,
@@ -642,9 +664,8 @@ impl Node {
         })?;
         let (stop_timer, timer_stop) = bounded(0);
         let timer_inbox = inbox.clone();
-        let tick = config.tick;
         let timer = spawn(format!("balsa-timer-{}", config.id), move || {
-            timer::run(tick, timer_inbox, timer_stop);
+            timer::run(&deadlines, &timer_inbox, &timer_stop);
         })?;
         // Dropped when the consensus thread ends, however it ends: an API call waiting for an
         // answer learns the node stopped (a call left in the inbox is never answered, and its
@@ -652,7 +673,7 @@ impl Node {
         let (alive, stopped) = bounded::<()>(0);
         let consensus = spawn(format!("balsa-consensus-{}", config.id), move || {
             let _alive = alive;
-            consensus.run(&events)
+            consensus.run(&events, clock)
         })?;
         Ok(Node {
             id: config.id,

@@ -397,6 +397,10 @@ impl Sim {
         let node = self.nodes.get_mut(&id).expect("a node of the cluster");
         let replica = node.replica.as_mut().expect("only live nodes are stepped");
         let before = membership::Before::of(replica.raft());
+        // The rule of `ticks_until_due`, checked at every tick of a quiet replica (every turn
+        // drains the effects; only a restarted one has some before its first input).
+        let due = (matches!(stimulus, Stimulus::Input(Input::Tick)) && replica.is_quiet())
+            .then(|| replica.ticks_until_due());
         // The installed snapshot's state, as restored (before anything after it is applied).
         let mut restored: Option<(u64, u64)> = None;
         let mut outcome: Result<(), Finding> = Ok(());
@@ -416,6 +420,23 @@ impl Sim {
             Stimulus::Change { steps } => replica.change_membership(steps, ()),
         }
         let effects: Vec<Effect<()>> = std::iter::from_fn(|| replica.poll_effect()).collect();
+        if let Some(due) = due.filter(|&due| due != Some(1)) {
+            let now = replica.ticks_until_due();
+            if !effects.is_empty() || now != due.map(|n| n - 1) {
+                outcome = Err((
+                    ViolationKind::SleepUnsafe,
+                    format!(
+                        "node {id}: a tick with {due:?} ticks until due left {now:?} and \
+                         emitted [{}]",
+                        effects
+                            .iter()
+                            .map(trace::effect)
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
+                ));
+            }
+        }
         let applied: VecDeque<AppliedCommand> = replica.state_machine_mut().take_applied().into();
         if let Some(described) = described {
             let status = replica.raft().status();

@@ -57,6 +57,12 @@ pub enum ViolationKind {
     /// A leader appended a configuration that does not follow from the one in force by one
     /// joint change (or its leaving), or before that one was committed.
     ConfigurationTransition,
+    /// A tick came before the replica said anything was due ([`Replica::ticks_until_due`])
+    /// and yet it acted, or it did not bring what was due one tick nearer: a runtime sleeping
+    /// until then would have missed it.
+    ///
+    /// [`Replica::ticks_until_due`]: crate::replica::Replica::ticks_until_due
+    SleepUnsafe,
 }
 
 impl ViolationKind {
@@ -84,6 +90,7 @@ impl ViolationKind {
             ViolationKind::ConfigurationInForce => "configuration in force",
             ViolationKind::QuorumMiscount => "quorum miscount",
             ViolationKind::ConfigurationTransition => "configuration transition",
+            ViolationKind::SleepUnsafe => "a tick not due acted",
         }
     }
 }

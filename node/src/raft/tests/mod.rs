@@ -15,6 +15,7 @@
 //! - `proposals.rs`: forwarding, size limits, batching.
 //! - `snapshot.rs`: compaction and snapshot transfer (§7, Figure 13; thesis §5).
 //! - `membership.rs`: joint consensus, learners, removal (§6; thesis ch. 4).
+//! - `sleep.rs`: `ticks_until_due`, what lets a runtime sleep between the ticks that matter.
 
 mod basics;
 mod commitment;
@@ -26,6 +27,7 @@ mod membership;
 mod proposals;
 mod read;
 mod replication;
+mod sleep;
 mod snapshot;
 mod transfer;
 
