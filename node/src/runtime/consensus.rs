@@ -1,8 +1,8 @@
 //! The consensus thread: the loop around this node's [`Replica`], its only owner.
 //!
-//! It takes every event queued in the inbox (peer messages, client requests, storage reports,
-//! API calls, the timer's wake-ups), hands each to the replica after the ticks that ended
-//! before it (the node's clock, `timer.rs`: nothing ticks while nothing is due), then carries
+//! It takes the events queued in the inbox (peer messages, client requests, storage reports,
+//! API calls, the timer's wake-ups), hands them to the replica after the ticks that ended
+//! before them (the node's clock, `timer.rs`: nothing ticks while nothing is due), then carries
 //! out the replica's effects: messages and client answers to the network, storage work to the
 //! WAL thread (sent at the end of the turn, in order), API results to their callers. After the
 //! turn it asks the timer thread to wake it when the next tick that can matter ends
@@ -11,6 +11,18 @@
 //! draining the effects is what batches proposals arriving together into as few AppendEntries
 //! and persists as possible. Everything Raft and the state machine decide lives in the replica,
 //! which the simulator runs too; this file only moves bytes between it and the other threads.
+//!
+//! **Ticks and events.** A tick must never be handed over before an event that arrived before
+//! it ended: a leader whose turn stalled (a snapshot of a large state, a descheduled thread)
+//! and that then took the stall's ticks before the acknowledgements queued meanwhile would
+//! find no follower heard from and step down (CheckQuorum) — seen under a 64-client load
+//! before this rule, a leader change in the first minute of the soak. So a turn starts by
+//! delivering only the ticks that ended before anything still queued arrived: after a sleep in
+//! `recv`, every tick up to the wake-up; otherwise those up to the previous turn's start
+//! (everything queued then was taken by that turn). It then takes at most the events queued at
+//! its start, so the ticks of a busy stretch come at the next turn's start, one turn late at
+//! most, as a timer's tick queued behind them did before the node slept between ticks. Taking
+//! events first where the order is unknown can only delay a timeout, never cause one.
 //!
 //! It times the round trip to each peer it leads (from a heartbeat to that peer's next answer to
 //! an AppendEntries, `RoundTrips`), for the node's metrics: the replica has no clock.
@@ -32,7 +44,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use balsa_net::{Destination, DropReason, Inbound, Kind, Outbox, Transport};
 
@@ -194,22 +206,36 @@ impl<S: StateMachine> Consensus<S> {
     pub fn run(mut self, inbox: &Receiver<Event>, mut clock: Clock) -> Stop {
         self.drain_effects(true);
         self.arm_timer(&mut clock);
+        // Ticks that ended before this instant are older than every event still queued (see
+        // "Ticks and events" in the module doc).
+        let mut queued_since = throttle::now();
         let stop = loop {
-            let Ok(first) = inbox.recv() else {
-                break Stop::Shutdown;
+            let first = match inbox.try_recv() {
+                Ok(event) => event,
+                Err(TryRecvError::Empty) => match inbox.recv() {
+                    // Slept: what woke the thread arrived after every tick that ended so far.
+                    Ok(event) => {
+                        queued_since = throttle::now();
+                        event
+                    }
+                    Err(_) => break Stop::Shutdown,
+                },
+                Err(TryRecvError::Disconnected) => break Stop::Shutdown,
             };
-            let mut stop = None;
-            for event in std::iter::once(first).chain(inbox.try_iter()) {
-                // Time as it is when the event is taken: a turn under load can be long, and a
-                // leader must not miss its heartbeats while its inbox never empties.
-                let reason = self
-                    .catch_up(&mut clock)
-                    .or_else(|| self.handle(event, &mut clock));
-                if let Some(reason) = reason {
-                    stop = Some(reason);
-                    break;
+            let turn_started = throttle::now();
+            // At most what is queued now: an inbox that never empties must not hold back the
+            // ticks that come at the next turn's start.
+            let queued = inbox.len();
+            let mut stop = self.catch_up(&mut clock, queued_since);
+            if stop.is_none() {
+                for event in std::iter::once(first).chain(inbox.try_iter().take(queued)) {
+                    if let Some(reason) = self.handle(event, &mut clock) {
+                        stop = Some(reason);
+                        break;
+                    }
                 }
             }
+            queued_since = turn_started;
             // Even a turn that ends in a stop answers what it can (clients, API callers); a
             // failed WAL gets no more work.
             self.drain_effects(stop.as_ref().is_none_or(Stop::storage_usable));
@@ -229,9 +255,9 @@ impl<S: StateMachine> Consensus<S> {
         stop
     }
 
-    /// Delivers, one by one, the ticks that ended since the last delivered.
-    fn catch_up(&mut self, clock: &mut Clock) -> Option<Stop> {
-        for _ in 0..clock.take_elapsed(throttle::now()) {
+    /// Delivers, one by one, the ticks that ended by `until` since the last delivered.
+    fn catch_up(&mut self, clock: &mut Clock, until: Instant) -> Option<Stop> {
+        for _ in 0..clock.take_elapsed(until) {
             if self.replica.raft().is_removed() {
                 self.removed_ticks = self.removed_ticks.saturating_add(1);
             }

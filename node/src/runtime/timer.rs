@@ -7,9 +7,10 @@
 //! second.
 //!
 //! - [`Clock`] (the consensus thread's): tick `n` ends `n` ticks after the node started. At
-//!   every turn the consensus thread delivers, one by one, every tick that ended since the last
-//!   one delivered, before any other input of the turn: so a message arriving mid-sleep sees
-//!   time as it is, and the core sees each tick, in order, as if it had ticked all along.
+//!   every turn's start the consensus thread delivers, one by one, the ticks that ended before
+//!   anything still queued arrived (all of them after a sleep, so a message arriving mid-sleep
+//!   sees time as it is; `consensus.rs`, "Ticks and events", has the rule under load), and the
+//!   core sees each tick, in order, as if it had ticked all along.
 //!   After the turn it asks for a wake-up at the end of the tick the core says is due
 //!   ([`Clock::arm`]).
 //! - [`run`] (the timer thread): sleeps until the deadline it was last given, then sends one
