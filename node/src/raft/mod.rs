@@ -594,6 +594,9 @@ struct Durability {
     attached: VecDeque<(PersistId, usize)>,
     /// The hard state in the newest batch (what storage will hold).
     written_hard_state: HardState,
+    /// The newest batch that writes a term or a vote other than the batch before it: every
+    /// message of the current term relies on it (0: none since the start).
+    term_vote_id: PersistId,
 }
 
 impl Durability {
@@ -889,14 +892,39 @@ impl Raft {
                 ..
             } | Body::AppendEntriesResponse { .. }
         );
-        let needed = self.durability.issued_id;
+        let needed = self.needed_for(&msg.body);
         if promises_durability
             && needed > self.durability.durable_id
             && !self.faults().ack_before_persist
         {
-            self.durability.held.push_back((needed, to, msg));
+            // Held messages wait in the order they were sent, for ids that never decrease
+            // (`attach_held` relies on it): one that needs less than the one before it waits
+            // as long (only an answer whose term is not durable yet is held for less).
+            let held = &mut self.durability.held;
+            let needed = held
+                .back()
+                .map_or(needed, |(before, _, _)| needed.max(*before));
+            held.push_back((needed, to, msg));
         } else {
             self.actions.push_back(Action::Send { to, msg });
+        }
+    }
+
+    /// The newest batch a promising message relies on. An AppendEntries answer relies on the
+    /// term it carries and, on success, on the entries up to the index it claims: when those
+    /// are durable already (a heartbeat's answer, as a rule: its `prev_index` is what the
+    /// follower acknowledged before), it relies on the term alone, so a follower whose disk is
+    /// slow with newer entries still answers its leader's heartbeats at once — a leader hears
+    /// from it, keeps its lease (CheckQuorum) and confirms its reads. Anything else relies on
+    /// every batch issued so far (a vote on the term and the vote; an ack of new entries on
+    /// the batch that wrote them, or a later one).
+    fn needed_for(&self, body: &Body) -> PersistId {
+        let durability = &self.durability;
+        match body {
+            Body::AppendEntriesResponse {
+                index, conflict, ..
+            } if conflict.is_some() || *index <= durability.stable_index => durability.term_vote_id,
+            _ => durability.issued_id,
         }
     }
 
@@ -915,8 +943,19 @@ impl Raft {
     /// Writes term and vote (and the current commit index) in this step's batch.
     fn persist_hard_state(&mut self) {
         let hard_state = self.hard_state();
+        let id = self.open_batch().id;
         self.open_batch().hard_state = Some(hard_state);
-        self.durability.written_hard_state = hard_state;
+        self.note_written_hard_state(id, hard_state);
+    }
+
+    /// `hard_state` goes into batch `id`: from it on, what storage will hold.
+    fn note_written_hard_state(&mut self, id: PersistId, hard_state: HardState) {
+        let durability = &mut self.durability;
+        let written = durability.written_hard_state;
+        if (written.term, written.vote) != (hard_state.term, hard_state.vote) {
+            durability.term_vote_id = id;
+        }
+        durability.written_hard_state = hard_state;
     }
 
     /// Writes appended entries (after an optional truncation) in this step's batch.
@@ -940,7 +979,7 @@ impl Raft {
         // Piggyback the commit index on every write: it costs nothing and speeds a restart.
         if hard_state != self.durability.written_hard_state {
             self.open_batch().hard_state = Some(hard_state);
-            self.durability.written_hard_state = hard_state;
+            self.note_written_hard_state(id, hard_state);
         }
         let ranges = &mut self.durability.pending_ranges;
         match ranges.back_mut() {

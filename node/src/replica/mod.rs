@@ -1115,7 +1115,6 @@ impl<S: StateMachine, R> Replica<S, R> {
     }
 }
 
-
 /// The head start of replica `id` toward its first snapshot: `(id mod 3) / 3` of `interval`, so
 /// that the members of a cluster (ids in a row, as they are given) snapshot a third of an
 /// interval apart (see the module doc for why).

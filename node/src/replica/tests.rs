@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use balsa_net::Counters;
 
-use super::{Effect, Input, Replica, SnapshotPolicy};
+use super::{Effect, Input, Replica, SnapshotPolicy, stagger};
 use crate::kv::{Command, KvStore, Op, Query};
 use crate::raft::testkit::Cluster;
 use crate::raft::{self, Body, Message, NodeId, Role};
@@ -370,4 +370,22 @@ fn a_node_without_a_snapshot_says_so_to_a_snapshot_read() {
             message: "node 1 holds no snapshot yet".into()
         })
     );
+}
+
+/// The members of a cluster save their snapshots in turn, not together (`stagger`): any three
+/// ids in a row count from head starts of 0, 1/3 and 2/3 of the interval, so their first
+/// snapshots, and every one after, come a third of an interval apart.
+#[test]
+fn members_with_ids_in_a_row_snapshot_a_third_of_an_interval_apart() {
+    let interval = 300;
+    let firsts: Vec<u64> = (1..=3).map(|id| interval - stagger(id, interval)).collect();
+    assert_eq!(firsts, [200, 100, 300]);
+    for first in [1, 7, 1000] {
+        let mut head_starts: Vec<u64> =
+            (first..first + 3).map(|id| stagger(id, interval)).collect();
+        head_starts.sort_unstable();
+        assert_eq!(head_starts, [0, 100, 200], "ids from {first}");
+    }
+    // An interval that never comes (snapshots by request only) stays out of reach.
+    assert!(stagger(2, u64::MAX) < u64::MAX - 1_000_000);
 }

@@ -315,3 +315,88 @@ fn without_planted_bugs_the_durability_fault_switches_are_ignored() {
     cluster.restart(2);
     assert_eq!(cluster.node(2).status().vote, 1, "remembered all the same");
 }
+
+/// Durability rule 2, exactly: an answer waits for what it claims and no more. A follower whose
+/// write of entries 2–3 is still in flight answers a heartbeat at `prev_index` 1, durable
+/// already, at once (so its leader keeps hearing from it while its disk is slow); the
+/// acknowledgement of entry 3 still rides on the batch that writes it.
+#[test]
+fn a_heartbeat_is_answered_at_once_while_newer_entries_are_being_written() {
+    let mut node =
+        Raft::new(Config::new(2, vec![1, 2, 3]), Restored::default()).expect("a valid config");
+    let from_leader = |body| Input::Message {
+        from: 1,
+        msg: Message { term: 1, body },
+    };
+    let drain = |node: &mut Raft| std::iter::from_fn(|| node.poll_action()).collect::<Vec<_>>();
+    let sent_acks = |actions: &[Action]| -> Vec<(u64, bool)> {
+        actions
+            .iter()
+            .filter_map(|action| match action {
+                Action::Send { to: 1, msg } => append_answer(msg),
+                _ => None,
+            })
+            .collect()
+    };
+    let entries = log_with_terms(&[1, 1, 1]);
+
+    node.step(from_leader(append(0, 0, entries[..1].to_vec(), 0)));
+    drain(&mut node);
+    node.step(Input::Persisted { upto: 1 });
+    drain(&mut node);
+
+    node.step(from_leader(append(1, 1, entries[1..].to_vec(), 0)));
+    let writing = drain(&mut node);
+    let Some(Action::Persist(persist)) = writing.first() else {
+        panic!("entries 2-3 are written: {writing:?}");
+    };
+    assert_eq!(persist.id, 2);
+
+    node.step(from_leader(append(1, 1, Vec::new(), 0)));
+    let answered = drain(&mut node);
+    assert_eq!(sent_acks(&answered), [(1, true)], "{answered:?}");
+    assert_eq!(node.held_messages(), 1, "the ack of entry 3, in the writer");
+
+    // A heartbeat claiming entry 3 (the leader's view moved on) waits for it.
+    node.step(from_leader(append(3, 1, Vec::new(), 0)));
+    assert!(sent_acks(&drain(&mut node)).is_empty());
+    node.step(Input::Persisted { upto: 2 });
+    assert_eq!(sent_acks(&drain(&mut node)), [(3, true)]);
+}
+
+/// Rule 1 still holds for answers: a heartbeat of a newer term is answered only once that term
+/// is durable, however little the answer claims.
+#[test]
+fn a_heartbeat_of_a_new_term_is_answered_once_the_term_is_durable() {
+    let mut node =
+        Raft::new(Config::new(2, vec![1, 2, 3]), Restored::default()).expect("a valid config");
+    let drain = |node: &mut Raft| std::iter::from_fn(|| node.poll_action()).collect::<Vec<_>>();
+    node.step(Input::Message {
+        from: 1,
+        msg: Message {
+            term: 4,
+            body: append(0, 0, Vec::new(), 0),
+        },
+    });
+    let first = drain(&mut node);
+    let Some(Action::Persist(persist)) = first.first() else {
+        panic!("term 4 is written first: {first:?}");
+    };
+    assert_eq!(persist.hard_state.map(|state| state.term), Some(4));
+    assert!(
+        !first
+            .iter()
+            .any(|action| matches!(action, Action::Send { .. })),
+        "no answer before the term is durable: {first:?}"
+    );
+    let riders: Vec<_> = persist
+        .then_send
+        .iter()
+        .map(|(to, msg)| (*to, append_answer(msg)))
+        .collect();
+    assert_eq!(
+        riders,
+        [(1, Some((0, true)))],
+        "it rides on the term's batch"
+    );
+}
