@@ -500,16 +500,8 @@ fn run_load(
 ) -> Result<Run, String> {
     // Without syncs the runs leave dirty pages behind that nothing waits for: no point
     // waiting for them to drain.
-    let waited = if sync {
-        report::wait_for_disk_quiet(Duration::from_secs(10))
-    } else {
-        Duration::ZERO
-    };
-    if waited > Duration::from_millis(100) {
-        println!(
-            "  (waited {} ms for the disk's writeback to settle)",
-            waited.as_millis()
-        );
+    if sync {
+        report::settle_disk(Duration::from_secs(10));
     }
     let load = Load {
         endpoints: cluster.endpoints(),

@@ -482,13 +482,7 @@ fn remove_leader(dir: &Path, trials: usize, writers: usize) -> Result<Removals, 
     let min_election_timeout = config.tick * config.election_ticks.0;
     let mut results = Vec::new();
     for trial in 1..=trials {
-        let waited = report::wait_for_disk_quiet(Duration::from_secs(10));
-        if waited > Duration::from_millis(100) {
-            println!(
-                "  (waited {} ms for the disk's writeback to settle)",
-                waited.as_millis()
-            );
-        }
+        report::settle_disk(Duration::from_secs(10));
         let removal = remove_once(&mut cluster, trial, writers)?;
         println!(
             "  trial {trial:>2}: leader {} removed in {:.1} ms (call to return); node {} leads, \

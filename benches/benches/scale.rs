@@ -165,13 +165,7 @@ impl Floors {
         // Cargo has just written this bench's executable (hundreds of MB with debug info), and
         // the rows leave segments behind: a floor measured during their writeback is the
         // writeback's. (On the shared machine other writers rarely let it settle: bounded.)
-        let waited = report::wait_for_disk_quiet(FLOOR_QUIET_WAIT);
-        if waited > Duration::from_millis(100) {
-            println!(
-                "  (waited {} ms for the disk's writeback to settle)",
-                waited.as_millis()
-            );
-        }
+        report::settle_disk(FLOOR_QUIET_WAIT);
         let p50_us = |hist: &hdrhistogram::Histogram<u64>| hist.value_at_quantile(0.5) as f64 / 1e3;
         let sync = measure_fdatasync_floor(dir, FLOOR_ITERATIONS);
         let quorum = measure_quorum_fdatasync(dir, 3, 2, FLOOR_ITERATIONS)
@@ -453,13 +447,7 @@ fn leader_changes_seen(cluster: &LocalCluster, nodes: usize) -> Result<Vec<u64>,
 /// Runs one row on `cluster` for `time` and prints a line about it.
 fn run_row(cluster: &LocalCluster, spec: Spec, time: Duration) -> Result<Row, String> {
     if spec.durable {
-        let waited = report::wait_for_disk_quiet(QUIET_WAIT);
-        if waited > Duration::from_millis(100) {
-            println!(
-                "  (waited {} ms for the disk's writeback to settle)",
-                waited.as_millis()
-            );
-        }
+        report::settle_disk(QUIET_WAIT);
     }
     let load = Load {
         endpoints: cluster.endpoints(),

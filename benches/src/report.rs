@@ -246,6 +246,18 @@ impl Target {
     }
 }
 
+/// [`wait_for_disk_quiet`] for at most `max`, saying so on stdout when it waited (over
+/// 100 ms), so that a row measured after a wait can be told from one that was not.
+pub fn settle_disk(max: std::time::Duration) {
+    let waited = wait_for_disk_quiet(max);
+    if waited > std::time::Duration::from_millis(100) {
+        println!(
+            "  (waited {} ms for the disk's writeback to settle)",
+            waited.as_millis()
+        );
+    }
+}
+
 /// Waits, at most `max`, until the machine holds almost no data waiting for the disk
 /// (`/proc/meminfo` `Dirty:` + `Writeback:`, under 1 MiB) for three checks 10 ms apart, and
 /// returns how long that took. A node that just started zero-fills its next 64 MiB segment in

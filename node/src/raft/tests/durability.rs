@@ -27,6 +27,35 @@ fn durable(term: u64, vote: u64) -> HardState {
     }
 }
 
+/// Node 2 of `[1, 2, 3]`, fresh, stepped by hand (no test kit: the script sees every action).
+fn follower_2() -> Raft {
+    Raft::new(Config::new(2, vec![1, 2, 3]), Restored::default()).expect("a valid config")
+}
+
+/// A message from node 1, the leader, in `term`.
+fn from_leader(term: u64, body: Body) -> Input {
+    Input::Message {
+        from: 1,
+        msg: Message { term, body },
+    }
+}
+
+/// Every action the node has ready.
+fn drain(node: &mut Raft) -> Vec<Action> {
+    std::iter::from_fn(|| node.poll_action()).collect()
+}
+
+/// The append answers among `actions` sent to node 1 as they stand (not riding on a write).
+fn acks_to_leader(actions: &[Action]) -> Vec<(u64, bool)> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Send { to: 1, msg } => append_answer(msg),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Durability rule 1 (ARCHITECTURE.md; Figure 2, "Persistent state"): a candidate's RequestVote
 /// relies on its new term and its vote for itself, so it leaves only once both are durable.
 #[test]
@@ -213,24 +242,9 @@ fn a_followers_acknowledgement_rides_on_the_persist_it_waits_for() {
 /// grant always rides: granting rewrites the hard state, so its step opens a batch of its own.)
 #[test]
 fn an_ack_waiting_for_an_earlier_persist_is_released_at_persisted() {
-    let mut node =
-        Raft::new(Config::new(2, vec![1, 2, 3]), Restored::default()).expect("a valid config");
-    let from_leader = |body| Input::Message {
-        from: 1,
-        msg: Message { term: 1, body },
-    };
-    let drain = |node: &mut Raft| std::iter::from_fn(|| node.poll_action()).collect::<Vec<_>>();
-    let acks = |actions: &[Action]| -> Vec<(u64, bool)> {
-        actions
-            .iter()
-            .filter_map(|action| match action {
-                Action::Send { to: 1, msg } => append_answer(msg),
-                _ => None,
-            })
-            .collect()
-    };
+    let mut node = follower_2();
 
-    node.step(from_leader(append(0, 0, log_with_terms(&[1]), 0)));
+    node.step(from_leader(1, append(0, 0, log_with_terms(&[1]), 0)));
     let first = drain(&mut node);
     let Some(Action::Persist(persist)) = first.first() else {
         panic!("the entry is written first: {first:?}");
@@ -242,11 +256,11 @@ fn an_ack_waiting_for_an_earlier_persist_is_released_at_persisted() {
         .map(|(to, msg)| (*to, append_answer(msg)))
         .collect();
     assert_eq!(riders, [(1, Some((1, true)))]);
-    assert!(acks(&first).is_empty(), "not a Send: {first:?}");
+    assert!(acks_to_leader(&first).is_empty(), "not a Send: {first:?}");
 
     // A heartbeat before persist 1 is durable: its acknowledgement of entry 1 needs persist 1,
     // which is already out, and this step writes nothing, so the core holds it.
-    node.step(from_leader(append(1, 1, Vec::new(), 0)));
+    node.step(from_leader(1, append(1, 1, Vec::new(), 0)));
     let second = drain(&mut node);
     assert!(
         second.is_empty(),
@@ -260,7 +274,11 @@ fn an_ack_waiting_for_an_earlier_persist_is_released_at_persisted() {
 
     node.step(Input::Persisted { upto: 1 });
     let released = drain(&mut node);
-    assert_eq!(acks(&released), [(1, true)], "the held ack, as a Send");
+    assert_eq!(
+        acks_to_leader(&released),
+        [(1, true)],
+        "the held ack, as a Send"
+    );
     assert_eq!(node.held_messages(), 0);
 }
 
@@ -322,62 +340,39 @@ fn without_planted_bugs_the_durability_fault_switches_are_ignored() {
 /// acknowledgement of entry 3 still rides on the batch that writes it.
 #[test]
 fn a_heartbeat_is_answered_at_once_while_newer_entries_are_being_written() {
-    let mut node =
-        Raft::new(Config::new(2, vec![1, 2, 3]), Restored::default()).expect("a valid config");
-    let from_leader = |body| Input::Message {
-        from: 1,
-        msg: Message { term: 1, body },
-    };
-    let drain = |node: &mut Raft| std::iter::from_fn(|| node.poll_action()).collect::<Vec<_>>();
-    let sent_acks = |actions: &[Action]| -> Vec<(u64, bool)> {
-        actions
-            .iter()
-            .filter_map(|action| match action {
-                Action::Send { to: 1, msg } => append_answer(msg),
-                _ => None,
-            })
-            .collect()
-    };
+    let mut node = follower_2();
     let entries = log_with_terms(&[1, 1, 1]);
 
-    node.step(from_leader(append(0, 0, entries[..1].to_vec(), 0)));
+    node.step(from_leader(1, append(0, 0, entries[..1].to_vec(), 0)));
     drain(&mut node);
     node.step(Input::Persisted { upto: 1 });
     drain(&mut node);
 
-    node.step(from_leader(append(1, 1, entries[1..].to_vec(), 0)));
+    node.step(from_leader(1, append(1, 1, entries[1..].to_vec(), 0)));
     let writing = drain(&mut node);
     let Some(Action::Persist(persist)) = writing.first() else {
         panic!("entries 2-3 are written: {writing:?}");
     };
     assert_eq!(persist.id, 2);
 
-    node.step(from_leader(append(1, 1, Vec::new(), 0)));
+    node.step(from_leader(1, append(1, 1, Vec::new(), 0)));
     let answered = drain(&mut node);
-    assert_eq!(sent_acks(&answered), [(1, true)], "{answered:?}");
+    assert_eq!(acks_to_leader(&answered), [(1, true)], "{answered:?}");
     assert_eq!(node.held_messages(), 1, "the ack of entry 3, in the writer");
 
     // A heartbeat claiming entry 3 (the leader's view moved on) waits for it.
-    node.step(from_leader(append(3, 1, Vec::new(), 0)));
-    assert!(sent_acks(&drain(&mut node)).is_empty());
+    node.step(from_leader(1, append(3, 1, Vec::new(), 0)));
+    assert!(acks_to_leader(&drain(&mut node)).is_empty());
     node.step(Input::Persisted { upto: 2 });
-    assert_eq!(sent_acks(&drain(&mut node)), [(3, true)]);
+    assert_eq!(acks_to_leader(&drain(&mut node)), [(3, true)]);
 }
 
 /// Rule 1 still holds for answers: a heartbeat of a newer term is answered only once that term
 /// is durable, however little the answer claims.
 #[test]
 fn a_heartbeat_of_a_new_term_is_answered_once_the_term_is_durable() {
-    let mut node =
-        Raft::new(Config::new(2, vec![1, 2, 3]), Restored::default()).expect("a valid config");
-    let drain = |node: &mut Raft| std::iter::from_fn(|| node.poll_action()).collect::<Vec<_>>();
-    node.step(Input::Message {
-        from: 1,
-        msg: Message {
-            term: 4,
-            body: append(0, 0, Vec::new(), 0),
-        },
-    });
+    let mut node = follower_2();
+    node.step(from_leader(4, append(0, 0, Vec::new(), 0)));
     let first = drain(&mut node);
     let Some(Action::Persist(persist)) = first.first() else {
         panic!("term 4 is written first: {first:?}");
