@@ -213,17 +213,22 @@ fn unknown_peers_and_spoofed_addresses_are_dropped() {
     assert_eq!(inbound.source, stranger.local_addr().expect("bound"));
 }
 
-#[test]
-fn a_full_inbox_drops_and_counts_without_blocking_the_net_thread() {
-    let node = Node::start_with(config(1), 1);
-    let raw = raw_socket();
+/// Sends requests 0 to 4 from `raw` and waits until the net thread delivered or dropped each.
+fn five_requests_handled(node: &Node, raw: &UdpSocket) -> CounterValues {
     for n in 0..5 {
-        send_raw(&raw, &node, &datagram(Kind::Request, 0, &Msg::Number(n)));
+        send_raw(raw, node, &datagram(Kind::Request, 0, &Msg::Number(n)));
     }
     node.wait_for_counters("5 datagrams handled", |c| {
         c.delivered + c.dropped_total() == 5
     });
-    let counters = node.counters();
+    node.counters()
+}
+
+#[test]
+fn a_full_inbox_drops_and_counts_without_blocking_the_net_thread() {
+    let node = Node::start_with(config(1), 1);
+    let raw = raw_socket();
+    let counters = five_requests_handled(&node, &raw);
     assert_eq!(
         (counters.delivered, counters.dropped(DropReason::InboxFull)),
         (1, 4)
@@ -243,13 +248,7 @@ fn an_unbounded_inbox_is_held_to_the_inbox_limit() {
     limited.inbox_limit = Some(2);
     let node = Node::start_unbounded(limited);
     let raw = raw_socket();
-    for n in 0..5 {
-        send_raw(&raw, &node, &datagram(Kind::Request, 0, &Msg::Number(n)));
-    }
-    node.wait_for_counters("5 datagrams handled", |c| {
-        c.delivered + c.dropped_total() == 5
-    });
-    let counters = node.counters();
+    let counters = five_requests_handled(&node, &raw);
     assert_eq!(
         (counters.delivered, counters.dropped(DropReason::InboxFull)),
         (2, 3)

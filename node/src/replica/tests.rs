@@ -25,6 +25,14 @@ fn client() -> SocketAddr {
     SocketAddr::from(([10, 1, 0, 1], 9000))
 }
 
+/// A snapshot policy that never snapshots by itself: scripts ask when they want one.
+fn snapshots_on_request_only() -> SnapshotPolicy {
+    SnapshotPolicy {
+        entries: u64::MAX,
+        bytes: u64::MAX,
+    }
+}
+
 /// Node `id` of `cluster`, taken out of it, as a replica knowing every member's address. Its
 /// state machine is empty: a script applies nothing once the node is a replica.
 fn replica(cluster: &mut Cluster, id: NodeId) -> Replica<KvStore, u32> {
@@ -34,10 +42,7 @@ fn replica(cluster: &mut Cluster, id: NodeId) -> Replica<KvStore, u32> {
         .map(|&member| (member, address(member)))
         .collect();
     let raft = cluster.nodes.remove(&id).expect("a node of the cluster");
-    let policy = SnapshotPolicy {
-        entries: u64::MAX,
-        bytes: u64::MAX,
-    };
+    let policy = snapshots_on_request_only();
     Replica::new(
         raft,
         KvStore::new(),
@@ -299,10 +304,7 @@ fn restored_with_snapshot(data: Vec<u8>, max_message_bytes: usize) -> Replica<Kv
     };
     let raft = raft::Raft::new(config, restored).expect("a valid configuration");
     let members = (1..=3).map(|id| (id, address(id))).collect();
-    let policy = SnapshotPolicy {
-        entries: u64::MAX,
-        bytes: u64::MAX,
-    };
+    let policy = snapshots_on_request_only();
     Replica::new(
         raft,
         KvStore::new(),
