@@ -29,6 +29,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::ops::Bound;
+use std::sync::Arc;
 
 pub use self::codec::{DecodeError, DecodeErrorKind, LimitExceeded};
 pub use self::command::{
@@ -37,13 +38,19 @@ pub use self::command::{
 };
 pub use self::range::{KeyRange, MAX_BOUND_LEN, prefix_end};
 pub use self::session::{Admission, DEFAULT_SESSION_CAPACITY, Session, SessionTable};
-use crate::state_machine::{RestoreError, StateMachine};
+use crate::state_machine::{RestoreError, SnapshotWriter, StateMachine};
+
+/// The store's data: key → value, both shared and immutable (see [`KvStore`]'s `data`).
+type Data = BTreeMap<Arc<[u8]>, Arc<[u8]>>;
 
 /// The key-value state machine one replica applies committed commands to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KvStore {
-    /// Key → value.
-    data: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Key → value. Both are shared and never changed in place (a write inserts new ones), so
+    /// a clone of the store costs a pointer copy per pair, not a copy of the data: what lets
+    /// [`StateMachine::snapshot_later`] take a point-in-time copy on the consensus thread and
+    /// serialise it on the storage thread.
+    data: Data,
     /// The clients' sessions.
     sessions: SessionTable,
     /// The index of the last command applied (0: none).
@@ -75,14 +82,12 @@ impl KvStore {
     /// The value of `key` on this replica, without going through the leader: a stale read (it
     /// may miss writes committed but not yet applied here).
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.data.get(key).map(Vec::as_slice)
+        self.data.get(key).map(|value| &**value)
     }
 
     /// Every key and its value, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.data
-            .iter()
-            .map(|(key, value)| (key.as_slice(), value.as_slice()))
+        self.data.iter().map(|(key, value)| (&**key, &**value))
     }
 
     /// The pairs of `range`, in key order (nothing for an empty or inverted range).
@@ -98,7 +103,7 @@ impl KvStore {
         bounds
             .into_iter()
             .flat_map(|bounds| self.data.range::<[u8], _>(bounds))
-            .map(|(key, value)| (key.as_slice(), value.as_slice()))
+            .map(|(key, value)| (&**key, &**value))
     }
 
     /// One page of `range` (see `range.rs`): the pairs in key order, at most `limit` of them and
@@ -193,26 +198,28 @@ impl KvStore {
     fn execute(&mut self, op: &Op) -> Answer {
         match op {
             Op::Put { key, value } => {
-                self.data.insert(key.clone(), value.clone());
+                self.data
+                    .insert(Arc::from(key.as_slice()), Arc::from(value.as_slice()));
                 Answer::Ok
             }
             Op::Delete { key } => {
-                self.data.remove(key);
+                self.data.remove(key.as_slice());
                 Answer::Ok
             }
             Op::DeleteCounted { key } => Answer::Deleted {
-                count: u64::from(self.data.remove(key).is_some()),
+                count: u64::from(self.data.remove(key.as_slice()).is_some()),
                 more: false,
             },
             Op::DeletePrefix { prefix, max_keys } => self.delete_prefix(prefix, *max_keys),
             Op::Cas { key, expected, new } => {
-                let current = self.data.get(key);
-                if current.map(Vec::as_slice) == expected.as_deref() {
-                    self.data.insert(key.clone(), new.clone());
+                let current = self.get(key);
+                if current == expected.as_deref() {
+                    self.data
+                        .insert(Arc::from(key.as_slice()), Arc::from(new.as_slice()));
                     Answer::Ok
                 } else {
                     Answer::CasMismatch {
-                        current: current.cloned(),
+                        current: current.map(<[u8]>::to_vec),
                     }
                 }
             }
@@ -233,7 +240,7 @@ impl KvStore {
             .map(|(key, _)| key.to_vec())
             .collect();
         for key in &doomed {
-            self.data.remove(key);
+            self.data.remove(key.as_slice());
         }
         let more = self.scan(&range).next().is_some();
         Answer::Deleted {
@@ -272,7 +279,16 @@ impl StateMachine for KvStore {
 
     /// The data, the sessions and the applied index (layout in `snapshot.rs`).
     fn snapshot(&self) -> Vec<u8> {
-        snapshot::encode(self)
+        let mut out = Vec::new();
+        snapshot::encode_into(self, &mut out);
+        out
+    }
+
+    /// A clone of the store (shared keys and values: a pointer copy per pair, see `data`),
+    /// encoded when the writer runs.
+    fn snapshot_later(&self) -> SnapshotWriter {
+        let copy = self.clone();
+        Box::new(move |out: &mut Vec<u8>| snapshot::encode_into(&copy, out))
     }
 
     /// Replaces the state with the snapshot's, keeping this store's session capacity. On error

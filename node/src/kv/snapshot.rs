@@ -24,11 +24,12 @@
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 
-use super::KvStore;
 use super::codec::{DecodeError, DecodeErrorKind, Reader, put_bytes, put_varint, put_version};
 use super::command::{Answer, MAX_KEY_LEN, MAX_VALUE_LEN};
 use super::session::{Session, SessionTable};
+use super::{Data, KvStore};
 
 const TAG_SNAPSHOT: u8 = 0x31;
 
@@ -38,25 +39,23 @@ const MIN_PAIR_LEN: usize = 2;
 /// The fewest bytes a session takes (three one-byte varints and an answer tag).
 const MIN_SESSION_LEN: usize = 4;
 
-/// The snapshot of `store`.
-pub(super) fn encode(store: &KvStore) -> Vec<u8> {
-    let mut out = Vec::new();
-    put_version(&mut out);
+/// Appends the snapshot of `store` to `out`.
+pub(super) fn encode_into(store: &KvStore, out: &mut Vec<u8>) {
+    put_version(out);
     out.push(TAG_SNAPSHOT);
-    put_varint(&mut out, store.applied_index);
-    put_varint(&mut out, store.data.len() as u64);
+    put_varint(out, store.applied_index);
+    put_varint(out, store.data.len() as u64);
     for (key, value) in &store.data {
-        put_bytes(&mut out, key);
-        put_bytes(&mut out, value);
+        put_bytes(out, key);
+        put_bytes(out, value);
     }
-    put_varint(&mut out, store.sessions.len() as u64);
+    put_varint(out, store.sessions.len() as u64);
     for (client_id, session) in store.sessions.iter() {
-        put_varint(&mut out, client_id);
-        put_varint(&mut out, session.last_seq());
-        put_varint(&mut out, session.last_index());
-        session.answer().encode_body(&mut out);
+        put_varint(out, client_id);
+        put_varint(out, session.last_seq());
+        put_varint(out, session.last_index());
+        session.answer().encode_body(out);
     }
-    out
 }
 
 /// The store in `bytes`, with a session table of `capacity` (the least recently active sessions
@@ -86,7 +85,7 @@ pub(super) fn decode(bytes: &[u8], capacity: NonZeroUsize) -> Result<KvStore, De
     })
 }
 
-fn decode_pairs(reader: &mut Reader<'_>) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, DecodeError> {
+fn decode_pairs(reader: &mut Reader<'_>) -> Result<Data, DecodeError> {
     let count = reader.count("pair count", MIN_PAIR_LEN)?;
     let mut data = BTreeMap::new();
     let mut previous: Option<&[u8]> = None;
@@ -102,8 +101,8 @@ fn decode_pairs(reader: &mut Reader<'_>) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, D
             ));
         }
         previous = Some(key);
-        let value = reader.bytes("value", MAX_VALUE_LEN)?;
-        data.insert(key.to_vec(), value);
+        let value = reader.slice("value", MAX_VALUE_LEN)?;
+        data.insert(Arc::from(key), Arc::from(value));
     }
     Ok(data)
 }

@@ -285,6 +285,26 @@ fn snapshot_then_restore_gives_an_equal_store_that_continues_identically() {
 }
 
 #[test]
+fn a_snapshot_taken_for_later_is_the_state_when_taken_whatever_is_applied_after() {
+    let commands = scripted_commands(300, 6);
+    let mut store = KvStore::with_session_capacity(capacity(4));
+    for (command, index) in commands.iter().zip(1..150) {
+        apply(&mut store, index, command);
+    }
+    let when_taken = store.snapshot();
+    let later = store.snapshot_later();
+    // Overwrites, deletes, compare-and-swaps and new sessions after the copy was taken.
+    for (command, index) in commands.iter().zip(1..).skip(149) {
+        apply(&mut store, index, command);
+    }
+    assert_ne!(store.snapshot(), when_taken, "the script changes the state");
+    let mut written = b"frame header".to_vec();
+    later(&mut written);
+    assert_eq!(&written[..12], b"frame header", "the writer appends");
+    assert_eq!(written[12..], when_taken[..]);
+}
+
+#[test]
 fn a_damaged_snapshot_is_refused_and_changes_nothing() {
     let mut source = KvStore::new();
     for (command, index) in scripted_commands(50, 3).iter().zip(1..) {

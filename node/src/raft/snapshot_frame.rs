@@ -78,15 +78,22 @@ pub struct Framed<'s> {
 
 /// The snapshot bytes for `state` with `membership` in front.
 pub fn frame(membership: Option<&Membership>, state: &[u8]) -> Vec<u8> {
+    let mut out = header(membership, state.len());
+    out.extend_from_slice(state);
+    out
+}
+
+/// The frame's header for `membership`, in a buffer with room for `state_len` more bytes: the
+/// state is appended to it.
+pub fn header(membership: Option<&Membership>, state_len: usize) -> Vec<u8> {
     let config = membership.map(Membership::encode).unwrap_or_default();
-    let mut out = Vec::with_capacity(SNAPSHOT_MAGIC.len() + 6 + config.len() + state.len());
+    let mut out = Vec::with_capacity(SNAPSHOT_MAGIC.len() + 6 + config.len() + state_len);
     out.extend_from_slice(&SNAPSHOT_MAGIC);
     out.push(SNAPSHOT_FRAME_VERSION);
     out.push(u8::from(membership.is_some()));
     let len = u32::try_from(config.len()).expect("a configuration is far below 4 GiB");
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&config);
-    out.extend_from_slice(state);
     out
 }
 

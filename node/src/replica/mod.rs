@@ -57,7 +57,7 @@ use std::sync::Arc;
 
 use balsa_net::{Counters, DropReason};
 
-use self::storage::{StorageDone, StorageOp};
+use self::storage::{SnapshotData, StorageDone, StorageOp};
 use crate::metrics::ReplicaCounts;
 use crate::raft::membership::{Membership, Step};
 use crate::raft::{
@@ -467,6 +467,7 @@ impl<S: StateMachine, R> Replica<S, R> {
             "storage reports the one save in flight"
         );
         self.snapshots.saving = None;
+        log::info!("snapshot up to index {index} saved ({} bytes)", data.len());
         self.raft.step(raft::Input::SnapshotSaved { index, data });
         for reply in std::mem::take(&mut self.snapshots.waiters) {
             self.respond(reply, ResponseBody::SnapshotTaken { index });
@@ -964,8 +965,9 @@ impl<S: StateMachine, R> Replica<S, R> {
         }
     }
 
-    /// Serialises the state machine as of the applied index (the commit path waits only for
-    /// this) and queues it for storage to save, in order with this turn's other work.
+    /// Takes the state machine as of the applied index (a copy the storage serialises:
+    /// [`StateMachine::snapshot_later`]) and queues it for storage to save, in order with this
+    /// turn's other work.
     fn take_snapshot(&mut self) {
         let index = self.applied_index;
         if index <= self.raft.snapshot_index() {
@@ -976,13 +978,16 @@ impl<S: StateMachine, R> Replica<S, R> {
             "one snapshot save at a time"
         );
         // §7: the snapshot carries the configuration in force at its index.
-        let data = Arc::new(snapshot_frame::frame(
-            self.raft.membership_at(index),
-            &self.state_machine.snapshot(),
-        ));
+        let membership = self.raft.membership_at(index).cloned();
+        let write_state = self.state_machine.snapshot_later();
+        let data = SnapshotData::later(move || {
+            let mut out = snapshot_frame::header(membership.as_ref(), 0);
+            write_state(&mut out);
+            out
+        });
         log::info!(
-            "snapshotting up to index {index} ({} bytes, {} entries since the last)",
-            data.len(),
+            "snapshotting up to index {index} ({} bytes and {} entries since the last)",
+            self.snapshots.bytes_since,
             self.snapshots.entries_since
         );
         self.snapshots.saving = Some(index);

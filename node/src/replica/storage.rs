@@ -16,6 +16,10 @@
 //!   issued before the install is reported durable).
 //! - **One save at a time.** The replica starts a save only once the previous one is reported
 //!   (`Replica::snapshot_saved`); the storage may write it in steps between later stages.
+//! - **A save serialises on the storage side.** Its [`SnapshotData`] is usually a point-in-time
+//!   copy of the state machine ([`StateMachine::snapshot_later`](crate::StateMachine::snapshot_later))
+//!   that the storage turns into bytes when the save starts, so the consensus thread never
+//!   spends a large state's serialisation between two heartbeats.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -23,6 +27,64 @@ use std::sync::Arc;
 use balsa_wal::SnapshotMeta;
 
 use crate::raft::{Action, Persist, PersistId};
+
+/// A snapshot's bytes: already serialised, or a writer that serialises a state taken earlier.
+pub struct SnapshotData(Serialised);
+
+enum Serialised {
+    Done(Arc<Vec<u8>>),
+    Later(Box<dyn FnOnce() -> Vec<u8> + Send>),
+}
+
+impl SnapshotData {
+    /// Bytes already serialised.
+    pub fn done(bytes: Arc<Vec<u8>>) -> SnapshotData {
+        SnapshotData(Serialised::Done(bytes))
+    }
+
+    /// Bytes `serialise` produces when asked ([`SnapshotData::resolve`]); once.
+    pub fn later(serialise: impl FnOnce() -> Vec<u8> + Send + 'static) -> SnapshotData {
+        SnapshotData(Serialised::Later(Box::new(serialise)))
+    }
+
+    /// Serialises now if not yet done; the bytes.
+    pub fn resolve(&mut self) -> &Arc<Vec<u8>> {
+        if let Serialised::Later(_) = self.0 {
+            let Serialised::Later(serialise) =
+                std::mem::replace(&mut self.0, Serialised::Done(Arc::default()))
+            else {
+                unreachable!("matched just above")
+            };
+            self.0 = Serialised::Done(Arc::new(serialise()));
+        }
+        match &self.0 {
+            Serialised::Done(bytes) => bytes,
+            Serialised::Later(_) => unreachable!("resolved just above"),
+        }
+    }
+
+    /// The bytes, serialised now if not yet done.
+    pub fn into_bytes(mut self) -> Arc<Vec<u8>> {
+        Arc::clone(self.resolve())
+    }
+
+    /// The bytes if already serialised.
+    pub fn serialised(&self) -> Option<&Arc<Vec<u8>>> {
+        match &self.0 {
+            Serialised::Done(bytes) => Some(bytes),
+            Serialised::Later(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for SnapshotData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Serialised::Done(bytes) => write!(f, "SnapshotData({} bytes)", bytes.len()),
+            Serialised::Later(_) => f.write_str("SnapshotData(not serialised yet)"),
+        }
+    }
+}
 
 /// What a replica asks of its storage.
 #[derive(Debug)]
@@ -36,8 +98,8 @@ pub enum StorageOp {
         index: u64,
         /// That entry's term.
         term: u64,
-        /// The serialised state machine.
-        data: Arc<Vec<u8>>,
+        /// The framed state machine, serialised when the save starts.
+        data: SnapshotData,
     },
     /// Drop the stored entries wholly at or below `upto` (a saved snapshot covers them).
     Compact {

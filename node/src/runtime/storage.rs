@@ -136,7 +136,9 @@ impl Writer<'_> {
                 // The consensus thread starts a save only once the last one is reported.
                 assert!(self.saving.is_none(), "one snapshot save at a time");
                 self.saving_since = Some(throttle::now());
-                let saving = Saving::start(self.wal, index, term, data)
+                // A large state takes a while to serialise: here, not on the consensus thread,
+                // which must keep its heartbeats going (`StateMachine::snapshot_later`).
+                let saving = Saving::start(self.wal, index, term, data.into_bytes())
                     .map_err(StorageError::wal("saving a snapshot"))?;
                 self.saving = Some(saving);
             }

@@ -136,7 +136,11 @@ impl RunDigest {
                 hash.u64(6);
                 hash.u64(*index);
                 hash.u64(*term);
-                hash.bytes(data);
+                hash.bytes(
+                    data.serialised().expect(
+                        "the driver serialises a save's state before digesting its effects",
+                    ),
+                );
             }
             Effect::Storage(StorageOp::SnapshotChunk { meta, offset, data }) => {
                 hash.u64(9);

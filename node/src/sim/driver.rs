@@ -419,7 +419,14 @@ impl Sim {
             }
             Stimulus::Change { steps } => replica.change_membership(steps, ()),
         }
-        let effects: Vec<Effect<()>> = std::iter::from_fn(|| replica.poll_effect()).collect();
+        let mut effects: Vec<Effect<()>> = std::iter::from_fn(|| replica.poll_effect()).collect();
+        // A save's state is serialised by the storage (the runtime's WAL thread); here at once,
+        // before the replica applies anything more, so the trace and the digest see its bytes.
+        for effect in &mut effects {
+            if let Effect::Storage(StorageOp::SaveSnapshot { data, .. }) = effect {
+                data.resolve();
+            }
+        }
         if let Some(due) = due.filter(|&due| due != Some(1)) {
             let now = replica.ticks_until_due();
             if !effects.is_empty() || now != due.map(|n| n - 1) {
@@ -659,7 +666,7 @@ impl Sim {
                 }
             }
             StorageOp::SaveSnapshot { index, term, data } => {
-                self.start_save(id, index, term, data);
+                self.start_save(id, index, term, data.into_bytes());
             }
             StorageOp::InstallSnapshot {
                 meta, size, crc, ..

@@ -13,7 +13,7 @@
 //! [`value_bytes`]).
 
 use crate::kv::{Command, KvStore};
-use crate::state_machine::{RestoreError, StateMachine};
+use crate::state_machine::{RestoreError, SnapshotWriter, StateMachine};
 
 use super::digest::Hash64;
 
@@ -108,6 +108,10 @@ impl StateMachine for ObservedStore {
 
     fn snapshot(&self) -> Vec<u8> {
         self.store.snapshot()
+    }
+
+    fn snapshot_later(&self) -> SnapshotWriter {
+        self.store.snapshot_later()
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {

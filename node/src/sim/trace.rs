@@ -164,7 +164,8 @@ pub fn effect<R>(effect: &Effect<R>) -> String {
             )
         }
         Effect::Storage(StorageOp::SaveSnapshot { index, term, data }) => {
-            format!("save snapshot {index}/t{term} ({} bytes)", data.len())
+            let bytes = data.serialised().map_or(0, |bytes| bytes.len());
+            format!("save snapshot {index}/t{term} ({bytes} bytes)")
         }
         Effect::Storage(StorageOp::SnapshotChunk { meta, offset, data }) => {
             format!("snapshot {} chunk {offset}+{}", meta.index, data.len())
