@@ -270,15 +270,18 @@ impl<S: StateMachine> Consensus<S> {
 
     /// Asks the timer for a wake-up when the fewest ticks until one can make this node act
     /// have passed: the replica's count, or 1 while a removed leader counts the ticks it may
-    /// take to hand over (`removal`).
+    /// take to hand over (`removal`). A leader's alarm then repeats every heartbeat interval
+    /// (`timer.rs`, "Repeating alarms"): the next heartbeat needs no message to the timer.
     fn arm_timer(&self, clock: &mut Clock) {
         let raft = self.replica.raft();
-        let due = if raft.is_removed() && raft.role() == Role::Leader {
+        let leading = raft.role() == Role::Leader;
+        let due = if raft.is_removed() && leading {
             Some(1)
         } else {
             self.replica.ticks_until_due()
         };
-        clock.arm(due);
+        let every = leading.then_some(raft.config().heartbeat_ticks);
+        clock.arm(due, every);
     }
 
     fn handle(&mut self, event: Event, clock: &mut Clock) -> Option<Stop> {

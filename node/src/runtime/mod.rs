@@ -629,8 +629,8 @@ impl Node {
             );
         }
         let (storage_ops, storage_rx) = crossbeam_channel::unbounded();
-        let (timer_deadlines, deadlines) = crossbeam_channel::unbounded();
-        let clock = timer::Clock::new(config.tick, throttle::now(), timer_deadlines);
+        let (timer_alarms, alarms) = crossbeam_channel::unbounded();
+        let clock = timer::Clock::new(config.tick, throttle::now(), timer_alarms);
         let consensus = Consensus::new(
             raft,
             state_machine,
@@ -665,7 +665,7 @@ impl Node {
         let (stop_timer, timer_stop) = bounded(0);
         let timer_inbox = inbox.clone();
         let timer = spawn(format!("balsa-timer-{}", config.id), move || {
-            timer::run(&deadlines, &timer_inbox, &timer_stop);
+            timer::run(&alarms, &timer_inbox, &timer_stop);
         })?;
         // Dropped when the consensus thread ends, however it ends: an API call waiting for an
         // answer learns the node stopped (a call left in the inbox is never answered, and its
