@@ -49,17 +49,14 @@ impl SnapshotData {
 
     /// Serialises now if not yet done; the bytes.
     pub fn resolve(&mut self) -> &Arc<Vec<u8>> {
-        if let Serialised::Later(_) = self.0 {
-            let Serialised::Later(serialise) =
-                std::mem::replace(&mut self.0, Serialised::Done(Arc::default()))
-            else {
-                unreachable!("matched just above")
-            };
-            self.0 = Serialised::Done(Arc::new(serialise()));
-        }
+        let bytes = match std::mem::replace(&mut self.0, Serialised::Done(Arc::default())) {
+            Serialised::Done(bytes) => bytes,
+            Serialised::Later(serialise) => Arc::new(serialise()),
+        };
+        self.0 = Serialised::Done(bytes);
         match &self.0 {
             Serialised::Done(bytes) => bytes,
-            Serialised::Later(_) => unreachable!("resolved just above"),
+            Serialised::Later(_) => unreachable!("set to the bytes just above"),
         }
     }
 
@@ -304,8 +301,27 @@ impl StorageQueue {
 
 #[cfg(test)]
 mod tests {
-    use super::{Stage, StorageOp, StorageQueue, stages};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::{SnapshotData, Stage, StorageOp, StorageQueue, stages};
     use crate::raft::Persist;
+
+    #[test]
+    fn a_snapshot_is_serialised_once_when_first_asked_for() {
+        let runs = Arc::new(AtomicU32::new(0));
+        let counted = Arc::clone(&runs);
+        let mut data = SnapshotData::later(move || {
+            counted.fetch_add(1, Ordering::Relaxed);
+            b"state".to_vec()
+        });
+        assert_eq!(data.serialised(), None, "not before it is asked for");
+        assert_eq!(runs.load(Ordering::Relaxed), 0);
+        assert_eq!(data.resolve().as_slice(), b"state");
+        assert_eq!(data.resolve().as_slice(), b"state");
+        assert_eq!(data.into_bytes().as_slice(), b"state");
+        assert_eq!(runs.load(Ordering::Relaxed), 1, "serialised once");
+    }
 
     fn persist(id: u64) -> StorageOp {
         StorageOp::Persist(Persist {
