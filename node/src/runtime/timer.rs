@@ -311,14 +311,25 @@ mod tests {
         assert_eq!(alarms.try_recv(), Ok(every_5_ticks_from(start + TICK * 3)));
     }
 
-    #[test]
-    fn the_timer_wakes_once_per_alarm_and_the_latest_alarm_wins() {
+    /// A timer thread: its alarms, the inbox it wakes, its stop and its handle.
+    fn timer_thread() -> (
+        Sender<Alarm>,
+        Receiver<Event>,
+        Sender<()>,
+        std::thread::JoinHandle<()>,
+    ) {
         let (alarm_tx, alarm_rx) = crossbeam_channel::unbounded();
         let (inbox, events) = crossbeam_channel::unbounded();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let timer = std::thread::Builder::new()
             .spawn(move || run(&alarm_rx, &inbox, &stop_rx))
             .expect("a test thread starts");
+        (alarm_tx, events, stop_tx, timer)
+    }
+
+    #[test]
+    fn the_timer_wakes_once_per_alarm_and_the_latest_alarm_wins() {
+        let (alarm_tx, events, stop_tx, timer) = timer_thread();
         let now = super::super::throttle::now();
         // A far alarm replaced by a near one: one wake-up, for the near one.
         let timer_alive = "the timer thread runs until stopped";
@@ -342,12 +353,7 @@ mod tests {
 
     #[test]
     fn a_repeating_alarm_keeps_ringing_with_nothing_more_sent() {
-        let (alarm_tx, alarm_rx) = crossbeam_channel::unbounded();
-        let (inbox, events) = crossbeam_channel::unbounded();
-        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-        let timer = std::thread::Builder::new()
-            .spawn(move || run(&alarm_rx, &inbox, &stop_rx))
-            .expect("a test thread starts");
+        let (alarm_tx, events, stop_tx, timer) = timer_thread();
         let alarm = Alarm {
             at: super::super::throttle::now(),
             every: Some(Duration::from_millis(1)),
