@@ -39,8 +39,15 @@ const MIN_PAIR_LEN: usize = 2;
 /// The fewest bytes a session takes (three one-byte varints and an answer tag).
 const MIN_SESSION_LEN: usize = 4;
 
-/// Appends the snapshot of `store` to `out`.
+/// A session's bytes in a snapshot, about: three varints and a short answer. Only a hint for
+/// the buffer's size (a session whose answer carries a value takes more).
+const SESSION_LEN_HINT: usize = 24;
+
+/// Appends the snapshot of `store` to `out`, which it first grows once to about the size the
+/// snapshot takes: a state of hundreds of MB is not copied again and again as the buffer
+/// doubles, nor held twice while it does.
 pub(super) fn encode_into(store: &KvStore, out: &mut Vec<u8>) {
+    out.reserve(encoded_len_hint(store));
     put_version(out);
     out.push(TAG_SNAPSHOT);
     put_varint(out, store.applied_index);
@@ -56,6 +63,28 @@ pub(super) fn encode_into(store: &KvStore, out: &mut Vec<u8>) {
         put_varint(out, session.last_index());
         session.answer().encode_body(out);
     }
+}
+
+/// About how many bytes the snapshot of `store` takes: its pairs exactly, its sessions by
+/// [`SESSION_LEN_HINT`], its header at most.
+fn encoded_len_hint(store: &KvStore) -> usize {
+    let pairs: usize = store
+        .data
+        .iter()
+        .map(|(key, value)| bytes_len(key) + bytes_len(value))
+        .sum();
+    pairs + store.sessions.len() * SESSION_LEN_HINT + 32
+}
+
+/// The bytes `put_bytes` appends for `bytes`: its length as a varint, then it.
+fn bytes_len(bytes: &[u8]) -> usize {
+    varint_len(bytes.len() as u64) + bytes.len()
+}
+
+/// The bytes `put_varint` appends for `value`: one per 7 bits, at least one.
+fn varint_len(value: u64) -> usize {
+    let bits = 64 - value.leading_zeros();
+    usize::try_from(bits.div_ceil(7).max(1)).expect("at most 10")
 }
 
 /// The store in `bytes`, with a session table of `capacity` (the least recently active sessions
@@ -142,4 +171,49 @@ fn decode_sessions(
         sessions.restore(client_id, Session::new(last_seq, answer, last_index));
     }
     Ok(sessions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{encoded_len_hint, put_varint, varint_len};
+    use crate::kv::{Command, KvStore, Op};
+    use crate::state_machine::StateMachine;
+
+    #[test]
+    fn the_buffer_is_grown_once_for_a_store_of_plain_writes() {
+        let mut store = KvStore::new();
+        for index in 1..=300u64 {
+            let command = Command {
+                client_id: index % 7,
+                seq: index,
+                op: Op::Put {
+                    key: format!("key-{index}").into_bytes(),
+                    value: vec![7; usize::try_from(index * 13).expect("small")],
+                },
+            };
+            store.apply(index, &command.encode());
+        }
+        let snapshot = store.snapshot();
+        let hint = encoded_len_hint(&store);
+        assert!(snapshot.len() <= hint, "{} > {hint}", snapshot.len());
+        assert!(hint - snapshot.len() <= 32 + 7 * 24, "a close hint");
+    }
+
+    #[test]
+    fn a_varints_length_is_the_bytes_put_varint_appends() {
+        for value in [
+            0,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            put_varint(&mut out, value);
+            assert_eq!(varint_len(value), out.len(), "{value}");
+        }
+    }
 }
