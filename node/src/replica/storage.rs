@@ -37,11 +37,6 @@ enum Serialised {
 }
 
 impl SnapshotData {
-    /// Bytes already serialised.
-    pub fn done(bytes: Arc<Vec<u8>>) -> SnapshotData {
-        SnapshotData(Serialised::Done(bytes))
-    }
-
     /// Bytes `serialise` produces when asked ([`SnapshotData::resolve`]); once.
     pub fn later(serialise: impl FnOnce() -> Vec<u8> + Send + 'static) -> SnapshotData {
         SnapshotData(Serialised::Later(Box::new(serialise)))
@@ -61,8 +56,11 @@ impl SnapshotData {
     }
 
     /// The bytes, serialised now if not yet done.
-    pub fn into_bytes(mut self) -> Arc<Vec<u8>> {
-        Arc::clone(self.resolve())
+    pub fn into_bytes(self) -> Arc<Vec<u8>> {
+        match self.0 {
+            Serialised::Done(bytes) => bytes,
+            Serialised::Later(serialise) => Arc::new(serialise()),
+        }
     }
 
     /// The bytes if already serialised.
