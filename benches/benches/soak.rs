@@ -117,10 +117,11 @@ fn main() -> Result<(), String> {
     let defaults = NodeConfig::new(1, Vec::new(), PathBuf::new());
     let bound = DirBound::of(&defaults);
     println!(
-        "compaction settings (the nodes' defaults): snapshot every {} entries or {} bytes, {} \
-         trailing entries, {} snapshots kept, {} MiB segments",
+        "compaction settings (the nodes' defaults): snapshot every {} entries or {} bytes (and {} \
+         times the last snapshot), {} trailing entries, {} snapshots kept, {} MiB segments",
         defaults.snapshot_entries,
         defaults.snapshot_bytes,
+        defaults.snapshot_expansion,
         defaults.snapshot_trailing_entries,
         defaults.wal.snapshots_kept,
         defaults.wal.segment_bytes >> 20,
@@ -363,36 +364,46 @@ fn print_minute(minute: usize, row: &Minute) {
 }
 
 /// The most a node's data directory should hold with its compaction settings: the log behind
-/// the newest snapshot (the entries a snapshot threshold lets accumulate, plus the trailing
-/// ones kept) rounded up to whole segments, plus the segment compaction cannot remove yet (it
-/// also holds entries after the compaction point), the segment being written and the one
-/// zero-filled ahead; and the snapshots kept plus one being written.
+/// the newest snapshot (the entries a snapshot threshold lets accumulate, or the expansion
+/// factor times the snapshot if that is more, plus the trailing ones kept) rounded up to whole
+/// segments, plus the segment compaction cannot remove yet (it also holds entries after the
+/// compaction point), the segment being written and the one zero-filled ahead; and the
+/// snapshots kept plus one being written.
 struct DirBound {
-    segments: u64,
+    threshold: u64,
+    expansion: u64,
+    trailing: u64,
     segment_bytes: u64,
     snapshots: u64,
 }
 
 impl DirBound {
     fn of(config: &NodeConfig) -> DirBound {
-        let threshold = config
-            .snapshot_bytes
-            .min(config.snapshot_entries.saturating_mul(ENTRY_BYTES_ESTIMATE));
-        let log = threshold
-            + config
-                .snapshot_trailing_entries
-                .saturating_mul(ENTRY_BYTES_ESTIMATE);
-        let segment_bytes = config.wal.segment_bytes.max(1);
         DirBound {
-            segments: log.div_ceil(segment_bytes) + 3,
-            segment_bytes,
+            threshold: config
+                .snapshot_bytes
+                .min(config.snapshot_entries.saturating_mul(ENTRY_BYTES_ESTIMATE)),
+            expansion: config.snapshot_expansion,
+            trailing: config
+                .snapshot_trailing_entries
+                .saturating_mul(ENTRY_BYTES_ESTIMATE),
+            segment_bytes: config.wal.segment_bytes.max(1),
             snapshots: config.wal.snapshots_kept as u64 + 1,
         }
     }
 
+    /// The log segments the bound allows, given the largest snapshot file seen.
+    fn segments(&self, largest_snapshot: u64) -> u64 {
+        let log = self
+            .threshold
+            .max(self.expansion.saturating_mul(largest_snapshot))
+            + self.trailing;
+        log.div_ceil(self.segment_bytes) + 3
+    }
+
     /// The bound in bytes, given the largest snapshot file seen.
     fn bytes(&self, largest_snapshot: u64) -> u64 {
-        self.segments * self.segment_bytes + self.snapshots * largest_snapshot
+        self.segments(largest_snapshot) * self.segment_bytes + self.snapshots * largest_snapshot
     }
 }
 
@@ -472,7 +483,7 @@ fn summarise(rows: &[Minute], warmup_minutes: usize, first_term: u64, bound: &Di
             node + 1,
             biggest.bytes as f64 / MIB,
             limit as f64 / MIB,
-            bound.segments,
+            bound.segments(largest_snapshot),
             bound.segment_bytes >> 20,
             bound.snapshots,
             largest_snapshot as f64 / MIB,

@@ -148,6 +148,14 @@ pub struct ServeArgs {
     /// Snapshot once this many bytes of entries were applied since the last snapshot
     #[arg(long, value_name = "BYTES", default_value_t = node_defaults().snapshot_bytes)]
     pub snapshot_bytes: u64,
+    /// ... but not before the bytes of entries since the last snapshot reach this many times its
+    /// size, so a large state is not rewritten every --snapshot-bytes (0: no such wait)
+    #[arg(
+        long,
+        value_name = "FACTOR",
+        default_value_t = node_defaults().snapshot_expansion
+    )]
+    pub snapshot_expansion: u64,
     /// Entries kept behind a snapshot when compacting, for slightly slow followers
     #[arg(
         long,

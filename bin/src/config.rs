@@ -620,6 +620,7 @@ mod tests {
             ("unsafe-no-fsync", switch),
             ("snapshot-entries", integer),
             ("snapshot-bytes", integer),
+            ("snapshot-expansion", integer),
             ("snapshot-trailing", integer),
             ("segment-bytes", integer),
             ("rejoin", switch),

@@ -72,6 +72,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     config.sync = !args.unsafe_no_fsync;
     config.snapshot_entries = args.snapshot_entries;
     config.snapshot_bytes = args.snapshot_bytes;
+    config.snapshot_expansion = args.snapshot_expansion;
     config.snapshot_trailing_entries = args.snapshot_trailing;
     config.wal.segment_bytes = args.segment_bytes;
     config.cluster_token = args.cluster_token.clone();

@@ -821,3 +821,70 @@ fn a_snapshot_is_serialised_on_the_wal_thread_not_the_consensus_thread() {
     );
     node.shutdown().expect("a clean stop");
 }
+
+/// A state machine that keeps every command, and snapshots them all: a state every write grows.
+#[derive(Default)]
+struct Hoard {
+    bytes: Vec<u8>,
+}
+
+impl StateMachine for Hoard {
+    fn apply(&mut self, _index: u64, command: &[u8]) -> Vec<u8> {
+        self.bytes.extend_from_slice(command);
+        Vec::new()
+    }
+
+    fn query(&self, _query: &[u8]) -> Vec<u8> {
+        Vec::new()
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.bytes.clone()
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
+        self.bytes = snapshot.to_vec();
+        Ok(())
+    }
+}
+
+/// The snapshots a one-node cluster saves while 64 writes of 1,000 bytes each grow its state,
+/// with a snapshot threshold of one write's bytes and expansion factor `expansion`.
+fn snapshots_saved_growing_a_state(expansion: u64) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let members = vec![(1, free_addresses(1)[0])];
+    let mut config = NodeConfig::new(1, members, dir.path().to_path_buf());
+    config.snapshot_entries = u64::MAX;
+    config.snapshot_bytes = 1_000;
+    config.snapshot_expansion = expansion;
+    config.snapshot_trailing_entries = 1;
+    let node = Node::start(config, Hoard::default()).expect("node starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut written = 0;
+    while written < 64 {
+        assert!(Instant::now() < deadline, "64 writes not done within 20 s");
+        match node.propose(vec![b'w'; 1_000], Duration::from_secs(2)) {
+            Ok(_) => written += 1,
+            Err(Error::NotLeader { .. } | Error::Timeout) => std::thread::yield_now(),
+            Err(other) => panic!("propose failed: {other}"),
+        }
+    }
+    let saves = node.metrics().expect("metrics").snapshot_save.count();
+    node.shutdown().expect("a clean stop");
+    saves
+}
+
+/// The expansion factor (thesis §5.1.3) in a running node: a state that every write grows is
+/// snapshotted each time its size of log has come since the last (sizes doubling: 1, 2, 4 …
+/// writes' worth), not at every threshold; the thresholds alone snapshot it at every write
+/// but those a save in flight passes over.
+#[test]
+fn a_growing_state_is_snapshotted_once_per_its_own_size_of_log_not_every_threshold() {
+    let with_expansion = snapshots_saved_growing_a_state(1);
+    assert!(
+        (2..=8).contains(&with_expansion),
+        "{with_expansion} snapshots with an expansion factor of 1"
+    );
+    let without = snapshots_saved_growing_a_state(0);
+    assert!(without >= 16, "{without} snapshots without the wait");
+}

@@ -30,6 +30,7 @@ fn snapshots_on_request_only() -> SnapshotPolicy {
     SnapshotPolicy {
         entries: u64::MAX,
         bytes: u64::MAX,
+        expansion: 0,
     }
 }
 
@@ -390,4 +391,79 @@ fn members_with_ids_in_a_row_snapshot_a_third_of_an_interval_apart() {
     }
     // An interval that never comes (snapshots by request only) stays out of reach.
     assert!(stagger(2, u64::MAX) < u64::MAX - 1_000_000);
+}
+
+/// The thesis' expansion factor (§5.1.3): a threshold reached with less log than `expansion`
+/// times the last snapshot waits; a state that keeps growing is then written a bounded number
+/// of times per byte of log.
+#[test]
+fn a_snapshot_waits_for_expansion_times_the_last_snapshot_of_log() {
+    let policy = SnapshotPolicy {
+        entries: 100,
+        bytes: 1_000,
+        expansion: 2,
+    };
+    // No snapshot yet: the thresholds alone decide.
+    assert!(!policy.is_due(99, 999, 0));
+    assert!(policy.is_due(100, 10, 0));
+    assert!(policy.is_due(1, 1_000, 0));
+    // A last snapshot of 5,000 bytes: either threshold waits for 10,000 bytes of log.
+    assert!(!policy.is_due(100, 9_999, 5_000));
+    assert!(!policy.is_due(1_000_000, 9_999, 5_000));
+    assert!(policy.is_due(100, 10_000, 5_000));
+    // ... but the log reaching that is not a threshold by itself.
+    let few_large = SnapshotPolicy {
+        entries: 100,
+        bytes: 1_000_000,
+        expansion: 2,
+    };
+    assert!(!few_large.is_due(99, 20_000, 5_000));
+    // 0: the thresholds alone, however large the last snapshot.
+    let off = SnapshotPolicy {
+        expansion: 0,
+        ..policy
+    };
+    assert!(off.is_due(100, 10, u64::MAX));
+    // A product past u64 waits, rather than wrapping round to a small floor.
+    let huge = SnapshotPolicy {
+        expansion: u64::MAX,
+        ..policy
+    };
+    assert!(!huge.is_due(100, u64::MAX - 1, 2));
+}
+
+/// With a state that every entry grows (the worst case: nothing is overwritten), each snapshot
+/// is the one before plus the log since, which the wait makes at least `expansion` times the one
+/// before: snapshots write at most `1 + 1 / expansion` bytes per byte of log, where the
+/// thresholds alone write a state again every threshold, quadratic in the log.
+#[test]
+fn a_growing_state_is_written_at_most_one_and_one_expansionth_times_the_log() {
+    let written_by = |expansion: u64| {
+        let policy = SnapshotPolicy {
+            entries: u64::MAX,
+            bytes: 10_000,
+            expansion,
+        };
+        let entry_bytes = 100;
+        let (mut state, mut since, mut last, mut written) = (0, 0, 0, 0);
+        for _ in 0..100_000 {
+            state += entry_bytes;
+            since += entry_bytes;
+            if policy.is_due(u64::MAX, since, last) {
+                written += state;
+                last = state;
+                since = 0;
+            }
+        }
+        (written, state)
+    };
+    for expansion in [1, 2, 4] {
+        let (written, log) = written_by(expansion);
+        assert!(
+            written * expansion <= log * (expansion + 1),
+            "{written} bytes of snapshots for {log} of log at {expansion}"
+        );
+    }
+    let (written, log) = written_by(0);
+    assert!(written > 100 * log, "{written} for {log} without the wait");
 }

@@ -237,6 +237,12 @@ pub struct NodeConfig {
     pub snapshot_entries: u64,
     /// … or this many bytes of entries. Default 64 MiB.
     pub snapshot_bytes: u64,
+    /// Either threshold waits until the bytes of entries applied since the last snapshot are
+    /// at least this many times its size (the thesis' expansion factor, §5.1.3), so that a
+    /// large state is not written again every threshold: snapshots write at most
+    /// `1 + 1 / factor` bytes per byte of log, and the log holds up to `factor` times the
+    /// state. 0: no such wait. Default 1.
+    pub snapshot_expansion: u64,
     /// Entries kept in the log behind a snapshot, so a follower slightly behind catches up from
     /// the log rather than by a snapshot. Default 5,000.
     pub snapshot_trailing_entries: u64,
@@ -275,6 +281,7 @@ impl NodeConfig {
             sync: true,
             snapshot_entries: 100_000,
             snapshot_bytes: 64 << 20,
+            snapshot_expansion: 1,
             snapshot_trailing_entries: core.snapshot_trailing_entries,
             wal: balsa_wal::Options::default(),
             keys: balsa_net::Keys::insecure(),
@@ -644,6 +651,7 @@ impl Node {
             crate::replica::SnapshotPolicy {
                 entries: config.snapshot_entries,
                 bytes: config.snapshot_bytes,
+                expansion: config.snapshot_expansion,
             },
         );
 

@@ -908,9 +908,13 @@ impl Sim {
         let raft = Raft::new(config, restored).expect("the simulator builds valid configs");
         let result = self.checker.on_start(id, &raft, &node.disk);
         node.state_digest = store.state_digest();
+        // Every `snapshot_every` entries, whatever the state's size: the simulator's states are
+        // larger than its few entries between snapshots, and an expansion factor would take
+        // most of its snapshots away (`SnapshotPolicy::is_due` has its own tests).
         let policy = SnapshotPolicy {
             entries: self.setup.snapshot_every.unwrap_or(u64::MAX),
             bytes: u64::MAX,
+            expansion: 0,
         };
         let members = self
             .ids
