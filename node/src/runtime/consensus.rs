@@ -22,7 +22,10 @@
 //! (everything queued then was taken by that turn). It then takes at most the events queued at
 //! its start, so the ticks of a busy stretch come at the next turn's start, one turn late at
 //! most, as a timer's tick queued behind them did before the node slept between ticks. Taking
-//! events first where the order is unknown can only delay a timeout, never cause one.
+//! events first where the order is unknown can only delay a timeout, never cause one. The
+//! scripted test `a_stalled_leader_given_its_ticks_before_the_answers_queued_meanwhile_steps_down`
+//! in `raft/tests/disruption.rs` shows the step-down this order prevents (and the one after it,
+//! the same leader kept by this order).
 //!
 //! It times the round trip to each peer it leads (from a heartbeat to that peer's next answer to
 //! an AppendEntries, `RoundTrips`), for the node's metrics: the replica has no clock.

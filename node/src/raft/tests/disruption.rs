@@ -1,11 +1,12 @@
 //! Disruptive servers: PreVote (thesis §9.6), CheckQuorum and the leader lease (thesis §6.2 and
 //! §9.6). A node cut off from the cluster must not come back and depose a healthy leader; a
 //! leader cut off from a quorum must stop acting as one. One script turns both off to show the
-//! classic disruption they prevent.
+//! classic disruption they prevent; two show that a leader's check counts only the answers it
+//! took before it, the order a runtime must keep after a stall.
 
 use super::super::testkit::Cluster;
-use super::super::{Action, Body, Config, Role};
-use super::{grants_vote, inject, request_vote, sent};
+use super::super::{Action, Body, Config, Input, Role};
+use super::{append_answer, grants_vote, inject, propose, request_vote, sent};
 
 /// Node 1 leads term 1; node 3 is cut off while the others commit two more entries, and
 /// `timeouts` of the longest election timeout pass on every node.
@@ -171,6 +172,88 @@ fn a_leader_that_hears_no_quorum_for_an_election_timeout_steps_down() {
         leader: None,
     };
     assert!(cluster.events(1).contains(&stepped_down));
+}
+
+/// Node 1 leads term 1 and a CheckQuorum round has just started: its check at the minimum
+/// election timeout after it took office found both followers heard from, and forgot them. It
+/// sends a proposal's AppendEntries, and then its turn stalls (a snapshot of a large state, a
+/// descheduled thread): the followers append and answer meanwhile. Returns their answers, held
+/// back from node 1 as its inbox holds them while it is stalled.
+fn a_leader_stalls_after_sending() -> (Cluster, Vec<Input>) {
+    let mut cluster = Cluster::new(3, |_| {});
+    cluster.elect(1);
+    let (min, _) = cluster.node(1).config().election_ticks;
+    cluster.run(&[1, 2, 3], min - 1);
+    cluster.tick(1, 1); // the round's check, at `min` ticks: passed, and a new round starts
+    assert_eq!((cluster.role(1), cluster.term(1)), (Role::Leader, 1));
+    for follower in [2, 3] {
+        assert!(
+            !cluster.progress(1, follower).recent_active,
+            "node {follower} not heard from in the new round yet"
+        );
+    }
+
+    propose(&mut cluster, 1, 1, b"x");
+    let to_followers: Vec<_> = cluster.in_flight.drain(..).collect();
+    for (from, to, msg) in to_followers {
+        assert_eq!(from, 1);
+        cluster.step(to, Input::Message { from, msg });
+    }
+    let answers: Vec<_> = cluster.in_flight.drain(..).collect();
+    for follower in [2, 3] {
+        let appended = answers.iter().any(|(from, to, msg)| {
+            (*from, *to) == (follower, 1) && append_answer(msg) == Some((2, true))
+        });
+        assert!(
+            appended,
+            "node {follower} acknowledged the proposal at index 2"
+        );
+    }
+    let inputs = answers
+        .into_iter()
+        .map(|(from, _, msg)| Input::Message { from, msg })
+        .collect();
+    (cluster, inputs)
+}
+
+/// Thesis §6.2 (CheckQuorum), the leader change of the soak that the consensus thread's order of
+/// ticks and events prevents (`runtime/consensus.rs`, "Ticks and events"). The stall lasts the
+/// minimum election timeout, so the round's check falls on its last tick. Handed those ticks
+/// before the answers that arrived during them, the leader checks a round in which it took
+/// nothing from anyone, and steps down, though both followers answered in time.
+#[test]
+fn a_stalled_leader_given_its_ticks_before_the_answers_queued_meanwhile_steps_down() {
+    let (mut cluster, answers) = a_leader_stalls_after_sending();
+    let (min, _) = cluster.node(1).config().election_ticks;
+
+    cluster.tick(1, min - 1);
+    assert_eq!(cluster.role(1), Role::Leader, "no check before `min` ticks");
+    cluster.tick(1, 1);
+    assert_eq!(
+        (cluster.role(1), cluster.term(1)),
+        (Role::Follower, 1),
+        "stepped down at the check, in the same term"
+    );
+
+    cluster.step_all(1, answers);
+    assert_eq!(cluster.role(1), Role::Follower, "the answers come too late");
+}
+
+/// Thesis §6.2 and the consensus thread's rule ("Ticks and events" in `runtime/consensus.rs`): a
+/// tick is never handed over before an event that arrived before it ended. Handed the answers
+/// queued during the stall first, the same leader counts both followers in the round it checks
+/// at the stall's last tick, and keeps leading.
+#[test]
+fn a_stalled_leader_given_the_answers_queued_meanwhile_before_its_ticks_keeps_leading() {
+    let (mut cluster, answers) = a_leader_stalls_after_sending();
+    let (min, _) = cluster.node(1).config().election_ticks;
+
+    cluster.step_all(1, answers);
+    assert!(cluster.progress(1, 2).recent_active && cluster.progress(1, 3).recent_active);
+    cluster.tick(1, min);
+
+    assert_eq!((cluster.role(1), cluster.term(1)), (Role::Leader, 1));
+    assert_eq!(cluster.commit(1), 2, "and the proposal committed");
 }
 
 /// Thesis §6.2: CheckQuorum is what makes a cut-off leader step down; without it, the leader of a
