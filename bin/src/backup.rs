@@ -416,7 +416,7 @@ pub fn fetch(
         loop {
             let piece =
                 read(offset, max_bytes).map_err(|error| FetchError::Client { offset, error })?;
-            let snapshot = piece.snapshot();
+            let snapshot = piece.snapshot_id();
             if fetching.is_some_and(|fetching| fetching != snapshot) {
                 restarts += 1;
                 if restarts > MAX_FETCH_RESTARTS {

@@ -44,7 +44,7 @@ use std::process::ExitCode;
 
 use std::fs::File;
 
-use balsa::client::load::{self, Load, Progress, Sockets, Workload};
+use balsa::client::load::{self, Load, LoadProgress, Sockets, Workload};
 use balsa::client::{Client, ClientError, ClientOptions};
 
 use crate::args::{BenchArgs, DEFAULT_ASKING_TIMEOUT};
@@ -133,7 +133,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
         "operations"
     };
     let mut told_first_error = false;
-    let mut progress = |progress: Progress| {
+    let mut progress = |progress: LoadProgress| {
         if let Some(first) = &progress.first_error
             && !told_first_error
         {
@@ -203,7 +203,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
 
 /// The progress line (after a carriage return, no newline): the measured operations done of
 /// those asked for, and the failed ones when there are some.
-fn progress_line(progress: &Progress, unit: &str) -> String {
+fn progress_line(progress: &LoadProgress, unit: &str) -> String {
     let mut line = if progress.warming_up {
         String::from("\rbalsa bench: warming up")
     } else {
@@ -396,7 +396,7 @@ mod tests {
 
     #[test]
     fn the_progress_line_shows_failures_as_they_happen() {
-        let mut progress = Progress {
+        let mut progress = LoadProgress {
             warming_up: true,
             done: 0,
             total: 100,

@@ -307,7 +307,7 @@ fn perf(args: &CheckPerfArgs) -> ExitCode {
     let total_s = args.duration.as_secs_f64();
     // The load calls this about once a second of its timed phase.
     let mut seconds = 0_u64;
-    let mut progress = |progress: load::Progress| {
+    let mut progress = |progress: load::LoadProgress| {
         if progress.warming_up {
             return;
         }

@@ -1,4 +1,4 @@
-//! What a running node counts, as one plain snapshot: [`Metrics`], from
+//! What a running node counts, as one plain value: [`Metrics`], from
 //! [`Node::metrics`](crate::Node::metrics). An embedder exports it with whatever it uses;
 //! `balsa serve --metrics-addr` serves it in Prometheus' text format.
 //!
@@ -8,7 +8,7 @@
 //! - the replica (which the simulator runs too) counts proposals, reads, leader changes and
 //!   snapshots sent in plain integers it owns ([`ReplicaCounts`]); the consensus thread adds
 //!   the peers' round trips, timed on its own clock. Both are read through the same API call as
-//!   [`Node::status`](crate::Node::status), so a snapshot of them is one instant of that thread;
+//!   [`Node::status`](crate::Node::status), so one reading of them is one instant of that thread;
 //! - the WAL thread times its syncs and snapshot saves into [`LatencyHistogram`]s and counts
 //!   bytes written, in relaxed atomics the node's handle reads without asking it;
 //! - the transport's counters are its own atomics ([`balsa_net::CounterValues`]).
@@ -71,7 +71,7 @@ impl LatencyHistogram {
 
     /// The histogram now (each bucket exact on its own; see the module doc).
     #[must_use]
-    pub fn snapshot(&self) -> Histogram {
+    pub fn histogram(&self) -> Histogram {
         Histogram {
             counts: std::array::from_fn(|bucket| self.counts[bucket].load(Ordering::Relaxed)),
             sum_nanos: self.sum_nanos.load(Ordering::Relaxed),
@@ -240,19 +240,13 @@ mod tests {
         histogram.observe(Duration::from_micros(51));
         histogram.observe(Duration::from_millis(3));
         histogram.observe(Duration::from_secs(60)); // beyond every bound
-        let snapshot = histogram.snapshot();
-        assert_eq!(snapshot.count(), 4);
-        assert_eq!(snapshot.counts[0], 1);
-        assert_eq!(snapshot.counts[1], 1);
-        assert_eq!(
-            snapshot.counts[6], 1,
-            "3 ms is at or below 5 ms, above 2 ms"
-        );
-        assert_eq!(snapshot.counts[BUCKETS - 1], 1);
-        assert_eq!(
-            snapshot.sum_nanos,
-            50_000 + 51_000 + 3_000_000 + 60_000_000_000
-        );
+        let now = histogram.histogram();
+        assert_eq!(now.count(), 4);
+        assert_eq!(now.counts[0], 1);
+        assert_eq!(now.counts[1], 1);
+        assert_eq!(now.counts[6], 1, "3 ms is at or below 5 ms, above 2 ms");
+        assert_eq!(now.counts[BUCKETS - 1], 1);
+        assert_eq!(now.sum_nanos, 50_000 + 51_000 + 3_000_000 + 60_000_000_000);
     }
 
     #[test]
@@ -261,7 +255,7 @@ mod tests {
         for micros in [10, 150, 150, 900] {
             histogram.observe(Duration::from_micros(micros));
         }
-        let cumulative: Vec<(f64, u64)> = histogram.snapshot().cumulative().collect();
+        let cumulative: Vec<(f64, u64)> = histogram.histogram().cumulative().collect();
         assert_eq!(cumulative.len(), BUCKETS);
         assert_eq!(cumulative[0], (0.000_05, 1));
         assert_eq!(cumulative[2], (0.000_2, 3));

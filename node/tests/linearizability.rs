@@ -16,7 +16,7 @@
 #![cfg(feature = "sim")]
 
 use balsa::sim::linearizability::{
-    DEFAULT_STEP_BUDGET_PER_KEY, INCONCLUSIVE_PREFIX, Op, Operation, Ret, check,
+    DEFAULT_STEP_BUDGET_PER_KEY, HistoryOp, INCONCLUSIVE_PREFIX, Invocation, Ret, check,
     check_by_search_alone, check_with_budget,
 };
 use proptest::prelude::*;
@@ -28,37 +28,37 @@ use std::collections::{BTreeMap, BTreeSet};
 // ----------------------------------------------------------------------------------------------
 // Building histories by hand.
 
-fn write(client: u64, key: u64, value: u64, call: u64, ret: u64) -> Operation {
-    Operation {
+fn write(client: u64, key: u64, value: u64, call: u64, ret: u64) -> HistoryOp {
+    HistoryOp {
         client,
-        op: Op::Write { key, value },
+        op: Invocation::Write { key, value },
         call,
         ret: Some((ret, Ret::WriteOk)),
     }
 }
 
-fn pending_write(client: u64, key: u64, value: u64, call: u64) -> Operation {
-    Operation {
+fn pending_write(client: u64, key: u64, value: u64, call: u64) -> HistoryOp {
+    HistoryOp {
         client,
-        op: Op::Write { key, value },
+        op: Invocation::Write { key, value },
         call,
         ret: None,
     }
 }
 
-fn read(client: u64, key: u64, seen: Option<u64>, call: u64, ret: u64) -> Operation {
-    Operation {
+fn read(client: u64, key: u64, seen: Option<u64>, call: u64, ret: u64) -> HistoryOp {
+    HistoryOp {
         client,
-        op: Op::Read { key },
+        op: Invocation::Read { key },
         call,
         ret: Some((ret, Ret::ReadOk(seen))),
     }
 }
 
-fn pending_read(client: u64, key: u64, call: u64) -> Operation {
-    Operation {
+fn pending_read(client: u64, key: u64, call: u64) -> HistoryOp {
+    HistoryOp {
         client,
-        op: Op::Read { key },
+        op: Invocation::Read { key },
         call,
         ret: None,
     }
@@ -72,50 +72,50 @@ fn cas(
     call: u64,
     ret: u64,
     answer: Ret,
-) -> Operation {
-    Operation {
+) -> HistoryOp {
+    HistoryOp {
         client,
-        op: Op::Cas { key, expected, new },
+        op: Invocation::Cas { key, expected, new },
         call,
         ret: Some((ret, answer)),
     }
 }
 
-fn pending_cas(client: u64, key: u64, (expected, new): (Option<u64>, u64), call: u64) -> Operation {
-    Operation {
+fn pending_cas(client: u64, key: u64, (expected, new): (Option<u64>, u64), call: u64) -> HistoryOp {
+    HistoryOp {
         client,
-        op: Op::Cas { key, expected, new },
+        op: Invocation::Cas { key, expected, new },
         call,
         ret: None,
     }
 }
 
-fn delete(client: u64, key: u64, call: u64, ret: u64) -> Operation {
-    Operation {
+fn delete(client: u64, key: u64, call: u64, ret: u64) -> HistoryOp {
+    HistoryOp {
         client,
-        op: Op::Delete { key },
+        op: Invocation::Delete { key },
         call,
         ret: Some((ret, Ret::DeleteOk)),
     }
 }
 
-fn pending_delete(client: u64, key: u64, call: u64) -> Operation {
-    Operation {
+fn pending_delete(client: u64, key: u64, call: u64) -> HistoryOp {
+    HistoryOp {
         client,
-        op: Op::Delete { key },
+        op: Invocation::Delete { key },
         call,
         ret: None,
     }
 }
 
-fn assert_linearizable(history: &[Operation]) {
+fn assert_linearizable(history: &[HistoryOp]) {
     if let Err(message) = check(history) {
         panic!("expected linearizable, got: {message}\nhistory: {history:#?}");
     }
 }
 
 /// Asserts a definite violation and returns its message.
-fn assert_not_linearizable(history: &[Operation]) -> String {
+fn assert_not_linearizable(history: &[HistoryOp]) -> String {
     match check(history) {
         Ok(()) => panic!("expected not linearizable, got Ok\nhistory: {history:#?}"),
         Err(message) => {
@@ -324,9 +324,9 @@ fn malformed_histories_are_reported_as_such() {
     assert!(message.starts_with("malformed history"), "{message}");
     let message = check(&[write(1, 7, 10, 0, 5), write(2, 7, 10, 6, 8)]).expect_err("dup value");
     assert!(message.starts_with("malformed history"), "{message}");
-    let wrong_kind = Operation {
+    let wrong_kind = HistoryOp {
         client: 1,
-        op: Op::Read { key: 7 },
+        op: Invocation::Read { key: 7 },
         call: 0,
         ret: Some((1, Ret::WriteOk)),
     };
@@ -338,7 +338,7 @@ fn malformed_histories_are_reported_as_such() {
 fn exhausted_budget_is_inconclusive_not_a_violation() {
     // 40 mutually concurrent writes followed by reads that pin an impossible final order: the
     // search has to consider exponentially many subsets of the writes.
-    let mut history: Vec<Operation> = (0..40)
+    let mut history: Vec<HistoryOp> = (0..40)
         .map(|value| write(value, 7, value, 0, 1000))
         .collect();
     history.push(read(100, 7, Some(0), 1001, 1002));
@@ -358,7 +358,7 @@ fn exhausted_budget_is_inconclusive_not_a_violation() {
 // 1b. Hand-written histories with compare-and-swap and delete.
 
 /// Asserts that the search alone reaches the same verdict as `check`, and returns `check`'s.
-fn assert_search_agrees(history: &[Operation]) -> Result<(), String> {
+fn assert_search_agrees(history: &[HistoryOp]) -> Result<(), String> {
     let result = check(history);
     let by_search = check_by_search_alone(history, DEFAULT_STEP_BUDGET_PER_KEY);
     assert_eq!(
@@ -758,9 +758,9 @@ fn excerpts_show_cas_and_delete_readably() {
 
 #[test]
 fn malformed_cas_and_delete_histories_are_reported_as_such() {
-    let wrong_kind = Operation {
+    let wrong_kind = HistoryOp {
         client: 1,
-        op: Op::Cas {
+        op: Invocation::Cas {
             key: 7,
             expected: None,
             new: 1,
@@ -770,9 +770,9 @@ fn malformed_cas_and_delete_histories_are_reported_as_such() {
     };
     let message = check(&[wrong_kind]).expect_err("delete result for a cas");
     assert!(message.starts_with("malformed history"), "{message}");
-    let wrong_kind = Operation {
+    let wrong_kind = HistoryOp {
         client: 1,
-        op: Op::Delete { key: 7 },
+        op: Invocation::Delete { key: 7 },
         call: 0,
         ret: Some((1, Ret::CasOk)),
     };
@@ -833,7 +833,7 @@ struct Shape {
 /// executed sequentially in that order against a register per key; each one's interval is then
 /// drawn around its point, respecting one outstanding operation per client. An operation that
 /// never returns may or may not have taken effect at its point.
-fn generate_linearizable(rng: &mut TestRng, shape: &Shape) -> Vec<Operation> {
+fn generate_linearizable(rng: &mut TestRng, shape: &Shape) -> Vec<HistoryOp> {
     let mut history = Vec::with_capacity(shape.ops);
     let mut registers: BTreeMap<u64, u64> = BTreeMap::new();
     // Per slot: the client id and the earliest time it may invoke again.
@@ -861,12 +861,15 @@ fn generate_linearizable(rng: &mut TestRng, shape: &Shape) -> Vec<Operation> {
             if !pending || rng.one_in(2) {
                 registers.insert(key, value);
             }
-            (Op::Write { key, value }, Ret::WriteOk)
+            (Invocation::Write { key, value }, Ret::WriteOk)
         } else {
-            (Op::Read { key }, Ret::ReadOk(registers.get(&key).copied()))
+            (
+                Invocation::Read { key },
+                Ret::ReadOk(registers.get(&key).copied()),
+            )
         };
         if pending {
-            history.push(Operation {
+            history.push(HistoryOp {
                 client,
                 op,
                 call,
@@ -875,7 +878,7 @@ fn generate_linearizable(rng: &mut TestRng, shape: &Shape) -> Vec<Operation> {
             slots[slot] = (next_client, call);
             next_client += 1;
         } else {
-            history.push(Operation {
+            history.push(HistoryOp {
                 client,
                 op,
                 call,
@@ -887,19 +890,19 @@ fn generate_linearizable(rng: &mut TestRng, shape: &Shape) -> Vec<Operation> {
     history
 }
 
-fn written_values(history: &[Operation]) -> Vec<u64> {
+fn written_values(history: &[HistoryOp]) -> Vec<u64> {
     history
         .iter()
         .filter_map(|event| match event.op {
-            Op::Write { value, .. } | Op::Cas { new: value, .. } => Some(value),
-            Op::Read { .. } | Op::Delete { .. } => None,
+            Invocation::Write { value, .. } | Invocation::Cas { new: value, .. } => Some(value),
+            Invocation::Read { .. } | Invocation::Delete { .. } => None,
         })
         .collect()
 }
 
 /// Applies one or two random mutations to a history, which often makes it non-linearizable;
 /// the result is still well formed (returns after calls, unique written values).
-fn mutate(rng: &mut TestRng, history: &mut [Operation]) {
+fn mutate(rng: &mut TestRng, history: &mut [HistoryOp]) {
     let max_time = history
         .iter()
         .map(|event| event.ret.map_or(event.call, |(ret_time, _)| ret_time))
@@ -941,11 +944,11 @@ fn mutate(rng: &mut TestRng, history: &mut [Operation]) {
             6 if history[target].ret.is_none() => {
                 let ret_time = history[target].call + rng.between(1, 30);
                 let ret = match history[target].op {
-                    Op::Write { .. } => Ret::WriteOk,
-                    Op::Read { .. } if values.is_empty() => Ret::ReadOk(None),
-                    Op::Read { .. } => Ret::ReadOk(Some(values[rng.index(values.len())])),
-                    Op::Cas { .. } => Ret::CasOk,
-                    Op::Delete { .. } => Ret::DeleteOk,
+                    Invocation::Write { .. } => Ret::WriteOk,
+                    Invocation::Read { .. } if values.is_empty() => Ret::ReadOk(None),
+                    Invocation::Read { .. } => Ret::ReadOk(Some(values[rng.index(values.len())])),
+                    Invocation::Cas { .. } => Ret::CasOk,
+                    Invocation::Delete { .. } => Ret::DeleteOk,
                 };
                 history[target].ret = Some((ret_time, ret));
             }
@@ -967,7 +970,7 @@ fn mutate(rng: &mut TestRng, history: &mut [Operation]) {
 }
 
 /// A history with no structure: random intervals and random results.
-fn generate_arbitrary(rng: &mut TestRng, ops: usize) -> Vec<Operation> {
+fn generate_arbitrary(rng: &mut TestRng, ops: usize) -> Vec<HistoryOp> {
     let mut history = Vec::with_capacity(ops);
     for index in 0..ops as u64 {
         let key = rng.between(0, 1);
@@ -975,7 +978,7 @@ fn generate_arbitrary(rng: &mut TestRng, ops: usize) -> Vec<Operation> {
         let ret_time = call + rng.between(1, 30);
         let (op, ret) = if rng.one_in(2) {
             (
-                Op::Write {
+                Invocation::Write {
                     key,
                     value: index + 1,
                 },
@@ -983,10 +986,13 @@ fn generate_arbitrary(rng: &mut TestRng, ops: usize) -> Vec<Operation> {
             )
         } else {
             let seen = rng.between(0, ops as u64);
-            (Op::Read { key }, Ret::ReadOk((seen > 0).then_some(seen)))
+            (
+                Invocation::Read { key },
+                Ret::ReadOk((seen > 0).then_some(seen)),
+            )
         };
         let ret = (!rng.one_in(6)).then_some((ret_time, ret));
-        history.push(Operation {
+        history.push(HistoryOp {
             client: index % 3,
             op,
             call,
@@ -1005,9 +1011,9 @@ fn generate_arbitrary(rng: &mut TestRng, ops: usize) -> Vec<Operation> {
 /// succeeds once every operation that returned is placed. Operations that never returned may
 /// be placed (anywhere after their call; a read then checks nothing, a cas must swap) or left
 /// out.
-fn brute_force_linearizable(history: &[Operation]) -> bool {
+fn brute_force_linearizable(history: &[HistoryOp]) -> bool {
     fn extend(
-        history: &[Operation],
+        history: &[HistoryOp],
         placed: &mut [bool],
         registers: &mut BTreeMap<u64, u64>,
     ) -> bool {
@@ -1033,30 +1039,30 @@ fn brute_force_linearizable(history: &[Operation]) -> bool {
             }
             let event = history[next];
             let undo = match (event.op, event.ret) {
-                (Op::Write { key, value }, _) => Some((key, registers.insert(key, value))),
-                (Op::Read { key }, Some((_, Ret::ReadOk(seen)))) => {
+                (Invocation::Write { key, value }, _) => Some((key, registers.insert(key, value))),
+                (Invocation::Read { key }, Some((_, Ret::ReadOk(seen)))) => {
                     if registers.get(&key).copied() != seen {
                         continue;
                     }
                     None
                 }
-                (Op::Read { .. }, _) => None,
+                (Invocation::Read { .. }, _) => None,
                 // A cas that never answered, placed, is taken to have swapped (one that failed
                 // did nothing: leaving it out covers that).
-                (Op::Cas { key, expected, new }, None | Some((_, Ret::CasOk))) => {
+                (Invocation::Cas { key, expected, new }, None | Some((_, Ret::CasOk))) => {
                     if registers.get(&key).copied() != expected {
                         continue;
                     }
                     Some((key, registers.insert(key, new)))
                 }
-                (Op::Cas { key, expected, .. }, Some((_, ret))) => {
+                (Invocation::Cas { key, expected, .. }, Some((_, ret))) => {
                     let held = registers.get(&key).copied();
                     if ret != Ret::CasFail(held) || held == expected {
                         continue;
                     }
                     None
                 }
-                (Op::Delete { key }, _) => Some((key, registers.remove(&key))),
+                (Invocation::Delete { key }, _) => Some((key, registers.remove(&key))),
             };
             placed[next] = true;
             let found = extend(history, placed, registers);
@@ -1083,12 +1089,12 @@ fn brute_force_linearizable(history: &[Operation]) -> bool {
 /// Stateright's tester, one per key, with each operation on its own thread (so its
 /// one-operation-per-thread rule holds for any history) and events fed in time order, calls
 /// before returns at equal times (ties are concurrent, as in the checker).
-fn stateright_linearizable(history: &[Operation]) -> bool {
+fn stateright_linearizable(history: &[HistoryOp]) -> bool {
     let keys: BTreeSet<u64> = history
         .iter()
         .map(|event| match event.op {
-            Op::Write { key, .. } | Op::Read { key } => key,
-            Op::Cas { .. } | Op::Delete { .. } => {
+            Invocation::Write { key, .. } | Invocation::Read { key } => key,
+            Invocation::Cas { .. } | Invocation::Delete { .. } => {
                 panic!("stateright's register has no cas or delete: {event:?}")
             }
         })
@@ -1096,8 +1102,10 @@ fn stateright_linearizable(history: &[Operation]) -> bool {
     keys.into_iter().all(|key| {
         let mut timeline: Vec<(u64, bool, usize)> = Vec::new();
         for (index, event) in history.iter().enumerate() {
-            let on_key =
-                matches!(event.op, Op::Write { key: k, .. } | Op::Read { key: k } if k == key);
+            let on_key = matches!(
+                event.op,
+                Invocation::Write { key: k, .. } | Invocation::Read { key: k } if k == key
+            );
             if on_key {
                 timeline.push((event.call, false, index));
                 if let Some((ret_time, _)) = event.ret {
@@ -1117,9 +1125,9 @@ fn stateright_linearizable(history: &[Operation]) -> bool {
                 tester.on_return(index, ret).map(|_| ())
             } else {
                 let op = match event.op {
-                    Op::Write { value, .. } => RegisterOp::Write(Some(value)),
-                    Op::Read { .. } => RegisterOp::Read,
-                    Op::Cas { .. } | Op::Delete { .. } => {
+                    Invocation::Write { value, .. } => RegisterOp::Write(Some(value)),
+                    Invocation::Read { .. } => RegisterOp::Read,
+                    Invocation::Cas { .. } | Invocation::Delete { .. } => {
                         unreachable!("the keys were collected above, where these panic")
                     }
                 };
@@ -1156,7 +1164,7 @@ fn verdict_of(result: Result<(), String>) -> Result<bool, String> {
 
 /// Asserts that `check`, `check_by_search_alone` (the search refuting every violation itself),
 /// the brute force and Stateright agree on `history`.
-fn cross_check(history: &[Operation], tally: &mut Tally, origin: &str, seed: u64) {
+fn cross_check(history: &[HistoryOp], tally: &mut Tally, origin: &str, seed: u64) {
     let result = check(history);
     if result
         .as_ref()
@@ -1244,7 +1252,7 @@ fn random_tiny_histories_agree_with_brute_force_and_stateright() {
 /// client's reads seeing the first, the second, then the first again: a violation only the
 /// search finds (neither write was invoked after the other returned), and only after refuting
 /// every alternative for the whole of `key`'s sub-history before it.
-fn with_read_inversion_at_the_end(history: &[Operation], key: u64) -> Vec<Operation> {
+fn with_read_inversion_at_the_end(history: &[HistoryOp], key: u64) -> Vec<HistoryOp> {
     let end = history
         .iter()
         .map(|event| event.ret.map_or(event.call, |(ret_time, _)| ret_time))
@@ -1282,7 +1290,7 @@ fn large_mostly_sequential_histories_are_checked_quickly() {
         let completed_writes_to_key_0: Vec<(u64, u64, u64)> = history
             .iter()
             .filter_map(|event| match (event.op, event.ret) {
-                (Op::Write { key: 0, value }, Some((ret_time, _))) => {
+                (Invocation::Write { key: 0, value }, Some((ret_time, _))) => {
                     Some((value, event.call, ret_time))
                 }
                 _ => None,
@@ -1392,7 +1400,7 @@ const NEVER_WRITTEN: u64 = 1 << 40;
 /// point, each client having one operation outstanding at a time. An operation that is not
 /// answered takes effect at its point or not at all (a cas only if it would swap), and its
 /// client is replaced by a new one.
-fn history_from_steps(steps: &[Step], layout: Layout) -> Vec<Operation> {
+fn history_from_steps(steps: &[Step], layout: Layout) -> Vec<HistoryOp> {
     let mut history = Vec::with_capacity(steps.len());
     let mut registers: BTreeMap<u64, u64> = BTreeMap::new();
     // Per key, the values it held, oldest first.
@@ -1425,9 +1433,13 @@ fn history_from_steps(steps: &[Step], layout: Layout) -> Vec<Operation> {
             StepKind::Write => {
                 let value = next_value;
                 next_value += 1;
-                (Op::Write { key, value }, Ret::WriteOk, Some(Some(value)))
+                (
+                    Invocation::Write { key, value },
+                    Ret::WriteOk,
+                    Some(Some(value)),
+                )
             }
-            StepKind::Read => (Op::Read { key }, Ret::ReadOk(current), None),
+            StepKind::Read => (Invocation::Read { key }, Ret::ReadOk(current), None),
             StepKind::Cas(expectation) => {
                 let new = next_value;
                 next_value += 1;
@@ -1441,14 +1453,14 @@ fn history_from_steps(steps: &[Step], layout: Layout) -> Vec<Operation> {
                     }
                     Expectation::Never => Some(NEVER_WRITTEN - new),
                 };
-                let op = Op::Cas { key, expected, new };
+                let op = Invocation::Cas { key, expected, new };
                 if expected == current {
                     (op, Ret::CasOk, Some(Some(new)))
                 } else {
                     (op, Ret::CasFail(current), None)
                 }
             }
-            StepKind::Delete => (Op::Delete { key }, Ret::DeleteOk, Some(None)),
+            StepKind::Delete => (Invocation::Delete { key }, Ret::DeleteOk, Some(None)),
         };
         if step.answered || step.takes_effect {
             match change {
@@ -1463,7 +1475,7 @@ fn history_from_steps(steps: &[Step], layout: Layout) -> Vec<Operation> {
             }
         }
         if step.answered {
-            history.push(Operation {
+            history.push(HistoryOp {
                 client,
                 op,
                 call,
@@ -1471,7 +1483,7 @@ fn history_from_steps(steps: &[Step], layout: Layout) -> Vec<Operation> {
             });
             slots[slot].1 = ret_time + 1;
         } else {
-            history.push(Operation {
+            history.push(HistoryOp {
                 client,
                 op,
                 call,
@@ -1555,7 +1567,7 @@ fn layout_strategy() -> impl Strategy<Value = Layout> {
 /// picked by `pick` among absence, the values carried into its key and one never written; a
 /// cas that swapped may instead report a failure, and a failed one a swap. Returns whether
 /// anything changed.
-fn mutate_returned_value(history: &mut [Operation], target: usize, pick: usize) -> bool {
+fn mutate_returned_value(history: &mut [HistoryOp], target: usize, pick: usize) -> bool {
     let answered: Vec<usize> = (0..history.len())
         .filter(|&index| {
             matches!(
@@ -1568,17 +1580,20 @@ fn mutate_returned_value(history: &mut [Operation], target: usize, pick: usize) 
         return false;
     }
     let target = answered[target % answered.len()];
-    let Operation { op, ret, .. } = history[target];
+    let HistoryOp { op, ret, .. } = history[target];
     let Some((ret_time, old)) = ret else {
         return false;
     };
     let key = match op {
-        Op::Write { key, .. } | Op::Read { key } | Op::Cas { key, .. } | Op::Delete { key } => key,
+        Invocation::Write { key, .. }
+        | Invocation::Read { key }
+        | Invocation::Cas { key, .. }
+        | Invocation::Delete { key } => key,
     };
     let mut choices: Vec<Option<u64>> = vec![None, Some(NEVER_WRITTEN)];
     choices.extend(history.iter().filter_map(|event| match event.op {
-        Op::Write { key: k, value }
-        | Op::Cas {
+        Invocation::Write { key: k, value }
+        | Invocation::Cas {
             key: k, new: value, ..
         } if k == key => Some(Some(value)),
         _ => None,
@@ -1683,7 +1698,7 @@ fn random_tiny_histories_with_cas_and_delete_agree_with_brute_force() {
 }
 
 /// Asserts that `check`, `check_by_search_alone` and the brute force agree on `history`.
-fn cross_check_with_brute_force(history: &[Operation], tally: &mut Tally, origin: &str, seed: u64) {
+fn cross_check_with_brute_force(history: &[HistoryOp], tally: &mut Tally, origin: &str, seed: u64) {
     let result = check(history);
     let by_search = check_by_search_alone(history, DEFAULT_STEP_BUDGET_PER_KEY);
     let brute_force = brute_force_linearizable(history);

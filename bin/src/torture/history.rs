@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 
-use balsa::sim::linearizability::{Op, Operation, Ret};
+use balsa::sim::linearizability::{HistoryOp, Invocation, Ret};
 use serde::Serialize;
 
 /// What an operation did, as far as its client knows.
@@ -185,7 +185,7 @@ impl Interner {
 /// `info` operations never returned; a read that ended `info` has no effect and is left out
 /// too. Times are the nanosecond times, doubled, so that a return and a call at the same
 /// nanosecond stay ordered as recorded (the checker treats equal times as concurrent anyway).
-pub fn to_checker(history: &[Record]) -> Vec<Operation> {
+pub fn to_checker(history: &[Record]) -> Vec<HistoryOp> {
     let mut keys = Interner::default();
     let mut values = Interner::default();
     let mut operations = Vec::with_capacity(history.len());
@@ -202,7 +202,7 @@ pub fn to_checker(history: &[Record]) -> Vec<Operation> {
                 let Call::Cas { expected, new } = &record.call else {
                     continue;
                 };
-                let op = Op::Cas {
+                let op = Invocation::Cas {
                     key,
                     expected: values.option(expected.as_ref()),
                     new: values.number(new),
@@ -211,7 +211,7 @@ pub fn to_checker(history: &[Record]) -> Vec<Operation> {
             }
             (_, Outcome::Fail, _) | (Call::Get, Outcome::Info, _) => continue,
             (Call::Put { value }, outcome, _) => {
-                let op = Op::Write {
+                let op = Invocation::Write {
                     key,
                     value: values.number(value),
                 };
@@ -222,10 +222,10 @@ pub fn to_checker(history: &[Record]) -> Vec<Operation> {
                     Output::Value(value) => values.option(value.as_ref()),
                     _ => None,
                 };
-                (Op::Read { key }, Some(Ret::ReadOk(seen)))
+                (Invocation::Read { key }, Some(Ret::ReadOk(seen)))
             }
             (Call::Cas { expected, new }, outcome, _) => {
-                let op = Op::Cas {
+                let op = Invocation::Cas {
                     key,
                     expected: values.option(expected.as_ref()),
                     new: values.number(new),
@@ -233,11 +233,11 @@ pub fn to_checker(history: &[Record]) -> Vec<Operation> {
                 (op, (outcome == Outcome::Ok).then_some(Ret::CasOk))
             }
             (Call::Del, outcome, _) => (
-                Op::Delete { key },
+                Invocation::Delete { key },
                 (outcome == Outcome::Ok).then_some(Ret::DeleteOk),
             ),
         };
-        operations.push(Operation {
+        operations.push(HistoryOp {
             client: record.process,
             op,
             call: record.call_ns.saturating_mul(2),
@@ -342,7 +342,7 @@ mod tests {
         let checked = to_checker(&history);
         assert_eq!(checked.len(), 2);
         assert!(matches!(checked[0].ret, Some((_, Ret::CasFail(None)))));
-        assert!(matches!(checked[1].op, Op::Delete { .. }));
+        assert!(matches!(checked[1].op, Invocation::Delete { .. }));
         assert_eq!(checked[1].ret, None);
     }
 }

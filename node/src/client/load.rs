@@ -51,8 +51,9 @@
 //! failure that says no node ever answered ([`ClientError::NoNodeAnswered`]: no cluster there),
 //! or once [`STOP_AFTER`] operations failed in a row over all clients (no success between
 //! them): a dead cluster costs one operation timeout, or a few, not one per operation.
-//! [`Outcome::stopped`] says why. [`Progress`], about once a second from the start (the warm-up
-//! too), counts the failures so far and gives the first, so a user sees them as they happen.
+//! [`Outcome::stopped`] says why. [`LoadProgress`], about once a second from the start (the
+//! warm-up too), counts the failures so far and gives the first, so a user sees them as they
+//! happen.
 //!
 //! This and the node's runtime are the crate's only code that starts threads (scoped: every one
 //! has ended when [`run`] returns).
@@ -245,7 +246,7 @@ pub struct Outcome {
 
 /// How a run is going, handed to [`run`]'s `progress` about once a second.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Progress {
+pub struct LoadProgress {
     /// The warm-up is still running (nothing is measured yet).
     pub warming_up: bool,
     /// Measured operations that succeeded so far.
@@ -292,8 +293,8 @@ impl Live {
         self.failing_in_a_row.store(0, Ordering::Relaxed);
     }
 
-    fn progress(&self, warming_up: bool, total: u64) -> Progress {
-        Progress {
+    fn progress(&self, warming_up: bool, total: u64) -> LoadProgress {
+        LoadProgress {
             warming_up,
             done: self.done.load(Ordering::Relaxed),
             total,
@@ -332,7 +333,7 @@ impl Outcome {
 /// [`ClientError::Config`] if `load` asks for no clients, has no endpoints or endpoints of both
 /// address families, or options a client refuses; [`ClientError::Io`] if a client socket cannot
 /// be set up or fails.
-pub fn run(load: &Load, progress: &mut dyn FnMut(Progress)) -> Result<Outcome, ClientError> {
+pub fn run(load: &Load, progress: &mut dyn FnMut(LoadProgress)) -> Result<Outcome, ClientError> {
     if load.clients == 0 {
         return Err(ClientError::Config {
             reason: "at least one client is needed".into(),

@@ -230,7 +230,7 @@ struct InFlight {
     moved_on: usize,
     /// Why the last attempt was refused (for [`ClientError::Unavailable`]).
     last_refusal: String,
-    step: Step,
+    step: AttemptState,
 }
 
 /// What an operation expects back: its kind.
@@ -255,8 +255,9 @@ enum Route {
     Node(SocketAddr),
 }
 
+/// Where the operation's attempts stand.
 #[derive(Clone, Copy, Debug)]
-enum Step {
+enum AttemptState {
     /// The next attempt is due now.
     Ready { target: SocketAddr },
     /// Attempt `attempt` went to `target`; it is given up at `until`.
@@ -450,7 +451,7 @@ impl Session {
             some_attempt_unanswered: false,
             moved_on: 0,
             last_refusal: String::from("no attempt was made"),
-            step: Step::Ready { target },
+            step: AttemptState::Ready { target },
         });
         Ok(())
     }
@@ -461,7 +462,7 @@ impl Session {
         let State::Busy(op) = &mut self.state else {
             return None;
         };
-        let Step::Ready { target } = op.step else {
+        let AttemptState::Ready { target } = op.step else {
             return None;
         };
         if now >= op.deadline {
@@ -477,7 +478,7 @@ impl Session {
             }
             None => (id, id),
         });
-        op.step = Step::Awaiting {
+        op.step = AttemptState::Awaiting {
             target,
             attempt: id,
             until: now
@@ -500,7 +501,7 @@ impl Session {
         let State::Busy(op) = &mut self.state else {
             return;
         };
-        let Step::Awaiting { target, .. } = op.step else {
+        let AttemptState::Awaiting { target, .. } = op.step else {
             return;
         };
         if let ClientError::TooLarge { .. } = error {
@@ -537,7 +538,7 @@ impl Session {
         };
         match response.body {
             ResponseBody::NotLeader { leader, address } => {
-                let Step::Awaiting {
+                let AttemptState::Awaiting {
                     target, attempt, ..
                 } = op.step
                 else {
@@ -596,8 +597,10 @@ impl Session {
             return None;
         };
         match op.step {
-            Step::Ready { .. } => Some(Duration::ZERO),
-            Step::Awaiting { until, .. } | Step::Pausing { until, .. } => Some(until),
+            AttemptState::Ready { .. } => Some(Duration::ZERO),
+            AttemptState::Awaiting { until, .. } | AttemptState::Pausing { until, .. } => {
+                Some(until)
+            }
         }
     }
 
@@ -608,7 +611,7 @@ impl Session {
             return;
         };
         match op.step {
-            Step::Awaiting { target, until, .. } if now >= until => {
+            AttemptState::Awaiting { target, until, .. } if now >= until => {
                 op.some_attempt_unanswered = true;
                 if self.leader == Some(target) {
                     self.leader = None;
@@ -617,9 +620,9 @@ impl Session {
                 let next = self.next_target(target, now);
                 self.ready(now, next);
             }
-            Step::Pausing { next, until } if now >= until => self.ready(now, next),
-            Step::Ready { target } => self.ready(now, target),
-            Step::Awaiting { .. } | Step::Pausing { .. } => {}
+            AttemptState::Pausing { next, until } if now >= until => self.ready(now, next),
+            AttemptState::Ready { target } => self.ready(now, target),
+            AttemptState::Awaiting { .. } | AttemptState::Pausing { .. } => {}
         }
     }
 
@@ -648,7 +651,7 @@ impl Session {
         if now >= op.deadline {
             self.end_out_of_time(now);
         } else {
-            op.step = Step::Ready { target };
+            op.step = AttemptState::Ready { target };
         }
     }
 
@@ -659,7 +662,7 @@ impl Session {
         let State::Busy(op) = &mut self.state else {
             return;
         };
-        op.step = Step::Pausing {
+        op.step = AttemptState::Pausing {
             next,
             until: now.saturating_add(op.backoff).min(op.deadline),
         };

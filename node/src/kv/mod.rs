@@ -37,7 +37,7 @@ pub use self::command::{
     MAX_VALUE_LEN, MAX_VALUE_SIZE, Op, Pair, Query, thousands,
 };
 pub use self::range::{KeyRange, MAX_BOUND_LEN, prefix_end};
-pub use self::session::{Admission, DEFAULT_SESSION_CAPACITY, Session, SessionTable};
+pub use self::session::{Admission, DEFAULT_SESSION_CAPACITY, SessionRecord, SessionTable};
 use crate::state_machine::{RestoreError, SnapshotWriter, StateMachine};
 
 /// The store's data: key → value, both shared and immutable (see [`KvStore`]'s `data`).

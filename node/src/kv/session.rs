@@ -31,9 +31,10 @@ use super::command::Answer;
 // `NonZeroUsize::new` of a non-zero literal, evaluated at compile time: cannot fail.
 pub const DEFAULT_SESSION_CAPACITY: NonZeroUsize = NonZeroUsize::new(10_000).unwrap();
 
-/// One client's session.
+/// One client's record in the [`SessionTable`]: its last command applied, the answer that
+/// command got, and its last activity.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Session {
+pub struct SessionRecord {
     /// The highest sequence number applied for the client.
     last_seq: u64,
     /// The answer that command got.
@@ -42,11 +43,11 @@ pub struct Session {
     last_index: u64,
 }
 
-impl Session {
+impl SessionRecord {
     /// A session whose command `last_seq` got `answer` and whose last activity was at
     /// `last_index`.
     pub fn new(last_seq: u64, answer: Answer, last_index: u64) -> Self {
-        Session {
+        SessionRecord {
             last_seq,
             answer,
             last_index,
@@ -89,7 +90,7 @@ pub struct SessionTable {
     /// The most sessions kept.
     capacity: NonZeroUsize,
     /// Client id → session.
-    sessions: BTreeMap<u64, Session>,
+    sessions: BTreeMap<u64, SessionRecord>,
     /// `(last_index, client_id)` of every session: the eviction order, oldest first.
     by_activity: BTreeSet<(u64, u64)>,
 }
@@ -126,12 +127,12 @@ impl SessionTable {
     }
 
     /// The session of `client_id`, if kept.
-    pub fn get(&self, client_id: u64) -> Option<&Session> {
+    pub fn get(&self, client_id: u64) -> Option<&SessionRecord> {
         self.sessions.get(&client_id)
     }
 
     /// Every session, by increasing client id.
-    pub fn iter(&self) -> impl Iterator<Item = (u64, &Session)> {
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &SessionRecord)> {
         self.sessions
             .iter()
             .map(|(&client_id, session)| (client_id, session))
@@ -172,14 +173,14 @@ impl SessionTable {
         } else {
             None
         };
-        self.insert(client_id, Session::new(seq, answer, index));
+        self.insert(client_id, SessionRecord::new(seq, answer, index));
         evicted
     }
 
     /// Adds `client_id`'s `session` as restored from a snapshot, replacing any it had, then
     /// evicts the least recently active sessions while there are more than the capacity (a
     /// snapshot taken with a larger capacity).
-    pub(crate) fn restore(&mut self, client_id: u64, session: Session) {
+    pub(crate) fn restore(&mut self, client_id: u64, session: SessionRecord) {
         if let Some(old) = self.sessions.remove(&client_id) {
             self.by_activity.remove(&(old.last_index, client_id));
         }
@@ -189,7 +190,7 @@ impl SessionTable {
         }
     }
 
-    fn insert(&mut self, client_id: u64, session: Session) {
+    fn insert(&mut self, client_id: u64, session: SessionRecord) {
         self.by_activity.insert((session.last_index, client_id));
         self.sessions.insert(client_id, session);
     }
@@ -206,7 +207,7 @@ impl SessionTable {
     fn touch(
         by_activity: &mut BTreeSet<(u64, u64)>,
         client_id: u64,
-        session: &mut Session,
+        session: &mut SessionRecord,
         index: u64,
     ) {
         by_activity.remove(&(session.last_index, client_id));
@@ -236,7 +237,7 @@ mod tests {
             Admission::Duplicate(Answer::CasMismatch { current: None })
         );
         assert_eq!(sessions.admit(1, 1, 14), Admission::Stale { last_seq: 2 });
-        assert_eq!(sessions.get(1).map(Session::last_index), Some(14));
+        assert_eq!(sessions.get(1).map(SessionRecord::last_index), Some(14));
     }
 
     #[test]
@@ -262,7 +263,7 @@ mod tests {
     fn restoring_more_than_the_capacity_keeps_the_most_recent() {
         let mut sessions = table(2);
         for (client_id, index) in [(5, 30), (6, 10), (7, 20)] {
-            sessions.restore(client_id, Session::new(1, Answer::Ok, index));
+            sessions.restore(client_id, SessionRecord::new(1, Answer::Ok, index));
         }
         assert_eq!(
             sessions.iter().map(|(id, _)| id).collect::<Vec<_>>(),

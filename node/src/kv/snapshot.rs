@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use super::codec::{DecodeError, DecodeErrorKind, Reader, put_bytes, put_varint, put_version};
 use super::command::{Answer, MAX_KEY_LEN, MAX_VALUE_LEN};
-use super::session::{Session, SessionTable};
+use super::session::{SessionRecord, SessionTable};
 use super::{Data, KvStore};
 
 const TAG_SNAPSHOT: u8 = 0x31;
@@ -168,7 +168,7 @@ fn decode_sessions(
             ));
         }
         let answer = Answer::decode_body(reader)?;
-        sessions.restore(client_id, Session::new(last_seq, answer, last_index));
+        sessions.restore(client_id, SessionRecord::new(last_seq, answer, last_index));
     }
     Ok(sessions)
 }

@@ -29,7 +29,7 @@ pub const SNAPSHOT_FRAME_VERSION: u8 = 1;
 
 /// Why a snapshot's frame cannot be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FrameError {
+pub enum SnapshotFrameError {
     /// The frame ends early.
     Truncated,
     /// An unknown frame version.
@@ -46,26 +46,26 @@ pub enum FrameError {
     Membership(MembershipDecodeError),
 }
 
-impl fmt::Display for FrameError {
+impl fmt::Display for SnapshotFrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FrameError::Truncated => write!(f, "snapshot frame truncated"),
-            FrameError::UnsupportedVersion { found } => write!(
+            SnapshotFrameError::Truncated => write!(f, "snapshot frame truncated"),
+            SnapshotFrameError::UnsupportedVersion { found } => write!(
                 f,
                 "snapshot frame version {found} (this build reads {SNAPSHOT_FRAME_VERSION})"
             ),
-            FrameError::BadFlag { found } => {
+            SnapshotFrameError::BadFlag { found } => {
                 write!(
                     f,
                     "snapshot frame's configuration flag is {found}, not 0 or 1"
                 )
             }
-            FrameError::Membership(error) => write!(f, "snapshot's {error}"),
+            SnapshotFrameError::Membership(error) => write!(f, "snapshot's {error}"),
         }
     }
 }
 
-impl std::error::Error for FrameError {}
+impl std::error::Error for SnapshotFrameError {}
 
 /// A snapshot's parts, borrowed from its bytes.
 #[derive(Debug, PartialEq, Eq)]
@@ -98,7 +98,7 @@ pub fn header(membership: Option<&Membership>, state_len: usize) -> Vec<u8> {
 }
 
 /// The parts of snapshot `bytes`; unframed (older) snapshots are all state.
-pub fn unframe(bytes: &[u8]) -> Result<Framed<'_>, FrameError> {
+pub fn unframe(bytes: &[u8]) -> Result<Framed<'_>, SnapshotFrameError> {
     let Some(rest) = bytes.strip_prefix(&SNAPSHOT_MAGIC) else {
         return Ok(Framed {
             membership: None,
@@ -106,27 +106,27 @@ pub fn unframe(bytes: &[u8]) -> Result<Framed<'_>, FrameError> {
         });
     };
     let [version, flag, l0, l1, l2, l3, rest @ ..] = rest else {
-        return Err(FrameError::Truncated);
+        return Err(SnapshotFrameError::Truncated);
     };
     if *version != SNAPSHOT_FRAME_VERSION {
-        return Err(FrameError::UnsupportedVersion { found: *version });
+        return Err(SnapshotFrameError::UnsupportedVersion { found: *version });
     }
     let len = u32::from_le_bytes([*l0, *l1, *l2, *l3]) as usize;
     if rest.len() < len {
-        return Err(FrameError::Truncated);
+        return Err(SnapshotFrameError::Truncated);
     }
     let (config, state) = rest.split_at(len);
     let membership = match flag {
         0 if len == 0 => None,
-        1 => Some(Membership::decode(config).map_err(FrameError::Membership)?),
-        found => return Err(FrameError::BadFlag { found: *found }),
+        1 => Some(Membership::decode(config).map_err(SnapshotFrameError::Membership)?),
+        found => return Err(SnapshotFrameError::BadFlag { found: *found }),
     };
     Ok(Framed { membership, state })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{FrameError, frame, unframe};
+    use super::{SnapshotFrameError, frame, unframe};
     use crate::raft::membership::Membership;
 
     #[test]
@@ -155,15 +155,18 @@ mod tests {
         let three = Membership::bootstrap((1..=3).map(|id| (id, vec![b'a'; 3])));
         let bytes = frame(Some(&three), b"state");
         // Cut inside the configuration: refused, never read as a smaller configuration.
-        assert_eq!(unframe(&bytes[..20]), Err(FrameError::Truncated));
+        assert_eq!(unframe(&bytes[..20]), Err(SnapshotFrameError::Truncated));
         let mut flag = bytes.clone();
         flag[9] = 7;
-        assert_eq!(unframe(&flag), Err(FrameError::BadFlag { found: 7 }));
+        assert_eq!(
+            unframe(&flag),
+            Err(SnapshotFrameError::BadFlag { found: 7 })
+        );
         let mut version = bytes;
         version[8] = 2;
         assert_eq!(
             unframe(&version),
-            Err(FrameError::UnsupportedVersion { found: 2 })
+            Err(SnapshotFrameError::UnsupportedVersion { found: 2 })
         );
     }
 }

@@ -339,7 +339,7 @@ fn a_snapshot_is_read_in_pieces_that_fit_a_datagram_and_name_their_snapshot() {
         else {
             panic!("a piece at {offset}");
         };
-        assert_eq!(piece.snapshot(), (40, 2, data.len() as u64, crc));
+        assert_eq!(piece.snapshot_id(), (40, 2, data.len() as u64, crc));
         assert_eq!(piece.offset, offset);
         assert!(!piece.data.is_empty() && piece.data.len() <= cap);
         read.extend_from_slice(&piece.data);

@@ -368,7 +368,7 @@ impl<S: StateMachine> Consensus<S> {
                         .round_trips
                         .histograms
                         .iter()
-                        .map(|(id, histogram)| (*id, histogram.snapshot()))
+                        .map(|(id, histogram)| (*id, histogram.histogram()))
                         .collect(),
                     ticks: clock.delivered(),
                     timer_wakeups: clock.wakeups(),

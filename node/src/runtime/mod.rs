@@ -481,9 +481,9 @@ impl MetricsReader {
             proposals_pending,
             counts,
             client_sessions,
-            wal_fsync: self.storage.fsync.snapshot(),
+            wal_fsync: self.storage.fsync.histogram(),
             wal_bytes_written: self.storage.bytes_written.load(Ordering::Relaxed),
-            snapshot_save: self.storage.snapshot_save.snapshot(),
+            snapshot_save: self.storage.snapshot_save.histogram(),
             peer_round_trip,
             net: self
                 .net

@@ -301,8 +301,9 @@ pub struct SnapshotPiece {
 }
 
 impl SnapshotPiece {
-    /// The snapshot it comes from: (index, term, size, CRC).
-    pub fn snapshot(&self) -> (u64, u64, u64, u32) {
+    /// Which snapshot it comes from, as (index, term, size, CRC): pieces with equal ids come
+    /// from the same snapshot.
+    pub fn snapshot_id(&self) -> (u64, u64, u64, u32) {
         (self.index, self.term, self.size, self.crc)
     }
 }

@@ -29,7 +29,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
-use super::linearizability::{Op, Operation, Ret};
+use super::linearizability::{HistoryOp, Invocation, Ret};
 use super::network::SUBTICKS_PER_TICK;
 use super::rng::SimRng;
 use super::store::{key_bytes, value_bytes, value_from_bytes};
@@ -48,7 +48,7 @@ const THINK: (u64, u64) = (0, 3 * SUBTICKS_PER_TICK);
 /// When no node is up, a client looks again after this long.
 const NOBODY_UP_RETRY: u64 = 5 * SUBTICKS_PER_TICK;
 
-/// Why the clients' matches on [`Op`] need no arm for the checker's other operations:
+/// Why the clients' matches on [`Invocation`] need no arm for the checker's other operations:
 /// `Clients::start` invokes only these two.
 const ONLY_WRITES_AND_READS: &str = "the simulated clients issue only writes and reads";
 
@@ -59,11 +59,12 @@ struct Outstanding {
     seq: u64,
     /// Where it sits in the history.
     slot: usize,
-    op: Op,
+    op: Invocation,
 }
 
+/// One simulated client of the key-value service.
 #[derive(Clone, Debug)]
-struct Client {
+struct SimClient {
     /// Its id, in the history and in commands.
     id: u64,
     /// The sequence number of its newest operation.
@@ -95,7 +96,7 @@ pub struct Outgoing {
 
 /// Workload parameters of a run.
 #[derive(Clone, Copy, Debug)]
-pub struct Workload {
+pub struct SimWorkload {
     /// Clients (besides the probe).
     pub clients: usize,
     /// Keys, numbered from 0.
@@ -107,10 +108,10 @@ pub struct Workload {
 /// Every client, the history, and what the driver must schedule.
 #[derive(Debug)]
 pub struct Clients {
-    workload: Workload,
-    clients: Vec<Client>,
+    workload: SimWorkload,
+    clients: Vec<SimClient>,
     /// Operations in invocation order; `None` where a read was dropped.
-    history: Vec<Option<Operation>>,
+    history: Vec<Option<HistoryOp>>,
     /// The history's logical clock.
     clock: u64,
     next_value: u64,
@@ -128,7 +129,7 @@ pub struct Clients {
 
 impl Clients {
     /// `workload.clients` idle clients, each due to start at a random time soon.
-    pub fn new(workload: Workload, stale_reads: bool, rng: &mut SimRng) -> Clients {
+    pub fn new(workload: SimWorkload, stale_reads: bool, rng: &mut SimRng) -> Clients {
         let mut clients = Clients {
             workload,
             clients: Vec::new(),
@@ -150,7 +151,7 @@ impl Clients {
 
     fn add(&mut self, probe: bool) -> usize {
         let index = self.clients.len();
-        self.clients.push(Client {
+        self.clients.push(SimClient {
             id: index as u64 + 1,
             seq: 0,
             outstanding: None,
@@ -210,18 +211,20 @@ impl Clients {
                 self.start(index, write, up, rng)
             }
             Some(outstanding) => match outstanding.op {
-                Op::Write { .. } => {
+                Invocation::Write { .. } => {
                     let client = &mut self.clients[index];
                     if client.unanswered {
                         client.leader_hint = None;
                     }
                     self.send_write(index, outstanding, up, rng)
                 }
-                Op::Read { .. } => {
+                Invocation::Read { .. } => {
                     self.fail_read(index, rng);
                     None
                 }
-                Op::Cas { .. } | Op::Delete { .. } => unreachable!("{ONLY_WRITES_AND_READS}"),
+                Invocation::Cas { .. } | Invocation::Delete { .. } => {
+                    unreachable!("{ONLY_WRITES_AND_READS}")
+                }
             },
         }
     }
@@ -242,9 +245,9 @@ impl Clients {
         let op = if write {
             let value = self.next_value;
             self.next_value += 1;
-            Op::Write { key, value }
+            Invocation::Write { key, value }
         } else {
-            Op::Read { key }
+            Invocation::Read { key }
         };
         let call = self.tick_clock();
         let client = &mut self.clients[index];
@@ -255,15 +258,15 @@ impl Clients {
             op,
         };
         client.outstanding = Some(outstanding);
-        self.history.push(Some(Operation {
+        self.history.push(Some(HistoryOp {
             client: client.id,
             op,
             call,
             ret: None,
         }));
         match op {
-            Op::Write { .. } => self.send_write(index, outstanding, up, rng),
-            Op::Read { key } => {
+            Invocation::Write { .. } => self.send_write(index, outstanding, up, rng),
+            Invocation::Read { key } => {
                 self.rearm(index, READ_TIMEOUT);
                 let query = Query::Get {
                     key: key_bytes(key),
@@ -274,7 +277,9 @@ impl Clients {
                 };
                 Some(self.request(index, rng.pick(up), outstanding.seq, body))
             }
-            Op::Cas { .. } | Op::Delete { .. } => unreachable!("{ONLY_WRITES_AND_READS}"),
+            Invocation::Cas { .. } | Invocation::Delete { .. } => {
+                unreachable!("{ONLY_WRITES_AND_READS}")
+            }
         }
     }
 
@@ -287,7 +292,7 @@ impl Clients {
         up: &[NodeId],
         rng: &mut SimRng,
     ) -> Option<Outgoing> {
-        let Op::Write { key, value } = outstanding.op else {
+        let Invocation::Write { key, value } = outstanding.op else {
             return None;
         };
         if up.is_empty() {
@@ -354,39 +359,45 @@ impl Clients {
                 self.clients[index].leader_hint = leader;
                 self.clients[index].unanswered = false;
                 match outstanding.op {
-                    Op::Write { .. } => {
+                    Invocation::Write { .. } => {
                         let delay = rng.range(REFUSED_RETRY.0, REFUSED_RETRY.1 + 1);
                         self.rearm(index, delay);
                     }
-                    Op::Read { .. } => self.fail_read(index, rng),
-                    Op::Cas { .. } | Op::Delete { .. } => unreachable!("{ONLY_WRITES_AND_READS}"),
-                }
-            }
-            (Op::Write { .. }, ResponseBody::Applied { data }) => match Answer::decode(&data) {
-                Ok(Answer::Ok) => {
-                    let probe = self.clients[index].probe;
-                    let now = self.tick_clock();
-                    self.finish(index, Some((now, Ret::WriteOk)), rng);
-                    self.committed_writes += 1;
-                    if probe {
-                        self.probe_done = Some(now);
+                    Invocation::Read { .. } => self.fail_read(index, rng),
+                    Invocation::Cas { .. } | Invocation::Delete { .. } => {
+                        unreachable!("{ONLY_WRITES_AND_READS}")
                     }
                 }
-                other => return unexpected(&format!("the answer {other:?}")),
-            },
-            (Op::Read { .. }, ResponseBody::Query { data }) => match Answer::decode(&data) {
-                Ok(Answer::Value(value)) => {
-                    let value = match value.as_deref().map(value_from_bytes) {
-                        None => None,
-                        Some(Some(value)) if value < self.next_value => Some(value),
-                        Some(_) => return unexpected("a value no client wrote"),
-                    };
-                    let now = self.tick_clock();
-                    self.finish(index, Some((now, Ret::ReadOk(value))), rng);
-                    self.reads += 1;
+            }
+            (Invocation::Write { .. }, ResponseBody::Applied { data }) => {
+                match Answer::decode(&data) {
+                    Ok(Answer::Ok) => {
+                        let probe = self.clients[index].probe;
+                        let now = self.tick_clock();
+                        self.finish(index, Some((now, Ret::WriteOk)), rng);
+                        self.committed_writes += 1;
+                        if probe {
+                            self.probe_done = Some(now);
+                        }
+                    }
+                    other => return unexpected(&format!("the answer {other:?}")),
                 }
-                other => return unexpected(&format!("the answer {other:?}")),
-            },
+            }
+            (Invocation::Read { .. }, ResponseBody::Query { data }) => {
+                match Answer::decode(&data) {
+                    Ok(Answer::Value(value)) => {
+                        let value = match value.as_deref().map(value_from_bytes) {
+                            None => None,
+                            Some(Some(value)) if value < self.next_value => Some(value),
+                            Some(_) => return unexpected("a value no client wrote"),
+                        };
+                        let now = self.tick_clock();
+                        self.finish(index, Some((now, Ret::ReadOk(value))), rng);
+                        self.reads += 1;
+                    }
+                    other => return unexpected(&format!("the answer {other:?}")),
+                }
+            }
             (_, body) => return unexpected(&format!("{body:?}")),
         }
         Ok(())
@@ -417,11 +428,11 @@ impl Clients {
 
     /// The history to check: every write (unanswered ones without a return) and every answered
     /// read.
-    pub fn history(&self) -> Vec<Operation> {
+    pub fn history(&self) -> Vec<HistoryOp> {
         self.history
             .iter()
             .flatten()
-            .filter(|event| event.ret.is_some() || matches!(event.op, Op::Write { .. }))
+            .filter(|event| event.ret.is_some() || matches!(event.op, Invocation::Write { .. }))
             .copied()
             .collect()
     }

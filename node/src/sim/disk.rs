@@ -38,7 +38,7 @@ pub type Finding = (ViolationKind, String);
 
 /// What a completion made durable.
 #[derive(Debug, Default)]
-pub struct Completed {
+pub struct DiskCompletion {
     /// The id of the last persist written.
     pub upto: PersistId,
     /// The `then_send` messages of every persist written, in order: now free to leave.
@@ -115,10 +115,10 @@ impl SimDisk {
     /// Makes every pending persist with an id up to `upto` durable, in order, with the
     /// compactions that waited for them. Returns the id of the last one written, the messages
     /// they release and the other work now due (`None` if none was pending there).
-    pub fn complete_upto(&mut self, upto: PersistId) -> Result<Option<Completed>, Finding> {
-        let mut completed: Option<Completed> = None;
+    pub fn complete_upto(&mut self, upto: PersistId) -> Result<Option<DiskCompletion>, Finding> {
+        let mut completed: Option<DiskCompletion> = None;
         for stage in self.queue.complete_upto(upto) {
-            let done = completed.get_or_insert_with(Completed::default);
+            let done = completed.get_or_insert_with(DiskCompletion::default);
             match stage {
                 Stage::Write(mut persist) => {
                     done.upto = persist.id;

@@ -23,7 +23,7 @@ use super::SimConfig;
 use super::checks::Checker;
 use super::clients::{self, Clients, Outgoing};
 use super::digest::RunDigest;
-use super::disk::{Completed, Finding, SimDisk, SnapshotFile};
+use super::disk::{DiskCompletion, Finding, SimDisk, SnapshotFile};
 use super::linearizability;
 use super::membership;
 use super::nemesis::Act;
@@ -709,7 +709,7 @@ impl Sim {
             _ => persist_id,
         };
         match node.disk.complete_upto(upto) {
-            Ok(Some(Completed {
+            Ok(Some(DiskCompletion {
                 upto,
                 then_send,
                 released,

@@ -22,8 +22,8 @@
 //! invocation, or not at all; for a cas, taking effect means swapping (a cas that found another
 //! value changed nothing, which is the same as not taking effect).
 //!
-//! Times are the logical times in [`Operation`]. Two operations are ordered in real time only if one
-//! returns *strictly* before the other is invoked: an operation returning at `t` and another
+//! Times are the logical times in [`HistoryOp`]. Two operations are ordered in real time only if
+//! one returns *strictly* before the other is invoked: an operation returning at `t` and another
 //! invoked at the same `t` are treated as concurrent. This is the permissive reading of a tie, so
 //! a tie can never produce a spurious violation.
 //!
@@ -181,8 +181,8 @@
 //!   linearize, the register value there, and the operations that could have come next, the one
 //!   that could not be postponed marked `!`.
 //! - [`INCONCLUSIVE_PREFIX`]: the search budget ran out; nothing is known.
-//! - `"malformed history"`: the history breaks the rules of [`Operation`] (a return before its call,
-//!   a return value of the wrong kind, a value carried into a key twice, by writes or cas
+//! - `"malformed history"`: the history breaks the rules of [`HistoryOp`] (a return before its
+//!   call, a return value of the wrong kind, a value carried into a key twice, by writes or cas
 //!   operations).
 //!
 //! When several keys fail, a definite violation is reported in preference to an inconclusive
@@ -192,9 +192,9 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::fmt::Write as _;
 
-/// An operation a client invoked.
+/// An operation a client invoked, without its times or its answer (a [`HistoryOp`] has those).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Op {
+pub enum Invocation {
     /// Set `key` to `value`.
     Write {
         /// The key.
@@ -245,11 +245,11 @@ pub enum Ret {
 /// ret`), or never answered (`ret: None`: it may or may not have taken effect, at any time after
 /// `call`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Operation {
+pub struct HistoryOp {
     /// The client (a client has at most one operation outstanding).
     pub client: u64,
     /// The operation.
-    pub op: Op,
+    pub op: Invocation,
     /// When it was invoked.
     pub call: u64,
     /// When and with what it returned.
@@ -273,7 +273,7 @@ pub const DEFAULT_STEP_BUDGET_PER_KEY: u64 = 20_000_000;
 ///
 /// Equivalent to [`check_with_budget`] with [`DEFAULT_STEP_BUDGET_PER_KEY`]; see the module
 /// documentation for the error messages (in particular [`INCONCLUSIVE_PREFIX`]).
-pub fn check(history: &[Operation]) -> Result<(), String> {
+pub fn check(history: &[HistoryOp]) -> Result<(), String> {
     check_with_budget(history, DEFAULT_STEP_BUDGET_PER_KEY)
 }
 
@@ -281,7 +281,7 @@ pub fn check(history: &[Operation]) -> Result<(), String> {
 ///
 /// If a key exhausts its budget (and no other key is definitely not linearizable), the error
 /// starts with [`INCONCLUSIVE_PREFIX`].
-pub fn check_with_budget(history: &[Operation], step_budget_per_key: u64) -> Result<(), String> {
+pub fn check_with_budget(history: &[HistoryOp], step_budget_per_key: u64) -> Result<(), String> {
     check_history(history, step_budget_per_key, DirectChecks::On)
 }
 
@@ -290,7 +290,7 @@ pub fn check_with_budget(history: &[Operation], step_budget_per_key: u64) -> Res
 /// verdict is the same; this exists so that tests can cross-check the search itself.
 #[doc(hidden)]
 pub fn check_by_search_alone(
-    history: &[Operation],
+    history: &[HistoryOp],
     step_budget_per_key: u64,
 ) -> Result<(), String> {
     check_history(history, step_budget_per_key, DirectChecks::Off)
@@ -304,7 +304,7 @@ enum DirectChecks {
 }
 
 fn check_history(
-    history: &[Operation],
+    history: &[HistoryOp],
     step_budget_per_key: u64,
     direct_checks: DirectChecks,
 ) -> Result<(), String> {
@@ -345,23 +345,26 @@ enum KeyVerdict {
     Inconclusive(String),
 }
 
-fn key_of(op: &Op) -> u64 {
+fn key_of(op: &Invocation) -> u64 {
     match *op {
-        Op::Write { key, .. } | Op::Read { key } | Op::Cas { key, .. } | Op::Delete { key } => key,
+        Invocation::Write { key, .. }
+        | Invocation::Read { key }
+        | Invocation::Cas { key, .. }
+        | Invocation::Delete { key } => key,
     }
 }
 
 /// The value `op` puts in its key if it takes effect: a write's value, a cas's new value.
-fn value_carried_by(op: &Op) -> Option<u64> {
+fn value_carried_by(op: &Invocation) -> Option<u64> {
     match *op {
-        Op::Write { value, .. } => Some(value),
-        Op::Cas { new, .. } => Some(new),
-        Op::Read { .. } | Op::Delete { .. } => None,
+        Invocation::Write { value, .. } => Some(value),
+        Invocation::Cas { new, .. } => Some(new),
+        Invocation::Read { .. } | Invocation::Delete { .. } => None,
     }
 }
 
-/// Rejects histories that break the rules of [`Operation`]; every later step relies on these.
-fn validate(history: &[Operation]) -> Result<(), String> {
+/// Rejects histories that break the rules of [`HistoryOp`]; every later step relies on these.
+fn validate(history: &[HistoryOp]) -> Result<(), String> {
     let mut carrier_of_value: HashMap<(u64, u64), usize> = HashMap::new();
     for (event_index, event) in history.iter().enumerate() {
         if let Some((ret_time, ret)) = event.ret {
@@ -435,17 +438,19 @@ impl KeyOpKind {
 /// What `op` does in the register model if it takes effect, given its answer (`None`: it never
 /// answered, and a cas that took effect then swapped, since a failed one has no effect). `None`
 /// for a read that never answered (it has no effect) and for an answer of the wrong kind.
-fn kind_of(op: Op, answer: Option<Ret>) -> Option<KeyOpKind> {
+fn kind_of(op: Invocation, answer: Option<Ret>) -> Option<KeyOpKind> {
     match (op, answer) {
-        (Op::Write { value, .. }, None | Some(Ret::WriteOk)) => Some(KeyOpKind::Write(value)),
-        (Op::Read { .. }, Some(Ret::ReadOk(seen))) => Some(KeyOpKind::Read(seen)),
-        (Op::Cas { expected, new, .. }, None | Some(Ret::CasOk)) => {
+        (Invocation::Write { value, .. }, None | Some(Ret::WriteOk)) => {
+            Some(KeyOpKind::Write(value))
+        }
+        (Invocation::Read { .. }, Some(Ret::ReadOk(seen))) => Some(KeyOpKind::Read(seen)),
+        (Invocation::Cas { expected, new, .. }, None | Some(Ret::CasOk)) => {
             Some(KeyOpKind::CasSwapped { expected, new })
         }
-        (Op::Cas { expected, .. }, Some(Ret::CasFail(seen))) => {
+        (Invocation::Cas { expected, .. }, Some(Ret::CasFail(seen))) => {
             Some(KeyOpKind::CasFailed { expected, seen })
         }
-        (Op::Delete { .. }, None | Some(Ret::DeleteOk)) => Some(KeyOpKind::Delete),
+        (Invocation::Delete { .. }, None | Some(Ret::DeleteOk)) => Some(KeyOpKind::Delete),
         _ => None,
     }
 }
@@ -489,7 +494,7 @@ fn apply(register: Option<u64>, kind: KeyOpKind) -> Option<Option<u64>> {
 }
 
 fn check_key(
-    history: &[Operation],
+    history: &[HistoryOp],
     key: u64,
     event_indices: &[usize],
     step_budget: u64,
@@ -515,7 +520,7 @@ struct PreparedKey {
 /// returned and may matter, sorted by call. Or, if `direct_checks` is on, a violation found
 /// without searching.
 fn prepare_key_ops(
-    history: &[Operation],
+    history: &[HistoryOp],
     key: u64,
     event_indices: &[usize],
     direct_checks: DirectChecks,
@@ -539,7 +544,7 @@ fn prepare_key_ops(
         if let Some(Some(value)) = kind.written() {
             writer_of_value.insert(value, event_index);
         }
-        if let (KeyOpKind::CasFailed { .. }, Op::Cas { new, .. }) = (kind, event.op) {
+        if let (KeyOpKind::CasFailed { .. }, Invocation::Cas { new, .. }) = (kind, event.op) {
             failed_cas_of_value.insert(new, event_index);
         }
         if let (Some((ret_time, _)), Some(Some(value))) = (event.ret, kind.observed()) {
@@ -558,7 +563,7 @@ fn prepare_key_ops(
         first_observation.insert(value, (time, observer));
         if let Some(&writer) = writer_of_value.get(&value)
             && history[writer].ret.is_none()
-            && let Op::Cas {
+            && let Invocation::Cas {
                 expected: Some(expected),
                 ..
             } = history[writer].op
@@ -599,7 +604,7 @@ fn prepare_key_ops(
             };
             if time < history[writer].call {
                 let writing = match history[writer].op {
-                    Op::Cas { .. } => "the cas carrying that value",
+                    Invocation::Cas { .. } => "the cas carrying that value",
                     _ => "the write of that value",
                 };
                 return Err(format!(
@@ -810,7 +815,7 @@ fn earliest_return_from(ops: &[KeyOp], sorted: &[usize]) -> Vec<usize> {
 }
 
 fn describe_stale_observation(
-    history: &[Operation],
+    history: &[HistoryOp],
     key: u64,
     ops: &[KeyOp],
     stale: &StaleObservation,
@@ -1087,7 +1092,7 @@ impl<'a> Search<'a> {
         }
     }
 
-    fn run(mut self, step_budget: u64, history: &[Operation], key: u64) -> KeyVerdict {
+    fn run(mut self, step_budget: u64, history: &[HistoryOp], key: u64) -> KeyVerdict {
         let mut register: Option<u64> = None;
         // `None`: a configuration was just reached and not looked at yet. `Some(node)`: the walk
         // over the current configuration's candidates continues at `node`; every node between
@@ -1293,7 +1298,7 @@ impl<'a> Search<'a> {
         });
     }
 
-    fn describe_failure(&self, history: &[Operation], key: u64) -> String {
+    fn describe_failure(&self, history: &[HistoryOp], key: u64) -> String {
         let mut message = format!(
             "not linearizable: key {key} ({} operations to linearize on this key)",
             self.ops.len()
@@ -1339,7 +1344,7 @@ impl<'a> Search<'a> {
         message
     }
 
-    fn describe_op(&self, history: &[Operation], op: usize) -> String {
+    fn describe_op(&self, history: &[HistoryOp], op: usize) -> String {
         let key_op = &self.ops[op];
         describe_event(history, key_op.event_index, key_op.shown_ret())
     }
@@ -1354,15 +1359,15 @@ fn describe_value(value: Option<u64>) -> String {
 
 /// One line describing `history[event_index]`; `effective_ret` is the return time the search
 /// used, shown for writes and cas operations that never returned.
-fn describe_event(history: &[Operation], event_index: usize, effective_ret: Option<u64>) -> String {
+fn describe_event(history: &[HistoryOp], event_index: usize, effective_ret: Option<u64>) -> String {
     let event = &history[event_index];
     let what = match (event.op, event.ret) {
-        (Op::Write { value, .. }, _) => format!("write {value}"),
-        (Op::Read { .. }, Some((_, Ret::ReadOk(seen)))) => {
+        (Invocation::Write { value, .. }, _) => format!("write {value}"),
+        (Invocation::Read { .. }, Some((_, Ret::ReadOk(seen)))) => {
             format!("read -> {}", describe_value(seen))
         }
-        (Op::Read { .. }, _) => "read -> (no answer)".to_string(),
-        (Op::Cas { expected, new, .. }, answer) => {
+        (Invocation::Read { .. }, _) => "read -> (no answer)".to_string(),
+        (Invocation::Cas { expected, new, .. }, answer) => {
             let expected = expected.map_or_else(|| "absent".to_string(), |value| value.to_string());
             let answer = match answer {
                 Some((_, Ret::CasOk)) => "swapped".to_string(),
@@ -1372,7 +1377,7 @@ fn describe_event(history: &[Operation], event_index: usize, effective_ret: Opti
             };
             format!("cas {expected}->{new} -> {answer}")
         }
-        (Op::Delete { .. }, _) => "delete".to_string(),
+        (Invocation::Delete { .. }, _) => "delete".to_string(),
     };
     let when = match (event.ret, effective_ret) {
         (Some((ret_time, _)), _) => format!("[call {}, ret {ret_time}]", event.call),
@@ -1393,8 +1398,8 @@ mod tests {
 
     use super::*;
 
-    fn answered(client: u64, op: Op, call: u64, ret: u64, answer: Ret) -> Operation {
-        Operation {
+    fn answered(client: u64, op: Invocation, call: u64, ret: u64, answer: Ret) -> HistoryOp {
+        HistoryOp {
             client,
             op,
             call,
@@ -1402,8 +1407,8 @@ mod tests {
         }
     }
 
-    fn unanswered(client: u64, op: Op, call: u64) -> Operation {
-        Operation {
+    fn unanswered(client: u64, op: Invocation, call: u64) -> HistoryOp {
+        HistoryOp {
             client,
             op,
             call,
@@ -1412,15 +1417,15 @@ mod tests {
     }
 
     const KEY: u64 = 7;
-    const READ: Op = Op::Read { key: KEY };
-    const DELETE: Op = Op::Delete { key: KEY };
+    const READ: Invocation = Invocation::Read { key: KEY };
+    const DELETE: Invocation = Invocation::Delete { key: KEY };
 
-    fn write_op(value: u64) -> Op {
-        Op::Write { key: KEY, value }
+    fn write_op(value: u64) -> Invocation {
+        Invocation::Write { key: KEY, value }
     }
 
-    fn cas_op(expected: Option<u64>, new: u64) -> Op {
-        Op::Cas {
+    fn cas_op(expected: Option<u64>, new: u64) -> Invocation {
+        Invocation::Cas {
             key: KEY,
             expected,
             new,
@@ -1429,7 +1434,7 @@ mod tests {
 
     /// The prepared operations of `history` (all on [`KEY`]), as (event index, return time),
     /// and the index of the first unanswered delete among them.
-    fn prepare(history: &[Operation]) -> (Vec<(usize, u64)>, usize) {
+    fn prepare(history: &[HistoryOp]) -> (Vec<(usize, u64)>, usize) {
         validate(history).expect("well formed");
         let event_indices: Vec<usize> = (0..history.len()).collect();
         let prepared = prepare_key_ops(history, KEY, &event_indices, DirectChecks::On)

@@ -11,7 +11,7 @@
 //! with 1, 2 or 4 chunks in flight (chunks of one message: 72 bytes at the smallest).
 
 use super::SimConfig;
-use super::clients::Workload;
+use super::clients::SimWorkload;
 use super::nemesis::Nemesis;
 use super::network::Rates;
 use super::rng::SimRng;
@@ -27,7 +27,7 @@ pub struct Setup {
     /// The nemesis.
     pub nemesis: Nemesis,
     /// The clients' workload.
-    pub workload: Workload,
+    pub workload: SimWorkload,
     /// A node snapshots its state machine once it applied this many entries since its last
     /// snapshot (`None`: never, in one seed of five).
     pub snapshot_every: Option<u64>,
@@ -48,7 +48,7 @@ impl Setup {
         };
         let late_persist_per_mille = rng.range(0, 101);
         let nemesis = Nemesis::draw(rng);
-        let workload = Workload {
+        let workload = SimWorkload {
             clients: usize::try_from(rng.range(2, 6)).expect("a small count"),
             keys: rng.range(1, 5),
             writes_per_mille: rng.range(300, 701),

@@ -175,7 +175,7 @@ impl Counters {
             reason = "the link-quality knobs and counters are tested but not yet used by the nemesis"
         )
     )]
-    fn snapshot(&self) -> ProxyStats {
+    fn stats(&self) -> ProxyStats {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         ProxyStats {
             relayed: read(&self.relayed),
@@ -321,7 +321,7 @@ impl ProxyNetwork {
         )
     )]
     pub fn stats(&self) -> ProxyStats {
-        self.counters.snapshot()
+        self.counters.stats()
     }
 
     /// Sends `change` to the relay and waits until it is in force.
