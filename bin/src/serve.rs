@@ -136,12 +136,12 @@ pub fn run(args: ServeArgs) -> ExitCode {
         Err(Error::NoSpace {
             dir,
             segment_bytes,
-            reason,
+            source,
         }) => {
             // The library's message names the setting; this one the flag.
             eprintln!(
                 "balsa serve: node {}: cannot start: no space left in {} for a WAL segment of \
-                 {segment_bytes} bytes ({reason}); free some space, or give a smaller \
+                 {segment_bytes} bytes ({source}); free some space, or give a smaller \
                  --segment-bytes (at least {})",
                 args.id,
                 dir.display(),

@@ -16,7 +16,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use super::error::Error;
+use super::error::{Error, StartError};
 
 /// The boot file's name in a data directory.
 pub const BOOT_FILE: &str = "BOOT";
@@ -27,7 +27,7 @@ const MAX_BOOT_BYTES: u64 = 64;
 /// Records and returns this start's boot id (see the module documentation).
 ///
 /// # Errors
-/// [`Error::Start`] naming the file, if it cannot be written.
+/// [`Error::Start`] ([`StartError::Io`], naming the file), if it cannot be written.
 pub(crate) fn next_boot_id(dir: &Path) -> Result<u64, Error> {
     next_boot_id_at(dir, balsa_net::wall_clock_micros())
 }
@@ -53,7 +53,7 @@ fn next_boot_id_at(dir: &Path, clock: u64) -> Result<u64, Error> {
         fs::rename(&temp, &path)?;
         File::open(dir)?.sync_all()
     };
-    write().map_err(|error| Error::Start(format!("writing {}: {error}", path.display())))?;
+    write().map_err(StartError::io("writing", &path))?;
     Ok(boot_id)
 }
 

@@ -56,7 +56,7 @@ use super::storage::WalRequest;
 use super::throttle::{self, Throttle, WARN_INTERVAL, repeated};
 use super::timer::Clock;
 use super::wire::{Response, ResponseBody, Wire};
-use super::{ApiCall, Error, Event};
+use super::{ApiCall, Error, Event, Failure, NodeThread};
 use crate::metrics::{ConsensusMetrics, LatencyHistogram};
 use crate::raft::{Body, Message, NodeId, Raft, Role};
 use crate::replica::{Effect, Input, Replica, SnapshotPolicy};
@@ -85,7 +85,7 @@ pub struct Consensus<S> {
     removed_ticks: u32,
     /// Set when the WAL thread or the net thread is gone (it panicked): the node must stop,
     /// not run on half-alive.
-    fatal: Option<String>,
+    fatal: Option<Failure>,
     /// Failed sends, logged at most once per peer per interval (a partition fails every one).
     send_failures: Throttle<NodeId>,
     /// Round trips to the peers this node leads.
@@ -149,7 +149,7 @@ pub enum Stop {
     Removed,
     /// It had to, for this reason: the WAL failed ([`Error::Storage`]), the state machine cannot
     /// restore the snapshot storage installed ([`Error::Restore`]), or another thread of the
-    /// node died ([`Error::Failed`]: the WAL or the net thread panicked).
+    /// node died ([`Error::Failed`]: the WAL or the net thread stopped unexpectedly).
     Fatal(Error),
 }
 
@@ -246,7 +246,7 @@ impl<S: StateMachine> Consensus<S> {
             let dead_thread = || {
                 self.fatal
                     .take()
-                    .map(|reason| Stop::Fatal(Error::Failed(reason)))
+                    .map(|failure| Stop::Fatal(Error::Failed(failure)))
             };
             if let Some(reason) = stop.or_else(dead_thread).or_else(|| self.removal()) {
                 break reason;
@@ -391,7 +391,9 @@ impl<S: StateMachine> Consensus<S> {
                         Ok(()) => {}
                         Err(balsa_net::Error::Closed) => {
                             log::error!("the net thread is gone; the node is stopping");
-                            self.fatal = Some("the net thread stopped unexpectedly".into());
+                            self.fatal = Some(Failure::Stopped {
+                                thread: NodeThread::Net,
+                            });
                         }
                         Err(error) => {
                             if let Some(left_out) = self.send_failures.hit(to, throttle::now()) {
@@ -412,7 +414,9 @@ impl<S: StateMachine> Consensus<S> {
                 Effect::Storage(op) if to_storage => {
                     if self.storage.send(WalRequest::Work(op)).is_err() {
                         log::error!("the WAL thread is gone; the node is stopping");
-                        self.fatal = Some("the WAL thread stopped unexpectedly".into());
+                        self.fatal = Some(Failure::Stopped {
+                            thread: NodeThread::Wal,
+                        });
                         to_storage = false;
                     }
                 }

@@ -30,7 +30,7 @@ use std::fs::{self, File, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::error::{Error, NodeConfigError};
+use super::error::{Error, NodeConfigError, StartError};
 use super::identity::IDENTITY_FILE;
 
 /// The most names the survey reads; beyond it the directory counts as one with state.
@@ -59,10 +59,9 @@ impl Found {
     /// # Errors
     /// [`NodeConfigError::DataDirNotADirectory`] when something other than a directory is
     /// there; [`Error::DataDirInUse`] when another process holds its lock; [`Error::Start`]
-    /// when it cannot be read.
+    /// ([`StartError::Io`]) when it cannot be read.
     pub fn survey(dir: &Path) -> Result<Found, Error> {
-        let unreadable =
-            |error: io::Error| Error::Start(format!("reading {}: {error}", dir.display()));
+        let unreadable = |error: io::Error| Error::Start(StartError::io("reading", dir)(error));
         let before = match fs::metadata(dir) {
             Err(error) if error.kind() == io::ErrorKind::NotFound => Before::Absent,
             Err(error) => return Err(unreadable(error)),

@@ -1,24 +1,33 @@
 //! What the embedding API reports: [`Error`], and the typed causes it carries — why a
 //! configuration is refused ([`NodeConfigError`], including a data directory that belongs to
-//! another node or cluster), why storage failed ([`StorageError`]) and why the identity file
-//! cannot be read ([`IdentityError`]).
+//! another node or cluster), why a node could not start ([`StartError`]), why storage failed
+//! ([`StorageError`]), why a running node failed ([`Failure`]) and why the identity file cannot
+//! be read ([`IdentityError`]).
 //!
 //! Each error's `Display` is one line that includes its cause's message (the CLI prints that
 //! line and nothing else), and `source()` returns the cause itself, for programs that inspect
-//! it (a `balsa_wal::Error` behind a storage failure, the core's `ConfigError` behind a refused
-//! configuration), as `balsa_wal::Error::Io` does with its `io::Error`.
+//! it (a `balsa_wal::Error` behind a storage failure or a start that could not open the log,
+//! the `balsa_net::Error` behind an address that cannot be bound, the `io::Error` behind a file
+//! that cannot be written, the core's `ConfigError` behind a refused configuration), as
+//! `balsa_wal::Error::Io` does with its `io::Error`.
 //!
 //! `Error` is `Clone + Eq`: every waiter of a stopped node gets a copy of the reason. A
-//! `balsa_wal::Error` is neither (it may hold an `io::Error`), so it is held shared
-//! ([`SharedWalError`]), and two are equal when they say the same thing.
+//! `balsa_wal::Error`, a `balsa_net::Error` or an `io::Error` is neither, so it is held shared
+//! ([`SharedError`]; [`SharedWalError`] for the WAL's), and two are equal when they say the
+//! same thing.
 
 use std::fmt;
+use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use balsa_wal::SnapshotMeta;
+
 use super::identity::{IdentityError, cluster_id_text};
+use crate::client::ClientError;
+use crate::raft::membership::MembershipDecodeError;
 use crate::raft::{self, NodeId};
 use crate::state_machine::RestoreError;
 
@@ -59,8 +68,9 @@ pub enum Error {
     /// This node knows no configuration yet: it joined a running cluster and no leader has
     /// reached it.
     NoConfiguration,
-    /// The node stopped because one of its threads died (a panic); the reason says which.
-    Failed(String),
+    /// The node stopped because one of its threads died (a panic, or an end while the node
+    /// still needed it), or a committed configuration does not decode; the failure says which.
+    Failed(Failure),
     /// The configuration cannot work.
     Config(NodeConfigError),
     /// Another process (or another `Node` here) holds the data directory.
@@ -68,8 +78,9 @@ pub enum Error {
         /// The data directory.
         dir: PathBuf,
     },
-    /// Starting failed (storage or network).
-    Start(String),
+    /// Starting failed (storage, network, or a thread that cannot be started); the cause says
+    /// which, and is the error's `source()`.
+    Start(StartError),
     /// The file system holding the data directory is full: the WAL could not write its first
     /// segment, which it fills with zeros up front. The data directory was left as it was.
     NoSpace {
@@ -78,7 +89,7 @@ pub enum Error {
         /// The segment size asked for ([`balsa_wal::Options::segment_bytes`]).
         segment_bytes: u64,
         /// The WAL's error, naming the file.
-        reason: String,
+        source: SharedWalError,
     },
     /// The data directory's identity file cannot be read or written.
     Identity(IdentityError),
@@ -108,7 +119,7 @@ impl fmt::Display for Error {
                 f,
                 "the node stopped: restoring the installed snapshot at {index}: {source}"
             ),
-            Error::Failed(reason) => write!(f, "the node stopped: {reason}"),
+            Error::Failed(failure) => write!(f, "the node stopped: {failure}"),
             Error::Membership(refused) => write!(f, "membership change: {refused}"),
             Error::NoConfiguration => write!(
                 f,
@@ -122,15 +133,15 @@ impl fmt::Display for Error {
                     dir.display()
                 )
             }
-            Error::Start(reason) => write!(f, "cannot start: {reason}"),
+            Error::Start(error) => write!(f, "cannot start: {error}"),
             Error::NoSpace {
                 dir,
                 segment_bytes,
-                reason,
+                source,
             } => write!(
                 f,
                 "cannot start: no space left for a WAL segment of {segment_bytes} bytes in {} \
-                 ({reason}); free some space, or make the segments smaller (segment_bytes)",
+                 ({source}); free some space, or make the segments smaller (segment_bytes)",
                 dir.display()
             ),
             Error::Identity(error) => write!(f, "{error}"),
@@ -151,8 +162,31 @@ impl std::error::Error for Error {
             Error::Restore { source, .. } => Some(source),
             Error::Config(error) => Some(error),
             Error::Identity(error) => Some(error),
-            _ => None,
+            Error::Start(error) => Some(error),
+            Error::Failed(failure) => Some(failure),
+            Error::NoSpace { source, .. } => Some(source.wal()),
+            Error::NotLeader { .. }
+            | Error::Timeout
+            | Error::TooLarge { .. }
+            | Error::Lost
+            | Error::ShuttingDown
+            | Error::Membership(_)
+            | Error::NoConfiguration
+            | Error::DataDirInUse { .. }
+            | Error::NoMemberAnswered { .. } => None,
         }
+    }
+}
+
+impl From<StartError> for Error {
+    fn from(error: StartError) -> Error {
+        Error::Start(error)
+    }
+}
+
+impl From<Failure> for Error {
+    fn from(failure: Failure) -> Error {
+        Error::Failed(failure)
     }
 }
 
@@ -353,6 +387,201 @@ impl From<raft::ConfigError> for NodeConfigError {
     }
 }
 
+/// Why [`Node::start`](super::Node::start) failed, when it is not one of [`Error`]'s own
+/// refusals (a bad configuration, a data directory in use, a full disk, an identity file, a
+/// join no member answered). `Display` says what was being done and what went wrong;
+/// `source()` is the error underneath, whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartError {
+    /// The node's address cannot be bound (taken by another process, say).
+    Bind {
+        /// The transport's error, naming the address.
+        source: SharedError<balsa_net::Error>,
+    },
+    /// The WAL cannot be opened and recovered (a damaged log, say).
+    OpenWal {
+        /// The WAL's error.
+        source: SharedWalError,
+    },
+    /// The snapshot the WAL recovered cannot be read.
+    LoadSnapshot {
+        /// The WAL's error.
+        source: SharedWalError,
+    },
+    /// The WAL recovered a snapshot, but had none to load: only a bug gets here.
+    SnapshotVanished,
+    /// The state machine cannot restore the snapshot the WAL recovered.
+    RestoreSnapshot {
+        /// The snapshot's last index.
+        index: u64,
+        /// What the state machine said.
+        source: RestoreError,
+    },
+    /// A recovered log entry has a kind this build does not know.
+    UnknownEntryKind {
+        /// The entry's index.
+        index: u64,
+        /// The kind byte it holds.
+        kind: u8,
+    },
+    /// A recovered log entry holds no bytes at all, not even its kind.
+    EmptyEntry {
+        /// The entry's index.
+        index: u64,
+    },
+    /// A file or directory in the data directory cannot be read or written.
+    Io {
+        /// What was being done ("reading", "writing").
+        doing: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: SharedError<io::Error>,
+    },
+    /// A joining node cannot make the client it asks the members with.
+    AskMembers {
+        /// The client's error.
+        source: SharedError<ClientError>,
+    },
+    /// The transport (the net thread) cannot start.
+    Transport {
+        /// The transport's error.
+        source: SharedError<balsa_net::Error>,
+    },
+    /// One of the node's threads cannot be started.
+    Spawn {
+        /// The thread's name.
+        thread: String,
+        /// The OS error.
+        source: SharedError<io::Error>,
+    },
+}
+
+impl StartError {
+    /// For `map_err`: an I/O error while `doing` something to `path`.
+    pub(crate) fn io(doing: &'static str, path: &std::path::Path) -> impl Fn(io::Error) -> Self {
+        move |error| StartError::Io {
+            doing,
+            path: path.to_path_buf(),
+            source: SharedError::from(error),
+        }
+    }
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Bind { source } | StartError::Transport { source } => {
+                write!(f, "{source}")
+            }
+            StartError::OpenWal { source } | StartError::LoadSnapshot { source } => {
+                write!(f, "{source}")
+            }
+            StartError::SnapshotVanished => write!(f, "the recovered snapshot vanished"),
+            StartError::RestoreSnapshot { index, source } => {
+                write!(f, "restoring the snapshot at {index}: {source}")
+            }
+            StartError::UnknownEntryKind { index, kind } => {
+                write!(f, "entry {index} has unknown kind {kind}")
+            }
+            StartError::EmptyEntry { index } => write!(f, "entry {index} is empty"),
+            StartError::Io {
+                doing,
+                path,
+                source,
+            } => write!(f, "{doing} {}: {source}", path.display()),
+            StartError::AskMembers { source } => {
+                write!(f, "asking the members for the cluster's id: {source}")
+            }
+            StartError::Spawn { thread, source } => {
+                write!(f, "starting thread {thread}: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Bind { source } | StartError::Transport { source } => Some(source.get()),
+            StartError::OpenWal { source } | StartError::LoadSnapshot { source } => {
+                Some(source.wal())
+            }
+            StartError::RestoreSnapshot { source, .. } => Some(source),
+            StartError::Io { source, .. } | StartError::Spawn { source, .. } => Some(source.get()),
+            StartError::AskMembers { source } => Some(source.get()),
+            StartError::SnapshotVanished
+            | StartError::UnknownEntryKind { .. }
+            | StartError::EmptyEntry { .. } => None,
+        }
+    }
+}
+
+/// Why a running node stopped on its own, when neither its storage nor its state machine is
+/// the cause (those are [`Error::Storage`] and [`Error::Restore`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// One of the node's threads panicked.
+    Panicked {
+        /// The thread.
+        thread: NodeThread,
+    },
+    /// One of the node's threads ended while the node still needed it (its channel
+    /// disconnected).
+    Stopped {
+        /// The thread.
+        thread: NodeThread,
+    },
+    /// The configuration a membership change committed does not decode: the consensus thread
+    /// encoded it, so only a bug gets here.
+    UndecodableConfiguration {
+        /// The decoder's error.
+        source: MembershipDecodeError,
+    },
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Panicked { thread } => write!(f, "the {thread} thread panicked"),
+            Failure::Stopped { thread } => write!(f, "the {thread} thread stopped unexpectedly"),
+            Failure::UndecodableConfiguration { source } => {
+                write!(f, "the new configuration does not decode: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Failure::UndecodableConfiguration { source } => Some(source),
+            Failure::Panicked { .. } | Failure::Stopped { .. } => None,
+        }
+    }
+}
+
+/// One of a node's long-lived threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NodeThread {
+    /// The consensus thread: the core, the state machine, the API.
+    Consensus,
+    /// The WAL thread: the node's storage.
+    Wal,
+    /// The net thread: the transport's socket.
+    Net,
+}
+
+impl fmt::Display for NodeThread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NodeThread::Consensus => "consensus",
+            NodeThread::Wal => "WAL",
+            NodeThread::Net => "net",
+        })
+    }
+}
+
 /// Why storage failed; the node stops on any of them (no retry-and-carry-on).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageError {
@@ -366,8 +595,24 @@ pub enum StorageError {
     /// The snapshot received is not the one the leader announced, so it was not installed. The
     /// chunks arrive in order over checked datagrams: only a bug gets here.
     SnapshotMismatch {
-        /// What differs.
-        reason: String,
+        /// What the received snapshot covers.
+        received: SnapshotMeta,
+        /// Its size in bytes.
+        received_bytes: u64,
+        /// Its CRC-32.
+        received_crc: u32,
+        /// What the leader announced it covers.
+        announced: SnapshotMeta,
+        /// The size the leader announced.
+        announced_bytes: u64,
+        /// The CRC-32 the leader announced.
+        announced_crc: u32,
+    },
+    /// The consensus thread asked for a snapshot to be installed, but none was received: only a
+    /// bug gets here.
+    NoSnapshotReceived {
+        /// The snapshot asked for.
+        announced: SnapshotMeta,
     },
 }
 
@@ -385,9 +630,24 @@ impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StorageError::Wal { during, source } => write!(f, "{during}: {source}"),
-            StorageError::SnapshotMismatch { reason } => {
-                write!(f, "refusing to install a snapshot: {reason}")
-            }
+            StorageError::SnapshotMismatch {
+                received,
+                received_bytes,
+                received_crc,
+                announced,
+                announced_bytes,
+                announced_crc,
+            } => write!(
+                f,
+                "refusing to install a snapshot: received snapshot {received:?} holds \
+                 {received_bytes} bytes with CRC {received_crc:#010x}; the leader announced \
+                 {announced:?} of {announced_bytes} bytes with CRC {announced_crc:#010x}"
+            ),
+            StorageError::NoSnapshotReceived { announced } => write!(
+                f,
+                "refusing to install a snapshot: asked to install {announced:?}, but none was \
+                 received"
+            ),
         }
     }
 }
@@ -396,39 +656,56 @@ impl std::error::Error for StorageError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StorageError::Wal { source, .. } => Some(source.wal()),
-            StorageError::SnapshotMismatch { .. } => None,
+            StorageError::SnapshotMismatch { .. } | StorageError::NoSnapshotReceived { .. } => None,
         }
     }
 }
 
-/// A `balsa_wal::Error`, shared so that the errors holding it stay `Clone` (every waiter of a
-/// stopped node gets a copy), and equal to another when both say the same thing (an `io::Error`
-/// has no equality of its own).
-#[derive(Debug, Clone)]
-pub struct SharedWalError(Arc<balsa_wal::Error>);
+/// An error that is neither `Clone` nor `Eq` (a `balsa_wal::Error`, a `balsa_net::Error`, an
+/// `io::Error`), shared so that the errors holding it stay `Clone` (every waiter of a stopped
+/// node gets a copy), and equal to another when both say the same thing (an `io::Error` has no
+/// equality of its own).
+#[derive(Debug)]
+pub struct SharedError<E>(Arc<E>);
 
-impl SharedWalError {
+/// The WAL's error, shared ([`SharedError`]).
+pub type SharedWalError = SharedError<balsa_wal::Error>;
+
+impl<E> SharedError<E> {
+    /// The error itself.
+    pub fn get(&self) -> &E {
+        &self.0
+    }
+}
+
+impl SharedError<balsa_wal::Error> {
     /// The WAL's error.
     pub fn wal(&self) -> &balsa_wal::Error {
         &self.0
     }
 }
 
-impl From<balsa_wal::Error> for SharedWalError {
-    fn from(error: balsa_wal::Error) -> SharedWalError {
-        SharedWalError(Arc::new(error))
+impl<E> Clone for SharedError<E> {
+    fn clone(&self) -> Self {
+        SharedError(Arc::clone(&self.0))
     }
 }
 
-impl PartialEq for SharedWalError {
-    fn eq(&self, other: &SharedWalError) -> bool {
+impl<E> From<E> for SharedError<E> {
+    fn from(error: E) -> Self {
+        SharedError(Arc::new(error))
+    }
+}
+
+impl<E: fmt::Display> PartialEq for SharedError<E> {
+    fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
     }
 }
 
-impl Eq for SharedWalError {}
+impl<E: fmt::Display> Eq for SharedError<E> {}
 
-impl fmt::Display for SharedWalError {
+impl<E: fmt::Display> fmt::Display for SharedError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }
@@ -468,10 +745,24 @@ mod tests {
             ),
             (
                 Error::Storage(StorageError::SnapshotMismatch {
-                    reason: "3 bytes, 5 announced".into(),
+                    received: SnapshotMeta { index: 9, term: 2 },
+                    received_bytes: 3,
+                    received_crc: 0xab,
+                    announced: SnapshotMeta { index: 9, term: 2 },
+                    announced_bytes: 5,
+                    announced_crc: 0xcd,
                 }),
-                "the node stopped: storage failed: refusing to install a snapshot: 3 bytes, 5 \
-                 announced",
+                "the node stopped: storage failed: refusing to install a snapshot: received \
+                 snapshot SnapshotMeta { index: 9, term: 2 } holds 3 bytes with CRC 0x000000ab; \
+                 the leader announced SnapshotMeta { index: 9, term: 2 } of 5 bytes with CRC \
+                 0x000000cd",
+            ),
+            (
+                Error::Storage(StorageError::NoSnapshotReceived {
+                    announced: SnapshotMeta { index: 9, term: 2 },
+                }),
+                "the node stopped: storage failed: refusing to install a snapshot: asked to \
+                 install SnapshotMeta { index: 9, term: 2 }, but none was received",
             ),
             (
                 Error::Restore {
@@ -607,6 +898,193 @@ mod tests {
         assert!(Error::Config(NodeConfigError::ZeroTick).source().is_some());
         assert!(NodeConfigError::ZeroTick.source().is_none());
         assert!(Error::Timeout.source().is_none());
+    }
+
+    /// A start error says what the `String` it replaced said, word for word (`balsa serve`
+    /// prints it, and scripts and tests match on it), and keeps its cause whole.
+    #[test]
+    fn a_start_error_says_what_it_said_and_keeps_its_source() {
+        let dir = PathBuf::from("d1");
+        let denied = || io::Error::new(io::ErrorKind::PermissionDenied, "Permission denied");
+        let reading = Error::Start(StartError::io("reading", &dir)(denied()));
+        // What `datadir.rs` formatted before: `format!("reading {}: {error}", dir.display())`.
+        assert_eq!(
+            reading.to_string(),
+            format!("cannot start: reading {}: {}", dir.display(), denied())
+        );
+        assert_eq!(
+            reading.to_string(),
+            "cannot start: reading d1: Permission denied"
+        );
+        let causes_of_reading = causes(&reading);
+        assert!(causes_of_reading[0].is::<StartError>());
+        let io = causes_of_reading[1]
+            .downcast_ref::<io::Error>()
+            .expect("the OS error, whole");
+        assert_eq!(io.kind(), io::ErrorKind::PermissionDenied);
+
+        let taken = balsa_net::Error::Io {
+            op: "bind",
+            addr: "127.0.0.1:7001".parse().expect("literal"),
+            source: io::Error::new(io::ErrorKind::AddrInUse, "Address already in use"),
+        };
+        let bind = Error::Start(StartError::Bind {
+            source: taken.into(),
+        });
+        // As README.md shows it.
+        assert_eq!(
+            bind.to_string(),
+            "cannot start: bind 127.0.0.1:7001: Address already in use"
+        );
+        let causes_of_bind = causes(&bind);
+        assert!(matches!(
+            causes_of_bind[1].downcast_ref::<balsa_net::Error>(),
+            Some(balsa_net::Error::Io { op: "bind", .. })
+        ));
+        assert_eq!(
+            causes_of_bind[2]
+                .downcast_ref::<io::Error>()
+                .map(io::Error::kind),
+            Some(io::ErrorKind::AddrInUse)
+        );
+
+        let open = Error::Start(StartError::OpenWal {
+            source: io_failure().into(),
+        });
+        assert_eq!(
+            open.to_string(),
+            "cannot start: fdatasync wal/00000001.seg: disk gone"
+        );
+        let wal = causes(&open)[1]
+            .downcast_ref::<balsa_wal::Error>()
+            .expect("the WAL's error, whole");
+        assert!(matches!(
+            wal,
+            balsa_wal::Error::Io {
+                op: "fdatasync",
+                ..
+            }
+        ));
+
+        let spawn = Error::Start(StartError::Spawn {
+            thread: "balsa-wal-1".into(),
+            source: io::Error::other("out of threads").into(),
+        });
+        assert_eq!(
+            spawn.to_string(),
+            "cannot start: starting thread balsa-wal-1: out of threads"
+        );
+        assert!(causes(&spawn)[1].is::<io::Error>());
+        // Every waiter of a stopped node gets a copy; a copy is equal to the original.
+        assert_eq!(spawn.clone(), spawn);
+        assert_ne!(spawn, bind);
+
+        let asking = Error::Start(StartError::AskMembers {
+            source: ClientError::Unavailable {
+                reason: "no socket".into(),
+            }
+            .into(),
+        });
+        assert_eq!(
+            asking.to_string(),
+            "cannot start: asking the members for the cluster's id: cluster unavailable (no \
+             socket); nothing was applied"
+        );
+        assert!(causes(&asking)[1].is::<ClientError>());
+    }
+
+    /// The start errors whose cause is not another error, and the full disk.
+    #[test]
+    fn the_other_start_errors_say_what_they_said() {
+        let restore = Error::Start(StartError::RestoreSnapshot {
+            index: 40,
+            source: RestoreError::new("not 8 bytes"),
+        });
+        assert_eq!(
+            restore.to_string(),
+            "cannot start: restoring the snapshot at 40: cannot restore snapshot: not 8 bytes"
+        );
+        assert!(causes(&restore)[1].is::<RestoreError>());
+        let cases = [
+            (
+                StartError::SnapshotVanished,
+                "cannot start: the recovered snapshot vanished",
+            ),
+            (
+                StartError::UnknownEntryKind { index: 7, kind: 9 },
+                "cannot start: entry 7 has unknown kind 9",
+            ),
+            (
+                StartError::EmptyEntry { index: 7 },
+                "cannot start: entry 7 is empty",
+            ),
+        ];
+        for (error, says) in cases {
+            assert!(error.source().is_none(), "{error}");
+            assert_eq!(Error::Start(error).to_string(), says);
+        }
+
+        let full = Error::NoSpace {
+            dir: PathBuf::from("d1"),
+            segment_bytes: 65536,
+            source: io_failure().into(),
+        };
+        assert_eq!(
+            full.to_string(),
+            "cannot start: no space left for a WAL segment of 65536 bytes in d1 (fdatasync \
+             wal/00000001.seg: disk gone); free some space, or make the segments smaller \
+             (segment_bytes)"
+        );
+        assert!(
+            full.source()
+                .is_some_and(|cause| cause.is::<balsa_wal::Error>())
+        );
+    }
+
+    /// A node that stopped on its own says which thread, in the words it used before.
+    #[test]
+    fn a_failure_names_the_thread() {
+        let cases = [
+            (
+                Failure::Panicked {
+                    thread: NodeThread::Consensus,
+                },
+                "the node stopped: the consensus thread panicked",
+            ),
+            (
+                Failure::Panicked {
+                    thread: NodeThread::Wal,
+                },
+                "the node stopped: the WAL thread panicked",
+            ),
+            (
+                Failure::Stopped {
+                    thread: NodeThread::Net,
+                },
+                "the node stopped: the net thread stopped unexpectedly",
+            ),
+            (
+                Failure::Stopped {
+                    thread: NodeThread::Wal,
+                },
+                "the node stopped: the WAL thread stopped unexpectedly",
+            ),
+        ];
+        for (failure, says) in cases {
+            let error = Error::Failed(failure);
+            assert_eq!(error.to_string(), says);
+            assert!(error.source().is_some_and(|cause| cause.source().is_none()));
+        }
+        let undecodable = Error::Failed(Failure::UndecodableConfiguration {
+            source: MembershipDecodeError::Invalid("no voters".into()),
+        });
+        let decode = causes(&undecodable)[1]
+            .downcast_ref::<MembershipDecodeError>()
+            .expect("the decoder's error");
+        assert_eq!(
+            undecodable.to_string(),
+            format!("the node stopped: the new configuration does not decode: {decode}")
+        );
     }
 
     /// Waiters get clones; equality is what the error says.

@@ -72,7 +72,10 @@ use crate::replica::storage::StorageDone;
 use crate::state_machine::StateMachine;
 
 pub use self::consensus::role_name;
-pub use self::error::{Error, NodeConfigError, SharedWalError, StorageError};
+pub use self::error::{
+    Error, Failure, NodeConfigError, NodeThread, SharedError, SharedWalError, StartError,
+    StorageError,
+};
 pub use self::identity::{Identity, IdentityError};
 
 /// Events queued for the consensus thread.
@@ -393,9 +396,8 @@ impl MembershipChange {
     /// not (as [`Node::change_membership`]). A timeout leaves the outcome unknown.
     pub fn wait(&self, timeout: Duration) -> Result<Membership, Error> {
         let encoded = await_answer(&self.answer, &self.stopped, Some(timeout))??;
-        Membership::decode(&encoded).map_err(|error| {
-            Error::Failed(format!("the new configuration does not decode: {error}"))
-        })
+        Membership::decode(&encoded)
+            .map_err(|source| Error::Failed(Failure::UndecodableConfiguration { source }))
     }
 }
 
@@ -516,14 +518,17 @@ impl Node {
     /// directory; [`Error::DataDirInUse`]; [`Error::Identity`] for an identity file that cannot
     /// be read or written; [`Error::NoMemberAnswered`] for a join no member answered;
     /// [`Error::NoSpace`] when the file system has no room for the WAL's first segment;
-    /// [`Error::Start`] for the rest (the address taken among them).
+    /// [`Error::Start`] for the rest, with a [`StartError`] that says which (the address taken
+    /// among them: [`StartError::Bind`]).
     pub fn start<S: StateMachine>(config: NodeConfig, state_machine: S) -> Result<Node, Error> {
         config.validate()?;
         // Nothing is written before the address is bound: a start that fails leaves the data
         // directory as it found it (`datadir`).
         let found = datadir::Found::survey(&config.data_dir)?;
         let bind = config.listen.unwrap_or_else(|| config.address());
-        let socket = balsa_net::bind(bind).map_err(|error| Error::Start(error.to_string()))?;
+        let socket = balsa_net::bind(bind).map_err(|error| StartError::Bind {
+            source: error.into(),
+        })?;
         Node::start_on(config, state_machine, socket).inspect_err(|error| {
             // A directory in use is another process's: it is not this start's to put back.
             if !matches!(error, Error::DataDirInUse { .. }) {
@@ -548,10 +553,12 @@ impl Node {
                     Error::NoSpace {
                         dir: config.data_dir.clone(),
                         segment_bytes,
-                        reason: error.to_string(),
+                        source: error.into(),
                     }
                 }
-                other => Error::Start(other.to_string()),
+                other => Error::Start(StartError::OpenWal {
+                    source: other.into(),
+                }),
             })?;
         let fresh = recovered.snapshot.is_none()
             && recovered.entries.is_empty()
@@ -574,10 +581,15 @@ impl Node {
         if let Some(meta) = recovered.snapshot {
             let (_, data) = wal
                 .load_snapshot()
-                .map_err(|error| Error::Start(error.to_string()))?
-                .ok_or_else(|| Error::Start("the recovered snapshot vanished".into()))?;
-            crate::replica::restore_from_snapshot(&mut state_machine, &data).map_err(|error| {
-                Error::Start(format!("restoring the snapshot at {}: {error}", meta.index))
+                .map_err(|error| StartError::LoadSnapshot {
+                    source: error.into(),
+                })?
+                .ok_or(StartError::SnapshotVanished)?;
+            crate::replica::restore_from_snapshot(&mut state_machine, &data).map_err(|source| {
+                StartError::RestoreSnapshot {
+                    index: meta.index,
+                    source,
+                }
             })?;
             snapshot_base = (meta.index, meta.term);
             snapshot_data = Some(Arc::new(data));
@@ -586,8 +598,7 @@ impl Node {
             .entries
             .into_iter()
             .map(storage::entry_from_wal)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(Error::Start)?;
+            .collect::<Result<Vec<_>, _>>()?;
         let hard_state = raft::HardState {
             term: recovered.hard_state.term,
             vote: recovered.hard_state.vote,
@@ -619,8 +630,11 @@ impl Node {
         net_config.keys = config.keys.clone();
         net_config.boot_id = boot::next_boot_id(&config.data_dir)?;
         let transport = Arc::new(
-            Transport::start_on(net_config, socket, inbox.clone())
-                .map_err(|error| Error::Start(error.to_string()))?,
+            Transport::start_on(net_config, socket, inbox.clone()).map_err(|error| {
+                StartError::Transport {
+                    source: error.into(),
+                }
+            })?,
         );
         let address = transport.local_addr();
         // Bound where it is advertised, the socket's own address (with the port the OS chose,
@@ -939,7 +953,9 @@ impl Node {
         match self.consensus.take().map(JoinHandle::join) {
             Some(Ok(Stop::Shutdown | Stop::Removed)) | None => Ok(()),
             Some(Ok(Stop::Fatal(error))) => Err(error),
-            Some(Err(_)) => Err(Error::Failed("the consensus thread panicked".into())),
+            Some(Err(_)) => Err(Error::Failed(Failure::Panicked {
+                thread: NodeThread::Consensus,
+            })),
         }
     }
 
@@ -949,7 +965,9 @@ impl Node {
         if let Some(storage) = self.storage.take()
             && storage.join().is_err()
         {
-            result = Err(Error::Failed("the WAL thread panicked".into()));
+            result = Err(Error::Failed(Failure::Panicked {
+                thread: NodeThread::Wal,
+            }));
         }
         if let Some((timer, stop)) = self.timer.take() {
             drop(stop);
@@ -1009,7 +1027,12 @@ fn spawn<T: Send + 'static>(
     std::thread::Builder::new()
         .name(name.clone())
         .spawn(body)
-        .map_err(|error| Error::Start(format!("starting thread {name}: {error}")))
+        .map_err(|error| {
+            Error::Start(StartError::Spawn {
+                thread: name,
+                source: error.into(),
+            })
+        })
 }
 
 #[cfg(test)]

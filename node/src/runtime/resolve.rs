@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 use balsa_net::ANY_CLUSTER;
 
 use super::identity::{Identity, cluster_id_text};
-use super::{Error, NodeConfig, NodeConfigError};
+use super::{Error, NodeConfig, NodeConfigError, StartError};
 use crate::client::{Client, ClientError, ClientOptions};
 use crate::raft::NodeId;
 
@@ -210,7 +210,8 @@ pub fn joining(config: &NodeConfig, identity: &Identity, fresh: bool) -> bool {
 ///
 /// # Errors
 /// [`Error::NoMemberAnswered`] once [`NodeConfig::join_timeout`] passed without an answer;
-/// [`NodeConfigError::MembersDisagree`]; [`Error::Start`] when no client socket can be made.
+/// [`NodeConfigError::MembersDisagree`]; [`Error::Start`] ([`StartError::AskMembers`]) when no
+/// client socket can be made.
 #[allow(
     clippy::disallowed_methods,
     reason = "the runtime may read the clock: the join's wait is bounded in wall-clock time"
@@ -246,9 +247,10 @@ pub fn ask_members(config: &NodeConfig) -> Result<Learned, Error> {
             key: config.keys.client.as_ref().map(|ring| ring.current.clone()),
             ..ClientOptions::default()
         };
-        let mut client = Client::new(others.clone(), options).map_err(|error| {
-            Error::Start(format!("asking the members for the cluster's id: {error}"))
-        })?;
+        let mut client =
+            Client::new(others.clone(), options).map_err(|error| StartError::AskMembers {
+                source: error.into(),
+            })?;
         let mut answers: Vec<(SocketAddr, u64)> = Vec::new();
         for (from, report) in others.iter().zip(client.status_all(&others)) {
             match report {

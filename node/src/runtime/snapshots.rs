@@ -134,13 +134,16 @@ impl Receiving {
         size: u64,
         crc: u32,
     ) -> Result<(), StorageError> {
-        self.install_stepwise(wal, meta, size, crc, &mut |_| true)
+        // Every step goes on, so the install either completes or fails.
+        match self.install_stepwise(wal, meta, size, crc, &mut |_| true)? {
+            Stepped::Installed | Stepped::StoppedBefore(_) => Ok(()),
+        }
     }
 
     /// [`install`](Self::install), asking `go_on(step)` before each step of the module doc that
     /// changes the disk (2: the rule 7 cut, 3: publishing, 4: the reset and the commit, 5:
     /// compaction); a false answer stops there, as a crash would (the tests' door into every
-    /// crash point).
+    /// crash point), and says where.
     fn install_stepwise(
         self,
         wal: &mut Wal,
@@ -148,36 +151,33 @@ impl Receiving {
         size: u64,
         crc: u32,
         go_on: &mut dyn FnMut(u8) -> bool,
-    ) -> Result<(), StorageError> {
-        let crashed = || StorageError::SnapshotMismatch {
-            reason: "stopped (a test's crash)".into(),
-        };
+    ) -> Result<Stepped, StorageError> {
         let failed = StorageError::wal("installing a snapshot");
         let written = self.writer.written();
         if self.writer.meta() != meta || written != (size, crc) {
-            let reason = format!(
-                "received snapshot {:?} holds {} bytes with CRC {:#010x}; the leader announced \
-                 {meta:?} of {size} bytes with CRC {crc:#010x}",
-                self.writer.meta(),
-                written.0,
-                written.1
-            );
-            return Err(StorageError::SnapshotMismatch { reason });
+            return Err(StorageError::SnapshotMismatch {
+                received: self.writer.meta(),
+                received_bytes: written.0,
+                received_crc: written.1,
+                announced: meta,
+                announced_bytes: size,
+                announced_crc: crc,
+            });
         }
         let index = meta.index;
         if !go_on(2) {
-            return Err(crashed());
+            return Ok(Stepped::StoppedBefore(2));
         }
         if wal.term_at(index).is_some_and(|term| term != meta.term) {
             wal.truncate_from(index).map_err(failed)?;
             wal.sync().map_err(failed)?;
         }
         if !go_on(3) {
-            return Err(crashed());
+            return Ok(Stepped::StoppedBefore(3));
         }
         wal.finish_snapshot(self.writer).map_err(failed)?;
         if !go_on(4) {
-            return Err(crashed());
+            return Ok(Stepped::StoppedBefore(4));
         }
         if wal.next_index() <= index {
             wal.truncate_from(index + 1).map_err(failed)?;
@@ -192,11 +192,20 @@ impl Receiving {
         }
         wal.sync().map_err(failed)?;
         if !go_on(5) {
-            return Err(crashed());
+            return Ok(Stepped::StoppedBefore(5));
         }
         wal.compact_to(index).map_err(failed)?;
-        Ok(())
+        Ok(Stepped::Installed)
     }
+}
+
+/// How far [`Receiving::install_stepwise`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stepped {
+    /// Every step: the snapshot is installed.
+    Installed,
+    /// `go_on` said no before this step, as a crash there would.
+    StoppedBefore(u8),
 }
 
 #[cfg(test)]
@@ -250,7 +259,12 @@ mod tests {
         let size = NEW_STATE.len() as u64;
         let result =
             receiving.install_stepwise(&mut wal, NEW, size, crc, &mut |step| step < crash_at);
-        assert_eq!(result.is_ok(), crash_at > 5, "crash before step {crash_at}");
+        let expected = if crash_at > 5 {
+            Stepped::Installed
+        } else {
+            Stepped::StoppedBefore(crash_at)
+        };
+        assert_eq!(result, Ok(expected), "crash before step {crash_at}");
         drop(wal); // the crash (or, past step 4, just a restart)
         Wal::open(dir, Options::default()).expect("reopen after the crash")
     }

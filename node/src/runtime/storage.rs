@@ -31,7 +31,7 @@ use balsa_wal::{HardState as WalHardState, Wal};
 use super::snapshots::{Receiving, Saving};
 use super::throttle::{self, Throttle, WARN_INTERVAL, repeated};
 use super::wire::Wire;
-use super::{Event, StorageError};
+use super::{Event, StartError, StorageError};
 use crate::metrics::StorageMetrics;
 use crate::raft::{Entry, EntryKind, HardState, Message, NodeId, Persist, PersistId};
 use crate::replica::storage::{Stage, StorageDone, StorageOp, stages};
@@ -158,8 +158,7 @@ impl Writer<'_> {
                 data,
             } => {
                 let Some(receiving) = self.receiving.take() else {
-                    let reason = format!("asked to install {meta:?}, but none was received");
-                    return Err(StorageError::SnapshotMismatch { reason });
+                    return Err(StorageError::NoSnapshotReceived { announced: meta });
                 };
                 receiving.install(self.wal, meta, size, crc)?;
                 let installed = StorageDone::SnapshotInstalled {
@@ -305,7 +304,7 @@ fn kind_byte(kind: EntryKind) -> u8 {
 }
 
 /// Turns a recovered WAL entry back into a Raft entry. The first byte is the kind.
-pub fn entry_from_wal(entry: balsa_wal::Entry) -> Result<Entry, String> {
+pub fn entry_from_wal(entry: balsa_wal::Entry) -> Result<Entry, StartError> {
     let balsa_wal::Entry {
         index,
         term,
@@ -315,8 +314,8 @@ pub fn entry_from_wal(entry: balsa_wal::Entry) -> Result<Entry, String> {
         Some(0) => EntryKind::Normal,
         Some(1) => EntryKind::Noop,
         Some(2) => EntryKind::Config,
-        Some(other) => return Err(format!("entry {index} has unknown kind {other}")),
-        None => return Err(format!("entry {index} is empty")),
+        Some(&kind) => return Err(StartError::UnknownEntryKind { index, kind }),
+        None => return Err(StartError::EmptyEntry { index }),
     };
     data.remove(0);
     Ok(Entry {
