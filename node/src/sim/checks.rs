@@ -54,10 +54,15 @@
 //!   moment is gone, so only its term is checked then.)
 //!
 //! - **What an append acknowledgement claims**: a successful acknowledgement of index `i` in
-//!   term `T` says the sender's log matches the log of `T`'s leader up to `i`. Checked when it
-//!   is sent (the sender's chain digest at `i` against the leader's, while that leader still
-//!   leads `T`) and when the leader counts it (the digest recorded at sending against the
-//!   leader's log then).
+//!   term `T` says the sender's log matches the log of `T`'s leader up to `i`. The sender's
+//!   chain digest at `i` is recorded as its claim, and compared with the leader's while that
+//!   leader still leads `T`: when it is made (one riding on the persist of the step that made
+//!   it), when it is sent in `T`, and when it is sent after its sender moved to a later term
+//!   (from the log the sender held when it left `T`, kept while it had messages waiting: up to
+//!   `i` that is the log the acknowledgement was made from, as a log does not change at or below
+//!   an index it acknowledged within the term). Two claims of one index in one term to one
+//!   leader must agree. When the leader counts it, the recorded claim is compared with the
+//!   leader's log then; with the rule checks, every acknowledgement counted has one.
 //!
 //! The *rule checks* are the restart check (term, vote and log as on disk), the last three
 //! families, and `disk.rs`'s check of the durable hard state: they catch a broken durability
@@ -96,6 +101,9 @@ struct View {
     commit: u64,
     applied: u64,
     steps: u64,
+    /// Whether messages were waiting for a persist at the end of its last step
+    /// ([`Raft::held_messages`]): only then can a message of an earlier term still leave.
+    waiting: bool,
 }
 
 /// A committed index: the chain digest up to it, the term of its entry, and the lowest term in
@@ -124,9 +132,16 @@ pub struct Checker {
     views: BTreeMap<NodeId, View>,
     /// `(client, seq)` → the lowest index where that command was applied.
     first_effect: BTreeMap<(u64, u64), u64>,
-    /// What each successful append acknowledgement sent claimed: (sender, receiver, term,
-    /// index) → the sender's chain digest at the index when it was sent.
+    /// What each successful append acknowledgement claimed: (sender, receiver, term, index) →
+    /// the sender's chain digest at the index when it was made (one riding on the persist of
+    /// the step that made it), sent (in the term it was made in), or when its sender left that
+    /// term (one released later).
     ack_claims: BTreeMap<(NodeId, NodeId, u64, u64), u64>,
+    /// (node, term) → the chain digests of the node's log (`[k]`: index `k + 1`) when it left
+    /// that term, kept while messages it made in that term may still be waiting to leave: what
+    /// an acknowledgement released after the term change claimed (see
+    /// [`Checker::remember_left_term`]).
+    left_terms: BTreeMap<(NodeId, u64), Vec<u64>>,
     /// Whether the rule checks run (see the module docs).
     rule_checks: bool,
 }
@@ -169,8 +184,11 @@ impl Checker {
                 // (in its first Apply) everything committed after it.
                 applied: raft.log().base().0,
                 steps: 0,
+                waiting: raft.held_messages() > 0,
             },
         );
+        // What a crashed incarnation made and had not sent died with it.
+        self.forget_left_terms(id);
         self.refresh_log(id, raft, Some(1), true)?;
         let view = &self.views[&id];
         let memory_chain = view.log.last().map_or(0, |slot| slot.chain);
@@ -204,7 +222,7 @@ impl Checker {
         let view = self.views.get_mut(&id).expect("every live node has a view");
         view.steps += 1;
         let full = view.steps.is_multiple_of(FULL_CHECK_EVERY);
-        let (was_role, was_term) = (view.role, view.term);
+        let (was_role, was_term, was_waiting) = (view.role, view.term, view.waiting);
         if status.term < was_term {
             return finding(
                 ViolationKind::TermOrVoteWentBack,
@@ -215,6 +233,14 @@ impl Checker {
             );
         }
         let old_last = view.log.len() as u64;
+        if self.rule_checks {
+            if !was_waiting {
+                // Everything it made before this step has left: no earlier term's message can.
+                self.forget_left_terms(id);
+            } else if status.term > was_term {
+                self.remember_left_term(id, was_term);
+            }
+        }
         let first_changed = self.refresh_log(id, raft, persisted_from, full)?;
         if let Some(changed) = first_changed {
             if persisted_from.is_none_or(|from| from > changed) {
@@ -258,7 +284,24 @@ impl Checker {
         }
         view.role = status.role;
         view.term = status.term;
+        view.waiting = raft.held_messages() > 0;
         self.record_commit(id, status.commit_index, status.term)
+    }
+
+    /// Node `id` leaves `term` with messages still waiting for a persist (held by its core, or
+    /// riding on a persist in flight): its log as it stands (the view, not yet refreshed from
+    /// this step) is the one it held when it made any acknowledgement of `term` among them.
+    /// Within one term a log does not change at or below an index it acknowledged (the term's
+    /// leader only appends, and sends nothing that conflicts with what it was acknowledged), so
+    /// this log up to that index is the one the acknowledgement was made from.
+    fn remember_left_term(&mut self, id: NodeId, term: u64) {
+        let chains = self.views[&id].log.iter().map(|slot| slot.chain).collect();
+        self.left_terms.insert((id, term), chains);
+    }
+
+    /// Nothing node `id` made in an earlier term can still be sent.
+    fn forget_left_terms(&mut self, id: NodeId) {
+        self.left_terms.retain(|&(node, _), _| node != id);
     }
 
     /// Recomputes node `id`'s log view from the lowest index that may have changed (index 1 if
@@ -594,7 +637,10 @@ impl Checker {
                     );
                 }
                 if msg.term != term {
-                    return Ok(()); // released late, after a term change (see the module docs)
+                    // Released late, after a term change (see the module docs): its own
+                    // entries were durable when it was made; its claim is the log the node
+                    // held when it left the term.
+                    return self.check_late_ack(id, to, msg.term, index);
                 }
                 let position = usize::try_from(index - 1).expect("a log index fits a usize");
                 let memory = self.views[&id].log.get(position).map(|slot| slot.chain);
@@ -618,11 +664,77 @@ impl Checker {
         }
     }
 
+    /// Node `id` makes `msg` for `to` in the step just checked, to leave once the persist it
+    /// rides on is durable: a successful append acknowledgement's claim is recorded (and
+    /// checked) now, from the log it is made from, in case it is released only after a term
+    /// change.
+    pub fn on_ack_made(&mut self, id: NodeId, to: NodeId, msg: &Message) -> Result<(), Finding> {
+        let Body::AppendEntriesResponse {
+            index,
+            conflict: None,
+            ..
+        } = msg.body
+        else {
+            return Ok(());
+        };
+        let view = &self.views[&id];
+        if !self.rule_checks || index == 0 || msg.term != view.term {
+            return Ok(()); // a message of an earlier term is not made now: checked when sent
+        }
+        let position = usize::try_from(index - 1).expect("a log index fits a usize");
+        let Some(chain) = view.log.get(position).map(|slot| slot.chain) else {
+            return finding(
+                ViolationKind::FalseAcknowledgement,
+                format!(
+                    "node {id} acknowledges index {index} to {to} in term {}, but its log ends \
+                     at {}",
+                    msg.term,
+                    view.log.len()
+                ),
+            );
+        };
+        self.check_ack_claim(id, to, msg.term, index, chain)
+    }
+
+    /// Node `id`, now in a later term, sends `to` an acknowledgement of `index` made in `term`:
+    /// its claim is the log the node held when it left `term` (remembered, since a message of
+    /// that term was waiting then).
+    fn check_late_ack(
+        &mut self,
+        id: NodeId,
+        to: NodeId,
+        term: u64,
+        index: u64,
+    ) -> Result<(), Finding> {
+        let Some(chains) = self.left_terms.get(&(id, term)) else {
+            return finding(
+                ViolationKind::FalseAcknowledgement,
+                format!(
+                    "node {id} acknowledged index {index} to {to} in term {term}, a term this \
+                     incarnation did not leave with messages waiting"
+                ),
+            );
+        };
+        let position = usize::try_from(index - 1).expect("a log index fits a usize");
+        let Some(&chain) = chains.get(position) else {
+            return finding(
+                ViolationKind::FalseAcknowledgement,
+                format!(
+                    "node {id} acknowledged index {index} to {to} in term {term}, but its log \
+                     ended at {} when it left that term",
+                    chains.len()
+                ),
+            );
+        };
+        self.check_ack_claim(id, to, term, index, chain)
+    }
+
     /// A successful append acknowledgement of `index` in `term` claims that the sender's log,
     /// whose chain digest there is `chain`, matches the log of `term`'s leader up to `index`.
     /// Checked against that leader's log now, if it still leads `term` (its log only grows
     /// during its term, so now is as good as when the entries were sent), and recorded for
-    /// [`Checker::on_ack_counted`].
+    /// [`Checker::on_ack_counted`]. Two claims of one index in one term, to its leader, must
+    /// agree: that leader's log there is one for the whole term.
     fn check_ack_claim(
         &mut self,
         id: NodeId,
@@ -631,7 +743,17 @@ impl Checker {
         index: u64,
         chain: u64,
     ) -> Result<(), Finding> {
-        self.ack_claims.insert((id, to, term, index), chain);
+        if let Some(earlier) = self.ack_claims.insert((id, to, term, index), chain)
+            && earlier != chain
+        {
+            return finding(
+                ViolationKind::FalseAcknowledgement,
+                format!(
+                    "node {id} acknowledged index {index} to {to} in term {term} twice, from \
+                     logs that differ there"
+                ),
+            );
+        }
         let Some(&leader) = self.leaders.get(&term) else {
             return Ok(());
         };
@@ -686,7 +808,18 @@ impl Checker {
             return Ok(()); // not counted: a leader counts only acknowledgements of its term
         };
         let Some(&claimed) = self.ack_claims.get(&(from, leader, msg.term, index)) else {
-            return Ok(()); // sent released late, after a term change, or without rule checks
+            if !self.rule_checks {
+                return Ok(()); // nothing is recorded without the rule checks
+            }
+            // With them every sent acknowledgement is recorded or found false (`check_send`).
+            return finding(
+                ViolationKind::FalseAcknowledgement,
+                format!(
+                    "leader {leader} counts node {from}'s acknowledgement of index {index} in \
+                     term {}, which was never checked when sent",
+                    msg.term
+                ),
+            );
         };
         match leader_chain {
             Some(leader_chain) if leader_chain == claimed => Ok(()),
@@ -766,9 +899,11 @@ impl Checker {
                     && self.committed_at(index).map(|(committed, _)| committed) == chain))
     }
 
-    /// Node `id` crashed: its view goes (a restart builds a new one).
+    /// Node `id` crashed: its view goes (a restart builds a new one), and with it what it made
+    /// and had not sent.
     pub fn on_crash(&mut self, id: NodeId) {
         self.views.remove(&id);
+        self.forget_left_terms(id);
     }
 }
 
@@ -777,5 +912,163 @@ fn durable_chain(disk: &SimDisk) -> Option<u64> {
     match disk.last_index() {
         0 => Some(0),
         last => disk.chain_at(last),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Body, Checker, Message, NodeId, Role, SimDisk, Slot, View, ViolationKind};
+    use crate::raft::{HardState, Persist};
+
+    /// The leader of term 2.
+    const LEADER: NodeId = 1;
+    /// A follower that acknowledges index 3 in term 2 and sends it once in term 3.
+    const FOLLOWER: NodeId = 2;
+
+    fn view(role: Role, term: u64, chains: &[u64], waiting: bool) -> View {
+        View {
+            log: chains.iter().map(|&chain| Slot { term, chain }).collect(),
+            role,
+            term,
+            commit: 0,
+            applied: 0,
+            steps: 1,
+            waiting,
+        }
+    }
+
+    fn disk_in_term(term: u64) -> SimDisk {
+        let mut disk = SimDisk::new(true);
+        let hard_state = HardState {
+            term,
+            vote: 0,
+            commit: 0,
+        };
+        disk.submit(
+            Persist {
+                id: 1,
+                hard_state: Some(hard_state),
+                ..Persist::default()
+            },
+            0,
+        );
+        disk.complete_upto(1).expect("a first hard state");
+        disk
+    }
+
+    fn ack(term: u64, index: u64) -> Message {
+        Message {
+            term,
+            body: Body::AppendEntriesResponse {
+                index,
+                conflict: None,
+                read_round: 0,
+            },
+        }
+    }
+
+    fn kind(result: Result<(), (ViolationKind, String)>) -> Option<ViolationKind> {
+        result.err().map(|(kind, _)| kind)
+    }
+
+    /// Leader 1 leads term 2 with a log whose chain digests are 11, 12, 13 (if `leader_known`:
+    /// else the checker has not seen term 2's leader yet). Follower 2 holds 11, 12, `tail` in
+    /// term 2 and makes an acknowledgement of index 3 there, which waits for a persist; it
+    /// moves to term 3 (a newer leader cuts its tail) before the acknowledgement leaves.
+    fn follower_left_term_2_with_an_ack_waiting(tail: u64, leader_known: bool) -> Checker {
+        let mut checker = Checker::new(true);
+        if leader_known {
+            checker.leaders.insert(2, LEADER);
+        }
+        checker
+            .views
+            .insert(LEADER, view(Role::Leader, 2, &[11, 12, 13], false));
+        checker
+            .views
+            .insert(FOLLOWER, view(Role::Follower, 2, &[11, 12, tail], true));
+        // As `after_step` does at the step that moves it to term 3, before refreshing its view.
+        checker.remember_left_term(FOLLOWER, 2);
+        checker
+            .views
+            .insert(FOLLOWER, view(Role::Follower, 3, &[11, 12], true));
+        checker
+    }
+
+    /// The hole this closes: an acknowledgement released after its sender's term changed was
+    /// checked at neither end (`check_send` skipped it, so nothing was recorded for
+    /// `on_ack_counted` either). A false one is now caught when it leaves.
+    #[test]
+    fn a_false_acknowledgement_released_after_a_term_change_is_caught_when_sent() {
+        let mut checker = follower_left_term_2_with_an_ack_waiting(99, true);
+        let sent = checker.check_send(FOLLOWER, 3, &disk_in_term(3), LEADER, &ack(2, 3));
+        assert_eq!(kind(sent), Some(ViolationKind::FalseAcknowledgement));
+    }
+
+    /// When the send side cannot compare (the checker does not know the term's leader then),
+    /// the claim recorded for a late acknowledgement is what the counting side compares.
+    #[test]
+    fn a_false_acknowledgement_released_after_a_term_change_is_caught_when_counted() {
+        let mut checker = follower_left_term_2_with_an_ack_waiting(99, false);
+        let sent = checker.check_send(FOLLOWER, 3, &disk_in_term(3), LEADER, &ack(2, 3));
+        assert_eq!(kind(sent), None, "no leader of term 2 to compare with yet");
+        checker.leaders.insert(2, LEADER);
+        let counted = checker.on_ack_counted(FOLLOWER, LEADER, &ack(2, 3));
+        assert_eq!(kind(counted), Some(ViolationKind::FalseAcknowledgement));
+    }
+
+    #[test]
+    fn a_true_acknowledgement_released_after_a_term_change_passes_both_ends() {
+        let mut checker = follower_left_term_2_with_an_ack_waiting(13, true);
+        let sent = checker.check_send(FOLLOWER, 3, &disk_in_term(3), LEADER, &ack(2, 3));
+        assert_eq!(kind(sent), None);
+        let counted = checker.on_ack_counted(FOLLOWER, LEADER, &ack(2, 3));
+        assert_eq!(kind(counted), None);
+    }
+
+    /// A late acknowledgement of an index its log did not reach when it left the term, or of a
+    /// term it did not leave with messages waiting, claims what it never held.
+    #[test]
+    fn a_late_acknowledgement_beyond_the_log_or_from_an_unknown_term_is_caught() {
+        let mut checker = follower_left_term_2_with_an_ack_waiting(13, true);
+        let beyond = checker.check_send(FOLLOWER, 3, &disk_in_term(3), LEADER, &ack(2, 4));
+        assert_eq!(kind(beyond), Some(ViolationKind::FalseAcknowledgement));
+        let mut checker = follower_left_term_2_with_an_ack_waiting(13, true);
+        checker.forget_left_terms(FOLLOWER);
+        let unknown = checker.check_send(FOLLOWER, 3, &disk_in_term(3), LEADER, &ack(2, 3));
+        assert_eq!(kind(unknown), Some(ViolationKind::FalseAcknowledgement));
+    }
+
+    /// An acknowledgement made riding on a persist is recorded from the log it is made from;
+    /// sent later from a log that differs there, the two claims disagree.
+    #[test]
+    fn two_claims_of_one_index_in_one_term_must_agree() {
+        let mut checker = Checker::new(true);
+        checker
+            .views
+            .insert(FOLLOWER, view(Role::Follower, 2, &[11, 12, 99], false));
+        assert_eq!(
+            kind(checker.on_ack_made(FOLLOWER, LEADER, &ack(2, 3))),
+            None
+        );
+        checker
+            .views
+            .insert(FOLLOWER, view(Role::Follower, 2, &[11, 12, 13], false));
+        let again = checker.check_ack_claim(FOLLOWER, LEADER, 2, 3, 13);
+        assert_eq!(kind(again), Some(ViolationKind::FalseAcknowledgement));
+    }
+
+    /// With the rule checks, every acknowledgement a leader counts was recorded when sent.
+    #[test]
+    fn an_acknowledgement_counted_but_never_checked_is_a_violation_with_the_rule_checks() {
+        for rule_checks in [true, false] {
+            let mut checker = Checker::new(rule_checks);
+            checker.leaders.insert(2, LEADER);
+            checker
+                .views
+                .insert(LEADER, view(Role::Leader, 2, &[11, 12, 13], false));
+            let counted = checker.on_ack_counted(FOLLOWER, LEADER, &ack(2, 3));
+            let expected = rule_checks.then_some(ViolationKind::FalseAcknowledgement);
+            assert_eq!(kind(counted), expected, "rule checks {rule_checks}");
+        }
     }
 }

@@ -502,6 +502,16 @@ impl Sim {
                 .expect("a node of the cluster")
                 .state_digest = digest;
         }
+        // The messages riding on this step's persists were made in it, from the log just
+        // checked: what they claim is recorded now, whenever they leave.
+        for effect in &effects {
+            if let Effect::Storage(StorageOp::Persist(persist)) = effect {
+                for (to, msg) in &persist.then_send {
+                    let result = self.checker.on_ack_made(id, *to, msg);
+                    self.check(result);
+                }
+            }
+        }
         let mut applied = applied;
         let mut storage = Vec::new();
         for effect in effects {

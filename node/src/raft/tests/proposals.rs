@@ -1,7 +1,7 @@
 //! Proposals: where they go and how they travel. A follower forwards to the leader; with no leader
-//! known a proposal is refused with a hint (DESIGN, "Clients"); a proposal that cannot fit in one
+//! known a proposal is refused with a hint; a proposal that cannot fit in one
 //! message is refused naming both sizes; proposals that arrive together leave together, in as few
-//! AppendEntries as the datagram limit allows (DESIGN, "Wire"; thesis §10.2.1 batching).
+//! AppendEntries as the datagram limit allows (thesis §10.2.1 batching).
 
 use super::super::testkit::Cluster;
 use super::super::{Body, Entry, Input, MESSAGE_OVERHEAD, ProposalOutcome, ProposeError, Role};
@@ -44,7 +44,7 @@ fn a_follower_forwards_a_proposal_to_the_leader_where_it_commits() {
     }
 }
 
-/// DESIGN ("when no leader is known the client gets a clear 'no leader, retry' with any hint"):
+/// The requirement ("when no leader is known the client gets a clear 'no leader, retry' with any hint"):
 /// before any election there is no hint; once a leader was known and lost, it is the hint.
 #[test]
 fn without_a_known_leader_a_proposal_is_refused_with_no_leader() {
@@ -70,7 +70,7 @@ fn without_a_known_leader_a_proposal_is_refused_with_no_leader() {
     );
 }
 
-/// Thesis §6.2 (the leader lease, seen from a follower) and DESIGN ("a clear 'no leader,
+/// Thesis §6.2 (the leader lease, seen from a follower) and the requirement ("a clear 'no leader,
 /// retry' with any hint"): a follower forwards a proposal only to a leader it heard from within
 /// the minimum election timeout. Cut off from its leader for that long, it refuses at once —
 /// no leader, the one it lost as the hint — rather than forward into silence until its own
@@ -114,7 +114,7 @@ fn a_follower_not_heard_from_its_leader_within_an_election_timeout_refuses_at_on
     );
 }
 
-/// DESIGN ("A proposal too large to fit in one datagram is refused with an error that names both
+/// The requirement ("A proposal too large to fit in one datagram is refused with an error that names both
 /// sizes"): one byte over `max_proposal_bytes` is refused, at the leader and at a follower
 /// (before forwarding); exactly that size is accepted, travels in one message within the limit,
 /// and commits.
@@ -169,7 +169,7 @@ fn hundred_proposals(max_message_bytes: usize) -> (Cluster, usize) {
     (cluster, before)
 }
 
-/// DESIGN ("proposals batched into as few AppendEntries as the datagram limit allows"): with the
+/// The requirement ("proposals batched into as few AppendEntries as the datagram limit allows"): with the
 /// default 65,000-byte limit, 100 proposals of 100 bytes go to each follower in one message.
 #[test]
 fn proposals_of_one_step_go_out_in_one_append_entries_when_they_fit() {
@@ -185,7 +185,7 @@ fn proposals_of_one_step_go_out_in_one_append_entries_when_they_fit() {
     assert_eq!(cluster.commit(1), 101);
 }
 
-/// DESIGN, batching under a smaller datagram limit: at 2,000 bytes a message carries
+/// Batching under a smaller datagram limit: at 2,000 bytes a message carries
 /// (2,000 − 184) / (100 + 32) = 13 such entries (184: `MESSAGE_OVERHEAD`, room for the envelope
 /// and the fixed fields, sealed), so the 100 go in ⌈100 / 13⌉ = 8 messages, each within the
 /// limit, together covering every entry once, in order.
