@@ -669,12 +669,7 @@ impl Checker {
     /// checked) now, from the log it is made from, in case it is released only after a term
     /// change.
     pub fn on_ack_made(&mut self, id: NodeId, to: NodeId, msg: &Message) -> Result<(), Finding> {
-        let Body::AppendEntriesResponse {
-            index,
-            conflict: None,
-            ..
-        } = msg.body
-        else {
+        let Some(index) = acknowledged_index(msg) else {
             return Ok(());
         };
         let view = &self.views[&id];
@@ -796,12 +791,7 @@ impl Checker {
         leader: NodeId,
         msg: &Message,
     ) -> Result<(), Finding> {
-        let Body::AppendEntriesResponse {
-            index,
-            conflict: None,
-            ..
-        } = msg.body
-        else {
+        let Some(index) = acknowledged_index(msg) else {
             return Ok(());
         };
         let Some(leader_chain) = self.leading_chain_at(leader, msg.term, index) else {
@@ -912,6 +902,19 @@ fn durable_chain(disk: &SimDisk) -> Option<u64> {
     match disk.last_index() {
         0 => Some(0),
         last => disk.chain_at(last),
+    }
+}
+
+/// The index a successful append acknowledgement claims the sender matches up to (`None`: not
+/// one).
+fn acknowledged_index(msg: &Message) -> Option<u64> {
+    match msg.body {
+        Body::AppendEntriesResponse {
+            index,
+            conflict: None,
+            ..
+        } => Some(index),
+        _ => None,
     }
 }
 
