@@ -148,8 +148,8 @@ pub struct ServeArgs {
     /// Snapshot once this many bytes of entries were applied since the last snapshot
     #[arg(long, value_name = "BYTES", default_value_t = node_defaults().snapshot_bytes)]
     pub snapshot_bytes: u64,
-    /// ... but not before the bytes of entries since the last snapshot reach this many times its
-    /// size, so a large state is not rewritten every --snapshot-bytes (0: no such wait)
+    /// Wait, as well, until the bytes of entries since the last snapshot reach this many times
+    /// its size, so a large state is not rewritten every --snapshot-bytes (0: no such wait)
     #[arg(
         long,
         value_name = "FACTOR",

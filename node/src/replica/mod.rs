@@ -24,8 +24,8 @@
 //! - the snapshot policy (§7): a snapshot once `SnapshotPolicy::entries` entries or
 //!   `SnapshotPolicy::bytes` bytes were applied since the last, and at least
 //!   `SnapshotPolicy::expansion` times the last snapshot's size in bytes (thesis §5.1.3), or
-//!   when a client asks; one save at a time; restoring the state machine from an installed snapshot before the core hears of
-//!   the install. A replica counts from a head start of `(id mod 3) / 3` of each interval
+//!   when a client asks; one save at a time; restoring the state machine from an installed
+//!   snapshot before the core hears of the install. A replica counts from a head start of `(id mod 3) / 3` of each interval
 //!   ([`stagger`]), so the members of a cluster save in turn rather than together: three saves
 //!   of a 7 MiB state at once, on a shared disk, stalled every WAL for 130–150 ms per sync,
 //!   so no follower acknowledged anything, even a heartbeat, for longer than CheckQuorum's
@@ -847,17 +847,7 @@ impl<S: StateMachine, R> Replica<S, R> {
                 }
                 self.effects.push_back(Effect::Applied { entries });
                 self.serve_ready_reads();
-                let last_snapshot_bytes = self
-                    .raft
-                    .snapshot_image()
-                    .map_or(0, |image| image.data.len() as u64);
-                if self.snapshots.saving.is_none()
-                    && self.snapshots.policy.is_due(
-                        self.snapshots.entries_since,
-                        self.snapshots.bytes_since,
-                        last_snapshot_bytes,
-                    )
-                {
+                if self.snapshots.saving.is_none() && self.snapshot_due() {
                     self.take_snapshot();
                 }
             }
@@ -988,6 +978,20 @@ impl<S: StateMachine, R> Replica<S, R> {
         {
             self.respond(reply, ResponseBody::Applied { data: answer });
         }
+    }
+
+    /// Whether the policy calls for a snapshot now, the newest snapshot this node holds (saved,
+    /// installed or restored) being the last.
+    fn snapshot_due(&self) -> bool {
+        let last_snapshot_bytes = self
+            .raft
+            .snapshot_image()
+            .map_or(0, |image| image.data.len() as u64);
+        self.snapshots.policy.is_due(
+            self.snapshots.entries_since,
+            self.snapshots.bytes_since,
+            last_snapshot_bytes,
+        )
     }
 
     /// Takes the state machine as of the applied index (a copy the storage serialises:

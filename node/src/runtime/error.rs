@@ -836,13 +836,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn source_reaches_the_wal_error_and_the_io_error_under_it() {
-        let error = Error::Storage(StorageError::wal("syncing the log")(io_failure()));
-        let causes = causes(&error);
-        assert_eq!(causes.len(), 3, "storage error, WAL error, I/O error");
-        assert!(causes[0].is::<StorageError>());
-        let wal = causes[1]
+    /// `cause` is [`io_failure`]'s WAL error, whole.
+    fn assert_is_io_failure(cause: &(dyn std::error::Error + 'static)) {
+        let wal = cause
             .downcast_ref::<balsa_wal::Error>()
             .expect("the WAL's error, whole");
         assert!(matches!(
@@ -852,6 +848,15 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn source_reaches_the_wal_error_and_the_io_error_under_it() {
+        let error = Error::Storage(StorageError::wal("syncing the log")(io_failure()));
+        let causes = causes(&error);
+        assert_eq!(causes.len(), 3, "storage error, WAL error, I/O error");
+        assert!(causes[0].is::<StorageError>());
+        assert_is_io_failure(causes[1]);
         let io = causes[2].downcast_ref::<io::Error>().expect("the OS error");
         assert_eq!(io.to_string(), "disk gone");
     }
@@ -955,16 +960,7 @@ mod tests {
             open.to_string(),
             "cannot start: fdatasync wal/00000001.seg: disk gone"
         );
-        let wal = causes(&open)[1]
-            .downcast_ref::<balsa_wal::Error>()
-            .expect("the WAL's error, whole");
-        assert!(matches!(
-            wal,
-            balsa_wal::Error::Io {
-                op: "fdatasync",
-                ..
-            }
-        ));
+        assert_is_io_failure(causes(&open)[1]);
 
         let spawn = Error::Start(StartError::Spawn {
             thread: "balsa-wal-1".into(),
